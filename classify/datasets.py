@@ -1,0 +1,168 @@
+"""Find a dataset tree and list its labelled images per split.
+
+A dataset is either a split tree `ROOT/{train,val,test}/<CLASS>/*.jpg` or a plain class tree
+`ROOT/<CLASS>/*.jpg`; a plain tree is split 80/10/10 (stratified, seeded) with scikit-learn.
+Names resolve under `$NATURALIZE_DATA` (else `./datasets`); an existing path is used as is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from naturalize.classes import CLASSES, SPLITS
+from naturalize.fsio import UserError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+@dataclass
+class Dataset:
+    """A resolved dataset: its root, class order, layout and (relative path, label index) per split."""
+
+    root: Path
+    classes: tuple[str, ...]
+    layout: str  # "split" or "plain"
+    items: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # ROOT/dataset.json when present
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def paths(self, split: str) -> list[Path]:
+        """Absolute image paths of one split, in a fixed order."""
+        return [self.root / rel for rel, _ in self.split_items(split)]
+
+    def labels(self, split: str) -> list[int]:
+        return [y for _, y in self.split_items(split)]
+
+    def split_items(self, split: str) -> list[tuple[str, int]]:
+        if split not in self.items:
+            raise UserError(f"dataset {self.root} has no {split!r} split (it has {', '.join(self.items)}); "
+                            f"pick one with --split")
+        rows = self.items[split]
+        if not rows:
+            raise UserError(f"dataset {self.root}: split {split!r} has no images; add images or rebuild the dataset")
+        return rows
+
+    def split_csv(self) -> str:
+        """The split as CSV text (path,class,split), for saving beside a run."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "class", "split"])
+        for split, rows in self.items.items():
+            for rel, y in rows:
+                w.writerow([rel, self.classes[y], split])
+        return buf.getvalue()
+
+
+def data_home() -> Path:
+    """Where dataset names resolve: $NATURALIZE_DATA, else ./datasets."""
+    return Path(os.environ.get("NATURALIZE_DATA") or "datasets")
+
+
+def resolve_root(name_or_path: str | os.PathLike) -> Path:
+    """A dataset name or path -> its existing root directory (UserError naming where it looked)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path.resolve()
+    named = data_home() / str(name_or_path)
+    if named.is_dir():
+        return named.resolve()
+    raise UserError(f"dataset {str(name_or_path)!r} not found as a path nor under {data_home()}/ "
+                    f"(set NATURALIZE_DATA or pass the dataset directory)")
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder` (hidden and non-image files skipped), sorted by name."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def order_classes(names: Sequence[str]) -> tuple[str, ...]:
+    """Known PBC codes in the canonical CLASSES order first, then any other names alphabetically."""
+    known = [c for c in CLASSES if c in names]
+    return tuple(known + sorted(n for n in names if n not in CLASSES))
+
+
+def _class_files(folder: Path) -> dict[str, list[Path]]:
+    return {d.name: files for d in _subdirs(folder) if (files := list_images(d))}
+
+
+def split_plain(labels: Sequence[int], seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[str]:
+    """Stratified, seeded train/val/test assignment for each label (scikit-learn train_test_split twice)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = list(range(len(labels)))
+    n_rest = fractions[1] + fractions[2]
+    train_idx, rest_idx = train_test_split(idx, test_size=n_rest, stratify=labels, random_state=seed)
+    rest_labels = [labels[i] for i in rest_idx]
+    val_idx, test_idx = train_test_split(rest_idx, test_size=fractions[2] / n_rest, stratify=rest_labels,
+                                         random_state=seed)
+    out = [""] * len(labels)
+    for name, part in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
+        for i in part:
+            out[i] = name
+    return out
+
+
+def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
+    """Resolve and index a dataset; checks every split has the same non-empty class folders."""
+    root = resolve_root(name_or_path)
+    meta = {}
+    if (root / "dataset.json").is_file():
+        try:
+            meta = json.loads((root / "dataset.json").read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"{root / 'dataset.json'} is not valid JSON ({e}); fix or remove it") from e
+    present = [s for s in SPLITS if (root / s).is_dir()]
+    if present:
+        per_split = {s: _class_files(root / s) for s in present}
+        if "train" not in per_split:
+            raise UserError(f"dataset {root} has {', '.join(present)}/ but no train/; a split tree needs train/<CLASS>/")
+        for s, files in per_split.items():
+            if not files:
+                raise UserError(f"dataset {root}: split {s}/ holds no class folders with images; "
+                                f"add {s}/<CLASS>/*.jpg or remove {s}/")
+        ref = set(per_split["train"])
+        for s, files in per_split.items():
+            missing, extra = sorted(ref - set(files)), sorted(set(files) - ref)
+            if missing or extra:
+                parts = ([f"lacks {', '.join(missing)}"] if missing else []) + ([f"has extra {', '.join(extra)}"] if extra else [])
+                raise UserError(f"dataset {root}: split {s}/ {' and '.join(parts)} compared with train/; "
+                                f"every split needs the same non-empty class folders")
+        classes = order_classes(list(ref))
+        index = {c: i for i, c in enumerate(classes)}
+        items = {s: [((f"{s}/{c}/{p.name}"), index[c]) for c in classes for p in per_split[s][c]]
+                 for s in present}
+        return Dataset(root, classes, "split", items, meta)
+    files = _class_files(root)
+    if not files:
+        raise UserError(f"dataset {root} holds neither train/val/test/<CLASS>/ nor <CLASS>/ folders with images")
+    classes = order_classes(list(files))
+    index = {c: i for i, c in enumerate(classes)}
+    rows = [(f"{c}/{p.name}", index[c]) for c in classes for p in files[c]]
+    small = [c for c in classes if len(files[c]) < 3]
+    if small:
+        raise UserError(f"dataset {root}: classes {', '.join(small)} have fewer than 3 images, too few to split "
+                        f"80/10/10; add images or provide a train/val/test tree")
+    assign = split_plain([y for _, y in rows], seed)
+    items = {s: [r for r, a in zip(rows, assign) if a == s] for s in SPLITS}
+    return Dataset(root, classes, "plain", items, meta)
+
+
+def check_classes(run_classes: Sequence[str], data: Dataset) -> None:
+    """UserError when a run's classes differ from the dataset's (order included)."""
+    if tuple(run_classes) != tuple(data.classes):
+        raise UserError(f"the run was trained on classes {','.join(run_classes)} but dataset {data.root} has "
+                        f"{','.join(data.classes)}; evaluate on a dataset with the same class folders")

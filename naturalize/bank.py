@@ -1,0 +1,372 @@
+"""The sprite bank on disk: the format `naturalize segment` writes and `naturalize compose` reads.
+
+    BANK/bank.json               format_version, backend, parameters, counts per kind/class
+    BANK/index.csv               one row per sprite (INDEX_FIELDS)
+    BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask
+    BANK/backgrounds.csv         one row per background plate (BACKGROUND_FIELDS)
+    BANK/backgrounds/<background_id>.png            the source image with every cell inpainted
+    BANK/curation.csv            one row per source image (CURATION_FIELDS)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from naturalize.fsio import UserError, write_bytes, write_json
+
+FORMAT_VERSION = 1
+KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
+INDEX_FIELDS = ["sprite_id", "kind", "label", "source", "x0", "y0", "x1", "y1", "area", "score", "touches_border"]
+BACKGROUND_FIELDS = ["background_id", "source", "label", "width", "height"]
+CURATION_FIELDS = ["source", "label", "n_wbc", "n_rbc", "n_plt", "flags", "keep"]
+
+
+@dataclass(frozen=True)
+class SpriteRow:
+    """One sprite: `source` is the source image's path relative to the PBC root; box is [x0, x1) x [y0, y1)."""
+
+    sprite_id: str
+    kind: str
+    label: str
+    source: str
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area: int
+    score: float
+    touches_border: bool
+
+    @property
+    def relpath(self) -> str:
+        """Path of the sprite PNG inside the bank."""
+        sub = f"{self.kind}/{self.label}" if self.label else self.kind
+        return f"sprites/{sub}/{self.sprite_id}.png"
+
+
+@dataclass(frozen=True)
+class BackgroundRow:
+    """One cell-free background plate made from `source` (label = the source image's class)."""
+
+    background_id: str
+    source: str
+    label: str
+    width: int
+    height: int
+
+    @property
+    def relpath(self) -> str:
+        return f"backgrounds/{self.background_id}.png"
+
+
+def _coerce(cls, row: dict[str, str]):
+    out = {}
+    for f in fields(cls):
+        v = row[f.name]
+        if f.type in ("int", int):
+            v = int(v)
+        elif f.type in ("float", float):
+            v = float(v)
+        elif f.type in ("bool", bool):
+            v = v in ("1", "True", "true")
+        out[f.name] = v
+    return cls(**out)
+
+
+def _read_rows(path: Path, cls, required: list[str]) -> list:
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = set(required) - set(reader.fieldnames or [])
+        if missing:
+            raise UserError(f"{path}: missing columns {sorted(missing)}; rebuild the bank with `naturalize segment`")
+        # A row cut short by an interrupted run has None values: it is not part of the bank.
+        return [_coerce(cls, r) for r in reader if None not in r.values()]
+
+
+class Bank:
+    """Read access to a sprite bank. `Bank.open(path)` validates the format version."""
+
+    def __init__(self, root: Path, meta: dict, sprites: list[SpriteRow], backgrounds: list[BackgroundRow],
+                 curation: list[dict[str, str]]):
+        self.root = root
+        self.meta = meta
+        self.sprites = sprites
+        self.backgrounds = backgrounds
+        self.curation = curation
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Bank":
+        root = Path(path)
+        meta_path = root / "bank.json"
+        if not meta_path.is_file():
+            raise UserError(f"{root} is not a sprite bank (no bank.json); make one with `naturalize segment PBC_ROOT --out {root}`")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise UserError(f"{meta_path}: bank format version {version}, this naturalize reads {FORMAT_VERSION}; "
+                            f"rebuild it with `naturalize segment ... --out {root} --overwrite`")
+        done = {r["source"] for r in _read_dicts(root / "curation.csv")}
+        sprites = [s for s in _read_rows(root / "index.csv", SpriteRow, INDEX_FIELDS) if s.source in done]
+        backgrounds = [b for b in _read_rows(root / "backgrounds.csv", BackgroundRow, BACKGROUND_FIELDS) if b.source in done]
+        return cls(root, meta, sprites, backgrounds, _read_dicts(root / "curation.csv"))
+
+    def select(self, kind: str, label: str | None = None, include_border: bool = False) -> list[SpriteRow]:
+        """Sprites of one kind (and WBC label); cells cut by the image border are left out by default."""
+        return [s for s in self.sprites if s.kind == kind and (label is None or s.label == label)
+                and (include_border or not s.touches_border)]
+
+    def load_sprite(self, row: SpriteRow) -> np.ndarray:
+        """RGBA uint8 array (h, w, 4) of one sprite."""
+        with Image.open(self.root / row.relpath) as im:
+            return np.asarray(im.convert("RGBA"))
+
+    def load_background(self, row: BackgroundRow) -> np.ndarray:
+        """RGB uint8 array (H, W, 3) of one background plate."""
+        with Image.open(self.root / row.relpath) as im:
+            return np.asarray(im.convert("RGB"))
+
+
+def _read_dicts(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if None not in r.values()]
+
+
+# ---------------------------------------------------------------- writing (naturalize segment)
+
+BANK_FILES: tuple[str, ...] = ("bank.json", "index.csv", "backgrounds.csv", "curation.csv")
+BANK_DIRS: tuple[str, ...] = ("sprites", "backgrounds")
+
+
+@dataclass(frozen=True)
+class EncodedSprite:
+    """A sprite ready to store: `png` holds the RGBA tight crop (alpha = mask)."""
+
+    kind: str
+    png: bytes
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area: int
+    score: float
+    touches_border: bool
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """Everything one source image adds to a bank (made by a worker, written by BankWriter.add)."""
+
+    source: str
+    label: str
+    stem: str
+    width: int
+    height: int
+    sprites: tuple[EncodedSprite, ...]
+    background_png: bytes
+    n_wbc: int
+    n_rbc: int
+    n_plt: int
+    flags: tuple[str, ...]
+    keep: bool
+
+
+def _csv_line(values: list) -> bytes:
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue().encode("utf-8")
+
+
+def _complete_lines(path: Path) -> list[str]:
+    """Lines of a CSV file, without a trailing line an interrupted write cut short."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    return lines[:-1]  # the last piece is '' for a complete file, else a partial row
+
+
+class BankWriter:
+    """Append-only writer of a sprite bank; the bank is valid (Bank.open) after every `add`.
+
+    Per source image: sprite PNGs and the background PNG are written atomically, then the index and
+    background rows are appended, then the curation row: it is the commit marker. Reopening a bank
+    with the same identity (backend, parameters, input) resumes it: rows of sources without a
+    curation row are dropped and `done` lists the sources to skip.
+    """
+
+    def __init__(self, root: Path, identity: dict, done: set[str], counts: dict):
+        self.root = root
+        self.identity = identity
+        self.done = done
+        self._counts = counts
+        self._stems: dict[str, str] = {}
+
+    # ------------------------------------------------------------ opening
+
+    @staticmethod
+    def check(root: str | Path, identity: dict, overwrite: bool) -> str:
+        """What opening `root` would do: 'new', 'resume' or 'overwrite'; raise UserError when it must not be touched.
+        Writes nothing."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise UserError(f"--out {root} is a file; pass a directory for the sprite bank")
+        if not root.exists() or not any(root.iterdir()):
+            return "new"
+        meta_path = root / "bank.json"
+        if not meta_path.is_file():
+            raise UserError(f"--out {root} is not empty and not a sprite bank; choose a new or empty directory")
+        if overwrite:
+            return "overwrite"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise UserError(f"{meta_path} is damaged; rerun with --overwrite to rebuild the bank") from None
+        theirs = {k: meta.get(k) for k in identity}
+        if meta.get("format_version") != FORMAT_VERSION or theirs != identity:
+            diff = sorted(k for k in identity if theirs.get(k) != identity[k]) or ["format_version"]
+            raise UserError(f"--out {root} holds a sprite bank made with other settings ({', '.join(diff)} differ); "
+                            f"pass --overwrite to replace it or choose another --out")
+        return "resume"
+
+    @classmethod
+    def open(cls, root: str | Path, identity: dict, overwrite: bool = False) -> "BankWriter":
+        """Create, replace (overwrite=True) or resume the bank at `root`. `identity` (JSON-able dict with
+        keys backend, parameters, input, ...) is stored in bank.json and must match to resume."""
+        root = Path(root)
+        mode = cls.check(root, identity, overwrite)
+        if mode == "overwrite":
+            import shutil
+
+            for name in BANK_FILES:
+                (root / name).unlink(missing_ok=True)
+            for name in BANK_DIRS:
+                shutil.rmtree(root / name, ignore_errors=True)
+        if mode in ("new", "overwrite"):
+            root.mkdir(parents=True, exist_ok=True)
+            for name, header in (("index.csv", INDEX_FIELDS), ("backgrounds.csv", BACKGROUND_FIELDS),
+                                 ("curation.csv", CURATION_FIELDS)):
+                write_bytes(root / name, _csv_line(header))
+            writer = cls(root, identity, set(), _empty_counts())
+            writer._write_meta()
+            return writer
+        return cls._resume(root, identity)
+
+    @classmethod
+    def _resume(cls, root: Path, identity: dict) -> "BankWriter":
+        cur = _complete_lines(root / "curation.csv")
+        done_rows = list(csv.DictReader(cur)) if cur else []
+        done = {r["source"] for r in done_rows if None not in r.values()}
+        kept: dict[str, list[dict]] = {}
+        for name, fields_ in (("index.csv", INDEX_FIELDS), ("backgrounds.csv", BACKGROUND_FIELDS),
+                              ("curation.csv", CURATION_FIELDS)):
+            lines = _complete_lines(root / name)
+            rows = [r for r in csv.DictReader(lines) if None not in r.values() and r["source"] in done] if lines else []
+            kept[name] = rows
+            text = _csv_line(fields_) + b"".join(_csv_line([r[f] for f in fields_]) for r in rows)
+            if not (root / name).exists() or (root / name).read_bytes() != text:
+                write_bytes(root / name, text)
+        # files of sources that never committed (and temp files of an interrupted write) go
+        wanted = {_coerce(SpriteRow, r).relpath for r in kept["index.csv"]}
+        wanted |= {f"backgrounds/{r['background_id']}.png" for r in kept["backgrounds.csv"]}
+        for sub in BANK_DIRS:
+            for p in sorted((root / sub).rglob("*")) if (root / sub).is_dir() else []:
+                if p.is_file() and p.relative_to(root).as_posix() not in wanted:
+                    p.unlink()
+        for p in root.glob(".*.tmp"):
+            p.unlink()
+        counts = _empty_counts()
+        for r in kept["index.csv"]:
+            _count_sprite(counts, r["kind"], r["label"], r["touches_border"] == "1")
+        for r in kept["curation.csv"]:
+            _count_source(counts, r["flags"].split(";") if r["flags"] else [], r["keep"] == "1")
+        counts["backgrounds"] = len(kept["backgrounds.csv"])
+        writer = cls(root, identity, done, counts)
+        writer._write_meta()
+        return writer
+
+    # ------------------------------------------------------------ writing
+
+    def add(self, entry: ImageEntry) -> list[SpriteRow]:
+        """Store one source image's sprites, background and curation row (in that order)."""
+        if entry.source in self.done:
+            return []
+        rows: list[SpriteRow] = []
+        per_kind: dict[str, int] = {}
+        for s in entry.sprites:
+            k = per_kind.get(s.kind, 0)
+            per_kind[s.kind] = k + 1
+            row = SpriteRow(f"{entry.stem}_{s.kind}_{k}", s.kind, entry.label if s.kind == "WBC" else "",
+                            entry.source, s.x0, s.y0, s.x1, s.y1, s.area, s.score, s.touches_border)
+            write_bytes(self.root / row.relpath, s.png)
+            rows.append(row)
+        bg = BackgroundRow(entry.stem, entry.source, entry.label, entry.width, entry.height)
+        write_bytes(self.root / bg.relpath, entry.background_png)
+        self._append("index.csv", b"".join(_csv_line(_sprite_values(r)) for r in rows))
+        self._append("backgrounds.csv", _csv_line([bg.background_id, bg.source, bg.label, bg.width, bg.height]))
+        self._append("curation.csv", _csv_line([entry.source, entry.label, entry.n_wbc, entry.n_rbc, entry.n_plt,
+                                                ";".join(entry.flags), int(entry.keep)]))
+        self.done.add(entry.source)
+        for r in rows:
+            _count_sprite(self._counts, r.kind, r.label, r.touches_border)
+        _count_source(self._counts, list(entry.flags), entry.keep)
+        self._counts["backgrounds"] += 1
+        self._write_meta()
+        return rows
+
+    def _append(self, name: str, data: bytes) -> None:
+        """Append whole rows with one write() on an O_APPEND descriptor (a killed process leaves whole rows)."""
+        if not data:
+            return
+        fd = os.open(self.root / name, os.O_WRONLY | os.O_APPEND)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    @property
+    def counts(self) -> dict:
+        return json.loads(json.dumps(self._counts))
+
+    def _write_meta(self) -> None:
+        write_json(self.root / "bank.json", {"format_version": FORMAT_VERSION, **self.identity, "counts": self._counts})
+
+
+def _empty_counts() -> dict:
+    return {"sources": 0, "kept": 0, "backgrounds": 0, "flags": {},
+            "sprites": {k: 0 for k in KINDS}, "usable": {k: 0 for k in KINDS}, "wbc_by_class": {}}
+
+
+def _count_sprite(counts: dict, kind: str, label: str, border: bool) -> None:
+    counts["sprites"][kind] = counts["sprites"].get(kind, 0) + 1
+    if not border:
+        counts["usable"][kind] = counts["usable"].get(kind, 0) + 1
+        if kind == "WBC" and label:
+            counts["wbc_by_class"][label] = counts["wbc_by_class"].get(label, 0) + 1
+
+
+def _count_source(counts: dict, flags: list[str], keep: bool) -> None:
+    counts["sources"] += 1
+    counts["kept"] += int(keep)
+    for f in flags:
+        counts["flags"][f] = counts["flags"].get(f, 0) + 1
+
+
+def _sprite_values(r: SpriteRow) -> list:
+    return [r.sprite_id, r.kind, r.label, r.source, r.x0, r.y0, r.x1, r.y1, r.area, f"{r.score:.4f}",
+            int(r.touches_border)]
+

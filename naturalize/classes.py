@@ -1,0 +1,70 @@
+"""The 11 fine PBC classes, how the release names them, and the paper's class groups."""
+
+from __future__ import annotations
+
+#: The 11 fine classes, in the order used everywhere (label index = position).
+CLASSES: tuple[str, ...] = ("BA", "BNE", "EO", "ERB", "LY", "MMY", "MO", "MY", "PLT", "PMY", "SNE")
+
+#: What hematologists call each class.
+CLASS_NAMES: dict[str, str] = {
+    "BA": "basophil",
+    "BNE": "band neutrophil",
+    "EO": "eosinophil",
+    "ERB": "erythroblast",
+    "LY": "lymphocyte",
+    "MMY": "metamyelocyte",
+    "MO": "monocyte",
+    "MY": "myelocyte",
+    "PLT": "platelet",
+    "PMY": "promyelocyte",
+    "SNE": "segmented neutrophil",
+}
+
+#: File-name prefix -> fine class. The release names platelets PLATELET_*.
+PREFIX_TO_CLASS: dict[str, str] = {c: c for c in CLASSES if c != "PLT"} | {"PLATELET": "PLT", "PLT": "PLT"}
+
+#: Prefixes of images the release leaves without a fine label; they are dropped.
+UNLABELED_PREFIXES: frozenset[str] = frozenset({"IG", "NEUTROPHIL"})
+
+#: The 8 folders of the public release and the fine classes each holds.
+RELEASE_FOLDERS: dict[str, tuple[str, ...]] = {
+    "basophil": ("BA",),
+    "eosinophil": ("EO",),
+    "erythroblast": ("ERB",),
+    "ig": ("MMY", "MY", "PMY"),
+    "lymphocyte": ("LY",),
+    "monocyte": ("MO",),
+    "neutrophil": ("BNE", "SNE"),
+    "platelet": ("PLT",),
+}
+
+#: Name of the folder the release unpacks to.
+RELEASE_DIRNAME = "PBC_dataset_normal_DIB"
+
+#: The classes the paper tops up with Naturalize images (1K-PBC, 2K-PBC).
+AUGMENTED_CLASSES: tuple[str, ...] = ("BNE", "MMY", "MY", "PMY", "SNE")
+
+#: Classes whose image is centred on a white cell (every class but platelets).
+WBC_CLASSES: tuple[str, ...] = tuple(c for c in CLASSES if c != "PLT")
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def class_of_prefix(filename: str) -> str | None:
+    """'BNE_123.jpg' -> 'BNE', 'PLATELET_9.jpg' -> 'PLT'; None for unknown or unlabeled prefixes."""
+    return PREFIX_TO_CLASS.get(filename.split("_", 1)[0].upper())
+
+
+def parse_classes(text: str | None) -> tuple[str, ...]:
+    """'bne, PMY' -> ('BNE', 'PMY'). Raises ValueError naming the unknown code and the valid ones."""
+    if not text:
+        return ()
+    out = []
+    for code in (t.strip().upper() for t in text.split(",")):
+        if not code:
+            continue
+        code = PREFIX_TO_CLASS.get(code, code)
+        if code not in CLASSES:
+            raise ValueError(f"unknown class {code!r}; use one of {', '.join(CLASSES)}")
+        out.append(code)
+    return tuple(dict.fromkeys(out))

@@ -1,0 +1,120 @@
+"""The demo's report: one self-contained HTML page (pictures embedded) beside the PNG files it shows.
+
+In: a `ReportData` (what the data is, counts, picture paths, metrics, timings). Out: OUT/report.html.
+Each picture is embedded as a data URI, so the page can be mailed on its own, and linked to its PNG
+file under the output folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from naturalize.fsio import write_text
+
+#: Section ids, in page order; every report has all of them.
+SECTIONS: tuple[str, ...] = ("data", "contact-sheets", "training-curves", "confusion-matrix",
+                             "classification-report", "timings")
+
+
+@dataclass
+class ReportData:
+    """Everything the page shows. Picture paths are absolute or relative to the report's folder."""
+
+    title: str
+    data_kind: str                                   # "drawn" or "real"
+    data_note: str                                   # one paragraph: where the images come from
+    counts: dict[str, dict[str, dict[str, int]]]     # split -> class -> origin (real/synthetic) -> n
+    sheets: list[tuple[str, Path]]                   # (caption, png)
+    curves: list[tuple[str, Path]]                   # (caption, png)
+    confusion: list[tuple[str, Path]]                # (caption, png)
+    classification_report: str                       # scikit-learn text report
+    metrics: dict[str, float]                        # e.g. test accuracy, macro F1
+    timings: list[tuple[str, float, str]]            # (stage, seconds, note)
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+.banner{padding:.8em 1em;border-radius:6px;margin:1em 0}
+.drawn{background:#fff3cd;border:1px solid #e0c36a} .real{background:#e7f3ff;border:1px solid #8bb8e8}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left} pre{background:#f6f6f6;padding:1em;overflow-x:auto}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #ddd} figcaption{font-size:.9em;color:#555}
+"""
+
+
+def _img(caption: str, png: Path, base: Path) -> str:
+    path = png if png.is_absolute() else base / png
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    try:
+        href = path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        href = path.resolve().as_uri()
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f'<figcaption>{html.escape(caption)} (<a href="{html.escape(href)}">{html.escape(href)}</a>)'
+            f'</figcaption></figure>')
+
+
+def _counts_table(counts: dict[str, dict[str, dict[str, int]]]) -> str:
+    splits = list(counts)
+    classes = sorted({c for s in counts.values() for c in s})
+    head = "".join(f"<th>{html.escape(s)} real</th><th>{html.escape(s)} synthetic</th>" for s in splits)
+    rows = []
+    for c in classes:
+        cells = "".join(f"<td>{counts[s].get(c, {}).get('real', 0)}</td><td>{counts[s].get(c, {}).get('synthetic', 0)}</td>"
+                        for s in splits)
+        rows.append(f"<tr><td>{html.escape(c)}</td>{cells}</tr>")
+    total = "".join(f"<td>{sum(v.get('real', 0) for v in counts[s].values())}</td>"
+                    f"<td>{sum(v.get('synthetic', 0) for v in counts[s].values())}</td>" for s in splits)
+    rows.append(f"<tr><th>total</th>{total}</tr>")
+    return f"<table><tr><th>class</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def render(data: ReportData, base: Path) -> str:
+    """The report's HTML text; picture paths resolve against `base` (the report's folder)."""
+    esc = html.escape
+    kind_class = "drawn" if data.data_kind == "drawn" else "real"
+    label = ("DRAWN DATA: procedurally drawn images, not real blood cells. The scores below only show "
+             "that the pipeline runs; they say nothing about real accuracy."
+             if data.data_kind == "drawn" else "REAL DATA: a subset of a PBC download.")
+    settings = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in data.settings.items())
+    metrics = "".join(f"<tr><td>{esc(k)}</td><td>{v:.4f}</td></tr>" for k, v in data.metrics.items())
+    total = sum(t for _, t, _ in data.timings)
+    timings = "".join(f"<tr><td>{esc(s)}</td><td>{t:.1f}</td><td>{esc(n)}</td></tr>" for s, t, n in data.timings)
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(data.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(data.title)}</h1>",
+        f'<div class="banner {kind_class}"><strong>{esc(label)}</strong></div>',
+        '<section id="data"><h2>Data</h2>',
+        f"<p>{esc(data.data_note)}</p>",
+        "<p>Clean protocol: real images are split train/val/test first; cell sprites come only from "
+        "training images; synthetic (Naturalize) images go only into train, so val and test are real only.</p>",
+        _counts_table(data.counts),
+        f"<table>{settings}</table>" if settings else "",
+        "</section>",
+        '<section id="contact-sheets"><h2>Contact sheets: real and synthetic</h2>',
+        *(_img(c, p, base) for c, p in data.sheets), "</section>",
+        '<section id="training-curves"><h2>Training curves</h2>',
+        *(_img(c, p, base) for c, p in data.curves), "</section>",
+        '<section id="confusion-matrix"><h2>Confusion matrix (test split, real images)</h2>',
+        *(_img(c, p, base) for c, p in data.confusion), "</section>",
+        '<section id="classification-report"><h2>Classification report (test split)</h2>',
+        f"<table>{metrics}</table>", f"<pre>{esc(data.classification_report)}</pre>", "</section>",
+        '<section id="timings"><h2>Per-stage timings</h2>',
+        f"<table><tr><th>stage</th><th>seconds</th><th>note</th></tr>{timings}"
+        f"<tr><th>total</th><th>{total:.1f}</th><th></th></tr></table>", "</section>",
+        "</body></html>",
+    ]
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def write_report(data: ReportData, path: str | Path) -> Path:
+    """Write the page to `path` atomically and return it."""
+    path = Path(path)
+    write_text(path, render(data, path.parent))
+    return path

@@ -1,0 +1,204 @@
+"""`naturalize prepare`: scan a PBC tree, split it, and write records.csv, dropped.csv, summary.json.
+
+    OUT/records.csv    one row per kept image (records.RECORD_COLUMNS) with its split and, after
+                       segmentation, the curation reason in `excluded`
+    OUT/dropped.csv    every file left out and why
+    OUT/summary.json   counts per class, per split and per rule
+    OUT/<split>/<CLASS>/   with --materialize: hard links (copies where links fail) of kept images
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from naturalize.classes import CLASS_NAMES, CLASSES, SPLITS
+from naturalize.fsio import UserError, write_json
+from naturalize.records import Record, Scan, read_records, scan, with_split, write_dropped, write_records
+
+OUTPUTS = ("records.csv", "dropped.csv", "summary.json") + SPLITS
+MIN_PER_CLASS = 3
+
+
+def split_records(records: Sequence[Record], fractions: tuple[float, float, float], seed: int) -> list[Record]:
+    """Assign train/val/test, stratified by class and seeded. Input order does not matter.
+
+    Each class is shuffled with its own generator (seed, class index) and cut so that it holds the
+    given fractions (rounded; at least one val and one test image when those fractions are > 0).
+    """
+    by_class: dict[str, list[Record]] = {}
+    for r in sorted(records, key=lambda r: r.path):
+        by_class.setdefault(r.cls, []).append(r)
+    small = {c: len(v) for c, v in by_class.items() if len(v) < MIN_PER_CLASS}
+    if small and (fractions[1] > 0 or fractions[2] > 0):
+        worst = ", ".join(f"{c} ({n})" for c, n in sorted(small.items()))
+        raise UserError(f"too few images to split by class: {worst}; each class needs at least {MIN_PER_CLASS} "
+                        f"(add images, or pass a train/val/test tree)")
+    out: list[Record] = []
+    for cls, recs in by_class.items():
+        n = len(recs)
+        n_val, n_test = (max(1, round(n * f)) if f > 0 else 0 for f in fractions[1:])
+        order = np.random.default_rng([seed, CLASSES.index(cls)]).permutation(n)
+        names = np.array(["train"] * n, dtype=object)
+        names[order[:n_val]] = "val"
+        names[order[n_val:n_val + n_test]] = "test"
+        out.extend(with_split(recs, list(names)))
+    return sorted(out, key=lambda r: r.path)
+
+
+def count_records(records: Sequence[Record]) -> dict:
+    """Kept images per class and split, and curated-out images per class (summary.json's count fields)."""
+    per_class = {c: {s: 0 for s in ("total",) + SPLITS} for c in CLASSES}
+    excluded = Counter(r.cls for r in records if r.excluded)
+    for r in records:
+        if not r.excluded:
+            per_class[r.cls]["total"] += 1
+            if r.split:
+                per_class[r.cls][r.split] += 1
+    return {
+        "images": sum(v["total"] for v in per_class.values()),
+        "per_class": per_class,
+        "per_split": {s: sum(v[s] for v in per_class.values()) for s in SPLITS},
+        "curated_out": dict(sorted(excluded.items())),
+    }
+
+
+def summarize(result: Scan, records: Sequence[Record], seed: int | None, fractions: Sequence[float] | None) -> dict:
+    """The counts a user checks: per class and split, and per rule (dropped, duplicates, non-images...)."""
+    reasons = Counter(d.reason for d in result.dropped)
+    unlabeled = Counter(d.detail for d in result.dropped if d.reason == "unlabeled")
+    return {
+        "format": "naturalize-records/1",
+        "root": str(result.root),
+        "layout": result.layout,
+        "seed": seed,
+        "split_fractions": list(fractions) if fractions else None,
+        **count_records(records),
+        "dropped": dict(sorted(reasons.items())),
+        "unlabeled_dropped": dict(sorted(unlabeled.items())),
+        "duplicates_removed": reasons["duplicate"] + reasons["duplicate_conflict"],
+        "non_images_skipped": reasons["non_image"],
+        "unreadable": [{"path": d.path, "reason": d.reason, "detail": d.detail}
+                       for d in result.dropped if d.reason in ("unreadable", "empty")],
+        "empty_folders": result.empty_folders,
+        "ignored": result.ignored,
+    }
+
+
+def format_table(summary: Mapping) -> str:
+    """A per-class table like the paper's Table 2, followed by what was dropped."""
+    lines = [f"{'Class':<5} {'Cell type':<21} {'Images':>7} {'%':>6} {'Train':>6} {'Val':>5} {'Test':>5}"]
+    total = summary["images"] or 1
+    for c in CLASSES:
+        v = summary["per_class"][c]
+        lines.append(f"{c:<5} {CLASS_NAMES[c]:<21} {v['total']:>7} {100 * v['total'] / total:>5.1f}% "
+                     f"{v['train']:>6} {v['val']:>5} {v['test']:>5}")
+    s = summary["per_split"]
+    lines.append(f"{'all':<27} {summary['images']:>7} {100.0:>5.1f}% {s['train']:>6} {s['val']:>5} {s['test']:>5}")
+    unl = ", ".join(f"{k} {v}" for k, v in summary["unlabeled_dropped"].items()) or "none"
+    lines.append(f"dropped: unlabeled {unl}; duplicates {summary['duplicates_removed']}; "
+                 f"non-images {summary['non_images_skipped']}; unreadable {len(summary['unreadable'])}; "
+                 f"unknown prefix {summary['dropped'].get('unknown_prefix', 0)}")
+    for u in summary["unreadable"]:
+        lines.append(f"  skipped {u['path']}: {u['detail']}")
+    if summary["curated_out"]:
+        lines.append("curated out (multi-cell etc.): " + ", ".join(f"{k} {v}" for k, v in summary["curated_out"].items()))
+    for folder in summary["empty_folders"]:
+        lines.append(f"  empty folder: {folder}")
+    return "\n".join(lines)
+
+
+def _check_out(root: Path, out: Path, overwrite: bool) -> None:
+    root_abs, out_abs = root.resolve(), out.resolve()
+    if out_abs == root_abs or root_abs in out_abs.parents:
+        raise UserError(f"--out {out} is inside the PBC tree {root}; the input is never modified: choose a folder outside it")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; choose a folder")
+    present = [name for name in OUTPUTS if (out / name).exists()]
+    if present and not overwrite:
+        raise UserError(f"{out} already holds a prepared dataset ({', '.join(present)}); pass --overwrite to replace it")
+    for name in present:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def materialize_tree(root: Path, records: Sequence[Record], out: Path) -> None:
+    """Lay out OUT/<split>/<CLASS>/<file name> for non-excluded records: hard links, else copies.
+
+    Each split folder is built under a temporary name and renamed into place when complete.
+    """
+    by_split: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    for r in records:
+        if r.split and not r.excluded:
+            by_split[r.split].append(r)
+    for split, recs in by_split.items():
+        tmp = out / f".{split}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for r in recs:
+            src = root / r.path
+            dst = tmp / r.cls / Path(r.path).name
+            if dst.exists():  # same name in two source folders: keep both
+                dst = dst.with_name(f"{r.folder}__{dst.name}")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        tmp.mkdir(parents=True, exist_ok=True)
+        final = out / split
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+
+
+def prepare(pbc_root: str | Path, out: str | Path, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+            materialize: bool = False, workers: int = 2, overwrite: bool = False, progress: bool = True) -> dict:
+    """Scan, split and write a prepared directory; returns the summary."""
+    pbc_root, out = Path(pbc_root), Path(out)
+    result = scan(pbc_root, workers=workers, progress=progress)
+    if not result.records:
+        raise UserError(f"no labelled PBC images found under {pbc_root}; point to the folder holding the class folders")
+    _check_out(pbc_root, out, overwrite)
+    if result.layout == "split":
+        records, seed_used, fr = result.records, None, None
+    else:
+        records, seed_used, fr = split_records(result.records, fractions, seed), seed, fractions
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result, records, seed_used, fr)
+    write_records(out / "records.csv", records)
+    write_dropped(out / "dropped.csv", result.dropped)
+    write_json(out / "summary.json", summary)
+    if materialize:
+        materialize_tree(result.root, records, out)
+    return summary
+
+
+def apply_curation(prepared: str | Path, excluded: Mapping[str, str]) -> dict:
+    """Record curation results in a prepared dir: `excluded` maps record path -> reason (e.g. 'multi_wbc').
+
+    Updates records.csv and summary.json; removes curated-out images from a materialized tree.
+    Returns the new summary.
+    """
+    prepared = Path(prepared)
+    records = read_records(prepared / "records.csv")
+    unknown = set(excluded) - {r.path for r in records}
+    if unknown:
+        raise UserError(f"curation names images not in {prepared}/records.csv (first: {sorted(unknown)[0]}); "
+                        f"segment the same prepared directory")
+    updated = [replace(r, excluded=excluded[r.path]) if r.path in excluded else r for r in records]
+    summary = json.loads((prepared / "summary.json").read_text(encoding="utf-8"))
+    summary.update(count_records(updated))
+    write_records(prepared / "records.csv", updated)
+    write_json(prepared / "summary.json", summary)
+    for r in updated:
+        if r.excluded and r.split:
+            link = prepared / r.split / r.cls / Path(r.path).name
+            if link.exists():
+                link.unlink()  # a link or copy we made; the source image is untouched
+    return summary

@@ -1,0 +1,223 @@
+"""Give cell masks a kind (RBC / WBC / PLT), a score and `usable` from colour, size and shape.
+
+In: the RGB image and masks (from the classical watershed or from any mask generator such as SAM).
+Out: `Cell` values. `usable` is strict on purpose: a red cell is usable only when it is a whole,
+single, round-ish cell of typical size, away from the border, other cells and platelets, because
+the compositor pastes these sprites as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+from naturalize.segment.cells import Cell, touches_border
+
+
+@dataclass(frozen=True)
+class UsableRules:
+    """Shape rules for a usable red cell (relative to the image's typical red-cell area)."""
+
+    min_rel_area: float = 0.55
+    max_rel_area: float = 1.6
+    min_solidity: float = 0.93
+    max_aspect: float = 1.6
+    max_contact: float = 0.25      # fraction of the outline touching another cell
+    max_stain: float = 30.0        # mean blue-minus-green above this is no red cell
+    plt_area: tuple[int, int] = (10, 1200)
+
+
+@dataclass
+class _Region:
+    mask: np.ndarray       # bool crop
+    sl: tuple[slice, slice]
+    area: int
+    solidity: float
+    aspect: float
+    contact: float
+    stain: float
+    border: bool
+
+
+def _pad_slice(sl: tuple[slice, slice], shape: tuple[int, int], pad: int) -> tuple[slice, slice]:
+    return (slice(max(0, sl[0].start - pad), min(shape[0], sl[0].stop + pad)),
+            slice(max(0, sl[1].start - pad), min(shape[1], sl[1].stop + pad)))
+
+
+def _shape(mask: np.ndarray) -> tuple[float, float]:
+    """(solidity, aspect ratio) of a bool crop."""
+    cnts, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not cnts:
+        return 0.0, 99.0
+    c = max(cnts, key=cv2.contourArea)
+    hull = cv2.contourArea(cv2.convexHull(c))
+    solidity = float(mask.sum()) / hull if hull > 0 else 0.0
+    if len(c) >= 5:
+        (_, _), (w, h), _ = cv2.minAreaRect(c)
+        aspect = max(w, h) / max(1e-6, min(w, h))
+    else:
+        aspect = 99.0
+    return min(1.0, solidity), float(aspect)
+
+
+def _region(crop_mask: np.ndarray, others: np.ndarray, stain: np.ndarray, sl, border: bool) -> _Region:
+    ring = cv2.dilate(crop_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~crop_mask
+    contact = float((ring & others).sum()) / max(1, int(ring.sum()))
+    solidity, aspect = _shape(crop_mask)
+    return _Region(crop_mask, sl, int(crop_mask.sum()), solidity, aspect, contact,
+                   float(stain[crop_mask].mean()) if crop_mask.any() else 0.0, border)
+
+
+def _full(shape: tuple[int, int], r: _Region) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    m[r.sl] = r.mask
+    return m
+
+
+def _rbc_reference_area(regions: list[_Region], rules: UsableRules) -> float:
+    """Typical red-cell area of the image: median over clean-looking candidates."""
+    clean = [r.area for r in regions if not r.border and r.solidity >= rules.min_solidity and r.contact < 0.5
+             and r.stain < rules.max_stain]
+    if len(clean) < 3:
+        clean = [r.area for r in regions if not r.border] or [r.area for r in regions] or [0]
+    return float(np.median(clean))
+
+
+def _rbc_cells(shape, regions: list[_Region], plt_union: np.ndarray, rules: UsableRules,
+               ref_area: float | None = None, grow: np.ndarray | None = None, rim_px: int = 0) -> list[Cell]:
+    ref = ref_area if ref_area is not None else _rbc_reference_area(regions, rules)
+    cells = []
+    for r in regions:
+        rel = r.area / ref if ref > 0 else 0.0
+        on_plt = bool((plt_union[r.sl] & r.mask).any())
+        ok_shape = r.solidity >= rules.min_solidity and r.aspect <= rules.max_aspect
+        ok_size = rules.min_rel_area <= rel <= rules.max_rel_area
+        usable = (not r.border and ok_shape and ok_size and r.contact <= rules.max_contact and not on_plt
+                  and r.stain <= rules.max_stain)
+        score = float(np.clip(r.solidity, 0, 1) * (1 - min(1.0, r.contact)) * np.exp(-abs(np.log(max(rel, 1e-3)))))
+        full = _full(shape, r)
+        if rim_px > 0 and grow is not None:
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))
+            full |= cv2.dilate(full.astype(np.uint8), k).astype(bool) & grow
+        cells.append(Cell("RBC", full, round(score, 4), r.border or touches_border(full), usable))
+    return cells
+
+
+def _plt_cells(shape, plts: list[np.ndarray], rules: UsableRules) -> list[Cell]:
+    s = min(shape) / 360
+    cells = []
+    k = np.ones((3, 3), np.uint8)
+    for m in plts:
+        full = cv2.dilate(m.astype(np.uint8), k).astype(bool)
+        border = touches_border(full)
+        area = int(full.sum())
+        ok = rules.plt_area[0] * s * s <= area <= rules.plt_area[1] * s * s
+        cells.append(Cell("PLT", full, 1.0 if ok else 0.5, border, ok and not border))
+    return cells
+
+
+def judge_regions(rgb: np.ndarray, labels: np.ndarray, n: int, n_wbc: int, plts: list[np.ndarray],
+                  stain: np.ndarray, rim_px: int = 2, rules: UsableRules | None = None) -> list[Cell]:
+    """Cells from a watershed label image: labels 1..n_wbc are white cells, n_wbc+1..n red-cell
+    candidates (0 = plate); `plts` are platelet masks; `stain` is the blue-minus-green map."""
+    rules = rules or UsableRules()
+    shape = labels.shape
+    cells: list[Cell] = []
+    regions: list[_Region] = []
+    objs = ndi.find_objects(labels, max_label=n)
+    for i, sl in enumerate(objs, start=1):
+        if sl is None:
+            continue
+        psl = _pad_slice(sl, shape, 3)
+        lab = labels[psl]
+        m = lab == i
+        if i <= n_wbc:
+            full = np.zeros(shape, bool)
+            full[psl] = ndi.binary_fill_holes(m)
+            border = touches_border(full)
+            solidity, _ = _shape(m)
+            cells.append(Cell("WBC", full, round(solidity, 4), border, not border))
+            continue
+        border = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == shape[0] or sl[1].stop == shape[1]
+        regions.append(_region(m, (lab > 0) & ~m, stain[psl], psl, border))
+    plt_union = np.zeros(shape, bool)
+    for m in plts:
+        plt_union |= m
+    cells += _rbc_cells(shape, regions, plt_union, rules, grow=labels == 0, rim_px=rim_px)
+    cells += _plt_cells(shape, plts, rules)
+    return cells
+
+
+def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float],
+                     rules: UsableRules | None = None) -> list[Cell]:
+    """Kinds for arbitrary masks (e.g. SAM's): plate-coloured or huge masks are dropped as background,
+    near-duplicates of a better-scored mask are dropped, purple masks become WBC (large) or PLT
+    (small), the rest RBC; `usable` follows the same rules as the classical backend."""
+    from naturalize.segment.classical import ClassicalParams, foreground_and_stain
+
+    rules = rules or UsableRules()
+    p = ClassicalParams()
+    from naturalize.segment.cells import as_rgb
+
+    rgb = as_rgb(rgb)
+    shape = rgb.shape[:2]
+    s2 = (min(shape) / p.ref_size) ** 2
+    fg, stain = foreground_and_stain(rgb, p)
+    purple = stain > p.purple_delta
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    kept: list[tuple[str, np.ndarray, float]] = []
+    for j in order:
+        m = np.asarray(masks[j]).astype(bool)
+        if m.shape != shape or not m.any():
+            continue
+        area = int(m.sum())
+        if area > 0.25 * m.size or (m & fg).sum() < 0.6 * area:
+            continue  # background or plate-dominated mask
+        n_purple = int((m & purple).sum())
+        if n_purple >= p.wbc_min_area * s2:
+            kind = "WBC"
+        elif n_purple >= 0.3 * area and area <= rules.plt_area[1] * s2:
+            kind = "PLT"
+        else:
+            kind = "RBC"
+        dup = False
+        for i, (k2, m2, _) in enumerate(kept):
+            inter = int((m & m2).sum())
+            if inter == 0:
+                continue
+            if inter / float(area + m2.sum() - inter) > 0.7 or inter > 0.8 * min(area, m2.sum()):
+                if kind == "WBC" and k2 == "WBC" and area > m2.sum():
+                    kept[i] = (kind, m, float(scores[j]))  # prefer the whole white cell over its nucleus
+                dup = True
+                break
+        if not dup:
+            kept.append((kind, m, float(scores[j])))
+    cells: list[Cell] = []
+    union = np.zeros(shape, bool)
+    for _, m, _ in kept:
+        union |= m
+    plts = [m for k, m, _ in kept if k == "PLT"]
+    plt_union = np.zeros(shape, bool)
+    for m in plts:
+        plt_union |= m
+    regions, rbc_scores = [], []
+    for k, m, sc in kept:
+        if k == "WBC":
+            border = touches_border(m)
+            cells.append(Cell("WBC", m, round(sc, 4), border, not border))
+        elif k == "PLT":
+            border = touches_border(m)
+            cells.append(Cell("PLT", m, round(sc, 4), border, not border))
+        else:
+            sl = _pad_slice(ndi.find_objects(m.astype(np.uint8))[0], shape, 3)
+            others = union[sl] & ~m[sl]
+            border = touches_border(m)
+            regions.append(_region(m[sl], others, stain[sl], sl, border))
+            rbc_scores.append(sc)
+    rbcs = _rbc_cells(shape, regions, plt_union, rules)
+    for c, sc in zip(rbcs, rbc_scores):
+        c.score = round(float(sc), 4)
+    return cells + rbcs

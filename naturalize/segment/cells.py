@@ -1,0 +1,126 @@
+"""Shared segmentation types and pure helpers used by every backend (classical, SAM).
+
+In: an RGB image (HxWx3 uint8) and per-cell boolean masks. Out: `Cell` / `Segmentation` values,
+sprite crops (RGBA) and curation flags. No file I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
+FLAGS: tuple[str, ...] = ("multi_wbc", "no_wbc", "wbc_cut")
+
+
+@dataclass
+class Cell:
+    """One segmented cell.
+
+    kind: "RBC" | "WBC" | "PLT"; mask: bool HxW over the full image; score: confidence 0..1;
+    touches_border: the mask reaches the image edge; usable: fit for compositing (a whole single
+    cell, not a clump or fragment; border cells are never usable).
+    """
+
+    kind: str
+    mask: np.ndarray
+    score: float
+    touches_border: bool
+    usable: bool
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return box_of(self.mask)
+
+
+@dataclass
+class Segmentation:
+    """All cells of one image, the cell-free background plate (HxWx3 uint8) and curation flags."""
+
+    cells: list[Cell]
+    background: np.ndarray
+    flags: tuple[str, ...] = field(default_factory=tuple)
+
+    def of_kind(self, kind: str, usable_only: bool = False) -> list[Cell]:
+        return [c for c in self.cells if c.kind == kind and (c.usable or not usable_only)]
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Any image array (gray HxW, HxWx1, RGB, RGBA; uint8 or float 0..1) -> contiguous RGB uint8."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        f = img.astype(np.float64)
+        if f.size and f.max() <= 1.0:
+            f = f * 255.0
+        img = np.clip(np.rint(f), 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected a gray, RGB or RGBA image, got an array of shape {np.shape(image)}")
+    return np.ascontiguousarray(img)
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight box (x0, y0, x1, y1) of a non-empty bool mask; x1, y1 exclusive."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("empty mask has no box")
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def touches_border(mask: np.ndarray, margin: int = 1) -> bool:
+    """True when the mask has a pixel within `margin` pixels of the image edge."""
+    m = margin
+    return bool(mask[:m].any() or mask[-m:].any() or mask[:, :m].any() or mask[:, -m:].any())
+
+
+def crop_sprite(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """RGBA tight crop of one cell: colour from `rgb`, alpha 255 inside the mask, 0 outside."""
+    x0, y0, x1, y1 = box_of(mask)
+    rgba = np.empty((y1 - y0, x1 - x0, 4), np.uint8)
+    rgba[:, :, :3] = rgb[y0:y1, x0:x1]
+    rgba[:, :, 3] = np.where(mask[y0:y1, x0:x1], 255, 0).astype(np.uint8)
+    return rgba
+
+
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """IoU of two (x0, y0, x1, y1) boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def curation_flags(cells: list[Cell]) -> tuple[str, ...]:
+    """Flags among FLAGS from the WBCs found: several white cells, none, or the white cell cut by the border."""
+    wbcs = [c for c in cells if c.kind == "WBC"]
+    flags: list[str] = []
+    if len(wbcs) >= 2:
+        flags.append("multi_wbc")
+    if not wbcs:
+        flags.append("no_wbc")
+    elif any(c.touches_border for c in wbcs):
+        flags.append("wbc_cut")
+    return tuple(flags)
+
+
+def finish(rgb: np.ndarray, cells: list[Cell]) -> Segmentation:
+    """Shared last step of every backend: background plate (all cells inpainted away) and curation flags."""
+    from naturalize.segment.inpaint import remove_cells
+
+    rgb = as_rgb(rgb)
+    background = remove_cells(rgb, [c.mask for c in cells])
+    return Segmentation(cells=cells, background=background, flags=curation_flags(cells))

@@ -1,0 +1,205 @@
+"""The segment-anything backend: one image encoding, batched point prompts, masks -> cells.
+
+In: an RGB image (HxWx3 uint8). Out: a `Segmentation`. Steps: (1) encode the image once;
+(2) a centre point prompt for the white cell (every PBC crop is centred on one); (3) a regular
+grid of point prompts, run in batches, for the red cells and platelets; (4) drop low-quality masks
+(predicted IoU, stability under threshold shifts) and duplicates (box NMS, the centre mask first);
+(5) `cells_from_masks` gives each mask a kind by colour, size and shape, `finish` inpaints the
+background and sets the curation flags.
+
+Loading checks the checkpoint before use: missing or unreadable files, weights of another model
+type, and --device cuda without CUDA each raise one UserError line naming the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from naturalize.fsio import UserError
+
+MODEL_TYPES: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
+#: Width of the image encoder's patch embedding -> model type (how a checkpoint tells its type).
+EMBED_DIM_TO_TYPE: dict[int, str] = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
+
+
+@dataclass(frozen=True)
+class SamParams:
+    """Prompting and filtering settings (recorded in bank.json)."""
+
+    points_per_side: int = 16       # grid of points_per_side**2 prompts for red cells and platelets
+    points_per_batch: int = 64      # prompts decoded together
+    pred_iou_thresh: float = 0.86   # keep masks whose predicted IoU is at least this
+    stability_thresh: float = 0.90  # keep masks whose stability score is at least this
+    box_nms_thresh: float = 0.7     # duplicate masks: box IoU above this
+    min_area: int = 12              # masks smaller than this many pixels are noise
+    max_area_frac: float = 0.5      # masks covering more of the image are the plate, not a cell
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when PyTorch sees a GPU, else 'cpu'; 'cuda' without one is a UserError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        why = "this PyTorch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise UserError(f"--device cuda but {why}; use --device cpu (or auto), or install a CUDA build of PyTorch")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown --device {device!r}; use auto, cpu or cuda")
+    return device
+
+
+def checkpoint_type(state_dict: dict) -> str | None:
+    """The model type whose weights a SAM state dict holds (None when it is no SAM state dict)."""
+    w = state_dict.get("image_encoder.patch_embed.proj.weight")
+    return EMBED_DIM_TO_TYPE.get(int(w.shape[0])) if w is not None and hasattr(w, "shape") else None
+
+
+def load_state_dict(checkpoint: str | Path, model_type: str) -> dict:
+    """Read and check a SAM checkpoint for `model_type`; every problem is one UserError line."""
+    import torch
+
+    path = Path(checkpoint)
+    fetch = f"`naturalize fetch-sam {model_type}`"
+    if not path.is_file():
+        raise UserError(f"SAM checkpoint {path} not found; download one with {fetch} and pass its path to --checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise UserError(f"cannot read SAM checkpoint {path} (permission denied); fix its permissions") from None
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        raise UserError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}); "
+                        f"re-download it with {fetch}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    found = checkpoint_type(state) if isinstance(state, dict) else None
+    if found is None:
+        raise UserError(f"{path} is not a segment-anything checkpoint (no image encoder weights); "
+                        f"download one with {fetch}")
+    if found != model_type:
+        raise UserError(f"{path} holds SAM {found} weights but --model-type is {model_type}; pass --model-type {found}")
+    return state
+
+
+def build_model(checkpoint: str | Path, model_type: str, device: str) -> Any:
+    """sam_model_registry[model_type] with the checkpoint's weights, in eval mode on `device`."""
+    from segment_anything import sam_model_registry
+
+    if model_type not in MODEL_TYPES:
+        raise UserError(f"unknown --model-type {model_type!r}; use one of {', '.join(MODEL_TYPES)}")
+    device = resolve_device(device)
+    state = load_state_dict(checkpoint, model_type)
+    sam = sam_model_registry[model_type]()
+    try:
+        sam.load_state_dict(state)
+    except RuntimeError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln or "Missing key" in ln
+                       or "Unexpected key" in ln), str(e).splitlines()[0])
+        raise UserError(f"{checkpoint} does not fit SAM {model_type} ({detail[:160]}); "
+                        f"check --model-type or re-download with `naturalize fetch-sam {model_type}`") from None
+    return sam.to(device).eval()
+
+
+def point_grid(width: int, height: int, per_side: int) -> np.ndarray:
+    """(per_side**2, 2) float pixel coordinates (x, y) of a regular grid of cell centres."""
+    step_x, step_y = width / per_side, height / per_side
+    xs = (np.arange(per_side) + 0.5) * step_x
+    ys = (np.arange(per_side) + 0.5) * step_y
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+class SamSegmenter:
+    """Callable rgb -> Segmentation around a loaded SAM model (see the module doc)."""
+
+    def __init__(self, model: Any, params: SamParams = SamParams()):
+        from segment_anything import SamPredictor
+
+        self.params = params
+        self.predictor = SamPredictor(model)
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, model_type: str = "vit_b", device: str = "auto", **params: Any) -> "SamSegmenter":
+        """Build from a checkpoint file; `params` override SamParams fields."""
+        return cls(build_model(checkpoint, model_type, device), SamParams(**params))
+
+    def masks(self, rgb: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+        """Deduplicated bool masks (centre white-cell mask first) and their predicted-IoU scores."""
+        import torch
+        from segment_anything.utils.amg import calculate_stability_score
+        from torchvision.ops import batched_nms
+
+        p = self.params
+        h, w = rgb.shape[:2]
+        pred = self.predictor
+        pred.set_image(rgb)  # the one image encoding
+        thr = pred.model.mask_threshold
+        masks_all, scores_all, prio_all = [], [], []
+
+        def decode(points: np.ndarray, centre: bool) -> None:
+            coords = torch.as_tensor(pred.transform.apply_coords(points, (h, w)), dtype=torch.float, device=pred.device)
+            labels = torch.ones(len(points), dtype=torch.int, device=pred.device)
+            logits, iou, _ = pred.predict_torch(coords[:, None, :], labels[:, None], multimask_output=True,
+                                                return_logits=True)
+            if centre:  # the white cell: the best of the three candidate masks, kept whatever its score
+                best = int(iou[0].argmax())
+                logits, iou = logits[:, best:best + 1], iou[:, best:best + 1]
+            logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)
+            stab = calculate_stability_score(logits, thr, 1.0)
+            keep = torch.ones_like(iou, dtype=torch.bool) if centre else (iou >= p.pred_iou_thresh) & (stab >= p.stability_thresh)
+            m = logits[keep] > thr
+            area = m.flatten(1).sum(1)
+            ok = (area >= p.min_area) & (area <= p.max_area_frac * h * w)
+            masks_all.append(m[ok].cpu())
+            scores_all.append(iou[keep][ok].float().cpu())
+            prio_all.append(iou[keep][ok].float().cpu() + (2.0 if centre else 0.0))
+
+        with torch.inference_mode():
+            decode(np.array([[w / 2.0, h / 2.0]]), centre=True)
+            grid = point_grid(w, h, p.points_per_side)
+            for i in range(0, len(grid), p.points_per_batch):
+                decode(grid[i:i + p.points_per_batch], centre=False)
+        pred.reset_image()
+        masks = torch.cat(masks_all) if masks_all else torch.zeros((0, h, w), dtype=torch.bool)
+        if len(masks) == 0:
+            return [], []
+        scores, prio = torch.cat(scores_all), torch.cat(prio_all)
+        boxes = _mask_boxes(masks)
+        keep = batched_nms(boxes, prio, torch.zeros(len(boxes), dtype=torch.long), p.box_nms_thresh)  # sorted by prio
+        return [masks[i].numpy() for i in keep.tolist()], [float(scores[i]) for i in keep.tolist()]
+
+    def __call__(self, rgb: np.ndarray) -> Any:
+        from naturalize.segment.assign import cells_from_masks
+        from naturalize.segment.cells import as_rgb, finish
+
+        rgb = as_rgb(rgb)
+        masks, scores = self.masks(rgb)
+        return finish(rgb, cells_from_masks(rgb, masks, scores))
+
+
+def _mask_boxes(masks: Any) -> Any:
+    """(N, 4) float boxes x0, y0, x1, y1 (exclusive) of non-empty bool masks (N, H, W)."""
+    import torch
+
+    rows, cols = masks.any(2), masks.any(1)
+    h, w = masks.shape[1:]
+    ar_y = torch.arange(h).expand_as(rows)
+    ar_x = torch.arange(w).expand_as(cols)
+    y0 = torch.where(rows, ar_y, h).min(1).values
+    y1 = torch.where(rows, ar_y, -1).max(1).values + 1
+    x0 = torch.where(cols, ar_x, w).min(1).values
+    x1 = torch.where(cols, ar_x, -1).max(1).values + 1
+    return torch.stack([x0, y0, x1, y1], 1).float()
+
+
+def describe(checkpoint: str | Path, model_type: str = "vit_b", device: str = "auto", **params: Any) -> dict:
+    """The settings a bank records for this backend (device left out: it does not change what a bank means)."""
+    from dataclasses import asdict
+
+    path = Path(checkpoint)
+    size = path.stat().st_size if path.is_file() else None
+    return {"model_type": model_type, "checkpoint": path.name, "checkpoint_bytes": size, **asdict(SamParams(**params))}

@@ -1,0 +1,33 @@
+"""Shared fixtures. Real PBC images come from the shared sample, read in place, never copied into the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SAMPLE = Path(os.environ.get("NATURALIZE_SAMPLE", Path(__file__).resolve().parents[1] / ".." / "shared" / "pbc-sample"))
+
+
+@pytest.fixture(scope="session")
+def sample_root() -> Path:
+    """The shared PBC sample (release layout + OI-PBC boxes); tests that need it skip when it is absent."""
+    if not (SAMPLE / "PBC_dataset_normal_DIB").is_dir():
+        pytest.skip(f"PBC sample not found at {SAMPLE} (set NATURALIZE_SAMPLE to a folder holding PBC_dataset_normal_DIB/)")
+    return SAMPLE.resolve()
+
+
+@pytest.fixture(scope="session")
+def sample_release(sample_root: Path) -> Path:
+    """The sample's PBC_dataset_normal_DIB folder (8 class folders)."""
+    return sample_root / "PBC_dataset_normal_DIB"
+
+
+@pytest.fixture(scope="session")
+def sample_boxes(sample_root: Path) -> Path:
+    """The sample's OI-PBC YOLO boxes folder (`<stem>.txt`, class cx cy w h normalised)."""
+    path = sample_root / "oi-pbc-boxes"
+    if not path.is_dir():
+        pytest.skip(f"OI-PBC boxes not found at {path}")
+    return path

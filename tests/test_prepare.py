@@ -1,0 +1,201 @@
+"""`naturalize prepare` and the PBC reader: layouts, labelling rules, duplicates, splits, outputs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from naturalize.fsio import UserError
+from naturalize.prepare import apply_curation, prepare
+from naturalize.records import load_sources, read_records, scan
+
+EXPECTED_SAMPLE = {"BA": 303, "BNE": 300, "EO": 304, "ERB": 300, "LY": 300, "MMY": 300, "MO": 301, "MY": 300,
+                   "PLT": 300, "PMY": 298, "SNE": 300}
+
+
+def _jpeg(path: Path, seed: int, mode: str = "RGB", size=(40, 36), fmt: str = "JPEG") -> bytes:
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], len(mode))
+    im = Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, fmt)
+    return path.read_bytes()
+
+
+def _tree_hashes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def messy_release(tmp_path: Path) -> Path:
+    """A tiny release-layout tree holding every kind of bad or odd file the reader must handle."""
+    root = tmp_path / "PBC" / "PBC_dataset_normal_DIB"
+    for i in range(6):
+        _jpeg(root / "basophil" / f"BA_{i}.jpg", i)
+        _jpeg(root / "ig" / f"PMY_{i}.jpg", 100 + i)
+        _jpeg(root / "neutrophil" / f"SNE_{i}.jpg", 200 + i)
+    _jpeg(root / "ig" / "IG_1.jpg", 300)
+    _jpeg(root / "neutrophil" / "NEUTROPHIL_1.jpg", 301)
+    (root / "neutrophil" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + b"\x00" * 100)
+    (root / "neutrophil" / "notes.txt").write_text("not an image")
+    (root / "basophil" / "BA_empty.jpg").write_bytes(b"")
+    good = (root / "basophil" / "BA_0.jpg").read_bytes()
+    (root / "basophil" / "BA_trunc.jpg").write_bytes(good[: len(good) // 2])
+    _jpeg(root / "basophil" / "BA_png.jpg", 400, fmt="PNG")          # a PNG named .jpg
+    _jpeg(root / "basophil" / "BA_gray.jpg", 401, mode="L")          # grayscale
+    _jpeg(root / "basophil" / "BA_rgba.png", 402, mode="RGBA", fmt="PNG", size=(50, 20))
+    _jpeg(root / "ig" / "XYZ_1.jpg", 403)                            # unknown prefix
+    (root / "ig" / "PMY_dup.jpg").write_bytes((root / "ig" / "PMY_0.jpg").read_bytes())   # same-class duplicate
+    (root / "neutrophil" / "SNE_x.jpg").write_bytes((root / "basophil" / "BA_5.jpg").read_bytes())  # cross-class
+    (root / "lymphocyte").mkdir()                                    # empty folder
+    return tmp_path / "PBC"
+
+
+def test_sample_counts_match_the_release_rules(sample_root: Path, tmp_path: Path):
+    summary = prepare(sample_root, tmp_path / "prep", progress=False)
+    assert {c: v["total"] for c, v in summary["per_class"].items()} == EXPECTED_SAMPLE
+    assert summary["images"] == 3306
+    assert summary["unlabeled_dropped"] == {"IG": 151, "NEUTROPHIL": 50}
+    assert summary["duplicates_removed"] == 18
+    assert summary["non_images_skipped"] == 1
+    records = read_records(tmp_path / "prep" / "records.csv")
+    paths = {r.path for r in records}
+    # the release's one cross-class pair is dropped on both sides
+    assert not any(p.endswith(("EO_225902.jpg", "BNE_191112.jpg")) for p in paths)
+    assert len({r.sha256 for r in records}) == len(records)
+    # the split is stratified: every class has ~80/10/10
+    for c, v in summary["per_class"].items():
+        assert abs(v["train"] - 0.8 * v["total"]) <= 2 and abs(v["test"] - 0.1 * v["total"]) <= 2, c
+
+
+def test_messy_tree_every_rule(messy_release: Path, tmp_path: Path):
+    before = _tree_hashes(messy_release)
+    result = scan(messy_release, workers=1, progress=False)
+    reasons = {Path(d.path).name: d.reason for d in result.dropped}
+    assert reasons["IG_1.jpg"] == reasons["NEUTROPHIL_1.jpg"] == "unlabeled"
+    assert reasons[".DS_Store"] == reasons["notes.txt"] == "non_image"
+    assert reasons["BA_empty.jpg"] == "empty"
+    assert reasons["BA_trunc.jpg"] == "unreadable"
+    assert reasons["XYZ_1.jpg"] == "unknown_prefix"
+    assert reasons["PMY_dup.jpg"] == "duplicate"  # PMY_0.jpg sorts first and is kept
+    assert reasons["SNE_x.jpg"] == reasons["BA_5.jpg"] == "duplicate_conflict"
+    kept = {Path(r.path).name: r for r in result.records}
+    assert "PMY_0.jpg" in kept and "PMY_dup.jpg" not in kept
+    assert kept["BA_png.jpg"].cls == "BA"
+    assert kept["BA_gray.jpg"].mode == "L"
+    assert (kept["BA_rgba.png"].mode, kept["BA_rgba.png"].width, kept["BA_rgba.png"].height) == ("RGBA", 50, 20)
+    assert result.layout == "release"
+    assert result.empty_folders == ["PBC_dataset_normal_DIB/lymphocyte"]
+    assert _tree_hashes(messy_release) == before  # the input is never modified
+
+
+def test_same_seed_same_bytes_and_no_overwrite(messy_release: Path, tmp_path: Path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    prepare(messy_release, a, seed=3, progress=False)
+    prepare(messy_release, b, seed=3, progress=False)
+    prepare(messy_release, c, seed=4, fractions=(0.5, 0.25, 0.25), progress=False)
+    for name in ("records.csv", "summary.json", "dropped.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    assert (a / "records.csv").read_bytes() != (c / "records.csv").read_bytes()
+    with pytest.raises(UserError, match="--overwrite"):
+        prepare(messy_release, a, seed=3, progress=False)
+    prepare(messy_release, a, seed=4, fractions=(0.5, 0.25, 0.25), overwrite=True, progress=False)
+    assert (a / "records.csv").read_bytes() == (c / "records.csv").read_bytes()
+
+
+def test_materialize_links_and_curation(messy_release: Path, tmp_path: Path):
+    out = tmp_path / "prep"
+    summary = prepare(messy_release, out, materialize=True, progress=False)
+    records = read_records(out / "records.csv")
+    for r in records:
+        placed = out / r.split / r.cls / Path(r.path).name
+        assert placed.read_bytes() == (messy_release / r.path).read_bytes()
+        assert os.stat(placed).st_ino == os.stat(messy_release / r.path).st_ino  # a hard link, not a copy
+    assert sum(summary["per_split"].values()) == len(records)
+    victim = records[0]
+    new = apply_curation(out, {victim.path: "multi_wbc"})
+    assert new["curated_out"] == {victim.cls: 1}
+    assert new["images"] == summary["images"] - 1
+    assert not (out / victim.split / victim.cls / Path(victim.path).name).exists()
+    assert (messy_release / victim.path).exists()
+    root, sources = load_sources(out)
+    assert victim.path not in {r.path for r in sources} and root == messy_release.resolve()
+
+
+def test_split_tree_keeps_splits_and_dedups_towards_train(tmp_path: Path):
+    root = tmp_path / "tree"
+    for split in ("train", "val", "test"):
+        for c in ("LY", "PMY"):
+            for i in range(3):
+                _jpeg(root / split / c / f"{c}_{split}{i}.jpg", hash((split, c, i)) % 1000)
+    (root / "test" / "LY" / "LY_leak.jpg").write_bytes((root / "train" / "LY" / "LY_train0.jpg").read_bytes())
+    result = scan(root, workers=1, progress=False)
+    assert result.layout == "split"
+    assert {r.split for r in result.records} == {"train", "val", "test"}
+    dropped = {d.path: d.reason for d in result.dropped}
+    assert dropped == {"test/LY/LY_leak.jpg": "duplicate"}  # the train copy stays: no duplicate straddles splits
+    _, test_only = load_sources(root, split="test", classes=("PMY",))
+    assert {r.split for r in test_only} == {"test"} and {r.cls for r in test_only} == {"PMY"}
+
+
+def test_class_tree_layout(tmp_path: Path):
+    root = tmp_path / "classes"
+    for c in ("BA", "pmy"):
+        for i in range(4):
+            _jpeg(root / c / f"img{i}.jpg", i + (10 if c == "BA" else 20))
+    (root / "unknown").mkdir()
+    result = scan(root, workers=1, progress=False)
+    assert result.layout == "classes"
+    assert sorted({r.cls for r in result.records}) == ["BA", "PMY"]
+    assert result.ignored == ["unknown"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "no PBC layout"),
+    (lambda p: (p / "holiday-photos").mkdir(parents=True), "no PBC layout"),
+])
+def test_bad_roots_fail_with_one_line(tmp_path: Path, make, message):
+    root = tmp_path / "input"
+    make(root)
+    with pytest.raises(UserError, match=message) as err:
+        scan(root, progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_too_small_to_split_and_out_inside_input(tmp_path: Path):
+    root = tmp_path / "PBC"
+    _jpeg(root / "basophil" / "BA_1.jpg", 1)
+    with pytest.raises(UserError, match="at least 3"):
+        prepare(root, tmp_path / "out", progress=False)
+    for i in range(2, 5):
+        _jpeg(root / "basophil" / f"BA_{i}.jpg", i)
+    with pytest.raises(UserError, match="inside the PBC tree"):
+        prepare(root, root / "prepared", progress=False)
+
+
+def test_cli_prints_table_and_errors_in_one_line(messy_release: Path, tmp_path: Path):
+    exe = [sys.executable, "-m", "naturalize.cli"]
+    ok = subprocess.run(exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o"), "--workers", "1"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "PMY   promyelocyte" in ok.stdout and "duplicates 3" in ok.stdout
+    with (tmp_path / "o" / "records.csv").open() as f:
+        assert next(csv.reader(f)) == ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["layout"] == "release"
+    bad = subprocess.run(exe + ["prepare", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
+    bad_split = subprocess.run(exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o3"), "--split", "0.9,0.2,0"],
+                               capture_output=True, text=True)
+    assert bad_split.returncode == 2 and "--split" in bad_split.stderr
