@@ -80,7 +80,7 @@ def draw(rgb: np.ndarray, seg, truth: dict) -> np.ndarray:
             cv2.rectangle(img, (int(b[0]), int(b[1])), (int(b[2]) - 1, int(b[3]) - 1), COLOURS[kind], 1)
     for c in seg.cells:
         cnts, _ = cv2.findContours(c.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        col = COLOURS[c.kind] if c.usable else (120, 120, 120)
+        col = COLOURS[c.kind] if c.usable or c.kind == "WBC" else (120, 120, 120)
         cv2.drawContours(img, cnts, -1, col, 2 if c.usable else 1)
     return img
 

@@ -63,6 +63,12 @@ def _application(factory: str, preprocess: str, **kwargs) -> Callable:
     return build
 
 
+def _short(e: BaseException) -> str:
+    """One short line from an exception: its last ' -- ' part (URL errors), first line, at most 120 chars."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text.rsplit(" -- ", 1)[-1][:120]
+
+
 def _make_application(factory: str, image_size: int, imagenet: bool, name: str, **kwargs):
     import keras
 
@@ -72,7 +78,7 @@ def _make_application(factory: str, image_size: int, imagenet: bool, name: str, 
     try:
         return fn(include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3), **kwargs)
     except Exception as e:  # offline: keras.utils.get_file raises a plain Exception("URL fetch failure ...")
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        reason = _short(e)
         raise UserError(f"could not get the ImageNet weights for {name} ({reason}); offline, pass --weights PATH "
                         f"(a local Keras weights file for this backbone) or --weights none") from e
 
@@ -224,7 +230,7 @@ def create_model(name: str, num_classes: int, weights: str | os.PathLike | None 
             target.load_weights(str(path))
         except Exception as e:
             what = f"the {target.name} backbone" if target is not model else f"the whole {name} model"
-            raise UserError(f"cannot load weights {path} into {what} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__}); "
+            raise UserError(f"cannot load weights {path} into {what} ({_short(e)}); "
                             f"the file must come from the same architecture and image size") from e
     return model
 

@@ -43,6 +43,7 @@ def prepare(
     seed: int = typer.Option(0, help="Seed of the stratified split."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions (ignored for a train/val/test tree)."),
     materialize: bool = typer.Option(False, help="Also lay out OUT/<split>/<CLASS>/ (hard links, else copies)."),
+    per_class: Optional[int] = typer.Option(None, help="Keep at most N images per class (seeded), for quick runs."),
     workers: int = typer.Option(2, help="Processes that read and hash images."),
     overwrite: bool = typer.Option(False, help="Replace an existing prepared directory."),
 ) -> None:
@@ -50,9 +51,108 @@ def prepare(
     from naturalize import prepare as prep
 
     summary = prep.prepare(pbc_root, out, seed=seed, fractions=_parse_split(split), materialize=materialize,
-                           workers=workers, overwrite=overwrite)
+                           workers=workers, overwrite=overwrite, per_class=per_class)
     typer.echo(prep.format_table(summary))
     typer.echo(f"wrote {out / 'records.csv'} and {out / 'summary.json'}")
+
+
+# ---- segment, fetch-sam (segshell) ----
+@app.command()
+def segment(
+    source: Path = typer.Argument(..., help="A PBC tree (release, 11-class or train/val/test) or a `naturalize prepare` directory."),
+    out: Path = typer.Option(..., "--out", help="Sprite bank directory (created, resumed, or replaced with --overwrite)."),
+    backend: str = typer.Option("auto", help="auto | sam | classical. auto: sam when a checkpoint is given or $NATURALIZE_SAM_CHECKPOINT is set."),
+    checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`)."),
+    model_type: str = typer.Option("vit_b", help="SAM model type of the checkpoint: vit_b | vit_l | vit_h."),
+    device: str = typer.Option("auto", help="SAM device: auto | cpu | cuda."),
+    points: Optional[int] = typer.Option(None, help="SAM: point prompts per image side for red cells and platelets (default 16)."),
+    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE."),
+    split: Optional[str] = typer.Option(None, help="Only this split (train|val|test) of a prepared directory or train/val/test tree."),
+    workers: int = typer.Option(2, help="Processes segmenting images (classical backend)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N images (classes taken in turn)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing bank made with other settings."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Cut PBC images into a sprite bank: RGBA cell sprites, cell-free backgrounds, curation.csv."""
+    from naturalize.classes import parse_classes
+    from naturalize.segment import run
+
+    try:
+        wanted = parse_classes(classes)
+    except ValueError as e:
+        raise UserError(f"--classes: {e}") from None
+    summary = run.segment(source, out, backend=backend, checkpoint=str(checkpoint) if checkpoint else None,
+                          model_type=model_type, device=device, classes=wanted, split=split, workers=workers,
+                          limit=limit, overwrite=overwrite, points_per_side=points, progress=progress,
+                          echo=lambda m: typer.echo(m, err=True))
+    typer.echo(run.format_summary(summary))
+
+
+@app.command("fetch-sam")
+def fetch_sam(
+    model_type: str = typer.Argument(..., help="vit_b (375 MB) | vit_l (1.2 GB) | vit_h (2.5 GB)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Target folder (default $NATURALIZE_SAM_DIR or ~/.cache/naturalize/sam)."),
+    url: Optional[str] = typer.Option(None, help="Download from this URL instead (a mirror); default $NATURALIZE_SAM_URL/<file> or Meta's server."),
+    sha256: Optional[str] = typer.Option(None, help="Expected SHA-256 of the file (instead of the official MD5)."),
+    md5: Optional[str] = typer.Option(None, help="Expected MD5 of the file (instead of the official one)."),
+    overwrite: bool = typer.Option(False, help="Download again even if the file is there."),
+) -> None:
+    """Download an official segment-anything checkpoint with a progress bar and verify its checksum."""
+    from naturalize import fetch
+
+    path, downloaded = fetch.fetch_sam(model_type, dir, url=url, sha256=sha256, md5=md5, overwrite=overwrite)
+    typer.echo(f"{'downloaded' if downloaded else 'already there, checksum ok:'} {path}")
+    typer.echo(f"use it with: naturalize segment PBC_ROOT --out BANK --checkpoint {path} --model-type {model_type}")
+
+
+# ---- end segment, fetch-sam ----
+@app.command()
+def build(
+    recipe: str = typer.Argument(..., help="pbc11, pbc11-curated, 419-pmy, 1k-pbc, 2k-pbc, 1k-class-pbc or custom."),
+    pbc: Path = typer.Option(..., "--pbc", help="The PBC download (any layout `naturalize prepare` reads)."),
+    out: Optional[Path] = typer.Option(None, help="Dataset folder [default: $NATURALIZE_DATA or ./datasets, /RECIPE]."),
+    protocol: str = typer.Option("clean", help="clean: val/test real-only, sprites from train only. paper: pooled, then split."),
+    seed: int = typer.Option(0, help="Seed of the split and of every composed image."),
+    split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
+    backend: str = typer.Option("auto", help="Segmentation backend: auto, sam or classical."),
+    checkpoint: Optional[str] = typer.Option(None, help="SAM checkpoint (.pth)."),
+    model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l or vit_h."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda (SAM)."),
+    classes: Optional[str] = typer.Option(None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes)."),
+    per_class: Optional[int] = typer.Option(None, help="Synthetic images per class (or the balance target)."),
+    max_real: Optional[int] = typer.Option(None, help="Use at most N real images per class (seeded), for quick runs."),
+    workers: int = typer.Option(2, help="Worker processes for segmentation and composition."),
+    work: Optional[Path] = typer.Option(None, help="Cache of prepared records and sprite banks [default: OUT/../.work]."),
+    overwrite: bool = typer.Option(False, help="Replace an existing dataset folder."),
+) -> None:
+    """Build one of the paper's datasets: prepare -> segment -> compose -> OUT/{train,val,test}/<CLASS>/."""
+    from naturalize import build as b
+    from naturalize.classes import parse_classes
+
+    try:
+        cls = parse_classes(classes)
+    except ValueError as e:
+        raise UserError(f"--classes: {e}") from None
+    meta = b.build(recipe, pbc, out, protocol=protocol, seed=seed, fractions=_parse_split(split), backend=backend,
+                   checkpoint=checkpoint, model_type=model_type, device=device, classes=cls, per_class=per_class,
+                   per_class_cap=max_real, workers=workers, work=work, overwrite=overwrite, echo=typer.echo)
+    typer.echo(b.format_table(meta))
+    typer.echo(f"wrote {meta['out']}/dataset.json")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("naturalize-demo"), "--out", help="Folder for everything the demo makes, report.html included."),
+    pbc: Optional[Path] = typer.Option(None, "--pbc", help="A real PBC download: use a per-class subset of it instead of drawn images."),
+    size: str = typer.Option("default", "--size", help="small (about 1 min) or default (about 2 min on 2 CPU cores)."),
+    seed: int = typer.Option(0, help="Seed of every stage (same seed -> same data set and images)."),
+    workers: int = typer.Option(2, help="Processes for segmentation and composition."),
+    overwrite: bool = typer.Option(False, help="Replace an earlier demo in --out."),
+) -> None:
+    """Run the whole pipeline on a small data set (drawn, or --pbc real) and write OUT/report.html."""
+    from naturalize.demo.pipeline import run_demo
+
+    run_demo(out, pbc=pbc, size=size, seed=seed, workers=workers, overwrite=overwrite, echo=typer.echo)
 
 
 def main() -> None:

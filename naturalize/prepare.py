@@ -53,6 +53,18 @@ def split_records(records: Sequence[Record], fractions: tuple[float, float, floa
     return sorted(out, key=lambda r: r.path)
 
 
+def subsample(records: Sequence[Record], per_class: int, seed: int) -> list[Record]:
+    """At most `per_class` records of each class, chosen with a seeded generator (for quick runs)."""
+    by_class: dict[str, list[Record]] = {}
+    for r in sorted(records, key=lambda r: r.path):
+        by_class.setdefault(r.cls, []).append(r)
+    out: list[Record] = []
+    for cls, recs in by_class.items():
+        keep = np.random.default_rng([seed, CLASSES.index(cls), 1]).permutation(len(recs))[:per_class]
+        out.extend(recs[i] for i in sorted(keep))
+    return sorted(out, key=lambda r: r.path)
+
+
 def count_records(records: Sequence[Record]) -> dict:
     """Kept images per class and split, and curated-out images per class (summary.json's count fields)."""
     per_class = {c: {s: 0 for s in ("total",) + SPLITS} for c in CLASSES}
@@ -158,19 +170,28 @@ def materialize_tree(root: Path, records: Sequence[Record], out: Path) -> None:
 
 
 def prepare(pbc_root: str | Path, out: str | Path, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-            materialize: bool = False, workers: int = 2, overwrite: bool = False, progress: bool = True) -> dict:
-    """Scan, split and write a prepared directory; returns the summary."""
+            materialize: bool = False, workers: int = 2, overwrite: bool = False, progress: bool = True,
+            per_class: int | None = None) -> dict:
+    """Scan, split and write a prepared directory; returns the summary.
+
+    `per_class` keeps at most that many images of each class (seeded), for quick runs.
+    """
     pbc_root, out = Path(pbc_root), Path(out)
     result = scan(pbc_root, workers=workers, progress=progress)
     if not result.records:
         raise UserError(f"no labelled PBC images found under {pbc_root}; point to the folder holding the class folders")
     _check_out(pbc_root, out, overwrite)
+    if per_class is not None:
+        if per_class < 1:
+            raise UserError(f"--per-class {per_class} must be at least 1")
+        result.records = subsample(result.records, per_class, seed)
     if result.layout == "split":
         records, seed_used, fr = result.records, None, None
     else:
         records, seed_used, fr = split_records(result.records, fractions, seed), seed, fractions
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(result, records, seed_used, fr)
+    summary["per_class_cap"] = per_class
     write_records(out / "records.csv", records)
     write_dropped(out / "dropped.csv", result.dropped)
     write_json(out / "summary.json", summary)

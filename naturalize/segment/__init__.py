@@ -34,18 +34,20 @@ class Backend:
     parallel: bool
 
 
-def _build_classical(**_: Any) -> Segmenter:
-    from naturalize.segment.classical import segment_classical
+def _build_classical(**params: Any) -> Segmenter:
+    from functools import partial
 
-    return segment_classical
+    from naturalize.segment.classical import ClassicalParams, segment_classical
+
+    return partial(segment_classical, params=ClassicalParams(**params))
 
 
-def _describe_classical(**_: Any) -> dict:
+def _describe_classical(**params: Any) -> dict:
     from dataclasses import asdict
 
     from naturalize.segment.classical import ClassicalParams
 
-    return asdict(ClassicalParams())
+    return asdict(ClassicalParams(**params))
 
 
 def _build_sam(**options: Any) -> Segmenter:

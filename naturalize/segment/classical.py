@@ -28,13 +28,24 @@ class ClassicalParams:
     fg_delta: float = 18.0          # min colour distance from the plate colour to count as cell
     purple_delta: float = 45.0      # min blue-minus-green of nucleus / platelet stain
     nucleus_min_area: int = 150     # purple blobs at least this big may be nuclear lobes
-    nucleus_group_px: int = 14      # nuclear lobes closer than this belong to one white cell
-    wbc_min_area: int = 1200        # a white cell's grouped nuclear area is at least this
+    wbc_min_area: int = 1200        # a white cell holds at least this many nuclear pixels
+    wbc_peak_px: int = 25           # white cells: distance-map peaks at least this far apart ...
+    wbc_min_radius: float = 20.0    # ... and at least this deep
+    wbc_split_ratio: float = 0.75   # two basins are one cell when their border is this deep relative to the shallower peak
     plt_min_area: int = 10          # platelets: purple blobs between these areas
     plt_max_area: int = 1200
     rbc_min_radius: float = 9.0     # distance-map peaks lower than this are no red-cell centre
     rbc_peak_px: int = 9            # red-cell markers: local distance maxima within this radius
     rim_px: int = 2                 # grow red-cell masks into the plate by this much (their pale rim)
+    wbcness_red: float = 42.0       # typical white-cell colour score of red cells (when an image has too few)
+    red_core_margin: float = 5.0    # red-cell cores: (B-G) - (R-B)/2 below the red cells' median + this
+    red_core_erode_px: int = 4
+    wbcness_edge_weight: float = 1.0  # weight of (B-G) - (R-B)/2 edges against plate-distance edges
+    sure_cyto_margin: float = 14.0  # sure cytoplasm: white-cell colour score this much above the red cells'
+    sure_cyto_reach_px: int = 45    # ... and within this distance of the nucleus
+    wbcness_clip: float = 15.0      # white-cell colour contrast above the red cells' level that counts as edge
+    wbc_window_px: int = 110        # white cells are searched within this margin around their nuclei
+    wbc_open_px: int = 4            # opening radius removing thin protrusions from white cells
     ref_size: int = 360
 
 
@@ -61,13 +72,31 @@ def _fill_small_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
 
 def foreground_and_stain(rgb: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, np.ndarray]:
     """(cell mask with pale centres filled, blue-minus-green stain map), both HxW."""
+    fg, stain, _ = colour_maps(rgb, p)
+    return fg, stain
+
+
+def colour_maps(rgb: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell mask with pale centres filled, blue-minus-green stain, distance to the plate colour)."""
     s = min(rgb.shape[:2]) / p.ref_size
     f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 1.0)
     plate = plate_colour(rgb)
     dist_col = np.sqrt(((f - plate) ** 2).sum(axis=2))
     fg = cv2.morphologyEx((dist_col > p.fg_delta).astype(np.uint8), cv2.MORPH_OPEN, _disk(1)).astype(bool)
     fg = _fill_small_holes(fg, int(1500 * s * s))
-    return fg, f[:, :, 2] - f[:, :, 1]
+    return fg, f[:, :, 2] - f[:, :, 1], dist_col
+
+
+def white_cell_colour(rgb: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """Per-pixel white-cell colour score, 100 * (1 - OD_blue / OD_green) with OD the optical density
+    against the plate: it depends on the stain's hue, not on how pale the cell is. Red cells score
+    ~40, white-cell cytoplasm ~55-75, nuclei ~80; plate pixels get the red cells' level (neutral)."""
+    f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 2.0)
+    plate = plate_colour(rgb)
+    od = np.maximum(-np.log((f + 1.0) / (plate + 1.0)), 0.0)
+    score = 100.0 * (1.0 - od[:, :, 2] / (od[:, :, 1] + 0.03))
+    level = float(np.median(score[fg])) if fg.any() else 40.0
+    return np.where(fg, score, min(level, 45.0)).astype(np.float32)
 
 
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -75,53 +104,155 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return n, lab, stats[:, cv2.CC_STAT_AREA]
 
 
-def find_nuclei(fg: np.ndarray, stain: np.ndarray, p: ClassicalParams) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(white-cell seeds: grouped nuclear lobes, platelet masks) from the purple stain."""
+def find_nuclei(fg: np.ndarray, stain: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(nuclear lobes: purple blobs big enough to belong to a white cell, small purple blobs: platelet candidates)."""
     s = min(fg.shape) / p.ref_size
     a = s * s
     purple = cv2.morphologyEx(((stain > p.purple_delta) & fg).astype(np.uint8), cv2.MORPH_OPEN, _disk(1))
     n, lab, areas = _components(purple)
     lobes = np.isin(lab, np.flatnonzero(areas >= p.nucleus_min_area * a)) & (lab > 0)
-    grouped = cv2.morphologyEx(lobes.astype(np.uint8), cv2.MORPH_CLOSE, _disk(max(1, round(p.nucleus_group_px * s))))
-    gn, glab, _ = _components(grouped | lobes)
-    seeds, in_wbc = [], np.zeros(fg.shape, bool)
-    for i in range(1, gn):
-        seed = (glab == i) & (purple > 0)
-        if seed.sum() >= p.wbc_min_area * a:
-            seeds.append(seed)
-            in_wbc |= glab == i
-    plts = []
-    for i in range(1, n):
-        if p.plt_min_area * a <= areas[i] <= p.plt_max_area * a:
-            m = lab == i
-            if not (m & in_wbc).any():
-                plts.append(m)
-    return seeds, plts
+    small = [lab == i for i in range(1, n) if p.plt_min_area * a <= areas[i] <= p.plt_max_area * a]
+    return lobes, small
 
 
-def split_regions(fg: np.ndarray, seeds: list[np.ndarray], p: ClassicalParams) -> tuple[np.ndarray, int]:
-    """Marker watershed of the foreground on its distance map: labels 1..len(seeds) are white cells,
-    higher labels red-cell candidates, 0 the plate. Returns (labels, number of labels)."""
+def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour_dist: np.ndarray,
+                 p: ClassicalParams) -> np.ndarray:
+    """Bool mask of all white-cell pixels (nuclei and cytoplasm).
+
+    Marker watershed on the colour edges around the nuclei: the nuclei (with the clearly
+    white-cell-coloured pixels next to them) compete with the plate (pixels close to the plate
+    colour) and with red-cell cores (pixels at the red cells' colour score), so each white cell stops
+    at its strongest edge, against the plate or a touching red cell; holes are filled and thin
+    bridges opened away."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+
+    h, w = fg.shape
+    out = np.zeros((h, w), bool)
+    if not nuclei.any():
+        return out
+    s = min(h, w) / p.ref_size
+    far = fg & ~cv2.dilate(nuclei.astype(np.uint8), _disk(max(1, round(60 * s)))).astype(bool)
+    red_level = float(np.median(wbcness[far])) if far.sum() > 500 * s * s else p.wbcness_red
+    ys, xs = np.nonzero(nuclei)
+    m = round(p.wbc_window_px * s)
+    y0, y1, x0, x1 = max(0, ys.min() - m), min(h, ys.max() + m + 1), max(0, xs.min() - m), min(w, xs.max() + m + 1)
+    win = (slice(y0, y1), slice(x0, x1))
+    cd, wn, fgw, nuc = colour_dist[win], wbcness[win], fg[win], nuclei[win]
+    markers = np.zeros(cd.shape, np.int32)
+    plate = cv2.erode((cd < 0.7 * p.fg_delta).astype(np.uint8), _disk(2)).astype(bool)
+    red = (fgw & (wn < red_level + p.red_core_margin)).astype(np.uint8)
+    red = cv2.erode(red, _disk(max(1, round(p.red_core_erode_px * s)))).astype(bool)
+    near_nuc = cv2.dilate(nuc.astype(np.uint8), _disk(3)).astype(bool)
+    markers[plate] = 1
+    markers[red & ~near_nuc] = 2
+    # sure cytoplasm: clearly white-cell-coloured pixels touching a nucleus join its marker
+    sure = cv2.erode(((wn > red_level + p.sure_cyto_margin) & fgw).astype(np.uint8), _disk(2))
+    near = cv2.dilate(nuc.astype(np.uint8), _disk(max(1, round(p.sure_cyto_reach_px * s))))
+    sn, slab, _ = _components(sure & near)
+    touching = np.unique(slab[near_nuc])
+    markers[np.isin(slab, touching[touching > 0]) & (markers == 0)] = 3
+    markers[nuc] = 3
+
+    def grad(img: np.ndarray) -> np.ndarray:
+        return cv2.magnitude(cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3))
+
+    # clipped maps: the nucleus/cytoplasm edge must not stop the flood, only cell/plate and cell/cell edges
+    elev = grad(np.minimum(cd, 2.0 * p.fg_delta)) + p.wbcness_edge_weight * grad(
+        np.clip(wn, red_level, red_level + p.wbcness_clip))
+    reg = ndi.binary_fill_holes(watershed(elev, markers) == 3).astype(np.uint8)
+    reg = cv2.morphologyEx(reg, cv2.MORPH_OPEN, _disk(max(1, round(p.wbc_open_px * s))))
+    n, lab, _ = _components(reg)
+    keep = np.unique(lab[nuc & (reg > 0)])
+    out[win] = ndi.binary_fill_holes(np.isin(lab, keep[keep > 0]) | nuc)
+    return out
+
+
+def split_white(region: np.ndarray, nuclei: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, int]:
+    """Split the white-cell mask into single cells: one watershed basin per distance-map peak, basins
+    whose shared border is nearly as deep as their peaks merged (one cell, not two), and a cell must
+    hold at least `wbc_min_area` nuclear pixels. Returns (labels 1..n, n)."""
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    out = np.zeros(region.shape, np.int32)
+    if not region.any():
+        return out, 0
+    s = min(region.shape) / p.ref_size
+    dist = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
+    rn, rlab, _ = _components(region)
+    peaks = peak_local_max(dist, min_distance=max(1, round(p.wbc_peak_px * s)),
+                           threshold_abs=p.wbc_min_radius * s, labels=rlab, exclude_border=False)
+    markers = np.zeros(region.shape, np.int32)
+    for k, (y, x) in enumerate(peaks, start=1):
+        markers[y, x] = k
+    # regions without a peak (small) keep one marker at their deepest point
+    for i in range(1, rn):
+        if not (markers[rlab == i] > 0).any():
+            yx = np.unravel_index(np.argmax(np.where(rlab == i, dist, -1)), dist.shape)
+            markers[yx] = markers.max() + 1
+    basins = watershed(-dist, markers, mask=region)
+    n = int(basins.max())
+    peak_d = np.zeros(n + 1)
+    for y, x in zip(*np.nonzero(markers)):
+        peak_d[markers[y, x]] = dist[y, x]
+    parent = list(range(n + 1))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    # saddles: deepest point on the border between two basins
+    right = (basins[:, :-1] != basins[:, 1:]) & (basins[:, :-1] > 0) & (basins[:, 1:] > 0)
+    down = (basins[:-1, :] != basins[1:, :]) & (basins[:-1, :] > 0) & (basins[1:, :] > 0)
+    saddle: dict[tuple[int, int], float] = {}
+    for (ys, xs, dy, dx) in ((*np.nonzero(right), 0, 1), (*np.nonzero(down), 1, 0)):
+        for y, x in zip(ys, xs):
+            a_, b_ = int(basins[y, x]), int(basins[y + dy, x + dx])
+            key = (min(a_, b_), max(a_, b_))
+            saddle[key] = max(saddle.get(key, 0.0), float(min(dist[y, x], dist[y + dy, x + dx])))
+    for (a_, b_), d in sorted(saddle.items(), key=lambda kv: -kv[1]):
+        if d >= p.wbc_split_ratio * min(peak_d[a_], peak_d[b_]):
+            parent[root(a_)] = root(b_)
+    roots = np.array([root(i) for i in range(n + 1)])
+    merged = roots[basins]
+    merged[basins == 0] = 0
+    a = s * s
+    k = 0
+    for r in np.unique(merged[merged > 0]):
+        cell = merged == r
+        if (cell & nuclei).sum() >= p.wbc_min_area * a:
+            k += 1
+            out[cell] = k
+    # basins with too little nucleus (a cytoplasm lobe) join the cell they touch, if any
+    if k:
+        from skimage.segmentation import expand_labels
+
+        grown = expand_labels(out, distance=2)
+        out = np.where(region & (out == 0), grown, out)
+    return out, k
+
+
+def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: ClassicalParams) -> tuple[np.ndarray, int]:
+    """Marker watershed of the non-white-cell foreground on its distance map, one marker per
+    distance peak: labels 1..n_wbc are the white cells (kept as given), higher labels red-cell
+    candidates, 0 the plate. Returns (labels, highest label)."""
     from skimage.segmentation import watershed
 
     s = min(fg.shape) / p.ref_size
-    fg8 = fg.astype(np.uint8)
-    dist = cv2.distanceTransform(fg8, cv2.DIST_L2, 5)
-    markers = np.zeros(fg.shape, np.int32)
-    near_wbc = np.zeros(fg.shape, bool)
-    for i, seed in enumerate(seeds, start=1):
-        markers[seed] = i
-        near_wbc |= seed
-    if seeds:
-        near_wbc = cv2.dilate(near_wbc.astype(np.uint8), _disk(max(1, round(12 * s)))).astype(bool)
+    rest = fg & (wbc_labels == 0)
+    rest8 = rest.astype(np.uint8)
+    dist = cv2.distanceTransform(rest8, cv2.DIST_L2, 5)
     r = max(1, round(p.rbc_peak_px * s))
-    peaks = (dist >= cv2.dilate(dist, _disk(r))) & (dist >= p.rbc_min_radius * s) & ~near_wbc
+    peaks = (dist >= cv2.dilate(dist, _disk(r))) & (dist >= p.rbc_min_radius * s)
     # plateau peaks come as several touching pixels: one marker per blob
-    pn, plab, _ = _components(cv2.dilate(peaks.astype(np.uint8), _disk(2)) & fg8)
-    markers[plab > 0] = plab[plab > 0] + len(seeds)
-    markers[~fg] = 0
-    labels = watershed(-dist, markers, mask=fg)
-    return labels, len(seeds) + pn - 1
+    pn, plab, _ = _components(cv2.dilate(peaks.astype(np.uint8), _disk(2)) & rest8)
+    markers = np.where(plab > 0, plab + n_wbc, 0).astype(np.int32)
+    labels = watershed(-dist, markers, mask=rest)
+    labels[wbc_labels > 0] = wbc_labels[wbc_labels > 0]
+    return labels, n_wbc + pn - 1
 
 
 def segment_classical(rgb: np.ndarray, params: ClassicalParams | None = None) -> Segmentation:
@@ -130,8 +261,11 @@ def segment_classical(rgb: np.ndarray, params: ClassicalParams | None = None) ->
 
     p = params or ClassicalParams()
     rgb = as_rgb(rgb)
-    fg, stain = foreground_and_stain(rgb, p)
-    seeds, plts = find_nuclei(fg, stain, p)
-    labels, n = split_regions(fg, seeds, p)
-    cells = judge_regions(rgb, labels, n, len(seeds), plts, stain, rim_px=p.rim_px)
+    fg, stain, colour_dist = colour_maps(rgb, p)
+    nuclei, small = find_nuclei(fg, stain, p)
+    wbcness = white_cell_colour(rgb, fg)
+    wbc_labels, n_wbc = split_white(white_region(fg, nuclei, wbcness, colour_dist, p), nuclei, p)
+    plts = [m for m in small if not (wbc_labels[m] > 0).any()]
+    labels, n = split_regions(fg, wbc_labels, n_wbc, p)
+    cells = judge_regions(rgb, labels, n, n_wbc, plts, stain, rim_px=p.rim_px)
     return finish(rgb, cells)

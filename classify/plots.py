@@ -1,0 +1,90 @@
+"""PNG figures: training curves and confusion matrices (matplotlib, Agg). Each PNG records its provenance."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from naturalize.fsio import write_bytes
+
+
+def _save(fig, path: Path, provenance: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight",
+                metadata={"Software": "naturalize classify", "Description": json.dumps(provenance, sort_keys=True)})
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict) -> None:
+    """Accuracy and loss per epoch (train and val) side by side -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [int(r["epoch"]) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "loss")):
+        ax.plot(ep, [float(r[key]) for r in rows], "o-", label=f"train {label}")
+        ax.plot(ep, [float(r[f"val_{key}"]) for r in rows], "s-", label=f"val {label}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    _save(fig, path, provenance)
+
+
+def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str, provenance: dict) -> None:
+    """Confusion matrix as counts and row-normalised (recall per true class) side by side -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    k = len(classes)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * max(5.0, 0.55 * k + 2), max(4.5, 0.5 * k + 1.5)))
+    for ax, mat, fmt, name in ((axes[0], cm, "d", "counts"), (axes[1], norm, ".2f", "row-normalised")):
+        im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=(mat.max() if name == "counts" else 1) or 1)
+        ax.set_xticks(range(k), classes, rotation=90)
+        ax.set_yticks(range(k), classes)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+        hi = (mat.max() if name == "counts" else 1) * 0.6
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=7,
+                        color="white" if mat[i, j] > hi else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title)
+    _save(fig, path, provenance)
+
+
+def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, provenance: dict) -> None:
+    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet' -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.8))
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    axes[1].imshow(image)
+    im = axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    axes[1].set_title("Score-CAM")
+    for ax in axes:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path, provenance)

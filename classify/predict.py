@@ -1,0 +1,50 @@
+"""Predict classes for image files or folders with a run's best model -> CSV rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from naturalize.fsio import UserError
+from classify import runs
+from classify.datasets import IMAGE_SUFFIXES
+
+
+def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files given directly or found (recursively, sorted) in given folders; UserError when none."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")
+                            and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise UserError(f"{item} is neither an image file nor a folder; check the path")
+    if not found:
+        raise UserError(f"no images (*.jpg, *.png, ...) found in {', '.join(map(str, inputs))}")
+    return found
+
+
+def predict(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], batch_size: int = 32,
+            progress: bool = True) -> str:
+    """CSV text (path,pred,prob,prob_<CLASS>...) for every image in `inputs`."""
+    from classify.evaluate import predict_probs
+    from classify.images import decode_all
+
+    run, config, classes = runs.open_run(run)
+    paths = gather_images(inputs)
+    x = decode_all(paths, int(config["image_size"]), progress=progress)
+    probs = predict_probs(runs.load_model(run / runs.MODEL), x, batch_size)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "pred", "prob", *(f"prob_{c}" for c in classes)])
+    for p, row in zip(paths, probs):
+        k = int(np.argmax(row))
+        w.writerow([str(p), classes[k], f"{row[k]:.6f}", *(f"{v:.6f}" for v in row)])
+    return buf.getvalue()

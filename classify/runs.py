@@ -1,0 +1,62 @@
+"""The run directory: file names, reading a run back, atomic model saving.
+
+RUN/
+  config.json     resolved training config (dataset root, model, mode, weights, sizes, seed, backend, counts)
+  classes.json    class codes in label order
+  split.csv       path,class,split of every image used (the saved split; for a plain tree it was made here)
+  model.keras     best model by validation accuracy
+  last.keras      checkpoint of the last finished epoch (with optimizer state), for resuming
+  state.json      {"epoch": finished epochs, "best_epoch", "best_val_accuracy", "done"}
+  history.csv     per epoch: loss, accuracy, val_loss, val_accuracy, seconds, train images/s
+  curves.png      accuracy and loss curves (train and val)
+  eval/<split>/   report.txt, report.json, predictions.csv, confusion.png (see classify.evaluate)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from naturalize.fsio import UserError
+
+CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
+    "config.json", "classes.json", "model.keras", "last.keras", "state.json", "history.csv", "curves.png", "split.csv")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def open_run(run: str | os.PathLike) -> tuple[Path, dict, list[str]]:
+    """A run directory -> (path, config, classes); UserError when it is not a finished-enough run."""
+    run = Path(run)
+    missing = [f for f in (CONFIG, CLASSES_FILE, MODEL) if not (run / f).is_file()]
+    if missing:
+        raise UserError(f"{run} is not a classify run directory (missing {', '.join(missing)}); "
+                        f"pass the --out directory of `classify train`")
+    return run, read_json(run / CONFIG), json.loads((run / CLASSES_FILE).read_text())
+
+
+def load_model(path: str | os.PathLike, compile: bool = False):
+    """Load a .keras model saved by classify (registers the custom layers first)."""
+    import keras
+
+    import classify.layers  # noqa: F401  (registers custom layers)
+
+    return keras.saving.load_model(str(path), compile=compile)
+
+
+def save_model(model, path: Path) -> None:
+    """model.save to a temp .keras file beside `path`, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

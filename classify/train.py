@@ -1,0 +1,183 @@
+"""Train a registry model on a dataset tree into a run directory, resuming after an interruption.
+
+Each finished epoch atomically writes last.keras (with optimizer state), model.keras when validation
+accuracy improved, history.csv, curves.png and state.json (last, so it only ever names complete files).
+Rerunning the same command resumes from the last finished epoch; a larger --epochs continues training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from naturalize.fsio import UserError, write_json, write_text
+from classify import runs
+from classify.datasets import Dataset, load_dataset
+from classify.images import cached_array
+from classify.models import check_name, create_model
+
+#: config keys that must match to resume a run (epochs may grow).
+RESUME_KEYS = ("dataset", "model", "mode", "weights", "batch_size", "lr", "image_size", "seed", "classes")
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "train_images_per_s")
+
+
+def resolve_config(data: Dataset, model: str, mode: str, weights: str, epochs: int, batch_size: int, lr: float,
+                   image_size: int, seed: int) -> dict:
+    """The resolved training config saved as config.json."""
+    import keras
+
+    w = weights if weights in ("imagenet", "none") else str(Path(weights).resolve())
+    return {
+        "dataset": str(data.root), "dataset_name": data.name, "layout": data.layout, "dataset_meta": data.meta,
+        "model": model, "mode": mode, "weights": w, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "image_size": image_size, "seed": seed, "classes": list(data.classes),
+        "counts": {s: len(rows) for s, rows in data.items.items()},
+        "augmentation": "random horizontal flip, vertical flip, rotation by k*90 degrees",
+        "optimizer": "adam", "loss": "sparse_categorical_crossentropy",
+        "backend": keras.backend.backend(), "keras_version": keras.__version__,
+    }
+
+
+def _history_text(rows: Sequence[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, HISTORY_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in HISTORY_FIELDS})
+    return buf.getvalue()
+
+
+def read_history(run: Path) -> list[dict]:
+    path = run / runs.HISTORY
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _check_resumable(out: Path, config: dict) -> dict | None:
+    """The saved state when `out` holds a compatible run; UserError when it holds a different one."""
+    if not (out / runs.CONFIG).is_file():
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"--out {out} exists and is not a classify run; pick an empty or new directory")
+        return None
+    old = runs.read_json(out / runs.CONFIG)
+    diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
+    if diff:
+        k = diff[0]
+        raise UserError(f"--out {out} holds a different run ({k}: {old.get(k)!r} there, {config.get(k)!r} now); "
+                        f"pass another --out or the same options to resume it")
+    if (out / runs.STATE).is_file() and (out / runs.LAST).is_file():
+        return runs.read_json(out / runs.STATE)
+    return None
+
+
+def _make_callback(out: Path, train_batches, n_train: int, history: list[dict], state: dict, title: str,
+                   provenance: dict, log):
+    import keras
+
+    from classify.plots import plot_history
+
+    class RunCheckpoint(keras.callbacks.Callback):
+        """Times the training part of each epoch and writes the run files atomically at its end."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            train_batches.set_epoch(epoch)
+            self.t0 = time.perf_counter()
+            self.t_train = None
+
+        def on_test_begin(self, logs=None):
+            if self.t_train is None:
+                self.t_train = time.perf_counter() - self.t0
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            seconds = time.perf_counter() - self.t0
+            train_s = self.t_train or seconds
+            row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]),
+                   "val_loss": float(logs["val_loss"]), "val_accuracy": float(logs["val_accuracy"]),
+                   "seconds": float(seconds), "train_images_per_s": float(n_train / train_s)}
+            history.append(row)
+            runs.save_model(self.model, out / runs.LAST)
+            improved = row["val_accuracy"] > state.get("best_val_accuracy", -1.0)
+            if improved:
+                runs.save_model(self.model, out / runs.MODEL)
+                state.update(best_epoch=epoch + 1, best_val_accuracy=row["val_accuracy"])
+            write_text(out / runs.HISTORY, _history_text(history))
+            plot_history(history, out / runs.CURVES, title, provenance)
+            state.update(epoch=epoch + 1, done=False)
+            write_json(out / runs.STATE, state)
+            log(f"epoch {epoch + 1}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} val_loss {row['val_loss']:.4f} "
+                f"val_acc {row['val_accuracy']:.4f} ({seconds:.1f}s, {row['train_images_per_s']:.1f} img/s train)"
+                f"{' *best*' if improved else ''}")
+
+    return RunCheckpoint()
+
+
+def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None = None, mode: str = "finetune",
+          weights: str = "none", epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, image_size: int = 224,
+          seed: int = 0, evaluate: bool = True, progress: bool = True, callbacks: Sequence = (),
+          workers: int = 2, log=print) -> Path:
+    """Train `model` on `dataset` into run dir `out` (default runs/<dataset>_<model>); returns the run dir."""
+    check_name(model)
+    if epochs < 1 or batch_size < 1 or lr <= 0 or image_size < 8:
+        raise UserError("--epochs, --batch-size and --image-size must be positive and --lr > 0")
+    data = load_dataset(dataset, seed)
+    for s in ("train", "val"):
+        data.split_items(s)  # UserError when missing or empty
+    out = Path(out) if out is not None else Path("runs") / f"{data.name}_{model}"
+    config = resolve_config(data, model, mode, weights, epochs, batch_size, lr, image_size, seed)
+    state = _check_resumable(out, config)
+
+    import keras
+
+    from classify.batches import make_batches
+
+    keras.utils.set_random_seed(seed)
+    x_train = cached_array(data.paths("train"), image_size, workers, progress, "decode train")
+    x_val = cached_array(data.paths("val"), image_size, workers, progress, "decode val")
+    y_train = np.asarray(data.labels("train"), np.int32)
+    y_val = np.asarray(data.labels("val"), np.int32)
+    train_batches = make_batches(x_train, y_train, batch_size, augment_data=True, shuffle=True, seed=seed)
+    val_batches = make_batches(x_val, y_val, batch_size)
+
+    history: list[dict] = []
+    if state is not None:
+        history = read_history(out)[: state["epoch"]]
+        net = runs.load_model(out / runs.LAST, compile=True)
+        log(f"resuming {out} after epoch {state['epoch']} (best val_acc {state['best_val_accuracy']:.4f} "
+            f"at epoch {state['best_epoch']})")
+    else:
+        state = {"epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "done": False}
+        net = create_model(model, len(data.classes), weights, mode, image_size)
+        net.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        out.mkdir(parents=True, exist_ok=True)
+    write_json(out / runs.CONFIG, config)
+    write_json(out / runs.CLASSES_FILE, list(data.classes))
+    write_text(out / runs.SPLIT, data.split_csv())
+
+    title = f"{model} ({mode}, weights {Path(weights).name if weights not in ('imagenet', 'none') else weights}) on {data.name}"
+    provenance = {"run": str(out.resolve()), "model": model, "dataset": str(data.root), "seed": seed}
+    if state["epoch"] < epochs:
+        cb = _make_callback(out, train_batches, len(x_train), history, state, title, provenance, log)
+        log(f"training {model} on {data.name}: {len(x_train)} train / {len(x_val)} val images at {image_size}px, "
+            f"{keras.backend.backend()} backend, epochs {state['epoch'] + 1}..{epochs}")
+        net.fit(train_batches, validation_data=val_batches, epochs=epochs, initial_epoch=state["epoch"],
+                callbacks=[cb, *callbacks], verbose=1 if progress and os.isatty(1) else 0)
+    state["done"] = True
+    write_json(out / runs.STATE, state)
+    log(f"best val_acc {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; model: {out / runs.MODEL}")
+    if evaluate:
+        from classify.evaluate import evaluate_run
+
+        for split in ("train", "val", "test"):
+            if split in data.items and data.items[split]:
+                res = evaluate_run(out, split, progress=progress)
+                log(f"{split}: accuracy {res['accuracy']:.4f} macro-F1 {res['report']['macro avg']['f1-score']:.4f}")
+    return out

@@ -1,0 +1,281 @@
+"""`naturalize build`: prepare -> segment -> compose -> the paper's datasets as directory trees.
+
+    datasets/<recipe>/{train,val,test}/<CLASS>/   hard links to real images and synthetic images
+    datasets/<recipe>/synthetic/                   the composed images (<CLASS>/), manifest.jsonl, annotations.json
+    datasets/<recipe>/files.csv                    split, class, file, origin (real|synthetic), source
+    datasets/<recipe>/dataset.json                 recipe, protocol, parameters, counts per split/class/origin
+
+Protocols:
+    clean  (default) real images are split first; sprites come only from training images; synthetic
+           images go only into train; val and test are real only.
+    paper  as the paper: real and synthetic images are pooled, then split 80/10/10, so test holds
+           synthetic images built from sprites of test images.
+
+Prepared records and sprite banks are cached under a work folder (default `<out>/../.work/`), so
+recipes built from the same PBC tree and seed share them, and an interrupted build resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
+from naturalize.fsio import UserError, atomic_open, write_json
+from naturalize.prepare import prepare, split_records
+from naturalize.records import Record, is_prepared, read_records
+
+PROTOCOLS = ("clean", "paper")
+PAPER_PMY_TOTAL = 1011  # 592 real PMY + 419 synthetic in the paper
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How many synthetic images each class gets, as a function of the real (curated) counts.
+
+    topup:     class -> total real + synthetic to reach
+    per_class: synthetic images added to each of `classes`
+    balance:   bring every class to the largest real count (or to `per_class` when given)
+    """
+
+    name: str
+    description: str
+    curated: bool = True
+    topup: Mapping[str, int] = field(default_factory=dict)
+    per_class: int = 0
+    classes: tuple[str, ...] = ()
+    balance: bool = False
+
+    def synthetic_counts(self, real: Mapping[str, int]) -> dict[str, int]:
+        """Class -> number of synthetic images to compose, given real image counts per class."""
+        out: Counter = Counter()
+        for cls, total in self.topup.items():
+            out[cls] += max(0, total - real.get(cls, 0))
+        for cls in self.classes:
+            out[cls] += self.per_class
+        if self.balance:
+            target = self.per_class or max(real.values())
+            for cls in self.classes or CLASSES:
+                out[cls] = max(0, target - real.get(cls, 0))
+        return {c: out[c] for c in CLASSES if out[c] > 0}
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("pbc11", "all real images of the 11 classes (16,891 in the release)", curated=False),
+    Recipe("pbc11-curated", "real images, multi-cell images removed"),
+    Recipe("419-pmy", "curated, PMY topped up to 1,011 with synthetic images", topup={"PMY": PAPER_PMY_TOTAL}),
+    Recipe("1k-pbc", "419-pmy plus 1,000 synthetic images each for BNE, MMY, MY, PMY, SNE",
+           topup={"PMY": PAPER_PMY_TOTAL}, per_class=1000, classes=AUGMENTED_CLASSES),
+    Recipe("2k-pbc", "419-pmy plus 2,000 synthetic images each for BNE, MMY, MY, PMY, SNE",
+           topup={"PMY": PAPER_PMY_TOTAL}, per_class=2000, classes=AUGMENTED_CLASSES),
+    Recipe("1k-class-pbc", "balanced: every class brought to the largest class's count", balance=True),
+)}
+
+
+def resolve_recipe(name: str, classes: Sequence[str] = (), per_class: int | None = None) -> Recipe:
+    """A named recipe, optionally with other classes / per-class count; 'custom' needs both."""
+    if name == "custom":
+        if not classes or not per_class:
+            raise UserError("recipe 'custom' needs --classes and --per-class (e.g. --classes PMY,MY --per-class 500)")
+        return Recipe("custom", f"curated plus {per_class} synthetic images each for {', '.join(classes)}",
+                      per_class=per_class, classes=tuple(classes))
+    if name not in RECIPES:
+        raise UserError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)} or custom")
+    recipe = RECIPES[name]
+    if classes:
+        recipe = replace(recipe, classes=tuple(classes))
+    if per_class is not None:
+        if per_class < 0:
+            raise UserError(f"--per-class {per_class} must be >= 0")
+        recipe = replace(recipe, per_class=per_class)
+    return recipe
+
+
+def default_data_root() -> Path:
+    """Where datasets live: $NATURALIZE_DATA, else ./datasets."""
+    return Path(os.environ.get("NATURALIZE_DATA", "datasets"))
+
+
+# ---------------------------------------------------------------- layout (pure)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of the dataset: where it comes from and where it goes."""
+
+    split: str
+    cls: str
+    src: Path        # file to link
+    name: str        # file name in <split>/<CLASS>/
+    origin: str      # real | synthetic
+    source: str      # PBC record path (real) or the synthetic image's path relative to the dataset
+
+
+def layout_items(real: Sequence[Record], root: Path, synthetic: Mapping[str, Sequence[Path]], protocol: str,
+                 out: Path, seed: int, fractions: tuple[float, float, float]) -> list[Item]:
+    """Place real and synthetic files into splits according to the protocol."""
+    items = [Item(r.split, r.cls, root / r.path, Path(r.path).name, "real", r.path) for r in real]
+    syn = [(cls, p) for cls in sorted(synthetic) for p in synthetic[cls]]
+    if protocol == "clean":
+        items += [Item("train", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
+        return items
+    # paper: pool everything, then split by class with the same seed
+    pooled = [Record(path=str(i.src), cls=i.cls, folder=i.origin, sha256="", width=0, height=0, mode="")
+              for i in items] + [Record(path=str(p), cls=cls, folder="synthetic", sha256="", width=0, height=0, mode="")
+                                  for cls, p in syn]
+    by_path = {str(i.src): i for i in items}
+    placed = []
+    for r in split_records(pooled, fractions, seed):
+        if r.folder == "synthetic":
+            p = Path(r.path)
+            placed.append(Item(r.split, r.cls, p, p.name, "synthetic", p.relative_to(out).as_posix()))
+        else:
+            placed.append(replace(by_path[r.path], split=r.split))
+    return placed
+
+
+def count_items(items: Sequence[Item]) -> dict:
+    """split -> class -> {real, synthetic} counts."""
+    counts = {s: {c: {"real": 0, "synthetic": 0} for c in CLASSES} for s in SPLITS}
+    for i in items:
+        counts[i.split][i.cls][i.origin] += 1
+    return counts
+
+
+# ---------------------------------------------------------------- shell
+
+
+def _work_dir(pbc_root: Path, out: Path, seed: int, fractions: Sequence[float], per_class_cap: int | None,
+              work: Path | None) -> Path:
+    if work is not None:
+        return work
+    key = json.dumps([str(pbc_root.resolve()), seed, list(fractions), per_class_cap])
+    return out.resolve().parent / ".work" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _prepared(pbc_root: Path, work: Path, seed: int, fractions: tuple[float, float, float], per_class_cap: int | None,
+              workers: int, progress: bool) -> Path:
+    prepared = work / "prepared"
+    if not is_prepared(prepared):
+        prepare(pbc_root, prepared, seed=seed, fractions=fractions, workers=workers, overwrite=True,
+                progress=progress, per_class=per_class_cap)
+    return prepared
+
+
+def _write_tree(out: Path, items: Sequence[Item]) -> None:
+    """(Re)create out/<split>/<CLASS>/ with hard links (copies where links fail)."""
+    for split in SPLITS:
+        shutil.rmtree(out / split, ignore_errors=True)
+    for i in items:
+        dst = out / i.split / i.cls / i.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(i.src, dst)
+        except OSError:
+            shutil.copy2(i.src, dst)
+
+
+def _write_files_csv(path: Path, items: Sequence[Item]) -> None:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["split", "class", "file", "origin", "source"])
+        for i in sorted(items, key=lambda i: (SPLITS.index(i.split), i.cls, i.name)):
+            w.writerow([i.split, i.cls, f"{i.split}/{i.cls}/{i.name}", i.origin, i.source])
+
+
+def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None, protocol: str = "clean",
+          seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), backend: str = "auto",
+          checkpoint: str | None = None, model_type: str = "vit_b", device: str = "auto",
+          classes: Sequence[str] = (), per_class: int | None = None, per_class_cap: int | None = None,
+          workers: int = 2, work: str | Path | None = None, overwrite: bool = False, progress: bool = True,
+          compose_options: Mapping | None = None, echo: Callable[[str], None] = print) -> dict:
+    """Build one dataset recipe; returns the dataset.json content."""
+    from naturalize.compose.params import ComposeParams
+    from naturalize.compose.run import compose_class
+    from naturalize.segment.run import segment
+
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; use clean (default) or paper")
+    recipe = resolve_recipe(recipe_name, classes, per_class)
+    pbc_root = Path(pbc_root)
+    out = Path(out) if out is not None else default_data_root() / recipe.name
+    params = {"recipe": recipe.name, "protocol": protocol, "seed": seed, "split": list(fractions),
+              "pbc_root": str(pbc_root.resolve()), "backend": backend, "checkpoint": checkpoint,
+              "per_class_cap": per_class_cap, "synthetic_rule": {"topup": dict(recipe.topup),
+              "per_class": recipe.per_class, "classes": list(recipe.classes), "balance": recipe.balance},
+              "compose": dict(compose_options or {})}
+    meta_path = out / "dataset.json"
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        if not old or old.get("parameters") != params:
+            raise UserError(f"{out} already holds another dataset; pass --overwrite to replace it, or choose another --out")
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if protocol == "paper":
+        echo("warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
+             "synthetic images made from sprites of val/test images; their scores are optimistic")
+
+    work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
+    prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
+    seg = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device, workers=workers,
+               progress=progress, echo=echo)
+    records = read_records(prepared / "records.csv")
+    needs_bank = recipe.curated or recipe.synthetic_counts({c: 1 for c in CLASSES})
+    banks: dict[str, Path] = {}
+    if needs_bank:
+        # clean: one bank per split, so the bank composed from holds training images only;
+        # paper: one bank of every image. Either way every image is segmented once, for curation.
+        for part in (SPLITS if protocol == "clean" else ("all",)):
+            banks[part] = work_dir / f"bank-{part}"
+            segment(prepared, banks[part], split=None if part == "all" else part, **seg)
+        records = read_records(prepared / "records.csv")
+    root = Path(json.loads((prepared / "summary.json").read_text())["root"])
+    real = [r for r in records if not (recipe.curated and r.excluded)]
+    real_counts = Counter(r.cls for r in real)
+    wanted = recipe.synthetic_counts(real_counts)
+
+    synthetic: dict[str, list[Path]] = {}
+    if wanted:
+        bank = banks["train" if protocol == "clean" else "all"]
+        compose_params = ComposeParams(**dict(compose_options or {}))
+        for cls, n in wanted.items():
+            synthetic[cls] = compose_class(bank, cls, n, out / "synthetic", seed=seed, params=compose_params, workers=workers,
+                                           progress=progress)
+    items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
+    _write_tree(out, items)
+    _write_files_csv(out / "files.csv", items)
+    meta = {
+        "format": "naturalize-dataset/1",
+        "recipe": recipe.name,
+        "description": recipe.description,
+        "protocol": protocol,
+        "parameters": params,
+        "classes": list(CLASSES),
+        "real_counts": {c: real_counts.get(c, 0) for c in CLASSES},
+        "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
+        "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
+        "sprite_sources": ("train split only" if protocol == "clean" else "all images") if wanted else None,
+        "counts": count_items(items),
+        "work": str(work_dir),
+        "out": str(out),
+    }
+    write_json(meta_path, meta)
+    return meta
+
+
+def format_table(meta: Mapping) -> str:
+    """Per-class counts per split, real + synthetic."""
+    lines = [f"{meta['recipe']} ({meta['protocol']} protocol): {meta['description']}",
+             f"{'Class':<5} " + " ".join(f"{s + ' real':>10} {s + ' syn':>9}" for s in SPLITS)]
+    for c in CLASSES:
+        cells = " ".join(f"{meta['counts'][s][c]['real']:>10} {meta['counts'][s][c]['synthetic']:>9}" for s in SPLITS)
+        lines.append(f"{c:<5} {cells}")
+    return "\n".join(lines)

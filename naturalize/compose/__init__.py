@@ -1,0 +1,1 @@
+"""Composition: realistic synthetic PBC images from a sprite bank (`naturalize compose`)."""

@@ -1,0 +1,100 @@
+"""Per-image records (provenance + instance masks) and the run files built from them.
+
+In: a Composite and the Library it came from. Out: one JSON-ready record per image (file, seed, class,
+index, background and every cell: sprite id, source image, kind, position, transform, stain gain,
+visible box, area and COCO RLE mask). From a list of records: manifest.jsonl lines (the record without
+masks) and a COCO instance-segmentation dict (annotations.json).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from naturalize.classes import CLASSES
+from naturalize.compose.core import Composite, visible_masks
+from naturalize.compose.library import Library, SpriteSet
+
+#: COCO categories: the 11 classes (the white-cell classes and PLT for platelets) then RBC; ids from 1.
+CATEGORIES: tuple[str, ...] = CLASSES + ("RBC",)
+CATEGORY_ID: dict[str, int] = {name: i for i, name in enumerate(CATEGORIES, start=1)}
+
+
+def rle_encode(vis: np.ndarray, x0: int, y0: int, height: int, width: int) -> str:
+    """COCO compressed RLE (counts string) of an image-sized mask that is `vis` (bool h x w) at (x0, y0)
+    and empty elsewhere, computed from the strip of columns the mask spans only."""
+    h, w = vis.shape
+    strip = np.zeros((w, height), np.uint8)  # column-major: one row per image column
+    strip[:, y0:y0 + h] = vis.T
+    flat = strip.ravel()
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    counts = np.diff(np.concatenate(([0], change, [flat.size]))).tolist()
+    if flat[0]:
+        counts.insert(0, 0)
+    counts[0] += x0 * height
+    tail = (width - x0 - w) * height
+    if tail:
+        if len(counts) % 2 == 1:  # last run is background: extend it
+            counts[-1] += tail
+        else:
+            counts.append(tail)
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return rle["counts"].decode("ascii")
+
+
+def _sprite_set(lib: Library, role: str) -> SpriteSet:
+    return {"centre": lib.centre, "WBC": lib.centre, "RBC": lib.rbc, "PLT": lib.plt}[role]
+
+
+def image_record(comp: Composite, lib: Library, file: str, seed: int, index: int) -> dict:
+    """The record of one composite (see module doc); cells in paint order, masks of visible pixels."""
+    H, W = comp.image.shape[:2]
+    plate = lib.plate_rows[comp.plate]
+    cells = []
+    for c, vis in zip(comp.cells, visible_masks(comp)):
+        row = _sprite_set(lib, c.role).rows[c.index]
+        kind = lib.centre_kind if c.role == "centre" else c.role
+        cell = {
+            "kind": kind,
+            "category": row.label if kind == "WBC" and row.label else kind,
+            "centre": c.role == "centre",
+            "sprite_id": row.sprite_id,
+            "source": row.source,
+            "x": c.x, "y": c.y, "w": int(c.mask.shape[1]), "h": int(c.mask.shape[0]),
+            "transform": c.transform.as_dict(),
+            "stain_gain_rgb": [round(float(g), 4) for g in c.gain[::-1]],
+        }
+        if vis is not None:
+            (x0, y0, _, _), m = vis
+            bx, by, bw, bh = cv2.boundingRect(m.view(np.uint8))
+            cell["bbox"] = [x0 + bx, y0 + by, bw, bh]
+            cell["area"] = int(np.count_nonzero(m))
+            cell["rle"] = rle_encode(m, x0, y0, H, W)
+        cells.append(cell)
+    return {"file": file, "class": lib.cls, "seed": seed, "index": index, "width": W, "height": H,
+            "background": {"id": plate.background_id, "source": plate.source}, "cells": cells}
+
+
+def manifest_entry(record: dict) -> dict:
+    """The manifest line of a record: everything but the masks."""
+    out = dict(record)
+    out["cells"] = [{k: v for k, v in c.items() if k != "rle"} for c in record["cells"]]
+    return out
+
+
+def coco(records: list[dict]) -> dict:
+    """COCO instance-segmentation dict of the records (in the given order; image ids from 1)."""
+    images, anns = [], []
+    for image_id, r in enumerate(records, start=1):
+        images.append({"id": image_id, "file_name": r["file"], "width": r["width"], "height": r["height"]})
+        for c in r["cells"]:
+            if "rle" not in c:
+                continue
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": CATEGORY_ID[c["category"]],
+                         "bbox": c["bbox"], "area": c["area"], "iscrowd": 0,
+                         "segmentation": {"size": [r["height"], r["width"]], "counts": c["rle"]}})
+    cats = [{"id": CATEGORY_ID[n], "name": n, "supercategory": "RBC" if n == "RBC" else ("PLT" if n == "PLT" else "WBC")}
+            for n in CATEGORIES]
+    return {"info": {"description": "Naturalize synthetic PBC composites", "version": "1"},
+            "images": images, "annotations": anns, "categories": cats}

@@ -1,0 +1,189 @@
+"""The in-memory sprite library of one compose run, loaded once per worker from a sprite bank.
+
+In: a Bank, the class to compose, the seed and ComposeParams. Out: a Library holding, ready to paste,
+    - background plates (BGR uint8, resized to the output size) with their plasma colour;
+    - sprites per role (centre cell of the class, RBC, PLT): premultiplied BGR + feathered alpha
+      (BGRA uint8) and the plasma colour of their source image (for stain matching).
+Everything per-sprite and per-plate (feathering, premultiplication, colour statistics) is computed here
+once, so composing an image only warps, recolours and blends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from naturalize.bank import Bank, BackgroundRow, SpriteRow
+from naturalize.classes import CLASSES
+from naturalize.compose.params import ComposeParams
+from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
+from naturalize.fsio import UserError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A sprite already transformed: premultiplied BGR, alpha, mask (uint8 0/255, alpha >= 128), its
+    area in pixels and the Transform that made it."""
+
+    bgr: np.ndarray
+    alpha: np.ndarray
+    mask: np.ndarray
+    area: int
+    transform: Transform
+
+
+@dataclass
+class SpriteSet:
+    """Sprites of one role: BGRA premultiplied arrays, their rows, source plasma (BGR float32 (n, 3)) and,
+    for the many small cells, `variants[i]`: transformed copies drawn once per run (else empty)."""
+
+    rows: list[SpriteRow]
+    bgra: list[np.ndarray]
+    plasma: np.ndarray
+    variants: list[list[Variant]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class Library:
+    """Everything one run composes from (see module doc). `centre_kind` is WBC, or PLT for class PLT."""
+
+    cls: str
+    centre_kind: str
+    plates: list[np.ndarray]
+    plate_rows: list[BackgroundRow]
+    plate_plasma: np.ndarray
+    centre: SpriteSet
+    rbc: SpriteSet
+    plt: SpriteSet
+
+
+def bank_fingerprint(bank: Bank) -> str:
+    """sha256 of the bank's metadata and tables: a resumed run must read the same bank."""
+    h = hashlib.sha256()
+    for name in ("bank.json", "index.csv", "backgrounds.csv", "curation.csv"):
+        p = bank.root / name
+        h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"") + b"\0")
+    return h.hexdigest()
+
+
+def centre_kind_of(cls: str) -> str:
+    """The kind of the cell a class's images are centred on: platelets for PLT, a white cell otherwise."""
+    return "PLT" if cls == "PLT" else "WBC"
+
+
+def check_class(bank: Bank, cls: str) -> list[SpriteRow]:
+    """The sprites the class's centre cell is drawn from; UserError when the class is unknown or absent."""
+    if cls not in CLASSES:
+        raise UserError(f"unknown class {cls!r}; use one of {', '.join(CLASSES)}")
+    kind = centre_kind_of(cls)
+    rows = bank.select(kind, None if kind == "PLT" else cls)
+    if not rows:
+        raise UserError(f"bank {bank.root} has no {kind} sprites of class {cls} (cells cut by the border do not count); "
+                        f"segment images of class {cls} into it with `naturalize segment`")
+    if not bank.backgrounds:
+        raise UserError(f"bank {bank.root} has no background plates (backgrounds.csv); rebuild it with `naturalize segment`")
+    return rows
+
+
+def feathered(rgba_bgr: np.ndarray, sigma: float) -> np.ndarray:
+    """BGRA uint8 with alpha eroded then blurred by `sigma` px (edge fades inside the mask) and BGR
+    premultiplied by alpha. sigma 0 keeps the hard mask."""
+    a = rgba_bgr[:, :, 3]
+    if sigma > 0:
+        r = max(1, int(round(sigma)))
+        pad = 2 * r + 2
+        ap = cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        ap = cv2.erode(ap, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        ap = cv2.GaussianBlur(ap, (0, 0), sigma)
+        a = np.minimum(ap[pad:-pad, pad:-pad], a)
+    out = np.empty_like(rgba_bgr)
+    out[:, :, :3] = ((rgba_bgr[:, :, :3].astype(np.uint16) * a[:, :, None] + 127) // 255).astype(np.uint8)
+    out[:, :, 3] = a
+    return out
+
+
+def plasma_colour(plate: np.ndarray) -> np.ndarray:
+    """BGR float32 (3,): the plate's plasma colour (per-channel median of a 4x-subsampled grid)."""
+    return np.median(plate[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
+
+
+def _subset(rows: list, k: int, rng: np.random.Generator) -> list:
+    if len(rows) <= k:
+        return rows
+    keep = np.sort(rng.choice(len(rows), size=k, replace=False))
+    return [rows[i] for i in keep]
+
+
+def _read_bgra(path: Path) -> np.ndarray:
+    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if im is None:
+        raise UserError(f"cannot read sprite {path}; the bank is damaged, rebuild it with `naturalize segment`")
+    if im.ndim == 2:
+        im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGRA)
+    elif im.shape[2] == 3:
+        im = cv2.cvtColor(im, cv2.COLOR_BGR2BGRA)
+    return im
+
+
+def _read_plate(path: Path, size: tuple[int, int]) -> np.ndarray:
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is None:
+        raise UserError(f"cannot read background {path}; the bank is damaged, rebuild it with `naturalize segment`")
+    if (im.shape[1], im.shape[0]) != size:
+        im = cv2.resize(im, size, interpolation=cv2.INTER_AREA)
+    return im
+
+
+def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Library:
+    """Read what a (class, seed) run composes from: at most `max_sources` source images' plates, red
+    cells and platelets, and at most `max_wbc` centre sprites, chosen by seed (all of them in a small bank)."""
+    centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
+    rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
+    plates_by_source: dict[str, BackgroundRow] = {}
+    for b in sorted(bank.backgrounds, key=lambda b: b.background_id):
+        plates_by_source.setdefault(b.source, b)
+    sources = _subset(sorted(plates_by_source), params.max_sources, rng)
+    chosen = set(sources)
+    plate_rows = [plates_by_source[s] for s in sources]
+    plates = [_read_plate(bank.root / r.relpath, params.size) for r in plate_rows]
+    plasma_of = {r.source: plasma_colour(p) for r, p in zip(plate_rows, plates)}
+    centre_rows = _subset(centre_rows, params.max_wbc, rng)
+    for r in centre_rows:  # sources of centre sprites whose plate is not in the pool: colour only
+        if r.source not in plasma_of and r.source in plates_by_source:
+            plasma_of[r.source] = plasma_colour(_read_plate(bank.root / plates_by_source[r.source].relpath, params.size))
+    fallback = np.median(np.stack(list(plasma_of.values())), axis=0).astype(np.float32)
+
+    def sprite_set(rows: list[SpriteRow], variants: int) -> SpriteSet:
+        arrays = [feathered(_read_bgra(bank.root / r.relpath), params.feather) for r in rows]
+        plasma = np.stack([plasma_of.get(r.source, fallback) for r in rows]) if rows else np.zeros((0, 3), np.float32)
+        out = SpriteSet(rows, arrays, plasma.astype(np.float32))
+        if variants:
+            vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11])
+            out.variants = [[make_variant(a, sample_transform(vrng, params)) for _ in range(variants)] for a in arrays]
+            out.bgra = []  # only the variants are pasted
+        return out
+
+    def from_sources(kind: str) -> list[SpriteRow]:
+        rows = sorted((r for r in bank.select(kind) if r.source in chosen), key=lambda r: r.sprite_id)
+        return _subset(rows, params.max_small, rng)
+
+    rbc, plt = from_sources("RBC"), from_sources("PLT")
+    if params.rbc > 0 and not rbc:
+        raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
+    return Library(cls=cls, centre_kind=centre_kind_of(cls), plates=plates, plate_rows=plate_rows,
+                   plate_plasma=np.stack([plasma_of[r.source] for r in plate_rows]),
+                   centre=sprite_set(centre_rows, 0), rbc=sprite_set(rbc, params.variants),
+                   plt=sprite_set(plt, params.variants))
+
+
+def make_variant(bgra: np.ndarray, t: Transform) -> Variant:
+    """The premultiplied BGRA sprite under Transform t, split for pasting."""
+    bgr, alpha, mask, area = split_warped(warp(bgra, t))
+    return Variant(bgr, alpha, mask, area, t)

@@ -1,0 +1,114 @@
+"""Composition parameters and the parsing of their command-line forms (sizes, ranges, shards)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from naturalize.fsio import UserError
+
+#: Where the WBC centre lies in real PBC crops, measured on the 2,977 OI-PBC boxes of the shared sample
+#: (the white cell nearest the centre of each image): median offset from the image centre (px) and a
+#: Laplace scale per axis (the mean absolute deviation: 2.0 px across, 4.6 px down; 99 % within 41 px).
+CENTRE_OFFSET = (1.0, 1.0)
+CENTRE_JITTER = (2.0, 4.6)
+CENTRE_MAX = 45.0
+
+#: Output formats: suffix -> OpenCV encoder name.
+FORMATS = {"jpg": ".jpg", "png": ".png"}
+
+
+@dataclass(frozen=True)
+class ComposeParams:
+    """What one composite looks like. Sizes are (width, height) in pixels; angles in degrees.
+
+    rbc, wbc, platelets: cell counts (platelets: an inclusive (low, high) range drawn per image).
+    feather: sigma (px) of the alpha edge blur, 0 = hard edges. stain: match each sprite's colour to the
+    background's source image. max_angle / scale_jitter: the small rotation and scale ranges (on top of
+    random flips and 90-degree turns). rbc_overlap: fraction of a red cell's area that may lie on other
+    red cells (they touch); min_visible: smallest fraction of a border-cut cell left inside the image.
+    max_sources / max_wbc / max_small: how many source images (backgrounds), white-cell sprites and
+    red-cell (and platelet) sprites one run holds in memory, drawn by seed from a larger bank.
+    variants: each red cell and platelet is transformed this many ways once per run (random flip,
+    quarter turn, rotation and scale each) and images draw among them; the centre cell is transformed
+    afresh for every image.
+    """
+
+    size: tuple[int, int] = (360, 363)
+    rbc: int = 8
+    wbc: int = 1
+    platelets: tuple[int, int] = (0, 2)
+    fmt: str = "jpg"
+    quality: int = 95
+    feather: float = 1.0
+    stain: bool = True
+    max_angle: float = 15.0
+    scale_jitter: float = 0.06
+    centre_offset: tuple[float, float] = CENTRE_OFFSET
+    centre_jitter: tuple[float, float] = CENTRE_JITTER
+    centre_max: float = CENTRE_MAX
+    rbc_overlap: float = 0.05
+    min_visible: float = 0.3
+    wbc_margin: int = 2
+    tries: int = 40
+    max_sources: int = 600
+    max_wbc: int = 2000
+    max_small: int = 2000
+    variants: int = 6
+
+    def __post_init__(self) -> None:
+        w, h = self.size
+        if w < 64 or h < 64:
+            raise UserError(f"--size {w}x{h} is too small; use at least 64x64 (PBC crops are 360x363)")
+        if self.rbc < 0 or self.wbc < 0 or self.platelets[0] < 0 or self.platelets[1] < self.platelets[0]:
+            raise UserError("cell counts must be >= 0 and --platelets LOW..HIGH with LOW <= HIGH (e.g. --platelets 0..2)")
+        if self.fmt not in FORMATS:
+            raise UserError(f"--format {self.fmt!r} is not one of {', '.join(FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise UserError(f"JPEG quality {self.quality} is not in 1..100")
+        # tuples may arrive as lists (from JSON): normalise so equal parameters compare equal
+        for name in ("size", "platelets", "centre_offset", "centre_jitter"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def as_dict(self) -> dict:
+        """JSON-ready parameters (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'360x363' -> (360, 363) (width, height)."""
+    try:
+        w, h = (int(t) for t in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text!r} is not WIDTHxHEIGHT (e.g. 360x363)") from None
+    return w, h
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """'0..3' -> (0, 3); '2' -> (2, 2)."""
+    try:
+        lo, _, hi = text.partition("..")
+        low, high = int(lo), int(hi or lo)
+    except ValueError:
+        raise UserError(f"--platelets {text!r} is not a count or a range LOW..HIGH (e.g. 0..2)") from None
+    if low < 0 or high < low:
+        raise UserError(f"--platelets {text!r}: need 0 <= LOW <= HIGH (e.g. 0..2)")
+    return low, high
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'2/4' -> (2, 4): this run makes the second of four equal parts; None -> (1, 1)."""
+    if text is None:
+        return 1, 1
+    try:
+        k, n = (int(t) for t in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r} is not K/N (e.g. 1/4 for the first of four machines)") from None
+    if not 1 <= k <= n:
+        raise UserError(f"--shard {text!r}: need 1 <= K <= N (e.g. 1/4 ... 4/4)")
+    return k, n
+
+
+def shard_range(n: int, shard: tuple[int, int]) -> range:
+    """Image indices of shard (k, N) of an n-image run: contiguous blocks that together cover 0..n-1."""
+    k, parts = shard
+    return range(n * (k - 1) // parts, n * k // parts)

@@ -1,0 +1,278 @@
+"""`naturalize demo`: the whole pipeline on a small data set, in a few minutes, ending in report.html.
+
+    draw (or --pbc: a per-class subset of a real PBC tree) -> prepare -> segment (classical, train
+    split) -> compose -> build (clean protocol) -> train custom_cnn (small images, few epochs)
+    -> evaluate (real test split) -> OUT/report.html
+
+Every stage calls the library function its command uses (naturalize.prepare.prepare,
+naturalize.segment.run.segment, naturalize.compose.run.compose_class, naturalize.build.build,
+classify.train.train, classify.evaluate.evaluate_run). Layout of OUT:
+
+    OUT/drawn-pbc/ or OUT/pbc-subset/   the input tree (drawn images, or links to the real subset)
+    OUT/work/prepared, OUT/work/bank-*  records and sprite banks (shared with the build stage)
+    OUT/compose/                        Naturalize images of the augmented classes, manifest, COCO file
+    OUT/dataset/                        the clean-protocol dataset tree, dataset.json
+    OUT/run/                            the trained classifier, curves.png, eval/test/
+    OUT/figures/                        contact sheets shown in the report
+    OUT/demo.json                       settings, per-stage timings; OUT/report.html
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_DIRNAME, class_of_prefix
+from naturalize.fsio import UserError, write_json
+
+SPLIT = (0.8, 0.1, 0.1)
+MODEL = "custom_cnn"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo runs: images per class, Naturalize images per augmented class, training."""
+
+    per_class: int
+    synthetic: int
+    image_size: int
+    epochs: int
+    batch_size: int
+    lr: float = 1e-3
+
+
+SIZES: dict[str, DemoSize] = {
+    "small": DemoSize(per_class=12, synthetic=12, image_size=64, epochs=3, batch_size=16),
+    "default": DemoSize(per_class=40, synthetic=40, image_size=80, epochs=10, batch_size=32),
+}
+
+
+@dataclass
+class StageLog:
+    """Per-stage wall time in seconds and a short note, in run order."""
+
+    rows: list[tuple[str, float, str]]
+
+    @contextmanager
+    def stage(self, name: str, note: str, echo: Callable[[str], None], number: int, total: int) -> Iterator[None]:
+        echo(f"[{number}/{total}] {name}: {note}")
+        t0 = time.perf_counter()
+        yield
+        self.rows.append((name, time.perf_counter() - t0, note))
+
+
+def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
+    """Link `per_class` images of each class (seeded choice) from a PBC release tree into OUT (release layout).
+
+    Only the release layout (8 folders, class = file-name prefix) and one-folder-per-class trees are
+    accepted; files are symlinked (copied where links are not allowed). Returns OUT.
+    """
+    import numpy as np
+
+    from naturalize.records import detect_layout
+
+    layout, data_root = detect_layout(Path(pbc_root))
+    if layout == "split":
+        raise UserError(f"--pbc {pbc_root} is a train/val/test tree; give the release folder ({RELEASE_DIRNAME}/) "
+                        f"or a one-folder-per-class tree so the demo can split it itself")
+    by_class: dict[str, list[Path]] = {c: [] for c in CLASSES}
+    for folder in sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for f in sorted(folder.iterdir()):
+            cls = folder.name.upper() if layout == "classes" else class_of_prefix(f.name)
+            if f.is_file() and cls in by_class and f.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"):
+                by_class[cls].append(f)
+    missing = [c for c, fs in by_class.items() if not fs]
+    if len(missing) == len(CLASSES):
+        raise UserError(f"--pbc {pbc_root}: no PBC images found; point to the folder holding {RELEASE_DIRNAME}/")
+    if out.exists():
+        shutil.rmtree(out)
+    rng = np.random.default_rng(seed)
+    for cls, files in by_class.items():
+        pick = sorted(rng.permutation(len(files))[:per_class]) if files else []
+        for k in pick:
+            src = files[k]
+            dst = out / (src.parent.name if layout == "release" else cls) / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.symlink(src.resolve(), dst)
+            except OSError:
+                shutil.copy2(src, dst)
+    return out
+
+
+def _check_out(out: Path, settings: dict, overwrite: bool) -> None:
+    meta = out / "demo.json"
+    if not out.exists() or not any(out.iterdir()):
+        return
+    old = json.loads(meta.read_text(encoding="utf-8")).get("settings") if meta.is_file() else None
+    if overwrite:
+        if old is None and not (out / "report.html").exists():
+            raise UserError(f"{out} is not empty and holds no demo; choose another --out (--overwrite only replaces a demo)")
+        shutil.rmtree(out)
+    elif old != settings:
+        raise UserError(f"{out} already holds " + ("a demo with other settings" if old else "other files")
+                        + "; pass --overwrite to replace it or choose another --out")
+
+
+class _EpochBar:
+    """A Keras callback showing one tqdm bar over the epochs (Keras' own output is off when not a TTY)."""
+
+    def __new__(cls, epochs: int, progress: bool):
+        import keras
+        from tqdm import tqdm
+
+        class Bar(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not progress)
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                self.bar.n = epoch + 1
+                self.bar.set_postfix(acc=f"{logs.get('accuracy', 0):.3f}", val_acc=f"{logs.get('val_accuracy', 0):.3f}")
+                self.bar.refresh()
+
+            def on_train_end(self, logs=None):
+                self.bar.close()
+
+        return Bar()
+
+
+def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None, size: str = "default",
+             seed: int = 0, workers: int = 2, overwrite: bool = False, progress: bool = True,
+             echo: Callable[[str], None] = print) -> Path:
+    """Run the demo into `out` and return the path of report.html (see the module doc)."""
+    if size not in SIZES:
+        raise UserError(f"unknown --size {size!r}; use one of {', '.join(SIZES)}")
+    sz = SIZES[size]
+    out = Path(out)
+    settings = {"pbc": str(Path(pbc).resolve()) if pbc else None, "size": size, "seed": seed, **asdict(sz),
+                "model": MODEL, "split": list(SPLIT), "protocol": "clean", "augmented": list(AUGMENTED_CLASSES)}
+    _check_out(out, settings, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "demo.json", {"settings": settings, "timings": [], "done": False})
+    old_cache = os.environ.get("CLASSIFY_CACHE")
+    os.environ["CLASSIFY_CACHE"] = str((out / "cache").resolve())
+    try:
+        return _run(out, pbc, sz, settings, seed, workers, progress, echo)
+    finally:
+        if old_cache is None:
+            os.environ.pop("CLASSIFY_CACHE", None)
+        else:
+            os.environ["CLASSIFY_CACHE"] = old_cache
+
+
+def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, progress: bool,
+         echo: Callable[[str], None]) -> Path:
+    from naturalize.build import build
+    from naturalize.compose.run import compose_class
+    from naturalize.prepare import prepare
+    from naturalize.segment.run import format_summary, segment
+
+    log = StageLog([])
+    total = 9
+    quiet = lambda *_a, **_k: None  # noqa: E731  (library chatter; the stage lines say what happens)
+    work = out / "work"
+    if pbc is None:
+        from naturalize.drawn import DRAWN_DIRNAME, write_drawn_release
+
+        data_root = out / DRAWN_DIRNAME
+        with log.stage("draw", f"{sz.per_class} procedurally drawn images per class (NOT real cells)", echo, 1, total):
+            write_drawn_release(data_root, sz.per_class, seed=seed, progress=progress)
+        data_kind = "drawn"
+    else:
+        data_root = out / "pbc-subset"
+        with log.stage("subset", f"{sz.per_class} real images per class from {pbc}", echo, 1, total):
+            real_subset(Path(pbc), data_root, sz.per_class, seed)
+        data_kind = "real"
+
+    prepared = work / "prepared"
+    with log.stage("prepare", f"records + stratified {'/'.join(str(int(f * 100)) for f in SPLIT)} split", echo, 2, total):
+        summary = prepare(data_root, prepared, seed=seed, fractions=SPLIT, workers=workers, overwrite=True,
+                          progress=progress)
+    bank = work / "bank-train"
+    with log.stage("segment", "classical backend, train split only (no test image feeds a synthetic one)", echo, 3, total):
+        seg = segment(prepared, bank, backend="classical", split="train", workers=workers, progress=progress, echo=quiet)
+    echo("  " + format_summary(seg).replace("\n", "\n  "))
+    composed = out / "compose"
+    with log.stage("compose", f"{sz.synthetic} Naturalize images each for {', '.join(AUGMENTED_CLASSES)}", echo, 4, total):
+        syn = {c: compose_class(bank, c, sz.synthetic, composed, seed=seed, workers=workers, progress=progress)
+               for c in AUGMENTED_CLASSES}
+    dataset = out / "dataset"
+    with log.stage("build", "clean protocol: val/test real only, synthetic images in train only", echo, 5, total):
+        meta = build("custom", data_root, dataset, protocol="clean", seed=seed, fractions=SPLIT, backend="classical",
+                     classes=AUGMENTED_CLASSES, per_class=sz.synthetic, workers=workers, work=work, overwrite=True,
+                     progress=progress, echo=quiet)
+    run = out / "run"
+    with log.stage("train", f"{MODEL}, {sz.image_size}px, {sz.epochs} epochs, weights none", echo, 6, total):
+        from classify.train import train
+
+        train(dataset, MODEL, run, weights="none", epochs=sz.epochs, batch_size=sz.batch_size, lr=sz.lr,
+              image_size=sz.image_size, seed=seed, evaluate=False, progress=progress,
+              callbacks=[_EpochBar(sz.epochs, progress)], workers=workers, log=quiet)
+    with log.stage("evaluate", "best model on the real test split", echo, 7, total):
+        from classify.evaluate import evaluate_run
+
+        result = evaluate_run(run, "test", progress=progress)
+    with log.stage("sheets", "contact sheets: real training images beside Naturalize images", echo, 8, total):
+        sheets = contact_sheets(out / "figures", dataset, syn, seed)
+    with log.stage("report", "report.html", echo, 9, total):
+        report = _write_report(out, data_kind, data_root, meta, summary, seg, sheets, run, result, log, settings)
+    write_json(out / "demo.json", {"settings": settings, "done": True, "report": "report.html",
+                                   "timings": [{"stage": s, "seconds": round(t, 2), "note": n} for s, t, n in log.rows],
+                                   "test_accuracy": result["accuracy"],
+                                   "test_macro_f1": result["report"]["macro avg"]["f1-score"]})
+    echo(f"test accuracy {result['accuracy']:.3f}, macro-F1 {result['report']['macro avg']['f1-score']:.3f} "
+         f"({'drawn data: says nothing about real cells' if data_kind == 'drawn' else 'real test images'})")
+    echo(f"total {sum(t for _, t, _ in log.rows):.0f}s; report: {report.resolve()}")
+    return report
+
+
+def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]], seed: int) -> list[tuple[str, Path]]:
+    """One PNG per augmented class: a row of real training images above a row of Naturalize images."""
+    from naturalize.demo.sheets import pair_sheet
+
+    sheets = []
+    for cls, syn in synthetic.items():
+        real_dir = dataset / "train" / cls
+        real = sorted(p for p in real_dir.iterdir() if "_syn_" not in p.name) if real_dir.is_dir() else []
+        png = fig_dir / f"sheet_{cls}.png"
+        pair_sheet(real[:6], sorted(syn)[:6], png, f"{cls}: real (top) vs Naturalize (bottom)")
+        sheets.append((f"{cls}: real training images (top row) and Naturalize images (bottom row)", png))
+    return sheets
+
+
+def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summary: dict, seg, sheets, run: Path,
+                  result: dict, log: StageLog, settings: dict) -> Path:
+    from naturalize.demo.report import ReportData, write_report
+
+    if data_kind == "drawn":
+        note = (f"Procedurally drawn images ({data_root.name}/, see its README.txt): the project ships no PBC "
+                f"images, so the demo draws stand-ins with numpy/OpenCV. They are NOT real blood cells. Run "
+                f"`naturalize demo --pbc PBC_ROOT` on a PBC download for real images.")
+    else:
+        note = (f"Real PBC images: {settings['per_class']} per class linked from {settings['pbc']} "
+                f"(Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1, CC BY 4.0).")
+    counts = {s: {c: v for c, v in per.items() if sum(v.values())} for s, per in meta["counts"].items()}
+    rep = result["report"]
+    metrics = {"test accuracy": result["accuracy"], "test loss": result["loss"],
+               "test macro-F1": rep["macro avg"]["f1-score"], "test weighted-F1": rep["weighted avg"]["f1-score"]}
+    report_txt = (run / "eval" / "test" / "report.txt").read_text(encoding="utf-8")
+    data = ReportData(
+        title=f"Naturalize demo ({'drawn' if data_kind == 'drawn' else 'real'} data, size {settings['size']})",
+        data_kind=data_kind, data_note=note, counts=counts, sheets=sheets,
+        curves=[("accuracy and loss per epoch (train and val)", run / "curves.png")],
+        confusion=[("confusion matrix on the real test split", run / "eval" / "test" / "confusion.png")],
+        classification_report=report_txt, metrics=metrics, timings=log.rows,
+        settings={"model": f"{MODEL}, {settings['image_size']}px, {settings['epochs']} epochs, batch "
+                           f"{settings['batch_size']}, weights none",
+                  "images per class": str(settings["per_class"]),
+                  "Naturalize images per augmented class": f"{settings['synthetic']} ({', '.join(AUGMENTED_CLASSES)})",
+                  "sprites (train split)": ", ".join(f"{k} {v}" for k, v in seg.counts.get("usable", {}).items()),
+                  "seed": str(settings["seed"]), "protocol": "clean"})
+    return write_report(data, out / "report.html")

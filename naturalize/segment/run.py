@@ -1,0 +1,243 @@
+"""`naturalize segment`: cut every source image into a sprite bank (the shell around the backends).
+
+In: a raw PBC tree or a `naturalize prepare` directory, a backend and its options. Out: the bank
+(see naturalize/bank.py) and, for a prepared directory, the curation result in its records.csv.
+
+Workers segment and PNG-encode images in parallel; the main process writes them in source order, so
+the bank does not depend on --workers. A run that stops midway leaves a valid bank; rerunning the
+same command resumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from naturalize.bank import KINDS, BankWriter, EncodedSprite, ImageEntry
+from naturalize.classes import WBC_CLASSES
+from naturalize.fsio import UserError
+
+#: zlib level of sprite and background PNGs (lossless either way; 1 is several times faster than 6).
+PNG_LEVEL = 1
+
+
+@dataclass(frozen=True)
+class Task:
+    """One source image to segment: absolute path, path relative to the root, fine class, id stem."""
+
+    path: str
+    source: str
+    label: str
+    stem: str
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the command's report."""
+
+    backend: str
+    out: Path
+    total: int
+    skipped: int
+    written: int
+    counts: dict = field(default_factory=dict)
+    curated: int | None = None
+
+
+# ---------------------------------------------------------------- worker side (pure per image)
+
+_SEGMENTER: Callable[[np.ndarray], Any] | None = None
+
+
+def _init_worker(backend: str, options: dict) -> None:
+    global _SEGMENTER
+    from naturalize.segment import make_segmenter
+
+    _SEGMENTER = make_segmenter(backend, **options)
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=PNG_LEVEL)
+    return buf.getvalue()
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """RGB uint8 array of an image file; UserError naming the file when it cannot be decoded."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as e:
+        raise UserError(f"{path}: cannot read the image ({e}); rerun `naturalize prepare` to list damaged files") from None
+
+
+def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
+    """Segmentation of one image -> the entry a bank stores.
+
+    Sprites: cells fit for compositing (`usable`) plus cells cut by the image border (recorded with
+    touches_border=1); clumps and fragments are left out. White-cell sprites are kept only where
+    their class is known: a white-cell image (not PLT) holding a single white cell. Curation counts
+    every cell found; keep=0 marks images with several white cells (multi_wbc).
+    """
+    from naturalize.segment.cells import crop_sprite
+
+    flags = tuple(seg.flags)
+    wbc_labelled = task.label in WBC_CLASSES and "multi_wbc" not in flags
+    chosen = [c for c in seg.cells if (c.usable or c.touches_border) and (c.kind != "WBC" or wbc_labelled)]
+    chosen.sort(key=lambda c: (KINDS.index(c.kind), c.box[1], c.box[0]))
+    sprites = []
+    for c in chosen:
+        x0, y0, x1, y1 = c.box
+        sprites.append(EncodedSprite(c.kind, _png(crop_sprite(rgb, c.mask)), x0, y0, x1, y1, c.area,
+                                     round(float(c.score), 4), bool(c.touches_border)))
+    n = Counter(c.kind for c in seg.cells)
+    h, w = rgb.shape[:2]
+    return ImageEntry(task.source, task.label, task.stem, w, h, tuple(sprites), _png(seg.background),
+                      n["WBC"], n["RBC"], n["PLT"], flags, "multi_wbc" not in flags)
+
+
+def process(task: Task) -> ImageEntry:
+    """Worker entry: read, segment and encode one image with the process's segmenter."""
+    assert _SEGMENTER is not None, "worker not initialised"
+    rgb = read_rgb(task.path)
+    return encode(task, rgb, _SEGMENTER(rgb))
+
+
+# ---------------------------------------------------------------- main side
+
+
+def order_sources(records: Sequence[Any]) -> list[Any]:
+    """Round-robin over classes (each class in path order), so `--limit N` takes a spread of classes
+    and a larger limit extends a smaller one."""
+    by_class: dict[str, list[Any]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: r.path):
+        by_class[r.cls].append(r)
+    queues = [by_class[c] for c in sorted(by_class)]
+    out: list[Any] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
+def id_stems(paths: Sequence[str]) -> dict[str, str]:
+    """Source path -> id stem: the file stem, plus a short hash of the path where two stems collide."""
+    stems = Counter(Path(p).stem for p in paths)
+    return {p: Path(p).stem if stems[Path(p).stem] == 1
+            else f"{Path(p).stem}-{hashlib.sha1(p.encode()).hexdigest()[:6]}" for p in paths}
+
+
+def backend_options(backend: str, checkpoint: str | None, model_type: str, device: str,
+                    points_per_side: int | None, extra: Mapping[str, Any] | None = None) -> dict:
+    """Options passed to the backend's factory (and to its `describe`); `extra` adds backend parameters
+    (for sam: SamParams fields)."""
+    if backend != "sam":
+        return dict(extra or {})
+    if not checkpoint:
+        raise UserError(f"--backend sam needs a checkpoint: pass --checkpoint PATH or set $NATURALIZE_SAM_CHECKPOINT "
+                        f"(download one with `naturalize fetch-sam {model_type}`)")
+    if not Path(checkpoint).is_file():  # checked here too, so the error comes before torch is imported
+        raise UserError(f"SAM checkpoint {checkpoint} not found; download one with `naturalize fetch-sam {model_type}` "
+                        f"and pass its path to --checkpoint")
+    opts: dict = {"checkpoint": str(checkpoint), "model_type": model_type, "device": device, **(extra or {})}
+    if points_per_side is not None:
+        if points_per_side < 1:
+            raise UserError(f"--points {points_per_side} must be at least 1")
+        opts["points_per_side"] = points_per_side
+    return opts
+
+
+def segment(input_path: str | Path, out: str | Path, backend: str = "auto", checkpoint: str | None = None,
+            model_type: str = "vit_b", device: str = "auto", classes: Sequence[str] = (), split: str | None = None,
+            workers: int = 2, limit: int | None = None, overwrite: bool = False, points_per_side: int | None = None,
+            backend_params: Mapping[str, Any] | None = None, progress: bool = True,
+            echo: Callable[[str], None] = print) -> RunSummary:
+    """Segment the sources of `input_path` into the bank `out` (see the module doc). `backend_params`
+    sets further backend parameters (sam: SamParams fields such as pred_iou_thresh)."""
+    from tqdm import tqdm
+
+    from naturalize import records as rec
+    from naturalize.segment import BACKENDS, resolve_backend
+
+    try:
+        name, checkpoint, why = resolve_backend(backend, checkpoint)
+    except ValueError as e:
+        raise UserError(f"--backend: {e}") from None
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit {limit} must be at least 1")
+    if workers < 1:
+        raise UserError(f"--workers {workers} must be at least 1")
+    options = backend_options(name, checkpoint, model_type, device, points_per_side, backend_params)
+    echo(why)
+
+    input_path = Path(input_path)
+    root, records = rec.load_sources(input_path, split=split, classes=tuple(classes))
+    prepared = rec.is_prepared(input_path)
+    stems = id_stems([r.path for r in records])
+    ordered = order_sources(records)[:limit] if limit else order_sources(records)
+
+    spec = BACKENDS[name]
+    identity = {"backend": name, "parameters": spec.describe(**options),
+                "input": str(input_path.resolve()), "root": str(root), "split": split or ""}
+    BankWriter.check(out, identity, overwrite)  # refuse before any work or write
+    segmenter = None
+    if not spec.parallel or workers == 1:
+        if workers > 1:
+            echo(f"{name} runs in one process (one model in memory); --workers {workers} ignored")
+        segmenter = spec.build(**options)  # a bad checkpoint fails here, before the bank is touched
+    writer = BankWriter.open(out, identity, overwrite=overwrite)
+
+    todo = [Task(str(root / r.path), r.path, r.cls, stems[r.path]) for r in ordered if r.path not in writer.done]
+    skipped = len(ordered) - len(todo)
+    if skipped:
+        echo(f"resuming {out}: {skipped} of {len(ordered)} images already done")
+    bar = tqdm(total=len(todo), desc=f"segment ({name})", unit="img", disable=not progress)
+    try:
+        if segmenter is not None:
+            for t in todo:
+                rgb = read_rgb(t.path)
+                writer.add(encode(t, rgb, segmenter(rgb)))
+                bar.update()
+        elif todo:
+            import multiprocessing as mp
+
+            with mp.get_context().Pool(min(workers, len(todo)), _init_worker, (name, options)) as pool:
+                for entry in pool.imap(process, todo, chunksize=4):
+                    writer.add(entry)
+                    bar.update()
+    finally:
+        bar.close()
+
+    summary = RunSummary(name, Path(out), len(ordered), skipped, len(todo), writer.counts)
+    if prepared:
+        from naturalize.bank import Bank
+        from naturalize.prepare import apply_curation
+
+        bank = Bank.open(out)
+        excluded = {r["source"]: r["flags"] for r in bank.curation if r["keep"] != "1"}
+        apply_curation(input_path, excluded)
+        summary.curated = len(excluded)
+    return summary
+
+
+def format_summary(s: RunSummary) -> str:
+    """A few lines for the terminal: images, sprites per kind, flags."""
+    c = s.counts
+    lines = [f"bank {s.out}: {c.get('sources', 0)} images ({s.written} segmented now, {s.skipped} already done), "
+             f"{c.get('kept', 0)} kept, {c.get('backgrounds', 0)} backgrounds"]
+    lines.append("sprites " + ", ".join(f"{k} {c['sprites'].get(k, 0)} ({c['usable'].get(k, 0)} whole)"
+                                        for k in KINDS))
+    if c.get("flags"):
+        lines.append("flags " + ", ".join(f"{k} {v}" for k, v in sorted(c["flags"].items())))
+    if s.curated is not None:
+        lines.append(f"records.csv: {s.curated} images marked excluded (multi_wbc)")
+    return "\n".join(lines)

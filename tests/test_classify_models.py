@@ -1,0 +1,194 @@
+"""classify: model registry, weights handling, dataset indexing, image conversion, Score-CAM."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+keras = pytest.importorskip("keras")
+
+from naturalize.fsio import UserError  # noqa: E402
+from classify.datasets import load_dataset, split_plain  # noqa: E402
+from classify.images import cached_array, load_image  # noqa: E402
+from classify.models import MODELS, backbone_of, create_model  # noqa: E402
+
+# Smallest size each architecture allows keeps the file fast; custom_cnn is checked at the paper's 224.
+BUILD_SIZES = {name: 32 for name in MODELS} | {"custom_cnn": 224}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registry_model_builds_with_random_weights_and_outputs_probabilities(name):
+    model = create_model(name, 5, None, "finetune", BUILD_SIZES[name])
+    s = BUILD_SIZES[name]
+    x = np.random.default_rng(0).uniform(0, 255, (2, s, s, 3)).astype("float32")
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    assert y.shape == (2, 5)
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-4)
+
+
+def test_custom_cnn_is_the_papers_figure_9_with_3310251_parameters():
+    model = create_model("custom_cnn", 11, "none", "finetune", 224)
+    assert model.count_params() == 3_310_251
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [16, 32, 64, 128]
+    assert all(c.kernel_size == (3, 3) and c.padding == "same" for c in convs)
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers) == 4
+    assert [d.units for d in model.layers if isinstance(d, keras.layers.Dense)] == [128, 11]
+
+
+def test_vit_b16_has_the_base_configuration():
+    model = create_model("vit_b16", 11, "none", "finetune", 32)
+    backbone = backbone_of(model)[0]
+    attn = [layer for layer in backbone.layers if isinstance(layer, keras.layers.MultiHeadAttention)]
+    assert len(attn) == 12 and attn[0].num_heads == 12
+    assert backbone.get_layer("patch_embed").kernel_size == (16, 16)
+    assert backbone.get_layer("patch_embed").filters == 768
+
+
+def test_transfer_mode_freezes_the_backbone_and_trains_the_head():
+    model = create_model("efficientnetv2b0", 4, "none", "transfer", 32)
+    (base,) = backbone_of(model)
+    assert not base.trainable and base.trainable_weights == []
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"predictions"}
+    tuned = create_model("efficientnetv2b0", 4, "none", "finetune", 32)
+    assert len(tuned.trainable_weights) > len(model.trainable_weights)
+
+
+def test_unknown_model_and_bad_modes_are_one_line_user_errors():
+    with pytest.raises(UserError, match="unknown model 'resnet'.*custom_cnn.*ensemble_cbam"):
+        create_model("resnet", 11)
+    with pytest.raises(UserError, match="--mode finetune"):
+        create_model("custom_cnn", 11, "none", "transfer", 64)
+    with pytest.raises(UserError, match="no ImageNet weights for vit_b16.*--weights PATH"):
+        create_model("vit_b16", 11, "imagenet", "finetune", 32)
+    with pytest.raises(UserError, match="neither 'imagenet', 'none' nor an existing weights file"):
+        create_model("custom_cnn", 11, "/no/such/file.weights.h5", "finetune", 64)
+
+
+def test_weights_path_round_trip_into_the_backbone_and_into_a_whole_model(tmp_path):
+    src = create_model("efficientnetv2b0", 3, "none", "finetune", 32)
+    (base,) = backbone_of(src)
+    path = tmp_path / "effnet_backbone.weights.h5"
+    base.save_weights(path)
+    loaded = create_model("efficientnetv2b0", 7, str(path), "transfer", 32)
+    (base2,) = backbone_of(loaded)
+    for a, b in zip(base.get_weights(), base2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    cnn = create_model("custom_cnn", 11, "none", "finetune", 64)
+    cnn_path = tmp_path / "cnn.weights.h5"
+    cnn.save_weights(cnn_path)
+    fresh = create_model("custom_cnn", 11, str(cnn_path), "finetune", 64)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(cnn(x)), keras.ops.convert_to_numpy(fresh(x)), rtol=1e-6)
+
+    with pytest.raises(UserError, match="cannot load weights .* same architecture"):
+        create_model("custom_cnn", 11, str(path), "finetune", 64)
+
+
+def _write(path, array, mode=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path)
+
+
+def test_grayscale_rgba_16bit_and_odd_sized_images_are_converted(tmp_path):
+    rng = np.random.default_rng(0)
+    _write(tmp_path / "gray.png", rng.integers(0, 255, (50, 70), dtype=np.uint8))
+    _write(tmp_path / "rgba.png", rng.integers(0, 255, (30, 20, 4), dtype=np.uint8))
+    _write(tmp_path / "odd.jpg", rng.integers(0, 255, (361, 363, 3), dtype=np.uint8))
+    _write(tmp_path / "deep.png", rng.integers(0, 65535, (40, 40), dtype=np.uint16).astype(np.uint16))
+    for name in ("gray.png", "rgba.png", "odd.jpg", "deep.png"):
+        a = load_image(tmp_path / name, 24)
+        assert a.shape == (24, 24, 3) and a.dtype == np.uint8
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(UserError, match="cannot read image .*broken.jpg"):
+        load_image(tmp_path / "broken.jpg", 24)
+
+
+def test_decode_cache_is_reused_and_matches_direct_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLASSIFY_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        _write(tmp_path / f"im{i}.png", rng.integers(0, 255, (40, 44, 3), dtype=np.uint8))
+        paths.append(tmp_path / f"im{i}.png")
+    first = cached_array(paths, 16, progress=False)
+    files = list((tmp_path / "cache").glob("*.npy"))
+    assert len(files) == 1
+    again = cached_array(paths, 16, progress=False)
+    assert isinstance(again, np.memmap)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(again[3], load_image(paths[3], 16))
+
+
+def _tree(root, spec):
+    """spec: {relative folder: number of images}."""
+    rng = np.random.default_rng(0)
+    for folder, n in spec.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            _write(root / folder / f"{folder.split('/')[-1]}_{i}.png", rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+
+
+def test_split_tree_with_missing_or_extra_classes_or_empty_split_is_rejected(tmp_path):
+    _tree(tmp_path / "bad", {"train/BA": 2, "train/EO": 2, "val/BA": 1, "test/BA": 1, "test/EO": 1})
+    with pytest.raises(UserError, match="split val/ lacks EO compared with train/"):
+        load_dataset(tmp_path / "bad")
+    _tree(tmp_path / "extra", {"train/BA": 2, "val/BA": 1, "val/LY": 1})
+    with pytest.raises(UserError, match="split val/ has extra LY"):
+        load_dataset(tmp_path / "extra")
+    _tree(tmp_path / "empty", {"train/BA": 2})
+    (tmp_path / "empty" / "val" / "BA").mkdir(parents=True)
+    with pytest.raises(UserError, match="split val/ holds no class folders with images"):
+        load_dataset(tmp_path / "empty")
+    with pytest.raises(UserError, match="not found"):
+        load_dataset("no-such-dataset-name")
+
+
+def test_plain_class_tree_is_split_80_10_10_stratified_and_seeded(tmp_path, monkeypatch):
+    _tree(tmp_path / "data" / "plain", {"LY": 20, "BA": 30, "weird": 10})
+    monkeypatch.setenv("NATURALIZE_DATA", str(tmp_path / "data"))
+    d = load_dataset("plain", seed=3)
+    assert d.layout == "plain" and d.classes == ("BA", "LY", "weird")
+    counts = {s: np.bincount(d.labels(s), minlength=3).tolist() for s in ("train", "val", "test")}
+    assert counts == {"train": [24, 16, 8], "val": [3, 2, 1], "test": [3, 2, 1]}
+    assert load_dataset("plain", seed=3).items == d.items
+    assert load_dataset("plain", seed=4).items != d.items
+    assert split_plain([0] * 10 + [1] * 10, 0).count("train") == 16
+
+
+def test_score_cam_peaks_on_a_planted_discriminative_patch():
+    from classify.scorecam import feature_model, score_cam
+
+    size, patch = 48, 12
+
+    def toy(n, rng):
+        x = rng.normal(110, 20, (n, size, size, 3)).clip(0, 255)
+        y = np.arange(n) % 2
+        pos = rng.integers(0, size - patch, (n, 2))
+        for i in np.flatnonzero(y):
+            r, c = pos[i]
+            x[i, r:r + patch, c:c + patch] = 240
+        return x.astype("float32"), y, pos
+
+    keras.utils.set_random_seed(0)
+    x, y, _ = toy(192, np.random.default_rng(0))
+    model = create_model("custom_cnn", 2, "none", "finetune", size)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=5, batch_size=32, verbose=0)
+    features = feature_model(model)
+    xt, yt, pt = toy(8, np.random.default_rng(1))
+    for i in np.flatnonzero(yt):
+        cam, target, probs = score_cam(model, features, xt[i], 1)
+        assert cam.shape == (size, size) and target == 1 and 0 <= cam.min() and cam.max() == pytest.approx(1)
+        r, c = np.unravel_index(cam.argmax(), cam.shape)
+        pr, pc = pt[i]
+        assert pr - 2 <= r < pr + patch + 2 and pc - 2 <= c < pc + patch + 2, (r, c, pr, pc)
+        inside = np.zeros_like(cam, bool)
+        inside[pr:pr + patch, pc:pc + patch] = True
+        assert cam[inside].mean() > 1.5 * cam[~inside].mean()

@@ -1,0 +1,202 @@
+"""classify end to end on a tiny REAL tree (copied into tmp from the shared PBC sample): train under the
+TensorFlow and torch backends, resume, evaluate (equal to scikit-learn), predict, explain, compare, CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+keras = pytest.importorskip("keras")
+
+from naturalize.classes import CLASSES, class_of_prefix  # noqa: E402
+from naturalize.fsio import UserError  # noqa: E402
+
+SIZE = 32
+RUN_FILES = {"model.keras", "last.keras", "classes.json", "config.json", "history.csv", "curves.png", "state.json",
+             "split.csv"}
+EVAL_FILES = {"report.txt", "report.json", "predictions.csv", "confusion.png"}
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(sample_release, tmp_path_factory) -> Path:
+    """train/val/test/<CLASS>/ with 3/1/1 real images per class, copied into tmp."""
+    root = tmp_path_factory.mktemp("tiny") / "tiny-pbc"
+    picked: dict[str, list[Path]] = {c: [] for c in CLASSES}
+    for p in sorted(sample_release.rglob("*.jpg")):
+        c = class_of_prefix(p.name)
+        if c and len(picked[c]) < 5:
+            picked[c].append(p)
+    for c, files in picked.items():
+        assert len(files) == 5, c
+        for split, part in (("train", files[:3]), ("val", files[3:4]), ("test", files[4:])):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for f in part:
+                shutil.copy(f, root / split / c / f.name)
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    old = os.environ.get("CLASSIFY_CACHE")
+    os.environ["CLASSIFY_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("CLASSIFY_CACHE", None)
+    else:
+        os.environ["CLASSIFY_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def tf_run(tiny_tree, tmp_path_factory) -> Path:
+    from classify.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tf"
+    train(tiny_tree, "custom_cnn", out, epochs=1, batch_size=8, image_size=SIZE, progress=False, log=lambda s: None)
+    return out
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """The CLI's own error lines (TensorFlow's C++ start-up log lines, which it cannot silence, left out)."""
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def _cli(*args, env=None, cwd=None):
+    full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "classify.cli", *map(str, args)], capture_output=True, text=True,
+                          env=full, cwd=cwd, timeout=300)
+
+
+def _complete(run: Path, backend: str) -> None:
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    for split in ("train", "val", "test"):
+        assert EVAL_FILES <= {p.name for p in (run / "eval" / split).iterdir()}
+    config = json.loads((run / "config.json").read_text())
+    assert config["backend"] == backend and config["model"] == "custom_cnn" and config["image_size"] == SIZE
+    assert json.loads((run / "classes.json").read_text()) == list(CLASSES)
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [r["epoch"] for r in rows] == ["1"] and 0 <= float(rows[0]["val_accuracy"]) <= 1
+    assert json.loads((run / "state.json").read_text())["done"] is True
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_epoch_under_tensorflow_writes_a_complete_run_dir(tf_run):
+    _complete(tf_run, "tensorflow")
+
+
+@pytest.mark.slow
+def test_one_epoch_under_torch_writes_a_complete_run_dir_loadable_under_tensorflow(tiny_tree, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "torch-run"
+    r = _cli("train", "--dataset", tiny_tree, "--model", "custom_cnn", "--epochs", 1, "--batch-size", 8,
+             "--image-size", SIZE, "--out", out, env={"KERAS_BACKEND": "torch"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "torch backend" in r.stdout
+    _complete(out, "torch")
+    from classify.runs import load_model
+
+    model = load_model(out / "model.keras")  # saved under torch, read under this process's TensorFlow backend
+    assert keras.ops.convert_to_numpy(model(np.zeros((1, SIZE, SIZE, 3), "float32"))).shape == (1, len(CLASSES))
+
+
+def test_evaluate_report_equals_scikit_learn_on_the_same_predictions(tf_run, tiny_tree):
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from classify.evaluate import predict_probs
+    from classify.images import decode_all
+    from classify.runs import load_model
+
+    res = json.loads((tf_run / "eval" / "test" / "report.json").read_text())
+    paths = sorted(tiny_tree.glob("test/*/*.jpg"), key=lambda p: (CLASSES.index(p.parent.name), p.name))
+    y_true = [CLASSES.index(p.parent.name) for p in paths]
+    probs = predict_probs(load_model(tf_run / "model.keras"), decode_all(paths, SIZE, progress=False))
+    y_pred = probs.argmax(axis=1)
+    rows = list(csv.DictReader(open(tf_run / "eval" / "test" / "predictions.csv")))
+    assert [r["pred"] for r in rows] == [CLASSES[k] for k in y_pred]
+    kw = dict(labels=list(range(11)), target_names=list(CLASSES), zero_division=0)
+    assert res["report"] == classification_report(y_true, y_pred, output_dict=True, **kw)
+    assert classification_report(y_true, y_pred, digits=4, **kw) in (tf_run / "eval/test/report.txt").read_text()
+    assert res["confusion"] == confusion_matrix(y_true, y_pred, labels=list(range(11))).tolist()
+    assert res["accuracy"] == pytest.approx(float(np.mean(y_pred == np.array(y_true))))
+    assert res["loss"] == pytest.approx(float(-np.mean(np.log(np.clip(probs[np.arange(11), y_true], 1e-7, 1)))))
+
+
+def test_resume_after_an_interruption_continues_from_the_last_finished_epoch(tiny_tree, tmp_path):
+    from classify.train import read_history, train
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumable"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_tree, "custom_cnn", out, epochs=3, batch_size=8, image_size=SIZE, progress=False,
+              callbacks=[Interrupt()], log=lambda s: None)
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] == 1 and state["done"] is False
+    first = read_history(out)
+    assert len(first) == 1 and (out / "last.keras").is_file() and (out / "model.keras").is_file()
+    logs: list[str] = []
+    train(tiny_tree, "custom_cnn", out, epochs=3, batch_size=8, image_size=SIZE, progress=False, evaluate=False,
+          log=logs.append)
+    assert any(line.startswith("resuming") and "after epoch 1" in line for line in logs)
+    hist = read_history(out)
+    assert [r["epoch"] for r in hist] == [1, 2, 3] and hist[0] == first[0]
+    assert json.loads((out / "state.json").read_text())["epoch"] == 3
+    with pytest.raises(UserError, match="holds a different run \\(lr"):
+        train(tiny_tree, "custom_cnn", out, epochs=3, batch_size=8, lr=0.5, image_size=SIZE, progress=False)
+
+
+def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):
+    from classify.compare import table
+    from classify.predict import predict
+    from classify.scorecam import explain
+
+    text = predict(tf_run, [tiny_tree / "test"], progress=False)
+    rows = list(csv.DictReader(text.splitlines()))
+    assert len(rows) == 11 and all(r["pred"] in CLASSES for r in rows)
+    assert all(abs(sum(float(r[f"prob_{c}"]) for c in CLASSES) - 1) < 1e-4 for r in rows)
+
+    pngs = explain(tf_run, [tiny_tree / "test" / "BA"], tmp_path / "cams", max_channels=16, progress=False)
+    from PIL import Image
+
+    with Image.open(pngs[0]) as im:
+        assert im.format == "PNG" and "Score-CAM" in im.text["Description"]
+
+    md = table([tf_run])
+    test_rep = json.loads((tf_run / "eval" / "test" / "report.json").read_text())
+    assert md.splitlines()[0].startswith("| run | model |")
+    assert f"{100 * test_rep['accuracy']:.2f}" in md.splitlines()[2]
+    assert f"{100 * test_rep['report']['macro avg']['f1-score']:.2f} |" in md.splitlines()[2]
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tf_run, tiny_tree, tmp_path):
+    r = _cli("train", "--dataset", tiny_tree, "--model", "resnet50")
+    assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1
+    assert _error_lines(r.stderr)[0].startswith("error: unknown model 'resnet50'; use one of convnext_base")
+
+    other = tmp_path / "other"
+    for split in ("train", "val", "test"):
+        for c in ("BA", "EO"):
+            shutil.copytree(tiny_tree / split / c, other / split / c)
+    r = _cli("evaluate", tf_run, "--dataset", other)
+    assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1
+    assert _error_lines(r.stderr)[0].startswith("error: the run was trained on classes BA,BNE")
+
+    # Offline ImageNet download: a dead proxy makes the fetch fail like a machine without internet.
+    dead = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+            "http_proxy": "http://127.0.0.1:9", "KERAS_HOME": str(tmp_path / "keras"), "HOME": str(tmp_path)}
+    r = _cli("train", "--dataset", tiny_tree, "--model", "efficientnetv2b0", "--weights", "imagenet",
+             "--image-size", SIZE, "--out", tmp_path / "never", env=dead)
+    assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1, r.stderr[-1500:]
+    (line,) = _error_lines(r.stderr)
+    assert line.startswith("error: could not get the ImageNet weights for efficientnetv2b0")
+    assert "--weights PATH" in line and "--weights none" in line and not (tmp_path / "never" / "model.keras").exists()

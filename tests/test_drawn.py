@@ -1,0 +1,81 @@
+"""The drawn demo smear set: deterministic, laid out like the PBC release, and segmentable."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from naturalize.classes import CLASSES
+from naturalize.drawn import draw_image, image_rng, write_drawn_release
+from naturalize.fsio import UserError
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_and_other_seed_differs(tmp_path: Path) -> None:
+    a = write_drawn_release(tmp_path / "a", 2, seed=3, progress=False)
+    b = write_drawn_release(tmp_path / "b", 2, seed=3, progress=False)
+    c = write_drawn_release(tmp_path / "c", 2, seed=4, progress=False)
+    assert _digests(a) == _digests(b)
+    jpgs = [k for k in _digests(a) if k.endswith(".jpg")]
+    assert len(jpgs) == 2 * len(CLASSES)
+    assert all(_digests(a)[k] != _digests(c)[k] for k in jpgs)
+
+
+def test_tree_reads_as_a_pbc_release_and_says_it_is_drawn(tmp_path: Path) -> None:
+    from naturalize.records import scan
+
+    root = write_drawn_release(tmp_path / "drawn-pbc", 2, seed=0, progress=False)
+    result = scan(root, workers=1, progress=False)
+    assert result.layout == "release"
+    assert sorted(r.cls for r in result.records) == sorted(CLASSES * 2)
+    assert {(r.width, r.height) for r in result.records} == {(360, 363)}
+    assert (root / "ig" / "PMY_drawn_0001.jpg").is_file() and (root / "platelet" / "PLATELET_drawn_0002.jpg").is_file()
+    assert "NOT REAL" in (root / "README.txt").read_text().upper()
+    with Image.open(root / "lymphocyte" / "LY_drawn_0001.jpg") as im:
+        assert b"NOT a real smear" in im.info["comment"]
+
+
+def test_rerun_resumes_and_other_parameters_refuse(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    write_drawn_release(out, 1, seed=0, progress=False)
+    victim = out / "lymphocyte" / "LY_drawn_0001.jpg"
+    victim.unlink()
+    write_drawn_release(out, 1, seed=0, progress=False)  # resumes: the missing file is drawn again
+    assert victim.is_file()
+    with pytest.raises(UserError, match="other parameters"):
+        write_drawn_release(out, 1, seed=1, progress=False)
+
+
+def test_classical_segmenter_finds_the_centred_white_cell_and_red_cells() -> None:
+    from naturalize.segment.classical import segment_classical
+
+    for cls in CLASSES:
+        for i in range(2):
+            rgb = draw_image(cls, image_rng(0, cls, i))
+            seg = segment_classical(rgb)
+            wbc = seg.of_kind("WBC")
+            if cls == "PLT":
+                assert not wbc
+                continue
+            assert len(wbc) == 1, (cls, i)
+            x0, y0, x1, y1 = wbc[0].box
+            assert abs((x0 + x1) / 2 - 180) < 20 and abs((y0 + y1) / 2 - 181) < 20
+            assert len(seg.of_kind("RBC", usable_only=True)) >= 4, (cls, i)
+
+
+def test_red_cells_have_central_pallor() -> None:
+    from naturalize.drawn import rbc_patch
+
+    rgb, alpha = rbc_patch(np.random.default_rng(0), 33.0)
+    c = rgb.shape[0] // 2
+    centre = rgb[c - 3:c + 4, c - 3:c + 4].mean()
+    ring = rgb[c, c + 22:c + 26].mean()
+    assert centre > ring + 10 and alpha[c, c] == pytest.approx(1.0) and alpha[0, 0] == 0.0

@@ -1,0 +1,128 @@
+"""The segment-anything backend for real: a vit_b with random weights saved as a .pth, loaded through
+--checkpoint. Its masks are meaningless; the plumbing (one encoding per image, batched prompts, masks
+-> cells -> bank) and the checkpoint/device errors are what is tested."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from naturalize.bank import Bank
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("segment_anything")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A vit_b checkpoint with random (seeded) weights."""
+    from segment_anything import sam_model_registry
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("sam") / "random_vit_b.pth"
+    torch.save(sam_model_registry["vit_b"]().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tree(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-image SNE tree (a copy in tmp; the sample itself is never written)."""
+    src = sorted((sample_release / "neutrophil").glob("SNE_*.jpg"))[0]
+    root = tmp_path_factory.mktemp("tree")
+    (root / "SNE").mkdir()
+    shutil.copy(src, root / "SNE" / src.name)
+    return root
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "naturalize.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.slow
+def test_sam_backend_writes_a_bank_from_one_encoding(checkpoint: Path, tree: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from segment_anything import SamPredictor
+
+    from naturalize.segment.run import segment
+
+    encoded = []
+    real_set_image = SamPredictor.set_image
+    monkeypatch.setattr(SamPredictor, "set_image",
+                        lambda self, im, *a, **k: (encoded.append(im.shape), real_set_image(self, im, *a, **k))[1])
+    monkeypatch.setenv("NATURALIZE_SAM_CHECKPOINT", str(checkpoint))
+    said: list[str] = []
+    out = tmp_path / "bank"
+    # no quality filter: the random model's masks all flow on to cells_from_masks and the bank
+    summary = segment(tree, out, backend="auto", device="cpu", points_per_side=3, progress=False, echo=said.append,
+                      backend_params={"pred_iou_thresh": 0.0, "stability_thresh": 0.0})
+    assert said[0].startswith("backend auto -> sam")
+    assert len(encoded) == 1  # one image encoding for the centre prompt and all 9 grid prompts
+    assert summary.written == 1
+    bank = Bank.open(out)
+    assert bank.meta["backend"] == "sam"
+    p = bank.meta["parameters"]
+    assert (p["model_type"], p["checkpoint"], p["points_per_side"], p["pred_iou_thresh"]) == \
+        ("vit_b", checkpoint.name, 3, 0.0)
+    assert [r["source"] for r in bank.curation] == [f"SNE/{next((tree / 'SNE').iterdir()).name}"]
+    g = bank.backgrounds[0]
+    assert bank.load_background(g).shape == (g.height, g.width, 3)
+    for s in bank.sprites:
+        assert bank.load_sprite(s).shape == (s.y1 - s.y0, s.x1 - s.x0, 4)
+
+
+def test_checkpoint_errors_name_the_fix(checkpoint: Path, tree: Path, tmp_path: Path) -> None:
+    from naturalize.fsio import UserError
+    from naturalize.segment.run import segment
+
+    out = tmp_path / "bank"
+
+    def error(**kw) -> str:
+        with pytest.raises(UserError) as e:
+            segment(tree, out, **{"backend": "sam", "device": "cpu", "progress": False, "echo": lambda m: None, **kw})
+        return str(e.value)
+
+    line = error(checkpoint=str(tmp_path / "nope.pth"))
+    assert "not found" in line and "fetch-sam" in line
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"this is not a checkpoint" * 10)
+    assert "not a readable PyTorch checkpoint" in error(checkpoint=str(junk))
+    if not torch.cuda.is_available():
+        assert "--device cpu" in error(checkpoint=str(checkpoint), device="cuda")
+    assert not out.exists()
+    # through the command line: one line, exit code 2, nothing written
+    proc = cli("segment", str(tree), "--out", str(out), "--backend", "sam", "--checkpoint", str(checkpoint),
+               "--model-type", "vit_l", "--device", "cpu")
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "holds SAM vit_b weights" in lines[0] and "--model-type vit_b" in lines[0]
+    proc = cli("segment", str(tree), "--out", str(out), "--backend", "sam", env={"NATURALIZE_SAM_CHECKPOINT": ""})
+    assert proc.returncode == 2 and "--checkpoint" in proc.stderr
+    assert not out.exists()
+
+
+def test_weights_that_do_not_fit_are_reported(tmp_path: Path) -> None:
+    from naturalize.fsio import UserError
+    from naturalize.segment.sam import build_model
+
+    state = {"image_encoder.patch_embed.proj.weight": torch.zeros(768, 3, 16, 16),
+             "image_encoder.pos_embed": torch.zeros(1, 8, 8, 768)}
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(UserError, match="does not fit SAM vit_b"):
+        build_model(path, "vit_b", "cpu")
+
+
+def test_point_grid_covers_the_image() -> None:
+    from naturalize.segment.sam import point_grid
+
+    g = point_grid(360, 363, 4)
+    assert g.shape == (16, 2)
+    assert np.allclose(sorted(set(g[:, 0])), [45, 135, 225, 315])
+    assert g[:, 1].min() > 0 and g[:, 1].max() < 363

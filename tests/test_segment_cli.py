@@ -1,0 +1,219 @@
+"""`naturalize segment` with the classical backend on real sample images: the bank it writes, resume,
+determinism across --workers, curation of a prepared directory, and the bad-input errors."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from naturalize.bank import Bank
+
+N = 14  # images per test run: classes are taken in turn, so every class appears
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the `naturalize` command line as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "naturalize.cli", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"naturalize {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under `root`."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one `error: ...` line a bad input must produce (exit code 2)."""
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def bank(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A classical bank of N sample images made with two workers."""
+    out = tmp_path_factory.mktemp("seg") / "bank"
+    proc = cli("segment", str(sample_root), "--out", str(out), "--backend", "classical", "--limit", str(N),
+               "--workers", "2", "--no-progress")
+    assert "backend classical" in proc.stderr
+    return out
+
+
+def test_bank_is_valid_and_sprites_match_index(bank: Path) -> None:
+    b = Bank.open(bank)
+    assert b.meta["backend"] == "classical" and b.meta["format_version"] == 1
+    assert len(b.curation) == N and len(b.backgrounds) == N
+    counts = b.meta["counts"]
+    assert counts["sources"] == N
+    for kind in ("RBC", "WBC", "PLT"):
+        assert counts["sprites"][kind] == sum(s.kind == kind for s in b.sprites)
+    ids = [s.sprite_id for s in b.sprites]
+    assert len(set(ids)) == len(ids)
+    for s in b.sprites:
+        rgba = b.load_sprite(s)
+        assert rgba.shape == (s.y1 - s.y0, s.x1 - s.x0, 4), s.sprite_id
+        alpha = rgba[:, :, 3]
+        assert set(np.unique(alpha)) <= {0, 255}
+        assert int((alpha == 255).sum()) == s.area
+        # tight crop: the mask reaches all four sides of the sprite
+        assert alpha[0].any() and alpha[-1].any() and alpha[:, 0].any() and alpha[:, -1].any()
+        if s.touches_border:
+            assert s.x0 <= 1 or s.y0 <= 1 or s.x1 >= 359 or s.y1 >= 359
+        assert s.sprite_id.startswith(Path(s.source).stem + f"_{s.kind}_")
+    # every file on disk is in an index (no strays), every indexed file is on disk
+    on_disk = {p.relative_to(bank).as_posix() for p in bank.rglob("*.png")}
+    assert on_disk == {s.relpath for s in b.sprites} | {g.relpath for g in b.backgrounds}
+
+
+def test_one_centred_white_cell_and_red_cells_per_image(bank: Path, sample_release: Path) -> None:
+    b = Bank.open(bank)
+    wbc_images = [r for r in b.curation if r["label"] != "PLT"]
+    assert wbc_images
+    centred = 0
+    for row in wbc_images:
+        wbcs = [s for s in b.sprites if s.source == row["source"] and s.kind == "WBC"]
+        rbcs = [s for s in b.select("RBC") if s.source == row["source"]]
+        assert rbcs, f"no whole red cell in {row['source']}"
+        if row["flags"] == "" and len(wbcs) == 1:
+            w = wbcs[0]
+            with Image.open(sample_release.parent / row["source"]) as im:
+                cx, cy = im.width / 2, im.height / 2
+            centred += w.x0 < cx < w.x1 and w.y0 < cy < w.y1
+            assert w.label == row["label"]
+    assert centred >= 0.8 * len(wbc_images)
+    # red cells look red, white-cell sprites hold purple nuclei
+    rbc = b.load_sprite(b.select("RBC")[0])
+    inside = rbc[rbc[:, :, 3] == 255][:, :3].astype(int)
+    assert inside[:, 0].mean() > inside[:, 2].mean() - 5
+
+
+def test_backgrounds_are_full_size_and_cell_free(bank: Path, sample_release: Path) -> None:
+    b = Bank.open(bank)
+    for g in b.backgrounds[:4]:
+        plate = b.load_background(g)
+        with Image.open(sample_release.parent / g.source) as im:
+            src = np.asarray(im.convert("RGB"))
+        assert plate.shape == src.shape and (g.width, g.height) == (src.shape[1], src.shape[0])
+        wbc = [s for s in b.sprites if s.source == g.source and s.kind == "WBC"]
+        for s in wbc:  # the white cell's purple is gone from the plate
+            region = lambda a: a[s.y0:s.y1, s.x0:s.x1].astype(int)  # noqa: E731
+            stain = lambda a: (region(a)[:, :, 2] - region(a)[:, :, 1]).mean()  # noqa: E731
+            assert stain(plate) < stain(src) - 10
+
+
+def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: Path, tmp_path: Path) -> None:
+    # an interrupted run: the last two images never committed, a half-written index row, a stray temp file
+    cut = tmp_path / "cut"
+    shutil.copytree(bank, cut)
+    cur = (cut / "curation.csv").read_text().splitlines(keepends=True)
+    lost = [row.split(",")[0] for row in cur[-2:]]
+    (cut / "curation.csv").write_text("".join(cur[:-2]))
+    idx = (cut / "index.csv").read_bytes()
+    (cut / "index.csv").write_bytes(idx[: len(idx) - 17])
+    (cut / "sprites" / ".x.png.123.tmp").parent.mkdir(exist_ok=True)
+    (cut / "sprites" / ".x.png.123.tmp").write_bytes(b"partial")
+    b = Bank.open(cut)  # valid while interrupted: the uncommitted images are not part of it
+    assert {r["source"] for r in b.curation}.isdisjoint(lost) and not any(s.source in lost for s in b.sprites)
+    proc = cli("segment", str(sample_root), "--out", str(cut), "--backend", "classical", "--limit", str(N),
+               "--workers", "1", "--no-progress")
+    assert f"{N - 2} of {N} images already done" in proc.stderr
+    assert tree_digest(cut) == tree_digest(bank)  # byte-identical, with one worker instead of two
+
+
+def test_killed_run_resumes_to_the_same_bank(bank: Path, sample_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "naturalize.cli", "segment", str(sample_root), "--out", str(out),
+            "--backend", "classical", "--limit", str(N), "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        cur = out / "curation.csv"
+        if cur.exists() and len(cur.read_text().splitlines()) >= 4:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert 3 <= len(Bank.open(out).curation) < N, "the run was not interrupted midway"
+    cli("segment", str(sample_root), "--out", str(out), "--backend", "classical", "--limit", str(N), "--no-progress")
+    assert tree_digest(out) == tree_digest(bank)
+
+
+def test_existing_output_is_protected(bank: Path, sample_root: Path, tmp_path: Path) -> None:
+    before = tree_digest(bank)
+    other = cli("segment", str(sample_root), "--out", str(bank), "--backend", "classical", "--limit", "2",
+                "--split", "train", check=False)
+    assert error_line(other)  # a raw release tree has no split
+    # same bank, other settings (another input root): refused, untouched
+    alt_root = tmp_path / "alt"
+    (alt_root / "BNE").mkdir(parents=True)
+    src = next((sample_root / "PBC_dataset_normal_DIB" / "neutrophil").glob("BNE_*.jpg"))
+    shutil.copy(src, alt_root / "BNE" / src.name)
+    proc = cli("segment", str(alt_root), "--out", str(bank), "--backend", "classical", check=False)
+    assert "--overwrite" in error_line(proc)
+    assert tree_digest(bank) == before
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine")
+    proc = cli("segment", str(alt_root), "--out", str(junk), "--backend", "classical", "--overwrite", check=False)
+    assert "not a sprite bank" in error_line(proc)
+    assert [p.name for p in junk.iterdir()] == ["notes.txt"]
+    # --overwrite replaces a bank
+    small = tmp_path / "small"
+    shutil.copytree(bank, small)
+    cli("segment", str(alt_root), "--out", str(small), "--backend", "classical", "--overwrite", "--no-progress")
+    b = Bank.open(small)
+    assert [r["source"] for r in b.curation] == [f"BNE/{src.name}"]
+    assert len(list((small / "backgrounds").glob("*.png"))) == 1 and len(b.backgrounds) == 1
+    assert {s.source for s in b.sprites} == {f"BNE/{src.name}"}
+
+
+def test_bad_inputs_one_line_and_nothing_written(sample_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no PBC layout" in error_line(cli("segment", str(empty), "--out", str(out), "--backend", "classical",
+                                             check=False))
+    tree = tmp_path / "tree" / "BNE"
+    tree.mkdir(parents=True)
+    src = next((sample_root / "PBC_dataset_normal_DIB" / "neutrophil").glob("BNE_*.jpg"))
+    shutil.copy(src, tree / src.name)
+    line = error_line(cli("segment", str(tree.parent), "--out", str(out), "--classes", "PMY", check=False))
+    assert "PMY" in line
+    assert "unknown class" in error_line(cli("segment", str(tree.parent), "--out", str(out), "--classes", "XYZ",
+                                             check=False))
+    assert "unknown backend" in error_line(cli("segment", str(tree.parent), "--out", str(out), "--backend", "magic",
+                                               check=False))
+    assert not out.exists()
+
+
+def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path) -> None:
+    prep = tmp_path / "prep"
+    cli("prepare", str(sample_root), "--out", str(prep))
+    out = tmp_path / "bank"
+    cli("segment", str(prep), "--out", str(out), "--backend", "classical", "--split", "train", "--limit", "30",
+        "--no-progress")
+    with (prep / "records.csv").open(newline="") as f:
+        records = {r["path"]: r for r in csv.DictReader(f)}
+    b = Bank.open(out)
+    assert all(records[r["source"]]["split"] == "train" for r in b.curation)
+    dropped = {r["source"]: r["flags"] for r in b.curation if r["keep"] == "0"}
+    assert dropped, "expected a multi-WBC image among 30 training images"
+    assert all("multi_wbc" in f for f in dropped.values())
+    assert {p for p, r in records.items() if r["excluded"]} == set(dropped)
+    assert json.loads((prep / "summary.json").read_text())
