@@ -49,8 +49,7 @@ def make_batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, augment_d
             return (len(x) + batch_size - 1) // batch_size
 
         def __getitem__(self, i: int):
-            idx = np.sort(self.order[i * batch_size:(i + 1) * batch_size]) if not shuffle else \
-                self.order[i * batch_size:(i + 1) * batch_size]
+            idx = self.order[i * batch_size:(i + 1) * batch_size]
             xb = np.asarray(x[idx])
             if augment_data:
                 xb = augment(xb, np.random.default_rng([seed, self.epoch, i, 1]))

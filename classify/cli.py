@@ -58,7 +58,7 @@ def evaluate(
     from classify.evaluate import evaluate_run
 
     res = evaluate_run(run, split, dataset, out)
-    dest = Path(out) if out else Path(run) / "eval" / (split if dataset is None else f"{Path(res['dataset']).name}-{split}")
+    dest = Path(res["out"])
     typer.echo((dest / "report.txt").read_text())
     typer.echo(f"wrote {dest}/report.txt, report.json, predictions.csv, confusion.png")
 

@@ -51,7 +51,8 @@ def metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) ->
 
 def evaluate_run(run: str | os.PathLike, split: str = "test", dataset: str | os.PathLike | None = None,
                  out: str | os.PathLike | None = None, batch_size: int | None = None, progress: bool = True) -> dict:
-    """Evaluate RUN's best model on `split` of its dataset (or `dataset`); writes the files above, returns report.json."""
+    """Evaluate RUN's best model on `split` of its dataset (or `dataset`); writes the files above and returns
+    report.json's content plus "out" (the folder written)."""
     from classify.images import cached_array
     from classify.plots import plot_confusion
 
@@ -86,4 +87,4 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", dataset: str | os.
                    f"{config['model']} on {data.name}/{split}: accuracy {m['accuracy']:.4f}, "
                    f"macro-F1 {m['report']['macro avg']['f1-score']:.4f}",
                    {"run": str(run.resolve()), "dataset": str(data.root), "split": split})
-    return result
+    return {**result, "out": str(out)}

@@ -45,7 +45,23 @@ def load_model(path: str | os.PathLike, compile: bool = False):
 
     import classify.layers  # noqa: F401  (registers custom layers)
 
-    return keras.saving.load_model(str(path), compile=compile)
+    model = keras.saving.load_model(str(path), compile=compile)
+    _refreeze(model)
+    return model
+
+
+def _refreeze(model) -> None:
+    """Re-apply `trainable=False` to frozen nested models: Keras leaves sublayers that are built while loading
+    (e.g. MultiHeadAttention's projections inside a frozen ViT backbone) trainable."""
+    import keras
+
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.Model):
+            if not layer.trainable:
+                for sub in layer._flatten_layers(include_self=True):
+                    sub.trainable = False
+            else:
+                _refreeze(layer)
 
 
 def save_model(model, path: Path) -> None:

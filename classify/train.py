@@ -129,8 +129,11 @@ def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None 
     if epochs < 1 or batch_size < 1 or lr <= 0 or image_size < 8:
         raise UserError("--epochs, --batch-size and --image-size must be positive and --lr > 0")
     data = load_dataset(dataset, seed)
+    if "val" not in data.items:
+        raise UserError(f"dataset {data.root} has no val/ split; training needs train/ and val/ "
+                        f"(a plain <CLASS>/ tree is split 80/10/10 automatically)")
     for s in ("train", "val"):
-        data.split_items(s)  # UserError when missing or empty
+        data.split_items(s)  # UserError when empty
     out = Path(out) if out is not None else Path("runs") / f"{data.name}_{model}"
     config = resolve_config(data, model, mode, weights, epochs, batch_size, lr, image_size, seed)
     state = _check_resumable(out, config)

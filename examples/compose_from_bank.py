@@ -4,8 +4,8 @@
     python examples/compose_from_bank.py --pbc PBC_ROOT --limit 40 --class PMY --n 8 --out out/pmy
 
 With --pbc (and no bank yet) it first cuts sprites from the first --limit images of the class
-(classical backend, no weights needed). It writes OUT/<CLASS>/*.jpg, the manifest and COCO
-annotations that `naturalize compose` writes, and OUT/sheet.png (a contact sheet).
+(classical backend, no weights needed) into OUT/bank. It writes OUT/images/<CLASS>/*.jpg with the
+manifest.jsonl and COCO annotations.json that `naturalize compose` writes, and OUT/sheet.png.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         segment(a.pbc, bank, backend="classical", classes=(a.cls,), limit=a.limit, workers=1)
 
     print(f"bank {bank}: {len(Bank.open(bank).select('WBC', a.cls))} whole {a.cls} sprites")
-    files = compose_class(bank, a.cls, a.n, a.out, seed=a.seed, workers=1)
+    files = compose_class(bank, a.cls, a.n, a.out / "images", seed=a.seed, workers=1)
     sheet = pair_sheet(files[:6], files[6:12], a.out / "sheet.png", f"{a.cls}: {len(files)} Naturalize images")
-    print(f"composed {len(files)} images into {a.out / a.cls}; contact sheet {sheet}")
+    print(f"composed {len(files)} images into {files[0].parent}; contact sheet {sheet}")
 
 
 if __name__ == "__main__":

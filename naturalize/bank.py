@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from naturalize.fsio import UserError, write_bytes, write_json
+from naturalize.fsio import UserError, write_bytes
 
 FORMAT_VERSION = 1
 KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
@@ -212,7 +212,7 @@ class BankWriter:
         self.identity = identity
         self.done = done
         self._counts = counts
-        self._stems: dict[str, str] = {}
+        self._dirs: set[Path] = set()
 
     # ------------------------------------------------------------ opening
 
@@ -310,10 +310,10 @@ class BankWriter:
             per_kind[s.kind] = k + 1
             row = SpriteRow(f"{entry.stem}_{s.kind}_{k}", s.kind, entry.label if s.kind == "WBC" else "",
                             entry.source, s.x0, s.y0, s.x1, s.y1, s.area, s.score, s.touches_border)
-            write_bytes(self.root / row.relpath, s.png)
+            self._put(row.relpath, s.png)
             rows.append(row)
         bg = BackgroundRow(entry.stem, entry.source, entry.label, entry.width, entry.height)
-        write_bytes(self.root / bg.relpath, entry.background_png)
+        self._put(bg.relpath, entry.background_png)
         self._append("index.csv", b"".join(_csv_line(_sprite_values(r)) for r in rows))
         self._append("backgrounds.csv", _csv_line([bg.background_id, bg.source, bg.label, bg.width, bg.height]))
         self._append("curation.csv", _csv_line([entry.source, entry.label, entry.n_wbc, entry.n_rbc, entry.n_plt,
@@ -325,6 +325,18 @@ class BankWriter:
         self._counts["backgrounds"] += 1
         self._write_meta()
         return rows
+
+    def _put(self, relpath: str, data: bytes) -> None:
+        """Atomic write (temp file beside the target, then rename) of one bank file. A single writer owns
+        the bank, so a fixed temp name is safe; a leftover one is removed on resume."""
+        path = self.root / relpath
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
 
     def _append(self, name: str, data: bytes) -> None:
         """Append whole rows with one write() on an O_APPEND descriptor (a killed process leaves whole rows)."""
@@ -343,7 +355,8 @@ class BankWriter:
         return json.loads(json.dumps(self._counts))
 
     def _write_meta(self) -> None:
-        write_json(self.root / "bank.json", {"format_version": FORMAT_VERSION, **self.identity, "counts": self._counts})
+        meta = {"format_version": FORMAT_VERSION, **self.identity, "counts": self._counts}
+        self._put("bank.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def _empty_counts() -> dict:

@@ -142,6 +142,7 @@ def fetch_sam(model_type: str, dest_dir: str | Path | None = None, url: str | No
             return target, False
         raise UserError(f"{target} exists but does not match the expected {algo.upper()}; "
                         f"delete it or rerun with --overwrite")
+    created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -149,10 +150,12 @@ def fetch_sam(model_type: str, dest_dir: str | Path | None = None, url: str | No
     part = target.with_name(target.name + ".part")
     try:
         _download(src, part, target.name)
+        _verify(part, algo, expected, src)
     except BaseException:
         if part.exists() and part.stat().st_size == 0:
             part.unlink()
+        if created and not any(dest.iterdir()):
+            dest.rmdir()  # leave nothing behind but a resumable .part
         raise
-    _verify(part, algo, expected, src)
     os.replace(part, target)
     return target, True

@@ -134,10 +134,12 @@ def test_materialize_links_and_curation(messy_release: Path, tmp_path: Path):
 
 def test_split_tree_keeps_splits_and_dedups_towards_train(tmp_path: Path):
     root = tmp_path / "tree"
+    seed = 0
     for split in ("train", "val", "test"):
         for c in ("LY", "PMY"):
             for i in range(3):
-                _jpeg(root / split / c / f"{c}_{split}{i}.jpg", hash((split, c, i)) % 1000)
+                seed += 1
+                _jpeg(root / split / c / f"{c}_{split}{i}.jpg", seed)
     (root / "test" / "LY" / "LY_leak.jpg").write_bytes((root / "train" / "LY" / "LY_train0.jpg").read_bytes())
     result = scan(root, workers=1, progress=False)
     assert result.layout == "split"
@@ -199,3 +201,11 @@ def test_cli_prints_table_and_errors_in_one_line(messy_release: Path, tmp_path: 
     bad_split = subprocess.run(exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o3"), "--split", "0.9,0.2,0"],
                                capture_output=True, text=True)
     assert bad_split.returncode == 2 and "--split" in bad_split.stderr
+
+
+def test_per_class_cap_is_seeded_and_recorded(messy_release: Path, tmp_path: Path):
+    a = prepare(messy_release, tmp_path / "a", per_class=4, seed=1, progress=False)
+    b = prepare(messy_release, tmp_path / "b", per_class=4, seed=1, progress=False)
+    assert {c: v["total"] for c, v in a["per_class"].items() if v["total"]} == {"BA": 4, "PMY": 4, "SNE": 4}
+    assert a["per_class_cap"] == 4
+    assert (tmp_path / "a" / "records.csv").read_bytes() == (tmp_path / "b" / "records.csv").read_bytes()

@@ -34,7 +34,7 @@ from naturalize.fsio import UserError, atomic_open, write_bytes, write_text
 STATE_DIR = ".naturalize-compose"
 STATE_VERSION = 1
 
-# what a worker composes with: set once per process (before fork in the parent, or by _init)
+# what a worker composes with: set once per process by _init
 _WORKER: dict = {}
 
 
@@ -63,7 +63,7 @@ def _init(bank_root: str, cls: str, seed: int, params: ComposeParams, out: str, 
     if worker:
         cv2.setNumThreads(1)  # one process per core already
     key = (bank_root, cls, seed, params)
-    if _WORKER.get("key") != key:  # not inherited from the parent (spawn): read the bank here
+    if _WORKER.get("key") != key:  # read the bank once per process and run
         _WORKER.update(key=key, lib=load_library(Bank.open(bank_root), cls, seed, params))
     _WORKER.update(params=params, seed=seed, out=Path(out))
 
@@ -192,9 +192,7 @@ def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo
     from tqdm import tqdm
 
     (out / cls).mkdir(parents=True, exist_ok=True)
-    lib = load_library(bank, cls, seed, params)
     key = (str(bank.root), cls, seed, params)
-    _WORKER.update(key=key, lib=lib)
     journal = out / STATE_DIR / "journal" / f"{cls}.{socket.gethostname()}.{os.getpid()}.jsonl"
     bar = tqdm(total=len(todo), desc=f"compose {cls}", unit="img", disable=not progress, smoothing=0.05)
     workers = max(1, min(workers, len(todo) // 32 or 1))
@@ -204,8 +202,8 @@ def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo
             lines = map(_work, todo)
             pool = None
         else:
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            pool = mp.get_context(method).Pool(workers, initializer=_init, initargs=(*key[:3], params, str(out)))
+            # spawn, not fork: OpenCV's thread pool does not survive a fork; each worker reads the bank once
+            pool = mp.get_context("spawn").Pool(workers, initializer=_init, initargs=(*key[:3], params, str(out)))
             lines = pool.imap(_work, todo, chunksize=16)
         try:
             for line in lines:

@@ -150,7 +150,7 @@ def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None,
     if size not in SIZES:
         raise UserError(f"unknown --size {size!r}; use one of {', '.join(SIZES)}")
     sz = SIZES[size]
-    out = Path(out)
+    out = Path(out).absolute()
     settings = {"pbc": str(Path(pbc).resolve()) if pbc else None, "size": size, "seed": seed, **asdict(sz),
                 "model": MODEL, "split": list(SPLIT), "protocol": "clean", "augmented": list(AUGMENTED_CLASSES)}
     _check_out(out, settings, overwrite)
@@ -220,7 +220,7 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
 
         result = evaluate_run(run, "test", progress=progress)
     with log.stage("sheets", "contact sheets: real training images beside Naturalize images", echo, 8, total):
-        sheets = contact_sheets(out / "figures", dataset, syn, seed)
+        sheets = contact_sheets(out / "figures", dataset, syn, "drawn" if pbc is None else "real")
     with log.stage("report", "report.html", echo, 9, total):
         report = _write_report(out, data_kind, data_root, meta, summary, seg, sheets, run, result, log, settings)
     write_json(out / "demo.json", {"settings": settings, "done": True, "report": "report.html",
@@ -233,8 +233,9 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
     return report
 
 
-def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]], seed: int) -> list[tuple[str, Path]]:
-    """One PNG per augmented class: a row of real training images above a row of Naturalize images."""
+def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]], source: str) -> list[tuple[str, Path]]:
+    """One PNG per augmented class: a row of source training images (`source`: drawn or real) above a
+    row of Naturalize images composed from them."""
     from naturalize.demo.sheets import pair_sheet
 
     sheets = []
@@ -242,8 +243,9 @@ def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]
         real_dir = dataset / "train" / cls
         real = sorted(p for p in real_dir.iterdir() if "_syn_" not in p.name) if real_dir.is_dir() else []
         png = fig_dir / f"sheet_{cls}.png"
-        pair_sheet(real[:6], sorted(syn)[:6], png, f"{cls}: real (top) vs Naturalize (bottom)")
-        sheets.append((f"{cls}: real training images (top row) and Naturalize images (bottom row)", png))
+        pair_sheet(real[:6], sorted(syn)[:6], png, f"{cls}: {source} training images (top) vs Naturalize images (bottom)")
+        sheets.append((f"{cls}: {source} training images (top row) and Naturalize images made from their "
+                       f"sprites (bottom row)", png))
     return sheets
 
 

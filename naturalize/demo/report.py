@@ -59,10 +59,10 @@ def _img(caption: str, png: Path, base: Path) -> str:
             f'</figcaption></figure>')
 
 
-def _counts_table(counts: dict[str, dict[str, dict[str, int]]]) -> str:
+def _counts_table(counts: dict[str, dict[str, dict[str, int]]], source: str) -> str:
     splits = list(counts)
     classes = sorted({c for s in counts.values() for c in s})
-    head = "".join(f"<th>{html.escape(s)} real</th><th>{html.escape(s)} synthetic</th>" for s in splits)
+    head = "".join(f"<th>{html.escape(s)} {source}</th><th>{html.escape(s)} Naturalize</th>" for s in splits)
     rows = []
     for c in classes:
         cells = "".join(f"<td>{counts[s].get(c, {}).get('real', 0)}</td><td>{counts[s].get(c, {}).get('synthetic', 0)}</td>"
@@ -77,7 +77,7 @@ def _counts_table(counts: dict[str, dict[str, dict[str, int]]]) -> str:
 def render(data: ReportData, base: Path) -> str:
     """The report's HTML text; picture paths resolve against `base` (the report's folder)."""
     esc = html.escape
-    kind_class = "drawn" if data.data_kind == "drawn" else "real"
+    kind_class = source = "drawn" if data.data_kind == "drawn" else "real"
     label = ("DRAWN DATA: procedurally drawn images, not real blood cells. The scores below only show "
              "that the pipeline runs; they say nothing about real accuracy."
              if data.data_kind == "drawn" else "REAL DATA: a subset of a PBC download.")
@@ -92,16 +92,17 @@ def render(data: ReportData, base: Path) -> str:
         f'<div class="banner {kind_class}"><strong>{esc(label)}</strong></div>',
         '<section id="data"><h2>Data</h2>',
         f"<p>{esc(data.data_note)}</p>",
-        "<p>Clean protocol: real images are split train/val/test first; cell sprites come only from "
-        "training images; synthetic (Naturalize) images go only into train, so val and test are real only.</p>",
-        _counts_table(data.counts),
+        f"<p>Clean protocol: the {source} images are split train/val/test first; cell sprites come only from "
+        f"training images; synthetic (Naturalize) images go only into train, so val and test hold {source} "
+        f"images only.</p>",
+        _counts_table(data.counts, source),
         f"<table>{settings}</table>" if settings else "",
         "</section>",
-        '<section id="contact-sheets"><h2>Contact sheets: real and synthetic</h2>',
+        f'<section id="contact-sheets"><h2>Contact sheets: {source} and Naturalize images</h2>',
         *(_img(c, p, base) for c, p in data.sheets), "</section>",
         '<section id="training-curves"><h2>Training curves</h2>',
         *(_img(c, p, base) for c, p in data.curves), "</section>",
-        '<section id="confusion-matrix"><h2>Confusion matrix (test split, real images)</h2>',
+        f'<section id="confusion-matrix"><h2>Confusion matrix (test split: {source} images only)</h2>',
         *(_img(c, p, base) for c, p in data.confusion), "</section>",
         '<section id="classification-report"><h2>Classification report (test split)</h2>',
         f"<table>{metrics}</table>", f"<pre>{esc(data.classification_report)}</pre>", "</section>",

@@ -1,0 +1,77 @@
+"""`naturalize demo`: the whole pipeline at its smallest size, its report, and its input checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from naturalize.classes import CLASSES
+from naturalize.demo.pipeline import real_subset, run_demo
+from naturalize.demo.report import SECTIONS
+from naturalize.fsio import UserError
+
+
+@pytest.mark.slow
+def test_demo_small_runs_end_to_end_and_reports_every_section(tmp_path: Path) -> None:
+    lines: list[str] = []
+    report = run_demo(tmp_path / "demo", size="small", progress=False, echo=lines.append)
+    out = tmp_path / "demo"
+    assert report == out / "report.html" and report.is_file()
+    page = report.read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page, section
+    assert "DRAWN DATA" in page and "not real blood cells" in page
+    # every linked picture exists beside the page, and is embedded in it as well
+    hrefs = re.findall(r'href="([^"]+\.png)"', page)
+    assert len(hrefs) >= 7  # 5 contact sheets, curves, confusion matrix
+    for h in hrefs:
+        assert (out / h).is_file(), h
+    assert page.count("data:image/png;base64,") == len(hrefs)
+    # the printed last line says where the report is
+    assert lines[-1].endswith(str(report.resolve()))
+    meta = json.loads((out / "demo.json").read_text())
+    assert meta["done"] and [t["stage"] for t in meta["timings"]] == [
+        "draw", "prepare", "segment", "compose", "build", "train", "evaluate", "sheets", "report"]
+    assert 0.0 <= meta["test_macro_f1"] <= 1.0
+    # clean protocol: val and test hold only source images, synthetic ones only in train
+    with (out / "dataset" / "files.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["split"] for r in rows if r["origin"] == "synthetic"} == {"train"}
+    assert {r["origin"] for r in rows if r["split"] in ("val", "test")} == {"real"}
+    assert len(list((out / "drawn-pbc").rglob("*.jpg"))) == 12 * len(CLASSES)
+
+
+def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(UserError, match="--out"):
+        run_demo(tmp_path, size="small", progress=False, echo=lambda *_: None)
+    with pytest.raises(UserError, match="not empty and holds no demo"):
+        run_demo(tmp_path, size="small", overwrite=True, progress=False, echo=lambda *_: None)
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_demo_cli_bad_size_is_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "naturalize.cli", "demo", "--size", "huge", "--out", str(tmp_path / "d")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: unknown --size 'huge'; use one of small, default"]
+
+
+def test_real_subset_links_a_seeded_per_class_sample(sample_release: Path, tmp_path: Path) -> None:
+    from naturalize.records import scan
+
+    a = real_subset(sample_release, tmp_path / "a", per_class=3, seed=1)
+    b = real_subset(sample_release, tmp_path / "b", per_class=3, seed=1)
+    files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*.jpg"))
+    assert files == sorted(p.relative_to(b).as_posix() for p in b.rglob("*.jpg"))
+    result = scan(a, workers=1, progress=False)
+    assert result.layout == "release"
+    counts = {c: sum(r.cls == c for r in result.records) for c in CLASSES}
+    assert all(n == 3 for n in counts.values()), counts
+    assert all(p.resolve().is_relative_to(sample_release.resolve()) for p in a.rglob("*.jpg"))
