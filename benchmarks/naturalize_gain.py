@@ -184,7 +184,7 @@ def markdown(results: dict) -> str:
     fmt = lambda st: f"{st['mean']:.3f} ± {st['std']:.3f} [{st['min']:.3f}..{st['max']:.3f}]"  # noqa: E731
     lines = [f"Model {s['model']} at {s['image_size']} px, {s['epochs']} epochs, batch {s['batch_size']}, weights none; "
              f"seeds {s['seeds']}; {s['per_class']} extra images per augmented class; data {s['pbc']}.",
-             f"Training images per class (proportional to the full release): "
+             "Training images per class (proportional to the full release): "
              + ", ".join(f"{c} {n}" for c, n in results["train_counts"].items()) + ".",
              f"Real test split: {results['test_n']} images.", "",
              "| arm | accuracy | macro-F1 | PMY F1 | " + " | ".join(f"{c} F1" for c in CLASSES if c != "PMY") + " |",

@@ -85,19 +85,21 @@ def draw(rgb: np.ndarray, seg, truth: dict) -> np.ndarray:
     return img
 
 
-def grid(tiles: list[np.ndarray], cols: int, size: int, bg=255) -> np.ndarray:
+def grid(tiles: list[np.ndarray], cols: int, width: int, height: int | None = None, bg: int = 255) -> np.ndarray:
+    """Tiles (RGB, or RGBA shown over a checkerboard) scaled into width x height cells, `cols` per row."""
+    height = height or width
     rows = (len(tiles) + cols - 1) // cols
-    out = np.full((max(1, rows) * size, cols * size, 3), bg, np.uint8)
+    out = np.full((max(1, rows) * height, cols * width, 3), bg, np.uint8)
     for k, t in enumerate(tiles):
         if t.shape[2] == 4:  # sprite: composite on a checkerboard so the alpha shows
             yy, xx = np.mgrid[: t.shape[0], : t.shape[1]]
             chk = np.where(((yy // 6 + xx // 6) % 2)[..., None] == 0, 235, 190).astype(np.float32)
             a = t[:, :, 3:4] / 255.0
             t = (t[:, :, :3] * a + chk * (1 - a)).astype(np.uint8)
-        sc = size / max(t.shape[:2])
+        sc = min(width / t.shape[1], height / t.shape[0])
         t = cv2.resize(t, (max(1, int(t.shape[1] * sc)), max(1, int(t.shape[0] * sc))), interpolation=cv2.INTER_AREA)
         r, c = divmod(k, cols)
-        out[r * size:r * size + t.shape[0], c * size:c * size + t.shape[1]] = t
+        out[r * height:r * height + t.shape[0], c * width:c * width + t.shape[1]] = t
     return out
 
 
@@ -117,7 +119,7 @@ def main() -> None:
 
     wbc_ok = wbc_n = 0
     rbc_usable = rbc_match = rbc_images = 0
-    multi_n = multi_hit = single_n = single_flag = 0
+    multi_n = multi_hit = single_n = single_flag = nowbc_n = nowbc_hit = 0
     seconds = 0.0
     per_image, bgs, sprites = [], [], {"RBC": [], "WBC": [], "PLT": []}
     rng = np.random.default_rng(0)
@@ -140,6 +142,9 @@ def main() -> None:
         elif len(truth["WBC"]) >= 2:
             multi_n += 1
             multi_hit += "multi_wbc" in seg.flags
+        if not truth["WBC"]:
+            nowbc_n += 1
+            nowbc_hit += "no_wbc" in seg.flags
         if truth["RBC"]:
             use = [c.box for c in seg.of_kind("RBC", usable_only=True)]
             m = match_count(use, truth["RBC"], 0.7)
@@ -165,6 +170,7 @@ def main() -> None:
         "rbc_images": rbc_images,
         "multi_wbc_recall": multi_hit / max(1, multi_n), "multi_wbc_images": multi_n,
         "multi_wbc_false_rate": single_flag / max(1, single_n), "single_wbc_images": single_n,
+        "no_wbc_recall": nowbc_hit / max(1, nowbc_n), "no_wbc_images": nowbc_n,
         "ms_per_image": 1000 * seconds / n, "images_per_s": n / seconds,
     }
     res["targets_met"] = {
@@ -178,15 +184,15 @@ def main() -> None:
         r.pop("_draw", None)
         r.pop("_seg", None)
     (args.out / "results.json").write_text(json.dumps({"summary": res, "per_image": per_image}, indent=1))
-    sheet = [grid(bgs, 2, 720 // 2 * 2, 255)]
+    sheet = [grid(bgs, 2, 720, 363)] if bgs else []
     for kind in ("WBC", "RBC", "PLT"):
         if sprites[kind]:
-            sheet.append(grid(sprites[kind], 8, 1440 // 8))
+            sheet.append(grid(sprites[kind], 16, 90))
     width = max(s.shape[1] for s in sheet)
     sheet = [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in sheet]
     cv2.imwrite(str(args.out / "contact_sheet.png"), cv2.cvtColor(np.vstack(sheet), cv2.COLOR_RGB2BGR))
     if tiles:
-        cv2.imwrite(str(args.out / "failures.png"), cv2.cvtColor(grid(tiles, 4, 360), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(args.out / "failures.png"), cv2.cvtColor(grid(tiles, 4, 360, 363), cv2.COLOR_RGB2BGR))
     for k, v in res.items():
         print(f"{k:24s} {v}")
 

@@ -66,7 +66,7 @@ def sam(sample: Path, n_images: int, device: str) -> dict:
     from naturalize.segment.run import read_rgb
     from naturalize.segment.sam import SamSegmenter
 
-    images = sorted((sample / "PBC_dataset_normal_DIB" / "neutrophil").glob("*.jpg"))[:n_images]
+    images = sorted((sample / "PBC_dataset_normal_DIB" / "neutrophil").glob("SNE_*.jpg"))[:n_images]
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "random_vit_b.pth"
         torch.manual_seed(0)
@@ -75,21 +75,23 @@ def sam(sample: Path, n_images: int, device: str) -> dict:
         seg = SamSegmenter.load(ckpt, "vit_b", device)
         load_s = time.perf_counter() - t0
     rgbs = [read_rgb(str(p)) for p in images]
-    enc, total = [], []
+    enc, total, cpu = [], [], []
     for rgb in rgbs:
         t0 = time.perf_counter()
         seg.predictor.set_image(rgb)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         enc.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         seg(rgb)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         total.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     return {"model": "vit_b (random weights)", "device": device, "torch_threads": torch.get_num_threads(),
             "images": len(rgbs), "load_s": round(load_s, 2), "encode_s_per_image": round(sum(enc) / len(enc), 2),
-            "segment_s_per_image": round(sum(total) / len(total), 2), "points_per_side": seg.params.points_per_side,
+            "segment_s_per_image": round(sum(total) / len(total), 2),
+            "segment_cpu_s_per_image": round(sum(cpu) / len(cpu), 2), "points_per_side": seg.params.points_per_side,
             "load_avg": round(os.getloadavg()[0], 2)}
 
 

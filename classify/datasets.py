@@ -152,11 +152,11 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
     classes = order_classes(list(files))
     index = {c: i for i, c in enumerate(classes)}
     rows = [(f"{c}/{p.name}", index[c]) for c in classes for p in files[c]]
-    small = [c for c in classes if len(files[c]) < 3]
-    if small:
-        raise UserError(f"dataset {root}: classes {', '.join(small)} have fewer than 3 images, too few to split "
-                        f"80/10/10; add images or provide a train/val/test tree")
-    assign = split_plain([y for _, y in rows], seed)
+    try:
+        assign = split_plain([y for _, y in rows], seed)
+    except ValueError as e:
+        raise UserError(f"dataset {root}: {len(rows)} images in {len(classes)} classes are too few to split 80/10/10 "
+                        f"stratified (every split needs each class); add images or provide a train/val/test tree") from e
     items = {s: [r for r, a in zip(rows, assign) if a == s] for s in SPLITS}
     return Dataset(root, classes, "plain", items, meta)
 

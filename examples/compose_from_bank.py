@@ -15,7 +15,7 @@ from pathlib import Path
 
 from naturalize.bank import Bank
 from naturalize.compose.run import compose_class
-from naturalize.demo.sheets import pair_sheet
+from naturalize.compose.preview import contact_sheet
 from naturalize.segment.run import segment
 
 
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"bank {bank}: {len(Bank.open(bank).select('WBC', a.cls))} whole {a.cls} sprites")
     files = compose_class(bank, a.cls, a.n, a.out / "images", seed=a.seed, workers=1)
-    sheet = pair_sheet(files[:6], files[6:12], a.out / "sheet.png", f"{a.cls}: {len(files)} Naturalize images")
-    print(f"composed {len(files)} images into {files[0].parent}; contact sheet {sheet}")
+    contact_sheet(a.out / "images", a.out / "sheet.png", n=min(len(files), 24))  # look at them
+    print(f"composed {len(files)} images into {files[0].parent}; contact sheet {a.out / 'sheet.png'}")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,49 @@ def build(
     typer.echo(f"wrote {meta['out']}/dataset.json")
 
 
+# ---- compose, preview (helper "compose") ----
+@app.command()
+def compose(
+    cls: str = typer.Option(..., "--class", help="Class of the images, e.g. PMY (one of the 11 PBC classes)."),
+    n: int = typer.Option(..., "--n", help="Number of images of the whole run (all shards together)."),
+    bank: Path = typer.Option(Path("bank"), "--bank", help="Sprite bank made by `naturalize segment`."),
+    out: Path = typer.Option(Path("out"), "--out", help="Output folder: OUT/<CLASS>/, manifest.jsonl, annotations.json."),
+    seed: int = typer.Option(0, help="Seed: image i depends only on (seed, class, i)."),
+    rbc: int = typer.Option(8, help="Red cells per image."),
+    wbc: int = typer.Option(1, help="White cells of the class per image (the first near the centre)."),
+    platelets: str = typer.Option("0..2", help="Platelets per image: a count or a range LOW..HIGH."),
+    size: str = typer.Option("360x363", help="Image size WIDTHxHEIGHT."),
+    fmt: str = typer.Option("jpg", "--format", help="jpg (quality 95, as the PBC images) or png."),
+    workers: int = typer.Option(2, help="Worker processes (each reads the bank once)."),
+    shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
+    overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
+) -> None:
+    """Compose realistic synthetic images of one class from a sprite bank (resumable, shardable)."""
+    from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
+    from naturalize.compose.run import compose_class
+
+    params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower())
+    paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
+                          overwrite=overwrite)
+    typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")
+
+
+@app.command()
+def preview(
+    dir: Path = typer.Argument(..., help="A compose output or a dataset tree (synthetic files are named *_syn_*)."),
+    out: Path = typer.Option(Path("preview.png"), "--out", help="Contact sheet PNG to write."),
+    n: int = typer.Option(48, "--n", help="Number of tiles."),
+    real: Optional[Path] = typer.Option(None, "--real", help="Folder of real images to show beside the synthetic ones."),
+    seed: int = typer.Option(0, help="Seed of the choice of images."),
+) -> None:
+    """A contact sheet of images, real beside synthetic when both exist."""
+    from naturalize.compose.preview import contact_sheet
+
+    info = contact_sheet(dir, out, n=n, real=real, seed=seed)
+    typer.echo(f"wrote {out} ({info['real']} real, {info['synthetic']} synthetic tiles)")
+# ---- end compose, preview ----
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("naturalize-demo"), "--out", help="Folder for everything the demo makes, report.html included."),

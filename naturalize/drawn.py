@@ -392,14 +392,22 @@ def encode_jpeg(rgb: np.ndarray, comment: str) -> bytes:
     return buf.getvalue()
 
 
+def _draw_jpeg(job: tuple[str, int, int]) -> bytes:
+    """(class, index, seed) -> the JPEG bytes of that drawn image, with its provenance comment."""
+    c, i, seed = job
+    note = f"naturalize.drawn v{GENERATOR_VERSION}: procedurally drawn, NOT a real smear; class={c} seed={seed} index={i}"
+    return encode_jpeg(draw_image(c, image_rng(seed, c, i)), note)
+
+
 def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed: int = 0,
                         classes: Sequence[str] = CLASSES, overwrite: bool = False,
-                        progress: bool = True) -> Path:
+                        progress: bool = True, workers: int = 1) -> Path:
     """Draw `n_per_class` images per class into a PBC-release-like tree at `out`; return `out`.
 
     Writes OUT/<release folder>/<PREFIX>_drawn_NNNN.jpg, OUT/README.txt, OUT/manifest.csv and
     OUT/drawn.json. A rerun with the same parameters resumes (finished files are kept); other
-    parameters on a non-empty OUT need `overwrite=True`.
+    parameters on a non-empty OUT need `overwrite=True`. `workers` > 1 draws in that many processes
+    (the bytes do not depend on it).
     """
     from tqdm import tqdm
 
@@ -427,17 +435,22 @@ def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed
     write_json(meta_path, params)  # first, so an interrupted run is recognised and resumed
     write_text(out / "README.txt", README_TEXT)
     jobs = [(c, i) for c in CLASSES if c in counts for i in range(counts[c])]
-    rows = []
-    for c, i in tqdm(jobs, desc="draw", unit="img", disable=not progress, leave=False):
-        rel = drawn_relpath(c, i)
-        rows.append({"file": rel, "class": c, "class_name": CLASS_NAMES[c], "seed": seed, "index": i,
-                     "generator_version": GENERATOR_VERSION})
-        path = out / rel
-        if path.is_file():
-            continue  # atomic writes: a present file is complete
-        rgb = draw_image(c, image_rng(seed, c, i))
-        note = f"naturalize.drawn v{GENERATOR_VERSION}: procedurally drawn, NOT a real smear; class={c} seed={seed} index={i}"
-        write_bytes(path, encode_jpeg(rgb, note))
+    rows = [{"file": drawn_relpath(c, i), "class": c, "class_name": CLASS_NAMES[c], "seed": seed, "index": i,
+             "generator_version": GENERATOR_VERSION} for c, i in jobs]
+    todo = [(c, i, seed) for c, i in jobs if not (out / drawn_relpath(c, i)).is_file()]  # atomic: present = complete
+    bar = tqdm(total=len(todo), desc="draw", unit="img", disable=not progress)
+    if workers > 1 and len(todo) >= 64:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            for (c, i, _), data in zip(todo, pool.map(_draw_jpeg, todo, chunksize=16)):
+                write_bytes(out / drawn_relpath(c, i), data)
+                bar.update()
+    else:
+        for job in todo:
+            write_bytes(out / drawn_relpath(job[0], job[1]), _draw_jpeg(job))
+            bar.update()
+    bar.close()
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()

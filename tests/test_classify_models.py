@@ -19,7 +19,10 @@ from classify.models import MODELS, backbone_of, create_model  # noqa: E402
 BUILD_SIZES = {name: 32 for name in MODELS} | {"custom_cnn": 224}
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+HEAVY = {"convnext_base", "vit_b16", "ensemble_average", "ensemble_cbam"}  # 85M+ parameters or two backbones
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in MODELS])
 def test_every_registry_model_builds_with_random_weights_and_outputs_probabilities(name):
     model = create_model(name, 5, None, "finetune", BUILD_SIZES[name])
     s = BUILD_SIZES[name]
@@ -192,3 +195,16 @@ def test_score_cam_peaks_on_a_planted_discriminative_patch():
         inside = np.zeros_like(cam, bool)
         inside[pr:pr + patch, pc:pc + patch] = True
         assert cam[inside].mean() > 1.5 * cam[~inside].mean()
+
+
+@pytest.mark.slow
+def test_a_saved_transfer_vit_reloads_identical_and_still_frozen(tmp_path):
+    from classify.runs import load_model, save_model
+
+    model = create_model("vit_b16", 3, "none", "transfer", 32)
+    save_model(model, tmp_path / "vit.keras")
+    loaded = load_model(tmp_path / "vit.keras")
+    assert len(loaded.trainable_weights) == len(model.trainable_weights) == 2  # the new head only
+    x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)),
+                               keras.ops.convert_to_numpy(loaded(x, training=False)), rtol=1e-5, atol=1e-6)

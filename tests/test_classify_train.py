@@ -178,6 +178,7 @@ def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):
     assert f"{100 * test_rep['report']['macro avg']['f1-score']:.2f} |" in md.splitlines()[2]
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_and_exit_2(tf_run, tiny_tree, tmp_path):
     r = _cli("train", "--dataset", tiny_tree, "--model", "resnet50")
     assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1
@@ -200,3 +201,38 @@ def test_cli_bad_input_is_one_line_and_exit_2(tf_run, tiny_tree, tmp_path):
     (line,) = _error_lines(r.stderr)
     assert line.startswith("error: could not get the ImageNet weights for efficientnetv2b0")
     assert "--weights PATH" in line and "--weights none" in line and not (tmp_path / "never" / "model.keras").exists()
+
+
+def test_a_plain_class_tree_is_split_saved_and_reused_by_evaluate(tmp_path):
+    from PIL import Image
+
+    from classify.evaluate import evaluate_run
+    from classify.train import train
+
+    rng = np.random.default_rng(0)
+    for c in ("LY", "MO"):
+        (tmp_path / "plain" / c).mkdir(parents=True)
+        for i in range(10):  # odd sizes and modes on purpose: converted, not rejected
+            mode_shape = [("L", (21, 25)), ("RGBA", (30, 22, 4)), ("RGB", (40, 40, 3))][i % 3]
+            Image.fromarray(rng.integers(0, 255, mode_shape[1], dtype=np.uint8), mode_shape[0]).save(
+                tmp_path / "plain" / c / f"{c}_{i}.png")
+    out = train(tmp_path / "plain", "custom_cnn", tmp_path / "run", epochs=1, batch_size=4, image_size=16,
+                seed=5, evaluate=False, progress=False, log=lambda s: None)
+    rows = list(csv.DictReader(open(out / "split.csv")))
+    counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
+    assert counts == {"train": 16, "val": 2, "test": 2}
+    config = json.loads((out / "config.json").read_text())
+    assert config["layout"] == "plain" and config["counts"] == counts
+    res = evaluate_run(out, "test", progress=False)
+    test_paths = sorted(r["path"] for r in rows if r["split"] == "test")
+    pred_paths = sorted(Path(r["path"]).relative_to(tmp_path / "plain").as_posix()
+                        for r in csv.DictReader(open(Path(res["out"]) / "predictions.csv")))
+    assert pred_paths == test_paths
+
+    (tmp_path / "few" / "LY").mkdir(parents=True)
+    (tmp_path / "few" / "MO").mkdir(parents=True)
+    for c in ("LY", "MO"):
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "few" / c / f"{i}.png")
+    with pytest.raises(UserError, match="too few to split 80/10/10"):
+        train(tmp_path / "few", "custom_cnn", tmp_path / "run2", epochs=1, image_size=16, progress=False)

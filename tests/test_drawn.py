@@ -19,13 +19,13 @@ def _digests(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_same_seed_same_bytes_and_other_seed_differs(tmp_path: Path) -> None:
-    a = write_drawn_release(tmp_path / "a", 2, seed=3, progress=False)
-    b = write_drawn_release(tmp_path / "b", 2, seed=3, progress=False)
-    c = write_drawn_release(tmp_path / "c", 2, seed=4, progress=False)
+def test_same_seed_same_bytes_in_any_number_of_processes_and_other_seed_differs(tmp_path: Path) -> None:
+    a = write_drawn_release(tmp_path / "a", 6, seed=3, progress=False)
+    b = write_drawn_release(tmp_path / "b", 6, seed=3, progress=False, workers=2)
+    c = write_drawn_release(tmp_path / "c", 6, seed=4, progress=False)
     assert _digests(a) == _digests(b)
     jpgs = [k for k in _digests(a) if k.endswith(".jpg")]
-    assert len(jpgs) == 2 * len(CLASSES)
+    assert len(jpgs) == 6 * len(CLASSES)
     assert all(_digests(a)[k] != _digests(c)[k] for k in jpgs)
 
 

@@ -23,22 +23,18 @@ CATEGORY_ID: dict[str, int] = {name: i for i, name in enumerate(CATEGORIES, star
 
 def rle_encode(vis: np.ndarray, x0: int, y0: int, height: int, width: int) -> str:
     """COCO compressed RLE (counts string) of an image-sized mask that is `vis` (bool h x w) at (x0, y0)
-    and empty elsewhere, computed from the strip of columns the mask spans only."""
+    and empty elsewhere. Runs are found on vis alone (columns padded by one empty pixel above and below)
+    and their starts mapped to column-major image positions."""
     h, w = vis.shape
-    strip = np.zeros((w, height), np.uint8)  # column-major: one row per image column
-    strip[:, y0:y0 + h] = vis.T
-    flat = strip.ravel()
+    padded = np.zeros((w, h + 2), np.uint8)  # one row per image column
+    padded[:, 1:-1] = vis.T
+    flat = padded.ravel()
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    counts = np.diff(np.concatenate(([0], change, [flat.size]))).tolist()
-    if flat[0]:
-        counts.insert(0, 0)
-    counts[0] += x0 * height
-    tail = (width - x0 - w) * height
-    if tail:
-        if len(counts) % 2 == 1:  # last run is background: extend it
-            counts[-1] += tail
-        else:
-            counts.append(tail)
+    col, row = np.divmod(change, h + 2)
+    starts = (x0 + col) * height + (y0 - 1 + row)
+    counts = np.diff(np.concatenate(([0], starts, [height * width]))).tolist()
+    if counts[-1] == 0:  # the mask runs to the last pixel
+        counts.pop()
     rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     return rle["counts"].decode("ascii")
 

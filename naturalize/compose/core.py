@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from naturalize.compose.library import Library, SpriteSet
-from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
+from naturalize.compose.transform import Transform, sample_transform, split_warped, turn_arrays, turned, warp
 from naturalize.compose.params import ComposeParams
 
 #: Stain gains are clipped to this range (a plate far from the sprite's source is not trusted further).
@@ -134,9 +134,11 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, p: ComposeParams, role: 
     """Draw a sprite of the set (and one of its precomputed variants, else a fresh transform), recolour
     it (position (0, 0) until placed); returns it and its mask area."""
     i = int(rng.integers(len(sset)))
-    if sset.variants:
-        v = sset.variants[i][int(rng.integers(len(sset.variants[i])))]
-        bgr, alpha, mask, area, t = v.bgr, v.alpha, v.mask, v.area, v.transform
+    if sset.variants:  # a precomputed variant, mirrored and turned: 8 looks per variant for a few copies
+        r = int(rng.integers(8 * len(sset.variants[i])))
+        v, flip, turns = sset.variants[i][r // 8], bool(r & 4), r & 3
+        bgr, alpha, mask = turn_arrays((v.bgr, v.alpha, v.mask), flip, turns)
+        area, t = v.area, turned(v.transform, flip, turns)
     else:
         t = sample_transform(rng, p)
         bgr, alpha, mask, area = split_warped(warp(sset.bgra[i], t))
@@ -201,21 +203,18 @@ def visible_masks(comp: Composite) -> list[tuple[tuple[int, int, int, int], np.n
     """Per cell (paint order): (x0, y0, x1, y1) inside the image and the bool mask of its pixels that
     stay visible (not painted over by a later cell); None when nothing of it is visible."""
     H, W = comp.image.shape[:2]
-    lab = np.zeros((H, W), np.uint8 if len(comp.cells) < 255 else np.uint16)
-    boxes = []
-    for n, c in enumerate(comp.cells, start=1):
-        box = clip_box(c.x, c.y, c.mask.shape[1], c.mask.shape[0], W, H)
-        boxes.append(box)
-        if box is not None:
-            x0, y0, x1, y1 = box
-            region = lab[y0:y1, x0:x1]
-            region[c.mask[y0 - c.y:y1 - c.y, x0 - c.x:x1 - c.x] > 0] = n
+    boxes = [clip_box(c.x, c.y, c.mask.shape[1], c.mask.shape[0], W, H) for c in comp.cells]
     out: list[tuple[tuple[int, int, int, int], np.ndarray] | None] = []
-    for n, box in enumerate(boxes, start=1):
+    for n, (c, box) in enumerate(zip(comp.cells, boxes)):
         if box is None:
             out.append(None)
             continue
         x0, y0, x1, y1 = box
-        vis = lab[y0:y1, x0:x1] == n
+        vis = c.mask[y0 - c.y:y1 - c.y, x0 - c.x:x1 - c.x] > 0
+        for later, lb in zip(comp.cells[n + 1:], boxes[n + 1:]):
+            if lb is None or lb[0] >= x1 or lb[2] <= x0 or lb[1] >= y1 or lb[3] <= y0:
+                continue
+            ox0, oy0, ox1, oy1 = max(x0, lb[0]), max(y0, lb[1]), min(x1, lb[2]), min(y1, lb[3])
+            vis[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0] &= later.mask[oy0 - later.y:oy1 - later.y, ox0 - later.x:ox1 - later.x] == 0
         out.append((box, vis) if vis.any() else None)
     return out

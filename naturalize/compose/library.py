@@ -93,8 +93,8 @@ def check_class(bank: Bank, cls: str) -> list[SpriteRow]:
 
 
 def feathered(rgba_bgr: np.ndarray, sigma: float) -> np.ndarray:
-    """BGRA uint8 with alpha eroded then blurred by `sigma` px (edge fades inside the mask) and BGR
-    premultiplied by alpha. sigma 0 keeps the hard mask."""
+    """BGRA uint8 with alpha eroded then blurred by `sigma` px (edge fades inside the mask), kept only
+    within sigma px of the largest alpha >= 128 part, and BGR premultiplied by alpha. sigma 0 keeps the hard mask."""
     a = rgba_bgr[:, :, 3]
     if sigma > 0:
         r = max(1, int(round(sigma)))
@@ -103,6 +103,11 @@ def feathered(rgba_bgr: np.ndarray, sigma: float) -> np.ndarray:
         ap = cv2.erode(ap, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
         ap = cv2.GaussianBlur(ap, (0, 0), sigma)
         a = np.minimum(ap[pad:-pad, pad:-pad], a)
+        # no faint ghosts of thin parts or specks: alpha only near the cell's core (its largest alpha >= 128 part)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats((a >= 128).view(np.uint8), connectivity=8)
+        if n > 1:
+            core = (lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).view(np.uint8)
+            a = a * cv2.dilate(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     out = np.empty_like(rgba_bgr)
     out[:, :, :3] = ((rgba_bgr[:, :, :3].astype(np.uint16) * a[:, :, None] + 127) // 255).astype(np.uint8)
     out[:, :, 3] = a
@@ -112,6 +117,15 @@ def feathered(rgba_bgr: np.ndarray, sigma: float) -> np.ndarray:
 def plasma_colour(plate: np.ndarray) -> np.ndarray:
     """BGR float32 (3,): the plate's plasma colour (per-channel median of a 4x-subsampled grid)."""
     return np.median(plate[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
+
+
+def sprite_plasma(bgra: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """BGR plasma colour of a sprite's source image: the upper quartile of the crop's pixels outside the
+    cell (a bank keeps their colour under alpha 0; within 1-2 levels of the plate's median on the sample);
+    `fallback` when fewer than 20 such pixels carry colour."""
+    out = bgra[bgra[:, :, 3] == 0][:, :3]
+    out = out[out.any(axis=1)]
+    return np.percentile(out, 75, axis=0).astype(np.float32) if len(out) >= 20 else fallback
 
 
 def _subset(rows: list, k: int, rng: np.random.Generator) -> list:
@@ -142,8 +156,10 @@ def _read_plate(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Library:
-    """Read what a (class, seed) run composes from: at most `max_sources` source images' plates, red
-    cells and platelets, and at most `max_wbc` centre sprites, chosen by seed (all of them in a small bank)."""
+    """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images and
+    at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
+    seed (all of them in a small bank). A sprite's source plasma colour is its source plate's when that
+    plate is loaded, else the median colour around the cell in its crop."""
     centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
     rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
     plates_by_source: dict[str, BackgroundRow] = {}
@@ -154,16 +170,14 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Libr
     plate_rows = [plates_by_source[s] for s in sources]
     plates = [_read_plate(bank.root / r.relpath, params.size) for r in plate_rows]
     plasma_of = {r.source: plasma_colour(p) for r, p in zip(plate_rows, plates)}
-    centre_rows = _subset(centre_rows, params.max_wbc, rng)
-    for r in centre_rows:  # sources of centre sprites whose plate is not in the pool: colour only
-        if r.source not in plasma_of and r.source in plates_by_source:
-            plasma_of[r.source] = plasma_colour(_read_plate(bank.root / plates_by_source[r.source].relpath, params.size))
     fallback = np.median(np.stack(list(plasma_of.values())), axis=0).astype(np.float32)
+    centre_rows = _subset(centre_rows, params.max_wbc, rng)
 
     def sprite_set(rows: list[SpriteRow], variants: int) -> SpriteSet:
-        arrays = [feathered(_read_bgra(bank.root / r.relpath), params.feather) for r in rows]
-        plasma = np.stack([plasma_of.get(r.source, fallback) for r in rows]) if rows else np.zeros((0, 3), np.float32)
-        out = SpriteSet(rows, arrays, plasma.astype(np.float32))
+        raw = [_read_bgra(bank.root / r.relpath) for r in rows]
+        plasma = [plasma_of[r.source] if r.source in plasma_of else sprite_plasma(a, fallback) for r, a in zip(rows, raw)]
+        arrays = [feathered(a, params.feather) for a in raw]
+        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3))
         if variants:
             vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11])
             out.variants = [[make_variant(a, sample_transform(vrng, params)) for _ in range(variants)] for a in arrays]

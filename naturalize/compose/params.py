@@ -28,9 +28,9 @@ class ComposeParams:
     red cells (they touch); min_visible: smallest fraction of a border-cut cell left inside the image.
     max_sources / max_wbc / max_small: how many source images (backgrounds), white-cell sprites and
     red-cell (and platelet) sprites one run holds in memory, drawn by seed from a larger bank.
-    variants: each red cell and platelet is transformed this many ways once per run (random flip,
-    quarter turn, rotation and scale each) and images draw among them; the centre cell is transformed
-    afresh for every image.
+    variants: each red cell and platelet is warped this many ways once per run (random flip, quarter
+    turn, rotation and scale each); an image draws one and mirrors / turns it at random (exact, cheap),
+    so a sprite has 8 x variants looks. The centre cell is warped afresh for every image.
     """
 
     size: tuple[int, int] = (360, 363)
@@ -39,7 +39,7 @@ class ComposeParams:
     platelets: tuple[int, int] = (0, 2)
     fmt: str = "jpg"
     quality: int = 95
-    feather: float = 1.0
+    feather: float = 0.7
     stain: bool = True
     max_angle: float = 15.0
     scale_jitter: float = 0.06
@@ -50,10 +50,10 @@ class ComposeParams:
     min_visible: float = 0.3
     wbc_margin: int = 2
     tries: int = 40
-    max_sources: int = 600
-    max_wbc: int = 2000
-    max_small: int = 2000
-    variants: int = 6
+    max_sources: int = 300
+    max_wbc: int = 1000
+    max_small: int = 1200
+    variants: int = 3
 
     def __post_init__(self) -> None:
         w, h = self.size

@@ -29,7 +29,7 @@ from naturalize.compose.annotate import coco, image_record, manifest_entry
 from naturalize.compose.core import compose_image
 from naturalize.compose.library import Library, bank_fingerprint, check_class, load_library
 from naturalize.compose.params import FORMATS, ComposeParams, shard_range
-from naturalize.fsio import UserError, atomic_open, write_bytes, write_text
+from naturalize.fsio import UserError, atomic_open, write_text
 
 STATE_DIR = ".naturalize-compose"
 STATE_VERSION = 1
@@ -68,11 +68,24 @@ def _init(bank_root: str, cls: str, seed: int, params: ComposeParams, out: str, 
     _WORKER.update(params=params, seed=seed, out=Path(out))
 
 
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path` (the folder exists)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def _work(index: int) -> str:
     """Worker: compose, write the image atomically, return the record as one JSON line."""
     image, record = render(_WORKER["lib"], _WORKER["params"], _WORKER["seed"], index)
-    write_bytes(_WORKER["out"] / record["file"], encode(image, _WORKER["params"]))
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+    _write_atomic(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
+    return json.dumps(record, separators=(",", ":"))
 
 
 def _state_path(out: Path, cls: str) -> Path:

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_DIRNAME, class_of_prefix
 from naturalize.fsio import UserError, write_json
 
-SPLIT = (0.8, 0.1, 0.1)
+SPLIT = (0.7, 0.15, 0.15)  # val/test keep a few images per class even after curation
 MODEL = "custom_cnn"
 
 
@@ -39,7 +39,8 @@ MODEL = "custom_cnn"
 class DemoSize:
     """How big the demo runs: images per class, Naturalize images per augmented class, training."""
 
-    per_class: int
+    per_class: int       # drawn images per class
+    pbc_per_class: int   # real images per class with --pbc (real images lose some to curation)
     synthetic: int
     image_size: int
     epochs: int
@@ -48,8 +49,8 @@ class DemoSize:
 
 
 SIZES: dict[str, DemoSize] = {
-    "small": DemoSize(per_class=12, synthetic=12, image_size=64, epochs=3, batch_size=16),
-    "default": DemoSize(per_class=40, synthetic=40, image_size=80, epochs=10, batch_size=32),
+    "small": DemoSize(per_class=12, pbc_per_class=24, synthetic=12, image_size=64, epochs=8, batch_size=16),
+    "default": DemoSize(per_class=40, pbc_per_class=60, synthetic=40, image_size=80, epochs=15, batch_size=32),
 }
 
 
@@ -120,27 +121,25 @@ def _check_out(out: Path, settings: dict, overwrite: bool) -> None:
                         + "; pass --overwrite to replace it or choose another --out")
 
 
-class _EpochBar:
+def epoch_bar(epochs: int, progress: bool):
     """A Keras callback showing one tqdm bar over the epochs (Keras' own output is off when not a TTY)."""
+    import keras
+    from tqdm import tqdm
 
-    def __new__(cls, epochs: int, progress: bool):
-        import keras
-        from tqdm import tqdm
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not progress)
 
-        class Bar(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not progress)
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.bar.n = epoch + 1
+            self.bar.set_postfix(acc=f"{logs.get('accuracy', 0):.3f}", val_acc=f"{logs.get('val_accuracy', 0):.3f}")
+            self.bar.refresh()
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                self.bar.n = epoch + 1
-                self.bar.set_postfix(acc=f"{logs.get('accuracy', 0):.3f}", val_acc=f"{logs.get('val_accuracy', 0):.3f}")
-                self.bar.refresh()
+        def on_train_end(self, logs=None):
+            self.bar.close()
 
-            def on_train_end(self, logs=None):
-                self.bar.close()
-
-        return Bar()
+    return EpochBar()
 
 
 def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None, size: str = "default",
@@ -156,6 +155,7 @@ def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None,
     _check_out(out, settings, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "demo.json", {"settings": settings, "timings": [], "done": False})
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the progress bars
     old_cache = os.environ.get("CLASSIFY_CACHE")
     os.environ["CLASSIFY_CACHE"] = str((out / "cache").resolve())
     try:
@@ -183,12 +183,12 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
 
         data_root = out / DRAWN_DIRNAME
         with log.stage("draw", f"{sz.per_class} procedurally drawn images per class (NOT real cells)", echo, 1, total):
-            write_drawn_release(data_root, sz.per_class, seed=seed, progress=progress)
+            write_drawn_release(data_root, sz.per_class, seed=seed, progress=progress, workers=workers)
         data_kind = "drawn"
     else:
         data_root = out / "pbc-subset"
-        with log.stage("subset", f"{sz.per_class} real images per class from {pbc}", echo, 1, total):
-            real_subset(Path(pbc), data_root, sz.per_class, seed)
+        with log.stage("subset", f"{sz.pbc_per_class} real images per class from {pbc}", echo, 1, total):
+            real_subset(Path(pbc), data_root, sz.pbc_per_class, seed)
         data_kind = "real"
 
     prepared = work / "prepared"
@@ -201,7 +201,8 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
     echo("  " + format_summary(seg).replace("\n", "\n  "))
     composed = out / "compose"
     with log.stage("compose", f"{sz.synthetic} Naturalize images each for {', '.join(AUGMENTED_CLASSES)}", echo, 4, total):
-        syn = {c: compose_class(bank, c, sz.synthetic, composed, seed=seed, workers=workers, progress=progress)
+        syn = {c: compose_class(bank, c, sz.synthetic, composed, seed=seed, workers=workers, progress=progress,
+                               overwrite=True)
                for c in AUGMENTED_CLASSES}
     dataset = out / "dataset"
     with log.stage("build", "clean protocol: val/test real only, synthetic images in train only", echo, 5, total):
@@ -214,12 +215,12 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
 
         train(dataset, MODEL, run, weights="none", epochs=sz.epochs, batch_size=sz.batch_size, lr=sz.lr,
               image_size=sz.image_size, seed=seed, evaluate=False, progress=progress,
-              callbacks=[_EpochBar(sz.epochs, progress)], workers=workers, log=quiet)
+              callbacks=[epoch_bar(sz.epochs, progress)], workers=workers, log=quiet)
     with log.stage("evaluate", "best model on the real test split", echo, 7, total):
         from classify.evaluate import evaluate_run
 
         result = evaluate_run(run, "test", progress=progress)
-    with log.stage("sheets", "contact sheets: real training images beside Naturalize images", echo, 8, total):
+    with log.stage("sheets", "contact sheets: source training images beside Naturalize images", echo, 8, total):
         sheets = contact_sheets(out / "figures", dataset, syn, "drawn" if pbc is None else "real")
     with log.stage("report", "report.html", echo, 9, total):
         report = _write_report(out, data_kind, data_root, meta, summary, seg, sheets, run, result, log, settings)
@@ -249,6 +250,14 @@ def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]
     return sheets
 
 
+def _machine() -> str:
+    """One line: CPU count and load average (other jobs on the machine slow every stage down)."""
+    import platform
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return f"{platform.platform()}, {os.cpu_count()} CPUs, load average (1, 5, 15 min) {load}"
+
+
 def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summary: dict, seg, sheets, run: Path,
                   result: dict, log: StageLog, settings: dict) -> Path:
     from naturalize.demo.report import ReportData, write_report
@@ -258,7 +267,7 @@ def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summar
                 f"images, so the demo draws stand-ins with numpy/OpenCV. They are NOT real blood cells. Run "
                 f"`naturalize demo --pbc PBC_ROOT` on a PBC download for real images.")
     else:
-        note = (f"Real PBC images: {settings['per_class']} per class linked from {settings['pbc']} "
+        note = (f"Real PBC images: {settings['pbc_per_class']} per class linked from {settings['pbc']} "
                 f"(Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1, CC BY 4.0).")
     counts = {s: {c: v for c, v in per.items() if sum(v.values())} for s, per in meta["counts"].items()}
     rep = result["report"]
@@ -273,8 +282,9 @@ def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summar
         classification_report=report_txt, metrics=metrics, timings=log.rows,
         settings={"model": f"{MODEL}, {settings['image_size']}px, {settings['epochs']} epochs, batch "
                            f"{settings['batch_size']}, weights none",
-                  "images per class": str(settings["per_class"]),
+                  "images per class": str(settings["per_class" if data_kind == "drawn" else "pbc_per_class"]),
                   "Naturalize images per augmented class": f"{settings['synthetic']} ({', '.join(AUGMENTED_CLASSES)})",
                   "sprites (train split)": ", ".join(f"{k} {v}" for k, v in seg.counts.get("usable", {}).items()),
-                  "seed": str(settings["seed"]), "protocol": "clean"})
+                  "seed": str(settings["seed"]), "protocol": "clean"},
+        machine=_machine())
     return write_report(data, out / "report.html")

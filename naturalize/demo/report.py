@@ -34,6 +34,7 @@ class ReportData:
     metrics: dict[str, float]                        # e.g. test accuracy, macro F1
     timings: list[tuple[str, float, str]]            # (stage, seconds, note)
     settings: dict[str, str] = field(default_factory=dict)
+    machine: str = ""                                # CPU count, load: timings depend on them
 
 
 _CSS = """
@@ -108,7 +109,8 @@ def render(data: ReportData, base: Path) -> str:
         f"<table>{metrics}</table>", f"<pre>{esc(data.classification_report)}</pre>", "</section>",
         '<section id="timings"><h2>Per-stage timings</h2>',
         f"<table><tr><th>stage</th><th>seconds</th><th>note</th></tr>{timings}"
-        f"<tr><th>total</th><th>{total:.1f}</th><th></th></tr></table>", "</section>",
+        f"<tr><th>total</th><th>{total:.1f}</th><th></th></tr></table>",
+        f"<p>{esc(data.machine)}</p>" if data.machine else "", "</section>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"

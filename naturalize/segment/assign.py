@@ -21,13 +21,17 @@ from naturalize.segment.cells import Cell, touches_border
 class UsableRules:
     """Shape rules for a usable red cell (relative to the image's typical red-cell area)."""
 
-    min_rel_area: float = 0.55
-    max_rel_area: float = 1.6
+    min_rel_area: float = 0.75
+    max_rel_area: float = 1.5
     min_solidity: float = 0.93
-    max_aspect: float = 1.6
-    max_contact: float = 0.25      # fraction of the outline touching another cell
+    max_aspect: float = 1.5
+    max_contact: float = 0.5       # fraction of the outline touching another red cell
+    max_wbc_contact: float = 0.5   # fraction of the outline touching a white cell
+    min_ellipse_iou: float = 0.88  # overlap of the mask with its fitted ellipse (fragments fit badly)
     max_stain: float = 30.0        # mean blue-minus-green above this is no red cell
-    plt_area: tuple[int, int] = (10, 1200)
+    plt_area: tuple[int, int] = (80, 6000)
+    plt_min_solidity: float = 0.8
+    plt_max_aspect: float = 2.0
 
 
 @dataclass
@@ -38,6 +42,8 @@ class _Region:
     solidity: float
     aspect: float
     contact: float
+    wbc_contact: float
+    ellipse_iou: float
     stain: float
     border: bool
 
@@ -47,27 +53,36 @@ def _pad_slice(sl: tuple[slice, slice], shape: tuple[int, int], pad: int) -> tup
             slice(max(0, sl[1].start - pad), min(shape[1], sl[1].stop + pad)))
 
 
-def _shape(mask: np.ndarray) -> tuple[float, float]:
-    """(solidity, aspect ratio) of a bool crop."""
-    cnts, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+def _shape(mask: np.ndarray) -> tuple[float, float, float]:
+    """(solidity, aspect ratio, IoU with the fitted ellipse) of a bool crop."""
+    m8 = mask.astype(np.uint8)
+    cnts, _ = cv2.findContours(m8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not cnts:
-        return 0.0, 99.0
+        return 0.0, 99.0, 0.0
     c = max(cnts, key=cv2.contourArea)
     hull = cv2.contourArea(cv2.convexHull(c))
-    solidity = float(mask.sum()) / hull if hull > 0 else 0.0
-    if len(c) >= 5:
-        (_, _), (w, h), _ = cv2.minAreaRect(c)
-        aspect = max(w, h) / max(1e-6, min(w, h))
-    else:
-        aspect = 99.0
-    return min(1.0, solidity), float(aspect)
+    area = int(mask.sum())
+    solidity = float(area) / hull if hull > 0 else 0.0
+    if len(c) < 5:
+        return min(1.0, solidity), 99.0, 0.0
+    (_, _), (w, h), _ = cv2.minAreaRect(c)
+    aspect = max(w, h) / max(1e-6, min(w, h))
+    ell = np.zeros_like(m8)
+    cv2.ellipse(ell, cv2.fitEllipse(c), 1, -1)
+    inter = int((ell & m8).sum())
+    union = area + int(ell.sum()) - inter
+    return min(1.0, solidity), float(aspect), inter / union if union else 0.0
 
 
-def _region(crop_mask: np.ndarray, others: np.ndarray, stain: np.ndarray, sl, border: bool) -> _Region:
+def _region(crop_mask: np.ndarray, others: np.ndarray, wbc: np.ndarray, stain: np.ndarray, sl,
+            border: bool) -> _Region:
+    """Features of one candidate (bool crop); `others` / `wbc`: other cells' / white cells' pixels in the crop."""
     ring = cv2.dilate(crop_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~crop_mask
-    contact = float((ring & others).sum()) / max(1, int(ring.sum()))
-    solidity, aspect = _shape(crop_mask)
-    return _Region(crop_mask, sl, int(crop_mask.sum()), solidity, aspect, contact,
+    n_ring = max(1, int(ring.sum()))
+    touch_wbc = float((ring & wbc).sum()) / n_ring
+    contact = float((ring & others & ~wbc).sum()) / n_ring
+    solidity, aspect, ell = _shape(crop_mask)
+    return _Region(crop_mask, sl, int(crop_mask.sum()), solidity, aspect, contact, touch_wbc, ell,
                    float(stain[crop_mask].mean()) if crop_mask.any() else 0.0, border)
 
 
@@ -96,7 +111,8 @@ def _rbc_cells(shape, regions: list[_Region], plt_union: np.ndarray, rules: Usab
         ok_shape = r.solidity >= rules.min_solidity and r.aspect <= rules.max_aspect
         ok_size = rules.min_rel_area <= rel <= rules.max_rel_area
         usable = (not r.border and ok_shape and ok_size and r.contact <= rules.max_contact and not on_plt
-                  and r.stain <= rules.max_stain)
+                  and r.stain <= rules.max_stain and r.wbc_contact <= rules.max_wbc_contact
+                  and r.ellipse_iou >= rules.min_ellipse_iou)
         score = float(np.clip(r.solidity, 0, 1) * (1 - min(1.0, r.contact)) * np.exp(-abs(np.log(max(rel, 1e-3)))))
         full = _full(shape, r)
         if rim_px > 0 and grow is not None:
@@ -106,16 +122,21 @@ def _rbc_cells(shape, regions: list[_Region], plt_union: np.ndarray, rules: Usab
     return cells
 
 
-def _plt_cells(shape, plts: list[np.ndarray], rules: UsableRules) -> list[Cell]:
-    s = min(shape) / 360
+def _plt_cells(shape, plts: list[np.ndarray], rules: UsableRules, wbc: np.ndarray | None = None) -> list[Cell]:
+    """Platelets from purple blobs: usable when of platelet size, compact, off the border and clear of white cells."""
+    s2 = (min(shape) / 360) ** 2
     cells = []
     k = np.ones((3, 3), np.uint8)
+    near_wbc = (cv2.dilate(wbc.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
+                if wbc is not None and wbc.any() else np.zeros(shape, bool))
     for m in plts:
         full = cv2.dilate(m.astype(np.uint8), k).astype(bool)
         border = touches_border(full)
         area = int(full.sum())
-        ok = rules.plt_area[0] * s * s <= area <= rules.plt_area[1] * s * s
-        cells.append(Cell("PLT", full, 1.0 if ok else 0.5, border, ok and not border))
+        solidity, aspect, _ = _shape(full)
+        ok = (rules.plt_area[0] * s2 <= area <= rules.plt_area[1] * s2 and solidity >= rules.plt_min_solidity
+              and aspect <= rules.plt_max_aspect and not (full & near_wbc).any())
+        cells.append(Cell("PLT", full, round(solidity if ok else 0.5 * solidity, 4), border, ok and not border))
     return cells
 
 
@@ -138,16 +159,16 @@ def judge_regions(rgb: np.ndarray, labels: np.ndarray, n: int, n_wbc: int, plts:
             full = np.zeros(shape, bool)
             full[psl] = ndi.binary_fill_holes(m)
             border = touches_border(full)
-            solidity, _ = _shape(m)
+            solidity = _shape(m)[0]
             cells.append(Cell("WBC", full, round(solidity, 4), border, not border))
             continue
         border = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == shape[0] or sl[1].stop == shape[1]
-        regions.append(_region(m, (lab > 0) & ~m, stain[psl], psl, border))
+        regions.append(_region(m, (lab > 0) & ~m, (lab > 0) & (lab <= n_wbc), stain[psl], psl, border))
     plt_union = np.zeros(shape, bool)
     for m in plts:
         plt_union |= m
     cells += _rbc_cells(shape, regions, plt_union, rules, grow=labels == 0, rim_px=rim_px)
-    cells += _plt_cells(shape, plts, rules)
+    cells += _plt_cells(shape, plts, rules, (labels > 0) & (labels <= n_wbc))
     return cells
 
 
@@ -204,6 +225,10 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
     for m in plts:
         plt_union |= m
     regions, rbc_scores = [], []
+    wbc_union = np.zeros(shape, bool)
+    for k, m, _ in kept:
+        if k == "WBC":
+            wbc_union |= m
     for k, m, sc in kept:
         if k == "WBC":
             border = touches_border(m)
@@ -215,7 +240,7 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
             sl = _pad_slice(ndi.find_objects(m.astype(np.uint8))[0], shape, 3)
             others = union[sl] & ~m[sl]
             border = touches_border(m)
-            regions.append(_region(m[sl], others, stain[sl], sl, border))
+            regions.append(_region(m[sl], others, wbc_union[sl], stain[sl], sl, border))
             rbc_scores.append(sc)
     rbcs = _rbc_cells(shape, regions, plt_union, rules)
     for c, sc in zip(rbcs, rbc_scores):

@@ -117,10 +117,11 @@ def curation_flags(cells: list[Cell]) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def finish(rgb: np.ndarray, cells: list[Cell]) -> Segmentation:
-    """Shared last step of every backend: background plate (all cells inpainted away) and curation flags."""
+def finish(rgb: np.ndarray, cells: list[Cell], also_remove: list[np.ndarray] | tuple = ()) -> Segmentation:
+    """Shared last step of every backend: background plate (all cells, and any `also_remove` masks
+    such as stain debris, inpainted away) and curation flags."""
     from naturalize.segment.inpaint import remove_cells
 
     rgb = as_rgb(rgb)
-    background = remove_cells(rgb, [c.mask for c in cells])
+    background = remove_cells(rgb, [c.mask for c in cells] + list(also_remove))
     return Segmentation(cells=cells, background=background, flags=curation_flags(cells))

@@ -31,6 +31,10 @@ class ClassicalParams:
     wbc_min_area: int = 1200        # a white cell holds at least this many nuclear pixels
     wbc_peak_px: int = 25           # white cells: distance-map peaks at least this far apart ...
     wbc_min_radius: float = 20.0    # ... and at least this deep
+    wbc_round_px: int = 24          # white cells are opened with a disk of this radius at most ...
+    wbc_round_ratio: float = 0.5    # ... and at most this fraction of their inscribed radius
+    wbc_big_area: int = 6000        # a white cell smaller than this needs a dark nucleus ...
+    nucleus_dark: float = 0.136     # ... (25th percentile of green / plate green at most this); else: large platelet
     wbc_split_ratio: float = 0.75   # two basins are one cell when their border is this deep relative to the shallower peak
     plt_min_area: int = 10          # platelets: purple blobs between these areas
     plt_max_area: int = 1200
@@ -40,13 +44,17 @@ class ClassicalParams:
     wbcness_red: float = 42.0       # typical white-cell colour score of red cells (when an image has too few)
     red_core_margin: float = 5.0    # red-cell cores: (B-G) - (R-B)/2 below the red cells' median + this
     red_core_erode_px: int = 4
+    red_core_texture: float = 7.0   # red-cell cores are smooth: local green std below this (granules are not)
+    nucleus_grow_px: int = 3        # the nucleus marker reaches this far past the nucleus edge
+    red_core_clear_px: float = 14.0  # no red-cell core this close to a nucleus (erythroblast cytoplasm is red)
     wbcness_edge_weight: float = 1.0  # weight of (B-G) - (R-B)/2 edges against plate-distance edges
     sure_cyto_margin: float = 14.0  # sure cytoplasm: white-cell colour score this much above the red cells'
     sure_cyto_reach_px: int = 45    # ... and within this distance of the nucleus
     wbcness_clip: float = 15.0      # white-cell colour contrast above the red cells' level that counts as edge
     wbc_window_px: int = 80        # white cells are searched within this margin around their nuclei
-    wbc_open_px: int = 4            # opening radius removing thin protrusions from white cells
+    wbc_open_px: int = 8            # opening radius removing thin protrusions from white cells
     ref_size: int = 360
+    work_size: int = 180            # analyse at this short side (masks are scaled back); 0: full resolution
 
 
 def _disk(r: int) -> np.ndarray:
@@ -116,7 +124,7 @@ def find_nuclei(fg: np.ndarray, stain: np.ndarray, p: ClassicalParams) -> tuple[
 
 
 def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour_dist: np.ndarray,
-                 p: ClassicalParams) -> np.ndarray:
+                 rgb_green: np.ndarray, p: ClassicalParams) -> np.ndarray:
     """Bool mask of all white-cell pixels (nuclei and cytoplasm).
 
     Marker watershed on the colour edges around the nuclei: the nuclei (with the clearly
@@ -142,18 +150,20 @@ def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour
     cd, wn, fgw, nuc = colour_dist[win], wbcness[win], fg[win], nuclei[win]
     markers = np.zeros(cd.shape, np.int32)
     plate = cv2.erode((cd < 0.7 * p.fg_delta).astype(np.uint8), _disk(2)).astype(bool)
-    red = (fgw & (wn < red_level + p.red_core_margin)).astype(np.uint8)
+    g = rgb_green[win].astype(np.float32)
+    texture = np.sqrt(np.maximum(cv2.blur(g * g, (7, 7)) - cv2.blur(g, (7, 7)) ** 2, 0))
+    red = (fgw & (wn < red_level + p.red_core_margin) & (texture < p.red_core_texture)).astype(np.uint8)
     red = cv2.erode(red, _disk(max(1, round(p.red_core_erode_px * s)))).astype(bool)
     near_nuc = to_nuc[win] <= 3
     markers[plate] = 1
-    markers[red & ~near_nuc] = 2
+    markers[red & (to_nuc[win] > p.red_core_clear_px * s)] = 2
     # sure cytoplasm: clearly white-cell-coloured pixels touching a nucleus join its marker
     sure = cv2.erode(((wn > red_level + p.sure_cyto_margin) & fgw).astype(np.uint8), _disk(2))
     near = (to_nuc[win] <= p.sure_cyto_reach_px * s).astype(np.uint8)
     sn, slab, _ = _components(sure & near)
     touching = np.unique(slab[near_nuc])
     markers[np.isin(slab, touching[touching > 0]) & (markers == 0)] = 3
-    markers[nuc] = 3
+    markers[cv2.dilate(nuc.astype(np.uint8), _disk(max(1, round(p.nucleus_grow_px * s)))).astype(bool) & fgw] = 3
 
     def grad(img: np.ndarray) -> np.ndarray:
         return cv2.magnitude(cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3))
@@ -169,16 +179,19 @@ def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour
     return out
 
 
-def split_white(region: np.ndarray, nuclei: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, int]:
+def split_white(region: np.ndarray, nuclei: np.ndarray, green: np.ndarray, p: ClassicalParams
+                ) -> tuple[np.ndarray, int, list[np.ndarray]]:
     """Split the white-cell mask into single cells: one watershed basin per distance-map peak, basins
-    whose shared border is nearly as deep as their peaks merged (one cell, not two), and a cell must
-    hold at least `wbc_min_area` nuclear pixels. Returns (labels 1..n, n)."""
+    whose shared border is nearly as deep as their peaks merged (one cell, not two). A cell must hold
+    at least `wbc_min_area` nuclear pixels, and be big or have a dark nucleus (`green` is the green
+    channel relative to the plate): small, lighter purple bodies are large platelets.
+    Returns (labels 1..n, n, large-platelet masks)."""
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
     out = np.zeros(region.shape, np.int32)
     if not region.any():
-        return out, 0
+        return out, 0, []
     s = min(region.shape) / p.ref_size
     dist = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
     rn, rlab, _ = _components(region)
@@ -222,18 +235,50 @@ def split_white(region: np.ndarray, nuclei: np.ndarray, p: ClassicalParams) -> t
     merged[basins == 0] = 0
     a = s * s
     k = 0
+    big_plts = []
     for r in np.unique(merged[merged > 0]):
         cell = merged == r
-        if (cell & nuclei).sum() >= p.wbc_min_area * a:
-            k += 1
-            out[cell] = k
+        nuc = cell & nuclei
+        if nuc.sum() < p.wbc_min_area * a:
+            continue
+        if cell.sum() < p.wbc_big_area * a and np.percentile(green[nuc], 25) > p.nucleus_dark:
+            big_plts.append(cell)
+            continue
+        k += 1
+        out[cell] = k
     # basins with too little nucleus (a cytoplasm lobe) join the cell they touch, if any
     if k:
         from skimage.segmentation import expand_labels
 
         grown = expand_labels(out, distance=2)
         out = np.where(region & (out == 0), grown, out)
-    return out, k
+    return _round_off(out, k, nuclei, dist, p), k, big_plts
+
+
+def _round_off(labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray, p: ClassicalParams) -> np.ndarray:
+    """Open each white cell with a disk about half its inscribed radius: stain haze and skirts around
+    the cell go, the round body (and its nucleus) stays."""
+    from scipy import ndimage as ndi
+
+    out = np.zeros_like(labels)
+    s = min(labels.shape) / p.ref_size
+    for i, sl in enumerate(ndi.find_objects(labels, max_label=n), start=1):
+        if sl is None:
+            continue
+        cell = labels[sl] == i
+        r = int(min(p.wbc_round_px * s, p.wbc_round_ratio * float(dist[sl][cell].max())))
+        if r >= 2:
+            pad = r + 1
+            big = np.pad(cell, pad).astype(np.uint8)
+            opened = cv2.morphologyEx(big, cv2.MORPH_OPEN, _disk(r))[pad:-pad, pad:-pad].astype(bool)
+            nuc = nuclei[sl] & cell
+            m, lab, _ = _components(opened)
+            keep = np.unique(lab[nuc & opened])
+            keep = keep[keep > 0]
+            if keep.size:
+                cell = ndi.binary_fill_holes(np.isin(lab, keep) | nuc)
+        out[sl][cell] = i
+    return out
 
 
 def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: ClassicalParams) -> tuple[np.ndarray, int]:
@@ -246,14 +291,16 @@ def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: Classic
     h, w = fg.shape
     s = min(h, w) / p.ref_size
     rest = fg & (wbc_labels == 0)
-    small = cv2.resize(rest.astype(np.uint8), (w // 2, h // 2), interpolation=cv2.INTER_NEAREST)
+    k = 2 if min(h, w) > 250 else 1
+    small = cv2.resize(rest.astype(np.uint8), (w // k, h // k), interpolation=cv2.INTER_NEAREST) if k > 1 else rest.astype(np.uint8)
     dist = cv2.distanceTransform(small, cv2.DIST_L2, 5)
-    r = max(1, round(p.rbc_peak_px * s / 2))
-    peaks = (dist >= cv2.dilate(dist, np.ones((2 * r + 1, 2 * r + 1), np.uint8))) & (dist >= p.rbc_min_radius * s / 2)
+    r = max(1, round(p.rbc_peak_px * s / k))
+    peaks = (dist >= cv2.dilate(dist, np.ones((2 * r + 1, 2 * r + 1), np.uint8))) & (dist >= p.rbc_min_radius * s / k)
     # plateau peaks come as several touching pixels: one marker per blob
     pn, plab, _ = _components(cv2.dilate(peaks.astype(np.uint8), np.ones((3, 3), np.uint8)) & small)
     lab_small = watershed(-dist, plab.astype(np.int32), mask=small.astype(bool))
-    labels = cv2.resize(lab_small.astype(np.int32).astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    labels = (cv2.resize(lab_small.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+              if k > 1 else lab_small.astype(np.int32))
     # full-resolution pixels the coarse labels missed take their nearest label
     miss = rest & (labels == 0)
     if miss.any():
@@ -265,17 +312,61 @@ def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: Classic
     return labels, n_wbc + pn - 1
 
 
-def segment_classical(rgb: np.ndarray, params: ClassicalParams | None = None) -> Segmentation:
-    """Segment one PBC image into RBC / WBC / PLT cells plus a cell-free background (see module doc)."""
+def _segment_at(rgb: np.ndarray, p: ClassicalParams) -> tuple[list, np.ndarray]:
+    """The pipeline at the image's own resolution: (cells, foreground mask)."""
     from naturalize.segment.assign import judge_regions
 
-    p = params or ClassicalParams()
-    rgb = as_rgb(rgb)
     fg, stain, colour_dist, plate = colour_maps(rgb, p)
     nuclei, small = find_nuclei(fg, stain, p)
     wbcness = white_cell_colour(rgb, fg, plate)
-    wbc_labels, n_wbc = split_white(white_region(fg, nuclei, wbcness, colour_dist, p), nuclei, p)
-    plts = [m for m in small if not (wbc_labels[m] > 0).any()]
-    labels, n = split_regions(fg, wbc_labels, n_wbc, p)
-    cells = judge_regions(rgb, labels, n, n_wbc, plts, stain, rim_px=p.rim_px)
-    return finish(rgb, cells)
+    region = white_region(fg, nuclei, wbcness, colour_dist, rgb[:, :, 1], p)
+    wbc_labels, n_wbc, big_plts = split_white(region, nuclei, rgb[:, :, 1] / max(1.0, float(plate[1])), p)
+    plts = [m for m in small if not (wbc_labels[m] > 0).any() and not any((b & m).any() for b in big_plts)]
+    plts += big_plts
+    debris = region & (wbc_labels == 0)  # stain haze trimmed off white cells: no cell, but not plate either
+    for b in big_plts:
+        debris &= ~b
+    labels, n = split_regions(fg & ~debris, wbc_labels, n_wbc, p)
+    return judge_regions(rgb, labels, n, n_wbc, plts, stain, rim_px=p.rim_px), fg
+
+
+def _upscale(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bool mask resized to `shape` (bilinear, then thresholded: smooth edges), working on its box only."""
+    from naturalize.segment.cells import box_of
+
+    h, w = shape
+    fy, fx = h / mask.shape[0], w / mask.shape[1]
+    x0, y0, x1, y1 = box_of(mask)
+    x0, y0, x1, y1 = max(0, x0 - 1), max(0, y0 - 1), min(mask.shape[1], x1 + 1), min(mask.shape[0], y1 + 1)
+    X0, Y0, X1, Y1 = int(round(x0 * fx)), int(round(y0 * fy)), min(w, int(round(x1 * fx))), min(h, int(round(y1 * fy)))
+    crop = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros(shape, bool)
+    out[Y0:Y1, X0:X1] = crop > 0.5
+    return out
+
+
+def segment_classical(rgb: np.ndarray, params: ClassicalParams | None = None) -> Segmentation:
+    """Segment one PBC image into RBC / WBC / PLT cells plus a cell-free background (see module doc).
+
+    Images larger than `params.work_size` are analysed at that size (for speed) and the masks
+    scaled back to full resolution; the background is always made at full resolution."""
+    from naturalize.segment.cells import Cell, touches_border
+
+    p = params or ClassicalParams()
+    rgb = as_rgb(rgb)
+    h, w = rgb.shape[:2]
+    f = p.work_size / min(h, w) if p.work_size else 1.0
+    if f >= 0.9:
+        cells, fg = _segment_at(rgb, p)
+        return finish(rgb, cells, also_remove=[fg])
+    small = cv2.resize(rgb, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA)
+    cells_small, fg_small = _segment_at(small, p)
+    cells = []
+    for c in cells_small:
+        m = _upscale(c.mask, (h, w))
+        if m.any():
+            border = touches_border(m)
+            cells.append(Cell(c.kind, m, c.score, border, c.usable and not border))
+    fg = cv2.resize(fg_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.25
+    # the plate keeps nothing that is not plate-coloured: stain debris and cell slivers go as well
+    return finish(rgb, cells, also_remove=[fg])

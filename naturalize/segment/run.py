@@ -94,16 +94,15 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     their class is known: a white-cell image (not PLT) holding a single white cell. Curation counts
     every cell found; keep=0 marks images with several white cells (multi_wbc).
     """
-    from naturalize.segment.cells import crop_sprite
-
     flags = tuple(seg.flags)
     wbc_labelled = task.label in WBC_CLASSES and "multi_wbc" not in flags
-    chosen = [c for c in seg.cells if (c.usable or c.touches_border) and (c.kind != "WBC" or wbc_labelled)]
-    chosen.sort(key=lambda c: (KINDS.index(c.kind), c.box[1], c.box[0]))
+    chosen = [(c, c.box) for c in seg.cells if (c.usable or c.touches_border) and (c.kind != "WBC" or wbc_labelled)]
+    chosen.sort(key=lambda cb: (KINDS.index(cb[0].kind), cb[1][1], cb[1][0]))
     sprites = []
-    for c in chosen:
-        x0, y0, x1, y1 = c.box
-        sprites.append(EncodedSprite(c.kind, _png(crop_sprite(rgb, c.mask)), x0, y0, x1, y1, c.area,
+    for c, (x0, y0, x1, y1) in chosen:
+        mask = c.mask[y0:y1, x0:x1]
+        rgba = np.dstack([rgb[y0:y1, x0:x1], np.where(mask, 255, 0).astype(np.uint8)])
+        sprites.append(EncodedSprite(c.kind, _png(rgba), x0, y0, x1, y1, int(mask.sum()),
                                      round(float(c.score), 4), bool(c.touches_border)))
     n = Counter(c.kind for c in seg.cells)
     h, w = rgb.shape[:2]

@@ -128,7 +128,12 @@ class SamSegmenter:
         return cls(build_model(checkpoint, model_type, device), SamParams(**params))
 
     def masks(self, rgb: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
-        """Deduplicated bool masks (centre white-cell mask first) and their predicted-IoU scores."""
+        """Deduplicated bool masks (centre white-cell mask first) and their predicted-IoU scores.
+
+        Prompts are decoded in batches to SAM's low-resolution (256 px) logits; quality filters and
+        box NMS run there, and only the surviving masks are upscaled to the image size."""
+        import math
+
         import torch
         from segment_anything.utils.amg import calculate_stability_score
         from torchvision.ops import batched_nms
@@ -136,41 +141,56 @@ class SamSegmenter:
         p = self.params
         h, w = rgb.shape[:2]
         pred = self.predictor
+        sam = pred.model
         pred.set_image(rgb)  # the one image encoding
-        thr = pred.model.mask_threshold
-        masks_all, scores_all, prio_all = [], [], []
+        thr = sam.mask_threshold
+        lh, lw = (math.ceil(s / 4) for s in pred.input_size)  # the image's part of the 256 px logits
+        px = (4 * max(h, w) / sam.image_encoder.img_size)  # one low-res pixel in image pixels
+        logits_all, scores_all, prio_all = [], [], []
 
         def decode(points: np.ndarray, centre: bool) -> None:
             coords = torch.as_tensor(pred.transform.apply_coords(points, (h, w)), dtype=torch.float, device=pred.device)
             labels = torch.ones(len(points), dtype=torch.int, device=pred.device)
-            logits, iou, _ = pred.predict_torch(coords[:, None, :], labels[:, None], multimask_output=True,
-                                                return_logits=True)
+            sparse, dense = sam.prompt_encoder(points=(coords[:, None, :], labels[:, None]), boxes=None, masks=None)
+            low, iou = sam.mask_decoder(image_embeddings=pred.features, image_pe=sam.prompt_encoder.get_dense_pe(),
+                                        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                        multimask_output=True)
             if centre:  # the white cell: the best of the three candidate masks, kept whatever its score
                 best = int(iou[0].argmax())
-                logits, iou = logits[:, best:best + 1], iou[:, best:best + 1]
-            logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)
-            stab = calculate_stability_score(logits, thr, 1.0)
-            keep = torch.ones_like(iou, dtype=torch.bool) if centre else (iou >= p.pred_iou_thresh) & (stab >= p.stability_thresh)
-            m = logits[keep] > thr
-            area = m.flatten(1).sum(1)
-            ok = (area >= p.min_area) & (area <= p.max_area_frac * h * w)
-            masks_all.append(m[ok].cpu())
-            scores_all.append(iou[keep][ok].float().cpu())
-            prio_all.append(iou[keep][ok].float().cpu() + (2.0 if centre else 0.0))
+                low, iou = low[:, best:best + 1], iou[:, best:best + 1]
+            low, iou = low.flatten(0, 1), iou.flatten(0, 1)
+            inside = low[:, :lh, :lw]
+            if centre:
+                keep = torch.ones_like(iou, dtype=torch.bool)
+            else:
+                keep = (iou >= p.pred_iou_thresh) & (calculate_stability_score(inside, thr, 1.0) >= p.stability_thresh)
+            area = (inside > thr).flatten(1).sum(1) * px * px
+            keep &= (area >= p.min_area) & (area <= p.max_area_frac * h * w)
+            logits_all.append(low[keep])
+            scores_all.append(iou[keep].float())
+            prio_all.append(iou[keep].float() + (2.0 if centre else 0.0))
 
         with torch.inference_mode():
             decode(np.array([[w / 2.0, h / 2.0]]), centre=True)
             grid = point_grid(w, h, p.points_per_side)
             for i in range(0, len(grid), p.points_per_batch):
                 decode(grid[i:i + p.points_per_batch], centre=False)
+            low = torch.cat(logits_all)
+            if len(low) == 0:
+                pred.reset_image()
+                return [], []
+            scores, prio = torch.cat(scores_all), torch.cat(prio_all)
+            same_class = torch.zeros(len(low), dtype=torch.long, device=low.device)
+            # sorted by priority: the centre mask first
+            keep = batched_nms(_mask_boxes(low[:, :lh, :lw] > thr), prio, same_class, p.box_nms_thresh)
+            full = sam.postprocess_masks(low[keep][:, None], pred.input_size, pred.original_size)[:, 0] > thr
         pred.reset_image()
-        masks = torch.cat(masks_all) if masks_all else torch.zeros((0, h, w), dtype=torch.bool)
-        if len(masks) == 0:
-            return [], []
-        scores, prio = torch.cat(scores_all), torch.cat(prio_all)
-        boxes = _mask_boxes(masks)
-        keep = batched_nms(boxes, prio, torch.zeros(len(boxes), dtype=torch.long), p.box_nms_thresh)  # sorted by prio
-        return [masks[i].numpy() for i in keep.tolist()], [float(scores[i]) for i in keep.tolist()]
+        out_masks, out_scores = [], []
+        for m, sc in zip(full.cpu().numpy(), scores[keep].cpu().tolist()):
+            if m.sum() >= p.min_area:
+                out_masks.append(m)
+                out_scores.append(float(sc))
+        return out_masks, out_scores
 
     def __call__(self, rgb: np.ndarray) -> Any:
         from naturalize.segment.assign import cells_from_masks
@@ -187,8 +207,8 @@ def _mask_boxes(masks: Any) -> Any:
 
     rows, cols = masks.any(2), masks.any(1)
     h, w = masks.shape[1:]
-    ar_y = torch.arange(h).expand_as(rows)
-    ar_x = torch.arange(w).expand_as(cols)
+    ar_y = torch.arange(h, device=masks.device).expand_as(rows)
+    ar_x = torch.arange(w, device=masks.device).expand_as(cols)
     y0 = torch.where(rows, ar_y, h).min(1).values
     y1 = torch.where(rows, ar_y, -1).max(1).values + 1
     x0 = torch.where(cols, ar_x, w).min(1).values

@@ -1,0 +1,96 @@
+"""Contact sheets: people judge realism by eye, so show real and synthetic images side by side.
+
+In: a folder (a compose output, a dataset tree, any tree of images) and optionally a folder of real
+images. An image is synthetic when its name has `_syn_` in it (every Naturalize composite does), real
+otherwise. Out: a PNG grid, real tiles on the left half and synthetic on the right (or one kind only),
+each tile labelled with its class and origin; images chosen by seed, spread over classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from naturalize.classes import class_of_prefix
+from naturalize.fsio import UserError, write_bytes
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+TILE = 128
+
+
+def find_images(root: Path) -> tuple[list[Path], list[Path]]:
+    """(real, synthetic) image paths under root, sorted; synthetic = '_syn_' in the file name."""
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and not p.name.startswith("."))
+    return [p for p in files if "_syn_" not in p.name], [p for p in files if "_syn_" in p.name]
+
+
+def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
+    """k paths spread over classes (round-robin over the classes in the file names), drawn by rng."""
+    by_class: dict[str, list[Path]] = {}
+    for p in paths:
+        by_class.setdefault(class_of_prefix(p.name) or p.parent.name, []).append(p)
+    pools = {c: [v[i] for i in rng.permutation(len(v))] for c, v in sorted(by_class.items())}
+    out: list[Path] = []
+    while len(out) < k and any(pools.values()):
+        for c in list(pools):
+            if pools[c] and len(out) < k:
+                out.append(pools[c].pop())
+    return out
+
+
+def _tile(path: Path, origin: str) -> np.ndarray:
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is None:
+        raise UserError(f"cannot read image {path}")
+    t = cv2.resize(im, (TILE, TILE), interpolation=cv2.INTER_AREA)
+    label = f"{class_of_prefix(path.name) or path.parent.name} {origin}"
+    cv2.rectangle(t, (0, TILE - 16), (TILE, TILE), (255, 255, 255), -1)
+    cv2.putText(t, label, (3, TILE - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return t
+
+
+def _grid(tiles: list[np.ndarray], cols: int) -> np.ndarray:
+    rows = max(1, -(-len(tiles) // cols))
+    sheet = np.full((rows * (TILE + 2), cols * (TILE + 2), 3), 255, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, cols)
+        sheet[r * (TILE + 2):r * (TILE + 2) + TILE, c * (TILE + 2):c * (TILE + 2) + TILE] = t
+    return sheet
+
+
+def contact_sheet(root: str | Path, out: str | Path, n: int = 48, real: str | Path | None = None,
+                  seed: int = 0) -> dict[str, int]:
+    """Write the contact sheet PNG of `root` (and `real`) to `out`; returns tile counts per origin."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; give a compose output or a dataset folder")
+    if n <= 0:
+        raise UserError(f"--n {n}: the number of tiles must be at least 1")
+    reals, syns = find_images(root)
+    if real is not None:
+        if not Path(real).is_dir():
+            raise UserError(f"--real {real} is not a folder of images")
+        reals += find_images(Path(real))[0]
+    if not reals and not syns:
+        raise UserError(f"no images under {root}; run `naturalize compose` or `naturalize build` first")
+    rng = np.random.default_rng(seed)
+    if reals and syns:
+        half = max(1, n // 2)
+        cols = max(1, int(np.ceil(np.sqrt(half))))
+        left = _grid([_tile(p, "real") for p in _pick(reals, half, rng)], cols)
+        right = _grid([_tile(p, "syn") for p in _pick(syns, half, rng)], cols)
+        h = max(left.shape[0], right.shape[0])
+        pad = lambda a: np.vstack([a, np.full((h - a.shape[0], a.shape[1], 3), 255, np.uint8)])  # noqa: E731
+        sheet = np.hstack([pad(left), np.full((h, 12, 3), 0, np.uint8), pad(right)])
+        counts = {"real": min(half, len(reals)), "synthetic": min(half, len(syns))}
+    else:
+        pool, origin = (syns, "syn") if syns else (reals, "real")
+        chosen = _pick(pool, n, rng)
+        sheet = _grid([_tile(p, origin) for p in chosen], max(1, int(np.ceil(np.sqrt(len(chosen) * 1.5)))))
+        counts = {"real": 0 if syns else len(chosen), "synthetic": len(chosen) if syns else 0}
+    ok, buf = cv2.imencode(".png", sheet)
+    write_bytes(out, buf.tobytes())
+    return counts

@@ -1,0 +1,217 @@
+"""`naturalize compose` / `preview`: layout, masks, determinism, shards, resume, bad input.
+
+A small sprite bank is cut from real sample images with their OI-PBC boxes (tests/boxbank.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from naturalize.bank import Bank
+from naturalize.compose.annotate import rle_encode
+from naturalize.compose.core import compose_image
+from naturalize.compose.library import load_library
+from naturalize.compose.params import ComposeParams, shard_range
+from naturalize.compose.preview import contact_sheet
+from naturalize.compose.run import STATE_DIR, compose_class
+from naturalize.fsio import UserError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from boxbank import make_box_bank, pick_images  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bank(sample_release: Path, sample_boxes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bank of 6 PMY, 3 LY and 2 platelet images of the sample (no BA)."""
+    images = pick_images(sample_release, sample_boxes, {"PMY": 6, "LY": 3, "PLT": 2})
+    return make_box_bank(sample_release, sample_boxes, images, tmp_path_factory.mktemp("bank"))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every output file (not the run's private journal) -> bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and STATE_DIR not in p.parts}
+
+
+def _placed_mask(cell, width: int, height: int) -> np.ndarray:
+    """A placed cell's whole mask (before later cells cover it) in image coordinates."""
+    full = np.zeros((height + 2 * 200, width + 2 * 200), bool)
+    h, w = cell.mask.shape
+    full[200 + cell.y:200 + cell.y + h, 200 + cell.x:200 + cell.x + w] = cell.mask > 0
+    return full[200:200 + height, 200:200 + width]
+
+
+def test_white_cell_centred_and_touched_by_nothing(bank: Path) -> None:
+    p = ComposeParams(rbc=16, platelets=(1, 3))  # crowded, as the densest real crops
+    lib = load_library(Bank.open(bank), "PMY", 0, p)
+    W, H = p.size
+    dists, n_small = [], 0
+    for i in range(40):
+        comp = compose_image(lib, np.random.default_rng([0, 9, i]), p)
+        (white,) = [c for c in comp.cells if c.role == "centre"]
+        wm = _placed_mask(white, W, H)
+        grown = cv2.dilate(wm.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # the 2-px margin holds at 1 px
+        for c in comp.cells:
+            if c is not white:
+                assert not (grown & _placed_mask(c, W, H)).any(), f"image {i}: a {c.role} touches the white cell"
+                n_small += 1
+        ys, xs = np.nonzero(wm)
+        dists.append(np.hypot(xs.mean() - W / 2, ys.mean() - H / 2))
+    assert n_small > 40 * 10, "the red cells did not fit around the white cell"
+    assert max(dists) < 60 and np.median(dists) < 12, dists
+
+
+def test_red_cells_may_be_cut_by_the_border_and_touch(bank: Path) -> None:
+    p = ComposeParams(rbc=16)
+    lib = load_library(Bank.open(bank), "PMY", 0, p)
+    W, H = p.size
+    cut = touching = 0
+    for i in range(20):
+        comp = compose_image(lib, np.random.default_rng([0, 9, i]), p)
+        reds = [c for c in comp.cells if c.role == "RBC"]
+        for c in reds:
+            h, w = c.mask.shape
+            cut += c.x < 0 or c.y < 0 or c.x + w > W or c.y + h > H
+            m = _placed_mask(c, W, H)
+            for o in reds:
+                if o is not c:
+                    overlap = (m & _placed_mask(o, W, H)).sum()
+                    assert overlap <= p.rbc_overlap * max(np.count_nonzero(c.mask), np.count_nonzero(o.mask))
+                    touching += overlap > 0
+    assert cut > 0 and touching > 0
+
+
+def test_coco_masks_are_the_changed_pixels(bank: Path, tmp_path: Path) -> None:
+    p = ComposeParams(fmt="png")
+    compose_class(bank, "PMY", 6, tmp_path, seed=3, params=p, workers=1, progress=False)
+    gt = COCO(str(tmp_path / "annotations.json"))
+    lib = load_library(Bank.open(bank), "PMY", 3, p)
+    plates = {r.background_id: plate for r, plate in zip(lib.plate_rows, lib.plates)}
+    manifest = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert [m["index"] for m in manifest] == list(range(6))
+    assert {c["name"] for c in gt.loadCats(gt.getCatIds())} >= {"RBC", "PLT", "PMY", "SNE"}
+    for img_info, m in zip(gt.loadImgs(gt.getImgIds()), manifest):
+        assert img_info["file_name"] == m["file"]
+        image = cv2.imread(str(tmp_path / m["file"]), cv2.IMREAD_COLOR)
+        changed = (image != plates[m["background"]["id"]]).any(axis=2)
+        anns = gt.loadAnns(gt.getAnnIds(imgIds=img_info["id"]))
+        assert len(anns) == sum("rle" in c or "bbox" in c for c in m["cells"]) >= 1 + p.rbc - 2
+        union = np.zeros_like(changed)
+        for a in anns:
+            mk = gt.annToMask(a).astype(bool)
+            assert not (union & mk).any(), "two annotations claim the same pixel"
+            union |= mk
+            x, y, w, h = a["bbox"]
+            ys, xs = np.nonzero(mk)
+            assert (x, y, w, h) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        assert changed[union].mean() > 0.98  # a cell pixel can equal the plate by chance
+        near = cv2.dilate(union.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # feathered edges
+        near[:3], near[-3:], near[:, :3], near[:, -3:] = True, True, True, True  # edges of cells cut by the border
+        assert not (changed & ~near).any(), "pixels changed outside every annotated cell"
+
+
+def test_rle_encode_matches_pycocotools() -> None:
+    rng = np.random.default_rng(0)
+    H, W = 37, 29
+    for x0, y0, h, w in [(0, 0, 5, 7), (22, 30, 7, 7), (3, 4, 10, 1), (0, 10, 27, 29), (28, 36, 1, 1)]:
+        vis = rng.random((h, w)) < 0.6
+        vis[0, 0] = True
+        full = np.zeros((H, W), np.uint8, order="F")
+        full[y0:y0 + h, x0:x0 + w] = vis
+        assert rle_encode(vis, x0, y0, H, W) == mask_utils.encode(full)["counts"].decode()
+
+
+def test_same_seed_same_bytes_shards_and_resume(bank: Path, tmp_path: Path) -> None:
+    kw = dict(seed=7, progress=False)
+    whole, again, sharded = tmp_path / "whole", tmp_path / "again", tmp_path / "sharded"
+    paths = compose_class(bank, "PMY", 70, whole, workers=2, **kw)
+    assert [q.name for q in paths] == [f"PMY_syn_7_{i}.jpg" for i in range(70)]
+    compose_class(bank, "PMY", 70, again, workers=1, **kw)
+    assert _files(whole) == _files(again)
+    first = compose_class(bank, "PMY", 70, sharded, shard=(1, 2), workers=1, **kw)
+    second = compose_class(bank, "PMY", 70, sharded, shard=(2, 2), workers=1, **kw)
+    assert [q.name for q in first + second] == [q.name for q in paths] and len(first) == 35
+    assert _files(sharded) == _files(whole)
+    # an interrupted run: some images and all records gone; the rerun makes exactly the same files
+    before = _files(whole)
+    for q in paths[5:12]:
+        q.unlink()
+    shutil.rmtree(whole / STATE_DIR / "journal")
+    (whole / "manifest.jsonl").unlink()
+    compose_class(bank, "PMY", 70, whole, workers=1, **kw)
+    assert _files(whole) == before
+    # a second class joins the same folder; a third seed's image 0 differs
+    compose_class(bank, "LY", 4, whole, workers=1, **kw)
+    lines = (whole / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(line)["class"] for line in lines] == ["LY"] * 4 + ["PMY"] * 70
+    other = compose_class(bank, "PMY", 1, tmp_path / "seed8", seed=8, workers=1, progress=False)
+    assert other[0].read_bytes() != paths[0].read_bytes()
+
+
+def test_shard_ranges_cover_the_run() -> None:
+    for n in (1, 7, 100):
+        for parts in (1, 2, 3, 8):
+            got = [i for k in range(1, parts + 1) for i in shard_range(n, (k, parts))]
+            assert got == list(range(n))
+
+
+def test_bad_input_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
+    def err(**kw) -> str:
+        args = dict(bank=bank, cls="PMY", n=3, out=tmp_path / "o", workers=1, progress=False) | kw
+        with pytest.raises(UserError) as e:
+            compose_class(**args)
+        return str(e.value)
+
+    assert "unknown class 'XYZ'" in err(cls="XYZ")
+    assert "no WBC sprites of class BA" in err(cls="BA")
+    assert "at least 1" in err(n=0)
+    assert "--shard 3/2" in err(shard=(3, 2))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert "not empty" in err(out=foreign)
+    compose_class(bank, "PMY", 3, tmp_path / "run", seed=1, workers=1, progress=False)
+    assert "seed" in err(out=tmp_path / "run", seed=2)
+    compose_class(bank, "PMY", 3, tmp_path / "run", seed=2, workers=1, progress=False, overwrite=True)
+    assert not list((tmp_path / "run" / "PMY").glob("PMY_syn_1_*"))
+    old = tmp_path / "oldbank"
+    old.mkdir()
+    meta = json.loads((bank / "bank.json").read_text())
+    (old / "bank.json").write_text(json.dumps(meta | {"format_version": 99}))
+    assert "format version 99" in err(bank=old)
+    # the command line prints it as one line and exits 2
+    r = subprocess.run([sys.executable, "-c", "from naturalize.cli import main; main()", "compose", "--class", "PMY",
+                        "--n", "5", "--bank", str(bank), "--shard", "x"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--shard 'x'" in r.stderr
+
+
+def test_preview_shows_real_beside_synthetic(bank: Path, sample_release: Path, tmp_path: Path) -> None:
+    compose_class(bank, "PMY", 6, tmp_path / "syn", workers=1, progress=False)
+    counts = contact_sheet(tmp_path / "syn", tmp_path / "sheet.png", n=8, real=sample_release / "ig")
+    assert counts == {"real": 4, "synthetic": 4}
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    assert sheet.shape[0] >= 128 and sheet.shape[1] > 4 * 128
+
+
+def test_recorded_transform_of_a_turned_variant_is_exact(bank: Path) -> None:
+    from naturalize.compose.transform import Transform, split_warped, turn_arrays, turned, warp
+
+    lib = load_library(Bank.open(bank), "PMY", 0, ComposeParams())
+    sprite = lib.centre.bgra[0]
+    t = Transform(flip=True, rot90=1, angle=9.0, scale=1.05)
+    for flip in (False, True):
+        for turns in range(4):
+            (got,) = turn_arrays((split_warped(warp(sprite, t))[2],), flip, turns)
+            want = split_warped(warp(sprite, turned(t, flip, turns)))[2]
+            h, w = min(got.shape[0], want.shape[0]), min(got.shape[1], want.shape[1])
+            a, b = got[:h, :w] > 0, want[:h, :w] > 0
+            assert (a & b).sum() / (a | b).sum() > 0.97, (flip, turns)
