@@ -89,7 +89,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="timed optimizer steps per model and size")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
-    os.environ.setdefault("CLASSIFY_CACHE", tempfile.mkdtemp(prefix="classify-bench-cache-"))
+    own_cache = None
+    if not os.environ.get("CLASSIFY_CACHE"):
+        own_cache = tempfile.TemporaryDirectory(prefix="classify-bench-cache-")
+        os.environ["CLASSIFY_CACHE"] = own_cache.name
     paths = sample_paths(args.images)
     rows = []
     for size in map(int, args.sizes.split(",")):
@@ -107,6 +110,8 @@ def main() -> None:
               f"{r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['loader_over_train']:.0f}x {ok} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if own_cache is not None:
+        own_cache.cleanup()
 
 
 if __name__ == "__main__":

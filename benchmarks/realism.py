@@ -1,18 +1,19 @@
 """Realism of `naturalize compose`: a classifier two-sample test (can a small CNN tell real from synthetic?).
 
     python benchmarks/realism.py [--sample DIR] [--n 150] [--others 60] [--seeds 3] [--epochs 12]
-        [--rbc 8] [--out bench-out/compose-realism]
+        [--rbc 8,16] [--out bench-out/compose-realism]
 
 1. The sample's PMY images are split in two by seed: half are cut into a sprite bank (with --others images
    of other classes for more red cells and backgrounds) by `naturalize segment --backend classical`; the
    other half is the real side of the test, so no synthetic image shows a real test image's cell.
-2. --n synthetic PMY images each: Naturalize (`compose`, default settings) and the paper's Algorithm 1
-   (benchmarks/naive_compose.py), from the same bank.
+2. For each red-cell count in --rbc (8: the paper's; 16: the median count of OI-PBC boxes per real image,
+   border-cut cells included), --n synthetic PMY images each: Naturalize (`compose`, default settings
+   otherwise) and the paper's Algorithm 1 (benchmarks/naive_compose.py), from the same bank.
 3. For each method and seed: real (0) vs synthetic (1) images at 96x96, a stratified 60/40 split, a small
    Keras CNN (3 conv layers) trained for --epochs on the 60 %, ROC AUC (scikit-learn) on the 40 %.
    AUC 0.5: the CNN cannot tell them apart; 1.0: it always can. Target for Naturalize: mean AUC <= 0.75.
 Prints one JSON object (also OUT/realism.json) and draws OUT/realism.png (AUC per method and seed) and
-OUT/sheet.png (real beside Naturalize images).
+OUT/sheet.png (real beside Naturalize images with the first count).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def load96(paths: list[Path]) -> np.ndarray:
 
 def two_sample_auc(real: np.ndarray, syn: np.ndarray, seed: int, epochs: int) -> float:
     """Held-out ROC AUC of a small CNN trained to tell `syn` (1) from `real` (0)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
@@ -96,18 +98,22 @@ def draw(result: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for i, (name, key) in enumerate([("Naturalize", "naturalize"), ("Algorithm 1", "algorithm1")]):
-        aucs = result[key]["auc"]
-        ax.bar(i, np.mean(aucs), color=["#4477aa", "#bbbbbb"][i], alpha=0.8)
-        ax.scatter([i] * len(aucs), aucs, c="k", s=12, zorder=3)
-        ax.text(i, np.mean(aucs) + 0.02, f"{np.mean(aucs):.2f}", ha="center")
+    counts = list(result["by_rbc"])
+    fig, ax = plt.subplots(figsize=(1.6 + 2.2 * len(counts), 3.4))
+    for j, rbc in enumerate(counts):
+        for i, (name, key) in enumerate([("Naturalize", "naturalize"), ("Algorithm 1", "algorithm1")]):
+            aucs = result["by_rbc"][rbc][key]["auc"]
+            x = 3 * j + i
+            ax.bar(x, np.mean(aucs), color=["#4477aa", "#bbbbbb"][i], alpha=0.8, label=name if j == 0 else None)
+            ax.scatter([x] * len(aucs), aucs, c="k", s=12, zorder=3)
+            ax.text(x, np.mean(aucs) + 0.02, f"{np.mean(aucs):.2f}", ha="center")
     ax.axhline(0.75, ls="--", c="k", lw=0.8)
     ax.axhline(0.5, ls=":", c="k", lw=0.8)
-    ax.set_xticks([0, 1], ["Naturalize", "Algorithm 1"])
+    ax.set_xticks([3 * j + 0.5 for j in range(len(counts))], [f"{c} RBC / image" for c in counts])
     ax.set_ylim(0.4, 1.05)
     ax.set_ylabel("real-vs-synthetic AUC (held out)")
     ax.set_title("classifier two-sample test, PMY, 96 px")
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -120,7 +126,7 @@ def main() -> None:
     ap.add_argument("--others", type=int, default=60)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--rbc", type=int, default=8)
+    ap.add_argument("--rbc", default="8,16", help="Red cells per image, one test per count (the first is the headline).")
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "compose-realism")
     a = ap.parse_args()
     from naive_compose import naive_compose
@@ -135,19 +141,25 @@ def main() -> None:
     t0 = time.perf_counter()
     bank_images, held = split_sources(release, a.n, a.others, seed=0)
     bank = make_bank(bank_images, release, a.out / "bank")
-    shutil.rmtree(a.out / "ours", ignore_errors=True)
-    ours = compose_class(bank, "PMY", a.n, a.out / "ours", seed=0, params=ComposeParams(rbc=a.rbc), workers=2,
-                         overwrite=True, progress=False)
-    naive = naive_compose(Bank.open(bank), "PMY", a.n, a.out / "naive", rbc=a.rbc)
     real = load96(held)
     result: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_before": os.getloadavg()[0],
                     "real_images": len(held), "synthetic_images": a.n, "bank_images": len(bank_images),
-                    "epochs": a.epochs, "rbc": a.rbc}
-    for key, paths in (("naturalize", ours), ("algorithm1", naive)):
-        syn = load96(paths)
-        aucs = [two_sample_auc(real, syn, seed, a.epochs) for seed in range(a.seeds)]
-        result[key] = {"auc": [round(v, 3) for v in aucs], "mean_auc": round(float(np.mean(aucs)), 3),
-                       "std_auc": round(float(np.std(aucs)), 3)}
+                    "epochs": a.epochs, "seeds": a.seeds, "by_rbc": {}}
+    for rbc in (int(t) for t in a.rbc.split(",")):
+        shutil.rmtree(a.out / f"ours-rbc{rbc}", ignore_errors=True)
+        ours = compose_class(bank, "PMY", a.n, a.out / f"ours-rbc{rbc}", seed=0, params=ComposeParams(rbc=rbc),
+                             workers=2, progress=False)
+        naive = naive_compose(Bank.open(bank), "PMY", a.n, a.out / f"naive-rbc{rbc}", rbc=rbc)
+        row = {}
+        for key, paths in (("naturalize", ours), ("algorithm1", naive)):
+            syn = load96(paths)
+            aucs = [two_sample_auc(real, syn, seed, a.epochs) for seed in range(a.seeds)]
+            row[key] = {"auc": [round(v, 3) for v in aucs], "mean_auc": round(float(np.mean(aucs)), 3),
+                        "std_auc": round(float(np.std(aucs)), 3)}
+        result["by_rbc"][str(rbc)] = row
+        print(json.dumps({f"rbc={rbc}": row}), flush=True)
+    first = result["by_rbc"][a.rbc.split(",")[0]]
+    result["naturalize"], result["algorithm1"] = first["naturalize"], first["algorithm1"]
     result["target_auc<=0.75"] = result["naturalize"]["mean_auc"] <= 0.75
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     result["load_after"] = os.getloadavg()[0]
@@ -156,7 +168,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # real beside synthetic, by eye
         for p in held[:24]:
             (Path(tmp) / p.name).symlink_to(p)
-        contact_sheet(a.out / "ours", a.out / "sheet.png", n=24, real=Path(tmp))
+        contact_sheet(a.out / f"ours-rbc{a.rbc.split(',')[0]}", a.out / "sheet.png", n=24, real=Path(tmp))
     print(json.dumps(result, indent=2))
 
 

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from naturalize.segment.cells import box_iou, box_of, crop_sprite
+from naturalize.fsio import write_bytes, write_text
+from naturalize.segment.cells import box_iou, crop_sprite
 from naturalize.segment.classical import segment_classical
 
 RBC_ID, PLT_ID = 10, 8
@@ -103,6 +104,12 @@ def grid(tiles: list[np.ndarray], cols: int, width: int, height: int | None = No
     return out
 
 
+def png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB image."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return buf.tobytes()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", "../shared/pbc-sample")))
@@ -121,9 +128,9 @@ def main() -> None:
     rbc_usable = rbc_match = rbc_images = 0
     multi_n = multi_hit = single_n = single_flag = nowbc_n = nowbc_hit = 0
     seconds = 0.0
-    per_image, bgs, sprites = [], [], {"RBC": [], "WBC": [], "PLT": []}
+    per_image, bgs, sprites, tiles, n_fail = [], [], {"RBC": [], "WBC": [], "PLT": []}, [], 0
     rng = np.random.default_rng(0)
-    for path in tqdm(images, desc="segment", unit="img"):
+    for k, path in enumerate(tqdm(images, desc="segment", unit="img")):
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
         t0 = time.perf_counter()
@@ -153,15 +160,21 @@ def main() -> None:
             rbc_match += m
             rec.update(rbc_usable=len(use), rbc_match=m)
         per_image.append(rec)
-        if len(bgs) < 16 and rng.random() < 16 / len(images) * 2:
+        # contact sheet: 16 backgrounds and 32 sprites per kind, spread evenly over the scored images
+        if k % max(1, len(images) // 16) == 0 and len(bgs) < 16:
             bgs.append(np.hstack([rgb, seg.background]))
-        for c in seg.cells:
-            if c.usable and len(sprites[c.kind]) < 32 and rng.random() < 0.1:
-                sprites[c.kind].append(crop_sprite(rgb, c.mask))
-        rec["_seg"] = None
+        if k % max(1, len(images) // 32) == 0:
+            for kind in sprites:
+                usable = seg.of_kind(kind, usable_only=True)
+                if usable and len(sprites[kind]) < 32:
+                    sprites[kind].append(crop_sprite(rgb, usable[int(rng.integers(len(usable)))].mask))
         if rec.get("wbc_iou", 1.0) < 0.8 or rec.get("rbc_match", 0) < rec.get("rbc_usable", 0) or \
                 ("multi_wbc" in seg.flags) != (len(truth["WBC"]) >= 2):
-            rec["_draw"] = draw(rgb, seg, truth)
+            n_fail += 1  # reservoir sample of 24 failure drawings over the whole run
+            if len(tiles) < 24:
+                tiles.append(draw(rgb, seg, truth))
+            elif (j := int(rng.integers(n_fail))) < 24:
+                tiles[j] = draw(rgb, seg, truth)
     n = len(images)
     res = {
         "images": n,
@@ -178,21 +191,16 @@ def main() -> None:
         "rbc_per_image": res["rbc_usable_per_image"] >= 4, "multi_recall": res["multi_wbc_recall"] >= 0.90,
         "multi_false": res["multi_wbc_false_rate"] <= 0.03,
     }
-    fails = [r for r in per_image if "_draw" in r]
-    tiles = [r.pop("_draw") for r in fails[:24]]
-    for r in per_image:
-        r.pop("_draw", None)
-        r.pop("_seg", None)
-    (args.out / "results.json").write_text(json.dumps({"summary": res, "per_image": per_image}, indent=1))
+    write_text(args.out / "results.json", json.dumps({"summary": res, "per_image": per_image}, indent=1))
     sheet = [grid(bgs, 2, 720, 363)] if bgs else []
     for kind in ("WBC", "RBC", "PLT"):
         if sprites[kind]:
             sheet.append(grid(sprites[kind], 16, 90))
     width = max(s.shape[1] for s in sheet)
     sheet = [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in sheet]
-    cv2.imwrite(str(args.out / "contact_sheet.png"), cv2.cvtColor(np.vstack(sheet), cv2.COLOR_RGB2BGR))
+    write_bytes(args.out / "contact_sheet.png", png(np.vstack(sheet)))
     if tiles:
-        cv2.imwrite(str(args.out / "failures.png"), cv2.cvtColor(grid(tiles, 4, 360, 363), cv2.COLOR_RGB2BGR))
+        write_bytes(args.out / "failures.png", png(grid(tiles, 4, 360, 363)))
     for k, v in res.items():
         print(f"{k:24s} {v}")
 

@@ -256,11 +256,11 @@ class BankWriter:
                 shutil.rmtree(root / name, ignore_errors=True)
         if mode in ("new", "overwrite"):
             root.mkdir(parents=True, exist_ok=True)
+            writer = cls(root, identity, set(), _empty_counts())
+            writer._write_meta()  # first: from here on the folder is a (resumable) bank
             for name, header in (("index.csv", INDEX_FIELDS), ("backgrounds.csv", BACKGROUND_FIELDS),
                                  ("curation.csv", CURATION_FIELDS)):
                 write_bytes(root / name, _csv_line(header))
-            writer = cls(root, identity, set(), _empty_counts())
-            writer._write_meta()
             return writer
         return cls._resume(root, identity)
 

@@ -37,9 +37,10 @@ def bank(sample_release: Path, sample_boxes: Path, tmp_path_factory: pytest.Temp
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    """Every output file (not the run's private journal) -> bytes."""
+    """Every output file -> bytes (not the run's private journal, nor the hidden temporary file a killed
+    write may leave)."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and STATE_DIR not in p.parts}
+            if p.is_file() and STATE_DIR not in p.parts and not p.name.startswith(".")}
 
 
 def _placed_mask(cell, width: int, height: int) -> np.ndarray:
@@ -215,3 +216,23 @@ def test_recorded_transform_of_a_turned_variant_is_exact(bank: Path) -> None:
             h, w = min(got.shape[0], want.shape[0]), min(got.shape[1], want.shape[1])
             a, b = got[:h, :w] > 0, want[:h, :w] > 0
             assert (a & b).sum() / (a | b).sum() > 0.97, (flip, turns)
+
+
+def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    cmd = [sys.executable, "-c", "from naturalize.cli import main; main()", "compose", "--class", "PMY", "--n", "200",
+           "--bank", str(bank), "--workers", "1", "--seed", "5"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((killed / "PMY").glob("*.jpg"))) < 20:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    made = len(list((killed / "PMY").glob("*.jpg")))
+    assert 20 <= made < 200, "the run was not interrupted mid-way"
+    subprocess.run(cmd + ["--out", str(killed)], check=True, capture_output=True)
+    clean = compose_class(bank, "PMY", 200, tmp_path / "clean", seed=5, workers=1, progress=False)
+    assert _files(killed) == _files(clean.pop().parents[1])

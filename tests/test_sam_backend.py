@@ -50,27 +50,51 @@ def test_sam_backend_writes_a_bank_from_one_encoding(checkpoint: Path, tree: Pat
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from segment_anything import SamPredictor
 
-    from naturalize.segment.run import segment
+    from naturalize.segment.run import read_rgb, segment
+    from naturalize.segment.sam import SamSegmenter
 
-    encoded = []
-    real_set_image = SamPredictor.set_image
-    monkeypatch.setattr(SamPredictor, "set_image",
-                        lambda self, im, *a, **k: (encoded.append(im.shape), real_set_image(self, im, *a, **k))[1])
+    # spies: they record and call the real methods
+    encoded, predictors, results = [], [], []
+    real_set_image, real_masks = SamPredictor.set_image, SamSegmenter.masks
+
+    def set_image(self, im, *a, **k):
+        encoded.append(im.shape)
+        predictors.append(self)
+        return real_set_image(self, im, *a, **k)
+
+    def masks(self, rgb):
+        results.append(real_masks(self, rgb))
+        return results[-1]
+
+    monkeypatch.setattr(SamPredictor, "set_image", set_image)
+    monkeypatch.setattr(SamSegmenter, "masks", masks)
     monkeypatch.setenv("NATURALIZE_SAM_CHECKPOINT", str(checkpoint))
     said: list[str] = []
     out = tmp_path / "bank"
-    # no quality filter: the random model's masks all flow on to cells_from_masks and the bank
+    # no quality or size filter: the random model's masks all flow on to cells_from_masks and the bank
     summary = segment(tree, out, backend="auto", device="cpu", points_per_side=3, progress=False, echo=said.append,
-                      backend_params={"pred_iou_thresh": 0.0, "stability_thresh": 0.0})
+                      backend_params={"pred_iou_thresh": 0.0, "stability_thresh": 0.0, "min_area": 1,
+                                      "max_area_frac": 1.0})
     assert said[0].startswith("backend auto -> sam")
     assert len(encoded) == 1  # one image encoding for the centre prompt and all 9 grid prompts
     assert summary.written == 1
+
+    # the centre mask (first) is what SamPredictor.predict gives for a centre click (best of three)
+    src = next((tree / "SNE").iterdir())
+    rgb = read_rgb(str(src))
+    h, w = rgb.shape[:2]
+    got, scores = results[0]
+    assert got and all(m.dtype == bool and m.shape == (h, w) for m in got) and len(scores) == len(got)
+    ref, ref_iou, _ = predictors[0].predict(np.array([[w / 2.0, h / 2.0]]), np.array([1]), multimask_output=True)
+    best = ref[int(np.argmax(ref_iou))]
+    assert (got[0] == best).mean() > 0.999 and scores[0] == pytest.approx(float(ref_iou.max()), abs=1e-4)
+
     bank = Bank.open(out)
     assert bank.meta["backend"] == "sam"
     p = bank.meta["parameters"]
     assert (p["model_type"], p["checkpoint"], p["points_per_side"], p["pred_iou_thresh"]) == \
         ("vit_b", checkpoint.name, 3, 0.0)
-    assert [r["source"] for r in bank.curation] == [f"SNE/{next((tree / 'SNE').iterdir()).name}"]
+    assert [r["source"] for r in bank.curation] == [f"SNE/{src.name}"]
     g = bank.backgrounds[0]
     assert bank.load_background(g).shape == (g.height, g.width, 3)
     for s in bank.sprites:

@@ -26,8 +26,8 @@ def rle_encode(vis: np.ndarray, x0: int, y0: int, height: int, width: int) -> st
     and empty elsewhere. Runs are found on vis alone (columns padded by one empty pixel above and below)
     and their starts mapped to column-major image positions."""
     h, w = vis.shape
-    padded = np.zeros((w, h + 2), np.uint8)  # one row per image column
-    padded[:, 1:-1] = vis.T
+    # one row per image column, padded by an empty pixel at both ends
+    padded = cv2.copyMakeBorder(cv2.transpose(vis.view(np.uint8)), 0, 0, 1, 1, cv2.BORDER_CONSTANT, value=0)
     flat = padded.ravel()
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     col, row = np.divmod(change, h + 2)

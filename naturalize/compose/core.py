@@ -4,14 +4,15 @@ In: Library (premultiplied BGRA sprites, BGR plates, plasma colours), numpy Gene
 Out: Composite: the BGR uint8 image and, per placed cell, what was placed where and how (sprite,
      top-left position, transform, stain gain, warped alpha), in paint order.
 
-Layout: the class's centre cell goes near the image centre (offset drawn from the distribution measured
-on real PBC crops); further white cells, red cells and platelets are rejection-sampled anywhere, may be
+Layout: the class's centre cell is drawn first, then a plate whose own inpainted centre cell was no
+larger (so the new cell hides the smudge); the centre cell goes near the image centre (offset drawn
+from the distribution measured on real PBC crops); further white cells, red cells and platelets are rejection-sampled anywhere, may be
 cut by the border, never touch a white cell (tested on the warped masks, grown by `wbc_margin`), and
-may touch each other by at most `rbc_overlap` of their area. Each sprite is flipped, turned by 90
-degrees, slightly rotated and scaled (one affine warp), recoloured by the von Kries gain that maps its
-source image's plasma colour onto the plate's (a per-channel LUT: under Beer-Lambert, a change of
-illumination or stain tint multiplies every transmitted channel), and alpha-blended onto its own
-bounding region only, in integer arithmetic.
+may touch each other by at most `rbc_overlap` of their area. Each sprite is one of its warped variants
+(flip, quarter turn, small rotation and scale) mirrored and turned at random, recoloured by the von
+Kries gain that maps its source image's plasma colour onto the plate's (per channel: under
+Beer-Lambert, a change of illumination or stain tint multiplies every transmitted channel), and
+alpha-blended onto its own bounding region only, in integer arithmetic.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 
 from naturalize.compose.library import Library, SpriteSet
-from naturalize.compose.transform import Transform, sample_transform, split_warped, turn_arrays, turned, warp
+from naturalize.compose.transform import Transform, turn_arrays, turned
 from naturalize.compose.params import ComposeParams
 
 #: Stain gains are clipped to this range (a plate far from the sprite's source is not trusted further).
@@ -129,19 +130,25 @@ def _grow(mask: np.ndarray, r: int) -> tuple[np.ndarray, int]:
 _ONES = np.ones(3, np.float32)
 
 
+def choose_plate(lib: Library, rng: np.random.Generator, centre: int | None) -> int:
+    """A plate at random; with a centre sprite, one whose own (inpainted) centre cell was no larger than
+    that sprite, so the new cell covers the smudge inpainting leaves (the smallest-cell plate if none)."""
+    if centre is None:
+        return int(rng.integers(len(lib.plates)))
+    fits = int(np.searchsorted(lib.plate_centre_area_sorted, lib.centre.areas[centre], side="right"))
+    return int(lib.plate_by_centre_area[int(rng.integers(max(fits, 1)))])
+
+
 def _prepare(rng: np.random.Generator, sset: SpriteSet, p: ComposeParams, role: str,
-             plate_plasma: np.ndarray) -> tuple[Placed, int]:
-    """Draw a sprite of the set (and one of its precomputed variants, else a fresh transform), recolour
-    it (position (0, 0) until placed); returns it and its mask area."""
-    i = int(rng.integers(len(sset)))
-    if sset.variants:  # a precomputed variant, mirrored and turned: 8 looks per variant for a few copies
-        r = int(rng.integers(8 * len(sset.variants[i])))
-        v, flip, turns = sset.variants[i][r // 8], bool(r & 4), r & 3
-        bgr, alpha, mask = turn_arrays((v.bgr, v.alpha, v.mask), flip, turns)
-        area, t = v.area, turned(v.transform, flip, turns)
-    else:
-        t = sample_transform(rng, p)
-        bgr, alpha, mask, area = split_warped(warp(sset.bgra[i], t))
+             plate_plasma: np.ndarray, index: int | None = None) -> tuple[Placed, int]:
+    """Draw a sprite of the set (or take `index`) and one of its variants, recolour it (position (0, 0)
+    until placed); returns it and its mask area."""
+    i = int(rng.integers(len(sset))) if index is None else index
+    # one of the sprite's warped variants, mirrored and turned at random: 8 exact looks per variant
+    r = int(rng.integers(8 * len(sset.transforms[i])))
+    v, flip, turns = sset.variant(i, r // 8), bool(r & 4), r & 3
+    bgr, alpha, mask = turn_arrays((v.bgr, v.alpha, v.mask), flip, turns)
+    area, t = v.area, turned(v.transform, flip, turns)
     gain = _ONES
     if p.stain:
         gain = stain_gain(sset.plasma[i], plate_plasma)
@@ -152,7 +159,8 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, p: ComposeParams, role: 
 def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:
     """One composite (see module doc). Depends only on lib, the generator's state and p."""
     W, H = p.size
-    k = int(rng.integers(len(lib.plates)))
+    centre = int(rng.integers(len(lib.centre)))
+    k = choose_plate(lib, rng, centre if p.wbc > 0 else None)
     image = lib.plates[k].copy()
     plasma = lib.plate_plasma[k]
     occ = Occupancy(W, H)
@@ -165,7 +173,7 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
         placed.append(cell)
 
     if p.wbc > 0:  # the class's cell, near the centre as in every PBC crop
-        cell, _ = _prepare(rng, lib.centre, p, "centre", plasma)
+        cell, _ = _prepare(rng, lib.centre, p, "centre", plasma, index=centre)
         d = np.asarray(p.centre_offset) + rng.laplace(0.0, 1.0, 2) * np.asarray(p.centre_jitter)
         dx, dy = np.clip(d, -p.centre_max, p.centre_max)
         h, w = cell.mask.shape

@@ -38,16 +38,26 @@ class Variant:
 
 @dataclass
 class SpriteSet:
-    """Sprites of one role: BGRA premultiplied arrays, their rows, source plasma (BGR float32 (n, 3)) and,
-    for the many small cells, `variants[i]`: transformed copies drawn once per run (else empty)."""
+    """Sprites of one role: premultiplied BGRA arrays, their rows, source plasma (BGR float32 (n, 3)), mask
+    areas, and per sprite the transforms of its variants (drawn when the run starts); a variant is warped
+    on first use and kept (`variant`), so its pixels depend only on the sprite and its transform."""
 
     rows: list[SpriteRow]
     bgra: list[np.ndarray]
     plasma: np.ndarray
-    variants: list[list[Variant]] = field(default_factory=list)
+    areas: np.ndarray
+    transforms: list[list[Transform]] = field(default_factory=list)
+    _warped: dict[tuple[int, int], Variant] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def variant(self, i: int, v: int) -> Variant:
+        """Sprite i under its v-th transform (warped once, then cached)."""
+        out = self._warped.get((i, v))
+        if out is None:
+            out = self._warped[(i, v)] = make_variant(self.bgra[i], self.transforms[i][v])
+        return out
 
 
 @dataclass
@@ -59,6 +69,8 @@ class Library:
     plates: list[np.ndarray]
     plate_rows: list[BackgroundRow]
     plate_plasma: np.ndarray
+    plate_by_centre_area: np.ndarray
+    plate_centre_area_sorted: np.ndarray
     centre: SpriteSet
     rbc: SpriteSet
     plt: SpriteSet
@@ -177,11 +189,10 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Libr
         raw = [_read_bgra(bank.root / r.relpath) for r in rows]
         plasma = [plasma_of[r.source] if r.source in plasma_of else sprite_plasma(a, fallback) for r, a in zip(rows, raw)]
         arrays = [feathered(a, params.feather) for a in raw]
-        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3))
-        if variants:
-            vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11])
-            out.variants = [[make_variant(a, sample_transform(vrng, params)) for _ in range(variants)] for a in arrays]
-            out.bgra = []  # only the variants are pasted
+        areas = np.array([np.count_nonzero(a[:, :, 3] >= 128) for a in arrays], np.int64)
+        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas)
+        vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
+        out.transforms = [[sample_transform(vrng, params) for _ in range(variants)] for _ in rows]
         return out
 
     def from_sources(kind: str) -> list[SpriteRow]:
@@ -191,10 +202,29 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Libr
     rbc, plt = from_sources("RBC"), from_sources("PLT")
     if params.rbc > 0 and not rbc:
         raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
+    centre_area = _centre_cell_areas(bank, plate_rows, params.size)
+    order = np.argsort(centre_area, kind="stable")
     return Library(cls=cls, centre_kind=centre_kind_of(cls), plates=plates, plate_rows=plate_rows,
                    plate_plasma=np.stack([plasma_of[r.source] for r in plate_rows]),
-                   centre=sprite_set(centre_rows, 0), rbc=sprite_set(rbc, params.variants),
+                   plate_by_centre_area=order, plate_centre_area_sorted=centre_area[order],
+                   centre=sprite_set(centre_rows, params.centre_variants), rbc=sprite_set(rbc, params.variants),
                    plt=sprite_set(plt, params.variants))
+
+
+def _centre_cell_areas(bank: Bank, plates: list[BackgroundRow], size: tuple[int, int]) -> np.ndarray:
+    """Per plate: the area (px, at the output size) of the white cell nearest its source image's centre,
+    which the plate has inpainted; 0 when the source had none."""
+    by_source: dict[str, list[SpriteRow]] = {}
+    for r in bank.sprites:
+        if r.kind == "WBC":
+            by_source.setdefault(r.source, []).append(r)
+    out = np.zeros(len(plates), np.int64)
+    for i, b in enumerate(plates):
+        cells = by_source.get(b.source)
+        if cells:
+            c = min(cells, key=lambda r: ((r.x0 + r.x1 - b.width) / 2) ** 2 + ((r.y0 + r.y1 - b.height) / 2) ** 2)
+            out[i] = round(c.area * size[0] * size[1] / max(1, b.width * b.height))
+    return out
 
 
 def make_variant(bgra: np.ndarray, t: Transform) -> Variant:

@@ -28,9 +28,9 @@ class ComposeParams:
     red cells (they touch); min_visible: smallest fraction of a border-cut cell left inside the image.
     max_sources / max_wbc / max_small: how many source images (backgrounds), white-cell sprites and
     red-cell (and platelet) sprites one run holds in memory, drawn by seed from a larger bank.
-    variants: each red cell and platelet is warped this many ways once per run (random flip, quarter
-    turn, rotation and scale each); an image draws one and mirrors / turns it at random (exact, cheap),
-    so a sprite has 8 x variants looks. The centre cell is warped afresh for every image.
+    variants / centre_variants: each red cell and platelet / each centre cell gets this many random
+    transforms per run (flip, quarter turn, rotation, scale), warped on first use and kept; an image
+    draws one and mirrors / turns it at random (exact, cheap), so a sprite has 8 x variants looks.
     """
 
     size: tuple[int, int] = (360, 363)
@@ -47,13 +47,14 @@ class ComposeParams:
     centre_jitter: tuple[float, float] = CENTRE_JITTER
     centre_max: float = CENTRE_MAX
     rbc_overlap: float = 0.05
-    min_visible: float = 0.3
+    min_visible: float = 0.7
     wbc_margin: int = 2
     tries: int = 40
     max_sources: int = 300
     max_wbc: int = 1000
     max_small: int = 1200
     variants: int = 3
+    centre_variants: int = 4
 
     def __post_init__(self) -> None:
         w, h = self.size

@@ -69,8 +69,9 @@ def _init(bank_root: str, cls: str, seed: int, params: ComposeParams, out: str, 
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path` (the folder exists)."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    """Write `data` to a hidden temporary file beside `path`, then rename it over `path` (the folder exists)."""
+    head, _, name = path.rpartition("/")
+    tmp = f"{head}/.{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
@@ -226,4 +227,5 @@ def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo
             if pool is not None:
                 pool.terminate()  # every result is in (or the run failed): stop the workers
                 pool.join()
+            _WORKER.clear()  # free the library in this process
             bar.close()

@@ -177,7 +177,7 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
     """Kinds for arbitrary masks (e.g. SAM's): plate-coloured or huge masks are dropped as background,
     near-duplicates of a better-scored mask are dropped, purple masks become WBC (large) or PLT
     (small), the rest RBC; `usable` follows the same rules as the classical backend."""
-    from naturalize.segment.classical import ClassicalParams, foreground_and_stain
+    from naturalize.segment.classical import ClassicalParams, colour_maps
 
     rules = rules or UsableRules()
     p = ClassicalParams()
@@ -186,8 +186,9 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
     rgb = as_rgb(rgb)
     shape = rgb.shape[:2]
     s2 = (min(shape) / p.ref_size) ** 2
-    fg, stain = foreground_and_stain(rgb, p)
+    fg, stain, _, plate = colour_maps(rgb, p)
     purple = stain > p.purple_delta
+    green = rgb[:, :, 1] / max(1.0, float(plate[1]))
     order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
     kept: list[tuple[str, np.ndarray, float]] = []
     for j in order:
@@ -198,8 +199,9 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
         if area > 0.25 * m.size or (m & fg).sum() < 0.6 * area:
             continue  # background or plate-dominated mask
         n_purple = int((m & purple).sum())
-        if n_purple >= p.wbc_min_area * s2:
-            kind = "WBC"
+        if n_purple >= p.wbc_min_area * s2 and (area >= p.wbc_big_area * s2
+                                                 or np.percentile(green[m & purple], 25) <= p.nucleus_dark):
+            kind = "WBC"  # big, or small with a dark nucleus (a small light-purple body is a large platelet)
         elif n_purple >= 0.3 * area and area <= rules.plt_area[1] * s2:
             kind = "PLT"
         else:

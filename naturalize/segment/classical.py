@@ -1,14 +1,18 @@
 """Weight-free segmentation of one PBC image (OpenCV + scikit-image).
 
 In: an image array (gray, RGB or RGBA). Out: a `Segmentation` (cells with kinds RBC/WBC/PLT, the
-cell-free background plate, curation flags).
+cell-free background plate, curation flags). Images are analysed at a short side of
+`work_size` pixels (speed) and the masks scaled back to full resolution.
 
-Steps: (1) estimate the plate colour and mark every pixel that differs from it (foreground, the red
-cells' pale centres filled); (2) the stain axis blue-minus-green separates purple nuclei and
-platelets from red cells; (3) nuclear lobes close together are grouped into white cells;
-(4) a marker watershed on the distance map splits the foreground between the white cells and the
-red cells (one marker per distance peak); small purple blobs outside white cells are platelets;
-(5) `assign.judge_cells` scores each region and decides whether it is usable for compositing.
+Steps: (1) the plate colour is the median of the greenest pixels; every pixel far from it is
+foreground (the red cells' pale centres filled); (2) blue-minus-green marks the purple stain of
+nuclei and platelets; (3) the white cells grow from their nuclei by a marker watershed on colour
+edges, competing with the plate and with red-cell cores, where "white-cell colour" is
+100 * (1 - OD_blue / OD_green) (optical density against the plate: hue, not paleness); they are
+split into single cells at distance-map necks or between far-apart nuclei, opened to drop stain
+haze, and small light-purple bodies are set aside as large platelets; (4) the remaining foreground
+is split into red-cell candidates by a watershed on its distance map, one marker per peak;
+(5) `assign.judge_regions` decides which cells are usable for compositing (whole, single, typical).
 """
 
 from __future__ import annotations
@@ -18,42 +22,52 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from naturalize.segment.cells import Segmentation, as_rgb, finish
+from naturalize.segment.cells import Segmentation, as_rgb, finish, touches_border
 
 
 @dataclass(frozen=True)
 class ClassicalParams:
     """Thresholds of the classical backend; pixel sizes are for ~360 px PBC crops and scale with the image."""
 
+    # foreground and stain
     fg_delta: float = 18.0          # min colour distance from the plate colour to count as cell
     purple_delta: float = 45.0      # min blue-minus-green of nucleus / platelet stain
     nucleus_min_area: int = 150     # purple blobs at least this big may be nuclear lobes
-    wbc_min_area: int = 1200        # a white cell holds at least this many nuclear pixels
-    wbc_peak_px: int = 25           # white cells: distance-map peaks at least this far apart ...
-    wbc_min_radius: float = 20.0    # ... and at least this deep
-    wbc_round_px: int = 24          # white cells are opened with a disk of this radius at most ...
-    wbc_round_ratio: float = 0.5    # ... and at most this fraction of their inscribed radius
-    wbc_big_area: int = 6000        # a white cell smaller than this needs a dark nucleus ...
-    nucleus_dark: float = 0.136     # ... (25th percentile of green / plate green at most this); else: large platelet
-    wbc_split_ratio: float = 0.75   # two basins are one cell when their border is this deep relative to the shallower peak
-    plt_min_area: int = 10          # platelets: purple blobs between these areas
+    plt_min_area: int = 10          # purple blobs between these areas are platelet candidates
     plt_max_area: int = 1200
+    # white cells: growing from the nuclei
+    wbcness_red: float = 42.0       # typical white-cell colour score of red cells (when an image has too few)
+    red_core_margin: float = 5.0    # red-cell cores: white-cell colour below the red cells' median + this ...
+    red_core_erode_px: int = 4      # ... eroded by this ...
+    red_core_texture: float = 7.0   # ... smooth (local green std below this; granules are not) ...
+    red_core_clear_px: float = 14.0  # ... and not this close to a nucleus (erythroblast cytoplasm is red)
+    nucleus_grow_px: int = 3        # the nucleus marker reaches this far past the nucleus edge
+    sure_cyto_margin: float = 14.0  # sure cytoplasm: white-cell colour this much above the red cells' ...
+    sure_cyto_reach_px: int = 45    # ... within this distance of the nucleus
+    wbcness_clip: float = 15.0      # white-cell colour contrast above the red cells' level that counts as edge
+    wbcness_edge_weight: float = 1.0  # weight of white-cell colour edges against plate-distance edges
+    wbc_window_px: int = 80         # white cells are searched within this margin around their nuclei
+    wbc_open_px: int = 8            # opening radius removing thin bridges from the white-cell mask
+    # white cells: splitting, checking, rounding off
+    wbc_min_area: int = 1200        # a white cell holds at least this many nuclear pixels ...
+    wbc_cut_min_area: int = 400     # ... or this many when cut by the image border
+    wbc_big_area: int = 6000        # a white cell smaller than this needs a dark nucleus (25th percentile
+    nucleus_dark: float = 0.136     # of green / plate green at most this); else it is a large platelet
+    wbc_peak_px: int = 25           # cell centres: distance-map peaks at least this far apart ...
+    wbc_min_radius: float = 20.0    # ... and at least this deep
+    wbc_split_ratio: float = 0.75   # two basins are one cell when their border is this deep relative to the shallower peak ...
+    wbc_split_nuclei_ratio: float = 0.9  # ... or this deep when each basin holds a whole nucleus
+    nucleus_group_px: int = 6       # nuclear lobes closer than this form one nucleus; two whole nuclei ...
+    nuclei_apart_px: int = 80       # ... this far apart in one region are two cells ...
+    nuclei_split_aspect: float = 1.18  # ... if the region is this elongated (one round cell is not)
+    wbc_round_px: int = 36          # white cells are opened with a disk of this radius at most ...
+    wbc_round_ratio: float = 0.7    # ... and at most this fraction of their inscribed radius
+    # red cells
     rbc_min_radius: float = 9.0     # distance-map peaks lower than this are no red-cell centre
     rbc_peak_px: int = 9            # red-cell markers: local distance maxima within this radius
-    rim_px: int = 0                 # grow red-cell masks into the plate by this much (pale rim already in)
-    wbcness_red: float = 42.0       # typical white-cell colour score of red cells (when an image has too few)
-    red_core_margin: float = 5.0    # red-cell cores: (B-G) - (R-B)/2 below the red cells' median + this
-    red_core_erode_px: int = 4
-    red_core_texture: float = 7.0   # red-cell cores are smooth: local green std below this (granules are not)
-    nucleus_grow_px: int = 3        # the nucleus marker reaches this far past the nucleus edge
-    red_core_clear_px: float = 14.0  # no red-cell core this close to a nucleus (erythroblast cytoplasm is red)
-    wbcness_edge_weight: float = 1.0  # weight of (B-G) - (R-B)/2 edges against plate-distance edges
-    sure_cyto_margin: float = 14.0  # sure cytoplasm: white-cell colour score this much above the red cells'
-    sure_cyto_reach_px: int = 45    # ... and within this distance of the nucleus
-    wbcness_clip: float = 15.0      # white-cell colour contrast above the red cells' level that counts as edge
-    wbc_window_px: int = 80        # white cells are searched within this margin around their nuclei
-    wbc_open_px: int = 8            # opening radius removing thin protrusions from white cells
-    ref_size: int = 360
+    rim_px: int = 0                 # grow red-cell masks into the plate by this much (the pale rim is already in)
+    # geometry
+    ref_size: int = 360             # the short side the pixel sizes above are tuned for
     work_size: int = 180            # analyse at this short side (masks are scaled back); 0: full resolution
 
 
@@ -88,7 +102,7 @@ def foreground_and_stain(rgb: np.ndarray, p: ClassicalParams) -> tuple[np.ndarra
 def colour_maps(rgb: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(cell mask with pale centres filled, blue-minus-green stain, distance to the plate colour, plate colour)."""
     s = min(rgb.shape[:2]) / p.ref_size
-    f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 1.0)
+    f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), max(0.5, 1.0 * s))
     plate = plate_colour(rgb)
     dist_col = np.sqrt(((f - plate) ** 2).sum(axis=2))
     fg = cv2.morphologyEx((dist_col > p.fg_delta).astype(np.uint8), cv2.MORPH_OPEN, _disk(1)).astype(bool)
@@ -100,7 +114,8 @@ def white_cell_colour(rgb: np.ndarray, fg: np.ndarray, plate: np.ndarray | None 
     """Per-pixel white-cell colour score, 100 * (1 - OD_blue / OD_green) with OD the optical density
     against the plate: it depends on the stain's hue, not on how pale the cell is. Red cells score
     ~40, white-cell cytoplasm ~55-75, nuclei ~80; plate pixels get the red cells' level (neutral)."""
-    f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 2.0)
+    s = min(rgb.shape[:2]) / 360
+    f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), max(0.7, 2.0 * s))
     plate = plate_colour(rgb) if plate is None else plate
     od = np.maximum(-np.log((f + 1.0) / (plate + 1.0)), 0.0)
     score = 100.0 * (1.0 - od[:, :, 2] / (od[:, :, 1] + 0.03))
@@ -149,16 +164,17 @@ def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour
     win = (slice(y0, y1), slice(x0, x1))
     cd, wn, fgw, nuc = colour_dist[win], wbcness[win], fg[win], nuclei[win]
     markers = np.zeros(cd.shape, np.int32)
-    plate = cv2.erode((cd < 0.7 * p.fg_delta).astype(np.uint8), _disk(2)).astype(bool)
+    plate = cv2.erode((cd < 0.7 * p.fg_delta).astype(np.uint8), _disk(max(1, round(2 * s)))).astype(bool)
     g = rgb_green[win].astype(np.float32)
-    texture = np.sqrt(np.maximum(cv2.blur(g * g, (7, 7)) - cv2.blur(g, (7, 7)) ** 2, 0))
+    tw = max(3, 2 * round(3 * s) + 1)
+    texture = np.sqrt(np.maximum(cv2.blur(g * g, (tw, tw)) - cv2.blur(g, (tw, tw)) ** 2, 0))
     red = (fgw & (wn < red_level + p.red_core_margin) & (texture < p.red_core_texture)).astype(np.uint8)
     red = cv2.erode(red, _disk(max(1, round(p.red_core_erode_px * s)))).astype(bool)
-    near_nuc = to_nuc[win] <= 3
+    near_nuc = to_nuc[win] <= max(1.5, 3 * s)
     markers[plate] = 1
     markers[red & (to_nuc[win] > p.red_core_clear_px * s)] = 2
     # sure cytoplasm: clearly white-cell-coloured pixels touching a nucleus join its marker
-    sure = cv2.erode(((wn > red_level + p.sure_cyto_margin) & fgw).astype(np.uint8), _disk(2))
+    sure = cv2.erode(((wn > red_level + p.sure_cyto_margin) & fgw).astype(np.uint8), _disk(max(1, round(2 * s))))
     near = (to_nuc[win] <= p.sure_cyto_reach_px * s).astype(np.uint8)
     sn, slab, _ = _components(sure & near)
     touching = np.unique(slab[near_nuc])
@@ -227,19 +243,29 @@ def split_white(region: np.ndarray, nuclei: np.ndarray, green: np.ndarray, p: Cl
             a_, b_ = int(basins[y, x]), int(basins[y + dy, x + dx])
             key = (min(a_, b_), max(a_, b_))
             saddle[key] = max(saddle.get(key, 0.0), float(min(dist[y, x], dist[y + dy, x + dx])))
+    a = s * s
+    nuc_px = np.bincount(basins[nuclei & (basins > 0)], minlength=n + 1).astype(float)
     for (a_, b_), d in sorted(saddle.items(), key=lambda kv: -kv[1]):
-        if d >= p.wbc_split_ratio * min(peak_d[a_], peak_d[b_]):
-            parent[root(a_)] = root(b_)
+        ra, rb = root(a_), root(b_)
+        if ra == rb:
+            continue
+        shallow = min(peak_d[a_], peak_d[b_])
+        # two basins each holding a whole nucleus stay apart unless their border is almost as deep as a peak
+        two_nuclei = min(nuc_px[ra], nuc_px[rb]) >= p.wbc_min_area * a
+        if d >= (p.wbc_split_nuclei_ratio if two_nuclei else p.wbc_split_ratio) * shallow:
+            parent[ra] = rb
+            nuc_px[rb] += nuc_px[ra]
     roots = np.array([root(i) for i in range(n + 1)])
     merged = roots[basins]
     merged[basins == 0] = 0
-    a = s * s
+    merged = _split_by_nuclei(merged, nuclei, p)
     k = 0
     big_plts = []
     for r in np.unique(merged[merged > 0]):
         cell = merged == r
         nuc = cell & nuclei
-        if nuc.sum() < p.wbc_min_area * a:
+        cut = touches_border(cell)
+        if nuc.sum() < (p.wbc_cut_min_area if cut else p.wbc_min_area) * a:
             continue
         if cell.sum() < p.wbc_big_area * a and np.percentile(green[nuc], 25) > p.nucleus_dark:
             big_plts.append(cell)
@@ -253,6 +279,46 @@ def split_white(region: np.ndarray, nuclei: np.ndarray, green: np.ndarray, p: Cl
         grown = expand_labels(out, distance=2)
         out = np.where(region & (out == 0), grown, out)
     return _round_off(out, k, nuclei, dist, p), k, big_plts
+
+
+def _split_by_nuclei(labels: np.ndarray, nuclei: np.ndarray, p: ClassicalParams) -> np.ndarray:
+    """A region holding two or more whole nuclei far apart is several touching cells: split it
+    between those nuclei (watershed on the distance to them)."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+
+    s = min(labels.shape) / p.ref_size
+    out = labels.copy()
+    nxt = int(labels.max()) + 1
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        cell = labels[sl] == i
+        nuc = nuclei[sl] & cell
+        grouped = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_CLOSE, _disk(max(1, round(p.nucleus_group_px * s))))
+        n, lab, stats, cent = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+        big = [j for j in range(1, n) if (nuc & (lab == j)).sum() >= p.wbc_min_area * s * s]
+        if len(big) < 2:
+            continue
+        c = cent[big]
+        far = np.sqrt(((c[:, None] - c[None]) ** 2).sum(-1))
+        if far[np.triu_indices(len(big), 1)].min() < p.nuclei_apart_px * s:
+            continue
+        markers = np.zeros(cell.shape, np.int32)
+        for k, j in enumerate(big, start=1):
+            markers[(lab == j) & nuc] = k
+        to_nuc = ndi.distance_transform_edt(markers == 0)
+        parts = watershed(to_nuc, markers, mask=cell)
+        # one round cell (an eosinophil's two lobes) stays whole: touching cells make an elongated region
+        cnts, _ = cv2.findContours(cell.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        (_, _), (rw, rh), _ = cv2.minAreaRect(max(cnts, key=cv2.contourArea))
+        if max(rw, rh) < p.nuclei_split_aspect * min(rw, rh):
+            continue
+        sub = out[sl]
+        for k in range(2, len(big) + 1):
+            sub[parts == k] = nxt
+            nxt += 1
+    return out
 
 
 def _round_off(labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray, p: ClassicalParams) -> np.ndarray:

@@ -11,7 +11,6 @@ same command resumes it.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -131,7 +131,8 @@ class SamSegmenter:
         """Deduplicated bool masks (centre white-cell mask first) and their predicted-IoU scores.
 
         Prompts are decoded in batches to SAM's low-resolution (256 px) logits; quality filters and
-        box NMS run there, and only the surviving masks are upscaled to the image size."""
+        box NMS run there, and only the surviving masks are upscaled to the image size (exactly as
+        SamPredictor.predict would). The predictor keeps this image's encoding until the next call."""
         import math
 
         import torch
@@ -177,14 +178,12 @@ class SamSegmenter:
                 decode(grid[i:i + p.points_per_batch], centre=False)
             low = torch.cat(logits_all)
             if len(low) == 0:
-                pred.reset_image()
                 return [], []
             scores, prio = torch.cat(scores_all), torch.cat(prio_all)
             same_class = torch.zeros(len(low), dtype=torch.long, device=low.device)
             # sorted by priority: the centre mask first
             keep = batched_nms(_mask_boxes(low[:, :lh, :lw] > thr), prio, same_class, p.box_nms_thresh)
             full = sam.postprocess_masks(low[keep][:, None], pred.input_size, pred.original_size)[:, 0] > thr
-        pred.reset_image()
         out_masks, out_scores = [], []
         for m, sc in zip(full.cpu().numpy(), scores[keep].cpu().tolist()):
             if m.sum() >= p.min_area:
