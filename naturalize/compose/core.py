@@ -151,8 +151,9 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, p: ComposeParams, role: 
     area, t = v.area, turned(v.transform, flip, turns)
     gain = _ONES
     if p.stain:
-        gain = stain_gain(sset.plasma[i], plate_plasma)
-        bgr = recolour(bgr, gain)
+        g = stain_gain(sset.plasma[i], plate_plasma)
+        if np.abs(g - 1).max() > 0.004:  # below that no channel moves by a level: skip the work
+            gain, bgr = g, recolour(bgr, g)
     return Placed(role, i, 0, 0, bgr, alpha, mask, t, gain), area
 
 
