@@ -32,6 +32,7 @@ class UsableRules:
     plt_area: tuple[int, int] = (80, 6000)
     plt_min_solidity: float = 0.8
     plt_max_aspect: float = 2.0
+    plt_max_green: float = 0.6     # 25th percentile of green / plate green: pale lilac specks are no platelet
 
 
 @dataclass
@@ -122,8 +123,10 @@ def _rbc_cells(shape, regions: list[_Region], plt_union: np.ndarray, rules: Usab
     return cells
 
 
-def _plt_cells(shape, plts: list[np.ndarray], rules: UsableRules, wbc: np.ndarray | None = None) -> list[Cell]:
-    """Platelets from purple blobs: usable when of platelet size, compact, off the border and clear of white cells."""
+def _plt_cells(shape, plts: list[np.ndarray], rules: UsableRules, wbc: np.ndarray | None = None,
+               green: np.ndarray | None = None) -> list[Cell]:
+    """Platelets from purple blobs: usable when of platelet size, compact, dark enough (`green`: green
+    channel / plate green), off the border and clear of white cells."""
     s2 = (min(shape) / 360) ** 2
     cells = []
     k = np.ones((3, 3), np.uint8)
@@ -134,8 +137,9 @@ def _plt_cells(shape, plts: list[np.ndarray], rules: UsableRules, wbc: np.ndarra
         border = touches_border(full)
         area = int(full.sum())
         solidity, aspect, _ = _shape(full)
+        dark = green is None or float(np.percentile(green[full], 25)) <= rules.plt_max_green
         ok = (rules.plt_area[0] * s2 <= area <= rules.plt_area[1] * s2 and solidity >= rules.plt_min_solidity
-              and aspect <= rules.plt_max_aspect and not (full & near_wbc).any())
+              and aspect <= rules.plt_max_aspect and dark and not (full & near_wbc).any())
         cells.append(Cell("PLT", full, round(solidity if ok else 0.5 * solidity, 4), border, ok and not border))
     return cells
 
@@ -168,7 +172,10 @@ def judge_regions(rgb: np.ndarray, labels: np.ndarray, n: int, n_wbc: int, plts:
     for m in plts:
         plt_union |= m
     cells += _rbc_cells(shape, regions, plt_union, rules, grow=labels == 0, rim_px=rim_px)
-    cells += _plt_cells(shape, plts, rules, (labels > 0) & (labels <= n_wbc))
+    from naturalize.segment.classical import plate_colour
+
+    green = rgb[:, :, 1] / max(1.0, float(plate_colour(rgb)[1]))
+    cells += _plt_cells(shape, plts, rules, (labels > 0) & (labels <= n_wbc), green)
     return cells
 
 

@@ -347,6 +347,7 @@ def _round_off(labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray,
     return out
 
 
+
 def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: ClassicalParams) -> tuple[np.ndarray, int]:
     """Marker watershed of the non-white-cell foreground on its distance map (at half resolution for
     speed, edges against the plate kept at full resolution), one marker per distance peak: labels
