@@ -19,7 +19,8 @@ own test score exceeds the real-only part of that test split and the clean `natu
     python benchmarks/naturalize_gain.py --image-size 64 --epochs 8 --seeds 1 --per-class 60   # quick
 
 Outputs: OUT/results.json, OUT/results.md (tables) and OUT/f1_per_class.png (per-class F1 per arm),
-plus every dataset tree and classifier run under OUT/ (reruns resume finished runs).
+plus every dataset tree and classifier run under OUT/ (reruns resume finished runs; --tag keeps the
+runs and results of another training setting apart while sharing the data and extra images).
 """
 
 from __future__ import annotations
@@ -235,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="seed of the split, subsample and composition")
+    ap.add_argument("--tag", default="", help="name of this training setting: runs go to OUT/runs-TAG/, results to "
+                                              "OUT/results-TAG.* (data, banks and extra images are shared)")
     a = ap.parse_args(argv)
     if not a.pbc.exists():
         ap.error(f"{a.pbc} not found; pass --pbc PBC_ROOT (or set NATURALIZE_SAMPLE)")
@@ -246,6 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
     from naturalize.segment.run import segment
 
     out = a.out
+    suffix = f"-{a.tag}" if a.tag else ""
+    runs_dir = out / f"runs{suffix}"
     t_start = time.perf_counter()
     os.environ.setdefault("CLASSIFY_CACHE", str((out / "cache").resolve()))
     prepared = out / "prepared"
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
         per_seed = []
         for seed in seeds:
             t0 = time.perf_counter()
-            per_seed.append(train_eval(ds, out / "runs" / f"{arm}-seed{seed}", a, seed))
+            per_seed.append(train_eval(ds, runs_dir / f"{arm}-seed{seed}", a, seed))
             print(f"{arm} seed {seed}: accuracy {per_seed[-1]['accuracy']:.3f} macro-F1 {per_seed[-1]['macro_f1']:.3f} "
                   f"PMY F1 {per_seed[-1]['f1'].get('PMY', 0):.3f} ({time.perf_counter() - t0:.0f}s)")
         results["arms"][arm] = {"per_seed": per_seed, "summary": summarize(per_seed)}
@@ -298,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.paper:
         # paper protocol: bank from every (subsampled) image, real + synthetic pooled, then split 80/10/10
         bank_all = out / "bank-all"
-        pred = out / "runs" / "paper-seed0" / "eval" / "test" / "predictions.csv"
+        pred = runs_dir / "paper-seed0" / "eval" / "test" / "predictions.csv"
         if not pred.is_file():
             pooled = [replace(r, split="") for r in train + val_test]
             syn = composed(out / "synthetic-paper", a.per_class, a.seed)
@@ -309,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
             items = layout_items(pooled, root, syn, "paper", out / "synthetic-paper", a.seed, (0.8, 0.1, 0.1))
             ds = out / "datasets" / "paper"
             lay_out(ds, [(i.split, i.cls, i.src) for i in items])
-            train_eval(ds, out / "runs" / "paper-seed0", a, 0)
+            train_eval(ds, runs_dir / "paper-seed0", a, 0)
         syn_name = lambda p: "_syn_" in Path(p).name  # noqa: E731
         aug = lambda p: Path(p).parent.name in AUGMENTED_CLASSES  # noqa: E731
         results["paper"] = {"own_test": scores_from_predictions(pred),
@@ -318,11 +323,12 @@ def main(argv: list[str] | None = None) -> dict:
                             "augmented_real": scores_from_predictions(pred, lambda p: aug(p) and not syn_name(p)),
                             "augmented_synthetic": scores_from_predictions(pred, lambda p: aug(p) and syn_name(p))}
     results["seconds"] = time.perf_counter() - t_start
-    write_json(out / "results.json", results)
-    write_text(out / "results.md", markdown(results))
-    plot(results, out / "f1_per_class.png")
+    files = [out / f"results{suffix}.json", out / f"results{suffix}.md", out / f"f1_per_class{suffix}.png"]
+    write_json(files[0], results)
+    write_text(files[1], markdown(results))
+    plot(results, files[2])
     print(markdown(results))
-    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'f1_per_class.png'}")
+    print("wrote " + ", ".join(map(str, files)))
     return results
 
 

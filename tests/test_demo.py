@@ -63,6 +63,15 @@ def test_demo_cli_bad_size_is_one_line_error(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == ["error: unknown --size 'huge'; use one of small, default"]
 
 
+def test_demo_missing_pbc_is_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "naturalize.cli", "demo", "--pbc", str(tmp_path / "nope"),
+                           "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nope" in lines[0] and "does not exist" in lines[0]
+    assert not (tmp_path / "d").exists()
+
+
 def test_real_subset_links_a_seeded_per_class_sample(sample_release: Path, tmp_path: Path) -> None:
     from naturalize.records import scan
 

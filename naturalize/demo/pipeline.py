@@ -152,6 +152,10 @@ def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None,
     out = Path(out).absolute()
     settings = {"pbc": str(Path(pbc).resolve()) if pbc else None, "size": size, "seed": seed, **asdict(sz),
                 "model": MODEL, "split": list(SPLIT), "protocol": "clean", "augmented": list(AUGMENTED_CLASSES)}
+    if pbc is not None:
+        from naturalize.records import detect_layout
+
+        detect_layout(Path(pbc))  # a bad --pbc fails here, before OUT is touched
     _check_out(out, settings, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "demo.json", {"settings": settings, "timings": [], "done": False})
@@ -205,7 +209,7 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
                                overwrite=True)
                for c in AUGMENTED_CLASSES}
     dataset = out / "dataset"
-    with log.stage("build", "clean protocol: val/test real only, synthetic images in train only", echo, 5, total):
+    with log.stage("build", "clean protocol: synthetic images in train only, val/test hold no synthetic image", echo, 5, total):
         meta = build("custom", data_root, dataset, protocol="clean", seed=seed, fractions=SPLIT, backend="classical",
                      classes=AUGMENTED_CLASSES, per_class=sz.synthetic, workers=workers, work=work, overwrite=True,
                      progress=progress, echo=quiet)
@@ -216,7 +220,7 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
         train(dataset, MODEL, run, weights="none", epochs=sz.epochs, batch_size=sz.batch_size, lr=sz.lr,
               image_size=sz.image_size, seed=seed, evaluate=False, progress=progress,
               callbacks=[epoch_bar(sz.epochs, progress)], workers=workers, log=quiet)
-    with log.stage("evaluate", "best model on the real test split", echo, 7, total):
+    with log.stage("evaluate", "best model on the test split (no synthetic image in it)", echo, 7, total):
         from classify.evaluate import evaluate_run
 
         result = evaluate_run(run, "test", progress=progress)

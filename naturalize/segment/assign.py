@@ -29,7 +29,7 @@ class UsableRules:
     max_wbc_contact: float = 0.5   # fraction of the outline touching a white cell
     min_ellipse_iou: float = 0.88  # overlap of the mask with its fitted ellipse (fragments fit badly)
     max_stain: float = 30.0        # mean blue-minus-green above this is no red cell
-    plt_area: tuple[int, int] = (80, 6000)
+    plt_area: tuple[int, int] = (150, 6000)  # a platelet is ~2-3 µm: ~150+ px at PBC scale
     plt_min_solidity: float = 0.8
     plt_max_aspect: float = 2.0
     plt_max_green: float = 0.6     # 25th percentile of green / plate green: pale lilac specks are no platelet

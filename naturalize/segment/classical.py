@@ -10,7 +10,8 @@ nuclei and platelets; (3) the white cells grow from their nuclei by a marker wat
 edges, competing with the plate and with red-cell cores, where "white-cell colour" is
 100 * (1 - OD_blue / OD_green) (optical density against the plate: hue, not paleness); they are
 split into single cells at distance-map necks or between far-apart nuclei, opened to drop stain
-haze, and small light-purple bodies are set aside as large platelets; (4) the remaining foreground
+haze (a basophil ends at its very dark granular body), and small light-purple bodies are set aside
+as large platelets; (4) the remaining foreground
 is split into red-cell candidates by a watershed on its distance map, one marker per peak;
 (5) `assign.judge_regions` decides which cells are usable for compositing (whole, single, typical).
 """
@@ -62,6 +63,11 @@ class ClassicalParams:
     nuclei_split_aspect: float = 1.18  # ... if the region is this elongated (one round cell is not)
     wbc_round_px: int = 36          # white cells are opened with a disk of this radius at most ...
     wbc_round_ratio: float = 0.7    # ... and at most this fraction of their inscribed radius
+    dense_min_area: int = 9000      # a very dark (basophil) body at least this big ...
+    dense_dark: float = 0.13        # ... (25th percentile of green / plate green at most this) ...
+    dense_cell_ratio: float = 1.3   # ... inside a cell this much larger (a smear around it) ...
+    dense_solidity: float = 0.92    # ... round ...
+    dense_fill: float = 0.85        # ... and densely stained ends the cell
     # red cells
     rbc_min_radius: float = 9.0     # distance-map peaks lower than this are no red-cell centre
     rbc_peak_px: int = 9            # red-cell markers: local distance maxima within this radius
@@ -278,7 +284,7 @@ def split_white(region: np.ndarray, nuclei: np.ndarray, green: np.ndarray, p: Cl
 
         grown = expand_labels(out, distance=2)
         out = np.where(region & (out == 0), grown, out)
-    return _round_off(out, k, nuclei, dist, p), k, big_plts
+    return _round_off(out, k, nuclei, dist, green, p), k, big_plts
 
 
 def _split_by_nuclei(labels: np.ndarray, nuclei: np.ndarray, p: ClassicalParams) -> np.ndarray:
@@ -321,7 +327,8 @@ def _split_by_nuclei(labels: np.ndarray, nuclei: np.ndarray, p: ClassicalParams)
     return out
 
 
-def _round_off(labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray, p: ClassicalParams) -> np.ndarray:
+def _round_off(labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray, green: np.ndarray,
+               p: ClassicalParams) -> np.ndarray:
     """Open each white cell with a disk about half its inscribed radius: stain haze and skirts around
     the cell go, the round body (and its nucleus) stays."""
     from scipy import ndimage as ndi
@@ -343,9 +350,28 @@ def _round_off(labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray,
             keep = keep[keep > 0]
             if keep.size:
                 cell = ndi.binary_fill_holes(np.isin(lab, keep) | nuc)
+        cell = _dense_body(cell, nuclei[sl] & cell, green[sl], s, p)
         out[sl][cell] = i
     return out
 
+
+def _dense_body(cell: np.ndarray, nuc: np.ndarray, green: np.ndarray, s: float, p: ClassicalParams) -> np.ndarray:
+    """A cell whose very dark stain fills a big round body (a basophil's granules over nucleus and
+    cytoplasm) ends at that body: the paler smear often around a basophil is no cell."""
+    from scipy import ndimage as ndi
+
+    closed = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_CLOSE, _disk(max(1, round(3 * s))))
+    body = ndi.binary_fill_holes(closed)
+    area = int(body.sum())
+    if area < p.dense_min_area * s * s or cell.sum() < p.dense_cell_ratio * area:
+        return cell
+    if np.percentile(green[nuc], 25) > p.dense_dark:
+        return cell
+    cnts, _ = cv2.findContours(body.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.contourArea(cv2.convexHull(max(cnts, key=cv2.contourArea)))
+    if hull <= 0 or area / hull < p.dense_solidity or (nuc & body).sum() < p.dense_fill * area:
+        return cell
+    return cv2.dilate(body.astype(np.uint8), _disk(max(1, round(2 * s)))).astype(bool) & cell
 
 
 def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: ClassicalParams) -> tuple[np.ndarray, int]:
