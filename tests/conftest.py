@@ -7,6 +7,14 @@ from pathlib import Path
 
 import pytest
 
+# One pytest process runs both the SAM tests (torch) and the classifier tests (TensorFlow). Importing
+# torchvision after TensorFlow segfaults in triton's C extension; torch first is fine. Users never
+# load both: `naturalize segment` uses torch, `classify` uses TensorFlow.
+try:
+    import torchvision  # noqa: F401
+except ImportError:
+    pass
+
 SAMPLE = Path(os.environ.get("NATURALIZE_SAMPLE", Path(__file__).resolve().parents[1] / ".." / "shared" / "pbc-sample"))
 
 
