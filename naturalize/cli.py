@@ -36,6 +36,16 @@ def _parse_split(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+def _classes(text: Optional[str]) -> tuple[str, ...]:
+    """--classes 'bne,PMY' -> ('BNE', 'PMY'); UserError naming the unknown code."""
+    from naturalize.classes import parse_classes
+
+    try:
+        return parse_classes(text)
+    except ValueError as e:
+        raise UserError(f"--classes: {e}") from None
+
+
 @app.command()
 def prepare(
     pbc_root: Path = typer.Argument(..., help="A PBC download: the release's 8 folders, an 11-class tree, or a train/val/test tree."),
@@ -74,15 +84,10 @@ def segment(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Cut PBC images into a sprite bank: RGBA cell sprites, cell-free backgrounds, curation.csv."""
-    from naturalize.classes import parse_classes
     from naturalize.segment import run
 
-    try:
-        wanted = parse_classes(classes)
-    except ValueError as e:
-        raise UserError(f"--classes: {e}") from None
     summary = run.segment(source, out, backend=backend, checkpoint=str(checkpoint) if checkpoint else None,
-                          model_type=model_type, device=device, classes=wanted, split=split, workers=workers,
+                          model_type=model_type, device=device, classes=_classes(classes), split=split, workers=workers,
                           limit=limit, overwrite=overwrite, points_per_side=points, progress=progress,
                           echo=lambda m: typer.echo(m, err=True))
     typer.echo(run.format_summary(summary))
@@ -127,14 +132,9 @@ def build(
 ) -> None:
     """Build one of the paper's datasets: prepare -> segment -> compose -> OUT/{train,val,test}/<CLASS>/."""
     from naturalize import build as b
-    from naturalize.classes import parse_classes
 
-    try:
-        cls = parse_classes(classes)
-    except ValueError as e:
-        raise UserError(f"--classes: {e}") from None
     meta = b.build(recipe, pbc, out, protocol=protocol, seed=seed, fractions=_parse_split(split), backend=backend,
-                   checkpoint=checkpoint, model_type=model_type, device=device, classes=cls, per_class=per_class,
+                   checkpoint=checkpoint, model_type=model_type, device=device, classes=_classes(classes), per_class=per_class,
                    per_class_cap=max_real, workers=workers, work=work, overwrite=overwrite, echo=typer.echo)
     typer.echo(b.format_table(meta))
     typer.echo(f"wrote {meta['out']}/dataset.json")

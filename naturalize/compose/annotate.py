@@ -4,9 +4,15 @@ In: a Composite and the Library it came from. Out: one JSON-ready record per ima
 index, background and every cell: sprite id, source image, kind, position, transform, stain gain,
 visible box, area and COCO RLE mask). From a list of records: manifest.jsonl lines (the record without
 masks) and a COCO instance-segmentation dict (annotations.json).
+
+The run files of a large run are written from journal entries (`journal_entry`): a worker serialises the
+image's manifest line and COCO annotations there, so the end of a run only concatenates text
+(`coco_text`, byte-identical to `json.dumps(coco(records), sort_keys=True, separators=JSON_SEPARATORS)`).
 """
 
 from __future__ import annotations
+
+import json
 
 import cv2
 import numpy as np
@@ -19,6 +25,9 @@ from naturalize.compose.library import Library, SpriteSet
 #: COCO categories: the 11 classes (the white-cell classes and PLT for platelets) then RBC; ids from 1.
 CATEGORIES: tuple[str, ...] = CLASSES + ("RBC",)
 CATEGORY_ID: dict[str, int] = {name: i for i, name in enumerate(CATEGORIES, start=1)}
+#: Compact JSON, as every run file is written (with sorted keys).
+JSON_SEPARATORS = (",", ":")
+INFO = {"description": "Naturalize synthetic PBC composites", "version": "1"}
 
 
 def rle_encode(vis: np.ndarray, x0: int, y0: int, height: int, width: int) -> str:
@@ -79,18 +88,62 @@ def manifest_entry(record: dict) -> dict:
     return out
 
 
+#: obj -> compact JSON text with sorted keys (one encoder for all calls: json.dumps would build one per call).
+_dumps = json.JSONEncoder(sort_keys=True, separators=JSON_SEPARATORS).encode
+
+
+def coco_annotation(cell: dict, height: int, width: int) -> dict:
+    """The COCO annotation of a record's visible cell, without its "id" and "image_id"."""
+    return {"category_id": CATEGORY_ID[cell["category"]], "bbox": cell["bbox"], "area": cell["area"], "iscrowd": 0,
+            "segmentation": {"size": [height, width], "counts": cell["rle"]}}
+
+
+def coco_categories() -> list[dict]:
+    """The fixed COCO categories (ids from 1 in CATEGORIES order)."""
+    return [{"id": CATEGORY_ID[n], "name": n, "supercategory": "RBC" if n == "RBC" else ("PLT" if n == "PLT" else "WBC")}
+            for n in CATEGORIES]
+
+
 def coco(records: list[dict]) -> dict:
     """COCO instance-segmentation dict of the records (in the given order; image ids from 1)."""
     images, anns = [], []
     for image_id, r in enumerate(records, start=1):
         images.append({"id": image_id, "file_name": r["file"], "width": r["width"], "height": r["height"]})
         for c in r["cells"]:
-            if "rle" not in c:
-                continue
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": CATEGORY_ID[c["category"]],
-                         "bbox": c["bbox"], "area": c["area"], "iscrowd": 0,
-                         "segmentation": {"size": [r["height"], r["width"]], "counts": c["rle"]}})
-    cats = [{"id": CATEGORY_ID[n], "name": n, "supercategory": "RBC" if n == "RBC" else ("PLT" if n == "PLT" else "WBC")}
-            for n in CATEGORIES]
-    return {"info": {"description": "Naturalize synthetic PBC composites", "version": "1"},
-            "images": images, "annotations": anns, "categories": cats}
+            if "rle" in c:
+                anns.append({"id": len(anns) + 1, "image_id": image_id, **coco_annotation(c, r["height"], r["width"])})
+    return {"info": INFO, "images": images, "annotations": anns, "categories": coco_categories()}
+
+
+def coco_parts(record: dict) -> list[str]:
+    """The record's COCO annotations as JSON text cut where the ids go: [head, tail, head, tail, ...].
+    Keys are sorted, so "id" and "image_id" come right after "category_id": annotation number a of the
+    file, on image number i, is head + f'"id":{a},"image_id":{i}' + tail."""
+    parts = []
+    for c in record["cells"]:
+        if "rle" in c:
+            ann = coco_annotation(c, record["height"], record["width"])
+            parts.append(_dumps({k: v for k, v in ann.items() if k < "id"})[:-1] + ",")
+            parts.append("," + _dumps({k: v for k, v in ann.items() if k > "image_id"})[1:])
+    return parts
+
+
+def journal_entry(record: dict) -> dict:
+    """What a run's journal keeps of an image: the keys that identify it, its manifest line and its COCO
+    annotation parts (`coco_parts`), already serialised."""
+    return {"class": record["class"], "seed": record["seed"], "index": record["index"], "file": record["file"],
+            "width": record["width"], "height": record["height"],
+            "manifest": _dumps(manifest_entry(record)), "coco": coco_parts(record)}
+
+
+def coco_text(entries: list[dict]) -> str:
+    """annotations.json of the journal entries (in the given order; image and annotation ids from 1): the
+    text `json.dumps(coco(records), sort_keys=True, separators=JSON_SEPARATORS)` gives for their records."""
+    images, anns = [], []
+    for image_id, e in enumerate(entries, start=1):
+        images.append(_dumps({"id": image_id, "file_name": e["file"], "width": e["width"], "height": e["height"]}))
+        parts = e["coco"]
+        for head, tail in zip(parts[::2], parts[1::2]):
+            anns.append(f'{head}"id":{len(anns) + 1},"image_id":{image_id}{tail}')
+    return (f'{{"annotations":[{",".join(anns)}],"categories":{_dumps(coco_categories())},'
+            f'"images":[{",".join(images)}],"info":{_dumps(INFO)}}}')

@@ -25,11 +25,11 @@ import numpy as np
 
 from naturalize.bank import Bank
 from naturalize.classes import CLASSES, PREFIX_TO_CLASS
-from naturalize.compose.annotate import coco, image_record, manifest_entry
+from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
 from naturalize.compose.core import compose_image
 from naturalize.compose.library import Library, bank_fingerprint, check_class, load_library
 from naturalize.compose.params import FORMATS, ComposeParams, shard_range
-from naturalize.fsio import UserError, atomic_open, write_text
+from naturalize.fsio import UserError, write_text
 
 STATE_DIR = ".naturalize-compose"
 STATE_VERSION = 1
@@ -60,12 +60,28 @@ def render(lib: Library, params: ComposeParams, seed: int, index: int) -> tuple[
 
 
 def _init(bank_root: str, cls: str, seed: int, params: ComposeParams, out: str, worker: bool = True) -> None:
+    """Get this process ready to compose (worker: one OpenCV thread); it appends to its own journal."""
     if worker:
         cv2.setNumThreads(1)  # one process per core already
     key = (bank_root, cls, seed, params)
     if _WORKER.get("key") != key:  # read the bank once per process and run
         _WORKER.update(key=key, lib=load_library(Bank.open(bank_root), cls, seed, params))
-    _WORKER.update(params=params, seed=seed, out=Path(out))
+    journal = Path(out) / STATE_DIR / "journal" / f"{cls}.{socket.gethostname()}.{os.getpid()}.jsonl"
+    _WORKER.update(params=params, seed=seed, out=Path(out),
+                   journal=os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+
+
+def _close() -> None:
+    """Close this process's journal and free its library."""
+    if "journal" in _WORKER:
+        os.close(_WORKER["journal"])
+    _WORKER.clear()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -74,19 +90,19 @@ def _write_atomic(path: str, data: bytes) -> None:
     tmp = f"{head}/.{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
     finally:
         os.close(fd)
     os.replace(tmp, path)
 
 
-def _work(index: int) -> str:
-    """Worker: compose, write the image atomically, return the record as one JSON line."""
+def _work(index: int) -> None:
+    """Worker: compose, write the image atomically, then append its journal entry (one JSON line) to the
+    process's journal (a line cut short by a kill is skipped when read: the image is simply made again)."""
     image, record = render(_WORKER["lib"], _WORKER["params"], _WORKER["seed"], index)
     _write_atomic(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
-    return json.dumps(record, separators=(",", ":"))
+    line = json.dumps(journal_entry(record), separators=JSON_SEPARATORS) + "\n"
+    _write_all(_WORKER["journal"], line.encode("ascii"))
 
 
 def _state_path(out: Path, cls: str) -> Path:
@@ -134,9 +150,10 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     write_text(_state_path(out, cls), json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
-def load_records(out: Path) -> list[dict]:
-    """Every finished image's record in OUT (all classes): from the journals, for images whose file exists
-    and that belong to the class's current run; sorted by class, then index."""
+def load_entries(out: Path) -> list[dict]:
+    """Every finished image's journal entry (annotate.journal_entry) in OUT (all classes): from the
+    journals, for images whose file exists and that belong to the class's current run; sorted by class,
+    then index. (Journals of earlier versions hold whole records: they are converted.)"""
     states = {c: _read_state(out, c) for c in CLASSES}
     found: dict[tuple[str, int], dict] = {}
     for j in _journals(out):
@@ -146,6 +163,8 @@ def load_records(out: Path) -> list[dict]:
                     r = json.loads(line)
                 except json.JSONDecodeError:  # a line cut short by an interrupted run
                     continue
+                if "manifest" not in r:
+                    r = journal_entry(r)
                 st = states.get(r.get("class"))
                 if st is None or r["seed"] != st["seed"] or not 0 <= r["index"] < st["n"]:
                     continue
@@ -156,14 +175,12 @@ def load_records(out: Path) -> list[dict]:
 
 
 def write_run_files(out: Path) -> list[dict]:
-    """Rewrite OUT/manifest.jsonl and OUT/annotations.json from all records (atomically); returns them."""
-    records = load_records(out)
-    with atomic_open(out / "manifest.jsonl", "w", encoding="utf-8", newline="\n") as f:
-        for r in records:
-            f.write(json.dumps(manifest_entry(r), sort_keys=True, separators=(",", ":")) + "\n")
-    with atomic_open(out / "annotations.json", "w", encoding="utf-8", newline="\n") as f:
-        json.dump(coco(records), f, sort_keys=True, separators=(",", ":"))
-    return records
+    """Rewrite OUT/manifest.jsonl and OUT/annotations.json from all journal entries (atomically): text the
+    workers serialised, joined; returns the entries."""
+    entries = load_entries(out)
+    write_text(out / "manifest.jsonl", "".join(e["manifest"] + "\n" for e in entries))
+    write_text(out / "annotations.json", coco_text(entries))
+    return entries
 
 
 def normalise_class(text: str) -> str:
@@ -193,7 +210,7 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
              "bank": bank_fingerprint(bank)}
     claim_output(out, cls, state, overwrite)
     indices = shard_range(n, shard)
-    done = {r["index"] for r in load_records(out) if r["class"] == cls}
+    done = {r["index"] for r in load_entries(out) if r["class"] == cls}
     todo = [i for i in indices if i not in done]
     if todo:
         _run(bank, cls, seed, params, out, todo, workers, progress)
@@ -206,26 +223,23 @@ def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo
     from tqdm import tqdm
 
     (out / cls).mkdir(parents=True, exist_ok=True)
-    key = (str(bank.root), cls, seed, params)
-    journal = out / STATE_DIR / "journal" / f"{cls}.{socket.gethostname()}.{os.getpid()}.jsonl"
+    args = (str(bank.root), cls, seed, params, str(out))
     bar = tqdm(total=len(todo), desc=f"compose {cls}", unit="img", disable=not progress, smoothing=0.05)
     workers = max(1, min(workers, len(todo) // 32 or 1))
-    with journal.open("a", encoding="utf-8", newline="\n") as jf:
-        if workers == 1:
-            _init(*key[:3], params, str(out), worker=False)
-            lines = map(_work, todo)
-            pool = None
-        else:
-            # spawn, not fork: OpenCV's thread pool does not survive a fork; each worker reads the bank once
-            pool = mp.get_context("spawn").Pool(workers, initializer=_init, initargs=(*key[:3], params, str(out)))
-            lines = pool.imap(_work, todo, chunksize=16)
-        try:
-            for line in lines:
-                jf.write(line + "\n")
-                bar.update(1)
-        finally:
-            if pool is not None:
-                pool.terminate()  # every result is in (or the run failed): stop the workers
-                pool.join()
-            _WORKER.clear()  # free the library in this process
-            bar.close()
+    if workers == 1:
+        _init(*args, worker=False)
+        done = map(_work, todo)
+        pool = None
+    else:
+        # spawn, not fork: OpenCV's thread pool does not survive a fork; each worker reads the bank once
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init, initargs=args)
+        done = pool.imap_unordered(_work, todo, chunksize=16)
+    try:
+        for _ in done:
+            bar.update(1)
+    finally:
+        if pool is not None:
+            pool.terminate()  # every result is in (or the run failed): stop the workers
+            pool.join()
+        _close()  # this process's journal and library
+        bar.close()
