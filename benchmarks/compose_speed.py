@@ -8,7 +8,8 @@
 2. Naturalize: `naturalize compose --class PMY --n N --workers 2` (360x363 JPEG q95, 8 RBC + 1 WBC +
    0..2 platelets, feathering and stain matching on) as a subprocess: images/s over the whole command
    (start-up, bank loading and the final manifest/COCO files included) and in the steady state (first to
-   last image written); CPU seconds of all its processes and the rate two idle cores would give from
+   last image written); start-up (to the first image) and final (last image to the end: manifest and COCO
+   files) seconds; CPU seconds of all its processes and the rate two idle cores would give from
    them; peak memory = the largest sum of PSS over the command's processes (sampled every 0.1 s).
 3. Algorithm 1 (benchmarks/naive_compose.py), single process, in this same run: images/s.
 Prints one JSON object (also OUT/compose_speed.json), draws OUT/compose_speed.png (rates) and
@@ -112,6 +113,7 @@ def run_compose(bank: Path, out: Path, n: int, workers: int) -> dict:
     steady = (n - 1) / max(1e-9, mtimes[-1] - mtimes[0])
     return {"images": n, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 1),
             "startup_s": round(mtimes[0] - t0, 2), "steady_images_per_s": round(steady, 1),
+            "final_s": round(t0 + wall - mtimes[-1], 2),
             "cpu_s": round(cpu, 2), "idle_2core_images_per_s": round(n / (cpu / 2), 1),
             "peak_pss_mb": round(peak[0], 1)}
 

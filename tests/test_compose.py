@@ -158,6 +158,29 @@ def test_same_seed_same_bytes_shards_and_resume(bank: Path, tmp_path: Path) -> N
     assert other[0].read_bytes() != paths[0].read_bytes()
 
 
+def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> None:
+    """The run files joined from journal text equal the records dumped whole; journals of whole records
+    (written by earlier versions) still resume to the same files."""
+    from naturalize.compose.annotate import JSON_SEPARATORS, coco, coco_text, journal_entry, manifest_entry
+    from naturalize.compose.run import render
+
+    out = tmp_path / "run"
+    compose_class(bank, "PMY", 5, out, seed=2, workers=1, progress=False)
+    before = _files(out)
+    lib = load_library(Bank.open(bank), "PMY", 2, ComposeParams())
+    records = [render(lib, ComposeParams(), 2, i)[1] for i in range(5)]
+    dump = lambda obj: json.dumps(obj, sort_keys=True, separators=JSON_SEPARATORS)  # noqa: E731
+    assert before["annotations.json"].decode() == dump(coco(records)) == coco_text([journal_entry(r) for r in records])
+    assert before["manifest.jsonl"].decode() == "".join(dump(manifest_entry(r)) + "\n" for r in records)
+    shutil.rmtree(out / STATE_DIR / "journal")
+    (out / STATE_DIR / "journal").mkdir()
+    (out / STATE_DIR / "journal" / "PMY.old.1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (out / "annotations.json").unlink()
+    stamp = (out / "PMY" / "PMY_syn_2_0.jpg").stat().st_mtime_ns
+    compose_class(bank, "PMY", 5, out, seed=2, workers=1, progress=False)
+    assert _files(out) == before and (out / "PMY" / "PMY_syn_2_0.jpg").stat().st_mtime_ns == stamp
+
+
 def test_shard_ranges_cover_the_run() -> None:
     for n in (1, 7, 100):
         for parts in (1, 2, 3, 8):

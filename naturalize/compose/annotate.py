@@ -116,15 +116,18 @@ def coco(records: list[dict]) -> dict:
 
 
 def coco_parts(record: dict) -> list[str]:
-    """The record's COCO annotations as JSON text cut where the ids go: [head, tail, head, tail, ...].
-    Keys are sorted, so "id" and "image_id" come right after "category_id": annotation number a of the
-    file, on image number i, is head + f'"id":{a},"image_id":{i}' + tail."""
+    """The record's COCO annotations (`coco_annotation`) as JSON text cut where the ids go:
+    [head, tail, head, tail, ...]; annotation number a of the file, on image number i, is
+    head + f'"id":{a},"image_id":{i}' + tail. Written from a template (keys in sorted order, compact; a
+    worker makes one per cell, json.dumps costs 4x more): the text `coco_text` joins equals json.dumps of
+    `coco()` (tested)."""
+    size = f'"size":[{record["height"]},{record["width"]}]'
     parts = []
     for c in record["cells"]:
         if "rle" in c:
-            ann = coco_annotation(c, record["height"], record["width"])
-            parts.append(_dumps({k: v for k, v in ann.items() if k < "id"})[:-1] + ",")
-            parts.append("," + _dumps({k: v for k, v in ann.items() if k > "image_id"})[1:])
+            x, y, w, h = c["bbox"]
+            parts.append(f'{{"area":{c["area"]},"bbox":[{x},{y},{w},{h}],"category_id":{CATEGORY_ID[c["category"]]},')
+            parts.append(f',"iscrowd":0,"segmentation":{{"counts":{json.dumps(c["rle"])},{size}}}}}')
     return parts
 
 

@@ -8,7 +8,9 @@ Image i depends only on (bank, parameters, seed, class, i): its generator is
 numpy.random.default_rng([seed, class index, i]). A shard makes the indices of its contiguous block;
 an interrupted run resumes (images with a record are skipped); the manifest and the COCO file are
 rebuilt at the end of every run from all records in OUT, sorted, so any split of the work into shards
-and reruns writes the same files.
+and reruns writes the same files. Each process appends to its own journal, one line per finished image
+holding its manifest line and COCO annotations already serialised (annotate.journal_entry), so the
+rebuild only joins text.
 """
 
 from __future__ import annotations
