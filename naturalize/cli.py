@@ -70,7 +70,7 @@ def prepare(
 @app.command()
 def segment(
     source: Path = typer.Argument(..., help="A PBC tree (release, 11-class or train/val/test) or a `naturalize prepare` directory."),
-    out: Path = typer.Option(..., "--out", help="Sprite bank directory (created, resumed, or replaced with --overwrite)."),
+    out: Path = typer.Option(Path("bank"), "--out", help="Sprite bank directory (created, resumed, or replaced with --overwrite); `compose` reads ./bank by default."),
     backend: str = typer.Option("auto", help="auto | sam | classical. auto: sam when a checkpoint is given or $NATURALIZE_SAM_CHECKPOINT is set."),
     checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`)."),
     model_type: str = typer.Option("vit_b", help="SAM model type of the checkpoint: vit_b | vit_l | vit_h."),
