@@ -193,10 +193,6 @@ MODELS: dict[str, Spec] = {
 }
 
 
-def model_names() -> tuple[str, ...]:
-    return tuple(MODELS)
-
-
 def check_name(name: str) -> Spec:
     """The registry entry for `name`, or a UserError listing the valid names."""
     if name not in MODELS:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections import Counter, defaultdict
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -326,11 +326,6 @@ def load_sources(path: str | Path, split: str | None = None, classes: Sequence[s
     if not records:
         raise UserError(f"no usable images in {path}" + (f" ({split} split)" if split else ""))
     return root, records
-
-
-def class_counts(records: Iterable[Record]) -> Counter:
-    """Records per class."""
-    return Counter(r.cls for r in records)
 
 
 def with_split(records: Sequence[Record], splits: Sequence[str]) -> list[Record]:

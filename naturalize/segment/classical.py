@@ -99,12 +99,6 @@ def _fill_small_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
     return mask | inner[lab]
 
 
-def foreground_and_stain(rgb: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, np.ndarray]:
-    """(cell mask with pale centres filled, blue-minus-green stain map), both HxW."""
-    fg, stain, _, _ = colour_maps(rgb, p)
-    return fg, stain
-
-
 def colour_maps(rgb: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(cell mask with pale centres filled, blue-minus-green stain, distance to the plate colour, plate colour)."""
     s = min(rgb.shape[:2]) / p.ref_size

@@ -21,6 +21,7 @@ import numpy as np
 from naturalize.bank import KINDS, BankWriter, EncodedSprite, ImageEntry
 from naturalize.classes import WBC_CLASSES
 from naturalize.fsio import UserError
+from naturalize.segment.cells import crop_sprite
 
 #: PNG settings of sprites and backgrounds: zlib level 1 with the run-length strategy is lossless, several
 #: times faster than the default level and smaller on these smooth plates.
@@ -99,9 +100,8 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     chosen.sort(key=lambda cb: (KINDS.index(cb[0].kind), cb[1][1], cb[1][0]))
     sprites = []
     for c, (x0, y0, x1, y1) in chosen:
-        mask = c.mask[y0:y1, x0:x1]
-        rgba = np.dstack([rgb[y0:y1, x0:x1], np.where(mask, 255, 0).astype(np.uint8)])
-        sprites.append(EncodedSprite(c.kind, _png(rgba), x0, y0, x1, y1, int(mask.sum()),
+        rgba = crop_sprite(rgb, c.mask)
+        sprites.append(EncodedSprite(c.kind, _png(rgba), x0, y0, x1, y1, int(np.count_nonzero(rgba[:, :, 3])),
                                      round(float(c.score), 4), bool(c.touches_border)))
     n = Counter(c.kind for c in seg.cells)
     h, w = rgb.shape[:2]
