@@ -53,6 +53,11 @@ class Recipe:
     classes: tuple[str, ...] = ()
     balance: bool = False
 
+    @property
+    def adds_synthetic(self) -> bool:
+        """True when the recipe composes synthetic images (it then needs a sprite bank)."""
+        return bool(self.topup or (self.per_class and self.classes) or self.balance)
+
     def synthetic_counts(self, real: Mapping[str, int]) -> dict[str, int]:
         """Class -> number of synthetic images to compose, given real image counts per class."""
         out: Counter = Counter()
@@ -228,9 +233,8 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     seg = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device, workers=workers,
                progress=progress, echo=echo)
     records = read_records(prepared / "records.csv")
-    needs_bank = recipe.curated or recipe.synthetic_counts({c: 1 for c in CLASSES})
     banks: dict[str, Path] = {}
-    if needs_bank:
+    if recipe.curated or recipe.adds_synthetic:
         # clean: one bank per split, so the bank composed from holds training images only;
         # paper: one bank of every image. Either way every image is segmented once, for curation.
         for part in (SPLITS if protocol == "clean" else ("all",)):

@@ -205,7 +205,7 @@ def test_cli_prints_table_and_errors_in_one_line(messy_release: Path, tmp_path: 
 
 def test_per_class_cap_is_seeded_and_recorded(messy_release: Path, tmp_path: Path):
     a = prepare(messy_release, tmp_path / "a", per_class=4, seed=1, progress=False)
-    b = prepare(messy_release, tmp_path / "b", per_class=4, seed=1, progress=False)
+    prepare(messy_release, tmp_path / "b", per_class=4, seed=1, progress=False)
     assert {c: v["total"] for c, v in a["per_class"].items() if v["total"]} == {"BA": 4, "PMY": 4, "SNE": 4}
     assert a["per_class_cap"] == 4
     assert (tmp_path / "a" / "records.csv").read_bytes() == (tmp_path / "b" / "records.csv").read_bytes()
