@@ -1,16 +1,17 @@
 """Speed of `naturalize compose` against a plain PIL implementation of the paper's Algorithm 1.
 
     python benchmarks/compose_speed.py [--sample DIR] [--n 10000] [--baseline-n 1000] [--workers 2]
-        [--sprites 10000] [--out bench-out/compose-speed]
+        [--sprites 10000] [--out bench-out/compose-speed] [--keep-old]
 
 1. A sprite bank of >= --sprites sprites is cut from the sample with the OI-PBC boxes (tests/boxbank.py;
    built once, kept in OUT/bank).
-2. Naturalize: `naturalize compose --class PMY --n N --workers 2` (360x363 JPEG q95, 8 RBC + 1 WBC +
-   0..2 platelets, feathering and stain matching on) as a subprocess: images/s over the whole command
+2. Naturalize: `naturalize compose --class PMY --n N --workers 2` (360x363 JPEG quality 75 4:4:4 as the
+   PBC files, 8 RBC + 1 WBC + 0..2 platelets, feathering and stain matching on) as a subprocess: images/s over the whole command
    (start-up, bank loading and the final manifest/COCO files included) and in the steady state (first to
    last image written); start-up (to the first image) and final (last image to the end: manifest and COCO
    files) seconds; CPU seconds of all its processes and the rate two idle cores would give from
-   them; peak memory = the largest sum of PSS over the command's processes (sampled every 0.1 s).
+   them. Peak memory = the largest sum of PSS over the command's processes, sampled every 0.1 s in a
+   second, untimed run of the same command (sampling costs CPU).
 3. Algorithm 1 (benchmarks/naive_compose.py), single process, in this same run: images/s.
 Prints one JSON object (also OUT/compose_speed.json), draws OUT/compose_speed.png (rates) and
 OUT/examples.jpg (Naturalize images on top, Algorithm 1 below).
@@ -27,7 +28,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -85,37 +85,57 @@ def tree_pss_mb(pid: int) -> float:
     return total / 1024
 
 
+def set_aside(path: Path) -> None:
+    """Move an earlier run's output into OUT/.trash, deleted only after every measurement: on this machine's
+    ext4 (no journal) a file created in a block group holding inodes deleted in the last 1-6 minutes costs
+    0.5-1 ms of system time (find_inode_bit skips each `recently_deleted` inode), which deleting 10,000
+    images just before a run would add to it (measured: 20-40 us per file otherwise). So a benchmark
+    started within minutes of the previous one's clean-up can still be slowed: the JSON gives the minutes
+    since that clean-up and the command's system CPU seconds (about 1.5 s when unaffected)."""
+    if path.exists():
+        trash = path.parent / ".trash"
+        trash.mkdir(exist_ok=True)
+        path.rename(trash / f"{path.name}-{time.time_ns()}")
+
+
+def _compose_cmd(bank: Path, out: Path, n: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", str(n), "--bank", str(bank),
+            "--out", str(out), "--workers", str(workers), "--overwrite"]
+
+
 def run_compose(bank: Path, out: Path, n: int, workers: int) -> dict:
-    shutil.rmtree(out, ignore_errors=True)  # a fresh run, not a resume
-    cmd = [sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", str(n), "--bank", str(bank),
-           "--out", str(out), "--workers", str(workers), "--overwrite"]
+    """The timed run: nothing else runs beside it."""
+    set_aside(out)  # a fresh run, not a resume
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = [0.0]
-
-    def sample() -> None:
-        while proc.poll() is None:
-            peak[0] = max(peak[0], tree_pss_mb(proc.pid))
-            time.sleep(0.1)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    _, err = proc.communicate()
+    proc = subprocess.run(_compose_cmd(bank, out, n, workers), capture_output=True)
     wall = time.time() - t0
-    th.join()
     if proc.returncode:
-        raise SystemExit(f"compose failed: {err.decode()[-2000:]}")
+        raise SystemExit(f"compose failed: {proc.stderr.decode()[-2000:]}")
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    sys_s = ru1.ru_stime - ru0.ru_stime
     mtimes = sorted(p.stat().st_mtime for p in (out / "PMY").glob("*.jpg"))
     assert len(mtimes) == n, f"{len(mtimes)} images written, expected {n}"
     steady = (n - 1) / max(1e-9, mtimes[-1] - mtimes[0])
     return {"images": n, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 1),
             "startup_s": round(mtimes[0] - t0, 2), "steady_images_per_s": round(steady, 1),
             "final_s": round(t0 + wall - mtimes[-1], 2),
-            "cpu_s": round(cpu, 2), "idle_2core_images_per_s": round(n / (cpu / 2), 1),
-            "peak_pss_mb": round(peak[0], 1)}
+            "cpu_s": round(cpu, 2), "system_cpu_s": round(sys_s, 2), "idle_2core_images_per_s": round(n / (cpu / 2), 1)}
+
+
+def peak_memory(bank: Path, out: Path, n: int, workers: int) -> float:
+    """Peak PSS (MB) of the same command, run again while sampled every 0.1 s (a sample reads every
+    process's smaps_rollup, tens of ms: too costly to run beside the timed run)."""
+    set_aside(out)
+    proc = subprocess.Popen(_compose_cmd(bank, out, n, workers), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, tree_pss_mb(proc.pid))
+        time.sleep(0.1)
+    if proc.returncode:
+        raise SystemExit(f"compose failed: {proc.stderr.read().decode()[-2000:]}")
+    return round(peak, 1)
 
 
 def run_naive(bank: Path, out: Path, n: int) -> dict:
@@ -123,7 +143,7 @@ def run_naive(bank: Path, out: Path, n: int) -> dict:
 
     from naturalize.bank import Bank
 
-    shutil.rmtree(out, ignore_errors=True)
+    set_aside(out)
     c0, t0 = time.process_time(), time.perf_counter()
     naive_compose(Bank.open(bank), "PMY", n, out)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -168,6 +188,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sprites", type=int, default=10000)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "compose-speed")
+    ap.add_argument("--keep-old", action="store_true",
+                    help="leave earlier runs' outputs in OUT/.trash (delete it yourself later): for runs back to back")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -178,10 +200,14 @@ def main() -> None:
     result = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
               "bank": {"sprites": len(b.sprites), "backgrounds": len(b.backgrounds), "build_s": round(time.perf_counter() - t0, 1)},
               "load_before": os.getloadavg()[0]}
+    emptied = a.out / ".trash-emptied"
+    if emptied.is_file():
+        result["minutes_since_last_cleanup"] = round((time.time() - float(emptied.read_text())) / 60, 1)
     result["naturalize"] = run_compose(bank, a.out / "ours", a.n, a.workers)
     result["load_after_naturalize"] = os.getloadavg()[0]
     result["algorithm1"] = run_naive(bank, a.out / "naive", a.baseline_n)
     result["load_after"] = os.getloadavg()[0]
+    result["naturalize"]["peak_pss_mb"] = peak_memory(bank, a.out / "memory-run", a.n, a.workers)
     ours, naive = result["naturalize"], result["algorithm1"]
     result["speedup_steady"] = round(ours["steady_images_per_s"] / naive["images_per_s"], 1)
     result["speedup_with_startup"] = round(ours["images_per_s"] / naive["images_per_s"], 1)
@@ -191,6 +217,9 @@ def main() -> None:
     (a.out / "compose_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     draw(result, a.out / "compose_speed.png")
     examples(a.out / "ours", a.out / "naive", a.out / "examples.jpg")
+    if not a.keep_old:
+        shutil.rmtree(a.out / ".trash", ignore_errors=True)
+        (a.out / ".trash-emptied").write_text(f"{time.time()}\n")
     print(json.dumps(result, indent=2))
 
 

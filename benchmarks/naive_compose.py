@@ -2,7 +2,7 @@
 
 Per image: open a random background, paste one WBC sprite of the class at the centre and `rbc` red-cell
 sprites at random positions whose boxes overlap no box placed before (rejection sampling, boxes only),
-save as JPEG. Sprites are opened from the bank folder when used, as Algorithm 1 reads them. No
+save as JPEG (quality 75, 4:4:4, as the PBC files and Naturalize). Sprites are opened from the bank folder when used, as Algorithm 1 reads them. No
 transforms, no feathering, no stain matching: what Naturalize improves on.
 """
 
@@ -50,6 +50,6 @@ def naive_compose(bank: Bank, cls: str, n: int, out: Path, seed: int = 0, rbc: i
                     boxes.append(box)
                     break
         path = out / f"{cls}_naive_{i}.jpg"
-        canvas.save(path, quality=95)
+        canvas.save(path, quality=75, subsampling=0)  # the PBC files' format, as Naturalize writes
         paths.append(path)
     return paths

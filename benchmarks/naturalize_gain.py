@@ -71,7 +71,7 @@ def subsample_train(records, seed: int):
 
 
 def flip_copies(sources: list[Path], n: int, out_dir: Path, seed: int) -> list[Path]:
-    """`n` copies of real images (cycled) each under one of the 7 non-identity flips/90-degree turns (JPEG q95)."""
+    """`n` copies of real images (cycled) each under one of the 7 non-identity flips/90-degree turns (JPEG q75 4:4:4, as the PBC files)."""
     from PIL import Image
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ def flip_copies(sources: list[Path], n: int, out_dir: Path, seed: int) -> list[P
             k, flip = int(ops[i]) % 4, int(ops[i]) >= 4
             a = np.rot90(a[:, ::-1] if flip else a, k)
             tmp = dst.with_suffix(".tmp")
-            Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="JPEG", quality=95)
+            Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="JPEG", quality=75, subsampling=0)
             os.replace(tmp, dst)
         written.append(dst)
     return written

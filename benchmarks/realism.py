@@ -56,7 +56,7 @@ def make_bank(images: list[Path], release: Path, out: Path) -> Path:
         for p in images:
             d = tree / p.parent.name
             d.mkdir(parents=True, exist_ok=True)
-            (d / p.name).symlink_to(p)
+            (d / p.name).symlink_to(p.resolve())
         subprocess.run([sys.executable, "-m", "naturalize.cli", "segment", str(tree), "--out", str(out),
                         "--backend", "classical", "--workers", "2", "--no-progress"], check=True)
     return out

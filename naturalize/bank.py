@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 from dataclasses import dataclass, fields
@@ -66,18 +67,19 @@ class BackgroundRow:
         return f"backgrounds/{self.background_id}.png"
 
 
+def _bool(v: str) -> bool:
+    return v in ("1", "True", "true")
+
+
+@functools.cache
+def _converters(cls) -> tuple[tuple[str, object], ...]:
+    """(field name, str -> value) for each field of a row dataclass."""
+    conv = {"int": int, int: int, "float": float, float: float, "bool": _bool, bool: _bool}
+    return tuple((f.name, conv.get(f.type, str)) for f in fields(cls))
+
+
 def _coerce(cls, row: dict[str, str]):
-    out = {}
-    for f in fields(cls):
-        v = row[f.name]
-        if f.type in ("int", int):
-            v = int(v)
-        elif f.type in ("float", float):
-            v = float(v)
-        elif f.type in ("bool", bool):
-            v = v in ("1", "True", "true")
-        out[f.name] = v
-    return cls(**out)
+    return cls(**{name: conv(row[name]) for name, conv in _converters(cls)})
 
 
 def _read_rows(path: Path, cls, required: list[str]) -> list:

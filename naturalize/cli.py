@@ -152,7 +152,8 @@ def compose(
     wbc: int = typer.Option(1, help="White cells of the class per image (the first near the centre)."),
     platelets: str = typer.Option("0..2", help="Platelets per image: a count or a range LOW..HIGH."),
     size: str = typer.Option("360x363", help="Image size WIDTHxHEIGHT."),
-    fmt: str = typer.Option("jpg", "--format", help="jpg (quality 95, as the PBC images) or png."),
+    fmt: str = typer.Option("jpg", "--format", help="jpg (4:4:4, as the PBC images) or png."),
+    quality: int = typer.Option(75, help="JPEG quality (75: the PBC images' own)."),
     workers: int = typer.Option(2, help="Worker processes (each reads the bank once)."),
     shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
@@ -161,7 +162,8 @@ def compose(
     from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
     from naturalize.compose.run import compose_class
 
-    params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower())
+    params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
+                           quality=quality)
     paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
                           overwrite=overwrite)
     typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")

@@ -32,7 +32,7 @@ from naturalize.fsio import UserError, write_bytes, write_json, write_text
 GENERATOR_VERSION = 1
 DRAWN_DIRNAME = "drawn-pbc"
 HEIGHT, WIDTH = 363, 360
-JPEG_QUALITY = 95
+JPEG_QUALITY = 75  # as the PBC release's files (4:4:4)
 
 #: Colours measured on the shared PBC sample (median RGB): background, red-cell centre and rim.
 BACKGROUND_RGB = (253.0, 228.0, 203.0)
@@ -386,9 +386,9 @@ def drawn_relpath(cls: str, index: int) -> str:
 
 
 def encode_jpeg(rgb: np.ndarray, comment: str) -> bytes:
-    """JPEG bytes (quality 95, the source format) with a provenance comment."""
+    """JPEG bytes (quality 75, 4:4:4: the source format) with a provenance comment."""
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=JPEG_QUALITY, comment=comment.encode("utf-8"))
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0, comment=comment.encode("utf-8"))
     return buf.getvalue()
 
 

@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from naturalize.bank import Bank
-from naturalize.compose.annotate import rle_encode
+from naturalize.compose.annotate import label_rles
 from naturalize.compose.core import compose_image
 from naturalize.compose.library import load_library
 from naturalize.compose.params import ComposeParams, shard_range
@@ -120,15 +120,23 @@ def test_coco_masks_are_the_changed_pixels(bank: Path, tmp_path: Path) -> None:
         assert not (changed & ~near).any(), "pixels changed outside every annotated cell"
 
 
-def test_rle_encode_matches_pycocotools() -> None:
+def test_label_rles_match_pycocotools() -> None:
     rng = np.random.default_rng(0)
     H, W = 37, 29
-    for x0, y0, h, w in [(0, 0, 5, 7), (22, 30, 7, 7), (3, 4, 10, 1), (0, 10, 27, 29), (28, 36, 1, 1)]:
+    labels = np.zeros((H, W), np.uint8)
+    for n, (x0, y0, h, w) in enumerate([(0, 0, 5, 7), (22, 30, 7, 7), (3, 4, 10, 1), (0, 10, 27, 29), (28, 36, 1, 1)], 1):
         vis = rng.random((h, w)) < 0.6
         vis[0, 0] = True
-        full = np.zeros((H, W), np.uint8, order="F")
-        full[y0:y0 + h, x0:x0 + w] = vis
-        assert rle_encode(vis, x0, y0, H, W) == mask_utils.encode(full)["counts"].decode()
+        labels[y0:y0 + h, x0:x0 + w][vis] = n  # later labels cover earlier ones, as later cells do
+    labels[-1, -1] = 5  # a run to the last pixel
+    got = label_rles(labels, 7)
+    assert got[5:] == [None, None]
+    for n, (counts, box, area) in enumerate(got[:5], 1):
+        full = np.asfortranarray(labels == n).astype(np.uint8)
+        rle = mask_utils.encode(full)
+        ys, xs = np.nonzero(full)
+        assert counts == rle["counts"].decode()
+        assert box == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1] and area == full.sum()
 
 
 def test_same_seed_same_bytes_shards_and_resume(bank: Path, tmp_path: Path) -> None:
@@ -159,10 +167,10 @@ def test_same_seed_same_bytes_shards_and_resume(bank: Path, tmp_path: Path) -> N
 
 
 def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> None:
-    """The run files joined from journal text equal the records dumped whole; journals of whole records
-    (written by earlier versions) still resume to the same files."""
+    """The run files joined from journal text equal the records dumped whole; a journal line cut short
+    (an interrupted write) is skipped and its image made again, the others are not remade."""
     from naturalize.compose.annotate import JSON_SEPARATORS, coco, coco_text, journal_entry, manifest_entry
-    from naturalize.compose.run import render
+    from naturalize.compose.run import journal_line, render
 
     out = tmp_path / "run"
     compose_class(bank, "PMY", 5, out, seed=2, workers=1, progress=False)
@@ -172,13 +180,16 @@ def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> Non
     dump = lambda obj: json.dumps(obj, sort_keys=True, separators=JSON_SEPARATORS)  # noqa: E731
     assert before["annotations.json"].decode() == dump(coco(records)) == coco_text([journal_entry(r) for r in records])
     assert before["manifest.jsonl"].decode() == "".join(dump(manifest_entry(r)) + "\n" for r in records)
+    lines = [journal_line(journal_entry(r)) for r in records]
     shutil.rmtree(out / STATE_DIR / "journal")
     (out / STATE_DIR / "journal").mkdir()
-    (out / STATE_DIR / "journal" / "PMY.old.1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (out / STATE_DIR / "journal" / "PMY.host.1.jsonl").write_text("".join(lines[:4]) + lines[4][:-40])
     (out / "annotations.json").unlink()
-    stamp = (out / "PMY" / "PMY_syn_2_0.jpg").stat().st_mtime_ns
+    stamps = [(out / "PMY" / f"PMY_syn_2_{i}.jpg").stat().st_mtime_ns for i in (0, 4)]
     compose_class(bank, "PMY", 5, out, seed=2, workers=1, progress=False)
-    assert _files(out) == before and (out / "PMY" / "PMY_syn_2_0.jpg").stat().st_mtime_ns == stamp
+    assert _files(out) == before
+    assert (out / "PMY" / "PMY_syn_2_0.jpg").stat().st_mtime_ns == stamps[0]
+    assert (out / "PMY" / "PMY_syn_2_4.jpg").stat().st_mtime_ns != stamps[1]
 
 
 def test_shard_ranges_cover_the_run() -> None:

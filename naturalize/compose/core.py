@@ -2,7 +2,8 @@
 
 In: Library (premultiplied BGRA sprites, BGR plates, plasma colours), numpy Generator, parameters.
 Out: Composite: the BGR uint8 image and, per placed cell, what was placed where and how (sprite,
-     top-left position, transform, stain gain, warped alpha), in paint order.
+     top-left position, transform, stain gain, warped mask), in paint order, and which cell each pixel
+     shows.
 
 Layout: the class's centre cell is drawn first, then a plate whose own inpainted centre cell was no
 larger (so the new cell hides the smudge); the centre cell goes near the image centre (offset drawn
@@ -23,48 +24,47 @@ import cv2
 import numpy as np
 
 from naturalize.compose.library import Library, SpriteSet
-from naturalize.compose.transform import Transform, turn_arrays, turned
 from naturalize.compose.params import ComposeParams
+from naturalize.compose.transform import Transform, turn_arrays, turned
 
-#: Stain gains are clipped to this range (a plate far from the sprite's source is not trusted further).
-GAIN_RANGE = (0.67, 1.5)
+_UNIT_GAIN = (1.0, 1.0, 1.0)
 
 
 @dataclass
 class Placed:
     """One pasted cell: role ('centre', 'RBC', 'PLT', 'WBC' for extra white cells), sprite index in its
     SpriteSet, top-left (x, y) of the warped sprite in image pixels (may be negative), the warped and
-    recoloured premultiplied BGR, its alpha (uint8), mask (uint8 0/255, alpha >= 128), transform and
-    stain gain (BGR)."""
+    recoloured premultiplied BGR, its inverse alpha (255 - alpha), mask (uint8 0/255, alpha >= 128) and
+    its area, transform and stain gain (BGR)."""
 
     role: str
     index: int
     x: int
     y: int
     bgr: np.ndarray
-    alpha: np.ndarray
+    inv: np.ndarray
     mask: np.ndarray
+    area: int
     transform: Transform
-    gain: np.ndarray
+    gain: tuple[float, float, float]
 
 
 @dataclass
 class Composite:
-    """A composed image (BGR uint8 HxWx3), the plate index it was built on, and its cells in paint order."""
+    """A composed image (BGR uint8 HxWx3), the plate index it was built on, its cells in paint order and
+    which cell each pixel shows (`paint`'s label map)."""
 
     image: np.ndarray
     plate: int
     cells: list[Placed]
+    labels: np.ndarray
 
 
-def stain_gain(src_plasma: np.ndarray, dst_plasma: np.ndarray) -> np.ndarray:
-    """Per-channel gain (BGR) taking the sprite's source plasma colour to the plate's, clipped to GAIN_RANGE."""
-    return np.clip(dst_plasma / np.maximum(src_plasma, 1.0), *GAIN_RANGE)
-
-
-def recolour(bgr: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """Premultiplied BGR uint8 with each channel multiplied by `gain` (rounded, saturated)."""
-    return cv2.transform(bgr, np.diag(gain.astype(np.float64)))
+def recolour(bgr: np.ndarray, gain: tuple[float, float, float]) -> np.ndarray:
+    """Premultiplied BGR uint8 with each channel multiplied by its gain (rounded, saturated)."""
+    m = np.zeros((3, 3))
+    m[0, 0], m[1, 1], m[2, 2] = gain
+    return cv2.transform(bgr, m)
 
 
 def clip_box(x: int, y: int, w: int, h: int, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -73,39 +73,33 @@ def clip_box(x: int, y: int, w: int, h: int, width: int, height: int) -> tuple[i
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def blend(image: np.ndarray, bgr: np.ndarray, alpha: np.ndarray, x: int, y: int) -> None:
-    """Paint premultiplied `bgr` with `alpha` at top-left (x, y) onto BGR `image` in place, touching only
-    the sprite's region: out = bgr + image * (255 - alpha) / 255 (rounded, saturated)."""
-    H, W = image.shape[:2]
-    h, w = alpha.shape
-    box = clip_box(x, y, w, h, W, H)
-    if box is None:
-        return
-    x0, y0, x1, y1 = box
-    sy, sx = slice(y0 - y, y1 - y), slice(x0 - x, x1 - x)
-    inv = cv2.cvtColor(cv2.bitwise_not(alpha[sy, sx]), cv2.COLOR_GRAY2BGR)
-    image[y0:y1, x0:x1] = cv2.add(cv2.multiply(image[y0:y1, x0:x1], inv, scale=1 / 255), bgr[sy, sx])
-
-
 class Occupancy:
-    """Where white cells (grown by a margin) and small cells already are: two uint8 0/255 maps."""
+    """Where white cells (grown by a margin) and small cells already are: two uint8 0/255 maps, and the
+    box around all white cells (a cell outside it cannot touch one)."""
 
     def __init__(self, width: int, height: int):
         self.white = np.zeros((height, width), np.uint8)
         self.small = np.zeros((height, width), np.uint8)
+        self.white_box: tuple[int, int, int, int] | None = None
 
     def fits(self, mask: np.ndarray, x: int, y: int, area: int, min_visible: float, overlap: float) -> bool:
         """Whether `mask` (uint8 0/255) at (x, y) keeps min_visible of `area` inside the image, stays off
         white cells and lies on small cells by at most `overlap` of its area."""
         H, W = self.white.shape
-        box = clip_box(x, y, mask.shape[1], mask.shape[0], W, H)
-        if box is None:
+        h, w = mask.shape
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
+        if (x1 - x0) * (y1 - y0) < min_visible * area or x1 <= x0 or y1 <= y0:  # (mostly) outside the image
             return False
-        x0, y0, x1, y1 = box
+        wb = self.white_box
+        near_white = wb is not None and x0 < wb[2] and wb[0] < x1 and y0 < wb[3] and wb[1] < y1
+        cx, cy = x + w // 2, y + h // 2
+        if near_white and 0 <= cx < W and 0 <= cy < H and self.white[cy, cx] and mask[h // 2, w // 2]:
+            return False  # its own centre pixel lies on a white cell: the cheapest certain collision
         m = mask[y0 - y:y1 - y, x0 - x:x1 - x]
-        if cv2.countNonZero(m) < min_visible * area:
+        cut = x0 > x or y0 > y or x1 < x + w or y1 < y + h  # else every mask pixel is inside
+        if cut and min_visible > 0 and cv2.countNonZero(m) < min_visible * area:
             return False
-        if cv2.countNonZero(cv2.bitwise_and(self.white[y0:y1, x0:x1], m)):
+        if near_white and cv2.countNonZero(cv2.bitwise_and(self.white[y0:y1, x0:x1], m)):
             return False
         return cv2.countNonZero(cv2.bitwise_and(self.small[y0:y1, x0:x1], m)) <= overlap * area
 
@@ -116,7 +110,11 @@ class Occupancy:
         box = clip_box(x, y, mask.shape[1], mask.shape[0], W, H)
         if box is not None:
             x0, y0, x1, y1 = box
-            target[y0:y1, x0:x1] |= mask[y0 - y:y1 - y, x0 - x:x1 - x]
+            region = target[y0:y1, x0:x1]
+            cv2.bitwise_or(region, mask[y0 - y:y1 - y, x0 - x:x1 - x], dst=region)
+            if white:
+                wb = self.white_box or box
+                self.white_box = (min(wb[0], x0), min(wb[1], y0), max(wb[2], x1), max(wb[3], y1))
 
 
 def _grow(mask: np.ndarray, r: int) -> tuple[np.ndarray, int]:
@@ -125,9 +123,6 @@ def _grow(mask: np.ndarray, r: int) -> tuple[np.ndarray, int]:
         return mask, 0
     m = cv2.copyMakeBorder(mask, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
     return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))), r
-
-
-_ONES = np.ones(3, np.float32)
 
 
 def choose_plate(lib: Library, rng: np.random.Generator, centre: int | None) -> int:
@@ -139,22 +134,20 @@ def choose_plate(lib: Library, rng: np.random.Generator, centre: int | None) -> 
     return int(lib.plate_by_centre_area[int(rng.integers(max(fits, 1)))])
 
 
-def _prepare(rng: np.random.Generator, sset: SpriteSet, p: ComposeParams, role: str,
-             plate_plasma: np.ndarray, index: int | None = None) -> tuple[Placed, int]:
-    """Draw a sprite of the set (or take `index`) and one of its variants, recolour it (position (0, 0)
-    until placed); returns it and its mask area."""
-    i = int(rng.integers(len(sset))) if index is None else index
-    # one of the sprite's warped variants, mirrored and turned at random: 8 exact looks per variant
-    r = int(rng.integers(8 * len(sset.transforms[i])))
+def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, index: int | None = None) -> Placed:
+    """Draw a sprite of the set (or take `index`) and one of its variants, mirrored and turned at random
+    (8 exact looks per variant), recoloured by its stain gain on the plate (position (0, 0) until placed)."""
+    looks = 8 * len(sset.transforms[0])
+    if index is None:
+        i, r = divmod(int(rng.integers(len(sset) * looks)), looks)
+    else:
+        i, r = index, int(rng.integers(looks))
     v, flip, turns = sset.variant(i, r // 8), bool(r & 4), r & 3
-    bgr, alpha, mask = turn_arrays((v.bgr, v.alpha, v.mask), flip, turns)
-    area, t = v.area, turned(v.transform, flip, turns)
-    gain = _ONES
-    if p.stain:
-        g = stain_gain(sset.plasma[i], plate_plasma)
-        if np.abs(g - 1).max() > 0.004:  # below that no channel moves by a level: skip the work
-            gain, bgr = g, recolour(bgr, g)
-    return Placed(role, i, 0, 0, bgr, alpha, mask, t, gain), area
+    bgr, inv, mask = turn_arrays((v.bgr, v.inv, v.mask), flip, turns)
+    gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
+    if gain != _UNIT_GAIN:
+        bgr = recolour(bgr, gain)
+    return Placed(role, i, 0, 0, bgr, inv, mask, v.area, turned(v.transform, flip, turns), gain)
 
 
 def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:
@@ -163,7 +156,6 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
     centre = int(rng.integers(len(lib.centre)))
     k = choose_plate(lib, rng, centre if p.wbc > 0 else None)
     image = lib.plates[k].copy()
-    plasma = lib.plate_plasma[k]
     occ = Occupancy(W, H)
     placed: list[Placed] = []
 
@@ -174,56 +166,55 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
         placed.append(cell)
 
     if p.wbc > 0:  # the class's cell, near the centre as in every PBC crop
-        cell, _ = _prepare(rng, lib.centre, p, "centre", plasma, index=centre)
+        cell = _prepare(rng, lib.centre, "centre", k, index=centre)
         d = np.asarray(p.centre_offset) + rng.laplace(0.0, 1.0, 2) * np.asarray(p.centre_jitter)
         dx, dy = np.clip(d, -p.centre_max, p.centre_max)
         h, w = cell.mask.shape
         place_white(cell, int(round(W / 2 + dx - w / 2)), int(round(H / 2 + dy - h / 2)))
     for _ in range(p.wbc - 1):  # further white cells of the class: anywhere, touching nothing
-        cell, area = _prepare(rng, lib.centre, p, "WBC", plasma)
+        cell = _prepare(rng, lib.centre, "WBC", k)
         grown, r = _grow(cell.mask, p.wbc_margin)
         h, w = cell.mask.shape
-        for fx, fy in rng.random((p.tries, 2)):
+        for fx, fy in rng.random((p.tries, 2)).tolist():
             x, y = int(fx * W) - w // 2, int(fy * H) - h // 2
-            if occ.fits(grown, x - r, y - r, area, p.min_visible, 0.0) and occ.fits(cell.mask, x, y, area, 0, 0.0):
+            if occ.fits(grown, x - r, y - r, cell.area, p.min_visible, 0.0) and occ.fits(cell.mask, x, y, cell.area, 0, 0.0):
                 place_white(cell, x, y)
                 occ.mark(cell.mask, x, y, white=False)
                 break
     n_plt = int(rng.integers(p.platelets[0], p.platelets[1] + 1)) if len(lib.plt) else 0
     smalls = [lib.rbc] * (p.rbc if len(lib.rbc) else 0) + [lib.plt] * n_plt
     for n, sset in enumerate(smalls):
-        cell, area = _prepare(rng, sset, p, "RBC" if n < p.rbc else "PLT", plasma)
+        cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k)
         h, w = cell.mask.shape
-        for fx, fy in rng.random((p.tries, 2)):
+        for fx, fy in rng.random((p.tries, 2)).tolist():
             x, y = int(fx * W) - w // 2, int(fy * H) - h // 2
-            if occ.fits(cell.mask, x, y, area, p.min_visible, p.rbc_overlap):
+            if occ.fits(cell.mask, x, y, cell.area, p.min_visible, p.rbc_overlap):
                 cell.x, cell.y = x, y
                 occ.mark(cell.mask, x, y, white=False)
                 placed.append(cell)
                 break
     # paint small cells first, white cells last (nothing overlaps a white cell anyway)
     order = [c for c in placed if c.role in ("RBC", "PLT")] + [c for c in placed if c.role in ("centre", "WBC")]
-    for c in order:
-        blend(image, c.bgr, c.alpha, c.x, c.y)
-    return Composite(image, k, order)
+    return Composite(image, k, order, paint(image, order))
 
 
-def visible_masks(comp: Composite) -> list[tuple[tuple[int, int, int, int], np.ndarray] | None]:
-    """Per cell (paint order): (x0, y0, x1, y1) inside the image and the bool mask of its pixels that
-    stay visible (not painted over by a later cell); None when nothing of it is visible."""
-    H, W = comp.image.shape[:2]
-    boxes = [clip_box(c.x, c.y, c.mask.shape[1], c.mask.shape[0], W, H) for c in comp.cells]
-    out: list[tuple[tuple[int, int, int, int], np.ndarray] | None] = []
-    for n, (c, box) in enumerate(zip(comp.cells, boxes)):
-        if box is None:
-            out.append(None)
+def paint(image: np.ndarray, cells: list[Placed]) -> np.ndarray:
+    """Blend the placed cells onto BGR `image` in order, in place, each onto its own region only:
+    out = bgr + image * inv / 255 (premultiplied colour; rounded, saturated). Returns the H x W label map
+    of which cell each pixel shows: n + 1 for cells[n] where its mask is visible (not painted over by a
+    later cell), 0 for the plate (uint8, uint16 beyond 255 cells)."""
+    H, W = image.shape[:2]
+    labels = np.zeros((H, W), np.uint8 if len(cells) < 256 else np.uint16)
+    for n, c in enumerate(cells, start=1):
+        h, w = c.mask.shape
+        x0, y0, x1, y1 = max(c.x, 0), max(c.y, 0), min(c.x + w, W), min(c.y + h, H)
+        if x1 <= x0 or y1 <= y0:
             continue
-        x0, y0, x1, y1 = box
-        vis = c.mask[y0 - c.y:y1 - c.y, x0 - c.x:x1 - c.x] > 0
-        for later, lb in zip(comp.cells[n + 1:], boxes[n + 1:]):
-            if lb is None or lb[0] >= x1 or lb[2] <= x0 or lb[1] >= y1 or lb[3] <= y0:
-                continue
-            ox0, oy0, ox1, oy1 = max(x0, lb[0]), max(y0, lb[1]), min(x1, lb[2]), min(y1, lb[3])
-            vis[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0] &= later.mask[oy0 - later.y:oy1 - later.y, ox0 - later.x:ox1 - later.x] == 0
-        out.append((box, vis) if vis.any() else None)
-    return out
+        sy, sx = slice(y0 - c.y, y1 - c.y), slice(x0 - c.x, x1 - c.x)
+        region = image[y0:y1, x0:x1]  # OpenCV writes into the view
+        inv = cv2.cvtColor(c.inv[sy, sx], cv2.COLOR_GRAY2BGR)
+        cv2.add(cv2.multiply(region, inv, scale=1 / 255), c.bgr[sy, sx], dst=region)
+        # later cells (higher n) are painted over earlier ones: a pixel's label is the largest n on it
+        m, region = c.mask[sy, sx], labels[y0:y1, x0:x1]
+        np.maximum(region, m & n if n < 256 else (m > 0) * np.uint16(n), out=region)
+    return labels

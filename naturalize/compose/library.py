@@ -4,13 +4,14 @@ In: a Bank, the class to compose, the seed and ComposeParams. Out: a Library hol
     - background plates (BGR uint8, resized to the output size) with their plasma colour;
     - sprites per role (centre cell of the class, RBC, PLT): premultiplied BGR + feathered alpha
       (BGRA uint8) and the plasma colour of their source image (for stain matching).
-Everything per-sprite and per-plate (feathering, premultiplication, colour statistics) is computed here
-once, so composing an image only warps, recolours and blends.
+Everything per-sprite and per-plate (feathering, premultiplication, colour statistics, stain gains) is
+computed here once, so composing an image only warps, recolours and blends.
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,17 +21,18 @@ import numpy as np
 from naturalize.bank import Bank, BackgroundRow, SpriteRow
 from naturalize.classes import CLASSES
 from naturalize.compose.params import ComposeParams
+from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
 from naturalize.fsio import UserError
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A sprite already transformed: premultiplied BGR, alpha, mask (uint8 0/255, alpha >= 128), its
-    area in pixels and the Transform that made it."""
+    """A sprite already transformed: premultiplied BGR, inverse alpha (255 - alpha), mask (uint8 0/255,
+    alpha >= 128), its area in pixels and the Transform that made it."""
 
     bgr: np.ndarray
-    alpha: np.ndarray
+    inv: np.ndarray
     mask: np.ndarray
     area: int
     transform: Transform
@@ -39,14 +41,17 @@ class Variant:
 @dataclass
 class SpriteSet:
     """Sprites of one role: premultiplied BGRA arrays, their rows, source plasma (BGR float32 (n, 3)), mask
-    areas, and per sprite the transforms of its variants (drawn when the run starts); a variant is warped
-    on first use and kept (`variant`), so its pixels depend only on the sprite and its transform."""
+    areas, per sprite the transforms of its variants (drawn when the run starts; as many for every sprite)
+    and the stain gain of every sprite on every plate (stain.gain_table; None without stain matching); a
+    variant is warped on first use and kept (`variant`), so its pixels depend only on the sprite and its
+    transform."""
 
     rows: list[SpriteRow]
     bgra: list[np.ndarray]
     plasma: np.ndarray
     areas: np.ndarray
     transforms: list[list[Transform]] = field(default_factory=list)
+    gains: np.ndarray | None = None
     _warped: dict[tuple[int, int], Variant] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -58,6 +63,14 @@ class SpriteSet:
         if out is None:
             out = self._warped[(i, v)] = make_variant(self.bgra[i], self.transforms[i][v])
         return out
+
+    def warm(self, threads: int = 1) -> None:
+        """Warp every variant now, on `threads` threads (OpenCV releases the GIL): what a long run would
+        warp one by one as it goes, done once before worker processes fork and share it."""
+        keys = [(i, v) for i, ts in enumerate(self.transforms) for v in range(len(ts)) if (i, v) not in self._warped]
+        with _Tasks(threads) as tasks:
+            made = tasks.map(lambda key: make_variant(self.bgra[key[0]], self.transforms[key[0]][key[1]]), keys)
+            self._warped.update(zip(keys, made))
 
 
 @dataclass
@@ -74,6 +87,11 @@ class Library:
     centre: SpriteSet
     rbc: SpriteSet
     plt: SpriteSet
+
+    def warm(self, threads: int = 1) -> None:
+        """Warp every sprite variant now (SpriteSet.warm)."""
+        for sset in (self.centre, self.rbc, self.plt):
+            sset.warm(threads)
 
 
 def bank_fingerprint(bank: Bank) -> str:
@@ -131,13 +149,13 @@ def plasma_colour(plate: np.ndarray) -> np.ndarray:
     return np.median(plate[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
 
 
-def sprite_plasma(bgra: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+def sprite_plasma(bgra: np.ndarray) -> np.ndarray | None:
     """BGR plasma colour of a sprite's source image: the upper quartile of the crop's pixels outside the
     cell (a bank keeps their colour under alpha 0; within 1-2 levels of the plate's median on the sample);
-    `fallback` when fewer than 20 such pixels carry colour."""
+    None when fewer than 20 such pixels carry colour."""
     out = bgra[bgra[:, :, 3] == 0][:, :3]
     out = out[out.any(axis=1)]
-    return np.percentile(out, 75, axis=0).astype(np.float32) if len(out) >= 20 else fallback
+    return np.percentile(out, 75, axis=0).astype(np.float32) if len(out) >= 20 else None
 
 
 def _subset(rows: list, k: int, rng: np.random.Generator) -> list:
@@ -159,6 +177,7 @@ def _read_bgra(path: Path) -> np.ndarray:
 
 
 def _read_plate(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """BGR plate at the output size."""
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if im is None:
         raise UserError(f"cannot read background {path}; the bank is damaged, rebuild it with `naturalize segment`")
@@ -167,11 +186,39 @@ def _read_plate(path: Path, size: tuple[int, int]) -> np.ndarray:
     return im
 
 
-def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Library:
+class _Tasks:
+    """map() on `threads` threads (OpenCV and zlib release the GIL), or in this thread for one. The threaded
+    map queues every item at once, so several maps keep all threads busy until the last result."""
+
+    def __init__(self, threads: int):
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def map(self, fn, items: list):
+        return self.pool.map(fn, items) if self.pool else map(fn, items)
+
+    def __enter__(self) -> "_Tasks":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _load_sprite(path: Path, feather: float, transforms: list[Transform], warm: bool, plasma: bool):
+    """One sprite: (its source plasma from the crop, or None; feathered premultiplied BGRA; its variants
+    when warm, else [])."""
+    raw = _read_bgra(path)
+    bgra = feathered(raw, feather)
+    return (sprite_plasma(raw) if plasma else None), bgra, [make_variant(bgra, t) for t in transforms] if warm else []
+
+
+def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1,
+                 warm: bool = False) -> Library:
     """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images and
     at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
     seed (all of them in a small bank). A sprite's source plasma colour is its source plate's when that
-    plate is loaded, else the median colour around the cell in its crop."""
+    plate is loaded, else the colour around the cell in its crop. warm: warp every sprite variant now
+    (SpriteSet.warm). Files are decoded on `threads` threads; the result does not depend on it."""
     centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
     rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
     plates_by_source: dict[str, BackgroundRow] = {}
@@ -180,20 +227,7 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Libr
     sources = _subset(sorted(plates_by_source), params.max_sources, rng)
     chosen = set(sources)
     plate_rows = [plates_by_source[s] for s in sources]
-    plates = [_read_plate(bank.root / r.relpath, params.size) for r in plate_rows]
-    plasma_of = {r.source: plasma_colour(p) for r, p in zip(plate_rows, plates)}
-    fallback = np.median(np.stack(list(plasma_of.values())), axis=0).astype(np.float32)
     centre_rows = _subset(centre_rows, params.max_wbc, rng)
-
-    def sprite_set(rows: list[SpriteRow], variants: int) -> SpriteSet:
-        raw = [_read_bgra(bank.root / r.relpath) for r in rows]
-        plasma = [plasma_of[r.source] if r.source in plasma_of else sprite_plasma(a, fallback) for r, a in zip(rows, raw)]
-        arrays = [feathered(a, params.feather) for a in raw]
-        areas = np.array([np.count_nonzero(a[:, :, 3] >= 128) for a in arrays], np.int64)
-        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas)
-        vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
-        out.transforms = [[sample_transform(vrng, params) for _ in range(variants)] for _ in rows]
-        return out
 
     def from_sources(kind: str) -> list[SpriteRow]:
         rows = sorted((r for r in bank.select(kind) if r.source in chosen), key=lambda r: r.sprite_id)
@@ -202,13 +236,39 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Libr
     rbc, plt = from_sources("RBC"), from_sources("PLT")
     if params.rbc > 0 and not rbc:
         raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
+    sets = [(centre_rows, params.centre_variants), (rbc, params.variants), (plt, params.variants)]
+    transforms = []
+    for rows, variants in sets:
+        vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
+        transforms.append([[sample_transform(vrng, params) for _ in range(variants)] for _ in rows])
+    with _Tasks(threads) as tasks:  # every file queued at once: plates, then each set's sprites
+        plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), plate_rows)
+        sprites_done = [tasks.map(lambda rt: _load_sprite(bank.root / rt[0].relpath, params.feather, rt[1], warm,
+                                                          rt[0].source not in chosen), zip(rows, ts))
+                        for (rows, _), ts in zip(sets, transforms)]
+        plates = list(plates_done)
+        loaded = [list(done) for done in sprites_done]
+    plasma_of = {r.source: plasma_colour(p) for r, p in zip(plate_rows, plates)}
+    plate_plasma = np.stack([plasma_of[r.source] for r in plate_rows])
+    fallback = np.median(plate_plasma, axis=0).astype(np.float32)
+
+    def sprite_set(rows: list[SpriteRow], ts: list[list[Transform]], got: list) -> SpriteSet:
+        plasma = [plasma_of[r.source] if crop is None and r.source in plasma_of else (fallback if crop is None else crop)
+                  for r, (crop, _, _) in zip(rows, got)]
+        arrays = [bgra for _, bgra, _ in got]
+        areas = np.array([np.count_nonzero(a[:, :, 3] >= 128) for a in arrays], np.int64)
+        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas, ts)
+        out._warped.update(((i, v), var) for i, (_, _, made) in enumerate(got) for v, var in enumerate(made))
+        if params.stain:
+            out.gains = gain_table(out.plasma, plate_plasma)
+        return out
+
+    centre, rbc_set, plt_set = (sprite_set(rows, ts, got) for (rows, _), ts, got in zip(sets, transforms, loaded))
     centre_area = _centre_cell_areas(bank, plate_rows, params.size)
     order = np.argsort(centre_area, kind="stable")
     return Library(cls=cls, centre_kind=centre_kind_of(cls), plates=plates, plate_rows=plate_rows,
-                   plate_plasma=np.stack([plasma_of[r.source] for r in plate_rows]),
-                   plate_by_centre_area=order, plate_centre_area_sorted=centre_area[order],
-                   centre=sprite_set(centre_rows, params.centre_variants), rbc=sprite_set(rbc, params.variants),
-                   plt=sprite_set(plt, params.variants))
+                   plate_plasma=plate_plasma, plate_by_centre_area=order, plate_centre_area_sorted=centre_area[order],
+                   centre=centre, rbc=rbc_set, plt=plt_set)
 
 
 def _centre_cell_areas(bank: Bank, plates: list[BackgroundRow], size: tuple[int, int]) -> np.ndarray:
@@ -229,5 +289,4 @@ def _centre_cell_areas(bank: Bank, plates: list[BackgroundRow], size: tuple[int,
 
 def make_variant(bgra: np.ndarray, t: Transform) -> Variant:
     """The premultiplied BGRA sprite under Transform t, split for pasting."""
-    bgr, alpha, mask, area = split_warped(warp(bgra, t))
-    return Variant(bgr, alpha, mask, area, t)
+    return Variant(*split_warped(warp(bgra, t)), t)

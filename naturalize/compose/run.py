@@ -9,8 +9,8 @@ numpy.random.default_rng([seed, class index, i]). A shard makes the indices of i
 an interrupted run resumes (images with a record are skipped); the manifest and the COCO file are
 rebuilt at the end of every run from all records in OUT, sorted, so any split of the work into shards
 and reruns writes the same files. Each process appends to its own journal, one line per finished image
-holding its manifest line and COCO annotations already serialised (annotate.journal_entry), so the
-rebuild only joins text.
+holding its manifest line and COCO annotations already serialised (annotate.journal_entry, joined by
+tabs: journal_line), so the rebuild only joins text.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -34,9 +36,9 @@ from naturalize.compose.params import FORMATS, ComposeParams, shard_range
 from naturalize.fsio import UserError, write_text
 
 STATE_DIR = ".naturalize-compose"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: composites of this code (q75 4:4:4, new draws); an older run is not resumed
 
-# what a worker composes with: set once per process by _init
+# what this process composes with: set by _load (a forked worker inherits it) and _open_journal
 _WORKER: dict = {}
 
 
@@ -46,8 +48,9 @@ def image_name(cls: str, seed: int, index: int, fmt: str) -> str:
 
 
 def encode(image: np.ndarray, params: ComposeParams) -> bytes:
-    """BGR uint8 image -> JPEG (quality params.quality) or PNG bytes."""
-    flags = [cv2.IMWRITE_JPEG_QUALITY, params.quality] if params.fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    """BGR uint8 image -> JPEG (quality params.quality, 4:4:4 as the PBC files) or PNG bytes."""
+    flags = ([cv2.IMWRITE_JPEG_QUALITY, params.quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+             if params.fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3])
     ok, buf = cv2.imencode(FORMATS[params.fmt], image, flags)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {params.fmt} image")
@@ -61,16 +64,25 @@ def render(lib: Library, params: ComposeParams, seed: int, index: int) -> tuple[
     return comp.image, image_record(comp, lib, file, seed, index)
 
 
-def _init(bank_root: str, cls: str, seed: int, params: ComposeParams, out: str, worker: bool = True) -> None:
-    """Get this process ready to compose (worker: one OpenCV thread); it appends to its own journal."""
-    if worker:
-        cv2.setNumThreads(1)  # one process per core already
-    key = (bank_root, cls, seed, params)
-    if _WORKER.get("key") != key:  # read the bank once per process and run
-        _WORKER.update(key=key, lib=load_library(Bank.open(bank_root), cls, seed, params))
+def _load(bank: Bank | str, cls: str, seed: int, params: ComposeParams, out: str, threads: int = 1,
+          warm: bool = False) -> None:
+    """Read the bank (or the bank at that path) into this process's library (load_library)."""
+    bank = bank if isinstance(bank, Bank) else Bank.open(bank)
+    lib = load_library(bank, cls, seed, params, threads=threads, warm=warm)
+    _WORKER.update(lib=lib, params=params, seed=seed, out=Path(out))
+
+
+def _open_journal(out: str, cls: str) -> None:
+    """Give this process its own journal to append to."""
     journal = Path(out) / STATE_DIR / "journal" / f"{cls}.{socket.gethostname()}.{os.getpid()}.jsonl"
-    _WORKER.update(params=params, seed=seed, out=Path(out),
-                   journal=os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+    _WORKER["journal"] = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def _init_spawned(bank_root: str, cls: str, seed: int, params: ComposeParams, out: str) -> None:
+    """A spawned worker: one OpenCV thread (one process per core already), its own library and journal."""
+    cv2.setNumThreads(1)
+    _load(bank_root, cls, seed, params, out)
+    _open_journal(out, cls)
 
 
 def _close() -> None:
@@ -103,8 +115,29 @@ def _work(index: int) -> None:
     process's journal (a line cut short by a kill is skipped when read: the image is simply made again)."""
     image, record = render(_WORKER["lib"], _WORKER["params"], _WORKER["seed"], index)
     _write_atomic(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
-    line = json.dumps(journal_entry(record), separators=JSON_SEPARATORS) + "\n"
-    _write_all(_WORKER["journal"], line.encode("ascii"))
+    _write_all(_WORKER["journal"], journal_line(journal_entry(record)).encode("ascii"))
+
+
+_KEYS = ("class", "seed", "index", "file", "width", "height", "n_anns")
+
+
+def journal_line(entry: dict) -> str:
+    """A journal entry as one line: its keys (compact JSON), its manifest line and its COCO annotations,
+    joined by tabs (compact JSON escapes every tab inside them)."""
+    head = json.dumps({k: entry[k] for k in _KEYS}, separators=JSON_SEPARATORS)
+    return f'{head}\t{entry["manifest"]}\t{entry["coco"]}\n'
+
+
+def parse_journal_line(line: str) -> dict | None:
+    """journal_line's entry back; None for a line cut short by an interrupted run."""
+    parts = line[:-1].split("\t") if line.endswith("\n") else ()
+    if len(parts) != 3:
+        return None
+    try:
+        entry = json.loads(parts[0])
+    except json.JSONDecodeError:
+        return None
+    return entry | {"manifest": parts[1], "coco": parts[2]}
 
 
 def _state_path(out: Path, cls: str) -> Path:
@@ -155,34 +188,42 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
 def load_entries(out: Path) -> list[dict]:
     """Every finished image's journal entry (annotate.journal_entry) in OUT (all classes): from the
     journals, for images whose file exists and that belong to the class's current run; sorted by class,
-    then index. (Journals of earlier versions hold whole records: they are converted.)"""
+    then index."""
     states = {c: _read_state(out, c) for c in CLASSES}
+    files = {c: {e.name for e in os.scandir(out / c)} for c, st in states.items() if st and (out / c).is_dir()}
     found: dict[tuple[str, int], dict] = {}
     for j in _journals(out):
-        with j.open(encoding="utf-8") as f:
+        with j.open(encoding="utf-8", newline="") as f:
             for line in f:
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by an interrupted run
+                r = parse_journal_line(line)
+                if r is None:
                     continue
-                if "manifest" not in r:
-                    r = journal_entry(r)
-                st = states.get(r.get("class"))
+                st = states.get(r["class"])
                 if st is None or r["seed"] != st["seed"] or not 0 <= r["index"] < st["n"]:
                     continue
                 key = (r["class"], r["index"])
-                if key not in found and (out / r["file"]).is_file():
+                if key not in found and r["file"].rpartition("/")[2] in files.get(r["class"], ()):
                     found[key] = r
     return [found[k] for k in sorted(found, key=lambda k: (CLASSES.index(k[0]), k[1]))]
 
 
-def write_run_files(out: Path) -> list[dict]:
+def write_run_files(out: Path, pool=None) -> list[dict]:
     """Rewrite OUT/manifest.jsonl and OUT/annotations.json from all journal entries (atomically): text the
-    workers serialised, joined; returns the entries."""
+    workers serialised, joined; returns the entries. With a worker pool, one of its workers writes the
+    COCO file meanwhile (_write_coco)."""
+    coco_done = pool.apply_async(_write_coco, (str(out),)) if pool is not None else None
     entries = load_entries(out)
     write_text(out / "manifest.jsonl", "".join(e["manifest"] + "\n" for e in entries))
-    write_text(out / "annotations.json", coco_text(entries))
+    if coco_done is None:
+        write_text(out / "annotations.json", coco_text(entries))
+    else:
+        coco_done.get()
     return entries
+
+
+def _write_coco(out: str) -> None:
+    """OUT/annotations.json from OUT's journals (a worker's part of write_run_files)."""
+    write_text(Path(out) / "annotations.json", coco_text(load_entries(Path(out))))
 
 
 def normalise_class(text: str) -> str:
@@ -215,33 +256,50 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
     done = {r["index"] for r in load_entries(out) if r["class"] == cls}
     todo = [i for i in indices if i not in done]
     if todo:
-        _run(bank, cls, seed, params, out, todo, workers, progress)
-    write_run_files(out)
+        _run(bank, cls, seed, params, out, todo, workers, progress, finish=lambda pool: write_run_files(out, pool))
+    else:
+        write_run_files(out)
     return [out / cls / image_name(cls, seed, i, params.fmt) for i in indices]
 
 
+#: A run of at least this many images uses nearly every sprite variant: they are warped before it starts.
+WARM_FROM = 1000
+
+
 def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo: list[int], workers: int,
-         progress: bool) -> None:
+         progress: bool, finish: Callable) -> None:
+    """Compose `todo` into OUT, then call finish(pool) (the worker pool, or None) before the workers stop.
+    Several workers on Linux: this process reads the bank (and warps the sprite variants of a long run) on
+    `workers` threads, then forks workers that share it all; elsewhere each spawned worker reads the bank
+    itself."""
     from tqdm import tqdm
 
     (out / cls).mkdir(parents=True, exist_ok=True)
     args = (str(bank.root), cls, seed, params, str(out))
-    bar = tqdm(total=len(todo), desc=f"compose {cls}", unit="img", disable=not progress, smoothing=0.05)
     workers = max(1, min(workers, len(todo) // 32 or 1))
-    if workers == 1:
-        _init(*args, worker=False)
-        done = map(_work, todo)
-        pool = None
-    else:
-        # spawn, not fork: OpenCV's thread pool does not survive a fork; each worker reads the bank once
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init, initargs=args)
-        done = pool.imap_unordered(_work, todo, chunksize=16)
+    fork = workers > 1 and sys.platform == "linux"
+    cv_threads = cv2.getNumThreads()
+    pool = None
     try:
-        for _ in done:
-            bar.update(1)
+        if workers == 1 or fork:
+            cv2.setNumThreads(1)  # threads of our own decode and warp the files (and forked workers need it)
+            _load(bank, *args[1:], threads=workers, warm=len(todo) >= WARM_FROM)
+        if workers == 1:
+            _open_journal(str(out), cls)
+            done = map(_work, todo)
+        elif fork:  # OpenCV's thread pool does not survive a fork: it was stopped above until the workers are gone
+            pool = mp.get_context("fork").Pool(workers, initializer=_open_journal, initargs=(str(out), cls))
+        else:
+            pool = mp.get_context("spawn").Pool(workers, initializer=_init_spawned, initargs=args)
+        if pool is not None:  # chunks of 64: fewer, larger messages cost the parent a third of the CPU of 16
+            done = pool.imap_unordered(_work, todo, chunksize=max(1, min(64, len(todo) // (8 * workers))))
+        with tqdm(total=len(todo), desc=f"compose {cls}", unit="img", disable=not progress, smoothing=0.05) as bar:
+            for _ in done:
+                bar.update(1)
+        finish(pool)
     finally:
         if pool is not None:
             pool.terminate()  # every result is in (or the run failed): stop the workers
             pool.join()
+        cv2.setNumThreads(cv_threads)
         _close()  # this process's journal and library
-        bar.close()

@@ -4,13 +4,13 @@ turned / turn_arrays apply a further mirror and quarter turn to an already warpe
 
 In: a premultiplied BGRA sprite (h, w, 4 uint8) and a Transform. Out: the warped sprite on a canvas just
 large enough to hold it (one affine warp, bicubic: composites then are about as sharp as real crops,
-where bilinear blurred them measurably), and its BGR / alpha / mask split for pasting.
+where bilinear blurred them measurably), and its BGR / inverse alpha / mask split for pasting.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -18,9 +18,9 @@ import numpy as np
 from naturalize.compose.params import ComposeParams
 
 
-@dataclass(frozen=True)
-class Transform:
-    """flip (mirror left-right), then rot90 quarter turns, then `angle` degrees and `scale`."""
+class Transform(NamedTuple):
+    """flip (mirror left-right), then rot90 quarter turns, then `angle` degrees and `scale` (a named tuple:
+    one is made per pasted cell)."""
 
     flip: bool
     rot90: int
@@ -44,14 +44,11 @@ def warp(sprite: np.ndarray, t: Transform) -> np.ndarray:
     a = math.radians(t.angle + 90 * t.rot90)
     c, s = math.cos(a) * t.scale, math.sin(a) * t.scale
     f = -1.0 if t.flip else 1.0
-    lin = np.array([[c * f, -s], [s * f, c]])
-    xs = np.array([-0.5, w - 0.5, -0.5, w - 0.5]) - (w - 1) / 2
-    ys = np.array([-0.5, -0.5, h - 0.5, h - 0.5]) - (h - 1) / 2
-    cx, cy = lin @ np.stack([xs, ys])
-    ow, oh = int(math.ceil(cx.max() - cx.min() - 1e-6)), int(math.ceil(cy.max() - cy.min() - 1e-6))
-    m = np.empty((2, 3))
-    m[:, :2] = lin
-    m[:, 2] = np.array([(ow - 1) / 2, (oh - 1) / 2]) - lin @ np.array([(w - 1) / 2, (h - 1) / 2])
+    (a00, a01), (a10, a11) = (c * f, -s), (s * f, c)
+    # the w x h pixel rectangle, centred, spans |a00| w + |a01| h across and |a10| w + |a11| h down
+    ow, oh = math.ceil(abs(a00) * w + abs(a01) * h - 1e-6), math.ceil(abs(a10) * w + abs(a11) * h - 1e-6)
+    cx, cy = (w - 1) / 2, (h - 1) / 2  # the sprite's centre goes to the canvas's
+    m = np.array([[a00, a01, (ow - 1) / 2 - a00 * cx - a01 * cy], [a10, a11, (oh - 1) / 2 - a10 * cx - a11 * cy]])
     return cv2.warpAffine(sprite, m, (ow, oh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
@@ -62,31 +59,36 @@ def turned(t: Transform, flip: bool, turns: int) -> Transform:
     return Transform(not t.flip, (turns - t.rot90) % 4, -t.angle, t.scale)
 
 
-_ROTATE = {1: cv2.ROTATE_90_CLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_COUNTERCLOCKWISE}
+def _mirror_turn(flip: bool, turns: int):
+    """The function of one array doing a left-right mirror (if flip) then `turns` clockwise quarter turns,
+    as one OpenCV call (two for the anti-transpose); None for the identity."""
+    if not flip:
+        return {0: None, 1: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE), 2: lambda a: cv2.flip(a, -1),
+                3: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}[turns]
+    return {0: lambda a: cv2.flip(a, 1), 1: lambda a: cv2.flip(cv2.transpose(a), -1), 2: lambda a: cv2.flip(a, 0),
+            3: cv2.transpose}[turns]
+
+
+_MIRROR_TURN = {(flip, turns): _mirror_turn(flip, turns) for flip in (False, True) for turns in range(4)}
 
 
 def turn_arrays(arrays: tuple[np.ndarray, ...], flip: bool, turns: int) -> list[np.ndarray]:
     """Each (h, w[, c]) uint8 array mirrored left-right (if flip), then turned by `turns` quarter turns the
-    way Transform.rot90 turns (clockwise on screen); new contiguous arrays (OpenCV: numpy's strided
-    copies of turned views cost several times more)."""
-    out = []
-    for a in arrays:
-        if flip:
-            a = cv2.flip(a, 1)
-        if turns:
-            a = cv2.rotate(a, _ROTATE[turns])
-        out.append(a)
-    return out
+    way Transform.rot90 turns (clockwise on screen): new contiguous arrays (OpenCV: numpy's strided copies
+    of turned views cost several times more), or the arrays themselves when nothing turns."""
+    fn = _MIRROR_TURN[(flip, turns & 3)]
+    return list(arrays) if fn is None else [fn(a) for a in arrays]
 
 
 _NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 def split_warped(warped: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Warped premultiplied BGRA -> (BGR, alpha, mask uint8 0/255 where alpha >= 128, mask area).
-    Colour and alpha farther than 2 px from the mask are dropped (interpolation can thin a faint part
-    below 128: it would change pixels no mask accounts for)."""
+    """Warped premultiplied BGRA -> (premultiplied BGR, 255 - alpha (what blending multiplies the image by),
+    mask uint8 0/255 where alpha >= 128, mask area). Colour and alpha farther than 2 px from the mask are
+    dropped (interpolation can thin a faint part below 128: it would change pixels no mask accounts for)."""
     alpha = cv2.extractChannel(warped, 3)
     _, mask = cv2.threshold(alpha, 127, 255, cv2.THRESH_BINARY)
     warped = cv2.bitwise_and(warped, warped, mask=cv2.dilate(mask, _NEAR))
-    return cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR), cv2.extractChannel(warped, 3), mask, cv2.countNonZero(mask)
+    inv = cv2.bitwise_not(cv2.extractChannel(warped, 3))
+    return cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR), inv, mask, cv2.countNonZero(mask)
