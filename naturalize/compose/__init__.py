@@ -2,10 +2,11 @@
 
     params.py     ComposeParams and the parsing of sizes, ranges and shards
     library.py    the bank loaded for one run: feathered premultiplied sprites, plates, colour statistics
+    stain.py      stain matching: von Kries gains from plasma colours
     transform.py  flips, quarter turns, small rotations and scale jitter (one affine warp)
-    core.py       the pure core: layout, stain matching and blending of one image (arrays + Generator)
+    core.py       the pure core: layout, recolouring and blending of one image (arrays + Generator)
     annotate.py   per-image records, manifest lines and the COCO file
-    run.py        the shell: workers, shards, resume, output files
+    run.py        the shell: forked workers over one library, journals, shards, resume, output files
     preview.py    contact sheets, real beside synthetic
 """
 

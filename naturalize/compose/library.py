@@ -1,4 +1,4 @@
-"""The in-memory sprite library of one compose run, loaded once per worker from a sprite bank.
+"""The in-memory sprite library of one compose run, loaded once from a sprite bank (forked workers share it).
 
 In: a Bank, the class to compose, the seed and ComposeParams. Out: a Library holding, ready to paste,
     - background plates (BGR uint8, resized to the output size) with their plasma colour;
