@@ -34,15 +34,14 @@ _UNIT_GAIN = (1.0, 1.0, 1.0)
 class Placed:
     """One pasted cell: role ('centre', 'RBC', 'PLT', 'WBC' for extra white cells), sprite index in its
     SpriteSet, top-left (x, y) of the warped sprite in image pixels (may be negative), the warped and
-    recoloured premultiplied BGR, its inverse alpha (255 - alpha), mask (uint8 0/255, alpha >= 128) and
-    its area, transform and stain gain (BGR)."""
+    premultiplied BGR with inverse alpha (255 - alpha) as 4th channel, mask (uint8 0/255, alpha >= 128)
+    and its area, transform and stain gain (BGR; applied when painted)."""
 
     role: str
     index: int
     x: int
     y: int
-    bgr: np.ndarray
-    inv: np.ndarray
+    bgri: np.ndarray
     mask: np.ndarray
     area: int
     transform: Transform
@@ -143,11 +142,9 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, i
     else:
         i, r = index, int(rng.integers(looks))
     v, flip, turns = sset.variant(i, r // 8), bool(r & 4), r & 3
-    bgr, inv, mask = turn_arrays((v.bgr, v.inv, v.mask), flip, turns)
+    bgri, mask = turn_arrays((v.bgri, v.mask), flip, turns)
     gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
-    if gain != _UNIT_GAIN:
-        bgr = recolour(bgr, gain)
-    return Placed(role, i, 0, 0, bgr, inv, mask, v.area, turned(v.transform, flip, turns), gain)
+    return Placed(role, i, 0, 0, bgri, mask, v.area, turned(v.transform, flip, turns), gain)
 
 
 def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:
@@ -212,8 +209,12 @@ def paint(image: np.ndarray, cells: list[Placed]) -> np.ndarray:
             continue
         sy, sx = slice(y0 - c.y, y1 - c.y), slice(x0 - c.x, x1 - c.x)
         region = image[y0:y1, x0:x1]  # OpenCV writes into the view
-        inv = cv2.cvtColor(c.inv[sy, sx], cv2.COLOR_GRAY2BGR)
-        cv2.add(cv2.multiply(region, inv, scale=1 / 255), c.bgr[sy, sx], dst=region)
+        bgri = c.bgri[sy, sx]
+        bgr = cv2.cvtColor(bgri, cv2.COLOR_BGRA2BGR)
+        if c.gain != _UNIT_GAIN:
+            bgr = recolour(bgr, c.gain)
+        inv = cv2.cvtColor(cv2.extractChannel(bgri, 3), cv2.COLOR_GRAY2BGR)
+        cv2.add(cv2.multiply(region, inv, scale=1 / 255), bgr, dst=region)
         # later cells (higher n) are painted over earlier ones: a pixel's label is the largest n on it
         m, region = c.mask[sy, sx], labels[y0:y1, x0:x1]
         np.maximum(region, m & n if n < 256 else (m > 0) * np.uint16(n), out=region)

@@ -28,11 +28,10 @@ from naturalize.fsio import UserError
 
 @dataclass(frozen=True)
 class Variant:
-    """A sprite already transformed: premultiplied BGR, inverse alpha (255 - alpha), mask (uint8 0/255,
-    alpha >= 128), its area in pixels and the Transform that made it."""
+    """A sprite already transformed: premultiplied BGR with inverse alpha (255 - alpha) as 4th channel,
+    mask (uint8 0/255, alpha >= 128), its area in pixels and the Transform that made it."""
 
-    bgr: np.ndarray
-    inv: np.ndarray
+    bgri: np.ndarray
     mask: np.ndarray
     area: int
     transform: Transform

@@ -83,12 +83,12 @@ def turn_arrays(arrays: tuple[np.ndarray, ...], flip: bool, turns: int) -> list[
 _NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
-def split_warped(warped: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Warped premultiplied BGRA -> (premultiplied BGR, 255 - alpha (what blending multiplies the image by),
-    mask uint8 0/255 where alpha >= 128, mask area). Colour and alpha farther than 2 px from the mask are
-    dropped (interpolation can thin a faint part below 128: it would change pixels no mask accounts for)."""
+def split_warped(warped: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Warped premultiplied BGRA -> (premultiplied BGR with 255 - alpha in the 4th channel (what blending
+    multiplies the image by; 4-byte pixels turn several times faster than 3-byte ones), mask uint8 0/255
+    where alpha >= 128, mask area). Colour and alpha farther than 2 px from the mask are dropped
+    (interpolation can thin a faint part below 128: it would change pixels no mask accounts for)."""
     alpha = cv2.extractChannel(warped, 3)
     _, mask = cv2.threshold(alpha, 127, 255, cv2.THRESH_BINARY)
     warped = cv2.bitwise_and(warped, warped, mask=cv2.dilate(mask, _NEAR))
-    inv = cv2.bitwise_not(cv2.extractChannel(warped, 3))
-    return cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR), inv, mask, cv2.countNonZero(mask)
+    return cv2.bitwise_xor(warped, (0, 0, 0, 255)), mask, cv2.countNonZero(mask)
