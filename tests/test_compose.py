@@ -166,6 +166,16 @@ def test_same_seed_same_bytes_shards_and_resume(bank: Path, tmp_path: Path) -> N
     assert other[0].read_bytes() != paths[0].read_bytes()
 
 
+def test_spawned_workers_make_the_same_files(bank: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where workers cannot be forked (not Linux) each spawned worker reads the bank itself: same files."""
+    from naturalize.compose import run
+
+    forked = compose_class(bank, "PMY", 70, tmp_path / "forked", seed=4, workers=2, progress=False)
+    monkeypatch.setattr(run, "FORK_WORKERS", False)
+    spawned = compose_class(bank, "PMY", 70, tmp_path / "spawned", seed=4, workers=2, progress=False)
+    assert _files(forked[0].parents[1]) == _files(spawned[0].parents[1])
+
+
 def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> None:
     """The run files joined from journal text equal the records dumped whole; a journal line cut short
     (an interrupted write) is skipped and its image made again, the others are not remade."""

@@ -22,6 +22,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from multiprocessing.pool import Pool
 from typing import Callable
 
 import cv2
@@ -207,7 +208,7 @@ def load_entries(out: Path) -> list[dict]:
     return [found[k] for k in sorted(found, key=lambda k: (CLASSES.index(k[0]), k[1]))]
 
 
-def write_run_files(out: Path, pool=None) -> list[dict]:
+def write_run_files(out: Path, pool: Pool | None = None) -> list[dict]:
     """Rewrite OUT/manifest.jsonl and OUT/annotations.json from all journal entries (atomically): text the
     workers serialised, joined; returns the entries. With a worker pool, one of its workers writes the
     COCO file meanwhile (_write_coco)."""
@@ -264,10 +265,13 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
 
 #: A run of at least this many images uses nearly every sprite variant: they are warped before it starts.
 WARM_FROM = 1000
+#: Workers are forked, sharing this process's library, where that is safe (Linux); elsewhere they are
+#: spawned and each reads the bank itself.
+FORK_WORKERS = sys.platform == "linux"
 
 
 def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo: list[int], workers: int,
-         progress: bool, finish: Callable) -> None:
+         progress: bool, finish: Callable[[Pool | None], object]) -> None:
     """Compose `todo` into OUT, then call finish(pool) (the worker pool, or None) before the workers stop.
     Several workers on Linux: this process reads the bank (and warps the sprite variants of a long run) on
     `workers` threads, then forks workers that share it all; elsewhere each spawned worker reads the bank
@@ -277,7 +281,7 @@ def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo
     (out / cls).mkdir(parents=True, exist_ok=True)
     args = (str(bank.root), cls, seed, params, str(out))
     workers = max(1, min(workers, len(todo) // 32 or 1))
-    fork = workers > 1 and sys.platform == "linux"
+    fork = workers > 1 and FORK_WORKERS
     cv_threads = cv2.getNumThreads()
     pool = None
     try:
