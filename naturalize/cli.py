@@ -154,7 +154,7 @@ def compose(
     size: str = typer.Option("360x363", help="Image size WIDTHxHEIGHT."),
     fmt: str = typer.Option("jpg", "--format", help="jpg (4:4:4, as the PBC images) or png."),
     quality: int = typer.Option(75, help="JPEG quality (75: the PBC images' own)."),
-    workers: int = typer.Option(2, help="Worker processes (each reads the bank once)."),
+    workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
     shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
 ) -> None:

@@ -233,6 +233,8 @@ def test_bad_input_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
     meta = json.loads((bank / "bank.json").read_text())
     (old / "bank.json").write_text(json.dumps(meta | {"format_version": 99}))
     assert "format version 99" in err(bank=old)
+    with pytest.raises(UserError, match="--quality 0 is not a JPEG quality"):
+        ComposeParams(quality=0)
     # the command line prints it as one line and exits 2
     r = subprocess.run([sys.executable, "-c", "from naturalize.cli import main; main()", "compose", "--class", "PMY",
                         "--n", "5", "--bank", str(bank), "--shard", "x"], capture_output=True, text=True)

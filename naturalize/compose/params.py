@@ -70,7 +70,7 @@ class ComposeParams:
         if self.fmt not in FORMATS:
             raise UserError(f"--format {self.fmt!r} is not one of {', '.join(FORMATS)}")
         if not 1 <= self.quality <= 100:
-            raise UserError(f"JPEG quality {self.quality} is not in 1..100")
+            raise UserError(f"--quality {self.quality} is not a JPEG quality; use 1..100 (75: the PBC files' own)")
         # tuples may arrive as lists (from JSON): normalise so equal parameters compare equal
         for name in ("size", "platelets", "centre_offset", "centre_jitter"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
