@@ -7,9 +7,9 @@ Out: Composite: the BGR uint8 image and, per placed cell, what was placed where 
 
 Layout: the class's centre cell is drawn first, then a plate whose own inpainted centre cell was no
 larger (so the new cell hides the smudge); the centre cell goes near the image centre (offset drawn
-from the distribution measured on real PBC crops); further white cells, red cells and platelets are rejection-sampled anywhere, may be
-cut by the border, never touch a white cell (tested on the warped masks, grown by `wbc_margin`), and
-may touch each other by at most `rbc_overlap` of their area. Each sprite is one of its warped variants
+from the distribution measured on real PBC crops); further white cells, red cells and platelets are
+rejection-sampled anywhere, may be cut by the border, never touch a white cell (tested on the warped
+masks, grown by `wbc_margin`), and may touch each other by at most `rbc_overlap` of their area. Each sprite is one of its warped variants
 (flip, quarter turn, small rotation and scale) mirrored and turned at random, recoloured by the von
 Kries gain that maps its source image's plasma colour onto the plate's (per channel: under
 Beer-Lambert, a change of illumination or stain tint multiplies every transmitted channel), and
@@ -135,7 +135,7 @@ def choose_plate(lib: Library, rng: np.random.Generator, centre: int | None) -> 
 
 def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, index: int | None = None) -> Placed:
     """Draw a sprite of the set (or take `index`) and one of its variants, mirrored and turned at random
-    (8 exact looks per variant), recoloured by its stain gain on the plate (position (0, 0) until placed)."""
+    (8 exact looks per variant), with its stain gain on the plate (applied by `paint`); at (0, 0) until placed."""
     looks = 8 * len(sset.transforms[0])
     if index is None:
         i, r = divmod(int(rng.integers(len(sset) * looks)), looks)
