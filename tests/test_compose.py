@@ -166,6 +166,18 @@ def test_same_seed_same_bytes_shards_and_resume(bank: Path, tmp_path: Path) -> N
     assert other[0].read_bytes() != paths[0].read_bytes()
 
 
+def test_library_warmed_on_threads_composes_the_same_images(bank: Path) -> None:
+    """A long run's library (read on threads, every variant warped up front) gives the images a lazily
+    warped one does."""
+    p = ComposeParams()
+    lazy = load_library(Bank.open(bank), "PMY", 0, p)
+    warm = load_library(Bank.open(bank), "PMY", 0, p, threads=2, warm=True)
+    assert len(warm.rbc._warped) == sum(map(len, warm.rbc.transforms)) and not lazy.rbc._warped
+    for i in range(5):
+        a, b = (compose_image(lib, np.random.default_rng([0, 9, i]), p) for lib in (lazy, warm))
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
+
+
 def test_spawned_workers_make_the_same_files(bank: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where workers cannot be forked (not Linux) each spawned worker reads the bank itself: same files."""
     from naturalize.compose import run

@@ -42,8 +42,8 @@ class SpriteSet:
     """Sprites of one role: premultiplied BGRA arrays, their rows, source plasma (BGR float32 (n, 3)), mask
     areas, per sprite the transforms of its variants (drawn when the run starts; as many for every sprite)
     and the stain gain of every sprite on every plate (stain.gain_table; None without stain matching); a
-    variant is warped on first use and kept (`variant`), so its pixels depend only on the sprite and its
-    transform."""
+    variant is warped on first use and kept (`variant`), or up front (load_library(warm=True)), so its
+    pixels depend only on the sprite and its transform."""
 
     rows: list[SpriteRow]
     bgra: list[np.ndarray]
@@ -63,13 +63,6 @@ class SpriteSet:
             out = self._warped[(i, v)] = make_variant(self.bgra[i], self.transforms[i][v])
         return out
 
-    def warm(self, threads: int = 1) -> None:
-        """Warp every variant now, on `threads` threads (OpenCV releases the GIL): what a long run would
-        warp one by one as it goes, done once before worker processes fork and share it."""
-        keys = [(i, v) for i, ts in enumerate(self.transforms) for v in range(len(ts)) if (i, v) not in self._warped]
-        with _Tasks(threads) as tasks:
-            made = tasks.map(lambda key: make_variant(self.bgra[key[0]], self.transforms[key[0]][key[1]]), keys)
-            self._warped.update(zip(keys, made))
 
 
 @dataclass
@@ -87,10 +80,6 @@ class Library:
     rbc: SpriteSet
     plt: SpriteSet
 
-    def warm(self, threads: int = 1) -> None:
-        """Warp every sprite variant now (SpriteSet.warm)."""
-        for sset in (self.centre, self.rbc, self.plt):
-            sset.warm(threads)
 
 
 def bank_fingerprint(bank: Bank) -> str:
@@ -217,7 +206,8 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads
     at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
     seed (all of them in a small bank). A sprite's source plasma colour is its source plate's when that
     plate is loaded, else the colour around the cell in its crop. warm: warp every sprite variant now
-    (SpriteSet.warm). Files are decoded on `threads` threads; the result does not depend on it."""
+    (what a long run would warp one by one as it goes, done once before worker processes fork and share it).
+    Files are decoded on `threads` threads; the result does not depend on it."""
     centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
     rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
     plates_by_source: dict[str, BackgroundRow] = {}
