@@ -126,8 +126,9 @@ def feathered(rgba_bgr: np.ndarray, sigma: float) -> np.ndarray:
         if n > 1:
             core = (lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).view(np.uint8)
             a = a * cv2.dilate(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    out = np.empty_like(rgba_bgr)
-    out[:, :, :3] = ((rgba_bgr[:, :, :3].astype(np.uint16) * a[:, :, None] + 127) // 255).astype(np.uint8)
+    a = np.ascontiguousarray(a)
+    bgr = cv2.multiply(cv2.cvtColor(rgba_bgr, cv2.COLOR_BGRA2BGR), cv2.cvtColor(a, cv2.COLOR_GRAY2BGR), scale=1 / 255)
+    out = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)  # colour * alpha / 255, rounded (no product is a half)
     out[:, :, 3] = a
     return out
 
