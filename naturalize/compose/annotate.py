@@ -2,12 +2,11 @@
 
 In: a Composite and the Library it came from. Out: one JSON-ready record per image (file, seed, class,
 index, background and every cell: sprite id, source image, kind, position, transform, stain gain,
-visible box, area and COCO RLE mask). From a list of records: manifest.jsonl lines (the record without
-masks) and a COCO instance-segmentation dict (annotations.json).
-
-The run files of a large run are written from journal entries (`journal_entry`): a worker serialises the
-image's manifest line and COCO annotations there, so the end of a run only fills in ids and joins text
-(`coco_text`, byte-identical to `json.dumps(coco(records), sort_keys=True, separators=JSON_SEPARATORS)`).
+visible box, area and COCO RLE mask). The run files are written from journal entries (`journal_entry`):
+a worker serialises the image's manifest line (the record without masks, compact JSON with sorted keys)
+and its COCO annotations there, so the end of a run only fills in ids and joins text (`coco_text`: the
+standard COCO instance-segmentation file). Both are written from templates; the tests check them
+against json.dumps of the same records.
 """
 
 from __future__ import annotations
@@ -92,13 +91,6 @@ def image_record(comp: Composite, lib: Library, file: str, seed: int, index: int
             "background": {"id": plate.background_id, "source": plate.source}, "cells": cells}
 
 
-def manifest_entry(record: dict) -> dict:
-    """The manifest line of a record: everything but the masks."""
-    out = dict(record)
-    out["cells"] = [{k: v for k, v in c.items() if k != "rle"} for c in record["cells"]]
-    return out
-
-
 #: obj -> compact JSON text with sorted keys (one encoder for all calls: json.dumps would build one per call).
 _dumps = json.JSONEncoder(sort_keys=True, separators=JSON_SEPARATORS).encode
 #: A str as JSON text (what _dumps writes for it); Python bools as JSON.
@@ -118,19 +110,13 @@ def _cell_text(c: dict) -> str:
 
 
 def manifest_text(record: dict) -> str:
-    """The record's manifest line, `_dumps(manifest_entry(record))`, from a template (a worker writes one
-    per image; 3x faster than json; tested equal)."""
+    """The record's manifest line: the record without its masks as compact JSON with sorted keys, from a
+    template (a worker writes one per image; 3x faster than json; tested equal)."""
     bg = record["background"]
     return (f'{{"background":{{"id":{_q(bg["id"])},"source":{_q(bg["source"])}}},'
             f'"cells":[{",".join(map(_cell_text, record["cells"]))}],"class":{_q(record["class"])},'
             f'"file":{_q(record["file"])},"height":{record["height"]},"index":{record["index"]},'
             f'"seed":{record["seed"]},"width":{record["width"]}}}')
-
-
-def coco_annotation(cell: dict, height: int, width: int) -> dict:
-    """The COCO annotation of a record's visible cell, without its "id" and "image_id"."""
-    return {"category_id": CATEGORY_ID[cell["category"]], "bbox": cell["bbox"], "area": cell["area"], "iscrowd": 0,
-            "segmentation": {"size": [height, width], "counts": cell["rle"]}}
 
 
 def coco_categories() -> list[dict]:
@@ -139,22 +125,11 @@ def coco_categories() -> list[dict]:
             for n in CATEGORIES]
 
 
-def coco(records: list[dict]) -> dict:
-    """COCO instance-segmentation dict of the records (in the given order; image ids from 1)."""
-    images, anns = [], []
-    for image_id, r in enumerate(records, start=1):
-        images.append({"id": image_id, "file_name": r["file"], "width": r["width"], "height": r["height"]})
-        for c in r["cells"]:
-            if "rle" in c:
-                anns.append({"id": len(anns) + 1, "image_id": image_id, **coco_annotation(c, r["height"], r["width"])})
-    return {"info": INFO, "images": images, "annotations": anns, "categories": coco_categories()}
-
-
 def coco_template(record: dict) -> tuple[str, int]:
-    """The record's COCO annotations (`coco_annotation`) as one JSON text with printf slots where the ids
-    go, and their number: `template % (a, i, a + 1, i, ...)` is them as annotations a, a + 1, ... of
-    image i. Written from a template (keys in sorted order, compact; json.dumps costs 4x more): the text
-    `coco_text` joins equals json.dumps of `coco()` (tested)."""
+    """The COCO annotations of the record's visible cells (category, bbox, area, iscrowd 0, RLE
+    segmentation) as one JSON text with printf slots where the ids go, and their number:
+    `template % (a, i, a + 1, i, ...)` is them as annotations a, a + 1, ... of image i. Written from a
+    template (keys in sorted order, compact; json.dumps costs 4x more; tested equal)."""
     size = f'"size":[{record["height"]},{record["width"]}]'
     anns = [f'{{"area":{c["area"]},"bbox":[{",".join(map(str, c["bbox"]))}],'
             f'"category_id":{CATEGORY_ID[c["category"]]},"id":%d,"image_id":%d,"iscrowd":0,'
@@ -173,8 +148,8 @@ def journal_entry(record: dict) -> dict:
 
 
 def coco_text(entries: list[dict]) -> str:
-    """annotations.json of the journal entries (in the given order; image and annotation ids from 1): the
-    text `json.dumps(coco(records), sort_keys=True, separators=JSON_SEPARATORS)` gives for their records."""
+    """annotations.json of the journal entries (in the given order; image and annotation ids from 1),
+    compact JSON with sorted keys."""
     images, anns = [], []
     next_id = 1
     for image_id, e in enumerate(entries, start=1):

@@ -86,8 +86,11 @@ class Occupancy:
         white cells and lies on small cells by at most `overlap` of its area."""
         H, W = self.white.shape
         h, w = mask.shape
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
-        if (x1 - x0) * (y1 - y0) < min_visible * area or x1 <= x0 or y1 <= y0:  # (mostly) outside the image
+        box = clip_box(x, y, w, h, W, H)
+        if box is None:
+            return False
+        x0, y0, x1, y1 = box
+        if (x1 - x0) * (y1 - y0) < min_visible * area:  # too little of even the box is inside
             return False
         wb = self.white_box
         near_white = wb is not None and x0 < wb[2] and wb[0] < x1 and y0 < wb[3] and wb[1] < y1
@@ -203,10 +206,10 @@ def paint(image: np.ndarray, cells: list[Placed]) -> np.ndarray:
     H, W = image.shape[:2]
     labels = np.zeros((H, W), np.uint8 if len(cells) < 256 else np.uint16)
     for n, c in enumerate(cells, start=1):
-        h, w = c.mask.shape
-        x0, y0, x1, y1 = max(c.x, 0), max(c.y, 0), min(c.x + w, W), min(c.y + h, H)
-        if x1 <= x0 or y1 <= y0:
+        box = clip_box(c.x, c.y, c.mask.shape[1], c.mask.shape[0], W, H)
+        if box is None:
             continue
+        x0, y0, x1, y1 = box
         sy, sx = slice(y0 - c.y, y1 - c.y), slice(x0 - c.x, x1 - c.x)
         region = image[y0:y1, x0:x1]  # OpenCV writes into the view
         bgri = c.bgri[sy, sx]

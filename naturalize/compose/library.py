@@ -243,8 +243,7 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads
     fallback = np.median(plate_plasma, axis=0).astype(np.float32)
 
     def sprite_set(rows: list[SpriteRow], ts: list[list[Transform]], got: list) -> SpriteSet:
-        plasma = [plasma_of[r.source] if crop is None and r.source in plasma_of else (fallback if crop is None else crop)
-                  for r, (crop, _, _) in zip(rows, got)]
+        plasma = [plasma_of.get(r.source, fallback) if crop is None else crop for r, (crop, _, _) in zip(rows, got)]
         arrays = [bgra for _, bgra, _ in got]
         areas = np.array([np.count_nonzero(a[:, :, 3] >= 128) for a in arrays], np.int64)
         out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas, ts)
