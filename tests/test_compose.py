@@ -1,6 +1,6 @@
 """`naturalize compose` / `preview`: layout, masks, determinism, shards, resume, bad input.
 
-A small sprite bank is cut from real sample images with their OI-PBC boxes (tests/boxbank.py)."""
+A small sprite bank is cut from real sample images with their OI-PBC boxes (naturalize/testing/boxbank.py)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,7 @@ from naturalize.compose.params import ComposeParams, shard_range
 from naturalize.compose.preview import contact_sheet
 from naturalize.compose.run import STATE_DIR, compose_class
 from naturalize.fsio import UserError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from boxbank import make_box_bank, pick_images  # noqa: E402
+from naturalize.testing.boxbank import make_box_bank, pick_images
 
 
 @pytest.fixture(scope="session")
