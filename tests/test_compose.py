@@ -25,6 +25,7 @@ from naturalize.compose.preview import contact_sheet
 from naturalize.compose.run import STATE_DIR, compose_class
 from naturalize.fsio import UserError
 from naturalize.testing.boxbank import make_box_bank, pick_images
+from naturalize.testing.oracles import coco, manifest_entry
 
 
 @pytest.fixture(scope="session")
@@ -184,26 +185,6 @@ def test_spawned_workers_make_the_same_files(bank: Path, tmp_path: Path, monkeyp
     monkeypatch.setattr(run, "FORK_WORKERS", False)
     spawned = compose_class(bank, "PMY", 70, tmp_path / "spawned", seed=4, workers=2, progress=False)
     assert _files(forked[0].parents[1]) == _files(spawned[0].parents[1])
-
-
-def manifest_entry(record: dict) -> dict:
-    """The manifest line of a record as a dict: everything but the masks."""
-    return record | {"cells": [{k: v for k, v in c.items() if k != "rle"} for c in record["cells"]]}
-
-
-def coco(records: list[dict]) -> dict:
-    """The COCO instance-segmentation dict the run files must hold for these records (image ids from 1)."""
-    from naturalize.compose.annotate import CATEGORY_ID, INFO, coco_categories
-
-    images, anns = [], []
-    for image_id, r in enumerate(records, start=1):
-        images.append({"id": image_id, "file_name": r["file"], "width": r["width"], "height": r["height"]})
-        for c in r["cells"]:
-            if "rle" in c:
-                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": CATEGORY_ID[c["category"]],
-                             "bbox": c["bbox"], "area": c["area"], "iscrowd": 0,
-                             "segmentation": {"size": [r["height"], r["width"]], "counts": c["rle"]}})
-    return {"info": INFO, "images": images, "annotations": anns, "categories": coco_categories()}
 
 
 def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> None:

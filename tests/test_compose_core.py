@@ -1,15 +1,28 @@
 """The pure compose core without real data: box clipping, occupancy, painting and its label map, transforms,
-stain gains, parameters, the library loader and the image layout, on drawn cells (naturalize.testing.drawnbank)."""
+stain gains, parameters, the library loader, the image layout and its records (COCO RLE, manifest and COCO
+text), on drawn cells (naturalize.testing.drawnbank)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from naturalize.bank import Bank
+from naturalize.compose.annotate import (
+    CATEGORIES,
+    CATEGORY_ID,
+    JSON_SEPARATORS,
+    coco_text,
+    image_record,
+    journal_entry,
+    label_rles,
+    manifest_text,
+)
 from naturalize.compose.core import Occupancy, Placed, clip_box, compose_image, paint, recolour
 from naturalize.compose.library import feathered, load_library, plasma_colour, sprite_plasma
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size, shard_range
@@ -24,6 +37,7 @@ from naturalize.compose.transform import (
 )
 from naturalize.fsio import UserError
 from naturalize.testing.drawnbank import make_drawn_bank
+from naturalize.testing.oracles import coco, manifest_entry
 
 IDENTITY = Transform(False, 0, 0.0, 1.0)
 
@@ -281,7 +295,8 @@ def test_feathering_fades_the_edge_inside_the_mask_and_premultiplies() -> None:
     a = soft[:, :, 3]
     assert np.all(a <= bgra[:, :, 3]) and a[20, 20] == 255 and 0 < a[20, 33] < 255 and a[20, 35] == 0
     assert a[2, 2] == 0  # the speck is dropped
-    assert np.all(soft[:, :, :3].astype(int) <= np.round(bgra[:, :, :3] * a[:, :, None] / 255.0 + 0.5))
+    want = np.rint(bgra[:, :, :3].astype(float) * a[:, :, None] / 255.0)
+    assert np.abs(soft[:, :, :3].astype(int) - want).max() <= 1  # colour premultiplied by the feathered alpha
 
 
 def test_plasma_colours_of_plates_and_sprite_crops() -> None:
@@ -387,3 +402,57 @@ def test_drawn_bank_is_byte_identical_for_the_same_seed(tmp_path: Path) -> None:
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     bank = Bank.open(a)
     assert {s.kind for s in bank.sprites} == {"WBC", "RBC", "PLT"} and len(bank.backgrounds) == 2
+
+
+# ---------------------------------------------------------------- records, COCO RLE, run-file text
+
+
+def test_label_rles_of_a_uint16_map_match_pycocotools() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 300, (23, 31)).astype(np.uint16)
+    labels[labels % 7 == 0] = 0
+    got = label_rles(labels, 301)
+    for n in range(1, 301):
+        full = np.asfortranarray(labels == n).astype(np.uint8)
+        if not full.any():
+            assert got[n - 1] is None
+            continue
+        counts, box, area = got[n - 1]
+        assert counts == mask_utils.encode(full)["counts"].decode() and area == full.sum()
+        assert box == mask_utils.toBbox(mask_utils.encode(full)).astype(int).tolist()
+    assert got[300] is None and label_rles(np.zeros((4, 5), np.uint8), 2) == [None, None]
+
+
+def _dump(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=JSON_SEPARATORS)
+
+
+def test_records_describe_every_visible_cell_and_serialise_like_json(drawn_bank: Bank) -> None:
+    p = ComposeParams(rbc=10, platelets=(2, 2))
+    lib = load_library(drawn_bank, "PMY", 1, p)
+    records = []
+    for i in range(4):
+        comp = compose_image(lib, np.random.default_rng([1, i]), p)
+        rec = image_record(comp, lib, f"PMY/PMY_syn_1_{i}.jpg", 1, i)
+        records.append(rec)
+        assert rec["class"] == "PMY" and (rec["width"], rec["height"]) == p.size
+        assert rec["background"]["id"] == lib.plate_rows[comp.plate].background_id
+        assert [c["kind"] for c in rec["cells"]] == [{"centre": "WBC"}.get(c.role, c.role) for c in comp.cells]
+        centre = [c for c in rec["cells"] if c["centre"]]
+        assert len(centre) == 1 and centre[0]["category"] == "PMY"
+        for n, cell in enumerate(rec["cells"], start=1):
+            assert cell["category"] in CATEGORIES
+            visible = comp.labels == n
+            if not visible.any():
+                assert "rle" not in cell
+                continue
+            rle = {"size": [p.size[1], p.size[0]], "counts": cell["rle"].encode()}
+            assert np.array_equal(mask_utils.decode(rle).astype(bool), visible)
+            assert cell["area"] == visible.sum()
+        assert manifest_text(rec) == _dump(manifest_entry(rec))
+    entries = [journal_entry(r) for r in records]
+    assert coco_text(entries) == _dump(coco(records))
+    parsed = json.loads(coco_text(entries))
+    assert [im["id"] for im in parsed["images"]] == [1, 2, 3, 4]
+    assert [a["id"] for a in parsed["annotations"]] == list(range(1, len(parsed["annotations"]) + 1))
+    assert {c["id"] for c in parsed["categories"]} == set(CATEGORY_ID.values())
