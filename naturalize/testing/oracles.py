@@ -16,7 +16,8 @@ def manifest_entry(record: dict) -> dict:
 
 def coco(records: list[dict]) -> dict:
     """The COCO instance-segmentation dict the run files must hold for these records (image ids from 1)."""
-    images, anns = [], []
+    images: list[dict] = []
+    anns: list[dict] = []
     for image_id, r in enumerate(records, start=1):
         images.append({"id": image_id, "file_name": r["file"], "width": r["width"], "height": r["height"]})
         for c in r["cells"]:
