@@ -260,21 +260,6 @@ def test_preview_shows_real_beside_synthetic(bank: Path, sample_release: Path, t
     assert sheet.shape[0] >= 128 and sheet.shape[1] > 4 * 128
 
 
-def test_recorded_transform_of_a_turned_variant_is_exact(bank: Path) -> None:
-    from naturalize.compose.transform import Transform, split_warped, turn_arrays, turned, warp
-
-    lib = load_library(Bank.open(bank), "PMY", 0, ComposeParams())
-    sprite = lib.centre.bgra[0]
-    t = Transform(flip=True, rot90=1, angle=9.0, scale=1.05)
-    for flip in (False, True):
-        for turns in range(4):
-            (got,) = turn_arrays((split_warped(warp(sprite, t))[1],), flip, turns)
-            want = split_warped(warp(sprite, turned(t, flip, turns)))[1]
-            h, w = min(got.shape[0], want.shape[0]), min(got.shape[1], want.shape[1])
-            a, b = got[:h, :w] > 0, want[:h, :w] > 0
-            assert (a & b).sum() / (a | b).sum() > 0.97, (flip, turns)
-
-
 def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> None:
     import signal
     import time

@@ -184,6 +184,7 @@ def test_quarter_turn_and_mirror_warps_are_exact_and_match_turn_arrays() -> None
 
 
 def test_turned_transform_of_a_rotated_sprite_matches_its_warp() -> None:
+    """The transform recorded for a variant mirrored and turned after warping describes what was pasted."""
     mask = np.zeros((31, 21, 4), np.uint8)
     cv2.ellipse(mask, (10, 15), (8, 13), 20, 0, 360, (255, 255, 255, 255), -1)
     t = Transform(flip=True, rot90=1, angle=9.0, scale=1.05)
