@@ -4,7 +4,8 @@ In: how many source images per class, a seed, an output folder. Out: a bank in t
 (naturalize/bank.py), written by the product's BankWriter: per source image a drawn background plate,
 its centre cell (the class's white cell, or a platelet for PLT), `rbc` red cells and `plt` platelets,
 each a tight RGBA crop (alpha = mask, the plate's colour under alpha 0). The cells are drawn with
-naturalize.drawn's patches, so their masks are known exactly. Same arguments -> same bytes.
+naturalize.drawn's patches onto the plate, apart from each other, so their masks are known exactly
+(`drawn_scene`: also a ground truth for segmentation). Same arguments -> same bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from naturalize.bank import BankWriter, EncodedSprite, ImageEntry
 from naturalize.classes import CLASSES
 from naturalize.drawn import HEIGHT, WIDTH, draw_background, platelet_patch, rbc_patch, wbc_patch
+from naturalize.segment.cells import box_of, crop_sprite
 
 #: Where the red cells and platelets of a drawn source image go, as fractions of its width and height:
 #: apart from each other and from the centre cell, none cut by the border.
@@ -33,40 +35,52 @@ def _png(rgb_or_rgba: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _sprite(kind: str, plate: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, cx: float, cy: float) -> EncodedSprite:
-    """The patch (rgb float, alpha 0..1) centred at (cx, cy) on `plate` -> a tight RGBA crop, alpha = mask."""
+def _paste(image: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, cx: float, cy: float) -> np.ndarray:
+    """Blend the patch (rgb float, alpha 0..1) centred at (cx, cy) into `image` (float, in place); returns
+    the cell's bool mask (alpha >= 0.5) in image coordinates. The patch must lie inside the image."""
     h, w = alpha.shape
     x, y = int(round(cx - w / 2)), int(round(cy - h / 2))
-    mask = alpha >= 0.5
-    ys, xs = np.nonzero(mask)
-    bx0, by0, bx1, by1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
-    region = plate[y + by0:y + by1, x + bx0:x + bx1].astype(np.float32)
-    a = alpha[by0:by1, bx0:bx1, None]
-    colour = np.clip(np.rint(region * (1 - a) + rgb[by0:by1, bx0:bx1] * a), 0, 255).astype(np.uint8)
-    m = mask[by0:by1, bx0:bx1]
-    rgba = np.dstack([colour, m.astype(np.uint8) * 255])
-    return EncodedSprite(kind, _png(rgba), x + bx0, y + by0, x + bx1, y + by1, int(m.sum()), 1.0, False)
+    region = image[y:y + h, x:x + w]
+    region *= 1 - alpha[:, :, None]
+    region += alpha[:, :, None] * rgb
+    mask = np.zeros(image.shape[:2], bool)
+    mask[y:y + h, x:x + w] = alpha >= 0.5
+    return mask
+
+
+def drawn_scene(cls: str, index: int, seed: int, rbc: int = 4, plt: int = 1
+                ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, np.ndarray]]]:
+    """One drawn source image of class `cls`: (plate RGB uint8, image RGB uint8 = the plate with the cells,
+    [(kind, bool mask)] centre cell first). Pure: depends on the arguments only."""
+    rng = np.random.default_rng([seed, CLASSES.index(cls), index, 0xB4])
+    plate = draw_background(rng)
+    image = plate.copy()
+    if cls == "PLT":
+        rgb, alpha = platelet_patch(rng, 9.0)
+        cells = [("PLT", _paste(image, rgb, alpha, WIDTH / 2, HEIGHT / 2))]
+    else:
+        rgb, alpha, _ = wbc_patch(cls, rng)
+        cells = [("WBC", _paste(image, rgb, alpha, WIDTH / 2, HEIGHT / 2))]
+    for fx, fy in RBC_SPOTS[:rbc]:
+        rgb, alpha = rbc_patch(rng, float(rng.uniform(22, 26)))
+        cells.append(("RBC", _paste(image, rgb, alpha, fx * WIDTH, fy * HEIGHT)))
+    for fx, fy in PLT_SPOTS[:plt]:
+        rgb, alpha = platelet_patch(rng, float(rng.uniform(4, 6)))
+        cells.append(("PLT", _paste(image, rgb, alpha, fx * WIDTH, fy * HEIGHT)))
+    as_uint8 = lambda a: np.clip(np.rint(a), 0, 255).astype(np.uint8)  # noqa: E731
+    return as_uint8(plate), as_uint8(image), cells
 
 
 def drawn_entry(cls: str, index: int, seed: int, rbc: int = 4, plt: int = 1) -> ImageEntry:
-    """One drawn source image of class `cls` as the entry a bank stores (pure: depends on the arguments only)."""
-    rng = np.random.default_rng([seed, CLASSES.index(cls), index, 0xB4])
-    plate = np.clip(np.rint(draw_background(rng)), 0, 255).astype(np.uint8)
+    """drawn_scene's image as the entry a bank stores: a sprite per cell (segment.cells.crop_sprite: colour
+    from the image, alpha = mask) and the plate as its cell-free background."""
+    plate, image, cells = drawn_scene(cls, index, seed, rbc, plt)
     sprites = []
-    if cls == "PLT":
-        rgb, alpha = platelet_patch(rng, 9.0)
-        sprites.append(_sprite("PLT", plate, rgb, alpha, WIDTH / 2, HEIGHT / 2))
-    else:
-        rgb, alpha, _ = wbc_patch(cls, rng)
-        sprites.append(_sprite("WBC", plate, rgb, alpha, WIDTH / 2, HEIGHT / 2))
-    for fx, fy in RBC_SPOTS[:rbc]:
-        rgb, alpha = rbc_patch(rng, float(rng.uniform(22, 26)))
-        sprites.append(_sprite("RBC", plate, rgb, alpha, fx * WIDTH, fy * HEIGHT))
-    for fx, fy in PLT_SPOTS[:plt]:
-        rgb, alpha = platelet_patch(rng, float(rng.uniform(4, 6)))
-        sprites.append(_sprite("PLT", plate, rgb, alpha, fx * WIDTH, fy * HEIGHT))
+    for kind, mask in cells:
+        rgba = crop_sprite(image, mask)
+        sprites.append(EncodedSprite(kind, _png(rgba), *box_of(mask), int(mask.sum()), 1.0, False))
     stem = f"{cls}_drawn_{index}"
-    n = {k: sum(s.kind == k for s in sprites) for k in ("WBC", "RBC", "PLT")}
+    n = {k: sum(kind == k for kind, _ in cells) for k in ("WBC", "RBC", "PLT")}
     return ImageEntry(f"{cls}/{stem}.jpg", cls, stem, WIDTH, HEIGHT, tuple(sprites), _png(plate),
                       n["WBC"], n["RBC"], n["PLT"], (), True)
 
