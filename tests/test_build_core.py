@@ -16,8 +16,11 @@ ROOT, OUT = Path("/pbc"), Path("/data/ds")
 
 
 def _real() -> list[Record]:
-    recs = [Record(f"{c}/{c}_{i}.jpg", c, c, f"{c}{i}", 360, 363, "RGB") for c, n in (("PMY", 20), ("LY", 30))
-            for i in range(n)]
+    recs = [
+        Record(f"{c}/{c}_{i}.jpg", c, c, f"{c}{i}", 360, 363, "RGB")
+        for c, n in (("PMY", 20), ("LY", 30))
+        for i in range(n)
+    ]
     return split_records(recs, (0.8, 0.1, 0.1), seed=0)
 
 

@@ -67,14 +67,17 @@ def placed(mask: np.ndarray, colour: tuple[int, int, int], x: int, y: int, role:
 # ---------------------------------------------------------------- clip_box
 
 
-@pytest.mark.parametrize("box, want", [
-    ((10, 20, 5, 6, 100, 50), (10, 20, 15, 26)),     # inside
-    ((-3, -4, 10, 10, 100, 50), (0, 0, 7, 6)),       # cut at the top-left
-    ((95, 45, 10, 10, 100, 50), (95, 45, 100, 50)),  # cut at the bottom-right
-    ((-10, 0, 10, 10, 100, 50), None),               # ends exactly at the left edge
-    ((100, 0, 10, 10, 100, 50), None),               # starts exactly at the right edge
-    ((-20, -20, 200, 200, 100, 50), (0, 0, 100, 50)),  # larger than the image
-])
+@pytest.mark.parametrize(
+    "box, want",
+    [
+        ((10, 20, 5, 6, 100, 50), (10, 20, 15, 26)),  # inside
+        ((-3, -4, 10, 10, 100, 50), (0, 0, 7, 6)),  # cut at the top-left
+        ((95, 45, 10, 10, 100, 50), (95, 45, 100, 50)),  # cut at the bottom-right
+        ((-10, 0, 10, 10, 100, 50), None),  # ends exactly at the left edge
+        ((100, 0, 10, 10, 100, 50), None),  # starts exactly at the right edge
+        ((-20, -20, 200, 200, 100, 50), (0, 0, 100, 50)),  # larger than the image
+    ],
+)
 def test_clip_box_keeps_the_part_inside_the_image(box, want) -> None:
     assert clip_box(*box) == want
 
@@ -102,7 +105,7 @@ def test_occupancy_lets_small_cells_overlap_by_at_most_the_allowance() -> None:
     area = int(np.count_nonzero(m))
     occ.mark(m, 20, 20, white=False)
     for dx in range(0, 22):  # the same disc shifted right by dx overlaps the marked one by `overlap` pixels
-        overlap = int(np.count_nonzero(cv2.bitwise_and(m[:, dx:], m[:, :21 - dx]))) if dx < 21 else 0
+        overlap = int(np.count_nonzero(cv2.bitwise_and(m[:, dx:], m[:, : 21 - dx]))) if dx < 21 else 0
         assert occ.fits(m, 20 + dx, 20, area, 0.7, 0.05) == (overlap <= 0.05 * area), dx
 
 
@@ -268,9 +271,13 @@ def test_command_line_forms_parse_or_name_the_fix() -> None:
     assert parse_size("360x363") == (360, 363) and parse_size("64X80") == (64, 80)
     assert parse_range("0..3") == (0, 3) and parse_range("2") == (2, 2)
     assert parse_shard(None) == (1, 1) and parse_shard("2/4") == (2, 4)
-    for fn, text, msg in ((parse_size, "360", "WIDTHxHEIGHT"), (parse_range, "a..b", "LOW..HIGH"),
-                          (parse_range, "3..1", "0 <= LOW <= HIGH"), (parse_shard, "5/4", "1 <= K <= N"),
-                          (parse_shard, "1-4", "K/N")):
+    for fn, text, msg in (
+        (parse_size, "360", "WIDTHxHEIGHT"),
+        (parse_range, "a..b", "LOW..HIGH"),
+        (parse_range, "3..1", "0 <= LOW <= HIGH"),
+        (parse_shard, "5/4", "1 <= K <= N"),
+        (parse_shard, "1-4", "K/N"),
+    ):
         with pytest.raises(UserError, match=msg):
             fn(text)
 
@@ -322,8 +329,10 @@ def test_library_of_a_drawn_bank_follows_the_seed_and_the_limits(drawn_bank: Ban
     again = load_library(drawn_bank, "PMY", 0, p)
     assert [r.sprite_id for r in again.rbc.rows] == [r.sprite_id for r in lib.rbc.rows]
     other = load_library(drawn_bank, "PMY", 1, p)
-    assert ([r.source for r in other.plate_rows], [r.sprite_id for r in other.rbc.rows]) != \
-           ([r.source for r in lib.plate_rows], [r.sprite_id for r in lib.rbc.rows])
+    assert ([r.source for r in other.plate_rows], [r.sprite_id for r in other.rbc.rows]) != (
+        [r.source for r in lib.plate_rows],
+        [r.sprite_id for r in lib.rbc.rows],
+    )
     plt = load_library(drawn_bank, "PLT", 0, ComposeParams())
     assert plt.centre_kind == "PLT" and len(plt.centre) == 7
 
@@ -364,8 +373,8 @@ def test_composite_layout_centre_cell_and_counts(drawn_bank: Bank) -> None:
         # the label map shows each cell only where its mask is; the centre cell is never covered
         n = len(comp.cells)
         box = clip_box(centre.x, centre.y, w, h, W, H)
-        region = comp.labels[box[1]:box[3], box[0]:box[2]]
-        inside = centre.mask[box[1] - centre.y:box[3] - centre.y, box[0] - centre.x:box[2] - centre.x] > 0
+        region = comp.labels[box[1] : box[3], box[0] : box[2]]
+        inside = centre.mask[box[1] - centre.y : box[3] - centre.y, box[0] - centre.x : box[2] - centre.x] > 0
         assert np.all(region[inside] == n)
         # no other cell lies within the white cell's margin
         grown = cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0

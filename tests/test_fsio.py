@@ -54,7 +54,6 @@ def test_write_helpers_give_stable_bytes(tmp_path: Path) -> None:
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     assert (tmp_path / "a.json").read_text().startswith('{\n  "a": {\n    "y": null')
     write_text(tmp_path / "t.txt", "é\nline\n")
-    assert (tmp_path / "t.txt").read_bytes() == "é\nline\n".encode("utf-8")
+    assert (tmp_path / "t.txt").read_bytes() == "é\nline\n".encode()
     write_bytes(tmp_path / "b.bin", b"\0\1")
     assert (tmp_path / "b.bin").read_bytes() == b"\0\1"
-

@@ -28,15 +28,27 @@ from naturalize.records import (
 
 def records(counts: dict[str, int], split: str = "") -> list[Record]:
     """counts[c] records of class c with distinct paths and hashes."""
-    return [Record(f"{c.lower()}/{c}_{i:03d}.jpg", c, c.lower(), f"{c}-{i}", 360, 363, "RGB", split)
-            for c, n in counts.items() for i in range(n)]
+    return [
+        Record(f"{c.lower()}/{c}_{i:03d}.jpg", c, c.lower(), f"{c}-{i}", 360, 363, "RGB", split)
+        for c, n in counts.items()
+        for i in range(n)
+    ]
 
 
 # ---------------------------------------------------------------- classes
 
 
-@pytest.mark.parametrize("name, cls", [("BNE_123.jpg", "BNE"), ("PLATELET_9.jpg", "PLT"), ("pmy_1.jpg", "PMY"),
-                                       ("IG_5.jpg", None), ("NEUTROPHIL_1.jpg", None), ("XYZ_1.jpg", None)])
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("BNE_123.jpg", "BNE"),
+        ("PLATELET_9.jpg", "PLT"),
+        ("pmy_1.jpg", "PMY"),
+        ("IG_5.jpg", None),
+        ("NEUTROPHIL_1.jpg", None),
+        ("XYZ_1.jpg", None),
+    ],
+)
 def test_class_of_prefix(name: str, cls: str | None) -> None:
     assert class_of_prefix(name) == cls
 
@@ -109,8 +121,11 @@ def test_duplicates_keep_one_copy_in_a_class_and_none_across_classes() -> None:
     kept, dropped = drop_duplicates([a, b, c, d, e])
     assert kept == [b, e]  # the copy in the earliest split wins
     reasons = {x.path: x.reason for x in dropped}
-    assert reasons == {"test/BA/a.jpg": "duplicate", "train/EO/c.jpg": "duplicate_conflict",
-                       "train/BNE/d.jpg": "duplicate_conflict"}
+    assert reasons == {
+        "test/BA/a.jpg": "duplicate",
+        "train/EO/c.jpg": "duplicate_conflict",
+        "train/BNE/d.jpg": "duplicate_conflict",
+    }
     assert "train/BA/b.jpg" in next(x.detail for x in dropped if x.path == "test/BA/a.jpg")
 
 
@@ -119,7 +134,7 @@ def test_duplicates_keep_one_copy_in_a_class_and_none_across_classes() -> None:
 
 def test_records_csv_round_trips_and_rejects_other_files(tmp_path: Path) -> None:
     recs = split_records(records({"BA": 5, "PLT": 4}), (0.6, 0.2, 0.2), seed=0)
-    recs.append(Record("odd/na,me \"q\".jpg", "LY", "odd", "ff", 359, 366, "L", "train", "multi_wbc"))
+    recs.append(Record('odd/na,me "q".jpg', "LY", "odd", "ff", 359, 366, "L", "train", "multi_wbc"))
     write_records(tmp_path / "records.csv", recs)
     assert read_records(tmp_path / "records.csv") == recs
     assert (tmp_path / "records.csv").read_text().splitlines()[0] == ",".join(RECORD_COLUMNS)
@@ -157,12 +172,15 @@ def test_read_image_info_hashes_decodes_and_names_the_reason(tmp_path: Path) -> 
     assert read_image_info(str(tmp_path / "missing.jpg"))[0] == "unreadable"
 
 
-@pytest.mark.parametrize("folders, layout", [
-    (["PBC_dataset_normal_DIB/basophil", "PBC_dataset_normal_DIB/ig"], "release"),
-    (["basophil", "platelet"], "release"),
-    (["BA", "pmy"], "classes"),
-    (["train/BA", "val/BA", "test/BA"], "split"),
-])
+@pytest.mark.parametrize(
+    "folders, layout",
+    [
+        (["PBC_dataset_normal_DIB/basophil", "PBC_dataset_normal_DIB/ig"], "release"),
+        (["basophil", "platelet"], "release"),
+        (["BA", "pmy"], "classes"),
+        (["train/BA", "val/BA", "test/BA"], "split"),
+    ],
+)
 def test_detect_layout(tmp_path: Path, folders: list[str], layout: str) -> None:
     for f in folders:
         (tmp_path / f).mkdir(parents=True)

@@ -10,8 +10,8 @@ naturalize.drawn's patches onto the plate, apart from each other, so their masks
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import cv2
 import numpy as np
@@ -40,16 +40,17 @@ def _paste(image: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, cx: float, cy:
     the cell's bool mask (alpha >= 0.5) in image coordinates. The patch must lie inside the image."""
     h, w = alpha.shape
     x, y = int(round(cx - w / 2)), int(round(cy - h / 2))
-    region = image[y:y + h, x:x + w]
+    region = image[y : y + h, x : x + w]
     region *= 1 - alpha[:, :, None]
     region += alpha[:, :, None] * rgb
     mask = np.zeros(image.shape[:2], bool)
-    mask[y:y + h, x:x + w] = alpha >= 0.5
+    mask[y : y + h, x : x + w] = alpha >= 0.5
     return mask
 
 
-def drawn_scene(cls: str, index: int, seed: int, rbc: int = 4, plt: int = 1
-                ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, np.ndarray]]]:
+def drawn_scene(
+    cls: str, index: int, seed: int, rbc: int = 4, plt: int = 1
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, np.ndarray]]]:
     """One drawn source image of class `cls`: (plate RGB uint8, image RGB uint8 = the plate with the cells,
     [(kind, bool mask)] centre cell first). Pure: depends on the arguments only."""
     rng = np.random.default_rng([seed, CLASSES.index(cls), index, 0xB4])
@@ -81,15 +82,28 @@ def drawn_entry(cls: str, index: int, seed: int, rbc: int = 4, plt: int = 1) -> 
         sprites.append(EncodedSprite(kind, _png(rgba), *box_of(mask), int(mask.sum()), 1.0, False))
     stem = f"{cls}_drawn_{index}"
     n = {k: sum(kind == k for kind, _ in cells) for k in ("WBC", "RBC", "PLT")}
-    return ImageEntry(f"{cls}/{stem}.jpg", cls, stem, WIDTH, HEIGHT, tuple(sprites), _png(plate),
-                      n["WBC"], n["RBC"], n["PLT"], (), True)
+    return ImageEntry(
+        f"{cls}/{stem}.jpg",
+        cls,
+        stem,
+        WIDTH,
+        HEIGHT,
+        tuple(sprites),
+        _png(plate),
+        n["WBC"],
+        n["RBC"],
+        n["PLT"],
+        (),
+        True,
+    )
 
 
 def make_drawn_bank(out: str | Path, per_class: Mapping[str, int], seed: int = 0, rbc: int = 4, plt: int = 1) -> Path:
     """Write a bank of `per_class[c]` drawn source images of each class c into `out`; returns `out`."""
     out = Path(out)
-    writer = BankWriter.open(out, {"backend": "drawn", "parameters": {"seed": seed, "rbc": rbc, "plt": plt},
-                                   "input": "naturalize.drawn"})
+    writer = BankWriter.open(
+        out, {"backend": "drawn", "parameters": {"seed": seed, "rbc": rbc, "plt": plt}, "input": "naturalize.drawn"}
+    )
     for cls, n in per_class.items():
         for i in range(n):
             writer.add(drawn_entry(cls, i, seed, rbc, plt))

@@ -22,7 +22,15 @@ def coco(records: list[dict]) -> dict:
         images.append({"id": image_id, "file_name": r["file"], "width": r["width"], "height": r["height"]})
         for c in r["cells"]:
             if "rle" in c:
-                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": CATEGORY_ID[c["category"]],
-                             "bbox": c["bbox"], "area": c["area"], "iscrowd": 0,
-                             "segmentation": {"size": [r["height"], r["width"]], "counts": c["rle"]}})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": image_id,
+                        "category_id": CATEGORY_ID[c["category"]],
+                        "bbox": c["bbox"],
+                        "area": c["area"],
+                        "iscrowd": 0,
+                        "segmentation": {"size": [r["height"], r["width"]], "counts": c["rle"]},
+                    }
+                )
     return {"info": INFO, "images": images, "annotations": anns, "categories": coco_categories()}
