@@ -3,7 +3,7 @@
     python benchmarks/compose_speed.py [--sample DIR] [--n 10000] [--baseline-n 1000] [--workers 2]
         [--sprites 10000] [--out bench-out/compose-speed] [--keep-old]
 
-1. A sprite bank of >= --sprites sprites is cut from the sample with the OI-PBC boxes (tests/boxbank.py;
+1. A sprite bank of >= --sprites sprites is cut from the sample with the OI-PBC boxes (naturalize/testing/boxbank.py;
    built once, kept in OUT/bank).
 2. Naturalize: `naturalize compose --class PMY --n N --workers 2` (360x363 JPEG quality 75 4:4:4 as the
    PBC files, 8 RBC + 1 WBC + 0..2 platelets, feathering and stain matching on) as a subprocess: images/s over the whole command
@@ -32,15 +32,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def build_bank(sample: Path, out: Path, sprites: int) -> Path:
     """A box-cut bank of the sample's images, classes in turn, until it holds `sprites` sprites."""
-    from boxbank import make_box_bank, pick_images
-
     from naturalize.bank import Bank
+    from naturalize.testing.boxbank import make_box_bank, pick_images
 
     if (out / "bank.json").is_file() and len(Bank.open(out).sprites) >= sprites:
         return out

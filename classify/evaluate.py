@@ -33,18 +33,18 @@ def metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) ->
     """Accuracy, cross-entropy loss, sklearn report (text and dict) and confusion counts of predictions."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-    y_true = np.asarray(y_true)
+    truth = np.asarray(y_true)
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(classes)))
-    p_true = np.clip(probs[np.arange(len(y_true)), y_true], 1e-7, 1.0)
+    p_true = np.clip(probs[np.arange(len(truth)), truth], 1e-7, 1.0)
     kw = dict(labels=labels, target_names=list(classes), zero_division=0)
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": float(accuracy_score(truth, y_pred)),
         "loss": float(-np.mean(np.log(p_true))),
-        "n": int(len(y_true)),
-        "report_text": classification_report(y_true, y_pred, digits=4, **kw),
-        "report": classification_report(y_true, y_pred, output_dict=True, **kw),
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "n": int(len(truth)),
+        "report_text": classification_report(truth, y_pred, digits=4, **kw),
+        "report": classification_report(truth, y_pred, output_dict=True, **kw),
+        "confusion": confusion_matrix(truth, y_pred, labels=labels).tolist(),
         "y_pred": y_pred,
     }
 

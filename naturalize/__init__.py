@@ -5,4 +5,9 @@ Data flow (one module owns each step):
     --build--> dataset tree (train/val/test/<CLASS>/) --classify--> trained run --> reports
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # the one version string is pyproject.toml's, as installed
+    __version__ = version("naturalize")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
+from naturalize.compose.params import ComposeParams
 from naturalize.fsio import UserError, atomic_open, write_json
 from naturalize.prepare import prepare, split_records
 from naturalize.records import Record, is_prepared, read_records
@@ -200,9 +201,9 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
           checkpoint: str | None = None, model_type: str = "vit_b", device: str = "auto",
           classes: Sequence[str] = (), per_class: int | None = None, per_class_cap: int | None = None,
           workers: int = 2, work: str | Path | None = None, overwrite: bool = False, progress: bool = True,
-          compose_options: Mapping | None = None, echo: Callable[[str], None] = print) -> dict:
-    """Build one dataset recipe; returns the dataset.json content."""
-    from naturalize.compose.params import ComposeParams
+          compose: ComposeParams | None = None, echo: Callable[[str], None] = print) -> dict:
+    """Build one dataset recipe; returns the dataset.json content. `compose`: how the synthetic images look
+    (default ComposeParams()); dataset.json records the fields that differ from the defaults."""
     from naturalize.compose.run import compose_class
     from naturalize.segment.run import segment
 
@@ -211,11 +212,13 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     recipe = resolve_recipe(recipe_name, classes, per_class)
     pbc_root = Path(pbc_root)
     out = Path(out) if out is not None else default_data_root() / recipe.name
+    compose = compose or ComposeParams()
+    defaults = ComposeParams().as_dict()
     params = {"recipe": recipe.name, "protocol": protocol, "seed": seed, "split": list(fractions),
               "pbc_root": str(pbc_root.resolve()), "backend": backend, "checkpoint": checkpoint,
               "per_class_cap": per_class_cap, "synthetic_rule": {"topup": dict(recipe.topup),
               "per_class": recipe.per_class, "classes": list(recipe.classes), "balance": recipe.balance},
-              "compose": dict(compose_options or {})}
+              "compose": {k: v for k, v in compose.as_dict().items() if v != defaults[k]}}
     meta_path = out / "dataset.json"
     if out.exists() and any(out.iterdir()) and not overwrite:
         old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
@@ -249,9 +252,8 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     synthetic: dict[str, list[Path]] = {}
     if wanted:
         bank = banks["train" if protocol == "clean" else "all"]
-        compose_params = ComposeParams(**dict(compose_options or {}))
         for cls, n in wanted.items():
-            synthetic[cls] = compose_class(bank, cls, n, out / "synthetic", seed=seed, params=compose_params, workers=workers,
+            synthetic[cls] = compose_class(bank, cls, n, out / "synthetic", seed=seed, params=compose, workers=workers,
                                            progress=progress)
     items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
     _write_tree(out, items)

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from naturalize.compose.params import ComposeParams
 from naturalize.fsio import UserError
 
 app = typer.Typer(
@@ -141,6 +142,10 @@ def build(
 
 
 # ---- compose, preview (helper "compose") ----
+#: The defaults of `compose`'s options are ComposeParams's fields (one source).
+_COMPOSE = ComposeParams()
+
+
 @app.command()
 def compose(
     cls: str = typer.Option(..., "--class", help="Class of the images, e.g. PMY (one of the 11 PBC classes)."),
@@ -148,12 +153,13 @@ def compose(
     bank: Path = typer.Option(Path("bank"), "--bank", help="Sprite bank made by `naturalize segment`."),
     out: Path = typer.Option(Path("out"), "--out", help="Output folder: OUT/<CLASS>/, manifest.jsonl, annotations.json."),
     seed: int = typer.Option(0, help="Seed: image i depends only on (seed, class, i)."),
-    rbc: int = typer.Option(8, help="Red cells per image."),
-    wbc: int = typer.Option(1, help="White cells of the class per image (the first near the centre)."),
-    platelets: str = typer.Option("0..2", help="Platelets per image: a count or a range LOW..HIGH."),
-    size: str = typer.Option("360x363", help="Image size WIDTHxHEIGHT."),
-    fmt: str = typer.Option("jpg", "--format", help="jpg (4:4:4, as the PBC images) or png."),
-    quality: int = typer.Option(75, help="JPEG quality (75: the PBC images' own)."),
+    rbc: int = typer.Option(_COMPOSE.rbc, help="Red cells per image."),
+    wbc: int = typer.Option(_COMPOSE.wbc, help="White cells of the class per image (the first near the centre)."),
+    platelets: str = typer.Option("{}..{}".format(*_COMPOSE.platelets),
+                                  help="Platelets per image: a count or a range LOW..HIGH."),
+    size: str = typer.Option("{}x{}".format(*_COMPOSE.size), help="Image size WIDTHxHEIGHT."),
+    fmt: str = typer.Option(_COMPOSE.fmt, "--format", help="jpg (4:4:4, as the PBC images) or png."),
+    quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own)."),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
     shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),

@@ -311,7 +311,7 @@ def wbc_patch(cls: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return rgb, a_cyto, R
 
 
-def _place_discs(rng: np.random.Generator, taken: list[tuple[float, float, float]], radii: Sequence[float],
+def _place_discs(rng: np.random.Generator, taken: list[tuple[float, float, float]], radii: Sequence[float] | np.ndarray,
                  h: int, w: int, gap: float, tries: int = 60) -> list[tuple[float, float, float]]:
     """Rejection-sample centres for discs of the given radii (border-cut allowed), avoiding `taken`."""
     placed: list[tuple[float, float, float]] = []
@@ -341,7 +341,7 @@ def draw_image(cls: str, rng: np.random.Generator, height: int = HEIGHT, width: 
     cy = height / 2 + rng.normal(0, 3)
     centre_items: list[tuple[np.ndarray, np.ndarray, float, float]] = []
     if cls == "PLT":
-        taken = []
+        taken: list[tuple[float, float, float]] = []
         for _ in range(int(rng.integers(1, 4))):
             pr = rng.uniform(7, 12)
             ox, oy = (rng.normal(0, 8, 2) if taken else (0.0, 0.0))

@@ -199,12 +199,12 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
     to_read: list[tuple[Path, str, str, str]] = []
     for f, cls, folder, split in items:
         if layout == "release":
-            cls, reason = _label_from_prefix(f.name)
-            if cls is None and reason == "unlabeled":
+            label, reason = _label_from_prefix(f.name)
+            if label is None and reason == "unlabeled":
                 dropped.append(Dropped(f.relative_to(root).as_posix(), "unlabeled", f.name.split("_", 1)[0].upper()))
                 continue
             # unknown prefixes are read first: a non-image (e.g. .DS_Store) is reported as such
-            cls = cls or ""
+            cls = label or ""
         to_read.append((f, cls, folder, split))
 
     paths = [str(f) for f, *_ in to_read]

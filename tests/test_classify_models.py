@@ -13,23 +13,7 @@ keras = pytest.importorskip("keras")
 from naturalize.fsio import UserError  # noqa: E402
 from classify.datasets import load_dataset, split_plain  # noqa: E402
 from classify.images import cached_array, load_image  # noqa: E402
-from classify.models import MODELS, backbone_of, create_model  # noqa: E402
-
-# Smallest size each architecture allows keeps the file fast; custom_cnn is checked at the paper's 224.
-BUILD_SIZES = {name: 32 for name in MODELS} | {"custom_cnn": 224}
-
-
-HEAVY = {"convnext_base", "vit_b16", "ensemble_average", "ensemble_cbam"}  # 85M+ parameters or two backbones
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in MODELS])
-def test_every_registry_model_builds_with_random_weights_and_outputs_probabilities(name):
-    model = create_model(name, 5, None, "finetune", BUILD_SIZES[name])
-    s = BUILD_SIZES[name]
-    x = np.random.default_rng(0).uniform(0, 255, (2, s, s, 3)).astype("float32")
-    y = keras.ops.convert_to_numpy(model(x, training=False))
-    assert y.shape == (2, 5)
-    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-4)
+from classify.models import backbone_of, create_model  # noqa: E402
 
 
 def test_custom_cnn_is_the_papers_figure_9_with_3310251_parameters():

@@ -1,6 +1,6 @@
 """`naturalize compose` / `preview`: layout, masks, determinism, shards, resume, bad input.
 
-A small sprite bank is cut from real sample images with their OI-PBC boxes (tests/boxbank.py)."""
+A small sprite bank is cut from real sample images with their OI-PBC boxes (naturalize/testing/boxbank.py)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ from naturalize.compose.params import ComposeParams, shard_range
 from naturalize.compose.preview import contact_sheet
 from naturalize.compose.run import STATE_DIR, compose_class
 from naturalize.fsio import UserError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from boxbank import make_box_bank, pick_images  # noqa: E402
+from naturalize.testing.boxbank import make_box_bank, pick_images
+from naturalize.testing.oracles import coco, manifest_entry
 
 
 @pytest.fixture(scope="session")
@@ -188,26 +187,6 @@ def test_spawned_workers_make_the_same_files(bank: Path, tmp_path: Path, monkeyp
     assert _files(forked[0].parents[1]) == _files(spawned[0].parents[1])
 
 
-def manifest_entry(record: dict) -> dict:
-    """The manifest line of a record as a dict: everything but the masks."""
-    return record | {"cells": [{k: v for k, v in c.items() if k != "rle"} for c in record["cells"]]}
-
-
-def coco(records: list[dict]) -> dict:
-    """The COCO instance-segmentation dict the run files must hold for these records (image ids from 1)."""
-    from naturalize.compose.annotate import CATEGORY_ID, INFO, coco_categories
-
-    images, anns = [], []
-    for image_id, r in enumerate(records, start=1):
-        images.append({"id": image_id, "file_name": r["file"], "width": r["width"], "height": r["height"]})
-        for c in r["cells"]:
-            if "rle" in c:
-                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": CATEGORY_ID[c["category"]],
-                             "bbox": c["bbox"], "area": c["area"], "iscrowd": 0,
-                             "segmentation": {"size": [r["height"], r["width"]], "counts": c["rle"]}})
-    return {"info": INFO, "images": images, "annotations": anns, "categories": coco_categories()}
-
-
 def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> None:
     """The run files joined from journal text equal the records dumped whole; a journal line cut short
     (an interrupted write) is skipped and its image made again, the others are not remade."""
@@ -279,21 +258,6 @@ def test_preview_shows_real_beside_synthetic(bank: Path, sample_release: Path, t
     assert counts == {"real": 4, "synthetic": 4}
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
     assert sheet.shape[0] >= 128 and sheet.shape[1] > 4 * 128
-
-
-def test_recorded_transform_of_a_turned_variant_is_exact(bank: Path) -> None:
-    from naturalize.compose.transform import Transform, split_warped, turn_arrays, turned, warp
-
-    lib = load_library(Bank.open(bank), "PMY", 0, ComposeParams())
-    sprite = lib.centre.bgra[0]
-    t = Transform(flip=True, rot90=1, angle=9.0, scale=1.05)
-    for flip in (False, True):
-        for turns in range(4):
-            (got,) = turn_arrays((split_warped(warp(sprite, t))[1],), flip, turns)
-            want = split_warped(warp(sprite, turned(t, flip, turns)))[1]
-            h, w = min(got.shape[0], want.shape[0]), min(got.shape[1], want.shape[1])
-            a, b = got[:h, :w] > 0, want[:h, :w] > 0
-            assert (a & b).sum() / (a | b).sum() > 0.97, (flip, turns)
 
 
 def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> None:

@@ -10,9 +10,20 @@
     preview.py    contact sheets, real beside synthetic
 """
 
-from naturalize.compose.core import Composite, compose_image
-from naturalize.compose.library import Library, load_library
-from naturalize.compose.params import ComposeParams
-from naturalize.compose.run import compose_class, render
+from __future__ import annotations
 
-__all__ = ["ComposeParams", "Composite", "Library", "compose_class", "compose_image", "load_library", "render"]
+import importlib
+from typing import Any
+
+#: Public name -> the module that defines it; imported on first use, so `import naturalize.compose.params`
+#: (the CLI reads its defaults) does not load OpenCV, pycocotools and the run shell.
+_EXPORTS = {"Composite": "core", "compose_image": "core", "Library": "library", "load_library": "library",
+            "ComposeParams": "params", "compose_class": "run", "render": "run"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'naturalize.compose' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"naturalize.compose.{_EXPORTS[name]}"), name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -61,12 +62,12 @@ def _cell_mask(dist: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarr
 
 def _read_boxes(path: Path, w: int, h: int, prefix_cls: str) -> list[tuple[str, str, int, int, int, int]]:
     """(kind, label, x0, y0, x1, y1) per box; the WBC nearest the centre takes the file-name class."""
-    rows = []
+    rows: list[list[Any]] = []
     for line in path.read_text().split("\n"):
         if not line.strip():
             continue
-        c, cx, cy, bw, bh = line.split()
-        cx, cy, bw, bh = float(cx) * w, float(cy) * h, float(bw) * w, float(bh) * h
+        c, *xywh = line.split()
+        cx, cy, bw, bh = (float(v) * s for v, s in zip(xywh, (w, h, w, h)))
         x0, y0 = max(0, int(round(cx - bw / 2))), max(0, int(round(cy - bh / 2)))
         x1, y1 = min(w, int(round(cx + bw / 2))), min(h, int(round(cy + bh / 2)))
         if x1 - x0 < 4 or y1 - y0 < 4:

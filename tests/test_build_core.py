@@ -1,0 +1,56 @@
+"""The pure layout of `naturalize build` without real data: where real and synthetic files go under each protocol."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from naturalize.build import count_items, layout_items, resolve_recipe
+from naturalize.fsio import UserError
+from naturalize.prepare import split_records
+from naturalize.records import Record
+
+ROOT, OUT = Path("/pbc"), Path("/data/ds")
+
+
+def _real() -> list[Record]:
+    recs = [
+        Record(f"{c}/{c}_{i}.jpg", c, c, f"{c}{i}", 360, 363, "RGB")
+        for c, n in (("PMY", 20), ("LY", 30))
+        for i in range(n)
+    ]
+    return split_records(recs, (0.8, 0.1, 0.1), seed=0)
+
+
+def _synthetic() -> dict[str, list[Path]]:
+    return {"PMY": [OUT / "synthetic" / "PMY" / f"PMY_syn_0_{i}.jpg" for i in range(40)]}
+
+
+def test_clean_protocol_keeps_real_splits_and_puts_synthetic_in_train_only() -> None:
+    real = _real()
+    items = layout_items(real, ROOT, _synthetic(), "clean", OUT, 0, (0.8, 0.1, 0.1))
+    syn = [i for i in items if i.origin == "synthetic"]
+    assert len(syn) == 40 and {i.split for i in syn} == {"train"}
+    assert syn[0].source == "synthetic/PMY/PMY_syn_0_0.jpg" and syn[0].name == "PMY_syn_0_0.jpg"
+    assert {(i.source, i.split) for i in items if i.origin == "real"} == {(r.path, r.split) for r in real}
+    counts = count_items(items)
+    assert counts["train"]["PMY"] == {"real": 16, "synthetic": 40}
+    assert counts["test"]["PMY"] == {"real": 2, "synthetic": 0} and counts["val"]["LY"]["real"] == 3
+
+
+def test_paper_protocol_pools_then_splits_every_class() -> None:
+    items = layout_items(_real(), ROOT, _synthetic(), "paper", OUT, 0, (0.8, 0.1, 0.1))
+    per = Counter((i.split, i.cls) for i in items)
+    assert (per["train", "PMY"], per["val", "PMY"], per["test", "PMY"]) == (48, 6, 6)  # 60 pooled
+    assert {i.split for i in items if i.origin == "synthetic"} == {"train", "val", "test"}
+    assert sum(per.values()) == 90
+    assert layout_items(_real(), ROOT, _synthetic(), "paper", OUT, 0, (0.8, 0.1, 0.1)) == items
+
+
+def test_recipe_options_are_checked() -> None:
+    assert resolve_recipe("1k-pbc", per_class=5).synthetic_counts({"PMY": 1011})["BNE"] == 5
+    assert resolve_recipe("419-pmy", classes=("MY",)).classes == ("MY",)
+    with pytest.raises(UserError, match="--per-class -1 must be >= 0"):
+        resolve_recipe("1k-pbc", per_class=-1)

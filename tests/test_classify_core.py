@@ -1,0 +1,71 @@
+"""classify's numpy cores without real data: augmentation, epoch order, batches, class order, dataset lookup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classify.batches import augment, epoch_order
+from classify.datasets import order_classes, resolve_root
+from naturalize.fsio import UserError
+
+
+def _looks(image: np.ndarray) -> list[np.ndarray]:
+    """The 8 mirror / quarter-turn versions of one image."""
+    return [np.rot90(a, k) for a in (image, image[:, ::-1]) for k in range(4)]
+
+
+def test_augment_gives_each_image_one_of_its_8_looks_seeded() -> None:
+    x = np.random.default_rng(0).integers(0, 256, (64, 5, 5, 3), dtype=np.uint8)
+    out = augment(x, np.random.default_rng(1))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    seen = set()
+    for a, b in zip(x, out):
+        hits = [k for k, look in enumerate(_looks(a)) if np.array_equal(look, b)]
+        assert hits, "an augmented image is not a mirror/turn of its source"
+        seen.add(hits[0])
+    assert len(seen) == 8  # every look occurs in 64 draws
+    assert np.array_equal(augment(x, np.random.default_rng(1)), out)
+    assert not np.array_equal(augment(x, np.random.default_rng(2)), out)
+
+
+def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch() -> None:
+    a = epoch_order(50, 3, 0, True)
+    assert sorted(a.tolist()) == list(range(50))
+    assert np.array_equal(epoch_order(50, 3, 0, True), a)  # a resumed run sees the same order
+    assert not np.array_equal(epoch_order(50, 3, 1, True), a)
+    assert epoch_order(5, 3, 7, False).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_batches_keep_images_and_labels_together() -> None:
+    pytest.importorskip("keras")
+    from classify.batches import make_batches
+
+    x = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    y = np.arange(10)
+    batches = make_batches(x, y, 4, shuffle=True, seed=1)
+    assert len(batches) == 3
+    seen = []
+    for i in range(len(batches)):
+        xb, yb = batches[i]
+        assert xb.dtype == np.float32 and np.array_equal(xb[:, 0, 0, 0], yb.astype(np.float32))
+        seen += yb.tolist()
+    assert sorted(seen) == list(range(10)) and seen != list(range(10))
+    first = seen
+    batches.on_epoch_end()
+    assert [v for i in range(3) for v in batches[i][1].tolist()] != first  # a new order each epoch
+
+
+def test_known_classes_first_in_pbc_order_then_the_rest() -> None:
+    assert order_classes(["SNE", "zeta", "BA", "alpha", "PLT"]) == ("BA", "PLT", "SNE", "alpha", "zeta")
+
+
+def test_dataset_names_resolve_under_the_data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "home" / "2k-pbc").mkdir(parents=True)
+    monkeypatch.setenv("NATURALIZE_DATA", str(tmp_path / "home"))
+    assert resolve_root("2k-pbc") == (tmp_path / "home" / "2k-pbc").resolve()
+    assert resolve_root(tmp_path / "home") == (tmp_path / "home").resolve()  # a path wins
+    with pytest.raises(UserError, match=r"dataset '1k-pbc' not found as a path nor under .*home/"):
+        resolve_root("1k-pbc")

@@ -1,0 +1,59 @@
+"""Atomic output (naturalize/fsio.py): a write either replaces the file whole or leaves the old one."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from naturalize.fsio import atomic_open, write_bytes, write_json, write_text
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_atomic_open_replaces_the_file_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "er" / "out.txt"  # parents are made
+    with atomic_open(target) as f:
+        f.write("first")
+        assert not target.exists()  # nothing visible until the write is complete
+    assert target.read_text() == "first"
+    with atomic_open(target, "wb") as f:
+        f.write(b"second")
+    assert target.read_bytes() == b"second" and _leftovers(target.parent) == []
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "keep.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_open(target) as f:
+            f.write("half of the new")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old" and _leftovers(tmp_path) == []
+    with pytest.raises(KeyboardInterrupt):  # also when the user interrupts
+        with atomic_open(tmp_path / "new.txt") as f:
+            f.write("x")
+            raise KeyboardInterrupt
+    assert not (tmp_path / "new.txt").exists() and _leftovers(tmp_path) == []
+
+
+def test_written_files_get_the_usual_permissions_not_the_temporary_files_0600(tmp_path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~umask
+
+
+def test_write_helpers_give_stable_bytes(tmp_path: Path) -> None:
+    write_json(tmp_path / "a.json", {"b": [1, 2], "a": {"z": 1, "y": None}})
+    write_json(tmp_path / "b.json", {"a": {"y": None, "z": 1}, "b": [1, 2]})
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert (tmp_path / "a.json").read_text().startswith('{\n  "a": {\n    "y": null')
+    write_text(tmp_path / "t.txt", "é\nline\n")
+    assert (tmp_path / "t.txt").read_bytes() == "é\nline\n".encode()
+    write_bytes(tmp_path / "b.bin", b"\0\1")
+    assert (tmp_path / "b.bin").read_bytes() == b"\0\1"
