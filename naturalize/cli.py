@@ -181,6 +181,9 @@ def preview(
     from naturalize.compose.preview import contact_sheet
 
     info = contact_sheet(dir, out, n=n, real=real, seed=seed)
+    if info["unreadable"]:
+        typer.echo(f"warning: skipped {len(info['unreadable'])} unreadable image(s): {'; '.join(info['unreadable'])}",
+                   err=True)
     typer.echo(f"wrote {out} ({info['real']} real, {info['synthetic']} synthetic tiles)")
 # ---- end compose, preview ----
 

@@ -19,7 +19,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -97,6 +97,11 @@ def detect_layout(root: Path) -> tuple[str, Path]:
         root = root / RELEASE_DIRNAME
     names = {p.name for p in _subdirs(root)}
     if names & set(SPLITS):
+        others = sorted(n for n in names - set(SPLITS) if _class_of_folder(n) or n.lower() in RELEASE_FOLDERS)
+        if others:
+            raise UserError(f"{root} mixes layouts: split folders ({', '.join(sorted(names & set(SPLITS)))}) beside "
+                            f"class or release folders ({', '.join(others)}); move one kind elsewhere so the "
+                            f"folder holds one layout")
         return "split", root
     if any(_class_of_folder(n) for n in names):
         return "classes", root
@@ -293,10 +298,11 @@ def is_prepared(path: str | Path) -> bool:
 
 
 def load_sources(path: str | Path, split: str | None = None, classes: Sequence[str] = (),
-                 workers: int = 2) -> tuple[Path, list[Record]]:
+                 workers: int = 2, echo: Callable[[str], None] | None = None) -> tuple[Path, list[Record]]:
     """Raw PBC tree or prepared dir -> (root that record paths are relative to, non-excluded records).
 
     `split` keeps one split (a prepared dir or a train/val/test tree); `classes` keeps some classes.
+    Damaged images of a raw tree are skipped and, with `echo`, each is reported in one pass.
     """
     import json
 
@@ -310,6 +316,9 @@ def load_sources(path: str | Path, split: str | None = None, classes: Sequence[s
     else:
         result = scan(path, workers=workers)
         root, records = result.root, result.records
+        bad = [d for d in result.dropped if d.reason in ("unreadable", "empty")]
+        if bad and echo is not None:
+            echo(f"skipped {len(bad)} unreadable image(s): " + "; ".join(f"{d.path} ({d.detail or d.reason})" for d in bad))
         if split and result.layout != "split":
             raise UserError(f"--split {split} needs a prepared directory or a train/val/test tree, and {path} is a "
                             f"{result.layout} tree; run `naturalize prepare {path} --out DIR` and pass DIR")

@@ -35,8 +35,16 @@ from naturalize.compose.core import compose_image
 from naturalize.compose.library import Library, bank_fingerprint, check_class, load_library
 from naturalize.compose.params import FORMATS, ComposeParams, shard_range
 from naturalize.fsio import UserError, write_text
+from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
+from naturalize.procs import die_with_parent
 
 STATE_DIR = ".naturalize-compose"
+KIND = "compose"  # the output marker's kind (naturalize.outputs)
+#: The most images one run (one shard) makes: its index list and returned paths are held in memory.
+MAX_RUN_IMAGES = 1_000_000
+#: Red cells fill at most this fraction of the image area (at the bank's median red-cell area); PBC crops
+#: hold 8-20 red cells, about a quarter of the area.
+MAX_RBC_FILL = 0.45
 STATE_VERSION = 2  # 2: composites of this code (q75 4:4:4, new draws); an older run is not resumed
 
 # what this process composes with: set by _load (a forked worker inherits it) and _open_journal
@@ -74,7 +82,9 @@ def _load(bank: Bank | str, cls: str, seed: int, params: ComposeParams, out: str
 
 
 def _open_journal(out: str, cls: str) -> None:
-    """Give this process its own journal to append to."""
+    """Give this process its own journal to append to (a worker also ends with its parent)."""
+    if mp.parent_process() is not None:
+        die_with_parent()
     journal = Path(out) / STATE_DIR / "journal" / f"{cls}.{socket.gethostname()}.{os.getpid()}.jsonl"
     _WORKER["journal"] = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -163,25 +173,24 @@ def _clear_class(out: Path, cls: str) -> None:
 
 
 def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
-    """Make OUT ready for this run: empty, a resumable run of the same parameters, or a compose output
-    without this class; with overwrite, this class's earlier outputs go. Else one-line UserError."""
-    old = _read_state(out, cls)
-    if old is not None and old != state:
-        if not overwrite:
-            diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
-            if "params" in diff:
-                diff += [f"params.{k}" for k in sorted(state["params"]) if old.get("params", {}).get(k) != state["params"][k]]
-            raise UserError(f"{out} holds a compose run of {cls} with other settings ({', '.join(diff)}); "
-                            f"rerun with the same settings to resume, or pass --overwrite, or use another --out")
-        _clear_class(out, cls)
-    elif old is None:
-        busy = out.is_dir() and any(out.iterdir())
-        ours = (out / STATE_DIR).is_dir() and not ((out / cls).is_dir() and any((out / cls).iterdir()))
-        if busy and not ours:
+    """Make OUT ready for this run: new or empty, or a compose output (our marker) whose class folder, if any,
+    compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
+    journals. Anything else (a folder of the user's files, another kind of output): one-line UserError."""
+    if claim(out, KIND) == "ours":
+        if (out / cls).exists() and cls not in read_marker(out)["written"]:
+            raise UserError(f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
+                            f"away or use another --out")
+        old = _read_state(out, cls)
+        if old is not None and old != state:
             if not overwrite:
-                raise UserError(f"{out} is not empty and holds no compose run of {cls}; "
-                                f"use an empty --out, or --overwrite to write into it")
+                diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
+                if "params" in diff:
+                    diff += [f"params.{k}" for k in sorted(state["params"])
+                             if old.get("params", {}).get(k) != state["params"][k]]
+                raise UserError(f"{out} holds a compose run of {cls} with other settings ({', '.join(diff)}); "
+                                f"rerun with the same settings to resume, or pass --overwrite, or use another --out")
             _clear_class(out, cls)
+    write_marker(out, KIND, [cls, STATE_DIR, "manifest.jsonl", "annotations.json"])
     (out / STATE_DIR / "journal").mkdir(parents=True, exist_ok=True)
     write_text(_state_path(out, cls), json.dumps(state, indent=2, sort_keys=True) + "\n")
 
@@ -227,6 +236,20 @@ def _write_coco(out: str) -> None:
     write_text(Path(out) / "annotations.json", coco_text(load_entries(Path(out))))
 
 
+def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
+    """UserError for cell counts that would give wrong images: no cell of the class (the image would be filed
+    under a class it does not show), or more red cells than fit the image (they would be silently dropped)."""
+    if params.wbc < 1:
+        raise UserError(f"--wbc {params.wbc}: an image filed under {cls} must show its {cls} cell; use --wbc 1 or more")
+    areas = sorted(r.area for r in bank.select("RBC"))
+    if params.rbc and areas:
+        w, h = params.size
+        most = int(MAX_RBC_FILL * w * h / areas[len(areas) // 2])
+        if params.rbc > most:
+            raise UserError(f"--rbc {params.rbc}: at most {most} red cells of this bank fit a {w}x{h} image "
+                            f"(PBC crops hold 8-20); use --rbc {most} or fewer")
+
+
 def normalise_class(text: str) -> str:
     """'pmy' -> 'PMY', 'platelet' -> 'PLT'; UserError for anything else."""
     cls = PREFIX_TO_CLASS.get(text.strip().upper(), text.strip().upper())
@@ -247,9 +270,14 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
     k, parts = shard
     if not 1 <= k <= parts:
         raise UserError(f"--shard {k}/{parts}: need 1 <= K <= N")
+    if len(shard_range(n, shard)) > MAX_RUN_IMAGES:
+        raise UserError(f"--n {n}: one run makes at most {MAX_RUN_IMAGES:,} images; split it with --shard K/N "
+                        f"(e.g. --shard 1/{-(-n // MAX_RUN_IMAGES)})")
+    out = Path(out)
+    check_disjoint(out, [("the bank", bank.root if isinstance(bank, Bank) else bank)])
     bank = bank if isinstance(bank, Bank) else Bank.open(bank)
     check_class(bank, cls)
-    out = Path(out)
+    check_counts(bank, cls, params)
     state = {"version": STATE_VERSION, "class": cls, "seed": seed, "n": n, "params": params.as_dict(),
              "bank": bank_fingerprint(bank)}
     claim_output(out, cls, state, overwrite)
