@@ -154,6 +154,7 @@ def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None 
     out = Path(out) if out is not None else Path("runs") / f"{data.name}_{model}"
     check_disjoint(out, [("the dataset", data.root),
                          ("--weights", None if weights in ("imagenet", "none") else weights)])
+    claim(out, runs.RUN_KIND)  # a folder that is not a classify run is refused before Keras is even imported
     config = resolve_config(data, model, mode, weights, epochs, batch_size, lr, image_size, seed)
     state = _check_resumable(out, config)
     write_marker(out, runs.RUN_KIND, runs.RUN_FILES)

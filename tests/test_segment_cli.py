@@ -177,7 +177,7 @@ def test_existing_output_is_protected(bank: Path, sample_root: Path, tmp_path: P
     junk.mkdir()
     (junk / "notes.txt").write_text("mine")
     proc = cli("segment", str(alt_root), "--out", str(junk), "--backend", "classical", "--overwrite", check=False)
-    assert "not a sprite bank" in error_line(proc)
+    assert "not written by naturalize" in error_line(proc)
     assert [p.name for p in junk.iterdir()] == ["notes.txt"]
     # --overwrite replaces a bank
     small = tmp_path / "small"
