@@ -477,3 +477,46 @@ def test_bad_input(case: Case, world: Path, request: pytest.FixtureRequest, tmp_
     for where, own in (("world", (".cache/",)), ("tmp", case.replaces)):
         changed = [p for p, h in before[where].items() if after[where].get(p) != h and not p.startswith(own)]
         assert not changed, f"{where}: files changed or removed: {changed[:10]}"
+
+
+def test_killed_compose_leaves_no_orphan_tracebacks(world: Path, tmp_path: Path) -> None:
+    """Traceback class: SIGKILL the main process of a 2-worker compose; its workers end with it, quietly (they
+    used to print BrokenPipe tracebacks), and the stderr pipe they share closes."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", "5000",
+                             "--bank", str(world / "bank"), "--out", str(out), "--workers", "2"],
+                            cwd=tmp_path, env=_env(world), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "PMY").is_dir() and sum(1 for _ in (out / "PMY").iterdir()) >= 20:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    t0 = time.time()
+    err = proc.stderr.read().decode(errors="replace")  # EOF only once every worker holding the pipe is gone
+    assert time.time() - t0 < 30
+    assert "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
+
+
+def test_build_refuses_a_curated_dataset_with_a_class_missing_from_a_split() -> None:
+    """Silent-wrong class: curation that leaves a class without val images used to give a dataset that `classify`
+    then refused; build now stops before composing, naming the class, the split and the fix."""
+    from naturalize.build import check_splits_hold_classes
+    from naturalize.fsio import UserError
+    from naturalize.records import Record
+
+    def rec(cls: str, split: str, i: int) -> Record:
+        return Record(path=f"{cls}/{cls}_{split}_{i}.jpg", cls=cls, folder=cls, sha256="", width=1, height=1, mode="RGB",
+                      split=split)
+
+    full = [rec(c, s, i) for c in ("LY", "PMY") for s in ("train", "val", "test") for i in range(2)]
+    check_splits_hold_classes(full, "clean")
+    lacking = [r for r in full if not (r.cls == "PMY" and r.split == "val")]
+    with pytest.raises(UserError, match="class PMY has no val images.*--max-real"):
+        check_splits_hold_classes(lacking, "clean")
+    check_splits_hold_classes(lacking, "paper")  # paper: pooled, then split with >= 1 val and test image per class
