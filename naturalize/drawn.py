@@ -29,6 +29,7 @@ from PIL import Image
 from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS
 from naturalize.fsio import UserError, write_bytes, write_json, write_text
 from naturalize.outputs import claim, remove_written, write_marker
+from naturalize.procs import die_with_parent
 
 GENERATOR_VERSION = 1
 DRAWN_DIRNAME = "drawn-pbc"
@@ -447,7 +448,7 @@ def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed
     if workers > 1 and len(todo) >= 64:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=die_with_parent) as pool:
             for (c, i, _), data in zip(todo, pool.map(_draw_jpeg, todo, chunksize=16)):
                 write_bytes(out / drawn_relpath(c, i), data)
                 bar.update()

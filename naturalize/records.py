@@ -33,6 +33,7 @@ from naturalize.classes import (
     UNLABELED_PREFIXES,
 )
 from naturalize.fsio import UserError, atomic_open
+from naturalize.procs import die_with_parent
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
 DROPPED_COLUMNS = ["path", "reason", "detail"]
@@ -215,7 +216,7 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
     paths = [str(f) for f, *_ in to_read]
     bar = dict(total=len(paths), desc="reading images", unit="img", disable=not progress, leave=False)
     if workers > 1 and len(paths) > 256:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=die_with_parent) as pool:
             infos = list(tqdm(pool.map(read_image_info, paths, chunksize=64), **bar))
     else:
         infos = [read_image_info(p) for p in tqdm(paths, **bar)]

@@ -12,7 +12,6 @@ can list them by class. Cases that need a trained classifier share one tiny run 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess

@@ -177,7 +177,7 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
     journals. Anything else (a folder of the user's files, another kind of output): one-line UserError."""
     if claim(out, KIND) == "ours":
-        if (out / cls).exists() and cls not in read_marker(out)["written"]:
+        if (out / cls).exists() and cls not in (read_marker(out) or {}).get("written", ()):
             raise UserError(f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
                             f"away or use another --out")
         old = _read_state(out, cls)
