@@ -293,7 +293,7 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
         compose_params = ComposeParams(**dict(compose_options or {}))
         for cls, n in wanted.items():
             synthetic[cls] = compose_class(bank, cls, n, out / "synthetic", seed=seed, params=compose_params, workers=workers,
-                                           progress=progress)
+                                           progress=progress, warn=echo)
     items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
     _write_tree(out, items)
     _write_files_csv(out / "files.csv", items)

@@ -165,7 +165,7 @@ def compose(
     params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
                            quality=quality)
     paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
-                          overwrite=overwrite)
+                          overwrite=overwrite, warn=lambda m: typer.echo(m, err=True))
     typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")
 
 

@@ -42,9 +42,9 @@ STATE_DIR = ".naturalize-compose"
 KIND = "compose"  # the output marker's kind (naturalize.outputs)
 #: The most images one run (one shard) makes: its index list and returned paths are held in memory.
 MAX_RUN_IMAGES = 1_000_000
-#: Red cells fill at most this fraction of the image area (at the bank's median red-cell area); PBC crops
-#: hold 8-20 red cells, about a quarter of the area.
-MAX_RBC_FILL = 0.45
+#: More red cells than cover this fraction of the image area (at the bank's median red-cell area) cannot fit: such
+#: an --rbc is refused. Counts below it that still do not all fit are reported after the run (see _work).
+MAX_RBC_FILL = 1.0
 STATE_VERSION = 2  # 2: composites of this code (q75 4:4:4, new draws); an older run is not resumed
 
 # what this process composes with: set by _load (a forked worker inherits it) and _open_journal
@@ -121,12 +121,14 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _work(index: int) -> None:
+def _work(index: int) -> int:
     """Worker: compose, write the image atomically, then append its journal entry (one JSON line) to the
-    process's journal (a line cut short by a kill is skipped when read: the image is simply made again)."""
+    process's journal (a line cut short by a kill is skipped when read: the image is simply made again).
+    Returns how many of the red cells asked for found no room on the image (0 normally)."""
     image, record = render(_WORKER["lib"], _WORKER["params"], _WORKER["seed"], index)
     _write_atomic(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
     _write_all(_WORKER["journal"], journal_line(journal_entry(record)).encode("ascii"))
+    return _WORKER["params"].rbc - sum(1 for c in record["cells"] if c["kind"] == "RBC")
 
 
 _KEYS = ("class", "seed", "index", "file", "width", "height", "n_anns")
@@ -238,7 +240,7 @@ def _write_coco(out: str) -> None:
 
 def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
     """UserError for cell counts that would give wrong images: no cell of the class (the image would be filed
-    under a class it does not show), or more red cells than fit the image (they would be silently dropped)."""
+    under a class it does not show), or more red cells than the image area can hold."""
     if params.wbc < 1:
         raise UserError(f"--wbc {params.wbc}: an image filed under {cls} must show its {cls} cell; use --wbc 1 or more")
     areas = sorted(r.area for r in bank.select("RBC"))
@@ -246,8 +248,8 @@ def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
         w, h = params.size
         most = int(MAX_RBC_FILL * w * h / areas[len(areas) // 2])
         if params.rbc > most:
-            raise UserError(f"--rbc {params.rbc}: at most {most} red cells of this bank fit a {w}x{h} image "
-                            f"(PBC crops hold 8-20); use --rbc {most} or fewer")
+            raise UserError(f"--rbc {params.rbc}: that many red cells of this bank would cover more than the whole "
+                            f"{w}x{h} image; use --rbc {most} or fewer (PBC crops hold about 8-15)")
 
 
 def normalise_class(text: str) -> str:
@@ -260,9 +262,10 @@ def normalise_class(text: str) -> str:
 
 def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, seed: int = 0,
                   params: ComposeParams | None = None, shard: tuple[int, int] = (1, 1), workers: int = 2,
-                  overwrite: bool = False, progress: bool = True) -> list[Path]:
+                  overwrite: bool = False, progress: bool = True, warn: Callable[[str], None] | None = None) -> list[Path]:
     """Make images [shard's block of 0..n-1] of class `cls` into `out` (see module doc); returns the paths
-    of this shard's images. Raises UserError for bad input (one line)."""
+    of this shard's images. Raises UserError for bad input (one line); `warn` gets one line when some images
+    of this run hold fewer red cells than asked (no room left for them)."""
     params = params or ComposeParams()
     cls = normalise_class(cls)
     if n <= 0:
@@ -285,7 +288,12 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
     done = {r["index"] for r in load_entries(out) if r["class"] == cls}
     todo = [i for i in indices if i not in done]
     if todo:
-        _run(bank, cls, seed, params, out, todo, workers, progress, finish=lambda pool: write_run_files(out, pool))
+        short = _run(bank, cls, seed, params, out, todo, workers, progress,
+                     finish=lambda pool: write_run_files(out, pool))
+        if short and warn is not None:
+            warn(f"warning: {len(short)} of {len(todo)} images hold fewer red cells than --rbc {params.rbc} asked "
+                 f"(no room left on the plate; as few as {params.rbc - max(short)}); ask for fewer red cells to get "
+                 f"exactly that many")
     else:
         write_run_files(out)
     return [out / cls / image_name(cls, seed, i, params.fmt) for i in indices]
@@ -299,7 +307,7 @@ FORK_WORKERS = sys.platform == "linux"
 
 
 def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo: list[int], workers: int,
-         progress: bool, finish: Callable[[Pool | None], object]) -> None:
+         progress: bool, finish: Callable[[Pool | None], object]) -> list[int]:
     """Compose `todo` into OUT, then call finish(pool) (the worker pool, or None) before the workers stop.
     Several workers on Linux: this process reads the bank (and warps the sprite variants of a long run) on
     `workers` threads, then forks workers that share it all; elsewhere each spawned worker reads the bank
@@ -325,10 +333,14 @@ def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo
             pool = mp.get_context("spawn").Pool(workers, initializer=_init_spawned, initargs=args)
         if pool is not None:  # chunks of 64: fewer, larger messages cost the parent a third of the CPU of 16
             done = pool.imap_unordered(_work, todo, chunksize=max(1, min(64, len(todo) // (8 * workers))))
+        short: list[int] = []
         with tqdm(total=len(todo), desc=f"compose {cls}", unit="img", disable=not progress, smoothing=0.05) as bar:
-            for _ in done:
+            for missing in done:
                 bar.update(1)
+                if missing:
+                    short.append(missing)
         finish(pool)
+        return short
     finally:
         if pool is not None:
             pool.terminate()  # every result is in (or the run failed): stop the workers
