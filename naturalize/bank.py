@@ -94,7 +94,7 @@ def _read_rows(path: Path, text: str, cls, required: list[str]) -> list:
     return [_coerce(cls, r) for r in reader if None not in r.values()]
 
 
-def _committed_text(root: Path, name: str, record: dict | None) -> str:
+def _committed_text(root: Path, name: str, record: object) -> str:
     """The part of a bank CSV that bank.json vouches for: its first `bytes` bytes, checked against the recorded
     row count and SHA-256 (rows appended after the last bank.json write belong to an unfinished image). A file
     that is shorter or differs was changed after `naturalize segment` wrote it: UserError."""
@@ -102,6 +102,9 @@ def _committed_text(root: Path, name: str, record: dict | None) -> str:
     data = path.read_bytes() if path.is_file() else b""
     if record is None:  # a bank written before checksums were recorded
         return data.decode("utf-8")
+    if not isinstance(record, dict) or not {"bytes", "rows", "sha256"} <= record.keys():
+        raise UserError(f"{root / 'bank.json'} is damaged (its record of {name}); rebuild the bank with "
+                        f"`naturalize segment ... --out {root} --overwrite`")
     head = data[:record["bytes"]]
     rows = max(0, head.count(b"\n") - 1)
     if len(data) < record["bytes"] or rows != record["rows"] or hashlib.sha256(head).hexdigest() != record["sha256"]:
@@ -110,6 +113,12 @@ def _committed_text(root: Path, name: str, record: dict | None) -> str:
                         f"checksum): it was truncated or edited; rebuild the bank with `naturalize segment ... "
                         f"--out {root} --overwrite`")
     return head.decode("utf-8")
+
+
+def file_record(meta: dict, name: str) -> object:
+    """What bank.json records of one CSV ({bytes, rows, sha256}), None for a bank written before it did."""
+    files = meta.get("files")
+    return files.get(name) if isinstance(files, dict) else files
 
 
 def read_bank_meta(root: Path) -> dict:
@@ -145,8 +154,7 @@ class Bank:
         """Read a bank; UserError when bank.json is missing or damaged, or a CSV no longer matches it."""
         root = Path(path)
         meta = read_bank_meta(root)
-        files = meta.get("files") or {}
-        text = {name: _committed_text(root, name, files.get(name)) for name in CSV_FILES}
+        text = {name: _committed_text(root, name, file_record(meta, name)) for name in CSV_FILES}
         curation = _read_dicts(text["curation.csv"])
         done = {r["source"] for r in curation}
         sprites = [s for s in _read_rows(root / "index.csv", text["index.csv"], SpriteRow, INDEX_FIELDS)
@@ -293,9 +301,9 @@ class BankWriter:
 
     @classmethod
     def _resume(cls, root: Path, identity: dict) -> "BankWriter":
-        files = read_bank_meta(root).get("files") or {}
+        meta = read_bank_meta(root)
         for name in CSV_FILES:  # what bank.json vouches for must be intact; only a tail after it is redone
-            _committed_text(root, name, files.get(name))
+            _committed_text(root, name, file_record(meta, name))
         cur = _complete_lines(root / "curation.csv")
         done_rows = list(csv.DictReader(cur)) if cur else []
         done = {r["source"] for r in done_rows if None not in r.values()}

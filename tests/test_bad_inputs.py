@@ -12,6 +12,7 @@ can list them by class. Cases that need a trained classifier share one tiny run 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -150,6 +151,12 @@ def _edit_number(bank: Path) -> None:
     fields[4] = str(int(fields[4]) + 1)  # x0 of the first sprite
     text[1] = ",".join(fields)
     (bank / "index.csv").write_text("".join(text))
+
+
+def _mangle_record(bank: Path) -> None:
+    meta = json.loads((bank / "bank.json").read_text())
+    meta["files"]["index.csv"] = 5
+    (bank / "bank.json").write_text(json.dumps(meta))
 
 
 def _write(rel: str, data: bytes | str) -> Callable[[Path, Path], None]:
@@ -339,6 +346,9 @@ CASES = [
     Case("bank-json-not-an-object", TRACEBACK, N,
          ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "bank format version",
          setup=_bank_copy(lambda b: (b / "bank.json").write_text("[]"))),
+    Case("bank-json-damaged-file-record", TRACEBACK, N,
+         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "is damaged (its record",
+         setup=_bank_copy(_mangle_record)),
     Case("compose-out-is-file", TRACEBACK, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/f"),
          "is a file", setup=_write("f", "x")),
     Case("compose-n-huge", TRACEBACK, N,
