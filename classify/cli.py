@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from naturalize.fsio import UserError, write_text
+from naturalize.outputs import check_file_output
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train, evaluate, predict with and explain Keras blood-cell classifiers on Naturalize datasets.")
@@ -72,7 +73,9 @@ def predict(
     """Class and probabilities per image, as CSV."""
     from classify.predict import predict as run_predict
 
-    text = run_predict(run, images)
+    if out is not None:
+        check_file_output(out, (".csv",), inputs=[("the run", run)] + [("input", p) for p in images])
+    text = run_predict(run, images, warn=lambda m: typer.echo(m, err=True))
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -91,7 +94,7 @@ def explain(
     """Score-CAM heat maps overlaid on each image, as PNG."""
     from classify.scorecam import explain as run_explain
 
-    for p in run_explain(run, images, out, target, channels):
+    for p in run_explain(run, images, out, target, channels, warn=lambda m: typer.echo(m, err=True)):
         typer.echo(f"wrote {p}")
 
 
@@ -103,6 +106,8 @@ def compare(
     """Markdown table of train/val/test accuracy and macro precision/recall/F1 across runs."""
     from classify.compare import table
 
+    if out is not None:
+        check_file_output(out, (".md",), inputs=[("run", r) for r in runs])
     text = table(runs)
     typer.echo(text, nl=False)
     if out is not None:

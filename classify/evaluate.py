@@ -21,6 +21,8 @@ from naturalize.fsio import write_json, write_text
 from classify import runs
 from classify.datasets import check_classes, load_dataset
 
+OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
+
 
 def predict_probs(model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Class probabilities for uint8/float images (N, S, S, 3) -> float (N, K)."""
@@ -66,6 +68,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", dataset: str | os.
         same = dataset is None or Path(data.root) == Path(config["dataset"])
         out = run / "eval" / (split if same else f"{data.name}-{split}")
     out = Path(out)
+    runs.claim_outputs(out, run, [("the dataset", data.root)], "classify-eval", OUTPUTS)
     x = cached_array(paths, size, progress=progress, desc=f"decode {split}")
     model = runs.load_model(run / runs.MODEL)
     probs = predict_probs(model, x, batch_size or int(config.get("batch_size", 32)))

@@ -57,17 +57,47 @@ def _key(paths: Sequence[Path], size: int) -> str:
     return h.hexdigest()[:20]
 
 
-def decode_all(paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True,
-               desc: str = "decode") -> np.ndarray:
-    """Decode and resize every path into a new uint8 array (threads; PIL releases the GIL)."""
+def describe_bad(bad: Sequence[tuple[Path, str]], shown: int = 5) -> str:
+    """'3 image(s) cannot be read: a.jpg (why); b.jpg (why); ...' (the first `shown`, then a count)."""
+    head = "; ".join(f"{p} ({why})" for p, why in bad[:shown])
+    more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    return f"{len(bad)} image(s) cannot be read: {head}{more}"
+
+
+def decode_some(paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True,
+                desc: str = "decode") -> tuple[np.ndarray, list[int], list[tuple[Path, str]]]:
+    """Decode and resize every readable path (threads; PIL releases the GIL), in one pass over all of them.
+    Returns (uint8 array of the readable ones, their indices into `paths`, [(path, reason)] of the others)."""
     from tqdm import tqdm
 
+    def one(p: Path) -> np.ndarray | str:
+        try:
+            return load_image(p, size)
+        except UserError as e:
+            return str(e.__cause__ or e)
+
     out = np.empty((len(paths), size, size, 3), np.uint8)
+    good: list[int] = []
+    bad: list[tuple[Path, str]] = []
     with ThreadPoolExecutor(max(1, workers)) as ex:
-        it = ex.map(lambda p: load_image(p, size), paths)
+        it = ex.map(one, paths)
         for i, a in enumerate(tqdm(it, total=len(paths), desc=desc, unit="img", disable=not progress, leave=False)):
-            out[i] = a
-    return out
+            if isinstance(a, str):
+                bad.append((Path(paths[i]), a))
+            else:
+                out[len(good)] = a
+                good.append(i)
+    return out[:len(good)], good, bad
+
+
+def decode_all(paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True,
+               desc: str = "decode") -> np.ndarray:
+    """Decode and resize every path into a new uint8 array; UserError listing every unreadable file (all found in
+    one pass) when any is, since going on would silently train or evaluate on fewer images."""
+    arr, _, bad = decode_some(paths, size, workers, progress, desc)
+    if bad:
+        raise UserError(describe_bad(bad) + "; remove or replace them and rerun")
+    return arr
 
 
 def cached_array(paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True,

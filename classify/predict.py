@@ -6,7 +6,7 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -32,19 +32,24 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def predict(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], batch_size: int = 32,
-            progress: bool = True) -> str:
-    """CSV text (path,pred,prob,prob_<CLASS>...) for every image in `inputs`."""
+            progress: bool = True, warn: Callable[[str], None] | None = None) -> str:
+    """CSV text (path,pred,prob,prob_<CLASS>...) for every readable image in `inputs`; unreadable ones are
+    skipped and reported, all in one message, through `warn`. UserError when none can be read."""
     from classify.evaluate import predict_probs
-    from classify.images import decode_all
+    from classify.images import decode_some, describe_bad
 
     run, config, classes = runs.open_run(run)
     paths = gather_images(inputs)
-    x = decode_all(paths, int(config["image_size"]), progress=progress)
+    x, good, bad = decode_some(paths, int(config["image_size"]), progress=progress)
+    if bad and not good:
+        raise UserError(describe_bad(bad) + "; none left to predict: pass readable images")
+    if bad and warn is not None:
+        warn("warning: skipped " + describe_bad(bad))
     probs = predict_probs(runs.load_model(run / runs.MODEL), x, batch_size)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "pred", "prob", *(f"prob_{c}" for c in classes)])
-    for p, row in zip(paths, probs):
+    for i, row in zip(good, probs):
         k = int(np.argmax(row))
-        w.writerow([str(p), classes[k], f"{row[k]:.6f}", *(f"{v:.6f}" for v in row)])
+        w.writerow([str(paths[i]), classes[k], f"{row[k]:.6f}", *(f"{v:.6f}" for v in row)])
     return buf.getvalue()

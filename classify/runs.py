@@ -20,9 +20,22 @@ import tempfile
 from pathlib import Path
 
 from naturalize.fsio import UserError
+from naturalize.outputs import check_disjoint, claim, overlap, write_marker
 
 CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
     "config.json", "classes.json", "model.keras", "last.keras", "state.json", "history.csv", "curves.png", "split.csv")
+RUN_KIND = "classify-run"  # the output marker's kind of a run directory (naturalize.outputs)
+RUN_FILES = (CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT, "eval", "explain")
+
+
+def claim_outputs(out: Path, run: Path, inputs, kind: str, names) -> None:
+    """Before any work: a folder output of evaluate/explain never overlaps an input (the run may hold it, as
+    its default eval/ and explain/ folders); outside the run it must be new, empty or an earlier output of the
+    same kind, and gets the marker listing `names`."""
+    check_disjoint(out, inputs, owners=[run])
+    if overlap(out, run) != "is inside":
+        claim(out, kind)
+        write_marker(out, kind, names)
 
 
 def read_json(path: Path) -> dict:

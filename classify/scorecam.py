@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -78,26 +78,36 @@ def score_cam(model, features, image: np.ndarray, target: int | None = None, max
 
 
 def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
-            target: str | None = None, max_channels: int = 256, progress: bool = True) -> list[Path]:
+            target: str | None = None, max_channels: int = 256, progress: bool = True,
+            warn: Callable[[str], None] | None = None) -> list[Path]:
     """Score-CAM PNG (image | overlay) per input image into OUT (default RUN/explain); returns the PNG paths."""
     from tqdm import tqdm
 
     from classify import runs
-    from classify.images import load_image
+    from classify.images import describe_bad, load_image
     from classify.plots import overlay_heatmap
     from classify.predict import gather_images
 
+    if max_channels < 0:
+        raise UserError(f"--channels {max_channels} must be >= 0 (0 = all feature maps, e.g. --channels 256)")
     run, config, classes = runs.open_run(run)
     if target is not None and target not in classes:
         raise UserError(f"--target {target!r} is not one of the run's classes {', '.join(classes)}")
     paths = gather_images(inputs)
     out = Path(out) if out is not None else run / "explain"
+    runs.claim_outputs(out, run, [(f"input {p}", p) for p in inputs], "classify-explain",
+                       [f"{p.stem}_scorecam.png" for p in paths])
     model = runs.load_model(run / runs.MODEL)
     features = feature_model(model)
     size = int(config["image_size"])
     written = []
+    bad: list[tuple[Path, str]] = []
     for p in tqdm(paths, desc="Score-CAM", unit="img", disable=not progress):
-        img = load_image(p, size)
+        try:
+            img = load_image(p, size)
+        except UserError as e:
+            bad.append((p, str(e.__cause__ or e)))
+            continue
         cam, k, probs = score_cam(model, features, img, None if target is None else classes.index(target),
                                   max_channels)
         pred = int(np.argmax(probs))
@@ -107,4 +117,8 @@ def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: st
                         {"source": str(p.resolve()), "run": str(run.resolve()), "method": "Score-CAM",
                          "target": classes[k], "max_channels": max_channels})
         written.append(dest)
+    if bad and not written:
+        raise UserError(describe_bad(bad) + "; none left to explain: pass readable images")
+    if bad and warn is not None:
+        warn("warning: skipped " + describe_bad(bad))
     return written

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from naturalize.fsio import UserError, write_json, write_text
+from naturalize.outputs import check_disjoint, claim, write_marker
 from classify import runs
 from classify.datasets import Dataset, load_dataset
 from classify.images import cached_array
@@ -62,10 +63,9 @@ def read_history(run: Path) -> list[dict]:
 
 
 def _check_resumable(out: Path, config: dict) -> dict | None:
-    """The saved state when `out` holds a compatible run; UserError when it holds a different one."""
-    if not (out / runs.CONFIG).is_file():
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"--out {out} exists and is not a classify run; pick an empty or new directory")
+    """The saved state when `out` holds a compatible run; UserError when it holds a different one, or anything
+    but a classify run (the folder must be new, empty or carry the run marker)."""
+    if claim(out, runs.RUN_KIND) == "new" or not (out / runs.CONFIG).is_file():
         return None
     old = runs.read_json(out / runs.CONFIG)
     diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
@@ -78,8 +78,21 @@ def _check_resumable(out: Path, config: dict) -> dict | None:
     return None
 
 
+def reseed(model, seed: int, epoch: int) -> None:
+    """Make epoch `epoch`'s random streams depend only on (seed, epoch): the global seeds (Python, NumPy, the
+    backend) and the state of every layer's seed generator (dropout...). With the weights and the optimizer
+    state restored from last.keras, a resumed run then gives the same epochs as an uninterrupted one."""
+    import keras
+
+    keras.utils.set_random_seed(int(np.random.default_rng([seed, epoch, 2]).integers(2**31 - 1)))
+    for i, layer in enumerate(model._flatten_layers(include_self=True)):
+        for j, gen in enumerate(getattr(layer, "_seed_generators", ())):
+            start = int(np.random.default_rng([seed, epoch, 3, i, j]).integers(2**31 - 1))
+            gen.state.assign(np.asarray([start, 0], dtype=keras.backend.standardize_dtype(gen.state.dtype)))
+
+
 def _make_callback(out: Path, train_batches, n_train: int, history: list[dict], state: dict, title: str,
-                   provenance: dict, log):
+                   provenance: dict, log, seed: int):
     import keras
 
     from classify.plots import plot_history
@@ -89,6 +102,7 @@ def _make_callback(out: Path, train_batches, n_train: int, history: list[dict], 
 
         def on_epoch_begin(self, epoch, logs=None):
             train_batches.set_epoch(epoch)
+            reseed(self.model, seed, epoch)
             self.t0 = time.perf_counter()
             self.t_train = None
 
@@ -134,9 +148,16 @@ def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None 
                         f"(a plain <CLASS>/ tree is split 80/10/10 automatically)")
     for s in ("train", "val"):
         data.split_items(s)  # UserError when empty
+    if len(data.classes) < 2:
+        raise UserError(f"dataset {data.root} has one class ({data.classes[0]}); a classifier needs at least two "
+                        f"class folders (its accuracy would be 1.0 whatever it learned)")
     out = Path(out) if out is not None else Path("runs") / f"{data.name}_{model}"
+    check_disjoint(out, [("the dataset", data.root),
+                         ("--weights", None if weights in ("imagenet", "none") else weights)])
+    claim(out, runs.RUN_KIND)  # a folder that is not a classify run is refused before Keras is even imported
     config = resolve_config(data, model, mode, weights, epochs, batch_size, lr, image_size, seed)
     state = _check_resumable(out, config)
+    write_marker(out, runs.RUN_KIND, runs.RUN_FILES)
 
     import keras
 
@@ -160,7 +181,6 @@ def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None 
         state = {"epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "done": False}
         net = create_model(model, len(data.classes), weights, mode, image_size)
         net.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        out.mkdir(parents=True, exist_ok=True)
     write_json(out / runs.CONFIG, config)
     write_json(out / runs.CLASSES_FILE, list(data.classes))
     write_text(out / runs.SPLIT, data.split_csv())
@@ -168,7 +188,7 @@ def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None 
     title = f"{model} ({mode}, weights {Path(weights).name if weights not in ('imagenet', 'none') else weights}) on {data.name}"
     provenance = {"run": str(out.resolve()), "model": model, "dataset": str(data.root), "seed": seed}
     if state["epoch"] < epochs:
-        cb = _make_callback(out, train_batches, len(x_train), history, state, title, provenance, log)
+        cb = _make_callback(out, train_batches, len(x_train), history, state, title, provenance, log, seed)
         log(f"training {model} on {data.name}: {len(x_train)} train / {len(x_val)} val images at {image_size}px, "
             f"{keras.backend.backend()} backend, epochs {state['epoch'] + 1}..{epochs}")
         net.fit(train_batches, validation_data=val_batches, epochs=epochs, initial_epoch=state["epoch"],

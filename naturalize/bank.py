@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, fields
@@ -21,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from naturalize.fsio import UserError, write_bytes
+from naturalize.outputs import claim, remove_written, write_marker
 
 FORMAT_VERSION = 1
 KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
@@ -82,16 +85,57 @@ def _coerce(cls, row: dict[str, str]):
     return cls(**{name: conv(row[name]) for name, conv in _converters(cls)})
 
 
-def _read_rows(path: Path, cls, required: list[str]) -> list:
-    if not path.exists():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = set(required) - set(reader.fieldnames or [])
-        if missing:
-            raise UserError(f"{path}: missing columns {sorted(missing)}; rebuild the bank with `naturalize segment`")
-        # A row cut short by an interrupted run has None values: it is not part of the bank.
-        return [_coerce(cls, r) for r in reader if None not in r.values()]
+def _read_rows(path: Path, text: str, cls, required: list[str]) -> list:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = set(required) - set(reader.fieldnames or [])
+    if missing:
+        raise UserError(f"{path}: missing columns {sorted(missing)}; rebuild the bank with `naturalize segment`")
+    # A row cut short by an interrupted run has None values: it is not part of the bank.
+    return [_coerce(cls, r) for r in reader if None not in r.values()]
+
+
+def _committed_text(root: Path, name: str, record: object) -> str:
+    """The part of a bank CSV that bank.json vouches for: its first `bytes` bytes, checked against the recorded
+    row count and SHA-256 (rows appended after the last bank.json write belong to an unfinished image). A file
+    that is shorter or differs was changed after `naturalize segment` wrote it: UserError."""
+    path = root / name
+    data = path.read_bytes() if path.is_file() else b""
+    if record is None:  # a bank written before checksums were recorded
+        return data.decode("utf-8")
+    if not isinstance(record, dict) or not {"bytes", "rows", "sha256"} <= record.keys():
+        raise UserError(f"{root / 'bank.json'} is damaged (its record of {name}); rebuild the bank with "
+                        f"`naturalize segment ... --out {root} --overwrite`")
+    head = data[:record["bytes"]]
+    rows = max(0, head.count(b"\n") - 1)
+    if len(data) < record["bytes"] or rows != record["rows"] or hashlib.sha256(head).hexdigest() != record["sha256"]:
+        have = max(0, data.count(b"\n") - 1)
+        raise UserError(f"{path} no longer matches its bank ({have} rows, bank.json records {record['rows']} and a "
+                        f"checksum): it was truncated or edited; rebuild the bank with `naturalize segment ... "
+                        f"--out {root} --overwrite`")
+    return head.decode("utf-8")
+
+
+def file_record(meta: dict, name: str) -> object:
+    """What bank.json records of one CSV ({bytes, rows, sha256}), None for a bank written before it did."""
+    files = meta.get("files")
+    return files.get(name) if isinstance(files, dict) else files
+
+
+def read_bank_meta(root: Path) -> dict:
+    """bank.json of `root` as a dict; UserError when it is missing, damaged or of another format version."""
+    meta_path = root / "bank.json"
+    if not meta_path.is_file():
+        raise UserError(f"{root} is not a sprite bank (no bank.json); make one with `naturalize segment PBC_ROOT --out {root}`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{meta_path} is damaged (not JSON); rebuild the bank with `naturalize segment ... --out {root} "
+                        f"--overwrite`") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise UserError(f"{meta_path}: bank format version {version}, this naturalize reads {FORMAT_VERSION}; "
+                        f"rebuild it with `naturalize segment ... --out {root} --overwrite`")
+    return meta
 
 
 class Bank:
@@ -107,19 +151,17 @@ class Bank:
 
     @classmethod
     def open(cls, path: str | Path) -> "Bank":
+        """Read a bank; UserError when bank.json is missing or damaged, or a CSV no longer matches it."""
         root = Path(path)
-        meta_path = root / "bank.json"
-        if not meta_path.is_file():
-            raise UserError(f"{root} is not a sprite bank (no bank.json); make one with `naturalize segment PBC_ROOT --out {root}`")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise UserError(f"{meta_path}: bank format version {version}, this naturalize reads {FORMAT_VERSION}; "
-                            f"rebuild it with `naturalize segment ... --out {root} --overwrite`")
-        done = {r["source"] for r in _read_dicts(root / "curation.csv")}
-        sprites = [s for s in _read_rows(root / "index.csv", SpriteRow, INDEX_FIELDS) if s.source in done]
-        backgrounds = [b for b in _read_rows(root / "backgrounds.csv", BackgroundRow, BACKGROUND_FIELDS) if b.source in done]
-        return cls(root, meta, sprites, backgrounds, _read_dicts(root / "curation.csv"))
+        meta = read_bank_meta(root)
+        text = {name: _committed_text(root, name, file_record(meta, name)) for name in CSV_FILES}
+        curation = _read_dicts(text["curation.csv"])
+        done = {r["source"] for r in curation}
+        sprites = [s for s in _read_rows(root / "index.csv", text["index.csv"], SpriteRow, INDEX_FIELDS)
+                   if s.source in done]
+        backgrounds = [b for b in _read_rows(root / "backgrounds.csv", text["backgrounds.csv"], BackgroundRow,
+                                             BACKGROUND_FIELDS) if b.source in done]
+        return cls(root, meta, sprites, backgrounds, curation)
 
     def select(self, kind: str, label: str | None = None, include_border: bool = False) -> list[SpriteRow]:
         """Sprites of one kind (and WBC label); cells cut by the image border are left out by default."""
@@ -137,16 +179,15 @@ class Bank:
             return np.asarray(im.convert("RGB"))
 
 
-def _read_dicts(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return [r for r in csv.DictReader(f) if None not in r.values()]
+def _read_dicts(text: str) -> list[dict[str, str]]:
+    return [r for r in csv.DictReader(io.StringIO(text, newline="")) if None not in r.values()]
 
 
 # ---------------------------------------------------------------- writing (naturalize segment)
 
-BANK_FILES: tuple[str, ...] = ("bank.json", "index.csv", "backgrounds.csv", "curation.csv")
+CSV_FILES: tuple[str, ...] = ("index.csv", "backgrounds.csv", "curation.csv")
+BANK_FILES: tuple[str, ...] = ("bank.json",) + CSV_FILES
+KIND = "bank"  # the output marker's kind (naturalize.outputs)
 BANK_DIRS: tuple[str, ...] = ("sprites", "backgrounds")
 
 
@@ -215,27 +256,25 @@ class BankWriter:
         self.done = done
         self._counts = counts
         self._dirs: set[Path] = set()
+        self._files: dict[str, _FileSum] = {}
 
     # ------------------------------------------------------------ opening
 
     @staticmethod
     def check(root: str | Path, identity: dict, overwrite: bool) -> str:
-        """What opening `root` would do: 'new', 'resume' or 'overwrite'; raise UserError when it must not be touched.
+        """What opening `root` would do: 'new', 'resume' or 'overwrite'; raise UserError when it must not be touched
+        (a non-empty folder without naturalize's bank marker, or a bank of other settings without overwrite).
         Writes nothing."""
         root = Path(root)
-        if root.exists() and not root.is_dir():
-            raise UserError(f"--out {root} is a file; pass a directory for the sprite bank")
-        if not root.exists() or not any(root.iterdir()):
+        if claim(root, KIND) == "new":
             return "new"
-        meta_path = root / "bank.json"
-        if not meta_path.is_file():
-            raise UserError(f"--out {root} is not empty and not a sprite bank; choose a new or empty directory")
         if overwrite:
             return "overwrite"
+        meta_path = root / "bank.json"
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except ValueError:
-            raise UserError(f"{meta_path} is damaged; rerun with --overwrite to rebuild the bank") from None
+        except (OSError, ValueError):
+            raise UserError(f"{meta_path} is missing or damaged; rerun with --overwrite to rebuild the bank") from None
         theirs = {k: meta.get(k) for k in identity}
         if meta.get("format_version") != FORMAT_VERSION or theirs != identity:
             diff = sorted(k for k in identity if theirs.get(k) != identity[k]) or ["format_version"]
@@ -250,34 +289,33 @@ class BankWriter:
         root = Path(root)
         mode = cls.check(root, identity, overwrite)
         if mode == "overwrite":
-            import shutil
-
-            for name in BANK_FILES:
-                (root / name).unlink(missing_ok=True)
-            for name in BANK_DIRS:
-                shutil.rmtree(root / name, ignore_errors=True)
+            remove_written(root, KIND)
         if mode in ("new", "overwrite"):
-            root.mkdir(parents=True, exist_ok=True)
+            write_marker(root, KIND, BANK_FILES + BANK_DIRS)  # first: from here on the folder is ours
             writer = cls(root, identity, set(), _empty_counts())
-            writer._write_meta()  # first: from here on the folder is a (resumable) bank
-            for name, header in (("index.csv", INDEX_FIELDS), ("backgrounds.csv", BACKGROUND_FIELDS),
-                                 ("curation.csv", CURATION_FIELDS)):
-                write_bytes(root / name, _csv_line(header))
+            for name, header in zip(CSV_FILES, (INDEX_FIELDS, BACKGROUND_FIELDS, CURATION_FIELDS)):
+                writer._start(name, _csv_line(header))
+            writer._write_meta()
             return writer
         return cls._resume(root, identity)
 
     @classmethod
     def _resume(cls, root: Path, identity: dict) -> "BankWriter":
+        meta = read_bank_meta(root)
+        for name in CSV_FILES:  # what bank.json vouches for must be intact; only a tail after it is redone
+            _committed_text(root, name, file_record(meta, name))
         cur = _complete_lines(root / "curation.csv")
         done_rows = list(csv.DictReader(cur)) if cur else []
         done = {r["source"] for r in done_rows if None not in r.values()}
         kept: dict[str, list[dict]] = {}
+        texts: dict[str, bytes] = {}
         for name, fields_ in (("index.csv", INDEX_FIELDS), ("backgrounds.csv", BACKGROUND_FIELDS),
                               ("curation.csv", CURATION_FIELDS)):
             lines = _complete_lines(root / name)
             rows = [r for r in csv.DictReader(lines) if None not in r.values() and r["source"] in done] if lines else []
             kept[name] = rows
             text = _csv_line(fields_) + b"".join(_csv_line([r[f] for f in fields_]) for r in rows)
+            texts[name] = text
             if not (root / name).exists() or (root / name).read_bytes() != text:
                 write_bytes(root / name, text)
         # files of sources that never committed (and temp files of an interrupted write) go
@@ -296,6 +334,8 @@ class BankWriter:
             _count_source(counts, r["flags"].split(";") if r["flags"] else [], r["keep"] == "1")
         counts["backgrounds"] = len(kept["backgrounds.csv"])
         writer = cls(root, identity, done, counts)
+        for name in CSV_FILES:
+            writer._files[name] = _FileSum(texts[name])
         writer._write_meta()
         return writer
 
@@ -340,10 +380,16 @@ class BankWriter:
             f.write(data)
         os.replace(tmp, path)
 
+    def _start(self, name: str, header: bytes) -> None:
+        """Write a bank CSV holding only its header."""
+        write_bytes(self.root / name, header)
+        self._files[name] = _FileSum(header)
+
     def _append(self, name: str, data: bytes) -> None:
         """Append whole rows with one write() on an O_APPEND descriptor (a killed process leaves whole rows)."""
         if not data:
             return
+        self._files[name].add(data)
         fd = os.open(self.root / name, os.O_WRONLY | os.O_APPEND)
         try:
             view = memoryview(data)
@@ -357,8 +403,25 @@ class BankWriter:
         return json.loads(json.dumps(self._counts))
 
     def _write_meta(self) -> None:
-        meta = {"format_version": FORMAT_VERSION, **self.identity, "counts": self._counts}
+        meta = {"format_version": FORMAT_VERSION, **self.identity, "counts": self._counts,
+                "files": {name: f.record() for name, f in self._files.items()}}
         self._put("bank.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+class _FileSum:
+    """Bytes, rows and running SHA-256 of one append-only bank CSV (what bank.json records of it)."""
+
+    def __init__(self, data: bytes):
+        self.bytes, self.rows, self.sha = 0, -1, hashlib.sha256()  # the header line is not a row
+        self.add(data)
+
+    def add(self, data: bytes) -> None:
+        self.bytes += len(data)
+        self.rows += data.count(b"\n")
+        self.sha.update(data)
+
+    def record(self) -> dict:
+        return {"bytes": self.bytes, "rows": self.rows, "sha256": self.sha.hexdigest()}
 
 
 def _empty_counts() -> dict:

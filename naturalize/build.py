@@ -25,15 +25,19 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams
 from naturalize.fsio import UserError, atomic_open, write_json
-from naturalize.prepare import prepare, split_records
-from naturalize.records import Record, is_prepared, read_records
+from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
+from naturalize.prepare import apply_curation, prepare, split_records
+from naturalize.records import Record, is_prepared, read_records, write_records
 
 PROTOCOLS = ("clean", "paper")
+KIND = "dataset"  # the output marker's kind (naturalize.outputs)
+#: What build writes in its --out (and all that --overwrite removes there).
+OUTPUTS = SPLITS + ("synthetic", "files.csv", "records.csv", "dataset.json")
 PAPER_PMY_TOTAL = 1011  # 592 real PMY + 419 synthetic in the paper
 
 
@@ -175,6 +179,48 @@ def _prepared(pbc_root: Path, work: Path, seed: int, fractions: tuple[float, flo
     return prepared
 
 
+def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, overwrite: bool) -> None:
+    """Before any work: --out and the work folder lie outside the PBC download; --out is new, empty, or a
+    dataset this command built (the same parameters resume it; --overwrite removes what build wrote there)."""
+    check_disjoint(out, [("the PBC download", pbc_root)])
+    check_disjoint(work_dir, [("the PBC download", pbc_root)], option="--work")
+    if claim(out, KIND) == "ours":
+        meta_path = out / "dataset.json"
+        try:
+            old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        except ValueError:
+            old = None
+        if old is not None and old.get("parameters") != params and not overwrite:
+            raise UserError(f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
+                            f"(only what `naturalize build` wrote there is removed), or choose another --out")
+        if overwrite:
+            remove_written(out, KIND)
+    write_marker(out, KIND, OUTPUTS)
+
+
+def curation_exclusions(banks: Iterable[Path]) -> dict[str, str]:
+    """Record path -> curation flags of every image the banks' curation.csv rejects (keep=0)."""
+    from naturalize.bank import Bank
+
+    out: dict[str, str] = {}
+    for path in banks:
+        out.update({r["source"]: r["flags"] for r in Bank.open(path).curation if r["keep"] != "1"})
+    return out
+
+
+def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
+    """UserError when, after curation, a class has images but none in some split (classify could not use the
+    dataset); checked before any image is composed."""
+    if protocol != "clean":
+        return
+    have = {(r.cls, r.split) for r in real}
+    for cls in sorted({r.cls for r in real}, key=CLASSES.index):
+        lacking = [s for s in SPLITS if (cls, s) not in have]
+        if lacking:
+            raise UserError(f"after curation class {cls} has no {'/'.join(lacking)} images, so the dataset could not "
+                            f"be trained on; use more images (a larger --max-real) or the uncurated recipe pbc11")
+
+
 def _write_tree(out: Path, items: Sequence[Item]) -> None:
     """(Re)create out/<split>/<CLASS>/ with hard links (copies where links fail)."""
     for split in SPLITS:
@@ -220,18 +266,12 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
               "per_class": recipe.per_class, "classes": list(recipe.classes), "balance": recipe.balance},
               "compose": {k: v for k, v in compose.as_dict().items() if v != defaults[k]}}
     meta_path = out / "dataset.json"
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-        if not old or old.get("parameters") != params:
-            raise UserError(f"{out} already holds another dataset; pass --overwrite to replace it, or choose another --out")
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
+    _claim_dataset(out, pbc_root, work_dir, params, overwrite)
     if protocol == "paper":
         echo("warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
              "synthetic images made from sprites of val/test images; their scores are optimistic")
 
-    work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
     prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
     seg = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device, workers=workers,
                progress=progress, echo=echo)
@@ -243,10 +283,11 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
         for part in (SPLITS if protocol == "clean" else ("all",)):
             banks[part] = work_dir / f"bank-{part}"
             segment(prepared, banks[part], split=None if part == "all" else part, **seg)
-        records = read_records(prepared / "records.csv")
+        records = apply_curation(records, curation_exclusions(banks.values()))
     root = Path(json.loads((prepared / "summary.json").read_text())["root"])
     real = [r for r in records if not (recipe.curated and r.excluded)]
     real_counts = Counter(r.cls for r in real)
+    check_splits_hold_classes(real, protocol)
     wanted = recipe.synthetic_counts(real_counts)
 
     synthetic: dict[str, list[Path]] = {}
@@ -254,10 +295,11 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
         bank = banks["train" if protocol == "clean" else "all"]
         for cls, n in wanted.items():
             synthetic[cls] = compose_class(bank, cls, n, out / "synthetic", seed=seed, params=compose, workers=workers,
-                                           progress=progress)
+                                           progress=progress, warn=echo)
     items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
     _write_tree(out, items)
     _write_files_csv(out / "files.csv", items)
+    write_records(out / "records.csv", records)
     meta = {
         "format": "naturalize-dataset/1",
         "recipe": recipe.name,

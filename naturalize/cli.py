@@ -171,7 +171,7 @@ def compose(
     params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
                            quality=quality)
     paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
-                          overwrite=overwrite)
+                          overwrite=overwrite, warn=lambda m: typer.echo(m, err=True))
     typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")
 
 
@@ -187,6 +187,9 @@ def preview(
     from naturalize.compose.preview import contact_sheet
 
     info = contact_sheet(dir, out, n=n, real=real, seed=seed)
+    if info["unreadable"]:
+        typer.echo(f"warning: skipped {len(info['unreadable'])} unreadable image(s): {'; '.join(info['unreadable'])}",
+                   err=True)
     typer.echo(f"wrote {out} ({info['real']} real, {info['synthetic']} synthetic tiles)")
 # ---- end compose, preview ----
 

@@ -28,6 +28,8 @@ from PIL import Image
 
 from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS
 from naturalize.fsio import UserError, write_bytes, write_json, write_text
+from naturalize.outputs import claim, remove_written, write_marker
+from naturalize.procs import die_with_parent
 
 GENERATOR_VERSION = 1
 DRAWN_DIRNAME = "drawn-pbc"
@@ -399,6 +401,9 @@ def _draw_jpeg(job: tuple[str, int, int]) -> bytes:
     return encode_jpeg(draw_image(c, image_rng(seed, c, i)), note)
 
 
+KIND = "drawn"  # the output marker's kind (naturalize.outputs)
+
+
 def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed: int = 0,
                         classes: Sequence[str] = CLASSES, overwrite: bool = False,
                         progress: bool = True, workers: int = 1) -> Path:
@@ -422,16 +427,17 @@ def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed
               "counts": {c: counts[c] for c in CLASSES if c in counts}, "size": [WIDTH, HEIGHT],
               "jpeg_quality": JPEG_QUALITY, "real": False}
     meta_path = out / "drawn.json"
-    if out.exists() and any(out.iterdir()):
-        old = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
-        if old != params:
+    if claim(out, KIND, option="the drawn set's folder") == "ours":
+        try:
+            old = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
+        except ValueError:
+            old = None
+        if old is not None and old != params:
             if not overwrite:
-                why = "was drawn with other parameters" if old else "is not empty"
-                raise UserError(f"{out} {why}; pass overwrite=True (--overwrite) or choose another output folder")
-            import shutil
-
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+                raise UserError(f"{out} was drawn with other parameters; pass overwrite=True (--overwrite) or choose "
+                                f"another output folder")
+            remove_written(out, KIND)
+    write_marker(out, KIND, ["drawn.json", "README.txt", "manifest.csv", *sorted({_FOLDER_OF[c] for c in counts})])
     write_json(meta_path, params)  # first, so an interrupted run is recognised and resumed
     write_text(out / "README.txt", README_TEXT)
     jobs = [(c, i) for c in CLASSES if c in counts for i in range(counts[c])]
@@ -442,7 +448,7 @@ def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed
     if workers > 1 and len(todo) >= 64:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=die_with_parent) as pool:
             for (c, i, _), data in zip(todo, pool.map(_draw_jpeg, todo, chunksize=16)):
                 write_bytes(out / drawn_relpath(c, i), data)
                 bar.update()

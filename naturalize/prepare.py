@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections import Counter
@@ -21,9 +20,11 @@ import numpy as np
 
 from naturalize.classes import CLASS_NAMES, CLASSES, SPLITS
 from naturalize.fsio import UserError, write_json
-from naturalize.records import Record, Scan, read_records, scan, with_split, write_dropped, write_records
+from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
+from naturalize.records import Record, Scan, scan, with_split, write_dropped, write_records
 
 OUTPUTS = ("records.csv", "dropped.csv", "summary.json") + SPLITS
+KIND = "prepared"  # the output marker's kind (naturalize.outputs)
 MIN_PER_CLASS = 3
 
 
@@ -128,17 +129,15 @@ def format_table(summary: Mapping) -> str:
 
 
 def _check_out(root: Path, out: Path, overwrite: bool) -> None:
-    root_abs, out_abs = root.resolve(), out.resolve()
-    if out_abs == root_abs or root_abs in out_abs.parents:
-        raise UserError(f"--out {out} is inside the PBC tree {root}; the input is never modified: choose a folder outside it")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; choose a folder")
-    present = [name for name in OUTPUTS if (out / name).exists()]
-    if present and not overwrite:
-        raise UserError(f"{out} already holds a prepared dataset ({', '.join(present)}); pass --overwrite to replace it")
-    for name in present:
-        target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    """Refuse an --out that overlaps the PBC tree or holds anything but an earlier prepared directory; with
+    overwrite, remove what that earlier run wrote (only that)."""
+    check_disjoint(out, [("the PBC tree", root)])
+    if claim(out, KIND) == "ours":
+        present = [name for name in OUTPUTS if (out / name).exists()]
+        if present and not overwrite:
+            raise UserError(f"{out} already holds a prepared dataset ({', '.join(present)}); pass --overwrite "
+                            f"to replace it")
+        remove_written(out, KIND)
 
 
 def materialize_tree(root: Path, records: Sequence[Record], out: Path) -> None:
@@ -177,10 +176,10 @@ def prepare(pbc_root: str | Path, out: str | Path, seed: int = 0, fractions: tup
     `per_class` keeps at most that many images of each class (seeded), for quick runs.
     """
     pbc_root, out = Path(pbc_root), Path(out)
+    _check_out(pbc_root, out, overwrite)
     result = scan(pbc_root, workers=workers, progress=progress)
     if not result.records:
         raise UserError(f"no labelled PBC images found under {pbc_root}; point to the folder holding the class folders")
-    _check_out(pbc_root, out, overwrite)
     if per_class is not None:
         if per_class < 1:
             raise UserError(f"--per-class {per_class} must be at least 1")
@@ -189,7 +188,7 @@ def prepare(pbc_root: str | Path, out: str | Path, seed: int = 0, fractions: tup
         records, seed_used, fr = result.records, None, None
     else:
         records, seed_used, fr = split_records(result.records, fractions, seed), seed, fractions
-    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, KIND, list(OUTPUTS[:3]) + ([n for s in SPLITS for n in (s, f".{s}.tmp")] if materialize else []))
     summary = summarize(result, records, seed_used, fr)
     summary["per_class_cap"] = per_class
     write_records(out / "records.csv", records)
@@ -200,26 +199,8 @@ def prepare(pbc_root: str | Path, out: str | Path, seed: int = 0, fractions: tup
     return summary
 
 
-def apply_curation(prepared: str | Path, excluded: Mapping[str, str]) -> dict:
-    """Record curation results in a prepared dir: `excluded` maps record path -> reason (e.g. 'multi_wbc').
-
-    Updates records.csv and summary.json; removes curated-out images from a materialized tree.
-    Returns the new summary.
-    """
-    prepared = Path(prepared)
-    records = read_records(prepared / "records.csv")
-    unknown = set(excluded) - {r.path for r in records}
-    if unknown:
-        raise UserError(f"curation names images not in {prepared}/records.csv (first: {sorted(unknown)[0]}); "
-                        f"segment the same prepared directory")
-    updated = [replace(r, excluded=excluded[r.path]) if r.path in excluded else r for r in records]
-    summary = json.loads((prepared / "summary.json").read_text(encoding="utf-8"))
-    summary.update(count_records(updated))
-    write_records(prepared / "records.csv", updated)
-    write_json(prepared / "summary.json", summary)
-    for r in updated:
-        if r.excluded and r.split:
-            link = prepared / r.split / r.cls / Path(r.path).name
-            if link.exists():
-                link.unlink()  # a link or copy we made; the source image is untouched
-    return summary
+def apply_curation(records: Sequence[Record], excluded: Mapping[str, str]) -> list[Record]:
+    """Copies of `records` with `excluded` (record path -> reason, e.g. 'multi_wbc', from a bank's curation)
+    filled in. Pure: the prepared directory is an input and is never rewritten; `naturalize build` applies
+    curation to its own copy of the records."""
+    return [replace(r, excluded=excluded[r.path]) if r.path in excluded else r for r in records]

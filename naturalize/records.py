@@ -19,7 +19,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -33,6 +33,7 @@ from naturalize.classes import (
     UNLABELED_PREFIXES,
 )
 from naturalize.fsio import UserError, atomic_open
+from naturalize.procs import die_with_parent
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
 DROPPED_COLUMNS = ["path", "reason", "detail"]
@@ -97,6 +98,11 @@ def detect_layout(root: Path) -> tuple[str, Path]:
         root = root / RELEASE_DIRNAME
     names = {p.name for p in _subdirs(root)}
     if names & set(SPLITS):
+        others = sorted(n for n in names - set(SPLITS) if _class_of_folder(n) or n.lower() in RELEASE_FOLDERS)
+        if others:
+            raise UserError(f"{root} mixes layouts: split folders ({', '.join(sorted(names & set(SPLITS)))}) beside "
+                            f"class or release folders ({', '.join(others)}); move one kind elsewhere so the "
+                            f"folder holds one layout")
         return "split", root
     if any(_class_of_folder(n) for n in names):
         return "classes", root
@@ -210,7 +216,7 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
     paths = [str(f) for f, *_ in to_read]
     bar = dict(total=len(paths), desc="reading images", unit="img", disable=not progress, leave=False)
     if workers > 1 and len(paths) > 256:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=die_with_parent) as pool:
             infos = list(tqdm(pool.map(read_image_info, paths, chunksize=64), **bar))
     else:
         infos = [read_image_info(p) for p in tqdm(paths, **bar)]
@@ -293,10 +299,11 @@ def is_prepared(path: str | Path) -> bool:
 
 
 def load_sources(path: str | Path, split: str | None = None, classes: Sequence[str] = (),
-                 workers: int = 2) -> tuple[Path, list[Record]]:
+                 workers: int = 2, echo: Callable[[str], None] | None = None) -> tuple[Path, list[Record]]:
     """Raw PBC tree or prepared dir -> (root that record paths are relative to, non-excluded records).
 
     `split` keeps one split (a prepared dir or a train/val/test tree); `classes` keeps some classes.
+    Damaged images of a raw tree are skipped and, with `echo`, each is reported in one pass.
     """
     import json
 
@@ -310,6 +317,9 @@ def load_sources(path: str | Path, split: str | None = None, classes: Sequence[s
     else:
         result = scan(path, workers=workers)
         root, records = result.root, result.records
+        bad = [d for d in result.dropped if d.reason in ("unreadable", "empty")]
+        if bad and echo is not None:
+            echo(f"skipped {len(bad)} unreadable image(s): " + "; ".join(f"{d.path} ({d.detail or d.reason})" for d in bad))
         if split and result.layout != "split":
             raise UserError(f"--split {split} needs a prepared directory or a train/val/test tree, and {path} is a "
                             f"{result.layout} tree; run `naturalize prepare {path} --out DIR` and pass DIR")

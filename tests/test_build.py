@@ -60,8 +60,9 @@ def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_pa
     assert meta["counts"]["train"]["PMY"]["synthetic"] == 6
     assert json.loads((out / "dataset.json").read_text())["protocol"] == "clean"
     # curated-out (multi-WBC) images are in no split
-    excluded = {r.path for r in read_records(prepared / "records.csv") if r.excluded}
+    excluded = {r.path for r in read_records(out / "records.csv") if r.excluded}
     assert not excluded & {r["source"] for r in rows}
+    assert not any(r.excluded for r in read_records(prepared / "records.csv"))  # build's input is never rewritten
     # a rerun with other parameters refuses; the same parameters rebuild in place
     with pytest.raises(UserError, match="--overwrite"):
         build("custom", sample_root, out, classes=("PMY",), per_class=7, per_class_cap=12, backend="classical",

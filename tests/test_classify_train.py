@@ -236,3 +236,22 @@ def test_a_plain_class_tree_is_split_saved_and_reused_by_evaluate(tmp_path):
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "few" / c / f"{i}.png")
     with pytest.raises(UserError, match="too few to split 80/10/10"):
         train(tmp_path / "few", "custom_cnn", tmp_path / "run2", epochs=1, image_size=16, progress=False)
+
+
+def test_resumed_training_equals_an_uninterrupted_run(tiny_tree, tmp_path):
+    """2 epochs, then the same command with --epochs 4 (resume), gives the same epochs and weights as 4 straight:
+    the optimizer state comes back from last.keras and every random stream is reseeded per epoch."""
+    from classify.runs import load_model
+    from classify.train import read_history, train
+
+    kw = dict(batch_size=8, image_size=SIZE, seed=3, progress=False, evaluate=False, log=lambda s: None)
+    train(tiny_tree, "custom_cnn", tmp_path / "resumed", epochs=2, **kw)
+    train(tiny_tree, "custom_cnn", tmp_path / "resumed", epochs=4, **kw)
+    train(tiny_tree, "custom_cnn", tmp_path / "straight", epochs=4, **kw)
+    cols = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+    resumed, straight = (read_history(tmp_path / r) for r in ("resumed", "straight"))
+    assert [[r[c] for c in cols] for r in resumed] == [[r[c] for c in cols] for r in straight]
+    a, b = (load_model(tmp_path / r / "last.keras", compile=True) for r in ("resumed", "straight"))
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert int(a.optimizer.iterations.numpy()) == int(b.optimizer.iterations.numpy()) > 0

@@ -255,7 +255,7 @@ def test_bad_input_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
 def test_preview_shows_real_beside_synthetic(bank: Path, sample_release: Path, tmp_path: Path) -> None:
     compose_class(bank, "PMY", 6, tmp_path / "syn", workers=1, progress=False)
     counts = contact_sheet(tmp_path / "syn", tmp_path / "sheet.png", n=8, real=sample_release / "ig")
-    assert counts == {"real": 4, "synthetic": 4}
+    assert counts == {"real": 4, "synthetic": 4, "unreadable": []}
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
     assert sheet.shape[0] >= 128 and sheet.shape[1] > 4 * 128
 

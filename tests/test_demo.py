@@ -51,7 +51,7 @@ def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(UserError, match="--out"):
         run_demo(tmp_path, size="small", progress=False, echo=lambda *_: None)
-    with pytest.raises(UserError, match="not empty and holds no demo"):
+    with pytest.raises(UserError, match="not empty and was not written by naturalize"):
         run_demo(tmp_path, size="small", overwrite=True, progress=False, echo=lambda *_: None)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 

@@ -123,13 +123,12 @@ def test_materialize_links_and_curation(messy_release: Path, tmp_path: Path):
         assert os.stat(placed).st_ino == os.stat(messy_release / r.path).st_ino  # a hard link, not a copy
     assert sum(summary["per_split"].values()) == len(records)
     victim = records[0]
-    new = apply_curation(out, {victim.path: "multi_wbc"})
-    assert new["curated_out"] == {victim.cls: 1}
-    assert new["images"] == summary["images"] - 1
-    assert not (out / victim.split / victim.cls / Path(victim.path).name).exists()
+    before = (out / "records.csv").read_bytes()
+    curated = apply_curation(records, {victim.path: "multi_wbc"})
+    assert [r.path for r in curated if r.excluded] == [victim.path] and curated[0].excluded == "multi_wbc"
+    assert [r.path for r in curated] == [r.path for r in records]
+    assert (out / "records.csv").read_bytes() == before  # pure: the prepared directory is never rewritten
     assert (messy_release / victim.path).exists()
-    root, sources = load_sources(out)
-    assert victim.path not in {r.path for r in sources} and root == messy_release.resolve()
 
 
 def test_split_tree_keeps_splits_and_dedups_towards_train(tmp_path: Path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -127,12 +126,11 @@ def test_backgrounds_are_full_size_and_cell_free(bank: Path, sample_release: Pat
 def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: Path, tmp_path: Path) -> None:
     # an interrupted run: the last two images never committed, a half-written index row, a stray temp file
     cut = tmp_path / "cut"
-    shutil.copytree(bank, cut)
-    cur = (cut / "curation.csv").read_text().splitlines(keepends=True)
-    lost = [row.split(",")[0] for row in cur[-2:]]
-    (cut / "curation.csv").write_text("".join(cur[:-2]))
-    idx = (cut / "index.csv").read_bytes()
-    (cut / "index.csv").write_bytes(idx[: len(idx) - 17])
+    cli("segment", str(sample_root), "--out", str(cut), "--backend", "classical", "--limit", str(N - 2),
+        "--workers", "1", "--no-progress")
+    lost = [r["source"] for r in Bank.open(bank).curation[-2:]]
+    with open(cut / "index.csv", "ab") as f:
+        f.write(b"ERB_0_RBC_9,RBC,,ERB/ERB_0.jpg,1,2")
     (cut / "sprites" / ".x.png.123.tmp").parent.mkdir(exist_ok=True)
     (cut / "sprites" / ".x.png.123.tmp").write_bytes(b"partial")
     b = Bank.open(cut)  # valid while interrupted: the uncommitted images are not part of it
@@ -178,7 +176,7 @@ def test_existing_output_is_protected(bank: Path, sample_root: Path, tmp_path: P
     junk.mkdir()
     (junk / "notes.txt").write_text("mine")
     proc = cli("segment", str(alt_root), "--out", str(junk), "--backend", "classical", "--overwrite", check=False)
-    assert "not a sprite bank" in error_line(proc)
+    assert "not written by naturalize" in error_line(proc)
     assert [p.name for p in junk.iterdir()] == ["notes.txt"]
     # --overwrite replaces a bank
     small = tmp_path / "small"
@@ -215,6 +213,7 @@ def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path
     out = tmp_path / "bank"
     cli("segment", str(prep), "--out", str(out), "--backend", "classical", "--split", "train", "--limit", "30",
         "--no-progress")
+    before = {p.name: p.read_bytes() for p in prep.iterdir() if p.is_file()}
     with (prep / "records.csv").open(newline="") as f:
         records = {r["path"]: r for r in csv.DictReader(f)}
     b = Bank.open(out)
@@ -222,5 +221,11 @@ def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path
     dropped = {r["source"]: r["flags"] for r in b.curation if r["keep"] == "0"}
     assert dropped, "expected a multi-WBC image among 30 training images"
     assert all("multi_wbc" in f for f in dropped.values())
-    assert {p for p, r in records.items() if r["excluded"]} == set(dropped)
-    assert json.loads((prep / "summary.json").read_text())
+    # the prepared directory is an input: curation stays in the bank (build applies it to its own copy)
+    assert not any(r["excluded"] for r in records.values())
+    assert {p.name: p.read_bytes() for p in prep.iterdir() if p.is_file()} == before
+    # a larger --limit extends a smaller one: 30 then 40 gives the bank 40 images, the first 30 unchanged
+    cli("segment", str(prep), "--out", str(out), "--backend", "classical", "--split", "train", "--limit", "40",
+        "--no-progress")
+    again = Bank.open(out).curation
+    assert len(again) == 40 and again[:30] == b.curation

@@ -15,6 +15,7 @@ import numpy as np
 
 from naturalize.classes import class_of_prefix
 from naturalize.fsio import UserError, write_bytes
+from naturalize.outputs import check_file_output
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 TILE = 128
@@ -41,15 +42,28 @@ def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
     return out
 
 
-def _tile(path: Path, origin: str) -> np.ndarray:
+def _tile(path: Path, origin: str) -> np.ndarray | None:
+    """A labelled tile of the image, or None when the file cannot be decoded."""
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if im is None:
-        raise UserError(f"cannot read image {path}")
+        return None
     t = cv2.resize(im, (TILE, TILE), interpolation=cv2.INTER_AREA)
     label = f"{class_of_prefix(path.name) or path.parent.name} {origin}"
     cv2.rectangle(t, (0, TILE - 16), (TILE, TILE), (255, 255, 255), -1)
     cv2.putText(t, label, (3, TILE - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return t
+
+
+def _tiles(paths: list[Path], origin: str, bad: list[Path]) -> list[np.ndarray]:
+    """Tiles of the readable paths; unreadable ones are appended to `bad` (all reported together)."""
+    out = []
+    for p in paths:
+        t = _tile(p, origin)
+        if t is None:
+            bad.append(p)
+        else:
+            out.append(t)
+    return out
 
 
 def _grid(tiles: list[np.ndarray], cols: int) -> np.ndarray:
@@ -62,13 +76,15 @@ def _grid(tiles: list[np.ndarray], cols: int) -> np.ndarray:
 
 
 def contact_sheet(root: str | Path, out: str | Path, n: int = 48, real: str | Path | None = None,
-                  seed: int = 0) -> dict[str, int]:
-    """Write the contact sheet PNG of `root` (and `real`) to `out`; returns tile counts per origin."""
+                  seed: int = 0) -> dict:
+    """Write the contact sheet PNG of `root` (and `real`) to `out`; returns tile counts per origin ('real',
+    'synthetic') and the chosen files that could not be read ('unreadable'; left out of the sheet)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give a compose output or a dataset folder")
     if n <= 0:
         raise UserError(f"--n {n}: the number of tiles must be at least 1")
+    check_file_output(out, (".png",), inputs=[("the image folder", root), ("the --real folder", real)])
     reals, syns = find_images(root)
     if real is not None:
         if not Path(real).is_dir():
@@ -77,20 +93,24 @@ def contact_sheet(root: str | Path, out: str | Path, n: int = 48, real: str | Pa
     if not reals and not syns:
         raise UserError(f"no images under {root}; run `naturalize compose` or `naturalize build` first")
     rng = np.random.default_rng(seed)
+    bad: list[Path] = []
     if reals and syns:
         half = max(1, n // 2)
         cols = max(1, int(np.ceil(np.sqrt(half))))
-        left = _grid([_tile(p, "real") for p in _pick(reals, half, rng)], cols)
-        right = _grid([_tile(p, "syn") for p in _pick(syns, half, rng)], cols)
+        left_tiles = _tiles(_pick(reals, half, rng), "real", bad)
+        right_tiles = _tiles(_pick(syns, half, rng), "syn", bad)
+        left, right = _grid(left_tiles, cols), _grid(right_tiles, cols)
         h = max(left.shape[0], right.shape[0])
         pad = lambda a: np.vstack([a, np.full((h - a.shape[0], a.shape[1], 3), 255, np.uint8)])  # noqa: E731
         sheet = np.hstack([pad(left), np.full((h, 12, 3), 0, np.uint8), pad(right)])
-        counts = {"real": min(half, len(reals)), "synthetic": min(half, len(syns))}
+        counts = {"real": len(left_tiles), "synthetic": len(right_tiles)}
     else:
         pool, origin = (syns, "syn") if syns else (reals, "real")
-        chosen = _pick(pool, n, rng)
-        sheet = _grid([_tile(p, origin) for p in chosen], max(1, int(np.ceil(np.sqrt(len(chosen) * 1.5)))))
-        counts = {"real": 0 if syns else len(chosen), "synthetic": len(chosen) if syns else 0}
+        tiles = _tiles(_pick(pool, n, rng), origin, bad)
+        sheet = _grid(tiles, max(1, int(np.ceil(np.sqrt(len(tiles) * 1.5)))))
+        counts = {"real": 0 if syns else len(tiles), "synthetic": len(tiles) if syns else 0}
+    if bad and not sum(counts.values()):
+        raise UserError(f"none of the {len(bad)} images chosen could be read (first: {bad[0]}); check the folder")
     ok, buf = cv2.imencode(".png", sheet)
     write_bytes(out, buf.tobytes())
-    return counts
+    return {**counts, "unreadable": [str(p) for p in bad]}

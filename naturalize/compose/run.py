@@ -35,8 +35,16 @@ from naturalize.compose.core import compose_image
 from naturalize.compose.library import Library, bank_fingerprint, check_class, load_library
 from naturalize.compose.params import FORMATS, ComposeParams, shard_range
 from naturalize.fsio import UserError, write_text
+from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
+from naturalize.procs import die_with_parent
 
 STATE_DIR = ".naturalize-compose"
+KIND = "compose"  # the output marker's kind (naturalize.outputs)
+#: The most images one run (one shard) makes: its index list and returned paths are held in memory.
+MAX_RUN_IMAGES = 1_000_000
+#: More red cells than cover this fraction of the image area (at the bank's median red-cell area) cannot fit: such
+#: an --rbc is refused. Counts below it that still do not all fit are reported after the run (see _work).
+MAX_RBC_FILL = 1.0
 STATE_VERSION = 2  # 2: composites of this code (q75 4:4:4, new draws); an older run is not resumed
 
 # what this process composes with: set by _load (a forked worker inherits it) and _open_journal
@@ -74,7 +82,9 @@ def _load(bank: Bank | str, cls: str, seed: int, params: ComposeParams, out: str
 
 
 def _open_journal(out: str, cls: str) -> None:
-    """Give this process its own journal to append to."""
+    """Give this process its own journal to append to (a worker also ends with its parent)."""
+    if mp.parent_process() is not None:
+        die_with_parent()
     journal = Path(out) / STATE_DIR / "journal" / f"{cls}.{socket.gethostname()}.{os.getpid()}.jsonl"
     _WORKER["journal"] = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -111,12 +121,14 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _work(index: int) -> None:
+def _work(index: int) -> int:
     """Worker: compose, write the image atomically, then append its journal entry (one JSON line) to the
-    process's journal (a line cut short by a kill is skipped when read: the image is simply made again)."""
+    process's journal (a line cut short by a kill is skipped when read: the image is simply made again).
+    Returns how many of the red cells asked for found no room on the image (0 normally)."""
     image, record = render(_WORKER["lib"], _WORKER["params"], _WORKER["seed"], index)
     _write_atomic(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
     _write_all(_WORKER["journal"], journal_line(journal_entry(record)).encode("ascii"))
+    return _WORKER["params"].rbc - sum(1 for c in record["cells"] if c["kind"] == "RBC")
 
 
 _KEYS = ("class", "seed", "index", "file", "width", "height", "n_anns")
@@ -163,25 +175,24 @@ def _clear_class(out: Path, cls: str) -> None:
 
 
 def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
-    """Make OUT ready for this run: empty, a resumable run of the same parameters, or a compose output
-    without this class; with overwrite, this class's earlier outputs go. Else one-line UserError."""
-    old = _read_state(out, cls)
-    if old is not None and old != state:
-        if not overwrite:
-            diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
-            if "params" in diff:
-                diff += [f"params.{k}" for k in sorted(state["params"]) if old.get("params", {}).get(k) != state["params"][k]]
-            raise UserError(f"{out} holds a compose run of {cls} with other settings ({', '.join(diff)}); "
-                            f"rerun with the same settings to resume, or pass --overwrite, or use another --out")
-        _clear_class(out, cls)
-    elif old is None:
-        busy = out.is_dir() and any(out.iterdir())
-        ours = (out / STATE_DIR).is_dir() and not ((out / cls).is_dir() and any((out / cls).iterdir()))
-        if busy and not ours:
+    """Make OUT ready for this run: new or empty, or a compose output (our marker) whose class folder, if any,
+    compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
+    journals. Anything else (a folder of the user's files, another kind of output): one-line UserError."""
+    if claim(out, KIND) == "ours":
+        if (out / cls).exists() and cls not in (read_marker(out) or {}).get("written", ()):
+            raise UserError(f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
+                            f"away or use another --out")
+        old = _read_state(out, cls)
+        if old is not None and old != state:
             if not overwrite:
-                raise UserError(f"{out} is not empty and holds no compose run of {cls}; "
-                                f"use an empty --out, or --overwrite to write into it")
+                diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
+                if "params" in diff:
+                    diff += [f"params.{k}" for k in sorted(state["params"])
+                             if old.get("params", {}).get(k) != state["params"][k]]
+                raise UserError(f"{out} holds a compose run of {cls} with other settings ({', '.join(diff)}); "
+                                f"rerun with the same settings to resume, or pass --overwrite, or use another --out")
             _clear_class(out, cls)
+    write_marker(out, KIND, [cls, STATE_DIR, "manifest.jsonl", "annotations.json"])
     (out / STATE_DIR / "journal").mkdir(parents=True, exist_ok=True)
     write_text(_state_path(out, cls), json.dumps(state, indent=2, sort_keys=True) + "\n")
 
@@ -227,6 +238,20 @@ def _write_coco(out: str) -> None:
     write_text(Path(out) / "annotations.json", coco_text(load_entries(Path(out))))
 
 
+def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
+    """UserError for cell counts that would give wrong images: no cell of the class (the image would be filed
+    under a class it does not show), or more red cells than the image area can hold."""
+    if params.wbc < 1:
+        raise UserError(f"--wbc {params.wbc}: an image filed under {cls} must show its {cls} cell; use --wbc 1 or more")
+    areas = sorted(r.area for r in bank.select("RBC"))
+    if params.rbc and areas:
+        w, h = params.size
+        most = int(MAX_RBC_FILL * w * h / areas[len(areas) // 2])
+        if params.rbc > most:
+            raise UserError(f"--rbc {params.rbc}: that many red cells of this bank would cover more than the whole "
+                            f"{w}x{h} image; use --rbc {most} or fewer (PBC crops hold about 8-15)")
+
+
 def normalise_class(text: str) -> str:
     """'pmy' -> 'PMY', 'platelet' -> 'PLT'; UserError for anything else."""
     cls = PREFIX_TO_CLASS.get(text.strip().upper(), text.strip().upper())
@@ -237,9 +262,10 @@ def normalise_class(text: str) -> str:
 
 def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, seed: int = 0,
                   params: ComposeParams | None = None, shard: tuple[int, int] = (1, 1), workers: int = 2,
-                  overwrite: bool = False, progress: bool = True) -> list[Path]:
+                  overwrite: bool = False, progress: bool = True, warn: Callable[[str], None] | None = None) -> list[Path]:
     """Make images [shard's block of 0..n-1] of class `cls` into `out` (see module doc); returns the paths
-    of this shard's images. Raises UserError for bad input (one line)."""
+    of this shard's images. Raises UserError for bad input (one line); `warn` gets one line when some images
+    of this run hold fewer red cells than asked (no room left for them)."""
     params = params or ComposeParams()
     cls = normalise_class(cls)
     if n <= 0:
@@ -247,9 +273,14 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
     k, parts = shard
     if not 1 <= k <= parts:
         raise UserError(f"--shard {k}/{parts}: need 1 <= K <= N")
+    if len(shard_range(n, shard)) > MAX_RUN_IMAGES:
+        raise UserError(f"--n {n}: one run makes at most {MAX_RUN_IMAGES:,} images; split it with --shard K/N "
+                        f"(e.g. --shard 1/{-(-n // MAX_RUN_IMAGES)})")
+    out = Path(out)
+    check_disjoint(out, [("the bank", bank.root if isinstance(bank, Bank) else bank)])
     bank = bank if isinstance(bank, Bank) else Bank.open(bank)
     check_class(bank, cls)
-    out = Path(out)
+    check_counts(bank, cls, params)
     state = {"version": STATE_VERSION, "class": cls, "seed": seed, "n": n, "params": params.as_dict(),
              "bank": bank_fingerprint(bank)}
     claim_output(out, cls, state, overwrite)
@@ -257,7 +288,12 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
     done = {r["index"] for r in load_entries(out) if r["class"] == cls}
     todo = [i for i in indices if i not in done]
     if todo:
-        _run(bank, cls, seed, params, out, todo, workers, progress, finish=lambda pool: write_run_files(out, pool))
+        short = _run(bank, cls, seed, params, out, todo, workers, progress,
+                     finish=lambda pool: write_run_files(out, pool))
+        if short and warn is not None:
+            warn(f"warning: {len(short)} of {len(todo)} images hold fewer red cells than --rbc {params.rbc} asked "
+                 f"(no room left on the plate; as few as {params.rbc - max(short)}); ask for fewer red cells to get "
+                 f"exactly that many")
     else:
         write_run_files(out)
     return [out / cls / image_name(cls, seed, i, params.fmt) for i in indices]
@@ -271,7 +307,7 @@ FORK_WORKERS = sys.platform == "linux"
 
 
 def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo: list[int], workers: int,
-         progress: bool, finish: Callable[[Pool | None], object]) -> None:
+         progress: bool, finish: Callable[[Pool | None], object]) -> list[int]:
     """Compose `todo` into OUT, then call finish(pool) (the worker pool, or None) before the workers stop.
     Several workers on Linux: this process reads the bank (and warps the sprite variants of a long run) on
     `workers` threads, then forks workers that share it all; elsewhere each spawned worker reads the bank
@@ -297,10 +333,14 @@ def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo
             pool = mp.get_context("spawn").Pool(workers, initializer=_init_spawned, initargs=args)
         if pool is not None:  # chunks of 64: fewer, larger messages cost the parent a third of the CPU of 16
             done = pool.imap_unordered(_work, todo, chunksize=max(1, min(64, len(todo) // (8 * workers))))
+        short: list[int] = []
         with tqdm(total=len(todo), desc=f"compose {cls}", unit="img", disable=not progress, smoothing=0.05) as bar:
-            for _ in done:
+            for missing in done:
                 bar.update(1)
+                if missing:
+                    short.append(missing)
         finish(pool)
+        return short
     finally:
         if pool is not None:
             pool.terminate()  # every result is in (or the run failed): stop the workers

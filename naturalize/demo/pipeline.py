@@ -30,9 +30,11 @@ from typing import Callable, Iterator
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_DIRNAME, class_of_prefix
 from naturalize.fsio import UserError, write_json
+from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
 
 SPLIT = (0.7, 0.15, 0.15)  # val/test keep a few images per class even after curation
 MODEL = "custom_cnn"
+KIND = "demo"  # the output marker's kind (naturalize.outputs)
 
 
 @dataclass(frozen=True)
@@ -107,18 +109,27 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
     return out
 
 
-def _check_out(out: Path, settings: dict, overwrite: bool) -> None:
-    meta = out / "demo.json"
-    if not out.exists() or not any(out.iterdir()):
-        return
-    old = json.loads(meta.read_text(encoding="utf-8")).get("settings") if meta.is_file() else None
-    if overwrite:
-        if old is None and not (out / "report.html").exists():
-            raise UserError(f"{out} is not empty and holds no demo; choose another --out (--overwrite only replaces a demo)")
-        shutil.rmtree(out)
-    elif old != settings:
-        raise UserError(f"{out} already holds " + ("a demo with other settings" if old else "other files")
-                        + "; pass --overwrite to replace it or choose another --out")
+#: What the demo writes in its --out (and all that --overwrite removes there).
+OUTPUTS = ("cache", "compose", "dataset", "demo.json", "figures", "pbc-subset", "report.html", "run", "work",
+           "drawn-pbc")
+
+
+def _check_out(out: Path, settings: dict, overwrite: bool, pbc: Path | None) -> None:
+    """--out lies outside --pbc and is new, empty or an earlier demo (same settings resume; --overwrite removes
+    what the demo wrote, nothing else); then it gets the demo marker."""
+    check_disjoint(out, [("the --pbc download", pbc)])
+    if claim(out, KIND) == "ours":
+        meta = out / "demo.json"
+        try:
+            old = json.loads(meta.read_text(encoding="utf-8")).get("settings") if meta.is_file() else None
+        except ValueError:
+            old = None
+        if overwrite:
+            remove_written(out, KIND)
+        elif old is not None and old != settings:
+            raise UserError(f"{out} holds a demo with other settings; pass --overwrite to replace it (only what the "
+                            f"demo wrote there is removed) or choose another --out")
+    write_marker(out, KIND, OUTPUTS)
 
 
 def epoch_bar(epochs: int, progress: bool):
@@ -156,7 +167,7 @@ def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None,
         from naturalize.records import detect_layout
 
         detect_layout(Path(pbc))  # a bad --pbc fails here, before OUT is touched
-    _check_out(out, settings, overwrite)
+    _check_out(out, settings, overwrite, Path(pbc) if pbc is not None else None)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "demo.json", {"settings": settings, "timings": [], "done": False})
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the progress bars

@@ -1,7 +1,7 @@
 """`naturalize segment`: cut every source image into a sprite bank (the shell around the backends).
 
-In: a raw PBC tree or a `naturalize prepare` directory, a backend and its options. Out: the bank
-(see naturalize/bank.py) and, for a prepared directory, the curation result in its records.csv.
+In: a raw PBC tree or a `naturalize prepare` directory, a backend and its options (inputs are never
+modified). Out: the bank (see naturalize/bank.py), whose curation.csv holds the curation result.
 
 Workers segment and PNG-encode images in parallel; the main process writes them in source order, so
 the bank does not depend on --workers. A run that stops midway leaves a valid bank; rerunning the
@@ -21,6 +21,8 @@ import numpy as np
 from naturalize.bank import KINDS, BankWriter, EncodedSprite, ImageEntry
 from naturalize.classes import WBC_CLASSES
 from naturalize.fsio import UserError
+from naturalize.outputs import check_disjoint
+from naturalize.procs import die_with_parent
 from naturalize.segment.cells import crop_sprite
 
 #: PNG settings of sprites and backgrounds: zlib level 1 with the run-length strategy is lossless, several
@@ -48,7 +50,6 @@ class RunSummary:
     skipped: int
     written: int
     counts: dict = field(default_factory=dict)
-    curated: int | None = None
 
 
 # ---------------------------------------------------------------- worker side (pure per image)
@@ -58,6 +59,7 @@ _SEGMENTER: Callable[[np.ndarray], Any] | None = None
 
 def _init_worker(backend: str, options: dict) -> None:
     global _SEGMENTER
+    die_with_parent()
     from naturalize.segment import make_segmenter
 
     _SEGMENTER = make_segmenter(backend, **options)
@@ -183,7 +185,10 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
     echo(why)
 
     input_path = Path(input_path)
-    root, records = rec.load_sources(input_path, split=split, classes=tuple(classes))
+    check_disjoint(out, [("the input", input_path), ("the checkpoint", checkpoint)])
+    BankWriter.check(out, {}, True)  # a folder the tool does not own is refused before the input is read
+    root, records = rec.load_sources(input_path, split=split, classes=tuple(classes), echo=echo)
+    check_disjoint(out, [("the PBC root", root)])
     prepared = rec.is_prepared(input_path)
     if prepared and not split and len({r.split for r in records}) > 1:
         echo("note: segmenting every split; sprites from val/test images must not feed a clean build "
@@ -223,16 +228,7 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
     finally:
         bar.close()
 
-    summary = RunSummary(name, Path(out), len(ordered), skipped, len(todo), writer.counts)
-    if prepared:
-        from naturalize.bank import Bank
-        from naturalize.prepare import apply_curation
-
-        bank = Bank.open(out)
-        excluded = {r["source"]: r["flags"] for r in bank.curation if r["keep"] != "1"}
-        apply_curation(input_path, excluded)
-        summary.curated = len(excluded)
-    return summary
+    return RunSummary(name, Path(out), len(ordered), skipped, len(todo), writer.counts)
 
 
 def format_summary(s: RunSummary) -> str:
@@ -244,6 +240,7 @@ def format_summary(s: RunSummary) -> str:
                                         for k in KINDS))
     if c.get("flags"):
         lines.append("flags " + ", ".join(f"{k} {v}" for k, v in sorted(c["flags"].items())))
-    if s.curated is not None:
-        lines.append(f"records.csv: {s.curated} images marked excluded (multi_wbc)")
+    if c.get("sources", 0) > c.get("kept", 0):
+        lines.append(f"curation: {c['sources'] - c['kept']} images have keep=0 in curation.csv "
+                     f"(`naturalize build` leaves them out; the input is not modified)")
     return "\n".join(lines)

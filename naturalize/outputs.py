@@ -1,0 +1,146 @@
+"""The output-folder guard shared by every command that writes (naturalize and classify).
+
+Two rules keep a user's files safe:
+
+* An output never overlaps an input: it may not be equal to, inside, or an ancestor of any input
+  (`check_disjoint`), checked before any work starts.
+* Every output folder carries a marker, OUT/.naturalize-output.json, written by the tool: its kind
+  (bank, compose, dataset, prepared, demo, classify-run, ...), the tool version and the top-level names it
+  wrote there. A folder is written into only when it is new, empty or carries a marker of the same kind
+  (`claim`); `--overwrite` removes only the names that marker lists (`remove_written`). A non-empty folder
+  without the marker, or with another kind's, is refused with one line, with or without --overwrite.
+
+File outputs (a PNG, a CSV, a Markdown table) are checked by `check_file_output` before the work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from naturalize.fsio import UserError, write_json
+
+MARKER = ".naturalize-output.json"
+MARKER_FORMAT = "naturalize-output/1"
+
+
+def _version() -> str:
+    from naturalize import __version__
+
+    return __version__
+
+
+def read_marker(folder: str | os.PathLike) -> dict | None:
+    """The marker of `folder`, or None when it has none. A damaged marker is a UserError (never guessed)."""
+    path = Path(folder) / MARKER
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path} is damaged (not JSON); the folder's owner is unknown, so nothing in it is "
+                        f"touched: choose another output folder") from None
+    if not isinstance(meta, dict) or meta.get("format") != MARKER_FORMAT or not isinstance(meta.get("written"), list):
+        raise UserError(f"{path} is not a naturalize output marker; choose another output folder")
+    return meta
+
+
+def write_marker(folder: str | os.PathLike, kind: str, written: Iterable[str]) -> None:
+    """Record (atomically) that the tool owns `folder` as `kind` and wrote these top-level names in it
+    (merged with the names an earlier marker of the same kind listed)."""
+    folder = Path(folder)
+    old = read_marker(folder)
+    names = set(written) | (set(old["written"]) if old and old.get("kind") == kind else set())
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / MARKER, {"format": MARKER_FORMAT, "tool": "naturalize", "version": _version(),
+                                 "kind": kind, "written": sorted(names)})
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
+
+
+def claim(folder: str | os.PathLike, kind: str, option: str = "--out") -> str:
+    """Whether the tool may write into `folder` as `kind`: 'new' (missing or empty) or 'ours' (our marker of
+    this kind). Raises a UserError that describes the folder truthfully otherwise. Writes nothing."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{option} {folder} is a file, not a folder; choose a folder path")
+    if not folder.exists() or not any(folder.iterdir()):
+        return "new"
+    meta = read_marker(folder)
+    if meta is None:
+        raise UserError(f"{option} {folder} is not empty and was not written by naturalize (no {MARKER}); "
+                        f"nothing in it is touched, even with --overwrite: choose a new or empty folder")
+    if meta.get("kind") != kind:
+        raise UserError(f"{option} {folder} holds a naturalize {meta.get('kind')} output, not a {kind}; "
+                        f"choose another folder")
+    return "ours"
+
+
+def remove_written(folder: str | os.PathLike, kind: str, names: Sequence[str] | None = None) -> list[str]:
+    """Remove what the marker of `folder` says the tool wrote (only `names` among them, when given); files the
+    tool did not write stay. Returns the removed names. The folder must carry our marker of `kind`."""
+    folder = Path(folder)
+    meta = read_marker(folder)
+    if meta is None or meta.get("kind") != kind:
+        raise UserError(f"{folder} carries no naturalize {kind} marker; nothing removed")
+    written = set(meta["written"])
+    chosen = [n for n in (names if names is not None else sorted(written)) if n in written]
+    for name in chosen:
+        if "/" in name or name in ("", ".", ".."):
+            continue  # a hand-edited marker never reaches outside the folder's own entries
+        target = folder / name
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)
+    write_json(folder / MARKER, {**meta, "written": sorted(written - set(chosen))})
+    return chosen
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(Path(path).expanduser())).resolve()
+
+
+def overlap(out: str | os.PathLike, inp: str | os.PathLike) -> str | None:
+    """How `out` overlaps `inp`: 'is', 'is inside', 'contains', or None."""
+    o, i = _resolved(out), _resolved(inp)
+    if o == i:
+        return "is"
+    if i in o.parents:
+        return "is inside"
+    if o in i.parents:
+        return "contains"
+    return None
+
+
+def check_disjoint(out: str | os.PathLike, inputs: Iterable[tuple[str, str | os.PathLike | None]],
+                   option: str = "--out", owners: Iterable[str | os.PathLike] = ()) -> None:
+    """UserError when output `out` is equal to, inside, or an ancestor of any input. `inputs` are (what, path)
+    pairs (None paths are skipped); `owners` are input folders the output may lie inside (a run directory
+    holding its own eval/ folder) but still never equal or contain."""
+    for what, path in list(inputs) + [("the input", p) for p in owners]:
+        if path is None:
+            continue
+        how = overlap(out, path)
+        if how is None or (how == "is inside" and any(overlap(path, p) == "is" for p in owners)):
+            continue
+        raise UserError(f"{option} {out} {how} {what} {path}; inputs are never written to: "
+                        f"choose an output outside it")
+
+
+def check_file_output(out: str | os.PathLike, suffixes: Sequence[str], option: str = "--out",
+                      inputs: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
+    """A file output: UserError when it is a folder, has another suffix, or overlaps an input."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{option} {out} is a folder; give a file path such as {out / ('out' + suffixes[0])}")
+    if out.suffix.lower() not in suffixes:
+        raise UserError(f"{option} {out} must end in {' or '.join(suffixes)} (it is replaced if it exists)")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UserError(f"{option} {out}: {out.parent} is a file, not a folder; choose another path")
+    check_disjoint(out, inputs, option)

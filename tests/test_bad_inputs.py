@@ -1,0 +1,534 @@
+"""Bad and unusual inputs against the real command lines (issue 11): each case runs `python -m naturalize.cli` or
+`python -m classify.cli` as a subprocess on small trees made here (procedurally drawn PBC-like images) and checks
+
+* the exit code: 2 with exactly one `error:` line naming the file or option and the fix, or a documented success;
+* no traceback anywhere in stdout or stderr;
+* a checksum of every file that existed before the command (inputs included) is unchanged afterwards.
+
+Cases are a table, each tagged with its class (data loss / traceback / silent wrong / other), so the closing note
+can list them by class. Cases that need a trained classifier share one tiny run (custom_cnn at 16 px).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_LOSS, TRACEBACK, SILENT, OTHER = "data loss", "traceback", "silent wrong", "other"
+
+
+# ---------------------------------------------------------------- the world the cases run in
+
+
+def _digest(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under root (symlinks by their target path)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[p.relative_to(root).as_posix()] = "link:" + os.readlink(p)
+        elif p.is_file():
+            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _env(world: Path) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               TF_CPP_MIN_LOG_LEVEL="3", CLASSIFY_CACHE=str(world / ".cache"), NATURALIZE_DATA=str(world / "datasets"))
+    env.pop("NATURALIZE_SAM_CHECKPOINT", None)
+    return env
+
+
+def run_cli(world: Path, tool: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"{tool}.cli", *args], cwd=cwd, env=_env(world),
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """pbc/ (drawn release, 4 images per class), prep/ (prepared), bank/ (classical, train split),
+    syn/ (a compose run of PMY), ds/ (a 2-class train/val/test tree) and user/ (a folder of a user's own files)."""
+    from naturalize.compose.run import compose_class
+    from naturalize.drawn import write_drawn_release
+    from naturalize.prepare import prepare
+    from naturalize.segment.run import segment
+
+    w = tmp_path_factory.mktemp("world")
+    write_drawn_release(w / "pbc", 4, seed=0, progress=False)
+    prepare(w / "pbc", w / "prep", progress=False, workers=1)
+    segment(w / "prep", w / "bank", backend="classical", split="train", workers=1, progress=False, echo=lambda m: None)
+    compose_class(w / "bank", "PMY", 3, w / "syn", workers=1, progress=False)
+    drawn = sorted((w / "pbc").rglob("*.jpg"))
+    for split, k in (("train", 3), ("val", 1), ("test", 1)):
+        for cls, prefix in (("LY", "LY_"), ("MO", "MO_")):
+            files = [p for p in drawn if p.name.startswith(prefix)]
+            (w / "ds" / split / cls).mkdir(parents=True, exist_ok=True)
+            start = {"train": 0, "val": 3, "test": 3}[split]
+            for p in files[start:start + k]:
+                shutil.copy(p, w / "ds" / split / cls / p.name)
+    (w / "user" / "train" / "LY").mkdir(parents=True)
+    (w / "user" / "notes.txt").write_text("my only notes\n")
+    (w / "user" / "train" / "LY" / "cell.jpg").write_bytes(drawn[0].read_bytes())
+    return w
+
+
+@pytest.fixture(scope="module")
+def run_dir(world: Path) -> Path:
+    """One tiny trained run of ds/ (custom_cnn, 16 px, 1 epoch)."""
+    proc = run_cli(world, "classify", ["train", "--dataset", str(world / "ds"), "--model", "custom_cnn", "--epochs", "1",
+                                       "--batch-size", "4", "--image-size", "16", "--no-evaluate",
+                                       "--out", str(world / "run")], world)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return world / "run"
+
+
+# ---------------------------------------------------------------- the case table
+
+
+@dataclass(frozen=True)
+class Case:
+    """One command line. `args` may hold {pbc} {prep} {bank} {syn} {ds} {user} {run} {tmp} {world}; `setup(world,
+    tmp)` prepares files in tmp first; `expect` is a fragment the error line must hold (exit 2), or None for a
+    documented success checked by `check(proc, world, tmp)`."""
+
+    id: str
+    kind: str
+    tool: str
+    args: tuple[str, ...]
+    expect: str | None
+    setup: Callable[[Path, Path], None] | None = None
+    check: Callable[[subprocess.CompletedProcess, Path, Path], None] | None = None
+    needs_run: bool = False
+    replaces: tuple[str, ...] = ()  # tmp-relative prefixes of the tool's own earlier outputs, which --overwrite replaces
+
+
+def _user_files(dirname: str) -> Callable[[Path, Path], None]:
+    def setup(world: Path, tmp: Path) -> None:
+        shutil.copytree(world / "user", tmp / dirname)
+    return setup
+
+
+def _user_class_folder(world: Path, tmp: Path) -> None:
+    """A folder holding a class folder of the user's own images and notes (no compose run)."""
+    (tmp / "out" / "PMY").mkdir(parents=True)
+    (tmp / "out" / "PMY" / "real_image.jpg").write_bytes(next((world / "pbc").rglob("PMY_*.jpg")).read_bytes())
+    (tmp / "out" / "PMY" / "notes.txt").write_text("do not delete\n")
+
+
+def _compose_out_with_user_class(world: Path, tmp: Path) -> None:
+    """A genuine compose output (of PMY) into which the user put an LY/ folder of their own."""
+    shutil.copytree(world / "syn", tmp / "out")
+    (tmp / "out" / "LY").mkdir()
+    (tmp / "out" / "LY" / "mine.txt").write_text("mine\n")
+
+
+def _bank_copy(edit: Callable[[Path], None]) -> Callable[[Path, Path], None]:
+    def setup(world: Path, tmp: Path) -> None:
+        shutil.copytree(world / "bank", tmp / "bank")
+        edit(tmp / "bank")
+    return setup
+
+
+def _truncate(name: str, rows: int) -> Callable[[Path], None]:
+    def edit(bank: Path) -> None:
+        lines = (bank / name).read_text().splitlines(keepends=True)
+        (bank / name).write_text("".join(lines[:-rows]))
+    return edit
+
+
+def _edit_number(bank: Path) -> None:
+    text = (bank / "index.csv").read_text().splitlines(keepends=True)
+    fields = text[1].split(",")
+    fields[4] = str(int(fields[4]) + 1)  # x0 of the first sprite
+    text[1] = ",".join(fields)
+    (bank / "index.csv").write_text("".join(text))
+
+
+def _mangle_record(bank: Path) -> None:
+    meta = json.loads((bank / "bank.json").read_text())
+    meta["files"]["index.csv"] = 5
+    (bank / "bank.json").write_text(json.dumps(meta))
+
+
+def _write(rel: str, data: bytes | str) -> Callable[[Path, Path], None]:
+    def setup(world: Path, tmp: Path) -> None:
+        p = tmp / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return setup
+
+
+def _mixed_layout(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "pbc", tmp / "mixed")
+    (tmp / "mixed" / "train" / "LY").mkdir(parents=True)
+    shutil.copy(next((tmp / "mixed").rglob("LY_*.jpg")), tmp / "mixed" / "train" / "LY" / "extra.jpg")
+
+
+def _raw_tree_with_broken_file(world: Path, tmp: Path) -> None:
+    for cls in ("LY", "MO"):
+        (tmp / "raw" / cls).mkdir(parents=True)
+        for p in sorted((world / "pbc").rglob(f"{cls}_*.jpg"))[:1]:
+            shutil.copy(p, tmp / "raw" / cls / p.name)
+    (tmp / "raw" / "LY" / "LY_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+
+
+def _one_class(world: Path, tmp: Path) -> None:
+    for split in ("train", "val", "test"):
+        shutil.copytree(world / "ds" / split / "LY", tmp / "one" / split / "LY")
+
+
+def _ds_with_broken(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "ds", tmp / "ds2")
+    (tmp / "ds2" / "train" / "LY" / "bad1.jpg").write_bytes(b"garbage")
+    (tmp / "ds2" / "train" / "MO" / "bad2.png").write_bytes(b"")
+
+
+def _images_with_broken(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "ds" / "test", tmp / "imgs")
+    (tmp / "imgs" / "LY" / "broken.jpg").write_bytes(b"garbage")
+
+
+def _only_broken(world: Path, tmp: Path) -> None:
+    (tmp / "imgs").mkdir()
+    (tmp / "imgs" / "a.jpg").write_bytes(b"garbage")
+    (tmp / "imgs" / "b.png").write_bytes(b"\x89PNG broken")
+
+
+def _syn_with_broken(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "syn", tmp / "syn2")
+    (tmp / "syn2" / "PMY" / "PMY_syn_9_9.jpg").write_bytes(b"garbage")
+
+
+def _own_dataset_then_notes(world: Path, tmp: Path) -> None:
+    proc = run_cli(world, "naturalize", ["build", "pbc11", "--pbc", str(world / "pbc"), "--out", str(tmp / "d"),
+                                         "--workers", "1"], tmp)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (tmp / "d" / "notes.txt").write_text("mine\n")
+
+
+def _own_prepared_then_notes(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "prep", tmp / "p")
+    (tmp / "p" / "notes.txt").write_text("mine\n")
+
+
+def _own_compose_then_notes(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "syn", tmp / "out")
+    (tmp / "out" / "notes.txt").write_text("mine\n")
+
+
+def _damaged_marker(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "syn", tmp / "out")
+    (tmp / "out" / ".naturalize-output.json").write_text("{not json")
+
+
+def _kept(*rels: str) -> Callable[[subprocess.CompletedProcess, Path, Path], None]:
+    def check(proc, world: Path, tmp: Path) -> None:
+        for rel in rels:
+            assert (tmp / rel).is_file(), f"{rel} was removed"
+        assert (tmp / rels[0]).read_text() == "mine\n"  # the user's own file, untouched
+    return check
+
+
+def _said(fragment: str, *rels: str) -> Callable[[subprocess.CompletedProcess, Path, Path], None]:
+    def check(proc, world: Path, tmp: Path) -> None:
+        assert fragment in proc.stderr + proc.stdout, proc.stderr
+        for rel in rels:
+            assert (tmp / rel).exists(), rel
+    return check
+
+
+def _predicted_the_rest(proc, world: Path, tmp: Path) -> None:
+    assert "broken.jpg" in proc.stderr and "warning: skipped 1 image" in proc.stderr
+    rows = (tmp / "p.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 and not any("broken" in r for r in rows)
+
+
+def _records_unchanged_and_limit(proc, world: Path, tmp: Path) -> None:
+    cur = (tmp / "b" / "curation.csv").read_text().splitlines()
+    assert len(cur) == 1 + 3
+
+
+N, NS = "naturalize", "classify"
+CASES = [
+    # ---- data loss: overwrite and overlap
+    Case("build-out-is-pbc-overwrite", DATA_LOSS, N, ("build", "pbc11", "--pbc", "{pbc}", "--out", "{pbc}", "--overwrite"),
+         "--out"),
+    Case("build-out-contains-pbc-overwrite", DATA_LOSS, N,
+         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{world}", "--overwrite"), "contains the PBC download"),
+    Case("build-out-inside-pbc", DATA_LOSS, N,
+         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{pbc}/datasets/x"), "is inside the PBC download"),
+    Case("build-out-user-folder-overwrite", DATA_LOSS, N,
+         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/mine", "--overwrite"), "not written by naturalize",
+         setup=_user_files("mine")),
+    Case("build-out-user-folder-truthful", DATA_LOSS, N,
+         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/mine"), "not written by naturalize",
+         setup=_user_files("mine")),
+    Case("build-work-inside-pbc", DATA_LOSS, N,
+         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--work", "{pbc}/.work"), "--work"),
+    Case("build-overwrite-keeps-user-file", DATA_LOSS, N,
+         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--seed", "1", "--overwrite", "--workers", "1"), None,
+         setup=_own_dataset_then_notes, check=_kept("d/notes.txt", "d/dataset.json"), replaces=("d/", ".work/")),
+    Case("build-other-settings-needs-overwrite", DATA_LOSS, N,
+         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--seed", "1"), "built with other settings",
+         setup=_own_dataset_then_notes),
+    Case("compose-overwrite-user-class-folder", DATA_LOSS, N,
+         ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+         "not written by naturalize", setup=_user_class_folder),
+    Case("compose-overwrite-user-folder-in-own-output", DATA_LOSS, N,
+         ("compose", "--class", "LY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+         "was not written by naturalize compose", setup=_compose_out_with_user_class),
+    Case("compose-out-is-bank", DATA_LOSS, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{bank}"),
+         "is the bank"),
+    Case("compose-out-contains-bank", DATA_LOSS, N,
+         ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{world}", "--overwrite"),
+         "contains the bank"),
+    Case("compose-overwrite-keeps-user-file", DATA_LOSS, N,
+         ("compose", "--class", "PMY", "--n", "2", "--seed", "5", "--bank", "{bank}", "--out", "{tmp}/out",
+          "--overwrite", "--workers", "1"), None, setup=_own_compose_then_notes, check=_kept("out/notes.txt"),
+         replaces=("out/",)),
+    Case("compose-damaged-marker", DATA_LOSS, N,
+         ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+         "is damaged", setup=_damaged_marker),
+    Case("prepare-materialize-overwrite-user-tree", DATA_LOSS, N,
+         ("prepare", "{pbc}", "--out", "{tmp}/mine", "--materialize", "--overwrite"), "not written by naturalize",
+         setup=_user_files("mine")),
+    Case("prepare-out-is-pbc", DATA_LOSS, N, ("prepare", "{pbc}", "--out", "{pbc}", "--overwrite"), "is the PBC tree"),
+    Case("prepare-out-contains-pbc", DATA_LOSS, N, ("prepare", "{pbc}", "--out", "{world}", "--overwrite"),
+         "contains the PBC tree"),
+    Case("prepare-overwrite-keeps-user-file", DATA_LOSS, N,
+         ("prepare", "{pbc}", "--out", "{tmp}/p", "--seed", "3", "--overwrite", "--workers", "1"), None,
+         setup=_own_prepared_then_notes, check=_kept("p/notes.txt", "p/records.csv"), replaces=("p/",)),
+    Case("segment-out-is-input", DATA_LOSS, N, ("segment", "{prep}", "--out", "{prep}", "--backend", "classical"),
+         "is the input"),
+    Case("segment-out-inside-input", DATA_LOSS, N,
+         ("segment", "{pbc}", "--out", "{pbc}/bank", "--backend", "classical"), "is inside the input"),
+    Case("segment-overwrite-user-folder", DATA_LOSS, N,
+         ("segment", "{prep}", "--out", "{tmp}/mine", "--backend", "classical", "--overwrite"),
+         "not written by naturalize", setup=_user_files("mine")),
+    Case("segment-overwrite-other-kind", DATA_LOSS, N,
+         ("segment", "{prep}", "--out", "{syn}", "--backend", "classical", "--overwrite"),
+         "holds a naturalize compose output, not a bank"),
+    Case("preview-out-inside-input", DATA_LOSS, N, ("preview", "{syn}", "--out", "{syn}/sheet.png"),
+         "is inside the image folder"),
+    Case("demo-out-user-folder-overwrite", DATA_LOSS, N, ("demo", "--out", "{tmp}/mine", "--overwrite", "--size", "small"),
+         "not written by naturalize", setup=_user_files("mine")),
+    Case("demo-out-is-pbc", DATA_LOSS, N, ("demo", "--out", "{pbc}", "--pbc", "{pbc}", "--overwrite"), "is the --pbc"),
+    Case("train-out-is-dataset", DATA_LOSS, NS,
+         ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{ds}"), "is the dataset"),
+    Case("train-out-user-folder", DATA_LOSS, NS,
+         ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{tmp}/mine"), "not written by naturalize",
+         setup=_user_files("mine")),
+    Case("predict-out-inside-images", DATA_LOSS, NS, ("predict", "{run}", "{ds}/test", "--out", "{ds}/test/p.csv"),
+         "is inside input", needs_run=True),
+    Case("predict-out-is-an-input-image", DATA_LOSS, NS,
+         ("predict", "{run}", "{tmp}/x.csv", "--out", "{tmp}/x.csv"), "is input", setup=_write("x.csv", "a,b\n"),
+         needs_run=True),
+    Case("evaluate-out-inside-dataset", DATA_LOSS, NS, ("evaluate", "{run}", "--out", "{ds}/eval"), "is inside the dataset",
+         needs_run=True),
+    Case("evaluate-out-user-folder", DATA_LOSS, NS, ("evaluate", "{run}", "--out", "{tmp}/mine"),
+         "not written by naturalize", setup=_user_files("mine"), needs_run=True),
+    Case("explain-out-user-folder", DATA_LOSS, NS, ("explain", "{run}", "{ds}/test", "--out", "{tmp}/mine"),
+         "not written by naturalize", setup=_user_files("mine"), needs_run=True),
+    Case("explain-out-is-run", DATA_LOSS, NS, ("explain", "{run}", "{ds}/test", "--out", "{run}"), "is the input",
+         needs_run=True),
+    # ---- tracebacks
+    Case("corrupt-bank-json", TRACEBACK, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+         "bank.json is damaged", setup=_bank_copy(lambda b: (b / "bank.json").write_text("{oops"))),
+    Case("bank-json-not-an-object", TRACEBACK, N,
+         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "bank format version",
+         setup=_bank_copy(lambda b: (b / "bank.json").write_text("[]"))),
+    Case("bank-json-damaged-file-record", TRACEBACK, N,
+         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "is damaged (its record",
+         setup=_bank_copy(_mangle_record)),
+    Case("compose-out-is-file", TRACEBACK, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/f"),
+         "is a file", setup=_write("f", "x")),
+    Case("compose-n-huge", TRACEBACK, N,
+         ("compose", "--class", "PMY", "--n", "1000000000000", "--bank", "{bank}", "--out", "{tmp}/o"), "--shard"),
+    Case("preview-out-is-folder", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/d"), "is a folder",
+         setup=_write("d/keep.txt", "x")),
+    Case("preview-out-wrong-suffix", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/sheet.jpg"), "must end in .png"),
+    Case("prepare-out-is-file", TRACEBACK, N, ("prepare", "{pbc}", "--out", "{tmp}/f"), "is a file", setup=_write("f", "x")),
+    Case("segment-out-is-file", TRACEBACK, N, ("segment", "{prep}", "--out", "{tmp}/f", "--backend", "classical"), "is a file",
+         setup=_write("f", "x")),
+    Case("build-out-is-file", TRACEBACK, N, ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/f"), "is a file",
+         setup=_write("f", "x")),
+    Case("train-out-is-file", TRACEBACK, NS, ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{tmp}/f"),
+         "is a file", setup=_write("f", "x")),
+    Case("predict-out-is-folder", TRACEBACK, NS, ("predict", "{run}", "{ds}/test", "--out", "{tmp}/d"), "is a folder",
+         setup=_write("d/keep.txt", "x"), needs_run=True),
+    Case("predict-out-parent-is-file", TRACEBACK, NS, ("predict", "{run}", "{ds}/test", "--out", "{tmp}/f/p.csv"),
+         "is a file", setup=_write("f", "x"), needs_run=True),
+    Case("compare-out-is-folder", TRACEBACK, NS, ("compare", "{run}", "--out", "{tmp}/d"), "is a folder",
+         setup=_write("d/keep.txt", "x"), needs_run=True),
+    Case("index-missing-columns", TRACEBACK, N,
+         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "index.csv",
+         setup=_bank_copy(lambda b: (b / "index.csv").write_text("a,b\n1,2\n"))),
+    Case("dataset-json-corrupt", TRACEBACK, NS,
+         ("train", "--dataset", "{tmp}/ds2", "--model", "custom_cnn", "--out", "{tmp}/r"), "dataset.json",
+         setup=lambda w, t: (shutil.copytree(w / "ds", t / "ds2"), (t / "ds2" / "dataset.json").write_text("{"))),
+    # ---- silently wrong results
+    Case("truncated-index", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+         "no longer matches", setup=_bank_copy(_truncate("index.csv", 3))),
+    Case("hand-edited-index", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+         "no longer matches", setup=_bank_copy(_edit_number)),
+    Case("truncated-curation", SILENT, N,
+         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "no longer matches",
+         setup=_bank_copy(_truncate("curation.csv", 1))),
+    Case("segment-resume-edited-bank", SILENT, N,
+         ("segment", "{prep}", "--out", "{tmp}/bank", "--backend", "classical", "--split", "train"), "no longer matches",
+         setup=_bank_copy(_truncate("index.csv", 2))),
+    Case("segment-leaves-prepared-input", SILENT, N,
+         ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "classical", "--limit", "3", "--workers", "1",
+          "--no-progress"), None, check=_records_unchanged_and_limit),
+    Case("compose-wbc-0", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o",
+                                      "--wbc", "0"), "--wbc 0"),
+    Case("compose-rbc-500", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o",
+                                        "--rbc", "500"), "--rbc 500"),
+    Case("compose-rbc-short-reported", SILENT, N,
+         ("compose", "--class", "PMY", "--n", "4", "--bank", "{bank}", "--out", "{tmp}/o", "--rbc", "30", "--workers", "1"),
+         None, check=_said("4 of 4 images hold fewer red cells than --rbc 30 asked", "o/manifest.jsonl")),
+    Case("explain-channels-negative", SILENT, NS, ("explain", "{run}", "{ds}/test", "--channels", "-5"), "--channels -5",
+         needs_run=True),
+    Case("train-one-class", SILENT, NS, ("train", "--dataset", "{tmp}/one", "--model", "custom_cnn", "--out", "{tmp}/r"),
+         "one class", setup=_one_class),
+    Case("prepare-mixed-layout", SILENT, N, ("prepare", "{tmp}/mixed", "--out", "{tmp}/p"), "mixes layouts",
+         setup=_mixed_layout),
+    Case("segment-reports-broken-file", SILENT, N,
+         ("segment", "{tmp}/raw", "--out", "{tmp}/b", "--backend", "classical", "--workers", "1", "--no-progress"), None,
+         setup=_raw_tree_with_broken_file, check=_said("LY/LY_broken.jpg", "b/bank.json")),
+    # ---- corrupt images: one pass, every bad file named
+    Case("train-lists-every-broken-image", OTHER, NS,
+         ("train", "--dataset", "{tmp}/ds2", "--model", "custom_cnn", "--out", "{tmp}/r", "--image-size", "16",
+          "--epochs", "1"), "2 image(s) cannot be read", setup=_ds_with_broken),
+    Case("predict-skips-broken-image", OTHER, NS, ("predict", "{run}", "{tmp}/imgs", "--out", "{tmp}/p.csv"), None,
+         setup=_images_with_broken, check=_predicted_the_rest, needs_run=True),
+    Case("predict-only-broken-images", OTHER, NS, ("predict", "{run}", "{tmp}/imgs"), "2 image(s) cannot be read",
+         setup=_only_broken, needs_run=True),
+    Case("preview-skips-broken-image", OTHER, N, ("preview", "{tmp}/syn2", "--out", "{tmp}/s.png", "--n", "8"), None,
+         setup=_syn_with_broken, check=_said("PMY_syn_9_9.jpg", "s.png")),
+    # ---- other bad arguments (one line each)
+    Case("compose-unknown-class", OTHER, N, ("compose", "--class", "XYZ", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o"),
+         "unknown class"),
+    Case("compose-n-zero", OTHER, N, ("compose", "--class", "PMY", "--n", "0", "--bank", "{bank}", "--out", "{tmp}/o"), "--n 0"),
+    Case("compose-bad-shard", OTHER, N,
+         ("compose", "--class", "PMY", "--n", "2", "--shard", "3/2", "--bank", "{bank}", "--out", "{tmp}/o"), "--shard"),
+    Case("compose-bad-platelets", OTHER, N,
+         ("compose", "--class", "PMY", "--n", "2", "--platelets", "3..1", "--bank", "{bank}", "--out", "{tmp}/o"),
+         "--platelets"),
+    Case("compose-bad-size", OTHER, N,
+         ("compose", "--class", "PMY", "--n", "2", "--size", "huge", "--bank", "{bank}", "--out", "{tmp}/o"), "--size"),
+    Case("compose-missing-bank", OTHER, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/nope", "--out", "{tmp}/o"),
+         "not a sprite bank"),
+    Case("compose-other-settings", OTHER, N, ("compose", "--class", "PMY", "--n", "3", "--seed", "9", "--bank", "{bank}",
+                                              "--out", "{syn}"), "--overwrite"),
+    Case("prepare-bad-split", OTHER, N, ("prepare", "{pbc}", "--out", "{tmp}/p", "--split", "0.5,0.5"), "--split"),
+    Case("prepare-missing-input", OTHER, N, ("prepare", "{tmp}/nope", "--out", "{tmp}/p"), "does not exist"),
+    Case("prepare-per-class-zero", OTHER, N, ("prepare", "{pbc}", "--out", "{tmp}/p", "--per-class", "0"), "--per-class"),
+    Case("segment-limit-zero", OTHER, N, ("segment", "{prep}", "--out", "{tmp}/b", "--limit", "0"), "--limit 0"),
+    Case("segment-unknown-backend", OTHER, N, ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "magic"), "--backend"),
+    Case("segment-unknown-class", OTHER, N, ("segment", "{prep}", "--out", "{tmp}/b", "--classes", "XX"), "--classes"),
+    Case("segment-sam-missing-checkpoint", OTHER, N,
+         ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "sam", "--checkpoint", "{tmp}/none.pth"), "fetch-sam"),
+    Case("build-unknown-recipe", OTHER, N, ("build", "3k-pbc", "--pbc", "{pbc}", "--out", "{tmp}/d"), "unknown recipe"),
+    Case("build-custom-needs-classes", OTHER, N, ("build", "custom", "--pbc", "{pbc}", "--out", "{tmp}/d"), "--classes"),
+    Case("build-unknown-protocol", OTHER, N, ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--protocol", "x"),
+         "protocol"),
+    Case("preview-n-zero", OTHER, N, ("preview", "{syn}", "--out", "{tmp}/s.png", "--n", "0"), "--n 0"),
+    Case("preview-missing-folder", OTHER, N, ("preview", "{tmp}/nope", "--out", "{tmp}/s.png"), "is not a folder"),
+    Case("train-unknown-model", OTHER, NS, ("train", "--dataset", "{ds}", "--model", "resnet9000"), "resnet9000"),
+    Case("train-missing-dataset", OTHER, NS, ("train", "--dataset", "{tmp}/nope", "--model", "custom_cnn"), "not found"),
+    Case("train-other-run", OTHER, NS, ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{run}",
+                                        "--lr", "0.5", "--image-size", "16", "--batch-size", "4"), "different run",
+         needs_run=True),
+    Case("evaluate-not-a-run", OTHER, NS, ("evaluate", "{ds}"), "not a classify run"),
+    Case("predict-missing-image", OTHER, NS, ("predict", "{run}", "{tmp}/nope.jpg"), "neither an image", needs_run=True),
+    Case("explain-unknown-target", OTHER, NS, ("explain", "{run}", "{ds}/test", "--target", "XX"), "--target",
+         needs_run=True),
+]
+
+
+def _fill(arg: str, world: Path, tmp: Path) -> str:
+    return arg.format(pbc=world / "pbc", prep=world / "prep", bank=world / "bank", syn=world / "syn", ds=world / "ds",
+                      user=world / "user", run=world / "run", tmp=tmp, world=world)
+
+
+def test_the_table_covers_every_class_and_60_cases() -> None:
+    kinds = {c.kind for c in CASES}
+    assert kinds == {DATA_LOSS, TRACEBACK, SILENT, OTHER} and len(CASES) >= 60
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES, key=lambda c: (c.needs_run, c.tool)), ids=lambda c: f"{c.kind}:{c.id}")
+def test_bad_input(case: Case, world: Path, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    if case.needs_run:
+        request.getfixturevalue("run_dir")
+    if case.setup is not None:
+        case.setup(world, tmp_path)
+    before = {"world": _digest(world), "tmp": _digest(tmp_path)}
+    proc = run_cli(world, case.tool, [_fill(a, world, tmp_path) for a in case.args], tmp_path)
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text, text[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    if case.expect is None:
+        assert proc.returncode == 0 and not errors, proc.stderr[-3000:]
+        case.check(proc, world, tmp_path)
+    else:
+        assert proc.returncode == 2, (proc.returncode, text[-3000:])
+        assert len(errors) == 1 and "error:" not in proc.stdout, proc.stderr
+        assert case.expect in errors[0], errors[0]
+    after = {"world": _digest(world), "tmp": _digest(tmp_path)}
+    for where, own in (("world", (".cache/",)), ("tmp", case.replaces)):
+        changed = [p for p, h in before[where].items() if after[where].get(p) != h and not p.startswith(own)]
+        assert not changed, f"{where}: files changed or removed: {changed[:10]}"
+
+
+def test_killed_compose_leaves_no_orphan_tracebacks(world: Path, tmp_path: Path) -> None:
+    """Traceback class: SIGKILL the main process of a 2-worker compose; its workers end with it, quietly (they
+    used to print BrokenPipe tracebacks), and the stderr pipe they share closes."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", "5000",
+                             "--bank", str(world / "bank"), "--out", str(out), "--workers", "2"],
+                            cwd=tmp_path, env=_env(world), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "PMY").is_dir() and sum(1 for _ in (out / "PMY").iterdir()) >= 20:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    t0 = time.time()
+    err = proc.stderr.read().decode(errors="replace")  # EOF only once every worker holding the pipe is gone
+    assert time.time() - t0 < 30
+    assert "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
+
+
+def test_build_refuses_a_curated_dataset_with_a_class_missing_from_a_split() -> None:
+    """Silent-wrong class: curation that leaves a class without val images used to give a dataset that `classify`
+    then refused; build now stops before composing, naming the class, the split and the fix."""
+    from naturalize.build import check_splits_hold_classes
+    from naturalize.fsio import UserError
+    from naturalize.records import Record
+
+    def rec(cls: str, split: str, i: int) -> Record:
+        return Record(path=f"{cls}/{cls}_{split}_{i}.jpg", cls=cls, folder=cls, sha256="", width=1, height=1, mode="RGB",
+                      split=split)
+
+    full = [rec(c, s, i) for c in ("LY", "PMY") for s in ("train", "val", "test") for i in range(2)]
+    check_splits_hold_classes(full, "clean")
+    lacking = [r for r in full if not (r.cls == "PMY" and r.split == "val")]
+    with pytest.raises(UserError, match="class PMY has no val images.*--max-real"):
+        check_splits_hold_classes(lacking, "clean")
+    check_splits_hold_classes(lacking, "paper")  # paper: pooled, then split with >= 1 val and test image per class
