@@ -5,4 +5,4 @@ Data flow (one module owns each step):
     --build--> dataset tree (train/val/test/<CLASS>/) --classify--> trained run --> reports
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only version definition (pyproject reads it; both CLIs print it)
