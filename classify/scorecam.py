@@ -77,9 +77,18 @@ def score_cam(model, features, image: np.ndarray, target: int | None = None, max
     return cam, target, probs
 
 
+def resize_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A heat map (S, S) in 0..1 -> (H, W) by bilinear interpolation (the image's own resolution), still 0..1."""
+    import cv2
+
+    h, w = shape
+    return np.clip(cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+
+
 def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
             target: str | None = None, max_channels: int = 256, progress: bool = True) -> list[Path]:
-    """Score-CAM PNG (image | overlay) per input image into OUT (default RUN/explain); returns the PNG paths."""
+    """Score-CAM PNG (image | overlay, both at the image's own resolution) per input image into OUT (default
+    RUN/explain); returns the PNG paths. The map is computed at the run's input size and upsampled."""
     from tqdm import tqdm
 
     from classify import runs
@@ -97,14 +106,15 @@ def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: st
     size = int(config["image_size"])
     written = []
     for p in tqdm(paths, desc="Score-CAM", unit="img", disable=not progress):
-        img = load_image(p, size)
-        cam, k, probs = score_cam(model, features, img, None if target is None else classes.index(target),
-                                  max_channels)
+        cam, k, probs = score_cam(model, features, load_image(p, size),
+                                  None if target is None else classes.index(target), max_channels)
         pred = int(np.argmax(probs))
+        full = load_image(p, None)  # the map is drawn over the image at its own resolution, not the network's input
         dest = out / f"{p.stem}_scorecam.png"
-        overlay_heatmap(img, cam, dest,
+        overlay_heatmap(full, resize_map(cam, full.shape[:2]), dest,
                         f"{p.name}: predicted {classes[pred]} ({probs[pred]:.2f}); map for {classes[k]}",
                         {"source": str(p.resolve()), "run": str(run.resolve()), "method": "Score-CAM",
-                         "target": classes[k], "max_channels": max_channels})
+                         "target": classes[k], "max_channels": max_channels, "input_size": size,
+                         "image_size": list(full.shape[1::-1])})
         written.append(dest)
     return written

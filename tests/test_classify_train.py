@@ -168,8 +168,13 @@ def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):
     pngs = explain(tf_run, [tiny_tree / "test" / "BA"], tmp_path / "cams", max_channels=16, progress=False)
     from PIL import Image
 
-    with Image.open(pngs[0]) as im:
+    source = sorted((tiny_tree / "test" / "BA").iterdir())[0]
+    with Image.open(source) as src, Image.open(pngs[0]) as im:
         assert im.format == "PNG" and "Score-CAM" in im.text["Description"]
+        meta = json.loads(im.text["Description"])
+        # drawn over the image at its own resolution (360x363-ish), not over the SIZE-px network input
+        assert meta["image_size"] == list(src.size) and meta["input_size"] == SIZE < src.width
+        assert im.width > 1.5 * src.width and im.height > 0.9 * src.height
 
     md = table([tf_run])
     test_rep = json.loads((tf_run / "eval" / "test" / "report.json").read_text())
@@ -236,3 +241,11 @@ def test_a_plain_class_tree_is_split_saved_and_reused_by_evaluate(tmp_path):
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "few" / c / f"{i}.png")
     with pytest.raises(UserError, match="too few to split 80/10/10"):
         train(tmp_path / "few", "custom_cnn", tmp_path / "run2", epochs=1, image_size=16, progress=False)
+
+
+def test_curves_mark_the_epoch_whose_model_is_kept():
+    from classify.plots import best_epoch
+
+    rows = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7}, {"epoch": 3, "val_accuracy": 0.7},
+            {"epoch": 4, "val_accuracy": 0.6}]
+    assert best_epoch(rows) == 2 and best_epoch([]) is None  # ties: the first, as training keeps it
