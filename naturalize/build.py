@@ -214,14 +214,15 @@ def _segment_backend(backend: str, checkpoint: str | None, device: str,
     """Resolve --backend once for the whole build (says "backend auto -> ..." once) -> (backend, checkpoint, device);
     --device is dropped, with a note, when the backend is not SAM."""
     from naturalize.segment import resolve_backend
+    from naturalize.segment.run import ignored_device
 
     try:
         name, checkpoint, why = resolve_backend(backend, checkpoint)
     except ValueError as e:
         raise UserError(f"--backend: {e}") from None
     echo(why)
-    if name != "sam" and device != "auto":
-        echo(f"note: --device {device} ignored: the {name} backend runs on the CPU")
+    if note := ignored_device(name, device):
+        echo(note)
         device = "auto"
     return name, checkpoint, device
 

@@ -82,3 +82,17 @@ def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_sta
     # the same build again is recognised as the same dataset (tuples vs JSON lists compare equal)
     build("custom", drawn_pbc, tmp_path / "ds", classes=("PMY",), per_class=2, per_class_cap=3, workers=1,
           progress=False, compose_options={"rbc": 6, "platelets": (1, 1)}, echo=lines.append)
+
+
+def test_segment_says_device_is_ignored_by_the_classical_backend(tmp_path):
+    from naturalize.drawn import write_drawn_release
+    from naturalize.segment.run import segment
+
+    pbc = write_drawn_release(tmp_path / "pbc", 1, seed=0, classes=("LY",), progress=False)
+    lines: list[str] = []
+    segment(pbc, tmp_path / "bank", backend="classical", device="cuda", workers=1, limit=1, progress=False,
+            echo=lines.append)
+    assert "note: --device cuda ignored: the classical backend runs on the CPU" in lines
+    lines.clear()
+    segment(pbc, tmp_path / "bank2", backend="classical", workers=1, limit=1, progress=False, echo=lines.append)
+    assert not any("ignored" in line for line in lines)
