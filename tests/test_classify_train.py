@@ -197,10 +197,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(tf_run, tiny_tree, tmp_path):
     assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1
     assert _error_lines(r.stderr)[0].startswith("error: the run was trained on classes BA,BNE")
 
-    # Offline ImageNet download: a dead proxy makes the fetch fail like a machine without internet.
+    # Offline ImageNet download: a dead proxy makes the fetch fail like a machine without internet. No --weights:
+    # imagenet is the default for a model Keras has ImageNet weights for.
     dead = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
             "http_proxy": "http://127.0.0.1:9", "KERAS_HOME": str(tmp_path / "keras"), "HOME": str(tmp_path)}
-    r = _cli("train", "--dataset", tiny_tree, "--model", "efficientnetv2b0", "--weights", "imagenet",
+    r = _cli("train", "--dataset", tiny_tree, "--model", "efficientnetv2b0",
              "--image-size", SIZE, "--out", tmp_path / "never", env=dead)
     assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1, r.stderr[-1500:]
     (line,) = _error_lines(r.stderr)
