@@ -96,7 +96,8 @@ def bench_sam(model_type: str, images: list, dry_run: bool, warmup: int) -> dict
 
 
 def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: int, policy: str, jit: str) -> dict:
-    """In a process whose KERAS_BACKEND is set: train-step images/s per model on random images."""
+    """In a process whose KERAS_BACKEND is set: train-step images/s per model on random images. Prints one JSON
+    line per finished model as it goes (so a timeout keeps what was measured) and returns the whole result."""
     import keras
     import numpy as np
 
@@ -106,6 +107,7 @@ def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: i
     backend = keras.backend.backend()
     out: dict = {"backend": backend, "keras": keras.__version__, "policy": policy, "jit_compile": jit,
                  "device": _device(backend), "models": {}}
+    print(json.dumps({k: v for k, v in out.items() if k != "models"}), flush=True)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, size, size, 3)).astype("float32")
     y = rng.integers(0, 11, batch)
@@ -125,6 +127,7 @@ def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: i
         out["models"][name] = {"image_size": size, "batch": batch, "steps": steps, "seconds": round(seconds, 3),
                                "images_per_s": round(steps * batch / seconds, 2), "warmup_s": round(start_s, 2),
                                "loss": float(np.asarray(loss).ravel()[0])}
+        print(json.dumps({"model": name, **out["models"][name]}), flush=True)
     return out
 
 
@@ -147,11 +150,28 @@ def bench_keras(backend: str, args: argparse.Namespace, timeout: float) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"backend": backend, "error": f"timed out after {timeout:.0f} s"}
+    except subprocess.TimeoutExpired as e:  # keep the models that finished before the budget ran out
+        partial = _worker_lines(e.stdout)
+        return {**partial, "backend": backend, "error": f"timed out after {timeout:.0f} s"}
     if done.returncode != 0:
-        return {"backend": backend, "error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return {**_worker_lines(done.stdout), "backend": backend,
+                "error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    return _worker_lines(done.stdout)
+
+
+def _worker_lines(stdout: str | bytes | None) -> dict:
+    """The worker's JSON lines (a header, then one per finished model) -> one result dict."""
+    text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else (stdout or "")
+    result: dict = {"models": {}}
+    for line in text.splitlines():
+        if not line.startswith("{"):
+            continue
+        item = json.loads(line)
+        if "model" in item:
+            result["models"][item.pop("model")] = item
+        elif "backend" in item:
+            result.update(item)
+    return result
 
 
 # ---------------------------------------------------------------- driver
@@ -186,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args.steps = args.steps or (1 if dry else 30)
     args.jit = args.jit or ("false" if dry else "auto")
     if args.keras_worker:
-        print(json.dumps(keras_worker(args.models, args.size, args.batch, args.warmup, args.steps, args.policy, args.jit)))
+        keras_worker(args.models, args.size, args.batch, args.warmup, args.steps, args.policy, args.jit)
         return 0
 
     t_start = time.perf_counter()
