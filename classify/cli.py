@@ -104,7 +104,7 @@ def explain(
     target: Optional[str] = typer.Option(None, "--target", help="Class to explain.", show_default="the predicted one"),
     channels: int = typer.Option(256, "--channels", help="Use the N most active feature maps (0 = all)."),
 ) -> None:
-    """Score-CAM heat maps overlaid on each image, as PNG."""
+    """Score-CAM heat maps overlaid on each image at its own resolution, as PNG."""
     from classify.scorecam import explain as run_explain
 
     for p in run_explain(run, images, out, target, channels):
