@@ -95,7 +95,8 @@ def bench_sam(model_type: str, images: list, dry_run: bool, warmup: int) -> dict
 # ---------------------------------------------------------------- Keras training (one subprocess per backend)
 
 
-def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: int, policy: str, jit: str) -> dict:
+def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: int, policy: str, jit: str,
+                 eager: bool = False) -> dict:
     """In a process whose KERAS_BACKEND is set: train-step images/s per model on random images. Prints one JSON
     line per finished model as it goes (so a timeout keeps what was measured) and returns the whole result."""
     import keras
@@ -105,7 +106,7 @@ def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: i
 
     keras.mixed_precision.set_global_policy(policy)
     backend = keras.backend.backend()
-    out: dict = {"backend": backend, "keras": keras.__version__, "policy": policy, "jit_compile": jit,
+    out: dict = {"backend": backend, "keras": keras.__version__, "policy": policy, "jit_compile": jit, "eager": eager,
                  "device": _device(backend), "models": {}}
     print(json.dumps({k: v for k, v in out.items() if k != "models"}), flush=True)
     rng = np.random.default_rng(0)
@@ -116,7 +117,7 @@ def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: i
         t0 = time.perf_counter()
         model = create_model(name, 11, "none", "finetune", size)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                      jit_compile=jit if jit == "auto" else jit == "true")
+                      jit_compile=jit if jit == "auto" else jit == "true", run_eagerly=eager)
         for _ in range(warmup):  # the first steps compile / autotune
             model.train_on_batch(x, y)
         start_s = time.perf_counter() - t0
@@ -146,6 +147,7 @@ def bench_keras(backend: str, args: argparse.Namespace, timeout: float) -> dict:
     """Run keras_worker in a subprocess with KERAS_BACKEND=backend; its last stdout line is the JSON."""
     cmd = [sys.executable, __file__, "--keras-worker", "--size", str(args.size), "--batch", str(args.batch),
            "--warmup", str(args.warmup), "--steps", str(args.steps), "--policy", args.policy, "--jit", args.jit,
+           *(["--eager"] if args.eager else []),
            "--models", ",".join(args.models)]
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
     try:
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", default="mixed_float16", help="Keras dtype policy (mixed precision)")
     p.add_argument("--jit", choices=("auto", "true", "false"), default=None,
                    help="Keras jit_compile (default auto: XLA where the backend can; dry run false, it compiles slowly)")
+    p.add_argument("--eager", action="store_true",
+                   help="Keras run_eagerly (the dry run's default: no graph tracing, which takes minutes on a CPU)")
     p.add_argument("--models", type=lambda s: s.split(","), default=list(MODELS))
     p.add_argument("--keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -205,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (1 if dry else 5)
     args.steps = args.steps or (1 if dry else 30)
     args.jit = args.jit or ("false" if dry else "auto")
+    args.eager = args.eager or dry
     if args.keras_worker:
-        keras_worker(args.models, args.size, args.batch, args.warmup, args.steps, args.policy, args.jit)
+        keras_worker(args.models, args.size, args.batch, args.warmup, args.steps, args.policy, args.jit, args.eager)
         return 0
 
     t_start = time.perf_counter()
