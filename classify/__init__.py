@@ -6,6 +6,6 @@ train, evaluate, predict, scorecam, compare, plots, cli. Keras/TensorFlow are im
 the functions that need them, so `import classify` stays light.
 """
 
-from naturalize import __version__  # one distribution, one version
+from naturalize import __version__  # one version for both packages
 
 __all__ = ["__version__"]

@@ -24,13 +24,14 @@ def cache_home() -> Path:
     return Path(os.environ.get("CLASSIFY_CACHE") or Path.home() / ".cache" / "naturalize" / "classify")
 
 
-def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
-    """One image file -> uint8 (size, size, 3) RGB. UserError naming the file when it cannot be read."""
+def load_image(path: str | os.PathLike, size: int | None) -> np.ndarray:
+    """One image file -> uint8 (size, size, 3) RGB, or (H, W, 3) at its own resolution when size is None.
+    UserError naming the file when it cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            if im.format == "JPEG":
+            if im.format == "JPEG" and size is not None:
                 im.draft("RGB", (size, size))  # DCT-domain downscale: exact, fast, never below `size`
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
@@ -42,7 +43,7 @@ def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
                 rgb = Image.fromarray(a).convert("RGB")
             else:
                 rgb = im.convert("RGB")
-            if rgb.size != (size, size):
+            if size is not None and rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as e:

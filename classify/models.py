@@ -193,6 +193,12 @@ MODELS: dict[str, Spec] = {
 }
 
 
+def default_weights(name: str) -> str:
+    """The --weights a model trains from by default: "imagenet" where Keras has ImageNet weights for it (the
+    paper fine-tunes from ImageNet), "none" for the others (custom_cnn, vit_b16)."""
+    return "imagenet" if check_name(name).keras_imagenet else "none"
+
+
 def check_name(name: str) -> Spec:
     """The registry entry for `name`, or a UserError listing the valid names."""
     if name not in MODELS:

@@ -22,6 +22,13 @@ def _save(fig, path: Path, provenance: dict) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def best_epoch(rows: Sequence[dict]) -> int | None:
+    """The epoch whose model training kept: the first with the highest val accuracy (None without rows)."""
+    if not rows:
+        return None
+    return int(max(rows, key=lambda r: (float(r["val_accuracy"]), -int(r["epoch"])))["epoch"])
+
+
 def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict) -> None:
     """Accuracy and loss per epoch (train and val) side by side -> PNG."""
     import matplotlib
@@ -30,10 +37,13 @@ def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict)
     import matplotlib.pyplot as plt
 
     ep = [int(r["epoch"]) for r in rows]
+    best = best_epoch(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "loss")):
         ax.plot(ep, [float(r[key]) for r in rows], "o-", label=f"train {label}")
         ax.plot(ep, [float(r[f"val_{key}"]) for r in rows], "s-", label=f"val {label}")
+        if best is not None:
+            ax.axvline(best, color="0.3", linestyle="--", linewidth=1, label=f"best epoch {best} (kept model)")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -77,7 +87,9 @@ def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.8))
+    h, w = cam.shape
+    dpi = 110  # _save's: each panel shows the image at about one figure pixel per image pixel
+    fig, axes = plt.subplots(1, 2, figsize=(2 * w / dpi + 1.6, h / dpi + 0.9))
     axes[0].imshow(image)
     axes[0].set_title("image")
     axes[1].imshow(image)

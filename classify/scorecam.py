@@ -77,10 +77,20 @@ def score_cam(model, features, image: np.ndarray, target: int | None = None, max
     return cam, target, probs
 
 
+def resize_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A heat map (S, S) in 0..1 -> (H, W) by bilinear interpolation (the image's own resolution), still 0..1."""
+    import cv2
+
+    h, w = shape
+    return np.clip(cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+
+
 def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
             target: str | None = None, max_channels: int = 256, progress: bool = True,
             warn: Callable[[str], None] | None = None) -> list[Path]:
-    """Score-CAM PNG (image | overlay) per input image into OUT (default RUN/explain); returns the PNG paths."""
+    """Score-CAM PNG (image | overlay, both at the image's own resolution) per input image into OUT (default
+    RUN/explain); returns the PNG paths. The map is computed at the run's input size and upsampled; unreadable
+    images are skipped and named through `warn`."""
     from tqdm import tqdm
 
     from classify import runs
@@ -105,6 +115,7 @@ def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: st
     for p in tqdm(paths, desc="Score-CAM", unit="img", disable=not progress):
         try:
             img = load_image(p, size)
+            full = load_image(p, None)  # the map is drawn over the image at its own resolution, not the network's input
         except UserError as e:
             bad.append((p, str(e.__cause__ or e)))
             continue
@@ -112,10 +123,11 @@ def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: st
                                   max_channels)
         pred = int(np.argmax(probs))
         dest = out / f"{p.stem}_scorecam.png"
-        overlay_heatmap(img, cam, dest,
+        overlay_heatmap(full, resize_map(cam, full.shape[:2]), dest,
                         f"{p.name}: predicted {classes[pred]} ({probs[pred]:.2f}); map for {classes[k]}",
                         {"source": str(p.resolve()), "run": str(run.resolve()), "method": "Score-CAM",
-                         "target": classes[k], "max_channels": max_channels})
+                         "target": classes[k], "max_channels": max_channels, "input_size": size,
+                         "image_size": list(full.shape[1::-1])})
         written.append(dest)
     if bad and not written:
         raise UserError(describe_bad(bad) + "; none left to explain: pass readable images")

@@ -5,9 +5,4 @@ Data flow (one module owns each step):
     --build--> dataset tree (train/val/test/<CLASS>/) --classify--> trained run --> reports
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:  # the one version string is pyproject.toml's, as installed
-    __version__ = version("naturalize")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+__version__ = "0.1.0"  # the only version definition (pyproject reads it; both CLIs print it)

@@ -242,6 +242,41 @@ def _write_files_csv(path: Path, items: Sequence[Item]) -> None:
             w.writerow([i.split, i.cls, f"{i.split}/{i.cls}/{i.name}", i.origin, i.source])
 
 
+class _Stages:
+    """Prints a numbered header per build stage: "[2/4] segment: ..."."""
+
+    def __init__(self, echo: Callable[[str], None], total: int) -> None:
+        self.echo, self.total, self.number = echo, total, 0
+
+    def start(self, name: str, note: str) -> None:
+        self.number += 1
+        self.echo(f"[{self.number}/{self.total}] {name}: {note}")
+
+
+def _segment_backend(backend: str, checkpoint: str | None, device: str,
+                     echo: Callable[[str], None]) -> tuple[str, str | None, str]:
+    """Resolve --backend once for the whole build (says "backend auto -> ..." once) -> (backend, checkpoint, device);
+    --device is dropped, with a note, when the backend is not SAM."""
+    from naturalize.segment import resolve_backend
+    from naturalize.segment.run import ignored_device
+
+    try:
+        name, checkpoint, why = resolve_backend(backend, checkpoint)
+    except ValueError as e:
+        raise UserError(f"--backend: {e}") from None
+    echo(why)
+    if note := ignored_device(name, device):
+        echo(note)
+        device = "auto"
+    return name, checkpoint, device
+
+
+def _changed_options(params: ComposeParams) -> dict:
+    """Compose settings that differ from the defaults, JSON-ready (dataset.json records them)."""
+    default = ComposeParams().as_dict()
+    return {k: v for k, v in params.as_dict().items() if v != default[k]}
+
+
 def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None, protocol: str = "clean",
           seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), backend: str = "auto",
           checkpoint: str | None = None, model_type: str = "vit_b", device: str = "auto",
@@ -259,12 +294,11 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     pbc_root = Path(pbc_root)
     out = Path(out) if out is not None else default_data_root() / recipe.name
     compose = compose or ComposeParams()
-    defaults = ComposeParams().as_dict()
     params = {"recipe": recipe.name, "protocol": protocol, "seed": seed, "split": list(fractions),
               "pbc_root": str(pbc_root.resolve()), "backend": backend, "checkpoint": checkpoint,
               "per_class_cap": per_class_cap, "synthetic_rule": {"topup": dict(recipe.topup),
               "per_class": recipe.per_class, "classes": list(recipe.classes), "balance": recipe.balance},
-              "compose": {k: v for k, v in compose.as_dict().items() if v != defaults[k]}}
+              "compose": _changed_options(compose)}
     meta_path = out / "dataset.json"
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
     _claim_dataset(out, pbc_root, work_dir, params, overwrite)
@@ -272,14 +306,19 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
         echo("warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
              "synthetic images made from sprites of val/test images; their scores are optimistic")
 
+    stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if recipe.curated else 2)
+    stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split (cached in {work_dir})")
     prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
+    backend, checkpoint, device = _segment_backend(backend, checkpoint, device, echo)
     seg = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device, workers=workers,
-               progress=progress, echo=echo)
+               progress=progress, echo=lambda m: None if m.startswith("backend ") else echo(m))
     records = read_records(prepared / "records.csv")
     banks: dict[str, Path] = {}
     if recipe.curated or recipe.adds_synthetic:
         # clean: one bank per split, so the bank composed from holds training images only;
         # paper: one bank of every image. Either way every image is segmented once, for curation.
+        stages.start("segment", "every image once (curation); sprites for composing come from "
+                     + ("training images only" if protocol == "clean" else "all images"))
         for part in (SPLITS if protocol == "clean" else ("all",)):
             banks[part] = work_dir / f"bank-{part}"
             segment(prepared, banks[part], split=None if part == "all" else part, **seg)
@@ -293,9 +332,11 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     synthetic: dict[str, list[Path]] = {}
     if wanted:
         bank = banks["train" if protocol == "clean" else "all"]
+        stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
         for cls, n in wanted.items():
             synthetic[cls] = compose_class(bank, cls, n, out / "synthetic", seed=seed, params=compose, workers=workers,
                                            progress=progress, warn=echo)
+    stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
     items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
     _write_tree(out, items)
     _write_files_csv(out / "files.csv", items)

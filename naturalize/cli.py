@@ -12,19 +12,29 @@ from typing import Optional
 
 import typer
 
+from naturalize.clihelp import CONTEXT, HELP_MARKUP, examples, version_option
 from naturalize.compose.params import ComposeParams
 from naturalize.fsio import UserError
+
+#: The defaults of the compose options (`compose`, `build`) are ComposeParams's fields (one source).
+_COMPOSE = ComposeParams()
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    context_settings=CONTEXT,
     help="Naturalize: PBC records, SAM sprite banks, realistic synthetic blood-smear images and datasets.",
+    epilog=examples("naturalize demo", "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc"),
 )
 
 
 @app.callback()
-def _root() -> None:
-    """Naturalize: PBC records, sprite banks, realistic synthetic blood-smear images and datasets."""
+def _root(version: bool = version_option("naturalize")) -> None:
+    """Naturalize: PBC records, sprite banks, realistic synthetic blood-smear images and datasets.
+
+    Every command has --help with examples; bad input stops with one `error:` line and exit code 2.
+    """
 
 
 def _parse_split(text: str) -> tuple[float, float, float]:
@@ -47,10 +57,11 @@ def _classes(text: Optional[str]) -> tuple[str, ...]:
         raise UserError(f"--classes: {e}") from None
 
 
-@app.command()
+@app.command(epilog=examples("naturalize prepare ~/data/PBC --out prepared",
+                             "naturalize prepare ~/data/PBC --out prepared-small --per-class 50 --materialize"))
 def prepare(
     pbc_root: Path = typer.Argument(..., help="A PBC download: the release's 8 folders, an 11-class tree, or a train/val/test tree."),
-    out: Path = typer.Option(..., "--out", help="Directory for records.csv, dropped.csv and summary.json."),
+    out: Path = typer.Option(..., "--out", help="Directory for records.csv, dropped.csv and summary.json (must not lie inside PBC_ROOT)."),
     seed: int = typer.Option(0, help="Seed of the stratified split."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions (ignored for a train/val/test tree)."),
     materialize: bool = typer.Option(False, help="Also lay out OUT/<split>/<CLASS>/ (hard links, else copies)."),
@@ -68,19 +79,25 @@ def prepare(
 
 
 # ---- segment, fetch-sam (segshell) ----
-@app.command()
+@app.command(epilog=examples(
+    "naturalize segment prepared --out bank --split train --backend classical",
+    "naturalize segment prepared --out bank-sam --split train --checkpoint ~/.cache/naturalize/sam/sam_vit_h_4b8939.pth "
+    "--model-type vit_h --device cuda"))
 def segment(
     source: Path = typer.Argument(..., help="A PBC tree (release, 11-class or train/val/test) or a `naturalize prepare` directory."),
     out: Path = typer.Option(Path("bank"), "--out", help="Sprite bank directory (created, resumed, or replaced with --overwrite); `compose` reads ./bank by default."),
     backend: str = typer.Option("auto", help="auto | sam | classical. auto: sam when a checkpoint is given or $NATURALIZE_SAM_CHECKPOINT is set."),
-    checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`).",
+                                              show_default="$NATURALIZE_SAM_CHECKPOINT, else none"),
     model_type: str = typer.Option("vit_b", help="SAM model type of the checkpoint: vit_b | vit_l | vit_h."),
-    device: str = typer.Option("auto", help="SAM device: auto | cpu | cuda."),
-    points: Optional[int] = typer.Option(None, help="SAM: point prompts per image side for red cells and platelets (default 16)."),
-    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE."),
-    split: Optional[str] = typer.Option(None, help="Only this split (train|val|test) of a prepared directory or train/val/test tree."),
+    device: str = typer.Option("auto", help="SAM device: auto | cpu | cuda (the classical backend runs on the CPU)."),
+    points: Optional[int] = typer.Option(None, help="SAM: point prompts per image side for red cells and platelets.",
+                                         show_default="16"),
+    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE.", show_default="all 11"),
+    split: Optional[str] = typer.Option(None, help="Only this split (train|val|test) of a prepared directory or train/val/test tree.",
+                                        show_default="every split"),
     workers: int = typer.Option(2, help="Processes segmenting images (classical backend)."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N images (classes taken in turn)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N images (classes taken in turn).", show_default="all"),
     overwrite: bool = typer.Option(False, help="Replace an existing bank made with other settings."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -94,13 +111,16 @@ def segment(
     typer.echo(run.format_summary(summary))
 
 
-@app.command("fetch-sam")
+@app.command("fetch-sam", epilog=examples("naturalize fetch-sam vit_b", "naturalize fetch-sam vit_h --dir /shared/sam"))
 def fetch_sam(
     model_type: str = typer.Argument(..., help="vit_b (375 MB) | vit_l (1.2 GB) | vit_h (2.5 GB)."),
-    dir: Optional[Path] = typer.Option(None, "--dir", help="Target folder (default $NATURALIZE_SAM_DIR or ~/.cache/naturalize/sam)."),
-    url: Optional[str] = typer.Option(None, help="Download from this URL instead (a mirror); default $NATURALIZE_SAM_URL/<file> or Meta's server."),
-    sha256: Optional[str] = typer.Option(None, help="Expected SHA-256 of the file (instead of the official MD5)."),
-    md5: Optional[str] = typer.Option(None, help="Expected MD5 of the file (instead of the official one)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Target folder.",
+                                       show_default="$NATURALIZE_SAM_DIR or ~/.cache/naturalize/sam"),
+    url: Optional[str] = typer.Option(None, help="Download from this URL instead (a mirror).",
+                                      show_default="$NATURALIZE_SAM_URL/<file>, else Meta's server"),
+    sha256: Optional[str] = typer.Option(None, help="Expected SHA-256 of the file (instead of the official MD5).",
+                                         show_default="none"),
+    md5: Optional[str] = typer.Option(None, help="Expected MD5 of the file.", show_default="the official one"),
     overwrite: bool = typer.Option(False, help="Download again even if the file is there."),
 ) -> None:
     """Download an official segment-anything checkpoint with a progress bar and verify its checksum."""
@@ -112,41 +132,52 @@ def fetch_sam(
 
 
 # ---- end segment, fetch-sam ----
-@app.command()
+@app.command(epilog=examples("naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc",
+                             "naturalize build custom --pbc ~/data/PBC --classes PMY,MY --per-class 500 --rbc 10 "
+                             "--platelets 1..3"))
 def build(
     recipe: str = typer.Argument(..., help="pbc11, pbc11-curated, 419-pmy, 1k-pbc, 2k-pbc, 1k-class-pbc or custom."),
     pbc: Path = typer.Option(..., "--pbc", help="The PBC download (any layout `naturalize prepare` reads)."),
-    out: Optional[Path] = typer.Option(None, help="Dataset folder [default: $NATURALIZE_DATA or ./datasets, /RECIPE]."),
+    out: Optional[Path] = typer.Option(None, help="Dataset folder.", show_default="$NATURALIZE_DATA/RECIPE, else ./datasets/RECIPE"),
     protocol: str = typer.Option("clean", help="clean: val/test real-only, sprites from train only. paper: pooled, then split."),
     seed: int = typer.Option(0, help="Seed of the split and of every composed image."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
-    backend: str = typer.Option("auto", help="Segmentation backend: auto, sam or classical."),
-    checkpoint: Optional[str] = typer.Option(None, help="SAM checkpoint (.pth)."),
+    backend: str = typer.Option("auto", help="Segmentation backend: auto, sam or classical. auto = classical unless a SAM "
+                                "checkpoint is given (--checkpoint or $NATURALIZE_SAM_CHECKPOINT); the paper used SAM."),
+    checkpoint: Optional[str] = typer.Option(None, help="SAM checkpoint (.pth).",
+                                             show_default="$NATURALIZE_SAM_CHECKPOINT, else none"),
     model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l or vit_h."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda (SAM)."),
-    classes: Optional[str] = typer.Option(None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes)."),
-    per_class: Optional[int] = typer.Option(None, help="Synthetic images per class (or the balance target)."),
-    max_real: Optional[int] = typer.Option(None, help="Use at most N real images per class (seeded), for quick runs."),
+    device: str = typer.Option("auto", help="SAM device: auto, cpu or cuda (ignored by the classical backend)."),
+    classes: Optional[str] = typer.Option(None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).",
+                                          show_default="the recipe's"),
+    per_class: Optional[int] = typer.Option(None, help="Synthetic images per class (or the balance target).",
+                                            show_default="the recipe's"),
+    max_real: Optional[int] = typer.Option(None, help="Use at most N real images per class (seeded), for quick runs.",
+                                           show_default="all"),
+    rbc: int = typer.Option(_COMPOSE.rbc, help="Red cells per synthetic image (the paper: 8)."),
+    platelets: str = typer.Option("{}..{}".format(*_COMPOSE.platelets),
+                                  help="Platelets per synthetic image: a count or a range LOW..HIGH."),
     workers: int = typer.Option(2, help="Worker processes for segmentation and composition."),
-    work: Optional[Path] = typer.Option(None, help="Cache of prepared records and sprite banks [default: OUT/../.work]."),
+    work: Optional[Path] = typer.Option(None, help="Cache of prepared records and sprite banks.",
+                                        show_default="OUT/../.work/<key>"),
     overwrite: bool = typer.Option(False, help="Replace an existing dataset folder."),
 ) -> None:
     """Build one of the paper's datasets: prepare -> segment -> compose -> OUT/{train,val,test}/<CLASS>/."""
     from naturalize import build as b
+    from naturalize.compose.params import parse_range
 
+    compose = ComposeParams(rbc=rbc, platelets=parse_range(platelets))
     meta = b.build(recipe, pbc, out, protocol=protocol, seed=seed, fractions=_parse_split(split), backend=backend,
                    checkpoint=checkpoint, model_type=model_type, device=device, classes=_classes(classes), per_class=per_class,
-                   per_class_cap=max_real, workers=workers, work=work, overwrite=overwrite, echo=typer.echo)
+                   per_class_cap=max_real, workers=workers, work=work, overwrite=overwrite,
+                   compose=compose, echo=typer.echo)
     typer.echo(b.format_table(meta))
     typer.echo(f"wrote {meta['out']}/dataset.json")
 
 
 # ---- compose, preview (helper "compose") ----
-#: The defaults of `compose`'s options are ComposeParams's fields (one source).
-_COMPOSE = ComposeParams()
-
-
-@app.command()
+@app.command(epilog=examples("naturalize compose --class PMY --n 2000 --bank bank --out synthetic",
+                             "naturalize compose --class PMY --n 20000 --bank bank --out synthetic --shard 3/8 --workers 8"))
 def compose(
     cls: str = typer.Option(..., "--class", help="Class of the images, e.g. PMY (one of the 11 PBC classes)."),
     n: int = typer.Option(..., "--n", help="Number of images of the whole run (all shards together)."),
@@ -161,11 +192,12 @@ def compose(
     fmt: str = typer.Option(_COMPOSE.fmt, "--format", help="jpg (4:4:4, as the PBC images) or png."),
     quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own)."),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
-    shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
+    shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task).",
+                                        show_default="the whole run"),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
 ) -> None:
     """Compose realistic synthetic images of one class from a sprite bank (resumable, shardable)."""
-    from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
+    from naturalize.compose.params import parse_range, parse_shard, parse_size
     from naturalize.compose.run import compose_class
 
     params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
@@ -175,12 +207,14 @@ def compose(
     typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")
 
 
-@app.command()
+@app.command(epilog=examples("naturalize preview synthetic --out synthetic.png",
+                             "naturalize preview datasets/2k-pbc/train/PMY --n 24 --out pmy.png"))
 def preview(
     dir: Path = typer.Argument(..., help="A compose output or a dataset tree (synthetic files are named *_syn_*)."),
     out: Path = typer.Option(Path("preview.png"), "--out", help="Contact sheet PNG to write."),
     n: int = typer.Option(48, "--n", help="Number of tiles."),
-    real: Optional[Path] = typer.Option(None, "--real", help="Folder of real images to show beside the synthetic ones."),
+    real: Optional[Path] = typer.Option(None, "--real", help="Folder of real images to show beside the synthetic ones.",
+                                        show_default="the real images found in DIR"),
     seed: int = typer.Option(0, help="Seed of the choice of images."),
 ) -> None:
     """A contact sheet of images, real beside synthetic when both exist."""
@@ -194,10 +228,11 @@ def preview(
 # ---- end compose, preview ----
 
 
-@app.command()
+@app.command(epilog=examples("naturalize demo", "naturalize demo --pbc ~/data/PBC --size small --out demo-real"))
 def demo(
     out: Path = typer.Option(Path("naturalize-demo"), "--out", help="Folder for everything the demo makes, report.html included."),
-    pbc: Optional[Path] = typer.Option(None, "--pbc", help="A real PBC download: use a per-class subset of it instead of drawn images."),
+    pbc: Optional[Path] = typer.Option(None, "--pbc", help="A real PBC download: use a per-class subset of it instead of drawn images.",
+                                       show_default="drawn images"),
     size: str = typer.Option("default", "--size", help="small (about 1 min) or default (about 2 min on 2 CPU cores)."),
     seed: int = typer.Option(0, help="Seed of every stage (same seed -> same data set and images)."),
     workers: int = typer.Option(2, help="Processes for segmentation and composition."),

@@ -168,8 +168,13 @@ def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):
     pngs = explain(tf_run, [tiny_tree / "test" / "BA"], tmp_path / "cams", max_channels=16, progress=False)
     from PIL import Image
 
-    with Image.open(pngs[0]) as im:
+    source = sorted((tiny_tree / "test" / "BA").iterdir())[0]
+    with Image.open(source) as src, Image.open(pngs[0]) as im:
         assert im.format == "PNG" and "Score-CAM" in im.text["Description"]
+        meta = json.loads(im.text["Description"])
+        # drawn over the image at its own resolution (360x363-ish), not over the SIZE-px network input
+        assert meta["image_size"] == list(src.size) and meta["input_size"] == SIZE < src.width
+        assert im.width > 1.5 * src.width and im.height > 0.9 * src.height
 
     md = table([tf_run])
     test_rep = json.loads((tf_run / "eval" / "test" / "report.json").read_text())
@@ -192,10 +197,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(tf_run, tiny_tree, tmp_path):
     assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1
     assert _error_lines(r.stderr)[0].startswith("error: the run was trained on classes BA,BNE")
 
-    # Offline ImageNet download: a dead proxy makes the fetch fail like a machine without internet.
+    # Offline ImageNet download: a dead proxy makes the fetch fail like a machine without internet. No --weights:
+    # imagenet is the default for a model Keras has ImageNet weights for.
     dead = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
             "http_proxy": "http://127.0.0.1:9", "KERAS_HOME": str(tmp_path / "keras"), "HOME": str(tmp_path)}
-    r = _cli("train", "--dataset", tiny_tree, "--model", "efficientnetv2b0", "--weights", "imagenet",
+    r = _cli("train", "--dataset", tiny_tree, "--model", "efficientnetv2b0",
              "--image-size", SIZE, "--out", tmp_path / "never", env=dead)
     assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1, r.stderr[-1500:]
     (line,) = _error_lines(r.stderr)
@@ -255,3 +261,9 @@ def test_resumed_training_equals_an_uninterrupted_run(tiny_tree, tmp_path):
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     assert int(a.optimizer.iterations.numpy()) == int(b.optimizer.iterations.numpy()) > 0
+def test_curves_mark_the_epoch_whose_model_is_kept():
+    from classify.plots import best_epoch
+
+    rows = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7}, {"epoch": 3, "val_accuracy": 0.7},
+            {"epoch": 4, "val_accuracy": 0.6}]
+    assert best_epoch(rows) == 2 and best_epoch([]) is None  # ties: the first, as training keeps it

@@ -29,7 +29,10 @@ def test_demo_small_runs_end_to_end_and_reports_every_section(tmp_path: Path) ->
     assert "DRAWN DATA" in page and "not real blood cells" in page
     # every linked picture exists beside the page, and is embedded in it as well
     hrefs = re.findall(r'href="([^"]+\.png)"', page)
-    assert len(hrefs) >= 7  # 5 contact sheets, curves, confusion matrix
+    assert len(hrefs) >= 9  # 2 segmentation sheets, 5 contact sheets, curves, confusion matrix
+    assert {"figures/segmentation_plates.png", "figures/segmentation_sprites.png"} <= set(hrefs)
+    assert "best epoch" in page and "<pre>" not in page  # report as a table, not a wide text block
+    assert not (out / "compose").exists()  # each class composed once, by build, into dataset/synthetic/
     for h in hrefs:
         assert (out / h).is_file(), h
     assert page.count("data:image/png;base64,") == len(hrefs)
@@ -37,7 +40,7 @@ def test_demo_small_runs_end_to_end_and_reports_every_section(tmp_path: Path) ->
     assert lines[-1].endswith(str(report.resolve()))
     meta = json.loads((out / "demo.json").read_text())
     assert meta["done"] and [t["stage"] for t in meta["timings"]] == [
-        "draw", "prepare", "segment", "compose", "build", "train", "evaluate", "sheets", "report"]
+        "draw", "prepare", "segment", "build", "train", "evaluate", "sheets", "report"]  # composes once, in build
     assert 0.0 <= meta["test_macro_f1"] <= 1.0
     # clean protocol: val and test hold only source images, synthetic ones only in train
     with (out / "dataset" / "files.csv").open() as f:

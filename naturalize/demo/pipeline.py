@@ -1,19 +1,19 @@
 """`naturalize demo`: the whole pipeline on a small data set, in a few minutes, ending in report.html.
 
     draw (or --pbc: a per-class subset of a real PBC tree) -> prepare -> segment (classical, train
-    split) -> compose -> build (clean protocol) -> train custom_cnn (small images, few epochs)
-    -> evaluate (real test split) -> OUT/report.html
+    split) -> build (clean protocol; composes each augmented class once, from that bank) -> train
+    custom_cnn (small images, few epochs) -> evaluate (test split) -> sheets -> OUT/report.html
 
 Every stage calls the library function its command uses (naturalize.prepare.prepare,
-naturalize.segment.run.segment, naturalize.compose.run.compose_class, naturalize.build.build,
-classify.train.train, classify.evaluate.evaluate_run). Layout of OUT:
+naturalize.segment.run.segment, naturalize.build.build, classify.train.train,
+classify.evaluate.evaluate_run). Layout of OUT:
 
     OUT/drawn-pbc/ or OUT/pbc-subset/   the input tree (drawn images, or links to the real subset)
     OUT/work/prepared, OUT/work/bank-*  records and sprite banks (shared with the build stage)
-    OUT/compose/                        Naturalize images of the augmented classes, manifest, COCO file
-    OUT/dataset/                        the clean-protocol dataset tree, dataset.json
+    OUT/dataset/                        the clean-protocol dataset tree, dataset.json; dataset/synthetic/: the
+                                        Naturalize images, manifest.jsonl, COCO annotations.json
     OUT/run/                            the trained classifier, curves.png, eval/test/
-    OUT/figures/                        contact sheets shown in the report
+    OUT/figures/                        segmentation and contact sheets shown in the report
     OUT/demo.json                       settings, per-stage timings; OUT/report.html
 """
 
@@ -185,12 +185,11 @@ def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None,
 def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, progress: bool,
          echo: Callable[[str], None]) -> Path:
     from naturalize.build import build
-    from naturalize.compose.run import compose_class
     from naturalize.prepare import prepare
     from naturalize.segment.run import format_summary, segment
 
     log = StageLog([])
-    total = 9
+    total = 8
     quiet = lambda *_a, **_k: None  # noqa: E731  (library chatter; the stage lines say what happens)
     work = out / "work"
     if pbc is None:
@@ -214,31 +213,33 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
     with log.stage("segment", "classical backend, train split only (no test image feeds a synthetic one)", echo, 3, total):
         seg = segment(prepared, bank, backend="classical", split="train", workers=workers, progress=progress, echo=quiet)
     echo("  " + format_summary(seg).replace("\n", "\n  "))
-    composed = out / "compose"
-    with log.stage("compose", f"{sz.synthetic} Naturalize images each for {', '.join(AUGMENTED_CLASSES)}", echo, 4, total):
-        syn = {c: compose_class(bank, c, sz.synthetic, composed, seed=seed, workers=workers, progress=progress,
-                               overwrite=True)
-               for c in AUGMENTED_CLASSES}
     dataset = out / "dataset"
-    with log.stage("build", "clean protocol: synthetic images in train only, val/test hold no synthetic image", echo, 5, total):
+    with log.stage("build", f"composes {sz.synthetic} Naturalize images each for {', '.join(AUGMENTED_CLASSES)} "
+                   "from the training bank; clean protocol: synthetic images in train only", echo, 4, total):
+        # build reuses the prepared records and bank-train above (same work folder) and composes once
         meta = build("custom", data_root, dataset, protocol="clean", seed=seed, fractions=SPLIT, backend="classical",
                      classes=AUGMENTED_CLASSES, per_class=sz.synthetic, workers=workers, work=work, overwrite=True,
                      progress=progress, echo=quiet)
+    syn = {c: sorted((dataset / "synthetic" / c).glob("*_syn_*")) for c in AUGMENTED_CLASSES}
     run = out / "run"
-    with log.stage("train", f"{MODEL}, {sz.image_size}px, {sz.epochs} epochs, weights none", echo, 6, total):
+    with log.stage("train", f"{MODEL}, {sz.image_size}px, {sz.epochs} epochs, weights none", echo, 5, total):
         from classify.train import train
 
         train(dataset, MODEL, run, weights="none", epochs=sz.epochs, batch_size=sz.batch_size, lr=sz.lr,
               image_size=sz.image_size, seed=seed, evaluate=False, progress=progress,
               callbacks=[epoch_bar(sz.epochs, progress)], workers=workers, log=quiet)
-    with log.stage("evaluate", "best model on the test split (no synthetic image in it)", echo, 7, total):
+    with log.stage("evaluate", "best model on the test split (no synthetic image in it)", echo, 6, total):
         from classify.evaluate import evaluate_run
 
         result = evaluate_run(run, "test", progress=progress)
-    with log.stage("sheets", "contact sheets: source training images beside Naturalize images", echo, 8, total):
+    with log.stage("sheets", "segmentation sheets; source training images beside Naturalize images", echo, 7, total):
+        from naturalize.demo.sheets import segmentation_sheets
+
+        seg_sheets = segmentation_sheets(bank, out / "figures")
         sheets = contact_sheets(out / "figures", dataset, syn, "drawn" if pbc is None else "real")
-    with log.stage("report", "report.html", echo, 9, total):
-        report = _write_report(out, data_kind, data_root, meta, summary, seg, sheets, run, result, log, settings)
+    with log.stage("report", "report.html", echo, 8, total):
+        report = _write_report(out, data_kind, data_root, meta, summary, seg, seg_sheets, sheets, run, result, log,
+                               settings)
     write_json(out / "demo.json", {"settings": settings, "done": True, "report": "report.html",
                                    "timings": [{"stage": s, "seconds": round(t, 2), "note": n} for s, t, n in log.rows],
                                    "test_accuracy": result["accuracy"],
@@ -265,6 +266,11 @@ def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]
     return sheets
 
 
+def source_word(data_kind: str) -> str:
+    """'drawn' or 'real': what the demo's source images are."""
+    return "drawn" if data_kind == "drawn" else "real"
+
+
 def _machine() -> str:
     """One line: CPU count and load average (other jobs on the machine slow every stage down)."""
     import platform
@@ -273,8 +279,8 @@ def _machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} CPUs, load average (1, 5, 15 min) {load}"
 
 
-def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summary: dict, seg, sheets, run: Path,
-                  result: dict, log: StageLog, settings: dict) -> Path:
+def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summary: dict, seg, seg_sheets: dict,
+                  sheets, run: Path, result: dict, log: StageLog, settings: dict) -> Path:
     from naturalize.demo.report import ReportData, write_report
 
     if data_kind == "drawn":
@@ -286,15 +292,50 @@ def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summar
                 f"(Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1, CC BY 4.0).")
     counts = {s: {c: v for c, v in per.items() if sum(v.values())} for s, per in meta["counts"].items()}
     rep = result["report"]
-    metrics = {"test accuracy": result["accuracy"], "test loss": result["loss"],
-               "test macro-F1": rep["macro avg"]["f1-score"], "test weighted-F1": rep["weighted avg"]["f1-score"]}
-    report_txt = (run / "eval" / "test" / "report.txt").read_text(encoding="utf-8")
+    n_test = int(rep["macro avg"]["support"])
+    caveat = ("drawn images: it shows the pipeline runs, not how a model does on real cells"
+              if data_kind == "drawn" else f"only {n_test} test images: a few images move it by whole points")
+    metrics = [
+        ("test accuracy", result["accuracy"], f"share of the {n_test} test images whose class was predicted right; "
+                                              f"{caveat}"),
+        ("test loss", result["loss"], "mean cross-entropy on the test images (lower = more confident and right); "
+                                      "not comparable across datasets or class counts"),
+        ("test macro-F1", rep["macro avg"]["f1-score"], "mean of the per-class F1 scores, every class weighing the "
+                                                         "same (rare classes count fully); not a per-class guarantee"),
+        ("test weighted-F1", rep["weighted avg"]["f1-score"], "per-class F1 weighted by test images per class; "
+                                                               "frequent classes dominate it")]
+    flags = seg.counts.get("flags", {})
+    usable = seg.counts.get("usable", {})
+    curation = [
+        ("training images segmented", seg.counts.get("sources", 0), "every training image was cut into cells once"),
+        ("kept", seg.counts.get("kept", 0), "images with a single white cell: they stay in the dataset and give "
+                                            "sprites and plates; not a check that the cell was cut perfectly"),
+        ("removed: more than one white cell (multi_wbc)", flags.get("multi_wbc", 0),
+         "not a clean example of one class, so curation drops the image from every split"),
+        ("flagged: a white cell cut by the border (wbc_cut)", flags.get("wbc_cut", 0),
+         "usually the second cell of a multi_wbc image; border-cut cells are never composited"),
+        ("flagged: no white cell found (no_wbc)", flags.get("no_wbc", 0),
+         "normal for platelet images; for a white-cell class it means the cell was missed"),
+        ("usable red-cell sprites", usable.get("RBC", 0), "whole, single, typically shaped red cells the compositor "
+                                                           "may place; clumps and fragments are not counted"),
+        ("usable white-cell sprites", usable.get("WBC", 0), "whole white cells, labelled with their image's class"),
+        ("usable platelet sprites", usable.get("PLT", 0), "whole platelets off the image border")]
+    segmentation = [("Training images (top) and the cell-free plates made from them (bottom): every cell is "
+                     "inpainted away; composites are painted on these plates.", seg_sheets["plates"]),
+                    ("Usable sprites per kind, evenly spread over the bank, shown on white: what the compositor may "
+                     "place. A sprite in the wrong row is a segmentation error.", seg_sheets["sprites"])]
+    if "rejected" in seg_sheets:
+        segmentation.append(("Training images curation removed, with the reason (a second white cell, often cut "
+                             "by the border).", seg_sheets["rejected"]))
     data = ReportData(
         title=f"Naturalize demo ({'drawn' if data_kind == 'drawn' else 'real'} data, size {settings['size']})",
         data_kind=data_kind, data_note=note, counts=counts, sheets=sheets,
-        curves=[("accuracy and loss per epoch (train and val)", run / "curves.png")],
-        confusion=[("confusion matrix on the real test split", run / "eval" / "test" / "confusion.png")],
-        classification_report=report_txt, metrics=metrics, timings=log.rows,
+        curves=[("Accuracy and loss per epoch, train and val; the dashed line marks the best epoch by val accuracy, "
+                 "the model that was kept and evaluated.", run / "curves.png")],
+        confusion=[(f"Rows: true class, columns: predicted, on the {n_test} test images ({source_word(data_kind)} "
+                    f"images only, no Naturalize image). Left: counts; right: each row divided by its total (the "
+                    f"diagonal is each class's recall).", run / "eval" / "test" / "confusion.png")],
+        classification_report=rep, metrics=metrics, timings=log.rows, segmentation=segmentation, curation=curation,
         settings={"model": f"{MODEL}, {settings['image_size']}px, {settings['epochs']} epochs, batch "
                            f"{settings['batch_size']}, weights none",
                   "images per class": str(settings["per_class" if data_kind == "drawn" else "pbc_per_class"]),

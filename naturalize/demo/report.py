@@ -15,7 +15,7 @@ from pathlib import Path
 from naturalize.fsio import write_text
 
 #: Section ids, in page order; every report has all of them.
-SECTIONS: tuple[str, ...] = ("data", "contact-sheets", "training-curves", "confusion-matrix",
+SECTIONS: tuple[str, ...] = ("data", "segmentation", "contact-sheets", "training-curves", "confusion-matrix",
                              "classification-report", "timings")
 
 
@@ -30,9 +30,11 @@ class ReportData:
     sheets: list[tuple[str, Path]]                   # (caption, png)
     curves: list[tuple[str, Path]]                   # (caption, png)
     confusion: list[tuple[str, Path]]                # (caption, png)
-    classification_report: str                       # scikit-learn text report
-    metrics: dict[str, float]                        # e.g. test accuracy, macro F1
+    classification_report: dict                      # scikit-learn classification_report(output_dict=True)
+    metrics: list[tuple[str, float, str]]            # (name, value, what it means and what it does not)
     timings: list[tuple[str, float, str]]            # (stage, seconds, note)
+    segmentation: list[tuple[str, Path]] = field(default_factory=list)   # (caption, png)
+    curation: list[tuple[str, int, str]] = field(default_factory=list)   # (count name, value, meaning)
     settings: dict[str, str] = field(default_factory=dict)
     machine: str = ""                                # CPU count, load: timings depend on them
 
@@ -44,6 +46,7 @@ h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margi
 .drawn{background:#fff3cd;border:1px solid #e0c36a} .real{background:#e7f3ff;border:1px solid #8bb8e8}
 table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left} pre{background:#f6f6f6;padding:1em;overflow-x:auto}
+td.note,th.note{text-align:left} td.note{color:#444;font-size:.92em;max-width:38em}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #ddd} figcaption{font-size:.9em;color:#555}
 """
 
@@ -75,6 +78,26 @@ def _counts_table(counts: dict[str, dict[str, dict[str, int]]], source: str) -> 
     return f"<table><tr><th>class</th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _report_table(rep: dict) -> str:
+    """scikit-learn's classification_report dict -> an HTML table (one row per class, then the averages)."""
+    cols = ("precision", "recall", "f1-score", "support")
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    rows = []
+    for name, vals in rep.items():
+        if not isinstance(vals, dict):  # "accuracy": a single number
+            continue
+        cells = "".join(f"<td>{int(vals[c])}</td>" if c == "support" else f"<td>{vals[c]:.3f}</td>" for c in cols)
+        rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+    return f"<table><tr><th>class</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _notes_table(rows: list, fmt: str) -> str:
+    """(name, value, note) rows -> a three-column table; `fmt` formats the value."""
+    body = "".join(f"<tr><td>{html.escape(n)}</td><td>{format(v, fmt)}</td><td class=\"note\">{html.escape(t)}</td></tr>"
+                   for n, v, t in rows)
+    return f"<table><tr><th></th><th>value</th><th class=\"note\">what it means, and what it does not</th></tr>{body}</table>"
+
+
 def render(data: ReportData, base: Path) -> str:
     """The report's HTML text; picture paths resolve against `base` (the report's folder)."""
     esc = html.escape
@@ -83,9 +106,9 @@ def render(data: ReportData, base: Path) -> str:
              "that the pipeline runs; they say nothing about real accuracy."
              if data.data_kind == "drawn" else "REAL DATA: a subset of a PBC download.")
     settings = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in data.settings.items())
-    metrics = "".join(f"<tr><td>{esc(k)}</td><td>{v:.4f}</td></tr>" for k, v in data.metrics.items())
     total = sum(t for _, t, _ in data.timings)
-    timings = "".join(f"<tr><td>{esc(s)}</td><td>{t:.1f}</td><td>{esc(n)}</td></tr>" for s, t, n in data.timings)
+    timings = "".join(f'<tr><td>{esc(s)}</td><td>{t:.1f}</td><td class="note">{esc(n)}</td></tr>'
+                      for s, t, n in data.timings)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(data.title)}</title><style>{_CSS}</style></head><body>",
@@ -96,19 +119,26 @@ def render(data: ReportData, base: Path) -> str:
         f"<p>Clean protocol: the {source} images are split train/val/test first; cell sprites come only from "
         f"training images; synthetic (Naturalize) images go only into train, so val and test hold {source} "
         f"images only.</p>",
+        f"<p>Images per class and split; \"Naturalize\" columns count synthetic images (train only). The counts say "
+        f"how much each class was topped up, not how realistic the images are (see the contact sheets).</p>",
         _counts_table(data.counts, source),
         f"<table>{settings}</table>" if settings else "",
         "</section>",
+        '<section id="segmentation"><h2>Segmentation: sprites, plates and curation (training images)</h2>',
+        _notes_table(data.curation, "d") if data.curation else "",
+        *(_img(c, p, base) for c, p in data.segmentation), "</section>",
         f'<section id="contact-sheets"><h2>Contact sheets: {source} and Naturalize images</h2>',
         *(_img(c, p, base) for c, p in data.sheets), "</section>",
         '<section id="training-curves"><h2>Training curves</h2>',
         *(_img(c, p, base) for c, p in data.curves), "</section>",
         f'<section id="confusion-matrix"><h2>Confusion matrix (test split: {source} images only)</h2>',
         *(_img(c, p, base) for c, p in data.confusion), "</section>",
-        '<section id="classification-report"><h2>Classification report (test split)</h2>',
-        f"<table>{metrics}</table>", f"<pre>{esc(data.classification_report)}</pre>", "</section>",
+        f'<section id="classification-report"><h2>Classification report (test split: {source} images only)</h2>',
+        _notes_table(data.metrics, ".4f"), _report_table(data.classification_report), "</section>",
         '<section id="timings"><h2>Per-stage timings</h2>',
-        f"<table><tr><th>stage</th><th>seconds</th><th>note</th></tr>{timings}"
+        "<p>Wall-clock seconds per stage on this machine; they grow with other jobs' load (below) and are not "
+        "benchmark figures.</p>",
+        f'<table><tr><th>stage</th><th>seconds</th><th class="note">note</th></tr>{timings}'
         f"<tr><th>total</th><th>{total:.1f}</th><th></th></tr></table>",
         f"<p>{esc(data.machine)}</p>" if data.machine else "", "</section>",
         "</body></html>",

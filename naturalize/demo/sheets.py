@@ -1,4 +1,9 @@
-"""Contact sheet for the demo report: a row of real images above a row of synthetic ones (PNG)."""
+"""Contact sheets for the demo report (PNG): labelled rows of thumbnails.
+
+`grid_sheet` is the one drawing routine; `pair_sheet` (source images above Naturalize images) and
+`segmentation_sheets` (what segmentation made of the training images, and what it rejected) use it.
+Transparent sprites are shown on white. Every PNG's text chunk 'provenance' lists its source files.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,75 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image, ImageDraw, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from naturalize.fsio import atomic_open
 
+LABEL_W = 150  # width of the row-label column, pixels
 
-def pair_sheet(top: Sequence[Path], bottom: Sequence[Path], out: Path, title: str, thumb: int = 160) -> Path:
-    """Write `out`: thumbnails of `top` (first row) and `bottom` (second row) under a title line.
 
-    The PNG's text chunk 'provenance' lists every source file (JSON). Returns `out`.
-    """
-    cols = max(len(top), len(bottom), 1)
+def grid_sheet(rows: Sequence[tuple[str, Sequence[Path]]], out: Path, title: str, thumb: int = 160) -> Path:
+    """Write `out`: one row of thumbnails per (label, paths), the label left of its row, under a title line."""
+    labelled = any(label for label, _ in rows)
+    left = LABEL_W if labelled else 0
+    cols = max([len(paths) for _, paths in rows] + [1])
     head = 22
-    sheet = Image.new("RGB", (cols * (thumb + 4) + 4, head + 2 * (thumb + 4) + 4), "white")
+    sheet = Image.new("RGB", (left + cols * (thumb + 4) + 4, head + len(rows) * (thumb + 4) + 4), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((6, 5), title, fill=(0, 0, 0))
-    for row, paths in enumerate((top, bottom)):
-        for col, p in enumerate(paths):
+    font = ImageFont.load_default(size=14)
+    draw.text((6, 3), title, fill=(0, 0, 0), font=font)
+    for r, (label, paths) in enumerate(rows):
+        y = head + 4 + r * (thumb + 4)
+        if label:
+            draw.multiline_text((6, y + 4), label, fill=(0, 0, 0), spacing=3, font=font)
+        for c, p in enumerate(paths):
             with Image.open(p) as im:
-                im = im.convert("RGB")
+                if im.mode in ("RGBA", "LA", "P"):
+                    rgba = im.convert("RGBA")
+                    im = Image.new("RGB", rgba.size, "white")
+                    im.paste(rgba, mask=rgba.getchannel("A"))
+                else:
+                    im = im.convert("RGB")
                 im.thumbnail((thumb, thumb))
-                sheet.paste(im, (4 + col * (thumb + 4), head + 4 + row * (thumb + 4)))
+                sheet.paste(im, (left + 4 + c * (thumb + 4), y))
     info = PngImagePlugin.PngInfo()
-    info.add_text("provenance", json.dumps({"top": [str(p) for p in top], "bottom": [str(p) for p in bottom],
-                                            "made_by": "naturalize.demo.sheets.pair_sheet"}))
+    info.add_text("provenance", json.dumps({"rows": {label or str(i): [str(p) for p in paths]
+                                                     for i, (label, paths) in enumerate(rows)},
+                                            "made_by": "naturalize.demo.sheets"}))
     with atomic_open(out, "wb") as f:
         sheet.save(f, format="PNG", pnginfo=info)
     return out
+
+
+def pair_sheet(top: Sequence[Path], bottom: Sequence[Path], out: Path, title: str, thumb: int = 160) -> Path:
+    """Write `out`: thumbnails of `top` (first row) above `bottom` (second row) under a title line."""
+    return grid_sheet([("", top), ("", bottom)], out, title, thumb)
+
+
+def segmentation_sheets(bank_root: Path, fig_dir: Path, n: int = 6) -> dict[str, Path]:
+    """PNGs from a sprite bank: 'plates' (source images above their cell-free plates), 'sprites' (usable RBC,
+    WBC and PLT sprites, one row per kind) and 'rejected' (images curation dropped, with their flags; absent
+    when none was)."""
+    from naturalize.bank import Bank
+
+    bank = Bank.open(bank_root)
+    data_root = Path(bank.meta["root"])  # sources are relative to the PBC root the bank was cut from
+    plates = bank.backgrounds[:n]
+    rows: list[tuple[str, Sequence[Path]]] = [
+        ("source images", [data_root / b.source for b in plates]),
+        ("cell-free plates\n(cells inpainted)", [bank.root / b.relpath for b in plates])]
+    sheets = {"plates": grid_sheet(rows, fig_dir / "segmentation_plates.png",
+                                   "Training images and the cell-free plates made from them")}
+    rows = []
+    for kind, what in (("RBC", "red cells"), ("WBC", "white cells"), ("PLT", "platelets")):
+        sprites = bank.select(kind)
+        step = max(1, len(sprites) // (2 * n))
+        rows.append((f"{what} ({kind})\n{len(sprites)} usable", [bank.root / s.relpath for s in sprites[::step][:2 * n]]))
+    sheets["sprites"] = grid_sheet(rows, fig_dir / "segmentation_sprites.png", "Usable sprites (shown on white)", thumb=90)
+    rejected = [r for r in bank.curation if r.get("keep") == "0"][:n]
+    if rejected:
+        label = "rejected:\n" + "\n".join(sorted({f for r in rejected for f in r["flags"].split(";") if f}))
+        sheets["rejected"] = grid_sheet([(label, [data_root / r["source"] for r in rejected])],
+                                        fig_dir / "segmentation_rejected.png",
+                                        "Training images curation removed (kept out of the dataset)")
+    return sheets

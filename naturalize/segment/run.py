@@ -161,6 +161,13 @@ def backend_options(backend: str, checkpoint: str | None, model_type: str, devic
     return opts
 
 
+def ignored_device(backend: str, device: str) -> str:
+    """The note for a --device that the resolved backend does not use ("" when it is used or left at auto)."""
+    if backend == "sam" or device == "auto":
+        return ""
+    return f"note: --device {device} ignored: the {backend} backend runs on the CPU"
+
+
 def segment(input_path: str | Path, out: str | Path, backend: str = "auto", checkpoint: str | None = None,
             model_type: str = "vit_b", device: str = "auto", classes: Sequence[str] = (), split: str | None = None,
             workers: int = 2, limit: int | None = None, overwrite: bool = False, points_per_side: int | None = None,
@@ -183,6 +190,8 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
         raise UserError(f"--workers {workers} must be at least 1")
     options = backend_options(name, checkpoint, model_type, device, points_per_side, backend_params)
     echo(why)
+    if note := ignored_device(name, device):
+        echo(note)
 
     input_path = Path(input_path)
     check_disjoint(out, [("the input", input_path), ("the checkpoint", checkpoint)])

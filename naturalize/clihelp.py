@@ -1,0 +1,40 @@
+"""What both command lines share in their help: the version option and example epilogs.
+
+Help is rendered in click's plain layout (`HELP_MARKUP = None`): no `<bool>` column on flags, and
+bracketed text such as `[default: ...]` is shown as written instead of being taken for rich markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+
+from naturalize import __version__
+
+#: Typer's rich_markup_mode for both apps: None = click's plain help layout.
+HELP_MARKUP = None
+#: Click context settings for both apps: help up to 110 columns wide, -h as --help.
+CONTEXT = {"max_content_width": 110, "help_option_names": ["-h", "--help"]}
+
+
+def examples(*lines: str) -> str:
+    """Command lines -> an epilog "Examples:" block that click prints line by line (no rewrapping)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def version_callback(prog: str) -> Callable[[bool], None]:
+    """An eager --version callback printing "<prog> <version>" and exiting 0."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(f"{prog} {__version__}")
+            raise typer.Exit()
+
+    return show
+
+
+def version_option(prog: str) -> bool:
+    """The `--version` option of an app's callback."""
+    return typer.Option(False, "--version", callback=version_callback(prog), is_eager=True,
+                        help="Print the version and exit.")

@@ -1,0 +1,98 @@
+"""What a user reads: every command's --help describes every option, shows defaults and ends with examples;
+one --version for both commands; `build` resolves the segmentation backend once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer
+
+import naturalize
+from classify.cli import app as classify_app
+from naturalize.cli import app as naturalize_app
+
+APPS = {"naturalize": naturalize_app, "classify": classify_app}
+
+
+def _commands() -> list[tuple[str, str, object]]:
+    out = []
+    for prog, app in APPS.items():
+        group = typer.main.get_command(app)
+        assert hasattr(group, "commands")
+        out += [(prog, name, cmd) for name, cmd in group.commands.items()]
+    return out
+
+
+def _help(prog: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", f"{prog}.cli", *args, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize(("prog", "name", "cmd"), _commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_option_and_argument_is_described(prog, name, cmd):
+    undescribed = [p.name for p in cmd.params if not (getattr(p, "help", None) or "").strip()]
+    assert undescribed == [], f"{prog} {name}: {undescribed}"
+
+
+def test_every_help_ends_with_real_examples_shows_defaults_and_no_bool_column():
+    for prog, name, cmd in _commands():
+        text = _help(prog, name)
+        assert "<bool>" not in text, f"{prog} {name}"
+        tail = text.rstrip().split("Examples:")
+        assert len(tail) == 2, f"{prog} {name} has no Examples: block"
+        lines = [line.strip() for line in tail[1].strip().splitlines()]
+        assert lines and all(line.startswith(f"{prog} {name}") for line in lines), (prog, name, lines)
+        valued = [p for p in cmd.params if p.param_type_name == "option" and not p.required and not p.is_flag]
+        assert text.count("[default:") >= len(valued), f"{prog} {name}"
+    assert "$NATURALIZE_DATA/RECIPE" in _help("naturalize", "build")  # was swallowed as markup before
+
+
+@pytest.mark.parametrize("prog", ["naturalize", "classify"])
+def test_version_is_the_package_version(prog):
+    done = subprocess.run([sys.executable, "-m", f"{prog}.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == f"{prog} {naturalize.__version__}\n"
+
+
+def test_default_weights_are_imagenet_only_where_keras_has_them():
+    from classify.models import MODELS, default_weights
+
+    assert default_weights("efficientnetv2b0") == "imagenet" and default_weights("densenet169") == "imagenet"
+    assert default_weights("custom_cnn") == "none" and default_weights("vit_b16") == "none"
+    assert {default_weights(m) for m in MODELS} == {"imagenet", "none"}
+
+
+def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_stages(tmp_path):
+    from naturalize.build import build
+    from naturalize.drawn import write_drawn_release
+
+    drawn_pbc = write_drawn_release(tmp_path / "pbc", 4, seed=0, progress=False)
+
+    lines: list[str] = []
+    build("custom", drawn_pbc, tmp_path / "ds", classes=("PMY",), per_class=2, per_class_cap=3, device="cuda",
+          workers=1, progress=False, compose_options={"rbc": 6, "platelets": (1, 1)}, echo=lines.append)
+    assert sum(line.startswith("backend ") for line in lines) == 1
+    assert any("--device cuda ignored" in line for line in lines)
+    assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
+        "[1/4] prepare", "[2/4] segment", "[3/4] compose", "[4/4] dataset tree"]
+    meta = __import__("json").loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert meta["parameters"]["compose"] == {"rbc": 6, "platelets": [1, 1]}
+    # the same build again is recognised as the same dataset (tuples vs JSON lists compare equal)
+    build("custom", drawn_pbc, tmp_path / "ds", classes=("PMY",), per_class=2, per_class_cap=3, workers=1,
+          progress=False, compose_options={"rbc": 6, "platelets": (1, 1)}, echo=lines.append)
+
+
+def test_segment_says_device_is_ignored_by_the_classical_backend(tmp_path):
+    from naturalize.drawn import write_drawn_release
+    from naturalize.segment.run import segment
+
+    pbc = write_drawn_release(tmp_path / "pbc", 1, seed=0, classes=("LY",), progress=False)
+    lines: list[str] = []
+    segment(pbc, tmp_path / "bank", backend="classical", device="cuda", workers=1, limit=1, progress=False,
+            echo=lines.append)
+    assert "note: --device cuda ignored: the classical backend runs on the CPU" in lines
+    lines.clear()
+    segment(pbc, tmp_path / "bank2", backend="classical", workers=1, limit=1, progress=False, echo=lines.append)
+    assert not any("ignored" in line for line in lines)
