@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from naturalize.fsio import UserError
+from naturalize.segment import backend_help
 
 app = typer.Typer(
     add_completion=False,
@@ -71,7 +72,7 @@ def prepare(
 def segment(
     source: Path = typer.Argument(..., help="A PBC tree (release, 11-class or train/val/test) or a `naturalize prepare` directory."),
     out: Path = typer.Option(Path("bank"), "--out", help="Sprite bank directory (created, resumed, or replaced with --overwrite); `compose` reads ./bank by default."),
-    backend: str = typer.Option("auto", help="auto | sam | classical. auto: sam when a checkpoint is given or $NATURALIZE_SAM_CHECKPOINT is set."),
+    backend: str = typer.Option("auto", help=backend_help()),
     checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`)."),
     model_type: str = typer.Option("vit_b", help="SAM model type of the checkpoint: vit_b | vit_l | vit_h."),
     device: str = typer.Option("auto", help="SAM device: auto | cpu | cuda."),
@@ -119,7 +120,7 @@ def build(
     protocol: str = typer.Option("clean", help="clean: val/test real-only, sprites from train only. paper: pooled, then split."),
     seed: int = typer.Option(0, help="Seed of the split and of every composed image."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
-    backend: str = typer.Option("auto", help="Segmentation backend: auto, sam or classical."),
+    backend: str = typer.Option("auto", help="Segmentation backend: " + backend_help()),
     checkpoint: Optional[str] = typer.Option(None, help="SAM checkpoint (.pth)."),
     model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l or vit_h."),
     device: str = typer.Option("auto", help="auto, cpu or cuda (SAM)."),
