@@ -48,6 +48,7 @@ class RunSummary:
     written: int
     counts: dict = field(default_factory=dict)
     curated: int | None = None
+    qc: Path | None = None  # the QC page (BANK/qc/index.html)
 
 
 # ---------------------------------------------------------------- worker side (pure per image)
@@ -218,6 +219,9 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
         excluded = {r["source"]: r["flags"] for r in bank.curation if r["keep"] != "1"}
         apply_curation(input_path, excluded)
         summary.curated = len(excluded)
+    from naturalize.segment.qc import write_qc
+
+    summary.qc = write_qc(out, root)
     return summary
 
 
@@ -232,4 +236,10 @@ def format_summary(s: RunSummary) -> str:
         lines.append("flags " + ", ".join(f"{k} {v}" for k, v in sorted(c["flags"].items())))
     if s.curated is not None:
         lines.append(f"records.csv: {s.curated} images marked excluded (multi_wbc)")
+    gate = c.get("gate", {})
+    if gate:
+        lines.append("quality gate kept " + ", ".join(f"{k} {gate[k].get('ok', 0)}/{sum(gate[k].values())}"
+                                                      for k in KINDS if k in gate))
+    if s.qc is not None:
+        lines.append(f"QC page: {s.qc}")
     return "\n".join(lines)
