@@ -161,10 +161,11 @@ def score(images: list[Path], boxdir: Path, rng: np.random.Generator, hand: dict
                 seen[c.kind] += 1
                 cap = 200 if c.kind == "RBC" else 100
                 j = int(rng.integers(seen[c.kind]))
+                item = (crop_sprite(rgb, c.mask), f"{cls} {c.area}")
                 if len(hand[c.kind]) < cap:
-                    hand[c.kind].append(crop_sprite(rgb, c.mask))
+                    hand[c.kind].append(item)
                 elif j < cap:
-                    hand[c.kind][j] = crop_sprite(rgb, c.mask)
+                    hand[c.kind][j] = item
         iou_bad = len(truth["WBC"]) == 1 and (primary_wbc(seg, w, h) is None or
                                               box_iou(primary_wbc(seg, w, h).box, truth["WBC"][0]) < 0.8)
         if iou_bad or ("multi_wbc" in seg.flags) != (len(truth["WBC"]) >= 2):
@@ -227,8 +228,9 @@ def main() -> None:
     if hand["RBC"] or hand["PLT"]:
         from naturalize.segment.qc import titled
 
-        width = 20 * 60
-        sheet = [titled(f"{k}: {len(v)} random kept sprites (report half)", grid(v, 20, 60), width)
+        width = 16 * 84
+        sheet = [titled(f"{k}: {len(v)} random kept sprites (report half), true scale, source class and area",
+                        grid([t for t, _ in v], 16, 84, labels=[lab for _, lab in v], upscale=False), width)
                  for k, v in hand.items() if v]
         write_bytes(args.out / "hand_check.png", png(np.vstack(sheet)))
     if fails:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from naturalize.segment.cells import Segmentation, as_rgb, finish, touches_border
-from naturalize.segment.colour import colour_maps, disk, plate_colour, white_cell_colour
+from naturalize.segment.colour import colour_maps, disk, white_cell_colour
 
 
 @dataclass(frozen=True)

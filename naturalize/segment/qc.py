@@ -34,9 +34,9 @@ def on_checkerboard(rgba: np.ndarray) -> np.ndarray:
 
 
 def grid(tiles: Sequence[np.ndarray], cols: int, width: int, height: int | None = None, bg: int = 255,
-         labels: Sequence[str] = ()) -> np.ndarray:
+         labels: Sequence[str] = (), upscale: bool = True) -> np.ndarray:
     """RGB tiles (RGBA ones shown over a checkerboard) scaled into width x height cells, `cols` per row,
-    each with an optional label under it."""
+    each with an optional label under it; upscale=False keeps small tiles at their own size (true scale)."""
     height = height or width
     cell_h = height + (LABEL_H if labels else 0)
     rows = (len(tiles) + cols - 1) // cols
@@ -44,7 +44,7 @@ def grid(tiles: Sequence[np.ndarray], cols: int, width: int, height: int | None 
     for k, t in enumerate(tiles):
         if t.shape[2] == 4:
             t = on_checkerboard(t)
-        sc = min(width / t.shape[1], height / t.shape[0])
+        sc = min(width / t.shape[1], height / t.shape[0], np.inf if upscale else 1.0)
         t = cv2.resize(t, (max(1, int(t.shape[1] * sc)), max(1, int(t.shape[0] * sc))), interpolation=cv2.INTER_AREA)
         r, c = divmod(k, cols)
         out[r * cell_h:r * cell_h + t.shape[0], c * width:c * width + t.shape[1]] = t
