@@ -86,3 +86,27 @@ def test_verdicts_of_a_drawn_smear() -> None:
     twice = Segmentation([*seg.cells, *seg.of_kind("WBC")], seg.background)
     assert {v.reason for c, v in zip(twice.cells, judge(rgb, twice, "MO")) if c.kind == "WBC"} == {"multi_wbc"}
     assert {v.reason for c, v in zip(seg.cells, judge(rgb, seg, "PLT")) if c.kind == "WBC"} == {"unlabelled"}
+
+
+def test_compose_uses_only_sprites_that_passed_and_the_qc_page_shows_the_rest(tmp_path: Path) -> None:
+    from naturalize.compose.run import compose_class
+    from naturalize.drawn import write_drawn_release
+    from naturalize.segment.run import segment
+
+    tree = write_drawn_release(tmp_path / "drawn", {"MO": 4, "PLT": 2}, classes=("MO", "PLT"), progress=False)
+    bank = tmp_path / "bank"
+    summary = segment(tree, bank, backend="classical", workers=1, progress=False, echo=lambda m: None)
+    b = Bank.open(bank)
+    rejected = {s.sprite_id for s in b.sprites if s.reason != "ok"}
+    assert rejected and any(s.reason == "ok" for s in b.sprites)
+    compose_class(b, "MO", 12, tmp_path / "syn", workers=1, progress=False)
+    used = [json.loads(line) for line in (tmp_path / "syn" / "manifest.jsonl").read_text().splitlines()]
+    ids = {c["sprite_id"] for rec in used for c in rec["cells"]}
+    assert ids and not ids & rejected
+    # the QC page: two PNG sheets and the counts, beside the bank's files
+    assert summary.qc == bank / "qc" / "index.html"
+    page = summary.qc.read_text()
+    assert "sprites.png" in page and "sources.png" in page and "<td>" in page
+    for name in ("sprites.png", "sources.png"):
+        with Image.open(bank / "qc" / name) as im:
+            assert im.format == "PNG" and im.width >= 300 and im.height >= 100
