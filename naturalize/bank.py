@@ -87,7 +87,7 @@ def _converters(cls) -> tuple[tuple[str, object], ...]:
 
 
 def _coerce(cls, row: dict[str, str]):
-    return cls(**{name: conv(row[name]) for name, conv in _converters(cls) if name in row})
+    return cls(**{name: conv(row[name]) for name, conv in _converters(cls) if row.get(name) is not None})
 
 
 def _read_rows(path: Path, cls, required: list[str]) -> list:
@@ -98,8 +98,9 @@ def _read_rows(path: Path, cls, required: list[str]) -> list:
         missing = set(required) - set(reader.fieldnames or [])
         if missing:
             raise UserError(f"{path}: missing columns {sorted(missing)}; rebuild the bank with `naturalize segment`")
-        # A row cut short by an interrupted run has None values: it is not part of the bank.
-        return [_coerce(cls, r) for r in reader if None not in r.values()]
+        # A row cut short by an interrupted run lacks required values: it is not part of the bank (optional
+        # columns left empty, as in rows written before the quality gate, take their defaults).
+        return [_coerce(cls, r) for r in reader if all(r.get(k) is not None for k in required)]
 
 
 class Bank:

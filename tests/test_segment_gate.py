@@ -110,3 +110,14 @@ def test_compose_uses_only_sprites_that_passed_and_the_qc_page_shows_the_rest(tm
     for name in ("sprites.png", "sources.png"):
         with Image.open(bank / "qc" / name) as im:
             assert im.format == "PNG" and im.width >= 300 and im.height >= 100
+
+
+def test_a_bank_written_before_the_gate_reads_as_passed(tmp_path: Path) -> None:
+    from naturalize.bank import FORMAT_VERSION
+
+    (tmp_path / "bank.json").write_text(json.dumps({"format_version": FORMAT_VERSION}))
+    (tmp_path / "index.csv").write_text("sprite_id,kind,label,source,x0,y0,x1,y1,area,score,touches_border\n"
+                                        "a_RBC_0,RBC,,a.jpg,0,0,5,5,20,0.9,0\n")
+    (tmp_path / "curation.csv").write_text("source,label,n_wbc,n_rbc,n_plt,flags,keep\na.jpg,SNE,1,1,0,,1\n")
+    rows = Bank.open(tmp_path).select("RBC")
+    assert [(r.sprite_id, r.reason, r.quality) for r in rows] == [("a_RBC_0", "ok", 1.0)]
