@@ -116,7 +116,7 @@ def make_box_bank(release: Path, boxes: Path, images: list[Path], out: Path) -> 
             cv2.imwrite(str(sub / f"{sid}.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
             border = gx0 <= 0 or gy0 <= 0 or gx0 + m.shape[1] >= w or gy0 + m.shape[0] >= h
             index.append([sid, kind, label, source, gx0, gy0, gx0 + m.shape[1], gy0 + m.shape[0], int(m.sum()), 1.0,
-                          int(border), 1.0, "border" if border else "ok"])
+                          int(border)])
             hole[gy0:gy0 + m.shape[0], gx0:gx0 + m.shape[1]] |= m.astype(np.uint8)
             n[kind] += 1
             key = f"{kind}/{label}" if label else kind
