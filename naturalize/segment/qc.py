@@ -156,8 +156,10 @@ def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> P
     head = "".join(f"<th>{html.escape(r)}</th>" for r in reasons)
     body = "".join(f"<tr><th>{k}</th>" + "".join(f"<td>{per.get(r, 0)}</td>" for r in reasons) + "</tr>"
                    for k, per in gate.items())
-    page = (f"<!doctype html><meta charset='utf-8'><title>QC: {html.escape(root.name)}</title>"
-            f"<h1>Sprite bank {html.escape(str(root))}</h1><p>{len(bank.curation)} source images. "
+    # no path in the page: a bank moved or resumed elsewhere gives the same bytes
+    page = (f"<!doctype html><meta charset='utf-8'><title>Sprite bank QC</title>"
+            f"<h1>Sprite bank QC ({html.escape(str(bank.meta.get('backend', '')))})</h1>"
+            f"<p>{len(bank.curation)} source images. "
             f"Sprites per kind and quality-gate reason (<b>ok</b> = composited):</p>"
             f"<table border=1 cellpadding=3><tr><th></th>{head}</tr>{body}</table>"
             f"<h2>Sprites: lowest-quality kept and rejected, per class</h2><img src='sprites.png'>"
