@@ -27,14 +27,20 @@ from naturalize.outputs import claim, remove_written, write_marker
 
 FORMAT_VERSION = 1
 KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
-INDEX_FIELDS = ["sprite_id", "kind", "label", "source", "x0", "y0", "x1", "y1", "area", "score", "touches_border"]
+INDEX_FIELDS = ["sprite_id", "kind", "label", "source", "x0", "y0", "x1", "y1", "area", "score", "touches_border",
+                "quality", "reason"]
+#: Columns a bank written before the quality gate lacks (read as quality = score, reason "ok").
+GATE_FIELDS = ["quality", "reason"]
+#: The reason of a sprite that passed the quality gate (naturalize/segment/gate.py lists the others).
+PASS = "ok"
 BACKGROUND_FIELDS = ["background_id", "source", "label", "width", "height"]
 CURATION_FIELDS = ["source", "label", "n_wbc", "n_rbc", "n_plt", "flags", "keep"]
 
 
 @dataclass(frozen=True)
 class SpriteRow:
-    """One sprite: `source` is the source image's path relative to the PBC root; box is [x0, x1) x [y0, y1)."""
+    """One sprite: `source` is the source image's path relative to the PBC root; box is [x0, x1) x [y0, y1);
+    quality (0..1) and reason come from the quality gate: only reason "ok" is composited."""
 
     sprite_id: str
     kind: str
@@ -47,6 +53,8 @@ class SpriteRow:
     area: int
     score: float
     touches_border: bool
+    quality: float = 1.0
+    reason: str = PASS
 
     @property
     def relpath(self) -> str:
@@ -82,7 +90,7 @@ def _converters(cls) -> tuple[tuple[str, object], ...]:
 
 
 def _coerce(cls, row: dict[str, str]):
-    return cls(**{name: conv(row[name]) for name, conv in _converters(cls)})
+    return cls(**{name: conv(row[name]) for name, conv in _converters(cls) if row.get(name) is not None})
 
 
 def _read_rows(path: Path, text: str, cls, required: list[str]) -> list:
@@ -157,16 +165,19 @@ class Bank:
         text = {name: _committed_text(root, name, file_record(meta, name)) for name in CSV_FILES}
         curation = _read_dicts(text["curation.csv"])
         done = {r["source"] for r in curation}
-        sprites = [s for s in _read_rows(root / "index.csv", text["index.csv"], SpriteRow, INDEX_FIELDS)
+        required = [f for f in INDEX_FIELDS if f not in GATE_FIELDS]  # banks from before the gate read as passed
+        sprites = [s for s in _read_rows(root / "index.csv", text["index.csv"], SpriteRow, required)
                    if s.source in done]
         backgrounds = [b for b in _read_rows(root / "backgrounds.csv", text["backgrounds.csv"], BackgroundRow,
                                              BACKGROUND_FIELDS) if b.source in done]
         return cls(root, meta, sprites, backgrounds, curation)
 
     def select(self, kind: str, label: str | None = None, include_border: bool = False) -> list[SpriteRow]:
-        """Sprites of one kind (and WBC label); cells cut by the image border are left out by default."""
+        """Sprites of one kind (and WBC label) that passed the quality gate; with include_border, also the
+        cells the gate rejected only for being cut by the image border."""
+        ok = (PASS, "border") if include_border else (PASS,)
         return [s for s in self.sprites if s.kind == kind and (label is None or s.label == label)
-                and (include_border or not s.touches_border)]
+                and s.reason in ok and (include_border or not s.touches_border)]
 
     def load_sprite(self, row: SpriteRow) -> np.ndarray:
         """RGBA uint8 array (h, w, 4) of one sprite."""
@@ -204,6 +215,9 @@ class EncodedSprite:
     area: int
     score: float
     touches_border: bool
+    quality: float = 1.0
+    reason: str = PASS
+    label: str | None = None  # None: the image's class for a WBC, "" otherwise
 
 
 @dataclass(frozen=True)
@@ -216,7 +230,7 @@ class ImageEntry:
     width: int
     height: int
     sprites: tuple[EncodedSprite, ...]
-    background_png: bytes
+    background_png: bytes  # b"": no background plate (the image is unfit)
     n_wbc: int
     n_rbc: int
     n_plt: int
@@ -329,7 +343,7 @@ class BankWriter:
             p.unlink()
         counts = _empty_counts()
         for r in kept["index.csv"]:
-            _count_sprite(counts, r["kind"], r["label"], r["touches_border"] == "1")
+            _count_sprite(counts, r["kind"], r["label"], r["touches_border"] == "1", r.get("reason") or PASS)
         for r in kept["curation.csv"]:
             _count_source(counts, r["flags"].split(";") if r["flags"] else [], r["keep"] == "1")
         counts["backgrounds"] = len(kept["backgrounds.csv"])
@@ -350,21 +364,24 @@ class BankWriter:
         for s in entry.sprites:
             k = per_kind.get(s.kind, 0)
             per_kind[s.kind] = k + 1
-            row = SpriteRow(f"{entry.stem}_{s.kind}_{k}", s.kind, entry.label if s.kind == "WBC" else "",
-                            entry.source, s.x0, s.y0, s.x1, s.y1, s.area, s.score, s.touches_border)
+            label = s.label if s.label is not None else entry.label if s.kind == "WBC" else ""
+            row = SpriteRow(f"{entry.stem}_{s.kind}_{k}", s.kind, label, entry.source, s.x0, s.y0, s.x1, s.y1,
+                            s.area, s.score, s.touches_border, s.quality, s.reason)
             self._put(row.relpath, s.png)
             rows.append(row)
         bg = BackgroundRow(entry.stem, entry.source, entry.label, entry.width, entry.height)
-        self._put(bg.relpath, entry.background_png)
+        if entry.background_png:  # an image unfit for sprites (tiny, blank, noise) gives no plate either
+            self._put(bg.relpath, entry.background_png)
         self._append("index.csv", b"".join(_csv_line(_sprite_values(r)) for r in rows))
-        self._append("backgrounds.csv", _csv_line([bg.background_id, bg.source, bg.label, bg.width, bg.height]))
+        if entry.background_png:
+            self._append("backgrounds.csv", _csv_line([bg.background_id, bg.source, bg.label, bg.width, bg.height]))
         self._append("curation.csv", _csv_line([entry.source, entry.label, entry.n_wbc, entry.n_rbc, entry.n_plt,
                                                 ";".join(entry.flags), int(entry.keep)]))
         self.done.add(entry.source)
         for r in rows:
-            _count_sprite(self._counts, r.kind, r.label, r.touches_border)
+            _count_sprite(self._counts, r.kind, r.label, r.touches_border, r.reason)
         _count_source(self._counts, list(entry.flags), entry.keep)
-        self._counts["backgrounds"] += 1
+        self._counts["backgrounds"] += int(bool(entry.background_png))
         self._write_meta()
         return rows
 
@@ -426,12 +443,17 @@ class _FileSum:
 
 def _empty_counts() -> dict:
     return {"sources": 0, "kept": 0, "backgrounds": 0, "flags": {},
-            "sprites": {k: 0 for k in KINDS}, "usable": {k: 0 for k in KINDS}, "wbc_by_class": {}}
+            "sprites": {k: 0 for k in KINDS}, "usable": {k: 0 for k in KINDS}, "wbc_by_class": {},
+            "gate": {k: {} for k in KINDS}}
 
 
-def _count_sprite(counts: dict, kind: str, label: str, border: bool) -> None:
+def _count_sprite(counts: dict, kind: str, label: str, border: bool, reason: str = PASS) -> None:
+    """Count one stored sprite: per kind, per gate reason ("gate": kind -> reason -> n; "ok" = kept), and
+    as usable (kept, whole) per kind and WBC class."""
     counts["sprites"][kind] = counts["sprites"].get(kind, 0) + 1
-    if not border:
+    gate = counts.setdefault("gate", {}).setdefault(kind, {})
+    gate[reason] = gate.get(reason, 0) + 1
+    if not border and reason == PASS:
         counts["usable"][kind] = counts["usable"].get(kind, 0) + 1
         if kind == "WBC" and label:
             counts["wbc_by_class"][label] = counts["wbc_by_class"].get(label, 0) + 1
@@ -446,5 +468,5 @@ def _count_source(counts: dict, flags: list[str], keep: bool) -> None:
 
 def _sprite_values(r: SpriteRow) -> list:
     return [r.sprite_id, r.kind, r.label, r.source, r.x0, r.y0, r.x1, r.y1, r.area, f"{r.score:.4f}",
-            int(r.touches_border)]
+            int(r.touches_border), f"{r.quality:.4f}", r.reason]
 

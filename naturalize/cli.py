@@ -15,6 +15,7 @@ import typer
 from naturalize.clihelp import CONTEXT, HELP_MARKUP, examples, version_option
 from naturalize.compose.params import ComposeParams
 from naturalize.fsio import UserError
+from naturalize.segment import backend_help
 
 #: The defaults of the compose options (`compose`, `build`) are ComposeParams's fields (one source).
 _COMPOSE = ComposeParams()
@@ -86,7 +87,7 @@ def prepare(
 def segment(
     source: Path = typer.Argument(..., help="A PBC tree (release, 11-class or train/val/test) or a `naturalize prepare` directory."),
     out: Path = typer.Option(Path("bank"), "--out", help="Sprite bank directory (created, resumed, or replaced with --overwrite); `compose` reads ./bank by default."),
-    backend: str = typer.Option("auto", help="auto | sam | classical. auto: sam when a checkpoint is given or $NATURALIZE_SAM_CHECKPOINT is set."),
+    backend: str = typer.Option("auto", help=backend_help()),
     checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`).",
                                               show_default="$NATURALIZE_SAM_CHECKPOINT, else none"),
     model_type: str = typer.Option("vit_b", help="SAM model type of the checkpoint: vit_b | vit_l | vit_h."),
@@ -142,8 +143,7 @@ def build(
     protocol: str = typer.Option("clean", help="clean: val/test real-only, sprites from train only. paper: pooled, then split."),
     seed: int = typer.Option(0, help="Seed of the split and of every composed image."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
-    backend: str = typer.Option("auto", help="Segmentation backend: auto, sam or classical. auto = classical unless a SAM "
-                                "checkpoint is given (--checkpoint or $NATURALIZE_SAM_CHECKPOINT); the paper used SAM."),
+    backend: str = typer.Option("auto", help="Segmentation backend: " + backend_help()),
     checkpoint: Optional[str] = typer.Option(None, help="SAM checkpoint (.pth).",
                                              show_default="$NATURALIZE_SAM_CHECKPOINT, else none"),
     model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l or vit_h."),

@@ -99,6 +99,16 @@ def test_sam_backend_writes_a_bank_from_one_encoding(checkpoint: Path, tree: Pat
     assert bank.load_background(g).shape == (g.height, g.width, 3)
     for s in bank.sprites:
         assert bank.load_sprite(s).shape == (s.y1 - s.y0, s.x1 - s.x0, 4)
+    # SAM's masks went through assign and the same quality gate as the classical ones
+    from naturalize.segment.gate import REASONS
+
+    # (random weights: whatever cells the masks give; the same `encode` and gate as the classical backend)
+    assert all(s.reason in REASONS and 0 <= s.quality <= 1 for s in bank.sprites)
+    gate = bank.meta["counts"]["gate"]
+    assert sum(n for per in gate.values() for n in per.values()) == len(bank.sprites)
+    assert all(s.reason == "ok" for k in ("RBC", "WBC", "PLT") for s in bank.select(k))
+    assert {"usable", "gate", "kinds"} <= set(p)  # the rules the sprites passed are part of the identity
+    assert (bank.root / "qc" / "index.html").is_file()
 
 
 def test_checkpoint_errors_name_the_fix(checkpoint: Path, tree: Path, tmp_path: Path) -> None:

@@ -83,8 +83,29 @@ def test_bank_is_valid_and_sprites_match_index(bank: Path) -> None:
             assert s.x0 <= 1 or s.y0 <= 1 or s.x1 >= 359 or s.y1 >= 359
         assert s.sprite_id.startswith(Path(s.source).stem + f"_{s.kind}_")
     # every file on disk is in an index (no strays), every indexed file is on disk
-    on_disk = {p.relative_to(bank).as_posix() for p in bank.rglob("*.png")}
+    on_disk = {p.relative_to(bank).as_posix() for p in bank.rglob("*.png") if p.parent.name != "qc"}
     assert on_disk == {s.relpath for s in b.sprites} | {g.relpath for g in b.backgrounds}
+
+
+def test_gate_keeps_no_nucleated_cell_and_counts_every_sprite(bank: Path, sample_boxes: Path) -> None:
+    b = Bank.open(bank)
+    gate = json.loads((bank / "bank.json").read_text())["counts"]["gate"]
+    for kind in ("RBC", "WBC", "PLT"):
+        rows = [s for s in b.sprites if s.kind == kind]
+        assert sum(gate[kind].values()) == len(rows)
+        assert gate[kind].get("ok", 0) == sum(s.reason == "ok" for s in rows) > 0
+    assert {s.reason for s in b.select("RBC")} == {"ok"} and all(not s.touches_border for s in b.select("RBC"))
+    # no red cell or platelet passed by the gate lies on an annotated white cell (OI-PBC boxes)
+    from naturalize.segment.cells import box_iou
+
+    for s in b.select("RBC") + b.select("PLT"):
+        w, h = Image.open(sample_boxes.parent / s.source).size
+        for line in (sample_boxes / f"{Path(s.source).stem}.txt").read_text().split("\n"):
+            parts = line.split()
+            if len(parts) == 5 and parts[0] not in ("8", "10"):
+                cx, cy, bw, bh = (float(v) for v in parts[1:])
+                wbc = ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
+                assert box_iou((s.x0, s.y0, s.x1, s.y1), wbc) < 0.3, f"{s.sprite_id} lies on a white cell"
 
 
 def test_one_centred_white_cell_and_red_cells_per_image(bank: Path, sample_release: Path) -> None:

@@ -10,7 +10,8 @@ from PIL import Image
 
 from naturalize.segment.assign import cells_from_masks
 from naturalize.segment.cells import box_iou, crop_sprite, finish
-from naturalize.segment.classical import plate_colour, segment_classical
+from naturalize.segment.classical import segment_classical
+from naturalize.segment.colour import plate_colour
 
 # images chosen from the OI-PBC boxes: one annotated WBC each (several classes), and one with two WBCs
 SINGLE = ["LY_507266", "MY_988893", "EO_724679", "MMY_300719"]

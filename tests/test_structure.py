@@ -8,10 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Cycles known when this test was written, each to be removed by the refactor named beside it.
-ALLOWED: list[set[str]] = [
-    {"naturalize.segment.assign", "naturalize.segment.classical"},  # issue 14 item 1: shared colour model module
-]
+#: Known cycles, each to be removed by the refactor named beside it (none left).
+ALLOWED: list[set[str]] = []
 
 
 def import_graph(packages: tuple[str, ...] = ("naturalize", "classify")) -> dict[str, set[str]]:

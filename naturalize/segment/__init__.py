@@ -1,37 +1,74 @@
-"""Segmentation backends: a registry from name to a factory of `segmenter(rgb) -> Segmentation`.
+"""Segmentation backends: a registry from name to a `Backend` (like SAM's sam_model_registry).
 
-    classical  weight-free (OpenCV / scikit-image), see classical.py
-    sam        segment-anything from a checkpoint (torch), see sam.py
-    auto       sam when a checkpoint is given or $NATURALIZE_SAM_CHECKPOINT is set, else classical
+Each backend owns its options: `options(values)` turns the command's generic values (checkpoint,
+model_type, device, points_per_side, params) into its validated keyword options (UserError naming the
+fix), `build(**options)` makes a `segmenter(rgb) -> Segmentation`, `describe(**options)` gives every
+setting and threshold a bank made with it depends on (bank.json; a bank resumes only when they match),
+and `auto(values)` says whether `--backend auto` picks it (the registry's order is auto's order).
 
-Heavy modules (torch, segment_anything) are imported only when a SAM segmenter is built.
+A new backend is one module with its segmenter plus one entry in BACKENDS here: run.py and the CLI
+read everything else from the registry. Heavy modules (torch, segment_anything) are imported only when
+a SAM segmenter is built.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from naturalize.fsio import UserError
 
 #: Environment variable naming a default SAM checkpoint (used by --backend auto and sam).
 CHECKPOINT_ENV = "NATURALIZE_SAM_CHECKPOINT"
 
 Segmenter = Callable[[np.ndarray], Any]  # rgb uint8 HxWx3 -> naturalize.segment.cells.Segmentation
+Values = Mapping[str, Any]  # the command's values: checkpoint, model_type, device, points_per_side, params
 
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend: `build(**options)` makes a segmenter, `describe(**options)` gives the parameters
-    recorded in bank.json (they decide whether a bank can be resumed); `parallel` says whether several
-    worker processes may each hold one."""
+    """One backend (see the module doc); `parallel`: several worker processes may each hold one."""
 
     name: str
     summary: str
+    options: Callable[[Values], dict]
     build: Callable[..., Segmenter]
     describe: Callable[..., dict]
+    auto: Callable[[Values], str | None]  # why auto picks it, or None
+    auto_help: str  # when auto picks it, for the --backend help
     parallel: bool
+
+
+def plain(settings: dict) -> dict:
+    """`settings` as bank.json stores it (tuples become lists), so a recorded identity compares equal."""
+    return json.loads(json.dumps(settings))
+
+
+def shared_rules() -> dict:
+    """Thresholds every backend's sprites pass through (usable-cell rules and the quality gate)."""
+    from naturalize.segment.assign import UsableRules
+    from naturalize.segment.gate import GateRules
+
+    return {"usable": asdict(UsableRules()), "gate": asdict(GateRules())}
+
+
+# ---------------------------------------------------------------- classical
+
+
+def _classical_options(values: Values) -> dict:
+    from naturalize.segment.classical import ClassicalParams
+
+    params = dict(values.get("params") or {})
+    unknown = sorted(set(params) - set(ClassicalParams.__dataclass_fields__))
+    if unknown:
+        raise UserError(f"classical backend has no parameter {', '.join(unknown)}; "
+                        f"see naturalize.segment.classical.ClassicalParams")
+    return params
 
 
 def _build_classical(**params: Any) -> Segmenter:
@@ -43,11 +80,35 @@ def _build_classical(**params: Any) -> Segmenter:
 
 
 def _describe_classical(**params: Any) -> dict:
-    from dataclasses import asdict
-
     from naturalize.segment.classical import ClassicalParams
 
-    return asdict(ClassicalParams(**params))
+    return plain({**asdict(ClassicalParams(**params)), **shared_rules()})
+
+
+# ---------------------------------------------------------------- sam
+
+
+def _sam_checkpoint(values: Values) -> str | None:
+    return values.get("checkpoint") or os.environ.get(CHECKPOINT_ENV) or None
+
+
+def _sam_options(values: Values) -> dict:
+    model_type = values.get("model_type") or "vit_b"
+    checkpoint = _sam_checkpoint(values)
+    if not checkpoint:
+        raise UserError(f"--backend sam needs a checkpoint: pass --checkpoint PATH or set ${CHECKPOINT_ENV} "
+                        f"(download one with `naturalize fetch-sam {model_type}`)")
+    if not Path(checkpoint).is_file():  # checked here, so the error comes before torch is imported
+        raise UserError(f"SAM checkpoint {checkpoint} not found; download one with `naturalize fetch-sam {model_type}` "
+                        f"and pass its path to --checkpoint")
+    opts: dict = {"checkpoint": str(checkpoint), "model_type": model_type, "device": values.get("device") or "auto",
+                  **(values.get("params") or {})}
+    points = values.get("points_per_side")
+    if points is not None:
+        if points < 1:
+            raise UserError(f"--points {points} must be at least 1")
+        opts["points_per_side"] = points
+    return opts
 
 
 def _build_sam(**options: Any) -> Segmenter:
@@ -57,30 +118,45 @@ def _build_sam(**options: Any) -> Segmenter:
 
 
 def _describe_sam(**options: Any) -> dict:
+    from naturalize.segment.assign import MaskRules
     from naturalize.segment.sam import describe
 
-    return describe(**options)
+    return plain({**describe(**options), "kinds": asdict(MaskRules()), **shared_rules()})
 
 
-BACKENDS: dict[str, Backend] = {
-    "classical": Backend("classical", "weight-free: stain-aware thresholds and watershed (OpenCV, scikit-image)",
-                         _build_classical, _describe_classical, parallel=True),
+def _sam_auto(values: Values) -> str | None:
+    checkpoint = _sam_checkpoint(values)
+    return f"checkpoint {checkpoint}" if checkpoint else None
+
+
+BACKENDS: dict[str, Backend] = {  # in the order --backend auto tries them
     "sam": Backend("sam", "segment-anything from a checkpoint: centre prompt for the white cell, point grid for the rest",
-                   _build_sam, _describe_sam, parallel=False),
+                   _sam_options, _build_sam, _describe_sam, _sam_auto,
+                   f"when --checkpoint or ${CHECKPOINT_ENV} names a checkpoint", parallel=False),
+    "classical": Backend("classical", "weight-free: stain-aware thresholds and watershed (OpenCV, scikit-image)",
+                         _classical_options, _build_classical, _describe_classical,
+                         lambda values: "weight-free fallback", "otherwise", parallel=True),
 }
 
 
-def resolve_backend(name: str, checkpoint: str | None) -> tuple[str, str | None, str]:
-    """(backend, checkpoint, why) for --backend NAME: `auto` picks sam when a checkpoint is given or
-    $NATURALIZE_SAM_CHECKPOINT is set, else classical. Raises ValueError for an unknown name."""
-    checkpoint = checkpoint or os.environ.get(CHECKPOINT_ENV) or None
+def backend_help() -> str:
+    """The --backend help line, generated from the registry."""
+    picks = ", ".join(f"{b.name} {b.auto_help}" for b in BACKENDS.values())
+    return f"auto | {' | '.join(BACKENDS)}. auto picks {picks}."
+
+
+def resolve_backend(name: str, values: Values) -> tuple[str, dict, str]:
+    """(backend, its validated options, what was chosen and why) for --backend NAME; UserError for an
+    unknown name or bad options."""
     if name == "auto":
-        if checkpoint:
-            return "sam", checkpoint, f"backend auto -> sam (checkpoint {checkpoint})"
-        return "classical", None, f"backend auto -> classical (no --checkpoint and ${CHECKPOINT_ENV} unset)"
+        for spec in BACKENDS.values():
+            why = spec.auto(values)
+            if why:
+                return spec.name, spec.options(values), f"backend auto -> {spec.name} ({why})"
+        raise UserError("--backend auto found no backend to use")  # unreachable: classical always answers
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; use auto, {', '.join(BACKENDS)}")
-    return name, checkpoint if name == "sam" else None, f"backend {name}"
+        raise UserError(f"--backend: unknown backend {name!r}; use auto, {', '.join(BACKENDS)}")
+    return name, BACKENDS[name].options(values), f"backend {name}"
 
 
 def make_segmenter(name: str, **options: Any) -> Segmenter:

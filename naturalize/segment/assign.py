@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from naturalize.segment.cells import Cell, touches_border
+from naturalize.segment.cells import Cell, as_rgb, touches_border
+from naturalize.segment.colour import StainParams, colour_maps, plate_colour
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,20 @@ class UsableRules:
     plt_min_solidity: float = 0.8
     plt_max_aspect: float = 2.0
     plt_max_green: float = 0.6     # 25th percentile of green / plate green: pale lilac specks are no platelet
+
+
+@dataclass(frozen=True)
+class MaskRules:
+    """How `cells_from_masks` gives a kind to a mask from any generator (SAM): colour and size at ~360 px."""
+
+    stain: StainParams = StainParams()
+    wbc_min_area: int = 1200        # a white cell holds at least this many purple (nuclear) pixels ...
+    wbc_big_area: int = 6000        # ... and is this big, or its nucleus is dark: 25th percentile of
+    nucleus_dark: float = 0.136     # green / plate green at most this (else a large platelet)
+    max_area_frac: float = 0.25     # masks covering more of the image are the plate
+    min_fg_frac: float = 0.6        # masks with less cell colour than this are plate
+    dup_iou: float = 0.7            # masks overlapping a better one this much (IoU) ...
+    dup_cover: float = 0.8          # ... or covered this much by it are duplicates
 
 
 @dataclass
@@ -111,15 +126,18 @@ def _rbc_cells(shape, regions: list[_Region], plt_union: np.ndarray, rules: Usab
         on_plt = bool((plt_union[r.sl] & r.mask).any())
         ok_shape = r.solidity >= rules.min_solidity and r.aspect <= rules.max_aspect
         ok_size = rules.min_rel_area <= rel <= rules.max_rel_area
-        usable = (not r.border and ok_shape and ok_size and r.contact <= rules.max_contact and not on_plt
-                  and r.stain <= rules.max_stain and r.wbc_contact <= rules.max_wbc_contact
-                  and r.ellipse_iou >= rules.min_ellipse_iou)
+        checks = (("border", not r.border), ("shape", ok_shape), ("size", ok_size),
+                  ("contact", r.contact <= rules.max_contact), ("on_platelet", not on_plt),
+                  ("stain", r.stain <= rules.max_stain), ("wbc_contact", r.wbc_contact <= rules.max_wbc_contact),
+                  ("fragment", r.ellipse_iou >= rules.min_ellipse_iou))
+        reason = next((name for name, ok in checks if not ok), "")
+        usable = not reason
         score = float(np.clip(r.solidity, 0, 1) * (1 - min(1.0, r.contact)) * np.exp(-abs(np.log(max(rel, 1e-3)))))
         full = _full(shape, r)
         if rim_px > 0 and grow is not None:
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))
             full |= cv2.dilate(full.astype(np.uint8), k).astype(bool) & grow
-        cells.append(Cell("RBC", full, round(score, 4), r.border or touches_border(full), usable))
+        cells.append(Cell("RBC", full, round(score, 4), r.border or touches_border(full), usable, reason))
     return cells
 
 
@@ -138,9 +156,12 @@ def _plt_cells(shape, plts: list[np.ndarray], rules: UsableRules, wbc: np.ndarra
         area = int(full.sum())
         solidity, aspect, _ = _shape(full)
         dark = green is None or float(np.percentile(green[full], 25)) <= rules.plt_max_green
-        ok = (rules.plt_area[0] * s2 <= area <= rules.plt_area[1] * s2 and solidity >= rules.plt_min_solidity
-              and aspect <= rules.plt_max_aspect and dark and not (full & near_wbc).any())
-        cells.append(Cell("PLT", full, round(solidity if ok else 0.5 * solidity, 4), border, ok and not border))
+        checks = (("border", not border), ("size", rules.plt_area[0] * s2 <= area <= rules.plt_area[1] * s2),
+                  ("shape", solidity >= rules.plt_min_solidity and aspect <= rules.plt_max_aspect),
+                  ("pale", dark), ("wbc_contact", not (full & near_wbc).any()))
+        reason = next((name for name, ok in checks if not ok), "")
+        score = solidity if reason in ("", "border") else 0.5 * solidity
+        cells.append(Cell("PLT", full, round(score, 4), border, not reason, reason))
     return cells
 
 
@@ -164,7 +185,7 @@ def judge_regions(rgb: np.ndarray, labels: np.ndarray, n: int, n_wbc: int, plts:
             full[psl] = ndi.binary_fill_holes(m)
             border = touches_border(full)
             solidity = _shape(m)[0]
-            cells.append(Cell("WBC", full, round(solidity, 4), border, not border))
+            cells.append(Cell("WBC", full, round(solidity, 4), border, not border, "border" if border else ""))
             continue
         border = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == shape[0] or sl[1].stop == shape[1]
         regions.append(_region(m, (lab > 0) & ~m, (lab > 0) & (lab <= n_wbc), stain[psl], psl, border))
@@ -172,29 +193,23 @@ def judge_regions(rgb: np.ndarray, labels: np.ndarray, n: int, n_wbc: int, plts:
     for m in plts:
         plt_union |= m
     cells += _rbc_cells(shape, regions, plt_union, rules, grow=labels == 0, rim_px=rim_px)
-    from naturalize.segment.classical import plate_colour
-
     green = rgb[:, :, 1] / max(1.0, float(plate_colour(rgb)[1]))
     cells += _plt_cells(shape, plts, rules, (labels > 0) & (labels <= n_wbc), green)
     return cells
 
 
 def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float],
-                     rules: UsableRules | None = None) -> list[Cell]:
+                     rules: UsableRules | None = None, kinds: MaskRules = MaskRules()) -> list[Cell]:
     """Kinds for arbitrary masks (e.g. SAM's): plate-coloured or huge masks are dropped as background,
     near-duplicates of a better-scored mask are dropped, purple masks become WBC (large) or PLT
     (small), the rest RBC; `usable` follows the same rules as the classical backend."""
-    from naturalize.segment.classical import ClassicalParams, colour_maps
-
     rules = rules or UsableRules()
-    p = ClassicalParams()
-    from naturalize.segment.cells import as_rgb
-
+    p = kinds
     rgb = as_rgb(rgb)
     shape = rgb.shape[:2]
-    s2 = (min(shape) / p.ref_size) ** 2
-    fg, stain, _, plate = colour_maps(rgb, p)
-    purple = stain > p.purple_delta
+    s2 = (min(shape) / p.stain.ref_size) ** 2
+    fg, stain, _, plate = colour_maps(rgb, p.stain)
+    purple = stain > p.stain.purple_delta
     green = rgb[:, :, 1] / max(1.0, float(plate[1]))
     order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
     kept: list[tuple[str, np.ndarray, float]] = []
@@ -203,7 +218,7 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
         if m.shape != shape or not m.any():
             continue
         area = int(m.sum())
-        if area > 0.25 * m.size or (m & fg).sum() < 0.6 * area:
+        if area > p.max_area_frac * m.size or (m & fg).sum() < p.min_fg_frac * area:
             continue  # background or plate-dominated mask
         n_purple = int((m & purple).sum())
         if n_purple >= p.wbc_min_area * s2 and (area >= p.wbc_big_area * s2
@@ -218,7 +233,7 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
             inter = int((m & m2).sum())
             if inter == 0:
                 continue
-            if inter / float(area + m2.sum() - inter) > 0.7 or inter > 0.8 * min(area, m2.sum()):
+            if inter / float(area + m2.sum() - inter) > p.dup_iou or inter > p.dup_cover * min(area, m2.sum()):
                 if kind == "WBC" and k2 == "WBC" and area > m2.sum():
                     kept[i] = (kind, m, float(scores[j]))  # prefer the whole white cell over its nucleus
                 dup = True
@@ -239,12 +254,9 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
         if k == "WBC":
             wbc_union |= m
     for k, m, sc in kept:
-        if k == "WBC":
+        if k in ("WBC", "PLT"):
             border = touches_border(m)
-            cells.append(Cell("WBC", m, round(sc, 4), border, not border))
-        elif k == "PLT":
-            border = touches_border(m)
-            cells.append(Cell("PLT", m, round(sc, 4), border, not border))
+            cells.append(Cell(k, m, round(sc, 4), border, not border, "border" if border else ""))
         else:
             sl = _pad_slice(ndi.find_objects(m.astype(np.uint8))[0], shape, 3)
             others = union[sl] & ~m[sl]

@@ -20,7 +20,8 @@ class Cell:
 
     kind: "RBC" | "WBC" | "PLT"; mask: bool HxW over the full image; score: confidence 0..1;
     touches_border: the mask reaches the image edge; usable: fit for compositing (a whole single
-    cell, not a clump or fragment; border cells are never usable).
+    cell, not a clump or fragment; border cells are never usable); reason: why a cell is not usable
+    (one of REASONS, "" when usable).
     """
 
     kind: str
@@ -28,6 +29,7 @@ class Cell:
     score: float
     touches_border: bool
     usable: bool
+    reason: str = ""
 
     @property
     def area(self) -> int:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from naturalize.segment.cells import Segmentation, as_rgb, finish, touches_border
+from naturalize.segment.colour import colour_maps, disk, white_cell_colour
 
 
 @dataclass(frozen=True)
@@ -77,51 +78,6 @@ class ClassicalParams:
     work_size: int = 180            # analyse at this short side (masks are scaled back); 0: full resolution
 
 
-def _disk(r: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
-def plate_colour(rgb: np.ndarray) -> np.ndarray:
-    """Median colour of the greenest 30% of pixels: the empty plate (float32 RGB)."""
-    sub = rgb[::2, ::2]
-    g = sub[:, :, 1]
-    thr = np.percentile(g, 70)
-    return np.median(sub[g >= thr].reshape(-1, 3), axis=0).astype(np.float32)
-
-
-def _fill_small_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
-    """Fill holes (plate enclosed by cell) smaller than max_area: the red cells' pale centres."""
-    n, lab, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=4)
-    h, w = mask.shape
-    x, y, bw, bh, area = stats.T
-    inner = (area < max_area) & (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h)
-    inner[0] = False
-    return mask | inner[lab]
-
-
-def colour_maps(rgb: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(cell mask with pale centres filled, blue-minus-green stain, distance to the plate colour, plate colour)."""
-    s = min(rgb.shape[:2]) / p.ref_size
-    f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), max(0.5, 1.0 * s))
-    plate = plate_colour(rgb)
-    dist_col = np.sqrt(((f - plate) ** 2).sum(axis=2))
-    fg = cv2.morphologyEx((dist_col > p.fg_delta).astype(np.uint8), cv2.MORPH_OPEN, _disk(1)).astype(bool)
-    fg = _fill_small_holes(fg, int(1500 * s * s))
-    return fg, f[:, :, 2] - f[:, :, 1], dist_col, plate
-
-
-def white_cell_colour(rgb: np.ndarray, fg: np.ndarray, plate: np.ndarray | None = None) -> np.ndarray:
-    """Per-pixel white-cell colour score, 100 * (1 - OD_blue / OD_green) with OD the optical density
-    against the plate: it depends on the stain's hue, not on how pale the cell is. Red cells score
-    ~40, white-cell cytoplasm ~55-75, nuclei ~80; plate pixels get the red cells' level (neutral)."""
-    s = min(rgb.shape[:2]) / 360
-    f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), max(0.7, 2.0 * s))
-    plate = plate_colour(rgb) if plate is None else plate
-    od = np.maximum(-np.log((f + 1.0) / (plate + 1.0)), 0.0)
-    score = 100.0 * (1.0 - od[:, :, 2] / (od[:, :, 1] + 0.03))
-    return np.where(fg, score, 40.0).astype(np.float32)
-
-
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     return n, lab, stats[:, cv2.CC_STAT_AREA]
@@ -131,7 +87,7 @@ def find_nuclei(fg: np.ndarray, stain: np.ndarray, p: ClassicalParams) -> tuple[
     """(nuclear lobes: purple blobs big enough to belong to a white cell, small purple blobs: platelet candidates)."""
     s = min(fg.shape) / p.ref_size
     a = s * s
-    purple = cv2.morphologyEx(((stain > p.purple_delta) & fg).astype(np.uint8), cv2.MORPH_OPEN, _disk(1))
+    purple = cv2.morphologyEx(((stain > p.purple_delta) & fg).astype(np.uint8), cv2.MORPH_OPEN, disk(1))
     n, lab, areas = _components(purple)
     lobes = np.isin(lab, np.flatnonzero(areas >= p.nucleus_min_area * a)) & (lab > 0)
     small = [lab == i for i in range(1, n) if p.plt_min_area * a <= areas[i] <= p.plt_max_area * a]
@@ -164,22 +120,22 @@ def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour
     win = (slice(y0, y1), slice(x0, x1))
     cd, wn, fgw, nuc = colour_dist[win], wbcness[win], fg[win], nuclei[win]
     markers = np.zeros(cd.shape, np.int32)
-    plate = cv2.erode((cd < 0.7 * p.fg_delta).astype(np.uint8), _disk(max(1, round(2 * s)))).astype(bool)
+    plate = cv2.erode((cd < 0.7 * p.fg_delta).astype(np.uint8), disk(max(1, round(2 * s)))).astype(bool)
     g = rgb_green[win].astype(np.float32)
     tw = max(3, 2 * round(3 * s) + 1)
     texture = np.sqrt(np.maximum(cv2.blur(g * g, (tw, tw)) - cv2.blur(g, (tw, tw)) ** 2, 0))
     red = (fgw & (wn < red_level + p.red_core_margin) & (texture < p.red_core_texture)).astype(np.uint8)
-    red = cv2.erode(red, _disk(max(1, round(p.red_core_erode_px * s)))).astype(bool)
+    red = cv2.erode(red, disk(max(1, round(p.red_core_erode_px * s)))).astype(bool)
     near_nuc = to_nuc[win] <= max(1.5, 3 * s)
     markers[plate] = 1
     markers[red & (to_nuc[win] > p.red_core_clear_px * s)] = 2
     # sure cytoplasm: clearly white-cell-coloured pixels touching a nucleus join its marker
-    sure = cv2.erode(((wn > red_level + p.sure_cyto_margin) & fgw).astype(np.uint8), _disk(max(1, round(2 * s))))
+    sure = cv2.erode(((wn > red_level + p.sure_cyto_margin) & fgw).astype(np.uint8), disk(max(1, round(2 * s))))
     near = (to_nuc[win] <= p.sure_cyto_reach_px * s).astype(np.uint8)
     sn, slab, _ = _components(sure & near)
     touching = np.unique(slab[near_nuc])
     markers[np.isin(slab, touching[touching > 0]) & (markers == 0)] = 3
-    markers[cv2.dilate(nuc.astype(np.uint8), _disk(max(1, round(p.nucleus_grow_px * s)))).astype(bool) & fgw] = 3
+    markers[cv2.dilate(nuc.astype(np.uint8), disk(max(1, round(p.nucleus_grow_px * s)))).astype(bool) & fgw] = 3
 
     def grad(img: np.ndarray) -> np.ndarray:
         return cv2.magnitude(cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3))
@@ -188,7 +144,7 @@ def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour
     elev = grad(np.minimum(cd, 2.0 * p.fg_delta)) + p.wbcness_edge_weight * grad(
         np.clip(wn, red_level, red_level + p.wbcness_clip))
     reg = ndi.binary_fill_holes(watershed(elev, markers) == 3).astype(np.uint8)
-    reg = cv2.morphologyEx(reg, cv2.MORPH_OPEN, _disk(max(1, round(p.wbc_open_px * s))))
+    reg = cv2.morphologyEx(reg, cv2.MORPH_OPEN, disk(max(1, round(p.wbc_open_px * s))))
     n, lab, _ = _components(reg)
     keep = np.unique(lab[nuc & (reg > 0)])
     out[win] = ndi.binary_fill_holes(np.isin(lab, keep[keep > 0]) | nuc)
@@ -295,7 +251,7 @@ def _split_by_nuclei(labels: np.ndarray, nuclei: np.ndarray, p: ClassicalParams)
             continue
         cell = labels[sl] == i
         nuc = nuclei[sl] & cell
-        grouped = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_CLOSE, _disk(max(1, round(p.nucleus_group_px * s))))
+        grouped = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_CLOSE, disk(max(1, round(p.nucleus_group_px * s))))
         n, lab, stats, cent = cv2.connectedComponentsWithStats(grouped, connectivity=8)
         big = [j for j in range(1, n) if (nuc & (lab == j)).sum() >= p.wbc_min_area * s * s]
         if len(big) < 2:
@@ -337,7 +293,7 @@ def _round_off(labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray,
         if r >= 2:
             pad = r + 1
             big = np.pad(cell, pad).astype(np.uint8)
-            opened = cv2.morphologyEx(big, cv2.MORPH_OPEN, _disk(r))[pad:-pad, pad:-pad].astype(bool)
+            opened = cv2.morphologyEx(big, cv2.MORPH_OPEN, disk(r))[pad:-pad, pad:-pad].astype(bool)
             nuc = nuclei[sl] & cell
             m, lab, _ = _components(opened)
             keep = np.unique(lab[nuc & opened])
@@ -354,7 +310,7 @@ def _dense_body(cell: np.ndarray, nuc: np.ndarray, green: np.ndarray, s: float, 
     cytoplasm) ends at that body: the paler smear often around a basophil is no cell."""
     from scipy import ndimage as ndi
 
-    closed = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_CLOSE, _disk(max(1, round(3 * s))))
+    closed = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_CLOSE, disk(max(1, round(3 * s))))
     body = ndi.binary_fill_holes(closed)
     area = int(body.sum())
     if area < p.dense_min_area * s * s or cell.sum() < p.dense_cell_ratio * area:
@@ -365,7 +321,7 @@ def _dense_body(cell: np.ndarray, nuc: np.ndarray, green: np.ndarray, s: float, 
     hull = cv2.contourArea(cv2.convexHull(max(cnts, key=cv2.contourArea)))
     if hull <= 0 or area / hull < p.dense_solidity or (nuc & body).sum() < p.dense_fill * area:
         return cell
-    return cv2.dilate(body.astype(np.uint8), _disk(max(1, round(2 * s)))).astype(bool) & cell
+    return cv2.dilate(body.astype(np.uint8), disk(max(1, round(2 * s)))).astype(bool) & cell
 
 
 def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: ClassicalParams) -> tuple[np.ndarray, int]:
@@ -453,7 +409,8 @@ def segment_classical(rgb: np.ndarray, params: ClassicalParams | None = None) ->
         m = _upscale(c.mask, (h, w))
         if m.any():
             border = touches_border(m)
-            cells.append(Cell(c.kind, m, c.score, border, c.usable and not border))
+            usable = c.usable and not border
+            cells.append(Cell(c.kind, m, c.score, border, usable, "" if usable else c.reason or "border"))
     fg = cv2.resize(fg_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.25
     # the plate keeps nothing that is not plate-coloured: stain debris and cell slivers go as well
     return finish(rgb, cells, also_remove=[fg])

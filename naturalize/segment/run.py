@@ -19,7 +19,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from naturalize.bank import KINDS, BankWriter, EncodedSprite, ImageEntry
-from naturalize.classes import WBC_CLASSES
 from naturalize.fsio import UserError
 from naturalize.outputs import check_disjoint
 from naturalize.procs import die_with_parent
@@ -50,6 +49,7 @@ class RunSummary:
     skipped: int
     written: int
     counts: dict = field(default_factory=dict)
+    qc: Path | None = None  # the QC page (BANK/qc/index.html)
 
 
 # ---------------------------------------------------------------- worker side (pure per image)
@@ -91,24 +91,33 @@ def read_rgb(path: str) -> np.ndarray:
 def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     """Segmentation of one image -> the entry a bank stores.
 
-    Sprites: cells fit for compositing (`usable`) plus cells cut by the image border (recorded with
-    touches_border=1); clumps and fragments are left out. White-cell sprites are kept only where
-    their class is known: a white-cell image (not PLT) holding a single white cell. Curation counts
-    every cell found; keep=0 marks images with several white cells (multi_wbc).
+    Every cell found becomes a sprite with the quality gate's verdict (naturalize/segment/gate.py):
+    reason "ok" sprites are what `Bank.select` gives the compositor, the others are kept for the QC page
+    and the counts. A white cell's class is recorded only where it is known: a white-cell image (not
+    PLT) holding a single white cell. keep=0 marks images with several white cells (multi_wbc); tiny,
+    blank and noise images give no background either and are flagged with that reason.
     """
-    flags = tuple(seg.flags)
-    wbc_labelled = task.label in WBC_CLASSES and "multi_wbc" not in flags
-    chosen = [(c, c.box) for c in seg.cells if (c.usable or c.touches_border) and (c.kind != "WBC" or wbc_labelled)]
-    chosen.sort(key=lambda cb: (KINDS.index(cb[0].kind), cb[1][1], cb[1][0]))
+    from naturalize.segment.gate import IMAGE_REASONS, judge
+
+    verdicts = judge(rgb, seg, task.label)
+    whole = next((v.reason for v in verdicts if v.reason in IMAGE_REASONS and v.reason != "no_wbc_image"), "")
+    if not whole and not seg.cells:
+        from naturalize.segment.gate import image_reason
+
+        whole = image_reason(rgb)
+    flags = tuple(seg.flags) + ((whole,) if whole else ())
+    chosen = sorted(zip(seg.cells, verdicts), key=lambda cv: (KINDS.index(cv[0].kind), cv[0].box[1], cv[0].box[0]))
     sprites = []
-    for c, (x0, y0, x1, y1) in chosen:
+    for c, v in chosen:
         rgba = crop_sprite(rgb, c.mask)
+        x0, y0, x1, y1 = c.box
+        label = task.label if c.kind == "WBC" and v.reason in ("ok", "border") else ""
         sprites.append(EncodedSprite(c.kind, _png(rgba), x0, y0, x1, y1, int(np.count_nonzero(rgba[:, :, 3])),
-                                     round(float(c.score), 4), bool(c.touches_border)))
+                                     round(float(c.score), 4), bool(c.touches_border), v.quality, v.reason, label))
     n = Counter(c.kind for c in seg.cells)
     h, w = rgb.shape[:2]
-    return ImageEntry(task.source, task.label, task.stem, w, h, tuple(sprites), _png(seg.background),
-                      n["WBC"], n["RBC"], n["PLT"], flags, "multi_wbc" not in flags)
+    return ImageEntry(task.source, task.label, task.stem, w, h, tuple(sprites), b"" if whole else _png(seg.background),
+                      n["WBC"], n["RBC"], n["PLT"], flags, "multi_wbc" not in flags and not whole)
 
 
 def process(task: Task) -> ImageEntry:
@@ -141,26 +150,6 @@ def id_stems(paths: Sequence[str]) -> dict[str, str]:
             else f"{Path(p).stem}-{hashlib.sha1(p.encode()).hexdigest()[:6]}" for p in paths}
 
 
-def backend_options(backend: str, checkpoint: str | None, model_type: str, device: str,
-                    points_per_side: int | None, extra: Mapping[str, Any] | None = None) -> dict:
-    """Options passed to the backend's factory (and to its `describe`); `extra` adds backend parameters
-    (for sam: SamParams fields)."""
-    if backend != "sam":
-        return dict(extra or {})
-    if not checkpoint:
-        raise UserError(f"--backend sam needs a checkpoint: pass --checkpoint PATH or set $NATURALIZE_SAM_CHECKPOINT "
-                        f"(download one with `naturalize fetch-sam {model_type}`)")
-    if not Path(checkpoint).is_file():  # checked here too, so the error comes before torch is imported
-        raise UserError(f"SAM checkpoint {checkpoint} not found; download one with `naturalize fetch-sam {model_type}` "
-                        f"and pass its path to --checkpoint")
-    opts: dict = {"checkpoint": str(checkpoint), "model_type": model_type, "device": device, **(extra or {})}
-    if points_per_side is not None:
-        if points_per_side < 1:
-            raise UserError(f"--points {points_per_side} must be at least 1")
-        opts["points_per_side"] = points_per_side
-    return opts
-
-
 def ignored_device(backend: str, device: str) -> str:
     """The note for a --device that the resolved backend does not use ("" when it is used or left at auto)."""
     if backend == "sam" or device == "auto":
@@ -174,21 +163,19 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
             backend_params: Mapping[str, Any] | None = None, progress: bool = True,
             echo: Callable[[str], None] = print) -> RunSummary:
     """Segment the sources of `input_path` into the bank `out` (see the module doc). `backend_params`
-    sets further backend parameters (sam: SamParams fields such as pred_iou_thresh)."""
+    sets further backend parameters (sam: SamParams fields such as pred_iou_thresh; classical:
+    ClassicalParams fields)."""
     from tqdm import tqdm
 
     from naturalize import records as rec
     from naturalize.segment import BACKENDS, resolve_backend
 
-    try:
-        name, checkpoint, why = resolve_backend(backend, checkpoint)
-    except ValueError as e:
-        raise UserError(f"--backend: {e}") from None
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit} must be at least 1")
     if workers < 1:
         raise UserError(f"--workers {workers} must be at least 1")
-    options = backend_options(name, checkpoint, model_type, device, points_per_side, backend_params)
+    name, options, why = resolve_backend(backend, {"checkpoint": checkpoint, "model_type": model_type, "device": device,
+                                                   "points_per_side": points_per_side, "params": backend_params})
     echo(why)
     if note := ignored_device(name, device):
         echo(note)
@@ -237,7 +224,11 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
     finally:
         bar.close()
 
-    return RunSummary(name, Path(out), len(ordered), skipped, len(todo), writer.counts)
+    summary = RunSummary(name, Path(out), len(ordered), skipped, len(todo), writer.counts)
+    from naturalize.segment.qc import write_qc
+
+    summary.qc = write_qc(out, root)
+    return summary
 
 
 def format_summary(s: RunSummary) -> str:
@@ -252,4 +243,10 @@ def format_summary(s: RunSummary) -> str:
     if c.get("sources", 0) > c.get("kept", 0):
         lines.append(f"curation: {c['sources'] - c['kept']} images have keep=0 in curation.csv "
                      f"(`naturalize build` leaves them out; the input is not modified)")
+    gate = c.get("gate", {})
+    if gate:
+        lines.append("quality gate kept " + ", ".join(f"{k} {gate[k].get('ok', 0)}/{sum(gate[k].values())}"
+                                                      for k in KINDS if k in gate))
+    if s.qc is not None:
+        lines.append(f"QC page: {s.qc}")
     return "\n".join(lines)

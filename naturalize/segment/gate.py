@@ -1,0 +1,110 @@
+"""The sprite quality gate: every cell a backend found gets a quality score (0..1) and a reason.
+
+In: the RGB image, its `Segmentation` (any backend) and the image's fine class. Out: one `Verdict`
+per cell, in the order of `seg.cells`. Reason "ok" means the sprite may be composited; anything else
+says why not (see REASONS). Rules, first match wins:
+
+  image    tiny_image / blank_image / noise_image: the whole image gives nothing
+           no_wbc_image: no white cell found in a white-cell image (only PLT images may have none)
+  WBC      multi_wbc (which cell is the labelled one is unknown), unlabelled (a white cell in a PLT image)
+  RBC/PLT  nucleated: holds dark nuclear stain (an erythroblast or a white cell is never an RBC/PLT sprite)
+  any      the backend's own reason (border, shape, size, contact, fragment, stain, pale, ...)
+
+Quality = the backend's score (shape, size against the image's norm, contact) times a colour term
+(1 for no nuclear stain on an RBC/PLT, falling to 0 at the nucleated limit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from naturalize.segment.cells import Cell, Segmentation, box_of
+from naturalize.segment.colour import plate_colour
+
+#: Image-level reasons (every cell of the image gets it).
+IMAGE_REASONS: tuple[str, ...] = ("tiny_image", "blank_image", "noise_image", "no_wbc_image")
+#: Every reason a sprite can carry; "ok" passes.
+REASONS: tuple[str, ...] = ("ok", *IMAGE_REASONS, "multi_wbc", "unlabelled", "nucleated", "border", "shape",
+                            "size", "contact", "on_platelet", "stain", "wbc_contact", "fragment", "pale", "unusable")
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """Thresholds of the gate; pixel counts are for ~360 px PBC crops and scale with the image."""
+
+    min_side: int = 64              # images with a shorter side give nothing (tiny_image)
+    min_std: float = 4.0            # grey-level standard deviation below this: blank_image
+    max_grain: float = 2.0          # median |grey - its Gaussian blur (sigma 1)| above this: noise_image
+                                    # (real PBC crops: 0.2-0.8, Gaussian noise of std 8: 2.7)
+    nucleus_purple: float = 45.0    # nuclear pixel: blue minus green above this ...
+    nucleus_dark: float = 0.25      # ... and green / plate green below this (tuning half: every erythroblast
+                                    # nucleus has >= 1,480 such pixels, 99 % of platelets < 1,260)
+    rbc_max_nucleus: int = 60       # an RBC with this many nuclear pixels (at 360 px) is nucleated
+    plt_max_nucleus: int = 1200     # a PLT with this many nuclear pixels is a nucleus, not a platelet
+    ref_size: int = 360
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Quality (0..1, higher is better) and reason ("ok" or one of REASONS) of one cell."""
+
+    quality: float
+    reason: str
+
+
+def image_reason(rgb: np.ndarray, rules: GateRules = GateRules()) -> str:
+    """'' for an image that may give sprites, else tiny_image / blank_image / noise_image."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < rules.min_side:
+        return "tiny_image"
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    if float(cv2.meanStdDev(grey)[1][0, 0]) < rules.min_std:
+        return "blank_image"
+    g = grey.astype(np.float32)
+    grain = float(np.median(np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.0))[::2, ::2]))
+    if grain > rules.max_grain:
+        return "noise_image"
+    return ""
+
+
+def nuclear_map(rgb: np.ndarray, rules: GateRules = GateRules()) -> np.ndarray:
+    """Bool HxW: dark purple pixels (nuclear chromatin) against the image's plate colour."""
+    r, g, b = (rgb[:, :, i].astype(np.float32) for i in range(3))
+    green = g / max(1.0, float(plate_colour(rgb)[1]))
+    return ((b - g) > rules.nucleus_purple) & (green < rules.nucleus_dark)
+
+
+def judge(rgb: np.ndarray, seg: Segmentation, label: str, rules: GateRules = GateRules()) -> list[Verdict]:
+    """One Verdict per cell of `seg` (see the module doc); `label` is the source image's fine class."""
+    from naturalize.classes import WBC_CLASSES
+
+    whole = image_reason(rgb, rules)
+    n_wbc = sum(c.kind == "WBC" for c in seg.cells)
+    if not whole and n_wbc == 0 and label != "PLT":
+        whole = "no_wbc_image"
+    nuclear = nuclear_map(rgb, rules) if not whole else None
+    s2 = (min(rgb.shape[:2]) / rules.ref_size) ** 2
+    out = []
+    for c in seg.cells:
+        quality = float(np.clip(c.score, 0.0, 1.0))
+        reason = whole
+        if nuclear is not None and c.kind in ("RBC", "PLT"):
+            limit = (rules.rbc_max_nucleus if c.kind == "RBC" else rules.plt_max_nucleus) * s2
+            n_nuc = _count_in(nuclear, c)
+            quality *= max(0.0, 1.0 - n_nuc / max(1.0, limit))
+            if n_nuc >= limit:
+                reason = "nucleated"
+        if not reason and c.kind == "WBC":
+            reason = "unlabelled" if label not in WBC_CLASSES else "multi_wbc" if n_wbc > 1 else ""
+        reason = reason or ("" if c.usable else c.reason or "unusable")
+        out.append(Verdict(round(quality, 4), reason or "ok"))
+    return out
+
+
+def _count_in(mask: np.ndarray, cell: Cell) -> int:
+    """Pixels of `mask` inside the cell (on the cell's box only)."""
+    x0, y0, x1, y1 = box_of(cell.mask)
+    return int(np.count_nonzero(mask[y0:y1, x0:x1] & cell.mask[y0:y1, x0:x1]))

@@ -1,0 +1,169 @@
+"""The QC page `naturalize segment` writes into BANK/qc/: what went into the bank, in one minute.
+
+In: a sprite bank (and the PBC root its sources are relative to). Out, all seeded and atomic:
+    qc/sprites.png   per source class: the lowest-quality kept white cells and a sample of the rejected
+                     sprites (each labelled with its reason); then the lowest-quality kept RBC and PLT
+    qc/sources.png   a few source images with every sprite outlined: green kept, red rejected, grey cut
+                     by the border (white cells in blue when kept)
+    qc/index.html    the two sheets and the gate's counts (kind x reason)
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from naturalize.bank import PASS, Bank, SpriteRow
+from naturalize.fsio import write_bytes, write_text
+
+TILE = 72
+LABEL_H = 14
+OUTLINE = {"ok": (40, 170, 40), "WBC": (40, 80, 230), "rejected": (220, 30, 30), "border": (150, 150, 150)}
+
+
+def on_checkerboard(rgba: np.ndarray) -> np.ndarray:
+    """RGB view of an RGBA sprite over a grey checkerboard, so its alpha (mask) shows."""
+    yy, xx = np.mgrid[: rgba.shape[0], : rgba.shape[1]]
+    chk = np.where(((yy // 6 + xx // 6) % 2)[..., None] == 0, 235, 190).astype(np.float32)
+    a = rgba[:, :, 3:4] / 255.0
+    return (rgba[:, :, :3] * a + chk * (1 - a)).astype(np.uint8)
+
+
+def grid(tiles: Sequence[np.ndarray], cols: int, width: int, height: int | None = None, bg: int = 255,
+         labels: Sequence[str] = (), upscale: bool = True) -> np.ndarray:
+    """RGB tiles (RGBA ones shown over a checkerboard) scaled into width x height cells, `cols` per row,
+    each with an optional label under it; upscale=False keeps small tiles at their own size (true scale)."""
+    height = height or width
+    cell_h = height + (LABEL_H if labels else 0)
+    rows = (len(tiles) + cols - 1) // cols
+    out = np.full((max(1, rows) * cell_h, cols * width, 3), bg, np.uint8)
+    for k, t in enumerate(tiles):
+        if t.shape[2] == 4:
+            t = on_checkerboard(t)
+        sc = min(width / t.shape[1], height / t.shape[0], np.inf if upscale else 1.0)
+        t = cv2.resize(t, (max(1, int(t.shape[1] * sc)), max(1, int(t.shape[0] * sc))), interpolation=cv2.INTER_AREA)
+        r, c = divmod(k, cols)
+        out[r * cell_h:r * cell_h + t.shape[0], c * width:c * width + t.shape[1]] = t
+        if k < len(labels):
+            cv2.putText(out, labels[k][:14], (c * width + 2, r * cell_h + height + LABEL_H - 3),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def titled(title: str, body: np.ndarray, width: int) -> np.ndarray:
+    """`body` under a one-line title, padded to `width`."""
+    head = np.full((18, width, 3), 255, np.uint8)
+    cv2.putText(head, title, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    body = np.pad(body, ((0, 4), (0, max(0, width - body.shape[1])), (0, 0)), constant_values=255)[:, :width]
+    return np.vstack([head, body])
+
+
+def png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB image."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _sample(rows: list[SpriteRow], k: int, rng: np.random.Generator) -> list[SpriteRow]:
+    if len(rows) <= k:
+        return rows
+    return [rows[i] for i in np.sort(rng.choice(len(rows), size=k, replace=False))]
+
+
+def _lowest(rows: list[SpriteRow], k: int) -> list[SpriteRow]:
+    return sorted(rows, key=lambda r: (r.quality, r.sprite_id))[:k]
+
+
+def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> np.ndarray:
+    """The sprites.png sheet (see the module doc)."""
+    rng = np.random.default_rng(seed)
+    width = per_row * TILE
+    by_class: dict[str, str] = {r["source"]: r["label"] for r in bank.curation}
+    parts = []
+
+    def row(title: str, rows: list[SpriteRow], label_of) -> None:
+        tiles = [bank.load_sprite(r) for r in rows]
+        body = grid(tiles, per_row, TILE, labels=[label_of(r) for r in rows]) if tiles else \
+            np.full((TILE // 3, width, 3), 255, np.uint8)
+        parts.append(titled(f"{title} ({len(rows)})" if tiles else f"{title}: none", body, width))
+
+    kept = [s for s in bank.sprites if s.reason == PASS and not s.touches_border]
+    rejected = [s for s in bank.sprites if s.reason not in (PASS, "border")]
+    for cls in sorted(set(by_class.values())):
+        row(f"{cls}: lowest-quality kept white cells", _lowest([s for s in kept if s.kind == "WBC" and s.label == cls],
+                                                               per_row), lambda r: f"q {r.quality:.2f}")
+        row(f"{cls}: rejected sprites (sample)", _sample([s for s in rejected if by_class.get(s.source) == cls],
+                                                         per_row, rng), lambda r: f"{r.kind} {r.reason}")
+    for kind in ("RBC", "PLT"):
+        row(f"{kind}: lowest-quality kept", _lowest([s for s in kept if s.kind == kind], 2 * per_row),
+            lambda r: f"q {r.quality:.2f}")
+        row(f"{kind}: rejected (sample)", _sample([s for s in rejected if s.kind == kind], 2 * per_row, rng),
+            lambda r: r.reason)
+    return np.vstack(parts)
+
+
+def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | None:
+    """The source image with the outline of every sprite it gave (colours: OUTLINE); None when unreadable."""
+    im = cv2.imread(str(source_root / source), cv2.IMREAD_COLOR)
+    if im is None:
+        return None
+    rgb = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+    for s in (r for r in bank.sprites if r.source == source):
+        alpha = bank.load_sprite(s)[:, :, 3] > 127
+        cnts, _ = cv2.findContours(alpha.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(s.x0, s.y0))
+        colour = (OUTLINE["WBC"] if s.kind == "WBC" else OUTLINE["ok"]) if s.reason == PASS else \
+            OUTLINE["border"] if s.reason == "border" else OUTLINE["rejected"]
+        cv2.drawContours(rgb, cnts, -1, colour, 2 if s.reason == PASS else 1)
+    return rgb
+
+
+def source_sheet(bank: Bank, source_root: Path, n: int = 8, seed: int = 0) -> np.ndarray:
+    """The sources.png sheet: n source images, spread over classes (seeded), with their sprites outlined."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[str]] = {}
+    for r in bank.curation:
+        by_class.setdefault(r["label"], []).append(r["source"])
+    pools = {c: [v[i] for i in rng.permutation(len(v))] for c, v in sorted(by_class.items())}
+    chosen: list[str] = []
+    while len(chosen) < n and any(pools.values()):
+        for c in pools:
+            if pools[c] and len(chosen) < n:
+                chosen.append(pools[c].pop())
+    tiles, labels = [], []
+    for src in chosen:
+        img = outlined_source(bank, source_root, src)
+        if img is not None:
+            tiles.append(img)
+            labels.append(Path(src).stem)
+    return grid(tiles, 4, 300, 300, labels=labels)
+
+
+def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> Path:
+    """Write BANK/qc/{sprites.png, sources.png, index.html}; returns the index.html path."""
+    root = Path(bank_root)
+    bank = Bank.open(root)
+    qc = root / "qc"
+    write_bytes(qc / "sprites.png", png(sprite_sheet(bank, seed=seed)))
+    write_bytes(qc / "sources.png", png(source_sheet(bank, Path(source_root), seed=seed)))
+    gate = bank.meta.get("counts", {}).get("gate", {})
+    reasons = sorted({r for per in gate.values() for r in per}, key=lambda r: (r != PASS, r))
+    head = "".join(f"<th>{html.escape(r)}</th>" for r in reasons)
+    body = "".join(f"<tr><th>{k}</th>" + "".join(f"<td>{per.get(r, 0)}</td>" for r in reasons) + "</tr>"
+                   for k, per in gate.items())
+    # no path in the page: a bank moved or resumed elsewhere gives the same bytes
+    page = (f"<!doctype html><meta charset='utf-8'><title>Sprite bank QC</title>"
+            f"<h1>Sprite bank QC ({html.escape(str(bank.meta.get('backend', '')))})</h1>"
+            f"<p>{len(bank.curation)} source images. "
+            f"Sprites per kind and quality-gate reason (<b>ok</b> = composited):</p>"
+            f"<table border=1 cellpadding=3><tr><th></th>{head}</tr>{body}</table>"
+            f"<h2>Sprites: lowest-quality kept and rejected, per class</h2><img src='sprites.png'>"
+            f"<h2>Source images: green kept, blue kept white cell, red rejected, grey cut by the border</h2>"
+            f"<img src='sources.png'>\n")
+    write_text(qc / "index.html", page)
+    return qc / "index.html"

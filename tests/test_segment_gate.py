@@ -1,0 +1,123 @@
+"""The sprite quality gate: what may never become a composited sprite, on drawn images (no data needed)
+and through `naturalize segment` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from naturalize.bank import Bank
+from naturalize.drawn import draw_image, image_rng
+from naturalize.segment.cells import Cell, Segmentation
+from naturalize.segment.classical import segment_classical
+from naturalize.segment.gate import REASONS, judge
+
+
+def _unfit_images() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "one_px": np.full((1, 1, 3), 200, np.uint8),
+        "ten_px": rng.integers(0, 256, (10, 10, 3)).astype(np.uint8),
+        "blank": np.full((360, 363, 3), (231, 214, 199), np.uint8),
+        "black": np.zeros((360, 360, 3), np.uint8),
+        "noise": rng.integers(0, 256, (360, 363, 3)).astype(np.uint8),
+        "grain": np.clip(rng.normal(200, 12, (360, 363, 3)), 0, 255).astype(np.uint8),
+    }
+
+
+@pytest.mark.parametrize("label", ["PLT", "SNE"])
+def test_blank_noise_and_tiny_images_give_no_sprite_and_no_plate(label: str, tmp_path: Path) -> None:
+    tree = tmp_path / "tree" / label
+    tree.mkdir(parents=True)
+    for name, rgb in _unfit_images().items():
+        Image.fromarray(rgb).save(tree / f"{name}.png")
+    out = tmp_path / "bank"
+    proc = subprocess.run([sys.executable, "-m", "naturalize.cli", "segment", str(tree.parent), "--out", str(out),
+                           "--backend", "classical", "--workers", "1", "--no-progress"], check=False,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    bank = Bank.open(out)
+    assert len(bank.curation) == 6
+    assert all(bank.select(k) == [] for k in ("RBC", "WBC", "PLT"))
+    assert bank.backgrounds == [] and not list((out / "backgrounds").glob("*.png"))
+    for row in bank.curation:  # each image says why it gave nothing and is kept out of the records
+        assert row["keep"] == "0" and {"tiny_image", "blank_image", "noise_image"} & set(row["flags"].split(";"))
+    counts = json.loads((out / "bank.json").read_text())["counts"]
+    assert counts["usable"] == {"RBC": 0, "WBC": 0, "PLT": 0} and counts["backgrounds"] == 0
+
+
+@pytest.mark.parametrize("cls", ["ERB", "LY", "SNE"])
+def test_a_nucleated_cell_is_never_a_red_cell_or_platelet(cls: str) -> None:
+    rgb = draw_image(cls, image_rng(0, cls, 0))
+    seg = segment_classical(rgb)
+    wbc = seg.of_kind("WBC")[0]
+    rest = [c for c in seg.cells if c is not wbc]
+    for kind in ("RBC", "PLT"):  # a backend that got the kind wrong and called the cell usable
+        wrong = Cell(kind, wbc.mask, 0.95, False, True)
+        verdict = judge(rgb, Segmentation([wrong, *rest], seg.background), "PLT")[0]
+        assert verdict.reason == "nucleated" and verdict.quality == 0.0
+
+
+def test_an_image_without_a_white_cell_gives_nothing_unless_a_platelet_image() -> None:
+    rgb = draw_image("SNE", image_rng(0, "SNE", 1))
+    seg = segment_classical(rgb)
+    missed = Segmentation([c for c in seg.cells if c.kind != "WBC"], seg.background)
+    assert {v.reason for v in judge(rgb, missed, "SNE")} == {"no_wbc_image"}
+    as_plt = judge(rgb, missed, "PLT")
+    assert "ok" in {v.reason for v in as_plt} and "no_wbc_image" not in {v.reason for v in as_plt}
+
+
+def test_verdicts_of_a_drawn_smear() -> None:
+    rgb = draw_image("MO", image_rng(0, "MO", 0))
+    seg = segment_classical(rgb)
+    verdicts = judge(rgb, seg, "MO")
+    assert len(verdicts) == len(seg.cells) and all(v.reason in REASONS and 0 <= v.quality <= 1 for v in verdicts)
+    for c, v in zip(seg.cells, verdicts):
+        assert (v.reason == "ok") == c.usable  # a clean smear: the gate passes exactly the usable cells
+        if c.touches_border:
+            assert v.reason == "border"
+    # two white cells: their class is unknown, neither is composited
+    twice = Segmentation([*seg.cells, *seg.of_kind("WBC")], seg.background)
+    assert {v.reason for c, v in zip(twice.cells, judge(rgb, twice, "MO")) if c.kind == "WBC"} == {"multi_wbc"}
+    assert {v.reason for c, v in zip(seg.cells, judge(rgb, seg, "PLT")) if c.kind == "WBC"} == {"unlabelled"}
+
+
+def test_compose_uses_only_sprites_that_passed_and_the_qc_page_shows_the_rest(tmp_path: Path) -> None:
+    from naturalize.compose.run import compose_class
+    from naturalize.drawn import write_drawn_release
+    from naturalize.segment.run import segment
+
+    tree = write_drawn_release(tmp_path / "drawn", {"MO": 4, "PLT": 2}, classes=("MO", "PLT"), progress=False)
+    bank = tmp_path / "bank"
+    summary = segment(tree, bank, backend="classical", workers=1, progress=False, echo=lambda m: None)
+    b = Bank.open(bank)
+    rejected = {s.sprite_id for s in b.sprites if s.reason != "ok"}
+    assert rejected and any(s.reason == "ok" for s in b.sprites)
+    compose_class(b, "MO", 12, tmp_path / "syn", workers=1, progress=False)
+    used = [json.loads(line) for line in (tmp_path / "syn" / "manifest.jsonl").read_text().splitlines()]
+    ids = {c["sprite_id"] for rec in used for c in rec["cells"]}
+    assert ids and not ids & rejected
+    # the QC page: two PNG sheets and the counts, beside the bank's files
+    assert summary.qc == bank / "qc" / "index.html"
+    page = summary.qc.read_text()
+    assert "sprites.png" in page and "sources.png" in page and "<td>" in page
+    for name in ("sprites.png", "sources.png"):
+        with Image.open(bank / "qc" / name) as im:
+            assert im.format == "PNG" and im.width >= 300 and im.height >= 100
+
+
+def test_a_bank_written_before_the_gate_reads_as_passed(tmp_path: Path) -> None:
+    from naturalize.bank import FORMAT_VERSION
+
+    (tmp_path / "bank.json").write_text(json.dumps({"format_version": FORMAT_VERSION}))
+    (tmp_path / "index.csv").write_text("sprite_id,kind,label,source,x0,y0,x1,y1,area,score,touches_border\n"
+                                        "a_RBC_0,RBC,,a.jpg,0,0,5,5,20,0.9,0\n")
+    (tmp_path / "curation.csv").write_text("source,label,n_wbc,n_rbc,n_plt,flags,keep\na.jpg,SNE,1,1,0,,1\n")
+    rows = Bank.open(tmp_path).select("RBC")
+    assert [(r.sprite_id, r.reason, r.quality) for r in rows] == [("a_RBC_0", "ok", 1.0)]
