@@ -94,12 +94,16 @@ def _coerce(cls, row: dict[str, str]):
 
 
 def _read_rows(path: Path, text: str, cls, required: list[str]) -> list:
+    """Rows of one bank CSV (its committed `text`; empty: no rows) as `cls` objects."""
+    if not text:
+        return []
     reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = set(required) - set(reader.fieldnames or [])
     if missing:
         raise UserError(f"{path}: missing columns {sorted(missing)}; rebuild the bank with `naturalize segment`")
-    # A row cut short by an interrupted run has None values: it is not part of the bank.
-    return [_coerce(cls, r) for r in reader if None not in r.values()]
+    # A row cut short by an interrupted run lacks required values: it is not part of the bank (optional
+    # columns left empty, as in rows written before the quality gate, take their defaults).
+    return [_coerce(cls, r) for r in reader if all(r.get(k) is not None for k in required)]
 
 
 def _committed_text(root: Path, name: str, record: object) -> str:

@@ -253,22 +253,19 @@ class _Stages:
         self.echo(f"[{self.number}/{self.total}] {name}: {note}")
 
 
-def _segment_backend(backend: str, checkpoint: str | None, device: str,
+def _segment_backend(backend: str, checkpoint: str | None, model_type: str, device: str,
                      echo: Callable[[str], None]) -> tuple[str, str | None, str]:
     """Resolve --backend once for the whole build (says "backend auto -> ..." once) -> (backend, checkpoint, device);
-    --device is dropped, with a note, when the backend is not SAM."""
+    --device is dropped, with a note, when the backend does not use it. Bad options fail here, before any work."""
     from naturalize.segment import resolve_backend
     from naturalize.segment.run import ignored_device
 
-    try:
-        name, checkpoint, why = resolve_backend(backend, checkpoint)
-    except ValueError as e:
-        raise UserError(f"--backend: {e}") from None
+    name, options, why = resolve_backend(backend, {"checkpoint": checkpoint, "model_type": model_type, "device": device})
     echo(why)
     if note := ignored_device(name, device):
         echo(note)
         device = "auto"
-    return name, checkpoint, device
+    return name, options.get("checkpoint"), device
 
 
 def _changed_options(params: ComposeParams) -> dict:
@@ -309,7 +306,7 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if recipe.curated else 2)
     stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split (cached in {work_dir})")
     prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
-    backend, checkpoint, device = _segment_backend(backend, checkpoint, device, echo)
+    backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
     seg = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device, workers=workers,
                progress=progress, echo=lambda m: None if m.startswith("backend ") else echo(m))
     records = read_records(prepared / "records.csv")

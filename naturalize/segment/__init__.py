@@ -32,7 +32,8 @@ Values = Mapping[str, Any]  # the command's values: checkpoint, model_type, devi
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend (see the module doc); `parallel`: several worker processes may each hold one."""
+    """One backend (see the module doc); `parallel`: several worker processes may each hold one;
+    `uses_device`: it honours --device (else --device is noted as ignored)."""
 
     name: str
     summary: str
@@ -42,6 +43,7 @@ class Backend:
     auto: Callable[[Values], str | None]  # why auto picks it, or None
     auto_help: str  # when auto picks it, for the --backend help
     parallel: bool
+    uses_device: bool = False
 
 
 def plain(settings: dict) -> dict:
@@ -132,7 +134,7 @@ def _sam_auto(values: Values) -> str | None:
 BACKENDS: dict[str, Backend] = {  # in the order --backend auto tries them
     "sam": Backend("sam", "segment-anything from a checkpoint: centre prompt for the white cell, point grid for the rest",
                    _sam_options, _build_sam, _describe_sam, _sam_auto,
-                   f"when --checkpoint or ${CHECKPOINT_ENV} names a checkpoint", parallel=False),
+                   f"when --checkpoint or ${CHECKPOINT_ENV} names a checkpoint", parallel=False, uses_device=True),
     "classical": Backend("classical", "weight-free: stain-aware thresholds and watershed (OpenCV, scikit-image)",
                          _classical_options, _build_classical, _describe_classical,
                          lambda values: "weight-free fallback", "otherwise", parallel=True),

@@ -21,6 +21,7 @@ import numpy as np
 from naturalize.bank import KINDS, BankWriter, EncodedSprite, ImageEntry
 from naturalize.fsio import UserError
 from naturalize.outputs import check_disjoint
+from naturalize.segment import BACKENDS, resolve_backend
 from naturalize.procs import die_with_parent
 from naturalize.segment.cells import crop_sprite
 
@@ -152,7 +153,7 @@ def id_stems(paths: Sequence[str]) -> dict[str, str]:
 
 def ignored_device(backend: str, device: str) -> str:
     """The note for a --device that the resolved backend does not use ("" when it is used or left at auto)."""
-    if backend == "sam" or device == "auto":
+    if device == "auto" or BACKENDS[backend].uses_device:
         return ""
     return f"note: --device {device} ignored: the {backend} backend runs on the CPU"
 
@@ -168,7 +169,6 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
     from tqdm import tqdm
 
     from naturalize import records as rec
-    from naturalize.segment import BACKENDS, resolve_backend
 
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit} must be at least 1")
