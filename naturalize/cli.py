@@ -154,6 +154,8 @@ def compose(
     size: str = typer.Option("360x363", help="Image size WIDTHxHEIGHT."),
     fmt: str = typer.Option("jpg", "--format", help="jpg (4:4:4, as the PBC images) or png."),
     quality: int = typer.Option(75, help="JPEG quality (75: the PBC images' own)."),
+    scene: str = typer.Option("paper", help="paper: a cell-free plate, --rbc red cells placed anew; transplant: a real "
+                               "training image keeps its own red cells and platelets, its white cell is replaced."),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
     shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
@@ -163,7 +165,7 @@ def compose(
     from naturalize.compose.run import compose_class
 
     params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
-                           quality=quality)
+                           quality=quality, scene=scene.lower())
     paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
                           overwrite=overwrite)
     typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")

@@ -79,6 +79,7 @@ class Library:
     centre: SpriteSet
     rbc: SpriteSet
     plt: SpriteSet
+    scene: object = None  # the scene's own data (scenes.Donors for transplant); None for paper
 
 
 

@@ -19,6 +19,10 @@ FORMATS = {"jpg": ".jpg", "png": ".png"}
 #: 3,280 of the shared sample's 3,525 files, all the 360x363 crops (the others, 359-366 px, quality ~85
 #: 4:2:0). Composites are written the same way, so no compression artefact tells them from real crops.
 JPEG_QUALITY = 75
+#: Scenes a composite can be built on (naturalize/compose/scenes.py): `paper` (a cell-free plate, `rbc` red cells
+#: and platelets placed anew, one centred white cell) and `transplant` (a real training image keeps its own red
+#: cells and platelets; its white cell is inpainted away and the class's white cell takes its place).
+SCENES = ("paper", "transplant")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class ComposeParams:
     variants / centre_variants: each red cell and platelet / each centre cell gets this many random
     transforms per run (flip, quarter turn, rotation, scale), warped on first use and kept; an image
     draws one and mirrors / turns it at random (exact, cheap), so a sprite has 8 x variants looks.
+    scene: what the white cell is pasted into (SCENES); transplant ignores rbc, platelets, wbc > 1 and the
+    layout fields (the donor image brings its own cells and its white cell's position).
     """
 
     size: tuple[int, int] = (360, 363)
@@ -60,6 +66,7 @@ class ComposeParams:
     max_small: int = 1200
     variants: int = 3
     centre_variants: int = 4
+    scene: str = "paper"
 
     def __post_init__(self) -> None:
         w, h = self.size
@@ -67,6 +74,8 @@ class ComposeParams:
             raise UserError(f"--size {w}x{h} is too small; use at least 64x64 (PBC crops are 360x363)")
         if self.rbc < 0 or self.wbc < 0 or self.platelets[0] < 0 or self.platelets[1] < self.platelets[0]:
             raise UserError("cell counts must be >= 0 and --platelets LOW..HIGH with LOW <= HIGH (e.g. --platelets 0..2)")
+        if self.scene not in SCENES:
+            raise UserError(f"--scene {self.scene!r} is not one of {', '.join(SCENES)}")
         if self.fmt not in FORMATS:
             raise UserError(f"--format {self.fmt!r} is not one of {', '.join(FORMATS)}")
         if not 1 <= self.quality <= 100:

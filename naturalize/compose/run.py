@@ -31,9 +31,9 @@ import numpy as np
 from naturalize.bank import Bank
 from naturalize.classes import CLASSES, PREFIX_TO_CLASS
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
-from naturalize.compose.core import compose_image
-from naturalize.compose.library import Library, bank_fingerprint, check_class, load_library
+from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, shard_range
+from naturalize.compose.scenes import compose_scene, scene_library
 from naturalize.fsio import UserError, write_text
 
 STATE_DIR = ".naturalize-compose"
@@ -60,7 +60,7 @@ def encode(image: np.ndarray, params: ComposeParams) -> bytes:
 
 def render(lib: Library, params: ComposeParams, seed: int, index: int) -> tuple[np.ndarray, dict]:
     """Compose image `index` of (seed, class): the BGR image and its record (file relative to OUT)."""
-    comp = compose_image(lib, np.random.default_rng([seed, CLASSES.index(lib.cls), index]), params)
+    comp = compose_scene(lib, np.random.default_rng([seed, CLASSES.index(lib.cls), index]), params)
     file = f"{lib.cls}/{image_name(lib.cls, seed, index, params.fmt)}"
     return comp.image, image_record(comp, lib, file, seed, index)
 
@@ -69,7 +69,7 @@ def _load(bank: Bank | str, cls: str, seed: int, params: ComposeParams, out: str
           warm: bool = False) -> None:
     """Read the bank (or the bank at that path) into this process's library (load_library)."""
     bank = bank if isinstance(bank, Bank) else Bank.open(bank)
-    lib = load_library(bank, cls, seed, params, threads=threads, warm=warm)
+    lib = scene_library(bank, cls, seed, params, threads=threads, warm=warm)
     _WORKER.update(lib=lib, params=params, seed=seed, out=Path(out))
 
 
