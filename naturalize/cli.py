@@ -202,6 +202,31 @@ def demo(
     run_demo(out, pbc=pbc, size=size, seed=seed, workers=workers, overwrite=overwrite, echo=typer.echo)
 
 
+@app.command()
+def realism(
+    real: Path = typer.Option(..., "--real", help="Folder of real crops (class from the file-name prefix or <CLASS>/ folders)."),
+    synthetic: Path = typer.Option(..., "--synthetic", help="Folder of synthetic images to test (e.g. a compose --out)."),
+    out: Path = typer.Option(Path("realism"), "--out", help="Folder for realism.json, auc.png and saliency.png."),
+    seeds: int = typer.Option(5, help="Critics per test (seeds vary the real draw, the split and the training)."),
+    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE (default: all shared)."),
+    per_class: int = typer.Option(0, help="At most N images per class and side (0: as many as the smaller side has)."),
+    size: int = typer.Option(128, help="Critic input side in pixels."),
+    epochs: int = typer.Option(30, help="Critic training epochs."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Can a critic tell your synthetic images from real ones? Held-out AUC (0.5: no) with a real-vs-real baseline."""
+    from naturalize.realism.critic import CriticParams
+    from naturalize.realism.report import table
+    from naturalize.realism.run import realism as run_realism
+
+    if epochs < 1:
+        raise UserError(f"--epochs {epochs}: need at least 1")
+    result = run_realism(real, synthetic, out, seeds=seeds, classes=_classes(classes), per_class=per_class,
+                         params=CriticParams(size=size, epochs=epochs), progress=progress)
+    typer.echo(table(result))
+    typer.echo(f"wrote {out / 'realism.json'}, {out / 'auc.png'}, {out / 'saliency.png'}")
+
+
 def main() -> None:
     """Entry point: run the app, turning a UserError into one line on stderr and exit code 2."""
     try:
