@@ -50,10 +50,10 @@ def realism(real_dir: str | Path, synthetic_dir: str | Path, out: str | Path, se
         raise UserError(f"--seeds {seeds}: need at least 1")
     if params.size < 32:
         raise UserError(f"--size {params.size}: use at least 32 px (128: the benchmark's critic)")
-    keras_or_error()
     t0 = time.perf_counter()
     real = gather(Path(real_dir), "--real", classes)
     syn = gather(Path(synthetic_dir), "--synthetic", classes)
+    keras_or_error()
     # the synthetic side: k per class, drawn once; the real side: every real image of those classes
     _, syn_idx, shared = balanced(real, syn, per_class, np.random.default_rng(0))
     if not shared:
