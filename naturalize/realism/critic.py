@@ -55,9 +55,10 @@ def keras_or_error():
     return keras
 
 
-def build_critic(p: CriticParams):
+def build_critic(p: CriticParams, classes: int = 1):
     """The critic: (flips), rescaling, conv blocks (3x3 conv + ReLU, 2x2 max-pool between them; the last
-    conv is named `features`), global average pooling, one sigmoid output = P(second set)."""
+    conv is named `features`), global average pooling, one sigmoid output = P(second set); with classes > 1
+    a softmax over that many classes instead (the same network as a small cell classifier)."""
     keras = keras_or_error()
     layers = keras.layers
     inputs = keras.Input((p.size, p.size, 3))
@@ -69,7 +70,7 @@ def build_critic(p: CriticParams):
         if not last:
             x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
+    outputs = layers.Dense(classes, activation="sigmoid" if classes == 1 else "softmax")(x)
     return keras.Model(inputs, outputs, name="critic")
 
 

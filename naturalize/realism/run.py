@@ -28,7 +28,7 @@ def _decode(images: Images, idx: list[int], size: int, progress: bool, desc: str
     return decode_all([images.paths[i] for i in idx], size, progress=progress, desc=desc)
 
 
-def _halves(real: Images, pool: dict[str, list[int]], rng: np.random.Generator) -> tuple[list[int], list[int]]:
+def _halves(pool: dict[str, list[int]], rng: np.random.Generator) -> tuple[list[int], list[int]]:
     """Real vs real: each class's pool shuffled and cut in two halves."""
     a, b = [], []
     for idx in pool.values():
@@ -41,8 +41,9 @@ def _halves(real: Images, pool: dict[str, list[int]], rng: np.random.Generator) 
 
 def realism(real_dir: str | Path, synthetic_dir: str | Path, out: str | Path, seeds: int = 5,
             classes: tuple[str, ...] = (), per_class: int = 0, params: CriticParams | None = None,
-            saliency: int = 8, progress: bool = True) -> dict:
-    """Run the test (see module doc); returns the results and writes OUT/realism.json, auc.png, saliency.png."""
+            saliency: int = 8, baseline: bool = True, progress: bool = True) -> dict:
+    """Run the test (see module doc); returns the results and writes OUT/realism.json, auc.png, saliency.png.
+    baseline=False skips real vs real (a caller testing several synthetic sets on the same real images)."""
     from tqdm import tqdm
 
     params = params or CriticParams()
@@ -68,7 +69,7 @@ def realism(real_dir: str | Path, synthetic_dir: str | Path, out: str | Path, se
     xs = _decode(syn, syn_idx, params.size, progress, "decode synthetic")
     cs = [syn.classes[i] for i in syn_idx]
     tests: dict[str, list[Trial]] = {"real_vs_synthetic": [], "real_vs_real": []}
-    with tqdm(total=2 * seeds, desc="critic", unit="fit", disable=not progress) as bar:
+    with tqdm(total=(1 + baseline) * seeds, desc="critic", unit="fit", disable=not progress) as bar:
         for seed in range(seeds):
             rng = np.random.default_rng([seed, 0x5EA1])
             ri = [i for c in shared for i in sorted(rng.choice(real_pool[c], k[c], replace=False).tolist())]
@@ -77,13 +78,14 @@ def realism(real_dir: str | Path, synthetic_dir: str | Path, out: str | Path, se
             t = trial(x, y, [real.classes[i] for i in ri] + cs, seed, params)
             tests["real_vs_synthetic"].append(t)
             bar.update(1)
-            a, b = _halves(real, {c: real_pool[c] for c in shared}, rng)
-            x = np.stack([xr[i] for i in a + b])
-            y = np.r_[np.zeros(len(a)), np.ones(len(b))]
-            tests["real_vs_real"].append(trial(x, y, [real.classes[i] for i in a + b], seed, params))
-            bar.update(1)
-            if seed < seeds - 1:
-                keras_or_error().backend.clear_session()  # the last seed's critic draws the saliency sheet
+            if baseline:
+                a, b = _halves(real_pool, rng)
+                x = np.stack([xr[i] for i in a + b])
+                y = np.r_[np.zeros(len(a)), np.ones(len(b))]
+                tests["real_vs_real"].append(trial(x, y, [real.classes[i] for i in a + b], seed, params))
+                bar.update(1)
+            if seed < seeds - 1:  # the last seed's critic draws the saliency sheet
+                keras_or_error().backend.clear_session()
     result = summarise(tests, shared, k)
     result.update(real=str(Path(real_dir).resolve()), synthetic=str(Path(synthetic_dir).resolve()),
                   real_images=len(real.paths), real_duplicates_dropped=real.duplicates,
