@@ -19,11 +19,16 @@ from pycocotools.coco import COCO
 from naturalize.bank import Bank
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.run import STATE_DIR, compose_class, render
-from naturalize.compose.scenes import CACHE_DIR, HOLE_MARGIN, compose_transplant, transplant_library
+from naturalize.compose.scenes import (
+    CACHE_DIR,
+    HOLE_MARGIN,
+    compose_transplant,
+    transplant_library,
+)
 from naturalize.fsio import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from boxbank import make_box_bank, pick_images  # noqa: E402
+from boxbank import make_box_bank, pick_images
 
 TRANSPLANT = ComposeParams(scene="transplant")
 
@@ -123,6 +128,43 @@ def test_bank_without_source_images_is_one_clear_error(bank: Path, tmp_path: Pat
     with pytest.raises(UserError, match="source images"):
         transplant_library(Bank.open(moved), "PMY", 0, TRANSPLANT)
     r = subprocess.run([sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", "2", "--bank",
-                        str(bank), "--out", str(tmp_path / "x"), "--scene", "collage"], capture_output=True, text=True)
+                        str(bank), "--out", str(tmp_path / "x"), "--scene", "collage"], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --scene 'collage'")
     assert "Traceback" not in r.stderr
+
+
+MATCHED = ComposeParams(scene="matched")
+
+
+def test_coherent_pools_take_own_image_then_closest_stain() -> None:
+    from naturalize.compose.scenes import MATCHED_SOURCES, coherent_pools
+
+    sources = ["a", "b", "c", "d"]
+    plasma = np.array([[200, 210, 240], [120, 150, 200], [198, 211, 239], [60, 90, 100]], float)
+    rbc = ["a"] * 3 + ["b"] * 20 + ["c"] * 2 + ["d"] * 4
+    pools = coherent_pools(sources, plasma, rbc)
+    assert [rbc[i] for i in pools[0]] == ["a"] * 3 + ["c"] * 2 + ["b"] * 20  # own, closest, next (up to 8 cells)
+    assert {rbc[i] for i in pools[1]} == {"b"}  # 20 of its own: enough
+    assert all(len({rbc[i] for i in p}) <= MATCHED_SOURCES for p in pools)
+
+
+def test_matched_scene_follows_the_class_statistics(bank: Path, tmp_path: Path) -> None:
+    from naturalize.compose.scene_stats import scene_stats
+    from naturalize.compose.scenes import MATCHED_SOURCES
+
+    b = Bank.open(bank)
+    stats = scene_stats(b, "PMY")
+    assert len(stats.sources) >= 3 and (bank / "scenes" / "matched" / "PMY.json").is_file()
+    want = {int(n) for n in stats.n_rbc}
+    out = tmp_path / "m"
+    compose_class(bank, "PMY", 30, out, params=MATCHED, workers=1, progress=False)
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    counts, cut = [], 0
+    for m in lines:
+        assert m["scene"] == "matched" and "removed" not in m["background"]
+        rbc = [c for c in m["cells"] if c["kind"] == "RBC"]
+        counts.append(len(rbc))
+        assert len({c["source"] for c in rbc}) <= MATCHED_SOURCES
+        cut += sum(c["x"] < 0 or c["y"] < 0 or c["x"] + c["w"] > m["width"] or c["y"] + c["h"] > m["height"] for c in rbc)
+    assert max(counts) > 8 and np.median(counts) >= 0.8 * np.median(sorted(want))  # crowded as the real images
+    assert cut >= 10  # red cells cut by the border, as in real crops

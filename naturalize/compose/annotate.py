@@ -73,8 +73,9 @@ def background_record(lib: Library, plate: int) -> dict:
     white cell's sprite id (the donor's kept cells are among the image's cells, kind RBC / PLT)."""
     row = lib.plate_rows[plate]
     out = {"id": row.background_id, "source": row.source}
-    if lib.scene is not None:
-        out["removed"] = lib.scene.removed[plate]
+    removed = getattr(lib.scene, "removed", None)
+    if removed is not None:
+        out["removed"] = removed[plate]
     return out
 
 

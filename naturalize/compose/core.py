@@ -183,8 +183,10 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
                 break
     n_plt = int(rng.integers(p.platelets[0], p.platelets[1] + 1)) if len(lib.plt) else 0
     smalls = [lib.rbc] * (p.rbc if len(lib.rbc) else 0) + [lib.plt] * n_plt
+    pool = getattr(lib.scene, "rbc_pool", None)  # a scene may draw each plate's red cells from a few sources
     for n, sset in enumerate(smalls):
-        cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k)
+        pick = int(pool[k][rng.integers(len(pool[k]))]) if pool is not None and n < p.rbc else None
+        cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick)
         h, w = cell.mask.shape
         for fx, fy in rng.random((p.tries, 2)).tolist():
             x, y = int(fx * W) - w // 2, int(fy * H) - h // 2

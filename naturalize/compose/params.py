@@ -21,8 +21,10 @@ FORMATS = {"jpg": ".jpg", "png": ".png"}
 JPEG_QUALITY = 75
 #: Scenes a composite can be built on (naturalize/compose/scenes.py): `paper` (a cell-free plate, `rbc` red cells
 #: and platelets placed anew, one centred white cell) and `transplant` (a real training image keeps its own red
-#: cells and platelets; its white cell is inpainted away and the class's white cell takes its place).
-SCENES = ("paper", "transplant")
+#: cells and platelets; its white cell is inpainted away and the class's white cell takes its place) and `matched`
+#: (the paper's layout with counts and white-cell offset drawn from the class's own bank images, red cells from
+#: the plate's own image and its closest one, allowed to be cut by the border, to overlap and to touch).
+SCENES = ("paper", "transplant", "matched")
 
 
 @dataclass(frozen=True)

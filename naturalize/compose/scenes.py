@@ -1,6 +1,12 @@
 """Scenes: what the class's white cell is pasted into (`compose --scene`).
 
     paper       a cell-free background plate; red cells and platelets placed anew (core.compose_image)
+    matched     the paper's layout with the class's own scene statistics (scene_stats.py: red-cell and
+                platelet counts, white-cell offset, one measured image drawn per composite); red cells
+                from the plate's own image and the images closest to it in plasma colour (at least
+                MATCHED_POOL sprites, at most MATCHED_SOURCES images), allowed to be cut by the border (down
+                to MATCHED_MIN_VISIBLE inside), to lie on each other (MATCHED_OVERLAP) and to touch the
+                white cell
     transplant  a real training image (the donor, of any class) keeps its own red cells and platelets; only
                 its white cell is removed (inpainted, the hole its mask grown by HOLE_MARGIN px) and a white
                 cell of the wanted class from another image takes its place, centred where the old one was
@@ -19,18 +25,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from naturalize.bank import Bank, BackgroundRow, SpriteRow
+from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.classes import CLASSES
-from naturalize.compose.core import _UNIT_GAIN, Composite, Placed, _prepare, compose_image, paint
-from naturalize.compose.library import Library, SpriteSet, _Tasks, _subset, load_library, plasma_colour
+from naturalize.compose.core import (
+    _UNIT_GAIN,
+    Composite,
+    Placed,
+    _prepare,
+    compose_image,
+    paint,
+)
+from naturalize.compose.library import (
+    Library,
+    SpriteSet,
+    _subset,
+    _Tasks,
+    load_library,
+    plasma_colour,
+)
 from naturalize.compose.params import ComposeParams
+from naturalize.compose.scene_stats import scene_stats
 from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform
 from naturalize.fsio import UserError, write_bytes, write_json
@@ -38,6 +59,12 @@ from naturalize.segment.inpaint import remove_cells
 
 #: The removed white cell's mask is grown by this many pixels before inpainting (its halo goes too).
 HOLE_MARGIN = 3
+#: matched scene: smallest visible fraction of a border-cut cell, red-red overlap, red-cell pool per plate
+MATCHED_MIN_VISIBLE = 0.3
+MATCHED_OVERLAP = 0.15
+MATCHED_POOL = 8
+MATCHED_SOURCES = 3
+MATCHED_MAX_RBC = 40
 #: Version of the cached donor files (a change remakes them).
 DONOR_VERSION = 1
 CACHE_DIR = "scenes/transplant"
@@ -136,7 +163,7 @@ def donor_plate(bank: Bank, bg: BackgroundRow, wbc: SpriteRow, kept: list[Sprite
     plate, labels, record = make_donor(bank, bg, wbc, kept)
     try:
         for name, arr in ((f"{bg.background_id}.png", plate), (f"{bg.background_id}.labels.png", labels)):
-            ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            _, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
             write_bytes(d / name, buf.tobytes())
         write_json(meta_path, record)
     except OSError:
@@ -158,7 +185,8 @@ def transplant_library(bank: Bank, cls: str, seed: int, params: ComposeParams, t
     with _Tasks(threads) as tasks:
         made = list(tasks.map(lambda s: donor_plate(bank, *eligible[s]), sources))
     W, H = params.size
-    plates, labels, boxes, centres, areas, kept_rows, cells = [], [], [], [], [], [], []
+    plates, labels, boxes, centres, areas, cells = [], [], [], [], [], []
+    kept_rows: list[SpriteRow] = []
     for s, (plate, lab, rec) in zip(sources, made):
         h, w = plate.shape[:2]
         if (w, h) != (W, H):
@@ -189,7 +217,8 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
     """One transplant composite: a donor whose removed white cell was no larger than the drawn one (so the
     new cell covers the hole), not the drawn cell's own source image; the new cell centred on the hole;
     the donor's kept cells as cells (role 'kept', index into lib.scene.kept) before it in paint order."""
-    donors: Donors = lib.scene
+    donors = lib.scene
+    assert isinstance(donors, Donors), "a transplant library (transplant_library) is needed"
     centre = int(rng.integers(len(lib.centre)))
     fits = max(1, int(np.searchsorted(lib.plate_centre_area_sorted, lib.centre.areas[centre], side="right")))
     j = int(rng.integers(fits))
@@ -203,7 +232,7 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
     cell = _prepare(rng, lib.centre, "centre", k, index=centre)
     h, w = cell.mask.shape
     cx, cy = donors.hole_centre[k]
-    cell.x, cell.y = int(round(cx - w / 2)), int(round(cy - h / 2))
+    cell.x, cell.y = round(cx - w / 2), round(cy - h / 2)
     kept = donors.cells[k]
     new = paint(image, [cell])
     labels = donors.labels[k].copy()
@@ -228,10 +257,68 @@ def _label_boxes(labels: np.ndarray, n: int) -> list[tuple[int, int, int, int, i
     return out
 
 
+@dataclass
+class Matched:
+    """The matched scene of one run: per plate the red-cell sprites it draws from (indices into lib.rbc),
+    and one layout (ComposeParams) per measured source image of the class."""
+
+    name = "matched"
+    rbc_pool: list[np.ndarray]
+    layouts: list[ComposeParams]
+
+
+def coherent_pools(sources: list[str], plasma: np.ndarray, rbc_sources: list[str]) -> list[np.ndarray]:
+    """Per plate (source image, plasma colour BGR): indices of the red cells (by their source) of its own
+    image, then of the images closest in plasma colour, until MATCHED_POOL cells or MATCHED_SOURCES images
+    (pure)."""
+    by_source: dict[str, list[int]] = {}
+    for i, s in enumerate(rbc_sources):
+        by_source.setdefault(s, []).append(i)
+    pools = []
+    for k, s in enumerate(sources):
+        order = np.argsort(np.abs(plasma - plasma[k]).sum(axis=1), kind="stable")
+        pool: list[int] = []
+        used = 0
+        for j in [k] + [int(j) for j in order if j != k]:
+            cells = by_source.get(sources[j], [])
+            if cells:
+                pool += cells
+                used += 1
+            if len(pool) >= MATCHED_POOL or used >= MATCHED_SOURCES:
+                break
+        pools.append(np.array(pool or range(len(rbc_sources)), np.int64))
+    return pools
+
+
+def matched_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1,
+                    warm: bool = False) -> Library:
+    """The paper library with every red cell of its plates' images, per-plate coherent red-cell pools and
+    the class's measured layouts."""
+    lib = load_library(bank, cls, seed, replace(params, max_small=max(params.max_small, 100_000), rbc=max(params.rbc, 1)),
+                       threads=threads, warm=warm)
+    stats = scene_stats(bank, cls)
+    pools = coherent_pools([r.source for r in lib.plate_rows], lib.plate_plasma, [r.source for r in lib.rbc.rows])
+    layouts = [replace(params, rbc=min(int(n), MATCHED_MAX_RBC), platelets=(int(m), int(m)),
+                       centre_offset=(float(dx), float(dy)), centre_jitter=(0.5, 0.5),
+                       min_visible=MATCHED_MIN_VISIBLE, rbc_overlap=MATCHED_OVERLAP, wbc_margin=0)
+               for n, m, (dx, dy) in zip(stats.n_rbc, stats.n_plt, stats.offset)]
+    lib.scene = Matched(pools, layouts)
+    return lib
+
+
+def compose_matched(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:
+    """One matched composite: a measured image of the class drawn, its layout composed (core.compose_image,
+    red cells from the plate's pool)."""
+    scene = lib.scene
+    assert isinstance(scene, Matched), "a matched library (matched_library) is needed"
+    return compose_image(lib, rng, scene.layouts[int(rng.integers(len(scene.layouts)))])
+
+
 #: scene -> (load a run's Library, compose one image from it)
 SCENE_REGISTRY: dict[str, tuple[Callable[..., Library], Callable[[Library, np.random.Generator, ComposeParams], Composite]]] = {
     "paper": (load_library, compose_image),
     "transplant": (transplant_library, compose_transplant),
+    "matched": (matched_library, compose_matched),
 }
 
 
