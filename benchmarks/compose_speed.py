@@ -99,7 +99,7 @@ def set_aside(path: Path) -> None:
 
 
 #: which scene the runs compose (--scene)
-SCENE = ["paper"]
+SCENE = ["transplant"]
 
 
 def _compose_cmd(bank: Path, out: Path, n: int, workers: int) -> list[str]:
@@ -192,7 +192,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sprites", type=int, default=10000)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "compose-speed")
-    ap.add_argument("--scene", default="paper", help="compose --scene of the timed runs")
+    ap.add_argument("--scene", default="transplant", help="compose --scene of the timed runs")
     ap.add_argument("--keep-old", action="store_true",
                     help="leave earlier runs' outputs in OUT/.trash (delete it yourself later): for runs back to back")
     a = ap.parse_args()

@@ -154,8 +154,9 @@ def compose(
     size: str = typer.Option("360x363", help="Image size WIDTHxHEIGHT."),
     fmt: str = typer.Option("jpg", "--format", help="jpg (4:4:4, as the PBC images) or png."),
     quality: int = typer.Option(75, help="JPEG quality (75: the PBC images' own)."),
-    scene: str = typer.Option("paper", help="paper: a cell-free plate, --rbc red cells placed anew; transplant: a real "
-                               "training image keeps its own red cells and platelets, its white cell is replaced."),
+    scene: str = typer.Option("transplant", help="transplant: a real training image keeps its own red cells and platelets, "
+                              "its white cell is replaced; matched: the class's measured layout, red cells from a few "
+                              "coherent images; paper: a cell-free plate, --rbc red cells placed anew."),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
     shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),

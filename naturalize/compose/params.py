@@ -42,8 +42,10 @@ class ComposeParams:
     variants / centre_variants: each red cell and platelet / each centre cell gets this many random
     transforms per run (flip, quarter turn, rotation, scale), warped on first use and kept; an image
     draws one and mirrors / turns it at random (exact, cheap), so a sprite has 8 x variants looks.
-    scene: what the white cell is pasted into (SCENES); transplant ignores rbc, platelets, wbc > 1 and the
-    layout fields (the donor image brings its own cells and its white cell's position).
+    scene: what the white cell is pasted into (SCENES; transplant, the default, scored the lowest critic AUC,
+    BENCHMARKS.md); transplant ignores rbc, platelets, wbc > 1 and the layout fields (the donor image brings
+    its own cells and its white cell's position); matched replaces rbc, platelets and the centre offset by
+    the class's measured ones.
     """
 
     size: tuple[int, int] = (360, 363)
@@ -68,7 +70,7 @@ class ComposeParams:
     max_small: int = 1200
     variants: int = 3
     centre_variants: int = 4
-    scene: str = "paper"
+    scene: str = "transplant"
 
     def __post_init__(self) -> None:
         w, h = self.size
