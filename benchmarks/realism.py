@@ -1,8 +1,8 @@
 """Realism and train-on-synthetic of `naturalize compose`, on top of `naturalize realism`.
 
     python benchmarks/realism.py [--sample DIR] [--classes BNE,MMY,MY,PMY,SNE] [--bank 150] [--dev 40]
-        [--test 60] [--seeds 5] [--epochs 30] [--size 128] [--scenes transplant,paper] [--tstr-epochs 20]
-        [--out bench-out/realism]
+        [--test 60] [--seeds 5] [--epochs 30] [--size 128] [--scenes transplant,matched,paper]
+        [--tstr-n 150] [--tstr-size 96] [--tstr-epochs 20] [--tstr-seeds 3] [--only all|tstr] [--out bench-out/realism]
 
 1. Per class, the sample's images are de-duplicated (same bytes: one copy) and cut by seed 0 into a bank
    part (--bank images, segmented with `naturalize segment --backend classical` into one sprite bank), a dev
@@ -12,9 +12,10 @@
    --scene`, seed 0), and the paper's Algorithm 1 (benchmarks/naive_compose.py; usable sprites only).
 3. `naturalize realism` (naturalize.realism.realism) of the test part against each synthetic set: critic
    at --size px, --epochs epochs with flips, --seeds seeds; real vs real in the same run (with the first).
-4. Train on synthetic, test on real (TSTR): the same small CNN as a 5-class cell classifier, trained on the
-   synthetic images of a scene only, or on as many real crops of the bank part per class (train on real),
-   --tstr-epochs epochs, scored on the real test part: accuracy and macro-F1 (scikit-learn), per seed.
+4. Train on synthetic, test on real (TSTR): the paper's custom CNN (classify registry, from scratch, flips)
+   at --tstr-size px, trained --tstr-epochs epochs on --tstr-n composites per class of a scene only (seed 1,
+   from the same bank), or on as many real crops of the bank part per class (train on real), scored on the
+   real test part: accuracy and macro-F1 (scikit-learn), per seed (--tstr-seeds).
 Prints one JSON object (also OUT/realism.json) and draws OUT/realism.png; each critic's own report
 (auc.png, saliency.png, realism.json) is in OUT/critic-<method>/.
 Targets: pooled AUC <= 0.60 for the default scene, >= 0.10 below Algorithm 1, per class <= 0.65;
@@ -72,16 +73,23 @@ def make_bank(tree: Path, out: Path) -> Path:
 
 def tstr(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int,
          epochs: int, size: int) -> dict:
-    """Accuracy and macro-F1 on the test images of the critic network trained as a classifier."""
+    """Accuracy and macro-F1 on the test images of the paper's custom CNN (classify's registry, from scratch,
+    random flips of every training image each epoch) trained on (train_x, train_y)."""
     import keras
     from sklearn.metrics import accuracy_score, f1_score
 
-    from naturalize.realism.critic import CriticParams, build_critic
+    from classify.models import create_model
 
     keras.utils.set_random_seed(seed)
-    model = build_critic(CriticParams(size=size), classes=int(train_y.max()) + 1)
+    model = create_model("custom_cnn", int(train_y.max()) + 1, image_size=size)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    model.fit(train_x.astype(np.float32), train_y, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):  # flips drawn per image and epoch
+        x = train_x.copy()
+        flip = rng.random((2, len(x))) < 0.5
+        x[flip[0]] = x[flip[0], :, ::-1]
+        x[flip[1]] = x[flip[1], ::-1]
+        model.fit(x.astype(np.float32), train_y, epochs=1, batch_size=32, verbose=0, shuffle=True)
     pred = np.argmax(model.predict(test_x.astype(np.float32), batch_size=64, verbose=0), axis=1)
     keras.backend.clear_session()
     return {"accuracy": round(float(accuracy_score(test_y, pred)), 4),
@@ -135,8 +143,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--scenes", default="transplant,paper")
+    ap.add_argument("--scenes", default="transplant,matched,paper")
     ap.add_argument("--tstr-epochs", type=int, default=20)
+    ap.add_argument("--tstr-n", type=int, default=0, help="images per class of each TSTR arm (0: --bank)")
+    ap.add_argument("--tstr-size", type=int, default=96)
+    ap.add_argument("--only", choices=("all", "tstr"), default="all",
+                    help="tstr: rerun only train-on-synthetic into an earlier run's OUT (its bank and parts)")
     ap.add_argument("--tstr-seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "realism")
     a = ap.parse_args()
@@ -171,28 +183,37 @@ def main() -> None:
         for c in classes:
             compose_class(bank, c, a.test, out, seed=0, params=ComposeParams(scene=scene), workers=2, progress=False)
         synthetic[scene] = out
-    for c in classes:
-        naive_compose(b, c, a.test, a.out / "syn-algorithm1", seed=0)
-    synthetic["algorithm1"] = a.out / "syn-algorithm1"
-    params = CriticParams(size=a.size, epochs=a.epochs)
-    for n, (method, folder) in enumerate(synthetic.items()):
-        r = realism(trees["test"], folder, a.out / f"critic-{method}", seeds=a.seeds, classes=tuple(classes),
-                    params=params, baseline=n == 0, progress=False)
-        result["critic"][method] = {"pooled": r["pooled"], "per_class": r["per_class"]}
-        if n == 0:
-            result["real_vs_real"] = r["pooled"]["real_vs_real"]
-        print(json.dumps({method: r["pooled"]}), flush=True)
+    if a.only == "tstr":
+        result = json.loads((a.out / "realism.json").read_text()) | {"tstr": {}, "tstr_date": result["date"],
+                                                                      "tstr_load_before": result["load_before"]}
+    else:
+        for c in classes:
+            naive_compose(b, c, a.test, a.out / "syn-algorithm1", seed=0)
+        synthetic["algorithm1"] = a.out / "syn-algorithm1"
+        params = CriticParams(size=a.size, epochs=a.epochs)
+        for n, (method, folder) in enumerate(synthetic.items()):
+            r = realism(trees["test"], folder, a.out / f"critic-{method}", seeds=a.seeds, classes=tuple(classes),
+                        params=params, baseline=n == 0, progress=False)
+            result["critic"][method] = {"pooled": r["pooled"], "per_class": r["per_class"]}
+            if n == 0:
+                result["real_vs_real"] = r["pooled"]["real_vs_real"]
+            print(json.dumps({method: r["pooled"]}), flush=True)
     # train on synthetic / on real (bank part, same count per class), test on the real test part
+    n_tstr = a.tstr_n or a.bank
     test_paths = [p for c in classes for p in parts["test"][c]]
     test_y = np.array([classes.index(c) for c in classes for _ in parts["test"][c]])
-    test_x = decode_all(test_paths, a.size, progress=False)
-    arms = {"real": [p for c in classes for p in parts["bank"][c][:a.test]]}
+    test_x = decode_all(test_paths, a.tstr_size, progress=False)
+    arms = {"real": [p for c in classes for p in parts["bank"][c][:n_tstr]]}
     for scene in a.scenes.split(","):
-        arms[scene] = sorted(p for c in classes for p in (synthetic[scene] / c).glob("*.jpg"))
+        out = a.out / f"tstr-{scene}"
+        arms[scene] = [q for c in classes for q in compose_class(bank, c, n_tstr, out, seed=1, params=ComposeParams(scene=scene),
+                                                                 workers=2, progress=False)]
+    result["tstr_setup"] = {"model": "custom_cnn", "size": a.tstr_size, "epochs": a.tstr_epochs, "per_class": n_tstr,
+                            "flips": True, "test_images": len(test_paths)}
     for arm, paths in arms.items():
         y = np.array([classes.index(p.name.split("_")[0]) for p in paths])
-        x = decode_all(paths, a.size, progress=False)
-        result["tstr"][arm] = [tstr(x, y, test_x, test_y, seed, a.tstr_epochs, a.size) for seed in range(a.tstr_seeds)]
+        x = decode_all(paths, a.tstr_size, progress=False)
+        result["tstr"][arm] = [tstr(x, y, test_x, test_y, seed, a.tstr_epochs, a.tstr_size) for seed in range(a.tstr_seeds)]
         print(json.dumps({f"tstr {arm}": result["tstr"][arm]}), flush=True)
     real_acc = np.mean([r["accuracy"] for r in result["tstr"]["real"]])
     result["tstr_ratio"] = {s: round(float(np.mean([r["accuracy"] for r in result["tstr"][s]]) / real_acc), 3)

@@ -98,7 +98,7 @@ def draw_saliency(tr: Trial, x: np.ndarray, n_real: int, n: int, path: Path, pro
         image = x[test[i]]
         cam, _, _ = score_cam(tr.model, features, image, target=0)
         axes[0, col].imshow(image)
-        axes[0, col].set_title(f"{kind}\nP(syn)={scores[i]:.2f}", fontsize=7)
+        axes[0, col].set_title(f"{kind}\nP(syn)={scores[i]:.3f}", fontsize=7)
         axes[1, col].imshow(image)
         axes[1, col].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         for ax in axes[:, col]:
