@@ -157,6 +157,7 @@ def compose(
     scene: str = typer.Option("transplant", help="transplant: a real training image keeps its own red cells and platelets, "
                               "its white cell is replaced; matched: the class's measured layout, red cells from a few "
                               "coherent images; paper: a cell-free plate, --rbc red cells placed anew."),
+    wbc_scale: bool = typer.Option(False, help="Size each white cell within its class's measured size range (more variety)."),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
     shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
@@ -166,7 +167,7 @@ def compose(
     from naturalize.compose.run import compose_class
 
     params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
-                           quality=quality, scene=scene.lower())
+                           quality=quality, scene=scene.lower(), wbc_scale=wbc_scale)
     paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
                           overwrite=overwrite)
     typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")

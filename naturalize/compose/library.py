@@ -232,6 +232,12 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads
     for rows, variants in sets:
         vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
         transforms.append([[sample_transform(vrng, params) for _ in range(variants)] for _ in rows])
+    if params.wbc_scale:  # white-cell variety: each variant sized within the class's own range (variety.py)
+        from naturalize.compose.variety import sized
+
+        every = [r.area for r in bank.select(centre_kind_of(cls), None if cls == "PLT" else cls)]
+        transforms[0] = sized(transforms[0], [r.area for r in centre_rows], every,
+                              np.random.default_rng([seed, CLASSES.index(cls), 0x5CA1E]))
     with _Tasks(threads) as tasks:  # every file queued at once: plates, then each set's sprites
         plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), plate_rows)
         sprites_done = [tasks.map(lambda rt: _load_sprite(bank.root / rt[0].relpath, params.feather, rt[1], warm,

@@ -45,7 +45,8 @@ class ComposeParams:
     scene: what the white cell is pasted into (SCENES; transplant, the default, scored the lowest critic AUC,
     BENCHMARKS.md); transplant ignores rbc, platelets, wbc > 1 and the layout fields (the donor image brings
     its own cells and its white cell's position); matched replaces rbc, platelets and the centre offset by
-    the class's measured ones.
+    the class's measured ones. wbc_scale: each variant of the class's cell sized within the class's own
+    size range (variety.py) instead of 1 +- scale_jitter.
     """
 
     size: tuple[int, int] = (360, 363)
@@ -71,6 +72,7 @@ class ComposeParams:
     variants: int = 3
     centre_variants: int = 4
     scene: str = "transplant"
+    wbc_scale: bool = False
 
     def __post_init__(self) -> None:
         w, h = self.size
