@@ -158,6 +158,7 @@ def compose(
                               "its white cell is replaced; matched: the class's measured layout, red cells from a few "
                               "coherent images; paper: a cell-free plate, --rbc red cells placed anew."),
     wbc_scale: bool = typer.Option(False, help="Size each white cell within its class's measured size range (more variety)."),
+    wbc_stain: bool = typer.Option(False, help="Give each white cell the stain of another cell of its class (more variety)."),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
     shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task)."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
@@ -167,7 +168,8 @@ def compose(
     from naturalize.compose.run import compose_class
 
     params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
-                           quality=quality, scene=scene.lower(), wbc_scale=wbc_scale)
+                           quality=quality, scene=scene.lower(), wbc_scale=wbc_scale,
+                           wbc_stain=wbc_stain)
     paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
                           overwrite=overwrite)
     typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")

@@ -45,3 +45,30 @@ def test_variants_are_sized_within_the_class_range(bank: Path) -> None:
     # off (the default): the transforms are the ones drawn before the switch existed
     plain = load_library(b, "PMY", 0, replace(p, wbc_scale=False))
     assert all(abs(t.scale - 1) <= p.scale_jitter for ts in plain.centre.transforms for t in ts)
+
+
+def test_stain_variety_moves_cells_toward_other_cells_of_the_class(bank: Path) -> None:
+    from naturalize.compose.core import compose_image
+    from naturalize.compose.variety import TINT_LIMIT, stain_of
+
+    b = Bank.open(bank)
+    p = ComposeParams(scene="paper", wbc_stain=True)
+    lib = load_library(b, "PMY", 0, p)
+    stains = np.array([stain_of(x, q) for x, q in zip(lib.centre.bgra, lib.centre.plasma)])
+    t = lib.centre.tints
+    assert t.shape == (len(lib.centre), p.centre_variants, 3)
+    assert np.all((t >= 1 / TINT_LIMIT - 1e-6) & (t <= TINT_LIMIT + 1e-6)) and np.abs(t - 1).max() > 0.01
+    # every factor takes the cell's stain to another cell's of the class (unless clipped)
+    for i in range(len(t)):
+        for v in range(t.shape[1]):
+            moved = stains[i] * t[i, v]
+            hit = [np.allclose(moved, s, atol=1e-4) for s in stains]
+            assert any(hit) or np.isclose(np.abs(np.log(t[i, v])).max(), np.log(TINT_LIMIT), atol=1e-4)
+    # the recorded gain is the plate's stain gain times the variant's factor
+    plain = load_library(b, "PMY", 0, replace(p, wbc_stain=False))
+    for n in range(5):
+        a = compose_image(lib, np.random.default_rng([0, 9, n]), p).cells[-1]
+        c = compose_image(plain, np.random.default_rng([0, 9, n]), p).cells[-1]
+        assert a.index == c.index and a.transform == c.transform
+        ratio = np.asarray(a.gain) / np.asarray(c.gain)
+        assert any(np.allclose(ratio, f, rtol=1e-5) for f in t[a.index])

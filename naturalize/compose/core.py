@@ -147,6 +147,8 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, i
     v, flip, turns = sset.variant(i, r // 8), bool(r & 4), r & 3
     bgri, mask = turn_arrays((v.bgri, v.mask), flip, turns)
     gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
+    if sset.tints is not None:  # white-cell variety: this variant's own stain (variety.tints)
+        gain = tuple((np.asarray(gain) * sset.tints[i, r // 8]).tolist())
     return Placed(role, i, 0, 0, bgri, mask, v.area, turned(v.transform, flip, turns), gain)
 
 

@@ -51,6 +51,7 @@ class SpriteSet:
     areas: np.ndarray
     transforms: list[list[Transform]] = field(default_factory=list)
     gains: np.ndarray | None = None
+    tints: np.ndarray | None = None  # (sprites, variants, 3) BGR factors on the gain: per-variant stain (variety.py)
     _warped: dict[tuple[int, int], Variant] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -260,6 +261,11 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads
         return out
 
     centre, rbc_set, plt_set = (sprite_set(rows, ts, got) for (rows, _), ts, got in zip(sets, transforms, loaded))
+    if params.wbc_stain:
+        from naturalize.compose.variety import tints
+
+        centre.tints = tints(centre.bgra, centre.plasma, params.centre_variants,
+                             np.random.default_rng([seed, CLASSES.index(cls), 0x57A1]))
     centre_area = _centre_cell_areas(bank, plate_rows, params.size)
     order = np.argsort(centre_area, kind="stable")
     return Library(cls=cls, centre_kind=centre_kind_of(cls), plates=plates, plate_rows=plate_rows,

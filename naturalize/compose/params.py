@@ -46,7 +46,8 @@ class ComposeParams:
     BENCHMARKS.md); transplant ignores rbc, platelets, wbc > 1 and the layout fields (the donor image brings
     its own cells and its white cell's position); matched replaces rbc, platelets and the centre offset by
     the class's measured ones. wbc_scale: each variant of the class's cell sized within the class's own
-    size range (variety.py) instead of 1 +- scale_jitter.
+    size range (variety.py) instead of 1 +- scale_jitter. wbc_stain: each variant of the class's cell takes
+    the stain (colour relative to its plasma) of another of the class's cells (variety.py).
     """
 
     size: tuple[int, int] = (360, 363)
@@ -73,6 +74,7 @@ class ComposeParams:
     centre_variants: int = 4
     scene: str = "transplant"
     wbc_scale: bool = False
+    wbc_stain: bool = False
 
     def __post_init__(self) -> None:
         w, h = self.size
