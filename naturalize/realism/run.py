@@ -51,6 +51,10 @@ def realism(real_dir: str | Path, synthetic_dir: str | Path, out: str | Path, se
         raise UserError(f"--seeds {seeds}: need at least 1")
     if params.size < 32:
         raise UserError(f"--size {params.size}: use at least 32 px (128: the benchmark's critic)")
+    for option, folder in (("--real", real_dir), ("--synthetic", synthetic_dir)):
+        o, f = Path(out).resolve(), Path(folder).resolve()
+        if o == f or f in o.parents:
+            raise UserError(f"--out {out} lies inside {option} {folder}; inputs are never written to: choose another --out")
     t0 = time.perf_counter()
     real = gather(Path(real_dir), "--real", classes)
     syn = gather(Path(synthetic_dir), "--synthetic", classes)
