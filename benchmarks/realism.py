@@ -184,6 +184,8 @@ def main() -> None:
             compose_class(bank, c, a.test, out, seed=0, params=ComposeParams(scene=scene), workers=2, progress=False)
         synthetic[scene] = out
     if a.only == "tstr":
+        if not (a.out / "realism.json").is_file():
+            raise SystemExit(f"--only tstr needs an earlier full run in {a.out} (realism.json); run without --only first")
         result = json.loads((a.out / "realism.json").read_text()) | {"tstr": {}, "tstr_date": result["date"],
                                                                       "tstr_load_before": result["load_before"]}
     else:
