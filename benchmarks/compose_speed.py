@@ -1,7 +1,7 @@
 """Speed of `naturalize compose` against a plain PIL implementation of the paper's Algorithm 1.
 
     python benchmarks/compose_speed.py [--sample DIR] [--n 10000] [--baseline-n 1000] [--workers 2]
-        [--sprites 10000] [--out bench-out/compose-speed] [--keep-old]
+        [--sprites 10000] [--scene paper|transplant] [--out bench-out/compose-speed] [--keep-old]
 
 1. A sprite bank of >= --sprites sprites is cut from the sample with the OI-PBC boxes (naturalize/testing/boxbank.py;
    built once, kept in OUT/bank).
@@ -96,9 +96,13 @@ def set_aside(path: Path) -> None:
         path.rename(trash / f"{path.name}-{time.time_ns()}")
 
 
+#: which scene the runs compose (--scene)
+SCENE = ["transplant"]
+
+
 def _compose_cmd(bank: Path, out: Path, n: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", str(n), "--bank", str(bank),
-            "--out", str(out), "--workers", str(workers), "--overwrite"]
+            "--out", str(out), "--workers", str(workers), "--overwrite", "--scene", SCENE[0]]
 
 
 def run_compose(bank: Path, out: Path, n: int, workers: int) -> dict:
@@ -186,9 +190,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sprites", type=int, default=10000)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "compose-speed")
+    ap.add_argument("--scene", default="transplant", help="compose --scene of the timed runs")
     ap.add_argument("--keep-old", action="store_true",
                     help="leave earlier runs' outputs in OUT/.trash (delete it yourself later): for runs back to back")
     a = ap.parse_args()
+    SCENE[0] = a.scene
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     bank = build_bank(a.sample, a.out / "bank", a.sprites)
@@ -197,10 +203,17 @@ def main() -> None:
     b = Bank.open(bank)
     result = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
               "bank": {"sprites": len(b.sprites), "backgrounds": len(b.backgrounds), "build_s": round(time.perf_counter() - t0, 1)},
-              "load_before": os.getloadavg()[0]}
+              "load_before": os.getloadavg()[0], "scene": a.scene}
     emptied = a.out / ".trash-emptied"
     if emptied.is_file():
         result["minutes_since_last_cleanup"] = round((time.time() - float(emptied.read_text())) / 60, 1)
+    if a.scene == "transplant":  # donors are inpainted once per bank (cached in it): part of making the bank
+        from naturalize.compose.params import ComposeParams
+        from naturalize.compose.scenes import transplant_library
+
+        t1 = time.perf_counter()
+        transplant_library(b, "PMY", 0, ComposeParams(scene="transplant"), threads=a.workers)
+        result["bank"]["donor_cache_s"] = round(time.perf_counter() - t1, 1)
     result["naturalize"] = run_compose(bank, a.out / "ours", a.n, a.workers)
     result["load_after_naturalize"] = os.getloadavg()[0]
     result["algorithm1"] = run_naive(bank, a.out / "naive", a.baseline_n)

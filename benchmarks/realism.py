@@ -1,19 +1,25 @@
-"""Realism of `naturalize compose`: a classifier two-sample test (can a small CNN tell real from synthetic?).
+"""Realism and train-on-synthetic of `naturalize compose`, on top of `naturalize realism`.
 
-    python benchmarks/realism.py [--sample DIR] [--n 150] [--others 60] [--seeds 3] [--epochs 12]
-        [--rbc 8,16] [--out bench-out/compose-realism]
+    python benchmarks/realism.py [--sample DIR] [--classes BNE,MMY,MY,PMY,SNE] [--bank 150] [--dev 40]
+        [--test 60] [--seeds 5] [--epochs 30] [--size 128] [--scenes transplant,matched,paper]
+        [--tstr-n 150] [--tstr-size 96] [--tstr-epochs 20] [--tstr-seeds 3] [--only all|tstr] [--out bench-out/realism]
 
-1. The sample's PMY images are split in two by seed: half are cut into a sprite bank (with --others images
-   of other classes for more red cells and backgrounds) by `naturalize segment --backend classical`; the
-   other half is the real side of the test, so no synthetic image shows a real test image's cell.
-2. For each red-cell count in --rbc (8: the paper's; 16: the median count of OI-PBC boxes per real image,
-   border-cut cells included), --n synthetic PMY images each: Naturalize (`compose`, default settings
-   otherwise) and the paper's Algorithm 1 (benchmarks/naive_compose.py), from the same bank.
-3. For each method and seed: real (0) vs synthetic (1) images at 96x96, a stratified 60/40 split, a small
-   Keras CNN (3 conv layers) trained for --epochs on the 60 %, ROC AUC (scikit-learn) on the 40 %.
-   AUC 0.5: the CNN cannot tell them apart; 1.0: it always can. Target for Naturalize: mean AUC <= 0.75.
-Prints one JSON object (also OUT/realism.json) and draws OUT/realism.png (AUC per method and seed) and
-OUT/sheet.png (real beside Naturalize images with the first count).
+1. Per class, the sample's images are de-duplicated (same bytes: one copy) and cut by seed 0 into a bank
+   part (--bank images, segmented with `naturalize segment --backend classical` into one sprite bank), a dev
+   part (--dev: for tuning; not read by this script's reported figures) and a test part (--test): real
+   crops no bank ever saw.
+2. Per class, as many synthetic images as the test part holds: Naturalize with each --scenes (`compose
+   --scene`, seed 0), and the paper's Algorithm 1 (benchmarks/naive_compose.py; usable sprites only).
+3. `naturalize realism` (naturalize.realism.realism) of the test part against each synthetic set: critic
+   at --size px, --epochs epochs with flips, --seeds seeds; real vs real in the same run (with the first).
+4. Train on synthetic, test on real (TSTR): the paper's custom CNN (classify registry, from scratch, flips)
+   at --tstr-size px, trained --tstr-epochs epochs on --tstr-n composites per class of a scene only (seed 1,
+   from the same bank), or on as many real crops of the bank part per class (train on real), scored on the
+   real test part: accuracy and macro-F1 (scikit-learn), per seed (--tstr-seeds).
+Prints one JSON object (also OUT/realism.json) and draws OUT/realism.png; each critic's own report
+(auc.png, saliency.png, realism.json) is in OUT/critic-<method>/.
+Targets: pooled AUC <= 0.60 for the default scene, >= 0.10 below Algorithm 1, per class <= 0.65;
+TSTR accuracy >= 0.8 x train-on-real.
 """
 
 from __future__ import annotations
@@ -21,10 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,141 +38,192 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def split_sources(release: Path, n: int, others: int, seed: int) -> tuple[list[Path], list[Path]]:
-    """(images for the bank, held-out real PMY images): PMY halves by seed, plus `others` other images."""
-    from naturalize.classes import class_of_prefix
+def split_parts(release: Path, classes: list[str], sizes: tuple[int, int, int]) -> dict[str, dict[str, list[Path]]]:
+    """part ('bank', 'dev', 'test') -> class -> paths: each class de-duplicated, shuffled by seed 0, cut."""
+    from naturalize.realism.data import gather
 
-    pmy = sorted(p for p in release.glob("*/*.jpg") if class_of_prefix(p.name) == "PMY")
-    rng = np.random.default_rng(seed)
-    pmy = [pmy[i] for i in rng.permutation(len(pmy))]
-    held, bank_pmy = pmy[:n], pmy[n:]
-    rest = sorted(p for p in release.glob("*/*.jpg") if class_of_prefix(p.name) in ("LY", "SNE", "MY", "MMY", "BNE"))
-    extra = [rest[i] for i in rng.permutation(len(rest))[:others]]
-    return bank_pmy + extra, held
+    images = gather(release, "--sample", tuple(classes))
+    parts: dict[str, dict[str, list[Path]]] = {"bank": {}, "dev": {}, "test": {}}
+    for c in classes:
+        paths = [images.paths[i] for i in images.of(c)]
+        paths = [paths[i] for i in np.random.default_rng([0, len(paths)]).permutation(len(paths))]
+        nb, nd, nt = sizes
+        if nb + nd + nt > len(paths):
+            raise SystemExit(f"{c}: {len(paths)} distinct images, fewer than --bank + --dev + --test = {nb + nd + nt}")
+        parts["bank"][c], parts["dev"][c], parts["test"][c] = paths[:nb], paths[nb:nb + nd], paths[nb + nd:nb + nd + nt]
+    return parts
 
 
-def make_bank(images: list[Path], release: Path, out: Path) -> Path:
-    """Segment `images` (linked into a temporary release-layout tree) into a bank at `out`."""
-    if (out / "bank.json").is_file():
-        return out
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "PBC_dataset_normal_DIB"
-        for p in images:
-            d = tree / p.parent.name
-            d.mkdir(parents=True, exist_ok=True)
+def link_tree(paths: list[Path], out: Path, release: Path) -> Path:
+    """A release-layout tree of symlinks to `paths` (read in place, never copied)."""
+    for p in paths:
+        d = out / p.relative_to(release).parent
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / p.name).exists():
             (d / p.name).symlink_to(p.resolve())
-        subprocess.run([sys.executable, "-m", "naturalize.cli", "segment", str(tree), "--out", str(out),
-                        "--backend", "classical", "--workers", "2", "--no-progress"], check=True)
     return out
 
 
-def load96(paths: list[Path]) -> np.ndarray:
-    import cv2
+def make_bank(tree: Path, out: Path) -> Path:
+    """Segment the tree into a bank (resumed when it is there)."""
+    subprocess.run([sys.executable, "-m", "naturalize.cli", "segment", str(tree), "--out", str(out),
+                    "--backend", "classical", "--workers", "2", "--no-progress"], check=True)
+    return out
 
-    return np.stack([cv2.resize(cv2.imread(str(p))[:, :, ::-1], (96, 96), interpolation=cv2.INTER_AREA)
-                     for p in paths]).astype(np.float32) / 255.0
 
-
-def two_sample_auc(real: np.ndarray, syn: np.ndarray, seed: int, epochs: int) -> float:
-    """Held-out ROC AUC of a small CNN trained to tell `syn` (1) from `real` (0)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def tstr(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int,
+         epochs: int, size: int) -> dict:
+    """Accuracy and macro-F1 on the test images of the paper's custom CNN (classify's registry, from scratch,
+    random flips of every training image each epoch) trained on (train_x, train_y)."""
     import keras
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import train_test_split
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from classify.models import create_model
 
     keras.utils.set_random_seed(seed)
-    x = np.concatenate([real, syn])
-    y = np.concatenate([np.zeros(len(real)), np.ones(len(syn))]).astype(np.float32)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.4, stratify=y, random_state=seed)
-    model = keras.Sequential([
-        keras.Input((96, 96, 3)),
-        keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-    model.fit(xtr, ytr, epochs=epochs, batch_size=32, verbose=0)
-    return float(roc_auc_score(yte, model.predict(xte, verbose=0).ravel()))
+    model = create_model("custom_cnn", int(train_y.max()) + 1, image_size=size)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):  # flips drawn per image and epoch
+        x = train_x.copy()
+        flip = rng.random((2, len(x))) < 0.5
+        x[flip[0]] = x[flip[0], :, ::-1]
+        x[flip[1]] = x[flip[1], ::-1]
+        model.fit(x.astype(np.float32), train_y, epochs=1, batch_size=32, verbose=0, shuffle=True)
+    pred = np.argmax(model.predict(test_x.astype(np.float32), batch_size=64, verbose=0), axis=1)
+    keras.backend.clear_session()
+    return {"accuracy": round(float(accuracy_score(test_y, pred)), 4),
+            "macro_f1": round(float(f1_score(test_y, pred, average="macro")), 4)}
 
 
-def draw(result: dict, out: Path) -> None:
+def draw(result: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = list(result["by_rbc"])
-    fig, ax = plt.subplots(figsize=(1.6 + 2.2 * len(counts), 3.4))
-    for j, rbc in enumerate(counts):
-        for i, (name, key) in enumerate([("Naturalize", "naturalize"), ("Algorithm 1", "algorithm1")]):
-            aucs = result["by_rbc"][rbc][key]["auc"]
-            x = 3 * j + i
-            ax.bar(x, np.mean(aucs), color=["#4477aa", "#bbbbbb"][i], alpha=0.8, label=name if j == 0 else None)
-            ax.scatter([x] * len(aucs), aucs, c="k", s=12, zorder=3)
-            ax.text(x, np.mean(aucs) + 0.02, f"{np.mean(aucs):.2f}", ha="center")
-    ax.axhline(0.75, ls="--", c="k", lw=0.8)
+    methods = list(result["critic"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax = axes[0]
+    for i, m in enumerate(methods + ["real_vs_real"]):
+        pooled = result["critic"][m]["pooled"]["real_vs_synthetic"] if m != "real_vs_real" else result["real_vs_real"]
+        v = [a for a in pooled["auc"] if a is not None]
+        ax.bar(i, np.mean(v), color="#bbbbbb" if m in ("algorithm1", "real_vs_real") else "#4477aa")
+        ax.scatter([i] * len(v), v, c="k", s=10, zorder=3)
+        ax.text(i, np.mean(v) + 0.02, f"{np.mean(v):.2f}", ha="center")
+    ax.axhline(0.6, ls="--", c="k", lw=0.8)
     ax.axhline(0.5, ls=":", c="k", lw=0.8)
-    ax.set_xticks([3 * j + 0.5 for j in range(len(counts))], [f"{c} RBC / image" for c in counts])
-    ax.set_ylim(0.4, 1.05)
-    ax.set_ylabel("real-vs-synthetic AUC (held out)")
-    ax.set_title("classifier two-sample test, PMY, 96 px")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_xticks(range(len(methods) + 1), methods + ["real vs real"])
+    ax.set_ylim(0.3, 1.05)
+    ax.set_ylabel("critic AUC, held out (test part)")
+    ax.set_title(f"{', '.join(result['classes'])}: real vs synthetic")
+    ax = axes[1]
+    arms = list(result["tstr"])
+    for i, arm in enumerate(arms):
+        v = [r["accuracy"] for r in result["tstr"][arm]]
+        ax.bar(i, np.mean(v), color="#bbbbbb" if arm == "real" else "#4477aa")
+        ax.scatter([i] * len(v), v, c="k", s=10, zorder=3)
+        ax.text(i, np.mean(v) + 0.02, f"{np.mean(v):.2f}", ha="center")
+    ax.set_xticks(range(len(arms)), [f"train on {a}" for a in arms])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy on real test crops")
+    ax.set_title("train on synthetic, test on real")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", REPO.parent / "shared" / "pbc-sample")))
-    ap.add_argument("--n", type=int, default=150)
-    ap.add_argument("--others", type=int, default=60)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--rbc", default="8,16", help="Red cells per image, one test per count (the first is the headline).")
-    ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "compose-realism")
+    ap.add_argument("--classes", default="BNE,MMY,MY,PMY,SNE")
+    ap.add_argument("--bank", type=int, default=150)
+    ap.add_argument("--dev", type=int, default=40)
+    ap.add_argument("--test", type=int, default=60)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--scenes", default="transplant,matched,paper")
+    ap.add_argument("--tstr-epochs", type=int, default=20)
+    ap.add_argument("--tstr-n", type=int, default=0, help="images per class of each TSTR arm (0: --bank)")
+    ap.add_argument("--tstr-size", type=int, default=96)
+    ap.add_argument("--only", choices=("all", "tstr"), default="all",
+                    help="tstr: rerun only train-on-synthetic into an earlier run's OUT (its bank and parts)")
+    ap.add_argument("--tstr-seeds", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "realism")
     a = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from naive_compose import naive_compose
 
+    from classify.images import decode_all
     from naturalize.bank import Bank
     from naturalize.compose.params import ComposeParams
-    from naturalize.compose.preview import contact_sheet
     from naturalize.compose.run import compose_class
+    from naturalize.realism.critic import CriticParams
+    from naturalize.realism.run import realism
 
+    classes = a.classes.split(",")
     release = a.sample / "PBC_dataset_normal_DIB"
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    bank_images, held = split_sources(release, a.n, a.others, seed=0)
-    bank = make_bank(bank_images, release, a.out / "bank")
-    real = load96(held)
-    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_before": os.getloadavg()[0],
-                    "real_images": len(held), "synthetic_images": a.n, "bank_images": len(bank_images),
-                    "epochs": a.epochs, "seeds": a.seeds, "by_rbc": {}}
-    for rbc in (int(t) for t in a.rbc.split(",")):
-        shutil.rmtree(a.out / f"ours-rbc{rbc}", ignore_errors=True)
-        ours = compose_class(bank, "PMY", a.n, a.out / f"ours-rbc{rbc}", seed=0, params=ComposeParams(rbc=rbc),
-                             workers=2, progress=False)
-        naive = naive_compose(Bank.open(bank), "PMY", a.n, a.out / f"naive-rbc{rbc}", rbc=rbc)
-        row = {}
-        for key, paths in (("naturalize", ours), ("algorithm1", naive)):
-            syn = load96(paths)
-            aucs = [two_sample_auc(real, syn, seed, a.epochs) for seed in range(a.seeds)]
-            row[key] = {"auc": [round(v, 3) for v in aucs], "mean_auc": round(float(np.mean(aucs)), 3),
-                        "std_auc": round(float(np.std(aucs)), 3)}
-        result["by_rbc"][str(rbc)] = row
-        print(json.dumps({f"rbc={rbc}": row}), flush=True)
-    first = result["by_rbc"][a.rbc.split(",")[0]]
-    result["naturalize"], result["algorithm1"] = first["naturalize"], first["algorithm1"]
-    result["target_auc<=0.75"] = result["naturalize"]["mean_auc"] <= 0.75
+    parts = split_parts(release, classes, (a.bank, a.dev, a.test))
+    trees = {name: link_tree([p for c in classes for p in part[c]], a.out / f"real-{name}" / "PBC_dataset_normal_DIB", release)
+             for name, part in parts.items()}
+    bank = make_bank(trees["bank"], a.out / "bank")
+    b = Bank.open(bank)
+    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()}-core CPU, no GPU",
+                    "load_before": round(os.getloadavg()[0], 2), "classes": classes,
+                    "images_per_class": {"bank": a.bank, "dev": a.dev, "test": a.test},
+                    "bank": {"sources": len({r.source for r in b.sprites}), "sprites": len(b.sprites),
+                             "build_s": round(time.perf_counter() - t0, 1)},
+                    "critic": {}, "tstr": {}, "args": {k: str(v) for k, v in vars(a).items()}}
+    synthetic: dict[str, Path] = {}
+    for scene in a.scenes.split(","):
+        out = a.out / f"syn-{scene}"
+        for c in classes:
+            compose_class(bank, c, a.test, out, seed=0, params=ComposeParams(scene=scene), workers=2, progress=False)
+        synthetic[scene] = out
+    if a.only == "tstr":
+        if not (a.out / "realism.json").is_file():
+            raise SystemExit(f"--only tstr needs an earlier full run in {a.out} (realism.json); run without --only first")
+        result = json.loads((a.out / "realism.json").read_text()) | {"tstr": {}, "tstr_date": result["date"],
+                                                                      "tstr_load_before": result["load_before"]}
+    else:
+        for c in classes:
+            naive_compose(b, c, a.test, a.out / "syn-algorithm1", seed=0)
+        synthetic["algorithm1"] = a.out / "syn-algorithm1"
+        params = CriticParams(size=a.size, epochs=a.epochs)
+        for n, (method, folder) in enumerate(synthetic.items()):
+            r = realism(trees["test"], folder, a.out / f"critic-{method}", seeds=a.seeds, classes=tuple(classes),
+                        params=params, baseline=n == 0, progress=False)
+            result["critic"][method] = {"pooled": r["pooled"], "per_class": r["per_class"]}
+            if n == 0:
+                result["real_vs_real"] = r["pooled"]["real_vs_real"]
+            print(json.dumps({method: r["pooled"]}), flush=True)
+    # train on synthetic / on real (bank part, same count per class), test on the real test part
+    n_tstr = a.tstr_n or a.bank
+    test_paths = [p for c in classes for p in parts["test"][c]]
+    test_y = np.array([classes.index(c) for c in classes for _ in parts["test"][c]])
+    test_x = decode_all(test_paths, a.tstr_size, progress=False)
+    arms = {"real": [p for c in classes for p in parts["bank"][c][:n_tstr]]}
+    for scene in a.scenes.split(","):
+        out = a.out / f"tstr-{scene}"
+        arms[scene] = [q for c in classes for q in compose_class(bank, c, n_tstr, out, seed=1, params=ComposeParams(scene=scene),
+                                                                 workers=2, progress=False)]
+    result["tstr_setup"] = {"model": "custom_cnn", "size": a.tstr_size, "epochs": a.tstr_epochs, "per_class": n_tstr,
+                            "flips": True, "test_images": len(test_paths)}
+    for arm, paths in arms.items():
+        y = np.array([classes.index(p.name.split("_")[0]) for p in paths])
+        x = decode_all(paths, a.tstr_size, progress=False)
+        result["tstr"][arm] = [tstr(x, y, test_x, test_y, seed, a.tstr_epochs, a.tstr_size) for seed in range(a.tstr_seeds)]
+        print(json.dumps({f"tstr {arm}": result["tstr"][arm]}), flush=True)
+    real_acc = np.mean([r["accuracy"] for r in result["tstr"]["real"]])
+    result["tstr_ratio"] = {s: round(float(np.mean([r["accuracy"] for r in result["tstr"][s]]) / real_acc), 3)
+                            for s in a.scenes.split(",")}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    result["load_after"] = os.getloadavg()[0]
+    result["load_after"] = round(os.getloadavg()[0], 2)
     (a.out / "realism.json").write_text(json.dumps(result, indent=2) + "\n")
     draw(result, a.out / "realism.png")
-    with tempfile.TemporaryDirectory() as tmp:  # real beside synthetic, by eye
-        for p in held[:24]:
-            (Path(tmp) / p.name).symlink_to(p)
-        contact_sheet(a.out / f"ours-rbc{a.rbc.split(',')[0]}", a.out / "sheet.png", n=24, real=Path(tmp))
     print(json.dumps(result, indent=2))
 
 

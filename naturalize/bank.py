@@ -204,6 +204,8 @@ CSV_FILES: tuple[str, ...] = ("index.csv", "backgrounds.csv", "curation.csv")
 BANK_FILES: tuple[str, ...] = ("bank.json",) + CSV_FILES
 KIND = "bank"  # the output marker's kind (naturalize.outputs)
 BANK_DIRS: tuple[str, ...] = ("sprites", "backgrounds")
+#: Folders written beside them after a run (the QC page; scene caches made once per bank by compose).
+DERIVED_DIRS: tuple[str, ...] = ("qc", "scenes")
 
 
 @dataclass(frozen=True)
@@ -309,7 +311,7 @@ class BankWriter:
         if mode == "overwrite":
             remove_written(root, KIND)
         if mode in ("new", "overwrite"):
-            write_marker(root, KIND, BANK_FILES + BANK_DIRS)  # first: from here on the folder is ours
+            write_marker(root, KIND, BANK_FILES + BANK_DIRS + DERIVED_DIRS)  # first: from here on the folder is ours
             writer = cls(root, identity, set(), _empty_counts())
             for name, header in zip(CSV_FILES, (INDEX_FIELDS, BACKGROUND_FIELDS, CURATION_FIELDS)):
                 writer._start(name, _csv_line(header))

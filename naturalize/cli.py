@@ -191,6 +191,13 @@ def compose(
     size: str = typer.Option("{}x{}".format(*_COMPOSE.size), help="Image size WIDTHxHEIGHT."),
     fmt: str = typer.Option(_COMPOSE.fmt, "--format", help="jpg (4:4:4, as the PBC images) or png."),
     quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own)."),
+    scene: str = typer.Option(_COMPOSE.scene, help="transplant: a real training image keeps its own red cells and "
+                              "platelets, its white cell is replaced; matched: the class's measured layout, red cells "
+                              "from a few coherent images; paper: a cell-free plate, --rbc red cells placed anew."),
+    wbc_scale: bool = typer.Option(_COMPOSE.wbc_scale,
+                                   help="Size each white cell within its class's measured size range (more variety)."),
+    wbc_stain: bool = typer.Option(_COMPOSE.wbc_stain,
+                                   help="Give each white cell the stain of another cell of its class (more variety)."),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
     shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task).",
                                         show_default="the whole run"),
@@ -201,7 +208,8 @@ def compose(
     from naturalize.compose.run import compose_class
 
     params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
-                           quality=quality)
+                           quality=quality, scene=scene.lower(), wbc_scale=wbc_scale,
+                           wbc_stain=wbc_stain)
     paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
                           overwrite=overwrite, warn=lambda m: typer.echo(m, err=True))
     typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")
@@ -242,6 +250,31 @@ def demo(
     from naturalize.demo.pipeline import run_demo
 
     run_demo(out, pbc=pbc, size=size, seed=seed, workers=workers, overwrite=overwrite, echo=typer.echo)
+
+
+@app.command()
+def realism(
+    real: Path = typer.Option(..., "--real", help="Folder of real crops (class from the file-name prefix or <CLASS>/ folders)."),
+    synthetic: Path = typer.Option(..., "--synthetic", help="Folder of synthetic images to test (e.g. a compose --out)."),
+    out: Path = typer.Option(Path("realism"), "--out", help="Folder for realism.json, auc.png and saliency.png."),
+    seeds: int = typer.Option(5, help="Critics per test (seeds vary the real draw, the split and the training)."),
+    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE (default: all shared)."),
+    per_class: int = typer.Option(0, help="At most N images per class and side (0: as many as the smaller side has)."),
+    size: int = typer.Option(128, help="Critic input side in pixels."),
+    epochs: int = typer.Option(30, help="Critic training epochs."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Can a critic tell your synthetic images from real ones? Held-out AUC (0.5: no) with a real-vs-real baseline."""
+    from naturalize.realism.critic import CriticParams
+    from naturalize.realism.report import table
+    from naturalize.realism.run import realism as run_realism
+
+    if epochs < 1:
+        raise UserError(f"--epochs {epochs}: need at least 1")
+    result = run_realism(real, synthetic, out, seeds=seeds, classes=_classes(classes), per_class=per_class,
+                         params=CriticParams(size=size, epochs=epochs), progress=progress)
+    typer.echo(table(result))
+    typer.echo(f"wrote {out / 'realism.json'}, {out / 'auc.png'}, {out / 'saliency.png'}")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""`naturalize compose` / `preview`: layout, masks, determinism, shards, resume, bad input.
+"""`naturalize compose` / `preview`: layout, masks, determinism, shards, resume, bad input (the paper scene's
+layout and masks; the default scene runs the determinism, shard and resume tests; tests/test_scenes.py: scenes).
 
 A small sprite bank is cut from real sample images with their OI-PBC boxes (naturalize/testing/boxbank.py)."""
 
@@ -91,7 +92,7 @@ def test_red_cells_may_be_cut_by_the_border_and_touch(bank: Path) -> None:
 
 
 def test_coco_masks_are_the_changed_pixels(bank: Path, tmp_path: Path) -> None:
-    p = ComposeParams(fmt="png")
+    p = ComposeParams(fmt="png", scene="paper")
     compose_class(bank, "PMY", 6, tmp_path, seed=3, params=p, workers=1, progress=False)
     gt = COCO(str(tmp_path / "annotations.json"))
     lib = load_library(Bank.open(bank), "PMY", 3, p)
@@ -194,10 +195,11 @@ def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> Non
     from naturalize.compose.run import journal_line, render
 
     out = tmp_path / "run"
-    compose_class(bank, "PMY", 5, out, seed=2, workers=1, progress=False)
+    paper = ComposeParams(scene="paper")
+    compose_class(bank, "PMY", 5, out, seed=2, params=paper, workers=1, progress=False)
     before = _files(out)
-    lib = load_library(Bank.open(bank), "PMY", 2, ComposeParams())
-    records = [render(lib, ComposeParams(), 2, i)[1] for i in range(5)]
+    lib = load_library(Bank.open(bank), "PMY", 2, paper)
+    records = [render(lib, paper, 2, i)[1] for i in range(5)]
     dump = lambda obj: json.dumps(obj, sort_keys=True, separators=JSON_SEPARATORS)  # noqa: E731
     assert before["annotations.json"].decode() == dump(coco(records)) == coco_text([journal_entry(r) for r in records])
     assert before["manifest.jsonl"].decode() == "".join(dump(manifest_entry(r)) + "\n" for r in records)
@@ -207,7 +209,7 @@ def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> Non
     (out / STATE_DIR / "journal" / "PMY.host.1.jsonl").write_text("".join(lines[:4]) + lines[4][:-40])
     (out / "annotations.json").unlink()
     stamps = [(out / "PMY" / f"PMY_syn_2_{i}.jpg").stat().st_mtime_ns for i in (0, 4)]
-    compose_class(bank, "PMY", 5, out, seed=2, workers=1, progress=False)
+    compose_class(bank, "PMY", 5, out, seed=2, params=paper, workers=1, progress=False)
     assert _files(out) == before
     assert (out / "PMY" / "PMY_syn_2_0.jpg").stat().st_mtime_ns == stamps[0]
     assert (out / "PMY" / "PMY_syn_2_4.jpg").stat().st_mtime_ns != stamps[1]

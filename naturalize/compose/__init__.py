@@ -5,6 +5,8 @@
     stain.py      stain matching: von Kries gains from plasma colours
     transform.py  flips, quarter turns, small rotations and scale jitter (one affine warp)
     core.py       the pure core: layout, recolouring and blending of one image (arrays + Generator)
+    scenes.py     scenes (paper, matched, transplant): their libraries, transplant donors and their cache
+    scene_stats.py  the class's scene statistics measured on the bank's images (matched)
     annotate.py   per-image records, manifest lines and the COCO file
     run.py        the shell: forked workers over one library, journals, shards, resume, output files
     preview.py    contact sheets, real beside synthetic

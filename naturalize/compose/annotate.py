@@ -63,17 +63,29 @@ def label_rles(labels: np.ndarray, n: int) -> list[tuple[str, list[int], int] | 
 
 
 def _sprite_set(lib: Library, role: str) -> SpriteSet:
+    if role == "kept":  # a cell the transplant scene's donor image kept (scenes.Donors)
+        return lib.scene.kept
     return {"centre": lib.centre, "WBC": lib.centre, "RBC": lib.rbc, "PLT": lib.plt}[role]
+
+
+def background_record(lib: Library, plate: int) -> dict:
+    """What the image was built on: the plate's id and source image; for a transplant, also the removed
+    white cell's sprite id (the donor's kept cells are among the image's cells, kind RBC / PLT)."""
+    row = lib.plate_rows[plate]
+    out = {"id": row.background_id, "source": row.source}
+    removed = getattr(lib.scene, "removed", None)
+    if removed is not None:
+        out["removed"] = removed[plate]
+    return out
 
 
 def image_record(comp: Composite, lib: Library, file: str, seed: int, index: int) -> dict:
     """The record of one composite (see module doc); cells in paint order, masks of visible pixels."""
     H, W = comp.image.shape[:2]
-    plate = lib.plate_rows[comp.plate]
     cells = []
     for c, vis in zip(comp.cells, label_rles(comp.labels, len(comp.cells))):
         row = _sprite_set(lib, c.role).rows[c.index]
-        kind = lib.centre_kind if c.role == "centre" else c.role
+        kind = lib.centre_kind if c.role == "centre" else (row.kind if c.role == "kept" else c.role)
         cell = {
             "kind": kind,
             "category": row.label if kind == "WBC" and row.label else kind,
@@ -88,7 +100,8 @@ def image_record(comp: Composite, lib: Library, file: str, seed: int, index: int
             cell["rle"], cell["bbox"], cell["area"] = vis
         cells.append(cell)
     return {"file": file, "class": lib.cls, "seed": seed, "index": index, "width": W, "height": H,
-            "background": {"id": plate.background_id, "source": plate.source}, "cells": cells}
+            "scene": getattr(lib.scene, "name", "paper"),
+            "background": background_record(lib, comp.plate), "cells": cells}
 
 
 #: obj -> compact JSON text with sorted keys (one encoder for all calls: json.dumps would build one per call).
@@ -112,11 +125,10 @@ def _cell_text(c: dict) -> str:
 def manifest_text(record: dict) -> str:
     """The record's manifest line: the record without its masks as compact JSON with sorted keys, from a
     template (a worker writes one per image; 3x faster than json; tested equal)."""
-    bg = record["background"]
-    return (f'{{"background":{{"id":{_q(bg["id"])},"source":{_q(bg["source"])}}},'
+    return (f'{{"background":{_dumps(record["background"])},'
             f'"cells":[{",".join(map(_cell_text, record["cells"]))}],"class":{_q(record["class"])},'
             f'"file":{_q(record["file"])},"height":{record["height"]},"index":{record["index"]},'
-            f'"seed":{record["seed"]},"width":{record["width"]}}}')
+            f'"scene":{_q(record["scene"])},"seed":{record["seed"]},"width":{record["width"]}}}')
 
 
 def coco_categories() -> list[dict]:

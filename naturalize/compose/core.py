@@ -147,6 +147,8 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, i
     v, flip, turns = sset.variant(i, r // 8), bool(r & 4), r & 3
     bgri, mask = turn_arrays((v.bgri, v.mask), flip, turns)
     gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
+    if sset.tints is not None:  # white-cell variety: this variant's own stain (variety.tints)
+        gain = tuple((np.asarray(gain) * sset.tints[i, r // 8]).tolist())
     return Placed(role, i, 0, 0, bgri, mask, v.area, turned(v.transform, flip, turns), gain)
 
 
@@ -183,8 +185,10 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
                 break
     n_plt = int(rng.integers(p.platelets[0], p.platelets[1] + 1)) if len(lib.plt) else 0
     smalls = [lib.rbc] * (p.rbc if len(lib.rbc) else 0) + [lib.plt] * n_plt
+    pool = getattr(lib.scene, "rbc_pool", None)  # a scene may draw each plate's red cells from a few sources
     for n, sset in enumerate(smalls):
-        cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k)
+        pick = int(pool[k][rng.integers(len(pool[k]))]) if pool is not None and n < p.rbc else None
+        cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick)
         h, w = cell.mask.shape
         for fx, fy in rng.random((p.tries, 2)).tolist():
             x, y = int(fx * W) - w // 2, int(fy * H) - h // 2

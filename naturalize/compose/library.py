@@ -51,6 +51,7 @@ class SpriteSet:
     areas: np.ndarray
     transforms: list[list[Transform]] = field(default_factory=list)
     gains: np.ndarray | None = None
+    tints: np.ndarray | None = None  # (sprites, variants, 3) BGR factors on the gain: per-variant stain (variety.py)
     _warped: dict[tuple[int, int], Variant] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -79,6 +80,7 @@ class Library:
     centre: SpriteSet
     rbc: SpriteSet
     plt: SpriteSet
+    scene: object = None  # the scene's own data (scenes.Donors for transplant); None for paper
 
 
 
@@ -231,6 +233,12 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads
     for rows, variants in sets:
         vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
         transforms.append([[sample_transform(vrng, params) for _ in range(variants)] for _ in rows])
+    if params.wbc_scale:  # white-cell variety: each variant sized within the class's own range (variety.py)
+        from naturalize.compose.variety import sized
+
+        every = [r.area for r in bank.select(centre_kind_of(cls), None if cls == "PLT" else cls)]
+        transforms[0] = sized(transforms[0], [r.area for r in centre_rows], every,
+                              np.random.default_rng([seed, CLASSES.index(cls), 0x5CA1E]))
     with _Tasks(threads) as tasks:  # every file queued at once: plates, then each set's sprites
         plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), plate_rows)
         sprites_done = [tasks.map(lambda rt: _load_sprite(bank.root / rt[0].relpath, params.feather, rt[1], warm,
@@ -253,6 +261,11 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads
         return out
 
     centre, rbc_set, plt_set = (sprite_set(rows, ts, got) for (rows, _), ts, got in zip(sets, transforms, loaded))
+    if params.wbc_stain:
+        from naturalize.compose.variety import tints
+
+        centre.tints = tints(centre.bgra, centre.plasma, params.centre_variants,
+                             np.random.default_rng([seed, CLASSES.index(cls), 0x57A1]))
     centre_area = _centre_cell_areas(bank, plate_rows, params.size)
     order = np.argsort(centre_area, kind="stable")
     return Library(cls=cls, centre_kind=centre_kind_of(cls), plates=plates, plate_rows=plate_rows,

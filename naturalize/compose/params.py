@@ -19,6 +19,12 @@ FORMATS = {"jpg": ".jpg", "png": ".png"}
 #: 3,280 of the shared sample's 3,525 files, all the 360x363 crops (the others, 359-366 px, quality ~85
 #: 4:2:0). Composites are written the same way, so no compression artefact tells them from real crops.
 JPEG_QUALITY = 75
+#: Scenes a composite can be built on (naturalize/compose/scenes.py): `paper` (a cell-free plate, `rbc` red cells
+#: and platelets placed anew, one centred white cell) and `transplant` (a real training image keeps its own red
+#: cells and platelets; its white cell is inpainted away and the class's white cell takes its place) and `matched`
+#: (the paper's layout with counts and white-cell offset drawn from the class's own bank images, red cells from
+#: the plate's own image and its closest one, allowed to be cut by the border, to overlap and to touch).
+SCENES = ("paper", "transplant", "matched")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,12 @@ class ComposeParams:
     variants / centre_variants: each red cell and platelet / each centre cell gets this many random
     transforms per run (flip, quarter turn, rotation, scale), warped on first use and kept; an image
     draws one and mirrors / turns it at random (exact, cheap), so a sprite has 8 x variants looks.
+    scene: what the white cell is pasted into (SCENES; transplant, the default, scored the lowest critic AUC,
+    BENCHMARKS.md); transplant ignores rbc, platelets, wbc > 1 and the layout fields (the donor image brings
+    its own cells and its white cell's position); matched replaces rbc, platelets and the centre offset by
+    the class's measured ones. wbc_scale: each variant of the class's cell sized within the class's own
+    size range (variety.py) instead of 1 +- scale_jitter. wbc_stain: each variant of the class's cell takes
+    the stain (colour relative to its plasma) of another of the class's cells (variety.py).
     """
 
     size: tuple[int, int] = (360, 363)
@@ -60,6 +72,9 @@ class ComposeParams:
     max_small: int = 1200
     variants: int = 3
     centre_variants: int = 4
+    scene: str = "transplant"
+    wbc_scale: bool = False
+    wbc_stain: bool = False
 
     def __post_init__(self) -> None:
         w, h = self.size
@@ -67,6 +82,8 @@ class ComposeParams:
             raise UserError(f"--size {w}x{h} is too small; use at least 64x64 (PBC crops are 360x363)")
         if self.rbc < 0 or self.wbc < 0 or self.platelets[0] < 0 or self.platelets[1] < self.platelets[0]:
             raise UserError("cell counts must be >= 0 and --platelets LOW..HIGH with LOW <= HIGH (e.g. --platelets 0..2)")
+        if self.scene not in SCENES:
+            raise UserError(f"--scene {self.scene!r} is not one of {', '.join(SCENES)}")
         if self.fmt not in FORMATS:
             raise UserError(f"--format {self.fmt!r} is not one of {', '.join(FORMATS)}")
         if not 1 <= self.quality <= 100:
@@ -74,6 +91,12 @@ class ComposeParams:
         # tuples may arrive as lists (from JSON): normalise so equal parameters compare equal
         for name in ("size", "platelets", "centre_offset", "centre_jitter"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def places_rbc(self) -> bool:
+        """Whether `rbc` red cells are placed anew (the paper scene); transplant and matched take theirs from
+        real images, so --rbc neither limits nor is owed to them."""
+        return self.scene == "paper"
 
     def as_dict(self) -> dict:
         """JSON-ready parameters (tuples as lists)."""

@@ -31,9 +31,9 @@ import numpy as np
 from naturalize.bank import Bank
 from naturalize.classes import CLASSES, PREFIX_TO_CLASS
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
-from naturalize.compose.core import compose_image
-from naturalize.compose.library import Library, bank_fingerprint, check_class, load_library
+from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, shard_range
+from naturalize.compose.scenes import compose_scene, scene_library
 from naturalize.fsio import UserError, write_text
 from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
 from naturalize.procs import die_with_parent
@@ -68,7 +68,7 @@ def encode(image: np.ndarray, params: ComposeParams) -> bytes:
 
 def render(lib: Library, params: ComposeParams, seed: int, index: int) -> tuple[np.ndarray, dict]:
     """Compose image `index` of (seed, class): the BGR image and its record (file relative to OUT)."""
-    comp = compose_image(lib, np.random.default_rng([seed, CLASSES.index(lib.cls), index]), params)
+    comp = compose_scene(lib, np.random.default_rng([seed, CLASSES.index(lib.cls), index]), params)
     file = f"{lib.cls}/{image_name(lib.cls, seed, index, params.fmt)}"
     return comp.image, image_record(comp, lib, file, seed, index)
 
@@ -77,7 +77,7 @@ def _load(bank: Bank | str, cls: str, seed: int, params: ComposeParams, out: str
           warm: bool = False) -> None:
     """Read the bank (or the bank at that path) into this process's library (load_library)."""
     bank = bank if isinstance(bank, Bank) else Bank.open(bank)
-    lib = load_library(bank, cls, seed, params, threads=threads, warm=warm)
+    lib = scene_library(bank, cls, seed, params, threads=threads, warm=warm)
     _WORKER.update(lib=lib, params=params, seed=seed, out=Path(out))
 
 
@@ -128,7 +128,8 @@ def _work(index: int) -> int:
     image, record = render(_WORKER["lib"], _WORKER["params"], _WORKER["seed"], index)
     _write_atomic(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
     _write_all(_WORKER["journal"], journal_line(journal_entry(record)).encode("ascii"))
-    return _WORKER["params"].rbc - sum(1 for c in record["cells"] if c["kind"] == "RBC")
+    params = _WORKER["params"]
+    return params.rbc - sum(1 for c in record["cells"] if c["kind"] == "RBC") if params.places_rbc else 0
 
 
 _KEYS = ("class", "seed", "index", "file", "width", "height", "n_anns")
@@ -244,7 +245,7 @@ def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
     if params.wbc < 1:
         raise UserError(f"--wbc {params.wbc}: an image filed under {cls} must show its {cls} cell; use --wbc 1 or more")
     areas = sorted(r.area for r in bank.select("RBC"))
-    if params.rbc and areas:
+    if params.places_rbc and params.rbc and areas:
         w, h = params.size
         most = int(MAX_RBC_FILL * w * h / areas[len(areas) // 2])
         if params.rbc > most:

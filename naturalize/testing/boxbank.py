@@ -140,6 +140,7 @@ def make_box_bank(release: Path, boxes: Path, images: list[Path], out: Path) -> 
             wr.writerow(header)
             wr.writerows(rows)
     meta = {"format_version": FORMAT_VERSION, "backend": "oi-pbc-boxes", "parameters": {}, "counts": counts,
+            "root": str(release.resolve()),
             "classes": list(CLASSES)}
     (out / "bank.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out

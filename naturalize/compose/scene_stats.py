@@ -1,0 +1,95 @@
+"""Scene statistics of a class, measured on the bank's own source images (for `compose --scene matched`).
+
+In: a Bank and a class. Out: SceneStats: one row per kept source image of the class holding exactly one
+white cell: red cells found (border-cut ones and clumps included: curation `n_rbc`), platelets found,
+the white cell's offset from the image centre (px, x right, y down) and the fraction of its red cells cut
+by the border; cached in BANK/scenes/matched/<CLASS>.json (remade when the bank's rows change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from naturalize.bank import Bank
+from naturalize.fsio import UserError, write_json
+
+STATS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SceneStats:
+    """Per source image of the class: n_rbc, n_plt, (dx, dy) white-cell offset, border-cut red-cell
+    fraction; and the sources they were measured on."""
+
+    cls: str
+    sources: tuple[str, ...]
+    n_rbc: np.ndarray
+    n_plt: np.ndarray
+    offset: np.ndarray
+    border_fraction: np.ndarray
+
+    def summary(self) -> dict:
+        """Medians and ranges (what a person checks against real crops)."""
+        q = lambda a: [float(np.percentile(a, p)) for p in (10, 50, 90)]  # noqa: E731
+        return {"images": len(self.sources), "n_rbc_p10_50_90": q(self.n_rbc), "n_plt_p10_50_90": q(self.n_plt),
+                "offset_x_p10_50_90": q(self.offset[:, 0]), "offset_y_p10_50_90": q(self.offset[:, 1]),
+                "border_cut_fraction_median": float(np.median(self.border_fraction))}
+
+
+def _hash(bank: Bank, cls: str) -> str:
+    """sha256 of the class's curation rows and the sprite rows of those images."""
+    sources = {r["source"] for r in bank.curation if r.get("label") == cls}
+    rows = sorted(json.dumps(r, sort_keys=True) for r in bank.curation if r["source"] in sources)
+    sprites = sorted(repr(s) for s in bank.sprites if s.source in sources)
+    return hashlib.sha256(json.dumps([STATS_VERSION, rows, sprites]).encode()).hexdigest()
+
+
+def measure(bank: Bank, cls: str) -> SceneStats:
+    """The class's scene statistics from the bank's tables (see module doc)."""
+    by_source: dict[str, list] = {}
+    for s in bank.sprites:
+        by_source.setdefault(s.source, []).append(s)
+    size = {b.source: (b.width, b.height) for b in bank.backgrounds}
+    sources, n_rbc, n_plt, offset, border = [], [], [], [], []
+    for r in sorted(bank.curation, key=lambda r: r["source"]):
+        if r.get("label") != cls or r.get("keep") != "1" or r.get("n_wbc") != "1" or r["source"] not in size:
+            continue
+        rows = by_source.get(r["source"], [])
+        wbc = [s for s in rows if s.kind == "WBC"]
+        if len(wbc) != 1:
+            continue
+        w, h = size[r["source"]]
+        rbc = [s for s in rows if s.kind == "RBC"]
+        sources.append(r["source"])
+        n_rbc.append(int(r["n_rbc"]))
+        n_plt.append(int(r["n_plt"]))
+        offset.append(((wbc[0].x0 + wbc[0].x1 - w) / 2, (wbc[0].y0 + wbc[0].y1 - h) / 2))
+        border.append(sum(s.touches_border for s in rbc) / max(1, len(rbc)))
+    if not sources:
+        raise UserError(f"bank {bank.root} has no kept {cls} image with one white cell to measure a matched scene on; "
+                        f"segment {cls} training images into it, or use --scene paper")
+    return SceneStats(cls, tuple(sources), np.array(n_rbc), np.array(n_plt), np.array(offset, float), np.array(border))
+
+
+def scene_stats(bank: Bank, cls: str) -> SceneStats:
+    """measure(), read from BANK/scenes/matched/<CLASS>.json when made from the same rows, else measured
+    and stored there (atomically; a read-only bank is measured every time)."""
+    path = bank.root / "scenes" / "matched" / f"{cls}.json"
+    key = _hash(bank, cls)
+    if path.is_file():
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d.get("rows") == key:
+            return SceneStats(cls, tuple(d["sources"]), np.array(d["n_rbc"]), np.array(d["n_plt"]),
+                              np.array(d["offset"], float).reshape(-1, 2), np.array(d["border_fraction"]))
+    st = measure(bank, cls)
+    try:
+        write_json(path, {"version": STATS_VERSION, "rows": key, "class": cls, "summary": st.summary(),
+                          "sources": list(st.sources), "n_rbc": st.n_rbc.tolist(), "n_plt": st.n_plt.tolist(),
+                          "offset": st.offset.tolist(), "border_fraction": st.border_fraction.tolist()})
+    except OSError:
+        pass
+    return st

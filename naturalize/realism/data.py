@@ -1,0 +1,80 @@
+"""The images of a folder for the realism test.
+
+In: a directory (any depth; .jpg/.jpeg/.png/.bmp/.tif files), optional classes and a per-class cap.
+Out: Images (paths, class per image, sha256) with byte-identical copies dropped (the PBC sample holds
+identical pairs: the same crop on both sides of a test would look like a perfect synthetic), sorted by path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from naturalize.classes import CLASSES, class_of_prefix
+from naturalize.fsio import UserError
+
+SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Images:
+    """Image files with their class (file-name prefix, else the parent folder's name) and sha256."""
+
+    paths: tuple[Path, ...]
+    classes: tuple[str, ...]
+    duplicates: int = 0
+
+    def of(self, cls: str) -> list[int]:
+        """Indices of the class's images."""
+        return [i for i, c in enumerate(self.classes) if c == cls]
+
+
+def _class_of(path: Path) -> str | None:
+    cls = class_of_prefix(path.name)
+    if cls is None and path.parent.name.upper() in CLASSES:
+        cls = path.parent.name.upper()
+    return cls
+
+
+def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
+    """Every image under `folder` whose class is known (and among `classes`, when given), one per distinct
+    content (sha256). UserError naming `option` (the command-line option) when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{option} {folder} is not a folder; give a folder of PBC images (classes from the "
+                        f"file-name prefix, e.g. PMY_123.jpg, or from <CLASS>/ folders)")
+    seen: set[str] = set()
+    paths, labels, dups = [], [], 0
+    for p in sorted(q for q in folder.rglob("*") if q.suffix.lower() in SUFFIXES and q.is_file()
+                    and not any(part.startswith(".") for part in q.relative_to(folder).parts)):
+        cls = _class_of(p)
+        if cls is None or (classes and cls not in classes):
+            continue
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        if digest in seen:
+            dups += 1
+            continue
+        seen.add(digest)
+        paths.append(p)
+        labels.append(cls)
+    if not paths:
+        want = f" of classes {','.join(classes)}" if classes else ""
+        raise UserError(f"{option} {folder} holds no images{want} with a known class (file-name prefix such as "
+                        f"PMY_ or a <CLASS>/ folder); point it at a folder of PBC crops or composites")
+    return Images(tuple(paths), tuple(labels), dups)
+
+
+def balanced(a: Images, b: Images, cap: int, rng: np.random.Generator) -> tuple[list[int], list[int], list[str]]:
+    """Indices into a and b: per class both sides get min(len a, len b, cap) images, drawn by rng, for
+    every class both hold; and those classes (in CLASSES order)."""
+    shared = [c for c in CLASSES if a.of(c) and b.of(c)]
+    ia, ib = [], []
+    for c in shared:
+        xa, xb = a.of(c), b.of(c)
+        k = min(len(xa), len(xb), cap) if cap > 0 else min(len(xa), len(xb))
+        ia += sorted(rng.choice(xa, k, replace=False).tolist())
+        ib += sorted(rng.choice(xb, k, replace=False).tolist())
+    return ia, ib, shared

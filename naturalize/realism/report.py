@@ -1,0 +1,107 @@
+"""The realism test's report: summary numbers, the per-class table, results JSON and PNG figures.
+
+In: the trials of each test (critic.Trial per seed), classes and images per class. Out: a JSON-ready dict
+(pooled and per-class AUC: every seed's, mean, sd, min, max), a text table, auc.png (AUC per class and
+test, every seed a dot) and saliency.png (Score-CAM of the critic on the held-out synthetic images it was
+surest of, and the real ones it took most for synthetic).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from naturalize.realism.critic import Trial
+
+TESTS = ("real_vs_synthetic", "real_vs_real")
+
+
+def _stats(values: list[float]) -> dict:
+    v = [x for x in values if not math.isnan(x)]
+    every = [None if math.isnan(x) else round(x, 4) for x in values]
+    if not v:
+        return {"auc": every, "mean": None, "sd": None, "min": None, "max": None}
+    return {"auc": every, "mean": round(float(np.mean(v)), 4),
+            "sd": round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 4),
+            "min": round(min(v), 4), "max": round(max(v), 4)}
+
+
+def summarise(tests: dict[str, list[Trial]], classes: list[str], per_class: dict[str, int]) -> dict:
+    """Pooled and per-class AUC statistics of each test over seeds."""
+    return {"pooled": {t: _stats([tr.auc for tr in tests[t]]) for t in TESTS},
+            "per_class": {c: {t: _stats([tr.per_class.get(c, float("nan")) for tr in tests[t]]) for t in TESTS}
+                          | {"images": per_class[c]} for c in classes}}
+
+
+def table(result: dict) -> str:
+    """The per-class table as text (AUC mean +- sd over seeds)."""
+    def cell(s: dict) -> str:
+        return "   n/a     " if s["mean"] is None else f"{s['mean']:.3f}±{s['sd']:.3f}"
+
+    lines = [f"{'class':<6}{'images':>7}  {'real vs synthetic':>17}  {'real vs real':>12}"]
+    rows = list(result["per_class"].items()) + [("all", result["pooled"] | {"images": sum(
+        v["images"] for v in result["per_class"].values())})]
+    for c, r in rows:
+        lines.append(f"{c:<6}{r['images']:>7}  {cell(r['real_vs_synthetic']):>17}  {cell(r['real_vs_real']):>12}")
+    return "\n".join(lines)
+
+
+def draw_auc(result: dict, path: Path, provenance: dict) -> None:
+    """Bars: mean AUC per class (and pooled) for each test, every seed a dot; 0.5 = indistinguishable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from classify.plots import _save
+
+    groups = list(result["per_class"]) + ["all"]
+    stats = [result["per_class"][c] for c in result["per_class"]] + [result["pooled"]]
+    fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 3.6))
+    for j, (t, colour) in enumerate(zip(TESTS, ("#cc6677", "#88aacc"))):
+        for g, s in enumerate(stats):
+            x = g + (j - 0.5) * 0.38
+            v = [a for a in s[t]["auc"] if a is not None]
+            if v:
+                ax.bar(x, np.mean(v), 0.36, color=colour, label=t.replace("_", " ") if g == 0 else None)
+                ax.scatter([x] * len(v), v, c="k", s=8, zorder=3)
+    ax.axhline(0.5, ls=":", c="k", lw=0.8)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylim(0.3, 1.02)
+    ax.set_ylabel("held-out AUC")
+    ax.set_title("can a critic tell them apart? (0.5: no)")
+    ax.legend(fontsize=8, loc="upper left")
+    _save(fig, path, provenance)
+
+
+def draw_saliency(tr: Trial, x: np.ndarray, n_real: int, n: int, path: Path, provenance: dict) -> None:
+    """Score-CAM of the critic (target: 'synthetic') on the n held-out synthetic images it scored highest
+    and the n // 2 held-out real images it scored highest: image above, heat map below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from classify.plots import _save
+    from classify.scorecam import feature_model, score_cam
+
+    test, scores = np.asarray(tr.test), np.asarray(tr.scores)
+    order = np.argsort(-scores, kind="stable")
+    syn = [int(i) for i in order if test[i] >= n_real][:n]
+    real = [int(i) for i in order if test[i] < n_real][:max(1, n // 2)]
+    picks = [(i, "synthetic") for i in syn] + [(i, "real") for i in real]
+    features = feature_model(tr.model)
+    fig, axes = plt.subplots(2, len(picks), figsize=(1.6 * len(picks), 3.6), squeeze=False)
+    for col, (i, kind) in enumerate(picks):
+        image = x[test[i]]
+        cam, _, _ = score_cam(tr.model, features, image, target=0)
+        axes[0, col].imshow(image)
+        axes[0, col].set_title(f"{kind}\nP(syn)={scores[i]:.3f}", fontsize=7)
+        axes[1, col].imshow(image)
+        axes[1, col].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        for ax in axes[:, col]:
+            ax.axis("off")
+    fig.suptitle("where the critic sees 'synthetic' (Score-CAM, held-out images it was surest of)", fontsize=9)
+    _save(fig, path, provenance)

@@ -1,0 +1,170 @@
+"""`compose --scene transplant`: a real image keeps its own red cells and platelets, only its white cell is
+replaced; provenance of every kept cell; donors inpainted once per bank; determinism; bad input.
+
+A small sprite bank is cut from real sample images with their OI-PBC boxes (tests/boxbank.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from naturalize.bank import Bank
+from naturalize.compose.params import ComposeParams
+from naturalize.compose.run import STATE_DIR, compose_class, render
+from naturalize.compose.scenes import (
+    CACHE_DIR,
+    HOLE_MARGIN,
+    compose_transplant,
+    transplant_library,
+)
+from naturalize.fsio import UserError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from boxbank import make_box_bank, pick_images
+
+TRANSPLANT = ComposeParams(scene="transplant")
+
+
+@pytest.fixture(scope="module")
+def bank(sample_release: Path, sample_boxes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bank of 5 PMY, 3 LY and 3 SNE images of the sample."""
+    images = pick_images(sample_release, sample_boxes, {"PMY": 5, "LY": 3, "SNE": 3})
+    return make_box_bank(sample_release, sample_boxes, images, tmp_path_factory.mktemp("bank"))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and STATE_DIR not in p.parts and not p.name.startswith(".")}
+
+
+def _placed_mask(cell, width: int, height: int) -> np.ndarray:
+    """A placed cell's whole mask in image coordinates."""
+    full = np.zeros((height + 400, width + 400), bool)
+    h, w = cell.mask.shape
+    full[200 + cell.y:200 + cell.y + h, 200 + cell.x:200 + cell.x + w] = cell.mask > 0
+    return full[200:200 + height, 200:200 + width]
+
+
+def test_donor_keeps_its_own_cells_and_only_its_white_cell_changes(bank: Path) -> None:
+    b = Bank.open(bank)
+    lib = transplant_library(b, "PMY", 0, TRANSPLANT)
+    root = Path(b.meta["root"])
+    seen = set()
+    for i in range(12):
+        comp = compose_transplant(lib, np.random.default_rng([0, 9, i]), TRANSPLANT)
+        donor = lib.plate_rows[comp.plate]
+        seen.add(donor.source)
+        new = comp.cells[-1]
+        assert new.role == "centre" and lib.centre.rows[new.index].source != donor.source  # another image's cell
+        assert lib.centre.rows[new.index].label == "PMY"
+        real = cv2.imread(str(root / donor.source))
+        removed = next(r for r in b.sprites if r.sprite_id == lib.scene.removed[comp.plate])
+        # far from the removed cell's box and the new cell, every pixel is the real image's own
+        far = np.ones(real.shape[:2], bool)
+        g = HOLE_MARGIN + 8
+        far[max(0, removed.y0 - g):removed.y1 + g, max(0, removed.x0 - g):removed.x1 + g] = False
+        h, w = new.mask.shape
+        far[max(0, new.y):new.y + h, max(0, new.x):new.x + w] = False
+        assert np.array_equal(comp.image[far], real[far])
+        # the kept cells are all the donor's red cells and platelets in the bank, with their own source
+        kept = [lib.scene.kept.rows[c.index] for c in comp.cells[:-1]]
+        want = sorted(r.sprite_id for r in b.sprites if r.source == donor.source and r.kind != "WBC")
+        assert sorted(r.sprite_id for r in kept) == want and all(r.source == donor.source for r in kept)
+        # every pixel of the new cell carries its label (no kept cell shows through it), and only those
+        assert np.array_equal(comp.labels == len(comp.cells), _placed_mask(new, *real.shape[1::-1]))
+    assert len(seen) >= 3  # scene donors of several images (and classes)
+
+
+def test_manifest_and_coco_record_the_donor_and_every_kept_cell(bank: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    compose_class(bank, "PMY", 6, out, params=TRANSPLANT, workers=1, progress=False)
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    b = Bank.open(bank)
+    coco = COCO(str(out / "annotations.json"))
+    for image_id, m in enumerate(lines, start=1):
+        donor = m["background"]["source"]
+        assert m["scene"] == "transplant" and m["background"]["removed"].startswith(Path(donor).stem)
+        kept = [c for c in m["cells"] if not c["centre"]]
+        want = {r.sprite_id for r in b.sprites if r.source == donor and r.kind != "WBC"}
+        assert {c["sprite_id"] for c in kept} == want and all(c["source"] == donor for c in kept)
+        centre = [c for c in m["cells"] if c["centre"]]
+        assert len(centre) == 1 and centre[0]["category"] == "PMY" and centre[0]["source"] != donor
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
+        assert len(anns) == sum("rle" in c or "area" in c for c in m["cells"])
+        assert sorted(a["area"] for a in anns) == sorted(c["area"] for c in m["cells"] if "area" in c)
+
+
+def test_donors_inpainted_once_per_bank_and_same_seed_same_bytes(bank: Path, tmp_path: Path) -> None:
+    b = Bank.open(bank)
+    transplant_library(b, "PMY", 0, TRANSPLANT)
+    cache = sorted((bank / CACHE_DIR).glob("*"))
+    assert cache and len([p for p in cache if p.suffix == ".json"]) >= 3
+    stamps = {p: p.stat().st_mtime_ns for p in cache}
+    one = compose_class(bank, "PMY", 40, tmp_path / "one", params=TRANSPLANT, workers=1, progress=False)
+    two = compose_class(bank, "PMY", 40, tmp_path / "two", params=TRANSPLANT, workers=2, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in cache} == stamps  # read from the cache, not made again
+    assert _files(one[0].parents[1]) == _files(two[0].parents[1])
+    # without the cache (a fresh copy of the bank) the same images come out
+    cached, _ = render(transplant_library(b, "PMY", 0, TRANSPLANT), TRANSPLANT, 0, 3)
+    shutil.rmtree(bank / CACHE_DIR)
+    fresh, _ = render(transplant_library(Bank.open(bank), "PMY", 0, TRANSPLANT), TRANSPLANT, 0, 3)
+    assert np.array_equal(cached, fresh)
+
+
+def test_bank_without_source_images_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "bank"
+    shutil.copytree(bank, moved, ignore=shutil.ignore_patterns("scenes"))
+    meta = json.loads((moved / "bank.json").read_text())
+    meta["root"] = str(tmp_path / "gone")
+    (moved / "bank.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="source images"):
+        transplant_library(Bank.open(moved), "PMY", 0, TRANSPLANT)
+    r = subprocess.run([sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", "2", "--bank",
+                        str(bank), "--out", str(tmp_path / "x"), "--scene", "collage"], capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --scene 'collage'")
+    assert "Traceback" not in r.stderr
+
+
+MATCHED = ComposeParams(scene="matched")
+
+
+def test_coherent_pools_take_own_image_then_closest_stain() -> None:
+    from naturalize.compose.scenes import MATCHED_SOURCES, coherent_pools
+
+    sources = ["a", "b", "c", "d"]
+    plasma = np.array([[200, 210, 240], [120, 150, 200], [198, 211, 239], [60, 90, 100]], float)
+    rbc = ["a"] * 3 + ["b"] * 20 + ["c"] * 2 + ["d"] * 4
+    pools = coherent_pools(sources, plasma, rbc)
+    assert [rbc[i] for i in pools[0]] == ["a"] * 3 + ["c"] * 2 + ["b"] * 20  # own, closest, next (up to 8 cells)
+    assert {rbc[i] for i in pools[1]} == {"b"}  # 20 of its own: enough
+    assert all(len({rbc[i] for i in p}) <= MATCHED_SOURCES for p in pools)
+
+
+def test_matched_scene_follows_the_class_statistics(bank: Path, tmp_path: Path) -> None:
+    from naturalize.compose.scene_stats import scene_stats
+    from naturalize.compose.scenes import MATCHED_SOURCES
+
+    b = Bank.open(bank)
+    stats = scene_stats(b, "PMY")
+    assert len(stats.sources) >= 3 and (bank / "scenes" / "matched" / "PMY.json").is_file()
+    want = {int(n) for n in stats.n_rbc}
+    out = tmp_path / "m"
+    compose_class(bank, "PMY", 30, out, params=MATCHED, workers=1, progress=False)
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    counts, cut = [], 0
+    for m in lines:
+        assert m["scene"] == "matched" and "removed" not in m["background"]
+        rbc = [c for c in m["cells"] if c["kind"] == "RBC"]
+        counts.append(len(rbc))
+        assert len({c["source"] for c in rbc}) <= MATCHED_SOURCES
+        cut += sum(c["x"] < 0 or c["y"] < 0 or c["x"] + c["w"] > m["width"] or c["y"] + c["h"] > m["height"] for c in rbc)
+    assert max(counts) > 8 and np.median(counts) >= 0.8 * np.median(sorted(want))  # crowded as the real images
+    assert cut >= 10  # red cells cut by the border, as in real crops
