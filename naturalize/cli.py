@@ -134,8 +134,9 @@ def fetch_sam(
 
 # ---- end segment, fetch-sam ----
 @app.command(epilog=examples("naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc",
-                             "naturalize build custom --pbc ~/data/PBC --classes PMY,MY --per-class 500 --rbc 10 "
-                             "--platelets 1..3"))
+                             "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc-paper --scene paper",
+                             "naturalize build custom --pbc ~/data/PBC --classes PMY,MY --per-class 500 --scene paper "
+                             "--rbc 10 --platelets 1..3"))
 def build(
     recipe: str = typer.Argument(..., help="pbc11, pbc11-curated, 419-pmy, 1k-pbc, 2k-pbc, 1k-class-pbc or custom."),
     pbc: Path = typer.Option(..., "--pbc", help="The PBC download (any layout `naturalize prepare` reads)."),
@@ -157,6 +158,8 @@ def build(
     rbc: int = typer.Option(_COMPOSE.rbc, help="Red cells per synthetic image (the paper: 8)."),
     platelets: str = typer.Option("{}..{}".format(*_COMPOSE.platelets),
                                   help="Platelets per synthetic image: a count or a range LOW..HIGH."),
+    scene: str = typer.Option(_COMPOSE.scene, help="Scene of the synthetic images: transplant, matched, or paper "
+                              "(the paper's layout: a cell-free plate and --rbc red cells; use it to reproduce the paper)."),
     workers: int = typer.Option(2, help="Worker processes for segmentation and composition."),
     work: Optional[Path] = typer.Option(None, help="Cache of prepared records and sprite banks.",
                                         show_default="OUT/../.work/<key>"),
@@ -166,7 +169,7 @@ def build(
     from naturalize import build as b
     from naturalize.compose.params import parse_range
 
-    compose = ComposeParams(rbc=rbc, platelets=parse_range(platelets))
+    compose = ComposeParams(rbc=rbc, platelets=parse_range(platelets), scene=scene.lower())
     meta = b.build(recipe, pbc, out, protocol=protocol, seed=seed, fractions=_parse_split(split), backend=backend,
                    checkpoint=checkpoint, model_type=model_type, device=device, classes=_classes(classes), per_class=per_class,
                    per_class_cap=max_real, workers=workers, work=work, overwrite=overwrite,
@@ -252,13 +255,16 @@ def demo(
     run_demo(out, pbc=pbc, size=size, seed=seed, workers=workers, overwrite=overwrite, echo=typer.echo)
 
 
-@app.command()
+@app.command(epilog=examples("naturalize realism --real datasets/2k-pbc/test --synthetic synthetic --out realism",
+                             "naturalize realism --real held-out --synthetic synthetic --classes PMY,MY --seeds 5 "
+                             "--epochs 30 --size 128"))
 def realism(
     real: Path = typer.Option(..., "--real", help="Folder of real crops (class from the file-name prefix or <CLASS>/ folders)."),
     synthetic: Path = typer.Option(..., "--synthetic", help="Folder of synthetic images to test (e.g. a compose --out)."),
     out: Path = typer.Option(Path("realism"), "--out", help="Folder for realism.json, auc.png and saliency.png."),
     seeds: int = typer.Option(5, help="Critics per test (seeds vary the real draw, the split and the training)."),
-    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE (default: all shared)."),
+    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE.",
+                                          show_default="every class both folders hold"),
     per_class: int = typer.Option(0, help="At most N images per class and side (0: as many as the smaller side has)."),
     size: int = typer.Option(128, help="Critic input side in pixels."),
     epochs: int = typer.Option(30, help="Critic training epochs."),
