@@ -1,7 +1,7 @@
 """`compose --scene transplant`: a real image keeps its own red cells and platelets, only its white cell is
 replaced; provenance of every kept cell; donors inpainted once per bank; determinism; bad input.
 
-A small sprite bank is cut from real sample images with their OI-PBC boxes (tests/boxbank.py)."""
+A small sprite bank is cut from real sample images with their OI-PBC boxes (naturalize.testing.boxbank)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,7 @@ from naturalize.compose.scenes import (
     transplant_library,
 )
 from naturalize.fsio import UserError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from boxbank import make_box_bank, pick_images
+from naturalize.testing.boxbank import make_box_bank, pick_images
 
 TRANSPLANT = ComposeParams(scene="transplant")
 

@@ -3,7 +3,6 @@ own size range; off by default (the default images do not change)."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,9 +13,7 @@ from naturalize.bank import Bank
 from naturalize.compose.library import load_library
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.variety import SCALE_LIMIT, size_range
-
-sys.path.insert(0, str(Path(__file__).parent))
-from boxbank import make_box_bank, pick_images  # noqa: E402
+from naturalize.testing.boxbank import make_box_bank, pick_images
 
 
 @pytest.fixture(scope="module")
