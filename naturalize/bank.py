@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
 INDEX_FIELDS = ["sprite_id", "kind", "label", "source", "x0", "y0", "x1", "y1", "area", "score", "touches_border",
                 "quality", "reason"]
-#: Columns a bank written before the quality gate lacks (read as quality = score, reason "ok").
+#: Columns a bank written before the quality gate lacks (read as quality 1.0, reason "ok": passed).
 GATE_FIELDS = ["quality", "reason"]
 #: The reason of a sprite that passed the quality gate (naturalize/segment/gate.py lists the others).
 PASS = "ok"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
-from naturalize.compose.params import ComposeParams
+from naturalize.compose.params import ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
 from naturalize.prepare import apply_curation, prepare, split_records
@@ -291,6 +291,7 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     pbc_root = Path(pbc_root)
     out = Path(out) if out is not None else default_data_root() / recipe.name
     compose = compose or ComposeParams()
+    check_scene_counts(compose)  # before any work
     params = {"recipe": recipe.name, "protocol": protocol, "seed": seed, "split": list(fractions),
               "pbc_root": str(pbc_root.resolve()), "backend": backend, "checkpoint": checkpoint,
               "per_class_cap": per_class_cap, "synthetic_rule": {"topup": dict(recipe.topup),

@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 
 from naturalize.bank import Bank
+from naturalize.compose.params import ComposeParams
 from naturalize.drawn import draw_image, image_rng
 from naturalize.segment.cells import Cell, Segmentation
 from naturalize.segment.classical import segment_classical
-from naturalize.segment.gate import REASONS, judge
+from naturalize.segment.gate import NUCLEATED_REASONS, REASONS, judge
 
 
 def _unfit_images() -> dict[str, np.ndarray]:
@@ -99,10 +100,18 @@ def test_compose_uses_only_sprites_that_passed_and_the_qc_page_shows_the_rest(tm
     b = Bank.open(bank)
     rejected = {s.sprite_id for s in b.sprites if s.reason != "ok"}
     assert rejected and any(s.reason == "ok" for s in b.sprites)
-    compose_class(b, "MO", 12, tmp_path / "syn", workers=1, progress=False)
+    # paper: every placed cell is pasted from the bank, so none may be one the gate rejected
+    compose_class(b, "MO", 12, tmp_path / "syn", workers=1, progress=False, params=ComposeParams(scene="paper"))
     used = [json.loads(line) for line in (tmp_path / "syn" / "manifest.jsonl").read_text().splitlines()]
     ids = {c["sprite_id"] for rec in used for c in rec["cells"]}
     assert ids and not ids & rejected
+    # transplant: the pasted white cell passed, and no donor scene holds a cell the gate found nucleated
+    compose_class(b, "MO", 12, tmp_path / "tr", workers=1, progress=False)
+    used = [json.loads(line) for line in (tmp_path / "tr" / "manifest.jsonl").read_text().splitlines()]
+    pasted = {c["sprite_id"] for rec in used for c in rec["cells"] if c["centre"]}
+    donors = {c["source"] for rec in used for c in rec["cells"] if not c["centre"]}
+    assert pasted and not pasted & rejected
+    assert not {s.source for s in b.sprites if s.reason in NUCLEATED_REASONS} & donors
     # the QC page: two PNG sheets and the counts, beside the bank's files
     assert summary.qc == bank / "qc" / "index.html"
     page = summary.qc.read_text()

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from naturalize.bank import Bank, BackgroundRow, SpriteRow
+from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.classes import CLASSES
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.stain import gain_table

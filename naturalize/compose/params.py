@@ -103,6 +103,23 @@ class ComposeParams:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+def check_scene_counts(params: ComposeParams) -> None:
+    """UserError when cell-count options are set away from their defaults but `params.scene` does not use them
+    (paper uses all; matched draws red cells and platelets from the class's measured counts; transplant keeps
+    the donor image's own cells and places one white cell), so no option is silently ignored."""
+    if params.scene == "paper":
+        return
+    default = ComposeParams()
+    unused = ("rbc", "platelets") + (("wbc",) if params.scene == "transplant" else ())
+    shown = {"platelets": lambda v: "{}..{}".format(*v)}
+    ignored = [f"--{name} {shown.get(name, str)(getattr(params, name))}" for name in unused
+               if getattr(params, name) != getattr(default, name)]
+    if ignored:
+        raise UserError(f"{' and '.join(ignored)} would be ignored: the {params.scene} scene takes "
+                        f"{'them' if len(ignored) > 1 else 'it'} from real images; leave the default, or use "
+                        f"--scene paper to place cells anew")
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'360x363' -> (360, 363) (width, height)."""
     try:

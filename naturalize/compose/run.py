@@ -21,8 +21,8 @@ import os
 import shutil
 import socket
 import sys
-from pathlib import Path
 from multiprocessing.pool import Pool
+from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -32,7 +32,7 @@ from naturalize.bank import Bank
 from naturalize.classes import CLASSES, PREFIX_TO_CLASS
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
 from naturalize.compose.library import Library, bank_fingerprint, check_class
-from naturalize.compose.params import FORMATS, ComposeParams, shard_range
+from naturalize.compose.params import FORMATS, ComposeParams, check_scene_counts, shard_range
 from naturalize.compose.scenes import compose_scene, scene_library
 from naturalize.fsio import UserError, write_text
 from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
@@ -244,6 +244,7 @@ def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
     under a class it does not show), or more red cells than the image area can hold."""
     if params.wbc < 1:
         raise UserError(f"--wbc {params.wbc}: an image filed under {cls} must show its {cls} cell; use --wbc 1 or more")
+    check_scene_counts(params)
     areas = sorted(r.area for r in bank.select("RBC"))
     if params.places_rbc and params.rbc and areas:
         w, h = params.size

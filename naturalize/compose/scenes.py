@@ -55,6 +55,7 @@ from naturalize.compose.scene_stats import scene_stats
 from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform
 from naturalize.fsio import UserError, write_bytes, write_json
+from naturalize.segment.gate import NUCLEATED_REASONS
 from naturalize.segment.inpaint import remove_cells
 
 #: The removed white cell's mask is grown by this many pixels before inpainting (its halo goes too).
@@ -92,7 +93,8 @@ class Donors:
 
 def _eligible(bank: Bank) -> dict[str, tuple[BackgroundRow, SpriteRow, list[SpriteRow]]]:
     """source -> (its background row, its one white cell, its RBC and PLT sprites) for every kept source
-    image with exactly one white cell, whole (not cut by the border)."""
+    image with exactly one white cell, whole (not cut by the border), and no other cell the quality gate
+    found nucleated (it would stay in the scene beside the pasted white cell)."""
     by_source: dict[str, list[SpriteRow]] = {}
     for r in bank.sprites:
         by_source.setdefault(r.source, []).append(r)
@@ -101,7 +103,9 @@ def _eligible(bank: Bank) -> dict[str, tuple[BackgroundRow, SpriteRow, list[Spri
     for b in sorted(bank.backgrounds, key=lambda b: b.background_id):
         rows = by_source.get(b.source, [])
         wbc = [r for r in rows if r.kind == "WBC"]
-        if b.source in keep and b.source not in out and len(wbc) == 1 and not wbc[0].touches_border:
+        second_nucleus = any(r.reason in NUCLEATED_REASONS for r in rows)
+        if b.source in keep and b.source not in out and len(wbc) == 1 and not wbc[0].touches_border \
+                and not second_nucleus:
             out[b.source] = (b, wbc[0], sorted((r for r in rows if r.kind != "WBC"), key=lambda r: r.sprite_id))
     return out
 

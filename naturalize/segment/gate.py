@@ -30,6 +30,10 @@ IMAGE_REASONS: tuple[str, ...] = ("tiny_image", "blank_image", "noise_image", "n
 REASONS: tuple[str, ...] = ("ok", *IMAGE_REASONS, "multi_wbc", "unlabelled", "nucleated", "border", "shape",
                             "size", "contact", "on_platelet", "stain", "wbc_contact", "fragment", "pale", "unusable")
 
+#: Reasons that mean "a nucleated cell other than the image's one white cell": an image holding such a cell
+#: must not lend its scene to a composite (compose --scene transplant), or the composite shows two.
+NUCLEATED_REASONS: tuple[str, ...] = ("multi_wbc", "unlabelled", "nucleated")
+
 
 @dataclass(frozen=True)
 class GateRules:

@@ -21,8 +21,8 @@ import numpy as np
 from naturalize.bank import KINDS, BankWriter, EncodedSprite, ImageEntry
 from naturalize.fsio import UserError
 from naturalize.outputs import check_disjoint
-from naturalize.segment import BACKENDS, resolve_backend
 from naturalize.procs import die_with_parent
+from naturalize.segment import BACKENDS, resolve_backend
 from naturalize.segment.cells import crop_sprite
 
 #: PNG settings of sprites and backgrounds: zlib level 1 with the run-length strategy is lossless, several
