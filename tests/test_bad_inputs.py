@@ -394,7 +394,7 @@ CASES = [
     Case("compose-rbc-500", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o",
                                         "--scene", "paper", "--rbc", "500"), "--rbc 500"),
     Case("build-platelets-ignored-by-transplant", SILENT, N,
-         ("build", "custom", "--pbc", "{pbc}", "--out", "{tmp}/d", "--classes", "PMY", "--platelets", "1..3"),
+         ("build", "custom", "--pbc", "{pbc}", "--out", "{tmp}/d", "--classes", "PMY", "--per-class", "5", "--platelets", "1..3"),
          "--platelets 1..3 would be ignored"),
     Case("compose-rbc-ignored-by-transplant", SILENT, N,
          ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--rbc", "12"),
