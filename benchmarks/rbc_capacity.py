@@ -11,7 +11,6 @@ the check) and prints the red cells placed per image (min / median / max) and ho
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from naturalize.fsio import UserError
+from naturalize.fsio import UserError, atomic_open
 
 
 def cache_home() -> Path:
@@ -111,13 +111,6 @@ def cached_array(paths: Sequence[Path], size: int, workers: int = 2, progress: b
         if arr.shape == (len(paths), size, size, 3):
             return arr
     arr = decode_all(paths, size, workers, progress, desc)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(target, "wb") as f:
+        np.save(f, arr)
     return np.load(target, mmap_mode="r")

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams
-from naturalize.fsio import UserError, atomic_open, write_json
+from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
 from naturalize.prepare import apply_curation, prepare, split_records
 from naturalize.records import Record, is_prepared, read_records, write_records
@@ -228,10 +228,7 @@ def _write_tree(out: Path, items: Sequence[Item]) -> None:
     for i in items:
         dst = out / i.split / i.cls / i.name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(i.src, dst)
-        except OSError:
-            shutil.copy2(i.src, dst)
+        link_or_copy(i.src, dst)
 
 
 def _write_files_csv(path: Path, items: Sequence[Item]) -> None:

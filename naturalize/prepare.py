@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from naturalize.classes import CLASS_NAMES, CLASSES, SPLITS
-from naturalize.fsio import UserError, write_json
+from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
 from naturalize.records import Record, Scan, scan, with_split, write_dropped, write_records
 
@@ -158,10 +158,7 @@ def materialize_tree(root: Path, records: Sequence[Record], out: Path) -> None:
             if dst.exists():  # same name in two source folders: keep both
                 dst = dst.with_name(f"{r.folder}__{dst.name}")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
+            link_or_copy(src, dst)
         tmp.mkdir(parents=True, exist_ok=True)
         final = out / split
         shutil.rmtree(final, ignore_errors=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_DIRNAME, class_of_prefix
-from naturalize.fsio import UserError, write_json
+from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
 
 SPLIT = (0.7, 0.15, 0.15)  # val/test keep a few images per class even after curation
@@ -102,10 +102,7 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
             src = files[k]
             dst = out / (src.parent.name if layout == "release" else cls) / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.symlink(src.resolve(), dst)
-            except OSError:
-                shutil.copy2(src, dst)
+            link_or_copy(src, dst, symbolic=True)
     return out
 
 
