@@ -17,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from naturalize.fsio import write_json, write_text
 from classify import runs
 from classify.datasets import check_classes, load_dataset
+from naturalize.fsio import write_json, write_text
 
 OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
 

@@ -17,11 +17,12 @@ from typing import Sequence
 import numpy as np
 
 from naturalize.fsio import UserError, atomic_open
+from naturalize.paths import env_path
 
 
 def cache_home() -> Path:
     """The cache directory: $CLASSIFY_CACHE, else ~/.cache/naturalize/classify."""
-    return Path(os.environ.get("CLASSIFY_CACHE") or Path.home() / ".cache" / "naturalize" / "classify")
+    return env_path("CLASSIFY_CACHE", Path.home() / ".cache" / "naturalize" / "classify")
 
 
 def load_image(path: str | os.PathLike, size: int | None) -> np.ndarray:

@@ -16,12 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from naturalize.fsio import UserError, write_json, write_text
-from naturalize.outputs import check_disjoint, claim, write_marker
 from classify import runs
 from classify.datasets import Dataset, load_dataset
 from classify.images import cached_array
 from classify.models import check_name, create_model
+from naturalize.fsio import UserError, write_json, write_text
+from naturalize.outputs import check_disjoint, claim, write_marker
 
 #: config keys that must match to resume a run (epochs may grow).
 RESUME_KEYS = ("dataset", "model", "mode", "weights", "batch_size", "lr", "image_size", "seed", "classes")

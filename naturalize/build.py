@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,8 @@ from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams
 from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
-from naturalize.prepare import apply_curation, prepare, split_records
+from naturalize.paths import data_home
+from naturalize.prepare import apply_curation, prepare, stratified_split
 from naturalize.records import Record, is_prepared, read_records, write_records
 
 PROTOCOLS = ("clean", "paper")
@@ -108,11 +108,6 @@ def resolve_recipe(name: str, classes: Sequence[str] = (), per_class: int | None
     return recipe
 
 
-def default_data_root() -> Path:
-    """Where datasets live: $NATURALIZE_DATA, else ./datasets."""
-    return Path(os.environ.get("NATURALIZE_DATA", "datasets"))
-
-
 # ---------------------------------------------------------------- layout (pure)
 
 
@@ -136,19 +131,11 @@ def layout_items(real: Sequence[Record], root: Path, synthetic: Mapping[str, Seq
     if protocol == "clean":
         items += [Item("train", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
         return items
-    # paper: pool everything, then split by class with the same seed
-    pooled = [Record(path=str(i.src), cls=i.cls, folder=i.origin, sha256="", width=0, height=0, mode="")
-              for i in items] + [Record(path=str(p), cls=cls, folder="synthetic", sha256="", width=0, height=0, mode="")
-                                  for cls, p in syn]
-    by_path = {str(i.src): i for i in items}
-    placed = []
-    for r in split_records(pooled, fractions, seed):
-        if r.folder == "synthetic":
-            p = Path(r.path)
-            placed.append(Item(r.split, r.cls, p, p.name, "synthetic", p.relative_to(out).as_posix()))
-        else:
-            placed.append(replace(by_path[r.path], split=r.split))
-    return placed
+    # paper: pool everything, then split by class with the same seed (keyed by source path, as records are)
+    pooled = items + [Item("", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
+    pooled.sort(key=lambda i: str(i.src))
+    splits = stratified_split([str(i.src) for i in pooled], [i.cls for i in pooled], fractions, seed)
+    return [replace(i, split=s) for i, s in zip(pooled, splits)]
 
 
 def count_items(items: Sequence[Item]) -> dict:
@@ -289,7 +276,7 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
         raise UserError(f"unknown protocol {protocol!r}; use clean (default) or paper")
     recipe = resolve_recipe(recipe_name, classes, per_class)
     pbc_root = Path(pbc_root)
-    out = Path(out) if out is not None else default_data_root() / recipe.name
+    out = Path(out) if out is not None else data_home() / recipe.name
     compose = compose or ComposeParams()
     params = {"recipe": recipe.name, "protocol": protocol, "seed": seed, "split": list(fractions),
               "pbc_root": str(pbc_root.resolve()), "backend": backend, "checkpoint": checkpoint,

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 

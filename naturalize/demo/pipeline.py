@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_DIRNAME, class_of_prefix
 from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
+from naturalize.paths import is_image_name
 
 SPLIT = (0.7, 0.15, 0.15)  # val/test keep a few images per class even after curation
 MODEL = "custom_cnn"
@@ -88,7 +89,7 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
     for folder in sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for f in sorted(folder.iterdir()):
             cls = folder.name.upper() if layout == "classes" else class_of_prefix(f.name)
-            if f.is_file() and cls in by_class and f.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"):
+            if f.is_file() and cls in by_class and is_image_name(f):
                 by_class[cls].append(f)
     missing = [c for c, fs in by_class.items() if not fs]
     if len(missing) == len(CLASSES):
