@@ -31,6 +31,7 @@ from naturalize.classes import (
     RELEASE_FOLDERS,
     SPLITS,
     UNLABELED_PREFIXES,
+    class_of_prefix,
 )
 from naturalize.fsio import UserError, atomic_open
 from naturalize.procs import die_with_parent
@@ -189,8 +190,8 @@ def _label_from_prefix(name: str) -> tuple[str | None, str]:
     prefix = name.split("_", 1)[0].upper()
     if prefix in UNLABELED_PREFIXES:
         return None, "unlabeled"
-    cls = PREFIX_TO_CLASS.get(prefix)
-    return (cls, "") if cls in CLASSES else (None, "unknown_prefix")
+    cls = class_of_prefix(name)
+    return (cls, "") if cls else (None, "unknown_prefix")
 
 
 # ---------------------------------------------------------------- scan

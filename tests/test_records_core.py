@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from naturalize.classes import CLASSES, WBC_CLASSES, class_of_prefix, parse_classes
+from naturalize.classes import CLASSES, WBC_CLASSES, class_of_prefix, normalize_class, parse_classes
 from naturalize.fsio import UserError
 from naturalize.prepare import count_records, split_records, stratified_split, subsample
 from naturalize.records import (
@@ -58,6 +58,7 @@ def test_parse_classes_normalises_dedups_and_names_the_valid_codes() -> None:
     assert parse_classes(None) == () and parse_classes("") == ()
     with pytest.raises(ValueError, match="unknown class 'NEU'.*BA, BNE"):
         parse_classes("NEU")
+    assert [normalize_class(t) for t in (" pmy ", "Platelet", "PLT", "neu")] == ["PMY", "PLT", "PLT", "NEU"]
     assert len(CLASSES) == 11 and "PLT" not in WBC_CLASSES and len(WBC_CLASSES) == 10
 
 
