@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -306,8 +307,6 @@ def load_sources(path: str | Path, split: str | None = None, classes: Sequence[s
     `split` keeps one split (a prepared dir or a train/val/test tree); `classes` keeps some classes.
     Damaged images of a raw tree are skipped and, with `echo`, each is reported in one pass.
     """
-    import json
-
     path = Path(path)
     if is_prepared(path):
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))

@@ -66,13 +66,14 @@ def test_default_weights_are_imagenet_only_where_keras_has_them():
 
 def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_stages(tmp_path):
     from naturalize.build import build
+    from naturalize.compose.params import ComposeParams
     from naturalize.drawn import write_drawn_release
 
     drawn_pbc = write_drawn_release(tmp_path / "pbc", 4, seed=0, progress=False)
 
     lines: list[str] = []
     build("custom", drawn_pbc, tmp_path / "ds", classes=("PMY",), per_class=2, per_class_cap=3, device="cuda",
-          workers=1, progress=False, compose_options={"rbc": 6, "platelets": (1, 1)}, echo=lines.append)
+          workers=1, progress=False, compose=ComposeParams(rbc=6, platelets=(1, 1)), echo=lines.append)
     assert sum(line.startswith("backend ") for line in lines) == 1
     assert any("--device cuda ignored" in line for line in lines)
     assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
@@ -81,7 +82,7 @@ def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_sta
     assert meta["parameters"]["compose"] == {"rbc": 6, "platelets": [1, 1]}
     # the same build again is recognised as the same dataset (tuples vs JSON lists compare equal)
     build("custom", drawn_pbc, tmp_path / "ds", classes=("PMY",), per_class=2, per_class_cap=3, workers=1,
-          progress=False, compose_options={"rbc": 6, "platelets": (1, 1)}, echo=lines.append)
+          progress=False, compose=ComposeParams(rbc=6, platelets=(1, 1)), echo=lines.append)
 
 
 def test_segment_says_device_is_ignored_by_the_classical_backend(tmp_path):
