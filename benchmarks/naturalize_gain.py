@@ -43,12 +43,13 @@ sys.path.insert(0, str(ROOT))
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES  # noqa: E402
 from naturalize.fsio import atomic_open, link_or_copy, write_json, write_text  # noqa: E402
+from naturalize.testing import sample_home  # noqa: E402
 
 #: Images per class in the full PBC release (after dropping IG/NEUTROPHIL): the target proportions.
 FULL_RELEASE = {"BA": 1218, "BNE": 1633, "EO": 3117, "ERB": 1551, "LY": 1214, "MMY": 1015, "MO": 1420,
                 "MY": 1137, "PLT": 2348, "PMY": 592, "SNE": 1646}
 ARMS = ("real", "natural", "flip")
-SAMPLE = Path(os.environ.get("NATURALIZE_SAMPLE", ROOT.parent / "shared" / "pbc-sample"))
+SAMPLE = sample_home()
 
 
 def proportional_counts(available: dict[str, int], target: dict[str, int]) -> dict[str, int]:
