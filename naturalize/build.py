@@ -24,7 +24,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams
@@ -294,8 +294,9 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split (cached in {work_dir})")
     prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
     backend, checkpoint, device = _segment_backend(backend, checkpoint, device, echo)
-    seg = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device, workers=workers,
-               progress=progress, echo=lambda m: None if m.startswith("backend ") else echo(m))
+    seg: dict[str, Any] = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device,
+                               workers=workers, progress=progress,
+                               echo=lambda m: None if m.startswith("backend ") else echo(m))
     records = read_records(prepared / "records.csv")
     banks: dict[str, Path] = {}
     if recipe.curated or recipe.adds_synthetic:
