@@ -18,7 +18,7 @@ from typing import Sequence
 
 from naturalize.classes import CLASSES, SPLITS
 from naturalize.fsio import UserError
-from naturalize.paths import data_home, is_image_name
+from naturalize.paths import data_home, is_image_name, subdirs
 from naturalize.prepare import MIN_PER_CLASS, stratified_split
 
 PLAIN_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test of a plain class tree
@@ -77,10 +77,6 @@ def resolve_root(name_or_path: str | os.PathLike) -> Path:
                     f"(set NATURALIZE_DATA or pass the dataset directory)")
 
 
-def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder` (hidden and non-image files skipped), sorted by name."""
     return sorted(p for p in folder.iterdir()
@@ -94,7 +90,7 @@ def order_classes(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
-    return {d.name: files for d in _subdirs(folder) if (files := list_images(d))}
+    return {d.name: files for d in subdirs(folder) if (files := list_images(d))}
 
 
 def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:

@@ -24,6 +24,11 @@ def data_home() -> Path:
     return env_path(DATA_ENV, "datasets")
 
 
+def subdirs(path: Path) -> list[Path]:
+    """The visible (not dot-named) folders directly in `path`, sorted by name."""
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def is_image_name(path: str | os.PathLike) -> bool:
     """True when the file name has an image suffix (any case)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES

@@ -35,6 +35,7 @@ from naturalize.classes import (
     class_of_prefix,
 )
 from naturalize.fsio import UserError, atomic_open
+from naturalize.paths import subdirs
 from naturalize.procs import die_with_parent
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
@@ -81,10 +82,6 @@ class Scan:
 # ---------------------------------------------------------------- layout
 
 
-def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def _class_of_folder(name: str) -> str | None:
     """Folder 'pmy' or 'PMY' -> 'PMY'; release folder names such as 'platelet' are not class folders."""
     return name.upper() if name.upper() in CLASSES else None
@@ -98,7 +95,7 @@ def detect_layout(root: Path) -> tuple[str, Path]:
         raise UserError(f"{root} is not a folder; point to your PBC download (the folder holding {RELEASE_DIRNAME}/)")
     if (root / RELEASE_DIRNAME).is_dir():
         root = root / RELEASE_DIRNAME
-    names = {p.name for p in _subdirs(root)}
+    names = {p.name for p in subdirs(root)}
     if names & set(SPLITS):
         others = sorted(n for n in names - set(SPLITS) if _class_of_folder(n) or n.lower() in RELEASE_FOLDERS)
         if others:
@@ -131,7 +128,7 @@ def _candidates(layout: str, data_root: Path, root: Path) -> tuple[list[tuple[Pa
     rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
 
     def class_folders(base: Path, split: str) -> None:
-        for d in _subdirs(base):
+        for d in subdirs(base):
             cls = _class_of_folder(d.name)
             if cls is None:
                 ignored.append(rel(d))
@@ -142,7 +139,7 @@ def _candidates(layout: str, data_root: Path, root: Path) -> tuple[list[tuple[Pa
             items.extend((f, cls, d.name, split) for f in files)
 
     if layout == "release":
-        for d in _subdirs(data_root):
+        for d in subdirs(data_root):
             if d.name.lower() not in RELEASE_FOLDERS:
                 ignored.append(rel(d))
                 continue
@@ -153,7 +150,7 @@ def _candidates(layout: str, data_root: Path, root: Path) -> tuple[list[tuple[Pa
     elif layout == "classes":
         class_folders(data_root, "")
     else:
-        for d in _subdirs(data_root):
+        for d in subdirs(data_root):
             if d.name in SPLITS:
                 class_folders(d, d.name)
             else:

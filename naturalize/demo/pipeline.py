@@ -38,7 +38,7 @@ from naturalize.demo.sheets import pair_sheet, segmentation_sheets
 from naturalize.drawn import DRAWN_DIRNAME, write_drawn_release
 from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
-from naturalize.paths import is_image_name
+from naturalize.paths import is_image_name, subdirs
 from naturalize.prepare import prepare
 from naturalize.records import detect_layout
 
@@ -91,7 +91,7 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
         raise UserError(f"--pbc {pbc_root} is a train/val/test tree; give the release folder ({RELEASE_DIRNAME}/) "
                         f"or a one-folder-per-class tree so the demo can split it itself")
     by_class: dict[str, list[Path]] = {c: [] for c in CLASSES}
-    for folder in sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in subdirs(data_root):
         for f in sorted(folder.iterdir()):
             cls = folder.name.upper() if layout == "classes" else class_of_prefix(f.name)
             if f.is_file() and cls in by_class and is_image_name(f):
