@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -136,6 +136,22 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
                         f"stratified (every class needs at least {MIN_PER_CLASS}); add images or provide a train/val/test tree") from None
     items = {s: [r for r, a in zip(rows, assign) if a == s] for s in SPLITS}
     return Dataset(root, classes, "plain", items, meta)
+
+
+def with_saved_split(data: Dataset, split_file: Path) -> Dataset:
+    """A plain tree with the split a run saved (its split.csv: path,class,split), so that evaluating or resuming
+    the run uses the split it was trained on, whatever the splitter or the seed-to-split mapping does today.
+    Rows whose file is gone or whose class the dataset lacks are left out; a split tree, or no file, is returned
+    as is."""
+    if data.layout != "plain" or not split_file.is_file():
+        return data
+    index = {c: i for i, c in enumerate(data.classes)}
+    items: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
+    with open(split_file, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["split"] in items and row["class"] in index and (data.root / row["path"]).is_file():
+                items[row["split"]].append((row["path"], index[row["class"]]))
+    return replace(data, items=items)
 
 
 def check_classes(run_classes: Sequence[str], data: Dataset) -> None:
