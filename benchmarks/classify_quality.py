@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from naturalize.testing import sample_home
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -31,7 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="work directory (outside the repo)")
     ap.add_argument("--sample", type=Path,
-                    default=Path(os.environ.get("NATURALIZE_SAMPLE", REPO / ".." / "shared" / "pbc-sample")))
+                    default=sample_home())
     ap.add_argument("--model", default="custom_cnn")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=15)

@@ -23,10 +23,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from naturalize.testing import sample_home  # noqa: E402
 
 
 def sample_paths(n: int) -> list[Path]:
-    root = Path(os.environ.get("NATURALIZE_SAMPLE", REPO / ".." / "shared" / "pbc-sample")) / "PBC_dataset_normal_DIB"
+    root = sample_home() / "PBC_dataset_normal_DIB"
     paths = sorted(p for p in root.rglob("*.jpg") if not p.name.startswith("."))
     if not paths:
         sys.exit(f"no sample images under {root}; set NATURALIZE_SAMPLE")

@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from naturalize.testing import sample_home  # noqa: E402
 
 MODELS = ("efficientnetv2b0", "densenet169")
 BACKENDS = ("tensorflow", "torch")
@@ -41,7 +42,7 @@ def pbc_crops(n: int, dry_run: bool) -> list:
     from naturalize.drawn import draw_image
     from naturalize.segment.run import read_rgb
 
-    root = Path(os.environ.get("NATURALIZE_SAMPLE", REPO / ".." / "shared" / "pbc-sample")) / "PBC_dataset_normal_DIB"
+    root = sample_home() / "PBC_dataset_normal_DIB"
     paths = sorted(root.rglob("*.jpg"))[:: 97][:n] if root.is_dir() else []
     if len(paths) == n:
         return [read_rgb(p) for p in paths]

@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from naturalize.bank import Bank
+from naturalize.compose.params import ComposeParams
 
 
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
@@ -21,7 +22,7 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
 
 
 def naive_compose(bank: Bank, cls: str, n: int, out: Path, seed: int = 0, rbc: int = 8, tries: int = 100,
-                  size: tuple[int, int] = (360, 363)) -> list[Path]:
+                  size: tuple[int, int] = ComposeParams().size) -> list[Path]:
     """Write n Algorithm-1 composites of class `cls` into out/<cls>_naive_<i>.jpg; returns their paths."""
     rnd = random.Random(seed)
     wbcs = [bank.root / r.relpath for r in bank.select("WBC", cls)]

@@ -42,13 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES  # noqa: E402
-from naturalize.fsio import write_json, write_text  # noqa: E402
+from naturalize.fsio import atomic_open, link_or_copy, write_json, write_text  # noqa: E402
+from naturalize.testing import sample_home  # noqa: E402
 
 #: Images per class in the full PBC release (after dropping IG/NEUTROPHIL): the target proportions.
 FULL_RELEASE = {"BA": 1218, "BNE": 1633, "EO": 3117, "ERB": 1551, "LY": 1214, "MMY": 1015, "MO": 1420,
                 "MY": 1137, "PLT": 2348, "PMY": 592, "SNE": 1646}
 ARMS = ("real", "natural", "flip")
-SAMPLE = Path(os.environ.get("NATURALIZE_SAMPLE", ROOT.parent / "shared" / "pbc-sample"))
+SAMPLE = sample_home()
 
 
 def proportional_counts(available: dict[str, int], target: dict[str, int]) -> dict[str, int]:
@@ -85,9 +86,8 @@ def flip_copies(sources: list[Path], n: int, out_dir: Path, seed: int) -> list[P
             a = np.asarray(Image.open(src).convert("RGB"))
             k, flip = int(ops[i]) % 4, int(ops[i]) >= 4
             a = np.rot90(a[:, ::-1] if flip else a, k)
-            tmp = dst.with_suffix(".tmp")
-            Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="JPEG", quality=75, subsampling=0)
-            os.replace(tmp, dst)
+            with atomic_open(dst, "wb") as f:
+                Image.fromarray(np.ascontiguousarray(a)).save(f, format="JPEG", quality=75, subsampling=0)
         written.append(dst)
     return written
 
@@ -99,10 +99,7 @@ def lay_out(out: Path, items: list[tuple[str, str, Path]]) -> None:
     for split, cls, src in items:
         dst = out / split / cls / src.name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+        link_or_copy(src, dst)
 
 
 def scores_from_predictions(pred_csv: Path, keep=lambda path: True) -> dict:
@@ -182,10 +179,9 @@ def plot(results: dict, path: Path) -> None:
                  f"augmented: {', '.join(AUGMENTED_CLASSES)}")
     ax.legend(loc="upper center", ncol=len(ARMS), fontsize=9)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, metadata={"Description": json.dumps(results["settings"])})
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, metadata={"Description": json.dumps(results["settings"])})
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def markdown(results: dict) -> str:

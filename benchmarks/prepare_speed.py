@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from naturalize.records import scan
+from naturalize.testing import sample_home
 
 RELEASE_FILES = 17_092
 
@@ -39,7 +40,7 @@ def release_sized_tree(sample: Path, dest: Path, n: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", "../shared/pbc-sample")))
+    ap.add_argument("--sample", type=Path, default=sample_home())
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     if not (args.sample / "PBC_dataset_normal_DIB").is_dir():

@@ -11,7 +11,6 @@ the check) and prints the red cells placed per image (min / median / max) and ho
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +54,9 @@ def main() -> None:
     bank = Bank.open(a.bank or drawn_bank(a.out / "drawn"))
     areas = sorted(r.area for r in bank.select("RBC"))
     median = areas[len(areas) // 2]
-    bound = int(MAX_RBC_FILL * 360 * 363 / median)
-    print(f"median red-cell area {median} px, fill {MAX_RBC_FILL}: --rbc bound {bound} at 360x363")
+    w, h = ComposeParams().size  # the PBC size the compose defaults use
+    bound = int(MAX_RBC_FILL * w * h / median)
+    print(f"median red-cell area {median} px, fill {MAX_RBC_FILL}: --rbc bound {bound} at {w}x{h}")
     for k in sorted({int(k) for k in a.ks.split(",") if k} or {8, bound - 1, bound}):
         got = placed_rbc(bank, k, a.n)
         short = sum(1 for g in got if g < k)

@@ -1,7 +1,8 @@
 """Find a dataset tree and list its labelled images per split.
 
 A dataset is either a split tree `ROOT/{train,val,test}/<CLASS>/*.jpg` or a plain class tree
-`ROOT/<CLASS>/*.jpg`; a plain tree is split 80/10/10 (stratified, seeded) with scikit-learn.
+`ROOT/<CLASS>/*.jpg`; a plain tree is split 80/10/10 (stratified, seeded) by naturalize's splitter, the one
+`naturalize prepare` uses.
 Names resolve under `$NATURALIZE_DATA` (else `./datasets`); an existing path is used as is.
 """
 
@@ -11,14 +12,16 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from naturalize.classes import CLASSES, SPLITS
 from naturalize.fsio import UserError
+from naturalize.paths import data_home, is_image_name, subdirs
+from naturalize.prepare import MIN_PER_CLASS, stratified_split
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+PLAIN_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test of a plain class tree
 
 
 @dataclass
@@ -62,11 +65,6 @@ class Dataset:
         return buf.getvalue()
 
 
-def data_home() -> Path:
-    """Where dataset names resolve: $NATURALIZE_DATA, else ./datasets."""
-    return Path(os.environ.get("NATURALIZE_DATA") or "datasets")
-
-
 def resolve_root(name_or_path: str | os.PathLike) -> Path:
     """A dataset name or path -> its existing root directory (UserError naming where it looked)."""
     path = Path(name_or_path)
@@ -79,14 +77,10 @@ def resolve_root(name_or_path: str | os.PathLike) -> Path:
                     f"(set NATURALIZE_DATA or pass the dataset directory)")
 
 
-def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder` (hidden and non-image files skipped), sorted by name."""
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+                  if p.is_file() and not p.name.startswith(".") and is_image_name(p))
 
 
 def order_classes(names: Sequence[str]) -> tuple[str, ...]:
@@ -96,24 +90,7 @@ def order_classes(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
-    return {d.name: files for d in _subdirs(folder) if (files := list_images(d))}
-
-
-def split_plain(labels: Sequence[int], seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[str]:
-    """Stratified, seeded train/val/test assignment for each label (scikit-learn train_test_split twice)."""
-    from sklearn.model_selection import train_test_split
-
-    idx = list(range(len(labels)))
-    n_rest = fractions[1] + fractions[2]
-    train_idx, rest_idx = train_test_split(idx, test_size=n_rest, stratify=labels, random_state=seed)
-    rest_labels = [labels[i] for i in rest_idx]
-    val_idx, test_idx = train_test_split(rest_idx, test_size=fractions[2] / n_rest, stratify=rest_labels,
-                                         random_state=seed)
-    out = [""] * len(labels)
-    for name, part in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
-        for i in part:
-            out[i] = name
-    return out
+    return {d.name: files for d in subdirs(folder) if (files := list_images(d))}
 
 
 def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
@@ -153,12 +130,28 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
     index = {c: i for i, c in enumerate(classes)}
     rows = [(f"{c}/{p.name}", index[c]) for c in classes for p in files[c]]
     try:
-        assign = split_plain([y for _, y in rows], seed)
-    except ValueError as e:
+        assign = stratified_split([r for r, _ in rows], [classes[y] for _, y in rows], PLAIN_FRACTIONS, seed)
+    except UserError:
         raise UserError(f"dataset {root}: {len(rows)} images in {len(classes)} classes are too few to split 80/10/10 "
-                        f"stratified (every split needs each class); add images or provide a train/val/test tree") from e
+                        f"stratified (every class needs at least {MIN_PER_CLASS}); add images or provide a train/val/test tree") from None
     items = {s: [r for r, a in zip(rows, assign) if a == s] for s in SPLITS}
     return Dataset(root, classes, "plain", items, meta)
+
+
+def with_saved_split(data: Dataset, split_file: Path) -> Dataset:
+    """A plain tree with the split a run saved (its split.csv: path,class,split), so that evaluating or resuming
+    the run uses the split it was trained on, whatever the splitter or the seed-to-split mapping does today.
+    Rows whose file is gone or whose class the dataset lacks are left out; a split tree, or no file, is returned
+    as is."""
+    if data.layout != "plain" or not split_file.is_file():
+        return data
+    index = {c: i for i, c in enumerate(data.classes)}
+    items: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
+    with open(split_file, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["split"] in items and row["class"] in index and (data.root / row["path"]).is_file():
+                items[row["split"]].append((row["path"], index[row["class"]]))
+    return replace(data, items=items)
 
 
 def check_classes(run_classes: Sequence[str], data: Dataset) -> None:

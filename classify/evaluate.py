@@ -17,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from naturalize.fsio import write_json, write_text
 from classify import runs
-from classify.datasets import check_classes, load_dataset
+from classify.datasets import check_classes, load_dataset, with_saved_split
+from naturalize.fsio import write_json, write_text
 
 OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
 
@@ -60,6 +60,8 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", dataset: str | os.
 
     run, config, classes = runs.open_run(run)
     data = load_dataset(dataset if dataset is not None else config["dataset"], config["seed"])
+    if Path(data.root) == Path(config["dataset"]):
+        data = with_saved_split(data, run / runs.SPLIT)  # a plain tree: the split the run was trained on
     check_classes(classes, data)
     paths = data.paths(split)
     y = data.labels(split)

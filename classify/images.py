@@ -16,12 +16,13 @@ from typing import Sequence
 
 import numpy as np
 
-from naturalize.fsio import UserError
+from naturalize.fsio import UserError, atomic_open
+from naturalize.paths import env_path
 
 
 def cache_home() -> Path:
     """The cache directory: $CLASSIFY_CACHE, else ~/.cache/naturalize/classify."""
-    return Path(os.environ.get("CLASSIFY_CACHE") or Path.home() / ".cache" / "naturalize" / "classify")
+    return env_path("CLASSIFY_CACHE", Path.home() / ".cache" / "naturalize" / "classify")
 
 
 def load_image(path: str | os.PathLike, size: int | None) -> np.ndarray:
@@ -111,13 +112,6 @@ def cached_array(paths: Sequence[Path], size: int, workers: int = 2, progress: b
         if arr.shape == (len(paths), size, size, 3):
             return arr
     arr = decode_all(paths, size, workers, progress, desc)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(target, "wb") as f:
+        np.save(f, arr)
     return np.load(target, mmap_mode="r")

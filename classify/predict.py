@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from naturalize.fsio import UserError
 from classify import runs
-from classify.datasets import IMAGE_SUFFIXES
+from naturalize.fsio import UserError
+from naturalize.paths import is_image_name
 
 
 def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -21,7 +21,7 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     for item in map(Path, inputs):
         if item.is_dir():
             found += sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")
-                            and p.suffix.lower() in IMAGE_SUFFIXES)
+                            and is_image_name(p))
         elif item.is_file():
             found.append(item)
         else:

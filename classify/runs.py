@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
-from naturalize.fsio import UserError
+from naturalize.fsio import UserError, atomic_path
 from naturalize.outputs import check_disjoint, claim, overlap, write_marker
 
 CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
@@ -79,13 +78,5 @@ def _refreeze(model) -> None:
 
 def save_model(model, path: Path) -> None:
     """model.save to a temp .keras file beside `path`, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(str(tmp))

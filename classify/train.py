@@ -16,12 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from naturalize.fsio import UserError, write_json, write_text
-from naturalize.outputs import check_disjoint, claim, write_marker
 from classify import runs
-from classify.datasets import Dataset, load_dataset
+from classify.datasets import Dataset, load_dataset, with_saved_split
 from classify.images import cached_array
 from classify.models import check_name, create_model
+from naturalize.fsio import UserError, write_json, write_text
+from naturalize.outputs import check_disjoint, claim, write_marker
 
 #: config keys that must match to resume a run (epochs may grow).
 RESUME_KEYS = ("dataset", "model", "mode", "weights", "batch_size", "lr", "image_size", "seed", "classes")
@@ -155,6 +155,7 @@ def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None 
     check_disjoint(out, [("the dataset", data.root),
                          ("--weights", None if weights in ("imagenet", "none") else weights)])
     claim(out, runs.RUN_KIND)  # a folder that is not a classify run is refused before Keras is even imported
+    data = with_saved_split(data, out / runs.SPLIT)  # a resumed plain-tree run keeps the split it started with
     config = resolve_config(data, model, mode, weights, epochs, batch_size, lr, image_size, seed)
     state = _check_resumable(out, config)
     write_marker(out, runs.RUN_KIND, runs.RUN_FILES)

@@ -20,18 +20,18 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
-from naturalize.fsio import UserError, atomic_open, write_json
+from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
-from naturalize.prepare import apply_curation, prepare, split_records
+from naturalize.paths import data_home
+from naturalize.prepare import apply_curation, prepare, stratified_split
 from naturalize.records import Record, is_prepared, read_records, write_records
 
 PROTOCOLS = ("clean", "paper")
@@ -108,11 +108,6 @@ def resolve_recipe(name: str, classes: Sequence[str] = (), per_class: int | None
     return recipe
 
 
-def default_data_root() -> Path:
-    """Where datasets live: $NATURALIZE_DATA, else ./datasets."""
-    return Path(os.environ.get("NATURALIZE_DATA", "datasets"))
-
-
 # ---------------------------------------------------------------- layout (pure)
 
 
@@ -136,19 +131,11 @@ def layout_items(real: Sequence[Record], root: Path, synthetic: Mapping[str, Seq
     if protocol == "clean":
         items += [Item("train", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
         return items
-    # paper: pool everything, then split by class with the same seed
-    pooled = [Record(path=str(i.src), cls=i.cls, folder=i.origin, sha256="", width=0, height=0, mode="")
-              for i in items] + [Record(path=str(p), cls=cls, folder="synthetic", sha256="", width=0, height=0, mode="")
-                                  for cls, p in syn]
-    by_path = {str(i.src): i for i in items}
-    placed = []
-    for r in split_records(pooled, fractions, seed):
-        if r.folder == "synthetic":
-            p = Path(r.path)
-            placed.append(Item(r.split, r.cls, p, p.name, "synthetic", p.relative_to(out).as_posix()))
-        else:
-            placed.append(replace(by_path[r.path], split=r.split))
-    return placed
+    # paper: pool everything, then split by class with the same seed (keyed by source path, as records are)
+    pooled = items + [Item("", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
+    pooled.sort(key=lambda i: str(i.src))
+    splits = stratified_split([str(i.src) for i in pooled], [i.cls for i in pooled], fractions, seed)
+    return [replace(i, split=s) for i, s in zip(pooled, splits)]
 
 
 def count_items(items: Sequence[Item]) -> dict:
@@ -228,10 +215,7 @@ def _write_tree(out: Path, items: Sequence[Item]) -> None:
     for i in items:
         dst = out / i.split / i.cls / i.name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(i.src, dst)
-        except OSError:
-            shutil.copy2(i.src, dst)
+        link_or_copy(i.src, dst)
 
 
 def _write_files_csv(path: Path, items: Sequence[Item]) -> None:
@@ -289,7 +273,7 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
         raise UserError(f"unknown protocol {protocol!r}; use clean (default) or paper")
     recipe = resolve_recipe(recipe_name, classes, per_class)
     pbc_root = Path(pbc_root)
-    out = Path(out) if out is not None else default_data_root() / recipe.name
+    out = Path(out) if out is not None else data_home() / recipe.name
     compose = compose or ComposeParams()
     check_scene_counts(compose)  # before any work
     params = {"recipe": recipe.name, "protocol": protocol, "seed": seed, "split": list(fractions),
@@ -308,8 +292,9 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split (cached in {work_dir})")
     prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
     backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
-    seg = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device, workers=workers,
-               progress=progress, echo=lambda m: None if m.startswith("backend ") else echo(m))
+    seg: dict[str, Any] = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device,
+                               workers=workers, progress=progress,
+                               echo=lambda m: None if m.startswith("backend ") else echo(m))
     records = read_records(prepared / "records.csv")
     banks: dict[str, Path] = {}
     if recipe.curated or recipe.adds_synthetic:

@@ -55,15 +55,21 @@ def class_of_prefix(filename: str) -> str | None:
     return PREFIX_TO_CLASS.get(filename.split("_", 1)[0].upper())
 
 
+def normalize_class(code: str) -> str:
+    """' bne' -> 'BNE', 'platelet' -> 'PLT': a class code or release prefix as its canonical code; anything else
+    comes back stripped and upper-cased, for the caller to check against CLASSES."""
+    code = code.strip().upper()
+    return PREFIX_TO_CLASS.get(code, code)
+
+
 def parse_classes(text: str | None) -> tuple[str, ...]:
     """'bne, PMY' -> ('BNE', 'PMY'). Raises ValueError naming the unknown code and the valid ones."""
     if not text:
         return ()
     out = []
-    for code in (t.strip().upper() for t in text.split(",")):
+    for code in (normalize_class(t) for t in text.split(",")):
         if not code:
             continue
-        code = PREFIX_TO_CLASS.get(code, code)
         if code not in CLASSES:
             raise ValueError(f"unknown class {code!r}; use one of {', '.join(CLASSES)}")
         out.append(code)

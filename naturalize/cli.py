@@ -12,8 +12,9 @@ from typing import Optional
 
 import typer
 
+from naturalize.classes import parse_classes
 from naturalize.clihelp import CONTEXT, HELP_MARKUP, examples, version_option
-from naturalize.compose.params import ComposeParams
+from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
 from naturalize.fsio import UserError
 from naturalize.segment import backend_help
 
@@ -50,8 +51,6 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 
 def _classes(text: Optional[str]) -> tuple[str, ...]:
     """--classes 'bne,PMY' -> ('BNE', 'PMY'); UserError naming the unknown code."""
-    from naturalize.classes import parse_classes
-
     try:
         return parse_classes(text)
     except ValueError as e:
@@ -79,7 +78,6 @@ def prepare(
     typer.echo(f"wrote {out / 'records.csv'} and {out / 'summary.json'}")
 
 
-# ---- segment, fetch-sam (segshell) ----
 @app.command(epilog=examples(
     "naturalize segment prepared --out bank --split train --backend classical",
     "naturalize segment prepared --out bank-sam --split train --checkpoint ~/.cache/naturalize/sam/sam_vit_h_4b8939.pth "
@@ -132,7 +130,6 @@ def fetch_sam(
     typer.echo(f"use it with: naturalize segment PBC_ROOT --out BANK --checkpoint {path} --model-type {model_type}")
 
 
-# ---- end segment, fetch-sam ----
 @app.command(epilog=examples("naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc",
                              "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc-paper --scene paper",
                              "naturalize build custom --pbc ~/data/PBC --classes PMY,MY --per-class 500 --scene paper "
@@ -167,7 +164,6 @@ def build(
 ) -> None:
     """Build one of the paper's datasets: prepare -> segment -> compose -> OUT/{train,val,test}/<CLASS>/."""
     from naturalize import build as b
-    from naturalize.compose.params import parse_range
 
     compose = ComposeParams(rbc=rbc, platelets=parse_range(platelets), scene=scene.lower())
     meta = b.build(recipe, pbc, out, protocol=protocol, seed=seed, fractions=_parse_split(split), backend=backend,
@@ -178,7 +174,6 @@ def build(
     typer.echo(f"wrote {meta['out']}/dataset.json")
 
 
-# ---- compose, preview (helper "compose") ----
 @app.command(epilog=examples("naturalize compose --class PMY --n 2000 --bank bank --out synthetic",
                              "naturalize compose --class PMY --n 20000 --bank bank --out synthetic --shard 3/8 --workers 8"))
 def compose(
@@ -208,7 +203,6 @@ def compose(
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
 ) -> None:
     """Compose realistic synthetic images of one class from a sprite bank (resumable, shardable)."""
-    from naturalize.compose.params import parse_range, parse_shard, parse_size
     from naturalize.compose.run import compose_class
 
     params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
@@ -237,7 +231,6 @@ def preview(
         typer.echo(f"warning: skipped {len(info['unreadable'])} unreadable image(s): {'; '.join(info['unreadable'])}",
                    err=True)
     typer.echo(f"wrote {out} ({info['real']} real, {info['synthetic']} synthetic tiles)")
-# ---- end compose, preview ----
 
 
 @app.command(epilog=examples("naturalize demo", "naturalize demo --pbc ~/data/PBC --size small --out demo-real"))

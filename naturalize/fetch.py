@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from naturalize.fsio import UserError
+from naturalize.paths import env_path
 
 #: Mirror base URL (the file name is appended), e.g. a local copy of dl.fbaipublicfiles.com.
 URL_ENV = "NATURALIZE_SAM_URL"
@@ -46,10 +47,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {
 
 def default_dir() -> Path:
     """$NATURALIZE_SAM_DIR, else $XDG_CACHE_HOME/naturalize/sam, else ~/.cache/naturalize/sam."""
-    if os.environ.get(DIR_ENV):
-        return Path(os.environ[DIR_ENV])
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "naturalize" / "sam"
+    return env_path(DIR_ENV, env_path("XDG_CACHE_HOME", Path.home() / ".cache") / "naturalize" / "sam")
 
 
 def checkpoint_url(model_type: str, url: str | None = None) -> str:

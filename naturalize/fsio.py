@@ -1,14 +1,14 @@
-"""Atomic file output: write to a temporary file beside the target, then rename over it."""
+"""File output: atomic writes (a temporary file beside the target, renamed over it) and link-or-copy."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
-
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -30,6 +30,37 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A fresh, not yet existing temp path beside `path` (ending in `suffix`, for writers that pick the format by
+    name, e.g. Keras's `model.save`) for a writer that takes a path; on clean exit it replaces `path`, on error
+    it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    os.unlink(name)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike, symbolic: bool = False) -> None:
+    """Make `dst` a hard link to `src` (a symbolic link to its resolved path with `symbolic`); copy it, with
+    its times, where links fail (another file system, no link support). `dst`'s folder must exist."""
+    try:
+        if symbolic:
+            os.symlink(Path(src).resolve(), dst)
+        else:
+            os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

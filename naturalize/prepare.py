@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from naturalize.classes import CLASS_NAMES, CLASSES, SPLITS
-from naturalize.fsio import UserError, write_json
+from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
 from naturalize.records import Record, Scan, scan, with_split, write_dropped, write_records
 
@@ -28,30 +28,46 @@ KIND = "prepared"  # the output marker's kind (naturalize.outputs)
 MIN_PER_CLASS = 3
 
 
-def split_records(records: Sequence[Record], fractions: tuple[float, float, float], seed: int) -> list[Record]:
-    """Assign train/val/test, stratified by class and seeded. Input order does not matter.
+def _class_stream(cls: str) -> list[int]:
+    """The key of a class's own random stream: its index for the 11 PBC classes, its name's bytes for others
+    (a plain class tree in `classify` may hold any folder name)."""
+    return [CLASSES.index(cls)] if cls in CLASSES else list(cls.encode())
 
-    Each class is shuffled with its own generator (seed, class index) and cut so that it holds the
-    given fractions (rounded; at least one val and one test image when those fractions are > 0).
+
+def stratified_split(keys: Sequence[str], classes: Sequence[str], fractions: tuple[float, float, float],
+                     seed: int) -> list[str]:
+    """'train' | 'val' | 'test' for each item (its unique key, e.g. a path, and its class), stratified by class and
+    seeded. Input order does not matter, nor do the other classes present: each class is ordered by key, shuffled
+    with its own generator (seed, class) and cut so that it holds the given fractions (rounded; at least one val
+    and one test item when those fractions are > 0). UserError when a class is too small to cut so.
+
+    (A numpy splitter rather than scikit-learn's: datasets users built must keep their split for the same seed.)
     """
-    by_class: dict[str, list[Record]] = {}
-    for r in sorted(records, key=lambda r: r.path):
-        by_class.setdefault(r.cls, []).append(r)
+    by_class: dict[str, list[int]] = {}
+    for i in sorted(range(len(keys)), key=keys.__getitem__):
+        by_class.setdefault(classes[i], []).append(i)
     small = {c: len(v) for c, v in by_class.items() if len(v) < MIN_PER_CLASS}
     if small and (fractions[1] > 0 or fractions[2] > 0):
         worst = ", ".join(f"{c} ({n})" for c, n in sorted(small.items()))
         raise UserError(f"too few images to split by class: {worst}; each class needs at least {MIN_PER_CLASS} "
                         f"(add images, or pass a train/val/test tree)")
-    out: list[Record] = []
-    for cls, recs in by_class.items():
-        n = len(recs)
+    out = [""] * len(keys)
+    for cls, members in by_class.items():
+        n = len(members)
         n_val, n_test = (max(1, round(n * f)) if f > 0 else 0 for f in fractions[1:])
-        order = np.random.default_rng([seed, CLASSES.index(cls)]).permutation(n)
+        order = np.random.default_rng([seed, *_class_stream(cls)]).permutation(n)
         names = np.array(["train"] * n, dtype=object)
         names[order[:n_val]] = "val"
         names[order[n_val:n_val + n_test]] = "test"
-        out.extend(with_split(recs, list(names)))
-    return sorted(out, key=lambda r: r.path)
+        for i, name in zip(members, names):
+            out[i] = str(name)
+    return out
+
+
+def split_records(records: Sequence[Record], fractions: tuple[float, float, float], seed: int) -> list[Record]:
+    """Copies of `records` with train/val/test assigned by `stratified_split` (keyed by path), sorted by path."""
+    ordered = sorted(records, key=lambda r: r.path)
+    return with_split(ordered, stratified_split([r.path for r in ordered], [r.cls for r in ordered], fractions, seed))
 
 
 def subsample(records: Sequence[Record], per_class: int, seed: int) -> list[Record]:
@@ -158,10 +174,7 @@ def materialize_tree(root: Path, records: Sequence[Record], out: Path) -> None:
             if dst.exists():  # same name in two source folders: keep both
                 dst = dst.with_name(f"{r.folder}__{dst.name}")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
+            link_or_copy(src, dst)
         tmp.mkdir(parents=True, exist_ok=True)
         final = out / split
         shutil.rmtree(final, ignore_errors=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -31,8 +32,10 @@ from naturalize.classes import (
     RELEASE_FOLDERS,
     SPLITS,
     UNLABELED_PREFIXES,
+    class_of_prefix,
 )
 from naturalize.fsio import UserError, atomic_open
+from naturalize.paths import subdirs
 from naturalize.procs import die_with_parent
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
@@ -79,10 +82,6 @@ class Scan:
 # ---------------------------------------------------------------- layout
 
 
-def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def _class_of_folder(name: str) -> str | None:
     """Folder 'pmy' or 'PMY' -> 'PMY'; release folder names such as 'platelet' are not class folders."""
     return name.upper() if name.upper() in CLASSES else None
@@ -96,7 +95,7 @@ def detect_layout(root: Path) -> tuple[str, Path]:
         raise UserError(f"{root} is not a folder; point to your PBC download (the folder holding {RELEASE_DIRNAME}/)")
     if (root / RELEASE_DIRNAME).is_dir():
         root = root / RELEASE_DIRNAME
-    names = {p.name for p in _subdirs(root)}
+    names = {p.name for p in subdirs(root)}
     if names & set(SPLITS):
         others = sorted(n for n in names - set(SPLITS) if _class_of_folder(n) or n.lower() in RELEASE_FOLDERS)
         if others:
@@ -129,7 +128,7 @@ def _candidates(layout: str, data_root: Path, root: Path) -> tuple[list[tuple[Pa
     rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
 
     def class_folders(base: Path, split: str) -> None:
-        for d in _subdirs(base):
+        for d in subdirs(base):
             cls = _class_of_folder(d.name)
             if cls is None:
                 ignored.append(rel(d))
@@ -140,7 +139,7 @@ def _candidates(layout: str, data_root: Path, root: Path) -> tuple[list[tuple[Pa
             items.extend((f, cls, d.name, split) for f in files)
 
     if layout == "release":
-        for d in _subdirs(data_root):
+        for d in subdirs(data_root):
             if d.name.lower() not in RELEASE_FOLDERS:
                 ignored.append(rel(d))
                 continue
@@ -151,7 +150,7 @@ def _candidates(layout: str, data_root: Path, root: Path) -> tuple[list[tuple[Pa
     elif layout == "classes":
         class_folders(data_root, "")
     else:
-        for d in _subdirs(data_root):
+        for d in subdirs(data_root):
             if d.name in SPLITS:
                 class_folders(d, d.name)
             else:
@@ -189,8 +188,8 @@ def _label_from_prefix(name: str) -> tuple[str | None, str]:
     prefix = name.split("_", 1)[0].upper()
     if prefix in UNLABELED_PREFIXES:
         return None, "unlabeled"
-    cls = PREFIX_TO_CLASS.get(prefix)
-    return (cls, "") if cls in CLASSES else (None, "unknown_prefix")
+    cls = class_of_prefix(name)
+    return (cls, "") if cls else (None, "unknown_prefix")
 
 
 # ---------------------------------------------------------------- scan
@@ -305,8 +304,6 @@ def load_sources(path: str | Path, split: str | None = None, classes: Sequence[s
     `split` keeps one split (a prepared dir or a train/val/test tree); `classes` keeps some classes.
     Damaged images of a raw tree are skipped and, with `echo`, each is reported in one pass.
     """
-    import json
-
     path = Path(path)
     if is_prepared(path):
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))

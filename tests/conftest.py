@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from naturalize.testing import sample_home
 
 # One pytest process runs both the SAM tests (torch) and the classifier tests (TensorFlow). Importing
 # torchvision after TensorFlow segfaults in triton's C extension; torch first is fine. Users never
@@ -15,7 +16,7 @@ try:
 except ImportError:
     pass
 
-SAMPLE = Path(os.environ.get("NATURALIZE_SAMPLE", Path(__file__).resolve().parents[1] / ".." / "shared" / "pbc-sample"))
+SAMPLE = sample_home()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from classify.batches import augment, epoch_order
-from classify.datasets import order_classes, resolve_root
+from classify.datasets import load_dataset, order_classes, resolve_root, with_saved_split
 from naturalize.fsio import UserError
 
 
@@ -69,3 +69,19 @@ def test_dataset_names_resolve_under_the_data_home(tmp_path: Path, monkeypatch: 
     assert resolve_root(tmp_path / "home") == (tmp_path / "home").resolve()  # a path wins
     with pytest.raises(UserError, match=r"dataset '1k-pbc' not found as a path nor under .*home/"):
         resolve_root("1k-pbc")
+
+
+def test_a_run_keeps_the_split_it_saved_for_a_plain_tree(tmp_path: Path) -> None:
+    """Evaluate and resume read a plain tree's split from the run's split.csv, not from today's splitter."""
+    for cls in ("LY", "MO"):
+        (tmp_path / "plain" / cls).mkdir(parents=True)
+        for i in range(10):
+            (tmp_path / "plain" / cls / f"{i}.png").write_bytes(b"")  # listed by name only
+    data = load_dataset(tmp_path / "plain", seed=0)
+    saved = data.split_csv()
+    swapped = saved.replace(",train\n", ",tmp\n").replace(",test\n", ",train\n").replace(",tmp\n", ",test\n")
+    (tmp_path / "split.csv").write_text(swapped + "LY/gone.png,LY,test\nXX/1.png,XX,test\n")
+    again = with_saved_split(data, tmp_path / "split.csv")
+    assert len(again.items["test"]) == len(data.items["train"]) == 16 and again.items["val"] == data.items["val"]
+    assert sorted(again.items["train"]) == sorted(data.items["test"])  # missing files and unknown classes left out
+    assert with_saved_split(data, tmp_path / "none.csv") is data

@@ -10,10 +10,10 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
-from naturalize.fsio import UserError  # noqa: E402
-from classify.datasets import load_dataset, split_plain  # noqa: E402
+from classify.datasets import load_dataset  # noqa: E402
 from classify.images import cached_array, load_image  # noqa: E402
 from classify.models import backbone_of, create_model  # noqa: E402
+from naturalize.fsio import UserError  # noqa: E402
 
 
 def test_custom_cnn_is_the_papers_figure_9_with_3310251_parameters():
@@ -146,7 +146,6 @@ def test_plain_class_tree_is_split_80_10_10_stratified_and_seeded(tmp_path, monk
     assert counts == {"train": [24, 16, 8], "val": [3, 2, 1], "test": [3, 2, 1]}
     assert load_dataset("plain", seed=3).items == d.items
     assert load_dataset("plain", seed=4).items != d.items
-    assert split_plain([0] * 10 + [1] * 10, 0).count("train") == 16
 
 
 def test_score_cam_peaks_on_a_planted_discriminative_patch():

@@ -67,6 +67,7 @@ def test_default_weights_are_imagenet_only_where_keras_has_them():
 
 def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_stages(tmp_path):
     from naturalize.build import build
+    from naturalize.compose.params import ComposeParams
     from naturalize.drawn import write_drawn_release
 
     drawn_pbc = write_drawn_release(tmp_path / "pbc", 4, seed=0, progress=False)
@@ -79,7 +80,7 @@ def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_sta
     assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
         "[1/4] prepare", "[2/4] segment", "[3/4] compose", "[4/4] dataset tree"]
     meta = __import__("json").loads((tmp_path / "ds" / "dataset.json").read_text())
-    assert meta["parameters"]["compose"] == {"rbc": 6, "platelets": [1, 1]}
+    assert meta["parameters"]["compose"] == {"rbc": 6, "platelets": [1, 1], "scene": "paper"}
     # the same build again is recognised as the same dataset (tuples vs JSON lists compare equal)
     build("custom", drawn_pbc, tmp_path / "ds", classes=("PMY",), per_class=2, per_class_cap=3, workers=1,
           progress=False, compose=ComposeParams(rbc=6, platelets=(1, 1), scene="paper"), echo=lines.append)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from naturalize.fsio import atomic_open, write_bytes, write_json, write_text
+from naturalize.fsio import atomic_open, atomic_path, link_or_copy, write_bytes, write_json, write_text
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -57,3 +57,27 @@ def test_write_helpers_give_stable_bytes(tmp_path: Path) -> None:
     assert (tmp_path / "t.txt").read_bytes() == "é\nline\n".encode()
     write_bytes(tmp_path / "b.bin", b"\0\1")
     assert (tmp_path / "b.bin").read_bytes() == b"\0\1"
+
+
+def test_atomic_path_gives_a_named_temporary_and_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "model.keras"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target, suffix=".keras") as tmp:
+            assert tmp.parent == tmp_path and tmp.suffix == ".keras" and not tmp.exists()
+            tmp.write_text("half")
+            raise RuntimeError("writer died")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    with atomic_path(target, suffix=".keras") as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+def test_link_or_copy_links_and_never_touches_the_source(tmp_path: Path) -> None:
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"pixels")
+    link_or_copy(src, tmp_path / "hard.jpg")
+    link_or_copy(src, tmp_path / "soft.jpg", symbolic=True)
+    assert (tmp_path / "hard.jpg").read_bytes() == b"pixels" and src.stat().st_nlink == 2
+    assert os.readlink(tmp_path / "soft.jpg") == str(src.resolve())
+    assert src.read_bytes() == b"pixels"

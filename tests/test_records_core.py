@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from naturalize.classes import CLASSES, WBC_CLASSES, class_of_prefix, parse_classes
+from naturalize.classes import CLASSES, WBC_CLASSES, class_of_prefix, normalize_class, parse_classes
 from naturalize.fsio import UserError
-from naturalize.prepare import count_records, split_records, subsample
+from naturalize.prepare import count_records, split_records, stratified_split, subsample
 from naturalize.records import (
     RECORD_COLUMNS,
     Record,
@@ -58,6 +58,7 @@ def test_parse_classes_normalises_dedups_and_names_the_valid_codes() -> None:
     assert parse_classes(None) == () and parse_classes("") == ()
     with pytest.raises(ValueError, match="unknown class 'NEU'.*BA, BNE"):
         parse_classes("NEU")
+    assert [normalize_class(t) for t in (" pmy ", "Platelet", "PLT", "neu")] == ["PMY", "PLT", "PLT", "NEU"]
     assert len(CLASSES) == 11 and "PLT" not in WBC_CLASSES and len(WBC_CLASSES) == 10
 
 
@@ -90,6 +91,17 @@ def test_split_refuses_classes_too_small_to_split() -> None:
         split_records(records({"BA": 10, "MY": 2}), (0.8, 0.1, 0.1), seed=0)
     everything_train = split_records(records({"MY": 2}), (1.0, 0.0, 0.0), seed=0)
     assert {r.split for r in everything_train} == {"train"}
+
+
+def test_the_splitter_takes_plain_keys_and_any_class_name() -> None:
+    """One splitter for prepare, build's paper protocol and classify's plain trees: keys and classes in, names out."""
+    recs = records({"BA": 30, "EO": 20})
+    keys, classes = [r.path for r in recs], [r.cls for r in recs]
+    by_key = dict(zip(keys, stratified_split(keys, classes, (0.8, 0.1, 0.1), seed=5)))
+    assert [r.split for r in split_records(recs, (0.8, 0.1, 0.1), seed=5)] == [by_key[k] for k in sorted(keys)]
+    other = stratified_split([f"weird/{i}.png" for i in range(10)], ["weird"] * 10, (0.8, 0.1, 0.1), seed=0)
+    assert sorted(other) == ["test"] + ["train"] * 8 + ["val"]
+    assert other != stratified_split([f"odd/{i}.png" for i in range(10)], ["odd"] * 10, (0.8, 0.1, 0.1), seed=0)
 
 
 def test_subsample_is_seeded_and_capped_per_class() -> None:

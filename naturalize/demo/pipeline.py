@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import time
 from contextlib import contextmanager
@@ -28,9 +29,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
+from naturalize.build import build
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_DIRNAME, class_of_prefix
-from naturalize.fsio import UserError, write_json
+from naturalize.demo.report import ReportData, write_report
+from naturalize.demo.sheets import pair_sheet, segmentation_sheets
+from naturalize.drawn import DRAWN_DIRNAME, write_drawn_release
+from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
+from naturalize.paths import is_image_name, subdirs
+from naturalize.prepare import prepare
+from naturalize.records import detect_layout
 
 SPLIT = (0.7, 0.15, 0.15)  # val/test keep a few images per class even after curation
 MODEL = "custom_cnn"
@@ -76,19 +86,15 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
     Only the release layout (8 folders, class = file-name prefix) and one-folder-per-class trees are
     accepted; files are symlinked (copied where links are not allowed). Returns OUT.
     """
-    import numpy as np
-
-    from naturalize.records import detect_layout
-
     layout, data_root = detect_layout(Path(pbc_root))
     if layout == "split":
         raise UserError(f"--pbc {pbc_root} is a train/val/test tree; give the release folder ({RELEASE_DIRNAME}/) "
                         f"or a one-folder-per-class tree so the demo can split it itself")
     by_class: dict[str, list[Path]] = {c: [] for c in CLASSES}
-    for folder in sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in subdirs(data_root):
         for f in sorted(folder.iterdir()):
             cls = folder.name.upper() if layout == "classes" else class_of_prefix(f.name)
-            if f.is_file() and cls in by_class and f.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"):
+            if f.is_file() and cls in by_class and is_image_name(f):
                 by_class[cls].append(f)
     missing = [c for c, fs in by_class.items() if not fs]
     if len(missing) == len(CLASSES):
@@ -102,10 +108,7 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
             src = files[k]
             dst = out / (src.parent.name if layout == "release" else cls) / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.symlink(src.resolve(), dst)
-            except OSError:
-                shutil.copy2(src, dst)
+            link_or_copy(src, dst, symbolic=True)
     return out
 
 
@@ -164,8 +167,6 @@ def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None,
     settings = {"pbc": str(Path(pbc).resolve()) if pbc else None, "size": size, "seed": seed, **asdict(sz),
                 "model": MODEL, "split": list(SPLIT), "protocol": "clean", "augmented": list(AUGMENTED_CLASSES)}
     if pbc is not None:
-        from naturalize.records import detect_layout
-
         detect_layout(Path(pbc))  # a bad --pbc fails here, before OUT is touched
     _check_out(out, settings, overwrite, Path(pbc) if pbc is not None else None)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,8 +185,6 @@ def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None,
 
 def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, progress: bool,
          echo: Callable[[str], None]) -> Path:
-    from naturalize.build import build
-    from naturalize.prepare import prepare
     from naturalize.segment.run import format_summary, segment
 
     log = StageLog([])
@@ -193,8 +192,6 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
     quiet = lambda *_a, **_k: None  # noqa: E731  (library chatter; the stage lines say what happens)
     work = out / "work"
     if pbc is None:
-        from naturalize.drawn import DRAWN_DIRNAME, write_drawn_release
-
         data_root = out / DRAWN_DIRNAME
         with log.stage("draw", f"{sz.per_class} procedurally drawn images per class (NOT real cells)", echo, 1, total):
             write_drawn_release(data_root, sz.per_class, seed=seed, progress=progress, workers=workers)
@@ -233,8 +230,6 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
 
         result = evaluate_run(run, "test", progress=progress)
     with log.stage("sheets", "segmentation sheets; source training images beside Naturalize images", echo, 7, total):
-        from naturalize.demo.sheets import segmentation_sheets
-
         seg_sheets = segmentation_sheets(bank, out / "figures")
         sheets = contact_sheets(out / "figures", dataset, syn, "drawn" if pbc is None else "real")
     with log.stage("report", "report.html", echo, 8, total):
@@ -253,8 +248,6 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
 def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]], source: str) -> list[tuple[str, Path]]:
     """One PNG per augmented class: a row of source training images (`source`: drawn or real) above a
     row of Naturalize images composed from them."""
-    from naturalize.demo.sheets import pair_sheet
-
     sheets = []
     for cls, syn in synthetic.items():
         real_dir = dataset / "train" / cls
@@ -273,16 +266,12 @@ def source_word(data_kind: str) -> str:
 
 def _machine() -> str:
     """One line: CPU count and load average (other jobs on the machine slow every stage down)."""
-    import platform
-
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return f"{platform.platform()}, {os.cpu_count()} CPUs, load average (1, 5, 15 min) {load}"
 
 
 def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summary: dict, seg, seg_sheets: dict,
                   sheets, run: Path, result: dict, log: StageLog, settings: dict) -> Path:
-    from naturalize.demo.report import ReportData, write_report
-
     if data_kind == "drawn":
         note = (f"Procedurally drawn images ({data_root.name}/, see its README.txt): the project ships no PBC "
                 f"images, so the demo draws stand-ins with numpy/OpenCV. They are NOT real blood cells. Run "

@@ -119,8 +119,8 @@ def render(data: ReportData, base: Path) -> str:
         f"<p>Clean protocol: the {source} images are split train/val/test first; cell sprites come only from "
         f"training images; synthetic (Naturalize) images go only into train, so val and test hold {source} "
         f"images only.</p>",
-        f"<p>Images per class and split; \"Naturalize\" columns count synthetic images (train only). The counts say "
-        f"how much each class was topped up, not how realistic the images are (see the contact sheets).</p>",
+        "<p>Images per class and split; \"Naturalize\" columns count synthetic images (train only). The counts say "
+        "how much each class was topped up, not how realistic the images are (see the contact sheets).</p>",
         _counts_table(data.counts, source),
         f"<table>{settings}</table>" if settings else "",
         "</section>",

@@ -3,3 +3,17 @@
 boxbank    a bank cut from real PBC images with their OI-PBC boxes (needs the PBC sample)
 drawnbank  a bank of procedurally drawn cells (naturalize.drawn), written by the product's BankWriter
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from naturalize.paths import env_path
+
+#: The shared PBC sample (release layout + OI-PBC boxes) that real-data tests and benchmarks read.
+SAMPLE_ENV = "NATURALIZE_SAMPLE"
+
+
+def sample_home() -> Path:
+    """$NATURALIZE_SAMPLE, else shared/pbc-sample beside the repository (an empty variable counts as unset)."""
+    return env_path(SAMPLE_ENV, Path(__file__).resolve().parents[2].parent / "shared" / "pbc-sample")

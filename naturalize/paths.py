@@ -1,0 +1,34 @@
+"""Where things live: paths from environment variables (an empty variable counts as unset), the dataset home,
+and which file names are images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Dataset names (`classify --dataset NAME`, `naturalize build`'s default --out) resolve under this folder.
+DATA_ENV = "NATURALIZE_DATA"
+
+#: File suffixes read as images (lower case), by the dataset readers and the preview.
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def env_path(name: str, default: str | os.PathLike) -> Path:
+    """$name as a path when set and non-empty, else `default`."""
+    value = os.environ.get(name)
+    return Path(value) if value else Path(default)
+
+
+def data_home() -> Path:
+    """Where datasets live: $NATURALIZE_DATA, else ./datasets."""
+    return env_path(DATA_ENV, "datasets")
+
+
+def subdirs(path: Path) -> list[Path]:
+    """The visible (not dot-named) folders directly in `path`, sorted by name."""
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """True when the file name has an image suffix (any case)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
