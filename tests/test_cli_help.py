@@ -67,7 +67,6 @@ def test_default_weights_are_imagenet_only_where_keras_has_them():
 
 def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_stages(tmp_path):
     from naturalize.build import build
-    from naturalize.compose.params import ComposeParams
     from naturalize.drawn import write_drawn_release
 
     drawn_pbc = write_drawn_release(tmp_path / "pbc", 4, seed=0, progress=False)
