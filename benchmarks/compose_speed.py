@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from naturalize.testing import sample_home
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -184,7 +186,7 @@ def examples(ours: Path, naive: Path, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", REPO.parent / "shared" / "pbc-sample")))
+    ap.add_argument("--sample", type=Path, default=sample_home())
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--baseline-n", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)

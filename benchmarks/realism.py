@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from naturalize.testing import sample_home
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -135,7 +137,7 @@ def draw(result: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", REPO.parent / "shared" / "pbc-sample")))
+    ap.add_argument("--sample", type=Path, default=sample_home())
     ap.add_argument("--classes", default="BNE,MMY,MY,PMY,SNE")
     ap.add_argument("--bank", type=int, default=150)
     ap.add_argument("--dev", type=int, default=40)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from naturalize.fsio import write_bytes, write_text
 from naturalize.segment.cells import box_iou, crop_sprite
 from naturalize.segment.classical import segment_classical
 from naturalize.segment.qc import grid, png
+from naturalize.testing import sample_home
 
 RBC_ID, PLT_ID = 10, 8
 COLOURS = {"RBC": (220, 30, 30), "WBC": (30, 60, 230), "PLT": (20, 170, 20)}
@@ -205,7 +205,7 @@ def targets(r: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", "../shared/pbc-sample")))
+    ap.add_argument("--sample", type=Path, default=sample_home())
     ap.add_argument("--limit", type=int, default=0, help="score N images of each half, spread evenly (0 = all)")
     ap.add_argument("--halves", default="tuning,report", help="which halves to score: tuning, report or both")
     ap.add_argument("--out", type=Path, default=Path("bench-out/segment"))

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from naturalize.testing import sample_home
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -98,7 +100,7 @@ def sam(sample: Path, n_images: int, device: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample", type=Path,
-                    default=Path(os.environ.get("NATURALIZE_SAMPLE", REPO.parent / "shared" / "pbc-sample")))
+                    default=sample_home())
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="only the first N images (default: all)")
     ap.add_argument("--sam-images", type=int, default=1)

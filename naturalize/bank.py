@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from naturalize.fsio import UserError, write_bytes
+from naturalize.fsio import UserError, replace_bytes, write_bytes
 from naturalize.outputs import claim, remove_written, write_marker
 
 FORMAT_VERSION = 1
@@ -392,16 +392,13 @@ class BankWriter:
         return rows
 
     def _put(self, relpath: str, data: bytes) -> None:
-        """Atomic write (temp file beside the target, then rename) of one bank file. A single writer owns
-        the bank, so a fixed temp name is safe; a leftover one is removed on resume."""
+        """Atomic write (temp file beside the target, then rename) of one bank file; a leftover temp file of a
+        killed run is removed on resume."""
         path = self.root / relpath
         if path.parent not in self._dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        replace_bytes(path, data)
 
     def _start(self, name: str, header: bytes) -> None:
         """Write a bank CSV holding only its header."""

@@ -32,6 +32,27 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         raise
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to the open file descriptor `fd` (os.write may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def replace_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Atomic like write_bytes, for hot loops (thousands of sprites or images a run): a per-process temp name
+    beside `path` instead of mkstemp, permissions from the umask, no folder creation (the folder must exist).
+    A leftover `.<name>.<pid>.tmp` of a killed run is the caller's to clear on resume."""
+    head, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """A fresh, not yet existing temp path beside `path` (ending in `suffix`, for writers that pick the format by

@@ -16,14 +16,14 @@ import numpy as np
 from naturalize.classes import class_of_prefix
 from naturalize.fsio import UserError, write_bytes
 from naturalize.outputs import check_file_output
+from naturalize.paths import is_image_name
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 TILE = 128
 
 
 def find_images(root: Path) -> tuple[list[Path], list[Path]]:
     """(real, synthetic) image paths under root, sorted; synthetic = '_syn_' in the file name."""
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    files = sorted(p for p in root.rglob("*") if is_image_name(p) and p.is_file()
                    and not p.name.startswith("."))
     return [p for p in files if "_syn_" not in p.name], [p for p in files if "_syn_" in p.name]
 

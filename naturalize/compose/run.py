@@ -29,12 +29,12 @@ import cv2
 import numpy as np
 
 from naturalize.bank import Bank
-from naturalize.classes import CLASSES, PREFIX_TO_CLASS
+from naturalize.classes import CLASSES, normalize_class
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
 from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, check_scene_counts, shard_range
 from naturalize.compose.scenes import compose_scene, scene_library
-from naturalize.fsio import UserError, write_text
+from naturalize.fsio import UserError, replace_bytes, write_all, write_text
 from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
 from naturalize.procs import die_with_parent
 
@@ -103,31 +103,13 @@ def _close() -> None:
     _WORKER.clear()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to a hidden temporary file beside `path`, then rename it over `path` (the folder exists)."""
-    head, _, name = path.rpartition("/")
-    tmp = f"{head}/.{name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def _work(index: int) -> int:
     """Worker: compose, write the image atomically, then append its journal entry (one JSON line) to the
     process's journal (a line cut short by a kill is skipped when read: the image is simply made again).
     Returns how many of the red cells asked for found no room on the image (0 normally)."""
     image, record = render(_WORKER["lib"], _WORKER["params"], _WORKER["seed"], index)
-    _write_atomic(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
-    _write_all(_WORKER["journal"], journal_line(journal_entry(record)).encode("ascii"))
+    replace_bytes(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
+    write_all(_WORKER["journal"], journal_line(journal_entry(record)).encode("ascii"))
     params = _WORKER["params"]
     return params.rbc - sum(1 for c in record["cells"] if c["kind"] == "RBC") if params.places_rbc else 0
 
@@ -254,14 +236,6 @@ def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
                             f"{w}x{h} image; use --rbc {most} or fewer (PBC crops hold about 8-15)")
 
 
-def normalise_class(text: str) -> str:
-    """'pmy' -> 'PMY', 'platelet' -> 'PLT'; UserError for anything else."""
-    cls = PREFIX_TO_CLASS.get(text.strip().upper(), text.strip().upper())
-    if cls not in CLASSES:
-        raise UserError(f"unknown class {text!r}; use one of {', '.join(CLASSES)}")
-    return cls
-
-
 def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, seed: int = 0,
                   params: ComposeParams | None = None, shard: tuple[int, int] = (1, 1), workers: int = 2,
                   overwrite: bool = False, progress: bool = True, warn: Callable[[str], None] | None = None) -> list[Path]:
@@ -269,7 +243,9 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
     of this shard's images. Raises UserError for bad input (one line); `warn` gets one line when some images
     of this run hold fewer red cells than asked (no room left for them)."""
     params = params or ComposeParams()
-    cls = normalise_class(cls)
+    cls = normalize_class(cls)
+    if cls not in CLASSES:
+        raise UserError(f"unknown class {cls!r}; use one of {', '.join(CLASSES)}")
     if n <= 0:
         raise UserError(f"--n {n}: the number of images must be at least 1")
     k, parts = shard
