@@ -32,8 +32,7 @@ def sh(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="work directory (outside the repo)")
-    ap.add_argument("--sample", type=Path,
-                    default=sample_home())
+    ap.add_argument("--sample", type=Path, default=sample_home())
     ap.add_argument("--model", default="custom_cnn")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=15)
@@ -46,20 +45,58 @@ def main() -> None:
         sys.exit("--work must be outside the repository (nothing derived from the real data goes into it)")
     data = work / "pbc11"
     if not (data / "train").is_dir():
-        sh([str(BIN / "naturalize"), "prepare", str(args.sample / "PBC_dataset_normal_DIB"), "--out", str(data),
-            "--materialize", "--seed", str(args.seed)])
+        sh(
+            [
+                str(BIN / "naturalize"),
+                "prepare",
+                str(args.sample / "PBC_dataset_normal_DIB"),
+                "--out",
+                str(data),
+                "--materialize",
+                "--seed",
+                str(args.seed),
+            ]
+        )
     run = work / f"{args.model}_{args.image_size}px_{args.epochs}ep_seed{args.seed}"
     uptime = os.getloadavg()
     t = time.time()
-    sh([str(BIN / "classify"), "train", "--dataset", str(data), "--model", args.model, "--weights", "none",
-        "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-        "--lr", str(args.lr), "--seed", str(args.seed), "--out", str(run)])
+    sh(
+        [
+            str(BIN / "classify"),
+            "train",
+            "--dataset",
+            str(data),
+            "--model",
+            args.model,
+            "--weights",
+            "none",
+            "--image-size",
+            str(args.image_size),
+            "--epochs",
+            str(args.epochs),
+            "--batch-size",
+            str(args.batch_size),
+            "--lr",
+            str(args.lr),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(run),
+        ]
+    )
     minutes = (time.time() - t) / 60
     rep = json.loads((run / "eval" / "test" / "report.json").read_text())
     print((run / "eval" / "test" / "report.txt").read_text())
-    summary = {"model": args.model, "image_size": args.image_size, "epochs": args.epochs, "run": str(run),
-               "test_accuracy": rep["accuracy"], "test_macro_f1": rep["report"]["macro avg"]["f1-score"],
-               "minutes": round(minutes, 1), "load_at_start": uptime}
+    summary = {
+        "model": args.model,
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "run": str(run),
+        "test_accuracy": rep["accuracy"],
+        "test_macro_f1": rep["report"]["macro avg"]["f1-score"],
+        "minutes": round(minutes, 1),
+        "load_at_start": uptime,
+    }
     print(json.dumps(summary, indent=2))
 
 

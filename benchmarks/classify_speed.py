@@ -76,9 +76,17 @@ def bench(model_name: str, size: int, paths: list[Path], batch_size: int, steps:
     for xb, _ in held[2:]:
         model.predict_on_batch(xb)
     infer = rate(steps * batch_size, time.perf_counter() - t)
-    return {"model": model_name, "size": size, "batch_size": batch_size, "decode_img_s": decode,
-            "loader_img_s": loader, "train_img_s": train, "infer_img_s": infer, "loader_over_train": loader / train,
-            "backend": keras.backend.backend()}
+    return {
+        "model": model_name,
+        "size": size,
+        "batch_size": batch_size,
+        "decode_img_s": decode,
+        "loader_img_s": loader,
+        "train_img_s": train,
+        "infer_img_s": infer,
+        "loader_over_train": loader / train,
+        "backend": keras.backend.backend(),
+    }
 
 
 def main() -> None:
@@ -100,15 +108,24 @@ def main() -> None:
         for name in args.models.split(","):
             rows.append(bench(name, size, paths, args.batch_size, args.steps))
             r = rows[-1]
-            print(f"{name} @{size}: decode {r['decode_img_s']:.0f}, loader {r['loader_img_s']:.0f}, "
-                  f"train {r['train_img_s']:.1f}, infer {r['infer_img_s']:.1f} img/s", file=sys.stderr, flush=True)
-    print(f"\nbackend {rows[0]['backend']}, batch {args.batch_size}, {args.images} real PBC images, load {os.getloadavg()}\n")
+            print(
+                f"{name} @{size}: decode {r['decode_img_s']:.0f}, loader {r['loader_img_s']:.0f}, "
+                f"train {r['train_img_s']:.1f}, infer {r['infer_img_s']:.1f} img/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"\nbackend {rows[0]['backend']}, batch {args.batch_size}, {args.images} real PBC images, "
+        f"load {os.getloadavg()}\n"
+    )
     print("| model | size | decode img/s (once) | loader img/s | train img/s | infer img/s | loader / train |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ok = "ok" if r["loader_over_train"] >= 5 else "TOO SLOW"
-        print(f"| {r['model']} | {r['size']} | {r['decode_img_s']:.0f} | {r['loader_img_s']:.0f} | "
-              f"{r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['loader_over_train']:.0f}x {ok} |")
+        print(
+            f"| {r['model']} | {r['size']} | {r['decode_img_s']:.0f} | {r['loader_img_s']:.0f} | "
+            f"{r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['loader_over_train']:.0f}x {ok} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     if own_cache is not None:

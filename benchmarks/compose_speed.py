@@ -6,7 +6,8 @@
 1. A sprite bank of >= --sprites sprites is cut from the sample with the OI-PBC boxes (naturalize/testing/boxbank.py;
    built once, kept in OUT/bank).
 2. Naturalize: `naturalize compose --class PMY --n N --workers 2` (360x363 JPEG quality 75 4:4:4 as the
-   PBC files, 8 RBC + 1 WBC + 0..2 platelets, feathering and stain matching on) as a subprocess: images/s over the whole command
+   PBC files, 8 RBC + 1 WBC + 0..2 platelets, feathering and stain matching on) as a subprocess: images/s over the
+   whole command
    (start-up, bank loading and the final manifest/COCO files included) and in the steady state (first to
    last image written); start-up (to the first image) and final (last image to the end: manifest and COCO
    files) seconds; CPU seconds of all its processes and the rate two idle cores would give from
@@ -45,7 +46,9 @@ def build_bank(sample: Path, out: Path, sprites: int) -> Path:
     if (out / "bank.json").is_file() and len(Bank.open(out).sprites) >= sprites:
         return out
     release, boxes = sample / "PBC_dataset_normal_DIB", sample / "oi-pbc-boxes"
-    per = pick_images(release, boxes, {c: 400 for c in ("PMY", "BNE", "SNE", "MY", "MMY", "LY", "EO", "BA", "MO", "ERB")})
+    per = pick_images(
+        release, boxes, {c: 400 for c in ("PMY", "BNE", "SNE", "MY", "MMY", "LY", "EO", "BA", "MO", "ERB")}
+    )
     by_class: dict[str, list[Path]] = {}
     for p in per:
         by_class.setdefault(p.name.split("_")[0], []).append(p)
@@ -103,8 +106,25 @@ SCENE = ["transplant"]
 
 
 def _compose_cmd(bank: Path, out: Path, n: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", str(n), "--bank", str(bank),
-            "--out", str(out), "--workers", str(workers), "--overwrite", "--scene", SCENE[0]]
+    return [
+        sys.executable,
+        "-m",
+        "naturalize.cli",
+        "compose",
+        "--class",
+        "PMY",
+        "--n",
+        str(n),
+        "--bank",
+        str(bank),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--overwrite",
+        "--scene",
+        SCENE[0],
+    ]
 
 
 def run_compose(bank: Path, out: Path, n: int, workers: int) -> dict:
@@ -122,10 +142,17 @@ def run_compose(bank: Path, out: Path, n: int, workers: int) -> dict:
     mtimes = sorted(p.stat().st_mtime for p in (out / "PMY").glob("*.jpg"))
     assert len(mtimes) == n, f"{len(mtimes)} images written, expected {n}"
     steady = (n - 1) / max(1e-9, mtimes[-1] - mtimes[0])
-    return {"images": n, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 1),
-            "startup_s": round(mtimes[0] - t0, 2), "steady_images_per_s": round(steady, 1),
-            "final_s": round(t0 + wall - mtimes[-1], 2),
-            "cpu_s": round(cpu, 2), "system_cpu_s": round(sys_s, 2), "idle_2core_images_per_s": round(n / (cpu / 2), 1)}
+    return {
+        "images": n,
+        "wall_s": round(wall, 2),
+        "images_per_s": round(n / wall, 1),
+        "startup_s": round(mtimes[0] - t0, 2),
+        "steady_images_per_s": round(steady, 1),
+        "final_s": round(t0 + wall - mtimes[-1], 2),
+        "cpu_s": round(cpu, 2),
+        "system_cpu_s": round(sys_s, 2),
+        "idle_2core_images_per_s": round(n / (cpu / 2), 1),
+    }
 
 
 def peak_memory(bank: Path, out: Path, n: int, workers: int) -> float:
@@ -151,8 +178,13 @@ def run_naive(bank: Path, out: Path, n: int) -> dict:
     c0, t0 = time.process_time(), time.perf_counter()
     naive_compose(Bank.open(bank), "PMY", n, out)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"images": n, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 1), "cpu_s": round(cpu, 2),
-            "idle_1core_images_per_s": round(n / cpu, 1)}
+    return {
+        "images": n,
+        "wall_s": round(wall, 2),
+        "images_per_s": round(n / wall, 1),
+        "cpu_s": round(cpu, 2),
+        "idle_1core_images_per_s": round(n / cpu, 1),
+    }
 
 
 def draw(result: dict, out: Path) -> None:
@@ -193,8 +225,11 @@ def main() -> None:
     ap.add_argument("--sprites", type=int, default=10000)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "compose-speed")
     ap.add_argument("--scene", default="transplant", help="compose --scene of the timed runs")
-    ap.add_argument("--keep-old", action="store_true",
-                    help="leave earlier runs' outputs in OUT/.trash (delete it yourself later): for runs back to back")
+    ap.add_argument(
+        "--keep-old",
+        action="store_true",
+        help="leave earlier runs' outputs in OUT/.trash (delete it yourself later): for runs back to back",
+    )
     a = ap.parse_args()
     SCENE[0] = a.scene
     a.out.mkdir(parents=True, exist_ok=True)
@@ -203,9 +238,17 @@ def main() -> None:
     from naturalize.bank import Bank
 
     b = Bank.open(bank)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
-              "bank": {"sprites": len(b.sprites), "backgrounds": len(b.backgrounds), "build_s": round(time.perf_counter() - t0, 1)},
-              "load_before": os.getloadavg()[0], "scene": a.scene}
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
+        "bank": {
+            "sprites": len(b.sprites),
+            "backgrounds": len(b.backgrounds),
+            "build_s": round(time.perf_counter() - t0, 1),
+        },
+        "load_before": os.getloadavg()[0],
+        "scene": a.scene,
+    }
     emptied = a.out / ".trash-emptied"
     if emptied.is_file():
         result["minutes_since_last_cleanup"] = round((time.time() - float(emptied.read_text())) / 60, 1)
@@ -224,9 +267,12 @@ def main() -> None:
     ours, naive = result["naturalize"], result["algorithm1"]
     result["speedup_steady"] = round(ours["steady_images_per_s"] / naive["images_per_s"], 1)
     result["speedup_with_startup"] = round(ours["images_per_s"] / naive["images_per_s"], 1)
-    result["targets"] = {"steady>=1000/s": ours["steady_images_per_s"] >= 1000,
-                         "with_startup>=800/s": ours["images_per_s"] >= 800,
-                         "speedup>=5x": result["speedup_with_startup"] >= 5, "peak<2GB": ours["peak_pss_mb"] < 2048}
+    result["targets"] = {
+        "steady>=1000/s": ours["steady_images_per_s"] >= 1000,
+        "with_startup>=800/s": ours["images_per_s"] >= 800,
+        "speedup>=5x": result["speedup_with_startup"] >= 5,
+        "peak<2GB": ours["peak_pss_mb"] < 2048,
+    }
     (a.out / "compose_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     draw(result, a.out / "compose_speed.png")
     examples(a.out / "ours", a.out / "naive", a.out / "examples.jpg")

@@ -43,7 +43,7 @@ def pbc_crops(n: int, dry_run: bool) -> list:
     from naturalize.segment.run import read_rgb
 
     root = sample_home() / "PBC_dataset_normal_DIB"
-    paths = sorted(root.rglob("*.jpg"))[:: 97][:n] if root.is_dir() else []
+    paths = sorted(root.rglob("*.jpg"))[::97][:n] if root.is_dir() else []
     if len(paths) == n:
         return [read_rgb(p) for p in paths]
     rng = np.random.default_rng(0)
@@ -60,8 +60,11 @@ def sam_model(model_type: str, dry_run: bool, device: str):
     from segment_anything.build_sam import _build_sam
 
     torch.manual_seed(0)
-    model = (_build_sam(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=1, encoder_global_attn_indexes=[0])
-             if dry_run else sam_model_registry[model_type]())
+    model = (
+        _build_sam(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=1, encoder_global_attn_indexes=[0])
+        if dry_run
+        else sam_model_registry[model_type]()
+    )
     return model.to(device).eval()
 
 
@@ -86,18 +89,26 @@ def bench_sam(model_type: str, images: list, dry_run: bool, warmup: int) -> dict
         seg(rgb)
     sync()
     seconds = time.perf_counter() - t0
-    return {"model_type": model_type, "device": device, "points_per_side": params.points_per_side,
-            "image_size": list(images[0].shape[:2]), "images": len(timed), "seconds": round(seconds, 3),
-            "images_per_s": round(len(timed) / seconds, 3), "load_s": round(load_s, 2),
-            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
-            "weights": "tiny random stand-in (dry run)" if dry_run else "random"}
+    return {
+        "model_type": model_type,
+        "device": device,
+        "points_per_side": params.points_per_side,
+        "image_size": list(images[0].shape[:2]),
+        "images": len(timed),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(timed) / seconds, 3),
+        "load_s": round(load_s, 2),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
+        "weights": "tiny random stand-in (dry run)" if dry_run else "random",
+    }
 
 
 # ---------------------------------------------------------------- Keras training (one subprocess per backend)
 
 
-def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: int, policy: str, jit: str,
-                 eager: bool = False) -> dict:
+def keras_worker(
+    models: list[str], size: int, batch: int, warmup: int, steps: int, policy: str, jit: str, eager: bool = False
+) -> dict:
     """In a process whose KERAS_BACKEND is set: train-step images/s per model on random images. Prints one JSON
     line per finished model as it goes (so a timeout keeps what was measured) and returns the whole result."""
     import keras
@@ -107,8 +118,15 @@ def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: i
 
     keras.mixed_precision.set_global_policy(policy)
     backend = keras.backend.backend()
-    out: dict = {"backend": backend, "keras": keras.__version__, "policy": policy, "jit_compile": jit, "eager": eager,
-                 "device": _device(backend), "models": {}}
+    out: dict = {
+        "backend": backend,
+        "keras": keras.__version__,
+        "policy": policy,
+        "jit_compile": jit,
+        "eager": eager,
+        "device": _device(backend),
+        "models": {},
+    }
     print(json.dumps({k: v for k, v in out.items() if k != "models"}), flush=True)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, size, size, 3)).astype("float32")
@@ -117,8 +135,12 @@ def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: i
         keras.utils.set_random_seed(0)
         t0 = time.perf_counter()
         model = create_model(name, 11, "none", "finetune", size)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                      jit_compile=jit if jit == "auto" else jit == "true", run_eagerly=eager)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss="sparse_categorical_crossentropy",
+            jit_compile=jit if jit == "auto" else jit == "true",
+            run_eagerly=eager,
+        )
         for _ in range(warmup):  # the first steps compile / autotune
             model.train_on_batch(x, y)
         start_s = time.perf_counter() - t0
@@ -126,9 +148,15 @@ def keras_worker(models: list[str], size: int, batch: int, warmup: int, steps: i
         for _ in range(steps):
             loss = model.train_on_batch(x, y)  # returns host values: the step has finished
         seconds = time.perf_counter() - t0
-        out["models"][name] = {"image_size": size, "batch": batch, "steps": steps, "seconds": round(seconds, 3),
-                               "images_per_s": round(steps * batch / seconds, 2), "warmup_s": round(start_s, 2),
-                               "loss": float(np.asarray(loss).ravel()[0])}
+        out["models"][name] = {
+            "image_size": size,
+            "batch": batch,
+            "steps": steps,
+            "seconds": round(seconds, 3),
+            "images_per_s": round(steps * batch / seconds, 2),
+            "warmup_s": round(start_s, 2),
+            "loss": float(np.asarray(loss).ravel()[0]),
+        }
         print(json.dumps({"model": name, **out["models"][name]}), flush=True)
     return out
 
@@ -146,10 +174,26 @@ def _device(backend: str) -> str:
 
 def bench_keras(backend: str, args: argparse.Namespace, timeout: float) -> dict:
     """Run keras_worker in a subprocess with KERAS_BACKEND=backend; its last stdout line is the JSON."""
-    cmd = [sys.executable, __file__, "--keras-worker", "--size", str(args.size), "--batch", str(args.batch),
-           "--warmup", str(args.warmup), "--steps", str(args.steps), "--policy", args.policy, "--jit", args.jit,
-           *(["--eager"] if args.eager else []),
-           "--models", ",".join(args.models)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--keras-worker",
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+        "--policy",
+        args.policy,
+        "--jit",
+        args.jit,
+        *(["--eager"] if args.eager else []),
+        "--models",
+        ",".join(args.models),
+    ]
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
@@ -157,8 +201,11 @@ def bench_keras(backend: str, args: argparse.Namespace, timeout: float) -> dict:
         partial = _worker_lines(e.stdout)
         return {**partial, "backend": backend, "error": f"timed out after {timeout:.0f} s"}
     if done.returncode != 0:
-        return {**_worker_lines(done.stdout), "backend": backend,
-                "error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+        return {
+            **_worker_lines(done.stdout),
+            "backend": backend,
+            "error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300],
+        }
     return _worker_lines(done.stdout)
 
 
@@ -197,10 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 5, dry 1)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 30, dry 1)")
     p.add_argument("--policy", default="mixed_float16", help="Keras dtype policy (mixed precision)")
-    p.add_argument("--jit", choices=("auto", "true", "false"), default=None,
-                   help="Keras jit_compile (default auto: XLA where the backend can; dry run false, it compiles slowly)")
-    p.add_argument("--eager", action="store_true",
-                   help="Keras run_eagerly (the dry run's default: no graph tracing, which takes minutes on a CPU)")
+    p.add_argument(
+        "--jit",
+        choices=("auto", "true", "false"),
+        default=None,
+        help="Keras jit_compile (default auto: XLA where the backend can; dry run false, it compiles slowly)",
+    )
+    p.add_argument(
+        "--eager",
+        action="store_true",
+        help="Keras run_eagerly (the dry run's default: no graph tracing, which takes minutes on a CPU)",
+    )
     p.add_argument("--models", type=lambda s: s.split(","), default=list(MODELS))
     p.add_argument("--keras-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -218,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     left = lambda: args.budget_s - (time.perf_counter() - t_start)  # noqa: E731
     sam_images = args.sam_images or (1 if dry else 24)
-    result: dict = {"dry_run": dry, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                    "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                                "platform": platform.platform()},
-                    "settings": {k: v for k, v in vars(args).items() if k not in ("out", "keras_worker")},
-                    "sam": {}, "train": {}}
+    result: dict = {
+        "dry_run": dry,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "keras_worker")},
+        "sam": {},
+        "train": {},
+    }
     result["settings"]["out"] = str(args.out)
     crops = pbc_crops(sam_images + 1, dry)
     for model_type in SAM_TYPES:

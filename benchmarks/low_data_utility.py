@@ -37,8 +37,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
 
-def scores(train: list[Path], classes: list[str], test_x: np.ndarray, test_y: np.ndarray, seed: int,
-           epochs: int, size: int) -> dict:
+def scores(
+    train: list[Path], classes: list[str], test_x: np.ndarray, test_y: np.ndarray, seed: int, epochs: int, size: int
+) -> dict:
     """Accuracy, macro-F1 and per-class F1 of the custom CNN trained on `train` (class = file-name prefix)."""
     import keras
     from sklearn.metrics import accuracy_score, f1_score
@@ -61,8 +62,12 @@ def scores(train: list[Path], classes: list[str], test_x: np.ndarray, test_y: np
     pred = np.argmax(model.predict(test_x.astype(np.float32), batch_size=64, verbose=0), axis=1)
     keras.backend.clear_session()
     f1 = f1_score(test_y, pred, labels=range(len(classes)), average=None)
-    return {"accuracy": round(float(accuracy_score(test_y, pred)), 4), "macro_f1": round(float(np.mean(f1)), 4),
-            "f1": {c: round(float(v), 4) for c, v in zip(classes, f1)}, "train_images": len(train)}
+    return {
+        "accuracy": round(float(accuracy_score(test_y, pred)), 4),
+        "macro_f1": round(float(np.mean(f1)), 4),
+        "f1": {c: round(float(v), 4) for c, v in zip(classes, f1)},
+        "train_images": len(train),
+    }
 
 
 def t_interval(d: list[float]) -> list[float]:
@@ -125,30 +130,55 @@ def main() -> None:
     test = [p for c in classes for p in parts["test"][c]]
     test_y = np.array([classes.index(c) for c in classes for _ in parts["test"][c]])
     test_x = decode_all(test, a.size, progress=False)
-    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()}-core CPU, no GPU",
-                    "load_before": round(os.getloadavg()[0], 2), "classes": classes, "real_per_class": a.real,
-                    "extra_per_class": a.extra, "test_images": len(test), "model": "custom_cnn", "size": a.size,
-                    "epochs": a.epochs, "arms": {"real": [], "flip": [], "transplant": []}}
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{os.cpu_count()}-core CPU, no GPU",
+        "load_before": round(os.getloadavg()[0], 2),
+        "classes": classes,
+        "real_per_class": a.real,
+        "extra_per_class": a.extra,
+        "test_images": len(test),
+        "model": "custom_cnn",
+        "size": a.size,
+        "epochs": a.epochs,
+        "arms": {"real": [], "flip": [], "transplant": []},
+    }
     for seed in range(a.seeds):
         rng = np.random.default_rng([seed, 0x10])
-        real = {c: [parts["bank"][c][i] for i in sorted(rng.choice(len(parts["bank"][c]), a.real, replace=False))]
-                for c in classes}
+        real = {
+            c: [parts["bank"][c][i] for i in sorted(rng.choice(len(parts["bank"][c]), a.real, replace=False))]
+            for c in classes
+        }
         work = a.out / f"seed{seed}"
         tree = link_tree([p for c in classes for p in real[c]], work / "real" / "PBC_dataset_normal_DIB", release)
         bank = make_bank(tree, work / "bank")
         shutil.rmtree(work / "flip", ignore_errors=True)
         flips = [q for c in classes for q in flip_copies(real[c], a.extra, work / "flip" / c, seed=seed)]
-        syn = [q for c in classes for q in compose_class(bank, c, a.extra, work / "transplant", seed=seed,
-                                                         params=ComposeParams(scene="transplant"), workers=2,
-                                                         progress=False)]
+        syn = [
+            q
+            for c in classes
+            for q in compose_class(
+                bank,
+                c,
+                a.extra,
+                work / "transplant",
+                seed=seed,
+                params=ComposeParams(scene="transplant"),
+                workers=2,
+                progress=False,
+            )
+        ]
         base = [p for c in classes for p in real[c]]
         for arm, train in (("real", base), ("flip", base + flips), ("transplant", base + syn)):
             r = scores(train, classes, test_x, test_y, seed, a.epochs, a.size)
             result["arms"][arm].append(r)
             print(json.dumps({"seed": seed, arm: r}), flush=True)
     d = [t["macro_f1"] - f["macro_f1"] for t, f in zip(result["arms"]["transplant"], result["arms"]["flip"])]
-    result["transplant_minus_flip"] = {"per_seed": [round(x, 4) for x in d], "mean": round(float(np.mean(d)), 4),
-                                       "ci95": t_interval(d)}
+    result["transplant_minus_flip"] = {
+        "per_seed": [round(x, 4) for x in d],
+        "mean": round(float(np.mean(d)), 4),
+        "ci95": t_interval(d),
+    }
     result["target_met"] = bool(np.mean(d) >= 0.03 and result["transplant_minus_flip"]["ci95"][0] > 0)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     result["load_after"] = round(os.getloadavg()[0], 2)

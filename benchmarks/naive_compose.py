@@ -2,7 +2,8 @@
 
 Per image: open a random background, paste one WBC sprite of the class at the centre and `rbc` red-cell
 sprites at random positions whose boxes overlap no box placed before (rejection sampling, boxes only),
-save as JPEG (quality 75, 4:4:4, as the PBC files and Naturalize). Sprites are opened from the bank folder when used, as Algorithm 1 reads them. No
+save as JPEG (quality 75, 4:4:4, as the PBC files and Naturalize). Sprites are opened from the bank folder when
+used, as Algorithm 1 reads them. No
 transforms, no feathering, no stain matching: what Naturalize improves on.
 """
 
@@ -21,8 +22,16 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def naive_compose(bank: Bank, cls: str, n: int, out: Path, seed: int = 0, rbc: int = 8, tries: int = 100,
-                  size: tuple[int, int] = ComposeParams().size) -> list[Path]:
+def naive_compose(
+    bank: Bank,
+    cls: str,
+    n: int,
+    out: Path,
+    seed: int = 0,
+    rbc: int = 8,
+    tries: int = 100,
+    size: tuple[int, int] = ComposeParams().size,
+) -> list[Path]:
     """Write n Algorithm-1 composites of class `cls` into out/<cls>_naive_<i>.jpg; returns their paths."""
     rnd = random.Random(seed)
     wbcs = [bank.root / r.relpath for r in bank.select("WBC", cls)]

@@ -46,8 +46,19 @@ from naturalize.fsio import atomic_open, link_or_copy, write_json, write_text  #
 from naturalize.testing import sample_home  # noqa: E402
 
 #: Images per class in the full PBC release (after dropping IG/NEUTROPHIL): the target proportions.
-FULL_RELEASE = {"BA": 1218, "BNE": 1633, "EO": 3117, "ERB": 1551, "LY": 1214, "MMY": 1015, "MO": 1420,
-                "MY": 1137, "PLT": 2348, "PMY": 592, "SNE": 1646}
+FULL_RELEASE = {
+    "BA": 1218,
+    "BNE": 1633,
+    "EO": 3117,
+    "ERB": 1551,
+    "LY": 1214,
+    "MMY": 1015,
+    "MO": 1420,
+    "MY": 1137,
+    "PLT": 2348,
+    "PMY": 592,
+    "SNE": 1646,
+}
 ARMS = ("real", "natural", "flip")
 SAMPLE = sample_home()
 
@@ -66,13 +77,15 @@ def subsample_train(records, seed: int):
     for c in CLASSES:
         paths = sorted(r.path for r in train if r.cls == c)
         order = np.random.default_rng([seed, CLASSES.index(c), 7]).permutation(len(paths))
-        keep.update(paths[i] for i in order[:keep_n.get(c, 0)])
-    return [replace(r, excluded="subsampled out") if r.split == "train" and r.path not in keep else r
-            for r in records], keep_n
+        keep.update(paths[i] for i in order[: keep_n.get(c, 0)])
+    return [
+        replace(r, excluded="subsampled out") if r.split == "train" and r.path not in keep else r for r in records
+    ], keep_n
 
 
 def flip_copies(sources: list[Path], n: int, out_dir: Path, seed: int) -> list[Path]:
-    """`n` copies of real images (cycled) each under one of the 7 non-identity flips/90-degree turns (JPEG q75 4:4:4, as the PBC files)."""
+    """`n` copies of real images (cycled) each under one of the 7 non-identity flips/90-degree turns (JPEG q75
+    4:4:4, as the PBC files)."""
     from PIL import Image
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,9 +123,12 @@ def scores_from_predictions(pred_csv: Path, keep=lambda path: True) -> dict:
     y, p = [r["true"] for r in rows], [r["pred"] for r in rows]
     labels = [c for c in CLASSES if c in set(y)]
     f1 = f1_score(y, p, labels=labels, average=None, zero_division=0)
-    return {"n": len(rows), "accuracy": float(accuracy_score(y, p)),
-            "macro_f1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
-            "f1": {c: float(v) for c, v in zip(labels, f1)}}
+    return {
+        "n": len(rows),
+        "accuracy": float(accuracy_score(y, p)),
+        "macro_f1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
+        "f1": {c: float(v) for c, v in zip(labels, f1)},
+    }
 
 
 def train_eval(dataset: Path, run: Path, a, seed: int) -> dict:
@@ -123,9 +139,21 @@ def train_eval(dataset: Path, run: Path, a, seed: int) -> dict:
     pred = run / "eval" / "test" / "predictions.csv"
     if not pred.is_file():
         t0 = time.perf_counter()
-        train(dataset, a.model, run, weights="none", epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-              image_size=a.image_size, seed=seed, evaluate=False, progress=False, workers=a.workers,
-              log=lambda *_: None)
+        train(
+            dataset,
+            a.model,
+            run,
+            weights="none",
+            epochs=a.epochs,
+            batch_size=a.batch_size,
+            lr=a.lr,
+            image_size=a.image_size,
+            seed=seed,
+            evaluate=False,
+            progress=False,
+            workers=a.workers,
+            log=lambda *_: None,
+        )
         evaluate_run(run, "test", progress=False)
         write_json(run / "bench_seconds.json", {"seconds": time.perf_counter() - t0})
     return scores_from_predictions(pred)
@@ -142,13 +170,21 @@ def composed(folder: Path, n: int, seed: int) -> dict[str, list[Path]] | None:
 
 def summarize(per_seed: list[dict]) -> dict:
     """Mean, standard deviation, min and max of accuracy, macro-F1 and each class's F1 over seeds."""
+
     def stats(vals):
         v = np.asarray(vals, float)
-        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                "min": float(v.min()), "max": float(v.max())}
-    return {"accuracy": stats([s["accuracy"] for s in per_seed]),
-            "macro_f1": stats([s["macro_f1"] for s in per_seed]),
-            "f1": {c: stats([s["f1"].get(c, 0.0) for s in per_seed]) for c in CLASSES}}
+        return {
+            "mean": float(v.mean()),
+            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()),
+            "max": float(v.max()),
+        }
+
+    return {
+        "accuracy": stats([s["accuracy"] for s in per_seed]),
+        "macro_f1": stats([s["macro_f1"] for s in per_seed]),
+        "f1": {c: stats([s["f1"].get(c, 0.0) for s in per_seed]) for c in CLASSES},
+    }
 
 
 def plot(results: dict, path: Path) -> None:
@@ -174,9 +210,11 @@ def plot(results: dict, path: Path) -> None:
     ax.set_ylabel("F1 on the real test split")
     ax.set_ylim(0, 1.15)
     ax.axvspan(CLASSES.index("PMY") - 0.45, CLASSES.index("PMY") + 0.45, color="orange", alpha=0.12)
-    ax.set_title(f"{results['settings']['model']} {results['settings']['image_size']}px, "
-                 f"{results['settings']['epochs']} epochs, {len(results['settings']['seeds'])} seeds; "
-                 f"augmented: {', '.join(AUGMENTED_CLASSES)}")
+    ax.set_title(
+        f"{results['settings']['model']} {results['settings']['image_size']}px, "
+        f"{results['settings']['epochs']} epochs, {len(results['settings']['seeds'])} seeds; "
+        f"augmented: {', '.join(AUGMENTED_CLASSES)}"
+    )
     ax.legend(loc="upper center", ncol=len(ARMS), fontsize=9)
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
@@ -188,31 +226,42 @@ def markdown(results: dict) -> str:
     """The results as Markdown tables (mean +- std, [min..max])."""
     s = results["settings"]
     fmt = lambda st: f"{st['mean']:.3f} ± {st['std']:.3f} [{st['min']:.3f}..{st['max']:.3f}]"  # noqa: E731
-    lines = [f"Model {s['model']} at {s['image_size']} px, {s['epochs']} epochs, batch {s['batch_size']}, weights none; "
-             f"seeds {s['seeds']}; {s['per_class']} extra images per augmented class; data {s['pbc']}.",
-             "Training images per class (proportional to the full release): "
-             + ", ".join(f"{c} {n}" for c, n in results["train_counts"].items()) + ".",
-             f"Real test split: {results['test_n']} images.", "",
-             "| arm | accuracy | macro-F1 | PMY F1 | " + " | ".join(f"{c} F1" for c in CLASSES if c != "PMY") + " |",
-             "|---|---|---|---|" + "---|" * (len(CLASSES) - 1)]
+    lines = [
+        f"Model {s['model']} at {s['image_size']} px, {s['epochs']} epochs, batch {s['batch_size']}, weights none; "
+        f"seeds {s['seeds']}; {s['per_class']} extra images per augmented class; data {s['pbc']}.",
+        "Training images per class (proportional to the full release): "
+        + ", ".join(f"{c} {n}" for c, n in results["train_counts"].items())
+        + ".",
+        f"Real test split: {results['test_n']} images.",
+        "",
+        "| arm | accuracy | macro-F1 | PMY F1 | " + " | ".join(f"{c} F1" for c in CLASSES if c != "PMY") + " |",
+        "|---|---|---|---|" + "---|" * (len(CLASSES) - 1),
+    ]
     for arm, r in results["arms"].items():
         sm = r["summary"]
-        lines.append(f"| {arm} | {fmt(sm['accuracy'])} | {fmt(sm['macro_f1'])} | {fmt(sm['f1']['PMY'])} | "
-                     + " | ".join(f"{sm['f1'][c]['mean']:.3f}" for c in CLASSES if c != "PMY") + " |")
+        lines.append(
+            f"| {arm} | {fmt(sm['accuracy'])} | {fmt(sm['macro_f1'])} | {fmt(sm['f1']['PMY'])} | "
+            + " | ".join(f"{sm['f1'][c]['mean']:.3f}" for c in CLASSES if c != "PMY")
+            + " |"
+        )
     if "paper" in results:
         p = results["paper"]
-        lines += ["", "Paper protocol (pooled, then split; bank from every image), one seed:",
-                  f"- its own test split ({p['own_test']['n']} images, synthetic included): accuracy "
-                  f"{p['own_test']['accuracy']:.3f}, macro-F1 {p['own_test']['macro_f1']:.3f}",
-                  f"- the real images of that test split ({p['real_part']['n']}): accuracy "
-                  f"{p['real_part']['accuracy']:.3f}, macro-F1 {p['real_part']['macro_f1']:.3f}",
-                  f"- augmented classes ({', '.join(AUGMENTED_CLASSES)}) only: accuracy on their synthetic test images "
-                  f"{p['augmented_synthetic']['accuracy']:.3f} (n {p['augmented_synthetic']['n']}) vs on their real test "
-                  f"images {p['augmented_real']['accuracy']:.3f} (n {p['augmented_real']['n']})",
-                  f"- inflation vs its real part: accuracy {p['own_test']['accuracy'] - p['real_part']['accuracy']:+.3f}, "
-                  f"macro-F1 {p['own_test']['macro_f1'] - p['real_part']['macro_f1']:+.3f}; vs the clean natural arm "
-                  f"(mean): accuracy {p['own_test']['accuracy'] - results['arms']['natural']['summary']['accuracy']['mean']:+.3f}"
-                  if "natural" in results["arms"] else ""]
+        lines += [
+            "",
+            "Paper protocol (pooled, then split; bank from every image), one seed:",
+            f"- its own test split ({p['own_test']['n']} images, synthetic included): accuracy "
+            f"{p['own_test']['accuracy']:.3f}, macro-F1 {p['own_test']['macro_f1']:.3f}",
+            f"- the real images of that test split ({p['real_part']['n']}): accuracy "
+            f"{p['real_part']['accuracy']:.3f}, macro-F1 {p['real_part']['macro_f1']:.3f}",
+            f"- augmented classes ({', '.join(AUGMENTED_CLASSES)}) only: accuracy on their synthetic test images "
+            f"{p['augmented_synthetic']['accuracy']:.3f} (n {p['augmented_synthetic']['n']}) vs on their real test "
+            f"images {p['augmented_real']['accuracy']:.3f} (n {p['augmented_real']['n']})",
+            f"- inflation vs its real part: accuracy {p['own_test']['accuracy'] - p['real_part']['accuracy']:+.3f}, "
+            f"macro-F1 {p['own_test']['macro_f1'] - p['real_part']['macro_f1']:+.3f}; vs the clean natural arm "
+            f"(mean): accuracy {p['own_test']['accuracy'] - results['arms']['natural']['summary']['accuracy']['mean']:+.3f}"  # noqa: E501
+            if "natural" in results["arms"]
+            else "",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -226,14 +275,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--per-class", type=int, default=150,
-                    help="extra images per augmented class (150 ~ the paper's 2,000 at the subsample's scale)")
+    ap.add_argument(
+        "--per-class",
+        type=int,
+        default=150,
+        help="extra images per augmented class (150 ~ the paper's 2,000 at the subsample's scale)",
+    )
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="seed of the split, subsample and composition")
-    ap.add_argument("--tag", default="", help="name of this training setting: runs go to OUT/runs-TAG/, results to "
-                                              "OUT/results-TAG.* (data, banks and extra images are shared)")
+    ap.add_argument(
+        "--tag",
+        default="",
+        help="name of this training setting: runs go to OUT/runs-TAG/, results to "
+        "OUT/results-TAG.* (data, banks and extra images are shared)",
+    )
     a = ap.parse_args(argv)
     if not a.pbc.exists():
         ap.error(f"{a.pbc} not found; pass --pbc PBC_ROOT (or set NATURALIZE_SAMPLE)")
@@ -272,19 +329,40 @@ def main(argv: list[str] | None = None) -> dict:
         syn = composed(out / "synthetic", a.per_class, a.seed)
         if syn is None:  # a finished composition is reused as is (the bank is only needed to make it)
             segment(sub, bank, backend="classical", split="train", workers=a.workers, progress=True, echo=print)
-            syn = {c: compose_class(bank, c, a.per_class, out / "synthetic", seed=a.seed, workers=a.workers,
-                                    progress=True) for c in AUGMENTED_CLASSES}
+            syn = {
+                c: compose_class(bank, c, a.per_class, out / "synthetic", seed=a.seed, workers=a.workers, progress=True)
+                for c in AUGMENTED_CLASSES
+            }
         extra["natural"] = [("train", c, p) for c in AUGMENTED_CLASSES for p in syn[c]]
     if "flip" in arms:
-        extra["flip"] = [("train", c, p) for c in AUGMENTED_CLASSES
-                         for p in flip_copies(sorted(root / r.path for r in train if r.cls == c), a.per_class,
-                                              out / "flip" / c, a.seed + CLASSES.index(c))]
+        extra["flip"] = [
+            ("train", c, p)
+            for c in AUGMENTED_CLASSES
+            for p in flip_copies(
+                sorted(root / r.path for r in train if r.cls == c),
+                a.per_class,
+                out / "flip" / c,
+                a.seed + CLASSES.index(c),
+            )
+        ]
     seeds = list(range(a.seeds))
-    results: dict = {"settings": {"pbc": str(a.pbc), "model": a.model, "image_size": a.image_size, "epochs": a.epochs,
-                                  "batch_size": a.batch_size, "lr": a.lr, "seeds": seeds, "per_class": a.per_class,
-                                  "split_seed": a.seed, "protocol": "clean"},
-                     "train_counts": {c: keep_n.get(c, 0) for c in CLASSES},
-                     "test_n": sum(1 for r in records if r.split == "test"), "arms": {}}
+    results: dict = {
+        "settings": {
+            "pbc": str(a.pbc),
+            "model": a.model,
+            "image_size": a.image_size,
+            "epochs": a.epochs,
+            "batch_size": a.batch_size,
+            "lr": a.lr,
+            "seeds": seeds,
+            "per_class": a.per_class,
+            "split_seed": a.seed,
+            "protocol": "clean",
+        },
+        "train_counts": {c: keep_n.get(c, 0) for c in CLASSES},
+        "test_n": sum(1 for r in records if r.split == "test"),
+        "arms": {},
+    }
     for arm in arms:
         ds = out / "datasets" / arm
         lay_out(ds, real_items + extra[arm])
@@ -292,8 +370,10 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in seeds:
             t0 = time.perf_counter()
             per_seed.append(train_eval(ds, runs_dir / f"{arm}-seed{seed}", a, seed))
-            print(f"{arm} seed {seed}: accuracy {per_seed[-1]['accuracy']:.3f} macro-F1 {per_seed[-1]['macro_f1']:.3f} "
-                  f"PMY F1 {per_seed[-1]['f1'].get('PMY', 0):.3f} ({time.perf_counter() - t0:.0f}s)")
+            print(
+                f"{arm} seed {seed}: accuracy {per_seed[-1]['accuracy']:.3f} macro-F1 {per_seed[-1]['macro_f1']:.3f} "
+                f"PMY F1 {per_seed[-1]['f1'].get('PMY', 0):.3f} ({time.perf_counter() - t0:.0f}s)"
+            )
         results["arms"][arm] = {"per_seed": per_seed, "summary": summarize(per_seed)}
 
     if a.paper:
@@ -305,19 +385,25 @@ def main(argv: list[str] | None = None) -> dict:
             syn = composed(out / "synthetic-paper", a.per_class, a.seed)
             if syn is None:
                 segment(sub, bank_all, backend="classical", workers=a.workers, progress=True, echo=print)
-                syn = {c: compose_class(bank_all, c, a.per_class, out / "synthetic-paper", seed=a.seed,
-                                        workers=a.workers, progress=True) for c in AUGMENTED_CLASSES}
+                syn = {
+                    c: compose_class(
+                        bank_all, c, a.per_class, out / "synthetic-paper", seed=a.seed, workers=a.workers, progress=True
+                    )
+                    for c in AUGMENTED_CLASSES
+                }
             items = layout_items(pooled, root, syn, "paper", out / "synthetic-paper", a.seed, (0.8, 0.1, 0.1))
             ds = out / "datasets" / "paper"
             lay_out(ds, [(i.split, i.cls, i.src) for i in items])
             train_eval(ds, runs_dir / "paper-seed0", a, 0)
         syn_name = lambda p: "_syn_" in Path(p).name  # noqa: E731
         aug = lambda p: Path(p).parent.name in AUGMENTED_CLASSES  # noqa: E731
-        results["paper"] = {"own_test": scores_from_predictions(pred),
-                            "real_part": scores_from_predictions(pred, lambda p: not syn_name(p)),
-                            # same classes on both sides: the synthetic test images exist only for these
-                            "augmented_real": scores_from_predictions(pred, lambda p: aug(p) and not syn_name(p)),
-                            "augmented_synthetic": scores_from_predictions(pred, lambda p: aug(p) and syn_name(p))}
+        results["paper"] = {
+            "own_test": scores_from_predictions(pred),
+            "real_part": scores_from_predictions(pred, lambda p: not syn_name(p)),
+            # same classes on both sides: the synthetic test images exist only for these
+            "augmented_real": scores_from_predictions(pred, lambda p: aug(p) and not syn_name(p)),
+            "augmented_synthetic": scores_from_predictions(pred, lambda p: aug(p) and syn_name(p)),
+        }
     results["seconds"] = time.perf_counter() - t_start
     files = [out / f"results{suffix}.json", out / f"results{suffix}.md", out / f"f1_per_class{suffix}.png"]
     write_json(files[0], results)

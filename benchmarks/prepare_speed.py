@@ -47,8 +47,10 @@ def main() -> None:
         raise SystemExit(f"PBC sample not found at {args.sample}; set NATURALIZE_SAMPLE")
     timed_scan(args.sample, args.workers)  # warm the page cache, as a second run on a real machine would be
     secs, n = timed_scan(args.sample, args.workers)
-    print(f"sample: {n} files in {secs:.2f} s = {n / secs:.0f} files/s "
-          f"-> full release ({RELEASE_FILES} files) ~ {RELEASE_FILES / (n / secs):.1f} s")
+    print(
+        f"sample: {n} files in {secs:.2f} s = {n / secs:.0f} files/s "
+        f"-> full release ({RELEASE_FILES} files) ~ {RELEASE_FILES / (n / secs):.1f} s"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tree = release_sized_tree(args.sample, Path(tmp), RELEASE_FILES)
         secs, n = timed_scan(tree, args.workers)

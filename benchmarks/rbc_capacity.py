@@ -2,7 +2,8 @@
 
 compose refuses `--rbc` above MAX_RBC_FILL x image area / the bank's median red-cell area, because above it red
 cells no longer fit and would be dropped without a word. This draws a small PBC-like set (naturalize.drawn, or
-uses --bank), composes --n images in memory for each k in --ks (default: the bound, bound - 1, 8; larger k are composed without
+uses --bank), composes --n images in memory for each k in --ks (default: the bound, bound - 1, 8; larger k are
+composed without
 the check) and prints the red cells placed per image (min / median / max) and how many images fell short of k.
 
     python benchmarks/rbc_capacity.py [--bank BANK] [--out bench-out/rbc-capacity] [--n 60]
@@ -31,8 +32,15 @@ def drawn_bank(work: Path) -> Path:
     if not (work / "bank" / "bank.json").is_file():
         write_drawn_release(work / "pbc", 4, seed=0, progress=False)
         prepare(work / "pbc", work / "prep", progress=False, workers=1)
-        segment(work / "prep", work / "bank", backend="classical", split="train", workers=1, progress=False,
-                echo=lambda m: None)
+        segment(
+            work / "prep",
+            work / "bank",
+            backend="classical",
+            split="train",
+            workers=1,
+            progress=False,
+            echo=lambda m: None,
+        )
     return work / "bank"
 
 
@@ -40,8 +48,10 @@ def placed_rbc(bank: Bank, k: int, n: int, seed: int = 0) -> list[int]:
     """Red cells compose_image places in each of n PMY images asked for k (in memory, no --rbc check)."""
     params = ComposeParams(rbc=k)
     lib = load_library(bank, "PMY", seed, params)
-    return sorted(sum(1 for c in compose_image(lib, np.random.default_rng([seed, 9, i]), params).cells if c.role == "RBC")
-                  for i in range(n))
+    return sorted(
+        sum(1 for c in compose_image(lib, np.random.default_rng([seed, 9, i]), params).cells if c.role == "RBC")
+        for i in range(n)
+    )
 
 
 def main() -> None:
@@ -60,8 +70,10 @@ def main() -> None:
     for k in sorted({int(k) for k in a.ks.split(",") if k} or {8, bound - 1, bound}):
         got = placed_rbc(bank, k, a.n)
         short = sum(1 for g in got if g < k)
-        print(f"--rbc {k}{' (refused)' if k > bound else ''}: placed min {got[0]} median {got[len(got) // 2]} "
-              f"max {got[-1]}; {short} of {len(got)} images short")
+        print(
+            f"--rbc {k}{' (refused)' if k > bound else ''}: placed min {got[0]} median {got[len(got) // 2]} "
+            f"max {got[-1]}; {short} of {len(got)} images short"
+        )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,11 @@ def split_parts(release: Path, classes: list[str], sizes: tuple[int, int, int]) 
         nb, nd, nt = sizes
         if nb + nd + nt > len(paths):
             raise SystemExit(f"{c}: {len(paths)} distinct images, fewer than --bank + --dev + --test = {nb + nd + nt}")
-        parts["bank"][c], parts["dev"][c], parts["test"][c] = paths[:nb], paths[nb:nb + nd], paths[nb + nd:nb + nd + nt]
+        parts["bank"][c], parts["dev"][c], parts["test"][c] = (
+            paths[:nb],
+            paths[nb : nb + nd],
+            paths[nb + nd : nb + nd + nt],
+        )
     return parts
 
 
@@ -68,13 +72,29 @@ def link_tree(paths: list[Path], out: Path, release: Path) -> Path:
 
 def make_bank(tree: Path, out: Path) -> Path:
     """Segment the tree into a bank (resumed when it is there)."""
-    subprocess.run([sys.executable, "-m", "naturalize.cli", "segment", str(tree), "--out", str(out),
-                    "--backend", "classical", "--workers", "2", "--no-progress"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "naturalize.cli",
+            "segment",
+            str(tree),
+            "--out",
+            str(out),
+            "--backend",
+            "classical",
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        check=True,
+    )
     return out
 
 
-def tstr(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int,
-         epochs: int, size: int) -> dict:
+def tstr(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int, epochs: int, size: int
+) -> dict:
     """Accuracy and macro-F1 on the test images of the paper's custom CNN (classify's registry, from scratch,
     random flips of every training image each epoch) trained on (train_x, train_y)."""
     import keras
@@ -94,8 +114,10 @@ def tstr(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: n
         model.fit(x.astype(np.float32), train_y, epochs=1, batch_size=32, verbose=0, shuffle=True)
     pred = np.argmax(model.predict(test_x.astype(np.float32), batch_size=64, verbose=0), axis=1)
     keras.backend.clear_session()
-    return {"accuracy": round(float(accuracy_score(test_y, pred)), 4),
-            "macro_f1": round(float(f1_score(test_y, pred, average="macro")), 4)}
+    return {
+        "accuracy": round(float(accuracy_score(test_y, pred)), 4),
+        "macro_f1": round(float(f1_score(test_y, pred, average="macro")), 4),
+    }
 
 
 def draw(result: dict, path: Path) -> None:
@@ -149,8 +171,12 @@ def main() -> None:
     ap.add_argument("--tstr-epochs", type=int, default=20)
     ap.add_argument("--tstr-n", type=int, default=0, help="images per class of each TSTR arm (0: --bank)")
     ap.add_argument("--tstr-size", type=int, default=96)
-    ap.add_argument("--only", choices=("all", "tstr"), default="all",
-                    help="tstr: rerun only train-on-synthetic into an earlier run's OUT (its bank and parts)")
+    ap.add_argument(
+        "--only",
+        choices=("all", "tstr"),
+        default="all",
+        help="tstr: rerun only train-on-synthetic into an earlier run's OUT (its bank and parts)",
+    )
     ap.add_argument("--tstr-seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "realism")
     a = ap.parse_args()
@@ -169,16 +195,29 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     parts = split_parts(release, classes, (a.bank, a.dev, a.test))
-    trees = {name: link_tree([p for c in classes for p in part[c]], a.out / f"real-{name}" / "PBC_dataset_normal_DIB", release)
-             for name, part in parts.items()}
+    trees = {
+        name: link_tree(
+            [p for c in classes for p in part[c]], a.out / f"real-{name}" / "PBC_dataset_normal_DIB", release
+        )
+        for name, part in parts.items()
+    }
     bank = make_bank(trees["bank"], a.out / "bank")
     b = Bank.open(bank)
-    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()}-core CPU, no GPU",
-                    "load_before": round(os.getloadavg()[0], 2), "classes": classes,
-                    "images_per_class": {"bank": a.bank, "dev": a.dev, "test": a.test},
-                    "bank": {"sources": len({r.source for r in b.sprites}), "sprites": len(b.sprites),
-                             "build_s": round(time.perf_counter() - t0, 1)},
-                    "critic": {}, "tstr": {}, "args": {k: str(v) for k, v in vars(a).items()}}
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{os.cpu_count()}-core CPU, no GPU",
+        "load_before": round(os.getloadavg()[0], 2),
+        "classes": classes,
+        "images_per_class": {"bank": a.bank, "dev": a.dev, "test": a.test},
+        "bank": {
+            "sources": len({r.source for r in b.sprites}),
+            "sprites": len(b.sprites),
+            "build_s": round(time.perf_counter() - t0, 1),
+        },
+        "critic": {},
+        "tstr": {},
+        "args": {k: str(v) for k, v in vars(a).items()},
+    }
     synthetic: dict[str, Path] = {}
     for scene in a.scenes.split(","):
         out = a.out / f"syn-{scene}"
@@ -187,17 +226,30 @@ def main() -> None:
         synthetic[scene] = out
     if a.only == "tstr":
         if not (a.out / "realism.json").is_file():
-            raise SystemExit(f"--only tstr needs an earlier full run in {a.out} (realism.json); run without --only first")
-        result = json.loads((a.out / "realism.json").read_text()) | {"tstr": {}, "tstr_date": result["date"],
-                                                                      "tstr_load_before": result["load_before"]}
+            raise SystemExit(
+                f"--only tstr needs an earlier full run in {a.out} (realism.json); run without --only first"
+            )
+        result = json.loads((a.out / "realism.json").read_text()) | {
+            "tstr": {},
+            "tstr_date": result["date"],
+            "tstr_load_before": result["load_before"],
+        }
     else:
         for c in classes:
             naive_compose(b, c, a.test, a.out / "syn-algorithm1", seed=0)
         synthetic["algorithm1"] = a.out / "syn-algorithm1"
         params = CriticParams(size=a.size, epochs=a.epochs)
         for n, (method, folder) in enumerate(synthetic.items()):
-            r = realism(trees["test"], folder, a.out / f"critic-{method}", seeds=a.seeds, classes=tuple(classes),
-                        params=params, baseline=n == 0, progress=False)
+            r = realism(
+                trees["test"],
+                folder,
+                a.out / f"critic-{method}",
+                seeds=a.seeds,
+                classes=tuple(classes),
+                params=params,
+                baseline=n == 0,
+                progress=False,
+            )
             result["critic"][method] = {"pooled": r["pooled"], "per_class": r["per_class"]}
             if n == 0:
                 result["real_vs_real"] = r["pooled"]["real_vs_real"]
@@ -210,18 +262,32 @@ def main() -> None:
     arms = {"real": [p for c in classes for p in parts["bank"][c][:n_tstr]]}
     for scene in a.scenes.split(","):
         out = a.out / f"tstr-{scene}"
-        arms[scene] = [q for c in classes for q in compose_class(bank, c, n_tstr, out, seed=1, params=ComposeParams(scene=scene),
-                                                                 workers=2, progress=False)]
-    result["tstr_setup"] = {"model": "custom_cnn", "size": a.tstr_size, "epochs": a.tstr_epochs, "per_class": n_tstr,
-                            "flips": True, "test_images": len(test_paths)}
+        arms[scene] = [
+            q
+            for c in classes
+            for q in compose_class(
+                bank, c, n_tstr, out, seed=1, params=ComposeParams(scene=scene), workers=2, progress=False
+            )
+        ]
+    result["tstr_setup"] = {
+        "model": "custom_cnn",
+        "size": a.tstr_size,
+        "epochs": a.tstr_epochs,
+        "per_class": n_tstr,
+        "flips": True,
+        "test_images": len(test_paths),
+    }
     for arm, paths in arms.items():
         y = np.array([classes.index(p.name.split("_")[0]) for p in paths])
         x = decode_all(paths, a.tstr_size, progress=False)
-        result["tstr"][arm] = [tstr(x, y, test_x, test_y, seed, a.tstr_epochs, a.tstr_size) for seed in range(a.tstr_seeds)]
+        result["tstr"][arm] = [
+            tstr(x, y, test_x, test_y, seed, a.tstr_epochs, a.tstr_size) for seed in range(a.tstr_seeds)
+        ]
         print(json.dumps({f"tstr {arm}": result["tstr"][arm]}), flush=True)
     real_acc = np.mean([r["accuracy"] for r in result["tstr"]["real"]])
-    result["tstr_ratio"] = {s: round(float(np.mean([r["accuracy"] for r in result["tstr"][s]]) / real_acc), 3)
-                            for s in a.scenes.split(",")}
+    result["tstr_ratio"] = {
+        s: round(float(np.mean([r["accuracy"] for r in result["tstr"][s]]) / real_acc), 3) for s in a.scenes.split(",")
+    }
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     result["load_after"] = round(os.getloadavg()[0], 2)
     (a.out / "realism.json").write_text(json.dumps(result, indent=2) + "\n")

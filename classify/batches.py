@@ -28,8 +28,14 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def make_batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, augment_data: bool = False,
-                 shuffle: bool = False, seed: int = 0):
+def make_batches(
+    x: np.ndarray,
+    y: np.ndarray | None,
+    batch_size: int,
+    augment_data: bool = False,
+    shuffle: bool = False,
+    seed: int = 0,
+):
     """A keras.utils.PyDataset over in-memory arrays (import-time keras dependency kept inside)."""
     import keras
 
@@ -49,7 +55,7 @@ def make_batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, augment_d
             return (len(x) + batch_size - 1) // batch_size
 
         def __getitem__(self, i: int):
-            idx = self.order[i * batch_size:(i + 1) * batch_size]
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
             xb = np.asarray(x[idx])
             if augment_data:
                 xb = augment(xb, np.random.default_rng([seed, self.epoch, i, 1]))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -16,10 +15,17 @@ from naturalize.clihelp import CONTEXT, HELP_MARKUP, examples, version_option
 from naturalize.fsio import UserError, write_text
 from naturalize.outputs import check_file_output
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=HELP_MARKUP, context_settings=CONTEXT,
-                  help="Train, evaluate, predict with and explain Keras blood-cell classifiers on Naturalize datasets.",
-                  epilog=examples("classify train --dataset datasets/2k-pbc --model efficientnetv2b0 --out runs/2k-effnet",
-                                  "classify evaluate runs/2k-effnet --split test"))
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    context_settings=CONTEXT,
+    help="Train, evaluate, predict with and explain Keras blood-cell classifiers on Naturalize datasets.",
+    epilog=examples(
+        "classify train --dataset datasets/2k-pbc --model efficientnetv2b0 --out runs/2k-effnet",
+        "classify evaluate runs/2k-effnet --split test",
+    ),
+)
 
 RUN_HELP = "A run directory written by `classify train` (holds model.keras, classes.json, config.json)."
 
@@ -29,23 +35,33 @@ def _root(version: bool = version_option("classify")) -> None:
     """Train, evaluate, predict with and explain Keras blood-cell classifiers (KERAS_BACKEND=tensorflow|torch)."""
 
 
-@app.command(epilog=examples(
-    "classify train --dataset datasets/2k-pbc --model efficientnetv2b0 --epochs 10 --out runs/2k-effnet",
-    "classify train --dataset datasets/2k-pbc --model custom_cnn --image-size 128 --epochs 15 --out runs/2k-cnn"))
+@app.command(
+    epilog=examples(
+        "classify train --dataset datasets/2k-pbc --model efficientnetv2b0 --epochs 10 --out runs/2k-effnet",
+        "classify train --dataset datasets/2k-pbc --model custom_cnn --image-size 128 --epochs 15 --out runs/2k-cnn",
+    )
+)
 def train(
     dataset: str = typer.Option(..., "--dataset", help="Dataset name (under ./datasets or $NATURALIZE_DATA) or path."),
     model: str = typer.Option("efficientnetv2b0", "--model", help="Registry model name (see `classify models`)."),
     mode: str = typer.Option("finetune", "--mode", help="finetune (train all) or transfer (frozen backbone)."),
-    weights: Optional[str] = typer.Option(
-        None, "--weights", help="imagenet, none, or PATH to a local weights file (imagenet needs a download once).",
-        show_default="imagenet where Keras has ImageNet weights for the model, else none (custom_cnn, vit_b16)"),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        help="imagenet, none, or PATH to a local weights file (imagenet needs a download once).",
+        show_default="imagenet where Keras has ImageNet weights for the model, else none (custom_cnn, vit_b16)",
+    ),
     epochs: int = typer.Option(10, "--epochs", help="Epochs in all (a larger value continues a finished run)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per optimizer step."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     image_size: int = typer.Option(224, "--image-size", help="Images are resized to SIZE x SIZE."),
-    seed: int = typer.Option(0, "--seed", help="Seed of weight init, augmentation, batch order (and a plain tree's split)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory.", show_default="runs/<dataset>_<model>"),
-    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate the best model on every split at the end."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of weight init, augmentation, batch order (and a plain tree's split)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Run directory.", show_default="runs/<dataset>_<model>"),
+    evaluate: bool = typer.Option(
+        True, "--evaluate/--no-evaluate", help="Evaluate the best model on every split at the end."
+    ),
 ) -> None:
     """Train a model; the best by val accuracy is kept; rerun the same command to resume."""
     from classify.models import check_name
@@ -55,19 +71,37 @@ def train(
     from classify.train import train as run_train
 
     weights = weights or default_weights(model)
-    run_train(dataset, model, out, mode=mode, weights=weights, epochs=epochs, batch_size=batch_size, lr=lr,
-              image_size=image_size, seed=seed, evaluate=evaluate, log=typer.echo)
+    run_train(
+        dataset,
+        model,
+        out,
+        mode=mode,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        image_size=image_size,
+        seed=seed,
+        evaluate=evaluate,
+        log=typer.echo,
+    )
 
 
-@app.command(epilog=examples("classify evaluate runs/2k-effnet --split test",
-                             "classify evaluate runs/2k-effnet --split test --dataset datasets/pbc11 --out eval-pbc11"))
+@app.command(
+    epilog=examples(
+        "classify evaluate runs/2k-effnet --split test",
+        "classify evaluate runs/2k-effnet --split test --dataset datasets/pbc11 --out eval-pbc11",
+    )
+)
 def evaluate(
     run: Path = typer.Argument(..., help=RUN_HELP),
     split: str = typer.Option("test", "--split", help="Which split of the dataset to score: train, val or test."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Another dataset with the same classes.",
-                                          show_default="the run's own"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder.",
-                                       show_default="RUN/eval/<split>, or RUN/eval/<dataset>-<split>"),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Another dataset with the same classes.", show_default="the run's own"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder.", show_default="RUN/eval/<split>, or RUN/eval/<dataset>-<split>"
+    ),
 ) -> None:
     """Accuracy, loss, classification report (text + JSON) and confusion matrix PNG for one split."""
     from classify.evaluate import evaluate_run
@@ -78,12 +112,16 @@ def evaluate(
     typer.echo(f"wrote {dest}/report.txt, report.json, predictions.csv, confusion.png")
 
 
-@app.command(epilog=examples("classify predict runs/2k-effnet cells/ one.jpg --out preds.csv",
-                             "classify predict runs/2k-effnet datasets/2k-pbc/test/PMY"))
+@app.command(
+    epilog=examples(
+        "classify predict runs/2k-effnet cells/ one.jpg --out preds.csv",
+        "classify predict runs/2k-effnet datasets/2k-pbc/test/PMY",
+    )
+)
 def predict(
     run: Path = typer.Argument(..., help=RUN_HELP),
-    images: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="CSV file.", show_default="print to stdout"),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    out: Path | None = typer.Option(None, "--out", help="CSV file.", show_default="print to stdout"),
 ) -> None:
     """Class and probabilities per image, as CSV."""
     from classify.predict import predict as run_predict
@@ -98,13 +136,17 @@ def predict(
         typer.echo(f"wrote {out} ({text.count(chr(10)) - 1} images)")
 
 
-@app.command(epilog=examples("classify explain runs/2k-effnet datasets/2k-pbc/test/EO/EO_162162.jpg --out cams/",
-                             "classify explain runs/2k-effnet datasets/2k-pbc/test/PMY --target PMY --channels 64"))
+@app.command(
+    epilog=examples(
+        "classify explain runs/2k-effnet datasets/2k-pbc/test/EO/EO_162162.jpg --out cams/",
+        "classify explain runs/2k-effnet datasets/2k-pbc/test/PMY --target PMY --channels 64",
+    )
+)
 def explain(
     run: Path = typer.Argument(..., help=RUN_HELP),
-    images: List[Path] = typer.Argument(..., help="Image files and/or folders."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNGs.", show_default="RUN/explain"),
-    target: Optional[str] = typer.Option(None, "--target", help="Class to explain.", show_default="the predicted one"),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for the PNGs.", show_default="RUN/explain"),
+    target: str | None = typer.Option(None, "--target", help="Class to explain.", show_default="the predicted one"),
     channels: int = typer.Option(256, "--channels", help="Use the N most active feature maps (0 = all)."),
 ) -> None:
     """Score-CAM heat maps overlaid on each image at its own resolution, as PNG."""
@@ -116,9 +158,10 @@ def explain(
 
 @app.command(epilog=examples("classify compare runs/2k-effnet runs/2k-cnn --out table.md"))
 def compare(
-    runs: List[Path] = typer.Argument(..., help="Run directories."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the table to this Markdown file.",
-                                       show_default="print only"),
+    runs: list[Path] = typer.Argument(..., help="Run directories."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Also write the table to this Markdown file.", show_default="print only"
+    ),
 ) -> None:
     """Markdown table of train/val/test accuracy and macro precision/recall/F1 across runs."""
     from classify.compare import table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from classify import runs
 
@@ -33,13 +33,17 @@ def _pct(v: float | None) -> str:
 
 def table(run_dirs: Sequence[str | os.PathLike], progress: bool = False) -> str:
     """Markdown: run, model, mode, size, train/val/test accuracy and test macro precision/recall/F1 (in %)."""
-    lines = ["| run | model | mode | size | train acc | val acc | test acc | precision | recall | F1 |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run | model | mode | size | train acc | val acc | test acc | precision | recall | F1 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in run_dirs:
         s = run_scores(r, progress)
         acc = {k: (s[k]["accuracy"] if s[k] else None) for k in ("train", "val", "test")}
         macro = (s["test"] or {}).get("report", {}).get("macro avg", {})
-        lines.append(f"| {s['run']} | {s['model']} | {s['mode']} | {s['size']} | {_pct(acc['train'])} | "
-                     f"{_pct(acc['val'])} | {_pct(acc['test'])} | {_pct(macro.get('precision'))} | "
-                     f"{_pct(macro.get('recall'))} | {_pct(macro.get('f1-score'))} |")
+        lines.append(
+            f"| {s['run']} | {s['model']} | {s['mode']} | {s['size']} | {_pct(acc['train'])} | "
+            f"{_pct(acc['val'])} | {_pct(acc['test'])} | {_pct(macro.get('precision'))} | "
+            f"{_pct(macro.get('recall'))} | {_pct(macro.get('f1-score'))} |"
+        )
     return "\n".join(lines) + "\n"

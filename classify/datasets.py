@@ -12,9 +12,9 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 from naturalize.classes import CLASSES, SPLITS
 from naturalize.fsio import UserError
@@ -47,8 +47,9 @@ class Dataset:
 
     def split_items(self, split: str) -> list[tuple[str, int]]:
         if split not in self.items:
-            raise UserError(f"dataset {self.root} has no {split!r} split (it has {', '.join(self.items)}); "
-                            f"pick one with --split")
+            raise UserError(
+                f"dataset {self.root} has no {split!r} split (it has {', '.join(self.items)}); pick one with --split"
+            )
         rows = self.items[split]
         if not rows:
             raise UserError(f"dataset {self.root}: split {split!r} has no images; add images or rebuild the dataset")
@@ -73,14 +74,15 @@ def resolve_root(name_or_path: str | os.PathLike) -> Path:
     named = data_home() / str(name_or_path)
     if named.is_dir():
         return named.resolve()
-    raise UserError(f"dataset {str(name_or_path)!r} not found as a path nor under {data_home()}/ "
-                    f"(set NATURALIZE_DATA or pass the dataset directory)")
+    raise UserError(
+        f"dataset {str(name_or_path)!r} not found as a path nor under {data_home()}/ "
+        f"(set NATURALIZE_DATA or pass the dataset directory)"
+    )
 
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder` (hidden and non-image files skipped), sorted by name."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and is_image_name(p))
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_name(p))
 
 
 def order_classes(names: Sequence[str]) -> tuple[str, ...]:
@@ -106,22 +108,29 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
     if present:
         per_split = {s: _class_files(root / s) for s in present}
         if "train" not in per_split:
-            raise UserError(f"dataset {root} has {', '.join(present)}/ but no train/; a split tree needs train/<CLASS>/")
+            raise UserError(
+                f"dataset {root} has {', '.join(present)}/ but no train/; a split tree needs train/<CLASS>/"
+            )
         for s, files in per_split.items():
             if not files:
-                raise UserError(f"dataset {root}: split {s}/ holds no class folders with images; "
-                                f"add {s}/<CLASS>/*.jpg or remove {s}/")
+                raise UserError(
+                    f"dataset {root}: split {s}/ holds no class folders with images; "
+                    f"add {s}/<CLASS>/*.jpg or remove {s}/"
+                )
         ref = set(per_split["train"])
         for s, files in per_split.items():
             missing, extra = sorted(ref - set(files)), sorted(set(files) - ref)
             if missing or extra:
-                parts = ([f"lacks {', '.join(missing)}"] if missing else []) + ([f"has extra {', '.join(extra)}"] if extra else [])
-                raise UserError(f"dataset {root}: split {s}/ {' and '.join(parts)} compared with train/; "
-                                f"every split needs the same non-empty class folders")
+                parts = ([f"lacks {', '.join(missing)}"] if missing else []) + (
+                    [f"has extra {', '.join(extra)}"] if extra else []
+                )
+                raise UserError(
+                    f"dataset {root}: split {s}/ {' and '.join(parts)} compared with train/; "
+                    f"every split needs the same non-empty class folders"
+                )
         classes = order_classes(list(ref))
         index = {c: i for i, c in enumerate(classes)}
-        items = {s: [((f"{s}/{c}/{p.name}"), index[c]) for c in classes for p in per_split[s][c]]
-                 for s in present}
+        items = {s: [((f"{s}/{c}/{p.name}"), index[c]) for c in classes for p in per_split[s][c]] for s in present}
         return Dataset(root, classes, "split", items, meta)
     files = _class_files(root)
     if not files:
@@ -132,8 +141,10 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
     try:
         assign = stratified_split([r for r, _ in rows], [classes[y] for _, y in rows], PLAIN_FRACTIONS, seed)
     except UserError:
-        raise UserError(f"dataset {root}: {len(rows)} images in {len(classes)} classes are too few to split 80/10/10 "
-                        f"stratified (every class needs at least {MIN_PER_CLASS}); add images or provide a train/val/test tree") from None
+        raise UserError(
+            f"dataset {root}: {len(rows)} images in {len(classes)} classes are too few to split 80/10/10 "
+            f"stratified (every class needs at least {MIN_PER_CLASS}); add images or provide a train/val/test tree"
+        ) from None
     items = {s: [r for r, a in zip(rows, assign) if a == s] for s in SPLITS}
     return Dataset(root, classes, "plain", items, meta)
 
@@ -157,5 +168,7 @@ def with_saved_split(data: Dataset, split_file: Path) -> Dataset:
 def check_classes(run_classes: Sequence[str], data: Dataset) -> None:
     """UserError when a run's classes differ from the dataset's (order included)."""
     if tuple(run_classes) != tuple(data.classes):
-        raise UserError(f"the run was trained on classes {','.join(run_classes)} but dataset {data.root} has "
-                        f"{','.join(data.classes)}; evaluate on a dataset with the same class folders")
+        raise UserError(
+            f"the run was trained on classes {','.join(run_classes)} but dataset {data.root} has "
+            f"{','.join(data.classes)}; evaluate on a dataset with the same class folders"
+        )

@@ -12,8 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -51,8 +51,14 @@ def metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) ->
     }
 
 
-def evaluate_run(run: str | os.PathLike, split: str = "test", dataset: str | os.PathLike | None = None,
-                 out: str | os.PathLike | None = None, batch_size: int | None = None, progress: bool = True) -> dict:
+def evaluate_run(
+    run: str | os.PathLike,
+    split: str = "test",
+    dataset: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Evaluate RUN's best model on `split` of its dataset (or `dataset`); writes the files above and returns
     report.json's content plus "out" (the folder written)."""
     from classify.images import cached_array
@@ -75,12 +81,22 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", dataset: str | os.
     model = runs.load_model(run / runs.MODEL)
     probs = predict_probs(model, x, batch_size or int(config.get("batch_size", 32)))
     m = metrics(y, probs, classes)
-    header = (f"run {run}  model {config['model']}  dataset {data.root}  split {split}  n {m['n']}\n"
-              f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n\n")
+    header = (
+        f"run {run}  model {config['model']}  dataset {data.root}  split {split}  n {m['n']}\n"
+        f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n\n"
+    )
     write_text(out / "report.txt", header + m["report_text"])
-    result = {"run": str(run.resolve()), "dataset": str(data.root), "split": split, "classes": list(classes),
-              "accuracy": m["accuracy"], "loss": m["loss"], "n": m["n"], "report": m["report"],
-              "confusion": m["confusion"]}
+    result = {
+        "run": str(run.resolve()),
+        "dataset": str(data.root),
+        "split": split,
+        "classes": list(classes),
+        "accuracy": m["accuracy"],
+        "loss": m["loss"],
+        "n": m["n"],
+        "report": m["report"],
+        "confusion": m["confusion"],
+    }
     write_json(out / "report.json", result)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -88,8 +104,12 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", dataset: str | os.
     for p, t, pr, row in zip(paths, y, m["y_pred"], probs):
         w.writerow([str(p), classes[t], classes[pr], *(f"{v:.6f}" for v in row)])
     write_text(out / "predictions.csv", buf.getvalue())
-    plot_confusion(np.asarray(m["confusion"]), classes, out / "confusion.png",
-                   f"{config['model']} on {data.name}/{split}: accuracy {m['accuracy']:.4f}, "
-                   f"macro-F1 {m['report']['macro avg']['f1-score']:.4f}",
-                   {"run": str(run.resolve()), "dataset": str(data.root), "split": split})
+    plot_confusion(
+        np.asarray(m["confusion"]),
+        classes,
+        out / "confusion.png",
+        f"{config['model']} on {data.name}/{split}: accuracy {m['accuracy']:.4f}, "
+        f"macro-F1 {m['report']['macro avg']['f1-score']:.4f}",
+        {"run": str(run.resolve()), "dataset": str(data.root), "split": split},
+    )
     return {**result, "out": str(out)}

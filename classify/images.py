@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -66,8 +66,9 @@ def describe_bad(bad: Sequence[tuple[Path, str]], shown: int = 5) -> str:
     return f"{len(bad)} image(s) cannot be read: {head}{more}"
 
 
-def decode_some(paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True,
-                desc: str = "decode") -> tuple[np.ndarray, list[int], list[tuple[Path, str]]]:
+def decode_some(
+    paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True, desc: str = "decode"
+) -> tuple[np.ndarray, list[int], list[tuple[Path, str]]]:
     """Decode and resize every readable path (threads; PIL releases the GIL), in one pass over all of them.
     Returns (uint8 array of the readable ones, their indices into `paths`, [(path, reason)] of the others)."""
     from tqdm import tqdm
@@ -89,11 +90,12 @@ def decode_some(paths: Sequence[Path], size: int, workers: int = 2, progress: bo
             else:
                 out[len(good)] = a
                 good.append(i)
-    return out[:len(good)], good, bad
+    return out[: len(good)], good, bad
 
 
-def decode_all(paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True,
-               desc: str = "decode") -> np.ndarray:
+def decode_all(
+    paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True, desc: str = "decode"
+) -> np.ndarray:
     """Decode and resize every path into a new uint8 array; UserError listing every unreadable file (all found in
     one pass) when any is, since going on would silently train or evaluate on fewer images."""
     arr, _, bad = decode_some(paths, size, workers, progress, desc)
@@ -102,8 +104,9 @@ def decode_all(paths: Sequence[Path], size: int, workers: int = 2, progress: boo
     return arr
 
 
-def cached_array(paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True,
-                 desc: str = "decode") -> np.ndarray:
+def cached_array(
+    paths: Sequence[Path], size: int, workers: int = 2, progress: bool = True, desc: str = "decode"
+) -> np.ndarray:
     """The (N, size, size, 3) uint8 array for `paths`, from the cache (memory-mapped) or decoded once into it."""
     paths = [Path(p) for p in paths]
     target = cache_home() / f"{_key(paths, size)}_{size}.npy"

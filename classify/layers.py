@@ -108,8 +108,11 @@ class PositionEmbedding(layers.Layer):
     """Adds a learned position embedding to (B, N, D) tokens."""
 
     def build(self, input_shape) -> None:
-        self.embedding = self.add_weight(shape=(1, int(input_shape[1]), int(input_shape[2])),
-                                         initializer=keras.initializers.RandomNormal(stddev=0.02), name="embedding")
+        self.embedding = self.add_weight(
+            shape=(1, int(input_shape[1]), int(input_shape[2])),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="embedding",
+        )
 
     def call(self, x):
         return x + ops.cast(self.embedding, x.dtype)
@@ -142,7 +145,7 @@ class PatchGrid(layers.Layer):
 
     def call(self, x):
         n = x.shape[1] - 1
-        g = int(round(n ** 0.5))
+        g = int(round(n**0.5))
         return ops.reshape(x[:, 1:], (-1, g, g, x.shape[-1]))
 
     def compute_output_shape(self, input_shape):

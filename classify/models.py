@@ -13,9 +13,9 @@ mode: "transfer" freezes the backbone (kept in inference mode) and trains a new 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from naturalize.fsio import UserError
 
@@ -79,12 +79,15 @@ def _make_application(factory: str, image_size: int, imagenet: bool, name: str, 
         return fn(include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3), **kwargs)
     except Exception as e:  # offline: keras.utils.get_file raises a plain Exception("URL fetch failure ...")
         reason = _short(e)
-        raise UserError(f"could not get the ImageNet weights for {name} ({reason}); offline, pass --weights PATH "
-                        f"(a local Keras weights file for this backbone) or --weights none") from e
+        raise UserError(
+            f"could not get the ImageNet weights for {name} ({reason}); offline, pass --weights PATH "
+            f"(a local Keras weights file for this backbone) or --weights none"
+        ) from e
 
 
 def _custom_cnn(num_classes: int, image_size: int, imagenet: bool, mode: str, name: str):
-    """The paper's Figure 9: Conv2D 16/32/64/128 (3x3, same, ReLU) each + 2x2 max pooling, Flatten, Dense 128, Dense N."""
+    """The paper's Figure 9: Conv2D 16/32/64/128 (3x3, same, ReLU) each + 2x2 max pooling, Flatten, Dense 128,
+    Dense N."""
     import keras
     from keras import layers
 
@@ -103,8 +106,18 @@ def _custom_cnn(num_classes: int, image_size: int, imagenet: bool, mode: str, na
     return keras.Model(inputs, out, name=name), []
 
 
-def _vit_b16(num_classes: int, image_size: int, imagenet: bool, mode: str, name: str,
-             patch: int = 16, depth: int = 12, dim: int = 768, heads: int = 12, mlp: int = 3072):
+def _vit_b16(
+    num_classes: int,
+    image_size: int,
+    imagenet: bool,
+    mode: str,
+    name: str,
+    patch: int = 16,
+    depth: int = 12,
+    dim: int = 768,
+    heads: int = 12,
+    mlp: int = 3072,
+):
     """ViT-B/16 (Dosovitskiy et al. 2021) from Keras layers: 16x16 patches, 12 pre-norm blocks, 768 dim, 12 heads."""
     import keras
     from keras import layers
@@ -112,8 +125,10 @@ def _vit_b16(num_classes: int, image_size: int, imagenet: bool, mode: str, name:
     from classify.layers import ClassToken, PositionEmbedding, Preprocess, SelectToken
 
     if imagenet:
-        raise UserError("Keras ships no ImageNet weights for vit_b16; pass --weights PATH (a weights file saved "
-                        "from this ViT-B/16 backbone) or --weights none")
+        raise UserError(
+            "Keras ships no ImageNet weights for vit_b16; pass --weights PATH (a weights file saved "
+            "from this ViT-B/16 backbone) or --weights none"
+        )
     if image_size % patch:
         raise UserError(f"vit_b16 needs --image-size divisible by {patch} (got {image_size}); use e.g. 224")
     grid = image_size // patch
@@ -141,8 +156,14 @@ def _vit_b16(num_classes: int, image_size: int, imagenet: bool, mode: str, name:
     return keras.Model(inputs, out, name=name), [base]
 
 
-def _ensemble_average(num_classes: int, image_size: int, imagenet: bool, mode: str, name: str,
-                      members: tuple[str, ...] = ("efficientnetv2b0", "densenet169")):
+def _ensemble_average(
+    num_classes: int,
+    image_size: int,
+    imagenet: bool,
+    mode: str,
+    name: str,
+    members: tuple[str, ...] = ("efficientnetv2b0", "densenet169"),
+):
     """Mean of the members' softmax outputs; each member is a full registry classifier."""
     import keras
     from keras import layers
@@ -171,8 +192,12 @@ def _ensemble_cbam(num_classes: int, image_size: int, imagenet: bool, mode: str,
     f2 = _backbone_call(dense, Preprocess("torch", name="preprocess_densenet")(inputs), mode)
     f1 = layers.Identity(name="features")(CBAM(name="cbam_efficientnet")(f1))
     f2 = CBAM(name="cbam_densenet")(f2)
-    x = layers.Concatenate(name="concat")([layers.GlobalAveragePooling2D(name="pool_efficientnet")(f1),
-                                           layers.GlobalAveragePooling2D(name="pool_densenet")(f2)])
+    x = layers.Concatenate(name="concat")(
+        [
+            layers.GlobalAveragePooling2D(name="pool_efficientnet")(f1),
+            layers.GlobalAveragePooling2D(name="pool_densenet")(f2),
+        ]
+    )
     x = layers.Dense(256, activation="relu", name="mlp")(x)
     x = layers.Dropout(0.3, name="dropout")(x)
     out = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
@@ -184,10 +209,14 @@ MODELS: dict[str, Spec] = {
     "densenet121": Spec(_application("DenseNet121", "torch"), True, 32, "DenseNet-121 (Keras applications)"),
     "densenet169": Spec(_application("DenseNet169", "torch"), True, 32, "DenseNet-169 (Keras applications)"),
     "densenet201": Spec(_application("DenseNet201", "torch"), True, 32, "DenseNet-201 (Keras applications)"),
-    "efficientnetv2b0": Spec(_application("EfficientNetV2B0", "none"), True, 32, "EfficientNetV2-B0 (Keras applications)"),
+    "efficientnetv2b0": Spec(
+        _application("EfficientNetV2B0", "none"), True, 32, "EfficientNetV2-B0 (Keras applications)"
+    ),
     "vgg19": Spec(_application("VGG19", "caffe"), True, 32, "VGG-19 (Keras applications)"),
     "vit_b16": Spec(_vit_b16, False, 16, "ViT-B/16 written with Keras layers (no Keras ImageNet weights)"),
-    "custom_cnn": Spec(_custom_cnn, False, 16, "the paper's Figure 9 CNN (3,310,251 parameters at 224x224, 11 classes)"),
+    "custom_cnn": Spec(
+        _custom_cnn, False, 16, "the paper's Figure 9 CNN (3,310,251 parameters at 224x224, 11 classes)"
+    ),
     "ensemble_average": Spec(_ensemble_average, True, 32, "mean of EfficientNetV2-B0 and DenseNet-169 softmaxes"),
     "ensemble_cbam": Spec(_ensemble_cbam, True, 32, "EfficientNetV2-B0 + DenseNet-169 features, CBAM each, MLP head"),
 }
@@ -206,8 +235,13 @@ def check_name(name: str) -> Spec:
     return MODELS[name]
 
 
-def create_model(name: str, num_classes: int, weights: str | os.PathLike | None = "none", mode: str = "finetune",
-                 image_size: int = 224):
+def create_model(
+    name: str,
+    num_classes: int,
+    weights: str | os.PathLike | None = "none",
+    mode: str = "finetune",
+    image_size: int = 224,
+):
     """Build registry model `name` -> an uncompiled keras.Model (see module doc for weights and mode)."""
     spec = check_name(name)
     if mode not in MODES:
@@ -232,8 +266,10 @@ def create_model(name: str, num_classes: int, weights: str | os.PathLike | None 
             target.load_weights(str(path))
         except Exception as e:
             what = f"the {target.name} backbone" if target is not model else f"the whole {name} model"
-            raise UserError(f"cannot load weights {path} into {what} ({_short(e)}); "
-                            f"the file must come from the same architecture and image size") from e
+            raise UserError(
+                f"cannot load weights {path} into {what} ({_short(e)}); "
+                f"the file must come from the same architecture and image size"
+            ) from e
     return model
 
 

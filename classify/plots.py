@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -16,8 +16,13 @@ def _save(fig, path: Path, provenance: dict) -> None:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight",
-                metadata={"Software": "naturalize classify", "Description": json.dumps(provenance, sort_keys=True)})
+    fig.savefig(
+        buf,
+        format="png",
+        dpi=110,
+        bbox_inches="tight",
+        metadata={"Software": "naturalize classify", "Description": json.dumps(provenance, sort_keys=True)},
+    )
     plt.close(fig)
     write_bytes(path, buf.getvalue())
 
@@ -73,8 +78,15 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
         hi = (mat.max() if name == "counts" else 1) * 0.6
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=7,
-                        color="white" if mat[i, j] > hi else "black")
+                ax.text(
+                    j,
+                    i,
+                    format(mat[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if mat[i, j] > hi else "black",
+                )
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title)
     _save(fig, path, provenance)

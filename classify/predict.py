@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -20,8 +20,9 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")
-                            and is_image_name(p))
+            found += sorted(
+                p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".") and is_image_name(p)
+            )
         elif item.is_file():
             found.append(item)
         else:
@@ -31,8 +32,13 @@ def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def predict(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], batch_size: int = 32,
-            progress: bool = True, warn: Callable[[str], None] | None = None) -> str:
+def predict(
+    run: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    batch_size: int = 32,
+    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> str:
     """CSV text (path,pred,prob,prob_<CLASS>...) for every readable image in `inputs`; unreadable ones are
     skipped and reported, all in one message, through `warn`. UserError when none can be read."""
     from classify.evaluate import predict_probs

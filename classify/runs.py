@@ -22,7 +22,15 @@ from naturalize.fsio import UserError, atomic_path
 from naturalize.outputs import check_disjoint, claim, overlap, write_marker
 
 CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
-    "config.json", "classes.json", "model.keras", "last.keras", "state.json", "history.csv", "curves.png", "split.csv")
+    "config.json",
+    "classes.json",
+    "model.keras",
+    "last.keras",
+    "state.json",
+    "history.csv",
+    "curves.png",
+    "split.csv",
+)
 RUN_KIND = "classify-run"  # the output marker's kind of a run directory (naturalize.outputs)
 RUN_FILES = (CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT, "eval", "explain")
 
@@ -46,8 +54,10 @@ def open_run(run: str | os.PathLike) -> tuple[Path, dict, list[str]]:
     run = Path(run)
     missing = [f for f in (CONFIG, CLASSES_FILE, MODEL) if not (run / f).is_file()]
     if missing:
-        raise UserError(f"{run} is not a classify run directory (missing {', '.join(missing)}); "
-                        f"pass the --out directory of `classify train`")
+        raise UserError(
+            f"{run} is not a classify run directory (missing {', '.join(missing)}); "
+            f"pass the --out directory of `classify train`"
+        )
     return run, read_json(run / CONFIG), json.loads((run / CLASSES_FILE).read_text())
 
 

@@ -9,8 +9,8 @@ relu(sum_k s_k * up(A_k)), min-max normalised to 0..1.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -42,8 +42,9 @@ def feature_model(model):
     return fm
 
 
-def score_cam(model, features, image: np.ndarray, target: int | None = None, max_channels: int = 0,
-              batch_size: int = 32) -> tuple[np.ndarray, int, np.ndarray]:
+def score_cam(
+    model, features, image: np.ndarray, target: int | None = None, max_channels: int = 0, batch_size: int = 32
+) -> tuple[np.ndarray, int, np.ndarray]:
     """Score-CAM of one image (S, S, 3, 0..255) -> (map (S, S) in 0..1, target class, class probabilities).
 
     max_channels > 0 keeps only the channels with the largest mean activation (faster, approximate).
@@ -66,9 +67,9 @@ def score_cam(model, features, image: np.ndarray, target: int | None = None, max
     masks = (up - lo) / ops.maximum(hi - lo, 1e-12)
     scores = np.zeros(int(up.shape[0]), np.float32)
     for start in range(0, len(scores), batch_size):
-        m = masks[start:start + batch_size]
+        m = masks[start : start + batch_size]
         masked = x * m[..., None]
-        scores[start:start + batch_size] = ops.convert_to_numpy(model(masked, training=False))[:, target]
+        scores[start : start + batch_size] = ops.convert_to_numpy(model(masked, training=False))[:, target]
     scores[~valid] = 0.0
     cam = ops.relu(ops.sum(up * ops.convert_to_tensor(scores)[:, None, None], axis=0))
     cam = ops.convert_to_numpy(cam).astype(np.float64)
@@ -85,9 +86,15 @@ def resize_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
 
 
-def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
-            target: str | None = None, max_channels: int = 256, progress: bool = True,
-            warn: Callable[[str], None] | None = None) -> list[Path]:
+def explain(
+    run: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike | None = None,
+    target: str | None = None,
+    max_channels: int = 256,
+    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Score-CAM PNG (image | overlay, both at the image's own resolution) per input image into OUT (default
     RUN/explain); returns the PNG paths. The map is computed at the run's input size and upsampled; unreadable
     images are skipped and named through `warn`."""
@@ -105,8 +112,9 @@ def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: st
         raise UserError(f"--target {target!r} is not one of the run's classes {', '.join(classes)}")
     paths = gather_images(inputs)
     out = Path(out) if out is not None else run / "explain"
-    runs.claim_outputs(out, run, [(f"input {p}", p) for p in inputs], "classify-explain",
-                       [f"{p.stem}_scorecam.png" for p in paths])
+    runs.claim_outputs(
+        out, run, [(f"input {p}", p) for p in inputs], "classify-explain", [f"{p.stem}_scorecam.png" for p in paths]
+    )
     model = runs.load_model(run / runs.MODEL)
     features = feature_model(model)
     size = int(config["image_size"])
@@ -119,15 +127,24 @@ def explain(run: str | os.PathLike, inputs: Sequence[str | os.PathLike], out: st
         except UserError as e:
             bad.append((p, str(e.__cause__ or e)))
             continue
-        cam, k, probs = score_cam(model, features, img, None if target is None else classes.index(target),
-                                  max_channels)
+        cam, k, probs = score_cam(model, features, img, None if target is None else classes.index(target), max_channels)
         pred = int(np.argmax(probs))
         dest = out / f"{p.stem}_scorecam.png"
-        overlay_heatmap(full, resize_map(cam, full.shape[:2]), dest,
-                        f"{p.name}: predicted {classes[pred]} ({probs[pred]:.2f}); map for {classes[k]}",
-                        {"source": str(p.resolve()), "run": str(run.resolve()), "method": "Score-CAM",
-                         "target": classes[k], "max_channels": max_channels, "input_size": size,
-                         "image_size": list(full.shape[1::-1])})
+        overlay_heatmap(
+            full,
+            resize_map(cam, full.shape[:2]),
+            dest,
+            f"{p.name}: predicted {classes[pred]} ({probs[pred]:.2f}); map for {classes[k]}",
+            {
+                "source": str(p.resolve()),
+                "run": str(run.resolve()),
+                "method": "Score-CAM",
+                "target": classes[k],
+                "max_channels": max_channels,
+                "input_size": size,
+                "image_size": list(full.shape[1::-1]),
+            },
+        )
         written.append(dest)
     if bad and not written:
         raise UserError(describe_bad(bad) + "; none left to explain: pass readable images")

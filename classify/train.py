@@ -11,8 +11,8 @@ import csv
 import io
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -28,20 +28,41 @@ RESUME_KEYS = ("dataset", "model", "mode", "weights", "batch_size", "lr", "image
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "train_images_per_s")
 
 
-def resolve_config(data: Dataset, model: str, mode: str, weights: str, epochs: int, batch_size: int, lr: float,
-                   image_size: int, seed: int) -> dict:
+def resolve_config(
+    data: Dataset,
+    model: str,
+    mode: str,
+    weights: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    image_size: int,
+    seed: int,
+) -> dict:
     """The resolved training config saved as config.json."""
     import keras
 
     w = weights if weights in ("imagenet", "none") else str(Path(weights).resolve())
     return {
-        "dataset": str(data.root), "dataset_name": data.name, "layout": data.layout, "dataset_meta": data.meta,
-        "model": model, "mode": mode, "weights": w, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "image_size": image_size, "seed": seed, "classes": list(data.classes),
+        "dataset": str(data.root),
+        "dataset_name": data.name,
+        "layout": data.layout,
+        "dataset_meta": data.meta,
+        "model": model,
+        "mode": mode,
+        "weights": w,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "image_size": image_size,
+        "seed": seed,
+        "classes": list(data.classes),
         "counts": {s: len(rows) for s, rows in data.items.items()},
         "augmentation": "random horizontal flip, vertical flip, rotation by k*90 degrees",
-        "optimizer": "adam", "loss": "sparse_categorical_crossentropy",
-        "backend": keras.backend.backend(), "keras_version": keras.__version__,
+        "optimizer": "adam",
+        "loss": "sparse_categorical_crossentropy",
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
     }
 
 
@@ -71,8 +92,10 @@ def _check_resumable(out: Path, config: dict) -> dict | None:
     diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
     if diff:
         k = diff[0]
-        raise UserError(f"--out {out} holds a different run ({k}: {old.get(k)!r} there, {config.get(k)!r} now); "
-                        f"pass another --out or the same options to resume it")
+        raise UserError(
+            f"--out {out} holds a different run ({k}: {old.get(k)!r} there, {config.get(k)!r} now); "
+            f"pass another --out or the same options to resume it"
+        )
     if (out / runs.STATE).is_file() and (out / runs.LAST).is_file():
         return runs.read_json(out / runs.STATE)
     return None
@@ -91,8 +114,17 @@ def reseed(model, seed: int, epoch: int) -> None:
             gen.state.assign(np.asarray([start, 0], dtype=keras.backend.standardize_dtype(gen.state.dtype)))
 
 
-def _make_callback(out: Path, train_batches, n_train: int, history: list[dict], state: dict, title: str,
-                   provenance: dict, log, seed: int):
+def _make_callback(
+    out: Path,
+    train_batches,
+    n_train: int,
+    history: list[dict],
+    state: dict,
+    title: str,
+    provenance: dict,
+    log,
+    seed: int,
+):
     import keras
 
     from classify.plots import plot_history
@@ -114,9 +146,15 @@ def _make_callback(out: Path, train_batches, n_train: int, history: list[dict], 
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             train_s = self.t_train or seconds
-            row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]),
-                   "val_loss": float(logs["val_loss"]), "val_accuracy": float(logs["val_accuracy"]),
-                   "seconds": float(seconds), "train_images_per_s": float(n_train / train_s)}
+            row = {
+                "epoch": epoch + 1,
+                "loss": float(logs["loss"]),
+                "accuracy": float(logs["accuracy"]),
+                "val_loss": float(logs["val_loss"]),
+                "val_accuracy": float(logs["val_accuracy"]),
+                "seconds": float(seconds),
+                "train_images_per_s": float(n_train / train_s),
+            }
             history.append(row)
             runs.save_model(self.model, out / runs.LAST)
             improved = row["val_accuracy"] > state.get("best_val_accuracy", -1.0)
@@ -127,33 +165,53 @@ def _make_callback(out: Path, train_batches, n_train: int, history: list[dict], 
             plot_history(history, out / runs.CURVES, title, provenance)
             state.update(epoch=epoch + 1, done=False)
             write_json(out / runs.STATE, state)
-            log(f"epoch {epoch + 1}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} val_loss {row['val_loss']:.4f} "
+            log(
+                f"epoch {epoch + 1}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} val_loss {row['val_loss']:.4f} "
                 f"val_acc {row['val_accuracy']:.4f} ({seconds:.1f}s, {row['train_images_per_s']:.1f} img/s train)"
-                f"{' *best*' if improved else ''}")
+                f"{' *best*' if improved else ''}"
+            )
 
     return RunCheckpoint()
 
 
-def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None = None, mode: str = "finetune",
-          weights: str = "none", epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, image_size: int = 224,
-          seed: int = 0, evaluate: bool = True, progress: bool = True, callbacks: Sequence = (),
-          workers: int = 2, log=print) -> Path:
+def train(
+    dataset: str | os.PathLike,
+    model: str,
+    out: str | os.PathLike | None = None,
+    mode: str = "finetune",
+    weights: str = "none",
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    image_size: int = 224,
+    seed: int = 0,
+    evaluate: bool = True,
+    progress: bool = True,
+    callbacks: Sequence = (),
+    workers: int = 2,
+    log=print,
+) -> Path:
     """Train `model` on `dataset` into run dir `out` (default runs/<dataset>_<model>); returns the run dir."""
     check_name(model)
     if epochs < 1 or batch_size < 1 or lr <= 0 or image_size < 8:
         raise UserError("--epochs, --batch-size and --image-size must be positive and --lr > 0")
     data = load_dataset(dataset, seed)
     if "val" not in data.items:
-        raise UserError(f"dataset {data.root} has no val/ split; training needs train/ and val/ "
-                        f"(a plain <CLASS>/ tree is split 80/10/10 automatically)")
+        raise UserError(
+            f"dataset {data.root} has no val/ split; training needs train/ and val/ "
+            f"(a plain <CLASS>/ tree is split 80/10/10 automatically)"
+        )
     for s in ("train", "val"):
         data.split_items(s)  # UserError when empty
     if len(data.classes) < 2:
-        raise UserError(f"dataset {data.root} has one class ({data.classes[0]}); a classifier needs at least two "
-                        f"class folders (its accuracy would be 1.0 whatever it learned)")
+        raise UserError(
+            f"dataset {data.root} has one class ({data.classes[0]}); a classifier needs at least two "
+            f"class folders (its accuracy would be 1.0 whatever it learned)"
+        )
     out = Path(out) if out is not None else Path("runs") / f"{data.name}_{model}"
-    check_disjoint(out, [("the dataset", data.root),
-                         ("--weights", None if weights in ("imagenet", "none") else weights)])
+    check_disjoint(
+        out, [("the dataset", data.root), ("--weights", None if weights in ("imagenet", "none") else weights)]
+    )
     claim(out, runs.RUN_KIND)  # a folder that is not a classify run is refused before Keras is even imported
     data = with_saved_split(data, out / runs.SPLIT)  # a resumed plain-tree run keeps the split it started with
     config = resolve_config(data, model, mode, weights, epochs, batch_size, lr, image_size, seed)
@@ -176,8 +234,10 @@ def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None 
     if state is not None:
         history = read_history(out)[: state["epoch"]]
         net = runs.load_model(out / runs.LAST, compile=True)
-        log(f"resuming {out} after epoch {state['epoch']} (best val_acc {state['best_val_accuracy']:.4f} "
-            f"at epoch {state['best_epoch']})")
+        log(
+            f"resuming {out} after epoch {state['epoch']} (best val_acc {state['best_val_accuracy']:.4f} "
+            f"at epoch {state['best_epoch']})"
+        )
     else:
         state = {"epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "done": False}
         net = create_model(model, len(data.classes), weights, mode, image_size)
@@ -186,14 +246,23 @@ def train(dataset: str | os.PathLike, model: str, out: str | os.PathLike | None 
     write_json(out / runs.CLASSES_FILE, list(data.classes))
     write_text(out / runs.SPLIT, data.split_csv())
 
-    title = f"{model} ({mode}, weights {Path(weights).name if weights not in ('imagenet', 'none') else weights}) on {data.name}"
+    shown = Path(weights).name if weights not in ("imagenet", "none") else weights
+    title = f"{model} ({mode}, weights {shown}) on {data.name}"
     provenance = {"run": str(out.resolve()), "model": model, "dataset": str(data.root), "seed": seed}
     if state["epoch"] < epochs:
         cb = _make_callback(out, train_batches, len(x_train), history, state, title, provenance, log, seed)
-        log(f"training {model} on {data.name}: {len(x_train)} train / {len(x_val)} val images at {image_size}px, "
-            f"{keras.backend.backend()} backend, epochs {state['epoch'] + 1}..{epochs}")
-        net.fit(train_batches, validation_data=val_batches, epochs=epochs, initial_epoch=state["epoch"],
-                callbacks=[cb, *callbacks], verbose=1 if progress and os.isatty(1) else 0)
+        log(
+            f"training {model} on {data.name}: {len(x_train)} train / {len(x_val)} val images at {image_size}px, "
+            f"{keras.backend.backend()} backend, epochs {state['epoch'] + 1}..{epochs}"
+        )
+        net.fit(
+            train_batches,
+            validation_data=val_batches,
+            epochs=epochs,
+            initial_epoch=state["epoch"],
+            callbacks=[cb, *callbacks],
+            verbose=1 if progress and os.isatty(1) else 0,
+        )
     state["done"] = True
     write_json(out / runs.STATE, state)
     log(f"best val_acc {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; model: {out / runs.MODEL}")

@@ -20,7 +20,9 @@ from naturalize.classes import parse_classes
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pbc", type=Path, required=True, help="a PBC download (or the demo's drawn-pbc/)")
-    ap.add_argument("--recipe", default="2k-pbc", help="pbc11, pbc11-curated, 419-pmy, 1k-pbc, 2k-pbc, 1k-class-pbc, custom")
+    ap.add_argument(
+        "--recipe", default="2k-pbc", help="pbc11, pbc11-curated, 419-pmy, 1k-pbc, 2k-pbc, 1k-class-pbc, custom"
+    )
     ap.add_argument("--classes", default="", help="classes that get synthetic images, e.g. PMY,MY (custom recipe)")
     ap.add_argument("--protocol", default="clean", choices=("clean", "paper"))
     ap.add_argument("--max-real", type=int, default=None, help="at most N real images per class (quick runs)")
@@ -36,16 +38,37 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
 
     # 1. the dataset: prepare -> segment -> compose -> train/val/test tree (val/test real only when clean)
-    meta = build(a.recipe, a.pbc, a.out / "dataset", protocol=a.protocol, seed=a.seed, backend=a.backend,
-                 classes=parse_classes(a.classes), per_class=a.per_class, per_class_cap=a.max_real, workers=a.workers, work=a.out / "work")
+    meta = build(
+        a.recipe,
+        a.pbc,
+        a.out / "dataset",
+        protocol=a.protocol,
+        seed=a.seed,
+        backend=a.backend,
+        classes=parse_classes(a.classes),
+        per_class=a.per_class,
+        per_class_cap=a.max_real,
+        workers=a.workers,
+        work=a.out / "work",
+    )
     print(format_table(meta))
 
     # 2. train (weights none: nothing is downloaded) and 3. evaluate on the real test split
     from classify.evaluate import evaluate_run
     from classify.train import train
 
-    run = train(a.out / "dataset", a.model, a.out / "run", weights="none", epochs=a.epochs, batch_size=a.batch_size,
-                image_size=a.image_size, seed=a.seed, evaluate=False, workers=a.workers)
+    run = train(
+        a.out / "dataset",
+        a.model,
+        a.out / "run",
+        weights="none",
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        image_size=a.image_size,
+        seed=a.seed,
+        evaluate=False,
+        workers=a.workers,
+    )
     result = evaluate_run(run, "test")
     print(f"test accuracy {result['accuracy']:.4f}  macro-F1 {result['report']['macro avg']['f1-score']:.4f}")
     print(f"run: {run}  report: {run / 'eval' / 'test' / 'report.txt'}")

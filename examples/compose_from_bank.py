@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 from naturalize.bank import Bank
-from naturalize.compose.run import compose_class
 from naturalize.compose.preview import contact_sheet
+from naturalize.compose.run import compose_class
 from naturalize.segment.run import segment
 
 

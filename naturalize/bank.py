@@ -1,11 +1,11 @@
 """The sprite bank on disk: the format `naturalize segment` writes and `naturalize compose` reads.
 
-    BANK/bank.json               format_version, backend, parameters, counts per kind/class
-    BANK/index.csv               one row per sprite (INDEX_FIELDS)
-    BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask
-    BANK/backgrounds.csv         one row per background plate (BACKGROUND_FIELDS)
-    BANK/backgrounds/<background_id>.png            the source image with every cell inpainted
-    BANK/curation.csv            one row per source image (CURATION_FIELDS)
+BANK/bank.json               format_version, backend, parameters, counts per kind/class
+BANK/index.csv               one row per sprite (INDEX_FIELDS)
+BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask
+BANK/backgrounds.csv         one row per background plate (BACKGROUND_FIELDS)
+BANK/backgrounds/<background_id>.png            the source image with every cell inpainted
+BANK/curation.csv            one row per source image (CURATION_FIELDS)
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,8 +29,21 @@ from naturalize.outputs import claim, remove_written, write_marker
 
 FORMAT_VERSION = 1
 KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
-INDEX_FIELDS = ["sprite_id", "kind", "label", "source", "x0", "y0", "x1", "y1", "area", "score", "touches_border",
-                "quality", "reason"]
+INDEX_FIELDS = [
+    "sprite_id",
+    "kind",
+    "label",
+    "source",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "area",
+    "score",
+    "touches_border",
+    "quality",
+    "reason",
+]
 #: Columns a bank written before the quality gate lacks (read as quality 1.0, reason "ok": passed).
 GATE_FIELDS = ["quality", "reason"]
 #: The reason of a sprite that passed the quality gate (naturalize/segment/gate.py lists the others).
@@ -83,9 +98,16 @@ def _bool(v: str) -> bool:
 
 
 @functools.cache
-def _converters(cls) -> tuple[tuple[str, object], ...]:
+def _converters(cls) -> tuple[tuple[str, Callable[[str], Any]], ...]:
     """(field name, str -> value) for each field of a row dataclass."""
-    conv = {"int": int, int: int, "float": float, float: float, "bool": _bool, bool: _bool}
+    conv: dict[object, Callable[[str], Any]] = {
+        "int": int,
+        int: int,
+        "float": float,
+        float: float,
+        "bool": _bool,
+        bool: _bool,
+    }
     return tuple((f.name, conv.get(f.type, str)) for f in fields(cls))
 
 
@@ -115,15 +137,19 @@ def _committed_text(root: Path, name: str, record: object) -> str:
     if record is None:  # a bank written before checksums were recorded
         return data.decode("utf-8")
     if not isinstance(record, dict) or not {"bytes", "rows", "sha256"} <= record.keys():
-        raise UserError(f"{root / 'bank.json'} is damaged (its record of {name}); rebuild the bank with "
-                        f"`naturalize segment ... --out {root} --overwrite`")
-    head = data[:record["bytes"]]
+        raise UserError(
+            f"{root / 'bank.json'} is damaged (its record of {name}); rebuild the bank with "
+            f"`naturalize segment ... --out {root} --overwrite`"
+        )
+    head = data[: record["bytes"]]
     rows = max(0, head.count(b"\n") - 1)
     if len(data) < record["bytes"] or rows != record["rows"] or hashlib.sha256(head).hexdigest() != record["sha256"]:
         have = max(0, data.count(b"\n") - 1)
-        raise UserError(f"{path} no longer matches its bank ({have} rows, bank.json records {record['rows']} and a "
-                        f"checksum): it was truncated or edited; rebuild the bank with `naturalize segment ... "
-                        f"--out {root} --overwrite`")
+        raise UserError(
+            f"{path} no longer matches its bank ({have} rows, bank.json records {record['rows']} and a "
+            f"checksum): it was truncated or edited; rebuild the bank with `naturalize segment ... "
+            f"--out {root} --overwrite`"
+        )
     return head.decode("utf-8")
 
 
@@ -137,24 +163,36 @@ def read_bank_meta(root: Path) -> dict:
     """bank.json of `root` as a dict; UserError when it is missing, damaged or of another format version."""
     meta_path = root / "bank.json"
     if not meta_path.is_file():
-        raise UserError(f"{root} is not a sprite bank (no bank.json); make one with `naturalize segment PBC_ROOT --out {root}`")
+        raise UserError(
+            f"{root} is not a sprite bank (no bank.json); make one with `naturalize segment PBC_ROOT --out {root}`"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
-        raise UserError(f"{meta_path} is damaged (not JSON); rebuild the bank with `naturalize segment ... --out {root} "
-                        f"--overwrite`") from None
+        raise UserError(
+            f"{meta_path} is damaged (not JSON); rebuild the bank with `naturalize segment ... --out {root} "
+            f"--overwrite`"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
-        raise UserError(f"{meta_path}: bank format version {version}, this naturalize reads {FORMAT_VERSION}; "
-                        f"rebuild it with `naturalize segment ... --out {root} --overwrite`")
+        raise UserError(
+            f"{meta_path}: bank format version {version}, this naturalize reads {FORMAT_VERSION}; "
+            f"rebuild it with `naturalize segment ... --out {root} --overwrite`"
+        )
     return meta
 
 
 class Bank:
     """Read access to a sprite bank. `Bank.open(path)` validates the format version."""
 
-    def __init__(self, root: Path, meta: dict, sprites: list[SpriteRow], backgrounds: list[BackgroundRow],
-                 curation: list[dict[str, str]]):
+    def __init__(
+        self,
+        root: Path,
+        meta: dict,
+        sprites: list[SpriteRow],
+        backgrounds: list[BackgroundRow],
+        curation: list[dict[str, str]],
+    ):
         self.root = root
         self.meta = meta
         self.sprites = sprites
@@ -162,7 +200,7 @@ class Bank:
         self.curation = curation
 
     @classmethod
-    def open(cls, path: str | Path) -> "Bank":
+    def open(cls, path: str | Path) -> Bank:
         """Read a bank; UserError when bank.json is missing or damaged, or a CSV no longer matches it."""
         root = Path(path)
         meta = read_bank_meta(root)
@@ -170,18 +208,28 @@ class Bank:
         curation = _read_dicts(text["curation.csv"])
         done = {r["source"] for r in curation}
         required = [f for f in INDEX_FIELDS if f not in GATE_FIELDS]  # banks from before the gate read as passed
-        sprites = [s for s in _read_rows(root / "index.csv", text["index.csv"], SpriteRow, required)
-                   if s.source in done]
-        backgrounds = [b for b in _read_rows(root / "backgrounds.csv", text["backgrounds.csv"], BackgroundRow,
-                                             BACKGROUND_FIELDS) if b.source in done]
+        sprites = [
+            s for s in _read_rows(root / "index.csv", text["index.csv"], SpriteRow, required) if s.source in done
+        ]
+        backgrounds = [
+            b
+            for b in _read_rows(root / "backgrounds.csv", text["backgrounds.csv"], BackgroundRow, BACKGROUND_FIELDS)
+            if b.source in done
+        ]
         return cls(root, meta, sprites, backgrounds, curation)
 
     def select(self, kind: str, label: str | None = None, include_border: bool = False) -> list[SpriteRow]:
         """Sprites of one kind (and WBC label) that passed the quality gate; with include_border, also the
         cells the gate rejected only for being cut by the image border."""
         ok = (PASS, "border") if include_border else (PASS,)
-        return [s for s in self.sprites if s.kind == kind and (label is None or s.label == label)
-                and s.reason in ok and (include_border or not s.touches_border)]
+        return [
+            s
+            for s in self.sprites
+            if s.kind == kind
+            and (label is None or s.label == label)
+            and s.reason in ok
+            and (include_border or not s.touches_border)
+        ]
 
     def load_sprite(self, row: SpriteRow) -> np.ndarray:
         """RGBA uint8 array (h, w, 4) of one sprite."""
@@ -298,12 +346,14 @@ class BankWriter:
         theirs = {k: meta.get(k) for k in identity}
         if meta.get("format_version") != FORMAT_VERSION or theirs != identity:
             diff = sorted(k for k in identity if theirs.get(k) != identity[k]) or ["format_version"]
-            raise UserError(f"--out {root} holds a sprite bank made with other settings ({', '.join(diff)} differ); "
-                            f"pass --overwrite to replace it or choose another --out")
+            raise UserError(
+                f"--out {root} holds a sprite bank made with other settings ({', '.join(diff)} differ); "
+                f"pass --overwrite to replace it or choose another --out"
+            )
         return "resume"
 
     @classmethod
-    def open(cls, root: str | Path, identity: dict, overwrite: bool = False) -> "BankWriter":
+    def open(cls, root: str | Path, identity: dict, overwrite: bool = False) -> BankWriter:
         """Create, replace (overwrite=True) or resume the bank at `root`. `identity` (JSON-able dict with
         keys backend, parameters, input, ...) is stored in bank.json and must match to resume."""
         root = Path(root)
@@ -320,7 +370,7 @@ class BankWriter:
         return cls._resume(root, identity)
 
     @classmethod
-    def _resume(cls, root: Path, identity: dict) -> "BankWriter":
+    def _resume(cls, root: Path, identity: dict) -> BankWriter:
         meta = read_bank_meta(root)
         for name in CSV_FILES:  # what bank.json vouches for must be intact; only a tail after it is redone
             _committed_text(root, name, file_record(meta, name))
@@ -329,8 +379,11 @@ class BankWriter:
         done = {r["source"] for r in done_rows if None not in r.values()}
         kept: dict[str, list[dict]] = {}
         texts: dict[str, bytes] = {}
-        for name, fields_ in (("index.csv", INDEX_FIELDS), ("backgrounds.csv", BACKGROUND_FIELDS),
-                              ("curation.csv", CURATION_FIELDS)):
+        for name, fields_ in (
+            ("index.csv", INDEX_FIELDS),
+            ("backgrounds.csv", BACKGROUND_FIELDS),
+            ("curation.csv", CURATION_FIELDS),
+        ):
             lines = _complete_lines(root / name)
             rows = [r for r in csv.DictReader(lines) if None not in r.values() and r["source"] in done] if lines else []
             kept[name] = rows
@@ -371,8 +424,21 @@ class BankWriter:
             k = per_kind.get(s.kind, 0)
             per_kind[s.kind] = k + 1
             label = s.label if s.label is not None else entry.label if s.kind == "WBC" else ""
-            row = SpriteRow(f"{entry.stem}_{s.kind}_{k}", s.kind, label, entry.source, s.x0, s.y0, s.x1, s.y1,
-                            s.area, s.score, s.touches_border, s.quality, s.reason)
+            row = SpriteRow(
+                f"{entry.stem}_{s.kind}_{k}",
+                s.kind,
+                label,
+                entry.source,
+                s.x0,
+                s.y0,
+                s.x1,
+                s.y1,
+                s.area,
+                s.score,
+                s.touches_border,
+                s.quality,
+                s.reason,
+            )
             self._put(row.relpath, s.png)
             rows.append(row)
         bg = BackgroundRow(entry.stem, entry.source, entry.label, entry.width, entry.height)
@@ -381,8 +447,20 @@ class BankWriter:
         self._append("index.csv", b"".join(_csv_line(_sprite_values(r)) for r in rows))
         if entry.background_png:
             self._append("backgrounds.csv", _csv_line([bg.background_id, bg.source, bg.label, bg.width, bg.height]))
-        self._append("curation.csv", _csv_line([entry.source, entry.label, entry.n_wbc, entry.n_rbc, entry.n_plt,
-                                                ";".join(entry.flags), int(entry.keep)]))
+        self._append(
+            "curation.csv",
+            _csv_line(
+                [
+                    entry.source,
+                    entry.label,
+                    entry.n_wbc,
+                    entry.n_rbc,
+                    entry.n_plt,
+                    ";".join(entry.flags),
+                    int(entry.keep),
+                ]
+            ),
+        )
         self.done.add(entry.source)
         for r in rows:
             _count_sprite(self._counts, r.kind, r.label, r.touches_border, r.reason)
@@ -414,7 +492,7 @@ class BankWriter:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
 
@@ -423,8 +501,12 @@ class BankWriter:
         return json.loads(json.dumps(self._counts))
 
     def _write_meta(self) -> None:
-        meta = {"format_version": FORMAT_VERSION, **self.identity, "counts": self._counts,
-                "files": {name: f.record() for name, f in self._files.items()}}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            **self.identity,
+            "counts": self._counts,
+            "files": {name: f.record() for name, f in self._files.items()},
+        }
         self._put("bank.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
@@ -445,9 +527,16 @@ class _FileSum:
 
 
 def _empty_counts() -> dict:
-    return {"sources": 0, "kept": 0, "backgrounds": 0, "flags": {},
-            "sprites": {k: 0 for k in KINDS}, "usable": {k: 0 for k in KINDS}, "wbc_by_class": {},
-            "gate": {k: {} for k in KINDS}}
+    return {
+        "sources": 0,
+        "kept": 0,
+        "backgrounds": 0,
+        "flags": {},
+        "sprites": {k: 0 for k in KINDS},
+        "usable": {k: 0 for k in KINDS},
+        "wbc_by_class": {},
+        "gate": {k: {} for k in KINDS},
+    }
 
 
 def _count_sprite(counts: dict, kind: str, label: str, border: bool, reason: str = PASS) -> None:
@@ -470,6 +559,18 @@ def _count_source(counts: dict, flags: list[str], keep: bool) -> None:
 
 
 def _sprite_values(r: SpriteRow) -> list:
-    return [r.sprite_id, r.kind, r.label, r.source, r.x0, r.y0, r.x1, r.y1, r.area, f"{r.score:.4f}",
-            int(r.touches_border), f"{r.quality:.4f}", r.reason]
-
+    return [
+        r.sprite_id,
+        r.kind,
+        r.label,
+        r.source,
+        r.x0,
+        r.y0,
+        r.x1,
+        r.y1,
+        r.area,
+        f"{r.score:.4f}",
+        int(r.touches_border),
+        f"{r.quality:.4f}",
+        r.reason,
+    ]

@@ -22,9 +22,10 @@ import hashlib
 import json
 import shutil
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
@@ -77,16 +78,29 @@ class Recipe:
         return {c: out[c] for c in CLASSES if out[c] > 0}
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("pbc11", "all real images of the 11 classes (16,891 in the release)", curated=False),
-    Recipe("pbc11-curated", "real images, multi-cell images removed"),
-    Recipe("419-pmy", "curated, PMY topped up to 1,011 with synthetic images", topup={"PMY": PAPER_PMY_TOTAL}),
-    Recipe("1k-pbc", "419-pmy plus 1,000 synthetic images each for BNE, MMY, MY, PMY, SNE",
-           topup={"PMY": PAPER_PMY_TOTAL}, per_class=1000, classes=AUGMENTED_CLASSES),
-    Recipe("2k-pbc", "419-pmy plus 2,000 synthetic images each for BNE, MMY, MY, PMY, SNE",
-           topup={"PMY": PAPER_PMY_TOTAL}, per_class=2000, classes=AUGMENTED_CLASSES),
-    Recipe("1k-class-pbc", "balanced: every class brought to the largest class's count", balance=True),
-)}
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("pbc11", "all real images of the 11 classes (16,891 in the release)", curated=False),
+        Recipe("pbc11-curated", "real images, multi-cell images removed"),
+        Recipe("419-pmy", "curated, PMY topped up to 1,011 with synthetic images", topup={"PMY": PAPER_PMY_TOTAL}),
+        Recipe(
+            "1k-pbc",
+            "419-pmy plus 1,000 synthetic images each for BNE, MMY, MY, PMY, SNE",
+            topup={"PMY": PAPER_PMY_TOTAL},
+            per_class=1000,
+            classes=AUGMENTED_CLASSES,
+        ),
+        Recipe(
+            "2k-pbc",
+            "419-pmy plus 2,000 synthetic images each for BNE, MMY, MY, PMY, SNE",
+            topup={"PMY": PAPER_PMY_TOTAL},
+            per_class=2000,
+            classes=AUGMENTED_CLASSES,
+        ),
+        Recipe("1k-class-pbc", "balanced: every class brought to the largest class's count", balance=True),
+    )
+}
 
 
 def resolve_recipe(name: str, classes: Sequence[str] = (), per_class: int | None = None) -> Recipe:
@@ -94,8 +108,12 @@ def resolve_recipe(name: str, classes: Sequence[str] = (), per_class: int | None
     if name == "custom":
         if not classes or not per_class:
             raise UserError("recipe 'custom' needs --classes and --per-class (e.g. --classes PMY,MY --per-class 500)")
-        return Recipe("custom", f"curated plus {per_class} synthetic images each for {', '.join(classes)}",
-                      per_class=per_class, classes=tuple(classes))
+        return Recipe(
+            "custom",
+            f"curated plus {per_class} synthetic images each for {', '.join(classes)}",
+            per_class=per_class,
+            classes=tuple(classes),
+        )
     if name not in RECIPES:
         raise UserError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)} or custom")
     recipe = RECIPES[name]
@@ -117,14 +135,21 @@ class Item:
 
     split: str
     cls: str
-    src: Path        # file to link
-    name: str        # file name in <split>/<CLASS>/
-    origin: str      # real | synthetic
-    source: str      # PBC record path (real) or the synthetic image's path relative to the dataset
+    src: Path  # file to link
+    name: str  # file name in <split>/<CLASS>/
+    origin: str  # real | synthetic
+    source: str  # PBC record path (real) or the synthetic image's path relative to the dataset
 
 
-def layout_items(real: Sequence[Record], root: Path, synthetic: Mapping[str, Sequence[Path]], protocol: str,
-                 out: Path, seed: int, fractions: tuple[float, float, float]) -> list[Item]:
+def layout_items(
+    real: Sequence[Record],
+    root: Path,
+    synthetic: Mapping[str, Sequence[Path]],
+    protocol: str,
+    out: Path,
+    seed: int,
+    fractions: tuple[float, float, float],
+) -> list[Item]:
     """Place real and synthetic files into splits according to the protocol."""
     items = [Item(r.split, r.cls, root / r.path, Path(r.path).name, "real", r.path) for r in real]
     syn = [(cls, p) for cls in sorted(synthetic) for p in synthetic[cls]]
@@ -149,20 +174,36 @@ def count_items(items: Sequence[Item]) -> dict:
 # ---------------------------------------------------------------- shell
 
 
-def _work_dir(pbc_root: Path, out: Path, seed: int, fractions: Sequence[float], per_class_cap: int | None,
-              work: Path | None) -> Path:
+def _work_dir(
+    pbc_root: Path, out: Path, seed: int, fractions: Sequence[float], per_class_cap: int | None, work: Path | None
+) -> Path:
     if work is not None:
         return work
     key = json.dumps([str(pbc_root.resolve()), seed, list(fractions), per_class_cap])
     return out.resolve().parent / ".work" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _prepared(pbc_root: Path, work: Path, seed: int, fractions: tuple[float, float, float], per_class_cap: int | None,
-              workers: int, progress: bool) -> Path:
+def _prepared(
+    pbc_root: Path,
+    work: Path,
+    seed: int,
+    fractions: tuple[float, float, float],
+    per_class_cap: int | None,
+    workers: int,
+    progress: bool,
+) -> Path:
     prepared = work / "prepared"
     if not is_prepared(prepared):
-        prepare(pbc_root, prepared, seed=seed, fractions=fractions, workers=workers, overwrite=True,
-                progress=progress, per_class=per_class_cap)
+        prepare(
+            pbc_root,
+            prepared,
+            seed=seed,
+            fractions=fractions,
+            workers=workers,
+            overwrite=True,
+            progress=progress,
+            per_class=per_class_cap,
+        )
     return prepared
 
 
@@ -178,8 +219,10 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
         except ValueError:
             old = None
         if old is not None and old.get("parameters") != params and not overwrite:
-            raise UserError(f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
-                            f"(only what `naturalize build` wrote there is removed), or choose another --out")
+            raise UserError(
+                f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
+                f"(only what `naturalize build` wrote there is removed), or choose another --out"
+            )
         if overwrite:
             remove_written(out, KIND)
     write_marker(out, KIND, OUTPUTS)
@@ -204,8 +247,10 @@ def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
     for cls in sorted({r.cls for r in real}, key=CLASSES.index):
         lacking = [s for s in SPLITS if (cls, s) not in have]
         if lacking:
-            raise UserError(f"after curation class {cls} has no {'/'.join(lacking)} images, so the dataset could not "
-                            f"be trained on; use more images (a larger --max-real) or the uncurated recipe pbc11")
+            raise UserError(
+                f"after curation class {cls} has no {'/'.join(lacking)} images, so the dataset could not "
+                f"be trained on; use more images (a larger --max-real) or the uncurated recipe pbc11"
+            )
 
 
 def _write_tree(out: Path, items: Sequence[Item]) -> None:
@@ -237,14 +282,17 @@ class _Stages:
         self.echo(f"[{self.number}/{self.total}] {name}: {note}")
 
 
-def _segment_backend(backend: str, checkpoint: str | None, model_type: str, device: str,
-                     echo: Callable[[str], None]) -> tuple[str, str | None, str]:
+def _segment_backend(
+    backend: str, checkpoint: str | None, model_type: str, device: str, echo: Callable[[str], None]
+) -> tuple[str, str | None, str]:
     """Resolve --backend once for the whole build (says "backend auto -> ..." once) -> (backend, checkpoint, device);
     --device is dropped, with a note, when the backend does not use it. Bad options fail here, before any work."""
     from naturalize.segment import resolve_backend
     from naturalize.segment.run import ignored_device
 
-    name, options, why = resolve_backend(backend, {"checkpoint": checkpoint, "model_type": model_type, "device": device})
+    name, options, why = resolve_backend(
+        backend, {"checkpoint": checkpoint, "model_type": model_type, "device": device}
+    )
     echo(why)
     if note := ignored_device(name, device):
         echo(note)
@@ -258,12 +306,27 @@ def _changed_options(params: ComposeParams) -> dict:
     return {k: v for k, v in params.as_dict().items() if v != default[k]}
 
 
-def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None, protocol: str = "clean",
-          seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), backend: str = "auto",
-          checkpoint: str | None = None, model_type: str = "vit_b", device: str = "auto",
-          classes: Sequence[str] = (), per_class: int | None = None, per_class_cap: int | None = None,
-          workers: int = 2, work: str | Path | None = None, overwrite: bool = False, progress: bool = True,
-          compose: ComposeParams | None = None, echo: Callable[[str], None] = print) -> dict:
+def build(
+    recipe_name: str,
+    pbc_root: str | Path,
+    out: str | Path | None = None,
+    protocol: str = "clean",
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    backend: str = "auto",
+    checkpoint: str | None = None,
+    model_type: str = "vit_b",
+    device: str = "auto",
+    classes: Sequence[str] = (),
+    per_class: int | None = None,
+    per_class_cap: int | None = None,
+    workers: int = 2,
+    work: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    compose: ComposeParams | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Build one dataset recipe; returns the dataset.json content. `compose`: how the synthetic images look
     (default ComposeParams()); dataset.json records the fields that differ from the defaults."""
     from naturalize.compose.run import compose_class
@@ -276,33 +339,56 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
     out = Path(out) if out is not None else data_home() / recipe.name
     compose = compose or ComposeParams()
     check_scene_counts(compose)  # before any work
-    params = {"recipe": recipe.name, "protocol": protocol, "seed": seed, "split": list(fractions),
-              "pbc_root": str(pbc_root.resolve()), "backend": backend, "checkpoint": checkpoint,
-              "per_class_cap": per_class_cap, "synthetic_rule": {"topup": dict(recipe.topup),
-              "per_class": recipe.per_class, "classes": list(recipe.classes), "balance": recipe.balance},
-              "compose": _changed_options(compose)}
+    params = {
+        "recipe": recipe.name,
+        "protocol": protocol,
+        "seed": seed,
+        "split": list(fractions),
+        "pbc_root": str(pbc_root.resolve()),
+        "backend": backend,
+        "checkpoint": checkpoint,
+        "per_class_cap": per_class_cap,
+        "synthetic_rule": {
+            "topup": dict(recipe.topup),
+            "per_class": recipe.per_class,
+            "classes": list(recipe.classes),
+            "balance": recipe.balance,
+        },
+        "compose": _changed_options(compose),
+    }
     meta_path = out / "dataset.json"
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
     _claim_dataset(out, pbc_root, work_dir, params, overwrite)
     if protocol == "paper":
-        echo("warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
-             "synthetic images made from sprites of val/test images; their scores are optimistic")
+        echo(
+            "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
+            "synthetic images made from sprites of val/test images; their scores are optimistic"
+        )
 
     stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if recipe.curated else 2)
     stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split (cached in {work_dir})")
     prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
     backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
-    seg: dict[str, Any] = dict(backend=backend, checkpoint=checkpoint, model_type=model_type, device=device,
-                               workers=workers, progress=progress,
-                               echo=lambda m: None if m.startswith("backend ") else echo(m))
+    seg: dict[str, Any] = dict(
+        backend=backend,
+        checkpoint=checkpoint,
+        model_type=model_type,
+        device=device,
+        workers=workers,
+        progress=progress,
+        echo=lambda m: None if m.startswith("backend ") else echo(m),
+    )
     records = read_records(prepared / "records.csv")
     banks: dict[str, Path] = {}
     if recipe.curated or recipe.adds_synthetic:
         # clean: one bank per split, so the bank composed from holds training images only;
         # paper: one bank of every image. Either way every image is segmented once, for curation.
-        stages.start("segment", "every image once (curation); sprites for composing come from "
-                     + ("training images only" if protocol == "clean" else "all images"))
-        for part in (SPLITS if protocol == "clean" else ("all",)):
+        stages.start(
+            "segment",
+            "every image once (curation); sprites for composing come from "
+            + ("training images only" if protocol == "clean" else "all images"),
+        )
+        for part in SPLITS if protocol == "clean" else ("all",):
             banks[part] = work_dir / f"bank-{part}"
             segment(prepared, banks[part], split=None if part == "all" else part, **seg)
         records = apply_curation(records, curation_exclusions(banks.values()))
@@ -317,8 +403,17 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
         bank = banks["train" if protocol == "clean" else "all"]
         stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
         for cls, n in wanted.items():
-            synthetic[cls] = compose_class(bank, cls, n, out / "synthetic", seed=seed, params=compose, workers=workers,
-                                           progress=progress, warn=echo)
+            synthetic[cls] = compose_class(
+                bank,
+                cls,
+                n,
+                out / "synthetic",
+                seed=seed,
+                params=compose,
+                workers=workers,
+                progress=progress,
+                warn=echo,
+            )
     stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
     items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
     _write_tree(out, items)
@@ -345,8 +440,10 @@ def build(recipe_name: str, pbc_root: str | Path, out: str | Path | None = None,
 
 def format_table(meta: Mapping) -> str:
     """Per-class counts per split, real + synthetic."""
-    lines = [f"{meta['recipe']} ({meta['protocol']} protocol): {meta['description']}",
-             f"{'Class':<5} " + " ".join(f"{s + ' real':>10} {s + ' syn':>9}" for s in SPLITS)]
+    lines = [
+        f"{meta['recipe']} ({meta['protocol']} protocol): {meta['description']}",
+        f"{'Class':<5} " + " ".join(f"{s + ' real':>10} {s + ' syn':>9}" for s in SPLITS),
+    ]
     for c in CLASSES:
         cells = " ".join(f"{meta['counts'][s][c]['real']:>10} {meta['counts'][s][c]['synthetic']:>9}" for s in SPLITS)
         lines.append(f"{c:<5} {cells}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -49,7 +48,7 @@ def _parse_split(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def _classes(text: Optional[str]) -> tuple[str, ...]:
+def _classes(text: str | None) -> tuple[str, ...]:
     """--classes 'bne,PMY' -> ('BNE', 'PMY'); UserError naming the unknown code."""
     try:
         return parse_classes(text)
@@ -57,69 +56,122 @@ def _classes(text: Optional[str]) -> tuple[str, ...]:
         raise UserError(f"--classes: {e}") from None
 
 
-@app.command(epilog=examples("naturalize prepare ~/data/PBC --out prepared",
-                             "naturalize prepare ~/data/PBC --out prepared-small --per-class 50 --materialize"))
+@app.command(
+    epilog=examples(
+        "naturalize prepare ~/data/PBC --out prepared",
+        "naturalize prepare ~/data/PBC --out prepared-small --per-class 50 --materialize",
+    )
+)
 def prepare(
-    pbc_root: Path = typer.Argument(..., help="A PBC download: the release's 8 folders, an 11-class tree, or a train/val/test tree."),
-    out: Path = typer.Option(..., "--out", help="Directory for records.csv, dropped.csv and summary.json (must not lie inside PBC_ROOT)."),
+    pbc_root: Path = typer.Argument(
+        ..., help="A PBC download: the release's 8 folders, an 11-class tree, or a train/val/test tree."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Directory for records.csv, dropped.csv and summary.json (must not lie inside PBC_ROOT)."
+    ),
     seed: int = typer.Option(0, help="Seed of the stratified split."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions (ignored for a train/val/test tree)."),
     materialize: bool = typer.Option(False, help="Also lay out OUT/<split>/<CLASS>/ (hard links, else copies)."),
-    per_class: Optional[int] = typer.Option(None, help="Keep at most N images per class (seeded), for quick runs."),
+    per_class: int | None = typer.Option(None, help="Keep at most N images per class (seeded), for quick runs."),
     workers: int = typer.Option(2, help="Processes that read and hash images."),
     overwrite: bool = typer.Option(False, help="Replace an existing prepared directory."),
 ) -> None:
     """Index a PBC tree into labelled, de-duplicated, split records (records.csv, summary.json)."""
     from naturalize import prepare as prep
 
-    summary = prep.prepare(pbc_root, out, seed=seed, fractions=_parse_split(split), materialize=materialize,
-                           workers=workers, overwrite=overwrite, per_class=per_class)
+    summary = prep.prepare(
+        pbc_root,
+        out,
+        seed=seed,
+        fractions=_parse_split(split),
+        materialize=materialize,
+        workers=workers,
+        overwrite=overwrite,
+        per_class=per_class,
+    )
     typer.echo(prep.format_table(summary))
     typer.echo(f"wrote {out / 'records.csv'} and {out / 'summary.json'}")
 
 
-@app.command(epilog=examples(
-    "naturalize segment prepared --out bank --split train --backend classical",
-    "naturalize segment prepared --out bank-sam --split train --checkpoint ~/.cache/naturalize/sam/sam_vit_h_4b8939.pth "
-    "--model-type vit_h --device cuda"))
+@app.command(
+    epilog=examples(
+        "naturalize segment prepared --out bank --split train --backend classical",
+        "naturalize segment prepared --out bank-sam --split train "
+        "--checkpoint ~/.cache/naturalize/sam/sam_vit_h_4b8939.pth "
+        "--model-type vit_h --device cuda",
+    )
+)
 def segment(
-    source: Path = typer.Argument(..., help="A PBC tree (release, 11-class or train/val/test) or a `naturalize prepare` directory."),
-    out: Path = typer.Option(Path("bank"), "--out", help="Sprite bank directory (created, resumed, or replaced with --overwrite); `compose` reads ./bank by default."),
+    source: Path = typer.Argument(
+        ..., help="A PBC tree (release, 11-class or train/val/test) or a `naturalize prepare` directory."
+    ),
+    out: Path = typer.Option(
+        Path("bank"),
+        "--out",
+        help="Sprite bank directory (created, resumed, or replaced with --overwrite); "
+        "`compose` reads ./bank by default.",
+    ),
     backend: str = typer.Option("auto", help=backend_help()),
-    checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`).",
-                                              show_default="$NATURALIZE_SAM_CHECKPOINT, else none"),
+    checkpoint: Path | None = typer.Option(
+        None,
+        help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`).",
+        show_default="$NATURALIZE_SAM_CHECKPOINT, else none",
+    ),
     model_type: str = typer.Option("vit_b", help="SAM model type of the checkpoint: vit_b | vit_l | vit_h."),
     device: str = typer.Option("auto", help="SAM device: auto | cpu | cuda (the classical backend runs on the CPU)."),
-    points: Optional[int] = typer.Option(None, help="SAM: point prompts per image side for red cells and platelets.",
-                                         show_default="16"),
-    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE.", show_default="all 11"),
-    split: Optional[str] = typer.Option(None, help="Only this split (train|val|test) of a prepared directory or train/val/test tree.",
-                                        show_default="every split"),
+    points: int | None = typer.Option(
+        None, help="SAM: point prompts per image side for red cells and platelets.", show_default="16"
+    ),
+    classes: str | None = typer.Option(
+        None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE.", show_default="all 11"
+    ),
+    split: str | None = typer.Option(
+        None,
+        help="Only this split (train|val|test) of a prepared directory or train/val/test tree.",
+        show_default="every split",
+    ),
     workers: int = typer.Option(2, help="Processes segmenting images (classical backend)."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N images (classes taken in turn).", show_default="all"),
+    limit: int | None = typer.Option(None, help="Only the first N images (classes taken in turn).", show_default="all"),
     overwrite: bool = typer.Option(False, help="Replace an existing bank made with other settings."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Cut PBC images into a sprite bank: RGBA cell sprites, cell-free backgrounds, curation.csv."""
     from naturalize.segment import run
 
-    summary = run.segment(source, out, backend=backend, checkpoint=str(checkpoint) if checkpoint else None,
-                          model_type=model_type, device=device, classes=_classes(classes), split=split, workers=workers,
-                          limit=limit, overwrite=overwrite, points_per_side=points, progress=progress,
-                          echo=lambda m: typer.echo(m, err=True))
+    summary = run.segment(
+        source,
+        out,
+        backend=backend,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        model_type=model_type,
+        device=device,
+        classes=_classes(classes),
+        split=split,
+        workers=workers,
+        limit=limit,
+        overwrite=overwrite,
+        points_per_side=points,
+        progress=progress,
+        echo=lambda m: typer.echo(m, err=True),
+    )
     typer.echo(run.format_summary(summary))
 
 
 @app.command("fetch-sam", epilog=examples("naturalize fetch-sam vit_b", "naturalize fetch-sam vit_h --dir /shared/sam"))
 def fetch_sam(
     model_type: str = typer.Argument(..., help="vit_b (375 MB) | vit_l (1.2 GB) | vit_h (2.5 GB)."),
-    dir: Optional[Path] = typer.Option(None, "--dir", help="Target folder.",
-                                       show_default="$NATURALIZE_SAM_DIR or ~/.cache/naturalize/sam"),
-    url: Optional[str] = typer.Option(None, help="Download from this URL instead (a mirror).",
-                                      show_default="$NATURALIZE_SAM_URL/<file>, else Meta's server"),
-    sha256: Optional[str] = typer.Option(None, help="Expected SHA-256 of the file (instead of the official MD5).",
-                                         show_default="none"),
-    md5: Optional[str] = typer.Option(None, help="Expected MD5 of the file.", show_default="the official one"),
+    dir: Path | None = typer.Option(
+        None, "--dir", help="Target folder.", show_default="$NATURALIZE_SAM_DIR or ~/.cache/naturalize/sam"
+    ),
+    url: str | None = typer.Option(
+        None,
+        help="Download from this URL instead (a mirror).",
+        show_default="$NATURALIZE_SAM_URL/<file>, else Meta's server",
+    ),
+    sha256: str | None = typer.Option(
+        None, help="Expected SHA-256 of the file (instead of the official MD5).", show_default="none"
+    ),
+    md5: str | None = typer.Option(None, help="Expected MD5 of the file.", show_default="the official one"),
     overwrite: bool = typer.Option(False, help="Download again even if the file is there."),
 ) -> None:
     """Download an official segment-anything checkpoint with a progress bar and verify its checksum."""
@@ -130,97 +182,174 @@ def fetch_sam(
     typer.echo(f"use it with: naturalize segment PBC_ROOT --out BANK --checkpoint {path} --model-type {model_type}")
 
 
-@app.command(epilog=examples("naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc",
-                             "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc-paper --scene paper",
-                             "naturalize build custom --pbc ~/data/PBC --classes PMY,MY --per-class 500 --scene paper "
-                             "--rbc 10 --platelets 1..3"))
+@app.command(
+    epilog=examples(
+        "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc",
+        "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc-paper --scene paper",
+        "naturalize build custom --pbc ~/data/PBC --classes PMY,MY --per-class 500 --scene paper "
+        "--rbc 10 --platelets 1..3",
+    )
+)
 def build(
     recipe: str = typer.Argument(..., help="pbc11, pbc11-curated, 419-pmy, 1k-pbc, 2k-pbc, 1k-class-pbc or custom."),
     pbc: Path = typer.Option(..., "--pbc", help="The PBC download (any layout `naturalize prepare` reads)."),
-    out: Optional[Path] = typer.Option(None, help="Dataset folder.", show_default="$NATURALIZE_DATA/RECIPE, else ./datasets/RECIPE"),
-    protocol: str = typer.Option("clean", help="clean: val/test real-only, sprites from train only. paper: pooled, then split."),
+    out: Path | None = typer.Option(
+        None, help="Dataset folder.", show_default="$NATURALIZE_DATA/RECIPE, else ./datasets/RECIPE"
+    ),
+    protocol: str = typer.Option(
+        "clean", help="clean: val/test real-only, sprites from train only. paper: pooled, then split."
+    ),
     seed: int = typer.Option(0, help="Seed of the split and of every composed image."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
     backend: str = typer.Option("auto", help="Segmentation backend: " + backend_help()),
-    checkpoint: Optional[str] = typer.Option(None, help="SAM checkpoint (.pth).",
-                                             show_default="$NATURALIZE_SAM_CHECKPOINT, else none"),
+    checkpoint: str | None = typer.Option(
+        None, help="SAM checkpoint (.pth).", show_default="$NATURALIZE_SAM_CHECKPOINT, else none"
+    ),
     model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l or vit_h."),
     device: str = typer.Option("auto", help="SAM device: auto, cpu or cuda (ignored by the classical backend)."),
-    classes: Optional[str] = typer.Option(None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).",
-                                          show_default="the recipe's"),
-    per_class: Optional[int] = typer.Option(None, help="Synthetic images per class (or the balance target).",
-                                            show_default="the recipe's"),
-    max_real: Optional[int] = typer.Option(None, help="Use at most N real images per class (seeded), for quick runs.",
-                                           show_default="all"),
+    classes: str | None = typer.Option(
+        None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).", show_default="the recipe's"
+    ),
+    per_class: int | None = typer.Option(
+        None, help="Synthetic images per class (or the balance target).", show_default="the recipe's"
+    ),
+    max_real: int | None = typer.Option(
+        None, help="Use at most N real images per class (seeded), for quick runs.", show_default="all"
+    ),
     rbc: int = typer.Option(_COMPOSE.rbc, help="Red cells per synthetic image (the paper: 8; --scene paper only)."),
-    platelets: str = typer.Option("{}..{}".format(*_COMPOSE.platelets),
-                                  help="Platelets per synthetic image: a count or a range LOW..HIGH (--scene paper only)."),
-    scene: str = typer.Option(_COMPOSE.scene, help="Scene of the synthetic images: transplant, matched, or paper "
-                              "(the paper's layout: a cell-free plate and --rbc red cells; use it to reproduce the paper)."),
+    platelets: str = typer.Option(
+        "{}..{}".format(*_COMPOSE.platelets),
+        help="Platelets per synthetic image: a count or a range LOW..HIGH (--scene paper only).",
+    ),
+    scene: str = typer.Option(
+        _COMPOSE.scene,
+        help="Scene of the synthetic images: transplant, matched, or paper "
+        "(the paper's layout: a cell-free plate and --rbc red cells; use it to reproduce the paper).",
+    ),
     workers: int = typer.Option(2, help="Worker processes for segmentation and composition."),
-    work: Optional[Path] = typer.Option(None, help="Cache of prepared records and sprite banks.",
-                                        show_default="OUT/../.work/<key>"),
+    work: Path | None = typer.Option(
+        None, help="Cache of prepared records and sprite banks.", show_default="OUT/../.work/<key>"
+    ),
     overwrite: bool = typer.Option(False, help="Replace an existing dataset folder."),
 ) -> None:
     """Build one of the paper's datasets: prepare -> segment -> compose -> OUT/{train,val,test}/<CLASS>/."""
     from naturalize import build as b
 
     compose = ComposeParams(rbc=rbc, platelets=parse_range(platelets), scene=scene.lower())
-    meta = b.build(recipe, pbc, out, protocol=protocol, seed=seed, fractions=_parse_split(split), backend=backend,
-                   checkpoint=checkpoint, model_type=model_type, device=device, classes=_classes(classes), per_class=per_class,
-                   per_class_cap=max_real, workers=workers, work=work, overwrite=overwrite,
-                   compose=compose, echo=typer.echo)
+    meta = b.build(
+        recipe,
+        pbc,
+        out,
+        protocol=protocol,
+        seed=seed,
+        fractions=_parse_split(split),
+        backend=backend,
+        checkpoint=checkpoint,
+        model_type=model_type,
+        device=device,
+        classes=_classes(classes),
+        per_class=per_class,
+        per_class_cap=max_real,
+        workers=workers,
+        work=work,
+        overwrite=overwrite,
+        compose=compose,
+        echo=typer.echo,
+    )
     typer.echo(b.format_table(meta))
     typer.echo(f"wrote {meta['out']}/dataset.json")
 
 
-@app.command(epilog=examples("naturalize compose --class PMY --n 2000 --bank bank --out synthetic",
-                             "naturalize compose --class PMY --n 20000 --bank bank --out synthetic --shard 3/8 --workers 8"))
+@app.command(
+    epilog=examples(
+        "naturalize compose --class PMY --n 2000 --bank bank --out synthetic",
+        "naturalize compose --class PMY --n 20000 --bank bank --out synthetic --shard 3/8 --workers 8",
+    )
+)
 def compose(
     cls: str = typer.Option(..., "--class", help="Class of the images, e.g. PMY (one of the 11 PBC classes)."),
     n: int = typer.Option(..., "--n", help="Number of images of the whole run (all shards together)."),
     bank: Path = typer.Option(Path("bank"), "--bank", help="Sprite bank made by `naturalize segment`."),
-    out: Path = typer.Option(Path("out"), "--out", help="Output folder: OUT/<CLASS>/, manifest.jsonl, annotations.json."),
+    out: Path = typer.Option(
+        Path("out"), "--out", help="Output folder: OUT/<CLASS>/, manifest.jsonl, annotations.json."
+    ),
     seed: int = typer.Option(0, help="Seed: image i depends only on (seed, class, i)."),
     rbc: int = typer.Option(_COMPOSE.rbc, help="Red cells per image (--scene paper only)."),
-    wbc: int = typer.Option(_COMPOSE.wbc, help="White cells of the class per image, the first near the centre "
-                            "(--scene paper or matched)."),
-    platelets: str = typer.Option("{}..{}".format(*_COMPOSE.platelets),
-                                  help="Platelets per image: a count or a range LOW..HIGH (--scene paper only)."),
+    wbc: int = typer.Option(
+        _COMPOSE.wbc, help="White cells of the class per image, the first near the centre (--scene paper or matched)."
+    ),
+    platelets: str = typer.Option(
+        "{}..{}".format(*_COMPOSE.platelets),
+        help="Platelets per image: a count or a range LOW..HIGH (--scene paper only).",
+    ),
     size: str = typer.Option("{}x{}".format(*_COMPOSE.size), help="Image size WIDTHxHEIGHT."),
     fmt: str = typer.Option(_COMPOSE.fmt, "--format", help="jpg (4:4:4, as the PBC images) or png."),
     quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own)."),
-    scene: str = typer.Option(_COMPOSE.scene, help="transplant: a real training image keeps its own red cells and "
-                              "platelets, its white cell is replaced; matched: the class's measured layout, red cells "
-                              "from a few coherent images; paper: a cell-free plate, --rbc red cells placed anew."),
-    wbc_scale: bool = typer.Option(_COMPOSE.wbc_scale,
-                                   help="Size each white cell within its class's measured size range (more variety)."),
-    wbc_stain: bool = typer.Option(_COMPOSE.wbc_stain,
-                                   help="Give each white cell the stain of another cell of its class (more variety)."),
+    scene: str = typer.Option(
+        _COMPOSE.scene,
+        help="transplant: a real training image keeps its own red cells and "
+        "platelets, its white cell is replaced; matched: the class's measured layout, red cells "
+        "from a few coherent images; paper: a cell-free plate, --rbc red cells placed anew.",
+    ),
+    wbc_scale: bool = typer.Option(
+        _COMPOSE.wbc_scale, help="Size each white cell within its class's measured size range (more variety)."
+    ),
+    wbc_stain: bool = typer.Option(
+        _COMPOSE.wbc_stain, help="Give each white cell the stain of another cell of its class (more variety)."
+    ),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
-    shard: Optional[str] = typer.Option(None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task).",
-                                        show_default="the whole run"),
+    shard: str | None = typer.Option(
+        None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task).", show_default="the whole run"
+    ),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
 ) -> None:
     """Compose realistic synthetic images of one class from a sprite bank (resumable, shardable)."""
     from naturalize.compose.run import compose_class
 
-    params = ComposeParams(size=parse_size(size), rbc=rbc, wbc=wbc, platelets=parse_range(platelets), fmt=fmt.lower(),
-                           quality=quality, scene=scene.lower(), wbc_scale=wbc_scale,
-                           wbc_stain=wbc_stain)
-    paths = compose_class(bank, cls, n, out, seed=seed, params=params, shard=parse_shard(shard), workers=workers,
-                          overwrite=overwrite, warn=lambda m: typer.echo(m, err=True))
-    typer.echo(f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}")
+    params = ComposeParams(
+        size=parse_size(size),
+        rbc=rbc,
+        wbc=wbc,
+        platelets=parse_range(platelets),
+        fmt=fmt.lower(),
+        quality=quality,
+        scene=scene.lower(),
+        wbc_scale=wbc_scale,
+        wbc_stain=wbc_stain,
+    )
+    paths = compose_class(
+        bank,
+        cls,
+        n,
+        out,
+        seed=seed,
+        params=params,
+        shard=parse_shard(shard),
+        workers=workers,
+        overwrite=overwrite,
+        warn=lambda m: typer.echo(m, err=True),
+    )
+    typer.echo(
+        f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}"
+    )
 
 
-@app.command(epilog=examples("naturalize preview synthetic --out synthetic.png",
-                             "naturalize preview datasets/2k-pbc/train/PMY --n 24 --out pmy.png"))
+@app.command(
+    epilog=examples(
+        "naturalize preview synthetic --out synthetic.png",
+        "naturalize preview datasets/2k-pbc/train/PMY --n 24 --out pmy.png",
+    )
+)
 def preview(
     dir: Path = typer.Argument(..., help="A compose output or a dataset tree (synthetic files are named *_syn_*)."),
     out: Path = typer.Option(Path("preview.png"), "--out", help="Contact sheet PNG to write."),
     n: int = typer.Option(48, "--n", help="Number of tiles."),
-    real: Optional[Path] = typer.Option(None, "--real", help="Folder of real images to show beside the synthetic ones.",
-                                        show_default="the real images found in DIR"),
+    real: Path | None = typer.Option(
+        None,
+        "--real",
+        help="Folder of real images to show beside the synthetic ones.",
+        show_default="the real images found in DIR",
+    ),
     seed: int = typer.Option(0, help="Seed of the choice of images."),
 ) -> None:
     """A contact sheet of images, real beside synthetic when both exist."""
@@ -228,16 +357,23 @@ def preview(
 
     info = contact_sheet(dir, out, n=n, real=real, seed=seed)
     if info["unreadable"]:
-        typer.echo(f"warning: skipped {len(info['unreadable'])} unreadable image(s): {'; '.join(info['unreadable'])}",
-                   err=True)
+        typer.echo(
+            f"warning: skipped {len(info['unreadable'])} unreadable image(s): {'; '.join(info['unreadable'])}", err=True
+        )
     typer.echo(f"wrote {out} ({info['real']} real, {info['synthetic']} synthetic tiles)")
 
 
 @app.command(epilog=examples("naturalize demo", "naturalize demo --pbc ~/data/PBC --size small --out demo-real"))
 def demo(
-    out: Path = typer.Option(Path("naturalize-demo"), "--out", help="Folder for everything the demo makes, report.html included."),
-    pbc: Optional[Path] = typer.Option(None, "--pbc", help="A real PBC download: use a per-class subset of it instead of drawn images.",
-                                       show_default="drawn images"),
+    out: Path = typer.Option(
+        Path("naturalize-demo"), "--out", help="Folder for everything the demo makes, report.html included."
+    ),
+    pbc: Path | None = typer.Option(
+        None,
+        "--pbc",
+        help="A real PBC download: use a per-class subset of it instead of drawn images.",
+        show_default="drawn images",
+    ),
     size: str = typer.Option("default", "--size", help="small (about 1 min) or default (about 2 min on 2 CPU cores)."),
     seed: int = typer.Option(0, help="Seed of every stage (same seed -> same data set and images)."),
     workers: int = typer.Option(2, help="Processes for segmentation and composition."),
@@ -249,16 +385,24 @@ def demo(
     run_demo(out, pbc=pbc, size=size, seed=seed, workers=workers, overwrite=overwrite, echo=typer.echo)
 
 
-@app.command(epilog=examples("naturalize realism --real datasets/2k-pbc/test --synthetic synthetic --out realism",
-                             "naturalize realism --real held-out --synthetic synthetic --classes PMY,MY --seeds 5 "
-                             "--epochs 30 --size 128"))
+@app.command(
+    epilog=examples(
+        "naturalize realism --real datasets/2k-pbc/test --synthetic synthetic --out realism",
+        "naturalize realism --real held-out --synthetic synthetic --classes PMY,MY --seeds 5 --epochs 30 --size 128",
+    )
+)
 def realism(
-    real: Path = typer.Option(..., "--real", help="Folder of real crops (class from the file-name prefix or <CLASS>/ folders)."),
-    synthetic: Path = typer.Option(..., "--synthetic", help="Folder of synthetic images to test (e.g. a compose --out)."),
+    real: Path = typer.Option(
+        ..., "--real", help="Folder of real crops (class from the file-name prefix or <CLASS>/ folders)."
+    ),
+    synthetic: Path = typer.Option(
+        ..., "--synthetic", help="Folder of synthetic images to test (e.g. a compose --out)."
+    ),
     out: Path = typer.Option(Path("realism"), "--out", help="Folder for realism.json, auc.png and saliency.png."),
     seeds: int = typer.Option(5, help="Critics per test (seeds vary the real draw, the split and the training)."),
-    classes: Optional[str] = typer.Option(None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE.",
-                                          show_default="every class both folders hold"),
+    classes: str | None = typer.Option(
+        None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE.", show_default="every class both folders hold"
+    ),
     per_class: int = typer.Option(0, help="At most N images per class and side (0: as many as the smaller side has)."),
     size: int = typer.Option(128, help="Critic input side in pixels."),
     epochs: int = typer.Option(30, help="Critic training epochs."),
@@ -271,8 +415,16 @@ def realism(
 
     if epochs < 1:
         raise UserError(f"--epochs {epochs}: need at least 1")
-    result = run_realism(real, synthetic, out, seeds=seeds, classes=_classes(classes), per_class=per_class,
-                         params=CriticParams(size=size, epochs=epochs), progress=progress)
+    result = run_realism(
+        real,
+        synthetic,
+        out,
+        seeds=seeds,
+        classes=_classes(classes),
+        per_class=per_class,
+        params=CriticParams(size=size, epochs=epochs),
+        progress=progress,
+    )
     typer.echo(table(result))
     typer.echo(f"wrote {out / 'realism.json'}, {out / 'auc.png'}, {out / 'saliency.png'}")
 

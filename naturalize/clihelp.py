@@ -36,5 +36,6 @@ def version_callback(prog: str) -> Callable[[bool], None]:
 
 def version_option(prog: str) -> bool:
     """The `--version` option of an app's callback."""
-    return typer.Option(False, "--version", callback=version_callback(prog), is_eager=True,
-                        help="Print the version and exit.")
+    return typer.Option(
+        False, "--version", callback=version_callback(prog), is_eager=True, help="Print the version and exit."
+    )

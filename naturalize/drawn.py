@@ -18,9 +18,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -79,8 +79,9 @@ def draw_background(rng: np.random.Generator, h: int = HEIGHT, w: int = WIDTH) -
     return np.clip(bg, 0, 255)
 
 
-def _blob_polygon(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float, angle: float,
-                  wobble: float, n: int = 48) -> np.ndarray:
+def _blob_polygon(
+    rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float, angle: float, wobble: float, n: int = 48
+) -> np.ndarray:
     """Vertices (n, 2) of a wobbly ellipse: radius modulated by a few low harmonics."""
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     r = np.ones_like(t)
@@ -101,7 +102,9 @@ def _fill(mask: np.ndarray, poly: np.ndarray) -> None:
 
 def _disc(mask: np.ndarray, cx: float, cy: float, r: float, value: int = 255) -> None:
     s = 1 << _SHIFT
-    cv2.circle(mask, (int(round(cx * s)), int(round(cy * s))), max(1, int(round(r * s))), value, -1, cv2.LINE_AA, _SHIFT)
+    cv2.circle(
+        mask, (int(round(cx * s)), int(round(cy * s))), max(1, int(round(r * s))), value, -1, cv2.LINE_AA, _SHIFT
+    )
 
 
 def _stroke(mask: np.ndarray, pts: np.ndarray, thickness: float) -> None:
@@ -122,10 +125,10 @@ def _paste(canvas: np.ndarray, x0: int, y0: int, rgb: np.ndarray, alpha: np.ndar
     xa, ya, xb, yb = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
     if xa >= xb or ya >= yb:
         return
-    a = alpha[ya - y0:yb - y0, xa - x0:xb - x0, None]
+    a = alpha[ya - y0 : yb - y0, xa - x0 : xb - x0, None]
     region = canvas[ya:yb, xa:xb]
     region *= 1 - a
-    region += a * rgb[ya - y0:yb - y0, xa - x0:xb - x0]
+    region += a * rgb[ya - y0 : yb - y0, xa - x0 : xb - x0]
 
 
 def rbc_patch(rng: np.random.Generator, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -176,8 +179,19 @@ def _nucleus_round(frac: float, offset: float) -> NucleusFn:
     def draw(rng, mask, c, R, ang):
         r = R * frac * rng.uniform(0.93, 1.05)
         d = R * offset * rng.uniform(0.6, 1.0)
-        _fill(mask, _blob_polygon(rng, c + d * np.cos(ang), c + d * np.sin(ang), r, r * rng.uniform(0.85, 1.0),
-                                  rng.uniform(0, np.pi), 0.05))
+        _fill(
+            mask,
+            _blob_polygon(
+                rng,
+                c + d * np.cos(ang),
+                c + d * np.sin(ang),
+                r,
+                r * rng.uniform(0.85, 1.0),
+                rng.uniform(0, np.pi),
+                0.05,
+            ),
+        )
+
     return draw
 
 
@@ -188,7 +202,7 @@ def _nucleus_segmented(rng, mask, c, R, ang):
     angles = ang + np.linspace(-span / 2, span / 2, n)
     pts = np.stack([c + arc_r * np.cos(angles), c + arc_r * np.sin(angles)], 1) + rng.normal(0, R * 0.04, (n, 2))
     _stroke(mask, pts, R * 0.15)
-    for (x, y) in pts:
+    for x, y in pts:
         lr = R * rng.uniform(0.21, 0.27)
         _fill(mask, _blob_polygon(rng, x, y, lr, lr * rng.uniform(0.75, 0.95), rng.uniform(0, np.pi), 0.06, 24))
 
@@ -222,6 +236,7 @@ def _nucleus_kidney(frac: float, bite: float) -> NucleusFn:
         _fill(mask, _blob_polygon(rng, x, y, r, r * rng.uniform(0.72, 0.85), ang + np.pi / 2, 0.05))
         br = r * bite * rng.uniform(0.85, 1.1)
         _disc(mask, x - (r * 0.95) * np.cos(ang), y - (r * 0.95) * np.sin(ang), br, 0)
+
     return draw
 
 
@@ -229,36 +244,72 @@ def _nucleus_kidney(frac: float, bite: float) -> NucleusFn:
 class WbcStyle:
     """How one white-cell class is drawn: size, cytoplasm colour, nucleus shape, granules."""
 
-    radius: tuple[float, float]              # cell radius mean, sd (pixels at 360x363)
-    cytoplasm: tuple[float, float, float]    # RGB
+    radius: tuple[float, float]  # cell radius mean, sd (pixels at 360x363)
+    cytoplasm: tuple[float, float, float]  # RGB
     nucleus: NucleusFn
     nucleus_rgb: tuple[float, float, float] = NUCLEUS_RGB
-    granules: int = 0                         # how many granules
+    granules: int = 0  # how many granules
     granule_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
     granule_radius: tuple[float, float] = (1.2, 2.0)
     granules_over_nucleus: bool = False
-    chromatin: float = 28.0                   # nucleus mottling amplitude
+    chromatin: float = 28.0  # nucleus mottling amplitude
     nucleolus: bool = False
 
 
 WBC_STYLES: dict[str, WbcStyle] = {
     "LY": WbcStyle((47, 3), (178, 172, 218), _nucleus_round(0.8, 0.1), chromatin=22),
-    "SNE": WbcStyle((63, 3), (228, 203, 211), _nucleus_segmented, granules=60,
-                    granule_rgb=(200, 160, 195), granule_radius=(0.8, 1.3)),
-    "BNE": WbcStyle((62, 3), (228, 202, 210), _nucleus_band, granules=60,
-                    granule_rgb=(200, 160, 195), granule_radius=(0.8, 1.3)),
-    "EO": WbcStyle((64, 3), (232, 150, 118), _nucleus_bilobed, granules=420,
-                   granule_rgb=(214, 104, 72), granule_radius=(1.6, 2.4)),
+    "SNE": WbcStyle(
+        (63, 3),
+        (228, 203, 211),
+        _nucleus_segmented,
+        granules=60,
+        granule_rgb=(200, 160, 195),
+        granule_radius=(0.8, 1.3),
+    ),
+    "BNE": WbcStyle(
+        (62, 3), (228, 202, 210), _nucleus_band, granules=60, granule_rgb=(200, 160, 195), granule_radius=(0.8, 1.3)
+    ),
+    "EO": WbcStyle(
+        (64, 3), (232, 150, 118), _nucleus_bilobed, granules=420, granule_rgb=(214, 104, 72), granule_radius=(1.6, 2.4)
+    ),
     "MO": WbcStyle((74, 4), (182, 172, 206), _nucleus_kidney(0.62, 0.45), nucleus_rgb=(118, 72, 160), chromatin=18),
-    "BA": WbcStyle((55, 3), (196, 168, 212), _nucleus_round(0.55, 0.05), granules=160,
-                   granule_rgb=(62, 22, 96), granule_radius=(1.8, 3.0), granules_over_nucleus=True),
-    "PMY": WbcStyle((72, 4), (168, 166, 218), _nucleus_round(0.62, 0.22), nucleus_rgb=(128, 80, 168), granules=90,
-                    granule_rgb=(150, 55, 128), granule_radius=(1.2, 2.0), granules_over_nucleus=True,
-                    chromatin=16, nucleolus=True),
-    "MY": WbcStyle((64, 3), (214, 186, 210), _nucleus_round(0.56, 0.28), granules=140,
-                   granule_rgb=(190, 140, 185), granule_radius=(0.9, 1.5)),
-    "MMY": WbcStyle((63, 3), (220, 192, 212), _nucleus_kidney(0.52, 0.55), granules=100,
-                    granule_rgb=(195, 150, 190), granule_radius=(0.9, 1.4)),
+    "BA": WbcStyle(
+        (55, 3),
+        (196, 168, 212),
+        _nucleus_round(0.55, 0.05),
+        granules=160,
+        granule_rgb=(62, 22, 96),
+        granule_radius=(1.8, 3.0),
+        granules_over_nucleus=True,
+    ),
+    "PMY": WbcStyle(
+        (72, 4),
+        (168, 166, 218),
+        _nucleus_round(0.62, 0.22),
+        nucleus_rgb=(128, 80, 168),
+        granules=90,
+        granule_rgb=(150, 55, 128),
+        granule_radius=(1.2, 2.0),
+        granules_over_nucleus=True,
+        chromatin=16,
+        nucleolus=True,
+    ),
+    "MY": WbcStyle(
+        (64, 3),
+        (214, 186, 210),
+        _nucleus_round(0.56, 0.28),
+        granules=140,
+        granule_rgb=(190, 140, 185),
+        granule_radius=(0.9, 1.5),
+    ),
+    "MMY": WbcStyle(
+        (63, 3),
+        (220, 192, 212),
+        _nucleus_kidney(0.52, 0.55),
+        granules=100,
+        granule_rgb=(195, 150, 190),
+        granule_radius=(0.9, 1.4),
+    ),
     "ERB": WbcStyle((38, 3), (150, 140, 198), _nucleus_round(0.62, 0.12), nucleus_rgb=(62, 22, 102), chromatin=12),
 }
 
@@ -313,8 +364,15 @@ def wbc_patch(cls: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return rgb, a_cyto, R
 
 
-def _place_discs(rng: np.random.Generator, taken: list[tuple[float, float, float]], radii: Sequence[float] | np.ndarray,
-                 h: int, w: int, gap: float, tries: int = 60) -> list[tuple[float, float, float]]:
+def _place_discs(
+    rng: np.random.Generator,
+    taken: list[tuple[float, float, float]],
+    radii: Sequence[float] | np.ndarray,
+    h: int,
+    w: int,
+    gap: float,
+    tries: int = 60,
+) -> list[tuple[float, float, float]]:
     """Rejection-sample centres for discs of the given radii (border-cut allowed), avoiding `taken`."""
     placed: list[tuple[float, float, float]] = []
     arr = np.asarray(taken, np.float64).reshape(-1, 3)
@@ -346,7 +404,7 @@ def draw_image(cls: str, rng: np.random.Generator, height: int = HEIGHT, width: 
         taken: list[tuple[float, float, float]] = []
         for _ in range(int(rng.integers(1, 4))):
             pr = rng.uniform(7, 12)
-            ox, oy = (rng.normal(0, 8, 2) if taken else (0.0, 0.0))
+            ox, oy = rng.normal(0, 8, 2) if taken else (0.0, 0.0)
             rgb, a = platelet_patch(rng, pr)
             centre_items.append((rgb, a, cx + ox, cy + oy))
             taken.append((cx + ox, cy + oy, pr))
@@ -397,16 +455,24 @@ def encode_jpeg(rgb: np.ndarray, comment: str) -> bytes:
 def _draw_jpeg(job: tuple[str, int, int]) -> bytes:
     """(class, index, seed) -> the JPEG bytes of that drawn image, with its provenance comment."""
     c, i, seed = job
-    note = f"naturalize.drawn v{GENERATOR_VERSION}: procedurally drawn, NOT a real smear; class={c} seed={seed} index={i}"
+    note = (
+        f"naturalize.drawn v{GENERATOR_VERSION}: procedurally drawn, NOT a real smear; class={c} seed={seed} index={i}"
+    )
     return encode_jpeg(draw_image(c, image_rng(seed, c, i)), note)
 
 
 KIND = "drawn"  # the output marker's kind (naturalize.outputs)
 
 
-def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed: int = 0,
-                        classes: Sequence[str] = CLASSES, overwrite: bool = False,
-                        progress: bool = True, workers: int = 1) -> Path:
+def write_drawn_release(
+    out: str | Path,
+    n_per_class: int | dict[str, int],
+    seed: int = 0,
+    classes: Sequence[str] = CLASSES,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int = 1,
+) -> Path:
     """Draw `n_per_class` images per class into a PBC-release-like tree at `out`; return `out`.
 
     Writes OUT/<release folder>/<PREFIX>_drawn_NNNN.jpg, OUT/README.txt, OUT/manifest.csv and
@@ -423,9 +489,15 @@ def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed
             raise UserError(f"unknown class {c!r} for the drawn set; use one of {', '.join(CLASSES)}")
         if n <= 0:
             raise UserError(f"the drawn set needs at least 1 image per class, got {n} for {c}")
-    params = {"generator": "naturalize.drawn", "generator_version": GENERATOR_VERSION, "seed": int(seed),
-              "counts": {c: counts[c] for c in CLASSES if c in counts}, "size": [WIDTH, HEIGHT],
-              "jpeg_quality": JPEG_QUALITY, "real": False}
+    params = {
+        "generator": "naturalize.drawn",
+        "generator_version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "counts": {c: counts[c] for c in CLASSES if c in counts},
+        "size": [WIDTH, HEIGHT],
+        "jpeg_quality": JPEG_QUALITY,
+        "real": False,
+    }
     meta_path = out / "drawn.json"
     if claim(out, KIND, option="the drawn set's folder") == "ours":
         try:
@@ -434,15 +506,26 @@ def write_drawn_release(out: str | Path, n_per_class: int | dict[str, int], seed
             old = None
         if old is not None and old != params:
             if not overwrite:
-                raise UserError(f"{out} was drawn with other parameters; pass overwrite=True (--overwrite) or choose "
-                                f"another output folder")
+                raise UserError(
+                    f"{out} was drawn with other parameters; pass overwrite=True (--overwrite) or choose "
+                    f"another output folder"
+                )
             remove_written(out, KIND)
     write_marker(out, KIND, ["drawn.json", "README.txt", "manifest.csv", *sorted({_FOLDER_OF[c] for c in counts})])
     write_json(meta_path, params)  # first, so an interrupted run is recognised and resumed
     write_text(out / "README.txt", README_TEXT)
     jobs = [(c, i) for c in CLASSES if c in counts for i in range(counts[c])]
-    rows = [{"file": drawn_relpath(c, i), "class": c, "class_name": CLASS_NAMES[c], "seed": seed, "index": i,
-             "generator_version": GENERATOR_VERSION} for c, i in jobs]
+    rows = [
+        {
+            "file": drawn_relpath(c, i),
+            "class": c,
+            "class_name": CLASS_NAMES[c],
+            "seed": seed,
+            "index": i,
+            "generator_version": GENERATOR_VERSION,
+        }
+        for c, i in jobs
+    ]
     todo = [(c, i, seed) for c, i in jobs if not (out / drawn_relpath(c, i)).is_file()]  # atomic: present = complete
     bar = tqdm(total=len(todo), desc="draw", unit="img", disable=not progress)
     if workers > 1 and len(todo) >= 64:

@@ -84,8 +84,10 @@ def _verify(path: Path, algo: str, expected: str, url: str) -> None:
     got = sha if algo == "sha256" else md5
     if got != expected:
         path.unlink(missing_ok=True)
-        raise UserError(f"{url}: the downloaded file's {algo.upper()} is {got}, expected {expected}; it was deleted. "
-                        f"Rerun to download again, or pass --sha256/--md5 with the checksum your mirror publishes")
+        raise UserError(
+            f"{url}: the downloaded file's {algo.upper()} is {got}, expected {expected}; it was deleted. "
+            f"Rerun to download again, or pass --sha256/--md5 with the checksum your mirror publishes"
+        )
 
 
 def _download(url: str, part: Path, desc: str) -> None:
@@ -101,31 +103,49 @@ def _download(url: str, part: Path, desc: str) -> None:
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # range not satisfiable: the part file is already complete
             return
-        raise UserError(f"{url}: HTTP {e.code} {e.reason}; check the URL (--url / ${URL_ENV}) or try again later") from None
+        raise UserError(
+            f"{url}: HTTP {e.code} {e.reason}; check the URL (--url / ${URL_ENV}) or try again later"
+        ) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise UserError(f"{url}: cannot connect ({reason}); check your network or pass a reachable mirror with --url") from None
+        raise UserError(
+            f"{url}: cannot connect ({reason}); check your network or pass a reachable mirror with --url"
+        ) from None
     with resp:
         status = getattr(resp, "status", None) or 200
         resumed = status == 206
         length = resp.headers.get("Content-Length")
         total = (int(length) + (have if resumed else 0)) if length else None
         mode = "ab" if resumed else "wb"
-        with part.open(mode) as f, tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=desc) as bar:
+        with (
+            part.open(mode) as f,
+            tqdm(
+                total=total, initial=have if resumed else 0, unit="B", unit_scale=True, unit_divisor=1024, desc=desc
+            ) as bar,
+        ):
             try:
                 while chunk := resp.read(CHUNK):
                     f.write(chunk)
                     bar.update(len(chunk))
             except (OSError, urllib.error.URLError) as e:
-                raise UserError(f"{url}: download interrupted ({e}); {part} was kept, rerun the same command to resume") from None
+                raise UserError(
+                    f"{url}: download interrupted ({e}); {part} was kept, rerun the same command to resume"
+                ) from None
         if total is not None and part.stat().st_size < total:
-            raise UserError(f"{url}: connection closed after {part.stat().st_size} of {total} bytes; "
-                            f"{part} was kept, rerun the same command to resume")
+            raise UserError(
+                f"{url}: connection closed after {part.stat().st_size} of {total} bytes; "
+                f"{part} was kept, rerun the same command to resume"
+            )
 
 
-def fetch_sam(model_type: str, dest_dir: str | Path | None = None, url: str | None = None,
-              sha256: str | None = None, md5: str | None = None, overwrite: bool = False) -> tuple[Path, bool]:
+def fetch_sam(
+    model_type: str,
+    dest_dir: str | Path | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    md5: str | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, bool]:
     """Download and verify one checkpoint. Returns (path, downloaded); downloaded is False when a
     verified copy was already there."""
     if model_type not in CHECKPOINTS:
@@ -138,8 +158,9 @@ def fetch_sam(model_type: str, dest_dir: str | Path | None = None, url: str | No
         md5_have, sha_have = file_digests(target)
         if (sha_have if algo == "sha256" else md5_have) == expected:
             return target, False
-        raise UserError(f"{target} exists but does not match the expected {algo.upper()}; "
-                        f"delete it or rerun with --overwrite")
+        raise UserError(
+            f"{target} exists but does not match the expected {algo.upper()}; delete it or rerun with --overwrite"
+        )
     created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)

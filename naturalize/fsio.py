@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -36,7 +37,7 @@ def write_all(fd: int, data: bytes) -> None:
     """Write all of `data` to the open file descriptor `fd` (os.write may write less than asked)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def replace_bytes(path: str | os.PathLike, data: bytes) -> None:

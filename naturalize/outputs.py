@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from naturalize.fsio import UserError, write_json
 
@@ -41,8 +41,10 @@ def read_marker(folder: str | os.PathLike) -> dict | None:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
-        raise UserError(f"{path} is damaged (not JSON); the folder's owner is unknown, so nothing in it is "
-                        f"touched: choose another output folder") from None
+        raise UserError(
+            f"{path} is damaged (not JSON); the folder's owner is unknown, so nothing in it is "
+            f"touched: choose another output folder"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != MARKER_FORMAT or not isinstance(meta.get("written"), list):
         raise UserError(f"{path} is not a naturalize output marker; choose another output folder")
     return meta
@@ -55,8 +57,10 @@ def write_marker(folder: str | os.PathLike, kind: str, written: Iterable[str]) -
     old = read_marker(folder)
     names = set(written) | (set(old["written"]) if old and old.get("kind") == kind else set())
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / MARKER, {"format": MARKER_FORMAT, "tool": "naturalize", "version": _version(),
-                                 "kind": kind, "written": sorted(names)})
+    write_json(
+        folder / MARKER,
+        {"format": MARKER_FORMAT, "tool": "naturalize", "version": _version(), "kind": kind, "written": sorted(names)},
+    )
 
 
 def _visible(folder: Path) -> list[str]:
@@ -73,11 +77,14 @@ def claim(folder: str | os.PathLike, kind: str, option: str = "--out") -> str:
         return "new"
     meta = read_marker(folder)
     if meta is None:
-        raise UserError(f"{option} {folder} is not empty and was not written by naturalize (no {MARKER}); "
-                        f"nothing in it is touched, even with --overwrite: choose a new or empty folder")
+        raise UserError(
+            f"{option} {folder} is not empty and was not written by naturalize (no {MARKER}); "
+            f"nothing in it is touched, even with --overwrite: choose a new or empty folder"
+        )
     if meta.get("kind") != kind:
-        raise UserError(f"{option} {folder} holds a naturalize {meta.get('kind')} output, not a {kind}; "
-                        f"choose another folder")
+        raise UserError(
+            f"{option} {folder} holds a naturalize {meta.get('kind')} output, not a {kind}; choose another folder"
+        )
     return "ours"
 
 
@@ -118,8 +125,12 @@ def overlap(out: str | os.PathLike, inp: str | os.PathLike) -> str | None:
     return None
 
 
-def check_disjoint(out: str | os.PathLike, inputs: Iterable[tuple[str, str | os.PathLike | None]],
-                   option: str = "--out", owners: Iterable[str | os.PathLike] = ()) -> None:
+def check_disjoint(
+    out: str | os.PathLike,
+    inputs: Iterable[tuple[str, str | os.PathLike | None]],
+    option: str = "--out",
+    owners: Iterable[str | os.PathLike] = (),
+) -> None:
     """UserError when output `out` is equal to, inside, or an ancestor of any input. `inputs` are (what, path)
     pairs (None paths are skipped); `owners` are input folders the output may lie inside (a run directory
     holding its own eval/ folder) but still never equal or contain."""
@@ -129,12 +140,15 @@ def check_disjoint(out: str | os.PathLike, inputs: Iterable[tuple[str, str | os.
         how = overlap(out, path)
         if how is None or (how == "is inside" and any(overlap(path, p) == "is" for p in owners)):
             continue
-        raise UserError(f"{option} {out} {how} {what} {path}; inputs are never written to: "
-                        f"choose an output outside it")
+        raise UserError(f"{option} {out} {how} {what} {path}; inputs are never written to: choose an output outside it")
 
 
-def check_file_output(out: str | os.PathLike, suffixes: Sequence[str], option: str = "--out",
-                      inputs: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
+def check_file_output(
+    out: str | os.PathLike,
+    suffixes: Sequence[str],
+    option: str = "--out",
+    inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
+) -> None:
     """A file output: UserError when it is a folder, has another suffix, or overlaps an input."""
     out = Path(out)
     if out.is_dir():

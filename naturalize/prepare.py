@@ -1,10 +1,10 @@
 """`naturalize prepare`: scan a PBC tree, split it, and write records.csv, dropped.csv, summary.json.
 
-    OUT/records.csv    one row per kept image (records.RECORD_COLUMNS) with its split and, after
-                       segmentation, the curation reason in `excluded`
-    OUT/dropped.csv    every file left out and why
-    OUT/summary.json   counts per class, per split and per rule
-    OUT/<split>/<CLASS>/   with --materialize: hard links (copies where links fail) of kept images
+OUT/records.csv    one row per kept image (records.RECORD_COLUMNS) with its split and, after
+                   segmentation, the curation reason in `excluded`
+OUT/dropped.csv    every file left out and why
+OUT/summary.json   counts per class, per split and per rule
+OUT/<split>/<CLASS>/   with --materialize: hard links (copies where links fail) of kept images
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -34,8 +34,9 @@ def _class_stream(cls: str) -> list[int]:
     return [CLASSES.index(cls)] if cls in CLASSES else list(cls.encode())
 
 
-def stratified_split(keys: Sequence[str], classes: Sequence[str], fractions: tuple[float, float, float],
-                     seed: int) -> list[str]:
+def stratified_split(
+    keys: Sequence[str], classes: Sequence[str], fractions: tuple[float, float, float], seed: int
+) -> list[str]:
     """'train' | 'val' | 'test' for each item (its unique key, e.g. a path, and its class), stratified by class and
     seeded. Input order does not matter, nor do the other classes present: each class is ordered by key, shuffled
     with its own generator (seed, class) and cut so that it holds the given fractions (rounded; at least one val
@@ -49,8 +50,10 @@ def stratified_split(keys: Sequence[str], classes: Sequence[str], fractions: tup
     small = {c: len(v) for c, v in by_class.items() if len(v) < MIN_PER_CLASS}
     if small and (fractions[1] > 0 or fractions[2] > 0):
         worst = ", ".join(f"{c} ({n})" for c, n in sorted(small.items()))
-        raise UserError(f"too few images to split by class: {worst}; each class needs at least {MIN_PER_CLASS} "
-                        f"(add images, or pass a train/val/test tree)")
+        raise UserError(
+            f"too few images to split by class: {worst}; each class needs at least {MIN_PER_CLASS} "
+            f"(add images, or pass a train/val/test tree)"
+        )
     out = [""] * len(keys)
     for cls, members in by_class.items():
         n = len(members)
@@ -58,7 +61,7 @@ def stratified_split(keys: Sequence[str], classes: Sequence[str], fractions: tup
         order = np.random.default_rng([seed, *_class_stream(cls)]).permutation(n)
         names = np.array(["train"] * n, dtype=object)
         names[order[:n_val]] = "val"
-        names[order[n_val:n_val + n_test]] = "test"
+        names[order[n_val : n_val + n_test]] = "test"
         for i, name in zip(members, names):
             out[i] = str(name)
     return out
@@ -114,8 +117,11 @@ def summarize(result: Scan, records: Sequence[Record], seed: int | None, fractio
         "unlabeled_dropped": dict(sorted(unlabeled.items())),
         "duplicates_removed": reasons["duplicate"] + reasons["duplicate_conflict"],
         "non_images_skipped": reasons["non_image"],
-        "unreadable": [{"path": d.path, "reason": d.reason, "detail": d.detail}
-                       for d in result.dropped if d.reason in ("unreadable", "empty")],
+        "unreadable": [
+            {"path": d.path, "reason": d.reason, "detail": d.detail}
+            for d in result.dropped
+            if d.reason in ("unreadable", "empty")
+        ],
         "empty_folders": result.empty_folders,
         "ignored": result.ignored,
     }
@@ -127,18 +133,24 @@ def format_table(summary: Mapping) -> str:
     total = summary["images"] or 1
     for c in CLASSES:
         v = summary["per_class"][c]
-        lines.append(f"{c:<5} {CLASS_NAMES[c]:<21} {v['total']:>7} {100 * v['total'] / total:>5.1f}% "
-                     f"{v['train']:>6} {v['val']:>5} {v['test']:>5}")
+        lines.append(
+            f"{c:<5} {CLASS_NAMES[c]:<21} {v['total']:>7} {100 * v['total'] / total:>5.1f}% "
+            f"{v['train']:>6} {v['val']:>5} {v['test']:>5}"
+        )
     s = summary["per_split"]
     lines.append(f"{'all':<27} {summary['images']:>7} {100.0:>5.1f}% {s['train']:>6} {s['val']:>5} {s['test']:>5}")
     unl = ", ".join(f"{k} {v}" for k, v in summary["unlabeled_dropped"].items()) or "none"
-    lines.append(f"dropped: unlabeled {unl}; duplicates {summary['duplicates_removed']}; "
-                 f"non-images {summary['non_images_skipped']}; unreadable {len(summary['unreadable'])}; "
-                 f"unknown prefix {summary['dropped'].get('unknown_prefix', 0)}")
+    lines.append(
+        f"dropped: unlabeled {unl}; duplicates {summary['duplicates_removed']}; "
+        f"non-images {summary['non_images_skipped']}; unreadable {len(summary['unreadable'])}; "
+        f"unknown prefix {summary['dropped'].get('unknown_prefix', 0)}"
+    )
     for u in summary["unreadable"]:
         lines.append(f"  skipped {u['path']}: {u['detail']}")
     if summary["curated_out"]:
-        lines.append("curated out (multi-cell etc.): " + ", ".join(f"{k} {v}" for k, v in summary["curated_out"].items()))
+        lines.append(
+            "curated out (multi-cell etc.): " + ", ".join(f"{k} {v}" for k, v in summary["curated_out"].items())
+        )
     for folder in summary["empty_folders"]:
         lines.append(f"  empty folder: {folder}")
     return "\n".join(lines)
@@ -151,8 +163,9 @@ def _check_out(root: Path, out: Path, overwrite: bool) -> None:
     if claim(out, KIND) == "ours":
         present = [name for name in OUTPUTS if (out / name).exists()]
         if present and not overwrite:
-            raise UserError(f"{out} already holds a prepared dataset ({', '.join(present)}); pass --overwrite "
-                            f"to replace it")
+            raise UserError(
+                f"{out} already holds a prepared dataset ({', '.join(present)}); pass --overwrite to replace it"
+            )
         remove_written(out, KIND)
 
 
@@ -181,9 +194,17 @@ def materialize_tree(root: Path, records: Sequence[Record], out: Path) -> None:
         os.replace(tmp, final)
 
 
-def prepare(pbc_root: str | Path, out: str | Path, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-            materialize: bool = False, workers: int = 2, overwrite: bool = False, progress: bool = True,
-            per_class: int | None = None) -> dict:
+def prepare(
+    pbc_root: str | Path,
+    out: str | Path,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    materialize: bool = False,
+    workers: int = 2,
+    overwrite: bool = False,
+    progress: bool = True,
+    per_class: int | None = None,
+) -> dict:
     """Scan, split and write a prepared directory; returns the summary.
 
     `per_class` keeps at most that many images of each class (seeded), for quick runs.

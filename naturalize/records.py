@@ -17,10 +17,10 @@ import hashlib
 import io
 import json
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -99,9 +99,11 @@ def detect_layout(root: Path) -> tuple[str, Path]:
     if names & set(SPLITS):
         others = sorted(n for n in names - set(SPLITS) if _class_of_folder(n) or n.lower() in RELEASE_FOLDERS)
         if others:
-            raise UserError(f"{root} mixes layouts: split folders ({', '.join(sorted(names & set(SPLITS)))}) beside "
-                            f"class or release folders ({', '.join(others)}); move one kind elsewhere so the "
-                            f"folder holds one layout")
+            raise UserError(
+                f"{root} mixes layouts: split folders ({', '.join(sorted(names & set(SPLITS)))}) beside "
+                f"class or release folders ({', '.join(others)}); move one kind elsewhere so the "
+                f"folder holds one layout"
+            )
         return "split", root
     if any(_class_of_folder(n) for n in names):
         return "classes", root
@@ -117,7 +119,9 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file())
 
 
-def _candidates(layout: str, data_root: Path, root: Path) -> tuple[list[tuple[Path, str, str, str]], list[str], list[str]]:
+def _candidates(
+    layout: str, data_root: Path, root: Path
+) -> tuple[list[tuple[Path, str, str, str]], list[str], list[str]]:
     """List (file, class, folder, split) for every file to read, plus empty folders and ignored paths.
 
     In the release layout the class is '' here: it comes from the file-name prefix.
@@ -226,14 +230,20 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
         if len(info) == 2:
             dropped.append(Dropped(relpath, info[0], info[1]))
         elif not cls:
-            dropped.append(Dropped(relpath, "unknown_prefix", f"prefix {f.name.split('_', 1)[0]!r} is not one of "
-                                                               f"{', '.join(PREFIX_TO_CLASS)}"))
+            dropped.append(
+                Dropped(
+                    relpath,
+                    "unknown_prefix",
+                    f"prefix {f.name.split('_', 1)[0]!r} is not one of {', '.join(PREFIX_TO_CLASS)}",
+                )
+            )
         else:
             sha, w, h, mode = info
             records.append(Record(relpath, cls, folder, sha, w, h, mode, split))
     records, dup_dropped = drop_duplicates(records)
-    return Scan(root.resolve(), layout, records, sorted(dropped + dup_dropped, key=lambda d: d.path),
-                empty, sorted(ignored))
+    return Scan(
+        root.resolve(), layout, records, sorted(dropped + dup_dropped, key=lambda d: d.path), empty, sorted(ignored)
+    )
 
 
 def drop_duplicates(records: Sequence[Record]) -> tuple[list[Record], list[Dropped]]:
@@ -275,10 +285,23 @@ def read_records(path: str | Path) -> list[Record]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames != RECORD_COLUMNS:
-            raise UserError(f"{path} is not a naturalize records file (columns {reader.fieldnames}); "
-                            f"rerun `naturalize prepare`")
-        return [Record(r["path"], r["class"], r["folder"], r["sha256"], int(r["width"]), int(r["height"]),
-                       r["mode"], r["split"], r["excluded"]) for r in reader]
+            raise UserError(
+                f"{path} is not a naturalize records file (columns {reader.fieldnames}); rerun `naturalize prepare`"
+            )
+        return [
+            Record(
+                r["path"],
+                r["class"],
+                r["folder"],
+                r["sha256"],
+                int(r["width"]),
+                int(r["height"]),
+                r["mode"],
+                r["split"],
+                r["excluded"],
+            )
+            for r in reader
+        ]
 
 
 def write_dropped(path: str | Path, dropped: Iterable[Dropped]) -> None:
@@ -297,8 +320,13 @@ def is_prepared(path: str | Path) -> bool:
     return (Path(path) / "records.csv").is_file() and (Path(path) / "summary.json").is_file()
 
 
-def load_sources(path: str | Path, split: str | None = None, classes: Sequence[str] = (),
-                 workers: int = 2, echo: Callable[[str], None] | None = None) -> tuple[Path, list[Record]]:
+def load_sources(
+    path: str | Path,
+    split: str | None = None,
+    classes: Sequence[str] = (),
+    workers: int = 2,
+    echo: Callable[[str], None] | None = None,
+) -> tuple[Path, list[Record]]:
     """Raw PBC tree or prepared dir -> (root that record paths are relative to, non-excluded records).
 
     `split` keeps one split (a prepared dir or a train/val/test tree); `classes` keeps some classes.
@@ -309,17 +337,24 @@ def load_sources(path: str | Path, split: str | None = None, classes: Sequence[s
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
         root = Path(summary["root"])
         if not root.is_dir():
-            raise UserError(f"{path}/summary.json points to {root}, which is gone; rerun `naturalize prepare` on the PBC tree")
+            raise UserError(
+                f"{path}/summary.json points to {root}, which is gone; rerun `naturalize prepare` on the PBC tree"
+            )
         records = [r for r in read_records(path / "records.csv") if not r.excluded]
     else:
         result = scan(path, workers=workers)
         root, records = result.root, result.records
         bad = [d for d in result.dropped if d.reason in ("unreadable", "empty")]
         if bad and echo is not None:
-            echo(f"skipped {len(bad)} unreadable image(s): " + "; ".join(f"{d.path} ({d.detail or d.reason})" for d in bad))
+            echo(
+                f"skipped {len(bad)} unreadable image(s): "
+                + "; ".join(f"{d.path} ({d.detail or d.reason})" for d in bad)
+            )
         if split and result.layout != "split":
-            raise UserError(f"--split {split} needs a prepared directory or a train/val/test tree, and {path} is a "
-                            f"{result.layout} tree; run `naturalize prepare {path} --out DIR` and pass DIR")
+            raise UserError(
+                f"--split {split} needs a prepared directory or a train/val/test tree, and {path} is a "
+                f"{result.layout} tree; run `naturalize prepare {path} --out DIR` and pass DIR"
+            )
     if split:
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -327,8 +362,11 @@ def load_sources(path: str | Path, split: str | None = None, classes: Sequence[s
     if classes:
         missing = [c for c in classes if not any(r.cls == c for r in records)]
         if missing:
-            raise UserError(f"no source images of class {', '.join(missing)} in {path}"
-                            + (f" ({split} split)" if split else "") + "; drop it from --classes")
+            raise UserError(
+                f"no source images of class {', '.join(missing)} in {path}"
+                + (f" ({split} split)" if split else "")
+                + "; drop it from --classes"
+            )
         records = [r for r in records if r.cls in set(classes)]
     if not records:
         raise UserError(f"no usable images in {path}" + (f" ({split} split)" if split else ""))
@@ -338,4 +376,3 @@ def load_sources(path: str | Path, split: str | None = None, classes: Sequence[s
 def with_split(records: Sequence[Record], splits: Sequence[str]) -> list[Record]:
     """Copies of `records` with their split set."""
     return [replace(r, split=s) for r, s in zip(records, splits)]
-

@@ -23,7 +23,9 @@ SAMPLE = sample_home()
 def sample_root() -> Path:
     """The shared PBC sample (release layout + OI-PBC boxes); tests that need it skip when it is absent."""
     if not (SAMPLE / "PBC_dataset_normal_DIB").is_dir():
-        pytest.skip(f"PBC sample not found at {SAMPLE} (set NATURALIZE_SAMPLE to a folder holding PBC_dataset_normal_DIB/)")
+        pytest.skip(
+            f"PBC sample not found at {SAMPLE} (set NATURALIZE_SAMPLE to a folder holding PBC_dataset_normal_DIB/)"
+        )
     return SAMPLE.resolve()
 
 

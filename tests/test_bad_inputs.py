@@ -17,9 +17,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -42,15 +42,26 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def _env(world: Path) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               TF_CPP_MIN_LOG_LEVEL="3", CLASSIFY_CACHE=str(world / ".cache"), NATURALIZE_DATA=str(world / "datasets"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CLASSIFY_CACHE=str(world / ".cache"),
+        NATURALIZE_DATA=str(world / "datasets"),
+    )
     env.pop("NATURALIZE_SAM_CHECKPOINT", None)
     return env
 
 
 def run_cli(world: Path, tool: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"{tool}.cli", *args], cwd=cwd, env=_env(world),
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", f"{tool}.cli", *args],
+        cwd=cwd,
+        env=_env(world),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +84,7 @@ def world(tmp_path_factory) -> Path:
             files = [p for p in drawn if p.name.startswith(prefix)]
             (w / "ds" / split / cls).mkdir(parents=True, exist_ok=True)
             start = {"train": 0, "val": 3, "test": 3}[split]
-            for p in files[start:start + k]:
+            for p in files[start : start + k]:
                 shutil.copy(p, w / "ds" / split / cls / p.name)
     (w / "user" / "train" / "LY").mkdir(parents=True)
     (w / "user" / "notes.txt").write_text("my only notes\n")
@@ -84,9 +95,27 @@ def world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(world: Path) -> Path:
     """One tiny trained run of ds/ (custom_cnn, 16 px, 1 epoch)."""
-    proc = run_cli(world, "classify", ["train", "--dataset", str(world / "ds"), "--model", "custom_cnn", "--epochs", "1",
-                                       "--batch-size", "4", "--image-size", "16", "--no-evaluate",
-                                       "--out", str(world / "run")], world)
+    proc = run_cli(
+        world,
+        "classify",
+        [
+            "train",
+            "--dataset",
+            str(world / "ds"),
+            "--model",
+            "custom_cnn",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--image-size",
+            "16",
+            "--no-evaluate",
+            "--out",
+            str(world / "run"),
+        ],
+        world,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return world / "run"
 
@@ -108,12 +137,15 @@ class Case:
     setup: Callable[[Path, Path], None] | None = None
     check: Callable[[subprocess.CompletedProcess, Path, Path], None] | None = None
     needs_run: bool = False
-    replaces: tuple[str, ...] = ()  # tmp-relative prefixes of the tool's own earlier outputs, which --overwrite replaces
+    replaces: tuple[
+        str, ...
+    ] = ()  # tmp-relative prefixes of the tool's own earlier outputs, which --overwrite replaces
 
 
 def _user_files(dirname: str) -> Callable[[Path, Path], None]:
     def setup(world: Path, tmp: Path) -> None:
         shutil.copytree(world / "user", tmp / dirname)
+
     return setup
 
 
@@ -135,6 +167,7 @@ def _bank_copy(edit: Callable[[Path], None]) -> Callable[[Path, Path], None]:
     def setup(world: Path, tmp: Path) -> None:
         shutil.copytree(world / "bank", tmp / "bank")
         edit(tmp / "bank")
+
     return setup
 
 
@@ -142,6 +175,7 @@ def _truncate(name: str, rows: int) -> Callable[[Path], None]:
     def edit(bank: Path) -> None:
         lines = (bank / name).read_text().splitlines(keepends=True)
         (bank / name).write_text("".join(lines[:-rows]))
+
     return edit
 
 
@@ -164,6 +198,7 @@ def _write(rel: str, data: bytes | str) -> Callable[[Path, Path], None]:
         p = tmp / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data if isinstance(data, bytes) else data.encode())
+
     return setup
 
 
@@ -209,8 +244,12 @@ def _syn_with_broken(world: Path, tmp: Path) -> None:
 
 
 def _own_dataset_then_notes(world: Path, tmp: Path) -> None:
-    proc = run_cli(world, "naturalize", ["build", "pbc11", "--pbc", str(world / "pbc"), "--out", str(tmp / "d"),
-                                         "--workers", "1"], tmp)
+    proc = run_cli(
+        world,
+        "naturalize",
+        ["build", "pbc11", "--pbc", str(world / "pbc"), "--out", str(tmp / "d"), "--workers", "1"],
+        tmp,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (tmp / "d" / "notes.txt").write_text("mine\n")
 
@@ -235,6 +274,7 @@ def _kept(*rels: str) -> Callable[[subprocess.CompletedProcess, Path, Path], Non
         for rel in rels:
             assert (tmp / rel).is_file(), f"{rel} was removed"
         assert (tmp / rels[0]).read_text() == "mine\n"  # the user's own file, untouched
+
     return check
 
 
@@ -243,6 +283,7 @@ def _said(fragment: str, *rels: str) -> Callable[[subprocess.CompletedProcess, P
         assert fragment in proc.stderr + proc.stdout, proc.stderr
         for rel in rels:
             assert (tmp / rel).exists(), rel
+
     return check
 
 
@@ -260,215 +301,752 @@ def _records_unchanged_and_limit(proc, world: Path, tmp: Path) -> None:
 N, NS = "naturalize", "classify"
 CASES = [
     # ---- data loss: overwrite and overlap
-    Case("build-out-is-pbc-overwrite", DATA_LOSS, N, ("build", "pbc11", "--pbc", "{pbc}", "--out", "{pbc}", "--overwrite"),
-         "--out"),
-    Case("build-out-contains-pbc-overwrite", DATA_LOSS, N,
-         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{world}", "--overwrite"), "contains the PBC download"),
-    Case("build-out-inside-pbc", DATA_LOSS, N,
-         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{pbc}/datasets/x"), "is inside the PBC download"),
-    Case("build-out-user-folder-overwrite", DATA_LOSS, N,
-         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/mine", "--overwrite"), "not written by naturalize",
-         setup=_user_files("mine")),
-    Case("build-out-user-folder-truthful", DATA_LOSS, N,
-         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/mine"), "not written by naturalize",
-         setup=_user_files("mine")),
-    Case("build-work-inside-pbc", DATA_LOSS, N,
-         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--work", "{pbc}/.work"), "--work"),
-    Case("build-overwrite-keeps-user-file", DATA_LOSS, N,
-         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--seed", "1", "--overwrite", "--workers", "1"), None,
-         setup=_own_dataset_then_notes, check=_kept("d/notes.txt", "d/dataset.json"), replaces=("d/", ".work/")),
-    Case("build-other-settings-needs-overwrite", DATA_LOSS, N,
-         ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--seed", "1"), "built with other settings",
-         setup=_own_dataset_then_notes),
-    Case("compose-overwrite-user-class-folder", DATA_LOSS, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
-         "not written by naturalize", setup=_user_class_folder),
-    Case("compose-overwrite-user-folder-in-own-output", DATA_LOSS, N,
-         ("compose", "--class", "LY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
-         "was not written by naturalize compose", setup=_compose_out_with_user_class),
-    Case("compose-out-is-bank", DATA_LOSS, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{bank}"),
-         "is the bank"),
-    Case("compose-out-contains-bank", DATA_LOSS, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{world}", "--overwrite"),
-         "contains the bank"),
-    Case("compose-overwrite-keeps-user-file", DATA_LOSS, N,
-         ("compose", "--class", "PMY", "--n", "2", "--seed", "5", "--bank", "{bank}", "--out", "{tmp}/out",
-          "--overwrite", "--workers", "1"), None, setup=_own_compose_then_notes, check=_kept("out/notes.txt"),
-         replaces=("out/",)),
-    Case("compose-damaged-marker", DATA_LOSS, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
-         "is damaged", setup=_damaged_marker),
-    Case("prepare-materialize-overwrite-user-tree", DATA_LOSS, N,
-         ("prepare", "{pbc}", "--out", "{tmp}/mine", "--materialize", "--overwrite"), "not written by naturalize",
-         setup=_user_files("mine")),
+    Case(
+        "build-out-is-pbc-overwrite",
+        DATA_LOSS,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{pbc}", "--overwrite"),
+        "--out",
+    ),
+    Case(
+        "build-out-contains-pbc-overwrite",
+        DATA_LOSS,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{world}", "--overwrite"),
+        "contains the PBC download",
+    ),
+    Case(
+        "build-out-inside-pbc",
+        DATA_LOSS,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{pbc}/datasets/x"),
+        "is inside the PBC download",
+    ),
+    Case(
+        "build-out-user-folder-overwrite",
+        DATA_LOSS,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/mine", "--overwrite"),
+        "not written by naturalize",
+        setup=_user_files("mine"),
+    ),
+    Case(
+        "build-out-user-folder-truthful",
+        DATA_LOSS,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/mine"),
+        "not written by naturalize",
+        setup=_user_files("mine"),
+    ),
+    Case(
+        "build-work-inside-pbc",
+        DATA_LOSS,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--work", "{pbc}/.work"),
+        "--work",
+    ),
+    Case(
+        "build-overwrite-keeps-user-file",
+        DATA_LOSS,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--seed", "1", "--overwrite", "--workers", "1"),
+        None,
+        setup=_own_dataset_then_notes,
+        check=_kept("d/notes.txt", "d/dataset.json"),
+        replaces=("d/", ".work/"),
+    ),
+    Case(
+        "build-other-settings-needs-overwrite",
+        DATA_LOSS,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--seed", "1"),
+        "built with other settings",
+        setup=_own_dataset_then_notes,
+    ),
+    Case(
+        "compose-overwrite-user-class-folder",
+        DATA_LOSS,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+        "not written by naturalize",
+        setup=_user_class_folder,
+    ),
+    Case(
+        "compose-overwrite-user-folder-in-own-output",
+        DATA_LOSS,
+        N,
+        ("compose", "--class", "LY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+        "was not written by naturalize compose",
+        setup=_compose_out_with_user_class,
+    ),
+    Case(
+        "compose-out-is-bank",
+        DATA_LOSS,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{bank}"),
+        "is the bank",
+    ),
+    Case(
+        "compose-out-contains-bank",
+        DATA_LOSS,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{world}", "--overwrite"),
+        "contains the bank",
+    ),
+    Case(
+        "compose-overwrite-keeps-user-file",
+        DATA_LOSS,
+        N,
+        (
+            "compose",
+            "--class",
+            "PMY",
+            "--n",
+            "2",
+            "--seed",
+            "5",
+            "--bank",
+            "{bank}",
+            "--out",
+            "{tmp}/out",
+            "--overwrite",
+            "--workers",
+            "1",
+        ),
+        None,
+        setup=_own_compose_then_notes,
+        check=_kept("out/notes.txt"),
+        replaces=("out/",),
+    ),
+    Case(
+        "compose-damaged-marker",
+        DATA_LOSS,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+        "is damaged",
+        setup=_damaged_marker,
+    ),
+    Case(
+        "prepare-materialize-overwrite-user-tree",
+        DATA_LOSS,
+        N,
+        ("prepare", "{pbc}", "--out", "{tmp}/mine", "--materialize", "--overwrite"),
+        "not written by naturalize",
+        setup=_user_files("mine"),
+    ),
     Case("prepare-out-is-pbc", DATA_LOSS, N, ("prepare", "{pbc}", "--out", "{pbc}", "--overwrite"), "is the PBC tree"),
-    Case("prepare-out-contains-pbc", DATA_LOSS, N, ("prepare", "{pbc}", "--out", "{world}", "--overwrite"),
-         "contains the PBC tree"),
-    Case("prepare-overwrite-keeps-user-file", DATA_LOSS, N,
-         ("prepare", "{pbc}", "--out", "{tmp}/p", "--seed", "3", "--overwrite", "--workers", "1"), None,
-         setup=_own_prepared_then_notes, check=_kept("p/notes.txt", "p/records.csv"), replaces=("p/",)),
-    Case("segment-out-is-input", DATA_LOSS, N, ("segment", "{prep}", "--out", "{prep}", "--backend", "classical"),
-         "is the input"),
-    Case("segment-out-inside-input", DATA_LOSS, N,
-         ("segment", "{pbc}", "--out", "{pbc}/bank", "--backend", "classical"), "is inside the input"),
-    Case("segment-overwrite-user-folder", DATA_LOSS, N,
-         ("segment", "{prep}", "--out", "{tmp}/mine", "--backend", "classical", "--overwrite"),
-         "not written by naturalize", setup=_user_files("mine")),
-    Case("segment-overwrite-other-kind", DATA_LOSS, N,
-         ("segment", "{prep}", "--out", "{syn}", "--backend", "classical", "--overwrite"),
-         "holds a naturalize compose output, not a bank"),
-    Case("preview-out-inside-input", DATA_LOSS, N, ("preview", "{syn}", "--out", "{syn}/sheet.png"),
-         "is inside the image folder"),
-    Case("demo-out-user-folder-overwrite", DATA_LOSS, N, ("demo", "--out", "{tmp}/mine", "--overwrite", "--size", "small"),
-         "not written by naturalize", setup=_user_files("mine")),
+    Case(
+        "prepare-out-contains-pbc",
+        DATA_LOSS,
+        N,
+        ("prepare", "{pbc}", "--out", "{world}", "--overwrite"),
+        "contains the PBC tree",
+    ),
+    Case(
+        "prepare-overwrite-keeps-user-file",
+        DATA_LOSS,
+        N,
+        ("prepare", "{pbc}", "--out", "{tmp}/p", "--seed", "3", "--overwrite", "--workers", "1"),
+        None,
+        setup=_own_prepared_then_notes,
+        check=_kept("p/notes.txt", "p/records.csv"),
+        replaces=("p/",),
+    ),
+    Case(
+        "segment-out-is-input",
+        DATA_LOSS,
+        N,
+        ("segment", "{prep}", "--out", "{prep}", "--backend", "classical"),
+        "is the input",
+    ),
+    Case(
+        "segment-out-inside-input",
+        DATA_LOSS,
+        N,
+        ("segment", "{pbc}", "--out", "{pbc}/bank", "--backend", "classical"),
+        "is inside the input",
+    ),
+    Case(
+        "segment-overwrite-user-folder",
+        DATA_LOSS,
+        N,
+        ("segment", "{prep}", "--out", "{tmp}/mine", "--backend", "classical", "--overwrite"),
+        "not written by naturalize",
+        setup=_user_files("mine"),
+    ),
+    Case(
+        "segment-overwrite-other-kind",
+        DATA_LOSS,
+        N,
+        ("segment", "{prep}", "--out", "{syn}", "--backend", "classical", "--overwrite"),
+        "holds a naturalize compose output, not a bank",
+    ),
+    Case(
+        "preview-out-inside-input",
+        DATA_LOSS,
+        N,
+        ("preview", "{syn}", "--out", "{syn}/sheet.png"),
+        "is inside the image folder",
+    ),
+    Case(
+        "demo-out-user-folder-overwrite",
+        DATA_LOSS,
+        N,
+        ("demo", "--out", "{tmp}/mine", "--overwrite", "--size", "small"),
+        "not written by naturalize",
+        setup=_user_files("mine"),
+    ),
     Case("demo-out-is-pbc", DATA_LOSS, N, ("demo", "--out", "{pbc}", "--pbc", "{pbc}", "--overwrite"), "is the --pbc"),
-    Case("train-out-is-dataset", DATA_LOSS, NS,
-         ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{ds}"), "is the dataset"),
-    Case("train-out-user-folder", DATA_LOSS, NS,
-         ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{tmp}/mine"), "not written by naturalize",
-         setup=_user_files("mine")),
-    Case("predict-out-inside-images", DATA_LOSS, NS, ("predict", "{run}", "{ds}/test", "--out", "{ds}/test/p.csv"),
-         "is inside input", needs_run=True),
-    Case("predict-out-is-an-input-image", DATA_LOSS, NS,
-         ("predict", "{run}", "{tmp}/x.csv", "--out", "{tmp}/x.csv"), "is input", setup=_write("x.csv", "a,b\n"),
-         needs_run=True),
-    Case("evaluate-out-inside-dataset", DATA_LOSS, NS, ("evaluate", "{run}", "--out", "{ds}/eval"), "is inside the dataset",
-         needs_run=True),
-    Case("evaluate-out-user-folder", DATA_LOSS, NS, ("evaluate", "{run}", "--out", "{tmp}/mine"),
-         "not written by naturalize", setup=_user_files("mine"), needs_run=True),
-    Case("explain-out-user-folder", DATA_LOSS, NS, ("explain", "{run}", "{ds}/test", "--out", "{tmp}/mine"),
-         "not written by naturalize", setup=_user_files("mine"), needs_run=True),
-    Case("explain-out-is-run", DATA_LOSS, NS, ("explain", "{run}", "{ds}/test", "--out", "{run}"), "is the input",
-         needs_run=True),
+    Case(
+        "train-out-is-dataset",
+        DATA_LOSS,
+        NS,
+        ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{ds}"),
+        "is the dataset",
+    ),
+    Case(
+        "train-out-user-folder",
+        DATA_LOSS,
+        NS,
+        ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{tmp}/mine"),
+        "not written by naturalize",
+        setup=_user_files("mine"),
+    ),
+    Case(
+        "predict-out-inside-images",
+        DATA_LOSS,
+        NS,
+        ("predict", "{run}", "{ds}/test", "--out", "{ds}/test/p.csv"),
+        "is inside input",
+        needs_run=True,
+    ),
+    Case(
+        "predict-out-is-an-input-image",
+        DATA_LOSS,
+        NS,
+        ("predict", "{run}", "{tmp}/x.csv", "--out", "{tmp}/x.csv"),
+        "is input",
+        setup=_write("x.csv", "a,b\n"),
+        needs_run=True,
+    ),
+    Case(
+        "evaluate-out-inside-dataset",
+        DATA_LOSS,
+        NS,
+        ("evaluate", "{run}", "--out", "{ds}/eval"),
+        "is inside the dataset",
+        needs_run=True,
+    ),
+    Case(
+        "evaluate-out-user-folder",
+        DATA_LOSS,
+        NS,
+        ("evaluate", "{run}", "--out", "{tmp}/mine"),
+        "not written by naturalize",
+        setup=_user_files("mine"),
+        needs_run=True,
+    ),
+    Case(
+        "explain-out-user-folder",
+        DATA_LOSS,
+        NS,
+        ("explain", "{run}", "{ds}/test", "--out", "{tmp}/mine"),
+        "not written by naturalize",
+        setup=_user_files("mine"),
+        needs_run=True,
+    ),
+    Case(
+        "explain-out-is-run",
+        DATA_LOSS,
+        NS,
+        ("explain", "{run}", "{ds}/test", "--out", "{run}"),
+        "is the input",
+        needs_run=True,
+    ),
     # ---- tracebacks
-    Case("corrupt-bank-json", TRACEBACK, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-         "bank.json is damaged", setup=_bank_copy(lambda b: (b / "bank.json").write_text("{oops"))),
-    Case("bank-json-not-an-object", TRACEBACK, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "bank format version",
-         setup=_bank_copy(lambda b: (b / "bank.json").write_text("[]"))),
-    Case("bank-json-damaged-file-record", TRACEBACK, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "is damaged (its record",
-         setup=_bank_copy(_mangle_record)),
-    Case("compose-out-is-file", TRACEBACK, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/f"),
-         "is a file", setup=_write("f", "x")),
-    Case("compose-n-huge", TRACEBACK, N,
-         ("compose", "--class", "PMY", "--n", "1000000000000", "--bank", "{bank}", "--out", "{tmp}/o"), "--shard"),
-    Case("preview-out-is-folder", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/d"), "is a folder",
-         setup=_write("d/keep.txt", "x")),
-    Case("preview-out-wrong-suffix", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/sheet.jpg"), "must end in .png"),
-    Case("prepare-out-is-file", TRACEBACK, N, ("prepare", "{pbc}", "--out", "{tmp}/f"), "is a file", setup=_write("f", "x")),
-    Case("segment-out-is-file", TRACEBACK, N, ("segment", "{prep}", "--out", "{tmp}/f", "--backend", "classical"), "is a file",
-         setup=_write("f", "x")),
-    Case("build-out-is-file", TRACEBACK, N, ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/f"), "is a file",
-         setup=_write("f", "x")),
-    Case("train-out-is-file", TRACEBACK, NS, ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{tmp}/f"),
-         "is a file", setup=_write("f", "x")),
-    Case("predict-out-is-folder", TRACEBACK, NS, ("predict", "{run}", "{ds}/test", "--out", "{tmp}/d"), "is a folder",
-         setup=_write("d/keep.txt", "x"), needs_run=True),
-    Case("predict-out-parent-is-file", TRACEBACK, NS, ("predict", "{run}", "{ds}/test", "--out", "{tmp}/f/p.csv"),
-         "is a file", setup=_write("f", "x"), needs_run=True),
-    Case("compare-out-is-folder", TRACEBACK, NS, ("compare", "{run}", "--out", "{tmp}/d"), "is a folder",
-         setup=_write("d/keep.txt", "x"), needs_run=True),
-    Case("index-missing-columns", TRACEBACK, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "index.csv",
-         setup=_bank_copy(lambda b: (b / "index.csv").write_text("a,b\n1,2\n"))),
-    Case("dataset-json-corrupt", TRACEBACK, NS,
-         ("train", "--dataset", "{tmp}/ds2", "--model", "custom_cnn", "--out", "{tmp}/r"), "dataset.json",
-         setup=lambda w, t: (shutil.copytree(w / "ds", t / "ds2"), (t / "ds2" / "dataset.json").write_text("{"))),
+    Case(
+        "corrupt-bank-json",
+        TRACEBACK,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+        "bank.json is damaged",
+        setup=_bank_copy(lambda b: (b / "bank.json").write_text("{oops")),
+    ),
+    Case(
+        "bank-json-not-an-object",
+        TRACEBACK,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+        "bank format version",
+        setup=_bank_copy(lambda b: (b / "bank.json").write_text("[]")),
+    ),
+    Case(
+        "bank-json-damaged-file-record",
+        TRACEBACK,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+        "is damaged (its record",
+        setup=_bank_copy(_mangle_record),
+    ),
+    Case(
+        "compose-out-is-file",
+        TRACEBACK,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/f"),
+        "is a file",
+        setup=_write("f", "x"),
+    ),
+    Case(
+        "compose-n-huge",
+        TRACEBACK,
+        N,
+        ("compose", "--class", "PMY", "--n", "1000000000000", "--bank", "{bank}", "--out", "{tmp}/o"),
+        "--shard",
+    ),
+    Case(
+        "preview-out-is-folder",
+        TRACEBACK,
+        N,
+        ("preview", "{syn}", "--out", "{tmp}/d"),
+        "is a folder",
+        setup=_write("d/keep.txt", "x"),
+    ),
+    Case(
+        "preview-out-wrong-suffix", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/sheet.jpg"), "must end in .png"
+    ),
+    Case(
+        "prepare-out-is-file",
+        TRACEBACK,
+        N,
+        ("prepare", "{pbc}", "--out", "{tmp}/f"),
+        "is a file",
+        setup=_write("f", "x"),
+    ),
+    Case(
+        "segment-out-is-file",
+        TRACEBACK,
+        N,
+        ("segment", "{prep}", "--out", "{tmp}/f", "--backend", "classical"),
+        "is a file",
+        setup=_write("f", "x"),
+    ),
+    Case(
+        "build-out-is-file",
+        TRACEBACK,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/f"),
+        "is a file",
+        setup=_write("f", "x"),
+    ),
+    Case(
+        "train-out-is-file",
+        TRACEBACK,
+        NS,
+        ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{tmp}/f"),
+        "is a file",
+        setup=_write("f", "x"),
+    ),
+    Case(
+        "predict-out-is-folder",
+        TRACEBACK,
+        NS,
+        ("predict", "{run}", "{ds}/test", "--out", "{tmp}/d"),
+        "is a folder",
+        setup=_write("d/keep.txt", "x"),
+        needs_run=True,
+    ),
+    Case(
+        "predict-out-parent-is-file",
+        TRACEBACK,
+        NS,
+        ("predict", "{run}", "{ds}/test", "--out", "{tmp}/f/p.csv"),
+        "is a file",
+        setup=_write("f", "x"),
+        needs_run=True,
+    ),
+    Case(
+        "compare-out-is-folder",
+        TRACEBACK,
+        NS,
+        ("compare", "{run}", "--out", "{tmp}/d"),
+        "is a folder",
+        setup=_write("d/keep.txt", "x"),
+        needs_run=True,
+    ),
+    Case(
+        "index-missing-columns",
+        TRACEBACK,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+        "index.csv",
+        setup=_bank_copy(lambda b: (b / "index.csv").write_text("a,b\n1,2\n")),
+    ),
+    Case(
+        "dataset-json-corrupt",
+        TRACEBACK,
+        NS,
+        ("train", "--dataset", "{tmp}/ds2", "--model", "custom_cnn", "--out", "{tmp}/r"),
+        "dataset.json",
+        setup=lambda w, t: (shutil.copytree(w / "ds", t / "ds2"), (t / "ds2" / "dataset.json").write_text("{")),
+    ),
     # ---- silently wrong results
-    Case("truncated-index", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-         "no longer matches", setup=_bank_copy(_truncate("index.csv", 3))),
-    Case("hand-edited-index", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-         "no longer matches", setup=_bank_copy(_edit_number)),
-    Case("truncated-curation", SILENT, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"), "no longer matches",
-         setup=_bank_copy(_truncate("curation.csv", 1))),
-    Case("segment-resume-edited-bank", SILENT, N,
-         ("segment", "{prep}", "--out", "{tmp}/bank", "--backend", "classical", "--split", "train"), "no longer matches",
-         setup=_bank_copy(_truncate("index.csv", 2))),
-    Case("segment-leaves-prepared-input", SILENT, N,
-         ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "classical", "--limit", "3", "--workers", "1",
-          "--no-progress"), None, check=_records_unchanged_and_limit),
-    Case("compose-wbc-0", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o",
-                                      "--wbc", "0"), "--wbc 0"),
-    Case("compose-rbc-500", SILENT, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o",
-                                        "--scene", "paper", "--rbc", "500"), "--rbc 500"),
-    Case("build-platelets-ignored-by-transplant", SILENT, N,
-         ("build", "custom", "--pbc", "{pbc}", "--out", "{tmp}/d", "--classes", "PMY", "--per-class", "5", "--platelets", "1..3"),
-         "--platelets 1..3 would be ignored"),
-    Case("compose-rbc-ignored-by-transplant", SILENT, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--rbc", "12"),
-         "--rbc 12 would be ignored"),
-    Case("compose-wbc-ignored-by-transplant", SILENT, N,
-         ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--wbc", "2"),
-         "--wbc 2 would be ignored"),
-    Case("compose-rbc-short-reported", SILENT, N,
-         ("compose", "--class", "PMY", "--n", "4", "--bank", "{bank}", "--out", "{tmp}/o", "--scene", "paper", "--rbc", "30",
-          "--workers", "1"),
-         None, check=_said("4 of 4 images hold fewer red cells than --rbc 30 asked", "o/manifest.jsonl")),
-    Case("explain-channels-negative", SILENT, NS, ("explain", "{run}", "{ds}/test", "--channels", "-5"), "--channels -5",
-         needs_run=True),
-    Case("train-one-class", SILENT, NS, ("train", "--dataset", "{tmp}/one", "--model", "custom_cnn", "--out", "{tmp}/r"),
-         "one class", setup=_one_class),
-    Case("prepare-mixed-layout", SILENT, N, ("prepare", "{tmp}/mixed", "--out", "{tmp}/p"), "mixes layouts",
-         setup=_mixed_layout),
-    Case("segment-reports-broken-file", SILENT, N,
-         ("segment", "{tmp}/raw", "--out", "{tmp}/b", "--backend", "classical", "--workers", "1", "--no-progress"), None,
-         setup=_raw_tree_with_broken_file, check=_said("LY/LY_broken.jpg", "b/bank.json")),
+    Case(
+        "truncated-index",
+        SILENT,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+        "no longer matches",
+        setup=_bank_copy(_truncate("index.csv", 3)),
+    ),
+    Case(
+        "hand-edited-index",
+        SILENT,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+        "no longer matches",
+        setup=_bank_copy(_edit_number),
+    ),
+    Case(
+        "truncated-curation",
+        SILENT,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
+        "no longer matches",
+        setup=_bank_copy(_truncate("curation.csv", 1)),
+    ),
+    Case(
+        "segment-resume-edited-bank",
+        SILENT,
+        N,
+        ("segment", "{prep}", "--out", "{tmp}/bank", "--backend", "classical", "--split", "train"),
+        "no longer matches",
+        setup=_bank_copy(_truncate("index.csv", 2)),
+    ),
+    Case(
+        "segment-leaves-prepared-input",
+        SILENT,
+        N,
+        (
+            "segment",
+            "{prep}",
+            "--out",
+            "{tmp}/b",
+            "--backend",
+            "classical",
+            "--limit",
+            "3",
+            "--workers",
+            "1",
+            "--no-progress",
+        ),
+        None,
+        check=_records_unchanged_and_limit,
+    ),
+    Case(
+        "compose-wbc-0",
+        SILENT,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--wbc", "0"),
+        "--wbc 0",
+    ),
+    Case(
+        "compose-rbc-500",
+        SILENT,
+        N,
+        (
+            "compose",
+            "--class",
+            "PMY",
+            "--n",
+            "2",
+            "--bank",
+            "{bank}",
+            "--out",
+            "{tmp}/o",
+            "--scene",
+            "paper",
+            "--rbc",
+            "500",
+        ),
+        "--rbc 500",
+    ),
+    Case(
+        "build-platelets-ignored-by-transplant",
+        SILENT,
+        N,
+        (
+            "build",
+            "custom",
+            "--pbc",
+            "{pbc}",
+            "--out",
+            "{tmp}/d",
+            "--classes",
+            "PMY",
+            "--per-class",
+            "5",
+            "--platelets",
+            "1..3",
+        ),
+        "--platelets 1..3 would be ignored",
+    ),
+    Case(
+        "compose-rbc-ignored-by-transplant",
+        SILENT,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--rbc", "12"),
+        "--rbc 12 would be ignored",
+    ),
+    Case(
+        "compose-wbc-ignored-by-transplant",
+        SILENT,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--wbc", "2"),
+        "--wbc 2 would be ignored",
+    ),
+    Case(
+        "compose-rbc-short-reported",
+        SILENT,
+        N,
+        (
+            "compose",
+            "--class",
+            "PMY",
+            "--n",
+            "4",
+            "--bank",
+            "{bank}",
+            "--out",
+            "{tmp}/o",
+            "--scene",
+            "paper",
+            "--rbc",
+            "30",
+            "--workers",
+            "1",
+        ),
+        None,
+        check=_said("4 of 4 images hold fewer red cells than --rbc 30 asked", "o/manifest.jsonl"),
+    ),
+    Case(
+        "explain-channels-negative",
+        SILENT,
+        NS,
+        ("explain", "{run}", "{ds}/test", "--channels", "-5"),
+        "--channels -5",
+        needs_run=True,
+    ),
+    Case(
+        "train-one-class",
+        SILENT,
+        NS,
+        ("train", "--dataset", "{tmp}/one", "--model", "custom_cnn", "--out", "{tmp}/r"),
+        "one class",
+        setup=_one_class,
+    ),
+    Case(
+        "prepare-mixed-layout",
+        SILENT,
+        N,
+        ("prepare", "{tmp}/mixed", "--out", "{tmp}/p"),
+        "mixes layouts",
+        setup=_mixed_layout,
+    ),
+    Case(
+        "segment-reports-broken-file",
+        SILENT,
+        N,
+        ("segment", "{tmp}/raw", "--out", "{tmp}/b", "--backend", "classical", "--workers", "1", "--no-progress"),
+        None,
+        setup=_raw_tree_with_broken_file,
+        check=_said("LY/LY_broken.jpg", "b/bank.json"),
+    ),
     # ---- corrupt images: one pass, every bad file named
-    Case("train-lists-every-broken-image", OTHER, NS,
-         ("train", "--dataset", "{tmp}/ds2", "--model", "custom_cnn", "--out", "{tmp}/r", "--image-size", "16",
-          "--epochs", "1"), "2 image(s) cannot be read", setup=_ds_with_broken),
-    Case("predict-skips-broken-image", OTHER, NS, ("predict", "{run}", "{tmp}/imgs", "--out", "{tmp}/p.csv"), None,
-         setup=_images_with_broken, check=_predicted_the_rest, needs_run=True),
-    Case("predict-only-broken-images", OTHER, NS, ("predict", "{run}", "{tmp}/imgs"), "2 image(s) cannot be read",
-         setup=_only_broken, needs_run=True),
-    Case("preview-skips-broken-image", OTHER, N, ("preview", "{tmp}/syn2", "--out", "{tmp}/s.png", "--n", "8"), None,
-         setup=_syn_with_broken, check=_said("PMY_syn_9_9.jpg", "s.png")),
+    Case(
+        "train-lists-every-broken-image",
+        OTHER,
+        NS,
+        (
+            "train",
+            "--dataset",
+            "{tmp}/ds2",
+            "--model",
+            "custom_cnn",
+            "--out",
+            "{tmp}/r",
+            "--image-size",
+            "16",
+            "--epochs",
+            "1",
+        ),
+        "2 image(s) cannot be read",
+        setup=_ds_with_broken,
+    ),
+    Case(
+        "predict-skips-broken-image",
+        OTHER,
+        NS,
+        ("predict", "{run}", "{tmp}/imgs", "--out", "{tmp}/p.csv"),
+        None,
+        setup=_images_with_broken,
+        check=_predicted_the_rest,
+        needs_run=True,
+    ),
+    Case(
+        "predict-only-broken-images",
+        OTHER,
+        NS,
+        ("predict", "{run}", "{tmp}/imgs"),
+        "2 image(s) cannot be read",
+        setup=_only_broken,
+        needs_run=True,
+    ),
+    Case(
+        "preview-skips-broken-image",
+        OTHER,
+        N,
+        ("preview", "{tmp}/syn2", "--out", "{tmp}/s.png", "--n", "8"),
+        None,
+        setup=_syn_with_broken,
+        check=_said("PMY_syn_9_9.jpg", "s.png"),
+    ),
     # ---- other bad arguments (one line each)
-    Case("compose-unknown-class", OTHER, N, ("compose", "--class", "XYZ", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o"),
-         "unknown class"),
-    Case("compose-n-zero", OTHER, N, ("compose", "--class", "PMY", "--n", "0", "--bank", "{bank}", "--out", "{tmp}/o"), "--n 0"),
-    Case("compose-bad-shard", OTHER, N,
-         ("compose", "--class", "PMY", "--n", "2", "--shard", "3/2", "--bank", "{bank}", "--out", "{tmp}/o"), "--shard"),
-    Case("compose-bad-platelets", OTHER, N,
-         ("compose", "--class", "PMY", "--n", "2", "--platelets", "3..1", "--bank", "{bank}", "--out", "{tmp}/o"),
-         "--platelets"),
-    Case("compose-bad-size", OTHER, N,
-         ("compose", "--class", "PMY", "--n", "2", "--size", "huge", "--bank", "{bank}", "--out", "{tmp}/o"), "--size"),
-    Case("compose-missing-bank", OTHER, N, ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/nope", "--out", "{tmp}/o"),
-         "not a sprite bank"),
-    Case("compose-other-settings", OTHER, N, ("compose", "--class", "PMY", "--n", "3", "--seed", "9", "--bank", "{bank}",
-                                              "--out", "{syn}"), "--overwrite"),
+    Case(
+        "compose-unknown-class",
+        OTHER,
+        N,
+        ("compose", "--class", "XYZ", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o"),
+        "unknown class",
+    ),
+    Case(
+        "compose-n-zero",
+        OTHER,
+        N,
+        ("compose", "--class", "PMY", "--n", "0", "--bank", "{bank}", "--out", "{tmp}/o"),
+        "--n 0",
+    ),
+    Case(
+        "compose-bad-shard",
+        OTHER,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--shard", "3/2", "--bank", "{bank}", "--out", "{tmp}/o"),
+        "--shard",
+    ),
+    Case(
+        "compose-bad-platelets",
+        OTHER,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--platelets", "3..1", "--bank", "{bank}", "--out", "{tmp}/o"),
+        "--platelets",
+    ),
+    Case(
+        "compose-bad-size",
+        OTHER,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--size", "huge", "--bank", "{bank}", "--out", "{tmp}/o"),
+        "--size",
+    ),
+    Case(
+        "compose-missing-bank",
+        OTHER,
+        N,
+        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/nope", "--out", "{tmp}/o"),
+        "not a sprite bank",
+    ),
+    Case(
+        "compose-other-settings",
+        OTHER,
+        N,
+        ("compose", "--class", "PMY", "--n", "3", "--seed", "9", "--bank", "{bank}", "--out", "{syn}"),
+        "--overwrite",
+    ),
     Case("prepare-bad-split", OTHER, N, ("prepare", "{pbc}", "--out", "{tmp}/p", "--split", "0.5,0.5"), "--split"),
     Case("prepare-missing-input", OTHER, N, ("prepare", "{tmp}/nope", "--out", "{tmp}/p"), "does not exist"),
-    Case("prepare-per-class-zero", OTHER, N, ("prepare", "{pbc}", "--out", "{tmp}/p", "--per-class", "0"), "--per-class"),
+    Case(
+        "prepare-per-class-zero", OTHER, N, ("prepare", "{pbc}", "--out", "{tmp}/p", "--per-class", "0"), "--per-class"
+    ),
     Case("segment-limit-zero", OTHER, N, ("segment", "{prep}", "--out", "{tmp}/b", "--limit", "0"), "--limit 0"),
-    Case("segment-unknown-backend", OTHER, N, ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "magic"), "--backend"),
+    Case(
+        "segment-unknown-backend",
+        OTHER,
+        N,
+        ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "magic"),
+        "--backend",
+    ),
     Case("segment-unknown-class", OTHER, N, ("segment", "{prep}", "--out", "{tmp}/b", "--classes", "XX"), "--classes"),
-    Case("segment-sam-missing-checkpoint", OTHER, N,
-         ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "sam", "--checkpoint", "{tmp}/none.pth"), "fetch-sam"),
+    Case(
+        "segment-sam-missing-checkpoint",
+        OTHER,
+        N,
+        ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "sam", "--checkpoint", "{tmp}/none.pth"),
+        "fetch-sam",
+    ),
     Case("build-unknown-recipe", OTHER, N, ("build", "3k-pbc", "--pbc", "{pbc}", "--out", "{tmp}/d"), "unknown recipe"),
-    Case("build-custom-needs-classes", OTHER, N, ("build", "custom", "--pbc", "{pbc}", "--out", "{tmp}/d"), "--classes"),
-    Case("build-unknown-protocol", OTHER, N, ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--protocol", "x"),
-         "protocol"),
+    Case(
+        "build-custom-needs-classes", OTHER, N, ("build", "custom", "--pbc", "{pbc}", "--out", "{tmp}/d"), "--classes"
+    ),
+    Case(
+        "build-unknown-protocol",
+        OTHER,
+        N,
+        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--protocol", "x"),
+        "protocol",
+    ),
     Case("preview-n-zero", OTHER, N, ("preview", "{syn}", "--out", "{tmp}/s.png", "--n", "0"), "--n 0"),
     Case("preview-missing-folder", OTHER, N, ("preview", "{tmp}/nope", "--out", "{tmp}/s.png"), "is not a folder"),
     Case("train-unknown-model", OTHER, NS, ("train", "--dataset", "{ds}", "--model", "resnet9000"), "resnet9000"),
-    Case("train-missing-dataset", OTHER, NS, ("train", "--dataset", "{tmp}/nope", "--model", "custom_cnn"), "not found"),
-    Case("train-other-run", OTHER, NS, ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{run}",
-                                        "--lr", "0.5", "--image-size", "16", "--batch-size", "4"), "different run",
-         needs_run=True),
+    Case(
+        "train-missing-dataset", OTHER, NS, ("train", "--dataset", "{tmp}/nope", "--model", "custom_cnn"), "not found"
+    ),
+    Case(
+        "train-other-run",
+        OTHER,
+        NS,
+        (
+            "train",
+            "--dataset",
+            "{ds}",
+            "--model",
+            "custom_cnn",
+            "--out",
+            "{run}",
+            "--lr",
+            "0.5",
+            "--image-size",
+            "16",
+            "--batch-size",
+            "4",
+        ),
+        "different run",
+        needs_run=True,
+    ),
     Case("evaluate-not-a-run", OTHER, NS, ("evaluate", "{ds}"), "not a classify run"),
-    Case("predict-missing-image", OTHER, NS, ("predict", "{run}", "{tmp}/nope.jpg"), "neither an image", needs_run=True),
-    Case("explain-unknown-target", OTHER, NS, ("explain", "{run}", "{ds}/test", "--target", "XX"), "--target",
-         needs_run=True),
+    Case(
+        "predict-missing-image", OTHER, NS, ("predict", "{run}", "{tmp}/nope.jpg"), "neither an image", needs_run=True
+    ),
+    Case(
+        "explain-unknown-target",
+        OTHER,
+        NS,
+        ("explain", "{run}", "{ds}/test", "--target", "XX"),
+        "--target",
+        needs_run=True,
+    ),
 ]
 
 
 def _fill(arg: str, world: Path, tmp: Path) -> str:
-    return arg.format(pbc=world / "pbc", prep=world / "prep", bank=world / "bank", syn=world / "syn", ds=world / "ds",
-                      user=world / "user", run=world / "run", tmp=tmp, world=world)
+    return arg.format(
+        pbc=world / "pbc",
+        prep=world / "prep",
+        bank=world / "bank",
+        syn=world / "syn",
+        ds=world / "ds",
+        user=world / "user",
+        run=world / "run",
+        tmp=tmp,
+        world=world,
+    )
 
 
 def test_the_table_covers_every_class_and_60_cases() -> None:
@@ -508,9 +1086,28 @@ def test_killed_compose_leaves_no_orphan_tracebacks(world: Path, tmp_path: Path)
     import time
 
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", "5000",
-                             "--bank", str(world / "bank"), "--out", str(out), "--workers", "2"],
-                            cwd=tmp_path, env=_env(world), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "naturalize.cli",
+            "compose",
+            "--class",
+            "PMY",
+            "--n",
+            "5000",
+            "--bank",
+            str(world / "bank"),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=_env(world),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if (out / "PMY").is_dir() and sum(1 for _ in (out / "PMY").iterdir()) >= 20:
@@ -533,8 +1130,16 @@ def test_build_refuses_a_curated_dataset_with_a_class_missing_from_a_split() -> 
     from naturalize.records import Record
 
     def rec(cls: str, split: str, i: int) -> Record:
-        return Record(path=f"{cls}/{cls}_{split}_{i}.jpg", cls=cls, folder=cls, sha256="", width=1, height=1, mode="RGB",
-                      split=split)
+        return Record(
+            path=f"{cls}/{cls}_{split}_{i}.jpg",
+            cls=cls,
+            folder=cls,
+            sha256="",
+            width=1,
+            height=1,
+            mode="RGB",
+            split=split,
+        )
 
     full = [rec(c, s, i) for c in ("LY", "PMY") for s in ("train", "val", "test") for i in range(2)]
     check_splits_hold_classes(full, "clean")

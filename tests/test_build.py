@@ -12,15 +12,31 @@ from naturalize.build import RECIPES, build, resolve_recipe
 from naturalize.fsio import UserError
 from naturalize.records import read_records
 
-FULL_RELEASE = {"BA": 1218, "BNE": 1633, "EO": 3117, "ERB": 1551, "LY": 1214, "MMY": 1015, "MO": 1420, "MY": 1137,
-                "PLT": 2348, "PMY": 592, "SNE": 1646}
+FULL_RELEASE = {
+    "BA": 1218,
+    "BNE": 1633,
+    "EO": 3117,
+    "ERB": 1551,
+    "LY": 1214,
+    "MMY": 1015,
+    "MO": 1420,
+    "MY": 1137,
+    "PLT": 2348,
+    "PMY": 592,
+    "SNE": 1646,
+}
 
 
 def test_recipes_follow_the_paper():
     assert RECIPES["pbc11"].synthetic_counts(FULL_RELEASE) == {}
     assert RECIPES["419-pmy"].synthetic_counts(FULL_RELEASE) == {"PMY": 419}
-    assert RECIPES["1k-pbc"].synthetic_counts(FULL_RELEASE) == {"BNE": 1000, "MMY": 1000, "MY": 1000, "PMY": 1419,
-                                                                "SNE": 1000}
+    assert RECIPES["1k-pbc"].synthetic_counts(FULL_RELEASE) == {
+        "BNE": 1000,
+        "MMY": 1000,
+        "MY": 1000,
+        "PMY": 1419,
+        "SNE": 1000,
+    }
     assert RECIPES["2k-pbc"].synthetic_counts(FULL_RELEASE)["PMY"] == 2419
     balanced = RECIPES["1k-class-pbc"].synthetic_counts(FULL_RELEASE)
     assert all(FULL_RELEASE[c] + balanced.get(c, 0) == 3117 for c in FULL_RELEASE)
@@ -40,8 +56,18 @@ def _files(out: Path) -> list[dict]:
 @pytest.mark.slow
 def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_path: Path):
     out = tmp_path / "datasets" / "custom"
-    meta = build("custom", sample_root, out, classes=("PMY",), per_class=6, per_class_cap=12, backend="classical",
-                 workers=1, progress=False, echo=lambda s: None)
+    meta = build(
+        "custom",
+        sample_root,
+        out,
+        classes=("PMY",),
+        per_class=6,
+        per_class_cap=12,
+        backend="classical",
+        workers=1,
+        progress=False,
+        echo=lambda s: None,
+    )
     rows = _files(out)
     prepared = Path(meta["work"]) / "prepared"
     split_of = {r.path: r.split for r in read_records(prepared / "records.csv")}
@@ -55,7 +81,9 @@ def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_pa
     sources = {s["source"] for m in manifest for s in m["cells"]} | {m["background"]["source"] for m in manifest}
     assert sources and {split_of[s] for s in sources} == {"train"}
     # the tree on disk matches files.csv and dataset.json
-    on_disk = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*/*") if p.parts[-3] in ("train", "val", "test"))
+    on_disk = sorted(
+        p.relative_to(out).as_posix() for p in out.glob("*/*/*") if p.parts[-3] in ("train", "val", "test")
+    )
     assert on_disk == sorted(r["file"] for r in rows)
     assert meta["counts"]["train"]["PMY"]["synthetic"] == 6
     assert json.loads((out / "dataset.json").read_text())["protocol"] == "clean"
@@ -65,15 +93,36 @@ def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_pa
     assert not any(r.excluded for r in read_records(prepared / "records.csv"))  # build's input is never rewritten
     # a rerun with other parameters refuses; the same parameters rebuild in place
     with pytest.raises(UserError, match="--overwrite"):
-        build("custom", sample_root, out, classes=("PMY",), per_class=7, per_class_cap=12, backend="classical",
-              workers=1, progress=False, echo=lambda s: None)
+        build(
+            "custom",
+            sample_root,
+            out,
+            classes=("PMY",),
+            per_class=7,
+            per_class_cap=12,
+            backend="classical",
+            workers=1,
+            progress=False,
+            echo=lambda s: None,
+        )
 
 
 @pytest.mark.slow
 def test_paper_protocol_pools_and_warns(sample_root: Path, tmp_path: Path):
     said: list[str] = []
-    meta = build("custom", sample_root, tmp_path / "paper", protocol="paper", classes=("PMY",), per_class=20,
-                 per_class_cap=12, backend="classical", workers=1, progress=False, echo=said.append)
+    meta = build(
+        "custom",
+        sample_root,
+        tmp_path / "paper",
+        protocol="paper",
+        classes=("PMY",),
+        per_class=20,
+        per_class_cap=12,
+        backend="classical",
+        workers=1,
+        progress=False,
+        echo=said.append,
+    )
     assert any("optimistic" in s for s in said)
     pmy = {s: meta["counts"][s]["PMY"] for s in ("train", "val", "test")}
     assert sum(v["synthetic"] for v in pmy.values()) == 20

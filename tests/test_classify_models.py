@@ -159,7 +159,7 @@ def test_score_cam_peaks_on_a_planted_discriminative_patch():
         pos = rng.integers(0, size - patch, (n, 2))
         for i in np.flatnonzero(y):
             r, c = pos[i]
-            x[i, r:r + patch, c:c + patch] = 240
+            x[i, r : r + patch, c : c + patch] = 240
         return x.astype("float32"), y, pos
 
     keras.utils.set_random_seed(0)
@@ -176,7 +176,7 @@ def test_score_cam_peaks_on_a_planted_discriminative_patch():
         pr, pc = pt[i]
         assert pr - 2 <= r < pr + patch + 2 and pc - 2 <= c < pc + patch + 2, (r, c, pr, pc)
         inside = np.zeros_like(cam, bool)
-        inside[pr:pr + patch, pc:pc + patch] = True
+        inside[pr : pr + patch, pc : pc + patch] = True
         assert cam[inside].mean() > 1.5 * cam[~inside].mean()
 
 
@@ -189,5 +189,9 @@ def test_a_saved_transfer_vit_reloads_identical_and_still_frozen(tmp_path):
     loaded = load_model(tmp_path / "vit.keras")
     assert len(loaded.trainable_weights) == len(model.trainable_weights) == 2  # the new head only
     x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)),
-                               keras.ops.convert_to_numpy(loaded(x, training=False)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(x, training=False)),
+        keras.ops.convert_to_numpy(loaded(x, training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )

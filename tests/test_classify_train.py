@@ -21,8 +21,16 @@ from naturalize.classes import CLASSES, class_of_prefix  # noqa: E402
 from naturalize.fsio import UserError  # noqa: E402
 
 SIZE = 32
-RUN_FILES = {"model.keras", "last.keras", "classes.json", "config.json", "history.csv", "curves.png", "state.json",
-             "split.csv"}
+RUN_FILES = {
+    "model.keras",
+    "last.keras",
+    "classes.json",
+    "config.json",
+    "history.csv",
+    "curves.png",
+    "state.json",
+    "split.csv",
+}
 EVAL_FILES = {"report.txt", "report.json", "predictions.csv", "confusion.png"}
 
 
@@ -71,8 +79,14 @@ def _error_lines(stderr: str) -> list[str]:
 
 def _cli(*args, env=None, cwd=None):
     full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "classify.cli", *map(str, args)], capture_output=True, text=True,
-                          env=full, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "classify.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def _complete(run: Path, backend: str) -> None:
@@ -96,8 +110,22 @@ def test_one_epoch_under_tensorflow_writes_a_complete_run_dir(tf_run):
 def test_one_epoch_under_torch_writes_a_complete_run_dir_loadable_under_tensorflow(tiny_tree, tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "torch-run"
-    r = _cli("train", "--dataset", tiny_tree, "--model", "custom_cnn", "--epochs", 1, "--batch-size", 8,
-             "--image-size", SIZE, "--out", out, env={"KERAS_BACKEND": "torch"})
+    r = _cli(
+        "train",
+        "--dataset",
+        tiny_tree,
+        "--model",
+        "custom_cnn",
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--image-size",
+        SIZE,
+        "--out",
+        out,
+        env={"KERAS_BACKEND": "torch"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "torch backend" in r.stdout
     _complete(out, "torch")
@@ -138,15 +166,33 @@ def test_resume_after_an_interruption_continues_from_the_last_finished_epoch(tin
 
     out = tmp_path / "resumable"
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_tree, "custom_cnn", out, epochs=3, batch_size=8, image_size=SIZE, progress=False,
-              callbacks=[Interrupt()], log=lambda s: None)
+        train(
+            tiny_tree,
+            "custom_cnn",
+            out,
+            epochs=3,
+            batch_size=8,
+            image_size=SIZE,
+            progress=False,
+            callbacks=[Interrupt()],
+            log=lambda s: None,
+        )
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 1 and state["done"] is False
     first = read_history(out)
     assert len(first) == 1 and (out / "last.keras").is_file() and (out / "model.keras").is_file()
     logs: list[str] = []
-    train(tiny_tree, "custom_cnn", out, epochs=3, batch_size=8, image_size=SIZE, progress=False, evaluate=False,
-          log=logs.append)
+    train(
+        tiny_tree,
+        "custom_cnn",
+        out,
+        epochs=3,
+        batch_size=8,
+        image_size=SIZE,
+        progress=False,
+        evaluate=False,
+        log=logs.append,
+    )
     assert any(line.startswith("resuming") and "after epoch 1" in line for line in logs)
     hist = read_history(out)
     assert [r["epoch"] for r in hist] == [1, 2, 3] and hist[0] == first[0]
@@ -199,10 +245,26 @@ def test_cli_bad_input_is_one_line_and_exit_2(tf_run, tiny_tree, tmp_path):
 
     # Offline ImageNet download: a dead proxy makes the fetch fail like a machine without internet. No --weights:
     # imagenet is the default for a model Keras has ImageNet weights for.
-    dead = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-            "http_proxy": "http://127.0.0.1:9", "KERAS_HOME": str(tmp_path / "keras"), "HOME": str(tmp_path)}
-    r = _cli("train", "--dataset", tiny_tree, "--model", "efficientnetv2b0",
-             "--image-size", SIZE, "--out", tmp_path / "never", env=dead)
+    dead = {
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "HOME": str(tmp_path),
+    }
+    r = _cli(
+        "train",
+        "--dataset",
+        tiny_tree,
+        "--model",
+        "efficientnetv2b0",
+        "--image-size",
+        SIZE,
+        "--out",
+        tmp_path / "never",
+        env=dead,
+    )
     assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1, r.stderr[-1500:]
     (line,) = _error_lines(r.stderr)
     assert line.startswith("error: could not get the ImageNet weights for efficientnetv2b0")
@@ -221,9 +283,20 @@ def test_a_plain_class_tree_is_split_saved_and_reused_by_evaluate(tmp_path):
         for i in range(10):  # odd sizes and modes on purpose: converted, not rejected
             mode_shape = [("L", (21, 25)), ("RGBA", (30, 22, 4)), ("RGB", (40, 40, 3))][i % 3]
             Image.fromarray(rng.integers(0, 255, mode_shape[1], dtype=np.uint8), mode_shape[0]).save(
-                tmp_path / "plain" / c / f"{c}_{i}.png")
-    out = train(tmp_path / "plain", "custom_cnn", tmp_path / "run", epochs=1, batch_size=4, image_size=16,
-                seed=5, evaluate=False, progress=False, log=lambda s: None)
+                tmp_path / "plain" / c / f"{c}_{i}.png"
+            )
+    out = train(
+        tmp_path / "plain",
+        "custom_cnn",
+        tmp_path / "run",
+        epochs=1,
+        batch_size=4,
+        image_size=16,
+        seed=5,
+        evaluate=False,
+        progress=False,
+        log=lambda s: None,
+    )
     rows = list(csv.DictReader(open(out / "split.csv")))
     counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
     assert counts == {"train": 16, "val": 2, "test": 2}
@@ -231,8 +304,10 @@ def test_a_plain_class_tree_is_split_saved_and_reused_by_evaluate(tmp_path):
     assert config["layout"] == "plain" and config["counts"] == counts
     res = evaluate_run(out, "test", progress=False)
     test_paths = sorted(r["path"] for r in rows if r["split"] == "test")
-    pred_paths = sorted(Path(r["path"]).relative_to(tmp_path / "plain").as_posix()
-                        for r in csv.DictReader(open(Path(res["out"]) / "predictions.csv")))
+    pred_paths = sorted(
+        Path(r["path"]).relative_to(tmp_path / "plain").as_posix()
+        for r in csv.DictReader(open(Path(res["out"]) / "predictions.csv"))
+    )
     assert pred_paths == test_paths
 
     (tmp_path / "few" / "LY").mkdir(parents=True)
@@ -261,9 +336,15 @@ def test_resumed_training_equals_an_uninterrupted_run(tiny_tree, tmp_path):
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     assert int(a.optimizer.iterations.numpy()) == int(b.optimizer.iterations.numpy()) > 0
+
+
 def test_curves_mark_the_epoch_whose_model_is_kept():
     from classify.plots import best_epoch
 
-    rows = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7}, {"epoch": 3, "val_accuracy": 0.7},
-            {"epoch": 4, "val_accuracy": 0.6}]
+    rows = [
+        {"epoch": 1, "val_accuracy": 0.5},
+        {"epoch": 2, "val_accuracy": 0.7},
+        {"epoch": 3, "val_accuracy": 0.7},
+        {"epoch": 4, "val_accuracy": 0.6},
+    ]
     assert best_epoch(rows) == 2 and best_epoch([]) is None  # ties: the first, as training keeps it

@@ -12,10 +12,12 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def test_help_and_core_imports_stay_free_of_torch_and_tensorflow():
     heavy = ("torch", "tensorflow", "keras", "segment_anything")
-    code = ("import sys\nimport naturalize, naturalize.cli, naturalize.records, naturalize.prepare, naturalize.bank\n"
-            "from naturalize.cli import app\n"
-            "try:\n    app(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+    code = (
+        "import sys\nimport naturalize, naturalize.cli, naturalize.records, naturalize.prepare, naturalize.bank\n"
+        "from naturalize.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
+    )
     done = _run(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -26,7 +28,8 @@ def test_usage_errors_exit_2_and_user_errors_are_one_line(tmp_path):
     exe = [sys.executable, "-m", "naturalize.cli"]
     usage = subprocess.run(exe + ["prepare"], capture_output=True, text=True)
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
-    missing = subprocess.run(exe + ["prepare", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        exe + ["prepare", str(tmp_path / "none"), "--out", str(tmp_path / "o")], capture_output=True, text=True
+    )
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1

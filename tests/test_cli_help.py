@@ -72,17 +72,42 @@ def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_sta
     drawn_pbc = write_drawn_release(tmp_path / "pbc", 4, seed=0, progress=False)
 
     lines: list[str] = []
-    build("custom", drawn_pbc, tmp_path / "ds", classes=("PMY",), per_class=2, per_class_cap=3, device="cuda",
-          workers=1, progress=False, compose=ComposeParams(rbc=6, platelets=(1, 1), scene="paper"), echo=lines.append)
+    build(
+        "custom",
+        drawn_pbc,
+        tmp_path / "ds",
+        classes=("PMY",),
+        per_class=2,
+        per_class_cap=3,
+        device="cuda",
+        workers=1,
+        progress=False,
+        compose=ComposeParams(rbc=6, platelets=(1, 1), scene="paper"),
+        echo=lines.append,
+    )
     assert sum(line.startswith("backend ") for line in lines) == 1
     assert any("--device cuda ignored" in line for line in lines)
     assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
-        "[1/4] prepare", "[2/4] segment", "[3/4] compose", "[4/4] dataset tree"]
+        "[1/4] prepare",
+        "[2/4] segment",
+        "[3/4] compose",
+        "[4/4] dataset tree",
+    ]
     meta = __import__("json").loads((tmp_path / "ds" / "dataset.json").read_text())
     assert meta["parameters"]["compose"] == {"rbc": 6, "platelets": [1, 1], "scene": "paper"}
     # the same build again is recognised as the same dataset (tuples vs JSON lists compare equal)
-    build("custom", drawn_pbc, tmp_path / "ds", classes=("PMY",), per_class=2, per_class_cap=3, workers=1,
-          progress=False, compose=ComposeParams(rbc=6, platelets=(1, 1), scene="paper"), echo=lines.append)
+    build(
+        "custom",
+        drawn_pbc,
+        tmp_path / "ds",
+        classes=("PMY",),
+        per_class=2,
+        per_class_cap=3,
+        workers=1,
+        progress=False,
+        compose=ComposeParams(rbc=6, platelets=(1, 1), scene="paper"),
+        echo=lines.append,
+    )
 
 
 def test_segment_says_device_is_ignored_by_the_classical_backend(tmp_path):
@@ -91,8 +116,16 @@ def test_segment_says_device_is_ignored_by_the_classical_backend(tmp_path):
 
     pbc = write_drawn_release(tmp_path / "pbc", 1, seed=0, classes=("LY",), progress=False)
     lines: list[str] = []
-    segment(pbc, tmp_path / "bank", backend="classical", device="cuda", workers=1, limit=1, progress=False,
-            echo=lines.append)
+    segment(
+        pbc,
+        tmp_path / "bank",
+        backend="classical",
+        device="cuda",
+        workers=1,
+        limit=1,
+        progress=False,
+        echo=lines.append,
+    )
     assert "note: --device cuda ignored: the classical backend runs on the CPU" in lines
     lines.clear()
     segment(pbc, tmp_path / "bank2", backend="classical", workers=1, limit=1, progress=False, echo=lines.append)

@@ -39,16 +39,19 @@ def bank(sample_release: Path, sample_boxes: Path, tmp_path_factory: pytest.Temp
 def _files(root: Path) -> dict[str, bytes]:
     """Every output file -> bytes (not the run's private journal, nor the hidden temporary file a killed
     write may leave)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and STATE_DIR not in p.parts and not p.name.startswith(".")}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and STATE_DIR not in p.parts and not p.name.startswith(".")
+    }
 
 
 def _placed_mask(cell, width: int, height: int) -> np.ndarray:
     """A placed cell's whole mask (before later cells cover it) in image coordinates."""
     full = np.zeros((height + 2 * 200, width + 2 * 200), bool)
     h, w = cell.mask.shape
-    full[200 + cell.y:200 + cell.y + h, 200 + cell.x:200 + cell.x + w] = cell.mask > 0
-    return full[200:200 + height, 200:200 + width]
+    full[200 + cell.y : 200 + cell.y + h, 200 + cell.x : 200 + cell.x + w] = cell.mask > 0
+    return full[200 : 200 + height, 200 : 200 + width]
 
 
 def test_white_cell_centred_and_touched_by_nothing(bank: Path) -> None:
@@ -124,10 +127,12 @@ def test_label_rles_match_pycocotools() -> None:
     rng = np.random.default_rng(0)
     H, W = 37, 29
     labels = np.zeros((H, W), np.uint8)
-    for n, (x0, y0, h, w) in enumerate([(0, 0, 5, 7), (22, 30, 7, 7), (3, 4, 10, 1), (0, 10, 27, 29), (28, 36, 1, 1)], 1):
+    for n, (x0, y0, h, w) in enumerate(
+        [(0, 0, 5, 7), (22, 30, 7, 7), (3, 4, 10, 1), (0, 10, 27, 29), (28, 36, 1, 1)], 1
+    ):
         vis = rng.random((h, w)) < 0.6
         vis[0, 0] = True
-        labels[y0:y0 + h, x0:x0 + w][vis] = n  # later labels cover earlier ones, as later cells do
+        labels[y0 : y0 + h, x0 : x0 + w][vis] = n  # later labels cover earlier ones, as later cells do
     labels[-1, -1] = 5  # a run to the last pixel
     got = label_rles(labels, 7)
     assert got[5:] == [None, None]
@@ -249,8 +254,24 @@ def test_bad_input_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--quality 0 is not a JPEG quality"):
         ComposeParams(quality=0)
     # the command line prints it as one line and exits 2
-    r = subprocess.run([sys.executable, "-c", "from naturalize.cli import main; main()", "compose", "--class", "PMY",
-                        "--n", "5", "--bank", str(bank), "--shard", "x"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from naturalize.cli import main; main()",
+            "compose",
+            "--class",
+            "PMY",
+            "--n",
+            "5",
+            "--bank",
+            str(bank),
+            "--shard",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--shard 'x'" in r.stderr
 
 
@@ -266,8 +287,22 @@ def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> Non
     import signal
     import time
 
-    cmd = [sys.executable, "-c", "from naturalize.cli import main; main()", "compose", "--class", "PMY", "--n", "200",
-           "--bank", str(bank), "--workers", "1", "--seed", "5"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from naturalize.cli import main; main()",
+        "compose",
+        "--class",
+        "PMY",
+        "--n",
+        "200",
+        "--bank",
+        str(bank),
+        "--workers",
+        "1",
+        "--seed",
+        "5",
+    ]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60

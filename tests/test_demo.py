@@ -40,7 +40,15 @@ def test_demo_small_runs_end_to_end_and_reports_every_section(tmp_path: Path) ->
     assert lines[-1].endswith(str(report.resolve()))
     meta = json.loads((out / "demo.json").read_text())
     assert meta["done"] and [t["stage"] for t in meta["timings"]] == [
-        "draw", "prepare", "segment", "build", "train", "evaluate", "sheets", "report"]  # composes once, in build
+        "draw",
+        "prepare",
+        "segment",
+        "build",
+        "train",
+        "evaluate",
+        "sheets",
+        "report",
+    ]  # composes once, in build
     assert 0.0 <= meta["test_macro_f1"] <= 1.0
     # clean protocol: val and test hold only source images, synthetic ones only in train
     with (out / "dataset" / "files.csv").open() as f:
@@ -60,15 +68,23 @@ def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None
 
 
 def test_demo_cli_bad_size_is_one_line_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "naturalize.cli", "demo", "--size", "huge", "--out", str(tmp_path / "d")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "naturalize.cli", "demo", "--size", "huge", "--out", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: unknown --size 'huge'; use one of small, default"]
 
 
 def test_demo_missing_pbc_is_one_line_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "naturalize.cli", "demo", "--pbc", str(tmp_path / "nope"),
-                           "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "naturalize.cli", "demo", "--pbc", str(tmp_path / "nope"), "--out", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nope" in lines[0] and "does not exist" in lines[0]

@@ -15,8 +15,11 @@ from naturalize.fsio import UserError
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes_in_any_number_of_processes_and_other_seed_differs(tmp_path: Path) -> None:
@@ -76,6 +79,6 @@ def test_red_cells_have_central_pallor() -> None:
 
     rgb, alpha = rbc_patch(np.random.default_rng(0), 33.0)
     c = rgb.shape[0] // 2
-    centre = rgb[c - 3:c + 4, c - 3:c + 4].mean()
-    ring = rgb[c, c + 22:c + 26].mean()
+    centre = rgb[c - 3 : c + 4, c - 3 : c + 4].mean()
+    ring = rgb[c, c + 22 : c + 26].mean()
     assert centre > ring + 10 and alpha[c, c] == pytest.approx(1.0) and alpha[0, 0] == 0.0

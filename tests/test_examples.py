@@ -15,8 +15,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def _run(script: str, *args: str, tmp: Path) -> str:
     env = dict(os.environ, CLASSIFY_CACHE=str(tmp / "cache"), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=tmp)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=600, env=env, cwd=tmp
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -31,17 +32,50 @@ def drawn(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(drawn: Path, tmp_path_factory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("bt")
-    stdout = _run("build_and_train.py", "--pbc", str(drawn), "--recipe", "custom", "--classes", "PMY,MY",
-                  "--per-class", "4", "--model", "custom_cnn", "--image-size", "48", "--epochs", "1",
-                  "--batch-size", "16", "--workers", "1", "--out", str(tmp / "out"), tmp=tmp)
+    stdout = _run(
+        "build_and_train.py",
+        "--pbc",
+        str(drawn),
+        "--recipe",
+        "custom",
+        "--classes",
+        "PMY,MY",
+        "--per-class",
+        "4",
+        "--model",
+        "custom_cnn",
+        "--image-size",
+        "48",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp / "out"),
+        tmp=tmp,
+    )
     return tmp / "out", stdout
 
 
 @pytest.mark.slow
 def test_compose_from_bank_makes_images_and_a_sheet(drawn: Path, tmp_path: Path) -> None:
     out = tmp_path / "c"
-    stdout = _run("compose_from_bank.py", "--pbc", str(drawn), "--limit", "6", "--class", "PMY", "--n", "4",
-                  "--out", str(out), tmp=tmp_path)
+    stdout = _run(
+        "compose_from_bank.py",
+        "--pbc",
+        str(drawn),
+        "--limit",
+        "6",
+        "--class",
+        "PMY",
+        "--n",
+        "4",
+        "--out",
+        str(out),
+        tmp=tmp_path,
+    )
     assert len(list((out / "images" / "PMY").glob("PMY_syn_0_*.jpg"))) == 4
     assert (out / "sheet.png").is_file() and (out / "images" / "manifest.jsonl").is_file()
     assert "composed 4 images" in stdout
@@ -61,8 +95,17 @@ def test_build_and_train_writes_a_dataset_and_an_evaluated_run(trained: tuple[Pa
 def test_explain_prediction_prints_classes_and_writes_score_cam(trained: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = trained
     images = sorted((out / "dataset" / "test").rglob("*.jpg"))[:2]
-    stdout = _run("explain_prediction.py", "--run", str(out / "run"), *map(str, images), "--max-channels", "8",
-                  "--out", str(tmp_path / "x"), tmp=tmp_path)
+    stdout = _run(
+        "explain_prediction.py",
+        "--run",
+        str(out / "run"),
+        *map(str, images),
+        "--max-channels",
+        "8",
+        "--out",
+        str(tmp_path / "x"),
+        tmp=tmp_path,
+    )
     assert sum(str(p) in stdout for p in images) == 2
     assert len(list((tmp_path / "x").glob("*.png"))) == 2
 

@@ -56,15 +56,23 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(root)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield (f"http://127.0.0.1:{httpd.server_address[1]}", root, hashlib.sha256(data).hexdigest(),
-           hashlib.md5(data).hexdigest())
+    yield (
+        f"http://127.0.0.1:{httpd.server_address[1]}",
+        root,
+        hashlib.sha256(data).hexdigest(),
+        hashlib.md5(data).hexdigest(),
+    )
     httpd.shutdown()
     httpd.server_close()
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "naturalize.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "naturalize.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_good_checksum_downloads_and_bad_one_leaves_nothing(server, tmp_path: Path) -> None:

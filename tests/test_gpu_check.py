@@ -19,8 +19,12 @@ def test_gpu_check_dry_run_measures_every_part_and_writes_one_json(tmp_path):
     pytest.importorskip("tensorflow")
     pytest.importorskip("torch")
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--dry-run", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--dry-run", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["dry_run"] is True and set(result["sam"]) == {"vit_b", "vit_h"}

@@ -18,8 +18,19 @@ from naturalize.fsio import UserError
 from naturalize.prepare import apply_curation, prepare
 from naturalize.records import load_sources, read_records, scan
 
-EXPECTED_SAMPLE = {"BA": 303, "BNE": 300, "EO": 304, "ERB": 300, "LY": 300, "MMY": 300, "MO": 301, "MY": 300,
-                   "PLT": 300, "PMY": 298, "SNE": 300}
+EXPECTED_SAMPLE = {
+    "BA": 303,
+    "BNE": 300,
+    "EO": 304,
+    "ERB": 300,
+    "LY": 300,
+    "MMY": 300,
+    "MO": 301,
+    "MY": 300,
+    "PLT": 300,
+    "PMY": 298,
+    "SNE": 300,
+}
 
 
 def _jpeg(path: Path, seed: int, mode: str = "RGB", size=(40, 36), fmt: str = "JPEG") -> bytes:
@@ -32,8 +43,11 @@ def _jpeg(path: Path, seed: int, mode: str = "RGB", size=(40, 36), fmt: str = "J
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -51,13 +65,13 @@ def messy_release(tmp_path: Path) -> Path:
     (root / "basophil" / "BA_empty.jpg").write_bytes(b"")
     good = (root / "basophil" / "BA_0.jpg").read_bytes()
     (root / "basophil" / "BA_trunc.jpg").write_bytes(good[: len(good) // 2])
-    _jpeg(root / "basophil" / "BA_png.jpg", 400, fmt="PNG")          # a PNG named .jpg
-    _jpeg(root / "basophil" / "BA_gray.jpg", 401, mode="L")          # grayscale
+    _jpeg(root / "basophil" / "BA_png.jpg", 400, fmt="PNG")  # a PNG named .jpg
+    _jpeg(root / "basophil" / "BA_gray.jpg", 401, mode="L")  # grayscale
     _jpeg(root / "basophil" / "BA_rgba.png", 402, mode="RGBA", fmt="PNG", size=(50, 20))
-    _jpeg(root / "ig" / "XYZ_1.jpg", 403)                            # unknown prefix
-    (root / "ig" / "PMY_dup.jpg").write_bytes((root / "ig" / "PMY_0.jpg").read_bytes())   # same-class duplicate
+    _jpeg(root / "ig" / "XYZ_1.jpg", 403)  # unknown prefix
+    (root / "ig" / "PMY_dup.jpg").write_bytes((root / "ig" / "PMY_0.jpg").read_bytes())  # same-class duplicate
     (root / "neutrophil" / "SNE_x.jpg").write_bytes((root / "basophil" / "BA_5.jpg").read_bytes())  # cross-class
-    (root / "lymphocyte").mkdir()                                    # empty folder
+    (root / "lymphocyte").mkdir()  # empty folder
     return tmp_path / "PBC"
 
 
@@ -161,11 +175,14 @@ def test_class_tree_layout(tmp_path: Path):
     assert result.ignored == ["unknown"]
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.mkdir(), "no PBC layout"),
-    (lambda p: (p / "holiday-photos").mkdir(parents=True), "no PBC layout"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "no PBC layout"),
+        (lambda p: (p / "holiday-photos").mkdir(parents=True), "no PBC layout"),
+    ],
+)
 def test_bad_roots_fail_with_one_line(tmp_path: Path, make, message):
     root = tmp_path / "input"
     make(root)
@@ -187,18 +204,35 @@ def test_too_small_to_split_and_out_inside_input(tmp_path: Path):
 
 def test_cli_prints_table_and_errors_in_one_line(messy_release: Path, tmp_path: Path):
     exe = [sys.executable, "-m", "naturalize.cli"]
-    ok = subprocess.run(exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o"), "--workers", "1"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o"), "--workers", "1"],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "PMY   promyelocyte" in ok.stdout and "duplicates 3" in ok.stdout
     with (tmp_path / "o" / "records.csv").open() as f:
-        assert next(csv.reader(f)) == ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
+        assert next(csv.reader(f)) == [
+            "path",
+            "class",
+            "folder",
+            "sha256",
+            "width",
+            "height",
+            "mode",
+            "split",
+            "excluded",
+        ]
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["layout"] == "release"
-    bad = subprocess.run(exe + ["prepare", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        exe + ["prepare", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
-    bad_split = subprocess.run(exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o3"), "--split", "0.9,0.2,0"],
-                               capture_output=True, text=True)
+    bad_split = subprocess.run(
+        exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o3"), "--split", "0.9,0.2,0"],
+        capture_output=True,
+        text=True,
+    )
     assert bad_split.returncode == 2 and "--split" in bad_split.stderr
 
 

@@ -54,13 +54,19 @@ def test_critic_finds_the_tell_and_not_real_against_real(trees: tuple[Path, Path
 def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) -> None:
     real, _ = trees
     (tmp_path / "empty").mkdir()
-    cases = [(["--real", str(tmp_path / "none"), "--synthetic", str(real)], "error: --real"),
-             (["--real", str(real), "--synthetic", str(real), "--classes", "LY"], "error: --real"),
-             (["--real", str(real), "--synthetic", str(tmp_path / "empty")], "error: --synthetic"),
-             (["--real", str(real), "--synthetic", str(real), "--out", str(real / "report")], "error: --out")]
+    cases = [
+        (["--real", str(tmp_path / "none"), "--synthetic", str(real)], "error: --real"),
+        (["--real", str(real), "--synthetic", str(real), "--classes", "LY"], "error: --real"),
+        (["--real", str(real), "--synthetic", str(tmp_path / "empty")], "error: --synthetic"),
+        (["--real", str(real), "--synthetic", str(real), "--out", str(real / "report")], "error: --out"),
+    ]
     for args, start in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "o")]
-        r = subprocess.run([sys.executable, "-m", "naturalize.cli", "realism", *args, *out],
-                           capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "naturalize.cli", "realism", *args, *out],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(start), r.stderr
         assert "Traceback" not in r.stderr

@@ -41,13 +41,18 @@ def tree(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "naturalize.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "naturalize.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.slow
-def test_sam_backend_writes_a_bank_from_one_encoding(checkpoint: Path, tree: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sam_backend_writes_a_bank_from_one_encoding(
+    checkpoint: Path, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from segment_anything import SamPredictor
 
     from naturalize.segment.run import read_rgb, segment
@@ -72,9 +77,16 @@ def test_sam_backend_writes_a_bank_from_one_encoding(checkpoint: Path, tree: Pat
     said: list[str] = []
     out = tmp_path / "bank"
     # no quality or size filter: the random model's masks all flow on to cells_from_masks and the bank
-    summary = segment(tree, out, backend="auto", device="cpu", points_per_side=3, progress=False, echo=said.append,
-                      backend_params={"pred_iou_thresh": 0.0, "stability_thresh": 0.0, "min_area": 1,
-                                      "max_area_frac": 1.0})
+    summary = segment(
+        tree,
+        out,
+        backend="auto",
+        device="cpu",
+        points_per_side=3,
+        progress=False,
+        echo=said.append,
+        backend_params={"pred_iou_thresh": 0.0, "stability_thresh": 0.0, "min_area": 1, "max_area_frac": 1.0},
+    )
     assert said[0].startswith("backend auto -> sam")
     assert len(encoded) == 1  # one image encoding for the centre prompt and all 9 grid prompts
     assert summary.written == 1
@@ -92,8 +104,12 @@ def test_sam_backend_writes_a_bank_from_one_encoding(checkpoint: Path, tree: Pat
     bank = Bank.open(out)
     assert bank.meta["backend"] == "sam"
     p = bank.meta["parameters"]
-    assert (p["model_type"], p["checkpoint"], p["points_per_side"], p["pred_iou_thresh"]) == \
-        ("vit_b", checkpoint.name, 3, 0.0)
+    assert (p["model_type"], p["checkpoint"], p["points_per_side"], p["pred_iou_thresh"]) == (
+        "vit_b",
+        checkpoint.name,
+        3,
+        0.0,
+    )
     assert [r["source"] for r in bank.curation] == [f"SNE/{src.name}"]
     g = bank.backgrounds[0]
     assert bank.load_background(g).shape == (g.height, g.width, 3)
@@ -131,8 +147,20 @@ def test_checkpoint_errors_name_the_fix(checkpoint: Path, tree: Path, tmp_path: 
         assert "--device cpu" in error(checkpoint=str(checkpoint), device="cuda")
     assert not out.exists()
     # through the command line: one line, exit code 2, nothing written
-    proc = cli("segment", str(tree), "--out", str(out), "--backend", "sam", "--checkpoint", str(checkpoint),
-               "--model-type", "vit_l", "--device", "cpu")
+    proc = cli(
+        "segment",
+        str(tree),
+        "--out",
+        str(out),
+        "--backend",
+        "sam",
+        "--checkpoint",
+        str(checkpoint),
+        "--model-type",
+        "vit_l",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "holds SAM vit_b weights" in lines[0] and "--model-type vit_b" in lines[0]
@@ -145,8 +173,10 @@ def test_weights_that_do_not_fit_are_reported(tmp_path: Path) -> None:
     from naturalize.fsio import UserError
     from naturalize.segment.sam import build_model
 
-    state = {"image_encoder.patch_embed.proj.weight": torch.zeros(768, 3, 16, 16),
-             "image_encoder.pos_embed": torch.zeros(1, 8, 8, 768)}
+    state = {
+        "image_encoder.patch_embed.proj.weight": torch.zeros(768, 3, 16, 16),
+        "image_encoder.pos_embed": torch.zeros(1, 8, 8, 768),
+    }
     path = tmp_path / "partial.pth"
     torch.save(state, path)
     with pytest.raises(UserError, match="does not fit SAM vit_b"):

@@ -39,16 +39,19 @@ def bank(sample_release: Path, sample_boxes: Path, tmp_path_factory: pytest.Temp
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and STATE_DIR not in p.parts and not p.name.startswith(".")}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and STATE_DIR not in p.parts and not p.name.startswith(".")
+    }
 
 
 def _placed_mask(cell, width: int, height: int) -> np.ndarray:
     """A placed cell's whole mask in image coordinates."""
     full = np.zeros((height + 400, width + 400), bool)
     h, w = cell.mask.shape
-    full[200 + cell.y:200 + cell.y + h, 200 + cell.x:200 + cell.x + w] = cell.mask > 0
-    return full[200:200 + height, 200:200 + width]
+    full[200 + cell.y : 200 + cell.y + h, 200 + cell.x : 200 + cell.x + w] = cell.mask > 0
+    return full[200 : 200 + height, 200 : 200 + width]
 
 
 def test_donor_keeps_its_own_cells_and_only_its_white_cell_changes(bank: Path) -> None:
@@ -68,9 +71,9 @@ def test_donor_keeps_its_own_cells_and_only_its_white_cell_changes(bank: Path) -
         # far from the removed cell's box and the new cell, every pixel is the real image's own
         far = np.ones(real.shape[:2], bool)
         g = HOLE_MARGIN + 8
-        far[max(0, removed.y0 - g):removed.y1 + g, max(0, removed.x0 - g):removed.x1 + g] = False
+        far[max(0, removed.y0 - g) : removed.y1 + g, max(0, removed.x0 - g) : removed.x1 + g] = False
         h, w = new.mask.shape
-        far[max(0, new.y):new.y + h, max(0, new.x):new.x + w] = False
+        far[max(0, new.y) : new.y + h, max(0, new.x) : new.x + w] = False
         assert np.array_equal(comp.image[far], real[far])
         # the kept cells are all the donor's red cells and platelets in the bank, with their own source
         kept = [lib.scene.kept.rows[c.index] for c in comp.cells[:-1]]
@@ -125,8 +128,27 @@ def test_bank_without_source_images_is_one_clear_error(bank: Path, tmp_path: Pat
     (moved / "bank.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="source images"):
         transplant_library(Bank.open(moved), "PMY", 0, TRANSPLANT)
-    r = subprocess.run([sys.executable, "-m", "naturalize.cli", "compose", "--class", "PMY", "--n", "2", "--bank",
-                        str(bank), "--out", str(tmp_path / "x"), "--scene", "collage"], capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "naturalize.cli",
+            "compose",
+            "--class",
+            "PMY",
+            "--n",
+            "2",
+            "--bank",
+            str(bank),
+            "--out",
+            str(tmp_path / "x"),
+            "--scene",
+            "collage",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --scene 'collage'")
     assert "Traceback" not in r.stderr
 
@@ -163,6 +185,8 @@ def test_matched_scene_follows_the_class_statistics(bank: Path, tmp_path: Path) 
         rbc = [c for c in m["cells"] if c["kind"] == "RBC"]
         counts.append(len(rbc))
         assert len({c["source"] for c in rbc}) <= MATCHED_SOURCES
-        cut += sum(c["x"] < 0 or c["y"] < 0 or c["x"] + c["w"] > m["width"] or c["y"] + c["h"] > m["height"] for c in rbc)
+        cut += sum(
+            c["x"] < 0 or c["y"] < 0 or c["x"] + c["w"] > m["width"] or c["y"] + c["h"] > m["height"] for c in rbc
+        )
     assert max(counts) > 8 and np.median(counts) >= 0.8 * np.median(sorted(want))  # crowded as the real images
     assert cut >= 10  # red cells cut by the border, as in real crops

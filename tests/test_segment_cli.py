@@ -33,8 +33,11 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every file under `root`."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_same_tree(a: Path, b: Path) -> None:
@@ -56,8 +59,19 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 def bank(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A classical bank of N sample images made with two workers."""
     out = tmp_path_factory.mktemp("seg") / "bank"
-    proc = cli("segment", str(sample_root), "--out", str(out), "--backend", "classical", "--limit", str(N),
-               "--workers", "2", "--no-progress")
+    proc = cli(
+        "segment",
+        str(sample_root),
+        "--out",
+        str(out),
+        "--backend",
+        "classical",
+        "--limit",
+        str(N),
+        "--workers",
+        "2",
+        "--no-progress",
+    )
     assert "backend classical" in proc.stderr
     return out
 
@@ -140,16 +154,29 @@ def test_backgrounds_are_full_size_and_cell_free(bank: Path, sample_release: Pat
         assert plate.shape == src.shape and (g.width, g.height) == (src.shape[1], src.shape[0])
         wbc = [s for s in b.sprites if s.source == g.source and s.kind == "WBC"]
         for s in wbc:  # the white cell's purple is gone from the plate
-            region = lambda a: a[s.y0:s.y1, s.x0:s.x1].astype(int)  # noqa: E731
-            stain = lambda a: (region(a)[:, :, 2] - region(a)[:, :, 1]).mean()  # noqa: E731
-            assert stain(plate) < stain(src) - 10
+            stain = [
+                (a[s.y0 : s.y1, s.x0 : s.x1, 2].astype(int) - a[s.y0 : s.y1, s.x0 : s.x1, 1]).mean()
+                for a in (plate, src)
+            ]
+            assert stain[0] < stain[1] - 10
 
 
 def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: Path, tmp_path: Path) -> None:
     # an interrupted run: the last two images never committed, a half-written index row, a stray temp file
     cut = tmp_path / "cut"
-    cli("segment", str(sample_root), "--out", str(cut), "--backend", "classical", "--limit", str(N - 2),
-        "--workers", "1", "--no-progress")
+    cli(
+        "segment",
+        str(sample_root),
+        "--out",
+        str(cut),
+        "--backend",
+        "classical",
+        "--limit",
+        str(N - 2),
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     lost = [r["source"] for r in Bank.open(bank).curation[-2:]]
     with open(cut / "index.csv", "ab") as f:
         f.write(b"ERB_0_RBC_9,RBC,,ERB/ERB_0.jpg,1,2")
@@ -157,16 +184,41 @@ def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: 
     (cut / "sprites" / ".x.png.123.tmp").write_bytes(b"partial")
     b = Bank.open(cut)  # valid while interrupted: the uncommitted images are not part of it
     assert {r["source"] for r in b.curation}.isdisjoint(lost) and not any(s.source in lost for s in b.sprites)
-    proc = cli("segment", str(sample_root), "--out", str(cut), "--backend", "classical", "--limit", str(N),
-               "--workers", "1", "--no-progress")
+    proc = cli(
+        "segment",
+        str(sample_root),
+        "--out",
+        str(cut),
+        "--backend",
+        "classical",
+        "--limit",
+        str(N),
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert f"{N - 2} of {N} images already done" in proc.stderr
     assert_same_tree(cut, bank)  # byte-identical, with one worker instead of two
 
 
 def test_killed_run_resumes_to_the_same_bank(bank: Path, sample_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "naturalize.cli", "segment", str(sample_root), "--out", str(out),
-            "--backend", "classical", "--limit", str(N), "--workers", "1", "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "naturalize.cli",
+        "segment",
+        str(sample_root),
+        "--out",
+        str(out),
+        "--backend",
+        "classical",
+        "--limit",
+        str(N),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
@@ -183,8 +235,19 @@ def test_killed_run_resumes_to_the_same_bank(bank: Path, sample_root: Path, tmp_
 
 def test_existing_output_is_protected(bank: Path, sample_root: Path, tmp_path: Path) -> None:
     before = tree_digest(bank)
-    other = cli("segment", str(sample_root), "--out", str(bank), "--backend", "classical", "--limit", "2",
-                "--split", "train", check=False)
+    other = cli(
+        "segment",
+        str(sample_root),
+        "--out",
+        str(bank),
+        "--backend",
+        "classical",
+        "--limit",
+        "2",
+        "--split",
+        "train",
+        check=False,
+    )
     assert error_line(other)  # a raw release tree has no split
     # same bank, other settings (another input root): refused, untouched
     alt_root = tmp_path / "alt"
@@ -214,18 +277,21 @@ def test_bad_inputs_one_line_and_nothing_written(sample_root: Path, tmp_path: Pa
     out = tmp_path / "out"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no PBC layout" in error_line(cli("segment", str(empty), "--out", str(out), "--backend", "classical",
-                                             check=False))
+    assert "no PBC layout" in error_line(
+        cli("segment", str(empty), "--out", str(out), "--backend", "classical", check=False)
+    )
     tree = tmp_path / "tree" / "BNE"
     tree.mkdir(parents=True)
     src = next((sample_root / "PBC_dataset_normal_DIB" / "neutrophil").glob("BNE_*.jpg"))
     shutil.copy(src, tree / src.name)
     line = error_line(cli("segment", str(tree.parent), "--out", str(out), "--classes", "PMY", check=False))
     assert "PMY" in line
-    assert "unknown class" in error_line(cli("segment", str(tree.parent), "--out", str(out), "--classes", "XYZ",
-                                             check=False))
-    assert "unknown backend" in error_line(cli("segment", str(tree.parent), "--out", str(out), "--backend", "magic",
-                                               check=False))
+    assert "unknown class" in error_line(
+        cli("segment", str(tree.parent), "--out", str(out), "--classes", "XYZ", check=False)
+    )
+    assert "unknown backend" in error_line(
+        cli("segment", str(tree.parent), "--out", str(out), "--backend", "magic", check=False)
+    )
     assert not out.exists()
 
 
@@ -233,8 +299,19 @@ def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path
     prep = tmp_path / "prep"
     cli("prepare", str(sample_root), "--out", str(prep))
     out = tmp_path / "bank"
-    cli("segment", str(prep), "--out", str(out), "--backend", "classical", "--split", "train", "--limit", "30",
-        "--no-progress")
+    cli(
+        "segment",
+        str(prep),
+        "--out",
+        str(out),
+        "--backend",
+        "classical",
+        "--split",
+        "train",
+        "--limit",
+        "30",
+        "--no-progress",
+    )
     before = {p.name: p.read_bytes() for p in prep.iterdir() if p.is_file()}
     with (prep / "records.csv").open(newline="") as f:
         records = {r["path"]: r for r in csv.DictReader(f)}
@@ -247,7 +324,18 @@ def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path
     assert not any(r["excluded"] for r in records.values())
     assert {p.name: p.read_bytes() for p in prep.iterdir() if p.is_file()} == before
     # a larger --limit extends a smaller one: 30 then 40 gives the bank 40 images, the first 30 unchanged
-    cli("segment", str(prep), "--out", str(out), "--backend", "classical", "--split", "train", "--limit", "40",
-        "--no-progress")
+    cli(
+        "segment",
+        str(prep),
+        "--out",
+        str(out),
+        "--backend",
+        "classical",
+        "--split",
+        "train",
+        "--limit",
+        "40",
+        "--no-progress",
+    )
     again = Bank.open(out).curation
     assert len(again) == 40 and again[:30] == b.curation

@@ -1,15 +1,15 @@
 """Composition: realistic synthetic PBC images from a sprite bank (`naturalize compose`, `preview`).
 
-    params.py     ComposeParams and the parsing of sizes, ranges and shards
-    library.py    the bank loaded for one run: feathered premultiplied sprites, plates, colour statistics
-    stain.py      stain matching: von Kries gains from plasma colours
-    transform.py  flips, quarter turns, small rotations and scale jitter (one affine warp)
-    core.py       the pure core: layout, recolouring and blending of one image (arrays + Generator)
-    scenes.py     scenes (paper, matched, transplant): their libraries, transplant donors and their cache
-    scene_stats.py  the class's scene statistics measured on the bank's images (matched)
-    annotate.py   per-image records, manifest lines and the COCO file
-    run.py        the shell: forked workers over one library, journals, shards, resume, output files
-    preview.py    contact sheets, real beside synthetic
+params.py     ComposeParams and the parsing of sizes, ranges and shards
+library.py    the bank loaded for one run: feathered premultiplied sprites, plates, colour statistics
+stain.py      stain matching: von Kries gains from plasma colours
+transform.py  flips, quarter turns, small rotations and scale jitter (one affine warp)
+core.py       the pure core: layout, recolouring and blending of one image (arrays + Generator)
+scenes.py     scenes (paper, matched, transplant): their libraries, transplant donors and their cache
+scene_stats.py  the class's scene statistics measured on the bank's images (matched)
+annotate.py   per-image records, manifest lines and the COCO file
+run.py        the shell: forked workers over one library, journals, shards, resume, output files
+preview.py    contact sheets, real beside synthetic
 """
 
 from __future__ import annotations
@@ -19,8 +19,15 @@ from typing import Any
 
 #: Public name -> the module that defines it; imported on first use, so `import naturalize.compose.params`
 #: (the CLI reads its defaults) does not load OpenCV, pycocotools and the run shell.
-_EXPORTS = {"Composite": "core", "compose_image": "core", "Library": "library", "load_library": "library",
-            "ComposeParams": "params", "compose_class": "run", "render": "run"}
+_EXPORTS = {
+    "Composite": "core",
+    "compose_image": "core",
+    "Library": "library",
+    "load_library": "library",
+    "ComposeParams": "params",
+    "compose_class": "run",
+    "render": "run",
+}
 
 __all__ = sorted(_EXPORTS)
 

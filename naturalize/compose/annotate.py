@@ -49,7 +49,7 @@ def label_rles(labels: np.ndarray, n: int) -> list[tuple[str, list[int], int] | 
         lo, hi = cuts[label], cuts[label + 1]
         if lo < hi:  # counts: zeros before the first run, its length, zeros to the next run, ...
             tail = total - int(edges[hi - 1, 1])
-            counts = np.append(steps[2 * lo:2 * hi], tail) if tail else steps[2 * lo:2 * hi].copy()
+            counts = np.append(steps[2 * lo : 2 * hi], tail) if tail else steps[2 * lo : 2 * hi].copy()
             counts[0] = edges[lo, 0]
             found.append(label)
             uncompressed.append({"size": [H, W], "counts": counts})
@@ -92,16 +92,27 @@ def image_record(comp: Composite, lib: Library, file: str, seed: int, index: int
             "centre": c.role == "centre",
             "sprite_id": row.sprite_id,
             "source": row.source,
-            "x": c.x, "y": c.y, "w": int(c.mask.shape[1]), "h": int(c.mask.shape[0]),
+            "x": c.x,
+            "y": c.y,
+            "w": int(c.mask.shape[1]),
+            "h": int(c.mask.shape[0]),
             "transform": c.transform.as_dict(),
             "stain_gain_rgb": [round(g, 4) for g in c.gain[::-1]],
         }
         if vis is not None:
             cell["rle"], cell["bbox"], cell["area"] = vis
         cells.append(cell)
-    return {"file": file, "class": lib.cls, "seed": seed, "index": index, "width": W, "height": H,
-            "scene": getattr(lib.scene, "name", "paper"),
-            "background": background_record(lib, comp.plate), "cells": cells}
+    return {
+        "file": file,
+        "class": lib.cls,
+        "seed": seed,
+        "index": index,
+        "width": W,
+        "height": H,
+        "scene": getattr(lib.scene, "name", "paper"),
+        "background": background_record(lib, comp.plate),
+        "cells": cells,
+    }
 
 
 #: obj -> compact JSON text with sorted keys (one encoder for all calls: json.dumps would build one per call).
@@ -115,26 +126,32 @@ def _cell_text(c: dict) -> str:
     """_dumps of a record's cell without its mask, from a template (keys sorted, compact)."""
     t = c["transform"]
     head = f'{{"area":{c["area"]},"bbox":[{",".join(map(str, c["bbox"]))}],' if "area" in c else "{"
-    return (f'{head}"category":{_q(c["category"])},"centre":{_JSON_BOOL[c["centre"]]},"h":{c["h"]},'
-            f'"kind":{_q(c["kind"])},"source":{_q(c["source"])},"sprite_id":{_q(c["sprite_id"])},'
-            f'"stain_gain_rgb":[{",".join(map(repr, c["stain_gain_rgb"]))}],"transform":{{"angle":{t["angle"]!r},'
-            f'"flip":{_JSON_BOOL[t["flip"]]},"rot90":{t["rot90"]},"scale":{t["scale"]!r}}},'
-            f'"w":{c["w"]},"x":{c["x"]},"y":{c["y"]}}}')
+    return (
+        f'{head}"category":{_q(c["category"])},"centre":{_JSON_BOOL[c["centre"]]},"h":{c["h"]},'
+        f'"kind":{_q(c["kind"])},"source":{_q(c["source"])},"sprite_id":{_q(c["sprite_id"])},'
+        f'"stain_gain_rgb":[{",".join(map(repr, c["stain_gain_rgb"]))}],"transform":{{"angle":{t["angle"]!r},'
+        f'"flip":{_JSON_BOOL[t["flip"]]},"rot90":{t["rot90"]},"scale":{t["scale"]!r}}},'
+        f'"w":{c["w"]},"x":{c["x"]},"y":{c["y"]}}}'
+    )
 
 
 def manifest_text(record: dict) -> str:
     """The record's manifest line: the record without its masks as compact JSON with sorted keys, from a
     template (a worker writes one per image; 3x faster than json; tested equal)."""
-    return (f'{{"background":{_dumps(record["background"])},'
-            f'"cells":[{",".join(map(_cell_text, record["cells"]))}],"class":{_q(record["class"])},'
-            f'"file":{_q(record["file"])},"height":{record["height"]},"index":{record["index"]},'
-            f'"scene":{_q(record["scene"])},"seed":{record["seed"]},"width":{record["width"]}}}')
+    return (
+        f'{{"background":{_dumps(record["background"])},'
+        f'"cells":[{",".join(map(_cell_text, record["cells"]))}],"class":{_q(record["class"])},'
+        f'"file":{_q(record["file"])},"height":{record["height"]},"index":{record["index"]},'
+        f'"scene":{_q(record["scene"])},"seed":{record["seed"]},"width":{record["width"]}}}'
+    )
 
 
 def coco_categories() -> list[dict]:
     """The fixed COCO categories (ids from 1 in CATEGORIES order)."""
-    return [{"id": CATEGORY_ID[n], "name": n, "supercategory": "RBC" if n == "RBC" else ("PLT" if n == "PLT" else "WBC")}
-            for n in CATEGORIES]
+    return [
+        {"id": CATEGORY_ID[n], "name": n, "supercategory": "RBC" if n == "RBC" else ("PLT" if n == "PLT" else "WBC")}
+        for n in CATEGORIES
+    ]
 
 
 def coco_template(record: dict) -> tuple[str, int]:
@@ -143,10 +160,13 @@ def coco_template(record: dict) -> tuple[str, int]:
     `template % (a, i, a + 1, i, ...)` is them as annotations a, a + 1, ... of image i. Written from a
     template (keys in sorted order, compact; json.dumps costs 4x more; tested equal)."""
     size = f'"size":[{record["height"]},{record["width"]}]'
-    anns = [f'{{"area":{c["area"]},"bbox":[{",".join(map(str, c["bbox"]))}],'
-            f'"category_id":{CATEGORY_ID[c["category"]]},"id":%d,"image_id":%d,"iscrowd":0,'
-            f'"segmentation":{{"counts":{_q(c["rle"]).replace("%", "%%")},{size}}}}}'
-            for c in record["cells"] if "rle" in c]
+    anns = [
+        f'{{"area":{c["area"]},"bbox":[{",".join(map(str, c["bbox"]))}],'
+        f'"category_id":{CATEGORY_ID[c["category"]]},"id":%d,"image_id":%d,"iscrowd":0,'
+        f'"segmentation":{{"counts":{_q(c["rle"]).replace("%", "%%")},{size}}}}}'
+        for c in record["cells"]
+        if "rle" in c
+    ]
     return ",".join(anns), len(anns)
 
 
@@ -154,9 +174,17 @@ def journal_entry(record: dict) -> dict:
     """What a run's journal keeps of an image: the keys that identify it, its manifest line and its COCO
     annotations (`coco_template`: "coco" and "n_anns"), already serialised."""
     template, n = coco_template(record)
-    return {"class": record["class"], "seed": record["seed"], "index": record["index"], "file": record["file"],
-            "width": record["width"], "height": record["height"],
-            "manifest": manifest_text(record), "coco": template, "n_anns": n}
+    return {
+        "class": record["class"],
+        "seed": record["seed"],
+        "index": record["index"],
+        "file": record["file"],
+        "width": record["width"],
+        "height": record["height"],
+        "manifest": manifest_text(record),
+        "coco": template,
+        "n_anns": n,
+    }
 
 
 def coco_text(entries: list[dict]) -> str:
@@ -172,5 +200,7 @@ def coco_text(entries: list[dict]) -> str:
             ids[::2] = range(next_id, next_id + n)
             anns.append(e["coco"] % tuple(ids))
             next_id += n
-    return (f'{{"annotations":[{",".join(anns)}],"categories":{_dumps(coco_categories())},'
-            f'"images":[{",".join(images)}],"info":{_dumps(INFO)}}}')
+    return (
+        f'{{"annotations":[{",".join(anns)}],"categories":{_dumps(coco_categories())},'
+        f'"images":[{",".join(images)}],"info":{_dumps(INFO)}}}'
+    )

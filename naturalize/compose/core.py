@@ -9,7 +9,8 @@ Layout: the class's centre cell is drawn first, then a plate whose own inpainted
 larger (so the new cell hides the smudge); the centre cell goes near the image centre (offset drawn
 from the distribution measured on real PBC crops); further white cells, red cells and platelets are
 rejection-sampled anywhere, may be cut by the border, never touch a white cell (tested on the warped
-masks, grown by `wbc_margin`), and may touch each other by at most `rbc_overlap` of their area. Each sprite is one of its warped variants
+masks, grown by `wbc_margin`), and may touch each other by at most `rbc_overlap` of their area. Each sprite is one
+of its warped variants
 (flip, quarter turn, small rotation and scale) mirrored and turned at random, recoloured by the von
 Kries gain that maps its source image's plasma colour onto the plate's (per channel: under
 Beer-Lambert, a change of illumination or stain tint multiplies every transmitted channel), and
@@ -97,7 +98,7 @@ class Occupancy:
         cx, cy = x + w // 2, y + h // 2
         if near_white and 0 <= cx < W and 0 <= cy < H and self.white[cy, cx] and mask[h // 2, w // 2]:
             return False  # its own centre pixel lies on a white cell: the cheapest certain collision
-        m = mask[y0 - y:y1 - y, x0 - x:x1 - x]
+        m = mask[y0 - y : y1 - y, x0 - x : x1 - x]
         cut = x0 > x or y0 > y or x1 < x + w or y1 < y + h  # else every mask pixel is inside
         if cut and min_visible > 0 and cv2.countNonZero(m) < min_visible * area:
             return False
@@ -113,7 +114,7 @@ class Occupancy:
         if box is not None:
             x0, y0, x1, y1 = box
             region = target[y0:y1, x0:x1]
-            cv2.bitwise_or(region, mask[y0 - y:y1 - y, x0 - x:x1 - x], dst=region)
+            cv2.bitwise_or(region, mask[y0 - y : y1 - y, x0 - x : x1 - x], dst=region)
             if white:
                 wb = self.white_box or box
                 self.white_box = (min(wb[0], x0), min(wb[1], y0), max(wb[2], x1), max(wb[3], y1))
@@ -179,7 +180,9 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
         h, w = cell.mask.shape
         for fx, fy in rng.random((p.tries, 2)).tolist():
             x, y = int(fx * W) - w // 2, int(fy * H) - h // 2
-            if occ.fits(grown, x - r, y - r, cell.area, p.min_visible, 0.0) and occ.fits(cell.mask, x, y, cell.area, 0, 0.0):
+            if occ.fits(grown, x - r, y - r, cell.area, p.min_visible, 0.0) and occ.fits(
+                cell.mask, x, y, cell.area, 0, 0.0
+            ):
                 place_white(cell, x, y)
                 occ.mark(cell.mask, x, y, white=False)
                 break

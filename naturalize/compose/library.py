@@ -11,9 +11,11 @@ computed here once, so composing an image only warps, recolours and blends.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -65,7 +67,6 @@ class SpriteSet:
         return out
 
 
-
 @dataclass
 class Library:
     """Everything one run composes from (see module doc). `centre_kind` is WBC, or PLT for class PLT."""
@@ -80,8 +81,7 @@ class Library:
     centre: SpriteSet
     rbc: SpriteSet
     plt: SpriteSet
-    scene: object = None  # the scene's own data (scenes.Donors for transplant); None for paper
-
+    scene: Any = None  # the scene's own data (scenes.Donors for transplant); None for paper
 
 
 def bank_fingerprint(bank: Bank) -> str:
@@ -105,10 +105,14 @@ def check_class(bank: Bank, cls: str) -> list[SpriteRow]:
     kind = centre_kind_of(cls)
     rows = bank.select(kind, None if kind == "PLT" else cls)
     if not rows:
-        raise UserError(f"bank {bank.root} has no {kind} sprites of class {cls} (cells cut by the border do not count); "
-                        f"segment images of class {cls} into it with `naturalize segment`")
+        raise UserError(
+            f"bank {bank.root} has no {kind} sprites of class {cls} (cells cut by the border do not count); "
+            f"segment images of class {cls} into it with `naturalize segment`"
+        )
     if not bank.backgrounds:
-        raise UserError(f"bank {bank.root} has no background plates (backgrounds.csv); rebuild it with `naturalize segment`")
+        raise UserError(
+            f"bank {bank.root} has no background plates (backgrounds.csv); rebuild it with `naturalize segment`"
+        )
     return rows
 
 
@@ -184,10 +188,10 @@ class _Tasks:
     def __init__(self, threads: int):
         self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
-    def map(self, fn, items: list):
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return self.pool.map(fn, items) if self.pool else map(fn, items)
 
-    def __enter__(self) -> "_Tasks":
+    def __enter__(self) -> _Tasks:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -203,8 +207,9 @@ def _load_sprite(path: Path, feather: float, transforms: list[Transform], warm: 
     return (sprite_plasma(raw) if plasma else None), bgra, [make_variant(bgra, t) for t in transforms] if warm else []
 
 
-def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1,
-                 warm: bool = False) -> Library:
+def load_library(
+    bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False
+) -> Library:
     """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images and
     at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
     seed (all of them in a small bank). A sprite's source plasma colour is its source plate's when that
@@ -237,13 +242,23 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads
         from naturalize.compose.variety import sized
 
         every = [r.area for r in bank.select(centre_kind_of(cls), None if cls == "PLT" else cls)]
-        transforms[0] = sized(transforms[0], [r.area for r in centre_rows], every,
-                              np.random.default_rng([seed, CLASSES.index(cls), 0x5CA1E]))
+        transforms[0] = sized(
+            transforms[0],
+            [r.area for r in centre_rows],
+            every,
+            np.random.default_rng([seed, CLASSES.index(cls), 0x5CA1E]),
+        )
     with _Tasks(threads) as tasks:  # every file queued at once: plates, then each set's sprites
         plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), plate_rows)
-        sprites_done = [tasks.map(lambda rt: _load_sprite(bank.root / rt[0].relpath, params.feather, rt[1], warm,
-                                                          rt[0].source not in chosen), zip(rows, ts))
-                        for (rows, _), ts in zip(sets, transforms)]
+        sprites_done = [
+            tasks.map(
+                lambda rt: _load_sprite(
+                    bank.root / rt[0].relpath, params.feather, rt[1], warm, rt[0].source not in chosen
+                ),
+                zip(rows, ts),
+            )
+            for (rows, _), ts in zip(sets, transforms)
+        ]
         plates = list(plates_done)
         loaded = [list(done) for done in sprites_done]
     plasma_of = {r.source: plasma_colour(p) for r, p in zip(plate_rows, plates)}
@@ -264,13 +279,26 @@ def load_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads
     if params.wbc_stain:
         from naturalize.compose.variety import tints
 
-        centre.tints = tints(centre.bgra, centre.plasma, params.centre_variants,
-                             np.random.default_rng([seed, CLASSES.index(cls), 0x57A1]))
+        centre.tints = tints(
+            centre.bgra,
+            centre.plasma,
+            params.centre_variants,
+            np.random.default_rng([seed, CLASSES.index(cls), 0x57A1]),
+        )
     centre_area = _centre_cell_areas(bank, plate_rows, params.size)
     order = np.argsort(centre_area, kind="stable")
-    return Library(cls=cls, centre_kind=centre_kind_of(cls), plates=plates, plate_rows=plate_rows,
-                   plate_plasma=plate_plasma, plate_by_centre_area=order, plate_centre_area_sorted=centre_area[order],
-                   centre=centre, rbc=rbc_set, plt=plt_set)
+    return Library(
+        cls=cls,
+        centre_kind=centre_kind_of(cls),
+        plates=plates,
+        plate_rows=plate_rows,
+        plate_plasma=plate_plasma,
+        plate_by_centre_area=order,
+        plate_centre_area_sorted=centre_area[order],
+        centre=centre,
+        rbc=rbc_set,
+        plt=plt_set,
+    )
 
 
 def _centre_cell_areas(bank: Bank, plates: list[BackgroundRow], size: tuple[int, int]) -> np.ndarray:

@@ -81,7 +81,9 @@ class ComposeParams:
         if w < 64 or h < 64:
             raise UserError(f"--size {w}x{h} is too small; use at least 64x64 (PBC crops are 360x363)")
         if self.rbc < 0 or self.wbc < 0 or self.platelets[0] < 0 or self.platelets[1] < self.platelets[0]:
-            raise UserError("cell counts must be >= 0 and --platelets LOW..HIGH with LOW <= HIGH (e.g. --platelets 0..2)")
+            raise UserError(
+                "cell counts must be >= 0 and --platelets LOW..HIGH with LOW <= HIGH (e.g. --platelets 0..2)"
+            )
         if self.scene not in SCENES:
             raise UserError(f"--scene {self.scene!r} is not one of {', '.join(SCENES)}")
         if self.fmt not in FORMATS:
@@ -112,12 +114,17 @@ def check_scene_counts(params: ComposeParams) -> None:
     default = ComposeParams()
     unused = ("rbc", "platelets") + (("wbc",) if params.scene == "transplant" else ())
     shown = {"platelets": lambda v: "{}..{}".format(*v)}
-    ignored = [f"--{name} {shown.get(name, str)(getattr(params, name))}" for name in unused
-               if getattr(params, name) != getattr(default, name)]
+    ignored = [
+        f"--{name} {shown.get(name, str)(getattr(params, name))}"
+        for name in unused
+        if getattr(params, name) != getattr(default, name)
+    ]
     if ignored:
-        raise UserError(f"{' and '.join(ignored)} would be ignored: the {params.scene} scene takes "
-                        f"{'them' if len(ignored) > 1 else 'it'} from real images; leave the default, or use "
-                        f"--scene paper to place cells anew")
+        raise UserError(
+            f"{' and '.join(ignored)} would be ignored: the {params.scene} scene takes "
+            f"{'them' if len(ignored) > 1 else 'it'} from real images; leave the default, or use "
+            f"--scene paper to place cells anew"
+        )
 
 
 def parse_size(text: str) -> tuple[int, int]:

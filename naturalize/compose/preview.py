@@ -23,8 +23,7 @@ TILE = 128
 
 def find_images(root: Path) -> tuple[list[Path], list[Path]]:
     """(real, synthetic) image paths under root, sorted; synthetic = '_syn_' in the file name."""
-    files = sorted(p for p in root.rglob("*") if is_image_name(p) and p.is_file()
-                   and not p.name.startswith("."))
+    files = sorted(p for p in root.rglob("*") if is_image_name(p) and p.is_file() and not p.name.startswith("."))
     return [p for p in files if "_syn_" not in p.name], [p for p in files if "_syn_" in p.name]
 
 
@@ -71,12 +70,13 @@ def _grid(tiles: list[np.ndarray], cols: int) -> np.ndarray:
     sheet = np.full((rows * (TILE + 2), cols * (TILE + 2), 3), 255, np.uint8)
     for i, t in enumerate(tiles):
         r, c = divmod(i, cols)
-        sheet[r * (TILE + 2):r * (TILE + 2) + TILE, c * (TILE + 2):c * (TILE + 2) + TILE] = t
+        sheet[r * (TILE + 2) : r * (TILE + 2) + TILE, c * (TILE + 2) : c * (TILE + 2) + TILE] = t
     return sheet
 
 
-def contact_sheet(root: str | Path, out: str | Path, n: int = 48, real: str | Path | None = None,
-                  seed: int = 0) -> dict:
+def contact_sheet(
+    root: str | Path, out: str | Path, n: int = 48, real: str | Path | None = None, seed: int = 0
+) -> dict:
     """Write the contact sheet PNG of `root` (and `real`) to `out`; returns tile counts per origin ('real',
     'synthetic') and the chosen files that could not be read ('unreadable'; left out of the sheet)."""
     root = Path(root)

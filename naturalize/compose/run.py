@@ -21,9 +21,9 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Callable, Iterator
 from multiprocessing.pool import Pool
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -58,8 +58,16 @@ def image_name(cls: str, seed: int, index: int, fmt: str) -> str:
 
 def encode(image: np.ndarray, params: ComposeParams) -> bytes:
     """BGR uint8 image -> JPEG (quality params.quality, 4:4:4 as the PBC files) or PNG bytes."""
-    flags = ([cv2.IMWRITE_JPEG_QUALITY, params.quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
-             if params.fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    flags = (
+        [
+            cv2.IMWRITE_JPEG_QUALITY,
+            params.quality,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        ]
+        if params.fmt == "jpg"
+        else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    )
     ok, buf = cv2.imencode(FORMATS[params.fmt], image, flags)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {params.fmt} image")
@@ -73,8 +81,9 @@ def render(lib: Library, params: ComposeParams, seed: int, index: int) -> tuple[
     return comp.image, image_record(comp, lib, file, seed, index)
 
 
-def _load(bank: Bank | str, cls: str, seed: int, params: ComposeParams, out: str, threads: int = 1,
-          warm: bool = False) -> None:
+def _load(
+    bank: Bank | str, cls: str, seed: int, params: ComposeParams, out: str, threads: int = 1, warm: bool = False
+) -> None:
     """Read the bank (or the bank at that path) into this process's library (load_library)."""
     bank = bank if isinstance(bank, Bank) else Bank.open(bank)
     lib = scene_library(bank, cls, seed, params, threads=threads, warm=warm)
@@ -121,7 +130,7 @@ def journal_line(entry: dict) -> str:
     """A journal entry as one line: its keys (compact JSON), its manifest line and its COCO annotations,
     joined by tabs (compact JSON escapes every tab inside them)."""
     head = json.dumps({k: entry[k] for k in _KEYS}, separators=JSON_SEPARATORS)
-    return f'{head}\t{entry["manifest"]}\t{entry["coco"]}\n'
+    return f"{head}\t{entry['manifest']}\t{entry['coco']}\n"
 
 
 def parse_journal_line(line: str) -> dict | None:
@@ -163,17 +172,24 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     journals. Anything else (a folder of the user's files, another kind of output): one-line UserError."""
     if claim(out, KIND) == "ours":
         if (out / cls).exists() and cls not in (read_marker(out) or {}).get("written", ()):
-            raise UserError(f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
-                            f"away or use another --out")
+            raise UserError(
+                f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
+                f"away or use another --out"
+            )
         old = _read_state(out, cls)
         if old is not None and old != state:
             if not overwrite:
                 diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
                 if "params" in diff:
-                    diff += [f"params.{k}" for k in sorted(state["params"])
-                             if old.get("params", {}).get(k) != state["params"][k]]
-                raise UserError(f"{out} holds a compose run of {cls} with other settings ({', '.join(diff)}); "
-                                f"rerun with the same settings to resume, or pass --overwrite, or use another --out")
+                    diff += [
+                        f"params.{k}"
+                        for k in sorted(state["params"])
+                        if old.get("params", {}).get(k) != state["params"][k]
+                    ]
+                raise UserError(
+                    f"{out} holds a compose run of {cls} with other settings ({', '.join(diff)}); "
+                    f"rerun with the same settings to resume, or pass --overwrite, or use another --out"
+                )
             _clear_class(out, cls)
     write_marker(out, KIND, [cls, STATE_DIR, "manifest.jsonl", "annotations.json"])
     (out / STATE_DIR / "journal").mkdir(parents=True, exist_ok=True)
@@ -232,13 +248,25 @@ def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
         w, h = params.size
         most = int(MAX_RBC_FILL * w * h / areas[len(areas) // 2])
         if params.rbc > most:
-            raise UserError(f"--rbc {params.rbc}: that many red cells of this bank would cover more than the whole "
-                            f"{w}x{h} image; use --rbc {most} or fewer (PBC crops hold about 8-15)")
+            raise UserError(
+                f"--rbc {params.rbc}: that many red cells of this bank would cover more than the whole "
+                f"{w}x{h} image; use --rbc {most} or fewer (PBC crops hold about 8-15)"
+            )
 
 
-def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, seed: int = 0,
-                  params: ComposeParams | None = None, shard: tuple[int, int] = (1, 1), workers: int = 2,
-                  overwrite: bool = False, progress: bool = True, warn: Callable[[str], None] | None = None) -> list[Path]:
+def compose_class(
+    bank: Bank | str | Path,
+    cls: str,
+    n: int,
+    out: str | Path,
+    seed: int = 0,
+    params: ComposeParams | None = None,
+    shard: tuple[int, int] = (1, 1),
+    workers: int = 2,
+    overwrite: bool = False,
+    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Make images [shard's block of 0..n-1] of class `cls` into `out` (see module doc); returns the paths
     of this shard's images. Raises UserError for bad input (one line); `warn` gets one line when some images
     of this run hold fewer red cells than asked (no room left for them)."""
@@ -252,26 +280,37 @@ def compose_class(bank: Bank | str | Path, cls: str, n: int, out: str | Path, se
     if not 1 <= k <= parts:
         raise UserError(f"--shard {k}/{parts}: need 1 <= K <= N")
     if len(shard_range(n, shard)) > MAX_RUN_IMAGES:
-        raise UserError(f"--n {n}: one run makes at most {MAX_RUN_IMAGES:,} images; split it with --shard K/N "
-                        f"(e.g. --shard 1/{-(-n // MAX_RUN_IMAGES)})")
+        raise UserError(
+            f"--n {n}: one run makes at most {MAX_RUN_IMAGES:,} images; split it with --shard K/N "
+            f"(e.g. --shard 1/{-(-n // MAX_RUN_IMAGES)})"
+        )
     out = Path(out)
     check_disjoint(out, [("the bank", bank.root if isinstance(bank, Bank) else bank)])
     bank = bank if isinstance(bank, Bank) else Bank.open(bank)
     check_class(bank, cls)
     check_counts(bank, cls, params)
-    state = {"version": STATE_VERSION, "class": cls, "seed": seed, "n": n, "params": params.as_dict(),
-             "bank": bank_fingerprint(bank)}
+    state = {
+        "version": STATE_VERSION,
+        "class": cls,
+        "seed": seed,
+        "n": n,
+        "params": params.as_dict(),
+        "bank": bank_fingerprint(bank),
+    }
     claim_output(out, cls, state, overwrite)
     indices = shard_range(n, shard)
     done = {r["index"] for r in load_entries(out) if r["class"] == cls}
     todo = [i for i in indices if i not in done]
     if todo:
-        short = _run(bank, cls, seed, params, out, todo, workers, progress,
-                     finish=lambda pool: write_run_files(out, pool))
+        short = _run(
+            bank, cls, seed, params, out, todo, workers, progress, finish=lambda pool: write_run_files(out, pool)
+        )
         if short and warn is not None:
-            warn(f"warning: {len(short)} of {len(todo)} images hold fewer red cells than --rbc {params.rbc} asked "
-                 f"(no room left on the plate; as few as {params.rbc - max(short)}); ask for fewer red cells to get "
-                 f"exactly that many")
+            warn(
+                f"warning: {len(short)} of {len(todo)} images hold fewer red cells than --rbc {params.rbc} asked "
+                f"(no room left on the plate; as few as {params.rbc - max(short)}); ask for fewer red cells to get "
+                f"exactly that many"
+            )
     else:
         write_run_files(out)
     return [out / cls / image_name(cls, seed, i, params.fmt) for i in indices]
@@ -284,8 +323,17 @@ WARM_FROM = 1000
 FORK_WORKERS = sys.platform == "linux"
 
 
-def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo: list[int], workers: int,
-         progress: bool, finish: Callable[[Pool | None], object]) -> list[int]:
+def _run(
+    bank: Bank,
+    cls: str,
+    seed: int,
+    params: ComposeParams,
+    out: Path,
+    todo: list[int],
+    workers: int,
+    progress: bool,
+    finish: Callable[[Pool | None], object],
+) -> list[int]:
     """Compose `todo` into OUT, then call finish(pool) (the worker pool, or None) before the workers stop.
     Several workers on Linux: this process reads the bank (and warps the sprite variants of a long run) on
     `workers` threads, then forks workers that share it all; elsewhere each spawned worker reads the bank
@@ -302,6 +350,7 @@ def _run(bank: Bank, cls: str, seed: int, params: ComposeParams, out: Path, todo
         if workers == 1 or fork:
             cv2.setNumThreads(1)  # threads of our own decode and warp the files (and forked workers need it)
             _load(bank, *args[1:], threads=workers, warm=len(todo) >= WARM_FROM)
+        done: Iterator[int]
         if workers == 1:
             _open_journal(str(out), cls)
             done = map(_work, todo)

@@ -35,9 +35,14 @@ class SceneStats:
     def summary(self) -> dict:
         """Medians and ranges (what a person checks against real crops)."""
         q = lambda a: [float(np.percentile(a, p)) for p in (10, 50, 90)]  # noqa: E731
-        return {"images": len(self.sources), "n_rbc_p10_50_90": q(self.n_rbc), "n_plt_p10_50_90": q(self.n_plt),
-                "offset_x_p10_50_90": q(self.offset[:, 0]), "offset_y_p10_50_90": q(self.offset[:, 1]),
-                "border_cut_fraction_median": float(np.median(self.border_fraction))}
+        return {
+            "images": len(self.sources),
+            "n_rbc_p10_50_90": q(self.n_rbc),
+            "n_plt_p10_50_90": q(self.n_plt),
+            "offset_x_p10_50_90": q(self.offset[:, 0]),
+            "offset_y_p10_50_90": q(self.offset[:, 1]),
+            "border_cut_fraction_median": float(np.median(self.border_fraction)),
+        }
 
 
 def _hash(bank: Bank, cls: str) -> str:
@@ -70,8 +75,10 @@ def measure(bank: Bank, cls: str) -> SceneStats:
         offset.append(((wbc[0].x0 + wbc[0].x1 - w) / 2, (wbc[0].y0 + wbc[0].y1 - h) / 2))
         border.append(sum(s.touches_border for s in rbc) / max(1, len(rbc)))
     if not sources:
-        raise UserError(f"bank {bank.root} has no kept {cls} image with one white cell to measure a matched scene on; "
-                        f"segment {cls} training images into it, or use --scene paper")
+        raise UserError(
+            f"bank {bank.root} has no kept {cls} image with one white cell to measure a matched scene on; "
+            f"segment {cls} training images into it, or use --scene paper"
+        )
     return SceneStats(cls, tuple(sources), np.array(n_rbc), np.array(n_plt), np.array(offset, float), np.array(border))
 
 
@@ -83,13 +90,30 @@ def scene_stats(bank: Bank, cls: str) -> SceneStats:
     if path.is_file():
         d = json.loads(path.read_text(encoding="utf-8"))
         if d.get("rows") == key:
-            return SceneStats(cls, tuple(d["sources"]), np.array(d["n_rbc"]), np.array(d["n_plt"]),
-                              np.array(d["offset"], float).reshape(-1, 2), np.array(d["border_fraction"]))
+            return SceneStats(
+                cls,
+                tuple(d["sources"]),
+                np.array(d["n_rbc"]),
+                np.array(d["n_plt"]),
+                np.array(d["offset"], float).reshape(-1, 2),
+                np.array(d["border_fraction"]),
+            )
     st = measure(bank, cls)
     try:
-        write_json(path, {"version": STATS_VERSION, "rows": key, "class": cls, "summary": st.summary(),
-                          "sources": list(st.sources), "n_rbc": st.n_rbc.tolist(), "n_plt": st.n_plt.tolist(),
-                          "offset": st.offset.tolist(), "border_fraction": st.border_fraction.tolist()})
+        write_json(
+            path,
+            {
+                "version": STATS_VERSION,
+                "rows": key,
+                "class": cls,
+                "summary": st.summary(),
+                "sources": list(st.sources),
+                "n_rbc": st.n_rbc.tolist(),
+                "n_plt": st.n_plt.tolist(),
+                "offset": st.offset.tolist(),
+                "border_fraction": st.border_fraction.tolist(),
+            },
+        )
     except OSError:
         pass
     return st

@@ -104,8 +104,13 @@ def _eligible(bank: Bank) -> dict[str, tuple[BackgroundRow, SpriteRow, list[Spri
         rows = by_source.get(b.source, [])
         wbc = [r for r in rows if r.kind == "WBC"]
         second_nucleus = any(r.reason in NUCLEATED_REASONS for r in rows)
-        if b.source in keep and b.source not in out and len(wbc) == 1 and not wbc[0].touches_border \
-                and not second_nucleus:
+        if (
+            b.source in keep
+            and b.source not in out
+            and len(wbc) == 1
+            and not wbc[0].touches_border
+            and not second_nucleus
+        ):
             out[b.source] = (b, wbc[0], sorted((r for r in rows if r.kind != "WBC"), key=lambda r: r.sprite_id))
     return out
 
@@ -122,37 +127,52 @@ def _mask_at(bank: Bank, row: SpriteRow, shape: tuple[int, int], threshold: int)
         raise UserError(f"cannot read sprite {bank.root / row.relpath}; rebuild the bank with `naturalize segment`")
     out = np.zeros(shape, bool)
     h, w = min(a.shape[0], shape[0] - row.y0), min(a.shape[1], shape[1] - row.x0)
-    out[row.y0:row.y0 + h, row.x0:row.x0 + w] = a[:h, :w, 3] >= threshold
+    out[row.y0 : row.y0 + h, row.x0 : row.x0 + w] = a[:h, :w, 3] >= threshold
     return out
 
 
-def make_donor(bank: Bank, bg: BackgroundRow, wbc: SpriteRow, kept: list[SpriteRow]) -> tuple[np.ndarray, np.ndarray, dict]:
+def make_donor(
+    bank: Bank, bg: BackgroundRow, wbc: SpriteRow, kept: list[SpriteRow]
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(BGR plate: the source image with its white cell inpainted, uint8 label map of its kept cells with
     the hole cleared, JSON record) of one donor (pure apart from reading the bank and the source image)."""
     root = bank.meta.get("root")
     path = Path(root) / bg.source if root else None
     image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path is not None else None
     if image is None:
-        raise UserError(f"--scene transplant needs the bank's source images: cannot read {path}; "
-                        f"make the bank with `naturalize segment` (bank.json `root`) and keep the PBC folder in place")
+        raise UserError(
+            f"--scene transplant needs the bank's source images: cannot read {path}; "
+            f"make the bank with `naturalize segment` (bank.json `root`) and keep the PBC folder in place"
+        )
     shape = image.shape[:2]
     hole_cell = _mask_at(bank, wbc, shape, 1)
     plate = remove_cells(image, [hole_cell], dilate=HOLE_MARGIN)
-    hole = cv2.dilate(hole_cell.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * HOLE_MARGIN + 1,) * 2))
+    hole = cv2.dilate(
+        hole_cell.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * HOLE_MARGIN + 1,) * 2)
+    )
     labels = np.zeros(shape, np.uint8)
     for j, r in enumerate(kept[:254], start=1):
         labels[_mask_at(bank, r, shape, 128)] = j
     labels[hole > 0] = 0
     ys, xs = np.nonzero(hole_cell)
     clean = bank.load_background(bg)[:, :, ::-1]  # the cell-free plate: its median is the plasma colour
-    record = {"version": DONOR_VERSION, "hole_margin": HOLE_MARGIN, "rows": _rows_hash(bg, wbc, kept),
-              "source": bg.source, "removed": wbc.sprite_id, "kept": [r.sprite_id for r in kept[:254]],
-              "centre": [float(xs.mean()), float(ys.mean())], "area": int(wbc.area),
-              "plasma_bgr": [round(float(v), 3) for v in plasma_colour(np.ascontiguousarray(clean))]}
+    record = {
+        "version": DONOR_VERSION,
+        "hole_margin": HOLE_MARGIN,
+        "rows": _rows_hash(bg, wbc, kept),
+        "source": bg.source,
+        "removed": wbc.sprite_id,
+        "kept": [r.sprite_id for r in kept[:254]],
+        "centre": [float(xs.mean()), float(ys.mean())],
+        "area": int(wbc.area),
+        "plasma_bgr": [round(float(v), 3) for v in plasma_colour(np.ascontiguousarray(clean))],
+    }
     return plate, labels, record
 
 
-def donor_plate(bank: Bank, bg: BackgroundRow, wbc: SpriteRow, kept: list[SpriteRow]) -> tuple[np.ndarray, np.ndarray, dict]:
+def donor_plate(
+    bank: Bank, bg: BackgroundRow, wbc: SpriteRow, kept: list[SpriteRow]
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """make_donor's result, read from the bank's cache when it was made from the same rows, else made and
     cached (atomic writes, the JSON last; a bank that cannot be written to is used without a cache)."""
     d = bank.root / CACHE_DIR
@@ -175,17 +195,26 @@ def donor_plate(bank: Bank, bg: BackgroundRow, wbc: SpriteRow, kept: list[Sprite
     return plate, labels, record
 
 
-def transplant_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1,
-                       warm: bool = False) -> Library:
+def transplant_library(
+    bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False
+) -> Library:
     """A Library whose plates are donor images (at most max_sources, drawn by seed from all eligible
     sources of any class), with the class's white cells stain-matched to each donor's plasma."""
-    lib = load_library(bank, cls, seed, replace(params, rbc=0, platelets=(0, 0), max_sources=1, max_small=0),
-                       threads=threads, warm=warm)
+    lib = load_library(
+        bank,
+        cls,
+        seed,
+        replace(params, rbc=0, platelets=(0, 0), max_sources=1, max_small=0),
+        threads=threads,
+        warm=warm,
+    )
     eligible = _eligible(bank)
     sources = _subset(sorted(eligible), params.max_sources, np.random.default_rng([seed, CLASSES.index(cls), 0xD0]))
     if len(sources) < 2:
-        raise UserError(f"bank {bank.root} has {len(sources)} source images with exactly one whole white cell; "
-                        f"--scene transplant needs at least 2 (segment more images, or use --scene paper)")
+        raise UserError(
+            f"bank {bank.root} has {len(sources)} source images with exactly one whole white cell; "
+            f"--scene transplant needs at least 2 (segment more images, or use --scene paper)"
+        )
     with _Tasks(threads) as tasks:
         made = list(tasks.map(lambda s: donor_plate(bank, *eligible[s]), sources))
     W, H = params.size
@@ -241,8 +270,10 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
     new = paint(image, [cell])
     labels = donors.labels[k].copy()
     labels[new > 0] = len(kept) + 1
-    cells = [Placed("kept", g, x, y, _NO_PIXELS, np.broadcast_to(_ZERO, (h, w)), a, _IDENTITY, _UNIT_GAIN)
-             for g, (x, y, w, h, a) in zip(kept, donors.boxes[k])] + [cell]
+    cells = [
+        Placed("kept", g, x, y, _NO_PIXELS, np.broadcast_to(_ZERO, (h, w)), a, _IDENTITY, _UNIT_GAIN)
+        for g, (x, y, w, h, a) in zip(kept, donors.boxes[k])
+    ] + [cell]
     return Composite(image, k, cells, labels)
 
 
@@ -279,7 +310,7 @@ def coherent_pools(sources: list[str], plasma: np.ndarray, rbc_sources: list[str
     for i, s in enumerate(rbc_sources):
         by_source.setdefault(s, []).append(i)
     pools = []
-    for k, s in enumerate(sources):
+    for k in range(len(sources)):
         order = np.argsort(np.abs(plasma - plasma[k]).sum(axis=1), kind="stable")
         pool: list[int] = []
         used = 0
@@ -294,18 +325,34 @@ def coherent_pools(sources: list[str], plasma: np.ndarray, rbc_sources: list[str
     return pools
 
 
-def matched_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1,
-                    warm: bool = False) -> Library:
+def matched_library(
+    bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False
+) -> Library:
     """The paper library with every red cell of its plates' images, per-plate coherent red-cell pools and
     the class's measured layouts."""
-    lib = load_library(bank, cls, seed, replace(params, max_small=max(params.max_small, 100_000), rbc=max(params.rbc, 1)),
-                       threads=threads, warm=warm)
+    lib = load_library(
+        bank,
+        cls,
+        seed,
+        replace(params, max_small=max(params.max_small, 100_000), rbc=max(params.rbc, 1)),
+        threads=threads,
+        warm=warm,
+    )
     stats = scene_stats(bank, cls)
     pools = coherent_pools([r.source for r in lib.plate_rows], lib.plate_plasma, [r.source for r in lib.rbc.rows])
-    layouts = [replace(params, rbc=min(int(n), MATCHED_MAX_RBC), platelets=(int(m), int(m)),
-                       centre_offset=(float(dx), float(dy)), centre_jitter=(0.5, 0.5),
-                       min_visible=MATCHED_MIN_VISIBLE, rbc_overlap=MATCHED_OVERLAP, wbc_margin=0)
-               for n, m, (dx, dy) in zip(stats.n_rbc, stats.n_plt, stats.offset)]
+    layouts = [
+        replace(
+            params,
+            rbc=min(int(n), MATCHED_MAX_RBC),
+            platelets=(int(m), int(m)),
+            centre_offset=(float(dx), float(dy)),
+            centre_jitter=(0.5, 0.5),
+            min_visible=MATCHED_MIN_VISIBLE,
+            rbc_overlap=MATCHED_OVERLAP,
+            wbc_margin=0,
+        )
+        for n, m, (dx, dy) in zip(stats.n_rbc, stats.n_plt, stats.offset)
+    ]
     lib.scene = Matched(pools, layouts)
     return lib
 
@@ -319,14 +366,18 @@ def compose_matched(lib: Library, rng: np.random.Generator, p: ComposeParams) ->
 
 
 #: scene -> (load a run's Library, compose one image from it)
-SCENE_REGISTRY: dict[str, tuple[Callable[..., Library], Callable[[Library, np.random.Generator, ComposeParams], Composite]]] = {
+SCENE_REGISTRY: dict[
+    str, tuple[Callable[..., Library], Callable[[Library, np.random.Generator, ComposeParams], Composite]]
+] = {
     "paper": (load_library, compose_image),
     "transplant": (transplant_library, compose_transplant),
     "matched": (matched_library, compose_matched),
 }
 
 
-def scene_library(bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False) -> Library:
+def scene_library(
+    bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False
+) -> Library:
     """The Library of a run of params.scene."""
     return SCENE_REGISTRY[params.scene][0](bank, cls, seed, params, threads=threads, warm=warm)
 

@@ -34,8 +34,12 @@ class Transform(NamedTuple):
 def sample_transform(rng: np.random.Generator, p: ComposeParams) -> Transform:
     """Random flip, quarter turn, small rotation (+-max_angle) and scale (1 +- scale_jitter)."""
     u = rng.random(4)
-    return Transform(flip=bool(u[0] < 0.5), rot90=int(u[1] * 4) % 4, angle=float((2 * u[2] - 1) * p.max_angle),
-                     scale=float(1 + (2 * u[3] - 1) * p.scale_jitter))
+    return Transform(
+        flip=bool(u[0] < 0.5),
+        rot90=int(u[1] * 4) % 4,
+        angle=float((2 * u[2] - 1) * p.max_angle),
+        scale=float(1 + (2 * u[3] - 1) * p.scale_jitter),
+    )
 
 
 def warp(sprite: np.ndarray, t: Transform) -> np.ndarray:
@@ -63,10 +67,18 @@ def _mirror_turn(flip: bool, turns: int):
     """The function of one array doing a left-right mirror (if flip) then `turns` clockwise quarter turns,
     as one OpenCV call (two for the anti-transpose); None for the identity."""
     if not flip:
-        return {0: None, 1: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE), 2: lambda a: cv2.flip(a, -1),
-                3: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}[turns]
-    return {0: lambda a: cv2.flip(a, 1), 1: lambda a: cv2.flip(cv2.transpose(a), -1), 2: lambda a: cv2.flip(a, 0),
-            3: cv2.transpose}[turns]
+        return {
+            0: None,
+            1: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+            2: lambda a: cv2.flip(a, -1),
+            3: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+        }[turns]
+    return {
+        0: lambda a: cv2.flip(a, 1),
+        1: lambda a: cv2.flip(cv2.transpose(a), -1),
+        2: lambda a: cv2.flip(a, 0),
+        3: cv2.transpose,
+    }[turns]
 
 
 _MIRROR_TURN = {(flip, turns): _mirror_turn(flip, turns) for flip in (False, True) for turns in range(4)}

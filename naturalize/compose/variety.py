@@ -13,6 +13,7 @@ tints: the centre sprites (premultiplied BGRA) and their source plasma colours -
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from naturalize.compose.transform import Transform
 
@@ -22,23 +23,28 @@ SIZE_PERCENTILES = (10, 90)
 SCALE_LIMIT = 1.25
 
 
-def size_range(class_areas: np.ndarray) -> tuple[float, float]:
+def size_range(class_areas: ArrayLike) -> tuple[float, float]:
     """(low, high) equivalent diameter (sqrt px) of the class's cells."""
     d = np.sqrt(np.asarray(class_areas, float))
     lo, hi = np.percentile(d, SIZE_PERCENTILES)
     return float(lo), float(hi)
 
 
-def sized(transforms: list[list[Transform]], areas: np.ndarray, class_areas: np.ndarray,
-          rng: np.random.Generator) -> list[list[Transform]]:
+def sized(
+    transforms: list[list[Transform]], areas: ArrayLike, class_areas: ArrayLike, rng: np.random.Generator
+) -> list[list[Transform]]:
     """Per sprite (its area in `areas`) and variant: the transform with scale = target / own diameter,
     target ~ U(size_range(class_areas)), clipped to [1 / SCALE_LIMIT, SCALE_LIMIT]."""
     lo, hi = size_range(class_areas)
     out = []
     for ts, area in zip(transforms, np.sqrt(np.asarray(areas, float))):
         targets = rng.uniform(lo, hi, len(ts))
-        out.append([t._replace(scale=float(np.clip(d / max(area, 1.0), 1 / SCALE_LIMIT, SCALE_LIMIT)))
-                    for t, d in zip(ts, targets)])
+        out.append(
+            [
+                t._replace(scale=float(np.clip(d / max(area, 1.0), 1 / SCALE_LIMIT, SCALE_LIMIT)))
+                for t, d in zip(ts, targets)
+            ]
+        )
     return out
 
 

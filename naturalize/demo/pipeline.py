@@ -24,10 +24,10 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -51,8 +51,8 @@ KIND = "demo"  # the output marker's kind (naturalize.outputs)
 class DemoSize:
     """How big the demo runs: images per class, Naturalize images per augmented class, training."""
 
-    per_class: int       # drawn images per class
-    pbc_per_class: int   # real images per class with --pbc (real images lose some to curation)
+    per_class: int  # drawn images per class
+    pbc_per_class: int  # real images per class with --pbc (real images lose some to curation)
     synthetic: int
     image_size: int
     epochs: int
@@ -88,8 +88,10 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
     """
     layout, data_root = detect_layout(Path(pbc_root))
     if layout == "split":
-        raise UserError(f"--pbc {pbc_root} is a train/val/test tree; give the release folder ({RELEASE_DIRNAME}/) "
-                        f"or a one-folder-per-class tree so the demo can split it itself")
+        raise UserError(
+            f"--pbc {pbc_root} is a train/val/test tree; give the release folder ({RELEASE_DIRNAME}/) "
+            f"or a one-folder-per-class tree so the demo can split it itself"
+        )
     by_class: dict[str, list[Path]] = {c: [] for c in CLASSES}
     for folder in subdirs(data_root):
         for f in sorted(folder.iterdir()):
@@ -113,8 +115,18 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
 
 
 #: What the demo writes in its --out (and all that --overwrite removes there).
-OUTPUTS = ("cache", "compose", "dataset", "demo.json", "figures", "pbc-subset", "report.html", "run", "work",
-           "drawn-pbc")
+OUTPUTS = (
+    "cache",
+    "compose",
+    "dataset",
+    "demo.json",
+    "figures",
+    "pbc-subset",
+    "report.html",
+    "run",
+    "work",
+    "drawn-pbc",
+)
 
 
 def _check_out(out: Path, settings: dict, overwrite: bool, pbc: Path | None) -> None:
@@ -130,8 +142,10 @@ def _check_out(out: Path, settings: dict, overwrite: bool, pbc: Path | None) -> 
         if overwrite:
             remove_written(out, KIND)
         elif old is not None and old != settings:
-            raise UserError(f"{out} holds a demo with other settings; pass --overwrite to replace it (only what the "
-                            f"demo wrote there is removed) or choose another --out")
+            raise UserError(
+                f"{out} holds a demo with other settings; pass --overwrite to replace it (only what the "
+                f"demo wrote there is removed) or choose another --out"
+            )
     write_marker(out, KIND, OUTPUTS)
 
 
@@ -156,16 +170,31 @@ def epoch_bar(epochs: int, progress: bool):
     return EpochBar()
 
 
-def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None, size: str = "default",
-             seed: int = 0, workers: int = 2, overwrite: bool = False, progress: bool = True,
-             echo: Callable[[str], None] = print) -> Path:
+def run_demo(
+    out: str | Path = "naturalize-demo",
+    pbc: str | Path | None = None,
+    size: str = "default",
+    seed: int = 0,
+    workers: int = 2,
+    overwrite: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Path:
     """Run the demo into `out` and return the path of report.html (see the module doc)."""
     if size not in SIZES:
         raise UserError(f"unknown --size {size!r}; use one of {', '.join(SIZES)}")
     sz = SIZES[size]
     out = Path(out).absolute()
-    settings = {"pbc": str(Path(pbc).resolve()) if pbc else None, "size": size, "seed": seed, **asdict(sz),
-                "model": MODEL, "split": list(SPLIT), "protocol": "clean", "augmented": list(AUGMENTED_CLASSES)}
+    settings = {
+        "pbc": str(Path(pbc).resolve()) if pbc else None,
+        "size": size,
+        "seed": seed,
+        **asdict(sz),
+        "model": MODEL,
+        "split": list(SPLIT),
+        "protocol": "clean",
+        "augmented": list(AUGMENTED_CLASSES),
+    }
     if pbc is not None:
         detect_layout(Path(pbc))  # a bad --pbc fails here, before OUT is touched
     _check_out(out, settings, overwrite, Path(pbc) if pbc is not None else None)
@@ -183,8 +212,9 @@ def run_demo(out: str | Path = "naturalize-demo", pbc: str | Path | None = None,
             os.environ["CLASSIFY_CACHE"] = old_cache
 
 
-def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, progress: bool,
-         echo: Callable[[str], None]) -> Path:
+def _run(
+    out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, progress: bool, echo: Callable[[str], None]
+) -> Path:
     from naturalize.segment.run import format_summary, segment
 
     log = StageLog([])
@@ -203,28 +233,67 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
         data_kind = "real"
 
     prepared = work / "prepared"
-    with log.stage("prepare", f"records + stratified {'/'.join(str(int(f * 100)) for f in SPLIT)} split", echo, 2, total):
-        summary = prepare(data_root, prepared, seed=seed, fractions=SPLIT, workers=workers, overwrite=True,
-                          progress=progress)
+    with log.stage(
+        "prepare", f"records + stratified {'/'.join(str(int(f * 100)) for f in SPLIT)} split", echo, 2, total
+    ):
+        summary = prepare(
+            data_root, prepared, seed=seed, fractions=SPLIT, workers=workers, overwrite=True, progress=progress
+        )
     bank = work / "bank-train"
-    with log.stage("segment", "classical backend, train split only (no test image feeds a synthetic one)", echo, 3, total):
-        seg = segment(prepared, bank, backend="classical", split="train", workers=workers, progress=progress, echo=quiet)
+    with log.stage(
+        "segment", "classical backend, train split only (no test image feeds a synthetic one)", echo, 3, total
+    ):
+        seg = segment(
+            prepared, bank, backend="classical", split="train", workers=workers, progress=progress, echo=quiet
+        )
     echo("  " + format_summary(seg).replace("\n", "\n  "))
     dataset = out / "dataset"
-    with log.stage("build", f"composes {sz.synthetic} Naturalize images each for {', '.join(AUGMENTED_CLASSES)} "
-                   "from the training bank; clean protocol: synthetic images in train only", echo, 4, total):
+    with log.stage(
+        "build",
+        f"composes {sz.synthetic} Naturalize images each for {', '.join(AUGMENTED_CLASSES)} "
+        "from the training bank; clean protocol: synthetic images in train only",
+        echo,
+        4,
+        total,
+    ):
         # build reuses the prepared records and bank-train above (same work folder) and composes once
-        meta = build("custom", data_root, dataset, protocol="clean", seed=seed, fractions=SPLIT, backend="classical",
-                     classes=AUGMENTED_CLASSES, per_class=sz.synthetic, workers=workers, work=work, overwrite=True,
-                     progress=progress, echo=quiet)
+        meta = build(
+            "custom",
+            data_root,
+            dataset,
+            protocol="clean",
+            seed=seed,
+            fractions=SPLIT,
+            backend="classical",
+            classes=AUGMENTED_CLASSES,
+            per_class=sz.synthetic,
+            workers=workers,
+            work=work,
+            overwrite=True,
+            progress=progress,
+            echo=quiet,
+        )
     syn = {c: sorted((dataset / "synthetic" / c).glob("*_syn_*")) for c in AUGMENTED_CLASSES}
     run = out / "run"
     with log.stage("train", f"{MODEL}, {sz.image_size}px, {sz.epochs} epochs, weights none", echo, 5, total):
         from classify.train import train
 
-        train(dataset, MODEL, run, weights="none", epochs=sz.epochs, batch_size=sz.batch_size, lr=sz.lr,
-              image_size=sz.image_size, seed=seed, evaluate=False, progress=progress,
-              callbacks=[epoch_bar(sz.epochs, progress)], workers=workers, log=quiet)
+        train(
+            dataset,
+            MODEL,
+            run,
+            weights="none",
+            epochs=sz.epochs,
+            batch_size=sz.batch_size,
+            lr=sz.lr,
+            image_size=sz.image_size,
+            seed=seed,
+            evaluate=False,
+            progress=progress,
+            callbacks=[epoch_bar(sz.epochs, progress)],
+            workers=workers,
+            log=quiet,
+        )
     with log.stage("evaluate", "best model on the test split (no synthetic image in it)", echo, 6, total):
         from classify.evaluate import evaluate_run
 
@@ -233,19 +302,31 @@ def _run(out: Path, pbc, sz: DemoSize, settings: dict, seed: int, workers: int, 
         seg_sheets = segmentation_sheets(bank, out / "figures")
         sheets = contact_sheets(out / "figures", dataset, syn, "drawn" if pbc is None else "real")
     with log.stage("report", "report.html", echo, 8, total):
-        report = _write_report(out, data_kind, data_root, meta, summary, seg, seg_sheets, sheets, run, result, log,
-                               settings)
-    write_json(out / "demo.json", {"settings": settings, "done": True, "report": "report.html",
-                                   "timings": [{"stage": s, "seconds": round(t, 2), "note": n} for s, t, n in log.rows],
-                                   "test_accuracy": result["accuracy"],
-                                   "test_macro_f1": result["report"]["macro avg"]["f1-score"]})
-    echo(f"test accuracy {result['accuracy']:.3f}, macro-F1 {result['report']['macro avg']['f1-score']:.3f} "
-         f"({'drawn data: says nothing about real cells' if data_kind == 'drawn' else 'real test images'})")
+        report = _write_report(
+            out, data_kind, data_root, meta, summary, seg, seg_sheets, sheets, run, result, log, settings
+        )
+    write_json(
+        out / "demo.json",
+        {
+            "settings": settings,
+            "done": True,
+            "report": "report.html",
+            "timings": [{"stage": s, "seconds": round(t, 2), "note": n} for s, t, n in log.rows],
+            "test_accuracy": result["accuracy"],
+            "test_macro_f1": result["report"]["macro avg"]["f1-score"],
+        },
+    )
+    echo(
+        f"test accuracy {result['accuracy']:.3f}, macro-F1 {result['report']['macro avg']['f1-score']:.3f} "
+        f"({'drawn data: says nothing about real cells' if data_kind == 'drawn' else 'real test images'})"
+    )
     echo(f"total {sum(t for _, t, _ in log.rows):.0f}s; report: {report.resolve()}")
     return report
 
 
-def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]], source: str) -> list[tuple[str, Path]]:
+def contact_sheets(
+    fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]], source: str
+) -> list[tuple[str, Path]]:
     """One PNG per augmented class: a row of source training images (`source`: drawn or real) above a
     row of Naturalize images composed from them."""
     sheets = []
@@ -253,9 +334,15 @@ def contact_sheets(fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]
         real_dir = dataset / "train" / cls
         real = sorted(p for p in real_dir.iterdir() if "_syn_" not in p.name) if real_dir.is_dir() else []
         png = fig_dir / f"sheet_{cls}.png"
-        pair_sheet(real[:6], sorted(syn)[:6], png, f"{cls}: {source} training images (top) vs Naturalize images (bottom)")
-        sheets.append((f"{cls}: {source} training images (top row) and Naturalize images made from their "
-                       f"sprites (bottom row)", png))
+        pair_sheet(
+            real[:6], sorted(syn)[:6], png, f"{cls}: {source} training images (top) vs Naturalize images (bottom)"
+        )
+        sheets.append(
+            (
+                f"{cls}: {source} training images (top row) and Naturalize images made from their sprites (bottom row)",
+                png,
+            )
+        )
     return sheets
 
 
@@ -270,66 +357,150 @@ def _machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} CPUs, load average (1, 5, 15 min) {load}"
 
 
-def _write_report(out: Path, data_kind: str, data_root: Path, meta: dict, summary: dict, seg, seg_sheets: dict,
-                  sheets, run: Path, result: dict, log: StageLog, settings: dict) -> Path:
+def _write_report(
+    out: Path,
+    data_kind: str,
+    data_root: Path,
+    meta: dict,
+    summary: dict,
+    seg,
+    seg_sheets: dict,
+    sheets,
+    run: Path,
+    result: dict,
+    log: StageLog,
+    settings: dict,
+) -> Path:
     if data_kind == "drawn":
-        note = (f"Procedurally drawn images ({data_root.name}/, see its README.txt): the project ships no PBC "
-                f"images, so the demo draws stand-ins with numpy/OpenCV. They are NOT real blood cells. Run "
-                f"`naturalize demo --pbc PBC_ROOT` on a PBC download for real images.")
+        note = (
+            f"Procedurally drawn images ({data_root.name}/, see its README.txt): the project ships no PBC "
+            f"images, so the demo draws stand-ins with numpy/OpenCV. They are NOT real blood cells. Run "
+            f"`naturalize demo --pbc PBC_ROOT` on a PBC download for real images."
+        )
     else:
-        note = (f"Real PBC images: {settings['pbc_per_class']} per class linked from {settings['pbc']} "
-                f"(Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1, CC BY 4.0).")
+        note = (
+            f"Real PBC images: {settings['pbc_per_class']} per class linked from {settings['pbc']} "
+            f"(Acevedo et al. 2020, doi:10.17632/snkd93bnjr.1, CC BY 4.0)."
+        )
     counts = {s: {c: v for c, v in per.items() if sum(v.values())} for s, per in meta["counts"].items()}
     rep = result["report"]
     n_test = int(rep["macro avg"]["support"])
-    caveat = ("drawn images: it shows the pipeline runs, not how a model does on real cells"
-              if data_kind == "drawn" else f"only {n_test} test images: a few images move it by whole points")
+    caveat = (
+        "drawn images: it shows the pipeline runs, not how a model does on real cells"
+        if data_kind == "drawn"
+        else f"only {n_test} test images: a few images move it by whole points"
+    )
     metrics = [
-        ("test accuracy", result["accuracy"], f"share of the {n_test} test images whose class was predicted right; "
-                                              f"{caveat}"),
-        ("test loss", result["loss"], "mean cross-entropy on the test images (lower = more confident and right); "
-                                      "not comparable across datasets or class counts"),
-        ("test macro-F1", rep["macro avg"]["f1-score"], "mean of the per-class F1 scores, every class weighing the "
-                                                         "same (rare classes count fully); not a per-class guarantee"),
-        ("test weighted-F1", rep["weighted avg"]["f1-score"], "per-class F1 weighted by test images per class; "
-                                                               "frequent classes dominate it")]
+        (
+            "test accuracy",
+            result["accuracy"],
+            f"share of the {n_test} test images whose class was predicted right; {caveat}",
+        ),
+        (
+            "test loss",
+            result["loss"],
+            "mean cross-entropy on the test images (lower = more confident and right); "
+            "not comparable across datasets or class counts",
+        ),
+        (
+            "test macro-F1",
+            rep["macro avg"]["f1-score"],
+            "mean of the per-class F1 scores, every class weighing the "
+            "same (rare classes count fully); not a per-class guarantee",
+        ),
+        (
+            "test weighted-F1",
+            rep["weighted avg"]["f1-score"],
+            "per-class F1 weighted by test images per class; frequent classes dominate it",
+        ),
+    ]
     flags = seg.counts.get("flags", {})
     usable = seg.counts.get("usable", {})
     curation = [
         ("training images segmented", seg.counts.get("sources", 0), "every training image was cut into cells once"),
-        ("kept", seg.counts.get("kept", 0), "images with a single white cell: they stay in the dataset and give "
-                                            "sprites and plates; not a check that the cell was cut perfectly"),
-        ("removed: more than one white cell (multi_wbc)", flags.get("multi_wbc", 0),
-         "not a clean example of one class, so curation drops the image from every split"),
-        ("flagged: a white cell cut by the border (wbc_cut)", flags.get("wbc_cut", 0),
-         "usually the second cell of a multi_wbc image; border-cut cells are never composited"),
-        ("flagged: no white cell found (no_wbc)", flags.get("no_wbc", 0),
-         "normal for platelet images; for a white-cell class it means the cell was missed"),
-        ("usable red-cell sprites", usable.get("RBC", 0), "whole, single, typically shaped red cells the compositor "
-                                                           "may place; clumps and fragments are not counted"),
+        (
+            "kept",
+            seg.counts.get("kept", 0),
+            "images with a single white cell: they stay in the dataset and give "
+            "sprites and plates; not a check that the cell was cut perfectly",
+        ),
+        (
+            "removed: more than one white cell (multi_wbc)",
+            flags.get("multi_wbc", 0),
+            "not a clean example of one class, so curation drops the image from every split",
+        ),
+        (
+            "flagged: a white cell cut by the border (wbc_cut)",
+            flags.get("wbc_cut", 0),
+            "usually the second cell of a multi_wbc image; border-cut cells are never composited",
+        ),
+        (
+            "flagged: no white cell found (no_wbc)",
+            flags.get("no_wbc", 0),
+            "normal for platelet images; for a white-cell class it means the cell was missed",
+        ),
+        (
+            "usable red-cell sprites",
+            usable.get("RBC", 0),
+            "whole, single, typically shaped red cells the compositor may place; clumps and fragments are not counted",
+        ),
         ("usable white-cell sprites", usable.get("WBC", 0), "whole white cells, labelled with their image's class"),
-        ("usable platelet sprites", usable.get("PLT", 0), "whole platelets off the image border")]
-    segmentation = [("Training images (top) and the cell-free plates made from them (bottom): every cell is "
-                     "inpainted away; composites are painted on these plates.", seg_sheets["plates"]),
-                    ("Usable sprites per kind, evenly spread over the bank, shown on white: what the compositor may "
-                     "place. A sprite in the wrong row is a segmentation error.", seg_sheets["sprites"])]
+        ("usable platelet sprites", usable.get("PLT", 0), "whole platelets off the image border"),
+    ]
+    segmentation = [
+        (
+            "Training images (top) and the cell-free plates made from them (bottom): every cell is "
+            "inpainted away; composites are painted on these plates.",
+            seg_sheets["plates"],
+        ),
+        (
+            "Usable sprites per kind, evenly spread over the bank, shown on white: what the compositor may "
+            "place. A sprite in the wrong row is a segmentation error.",
+            seg_sheets["sprites"],
+        ),
+    ]
     if "rejected" in seg_sheets:
-        segmentation.append(("Training images curation removed, with the reason (a second white cell, often cut "
-                             "by the border).", seg_sheets["rejected"]))
+        segmentation.append(
+            (
+                "Training images curation removed, with the reason (a second white cell, often cut by the border).",
+                seg_sheets["rejected"],
+            )
+        )
     data = ReportData(
         title=f"Naturalize demo ({'drawn' if data_kind == 'drawn' else 'real'} data, size {settings['size']})",
-        data_kind=data_kind, data_note=note, counts=counts, sheets=sheets,
-        curves=[("Accuracy and loss per epoch, train and val; the dashed line marks the best epoch by val accuracy, "
-                 "the model that was kept and evaluated.", run / "curves.png")],
-        confusion=[(f"Rows: true class, columns: predicted, on the {n_test} test images ({source_word(data_kind)} "
-                    f"images only, no Naturalize image). Left: counts; right: each row divided by its total (the "
-                    f"diagonal is each class's recall).", run / "eval" / "test" / "confusion.png")],
-        classification_report=rep, metrics=metrics, timings=log.rows, segmentation=segmentation, curation=curation,
-        settings={"model": f"{MODEL}, {settings['image_size']}px, {settings['epochs']} epochs, batch "
-                           f"{settings['batch_size']}, weights none",
-                  "images per class": str(settings["per_class" if data_kind == "drawn" else "pbc_per_class"]),
-                  "Naturalize images per augmented class": f"{settings['synthetic']} ({', '.join(AUGMENTED_CLASSES)})",
-                  "sprites (train split)": ", ".join(f"{k} {v}" for k, v in seg.counts.get("usable", {}).items()),
-                  "seed": str(settings["seed"]), "protocol": "clean"},
-        machine=_machine())
+        data_kind=data_kind,
+        data_note=note,
+        counts=counts,
+        sheets=sheets,
+        curves=[
+            (
+                "Accuracy and loss per epoch, train and val; the dashed line marks the best epoch by val accuracy, "
+                "the model that was kept and evaluated.",
+                run / "curves.png",
+            )
+        ],
+        confusion=[
+            (
+                f"Rows: true class, columns: predicted, on the {n_test} test images ({source_word(data_kind)} "
+                f"images only, no Naturalize image). Left: counts; right: each row divided by its total (the "
+                f"diagonal is each class's recall).",
+                run / "eval" / "test" / "confusion.png",
+            )
+        ],
+        classification_report=rep,
+        metrics=metrics,
+        timings=log.rows,
+        segmentation=segmentation,
+        curation=curation,
+        settings={
+            "model": f"{MODEL}, {settings['image_size']}px, {settings['epochs']} epochs, batch "
+            f"{settings['batch_size']}, weights none",
+            "images per class": str(settings["per_class" if data_kind == "drawn" else "pbc_per_class"]),
+            "Naturalize images per augmented class": f"{settings['synthetic']} ({', '.join(AUGMENTED_CLASSES)})",
+            "sprites (train split)": ", ".join(f"{k} {v}" for k, v in seg.counts.get("usable", {}).items()),
+            "seed": str(settings["seed"]),
+            "protocol": "clean",
+        },
+        machine=_machine(),
+    )
     return write_report(data, out / "report.html")

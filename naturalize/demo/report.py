@@ -15,8 +15,15 @@ from pathlib import Path
 from naturalize.fsio import write_text
 
 #: Section ids, in page order; every report has all of them.
-SECTIONS: tuple[str, ...] = ("data", "segmentation", "contact-sheets", "training-curves", "confusion-matrix",
-                             "classification-report", "timings")
+SECTIONS: tuple[str, ...] = (
+    "data",
+    "segmentation",
+    "contact-sheets",
+    "training-curves",
+    "confusion-matrix",
+    "classification-report",
+    "timings",
+)
 
 
 @dataclass
@@ -24,19 +31,19 @@ class ReportData:
     """Everything the page shows. Picture paths are absolute or relative to the report's folder."""
 
     title: str
-    data_kind: str                                   # "drawn" or "real"
-    data_note: str                                   # one paragraph: where the images come from
-    counts: dict[str, dict[str, dict[str, int]]]     # split -> class -> origin (real/synthetic) -> n
-    sheets: list[tuple[str, Path]]                   # (caption, png)
-    curves: list[tuple[str, Path]]                   # (caption, png)
-    confusion: list[tuple[str, Path]]                # (caption, png)
-    classification_report: dict                      # scikit-learn classification_report(output_dict=True)
-    metrics: list[tuple[str, float, str]]            # (name, value, what it means and what it does not)
-    timings: list[tuple[str, float, str]]            # (stage, seconds, note)
-    segmentation: list[tuple[str, Path]] = field(default_factory=list)   # (caption, png)
-    curation: list[tuple[str, int, str]] = field(default_factory=list)   # (count name, value, meaning)
+    data_kind: str  # "drawn" or "real"
+    data_note: str  # one paragraph: where the images come from
+    counts: dict[str, dict[str, dict[str, int]]]  # split -> class -> origin (real/synthetic) -> n
+    sheets: list[tuple[str, Path]]  # (caption, png)
+    curves: list[tuple[str, Path]]  # (caption, png)
+    confusion: list[tuple[str, Path]]  # (caption, png)
+    classification_report: dict  # scikit-learn classification_report(output_dict=True)
+    metrics: list[tuple[str, float, str]]  # (name, value, what it means and what it does not)
+    timings: list[tuple[str, float, str]]  # (stage, seconds, note)
+    segmentation: list[tuple[str, Path]] = field(default_factory=list)  # (caption, png)
+    curation: list[tuple[str, int, str]] = field(default_factory=list)  # (count name, value, meaning)
     settings: dict[str, str] = field(default_factory=dict)
-    machine: str = ""                                # CPU count, load: timings depend on them
+    machine: str = ""  # CPU count, load: timings depend on them
 
 
 _CSS = """
@@ -58,9 +65,11 @@ def _img(caption: str, png: Path, base: Path) -> str:
         href = path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
         href = path.resolve().as_uri()
-    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f'<figcaption>{html.escape(caption)} (<a href="{html.escape(href)}">{html.escape(href)}</a>)'
-            f'</figcaption></figure>')
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f'<figcaption>{html.escape(caption)} (<a href="{html.escape(href)}">{html.escape(href)}</a>)'
+        f"</figcaption></figure>"
+    )
 
 
 def _counts_table(counts: dict[str, dict[str, dict[str, int]]], source: str) -> str:
@@ -69,11 +78,16 @@ def _counts_table(counts: dict[str, dict[str, dict[str, int]]], source: str) -> 
     head = "".join(f"<th>{html.escape(s)} {source}</th><th>{html.escape(s)} Naturalize</th>" for s in splits)
     rows = []
     for c in classes:
-        cells = "".join(f"<td>{counts[s].get(c, {}).get('real', 0)}</td><td>{counts[s].get(c, {}).get('synthetic', 0)}</td>"
-                        for s in splits)
+        cells = "".join(
+            f"<td>{counts[s].get(c, {}).get('real', 0)}</td><td>{counts[s].get(c, {}).get('synthetic', 0)}</td>"
+            for s in splits
+        )
         rows.append(f"<tr><td>{html.escape(c)}</td>{cells}</tr>")
-    total = "".join(f"<td>{sum(v.get('real', 0) for v in counts[s].values())}</td>"
-                    f"<td>{sum(v.get('synthetic', 0) for v in counts[s].values())}</td>" for s in splits)
+    total = "".join(
+        f"<td>{sum(v.get('real', 0) for v in counts[s].values())}</td>"
+        f"<td>{sum(v.get('synthetic', 0) for v in counts[s].values())}</td>"
+        for s in splits
+    )
     rows.append(f"<tr><th>total</th>{total}</tr>")
     return f"<table><tr><th>class</th>{head}</tr>{''.join(rows)}</table>"
 
@@ -93,24 +107,32 @@ def _report_table(rep: dict) -> str:
 
 def _notes_table(rows: list, fmt: str) -> str:
     """(name, value, note) rows -> a three-column table; `fmt` formats the value."""
-    body = "".join(f"<tr><td>{html.escape(n)}</td><td>{format(v, fmt)}</td><td class=\"note\">{html.escape(t)}</td></tr>"
-                   for n, v, t in rows)
-    return f"<table><tr><th></th><th>value</th><th class=\"note\">what it means, and what it does not</th></tr>{body}</table>"
+    body = "".join(
+        f'<tr><td>{html.escape(n)}</td><td>{format(v, fmt)}</td><td class="note">{html.escape(t)}</td></tr>'
+        for n, v, t in rows
+    )
+    head = '<tr><th></th><th>value</th><th class="note">what it means, and what it does not</th></tr>'
+    return f"<table>{head}{body}</table>"
 
 
 def render(data: ReportData, base: Path) -> str:
     """The report's HTML text; picture paths resolve against `base` (the report's folder)."""
     esc = html.escape
     kind_class = source = "drawn" if data.data_kind == "drawn" else "real"
-    label = ("DRAWN DATA: procedurally drawn images, not real blood cells. The scores below only show "
-             "that the pipeline runs; they say nothing about real accuracy."
-             if data.data_kind == "drawn" else "REAL DATA: a subset of a PBC download.")
+    label = (
+        "DRAWN DATA: procedurally drawn images, not real blood cells. The scores below only show "
+        "that the pipeline runs; they say nothing about real accuracy."
+        if data.data_kind == "drawn"
+        else "REAL DATA: a subset of a PBC download."
+    )
     settings = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in data.settings.items())
     total = sum(t for _, t, _ in data.timings)
-    timings = "".join(f'<tr><td>{esc(s)}</td><td>{t:.1f}</td><td class="note">{esc(n)}</td></tr>'
-                      for s, t, n in data.timings)
+    timings = "".join(
+        f'<tr><td>{esc(s)}</td><td>{t:.1f}</td><td class="note">{esc(n)}</td></tr>' for s, t, n in data.timings
+    )
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(data.title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(data.title)}</h1>",
         f'<div class="banner {kind_class}"><strong>{esc(label)}</strong></div>',
@@ -119,28 +141,35 @@ def render(data: ReportData, base: Path) -> str:
         f"<p>Clean protocol: the {source} images are split train/val/test first; cell sprites come only from "
         f"training images; synthetic (Naturalize) images go only into train, so val and test hold {source} "
         f"images only.</p>",
-        "<p>Images per class and split; \"Naturalize\" columns count synthetic images (train only). The counts say "
+        '<p>Images per class and split; "Naturalize" columns count synthetic images (train only). The counts say '
         "how much each class was topped up, not how realistic the images are (see the contact sheets).</p>",
         _counts_table(data.counts, source),
         f"<table>{settings}</table>" if settings else "",
         "</section>",
         '<section id="segmentation"><h2>Segmentation: sprites, plates and curation (training images)</h2>',
         _notes_table(data.curation, "d") if data.curation else "",
-        *(_img(c, p, base) for c, p in data.segmentation), "</section>",
+        *(_img(c, p, base) for c, p in data.segmentation),
+        "</section>",
         f'<section id="contact-sheets"><h2>Contact sheets: {source} and Naturalize images</h2>',
-        *(_img(c, p, base) for c, p in data.sheets), "</section>",
+        *(_img(c, p, base) for c, p in data.sheets),
+        "</section>",
         '<section id="training-curves"><h2>Training curves</h2>',
-        *(_img(c, p, base) for c, p in data.curves), "</section>",
+        *(_img(c, p, base) for c, p in data.curves),
+        "</section>",
         f'<section id="confusion-matrix"><h2>Confusion matrix (test split: {source} images only)</h2>',
-        *(_img(c, p, base) for c, p in data.confusion), "</section>",
+        *(_img(c, p, base) for c, p in data.confusion),
+        "</section>",
         f'<section id="classification-report"><h2>Classification report (test split: {source} images only)</h2>',
-        _notes_table(data.metrics, ".4f"), _report_table(data.classification_report), "</section>",
+        _notes_table(data.metrics, ".4f"),
+        _report_table(data.classification_report),
+        "</section>",
         '<section id="timings"><h2>Per-stage timings</h2>',
         "<p>Wall-clock seconds per stage on this machine; they grow with other jobs' load (below) and are not "
         "benchmark figures.</p>",
         f'<table><tr><th>stage</th><th>seconds</th><th class="note">note</th></tr>{timings}'
         f"<tr><th>total</th><th>{total:.1f}</th><th></th></tr></table>",
-        f"<p>{esc(data.machine)}</p>" if data.machine else "", "</section>",
+        f"<p>{esc(data.machine)}</p>" if data.machine else "",
+        "</section>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"

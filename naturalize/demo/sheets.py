@@ -8,8 +8,8 @@ Transparent sprites are shown on white. Every PNG's text chunk 'provenance' list
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
@@ -43,9 +43,15 @@ def grid_sheet(rows: Sequence[tuple[str, Sequence[Path]]], out: Path, title: str
                 im.thumbnail((thumb, thumb))
                 sheet.paste(im, (left + 4 + c * (thumb + 4), y))
     info = PngImagePlugin.PngInfo()
-    info.add_text("provenance", json.dumps({"rows": {label or str(i): [str(p) for p in paths]
-                                                     for i, (label, paths) in enumerate(rows)},
-                                            "made_by": "naturalize.demo.sheets"}))
+    info.add_text(
+        "provenance",
+        json.dumps(
+            {
+                "rows": {label or str(i): [str(p) for p in paths] for i, (label, paths) in enumerate(rows)},
+                "made_by": "naturalize.demo.sheets",
+            }
+        ),
+    )
     with atomic_open(out, "wb") as f:
         sheet.save(f, format="PNG", pnginfo=info)
     return out
@@ -67,19 +73,29 @@ def segmentation_sheets(bank_root: Path, fig_dir: Path, n: int = 6) -> dict[str,
     plates = bank.backgrounds[:n]
     rows: list[tuple[str, Sequence[Path]]] = [
         ("source images", [data_root / b.source for b in plates]),
-        ("cell-free plates\n(cells inpainted)", [bank.root / b.relpath for b in plates])]
-    sheets = {"plates": grid_sheet(rows, fig_dir / "segmentation_plates.png",
-                                   "Training images and the cell-free plates made from them")}
+        ("cell-free plates\n(cells inpainted)", [bank.root / b.relpath for b in plates]),
+    ]
+    sheets = {
+        "plates": grid_sheet(
+            rows, fig_dir / "segmentation_plates.png", "Training images and the cell-free plates made from them"
+        )
+    }
     rows = []
     for kind, what in (("RBC", "red cells"), ("WBC", "white cells"), ("PLT", "platelets")):
         sprites = bank.select(kind)
         step = max(1, len(sprites) // (2 * n))
-        rows.append((f"{what} ({kind})\n{len(sprites)} usable", [bank.root / s.relpath for s in sprites[::step][:2 * n]]))
-    sheets["sprites"] = grid_sheet(rows, fig_dir / "segmentation_sprites.png", "Usable sprites (shown on white)", thumb=90)
+        rows.append(
+            (f"{what} ({kind})\n{len(sprites)} usable", [bank.root / s.relpath for s in sprites[::step][: 2 * n]])
+        )
+    sheets["sprites"] = grid_sheet(
+        rows, fig_dir / "segmentation_sprites.png", "Usable sprites (shown on white)", thumb=90
+    )
     rejected = [r for r in bank.curation if r.get("keep") == "0"][:n]
     if rejected:
         label = "rejected:\n" + "\n".join(sorted({f for r in rejected for f in r["flags"].split(";") if f}))
-        sheets["rejected"] = grid_sheet([(label, [data_root / r["source"] for r in rejected])],
-                                        fig_dir / "segmentation_rejected.png",
-                                        "Training images curation removed (kept out of the dataset)")
+        sheets["rejected"] = grid_sheet(
+            [(label, [data_root / r["source"] for r in rejected])],
+            fig_dir / "segmentation_rejected.png",
+            "Training images curation removed (kept out of the dataset)",
+        )
     return sheets

@@ -51,7 +51,7 @@ def keras_or_error():
     try:
         import keras
     except ImportError:
-        raise UserError("`naturalize realism` needs Keras: pip install \"naturalize[classify]\"") from None
+        raise UserError('`naturalize realism` needs Keras: pip install "naturalize[classify]"') from None
     return keras
 
 
@@ -90,8 +90,14 @@ def trial(x: np.ndarray, y: np.ndarray, classes: list[str], seed: int, p: Critic
     train, test = train_test_split(np.arange(len(y)), test_size=p.test_fraction, stratify=strata, random_state=seed)
     model = build_critic(p)
     model.compile(optimizer=keras.optimizers.Adam(p.learning_rate), loss="binary_crossentropy")
-    model.fit(x[train].astype(np.float32), y[train].astype(np.float32), epochs=p.epochs, batch_size=p.batch,
-              verbose=0, shuffle=True)
+    model.fit(
+        x[train].astype(np.float32),
+        y[train].astype(np.float32),
+        epochs=p.epochs,
+        batch_size=p.batch,
+        verbose=0,
+        shuffle=True,
+    )
     scores = np.asarray(model.predict(x[test].astype(np.float32), batch_size=64, verbose=0)).ravel()
     yt, ct = y[test], np.asarray(classes)[test]
     per_class = {c: round(auc_or_nan(yt[ct == c], scores[ct == c]), 4) for c in dict.fromkeys(classes)}

@@ -44,12 +44,19 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
     content (sha256). UserError naming `option` (the command-line option) when there is none."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"{option} {folder} is not a folder; give a folder of PBC images (classes from the "
-                        f"file-name prefix, e.g. PMY_123.jpg, or from <CLASS>/ folders)")
+        raise UserError(
+            f"{option} {folder} is not a folder; give a folder of PBC images (classes from the "
+            f"file-name prefix, e.g. PMY_123.jpg, or from <CLASS>/ folders)"
+        )
     seen: set[str] = set()
     paths, labels, dups = [], [], 0
-    for p in sorted(q for q in folder.rglob("*") if q.suffix.lower() in SUFFIXES and q.is_file()
-                    and not any(part.startswith(".") for part in q.relative_to(folder).parts)):
+    for p in sorted(
+        q
+        for q in folder.rglob("*")
+        if q.suffix.lower() in SUFFIXES
+        and q.is_file()
+        and not any(part.startswith(".") for part in q.relative_to(folder).parts)
+    ):
         cls = _class_of(p)
         if cls is None or (classes and cls not in classes):
             continue
@@ -62,8 +69,10 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
         labels.append(cls)
     if not paths:
         want = f" of classes {','.join(classes)}" if classes else ""
-        raise UserError(f"{option} {folder} holds no images{want} with a known class (file-name prefix such as "
-                        f"PMY_ or a <CLASS>/ folder); point it at a folder of PBC crops or composites")
+        raise UserError(
+            f"{option} {folder} holds no images{want} with a known class (file-name prefix such as "
+            f"PMY_ or a <CLASS>/ folder); point it at a folder of PBC crops or composites"
+        )
     return Images(tuple(paths), tuple(labels), dups)
 
 

@@ -23,26 +23,37 @@ def _stats(values: list[float]) -> dict:
     every = [None if math.isnan(x) else round(x, 4) for x in values]
     if not v:
         return {"auc": every, "mean": None, "sd": None, "min": None, "max": None}
-    return {"auc": every, "mean": round(float(np.mean(v)), 4),
-            "sd": round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 4),
-            "min": round(min(v), 4), "max": round(max(v), 4)}
+    return {
+        "auc": every,
+        "mean": round(float(np.mean(v)), 4),
+        "sd": round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 4),
+        "min": round(min(v), 4),
+        "max": round(max(v), 4),
+    }
 
 
 def summarise(tests: dict[str, list[Trial]], classes: list[str], per_class: dict[str, int]) -> dict:
     """Pooled and per-class AUC statistics of each test over seeds."""
-    return {"pooled": {t: _stats([tr.auc for tr in tests[t]]) for t in TESTS},
-            "per_class": {c: {t: _stats([tr.per_class.get(c, float("nan")) for tr in tests[t]]) for t in TESTS}
-                          | {"images": per_class[c]} for c in classes}}
+    return {
+        "pooled": {t: _stats([tr.auc for tr in tests[t]]) for t in TESTS},
+        "per_class": {
+            c: {t: _stats([tr.per_class.get(c, float("nan")) for tr in tests[t]]) for t in TESTS}
+            | {"images": per_class[c]}
+            for c in classes
+        },
+    }
 
 
 def table(result: dict) -> str:
     """The per-class table as text (AUC mean +- sd over seeds)."""
+
     def cell(s: dict) -> str:
         return "   n/a     " if s["mean"] is None else f"{s['mean']:.3f}±{s['sd']:.3f}"
 
     lines = [f"{'class':<6}{'images':>7}  {'real vs synthetic':>17}  {'real vs real':>12}"]
-    rows = list(result["per_class"].items()) + [("all", result["pooled"] | {"images": sum(
-        v["images"] for v in result["per_class"].values())})]
+    rows = list(result["per_class"].items()) + [
+        ("all", result["pooled"] | {"images": sum(v["images"] for v in result["per_class"].values())})
+    ]
     for c, r in rows:
         lines.append(f"{c:<6}{r['images']:>7}  {cell(r['real_vs_synthetic']):>17}  {cell(r['real_vs_real']):>12}")
     return "\n".join(lines)
@@ -90,7 +101,7 @@ def draw_saliency(tr: Trial, x: np.ndarray, n_real: int, n: int, path: Path, pro
     test, scores = np.asarray(tr.test), np.asarray(tr.scores)
     order = np.argsort(-scores, kind="stable")
     syn = [int(i) for i in order if test[i] >= n_real][:n]
-    real = [int(i) for i in order if test[i] < n_real][:max(1, n // 2)]
+    real = [int(i) for i in order if test[i] < n_real][: max(1, n // 2)]
     picks = [(i, "synthetic") for i in syn] + [(i, "real") for i in real]
     features = feature_model(tr.model)
     fig, axes = plt.subplots(2, len(picks), figsize=(1.6 * len(picks), 3.6), squeeze=False)

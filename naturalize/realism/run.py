@@ -39,13 +39,22 @@ def _halves(pool: dict[str, list[int]], rng: np.random.Generator) -> tuple[list[
         perm = rng.permutation(idx).tolist()
         h = len(perm) // 2
         a += perm[:h]
-        b += perm[h:2 * h]
+        b += perm[h : 2 * h]
     return a, b
 
 
-def realism(real_dir: str | Path, synthetic_dir: str | Path, out: str | Path, seeds: int = 5,
-            classes: tuple[str, ...] = (), per_class: int = 0, params: CriticParams | None = None,
-            saliency: int = 8, baseline: bool = True, progress: bool = True) -> dict:
+def realism(
+    real_dir: str | Path,
+    synthetic_dir: str | Path,
+    out: str | Path,
+    seeds: int = 5,
+    classes: tuple[str, ...] = (),
+    per_class: int = 0,
+    params: CriticParams | None = None,
+    saliency: int = 8,
+    baseline: bool = True,
+    progress: bool = True,
+) -> dict:
     """Run the test (see module doc); returns the results and writes OUT/realism.json, auc.png, saliency.png.
     baseline=False skips real vs real (a caller testing several synthetic sets on the same real images)."""
     from tqdm import tqdm
@@ -64,11 +73,15 @@ def realism(real_dir: str | Path, synthetic_dir: str | Path, out: str | Path, se
     # the synthetic side: k per class, drawn once; the real side: every real image of those classes
     _, syn_idx, shared = balanced(real, syn, per_class, np.random.default_rng(0))
     if not shared:
-        raise UserError(f"--real {real_dir} and --synthetic {synthetic_dir} share no class "
-                        f"(real: {','.join(sorted(set(real.classes)))}; synthetic: {','.join(sorted(set(syn.classes)))})")
+        raise UserError(
+            f"--real {real_dir} and --synthetic {synthetic_dir} share no class "
+            f"(real: {','.join(sorted(set(real.classes)))}; synthetic: {','.join(sorted(set(syn.classes)))})"
+        )
     k = {c: sum(syn.classes[i] == c for i in syn_idx) for c in shared}
     if min(k.values()) < 5:
-        raise UserError(f"too few images for a test: per class {k}; give at least 5 real and 5 synthetic images per class")
+        raise UserError(
+            f"too few images for a test: per class {k}; give at least 5 real and 5 synthetic images per class"
+        )
     real_pool = {c: real.of(c) for c in shared}
     real_idx = [i for c in shared for i in real_pool[c]]
     xr = dict(zip(real_idx, _decode(real, real_idx, params.size, progress, "decode real")))
@@ -93,12 +106,20 @@ def realism(real_dir: str | Path, synthetic_dir: str | Path, out: str | Path, se
             if seed < seeds - 1:  # the last seed's critic draws the saliency sheet
                 keras_or_error().backend.clear_session()
     result = summarise(tests, shared, k)
-    result.update(real=str(Path(real_dir).resolve()), synthetic=str(Path(synthetic_dir).resolve()),
-                  real_images=len(real.paths), real_duplicates_dropped=real.duplicates,
-                  synthetic_images=len(syn.paths), synthetic_duplicates_dropped=syn.duplicates,
-                  per_class_images=k, seeds=seeds, critic=params.as_dict(),
-                  backend=keras_or_error().backend.backend(), date=time.strftime("%Y-%m-%d %H:%M %Z"),
-                  wall_s=round(time.perf_counter() - t0, 1))
+    result.update(
+        real=str(Path(real_dir).resolve()),
+        synthetic=str(Path(synthetic_dir).resolve()),
+        real_images=len(real.paths),
+        real_duplicates_dropped=real.duplicates,
+        synthetic_images=len(syn.paths),
+        synthetic_duplicates_dropped=syn.duplicates,
+        per_class_images=k,
+        seeds=seeds,
+        critic=params.as_dict(),
+        backend=keras_or_error().backend.backend(),
+        date=time.strftime("%Y-%m-%d %H:%M %Z"),
+        wall_s=round(time.perf_counter() - t0, 1),
+    )
     out = Path(out)
     last = tests["real_vs_synthetic"][-1]
     x_last = np.concatenate([np.stack([xr[i] for i in ri]), xs])

@@ -194,7 +194,9 @@ def split_white(region: np.ndarray, nuclei: np.ndarray, green: np.ndarray, p: Cl
     right = (basins[:, :-1] != basins[:, 1:]) & (basins[:, :-1] > 0) & (basins[:, 1:] > 0)
     down = (basins[:-1, :] != basins[1:, :]) & (basins[:-1, :] > 0) & (basins[1:, :] > 0)
     saddle: dict[tuple[int, int], float] = {}
-    for (ys, xs, dy, dx) in ((*np.nonzero(right), 0, 1), (*np.nonzero(down), 1, 0)):
+    (ry, rx), (dy_, dx_) = np.nonzero(right), np.nonzero(down)
+    steps: list[tuple[np.ndarray, np.ndarray, int, int]] = [(ry, rx, 0, 1), (dy_, dx_, 1, 0)]
+    for ys, xs, dy, dx in steps:
         for y, x in zip(ys, xs):
             a_, b_ = int(basins[y, x]), int(basins[y + dy, x + dx])
             key = (min(a_, b_), max(a_, b_))

@@ -110,15 +110,16 @@ def make_box_bank(release: Path, boxes: Path, images: list[Path], out: Path) -> 
             bx0, by0, bx1, by1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
             m = m[by0:by1, bx0:bx1]
             gx0, gy0 = x0 + bx0, y0 + by0
-            rgba = np.dstack([rgb[gy0:gy0 + m.shape[0], gx0:gx0 + m.shape[1]], m.astype(np.uint8) * 255])
+            rgba = np.dstack([rgb[gy0 : gy0 + m.shape[0], gx0 : gx0 + m.shape[1]], m.astype(np.uint8) * 255])
             sid = f"{path.stem}-{kind.lower()}{k:02d}"
             sub = out / "sprites" / kind / label if label else out / "sprites" / kind
             sub.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(sub / f"{sid}.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
             border = gx0 <= 0 or gy0 <= 0 or gx0 + m.shape[1] >= w or gy0 + m.shape[0] >= h
-            index.append([sid, kind, label, source, gx0, gy0, gx0 + m.shape[1], gy0 + m.shape[0], int(m.sum()), 1.0,
-                          int(border)])
-            hole[gy0:gy0 + m.shape[0], gx0:gx0 + m.shape[1]] |= m.astype(np.uint8)
+            index.append(
+                [sid, kind, label, source, gx0, gy0, gx0 + m.shape[1], gy0 + m.shape[0], int(m.sum()), 1.0, int(border)]
+            )
+            hole[gy0 : gy0 + m.shape[0], gx0 : gx0 + m.shape[1]] |= m.astype(np.uint8)
             n[kind] += 1
             key = f"{kind}/{label}" if label else kind
             counts[key] = counts.get(key, 0) + 1
@@ -133,14 +134,22 @@ def make_box_bank(release: Path, boxes: Path, images: list[Path], out: Path) -> 
         cv2.imwrite(str(out / "backgrounds" / f"{path.stem}.png"), plate)
         backs.append([path.stem, source, prefix_cls, w, h])
         cur.append([source, prefix_cls, n["WBC"], n["RBC"], n["PLT"], "", 1])
-    for name, header, rows in (("index.csv", INDEX_FIELDS, index), ("backgrounds.csv", BACKGROUND_FIELDS, backs),
-                               ("curation.csv", CURATION_FIELDS, cur)):
+    for name, header, rows in (
+        ("index.csv", INDEX_FIELDS, index),
+        ("backgrounds.csv", BACKGROUND_FIELDS, backs),
+        ("curation.csv", CURATION_FIELDS, cur),
+    ):
         with (out / name).open("w", newline="", encoding="utf-8") as f:
             wr = csv.writer(f)
             wr.writerow(header)
             wr.writerows(rows)
-    meta = {"format_version": FORMAT_VERSION, "backend": "oi-pbc-boxes", "parameters": {}, "counts": counts,
-            "root": str(release.resolve()),
-            "classes": list(CLASSES)}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "backend": "oi-pbc-boxes",
+        "parameters": {},
+        "counts": counts,
+        "root": str(release.resolve()),
+        "classes": list(CLASSES),
+    }
     (out / "bank.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out
