@@ -75,10 +75,13 @@ def test_donor_keeps_its_own_cells_and_only_its_white_cell_changes(bank: Path) -
         h, w = new.mask.shape
         far[max(0, new.y) : new.y + h, max(0, new.x) : new.x + w] = False
         assert np.array_equal(comp.image[far], real[far])
-        # the kept cells are all the donor's red cells and platelets in the bank, with their own source
+        # the kept cells are the donor's red cells and platelets in the bank, with their own source, but for
+        # those the inpainted hole took: every kept cell still has pixels in the donor's label map
         kept = [lib.scene.kept.rows[c.index] for c in comp.cells[:-1]]
-        want = sorted(r.sprite_id for r in b.sprites if r.source == donor.source and r.kind != "WBC")
-        assert sorted(r.sprite_id for r in kept) == want and all(r.source == donor.source for r in kept)
+        want = {r.sprite_id for r in b.sprites if r.source == donor.source and r.kind != "WBC"}
+        assert {r.sprite_id for r in kept} <= want and len(kept) >= len(want) - 3
+        assert all(r.source == donor.source for r in kept)
+        assert set(np.unique(lib.scene.labels[comp.plate])) == set(range(len(kept) + 1))
         # every pixel of the new cell carries its label (no kept cell shows through it), and only those
         assert np.array_equal(comp.labels == len(comp.cells), _placed_mask(new, *real.shape[1::-1]))
     assert len(seen) >= 3  # scene donors of several images (and classes)
@@ -95,9 +98,15 @@ def test_manifest_and_coco_record_the_donor_and_every_kept_cell(bank: Path, tmp_
         assert m["scene"] == "transplant" and m["background"]["removed"].startswith(Path(donor).stem)
         kept = [c for c in m["cells"] if not c["centre"]]
         want = {r.sprite_id for r in b.sprites if r.source == donor and r.kind != "WBC"}
-        assert {c["sprite_id"] for c in kept} == want and all(c["source"] == donor for c in kept)
+        # every cell of the donor's scene but those the inpainted hole took (never a cell listed that is gone)
+        assert {c["sprite_id"] for c in kept} <= want and len(kept) >= len(want) - 3
+        assert all(c["source"] == donor for c in kept)
         centre = [c for c in m["cells"] if c["centre"]]
         assert len(centre) == 1 and centre[0]["category"] == "PMY" and centre[0]["source"] != donor
+        cx, cy, cw, ch = (centre[0][k] for k in ("x", "y", "w", "h"))
+        for c in kept:  # a kept cell without visible pixels can only be one the new white cell covers
+            if "area" not in c:
+                assert c["x"] < cx + cw and cx < c["x"] + c["w"] and c["y"] < cy + ch and cy < c["y"] + c["h"]
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
         assert len(anns) == sum("rle" in c or "area" in c for c in m["cells"])
         assert sorted(a["area"] for a in anns) == sorted(c["area"] for c in m["cells"] if "area" in c)

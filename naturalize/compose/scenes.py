@@ -225,14 +225,15 @@ def transplant_library(
         if (w, h) != (W, H):
             plate = cv2.resize(plate, (W, H), interpolation=cv2.INTER_AREA)
             lab = cv2.resize(lab, (W, H), interpolation=cv2.INTER_NEAREST)
+        lab, box, kept_ids = _visible_only(lab, _label_boxes(lab, len(rec["kept"])), rec["kept"])
         plates.append(plate)
         labels.append(lab)
-        boxes.append(_label_boxes(lab, len(rec["kept"])))
+        boxes.append(box)
         centres.append((rec["centre"][0] * W / w, rec["centre"][1] * H / h))
         areas.append(round(rec["area"] * W * H / (w * h)))
         rows = {r.sprite_id: r for r in eligible[s][2]}
-        cells.append(list(range(len(kept_rows), len(kept_rows) + len(rec["kept"]))))
-        kept_rows += [rows[i] for i in rec["kept"]]
+        cells.append(list(range(len(kept_rows), len(kept_rows) + len(kept_ids))))
+        kept_rows += [rows[i] for i in kept_ids]
     lib.plates = plates
     lib.plate_rows = [eligible[s][0] for s in sources]
     lib.plate_plasma = np.array([rec["plasma_bgr"] for _, _, rec in made], np.float32)
@@ -275,6 +276,19 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
         for g, (x, y, w, h, a) in zip(kept, donors.boxes[k])
     ] + [cell]
     return Composite(image, k, cells, labels)
+
+
+def _visible_only(
+    labels: np.ndarray, boxes: list[tuple[int, int, int, int, int]], ids: list[str]
+) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]], list[str]]:
+    """Drop the kept cells with no pixel left in the donor's label map (inside the inpainted hole, or lost
+    when it was resized), renumbering the rest 1..m in order, so the record lists only cells in the image."""
+    seen = [j for j, b in enumerate(boxes) if b[4] > 0]
+    if len(seen) == len(boxes):
+        return labels, boxes, ids
+    remap = np.zeros(len(boxes) + 1, np.uint8)
+    remap[[j + 1 for j in seen]] = np.arange(1, len(seen) + 1)
+    return remap[labels], [boxes[j] for j in seen], [ids[j] for j in seen]
 
 
 def _label_boxes(labels: np.ndarray, n: int) -> list[tuple[int, int, int, int, int]]:
