@@ -83,25 +83,27 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
     h, w = rgb.shape[:2]
     s2 = (min(h, w) / 360) ** 2
     plate = plate_colour(rgb)
-    wbc = np.zeros((h, w), bool)
-    for c in seg.cells:
-        if c.kind == "WBC":
-            wbc |= c.mask
-    occupied = np.zeros((h, w), np.int32)
-    for k, c in enumerate(seg.cells, start=1):
-        occupied[c.mask] = k
-    all_areas = {i: float(np.count_nonzero(seg.cells[i].mask)) for i in rbc}
+    boxes = [box_of(c.mask) for c in seg.cells]  # each full mask is scanned once; the rest works on crops
+    all_areas = {i: float(np.count_nonzero(seg.cells[i].mask[b[1]:b[3], b[0]:b[2]])) for i, b in
+                 ((i, boxes[i]) for i in rbc)}
     usable = [all_areas[i] for i in rbc if seg.cells[i].usable]
     ref = float(np.median(usable if len(usable) >= 3 else list(all_areas.values())))
     rows = []
     for i in idx:
         c: Cell = seg.cells[i]
         area = all_areas[i]
-        x0, y0, x1, y1 = box_of(c.mask)
-        sl = (slice(max(0, y0 - 3), min(h, y1 + 3)), slice(max(0, x0 - 3), min(w, x1 + 3)))
+        x0, y0, x1, y1 = boxes[i]
+        Y0, Y1, X0, X1 = max(0, y0 - 3), min(h, y1 + 3), max(0, x0 - 3), min(w, x1 + 3)
+        sl = (slice(Y0, Y1), slice(X0, X1))
         m = c.mask[sl]
-        occ = occupied[sl]
-        contact, wbc_contact, ring = _ring_stats(m, (occ > 0) & (occ != i + 1), wbc[sl])
+        others = np.zeros(m.shape, bool)
+        wbc = np.zeros(m.shape, bool)
+        for j, (o, (a0, b0, a1, b1)) in enumerate(zip(seg.cells, boxes)):
+            if j != i and a0 < X1 and a1 > X0 and b0 < Y1 and b1 > Y0:
+                others |= o.mask[sl]
+                if o.kind == "WBC":
+                    wbc |= o.mask[sl]
+        contact, wbc_contact, ring = _ring_stats(m, others, wbc)
         solidity, aspect, ell = _shape(m)
         crop = rgb[sl].astype(np.float32)
         dist = np.sqrt(((crop - plate) ** 2).sum(axis=2)) / 18.0
