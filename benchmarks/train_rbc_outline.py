@@ -4,8 +4,9 @@ Usage:
     python benchmarks/train_rbc_outline.py [--sample DIR] [--cache FEATURES.npz] [--check] [--write]
 
 Every RBC the outline model decides (`gate.learned_pool`: kept by the hand rules, or rejected by the
-backend only for shape, size or fragment) on a tuning-half image with OI-PBC RBC boxes gives one row: its `outline.FEATURES` and whether its box matches an annotated RBC box at IoU >= 0.7.
-A standardised one-hidden-layer perceptron (scikit-learn MLPClassifier, 16 ReLU units, seeded) is fitted. `--check` fits on one seeded
+backend only for shape, size or fragment) on a tuning-half image with OI-PBC RBC boxes gives one row:
+its `outline.FEATURES` and whether its box matches an annotated RBC box at IoU >= 0.7. A standardised
+one-hidden-layer perceptron (scikit-learn MLPClassifier, 16 ReLU units, seeded) is fitted. `--check` fits on one seeded
 half of the tuning images and prints precision and kept sprites per image on the other half for a range
 of thresholds (the overfitting check the threshold is chosen on); `--write` fits on the whole tuning half
 and writes naturalize/segment/rbc_outline.json. The report half is never read.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from segment_quality import halves, load_boxes  # benchmarks/ is the script's folder
 from tqdm import tqdm
 
 from naturalize.fsio import write_text
@@ -26,9 +28,6 @@ from naturalize.segment.cells import box_iou
 from naturalize.segment.classical import segment_classical
 from naturalize.segment.gate import GateRules, judge, learned_pool
 from naturalize.segment.outline import WEIGHTS, OutlineModel, rbc_features
-
-from segment_quality import halves, load_boxes  # noqa: E402  (benchmarks/ is the script's folder)
-
 
 HAND_ONLY = GateRules(rbc_min_outline=0.0)
 

@@ -41,7 +41,7 @@ def test_a_round_lone_red_cell_scores_higher_than_a_half_cell() -> None:
     rbc = max((c for c in seg.of_kind("RBC", usable_only=True)), key=lambda c: c.score)
     half = rbc.mask.copy()
     x0, y0, x1, y1 = rbc.box
-    half[:, (x0 + x1) // 2:] = False  # a fragment: the same cell cut in two
+    half[:, (x0 + x1) // 2 :] = False  # a fragment: the same cell cut in two
     cells = [*seg.cells, Cell("RBC", half, 0.9, False, True)]
     probs = rbc_outline_prob(rgb, Segmentation(cells, seg.background))
     assert probs[next(i for i, c in enumerate(seg.cells) if c is rbc)] > probs[len(cells) - 1]
@@ -58,7 +58,7 @@ def test_the_gate_keeps_exactly_the_pooled_red_cells_the_model_trusts() -> None:
     assert pool and all(seg.cells[i].kind == "RBC" for i in pool)
     probs = rbc_outline_prob(rgb, seg, pool)
     learned = judge(rgb, seg, "MO", rules)
-    for i, (c, v) in enumerate(zip(seg.cells, learned)):
+    for i, v in enumerate(learned):
         if i in pool:
             assert (v.reason == "ok") == (probs[i] >= rules.rbc_min_outline)
         else:  # white cells, platelets and RBCs outside the pool keep the hand rules' verdict
@@ -80,8 +80,11 @@ def test_outline_model_precision_on_real_tuning_images(sample_release: Path, sam
         truth = load_boxes(sample_boxes / f"{path.stem}.txt", rgb.shape[1], rgb.shape[0])["RBC"]
         seg = segment_classical(rgb)
         for name, rules in (("hand", GateRules(rbc_min_outline=0.0)), ("learned", GateRules())):
-            kept = [c.box for c, v in zip(seg.cells, judge(rgb, seg, "PLT" if cls == "PLATELET" else cls, rules))
-                    if c.kind == "RBC" and v.reason == "ok"]
+            kept = [
+                c.box
+                for c, v in zip(seg.cells, judge(rgb, seg, "PLT" if cls == "PLATELET" else cls, rules))
+                if c.kind == "RBC" and v.reason == "ok"
+            ]
             tally[name][0] += len(kept)
             tally[name][1] += match_count(kept, truth, 0.7)
     hand, learned = (tally[k][1] / tally[k][0] for k in ("hand", "learned"))

@@ -22,19 +22,29 @@ from naturalize.segment.cells import Cell, Segmentation, box_of
 from naturalize.segment.colour import plate_colour
 
 WEIGHTS = Path(__file__).with_name("rbc_outline.json")
-FEATURES: tuple[str, ...] = ("solidity", "aspect", "ellipse_iou", "contact", "wbc_contact", "log_rel_area",
-                             "area", "ring_colour", "inner_colour", "stain")
+FEATURES: tuple[str, ...] = (
+    "solidity",
+    "aspect",
+    "ellipse_iou",
+    "contact",
+    "wbc_contact",
+    "log_rel_area",
+    "area",
+    "ring_colour",
+    "inner_colour",
+    "stain",
+)
 
 
 @dataclass(frozen=True)
 class OutlineModel:
     """Standardised one-hidden-layer perceptron: p = sigmoid(relu(z @ w1 + b1) @ w2 + b2), z = (x - mean) / scale."""
 
-    mean: np.ndarray   # (F,)
+    mean: np.ndarray  # (F,)
     scale: np.ndarray  # (F,)
-    w1: np.ndarray     # (F, H)
-    b1: np.ndarray     # (H,)
-    w2: np.ndarray     # (H,)
+    w1: np.ndarray  # (F, H)
+    b1: np.ndarray  # (H,)
+    w2: np.ndarray  # (H,)
     b2: float
 
     def prob(self, x: np.ndarray) -> np.ndarray:
@@ -44,7 +54,10 @@ class OutlineModel:
         return 1.0 / (1.0 + np.exp(-out))
 
     def to_json(self) -> str:
-        r = {k: np.round(np.asarray(getattr(self, k), np.float64), 6).tolist() for k in ("mean", "scale", "w1", "b1", "w2")}
+        r = {
+            k: np.round(np.asarray(getattr(self, k), np.float64), 6).tolist()
+            for k in ("mean", "scale", "w1", "b1", "w2")
+        }
         return json.dumps({"features": list(FEATURES), **r, "b2": round(float(self.b2), 6)}) + "\n"
 
     @staticmethod
@@ -84,8 +97,9 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
     s2 = (min(h, w) / 360) ** 2
     plate = plate_colour(rgb)
     boxes = [box_of(c.mask) for c in seg.cells]  # each full mask is scanned once; the rest works on crops
-    all_areas = {i: float(np.count_nonzero(seg.cells[i].mask[b[1]:b[3], b[0]:b[2]])) for i, b in
-                 ((i, boxes[i]) for i in rbc)}
+    all_areas = {
+        i: float(np.count_nonzero(seg.cells[i].mask[b[1] : b[3], b[0] : b[2]])) for i, b in ((i, boxes[i]) for i in rbc)
+    }
     usable = [all_areas[i] for i in rbc if seg.cells[i].usable]
     ref = float(np.median(usable if len(usable) >= 3 else list(all_areas.values())))
     rows = []
@@ -108,14 +122,26 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
         crop = rgb[sl].astype(np.float32)
         dist = np.sqrt(((crop - plate) ** 2).sum(axis=2)) / 18.0
         stain = crop[:, :, 2] - crop[:, :, 1]
-        rows.append((solidity, min(aspect, 5.0), ell, contact, wbc_contact, float(np.log(max(area, 1.0) / max(ref, 1.0))),
-                     area / s2 / 1000.0, float(dist[ring].mean()) if ring.any() else 0.0, float(dist[m].mean()),
-                     float(stain[m].mean()) / 30.0))
+        rows.append(
+            (
+                solidity,
+                min(aspect, 5.0),
+                ell,
+                contact,
+                wbc_contact,
+                float(np.log(max(area, 1.0) / max(ref, 1.0))),
+                area / s2 / 1000.0,
+                float(dist[ring].mean()) if ring.any() else 0.0,
+                float(dist[m].mean()),
+                float(stain[m].mean()) / 30.0,
+            )
+        )
     return idx, np.array(rows, np.float64)
 
 
-def rbc_outline_prob(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = None,
-                     model: OutlineModel | None = None) -> dict[int, float]:
+def rbc_outline_prob(
+    rgb: np.ndarray, seg: Segmentation, which: list[int] | None = None, model: OutlineModel | None = None
+) -> dict[int, float]:
     """{index into seg.cells: probability that this RBC's outline is right} for the RBC cells (those of
     `which` when given); 1.0 without a model."""
     model = model or shipped_model()
