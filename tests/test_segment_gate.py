@@ -128,5 +128,6 @@ def test_a_bank_written_before_the_gate_reads_as_passed(tmp_path: Path) -> None:
     (tmp_path / "index.csv").write_text("sprite_id,kind,label,source,x0,y0,x1,y1,area,score,touches_border\n"
                                         "a_RBC_0,RBC,,a.jpg,0,0,5,5,20,0.9,0\n")
     (tmp_path / "curation.csv").write_text("source,label,n_wbc,n_rbc,n_plt,flags,keep\na.jpg,SNE,1,1,0,,1\n")
+    (tmp_path / "backgrounds.csv").write_text("background_id,source,label,width,height\n")
     rows = Bank.open(tmp_path).select("RBC")
     assert [(r.sprite_id, r.reason, r.quality) for r in rows] == [("a_RBC_0", "ok", 1.0)]
