@@ -72,9 +72,11 @@ def primary_wbc(seg, w: int, h: int):
     wbcs = seg.of_kind("WBC")
     if not wbcs:
         return None
+
     def d(c):
         x0, y0, x1, y1 = c.box
         return ((x0 + x1) / 2 - w / 2) ** 2 + ((y0 + y1) / 2 - h / 2) ** 2
+
     return min(wbcs, key=d)
 
 
@@ -97,7 +99,7 @@ def halves(images: list[Path], seed: int = 0) -> dict[str, list[Path]]:
     for p in sorted(images):
         by_class.setdefault(p.stem.split("_")[0], []).append(p)
     out: dict[str, list[Path]] = {"tuning": [], "report": []}
-    for k, (cls, paths) in enumerate(sorted(by_class.items())):
+    for k, (_cls, paths) in enumerate(sorted(by_class.items())):
         order = np.random.default_rng([seed, k]).permutation(len(paths))
         cut = len(paths) // 2
         out["tuning"] += [paths[i] for i in sorted(order[:cut])]
@@ -166,8 +168,9 @@ def score(images: list[Path], boxdir: Path, rng: np.random.Generator, hand: dict
                     hand[c.kind].append(item)
                 elif j < cap:
                     hand[c.kind][j] = item
-        iou_bad = len(truth["WBC"]) == 1 and (primary_wbc(seg, w, h) is None or
-                                              box_iou(primary_wbc(seg, w, h).box, truth["WBC"][0]) < 0.8)
+        iou_bad = len(truth["WBC"]) == 1 and (
+            primary_wbc(seg, w, h) is None or box_iou(primary_wbc(seg, w, h).box, truth["WBC"][0]) < 0.8
+        )
         if iou_bad or ("multi_wbc" in seg.flags) != (len(truth["WBC"]) >= 2):
             n_fail += 1
             if len(fails) < 24:
@@ -179,28 +182,42 @@ def score(images: list[Path], boxdir: Path, rng: np.random.Generator, hand: dict
 
 def summarise(t: dict) -> dict:
     """Rates of one group of images."""
+
     def rate(a: str, b: str) -> float | None:
         return round(t[a] / t[b], 4) if t[b] else None
 
-    return {"images": int(t["images"]), "wbc_images": int(t["wbc_n"]), "wbc_iou80_rate": rate("wbc_ok", "wbc_n"),
-            "rbc_precision_usable": rate("rbc_match", "rbc_usable"), "rbc_usable_per_image": rate("rbc_usable", "rbc_images"),
-            "rbc_precision": rate("rbc_kept_match", "rbc_kept"), "rbc_per_image": rate("rbc_kept", "rbc_images"),
-            "multi_wbc_images": int(t["multi_n"]), "multi_wbc_recall": rate("multi_hit", "multi_n"),
-            "multi_wbc_false_rate": rate("single_flag", "wbc_n"),
-            "kept_rbc_on_wbc_box": int(t["nucleated_RBC"]), "kept_plt_on_wbc_box": int(t["nucleated_PLT"]),
-            "kept_plt": int(t["kept_PLT"]),
-            "ms_per_image": round(1000 * t["seconds"] / max(1, t["images"]), 2),
-            "cpu_ms_per_image": round(1000 * t["cpu"] / max(1, t["images"]), 2)}
+    return {
+        "images": int(t["images"]),
+        "wbc_images": int(t["wbc_n"]),
+        "wbc_iou80_rate": rate("wbc_ok", "wbc_n"),
+        "rbc_precision_usable": rate("rbc_match", "rbc_usable"),
+        "rbc_usable_per_image": rate("rbc_usable", "rbc_images"),
+        "rbc_precision": rate("rbc_kept_match", "rbc_kept"),
+        "rbc_per_image": rate("rbc_kept", "rbc_images"),
+        "multi_wbc_images": int(t["multi_n"]),
+        "multi_wbc_recall": rate("multi_hit", "multi_n"),
+        "multi_wbc_false_rate": rate("single_flag", "wbc_n"),
+        "kept_rbc_on_wbc_box": int(t["nucleated_RBC"]),
+        "kept_plt_on_wbc_box": int(t["nucleated_PLT"]),
+        "kept_plt": int(t["kept_PLT"]),
+        "ms_per_image": round(1000 * t["seconds"] / max(1, t["images"]), 2),
+        "cpu_ms_per_image": round(1000 * t["cpu"] / max(1, t["images"]), 2),
+    }
 
 
 def targets(r: dict) -> dict:
     """Issue 12's targets (judged on the report half)."""
     per_class = [v["wbc_iou80_rate"] for k, v in r.items() if k != "all" and v["wbc_iou80_rate"] is not None]
     a = {k: (v if v is not None else float("nan")) for k, v in r["all"].items()}
-    return {"wbc_96": a["wbc_iou80_rate"] >= 0.96, "wbc_every_class_90": min(per_class) >= 0.90,
-            "rbc_precision_97": a["rbc_precision"] >= 0.97, "rbc_per_image_4": a["rbc_per_image"] >= 4,
-            "multi_recall_92": a["multi_wbc_recall"] >= 0.92, "multi_false_2": a["multi_wbc_false_rate"] <= 0.02,
-            "no_kept_rbc_plt_on_wbc": a["kept_rbc_on_wbc_box"] + a["kept_plt_on_wbc_box"] == 0}
+    return {
+        "wbc_96": a["wbc_iou80_rate"] >= 0.96,
+        "wbc_every_class_90": min(per_class) >= 0.90,
+        "rbc_precision_97": a["rbc_precision"] >= 0.97,
+        "rbc_per_image_4": a["rbc_per_image"] >= 4,
+        "multi_recall_92": a["multi_wbc_recall"] >= 0.92,
+        "multi_false_2": a["multi_wbc_false_rate"] <= 0.02,
+        "no_kept_rbc_plt_on_wbc": a["kept_rbc_on_wbc_box"] + a["kept_plt_on_wbc_box"] == 0,
+    }
 
 
 def main() -> None:
@@ -229,14 +246,29 @@ def main() -> None:
         from naturalize.segment.qc import titled
 
         width = 16 * 84
-        sheet = [titled(f"{k}: {len(v)} random kept sprites (report half), true scale, source class and area",
-                        grid([t for t, _ in v], 16, 84, labels=[lab for _, lab in v], upscale=False), width)
-                 for k, v in hand.items() if v]
+        sheet = [
+            titled(
+                f"{k}: {len(v)} random kept sprites (report half), true scale, source class and area",
+                grid([t for t, _ in v], 16, 84, labels=[lab for _, lab in v], upscale=False),
+                width,
+            )
+            for k, v in hand.items()
+            if v
+        ]
         write_bytes(args.out / "hand_check.png", png(np.vstack(sheet)))
     if fails:
         write_bytes(args.out / "failures.png", png(grid(fails, 4, 360, 363)))
-    cols = ["images", "wbc_iou80_rate", "rbc_precision", "rbc_per_image", "multi_wbc_recall", "multi_wbc_false_rate",
-            "kept_rbc_on_wbc_box", "kept_plt_on_wbc_box", "cpu_ms_per_image"]
+    cols = [
+        "images",
+        "wbc_iou80_rate",
+        "rbc_precision",
+        "rbc_per_image",
+        "multi_wbc_recall",
+        "multi_wbc_false_rate",
+        "kept_rbc_on_wbc_box",
+        "kept_plt_on_wbc_box",
+        "cpu_ms_per_image",
+    ]
     for half, r in res.items():
         print(f"== {half}")
         if half.startswith("targets"):

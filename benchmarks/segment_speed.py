@@ -38,8 +38,20 @@ def classical(sample: Path, workers: int, limit: int | None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bank"
-        cmd = [sys.executable, "-m", "naturalize.cli", "segment", str(sample), "--out", str(out),
-               "--backend", "classical", "--workers", str(workers), "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "naturalize.cli",
+            "segment",
+            str(sample),
+            "--out",
+            str(out),
+            "--backend",
+            "classical",
+            "--workers",
+            str(workers),
+            "--no-progress",
+        ]
         if limit:
             cmd += ["--limit", str(limit)]
         load = os.getloadavg()[0]
@@ -51,13 +63,19 @@ def classical(sample: Path, workers: int, limit: int | None) -> dict:
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         bank = Bank.open(out)
         n = len(bank.curation)
-        return {"command": " ".join(["naturalize"] + cmd[3:]), "images": n, "seconds": round(wall, 2),
-                "images_per_s": round(n / wall, 2), "cpu_seconds": round(cpu, 2),
-                "cpu_ms_per_image": round(1000 * cpu / n, 1),
-                # what two otherwise idle cores would give if the run kept both busy (an upper bound)
-                "images_per_s_two_free_cores": round(2 * n / cpu, 2),
-                "sprites": len(bank.sprites), "load_before": round(load, 2),
-                "load_after": round(os.getloadavg()[0], 2)}
+        return {
+            "command": " ".join(["naturalize"] + cmd[3:]),
+            "images": n,
+            "seconds": round(wall, 2),
+            "images_per_s": round(n / wall, 2),
+            "cpu_seconds": round(cpu, 2),
+            "cpu_ms_per_image": round(1000 * cpu / n, 1),
+            # what two otherwise idle cores would give if the run kept both busy (an upper bound)
+            "images_per_s_two_free_cores": round(2 * n / cpu, 2),
+            "sprites": len(bank.sprites),
+            "load_before": round(load, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+        }
 
 
 def sam(sample: Path, n_images: int, device: str) -> dict:
@@ -90,17 +108,23 @@ def sam(sample: Path, n_images: int, device: str) -> dict:
             torch.cuda.synchronize()
         total.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    return {"model": "vit_b (random weights)", "device": device, "torch_threads": torch.get_num_threads(),
-            "images": len(rgbs), "load_s": round(load_s, 2), "encode_s_per_image": round(sum(enc) / len(enc), 2),
-            "segment_s_per_image": round(sum(total) / len(total), 2),
-            "segment_cpu_s_per_image": round(sum(cpu) / len(cpu), 2), "points_per_side": seg.params.points_per_side,
-            "load_avg": round(os.getloadavg()[0], 2)}
+    return {
+        "model": "vit_b (random weights)",
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "images": len(rgbs),
+        "load_s": round(load_s, 2),
+        "encode_s_per_image": round(sum(enc) / len(enc), 2),
+        "segment_s_per_image": round(sum(total) / len(total), 2),
+        "segment_cpu_s_per_image": round(sum(cpu) / len(cpu), 2),
+        "points_per_side": seg.params.points_per_side,
+        "load_avg": round(os.getloadavg()[0], 2),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sample", type=Path,
-                    default=sample_home())
+    ap.add_argument("--sample", type=Path, default=sample_home())
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="only the first N images (default: all)")
     ap.add_argument("--sam-images", type=int, default=1)
@@ -110,7 +134,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if not (args.sample / "PBC_dataset_normal_DIB").is_dir():
-        sys.exit(f"error: no PBC sample at {args.sample}; pass --sample DIR (the folder holding PBC_dataset_normal_DIB/)")
+        sys.exit(
+            f"error: no PBC sample at {args.sample}; pass --sample DIR (the folder holding PBC_dataset_normal_DIB/)"
+        )
     result = {"machine": f"{platform.node()} {os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%d %H:%M")}
     if not args.skip_classical:
         result["classical"] = classical(args.sample, args.workers, args.limit)

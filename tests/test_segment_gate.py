@@ -39,9 +39,25 @@ def test_blank_noise_and_tiny_images_give_no_sprite_and_no_plate(label: str, tmp
     for name, rgb in _unfit_images().items():
         Image.fromarray(rgb).save(tree / f"{name}.png")
     out = tmp_path / "bank"
-    proc = subprocess.run([sys.executable, "-m", "naturalize.cli", "segment", str(tree.parent), "--out", str(out),
-                           "--backend", "classical", "--workers", "1", "--no-progress"], check=False,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "naturalize.cli",
+            "segment",
+            str(tree.parent),
+            "--out",
+            str(out),
+            "--backend",
+            "classical",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     bank = Bank.open(out)
     assert len(bank.curation) == 6
@@ -125,8 +141,9 @@ def test_a_bank_written_before_the_gate_reads_as_passed(tmp_path: Path) -> None:
     from naturalize.bank import FORMAT_VERSION
 
     (tmp_path / "bank.json").write_text(json.dumps({"format_version": FORMAT_VERSION}))
-    (tmp_path / "index.csv").write_text("sprite_id,kind,label,source,x0,y0,x1,y1,area,score,touches_border\n"
-                                        "a_RBC_0,RBC,,a.jpg,0,0,5,5,20,0.9,0\n")
+    (tmp_path / "index.csv").write_text(
+        "sprite_id,kind,label,source,x0,y0,x1,y1,area,score,touches_border\na_RBC_0,RBC,,a.jpg,0,0,5,5,20,0.9,0\n"
+    )
     (tmp_path / "curation.csv").write_text("source,label,n_wbc,n_rbc,n_plt,flags,keep\na.jpg,SNE,1,1,0,,1\n")
     (tmp_path / "backgrounds.csv").write_text("background_id,source,label,width,height\n")
     rows = Bank.open(tmp_path).select("RBC")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -68,8 +69,9 @@ def _classical_options(values: Values) -> dict:
     params = dict(values.get("params") or {})
     unknown = sorted(set(params) - set(ClassicalParams.__dataclass_fields__))
     if unknown:
-        raise UserError(f"classical backend has no parameter {', '.join(unknown)}; "
-                        f"see naturalize.segment.classical.ClassicalParams")
+        raise UserError(
+            f"classical backend has no parameter {', '.join(unknown)}; see naturalize.segment.classical.ClassicalParams"
+        )
     return params
 
 
@@ -98,13 +100,21 @@ def _sam_options(values: Values) -> dict:
     model_type = values.get("model_type") or "vit_b"
     checkpoint = _sam_checkpoint(values)
     if not checkpoint:
-        raise UserError(f"--backend sam needs a checkpoint: pass --checkpoint PATH or set ${CHECKPOINT_ENV} "
-                        f"(download one with `naturalize fetch-sam {model_type}`)")
+        raise UserError(
+            f"--backend sam needs a checkpoint: pass --checkpoint PATH or set ${CHECKPOINT_ENV} "
+            f"(download one with `naturalize fetch-sam {model_type}`)"
+        )
     if not Path(checkpoint).is_file():  # checked here, so the error comes before torch is imported
-        raise UserError(f"SAM checkpoint {checkpoint} not found; download one with `naturalize fetch-sam {model_type}` "
-                        f"and pass its path to --checkpoint")
-    opts: dict = {"checkpoint": str(checkpoint), "model_type": model_type, "device": values.get("device") or "auto",
-                  **(values.get("params") or {})}
+        raise UserError(
+            f"SAM checkpoint {checkpoint} not found; download one with `naturalize fetch-sam {model_type}` "
+            f"and pass its path to --checkpoint"
+        )
+    opts: dict = {
+        "checkpoint": str(checkpoint),
+        "model_type": model_type,
+        "device": values.get("device") or "auto",
+        **(values.get("params") or {}),
+    }
     points = values.get("points_per_side")
     if points is not None:
         if points < 1:
@@ -132,12 +142,27 @@ def _sam_auto(values: Values) -> str | None:
 
 
 BACKENDS: dict[str, Backend] = {  # in the order --backend auto tries them
-    "sam": Backend("sam", "segment-anything from a checkpoint: centre prompt for the white cell, point grid for the rest",
-                   _sam_options, _build_sam, _describe_sam, _sam_auto,
-                   f"when --checkpoint or ${CHECKPOINT_ENV} names a checkpoint", parallel=False, uses_device=True),
-    "classical": Backend("classical", "weight-free: stain-aware thresholds and watershed (OpenCV, scikit-image)",
-                         _classical_options, _build_classical, _describe_classical,
-                         lambda values: "weight-free fallback", "otherwise", parallel=True),
+    "sam": Backend(
+        "sam",
+        "segment-anything from a checkpoint: centre prompt for the white cell, point grid for the rest",
+        _sam_options,
+        _build_sam,
+        _describe_sam,
+        _sam_auto,
+        f"when --checkpoint or ${CHECKPOINT_ENV} names a checkpoint",
+        parallel=False,
+        uses_device=True,
+    ),
+    "classical": Backend(
+        "classical",
+        "weight-free: stain-aware thresholds and watershed (OpenCV, scikit-image)",
+        _classical_options,
+        _build_classical,
+        _describe_classical,
+        lambda values: "weight-free fallback",
+        "otherwise",
+        parallel=True,
+    ),
 }
 
 

@@ -26,14 +26,14 @@ class UsableRules:
     max_rel_area: float = 1.5
     min_solidity: float = 0.93
     max_aspect: float = 1.5
-    max_contact: float = 0.5       # fraction of the outline touching another red cell
-    max_wbc_contact: float = 0.5   # fraction of the outline touching a white cell
+    max_contact: float = 0.5  # fraction of the outline touching another red cell
+    max_wbc_contact: float = 0.5  # fraction of the outline touching a white cell
     min_ellipse_iou: float = 0.88  # overlap of the mask with its fitted ellipse (fragments fit badly)
-    max_stain: float = 30.0        # mean blue-minus-green above this is no red cell
+    max_stain: float = 30.0  # mean blue-minus-green above this is no red cell
     plt_area: tuple[int, int] = (150, 6000)  # a platelet is ~2-3 µm: ~150+ px at PBC scale
     plt_min_solidity: float = 0.8
     plt_max_aspect: float = 2.0
-    plt_max_green: float = 0.6     # 25th percentile of green / plate green: pale lilac specks are no platelet
+    plt_max_green: float = 0.6  # 25th percentile of green / plate green: pale lilac specks are no platelet
 
 
 @dataclass(frozen=True)
@@ -41,18 +41,18 @@ class MaskRules:
     """How `cells_from_masks` gives a kind to a mask from any generator (SAM): colour and size at ~360 px."""
 
     stain: StainParams = StainParams()
-    wbc_min_area: int = 1200        # a white cell holds at least this many purple (nuclear) pixels ...
-    wbc_big_area: int = 6000        # ... and is this big, or its nucleus is dark: 25th percentile of
-    nucleus_dark: float = 0.136     # green / plate green at most this (else a large platelet)
-    max_area_frac: float = 0.25     # masks covering more of the image are the plate
-    min_fg_frac: float = 0.6        # masks with less cell colour than this are plate
-    dup_iou: float = 0.7            # masks overlapping a better one this much (IoU) ...
-    dup_cover: float = 0.8          # ... or covered this much by it are duplicates
+    wbc_min_area: int = 1200  # a white cell holds at least this many purple (nuclear) pixels ...
+    wbc_big_area: int = 6000  # ... and is this big, or its nucleus is dark: 25th percentile of
+    nucleus_dark: float = 0.136  # green / plate green at most this (else a large platelet)
+    max_area_frac: float = 0.25  # masks covering more of the image are the plate
+    min_fg_frac: float = 0.6  # masks with less cell colour than this are plate
+    dup_iou: float = 0.7  # masks overlapping a better one this much (IoU) ...
+    dup_cover: float = 0.8  # ... or covered this much by it are duplicates
 
 
 @dataclass
 class _Region:
-    mask: np.ndarray       # bool crop
+    mask: np.ndarray  # bool crop
     sl: tuple[slice, slice]
     area: int
     solidity: float
@@ -65,8 +65,10 @@ class _Region:
 
 
 def _pad_slice(sl: tuple[slice, slice], shape: tuple[int, int], pad: int) -> tuple[slice, slice]:
-    return (slice(max(0, sl[0].start - pad), min(shape[0], sl[0].stop + pad)),
-            slice(max(0, sl[1].start - pad), min(shape[1], sl[1].stop + pad)))
+    return (
+        slice(max(0, sl[0].start - pad), min(shape[0], sl[0].stop + pad)),
+        slice(max(0, sl[1].start - pad), min(shape[1], sl[1].stop + pad)),
+    )
 
 
 def _shape(mask: np.ndarray) -> tuple[float, float, float]:
@@ -90,16 +92,25 @@ def _shape(mask: np.ndarray) -> tuple[float, float, float]:
     return min(1.0, solidity), float(aspect), inter / union if union else 0.0
 
 
-def _region(crop_mask: np.ndarray, others: np.ndarray, wbc: np.ndarray, stain: np.ndarray, sl,
-            border: bool) -> _Region:
+def _region(crop_mask: np.ndarray, others: np.ndarray, wbc: np.ndarray, stain: np.ndarray, sl, border: bool) -> _Region:
     """Features of one candidate (bool crop); `others` / `wbc`: other cells' / white cells' pixels in the crop."""
     ring = cv2.dilate(crop_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~crop_mask
     n_ring = max(1, int(ring.sum()))
     touch_wbc = float((ring & wbc).sum()) / n_ring
     contact = float((ring & others & ~wbc).sum()) / n_ring
     solidity, aspect, ell = _shape(crop_mask)
-    return _Region(crop_mask, sl, int(crop_mask.sum()), solidity, aspect, contact, touch_wbc, ell,
-                   float(stain[crop_mask].mean()) if crop_mask.any() else 0.0, border)
+    return _Region(
+        crop_mask,
+        sl,
+        int(crop_mask.sum()),
+        solidity,
+        aspect,
+        contact,
+        touch_wbc,
+        ell,
+        float(stain[crop_mask].mean()) if crop_mask.any() else 0.0,
+        border,
+    )
 
 
 def _full(shape: tuple[int, int], r: _Region) -> np.ndarray:
@@ -110,15 +121,25 @@ def _full(shape: tuple[int, int], r: _Region) -> np.ndarray:
 
 def _rbc_reference_area(regions: list[_Region], rules: UsableRules) -> float:
     """Typical red-cell area of the image: median over clean-looking candidates."""
-    clean = [r.area for r in regions if not r.border and r.solidity >= rules.min_solidity and r.contact < 0.5
-             and r.stain < rules.max_stain]
+    clean = [
+        r.area
+        for r in regions
+        if not r.border and r.solidity >= rules.min_solidity and r.contact < 0.5 and r.stain < rules.max_stain
+    ]
     if len(clean) < 3:
         clean = [r.area for r in regions if not r.border] or [r.area for r in regions] or [0]
     return float(np.median(clean))
 
 
-def _rbc_cells(shape, regions: list[_Region], plt_union: np.ndarray, rules: UsableRules,
-               ref_area: float | None = None, grow: np.ndarray | None = None, rim_px: int = 0) -> list[Cell]:
+def _rbc_cells(
+    shape,
+    regions: list[_Region],
+    plt_union: np.ndarray,
+    rules: UsableRules,
+    ref_area: float | None = None,
+    grow: np.ndarray | None = None,
+    rim_px: int = 0,
+) -> list[Cell]:
     ref = ref_area if ref_area is not None else _rbc_reference_area(regions, rules)
     cells = []
     for r in regions:
@@ -126,10 +147,16 @@ def _rbc_cells(shape, regions: list[_Region], plt_union: np.ndarray, rules: Usab
         on_plt = bool((plt_union[r.sl] & r.mask).any())
         ok_shape = r.solidity >= rules.min_solidity and r.aspect <= rules.max_aspect
         ok_size = rules.min_rel_area <= rel <= rules.max_rel_area
-        checks = (("border", not r.border), ("shape", ok_shape), ("size", ok_size),
-                  ("contact", r.contact <= rules.max_contact), ("on_platelet", not on_plt),
-                  ("stain", r.stain <= rules.max_stain), ("wbc_contact", r.wbc_contact <= rules.max_wbc_contact),
-                  ("fragment", r.ellipse_iou >= rules.min_ellipse_iou))
+        checks = (
+            ("border", not r.border),
+            ("shape", ok_shape),
+            ("size", ok_size),
+            ("contact", r.contact <= rules.max_contact),
+            ("on_platelet", not on_plt),
+            ("stain", r.stain <= rules.max_stain),
+            ("wbc_contact", r.wbc_contact <= rules.max_wbc_contact),
+            ("fragment", r.ellipse_iou >= rules.min_ellipse_iou),
+        )
         reason = next((name for name, ok in checks if not ok), "")
         usable = not reason
         score = float(np.clip(r.solidity, 0, 1) * (1 - min(1.0, r.contact)) * np.exp(-abs(np.log(max(rel, 1e-3)))))
@@ -141,32 +168,48 @@ def _rbc_cells(shape, regions: list[_Region], plt_union: np.ndarray, rules: Usab
     return cells
 
 
-def _plt_cells(shape, plts: list[np.ndarray], rules: UsableRules, wbc: np.ndarray | None = None,
-               green: np.ndarray | None = None) -> list[Cell]:
+def _plt_cells(
+    shape, plts: list[np.ndarray], rules: UsableRules, wbc: np.ndarray | None = None, green: np.ndarray | None = None
+) -> list[Cell]:
     """Platelets from purple blobs: usable when of platelet size, compact, dark enough (`green`: green
     channel / plate green), off the border and clear of white cells."""
     s2 = (min(shape) / 360) ** 2
     cells = []
     k = np.ones((3, 3), np.uint8)
-    near_wbc = (cv2.dilate(wbc.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
-                if wbc is not None and wbc.any() else np.zeros(shape, bool))
+    near_wbc = (
+        cv2.dilate(wbc.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
+        if wbc is not None and wbc.any()
+        else np.zeros(shape, bool)
+    )
     for m in plts:
         full = cv2.dilate(m.astype(np.uint8), k).astype(bool)
         border = touches_border(full)
         area = int(full.sum())
         solidity, aspect, _ = _shape(full)
         dark = green is None or float(np.percentile(green[full], 25)) <= rules.plt_max_green
-        checks = (("border", not border), ("size", rules.plt_area[0] * s2 <= area <= rules.plt_area[1] * s2),
-                  ("shape", solidity >= rules.plt_min_solidity and aspect <= rules.plt_max_aspect),
-                  ("pale", dark), ("wbc_contact", not (full & near_wbc).any()))
+        checks = (
+            ("border", not border),
+            ("size", rules.plt_area[0] * s2 <= area <= rules.plt_area[1] * s2),
+            ("shape", solidity >= rules.plt_min_solidity and aspect <= rules.plt_max_aspect),
+            ("pale", dark),
+            ("wbc_contact", not (full & near_wbc).any()),
+        )
         reason = next((name for name, ok in checks if not ok), "")
         score = solidity if reason in ("", "border") else 0.5 * solidity
         cells.append(Cell("PLT", full, round(score, 4), border, not reason, reason))
     return cells
 
 
-def judge_regions(rgb: np.ndarray, labels: np.ndarray, n: int, n_wbc: int, plts: list[np.ndarray],
-                  stain: np.ndarray, rim_px: int = 2, rules: UsableRules | None = None) -> list[Cell]:
+def judge_regions(
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    n_wbc: int,
+    plts: list[np.ndarray],
+    stain: np.ndarray,
+    rim_px: int = 2,
+    rules: UsableRules | None = None,
+) -> list[Cell]:
     """Cells from a watershed label image: labels 1..n_wbc are white cells, n_wbc+1..n red-cell
     candidates (0 = plate); `plts` are platelet masks; `stain` is the blue-minus-green map."""
     rules = rules or UsableRules()
@@ -198,8 +241,13 @@ def judge_regions(rgb: np.ndarray, labels: np.ndarray, n: int, n_wbc: int, plts:
     return cells
 
 
-def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float],
-                     rules: UsableRules | None = None, kinds: MaskRules = MaskRules()) -> list[Cell]:
+def cells_from_masks(
+    rgb: np.ndarray,
+    masks: list[np.ndarray],
+    scores: list[float],
+    rules: UsableRules | None = None,
+    kinds: MaskRules = MaskRules(),
+) -> list[Cell]:
     """Kinds for arbitrary masks (e.g. SAM's): plate-coloured or huge masks are dropped as background,
     near-duplicates of a better-scored mask are dropped, purple masks become WBC (large) or PLT
     (small), the rest RBC; `usable` follows the same rules as the classical backend."""
@@ -221,8 +269,9 @@ def cells_from_masks(rgb: np.ndarray, masks: list[np.ndarray], scores: list[floa
         if area > p.max_area_frac * m.size or (m & fg).sum() < p.min_fg_frac * area:
             continue  # background or plate-dominated mask
         n_purple = int((m & purple).sum())
-        if n_purple >= p.wbc_min_area * s2 and (area >= p.wbc_big_area * s2
-                                                 or np.percentile(green[m & purple], 25) <= p.nucleus_dark):
+        if n_purple >= p.wbc_min_area * s2 and (
+            area >= p.wbc_big_area * s2 or np.percentile(green[m & purple], 25) <= p.nucleus_dark
+        ):
             kind = "WBC"  # big, or small with a dark nucleus (a small light-purple body is a large platelet)
         elif n_purple >= 0.3 * area and area <= rules.plt_area[1] * s2:
             kind = "PLT"

@@ -32,50 +32,52 @@ class ClassicalParams:
     """Thresholds of the classical backend; pixel sizes are for ~360 px PBC crops and scale with the image."""
 
     # foreground and stain
-    fg_delta: float = 18.0          # min colour distance from the plate colour to count as cell
-    purple_delta: float = 45.0      # min blue-minus-green of nucleus / platelet stain
-    nucleus_min_area: int = 150     # purple blobs at least this big may be nuclear lobes
-    plt_min_area: int = 10          # purple blobs between these areas are platelet candidates
+    fg_delta: float = 18.0  # min colour distance from the plate colour to count as cell
+    purple_delta: float = 45.0  # min blue-minus-green of nucleus / platelet stain
+    nucleus_min_area: int = 150  # purple blobs at least this big may be nuclear lobes
+    plt_min_area: int = 10  # purple blobs between these areas are platelet candidates
     plt_max_area: int = 1200
     # white cells: growing from the nuclei
-    wbcness_red: float = 42.0       # typical white-cell colour score of red cells (when an image has too few)
-    red_core_margin: float = 5.0    # red-cell cores: white-cell colour below the red cells' median + this ...
-    red_core_erode_px: int = 4      # ... eroded by this ...
-    red_core_texture: float = 7.0   # ... smooth (local green std below this; granules are not) ...
+    wbcness_red: float = 42.0  # typical white-cell colour score of red cells (when an image has too few)
+    red_core_margin: float = 5.0  # red-cell cores: white-cell colour below the red cells' median + this ...
+    red_core_erode_px: int = 4  # ... eroded by this ...
+    red_core_texture: float = 7.0  # ... smooth (local green std below this; granules are not) ...
     red_core_clear_px: float = 14.0  # ... and not this close to a nucleus (erythroblast cytoplasm is red)
-    nucleus_grow_px: int = 3        # the nucleus marker reaches this far past the nucleus edge
+    nucleus_grow_px: int = 3  # the nucleus marker reaches this far past the nucleus edge
     sure_cyto_margin: float = 14.0  # sure cytoplasm: white-cell colour this much above the red cells' ...
-    sure_cyto_reach_px: int = 45    # ... within this distance of the nucleus
-    wbcness_clip: float = 15.0      # white-cell colour contrast above the red cells' level that counts as edge
+    sure_cyto_reach_px: int = 45  # ... within this distance of the nucleus
+    wbcness_clip: float = 15.0  # white-cell colour contrast above the red cells' level that counts as edge
     wbcness_edge_weight: float = 1.0  # weight of white-cell colour edges against plate-distance edges
-    wbc_window_px: int = 80         # white cells are searched within this margin around their nuclei
-    wbc_open_px: int = 8            # opening radius removing thin bridges from the white-cell mask
+    wbc_window_px: int = 80  # white cells are searched within this margin around their nuclei
+    wbc_open_px: int = 8  # opening radius removing thin bridges from the white-cell mask
     # white cells: splitting, checking, rounding off
-    wbc_min_area: int = 1200        # a white cell holds at least this many nuclear pixels ...
-    wbc_cut_min_area: int = 400     # ... or this many when cut by the image border
-    wbc_big_area: int = 6000        # a white cell smaller than this needs a dark nucleus (25th percentile
-    nucleus_dark: float = 0.136     # of green / plate green at most this); else it is a large platelet
-    wbc_peak_px: int = 25           # cell centres: distance-map peaks at least this far apart ...
-    wbc_min_radius: float = 20.0    # ... and at least this deep
-    wbc_split_ratio: float = 0.75   # two basins are one cell when their border is this deep relative to the shallower peak ...
+    wbc_min_area: int = 1200  # a white cell holds at least this many nuclear pixels ...
+    wbc_cut_min_area: int = 400  # ... or this many when cut by the image border
+    wbc_big_area: int = 6000  # a white cell smaller than this needs a dark nucleus (25th percentile
+    nucleus_dark: float = 0.136  # of green / plate green at most this); else it is a large platelet
+    wbc_peak_px: int = 25  # cell centres: distance-map peaks at least this far apart ...
+    wbc_min_radius: float = 20.0  # ... and at least this deep
+    wbc_split_ratio: float = (
+        0.75  # two basins are one cell when their border is this deep relative to the shallower peak ...
+    )
     wbc_split_nuclei_ratio: float = 0.9  # ... or this deep when each basin holds a whole nucleus
-    nucleus_group_px: int = 6       # nuclear lobes closer than this form one nucleus; two whole nuclei ...
-    nuclei_apart_px: int = 80       # ... this far apart in one region are two cells ...
+    nucleus_group_px: int = 6  # nuclear lobes closer than this form one nucleus; two whole nuclei ...
+    nuclei_apart_px: int = 80  # ... this far apart in one region are two cells ...
     nuclei_split_aspect: float = 1.18  # ... if the region is this elongated (one round cell is not)
-    wbc_round_px: int = 36          # white cells are opened with a disk of this radius at most ...
-    wbc_round_ratio: float = 0.7    # ... and at most this fraction of their inscribed radius
-    dense_min_area: int = 9000      # a very dark (basophil) body at least this big ...
-    dense_dark: float = 0.13        # ... (25th percentile of green / plate green at most this) ...
-    dense_cell_ratio: float = 1.3   # ... inside a cell this much larger (a smear around it) ...
-    dense_solidity: float = 0.92    # ... round ...
-    dense_fill: float = 0.85        # ... and densely stained ends the cell
+    wbc_round_px: int = 36  # white cells are opened with a disk of this radius at most ...
+    wbc_round_ratio: float = 0.7  # ... and at most this fraction of their inscribed radius
+    dense_min_area: int = 9000  # a very dark (basophil) body at least this big ...
+    dense_dark: float = 0.13  # ... (25th percentile of green / plate green at most this) ...
+    dense_cell_ratio: float = 1.3  # ... inside a cell this much larger (a smear around it) ...
+    dense_solidity: float = 0.92  # ... round ...
+    dense_fill: float = 0.85  # ... and densely stained ends the cell
     # red cells
-    rbc_min_radius: float = 9.0     # distance-map peaks lower than this are no red-cell centre
-    rbc_peak_px: int = 9            # red-cell markers: local distance maxima within this radius
-    rim_px: int = 0                 # grow red-cell masks into the plate by this much (the pale rim is already in)
+    rbc_min_radius: float = 9.0  # distance-map peaks lower than this are no red-cell centre
+    rbc_peak_px: int = 9  # red-cell markers: local distance maxima within this radius
+    rim_px: int = 0  # grow red-cell masks into the plate by this much (the pale rim is already in)
     # geometry
-    ref_size: int = 360             # the short side the pixel sizes above are tuned for
-    work_size: int = 180            # analyse at this short side (masks are scaled back); 0: full resolution
+    ref_size: int = 360  # the short side the pixel sizes above are tuned for
+    work_size: int = 180  # analyse at this short side (masks are scaled back); 0: full resolution
 
 
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -94,8 +96,14 @@ def find_nuclei(fg: np.ndarray, stain: np.ndarray, p: ClassicalParams) -> tuple[
     return lobes, small
 
 
-def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour_dist: np.ndarray,
-                 rgb_green: np.ndarray, p: ClassicalParams) -> np.ndarray:
+def white_region(
+    fg: np.ndarray,
+    nuclei: np.ndarray,
+    wbcness: np.ndarray,
+    colour_dist: np.ndarray,
+    rgb_green: np.ndarray,
+    p: ClassicalParams,
+) -> np.ndarray:
     """Bool mask of all white-cell pixels (nuclei and cytoplasm).
 
     Marker watershed on the colour edges around the nuclei: the nuclei (with the clearly
@@ -142,7 +150,8 @@ def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour
 
     # clipped maps: the nucleus/cytoplasm edge must not stop the flood, only cell/plate and cell/cell edges
     elev = grad(np.minimum(cd, 2.0 * p.fg_delta)) + p.wbcness_edge_weight * grad(
-        np.clip(wn, red_level, red_level + p.wbcness_clip))
+        np.clip(wn, red_level, red_level + p.wbcness_clip)
+    )
     reg = ndi.binary_fill_holes(watershed(elev, markers) == 3).astype(np.uint8)
     reg = cv2.morphologyEx(reg, cv2.MORPH_OPEN, disk(max(1, round(p.wbc_open_px * s))))
     n, lab, _ = _components(reg)
@@ -151,8 +160,9 @@ def white_region(fg: np.ndarray, nuclei: np.ndarray, wbcness: np.ndarray, colour
     return out
 
 
-def split_white(region: np.ndarray, nuclei: np.ndarray, green: np.ndarray, p: ClassicalParams
-                ) -> tuple[np.ndarray, int, list[np.ndarray]]:
+def split_white(
+    region: np.ndarray, nuclei: np.ndarray, green: np.ndarray, p: ClassicalParams
+) -> tuple[np.ndarray, int, list[np.ndarray]]:
     """Split the white-cell mask into single cells: one watershed basin per distance-map peak, basins
     whose shared border is nearly as deep as their peaks merged (one cell, not two). A cell must hold
     at least `wbc_min_area` nuclear pixels, and be big or have a dark nucleus (`green` is the green
@@ -167,8 +177,13 @@ def split_white(region: np.ndarray, nuclei: np.ndarray, green: np.ndarray, p: Cl
     s = min(region.shape) / p.ref_size
     dist = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
     rn, rlab, _ = _components(region)
-    peaks = peak_local_max(dist, min_distance=max(1, round(p.wbc_peak_px * s)),
-                           threshold_abs=p.wbc_min_radius * s, labels=rlab, exclude_border=False)
+    peaks = peak_local_max(
+        dist,
+        min_distance=max(1, round(p.wbc_peak_px * s)),
+        threshold_abs=p.wbc_min_radius * s,
+        labels=rlab,
+        exclude_border=False,
+    )
     markers = np.zeros(region.shape, np.int32)
     for k, (y, x) in enumerate(peaks, start=1):
         markers[y, x] = k
@@ -279,8 +294,9 @@ def _split_by_nuclei(labels: np.ndarray, nuclei: np.ndarray, p: ClassicalParams)
     return out
 
 
-def _round_off(labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray, green: np.ndarray,
-               p: ClassicalParams) -> np.ndarray:
+def _round_off(
+    labels: np.ndarray, n: int, nuclei: np.ndarray, dist: np.ndarray, green: np.ndarray, p: ClassicalParams
+) -> np.ndarray:
     """Open each white cell with a disk about half its inscribed radius: stain haze and skirts around
     the cell go, the round body (and its nucleus) stays."""
     from scipy import ndimage as ndi
@@ -337,15 +353,22 @@ def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: Classic
     s = min(h, w) / p.ref_size
     rest = fg & (wbc_labels == 0)
     k = 2 if min(h, w) > 250 else 1
-    small = cv2.resize(rest.astype(np.uint8), (w // k, h // k), interpolation=cv2.INTER_NEAREST) if k > 1 else rest.astype(np.uint8)
+    small = (
+        cv2.resize(rest.astype(np.uint8), (w // k, h // k), interpolation=cv2.INTER_NEAREST)
+        if k > 1
+        else rest.astype(np.uint8)
+    )
     dist = cv2.distanceTransform(small, cv2.DIST_L2, 5)
     r = max(1, round(p.rbc_peak_px * s / k))
     peaks = (dist >= cv2.dilate(dist, np.ones((2 * r + 1, 2 * r + 1), np.uint8))) & (dist >= p.rbc_min_radius * s / k)
     # plateau peaks come as several touching pixels: one marker per blob
     pn, plab, _ = _components(cv2.dilate(peaks.astype(np.uint8), np.ones((3, 3), np.uint8)) & small)
     lab_small = watershed(-dist, plab.astype(np.int32), mask=small.astype(bool))
-    labels = (cv2.resize(lab_small.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int32)
-              if k > 1 else lab_small.astype(np.int32))
+    labels = (
+        cv2.resize(lab_small.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+        if k > 1
+        else lab_small.astype(np.int32)
+    )
     # full-resolution pixels the coarse labels missed take their nearest label
     miss = rest & (labels == 0)
     if miss.any():

@@ -17,9 +17,9 @@ import numpy as np
 class StainParams:
     """Colour thresholds of the stain model; pixel sizes are for ~360 px PBC crops and scale with the image."""
 
-    fg_delta: float = 18.0          # min colour distance from the plate colour to count as cell
-    purple_delta: float = 45.0      # min blue-minus-green of nucleus / platelet stain
-    ref_size: int = 360             # the short side the pixel sizes are tuned for
+    fg_delta: float = 18.0  # min colour distance from the plate colour to count as cell
+    purple_delta: float = 45.0  # min blue-minus-green of nucleus / platelet stain
+    ref_size: int = 360  # the short side the pixel sizes are tuned for
 
 
 class HasStain(Protocol):
@@ -54,8 +54,7 @@ def fill_small_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
     return mask | inner[lab]
 
 
-def colour_maps(rgb: np.ndarray, p: HasStain = StainParams()
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def colour_maps(rgb: np.ndarray, p: HasStain = StainParams()) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(cell mask with pale centres filled, blue-minus-green stain, distance to the plate colour, plate colour)."""
     s = min(rgb.shape[:2]) / p.ref_size
     f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), max(0.5, 1.0 * s))

@@ -31,9 +31,24 @@ from naturalize.segment.colour import plate_colour
 #: Image-level reasons (every cell of the image gets it).
 IMAGE_REASONS: tuple[str, ...] = ("tiny_image", "blank_image", "noise_image", "no_wbc_image")
 #: Every reason a sprite can carry; "ok" passes.
-REASONS: tuple[str, ...] = ("ok", *IMAGE_REASONS, "multi_wbc", "unlabelled", "nucleated", "border", "shape",
-                            "size", "contact", "on_platelet", "stain", "wbc_contact", "fragment", "pale", "outline",
-                            "unusable")
+REASONS: tuple[str, ...] = (
+    "ok",
+    *IMAGE_REASONS,
+    "multi_wbc",
+    "unlabelled",
+    "nucleated",
+    "border",
+    "shape",
+    "size",
+    "contact",
+    "on_platelet",
+    "stain",
+    "wbc_contact",
+    "fragment",
+    "pale",
+    "outline",
+    "unusable",
+)
 
 #: Reasons that mean "a nucleated cell other than the image's one white cell": an image holding such a cell
 #: must not lend its scene to a composite (compose --scene transplant), or the composite shows two.
@@ -44,18 +59,18 @@ NUCLEATED_REASONS: tuple[str, ...] = ("multi_wbc", "unlabelled", "nucleated")
 class GateRules:
     """Thresholds of the gate; pixel counts are for ~360 px PBC crops and scale with the image."""
 
-    min_side: int = 64              # images with a shorter side give nothing (tiny_image)
-    min_std: float = 4.0            # grey-level standard deviation below this: blank_image
-    max_grain: float = 2.0          # median |grey - its Gaussian blur (sigma 1)| above this: noise_image
-                                    # (real PBC crops: 0.2-0.8, Gaussian noise of std 8: 2.7)
-    nucleus_purple: float = 45.0    # nuclear pixel: blue minus green above this ...
-    nucleus_dark: float = 0.25      # ... and green / plate green below this (tuning half: every erythroblast
-                                    # nucleus has >= 1,480 such pixels, 99 % of platelets < 1,260)
-    rbc_max_nucleus: int = 60       # an RBC with this many nuclear pixels (at 360 px) is nucleated
-    plt_max_nucleus: int = 1200     # a PLT with this many nuclear pixels is a nucleus, not a platelet
-    rbc_min_outline: float = 0.88   # RBCs the learned outline model (segment/outline.py) gives at least this
-                                    # probability of a right outline pass, the others do not (0: hand rules only;
-                                    # 0.88: 97.9 % precision, 4.33 per image on a held-out tuning sub-half)
+    min_side: int = 64  # images with a shorter side give nothing (tiny_image)
+    min_std: float = 4.0  # grey-level standard deviation below this: blank_image
+    max_grain: float = 2.0  # median |grey - its Gaussian blur (sigma 1)| above this: noise_image
+    # (real PBC crops: 0.2-0.8, Gaussian noise of std 8: 2.7)
+    nucleus_purple: float = 45.0  # nuclear pixel: blue minus green above this ...
+    nucleus_dark: float = 0.25  # ... and green / plate green below this (tuning half: every erythroblast
+    # nucleus has >= 1,480 such pixels, 99 % of platelets < 1,260)
+    rbc_max_nucleus: int = 60  # an RBC with this many nuclear pixels (at 360 px) is nucleated
+    plt_max_nucleus: int = 1200  # a PLT with this many nuclear pixels is a nucleus, not a platelet
+    rbc_min_outline: float = 0.88  # RBCs the learned outline model (segment/outline.py) gives at least this
+    # probability of a right outline pass, the others do not (0: hand rules only;
+    # 0.88: 97.9 % precision, 4.33 per image on a held-out tuning sub-half)
     rbc_learned: tuple[str, ...] = ("", "shape", "size", "fragment")  # backend reasons the model decides
     ref_size: int = 360
 
@@ -122,9 +137,13 @@ def judge(rgb: np.ndarray, seg: Segmentation, label: str, rules: GateRules = Gat
 def learned_pool(seg: Segmentation, verdicts: list[Verdict], rules: GateRules = GateRules()) -> list[int]:
     """Indices of the RBCs the outline model decides: kept by the hand rules, or rejected only by the backend
     for one of `rules.rbc_learned` (never nucleated ones, never on rejected images)."""
-    return [i for i, (c, v) in enumerate(zip(seg.cells, verdicts)) if c.kind == "RBC"
-            and ("" if c.usable else c.reason or "unusable") in rules.rbc_learned
-            and v.reason in ("ok", c.reason or "unusable")]
+    return [
+        i
+        for i, (c, v) in enumerate(zip(seg.cells, verdicts))
+        if c.kind == "RBC"
+        and ("" if c.usable else c.reason or "unusable") in rules.rbc_learned
+        and v.reason in ("ok", c.reason or "unusable")
+    ]
 
 
 def _learned_rbc(rgb: np.ndarray, seg: Segmentation, out: list[Verdict], rules: GateRules) -> list[Verdict]:

@@ -22,8 +22,9 @@ def union_mask(shape: tuple[int, int], masks: list[np.ndarray], dilate: int = 4)
     return out.astype(bool)
 
 
-def remove_cells(rgb: np.ndarray, masks: list[np.ndarray], dilate: int = 4, scale: float = 0.25,
-                 radius: int = 3) -> np.ndarray:
+def remove_cells(
+    rgb: np.ndarray, masks: list[np.ndarray], dilate: int = 4, scale: float = 0.25, radius: int = 3
+) -> np.ndarray:
     """Background plate: `rgb` with every cell in `masks` inpainted away (see module doc)."""
     h, w = rgb.shape[:2]
     hole = union_mask((h, w), masks, dilate)

@@ -11,8 +11,8 @@ In: a sprite bank (and the PBC root its sources are relative to). Out, all seede
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -33,8 +33,15 @@ def on_checkerboard(rgba: np.ndarray) -> np.ndarray:
     return (rgba[:, :, :3] * a + chk * (1 - a)).astype(np.uint8)
 
 
-def grid(tiles: Sequence[np.ndarray], cols: int, width: int, height: int | None = None, bg: int = 255,
-         labels: Sequence[str] = (), upscale: bool = True) -> np.ndarray:
+def grid(
+    tiles: Sequence[np.ndarray],
+    cols: int,
+    width: int,
+    height: int | None = None,
+    bg: int = 255,
+    labels: Sequence[str] = (),
+    upscale: bool = True,
+) -> np.ndarray:
     """RGB tiles (RGBA ones shown over a checkerboard) scaled into width x height cells, `cols` per row,
     each with an optional label under it; upscale=False keeps small tiles at their own size (true scale)."""
     height = height or width
@@ -47,10 +54,18 @@ def grid(tiles: Sequence[np.ndarray], cols: int, width: int, height: int | None 
         sc = min(width / t.shape[1], height / t.shape[0], np.inf if upscale else 1.0)
         t = cv2.resize(t, (max(1, int(t.shape[1] * sc)), max(1, int(t.shape[0] * sc))), interpolation=cv2.INTER_AREA)
         r, c = divmod(k, cols)
-        out[r * cell_h:r * cell_h + t.shape[0], c * width:c * width + t.shape[1]] = t
+        out[r * cell_h : r * cell_h + t.shape[0], c * width : c * width + t.shape[1]] = t
         if k < len(labels):
-            cv2.putText(out, labels[k][:14], (c * width + 2, r * cell_h + height + LABEL_H - 3),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                out,
+                labels[k][:14],
+                (c * width + 2, r * cell_h + height + LABEL_H - 3),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.33,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
     return out
 
 
@@ -89,22 +104,37 @@ def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> np.ndarray:
 
     def row(title: str, rows: list[SpriteRow], label_of) -> None:
         tiles = [bank.load_sprite(r) for r in rows]
-        body = grid(tiles, per_row, TILE, labels=[label_of(r) for r in rows]) if tiles else \
-            np.full((TILE // 3, width, 3), 255, np.uint8)
+        body = (
+            grid(tiles, per_row, TILE, labels=[label_of(r) for r in rows])
+            if tiles
+            else np.full((TILE // 3, width, 3), 255, np.uint8)
+        )
         parts.append(titled(f"{title} ({len(rows)})" if tiles else f"{title}: none", body, width))
 
     kept = [s for s in bank.sprites if s.reason == PASS and not s.touches_border]
     rejected = [s for s in bank.sprites if s.reason not in (PASS, "border")]
     for cls in sorted(set(by_class.values())):
-        row(f"{cls}: lowest-quality kept white cells", _lowest([s for s in kept if s.kind == "WBC" and s.label == cls],
-                                                               per_row), lambda r: f"q {r.quality:.2f}")
-        row(f"{cls}: rejected sprites (sample)", _sample([s for s in rejected if by_class.get(s.source) == cls],
-                                                         per_row, rng), lambda r: f"{r.kind} {r.reason}")
+        row(
+            f"{cls}: lowest-quality kept white cells",
+            _lowest([s for s in kept if s.kind == "WBC" and s.label == cls], per_row),
+            lambda r: f"q {r.quality:.2f}",
+        )
+        row(
+            f"{cls}: rejected sprites (sample)",
+            _sample([s for s in rejected if by_class.get(s.source) == cls], per_row, rng),
+            lambda r: f"{r.kind} {r.reason}",
+        )
     for kind in ("RBC", "PLT"):
-        row(f"{kind}: lowest-quality kept", _lowest([s for s in kept if s.kind == kind], 2 * per_row),
-            lambda r: f"q {r.quality:.2f}")
-        row(f"{kind}: rejected (sample)", _sample([s for s in rejected if s.kind == kind], 2 * per_row, rng),
-            lambda r: r.reason)
+        row(
+            f"{kind}: lowest-quality kept",
+            _lowest([s for s in kept if s.kind == kind], 2 * per_row),
+            lambda r: f"q {r.quality:.2f}",
+        )
+        row(
+            f"{kind}: rejected (sample)",
+            _sample([s for s in rejected if s.kind == kind], 2 * per_row, rng),
+            lambda r: r.reason,
+        )
     return np.vstack(parts)
 
 
@@ -116,9 +146,16 @@ def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | 
     rgb = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
     for s in (r for r in bank.sprites if r.source == source):
         alpha = bank.load_sprite(s)[:, :, 3] > 127
-        cnts, _ = cv2.findContours(alpha.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(s.x0, s.y0))
-        colour = (OUTLINE["WBC"] if s.kind == "WBC" else OUTLINE["ok"]) if s.reason == PASS else \
-            OUTLINE["border"] if s.reason == "border" else OUTLINE["rejected"]
+        cnts, _ = cv2.findContours(
+            alpha.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(s.x0, s.y0)
+        )
+        colour = (
+            (OUTLINE["WBC"] if s.kind == "WBC" else OUTLINE["ok"])
+            if s.reason == PASS
+            else OUTLINE["border"]
+            if s.reason == "border"
+            else OUTLINE["rejected"]
+        )
         cv2.drawContours(rgb, cnts, -1, colour, 2 if s.reason == PASS else 1)
     return rgb
 
@@ -154,16 +191,19 @@ def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> P
     gate = bank.meta.get("counts", {}).get("gate", {})
     reasons = sorted({r for per in gate.values() for r in per}, key=lambda r: (r != PASS, r))
     head = "".join(f"<th>{html.escape(r)}</th>" for r in reasons)
-    body = "".join(f"<tr><th>{k}</th>" + "".join(f"<td>{per.get(r, 0)}</td>" for r in reasons) + "</tr>"
-                   for k, per in gate.items())
+    body = "".join(
+        f"<tr><th>{k}</th>" + "".join(f"<td>{per.get(r, 0)}</td>" for r in reasons) + "</tr>" for k, per in gate.items()
+    )
     # no path in the page: a bank moved or resumed elsewhere gives the same bytes
-    page = (f"<!doctype html><meta charset='utf-8'><title>Sprite bank QC</title>"
-            f"<h1>Sprite bank QC ({html.escape(str(bank.meta.get('backend', '')))})</h1>"
-            f"<p>{len(bank.curation)} source images. "
-            f"Sprites per kind and quality-gate reason (<b>ok</b> = composited):</p>"
-            f"<table border=1 cellpadding=3><tr><th></th>{head}</tr>{body}</table>"
-            f"<h2>Sprites: lowest-quality kept and rejected, per class</h2><img src='sprites.png'>"
-            f"<h2>Source images: green kept, blue kept white cell, red rejected, grey cut by the border</h2>"
-            f"<img src='sources.png'>\n")
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>Sprite bank QC</title>"
+        f"<h1>Sprite bank QC ({html.escape(str(bank.meta.get('backend', '')))})</h1>"
+        f"<p>{len(bank.curation)} source images. "
+        f"Sprites per kind and quality-gate reason (<b>ok</b> = composited):</p>"
+        f"<table border=1 cellpadding=3><tr><th></th>{head}</tr>{body}</table>"
+        f"<h2>Sprites: lowest-quality kept and rejected, per class</h2><img src='sprites.png'>"
+        f"<h2>Source images: green kept, blue kept white cell, red rejected, grey cut by the border</h2>"
+        f"<img src='sources.png'>\n"
+    )
     write_text(qc / "index.html", page)
     return qc / "index.html"

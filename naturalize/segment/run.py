@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -71,8 +72,11 @@ def _png(array: np.ndarray) -> bytes:
     import cv2
 
     code = cv2.COLOR_RGBA2BGRA if array.shape[2] == 4 else cv2.COLOR_RGB2BGR
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(array, code), [cv2.IMWRITE_PNG_COMPRESSION, PNG_PARAMS[0],
-                                                             cv2.IMWRITE_PNG_STRATEGY, PNG_PARAMS[1]])
+    ok, buf = cv2.imencode(
+        ".png",
+        cv2.cvtColor(array, code),
+        [cv2.IMWRITE_PNG_COMPRESSION, PNG_PARAMS[0], cv2.IMWRITE_PNG_STRATEGY, PNG_PARAMS[1]],
+    )
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
@@ -86,7 +90,9 @@ def read_rgb(path: str) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as e:
-        raise UserError(f"{path}: cannot read the image ({e}); rerun `naturalize prepare` to list damaged files") from None
+        raise UserError(
+            f"{path}: cannot read the image ({e}); rerun `naturalize prepare` to list damaged files"
+        ) from None
 
 
 def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
@@ -113,12 +119,38 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
         rgba = crop_sprite(rgb, c.mask)
         x0, y0, x1, y1 = c.box
         label = task.label if c.kind == "WBC" and v.reason in ("ok", "border") else ""
-        sprites.append(EncodedSprite(c.kind, _png(rgba), x0, y0, x1, y1, int(np.count_nonzero(rgba[:, :, 3])),
-                                     round(float(c.score), 4), bool(c.touches_border), v.quality, v.reason, label))
+        sprites.append(
+            EncodedSprite(
+                c.kind,
+                _png(rgba),
+                x0,
+                y0,
+                x1,
+                y1,
+                int(np.count_nonzero(rgba[:, :, 3])),
+                round(float(c.score), 4),
+                bool(c.touches_border),
+                v.quality,
+                v.reason,
+                label,
+            )
+        )
     n = Counter(c.kind for c in seg.cells)
     h, w = rgb.shape[:2]
-    return ImageEntry(task.source, task.label, task.stem, w, h, tuple(sprites), b"" if whole else _png(seg.background),
-                      n["WBC"], n["RBC"], n["PLT"], flags, "multi_wbc" not in flags and not whole)
+    return ImageEntry(
+        task.source,
+        task.label,
+        task.stem,
+        w,
+        h,
+        tuple(sprites),
+        b"" if whole else _png(seg.background),
+        n["WBC"],
+        n["RBC"],
+        n["PLT"],
+        flags,
+        "multi_wbc" not in flags and not whole,
+    )
 
 
 def process(task: Task) -> ImageEntry:
@@ -147,8 +179,10 @@ def order_sources(records: Sequence[Any]) -> list[Any]:
 def id_stems(paths: Sequence[str]) -> dict[str, str]:
     """Source path -> id stem: the file stem, plus a short hash of the path where two stems collide."""
     stems = Counter(Path(p).stem for p in paths)
-    return {p: Path(p).stem if stems[Path(p).stem] == 1
-            else f"{Path(p).stem}-{hashlib.sha1(p.encode()).hexdigest()[:6]}" for p in paths}
+    return {
+        p: Path(p).stem if stems[Path(p).stem] == 1 else f"{Path(p).stem}-{hashlib.sha1(p.encode()).hexdigest()[:6]}"
+        for p in paths
+    }
 
 
 def ignored_device(backend: str, device: str) -> str:
@@ -158,11 +192,23 @@ def ignored_device(backend: str, device: str) -> str:
     return f"note: --device {device} ignored: the {backend} backend runs on the CPU"
 
 
-def segment(input_path: str | Path, out: str | Path, backend: str = "auto", checkpoint: str | None = None,
-            model_type: str = "vit_b", device: str = "auto", classes: Sequence[str] = (), split: str | None = None,
-            workers: int = 2, limit: int | None = None, overwrite: bool = False, points_per_side: int | None = None,
-            backend_params: Mapping[str, Any] | None = None, progress: bool = True,
-            echo: Callable[[str], None] = print) -> RunSummary:
+def segment(
+    input_path: str | Path,
+    out: str | Path,
+    backend: str = "auto",
+    checkpoint: str | None = None,
+    model_type: str = "vit_b",
+    device: str = "auto",
+    classes: Sequence[str] = (),
+    split: str | None = None,
+    workers: int = 2,
+    limit: int | None = None,
+    overwrite: bool = False,
+    points_per_side: int | None = None,
+    backend_params: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> RunSummary:
     """Segment the sources of `input_path` into the bank `out` (see the module doc). `backend_params`
     sets further backend parameters (sam: SamParams fields such as pred_iou_thresh; classical:
     ClassicalParams fields)."""
@@ -174,8 +220,16 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
         raise UserError(f"--limit {limit} must be at least 1")
     if workers < 1:
         raise UserError(f"--workers {workers} must be at least 1")
-    name, options, why = resolve_backend(backend, {"checkpoint": checkpoint, "model_type": model_type, "device": device,
-                                                   "points_per_side": points_per_side, "params": backend_params})
+    name, options, why = resolve_backend(
+        backend,
+        {
+            "checkpoint": checkpoint,
+            "model_type": model_type,
+            "device": device,
+            "points_per_side": points_per_side,
+            "params": backend_params,
+        },
+    )
     echo(why)
     if note := ignored_device(name, device):
         echo(note)
@@ -187,14 +241,20 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
     check_disjoint(out, [("the PBC root", root)])
     prepared = rec.is_prepared(input_path)
     if prepared and not split and len({r.split for r in records}) > 1:
-        echo("note: segmenting every split; sprites from val/test images must not feed a clean build "
-             "(use --split train)")
+        echo(
+            "note: segmenting every split; sprites from val/test images must not feed a clean build (use --split train)"
+        )
     stems = id_stems([r.path for r in records])
     ordered = order_sources(records)[:limit] if limit else order_sources(records)
 
     spec = BACKENDS[name]
-    identity = {"backend": name, "parameters": spec.describe(**options),
-                "input": str(input_path.resolve()), "root": str(root), "split": split or ""}
+    identity = {
+        "backend": name,
+        "parameters": spec.describe(**options),
+        "input": str(input_path.resolve()),
+        "root": str(root),
+        "split": split or "",
+    }
     BankWriter.check(out, identity, overwrite)  # refuse before any work or write
     segmenter = None
     if not spec.parallel or workers == 1:
@@ -234,19 +294,24 @@ def segment(input_path: str | Path, out: str | Path, backend: str = "auto", chec
 def format_summary(s: RunSummary) -> str:
     """A few lines for the terminal: images, sprites per kind, flags."""
     c = s.counts
-    lines = [f"bank {s.out}: {c.get('sources', 0)} images ({s.written} segmented now, {s.skipped} already done), "
-             f"{c.get('kept', 0)} kept, {c.get('backgrounds', 0)} backgrounds"]
-    lines.append("sprites " + ", ".join(f"{k} {c['sprites'].get(k, 0)} ({c['usable'].get(k, 0)} whole)"
-                                        for k in KINDS))
+    lines = [
+        f"bank {s.out}: {c.get('sources', 0)} images ({s.written} segmented now, {s.skipped} already done), "
+        f"{c.get('kept', 0)} kept, {c.get('backgrounds', 0)} backgrounds"
+    ]
+    lines.append("sprites " + ", ".join(f"{k} {c['sprites'].get(k, 0)} ({c['usable'].get(k, 0)} whole)" for k in KINDS))
     if c.get("flags"):
         lines.append("flags " + ", ".join(f"{k} {v}" for k, v in sorted(c["flags"].items())))
     if c.get("sources", 0) > c.get("kept", 0):
-        lines.append(f"curation: {c['sources'] - c['kept']} images have keep=0 in curation.csv "
-                     f"(`naturalize build` leaves them out; the input is not modified)")
+        lines.append(
+            f"curation: {c['sources'] - c['kept']} images have keep=0 in curation.csv "
+            f"(`naturalize build` leaves them out; the input is not modified)"
+        )
     gate = c.get("gate", {})
     if gate:
-        lines.append("quality gate kept " + ", ".join(f"{k} {gate[k].get('ok', 0)}/{sum(gate[k].values())}"
-                                                      for k in KINDS if k in gate))
+        lines.append(
+            "quality gate kept "
+            + ", ".join(f"{k} {gate[k].get('ok', 0)}/{sum(gate[k].values())}" for k in KINDS if k in gate)
+        )
     if s.qc is not None:
         lines.append(f"QC page: {s.qc}")
     return "\n".join(lines)

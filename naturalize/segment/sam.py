@@ -30,13 +30,13 @@ EMBED_DIM_TO_TYPE: dict[int, str] = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 class SamParams:
     """Prompting and filtering settings (recorded in bank.json)."""
 
-    points_per_side: int = 16       # grid of points_per_side**2 prompts for red cells and platelets
-    points_per_batch: int = 64      # prompts decoded together
-    pred_iou_thresh: float = 0.86   # keep masks whose predicted IoU is at least this
+    points_per_side: int = 16  # grid of points_per_side**2 prompts for red cells and platelets
+    points_per_batch: int = 64  # prompts decoded together
+    pred_iou_thresh: float = 0.86  # keep masks whose predicted IoU is at least this
     stability_thresh: float = 0.90  # keep masks whose stability score is at least this
-    box_nms_thresh: float = 0.7     # duplicate masks: box IoU above this
-    min_area: int = 12              # masks smaller than this many pixels are noise
-    max_area_frac: float = 0.5      # masks covering more of the image are the plate, not a cell
+    box_nms_thresh: float = 0.7  # duplicate masks: box IoU above this
+    min_area: int = 12  # masks smaller than this many pixels are noise
+    max_area_frac: float = 0.5  # masks covering more of the image are the plate, not a cell
 
 
 def resolve_device(device: str) -> str:
@@ -72,14 +72,16 @@ def load_state_dict(checkpoint: str | Path, model_type: str) -> dict:
     except PermissionError:
         raise UserError(f"cannot read SAM checkpoint {path} (permission denied); fix its permissions") from None
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}); "
-                        f"re-download it with {fetch}") from None
+        raise UserError(
+            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}); re-download it with {fetch}"
+        ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     found = checkpoint_type(state) if isinstance(state, dict) else None
     if found is None:
-        raise UserError(f"{path} is not a segment-anything checkpoint (no image encoder weights); "
-                        f"download one with {fetch}")
+        raise UserError(
+            f"{path} is not a segment-anything checkpoint (no image encoder weights); download one with {fetch}"
+        )
     if found != model_type:
         raise UserError(f"{path} holds SAM {found} weights but --model-type is {model_type}; pass --model-type {found}")
     return state
@@ -97,10 +99,18 @@ def build_model(checkpoint: str | Path, model_type: str, device: str) -> Any:
     try:
         sam.load_state_dict(state)
     except RuntimeError as e:
-        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln or "Missing key" in ln
-                       or "Unexpected key" in ln), str(e).splitlines()[0])
-        raise UserError(f"{checkpoint} does not fit SAM {model_type} ({detail[:160]}); "
-                        f"check --model-type or re-download with `naturalize fetch-sam {model_type}`") from None
+        detail = next(
+            (
+                ln.strip()
+                for ln in str(e).splitlines()
+                if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln
+            ),
+            str(e).splitlines()[0],
+        )
+        raise UserError(
+            f"{checkpoint} does not fit SAM {model_type} ({detail[:160]}); "
+            f"check --model-type or re-download with `naturalize fetch-sam {model_type}`"
+        ) from None
     return sam.to(device).eval()
 
 
@@ -123,7 +133,9 @@ class SamSegmenter:
         self.predictor = SamPredictor(model)
 
     @classmethod
-    def load(cls, checkpoint: str | Path, model_type: str = "vit_b", device: str = "auto", **params: Any) -> "SamSegmenter":
+    def load(
+        cls, checkpoint: str | Path, model_type: str = "vit_b", device: str = "auto", **params: Any
+    ) -> SamSegmenter:
         """Build from a checkpoint file; `params` override SamParams fields."""
         return cls(build_model(checkpoint, model_type, device), SamParams(**params))
 
@@ -146,19 +158,23 @@ class SamSegmenter:
         pred.set_image(rgb)  # the one image encoding
         thr = sam.mask_threshold
         lh, lw = (math.ceil(s / 4) for s in pred.input_size)  # the image's part of the 256 px logits
-        px = (4 * max(h, w) / sam.image_encoder.img_size)  # one low-res pixel in image pixels
+        px = 4 * max(h, w) / sam.image_encoder.img_size  # one low-res pixel in image pixels
         logits_all, scores_all, prio_all = [], [], []
 
         def decode(points: np.ndarray, centre: bool) -> None:
             coords = torch.as_tensor(pred.transform.apply_coords(points, (h, w)), dtype=torch.float, device=pred.device)
             labels = torch.ones(len(points), dtype=torch.int, device=pred.device)
             sparse, dense = sam.prompt_encoder(points=(coords[:, None, :], labels[:, None]), boxes=None, masks=None)
-            low, iou = sam.mask_decoder(image_embeddings=pred.features, image_pe=sam.prompt_encoder.get_dense_pe(),
-                                        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                        multimask_output=True)
+            low, iou = sam.mask_decoder(
+                image_embeddings=pred.features,
+                image_pe=sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=True,
+            )
             if centre:  # the white cell: the best of the three candidate masks, kept whatever its score
                 best = int(iou[0].argmax())
-                low, iou = low[:, best:best + 1], iou[:, best:best + 1]
+                low, iou = low[:, best : best + 1], iou[:, best : best + 1]
             low, iou = low.flatten(0, 1), iou.flatten(0, 1)
             inside = low[:, :lh, :lw]
             if centre:
@@ -175,7 +191,7 @@ class SamSegmenter:
             decode(np.array([[w / 2.0, h / 2.0]]), centre=True)
             grid = point_grid(w, h, p.points_per_side)
             for i in range(0, len(grid), p.points_per_batch):
-                decode(grid[i:i + p.points_per_batch], centre=False)
+                decode(grid[i : i + p.points_per_batch], centre=False)
             low = torch.cat(logits_all)
             if len(low) == 0:
                 return [], []
