@@ -115,12 +115,11 @@ def build_model(checkpoint: str | Path, model_type: str, device: str) -> Any:
 
 
 def point_grid(width: int, height: int, per_side: int) -> np.ndarray:
-    """(per_side**2, 2) float pixel coordinates (x, y) of a regular grid of cell centres."""
-    step_x, step_y = width / per_side, height / per_side
-    xs = (np.arange(per_side) + 0.5) * step_x
-    ys = (np.arange(per_side) + 0.5) * step_y
-    gx, gy = np.meshgrid(xs, ys)
-    return np.stack([gx.ravel(), gy.ravel()], axis=1)
+    """(per_side**2, 2) float pixel coordinates (x, y) of a regular grid of cell centres (segment-anything's
+    build_point_grid, scaled to the image)."""
+    from segment_anything.utils.amg import build_point_grid
+
+    return build_point_grid(per_side) * np.array([width, height], float)
 
 
 class SamSegmenter:
@@ -148,7 +147,7 @@ class SamSegmenter:
         import math
 
         import torch
-        from segment_anything.utils.amg import calculate_stability_score
+        from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
         from torchvision.ops import batched_nms
 
         p = self.params
@@ -198,7 +197,7 @@ class SamSegmenter:
             scores, prio = torch.cat(scores_all), torch.cat(prio_all)
             same_class = torch.zeros(len(low), dtype=torch.long, device=low.device)
             # sorted by priority: the centre mask first
-            keep = batched_nms(_mask_boxes(low[:, :lh, :lw] > thr), prio, same_class, p.box_nms_thresh)
+            keep = batched_nms(batched_mask_to_box(low[:, :lh, :lw] > thr).float(), prio, same_class, p.box_nms_thresh)
             full = sam.postprocess_masks(low[keep][:, None], pred.input_size, pred.original_size)[:, 0] > thr
         out_masks, out_scores = [], []
         for m, sc in zip(full.cpu().numpy(), scores[keep].cpu().tolist()):
@@ -214,21 +213,6 @@ class SamSegmenter:
         rgb = as_rgb(rgb)
         masks, scores = self.masks(rgb)
         return finish(rgb, cells_from_masks(rgb, masks, scores))
-
-
-def _mask_boxes(masks: Any) -> Any:
-    """(N, 4) float boxes x0, y0, x1, y1 (exclusive) of non-empty bool masks (N, H, W)."""
-    import torch
-
-    rows, cols = masks.any(2), masks.any(1)
-    h, w = masks.shape[1:]
-    ar_y = torch.arange(h, device=masks.device).expand_as(rows)
-    ar_x = torch.arange(w, device=masks.device).expand_as(cols)
-    y0 = torch.where(rows, ar_y, h).min(1).values
-    y1 = torch.where(rows, ar_y, -1).max(1).values + 1
-    x0 = torch.where(cols, ar_x, w).min(1).values
-    x1 = torch.where(cols, ar_x, -1).max(1).values + 1
-    return torch.stack([x0, y0, x1, y1], 1).float()
 
 
 def describe(checkpoint: str | Path, model_type: str = "vit_b", device: str = "auto", **params: Any) -> dict:
