@@ -37,7 +37,6 @@ class Backend:
     `uses_device`: it honours --device (else --device is noted as ignored)."""
 
     name: str
-    summary: str
     options: Callable[[Values], dict]
     build: Callable[..., Segmenter]
     describe: Callable[..., dict]
@@ -142,9 +141,9 @@ def _sam_auto(values: Values) -> str | None:
 
 
 BACKENDS: dict[str, Backend] = {  # in the order --backend auto tries them
+    # segment-anything from a checkpoint: centre prompt for the white cell, point grid for the rest
     "sam": Backend(
         "sam",
-        "segment-anything from a checkpoint: centre prompt for the white cell, point grid for the rest",
         _sam_options,
         _build_sam,
         _describe_sam,
@@ -153,9 +152,9 @@ BACKENDS: dict[str, Backend] = {  # in the order --backend auto tries them
         parallel=False,
         uses_device=True,
     ),
+    # weight-free: stain-aware thresholds and watershed (OpenCV, scikit-image)
     "classical": Backend(
         "classical",
-        "weight-free: stain-aware thresholds and watershed (OpenCV, scikit-image)",
         _classical_options,
         _build_classical,
         _describe_classical,

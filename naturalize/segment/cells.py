@@ -10,9 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
-FLAGS: tuple[str, ...] = ("multi_wbc", "no_wbc", "wbc_cut")
-
 
 @dataclass
 class Cell:
@@ -107,7 +104,7 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
 
 
 def curation_flags(cells: list[Cell]) -> tuple[str, ...]:
-    """Flags among FLAGS from the WBCs found: several white cells, none, or the white cell cut by the border."""
+    """Flags from the WBCs found: multi_wbc (several white cells), no_wbc (none), wbc_cut (cut by the border)."""
     wbcs = [c for c in cells if c.kind == "WBC"]
     flags: list[str] = []
     if len(wbcs) >= 2:
