@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from naturalize.segment.cells import Cell, as_rgb, touches_border
-from naturalize.segment.colour import StainParams, colour_maps, plate_colour
+from naturalize.segment.colour import REF_SIZE, StainParams, colour_maps, plate_colour
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def _plt_cells(
 ) -> list[Cell]:
     """Platelets from purple blobs: usable when of platelet size, compact, dark enough (`green`: green
     channel / plate green), off the border and clear of white cells."""
-    s2 = (min(shape) / 360) ** 2
+    s2 = (min(shape) / REF_SIZE) ** 2
     cells = []
     k = np.ones((3, 3), np.uint8)
     near_wbc = (

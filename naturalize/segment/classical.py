@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from naturalize.segment.cells import Segmentation, as_rgb, finish, touches_border
-from naturalize.segment.colour import colour_maps, disk, white_cell_colour
+from naturalize.segment.colour import REF_SIZE, colour_maps, disk, white_cell_colour
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class ClassicalParams:
     rbc_peak_px: int = 9  # red-cell markers: local distance maxima within this radius
     rim_px: int = 0  # grow red-cell masks into the plate by this much (the pale rim is already in)
     # geometry
-    ref_size: int = 360  # the short side the pixel sizes above are tuned for
+    ref_size: int = REF_SIZE  # the short side the pixel sizes above are tuned for
     work_size: int = 180  # analyse at this short side (masks are scaled back); 0: full resolution
 
 

@@ -12,6 +12,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+#: The short side (px) of a PBC crop, for which every pixel size and count in segment/ is tuned; they scale
+#: with min(image side) / REF_SIZE.
+REF_SIZE = 360
+
 
 @dataclass(frozen=True)
 class StainParams:
@@ -19,7 +23,7 @@ class StainParams:
 
     fg_delta: float = 18.0  # min colour distance from the plate colour to count as cell
     purple_delta: float = 45.0  # min blue-minus-green of nucleus / platelet stain
-    ref_size: int = 360  # the short side the pixel sizes are tuned for
+    ref_size: int = REF_SIZE  # the short side the pixel sizes are tuned for
 
 
 class HasStain(Protocol):
@@ -69,7 +73,7 @@ def white_cell_colour(rgb: np.ndarray, fg: np.ndarray, plate: np.ndarray | None 
     """Per-pixel white-cell colour score, 100 * (1 - OD_blue / OD_green) with OD the optical density
     against the plate: it depends on the stain's hue, not on how pale the cell is. Red cells score
     ~40, white-cell cytoplasm ~55-75, nuclei ~80; plate pixels get the red cells' level (neutral)."""
-    s = min(rgb.shape[:2]) / 360
+    s = min(rgb.shape[:2]) / REF_SIZE
     f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), max(0.7, 2.0 * s))
     plate = plate_colour(rgb) if plate is None else plate
     od = np.maximum(-np.log((f + 1.0) / (plate + 1.0)), 0.0)

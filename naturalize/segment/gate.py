@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from naturalize.segment.cells import Cell, Segmentation, box_of
-from naturalize.segment.colour import plate_colour
+from naturalize.segment.colour import REF_SIZE, plate_colour
 
 #: Image-level reasons (every cell of the image gets it).
 IMAGE_REASONS: tuple[str, ...] = ("tiny_image", "blank_image", "noise_image", "no_wbc_image")
@@ -72,7 +72,7 @@ class GateRules:
     # probability of a right outline pass, the others do not (0: hand rules only;
     # 0.88: 97.9 % precision, 4.33 per image on a held-out tuning sub-half)
     rbc_learned: tuple[str, ...] = ("", "shape", "size", "fragment")  # backend reasons the model decides
-    ref_size: int = 360
+    ref_size: int = REF_SIZE
 
 
 @dataclass(frozen=True)
