@@ -41,24 +41,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from naturalize.classes import AUGMENTED_CLASSES, CLASSES  # noqa: E402
+from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_COUNTS  # noqa: E402
 from naturalize.fsio import atomic_open, link_or_copy, write_json, write_text  # noqa: E402
 from naturalize.testing import sample_home  # noqa: E402
 
-#: Images per class in the full PBC release (after dropping IG/NEUTROPHIL): the target proportions.
-FULL_RELEASE = {
-    "BA": 1218,
-    "BNE": 1633,
-    "EO": 3117,
-    "ERB": 1551,
-    "LY": 1214,
-    "MMY": 1015,
-    "MO": 1420,
-    "MY": 1137,
-    "PLT": 2348,
-    "PMY": 592,
-    "SNE": 1646,
-}
 ARMS = ("real", "natural", "flip")
 SAMPLE = sample_home()
 
@@ -72,7 +58,7 @@ def proportional_counts(available: dict[str, int], target: dict[str, int]) -> di
 def subsample_train(records, seed: int):
     """Records with train images beyond the proportional counts marked excluded ('subsampled out')."""
     train = [r for r in records if r.split == "train" and not r.excluded]
-    keep_n = proportional_counts(Counter(r.cls for r in train), FULL_RELEASE)
+    keep_n = proportional_counts(Counter(r.cls for r in train), RELEASE_COUNTS)
     keep: set[str] = set()
     for c in CLASSES:
         paths = sorted(r.path for r in train if r.cls == c)

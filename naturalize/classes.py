@@ -20,6 +20,21 @@ CLASS_NAMES: dict[str, str] = {
     "SNE": "segmented neutrophil",
 }
 
+#: Images per class in the full public release after dropping the unlabeled IG/NEUTROPHIL files (16,891 in all).
+RELEASE_COUNTS: dict[str, int] = {
+    "BA": 1218,
+    "BNE": 1633,
+    "EO": 3117,
+    "ERB": 1551,
+    "LY": 1214,
+    "MMY": 1015,
+    "MO": 1420,
+    "MY": 1137,
+    "PLT": 2348,
+    "PMY": 592,
+    "SNE": 1646,
+}
+
 #: File-name prefix -> fine class. The release names platelets PLATELET_*.
 PREFIX_TO_CLASS: dict[str, str] = {c: c for c in CLASSES if c != "PLT"} | {"PLATELET": "PLT", "PLT": "PLT"}
 

@@ -9,39 +9,26 @@ from pathlib import Path
 import pytest
 
 from naturalize.build import RECIPES, build, resolve_recipe
+from naturalize.classes import RELEASE_COUNTS
 from naturalize.fsio import UserError
 from naturalize.records import read_records
 
-FULL_RELEASE = {
-    "BA": 1218,
-    "BNE": 1633,
-    "EO": 3117,
-    "ERB": 1551,
-    "LY": 1214,
-    "MMY": 1015,
-    "MO": 1420,
-    "MY": 1137,
-    "PLT": 2348,
-    "PMY": 592,
-    "SNE": 1646,
-}
-
 
 def test_recipes_follow_the_paper():
-    assert RECIPES["pbc11"].synthetic_counts(FULL_RELEASE) == {}
-    assert RECIPES["419-pmy"].synthetic_counts(FULL_RELEASE) == {"PMY": 419}
-    assert RECIPES["1k-pbc"].synthetic_counts(FULL_RELEASE) == {
+    assert RECIPES["pbc11"].synthetic_counts(RELEASE_COUNTS) == {}
+    assert RECIPES["419-pmy"].synthetic_counts(RELEASE_COUNTS) == {"PMY": 419}
+    assert RECIPES["1k-pbc"].synthetic_counts(RELEASE_COUNTS) == {
         "BNE": 1000,
         "MMY": 1000,
         "MY": 1000,
         "PMY": 1419,
         "SNE": 1000,
     }
-    assert RECIPES["2k-pbc"].synthetic_counts(FULL_RELEASE)["PMY"] == 2419
-    balanced = RECIPES["1k-class-pbc"].synthetic_counts(FULL_RELEASE)
-    assert all(FULL_RELEASE[c] + balanced.get(c, 0) == 3117 for c in FULL_RELEASE)
+    assert RECIPES["2k-pbc"].synthetic_counts(RELEASE_COUNTS)["PMY"] == 2419
+    balanced = RECIPES["1k-class-pbc"].synthetic_counts(RELEASE_COUNTS)
+    assert all(RELEASE_COUNTS[c] + balanced.get(c, 0) == 3117 for c in RELEASE_COUNTS)
     custom = resolve_recipe("custom", ("PMY", "MY"), 50)
-    assert custom.synthetic_counts(FULL_RELEASE) == {"MY": 50, "PMY": 50}
+    assert custom.synthetic_counts(RELEASE_COUNTS) == {"MY": 50, "PMY": 50}
     with pytest.raises(UserError, match="unknown recipe"):
         resolve_recipe("3k-pbc")
     with pytest.raises(UserError, match="--classes and --per-class"):
