@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -152,7 +151,6 @@ def main() -> None:
         work = a.out / f"seed{seed}"
         tree = link_tree([p for c in classes for p in real[c]], work / "real" / "PBC_dataset_normal_DIB", release)
         bank = make_bank(tree, work / "bank")
-        shutil.rmtree(work / "flip", ignore_errors=True)
         flips = [q for c in classes for q in flip_copies(real[c], a.extra, work / "flip" / c, seed=seed)]
         syn = [
             q

@@ -71,7 +71,7 @@ def subsample_train(records, seed: int):
 
 def flip_copies(sources: list[Path], n: int, out_dir: Path, seed: int) -> list[Path]:
     """`n` copies of real images (cycled) each under one of the 7 non-identity flips/90-degree turns (JPEG q75
-    4:4:4, as the PBC files)."""
+    4:4:4, as the PBC files), always written anew (atomically): a file an earlier run left is never reused."""
     from PIL import Image
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,12 +81,11 @@ def flip_copies(sources: list[Path], n: int, out_dir: Path, seed: int) -> list[P
     for i in range(n):
         src = sources[i % len(sources)]
         dst = out_dir / f"{src.stem}_flip_{i}.jpg"
-        if not dst.exists():
-            a = np.asarray(Image.open(src).convert("RGB"))
-            k, flip = int(ops[i]) % 4, int(ops[i]) >= 4
-            a = np.rot90(a[:, ::-1] if flip else a, k)
-            with atomic_open(dst, "wb") as f:
-                Image.fromarray(np.ascontiguousarray(a)).save(f, format="JPEG", quality=75, subsampling=0)
+        a = np.asarray(Image.open(src).convert("RGB"))
+        k, flip = int(ops[i]) % 4, int(ops[i]) >= 4
+        a = np.rot90(a[:, ::-1] if flip else a, k)
+        with atomic_open(dst, "wb") as f:
+            Image.fromarray(np.ascontiguousarray(a)).save(f, format="JPEG", quality=75, subsampling=0)
         written.append(dst)
     return written
 
