@@ -2,12 +2,18 @@
 
     python benchmarks/realism.py [--sample DIR] [--classes BNE,MMY,MY,PMY,SNE] [--bank 150] [--dev 40]
         [--test 60] [--seeds 5] [--epochs 30] [--size 128] [--scenes transplant,matched,paper]
-        [--tstr-n 150] [--tstr-size 96] [--tstr-epochs 20] [--tstr-seeds 3] [--only all|tstr] [--out bench-out/realism]
+        [--tstr-n 150] [--tstr-size 96] [--tstr-epochs 20] [--tstr-seeds 3] [--only all|tstr|critic]
+        [--part test|dev] [--no-algorithm1] [--out bench-out/realism]
+
+A method (--scenes, comma-separated) is a scene with white-cell variety switches joined by '+':
+`transplant`, `transplant+scale+stain`, `transplant+warp`, `transplant+focus`, `transplant+all` (all four),
+`matched`, `paper` (switches: scale, stain, warp, focus: compose --wbc-*). A plain scene name is the scene
+with ComposeParams' defaults.
 
 1. Per class, the sample's images are de-duplicated (same bytes: one copy) and cut by seed 0 into a bank
    part (--bank images, segmented with `naturalize segment --backend classical` into one sprite bank), a dev
-   part (--dev: for tuning; not read by this script's reported figures) and a test part (--test): real
-   crops no bank ever saw.
+   part (--dev: for tuning) and a test part (--test): real crops no bank ever saw. --part dev runs the critic
+   on the dev part (choose settings there), --part test (default) on the test part (report those figures).
 2. Per class, as many synthetic images as the test part holds: Naturalize with each --scenes (`compose
    --scene`, seed 0), and the paper's Algorithm 1 (benchmarks/naive_compose.py; usable sprites only).
 3. `naturalize realism` (naturalize.realism.realism) of the test part against each synthetic set: critic
@@ -34,10 +40,26 @@ from pathlib import Path
 
 import numpy as np
 
+from naturalize.compose.params import ComposeParams
 from naturalize.testing import sample_home
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+VARIETY = ("scale", "stain", "warp", "focus")
+
+
+def method_params(method: str) -> ComposeParams:
+    """ComposeParams of a method 'scene[+switch...]' (module doc); SystemExit naming a bad one."""
+    scene, *switches = method.split("+")
+    if "all" in switches:
+        switches = list(VARIETY)
+    bad = [s for s in switches if s not in VARIETY]
+    if bad:
+        raise SystemExit(f"--scenes {method!r}: unknown switch {bad[0]!r}; use {', '.join(VARIETY)} or all")
+    on = {f"wbc_{s}": True for s in switches}
+    return ComposeParams(scene=scene, **on) if on else ComposeParams(scene=scene)
 
 
 def split_parts(release: Path, classes: list[str], sizes: tuple[int, int, int]) -> dict[str, dict[str, list[Path]]]:
@@ -173,10 +195,12 @@ def main() -> None:
     ap.add_argument("--tstr-size", type=int, default=96)
     ap.add_argument(
         "--only",
-        choices=("all", "tstr"),
+        choices=("all", "tstr", "critic"),
         default="all",
-        help="tstr: rerun only train-on-synthetic into an earlier run's OUT (its bank and parts)",
+        help="tstr: rerun only train-on-synthetic into an earlier run's OUT (its bank and parts); critic: no TSTR",
     )
+    ap.add_argument("--part", choices=("test", "dev"), default="test", help="real part the critic is run on")
+    ap.add_argument("--no-algorithm1", action="store_true", help="leave Algorithm 1 out (e.g. tuning on dev)")
     ap.add_argument("--tstr-seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "realism")
     a = ap.parse_args()
@@ -185,7 +209,6 @@ def main() -> None:
 
     from classify.images import decode_all
     from naturalize.bank import Bank
-    from naturalize.compose.params import ComposeParams
     from naturalize.compose.run import compose_class
     from naturalize.realism.critic import CriticParams
     from naturalize.realism.run import realism
@@ -209,6 +232,7 @@ def main() -> None:
         "load_before": round(os.getloadavg()[0], 2),
         "classes": classes,
         "images_per_class": {"bank": a.bank, "dev": a.dev, "test": a.test},
+        "part": a.part,
         "bank": {
             "sources": len({r.source for r in b.sprites}),
             "sprites": len(b.sprites),
@@ -219,11 +243,13 @@ def main() -> None:
         "args": {k: str(v) for k, v in vars(a).items()},
     }
     synthetic: dict[str, Path] = {}
-    for scene in a.scenes.split(","):
-        out = a.out / f"syn-{scene}"
+    n_part = a.test if a.part == "test" else a.dev
+    tag = "" if a.part == "test" else "-dev"
+    for method in a.scenes.split(","):
+        out = a.out / f"syn{tag}-{method}"
         for c in classes:
-            compose_class(bank, c, a.test, out, seed=0, params=ComposeParams(scene=scene), workers=2, progress=False)
-        synthetic[scene] = out
+            compose_class(bank, c, n_part, out, seed=0, params=method_params(method), workers=2, progress=False)
+        synthetic[method] = out
     if a.only == "tstr":
         if not (a.out / "realism.json").is_file():
             raise SystemExit(
@@ -235,15 +261,16 @@ def main() -> None:
             "tstr_load_before": result["load_before"],
         }
     else:
-        for c in classes:
-            naive_compose(b, c, a.test, a.out / "syn-algorithm1", seed=0)
-        synthetic["algorithm1"] = a.out / "syn-algorithm1"
+        if not a.no_algorithm1:
+            for c in classes:
+                naive_compose(b, c, n_part, a.out / f"syn{tag}-algorithm1", seed=0)
+            synthetic["algorithm1"] = a.out / f"syn{tag}-algorithm1"
         params = CriticParams(size=a.size, epochs=a.epochs)
         for n, (method, folder) in enumerate(synthetic.items()):
             r = realism(
-                trees["test"],
+                trees[a.part],
                 folder,
-                a.out / f"critic-{method}",
+                a.out / f"critic{tag}-{method}",
                 seeds=a.seeds,
                 classes=tuple(classes),
                 params=params,
@@ -253,20 +280,26 @@ def main() -> None:
             result["critic"][method] = {"pooled": r["pooled"], "per_class": r["per_class"]}
             if n == 0:
                 result["real_vs_real"] = r["pooled"]["real_vs_real"]
-            print(json.dumps({method: r["pooled"]}), flush=True)
+            print(json.dumps({method: r["pooled"], "per_class": r["per_class"]}), flush=True)
+    if a.only == "critic":
+        result["wall_s"] = round(time.perf_counter() - t0, 1)
+        result["load_after"] = round(os.getloadavg()[0], 2)
+        (a.out / f"realism{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     # train on synthetic / on real (bank part, same count per class), test on the real test part
     n_tstr = a.tstr_n or a.bank
     test_paths = [p for c in classes for p in parts["test"][c]]
     test_y = np.array([classes.index(c) for c in classes for _ in parts["test"][c]])
     test_x = decode_all(test_paths, a.tstr_size, progress=False)
     arms = {"real": [p for c in classes for p in parts["bank"][c][:n_tstr]]}
-    for scene in a.scenes.split(","):
-        out = a.out / f"tstr-{scene}"
-        arms[scene] = [
+    for method in a.scenes.split(","):
+        out = a.out / f"tstr-{method}"
+        arms[method] = [
             q
             for c in classes
             for q in compose_class(
-                bank, c, n_tstr, out, seed=1, params=ComposeParams(scene=scene), workers=2, progress=False
+                bank, c, n_tstr, out, seed=1, params=method_params(method), workers=2, progress=False
             )
         ]
     result["tstr_setup"] = {

@@ -297,6 +297,12 @@ def compose(
     wbc_stain: bool = typer.Option(
         _COMPOSE.wbc_stain, help="Give each white cell the stain of another cell of its class (more variety)."
     ),
+    wbc_warp: bool = typer.Option(
+        _COMPOSE.wbc_warp, help="Bend each white cell by a small smooth warp (a few px, area kept; more variety)."
+    ),
+    wbc_focus: bool = typer.Option(
+        _COMPOSE.wbc_focus, help="Blur or sharpen each white cell to the focus of the image it is pasted into."
+    ),
     workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
     shard: str | None = typer.Option(
         None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task).", show_default="the whole run"
@@ -316,6 +322,8 @@ def compose(
         scene=scene.lower(),
         wbc_scale=wbc_scale,
         wbc_stain=wbc_stain,
+        wbc_warp=wbc_warp,
+        wbc_focus=wbc_focus,
     )
     paths = compose_class(
         bank,

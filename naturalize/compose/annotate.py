@@ -99,6 +99,10 @@ def image_record(comp: Composite, lib: Library, file: str, seed: int, index: int
             "transform": c.transform.as_dict(),
             "stain_gain_rgb": [round(g, 4) for g in c.gain[::-1]],
         }
+        if c.warp is not None:  # white-cell variety (variety.py): only when switched on
+            cell["warp"] = c.warp
+        if c.focus is not None:
+            cell["focus"] = c.focus
         if vis is not None:
             cell["rle"], cell["bbox"], cell["area"] = vis
         cells.append(cell)
@@ -127,11 +131,13 @@ def _cell_text(c: dict) -> str:
     t = c["transform"]
     head = f'{{"area":{c["area"]},"bbox":[{",".join(map(str, c["bbox"]))}],' if "area" in c else "{"
     return (
-        f'{head}"category":{_q(c["category"])},"centre":{_JSON_BOOL[c["centre"]]},"h":{c["h"]},'
-        f'"kind":{_q(c["kind"])},"source":{_q(c["source"])},"sprite_id":{_q(c["sprite_id"])},'
+        f'{head}"category":{_q(c["category"])},"centre":{_JSON_BOOL[c["centre"]]},'
+        + (f'"focus":{c["focus"]!r},' if "focus" in c else "")
+        + f'"h":{c["h"]},"kind":{_q(c["kind"])},"source":{_q(c["source"])},"sprite_id":{_q(c["sprite_id"])},'
         f'"stain_gain_rgb":[{",".join(map(repr, c["stain_gain_rgb"]))}],"transform":{{"angle":{t["angle"]!r},'
-        f'"flip":{_JSON_BOOL[t["flip"]]},"rot90":{t["rot90"]},"scale":{t["scale"]!r}}},'
-        f'"w":{c["w"]},"x":{c["x"]},"y":{c["y"]}}}'
+        f'"flip":{_JSON_BOOL[t["flip"]]},"rot90":{t["rot90"]},"scale":{t["scale"]!r}}},"w":{c["w"]},'
+        + (f'"warp":{c["warp"]},' if "warp" in c else "")
+        + f'"x":{c["x"]},"y":{c["y"]}}}'
     )
 
 

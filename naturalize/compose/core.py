@@ -27,6 +27,7 @@ import numpy as np
 from naturalize.compose.library import Library, SpriteSet
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.transform import Transform, turn_arrays, turned
+from naturalize.compose.variety import refocus
 
 _UNIT_GAIN = (1.0, 1.0, 1.0)
 
@@ -36,7 +37,8 @@ class Placed:
     """One pasted cell: role ('centre', 'RBC', 'PLT', 'WBC' for extra white cells), sprite index in its
     SpriteSet, top-left (x, y) of the warped sprite in image pixels (may be negative), the warped and
     premultiplied BGR with inverse alpha (255 - alpha) as 4th channel, mask (uint8 0/255, alpha >= 128)
-    and its area, transform and stain gain (BGR; applied when painted)."""
+    and its area, transform and stain gain (BGR; applied when painted); white-cell variety: the seed of
+    its shape warp and its focus change (px^2 blur variance), None when off."""
 
     role: str
     index: int
@@ -47,6 +49,8 @@ class Placed:
     area: int
     transform: Transform
     gain: tuple[float, float, float]
+    warp: int | None = None
+    focus: float | None = None
 
 
 @dataclass
@@ -150,7 +154,12 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, i
     gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
     if sset.tints is not None:  # white-cell variety: this variant's own stain (variety.tints)
         gain = tuple((np.asarray(gain) * sset.tints[i, r // 8]).tolist())
-    return Placed(role, i, 0, 0, bgri, mask, v.area, turned(v.transform, flip, turns), gain)
+    focus = None
+    if sset.focus is not None:  # white-cell variety: to the plate's own focus (variety.refocus)
+        focus = round(float(sset.focus[i, plate]), 4)
+        bgri = refocus(bgri, focus)
+    t = turned(v.transform, flip, turns)
+    return Placed(role, i, 0, 0, bgri, mask, v.area, t, gain, sset.warp_seed(i, r // 8), focus)
 
 
 def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:

@@ -25,6 +25,7 @@ from naturalize.classes import CLASSES
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
+from naturalize.compose.variety import focus_table, shape_warp, sized, tints
 from naturalize.fsio import UserError
 
 
@@ -54,16 +55,22 @@ class SpriteSet:
     transforms: list[list[Transform]] = field(default_factory=list)
     gains: np.ndarray | None = None
     tints: np.ndarray | None = None  # (sprites, variants, 3) BGR factors on the gain: per-variant stain (variety.py)
+    warps: np.ndarray | None = None  # (sprites, variants) int64 seeds of each variant's shape warp (variety.py)
+    focus: np.ndarray | None = None  # (sprites, plates) blur-variance change px^2 to each plate's focus (variety.py)
     _warped: dict[tuple[int, int], Variant] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def warp_seed(self, i: int, v: int) -> int | None:
+        """The seed of sprite i's v-th variant's shape warp, None without one."""
+        return None if self.warps is None else int(self.warps[i, v])
+
     def variant(self, i: int, v: int) -> Variant:
         """Sprite i under its v-th transform (warped once, then cached)."""
         out = self._warped.get((i, v))
         if out is None:
-            out = self._warped[(i, v)] = make_variant(self.bgra[i], self.transforms[i][v])
+            out = self._warped[(i, v)] = make_variant(self.bgra[i], self.transforms[i][v], self.warp_seed(i, v))
         return out
 
 
@@ -199,12 +206,16 @@ class _Tasks:
             self.pool.shutdown(cancel_futures=True)
 
 
-def _load_sprite(path: Path, feather: float, transforms: list[Transform], warm: bool, plasma: bool):
+def _load_sprite(
+    path: Path, feather: float, transforms: list[Transform], warm: bool, plasma: bool, warps: np.ndarray | None
+):
     """One sprite: (its source plasma from the crop, or None; feathered premultiplied BGRA; its variants
-    when warm, else [])."""
+    when warm (with their shape warps' seeds, if any), else [])."""
     raw = _read_bgra(path)
     bgra = feathered(raw, feather)
-    return (sprite_plasma(raw) if plasma else None), bgra, [make_variant(bgra, t) for t in transforms] if warm else []
+    seeds = [None] * len(transforms) if warps is None else [int(s) for s in warps]
+    made = [make_variant(bgra, t, w) for t, w in zip(transforms, seeds)] if warm else []
+    return (sprite_plasma(raw) if plasma else None), bgra, made
 
 
 def load_library(
@@ -239,8 +250,6 @@ def load_library(
         vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
         transforms.append([[sample_transform(vrng, params) for _ in range(variants)] for _ in rows])
     if params.wbc_scale:  # white-cell variety: each variant sized within the class's own range (variety.py)
-        from naturalize.compose.variety import sized
-
         every = [r.area for r in bank.select(centre_kind_of(cls), None if cls == "PLT" else cls)]
         transforms[0] = sized(
             transforms[0],
@@ -248,16 +257,25 @@ def load_library(
             every,
             np.random.default_rng([seed, CLASSES.index(cls), 0x5CA1E]),
         )
+    warps: list[np.ndarray | None] = [None] * len(sets)
+    if params.wbc_warp:  # white-cell variety: one shape-warp seed per centre variant (variety.shape_warp)
+        wrng = np.random.default_rng([seed, CLASSES.index(cls), 0xBE4D])
+        warps[0] = wrng.integers(2**62, size=(len(centre_rows), params.centre_variants))
     with _Tasks(threads) as tasks:  # every file queued at once: plates, then each set's sprites
         plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), plate_rows)
         sprites_done = [
             tasks.map(
-                lambda rt: _load_sprite(
-                    bank.root / rt[0].relpath, params.feather, rt[1], warm, rt[0].source not in chosen
+                lambda rtw: _load_sprite(
+                    bank.root / rtw[0].relpath,
+                    params.feather,
+                    rtw[1],
+                    warm,
+                    rtw[0].source not in chosen,
+                    rtw[2],
                 ),
-                zip(rows, ts),
+                zip(rows, ts, [None] * len(rows) if w is None else list(w)),
             )
-            for (rows, _), ts in zip(sets, transforms)
+            for (rows, _), ts, w in zip(sets, transforms, warps)
         ]
         plates = list(plates_done)
         loaded = [list(done) for done in sprites_done]
@@ -265,26 +283,28 @@ def load_library(
     plate_plasma = np.stack([plasma_of[r.source] for r in plate_rows])
     fallback = np.median(plate_plasma, axis=0).astype(np.float32)
 
-    def sprite_set(rows: list[SpriteRow], ts: list[list[Transform]], got: list) -> SpriteSet:
+    def sprite_set(rows: list[SpriteRow], ts: list[list[Transform]], got: list, w: np.ndarray | None) -> SpriteSet:
         plasma = [plasma_of.get(r.source, fallback) if crop is None else crop for r, (crop, _, _) in zip(rows, got)]
         arrays = [bgra for _, bgra, _ in got]
         areas = np.array([np.count_nonzero(a[:, :, 3] >= 128) for a in arrays], np.int64)
-        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas, ts)
+        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas, ts, warps=w)
         out._warped.update(((i, v), var) for i, (_, _, made) in enumerate(got) for v, var in enumerate(made))
         if params.stain:
             out.gains = gain_table(out.plasma, plate_plasma)
         return out
 
-    centre, rbc_set, plt_set = (sprite_set(rows, ts, got) for (rows, _), ts, got in zip(sets, transforms, loaded))
+    centre, rbc_set, plt_set = (
+        sprite_set(rows, ts, got, w) for (rows, _), ts, got, w in zip(sets, transforms, loaded, warps)
+    )
     if params.wbc_stain:
-        from naturalize.compose.variety import tints
-
         centre.tints = tints(
             centre.bgra,
             centre.plasma,
             params.centre_variants,
             np.random.default_rng([seed, CLASSES.index(cls), 0x57A1]),
         )
+    if params.wbc_focus:
+        centre.focus = focus_to_plates(bank, centre.rows, plate_rows)
     centre_area = _centre_cell_areas(bank, plate_rows, params.size)
     order = np.argsort(centre_area, kind="stable")
     return Library(
@@ -317,6 +337,19 @@ def _centre_cell_areas(bank: Bank, plates: list[BackgroundRow], size: tuple[int,
     return out
 
 
-def make_variant(bgra: np.ndarray, t: Transform) -> Variant:
-    """The premultiplied BGRA sprite under Transform t, split for pasting."""
+def focus_to_plates(bank: Bank, cells: list[SpriteRow], plates: list[BackgroundRow]) -> np.ndarray:
+    """(cells, plates) blur-variance change (px^2) taking each cell's source image's focus to each plate
+    source's (scene_stats.source_focus; a source without a measurable red cell counts as the bank's median)."""
+    from naturalize.compose.scene_stats import source_focus
+
+    sigma = source_focus(bank)
+    median = float(np.median(list(sigma.values()))) if sigma else 1.0
+    return focus_table([sigma.get(r.source, median) for r in cells], [sigma.get(b.source, median) for b in plates])
+
+
+def make_variant(bgra: np.ndarray, t: Transform, warp_seed: int | None = None) -> Variant:
+    """The premultiplied BGRA sprite under Transform t (after its shape warp, variety.shape_warp, when a
+    seed is given), split for pasting."""
+    if warp_seed is not None:
+        bgra = shape_warp(bgra, warp_seed)
     return Variant(*split_warped(warp(bgra, t)), t)

@@ -47,7 +47,10 @@ class ComposeParams:
     its own cells and its white cell's position); matched replaces rbc, platelets and the centre offset by
     the class's measured ones. wbc_scale: each variant of the class's cell sized within the class's own
     size range (variety.py) instead of 1 +- scale_jitter. wbc_stain: each variant of the class's cell takes
-    the stain (colour relative to its plasma) of another of the class's cells (variety.py).
+    the stain (colour relative to its plasma) of another of the class's cells (variety.py). wbc_warp: each
+    variant of the class's cell bent by a small smooth area-keeping warp (at most variety.WARP_PX px).
+    wbc_focus: the class's cell blurred or sharpened from its own image's focus to the scene image's (both
+    measured on their red cells' edges: variety.edge_sigma).
     """
 
     size: tuple[int, int] = (360, 363)
@@ -75,6 +78,8 @@ class ComposeParams:
     scene: str = "transplant"
     wbc_scale: bool = False
     wbc_stain: bool = False
+    wbc_warp: bool = False
+    wbc_focus: bool = False
 
     def __post_init__(self) -> None:
         w, h = self.size

@@ -4,6 +4,8 @@ In: a Bank and a class. Out: SceneStats: one row per kept source image of the cl
 white cell: red cells found (border-cut ones and clumps included: curation `n_rbc`), platelets found,
 the white cell's offset from the image centre (px, x right, y down) and the fraction of its red cells cut
 by the border; cached in BANK/scenes/matched/<CLASS>.json (remade when the bank's rows change).
+source_focus: per source image the blur (px) of its red cells' edges (variety.edge_sigma, median over at most
+FOCUS_CELLS whole red cells), for `compose --wbc-focus`; cached in BANK/scenes/focus.json.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from naturalize.bank import Bank
+from naturalize.compose.variety import edge_sigma
 from naturalize.fsio import UserError, write_json
 
 STATS_VERSION = 1
@@ -117,3 +121,47 @@ def scene_stats(bank: Bank, cls: str) -> SceneStats:
     except OSError:
         pass
     return st
+
+
+FOCUS_VERSION = 1
+#: Whole red cells per source image the focus is measured on (the first by sprite id).
+FOCUS_CELLS = 8
+
+
+def _focus_rows(bank: Bank) -> dict[str, list]:
+    by_source: dict[str, list] = {}
+    for r in sorted(bank.sprites, key=lambda r: r.sprite_id):
+        if r.kind == "RBC" and not r.touches_border and len(by_source.setdefault(r.source, [])) < FOCUS_CELLS:
+            by_source[r.source].append(r)
+    return by_source
+
+
+def measure_focus(bank: Bank, rows: dict[str, list]) -> dict[str, float]:
+    """source -> median edge blur (px) of its red cells in `rows` (sources with none measurable left out)."""
+    out = {}
+    for source, cells in sorted(rows.items()):
+        arrays = [cv2.imread(str(bank.root / r.relpath), cv2.IMREAD_UNCHANGED) for r in cells]
+        sig = [edge_sigma(a) for a in arrays if a is not None and a.ndim == 3 and a.shape[2] == 4]
+        sig = [v for v in sig if v is not None]
+        if sig:
+            out[source] = round(float(np.median(sig)), 4)
+    return out
+
+
+def source_focus(bank: Bank) -> dict[str, float]:
+    """measure_focus of every source of the bank, read from BANK/scenes/focus.json when made from the same
+    rows, else measured and stored there (atomically; a read-only bank is measured every time)."""
+    rows = _focus_rows(bank)
+    text = json.dumps([FOCUS_VERSION, sorted(repr(r) for v in rows.values() for r in v)])
+    key = hashlib.sha256(text.encode()).hexdigest()
+    path = bank.root / "scenes" / "focus.json"
+    if path.is_file():
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d.get("rows") == key:
+            return {k: float(v) for k, v in d["sigma"].items()}
+    sigma = measure_focus(bank, rows)
+    try:
+        write_json(path, {"version": FOCUS_VERSION, "rows": key, "sigma": sigma})
+    except OSError:
+        pass
+    return sigma

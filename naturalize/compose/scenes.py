@@ -47,6 +47,7 @@ from naturalize.compose.library import (
     SpriteSet,
     _subset,
     _Tasks,
+    focus_to_plates,
     load_library,
     plasma_colour,
 )
@@ -242,6 +243,8 @@ def transplant_library(
     lib.plate_centre_area_sorted = area[lib.plate_by_centre_area]
     if params.stain:
         lib.centre.gains = gain_table(lib.centre.plasma, lib.plate_plasma)
+    if params.wbc_focus:
+        lib.centre.focus = focus_to_plates(bank, lib.centre.rows, lib.plate_rows)
     kept = SpriteSet(kept_rows, [], np.zeros((len(kept_rows), 3), np.float32), np.zeros(len(kept_rows), np.int64))
     lib.scene = Donors(kept, cells, labels, boxes, np.array(centres), [rec["removed"] for _, _, rec in made])
     return lib
