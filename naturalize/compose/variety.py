@@ -107,7 +107,8 @@ def edge_sigma(bgra: np.ndarray) -> float | None:
     """Blur (px, as the sigma of a Gaussian on a step edge) of a red-cell sprite as cut from its image (colour
     kept under alpha 0): the gradient energy E of the green channel in a band around the cell's outline,
     compared with that of the same band reblurred by REBLUR px: a step blurred by s has E ~ 1/s, so
-    E / E_reblurred = sqrt(s^2 + REBLUR^2) / s. None when the band is too small or shows no edge."""
+    E / E_reblurred = sqrt(s^2 + REBLUR^2) / s (the pixel grid adds ~0.7 px; blurs beyond ~2.5 px under-read,
+    the band cuts their edge profile). None when the band is too small or shows no edge."""
     g = bgra[:, :, 1].astype(np.float32)
     mask = (bgra[:, :, 3] >= 128).view(np.uint8)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_BAND + 1,) * 2)
