@@ -181,3 +181,18 @@ def test_warp_and_focus_switches_compose_recorded_and_reproducible(bank: Path, t
     plain_lines = (tmp_path / "plain" / "manifest.jsonl").read_text()
     assert '"warp"' not in plain_lines and '"focus"' not in plain_lines  # off: records as before
     assert p.as_dict()["wbc_warp"] and json.loads((tmp_path / "one" / "manifest.jsonl").read_text().splitlines()[0])
+
+
+def test_a_run_made_before_the_switches_existed_resumes(bank: Path, tmp_path: Path) -> None:
+    from naturalize.compose.run import STATE_DIR, compose_class
+
+    out = tmp_path / "run"
+    first = compose_class(bank, "PMY", 3, out, params=ComposeParams(), workers=1, progress=False)
+    state = out / STATE_DIR / "PMY.json"
+    old = json.loads(state.read_text())
+    for key in ("wbc_warp", "wbc_focus"):  # as an older version wrote it
+        del old["params"][key]
+    state.write_text(json.dumps(old))
+    stamps = [p.stat().st_mtime_ns for p in first]
+    again = compose_class(bank, "PMY", 3, out, params=ComposeParams(), workers=1, progress=False)
+    assert again == first and [p.stat().st_mtime_ns for p in first] == stamps  # resumed: nothing redone

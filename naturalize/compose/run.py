@@ -177,6 +177,8 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
                 f"away or use another --out"
             )
         old = _read_state(out, cls)
+        if old is not None and "params" in old:  # a run made before a parameter existed had its default
+            old["params"] = ComposeParams().as_dict() | old["params"]
         if old is not None and old != state:
             if not overwrite:
                 diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
