@@ -151,7 +151,8 @@ def draw(result: dict, path: Path) -> None:
     methods = list(result["critic"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     ax = axes[0]
-    for i, m in enumerate(methods + ["real_vs_real"]):
+    methods_shown = methods + (["real_vs_real"] if "real_vs_real" in result else [])
+    for i, m in enumerate(methods_shown):
         pooled = result["critic"][m]["pooled"]["real_vs_synthetic"] if m != "real_vs_real" else result["real_vs_real"]
         v = [a for a in pooled["auc"] if a is not None]
         ax.bar(i, np.mean(v), color="#bbbbbb" if m in ("algorithm1", "real_vs_real") else "#4477aa")
@@ -159,7 +160,7 @@ def draw(result: dict, path: Path) -> None:
         ax.text(i, np.mean(v) + 0.02, f"{np.mean(v):.2f}", ha="center")
     ax.axhline(0.6, ls="--", c="k", lw=0.8)
     ax.axhline(0.5, ls=":", c="k", lw=0.8)
-    ax.set_xticks(range(len(methods) + 1), methods + ["real vs real"])
+    ax.set_xticks(range(len(methods_shown)), [m.replace("_", " ") for m in methods_shown])
     ax.set_ylim(0.3, 1.05)
     ax.set_ylabel("critic AUC, held out (test part)")
     ax.set_title(f"{', '.join(result['classes'])}: real vs synthetic")
@@ -200,7 +201,11 @@ def main() -> None:
         help="tstr: rerun only train-on-synthetic into an earlier run's OUT (its bank and parts); critic: no TSTR",
     )
     ap.add_argument("--part", choices=("test", "dev"), default="test", help="real part the critic is run on")
+    ap.add_argument("--no-baseline", action="store_true", help="leave real vs real out (run it in another part)")
     ap.add_argument("--no-algorithm1", action="store_true", help="leave Algorithm 1 out (e.g. tuning on dev)")
+    ap.add_argument(
+        "--name", default="", help="--only critic: results in OUT/realism[-dev]-NAME.json (runs side by side)"
+    )
     ap.add_argument("--tstr-seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "realism")
     a = ap.parse_args()
@@ -274,17 +279,18 @@ def main() -> None:
                 seeds=a.seeds,
                 classes=tuple(classes),
                 params=params,
-                baseline=n == 0,
+                baseline=n == 0 and not a.no_baseline,
                 progress=False,
             )
             result["critic"][method] = {"pooled": r["pooled"], "per_class": r["per_class"]}
-            if n == 0:
+            if n == 0 and not a.no_baseline:
                 result["real_vs_real"] = r["pooled"]["real_vs_real"]
             print(json.dumps({method: r["pooled"], "per_class": r["per_class"]}), flush=True)
     if a.only == "critic":
         result["wall_s"] = round(time.perf_counter() - t0, 1)
         result["load_after"] = round(os.getloadavg()[0], 2)
-        (a.out / f"realism{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+        name = f"realism{tag}" + (f"-{a.name}" if a.name else "")
+        (a.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         return
     # train on synthetic / on real (bank part, same count per class), test on the real test part
