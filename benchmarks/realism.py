@@ -36,7 +36,9 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +60,8 @@ def method_params(method: str) -> ComposeParams:
     bad = [s for s in switches if s not in VARIETY]
     if bad:
         raise SystemExit(f"--scenes {method!r}: unknown switch {bad[0]!r}; use {', '.join(VARIETY)} or all")
-    on = {f"wbc_{s}": True for s in switches}
-    return ComposeParams(scene=scene, **on) if on else ComposeParams(scene=scene)
+    on: dict[str, Any] = {f"wbc_{s}": True for s in switches}
+    return replace(ComposeParams(scene=scene), **on)
 
 
 def split_parts(release: Path, classes: list[str], sizes: tuple[int, int, int]) -> dict[str, dict[str, list[Path]]]:

@@ -141,8 +141,8 @@ def measure_focus(bank: Bank, rows: dict[str, list]) -> dict[str, float]:
     out = {}
     for source, cells in sorted(rows.items()):
         arrays = [cv2.imread(str(bank.root / r.relpath), cv2.IMREAD_UNCHANGED) for r in cells]
-        sig = [edge_sigma(a) for a in arrays if a is not None and a.ndim == 3 and a.shape[2] == 4]
-        sig = [v for v in sig if v is not None]
+        measured = [edge_sigma(a) for a in arrays if a is not None and a.ndim == 3 and a.shape[2] == 4]
+        sig = [v for v in measured if v is not None]
         if sig:
             out[source] = round(float(np.median(sig)), 4)
     return out
