@@ -27,7 +27,7 @@ from naturalize.fsio import write_text
 from naturalize.segment.cells import box_iou
 from naturalize.segment.classical import segment_classical
 from naturalize.segment.gate import GateRules, judge, learned_pool
-from naturalize.segment.outline import WEIGHTS, OutlineModel, rbc_features
+from naturalize.segment.outline import FEATURES, WEIGHTS, OutlineModel, rbc_features
 
 HAND_ONLY = GateRules(rbc_min_outline=0.0)
 
@@ -57,15 +57,15 @@ def collect(images: list[Path], boxdir: Path) -> tuple[np.ndarray, np.ndarray, n
     return np.array(xs), np.array(ys), np.array(img)
 
 
-def fit(x: np.ndarray, y: np.ndarray) -> OutlineModel:
-    """Standardised 16-unit ReLU perceptron (scikit-learn, seeded) as an OutlineModel."""
+def fit(x: np.ndarray, y: np.ndarray, features: tuple[str, ...] = FEATURES) -> OutlineModel:
+    """Standardised 16-unit ReLU perceptron (scikit-learn, seeded) as an OutlineModel on `features`."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
     sc = StandardScaler().fit(x)
     mlp = MLPClassifier((16,), alpha=1e-2, max_iter=2000, random_state=0).fit(sc.transform(x), y)
     (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
-    return OutlineModel(sc.mean_, sc.scale_, w1, b1, w2[:, 0], float(b2[0]))
+    return OutlineModel(sc.mean_, sc.scale_, w1, b1, w2[:, 0], float(b2[0]), features)
 
 
 def table(model: OutlineModel, x: np.ndarray, y: np.ndarray, n_images: int) -> None:

@@ -10,6 +10,7 @@ numpy/OpenCV at run time; without the weights file every probability is 1.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from naturalize.segment.cells import Cell, Segmentation, box_of
+from naturalize.segment.cells import Cell, Segmentation
 from naturalize.segment.colour import plate_colour
 
 WEIGHTS = Path(__file__).with_name("rbc_outline.json")
@@ -46,6 +47,7 @@ class OutlineModel:
     b1: np.ndarray  # (H,)
     w2: np.ndarray  # (H,)
     b2: float
+    features: tuple[str, ...] = FEATURES  # the feature names, in column order (checked on loading)
 
     def prob(self, x: np.ndarray) -> np.ndarray:
         """(N, len(FEATURES)) features -> (N,) probabilities."""
@@ -58,17 +60,25 @@ class OutlineModel:
             k: np.round(np.asarray(getattr(self, k), np.float64), 6).tolist()
             for k in ("mean", "scale", "w1", "b1", "w2")
         }
-        return json.dumps({"features": list(FEATURES), **r, "b2": round(float(self.b2), 6)}) + "\n"
+        return json.dumps({"features": list(self.features), **r, "b2": round(float(self.b2), 6)}) + "\n"
 
     @staticmethod
-    def from_json(text: str) -> OutlineModel:
+    def from_json(text: str, features: tuple[str, ...] = FEATURES) -> OutlineModel:
+        """The model of `to_json`'s text; ValueError when its feature names differ from `features` or its shapes
+        do not fit (the same class serves other tiny models, e.g. segment/refine.py, with their own names)."""
         d = json.loads(text)
-        if tuple(d["features"]) != FEATURES:
-            raise ValueError(f"outline model features {d['features']} differ from {list(FEATURES)}")
+        if tuple(d["features"]) != features:
+            raise ValueError(f"model features {d['features']} differ from {list(features)}")
         a = {k: np.array(d[k], np.float64) for k in ("mean", "scale", "w1", "b1", "w2")}
-        if a["w1"].shape != (len(FEATURES), a["b1"].size) or a["w2"].shape != a["b1"].shape:
-            raise ValueError("outline model weights have inconsistent shapes")
-        return OutlineModel(a["mean"], a["scale"], a["w1"], a["b1"], a["w2"], float(d["b2"]))
+        if a["w1"].shape != (len(features), a["b1"].size) or a["w2"].shape != a["b1"].shape:
+            raise ValueError("model weights have inconsistent shapes")
+        return OutlineModel(a["mean"], a["scale"], a["w1"], a["b1"], a["w2"], float(d["b2"]), features)
+
+
+def weights_id(path: Path) -> str | None:
+    """Short hash of a shipped weights file (a bank records it, so a bank made with other weights is not
+    resumed), or None when the file is absent."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
 
 
 @lru_cache(maxsize=1)
@@ -96,7 +106,7 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
     h, w = rgb.shape[:2]
     s2 = (min(h, w) / 360) ** 2
     plate = plate_colour(rgb)
-    boxes = [box_of(c.mask) for c in seg.cells]  # each full mask is scanned once; the rest works on crops
+    boxes = [c.box for c in seg.cells]  # each full mask is scanned once; the rest works on crops
     all_areas = {
         i: float(np.count_nonzero(seg.cells[i].mask[b[1] : b[3], b[0] : b[2]])) for i, b in ((i, boxes[i]) for i in rbc)
     }
