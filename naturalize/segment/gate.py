@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from naturalize.segment.cells import Cell, Segmentation, box_of
+from naturalize.segment.cells import Cell, Segmentation
 from naturalize.segment.colour import REF_SIZE, plate_colour
 
 #: Image-level reasons (every cell of the image gets it).
@@ -160,5 +160,5 @@ def _learned_rbc(rgb: np.ndarray, seg: Segmentation, out: list[Verdict], rules: 
 
 def _count_in(mask: np.ndarray, cell: Cell) -> int:
     """Pixels of `mask` inside the cell (on the cell's box only)."""
-    x0, y0, x1, y1 = box_of(cell.mask)
+    x0, y0, x1, y1 = cell.box
     return int(np.count_nonzero(mask[y0:y1, x0:x1] & cell.mask[y0:y1, x0:x1]))
