@@ -25,6 +25,7 @@ import numpy as np
 
 from naturalize.segment.cells import Segmentation, as_rgb, finish, touches_border
 from naturalize.segment.colour import REF_SIZE, colour_maps, disk, white_cell_colour
+from naturalize.segment.refine import RefineInput
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,10 @@ def white_region(
     colour_dist: np.ndarray,
     rgb_green: np.ndarray,
     p: ClassicalParams,
+    red_level: float | None = None,
 ) -> np.ndarray:
-    """Bool mask of all white-cell pixels (nuclei and cytoplasm).
+    """Bool mask of all white-cell pixels (nuclei and cytoplasm); `red_level`: the red cells' white-cell
+    colour score when already known (`red_cell_level`).
 
     Marker watershed on the colour edges around the nuclei: the nuclei (with the clearly
     white-cell-coloured pixels next to them) compete with the plate (pixels close to the plate
@@ -130,7 +133,7 @@ def white_region(
         return out
     s = min(h, w) / p.ref_size
     to_nuc = cv2.distanceTransform((~nuclei).astype(np.uint8), cv2.DIST_L2, 3)
-    red_level = red_cell_level(fg, wbcness, to_nuc, p)
+    red_level = red_cell_level(fg, wbcness, to_nuc, p) if red_level is None else red_level
     ys, xs = np.nonzero(nuclei)
     m = round(p.wbc_window_px * s)
     y0, y1, x0, x1 = max(0, ys.min() - m), min(h, ys.max() + m + 1), max(0, xs.min() - m), min(w, xs.max() + m + 1)
@@ -389,27 +392,13 @@ def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: Classic
     return labels, n_wbc + pn - 1
 
 
-def _refine(
-    labels: np.ndarray,
-    n: int,
-    fg: np.ndarray,
-    nuclei: np.ndarray,
-    wbcness: np.ndarray,
-    colour_dist: np.ndarray,
-    green: np.ndarray,
-    p: ClassicalParams,
-    trace: list | None,
-) -> np.ndarray:
+def _refine(labels: np.ndarray, n: int, x: RefineInput, p: ClassicalParams, trace: list | None) -> np.ndarray:
     """White-cell labels after the learned refinement (segment/refine.py; unchanged without its weights)."""
-    from naturalize.segment.refine import RefineInput, refine_white, shipped_model
+    from naturalize.segment.refine import refine_white, shipped_model
 
     model = shipped_model() if p.wbc_refine else None
     if model is None and trace is None:
         return labels
-    to_nuc = cv2.distanceTransform((~nuclei).astype(np.uint8), cv2.DIST_L2, 3)
-    x = RefineInput(
-        fg, nuclei, wbcness, colour_dist, green, red_cell_level(fg, wbcness, to_nuc, p), min(fg.shape) / p.ref_size
-    )
     return refine_white(labels, n, x, model, p.wbc_refine_margin, trace)
 
 
@@ -421,11 +410,14 @@ def _segment_at(rgb: np.ndarray, p: ClassicalParams, trace: list | None = None) 
     fg, stain, colour_dist, plate = colour_maps(rgb, p)
     nuclei, small = find_nuclei(fg, stain, p)
     wbcness = white_cell_colour(rgb, fg, plate)
-    region = white_region(fg, nuclei, wbcness, colour_dist, rgb[:, :, 1], p)
+    to_nuc = cv2.distanceTransform((~nuclei).astype(np.uint8), cv2.DIST_L2, 3)
+    red_level = red_cell_level(fg, wbcness, to_nuc, p)
+    region = white_region(fg, nuclei, wbcness, colour_dist, rgb[:, :, 1], p, red_level)
     green = rgb[:, :, 1] / max(1.0, float(plate[1]))
     wbc_labels, n_wbc, big_plts = split_white(region, nuclei, green, p)
     if n_wbc and (p.wbc_refine or trace is not None):
-        wbc_labels = _refine(wbc_labels, n_wbc, fg, nuclei, wbcness, colour_dist, green, p, trace)
+        x = RefineInput(fg, nuclei, wbcness, colour_dist, green, red_level, min(fg.shape) / p.ref_size)
+        wbc_labels = _refine(wbc_labels, n_wbc, x, p, trace)
     plts = [m for m in small if not (wbc_labels[m] > 0).any() and not any((b & m).any() for b in big_plts)]
     plts += big_plts
     debris = region & (wbc_labels == 0)  # stain haze trimmed off white cells: no cell, but not plate either

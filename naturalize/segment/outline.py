@@ -88,7 +88,8 @@ def shipped_model() -> OutlineModel | None:
 
 
 def _ring_stats(m: np.ndarray, others: np.ndarray, wbc: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """(contact with other non-white cells, contact with white cells, ring mask) of a bool crop."""
+    """(contact with other non-white cells, contact with white cells, ring mask) of a bool crop; `others` / `wbc`:
+    pixels of other cells / of white cells (the mask's own pixels may be in them: only its outer ring is read)."""
     ring = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~m
     n = max(1, int(ring.sum()))
     return float((ring & others & ~wbc).sum()) / n, float((ring & wbc).sum()) / n, ring
@@ -112,6 +113,12 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
     }
     usable = [all_areas[i] for i in rbc if seg.cells[i].usable]
     ref = float(np.median(usable if len(usable) >= 3 else list(all_areas.values())))
+    # pixels covered by any cell / by a white cell: a red cell's ring (outside its own mask) touches others there
+    cover, wbc_cover = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    for o, (a0, b0, a1, b1) in zip(seg.cells, boxes):
+        cover[b0:b1, a0:a1] |= o.mask[b0:b1, a0:a1]
+        if o.kind == "WBC":
+            wbc_cover[b0:b1, a0:a1] |= o.mask[b0:b1, a0:a1]
     rows = []
     for i in idx:
         c: Cell = seg.cells[i]
@@ -120,14 +127,7 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
         Y0, Y1, X0, X1 = max(0, y0 - 3), min(h, y1 + 3), max(0, x0 - 3), min(w, x1 + 3)
         sl = (slice(Y0, Y1), slice(X0, X1))
         m = c.mask[sl]
-        others = np.zeros(m.shape, bool)
-        wbc = np.zeros(m.shape, bool)
-        for j, (o, (a0, b0, a1, b1)) in enumerate(zip(seg.cells, boxes)):
-            if j != i and a0 < X1 and a1 > X0 and b0 < Y1 and b1 > Y0:
-                others |= o.mask[sl]
-                if o.kind == "WBC":
-                    wbc |= o.mask[sl]
-        contact, wbc_contact, ring = _ring_stats(m, others, wbc)
+        contact, wbc_contact, ring = _ring_stats(m, cover[sl], wbc_cover[sl])
         solidity, aspect, ell = _shape(m)
         crop = rgb[sl].astype(np.float32)
         dist = np.sqrt(((crop - plate) ** 2).sum(axis=2)) / 18.0

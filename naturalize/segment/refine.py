@@ -100,12 +100,12 @@ def _box_area(m: np.ndarray) -> float:
 
 
 def _keep_touching(m: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """Components of `m` that touch `seed`, holes filled."""
-    from scipy import ndimage as ndi
-
+    """Components of `m` that touch `seed`, holes filled (their outer contours drawn filled)."""
     n, lab = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
     keep = np.unique(lab[seed & m])
-    return ndi.binary_fill_holes(np.isin(lab, keep[keep > 0]))
+    touching = np.isin(lab, keep[keep > 0]).astype(np.uint8)
+    cnts, _ = cv2.findContours(touching, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return cv2.drawContours(touching, cnts, -1, 1, cv2.FILLED).astype(bool)
 
 
 def candidates(cell: np.ndarray, free: np.ndarray, x: RefineInput, sl: tuple[slice, slice]) -> list[np.ndarray]:
