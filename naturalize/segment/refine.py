@@ -95,15 +95,17 @@ def _solidity(m: np.ndarray) -> float:
 
 def _box_area(m: np.ndarray) -> float:
     """Area of the mask's tight box (1 for an empty mask)."""
-    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-    return float((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)) if rows.size else 1.0
+    _, _, w, h = cv2.boundingRect(m.astype(np.uint8))
+    return float(max(1, w * h))
 
 
 def _keep_touching(m: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """Components of `m` that touch `seed`, holes filled (their outer contours drawn filled)."""
     n, lab = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
-    keep = np.unique(lab[seed & m])
-    touching = np.isin(lab, keep[keep > 0]).astype(np.uint8)
+    lut = np.zeros(n, np.uint8)
+    lut[lab[seed & m]] = 1
+    lut[0] = 0
+    touching = lut[lab]
     cnts, _ = cv2.findContours(touching, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return cv2.drawContours(touching, cnts, -1, 1, cv2.FILLED).astype(bool)
 
@@ -125,9 +127,12 @@ def candidates(cell: np.ndarray, free: np.ndarray, x: RefineInput, sl: tuple[sli
         g = cv2.morphologyEx(g.astype(np.uint8), cv2.MORPH_OPEN, disk(max(1, round(3 * s)))).astype(bool)
         grown.append(_keep_touching(g | cell, cell))
     # the round body: opened with a disk nearly as wide as the cell, small bumps (platelets, granules) cut off
-    r = int(0.85 * float(cv2.distanceTransform(np.pad(u8, 1), cv2.DIST_L2, 5).max()))
-    opened = cv2.morphologyEx(np.pad(u8, r + 1), cv2.MORPH_OPEN, disk(max(1, r)))[r + 1 : -r - 1, r + 1 : -r - 1]
-    opened_m = _keep_touching(opened.astype(bool), nuc) if (opened.astype(bool) & nuc).any() else cell
+    # (an opening by distance transforms: erode to the pixels deeper than r, grow those back by r)
+    inner = cv2.distanceTransform(np.pad(u8, 1), cv2.DIST_L2, 5)
+    r = 0.85 * float(inner.max())
+    core = (inner > r).astype(np.uint8)
+    opened = (cv2.distanceTransform(1 - core, cv2.DIST_L2, 5) <= r)[1:-1, 1:-1] & cell
+    opened_m = _keep_touching(opened, nuc) if (opened & nuc).any() else cell
     # the dark body: very dark stain (basophil granules over nucleus and cytoplasm), closed and filled
     dark = (x.green[sl] < 0.45) & cell
     dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_CLOSE, disk(max(1, round(3 * s))))
