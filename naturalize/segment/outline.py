@@ -95,9 +95,12 @@ def _ring_stats(m: np.ndarray, others: np.ndarray, wbc: np.ndarray) -> tuple[flo
     return float((ring & others & ~wbc).sum()) / n, float((ring & wbc).sum()) / n, ring
 
 
-def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = None) -> tuple[list[int], np.ndarray]:
+def rbc_features(
+    rgb: np.ndarray, seg: Segmentation, which: list[int] | None = None, plate: np.ndarray | None = None
+) -> tuple[list[int], np.ndarray]:
     """(indices into seg.cells of the RBC cells, or of `which`; (N, len(FEATURES)) float features).
-    Sizes are relative to the image's usable red cells and scale to 360 px."""
+    Sizes are relative to the image's usable red cells and scale to 360 px; `plate`: the image's plate
+    colour when already known."""
     from naturalize.segment.assign import _shape
 
     rbc = [i for i, c in enumerate(seg.cells) if c.kind == "RBC"]
@@ -106,7 +109,7 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
         return [], np.zeros((0, len(FEATURES)))
     h, w = rgb.shape[:2]
     s2 = (min(h, w) / 360) ** 2
-    plate = plate_colour(rgb)
+    plate = plate_colour(rgb) if plate is None else plate
     boxes = [c.box for c in seg.cells]  # each full mask is scanned once; the rest works on crops
     all_areas = {
         i: float(np.count_nonzero(seg.cells[i].mask[b[1] : b[3], b[0] : b[2]])) for i, b in ((i, boxes[i]) for i in rbc)
@@ -150,12 +153,16 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
 
 
 def rbc_outline_prob(
-    rgb: np.ndarray, seg: Segmentation, which: list[int] | None = None, model: OutlineModel | None = None
+    rgb: np.ndarray,
+    seg: Segmentation,
+    which: list[int] | None = None,
+    model: OutlineModel | None = None,
+    plate: np.ndarray | None = None,
 ) -> dict[int, float]:
     """{index into seg.cells: probability that this RBC's outline is right} for the RBC cells (those of
     `which` when given); 1.0 without a model."""
     model = model or shipped_model()
-    idx, x = rbc_features(rgb, seg, which)
+    idx, x = rbc_features(rgb, seg, which, plate)
     if model is None or not idx:
         return {i: 1.0 for i in idx}
     return dict(zip(idx, (float(p) for p in model.prob(x))))
