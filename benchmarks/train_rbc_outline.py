@@ -76,18 +76,24 @@ def table(model: OutlineModel, x: np.ndarray, y: np.ndarray, n_images: int) -> N
         print(f"threshold {thr:.2f}: precision {y[keep].mean():.4f}, per image {keep.sum() / n_images:.3f}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def training_args(doc: str, weights: Path) -> tuple[argparse.Namespace, list[Path], Path]:
+    """(--sample/--cache/--check/--write arguments, the tuning-half images with OI-PBC boxes, the boxes folder)
+    of a training script (this one and train_wbc_refine.py); the report half is never listed."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", "../shared/pbc-sample")))
-    ap.add_argument("--cache", type=Path, default=None, help="features file to reuse (written when absent)")
+    ap.add_argument("--cache", type=Path, default=None, help="training rows to reuse (written when absent)")
     ap.add_argument("--check", action="store_true", help="fit on half the tuning images, score the other half")
-    ap.add_argument("--write", action="store_true", help=f"fit on the whole tuning half and write {WEIGHTS.name}")
+    ap.add_argument("--write", action="store_true", help=f"fit on the whole tuning half and write {weights.name}")
     args = ap.parse_args()
     release, boxdir = args.sample / "PBC_dataset_normal_DIB", args.sample / "oi-pbc-boxes"
     images = sorted(p for p in release.glob("*/*.jpg") if (boxdir / f"{p.stem}.txt").exists())
     if not images:
         raise SystemExit(f"error: no images with OI-PBC boxes under {args.sample} (pass --sample DIR)")
-    tuning = halves(images)["tuning"]
+    return args, halves(images)["tuning"], boxdir
+
+
+def main() -> None:
+    args, tuning, boxdir = training_args(__doc__ or "", WEIGHTS)
     if args.cache and args.cache.exists():
         d = np.load(args.cache)
         x, y, img = d["x"], d["y"], d["img"]

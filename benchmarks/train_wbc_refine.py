@@ -15,15 +15,13 @@ naturalize/segment/wbc_refine.json. The report half is never read.
 
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
-from segment_quality import halves, load_boxes  # benchmarks/ is the script's folder
+from segment_quality import load_boxes  # benchmarks/ is the script's folder
 from tqdm import tqdm
-from train_rbc_outline import fit
+from train_rbc_outline import fit, training_args
 
 from naturalize.fsio import write_text
 from naturalize.segment.cells import box_iou
@@ -90,17 +88,7 @@ def evaluate(model: OutlineModel, d: dict[str, np.ndarray], rows: np.ndarray) ->
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", "../shared/pbc-sample")))
-    ap.add_argument("--cache", type=Path, default=None, help="candidates file to reuse (written when absent)")
-    ap.add_argument("--check", action="store_true", help="fit on half the tuning images, score the other half")
-    ap.add_argument("--write", action="store_true", help=f"fit on the whole tuning half and write {WEIGHTS.name}")
-    args = ap.parse_args()
-    release, boxdir = args.sample / "PBC_dataset_normal_DIB", args.sample / "oi-pbc-boxes"
-    images = sorted(p for p in release.glob("*/*.jpg") if (boxdir / f"{p.stem}.txt").exists())
-    if not images:
-        raise SystemExit(f"error: no images with OI-PBC boxes under {args.sample} (pass --sample DIR)")
-    tuning = halves(images)["tuning"]
+    args, tuning, boxdir = training_args(__doc__ or "", WEIGHTS)
     if args.cache and args.cache.exists():
         d = dict(np.load(args.cache))
     else:
