@@ -86,6 +86,7 @@ def shipped_model() -> OutlineModel | None:
 
 
 def _solidity(m: np.ndarray) -> float:
+    """Mask area over the area of the convex hull of all its parts (0 for an empty mask)."""
     cnts, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not cnts:
         return 0.0
