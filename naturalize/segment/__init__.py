@@ -55,8 +55,9 @@ def shared_rules() -> dict:
     """Thresholds every backend's sprites pass through (usable-cell rules and the quality gate)."""
     from naturalize.segment.assign import UsableRules
     from naturalize.segment.gate import GateRules
+    from naturalize.segment.outline import WEIGHTS, weights_id
 
-    return {"usable": asdict(UsableRules()), "gate": asdict(GateRules())}
+    return {"usable": asdict(UsableRules()), "gate": asdict(GateRules()), "rbc_outline_model": weights_id(WEIGHTS)}
 
 
 # ---------------------------------------------------------------- classical
@@ -84,8 +85,12 @@ def _build_classical(**params: Any) -> Segmenter:
 
 def _describe_classical(**params: Any) -> dict:
     from naturalize.segment.classical import ClassicalParams
+    from naturalize.segment.outline import weights_id
+    from naturalize.segment.refine import WEIGHTS
 
-    return plain({**asdict(ClassicalParams(**params)), **shared_rules()})
+    p = ClassicalParams(**params)
+    refine = weights_id(WEIGHTS) if p.wbc_refine else None
+    return plain({**asdict(p), "wbc_refine_model": refine, **shared_rules()})
 
 
 # ---------------------------------------------------------------- sam

@@ -18,7 +18,8 @@ class Cell:
     kind: "RBC" | "WBC" | "PLT"; mask: bool HxW over the full image; score: confidence 0..1;
     touches_border: the mask reaches the image edge; usable: fit for compositing (a whole single
     cell, not a clump or fragment; border cells are never usable); reason: why a cell is not usable
-    (one of REASONS, "" when usable).
+    (one of REASONS, "" when usable). A cell's mask is not changed in place once made (its box is
+    computed once, on first use, and kept for that mask).
     """
 
     kind: str
@@ -27,14 +28,20 @@ class Cell:
     touches_border: bool
     usable: bool
     reason: str = ""
+    _box: tuple[np.ndarray, tuple[int, int, int, int]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def area(self) -> int:
-        return int(self.mask.sum())
+        x0, y0, x1, y1 = self.box
+        return int(np.count_nonzero(self.mask[y0:y1, x0:x1]))
 
     @property
     def box(self) -> tuple[int, int, int, int]:
-        return box_of(self.mask)
+        if self._box is None or self._box[0] is not self.mask:
+            self._box = (self.mask, box_of(self.mask))
+        return self._box[1]
 
 
 @dataclass
@@ -47,6 +54,18 @@ class Segmentation:
 
     def of_kind(self, kind: str, usable_only: bool = False) -> list[Cell]:
         return [c for c in self.cells if c.kind == kind and (c.usable or not usable_only)]
+
+
+def with_box(cell: Cell, box: tuple[int, int, int, int]) -> Cell:
+    """`cell` with its mask's box already known (a backend that made the mask from a crop knows it)."""
+    cell._box = (cell.mask, box)
+    return cell
+
+
+def box_touches_border(box: tuple[int, int, int, int], shape: tuple[int, ...], margin: int = 1) -> bool:
+    """`touches_border` of a mask from its box (x0, y0, x1, y1) and the image shape."""
+    x0, y0, x1, y1 = box
+    return x0 < margin or y0 < margin or x1 > shape[1] - margin or y1 > shape[0] - margin
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -83,9 +102,10 @@ def touches_border(mask: np.ndarray, margin: int = 1) -> bool:
     return bool(mask[:m].any() or mask[-m:].any() or mask[:, :m].any() or mask[:, -m:].any())
 
 
-def crop_sprite(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """RGBA tight crop of one cell: colour from `rgb`, alpha 255 inside the mask, 0 outside."""
-    x0, y0, x1, y1 = box_of(mask)
+def crop_sprite(rgb: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """RGBA tight crop of one cell: colour from `rgb`, alpha 255 inside the mask, 0 outside (`box`: the
+    mask's box when known)."""
+    x0, y0, x1, y1 = box or box_of(mask)
     rgba = np.empty((y1 - y0, x1 - x0, 4), np.uint8)
     rgba[:, :, :3] = rgb[y0:y1, x0:x1]
     rgba[:, :, 3] = np.where(mask[y0:y1, x0:x1], 255, 0).astype(np.uint8)

@@ -25,6 +25,7 @@ import numpy as np
 
 from naturalize.segment.cells import Segmentation, as_rgb, finish, touches_border
 from naturalize.segment.colour import REF_SIZE, colour_maps, disk, white_cell_colour
+from naturalize.segment.refine import RefineInput
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class ClassicalParams:
     dense_cell_ratio: float = 1.3  # ... inside a cell this much larger (a smear around it) ...
     dense_solidity: float = 0.92  # ... round ...
     dense_fill: float = 0.85  # ... and densely stained ends the cell
+    wbc_refine: bool = True  # refine white-cell masks with the learned model (segment/refine.py) when shipped
+    wbc_refine_margin: float = 0.0  # a candidate replaces the mask when its score beats the mask's by this
     # red cells
     rbc_min_radius: float = 9.0  # distance-map peaks lower than this are no red-cell centre
     rbc_peak_px: int = 9  # red-cell markers: local distance maxima within this radius
@@ -96,6 +99,14 @@ def find_nuclei(fg: np.ndarray, stain: np.ndarray, p: ClassicalParams) -> tuple[
     return lobes, small
 
 
+def red_cell_level(fg: np.ndarray, wbcness: np.ndarray, to_nuc: np.ndarray, p: ClassicalParams) -> float:
+    """The red cells' white-cell colour score: its median over the foreground far from every nucleus
+    (`to_nuc`: distance to the nearest nuclear pixel), or `p.wbcness_red` when too little is far."""
+    s = min(fg.shape) / p.ref_size
+    far = fg & (to_nuc > 60 * s)
+    return float(np.median(wbcness[far])) if far.sum() > 500 * s * s else p.wbcness_red
+
+
 def white_region(
     fg: np.ndarray,
     nuclei: np.ndarray,
@@ -103,8 +114,10 @@ def white_region(
     colour_dist: np.ndarray,
     rgb_green: np.ndarray,
     p: ClassicalParams,
+    red_level: float | None = None,
 ) -> np.ndarray:
-    """Bool mask of all white-cell pixels (nuclei and cytoplasm).
+    """Bool mask of all white-cell pixels (nuclei and cytoplasm); `red_level`: the red cells' white-cell
+    colour score when already known (`red_cell_level`).
 
     Marker watershed on the colour edges around the nuclei: the nuclei (with the clearly
     white-cell-coloured pixels next to them) compete with the plate (pixels close to the plate
@@ -120,8 +133,7 @@ def white_region(
         return out
     s = min(h, w) / p.ref_size
     to_nuc = cv2.distanceTransform((~nuclei).astype(np.uint8), cv2.DIST_L2, 3)
-    far = fg & (to_nuc > 60 * s)
-    red_level = float(np.median(wbcness[far])) if far.sum() > 500 * s * s else p.wbcness_red
+    red_level = red_cell_level(fg, wbcness, to_nuc, p) if red_level is None else red_level
     ys, xs = np.nonzero(nuclei)
     m = round(p.wbc_window_px * s)
     y0, y1, x0, x1 = max(0, ys.min() - m), min(h, ys.max() + m + 1), max(0, xs.min() - m), min(w, xs.max() + m + 1)
@@ -380,15 +392,32 @@ def split_regions(fg: np.ndarray, wbc_labels: np.ndarray, n_wbc: int, p: Classic
     return labels, n_wbc + pn - 1
 
 
-def _segment_at(rgb: np.ndarray, p: ClassicalParams) -> tuple[list, np.ndarray]:
-    """The pipeline at the image's own resolution: (cells, foreground mask)."""
+def _refine(labels: np.ndarray, n: int, x: RefineInput, p: ClassicalParams, trace: list | None) -> np.ndarray:
+    """White-cell labels after the learned refinement (segment/refine.py; unchanged without its weights)."""
+    from naturalize.segment.refine import refine_white, shipped_model
+
+    model = shipped_model() if p.wbc_refine else None
+    if model is None and trace is None:
+        return labels
+    return refine_white(labels, n, x, model, p.wbc_refine_margin, trace)
+
+
+def _segment_at(rgb: np.ndarray, p: ClassicalParams, trace: list | None = None) -> tuple[list, np.ndarray]:
+    """The pipeline at the image's own resolution: (cells, foreground mask); `trace` collects the white-cell
+    refinement's candidates (benchmarks/train_wbc_refine.py)."""
     from naturalize.segment.assign import judge_regions
 
     fg, stain, colour_dist, plate = colour_maps(rgb, p)
     nuclei, small = find_nuclei(fg, stain, p)
     wbcness = white_cell_colour(rgb, fg, plate)
-    region = white_region(fg, nuclei, wbcness, colour_dist, rgb[:, :, 1], p)
-    wbc_labels, n_wbc, big_plts = split_white(region, nuclei, rgb[:, :, 1] / max(1.0, float(plate[1])), p)
+    to_nuc = cv2.distanceTransform((~nuclei).astype(np.uint8), cv2.DIST_L2, 3)
+    red_level = red_cell_level(fg, wbcness, to_nuc, p)
+    region = white_region(fg, nuclei, wbcness, colour_dist, rgb[:, :, 1], p, red_level)
+    green = rgb[:, :, 1] / max(1.0, float(plate[1]))
+    wbc_labels, n_wbc, big_plts = split_white(region, nuclei, green, p)
+    if n_wbc and (p.wbc_refine or trace is not None):
+        x = RefineInput(fg, nuclei, wbcness, colour_dist, green, red_level, min(fg.shape) / p.ref_size)
+        wbc_labels = _refine(wbc_labels, n_wbc, x, p, trace)
     plts = [m for m in small if not (wbc_labels[m] > 0).any() and not any((b & m).any() for b in big_plts)]
     plts += big_plts
     debris = region & (wbc_labels == 0)  # stain haze trimmed off white cells: no cell, but not plate either
@@ -398,8 +427,9 @@ def _segment_at(rgb: np.ndarray, p: ClassicalParams) -> tuple[list, np.ndarray]:
     return judge_regions(rgb, labels, n, n_wbc, plts, stain, rim_px=p.rim_px), fg
 
 
-def _upscale(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bool mask resized to `shape` (bilinear, then thresholded: smooth edges), working on its box only."""
+def _upscale(mask: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """(bool mask resized to `shape` (bilinear, then thresholded: smooth edges), its box or None when empty),
+    working on the mask's box only."""
     from naturalize.segment.cells import box_of
 
     h, w = shape
@@ -407,35 +437,43 @@ def _upscale(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     x0, y0, x1, y1 = box_of(mask)
     x0, y0, x1, y1 = max(0, x0 - 1), max(0, y0 - 1), min(mask.shape[1], x1 + 1), min(mask.shape[0], y1 + 1)
     X0, Y0, X1, Y1 = int(round(x0 * fx)), int(round(y0 * fy)), min(w, int(round(x1 * fx))), min(h, int(round(y1 * fy)))
-    crop = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_LINEAR)
+    crop = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_LINEAR) > 0.5
     out = np.zeros(shape, bool)
-    out[Y0:Y1, X0:X1] = crop > 0.5
-    return out
+    out[Y0:Y1, X0:X1] = crop
+    if not crop.any():
+        return out, None
+    bx0, by0, bx1, by1 = box_of(crop)
+    return out, (X0 + bx0, Y0 + by0, X0 + bx1, Y0 + by1)
 
 
-def segment_classical(rgb: np.ndarray, params: ClassicalParams | None = None) -> Segmentation:
+def segment_classical(
+    rgb: np.ndarray, params: ClassicalParams | None = None, trace: list | None = None
+) -> Segmentation:
     """Segment one PBC image into RBC / WBC / PLT cells plus a cell-free background (see module doc).
 
     Images larger than `params.work_size` are analysed at that size (for speed) and the masks
-    scaled back to full resolution; the background is always made at full resolution."""
-    from naturalize.segment.cells import Cell, touches_border
+    scaled back to full resolution; the background is always made at full resolution. `trace` (a list)
+    receives the white-cell refinement's candidates at the work size (for training its model)."""
+    from naturalize.segment.cells import Cell, box_touches_border, with_box
 
     p = params or ClassicalParams()
     rgb = as_rgb(rgb)
     h, w = rgb.shape[:2]
     f = p.work_size / min(h, w) if p.work_size else 1.0
     if f >= 0.9:
-        cells, fg = _segment_at(rgb, p)
+        cells, fg = _segment_at(rgb, p, trace)
         return finish(rgb, cells, also_remove=[fg])
     small = cv2.resize(rgb, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA)
-    cells_small, fg_small = _segment_at(small, p)
+    cells_small, fg_small = _segment_at(small, p, trace)
     cells = []
     for c in cells_small:
-        m = _upscale(c.mask, (h, w))
-        if m.any():
-            border = touches_border(m)
+        m, box = _upscale(c.mask, (h, w))
+        if box is not None:
+            border = box_touches_border(box, (h, w))
             usable = c.usable and not border
-            cells.append(Cell(c.kind, m, c.score, border, usable, "" if usable else c.reason or "border"))
+            cells.append(
+                with_box(Cell(c.kind, m, c.score, border, usable, "" if usable else c.reason or "border"), box)
+            )
     fg = cv2.resize(fg_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.25
     # the plate keeps nothing that is not plate-coloured: stain debris and cell slivers go as well
     return finish(rgb, cells, also_remove=[fg])

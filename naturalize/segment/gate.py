@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from naturalize.segment.cells import Cell, Segmentation, box_of
+from naturalize.segment.cells import Cell, Segmentation
 from naturalize.segment.colour import REF_SIZE, plate_colour
 
 #: Image-level reasons (every cell of the image gets it).
@@ -98,10 +98,10 @@ def image_reason(rgb: np.ndarray, rules: GateRules = GateRules()) -> str:
     return ""
 
 
-def nuclear_map(rgb: np.ndarray, rules: GateRules = GateRules()) -> np.ndarray:
-    """Bool HxW: dark purple pixels (nuclear chromatin) against the image's plate colour."""
+def nuclear_map(rgb: np.ndarray, rules: GateRules = GateRules(), plate: np.ndarray | None = None) -> np.ndarray:
+    """Bool HxW: dark purple pixels (nuclear chromatin) against the image's plate colour (`plate` when known)."""
     r, g, b = (rgb[:, :, i].astype(np.float32) for i in range(3))
-    green = g / max(1.0, float(plate_colour(rgb)[1]))
+    green = g / max(1.0, float((plate_colour(rgb) if plate is None else plate)[1]))
     return ((b - g) > rules.nucleus_purple) & (green < rules.nucleus_dark)
 
 
@@ -113,7 +113,8 @@ def judge(rgb: np.ndarray, seg: Segmentation, label: str, rules: GateRules = Gat
     n_wbc = sum(c.kind == "WBC" for c in seg.cells)
     if not whole and n_wbc == 0 and label != "PLT":
         whole = "no_wbc_image"
-    nuclear = nuclear_map(rgb, rules) if not whole else None
+    plate = plate_colour(rgb) if not whole else None
+    nuclear = nuclear_map(rgb, rules, plate) if not whole else None
     s2 = (min(rgb.shape[:2]) / rules.ref_size) ** 2
     out = []
     for c in seg.cells:
@@ -130,7 +131,7 @@ def judge(rgb: np.ndarray, seg: Segmentation, label: str, rules: GateRules = Gat
         reason = reason or ("" if c.usable else c.reason or "unusable")
         out.append(Verdict(round(quality, 4), reason or "ok"))
     if rules.rbc_min_outline > 0:
-        out = _learned_rbc(rgb, seg, out, rules)
+        out = _learned_rbc(rgb, seg, out, rules, plate)
     return out
 
 
@@ -146,13 +147,15 @@ def learned_pool(seg: Segmentation, verdicts: list[Verdict], rules: GateRules = 
     ]
 
 
-def _learned_rbc(rgb: np.ndarray, seg: Segmentation, out: list[Verdict], rules: GateRules) -> list[Verdict]:
+def _learned_rbc(
+    rgb: np.ndarray, seg: Segmentation, out: list[Verdict], rules: GateRules, plate: np.ndarray | None = None
+) -> list[Verdict]:
     """RBCs rejected only by the backend's shape/size/fragment rules, or kept, are decided by the learned
     outline model instead: ok at probability >= rules.rbc_min_outline, else the backend's reason or "outline"."""
     from naturalize.segment.outline import rbc_outline_prob
 
     out = list(out)
-    for i, p in rbc_outline_prob(rgb, seg, learned_pool(seg, out, rules)).items():
+    for i, p in rbc_outline_prob(rgb, seg, learned_pool(seg, out, rules), plate=plate).items():
         reason = "ok" if p >= rules.rbc_min_outline else seg.cells[i].reason or "outline"
         out[i] = Verdict(round(out[i].quality * p, 4), reason)
     return out
@@ -160,5 +163,5 @@ def _learned_rbc(rgb: np.ndarray, seg: Segmentation, out: list[Verdict], rules: 
 
 def _count_in(mask: np.ndarray, cell: Cell) -> int:
     """Pixels of `mask` inside the cell (on the cell's box only)."""
-    x0, y0, x1, y1 = box_of(cell.mask)
+    x0, y0, x1, y1 = cell.box
     return int(np.count_nonzero(mask[y0:y1, x0:x1] & cell.mask[y0:y1, x0:x1]))

@@ -37,6 +37,5 @@ def remove_cells(
     up = cv2.resize(filled, (w, h), interpolation=cv2.INTER_CUBIC)
     # soft alpha: 1 inside the hole, fading to 0 over a few pixels outside it
     alpha = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), 2.0)
-    alpha = np.maximum(alpha, hole.astype(np.float32))[:, :, None]
-    out = rgb.astype(np.float32) * (1 - alpha) + up.astype(np.float32) * alpha
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    alpha = np.maximum(alpha, hole.astype(np.float32))
+    return cv2.blendLinear(up, np.ascontiguousarray(rgb), alpha, 1.0 - alpha)  # rounded, saturated uint8

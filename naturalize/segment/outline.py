@@ -10,6 +10,7 @@ numpy/OpenCV at run time; without the weights file every probability is 1.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from naturalize.segment.cells import Cell, Segmentation, box_of
+from naturalize.segment.cells import Cell, Segmentation
 from naturalize.segment.colour import plate_colour
 
 WEIGHTS = Path(__file__).with_name("rbc_outline.json")
@@ -46,6 +47,7 @@ class OutlineModel:
     b1: np.ndarray  # (H,)
     w2: np.ndarray  # (H,)
     b2: float
+    features: tuple[str, ...] = FEATURES  # the feature names, in column order (checked on loading)
 
     def prob(self, x: np.ndarray) -> np.ndarray:
         """(N, len(FEATURES)) features -> (N,) probabilities."""
@@ -58,17 +60,25 @@ class OutlineModel:
             k: np.round(np.asarray(getattr(self, k), np.float64), 6).tolist()
             for k in ("mean", "scale", "w1", "b1", "w2")
         }
-        return json.dumps({"features": list(FEATURES), **r, "b2": round(float(self.b2), 6)}) + "\n"
+        return json.dumps({"features": list(self.features), **r, "b2": round(float(self.b2), 6)}) + "\n"
 
     @staticmethod
-    def from_json(text: str) -> OutlineModel:
+    def from_json(text: str, features: tuple[str, ...] = FEATURES) -> OutlineModel:
+        """The model of `to_json`'s text; ValueError when its feature names differ from `features` or its shapes
+        do not fit (the same class serves other tiny models, e.g. segment/refine.py, with their own names)."""
         d = json.loads(text)
-        if tuple(d["features"]) != FEATURES:
-            raise ValueError(f"outline model features {d['features']} differ from {list(FEATURES)}")
+        if tuple(d["features"]) != features:
+            raise ValueError(f"model features {d['features']} differ from {list(features)}")
         a = {k: np.array(d[k], np.float64) for k in ("mean", "scale", "w1", "b1", "w2")}
-        if a["w1"].shape != (len(FEATURES), a["b1"].size) or a["w2"].shape != a["b1"].shape:
-            raise ValueError("outline model weights have inconsistent shapes")
-        return OutlineModel(a["mean"], a["scale"], a["w1"], a["b1"], a["w2"], float(d["b2"]))
+        if a["w1"].shape != (len(features), a["b1"].size) or a["w2"].shape != a["b1"].shape:
+            raise ValueError("model weights have inconsistent shapes")
+        return OutlineModel(a["mean"], a["scale"], a["w1"], a["b1"], a["w2"], float(d["b2"]), features)
+
+
+def weights_id(path: Path) -> str | None:
+    """Short hash of a shipped weights file (a bank records it, so a bank made with other weights is not
+    resumed), or None when the file is absent."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
 
 
 @lru_cache(maxsize=1)
@@ -78,15 +88,19 @@ def shipped_model() -> OutlineModel | None:
 
 
 def _ring_stats(m: np.ndarray, others: np.ndarray, wbc: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """(contact with other non-white cells, contact with white cells, ring mask) of a bool crop."""
+    """(contact with other non-white cells, contact with white cells, ring mask) of a bool crop; `others` / `wbc`:
+    pixels of other cells / of white cells (the mask's own pixels may be in them: only its outer ring is read)."""
     ring = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~m
     n = max(1, int(ring.sum()))
     return float((ring & others & ~wbc).sum()) / n, float((ring & wbc).sum()) / n, ring
 
 
-def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = None) -> tuple[list[int], np.ndarray]:
+def rbc_features(
+    rgb: np.ndarray, seg: Segmentation, which: list[int] | None = None, plate: np.ndarray | None = None
+) -> tuple[list[int], np.ndarray]:
     """(indices into seg.cells of the RBC cells, or of `which`; (N, len(FEATURES)) float features).
-    Sizes are relative to the image's usable red cells and scale to 360 px."""
+    Sizes are relative to the image's usable red cells and scale to 360 px; `plate`: the image's plate
+    colour when already known."""
     from naturalize.segment.assign import _shape
 
     rbc = [i for i, c in enumerate(seg.cells) if c.kind == "RBC"]
@@ -95,13 +109,19 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
         return [], np.zeros((0, len(FEATURES)))
     h, w = rgb.shape[:2]
     s2 = (min(h, w) / 360) ** 2
-    plate = plate_colour(rgb)
-    boxes = [box_of(c.mask) for c in seg.cells]  # each full mask is scanned once; the rest works on crops
+    plate = plate_colour(rgb) if plate is None else plate
+    boxes = [c.box for c in seg.cells]  # each full mask is scanned once; the rest works on crops
     all_areas = {
         i: float(np.count_nonzero(seg.cells[i].mask[b[1] : b[3], b[0] : b[2]])) for i, b in ((i, boxes[i]) for i in rbc)
     }
     usable = [all_areas[i] for i in rbc if seg.cells[i].usable]
     ref = float(np.median(usable if len(usable) >= 3 else list(all_areas.values())))
+    # pixels covered by any cell / by a white cell: a red cell's ring (outside its own mask) touches others there
+    cover, wbc_cover = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    for o, (a0, b0, a1, b1) in zip(seg.cells, boxes):
+        cover[b0:b1, a0:a1] |= o.mask[b0:b1, a0:a1]
+        if o.kind == "WBC":
+            wbc_cover[b0:b1, a0:a1] |= o.mask[b0:b1, a0:a1]
     rows = []
     for i in idx:
         c: Cell = seg.cells[i]
@@ -110,14 +130,7 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
         Y0, Y1, X0, X1 = max(0, y0 - 3), min(h, y1 + 3), max(0, x0 - 3), min(w, x1 + 3)
         sl = (slice(Y0, Y1), slice(X0, X1))
         m = c.mask[sl]
-        others = np.zeros(m.shape, bool)
-        wbc = np.zeros(m.shape, bool)
-        for j, (o, (a0, b0, a1, b1)) in enumerate(zip(seg.cells, boxes)):
-            if j != i and a0 < X1 and a1 > X0 and b0 < Y1 and b1 > Y0:
-                others |= o.mask[sl]
-                if o.kind == "WBC":
-                    wbc |= o.mask[sl]
-        contact, wbc_contact, ring = _ring_stats(m, others, wbc)
+        contact, wbc_contact, ring = _ring_stats(m, cover[sl], wbc_cover[sl])
         solidity, aspect, ell = _shape(m)
         crop = rgb[sl].astype(np.float32)
         dist = np.sqrt(((crop - plate) ** 2).sum(axis=2)) / 18.0
@@ -140,12 +153,16 @@ def rbc_features(rgb: np.ndarray, seg: Segmentation, which: list[int] | None = N
 
 
 def rbc_outline_prob(
-    rgb: np.ndarray, seg: Segmentation, which: list[int] | None = None, model: OutlineModel | None = None
+    rgb: np.ndarray,
+    seg: Segmentation,
+    which: list[int] | None = None,
+    model: OutlineModel | None = None,
+    plate: np.ndarray | None = None,
 ) -> dict[int, float]:
     """{index into seg.cells: probability that this RBC's outline is right} for the RBC cells (those of
     `which` when given); 1.0 without a model."""
     model = model or shipped_model()
-    idx, x = rbc_features(rgb, seg, which)
+    idx, x = rbc_features(rgb, seg, which, plate)
     if model is None or not idx:
         return {i: 1.0 for i in idx}
     return dict(zip(idx, (float(p) for p in model.prob(x))))

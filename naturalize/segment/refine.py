@@ -1,0 +1,251 @@
+"""Learned refinement of white-cell masks: pick, per white cell, the best of a few cheap candidate masks.
+
+In: the classical backend's white-cell labels at its work size and the colour maps it made them from
+(`RefineInput`). Out: the labels with each white cell replaced by the candidate a tiny learned model
+scores highest. Candidates (`CANDIDATES`): the mask itself; grown by one or two pixels or shrunk by one;
+grown into adjacent white-cell-coloured pixels (cytoplasm the watershed lost to touching red cells or to
+the plate: monocytes, metamyelocytes; three colour/paleness limits); the round body (opened with a disk
+nearly as wide as the cell: attached platelets and granules cut off); and the dark body (very dark stain
+closed and filled: a basophil without the pale lilac rim that OI-PBC's boxes leave out). Each candidate
+gets `FEATURES` (cell-level: size, solidity, nucleus share and darkness, colour, contact; candidate-level:
+kind, area and box ratios to the mask, box fill, solidity, contact, colour of the pixels added or
+removed). The model (segment/outline.py's perceptron class; sigmoid output: the probability that the
+candidate's box has IoU >= 0.8 with the true cell's box) is trained by `benchmarks/train_wbc_refine.py`
+on the tuning half of the annotated sample; its weights are the small JSON file beside this module. A
+candidate other than the mask itself is taken when it scores at least `margin` above the mask. Without
+the weights file nothing changes. Everything works on a window around the cell (numpy/OpenCV, no
+scikit-learn at run time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from naturalize.segment.colour import disk
+from naturalize.segment.outline import OutlineModel
+
+WEIGHTS = Path(__file__).with_name("wbc_refine.json")
+CANDIDATES: tuple[str, ...] = (
+    "mask",
+    "dilate",
+    "dilate2",
+    "erode",
+    "grow_loose",
+    "grow_tight",
+    "grow_pale",
+    "round_body",
+    "dark_body",
+)
+CELL_FEATURES: tuple[str, ...] = (
+    "area",
+    "solidity",
+    "nucleus_share",
+    "nucleus_dark",
+    "colour",
+    "contact",
+    "body_share",
+)
+CAND_FEATURES: tuple[str, ...] = (
+    "log_area_ratio",
+    "log_box_ratio",
+    "box_fill",
+    "cand_solidity",
+    "cand_contact",
+    "added_colour",
+    "added_dist",
+    "removed_colour",
+    "removed_green",
+)
+FEATURES: tuple[str, ...] = tuple(f"is_{c}" for c in CANDIDATES[1:]) + CELL_FEATURES + CAND_FEATURES
+
+
+@dataclass(frozen=True)
+class RefineInput:
+    """The classical backend's maps at its work size: cell mask, nuclear lobes, white-cell colour score,
+    colour distance to the plate, green relative to the plate, the red cells' colour score, and the scale
+    (short side / REF_SIZE)."""
+
+    fg: np.ndarray
+    nuclei: np.ndarray
+    wbcness: np.ndarray
+    colour_dist: np.ndarray
+    green: np.ndarray
+    red_level: float
+    scale: float
+
+
+@lru_cache(maxsize=1)
+def shipped_model() -> OutlineModel | None:
+    """The refinement model shipped with the package, or None when its weights file is absent."""
+    return OutlineModel.from_json(WEIGHTS.read_text(), FEATURES) if WEIGHTS.exists() else None
+
+
+def _solidity(m: np.ndarray) -> float:
+    """Mask area over the area of the convex hull of all its parts (0 for an empty mask)."""
+    cnts, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not cnts:
+        return 0.0
+    hull = cv2.contourArea(cv2.convexHull(np.vstack(cnts)))
+    return min(1.0, float(m.sum()) / hull) if hull > 0 else 1.0
+
+
+def _box_area(m: np.ndarray) -> float:
+    """Area of the mask's tight box (1 for an empty mask)."""
+    _, _, w, h = cv2.boundingRect(m.astype(np.uint8))
+    return float(max(1, w * h))
+
+
+def _keep_touching(m: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Components of `m` that touch `seed`, holes filled (their outer contours drawn filled)."""
+    n, lab = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
+    lut = np.zeros(n, np.uint8)
+    lut[lab[seed & m]] = 1
+    lut[0] = 0
+    touching = lut[lab]
+    cnts, _ = cv2.findContours(touching, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return cv2.drawContours(touching, cnts, -1, 1, cv2.FILLED).astype(bool)
+
+
+def candidates(cell: np.ndarray, free: np.ndarray, x: RefineInput, sl: tuple[slice, slice]) -> list[np.ndarray]:
+    """The candidate masks (order of CANDIDATES) of one cell; `cell` and `free` (foreground not held by
+    another white cell) are bool crops of window `sl`."""
+    from scipy import ndimage as ndi
+
+    s = x.scale
+    wn, nuc, cd = x.wbcness[sl], x.nuclei[sl] & cell, x.colour_dist[sl]
+    u8 = cell.astype(np.uint8)
+    dil = [cv2.dilate(u8, disk(r)).astype(bool) & free for r in (1, 2)]
+    ero = cv2.erode(u8, disk(1)).astype(bool)
+    reach = cv2.dilate(u8, disk(max(1, round(14 * s)))).astype(bool) & ~(x.fg[sl] & ~free)
+    grown = []
+    for margin, paleness in ((3.0, 1.0), (10.0, 1.0), (6.0, 0.5)):
+        g = cell | (reach & (wn > x.red_level + margin) & (cd > paleness * 18.0))
+        g = cv2.morphologyEx(g.astype(np.uint8), cv2.MORPH_OPEN, disk(max(1, round(3 * s)))).astype(bool)
+        grown.append(_keep_touching(g | cell, cell))
+    # the round body: opened with a disk nearly as wide as the cell, small bumps (platelets, granules) cut off
+    # (an opening by distance transforms: erode to the pixels deeper than r, grow those back by r)
+    inner = cv2.distanceTransform(np.pad(u8, 1), cv2.DIST_L2, 5)
+    r = 0.85 * float(inner.max())
+    core = (inner > r).astype(np.uint8)
+    opened = (cv2.distanceTransform(1 - core, cv2.DIST_L2, 5) <= r)[1:-1, 1:-1] & cell
+    opened_m = _keep_touching(opened, nuc) if (opened & nuc).any() else cell
+    # the dark body: very dark stain (basophil granules over nucleus and cytoplasm), closed and filled
+    dark = (x.green[sl] < 0.45) & cell
+    dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_CLOSE, disk(max(1, round(3 * s))))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    if n > 1:
+        big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        body = cv2.dilate(ndi.binary_fill_holes(lab == big).astype(np.uint8), disk(1)).astype(bool) & cell
+    else:
+        body = cell
+    return [cell, dil[0] | cell, dil[1] | cell, ero if ero.any() else cell, *grown, opened_m, body]
+
+
+def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -> np.ndarray:
+    """(len(CANDIDATES), len(FEATURES)) features of one cell's candidates (crops of window `sl`)."""
+    s2 = x.scale * x.scale
+    cell = cands[0]
+    fg, wn, cd, gr = x.fg[sl], x.wbcness[sl], x.colour_dist[sl], x.green[sl]
+    nuc = x.nuclei[sl] & cell
+    area = max(1.0, float(cell.sum()))
+    one = np.ones((3, 3), np.uint8)
+
+    def contact(m: np.ndarray) -> float:
+        ring = cv2.dilate(m.astype(np.uint8), one).astype(bool) & ~m
+        return float(fg[ring].mean()) if ring.any() else 0.0
+
+    def mean(a: np.ndarray, m: np.ndarray) -> float:
+        return float(a[m].mean()) if m.any() else 0.0
+
+    n_nuc = int(nuc.sum())
+    base_box = _box_area(cell)
+    cell_row = [
+        area / s2 / 1000.0,
+        _solidity(cell),
+        n_nuc / area,
+        float(np.percentile(gr[nuc], 25)) if n_nuc else 1.0,
+        mean(wn, cell) - x.red_level,
+        contact(cell),
+        float(cands[CANDIDATES.index("dark_body")].sum()) / area,
+    ]
+    rows = []
+    for k, c in enumerate(cands):
+        added, removed = c & ~cell, cell & ~c
+        onehot = [float(k == j) for j in range(1, len(CANDIDATES))]
+        c_area, c_box = max(1.0, float(c.sum())), _box_area(c)
+        cand_row = [
+            float(np.log(c_area / area)),
+            float(np.log(c_box / base_box)),
+            c_area / c_box,
+            _solidity(c),
+            contact(c),
+            mean(wn, added) - x.red_level if added.any() else 0.0,
+            mean(cd, added) / 18.0,
+            mean(wn, removed) - x.red_level if removed.any() else 0.0,
+            mean(gr, removed),
+        ]
+        rows.append(onehot + cell_row + cand_row)
+    return np.array(rows, np.float64)
+
+
+def windows(labels: np.ndarray, n: int, x: RefineInput) -> list[tuple[int, tuple[slice, slice]]]:
+    """(label, window around it wide enough for every candidate) of each white cell 1..n."""
+    from scipy import ndimage as ndi
+
+    h, w = labels.shape
+    m = max(2, round(14 * x.scale))
+    out = []
+    for i, box in enumerate(ndi.find_objects(labels, max_label=n), start=1):
+        if box is None:
+            continue
+        ys, xs = box
+        out.append(
+            (i, (slice(max(0, ys.start - m), min(h, ys.stop + m)), slice(max(0, xs.start - m), min(w, xs.stop + m))))
+        )
+    return out
+
+
+def cell_candidates(
+    labels: np.ndarray, n: int, x: RefineInput
+) -> list[tuple[int, tuple[slice, slice], list[np.ndarray], np.ndarray]]:
+    """(label, window, candidate crops, their features) of each white cell 1..n of `labels`."""
+    out = []
+    for i, sl in windows(labels, n, x):
+        lab = labels[sl]
+        cell = lab == i
+        free = x.fg[sl] & ((lab == 0) | cell)
+        cands = candidates(cell, free, x, sl)
+        out.append((i, sl, cands, features(cands, x, sl)))
+    return out
+
+
+def choose(probs: np.ndarray, margin: float) -> int:
+    """Index of the chosen candidate: the best-scoring one if it beats the mask itself (index 0) by `margin`."""
+    best = int(np.argmax(probs))
+    return best if probs[best] >= probs[0] + margin else 0
+
+
+def refine_white(
+    labels: np.ndarray, n: int, x: RefineInput, model: OutlineModel | None, margin: float, trace: list | None = None
+) -> np.ndarray:
+    """`labels` (white cells 1..n) with each cell replaced by its chosen candidate; unchanged without a model.
+    `trace`, when given, receives (label, window, candidates, features) of every cell (training)."""
+    if model is None and trace is None:
+        return labels
+    out = labels.copy()
+    for i, sl, cands, feats in cell_candidates(labels, n, x):
+        if trace is not None:
+            trace.append((i, sl, cands, feats))
+        if model is None:
+            continue
+        k = choose(model.prob(feats), margin)
+        if k:
+            sub = out[sl]
+            sub[sub == i] = 0
+            sub[cands[k] & ((sub == 0) | (sub == i))] = i
+    return out

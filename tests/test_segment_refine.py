@@ -1,0 +1,108 @@
+"""The learned white-cell mask refinement: shipped weights load the way users take them, the backend without
+them is the plain classical one, a bank records which weights made it, and refined cells stay whole cells."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from naturalize.segment import BACKENDS
+from naturalize.segment import refine as refine_mod
+from naturalize.segment.cells import box_iou
+from naturalize.segment.classical import ClassicalParams, segment_classical
+from naturalize.segment.outline import OutlineModel, weights_id
+from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, choose, shipped_model
+from naturalize.testing.drawnbank import drawn_scene
+
+PLAIN = ClassicalParams(wbc_refine=False)
+
+
+def test_the_shipped_weights_load_from_their_file_and_are_small(tmp_path: Path) -> None:
+    model = shipped_model()
+    assert model is not None, f"{WEIGHTS} missing: run benchmarks/train_wbc_refine.py --write"
+    assert WEIGHTS.stat().st_size < 20_000 and model.features == FEATURES
+    saved = tmp_path / "refine.json"
+    saved.write_text(model.to_json())
+    again = OutlineModel.from_json(saved.read_text(), FEATURES)
+    x = np.random.default_rng(0).normal(size=(len(CANDIDATES), len(FEATURES)))
+    assert np.allclose(again.prob(x), model.prob(x), atol=1e-5)
+
+
+def test_weights_for_other_features_are_refused() -> None:
+    text = WEIGHTS.read_text().replace('"is_dilate"', '"is_bigger"')
+    with pytest.raises(ValueError, match="features"):
+        OutlineModel.from_json(text, FEATURES)
+
+
+def test_a_candidate_replaces_the_mask_only_when_it_beats_it_by_the_margin() -> None:
+    assert choose(np.array([0.5, 0.58, 0.1]), 0.1) == 0
+    assert choose(np.array([0.5, 0.61, 0.1]), 0.1) == 1
+    assert choose(np.array([0.9, 0.2, 0.95]), 0.0) == 2
+
+
+def _image(cls: str) -> np.ndarray:
+    return drawn_scene(cls, 0, 0, rbc=6, plt=2)[1]
+
+
+def test_without_the_weights_file_the_backend_is_the_plain_classical_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    rgb = _image("BA")
+    plain = segment_classical(rgb, PLAIN)
+    monkeypatch.setattr(refine_mod, "WEIGHTS", WEIGHTS.with_name("absent.json"))
+    refine_mod.shipped_model.cache_clear()
+    try:
+        again = segment_classical(rgb)
+    finally:
+        refine_mod.shipped_model.cache_clear()
+    assert [c.kind for c in again.cells] == [c.kind for c in plain.cells]
+    assert all(np.array_equal(a.mask, b.mask) for a, b in zip(again.cells, plain.cells))
+    assert np.array_equal(again.background, plain.background)
+
+
+def test_the_bank_identity_names_the_refinement_weights() -> None:
+    d = BACKENDS["classical"].describe()
+    assert d["wbc_refine_model"] == weights_id(WEIGHTS) and d["wbc_refine_model"]
+    assert d["rbc_outline_model"]
+    assert BACKENDS["classical"].describe(wbc_refine=False)["wbc_refine_model"] is None
+
+
+@pytest.mark.parametrize("cls", ["BA", "MO", "MMY", "LY", "ERB"])
+def test_refined_white_cells_are_still_the_drawn_cell(cls: str) -> None:
+    """On drawn scenes (true masks known) refining keeps one white cell, on the true one, with its nucleus."""
+    plate, rgb, truth = drawn_scene(cls, 0, 1, rbc=6, plt=2)
+    true_wbc = next(m for k, m in truth if k == "WBC")
+    trace: list = []
+    plain = segment_classical(rgb, PLAIN, trace=trace)
+    refined = segment_classical(rgb)
+    assert (
+        len(trace) == 1
+        and len(trace[0][2]) == len(CANDIDATES)
+        and trace[0][3].shape == (len(CANDIDATES), len(FEATURES))
+    )
+    (a,), (b,) = plain.of_kind("WBC"), refined.of_kind("WBC")
+    ys, xs = np.nonzero(true_wbc)
+    true_box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert box_iou(b.box, true_box) >= min(0.8, box_iou(a.box, true_box) - 0.05)
+    assert (b.mask & true_wbc).sum() >= 0.8 * b.area  # it did not grow into the red cells around it
+
+
+@pytest.mark.slow
+def test_refinement_gains_on_real_tuning_images(sample_release: Path, sample_boxes: Path) -> None:
+    """On ~240 single-WBC tuning-half images more white-cell boxes reach IoU >= 0.8 than without it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from segment_quality import halves, load_boxes, primary_wbc
+
+    images = sorted(p for p in sample_release.glob("*/*.jpg") if (sample_boxes / f"{p.stem}.txt").exists())
+    hits = {"plain": 0, "refined": 0}
+    for path in halves(images)["tuning"][::6]:
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        truth = load_boxes(sample_boxes / f"{path.stem}.txt", rgb.shape[1], rgb.shape[0])["WBC"]
+        if len(truth) != 1:
+            continue
+        for name, params in (("plain", PLAIN), ("refined", ClassicalParams())):
+            c = primary_wbc(segment_classical(rgb, params), rgb.shape[1], rgb.shape[0])
+            hits[name] += c is not None and box_iou(c.box, truth[0]) >= 0.8
+    assert hits["refined"] > hits["plain"]
