@@ -127,8 +127,9 @@ def score(images: list[Path], boxdir: Path, rng: np.random.Generator, hand: dict
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
         t0, c0 = time.perf_counter(), time.process_time()
-        seg = segment_classical(rgb)
-        verdicts = judge(rgb, seg, "PLT" if cls == "PLATELET" else cls)
+        label = "PLT" if cls == "PLATELET" else cls
+        seg = segment_classical(rgb, label=label)
+        verdicts = judge(rgb, seg, label)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         truth = load_boxes(boxdir / f"{path.stem}.txt", w, h)
         kept = [c for c, v in zip(seg.cells, verdicts) if v.reason == "ok"]

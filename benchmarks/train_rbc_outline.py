@@ -43,8 +43,9 @@ def collect(images: list[Path], boxdir: Path) -> tuple[np.ndarray, np.ndarray, n
         truth = load_boxes(boxdir / f"{path.stem}.txt", w, h)["RBC"]
         if not truth:
             continue
-        seg = segment_classical(rgb)
-        verdicts = judge(rgb, seg, "PLT" if cls == "PLATELET" else cls, HAND_ONLY)
+        label = "PLT" if cls == "PLATELET" else cls
+        seg = segment_classical(rgb, label=label)
+        verdicts = judge(rgb, seg, label, HAND_ONLY)
         idx, x = rbc_features(rgb, seg, learned_pool(seg, verdicts, HAND_ONLY))
         for i, row in zip(idx, x):
             xs.append(row)

@@ -15,21 +15,28 @@ from naturalize.segment import refine as refine_mod
 from naturalize.segment.cells import box_iou
 from naturalize.segment.classical import ClassicalParams, segment_classical
 from naturalize.segment.outline import OutlineModel, weights_id
-from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, choose, shipped_model
+from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, Refiner, choose, shipped_model
 from naturalize.testing.drawnbank import drawn_scene
 
 PLAIN = ClassicalParams(wbc_refine=False)
 
 
 def test_the_shipped_weights_load_from_their_file_and_are_small(tmp_path: Path) -> None:
-    model = shipped_model()
-    assert model is not None, f"{WEIGHTS} missing: run benchmarks/train_wbc_refine.py --write"
-    assert WEIGHTS.stat().st_size < 20_000 and model.features == FEATURES
+    refiner = shipped_model()
+    assert refiner is not None, f"{WEIGHTS} missing: run benchmarks/train_wbc_refine.py --write"
+    assert WEIGHTS.stat().st_size < 20_000 and refiner.model.features == FEATURES
+    assert "BA" in refiner.classes and "PLT" not in refiner.classes
     saved = tmp_path / "refine.json"
-    saved.write_text(model.to_json())
-    again = OutlineModel.from_json(saved.read_text(), FEATURES)
+    saved.write_text(refiner.to_json())
+    again = Refiner.from_json(saved.read_text())
     x = np.random.default_rng(0).normal(size=(len(CANDIDATES), len(FEATURES)))
-    assert np.allclose(again.prob(x), model.prob(x), atol=1e-5)
+    assert np.allclose(again.model.prob(x), refiner.model.prob(x), atol=1e-5) and again.classes == refiner.classes
+
+
+def test_weights_naming_an_unknown_class_are_refused() -> None:
+    text = WEIGHTS.read_text().replace('"refine_classes": ["BA"', '"refine_classes": ["XX"')
+    with pytest.raises(ValueError, match="refine_classes"):
+        Refiner.from_json(text)
 
 
 def test_weights_for_other_features_are_refused() -> None:
@@ -48,18 +55,33 @@ def _image(cls: str) -> np.ndarray:
     return drawn_scene(cls, 0, 0, rbc=6, plt=2)[1]
 
 
+def _same(a, b) -> bool:
+    return (
+        [c.kind for c in a.cells] == [c.kind for c in b.cells]
+        and all(np.array_equal(x.mask, y.mask) for x, y in zip(a.cells, b.cells))
+        and np.array_equal(a.background, b.background)
+    )
+
+
 def test_without_the_weights_file_the_backend_is_the_plain_classical_one(monkeypatch: pytest.MonkeyPatch) -> None:
     rgb = _image("BA")
     plain = segment_classical(rgb, PLAIN)
     monkeypatch.setattr(refine_mod, "WEIGHTS", WEIGHTS.with_name("absent.json"))
     refine_mod.shipped_model.cache_clear()
     try:
-        again = segment_classical(rgb)
+        again = segment_classical(rgb, label="BA")
     finally:
         refine_mod.shipped_model.cache_clear()
-    assert [c.kind for c in again.cells] == [c.kind for c in plain.cells]
-    assert all(np.array_equal(a.mask, b.mask) for a, b in zip(again.cells, plain.cells))
-    assert np.array_equal(again.background, plain.background)
+    assert _same(again, plain)
+
+
+def test_an_unknown_class_or_one_the_refinement_did_not_help_keeps_the_plain_masks() -> None:
+    refiner = shipped_model()
+    assert refiner is not None
+    other = next(c for c in ("ERB", "EO", "MO", "MY") if c not in refiner.classes)
+    for cls, label in (("BA", ""), (other, other)):
+        rgb = drawn_scene(cls, 0, 2, rbc=6, plt=2)[1]
+        assert _same(segment_classical(rgb, label=label), segment_classical(rgb, PLAIN))
 
 
 def test_the_bank_identity_names_the_refinement_weights() -> None:
@@ -75,8 +97,8 @@ def test_refined_white_cells_are_still_the_drawn_cell(cls: str) -> None:
     plate, rgb, truth = drawn_scene(cls, 0, 1, rbc=6, plt=2)
     true_wbc = next(m for k, m in truth if k == "WBC")
     trace: list = []
-    plain = segment_classical(rgb, PLAIN, trace=trace)
-    refined = segment_classical(rgb)
+    plain = segment_classical(rgb, PLAIN, trace=trace, label=cls)
+    refined = segment_classical(rgb, label=cls)
     assert (
         len(trace) == 1
         and len(trace[0][2]) == len(CANDIDATES)
@@ -102,7 +124,8 @@ def test_refinement_gains_on_real_tuning_images(sample_release: Path, sample_box
         truth = load_boxes(sample_boxes / f"{path.stem}.txt", rgb.shape[1], rgb.shape[0])["WBC"]
         if len(truth) != 1:
             continue
+        label = path.stem.split("_")[0]
         for name, params in (("plain", PLAIN), ("refined", ClassicalParams())):
-            c = primary_wbc(segment_classical(rgb, params), rgb.shape[1], rgb.shape[0])
+            c = primary_wbc(segment_classical(rgb, params, label=label), rgb.shape[1], rgb.shape[0])
             hits[name] += c is not None and box_iou(c.box, truth[0]) >= 0.8
     assert hits["refined"] > hits["plain"]

@@ -20,14 +20,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from naturalize.fsio import UserError
 
 #: Environment variable naming a default SAM checkpoint (used by --backend auto and sam).
 CHECKPOINT_ENV = "NATURALIZE_SAM_CHECKPOINT"
 
-Segmenter = Callable[[np.ndarray], Any]  # rgb uint8 HxWx3 -> naturalize.segment.cells.Segmentation
+#: (rgb uint8 HxWx3, label=the image's class or "") -> naturalize.segment.cells.Segmentation; the label is a hint
+#: (the classical backend's white-cell refinement reads it; SAM ignores it)
+Segmenter = Callable[..., Any]
 Values = Mapping[str, Any]  # the command's values: checkpoint, model_type, device, points_per_side, params
 
 

@@ -402,9 +402,11 @@ def _refine(labels: np.ndarray, n: int, x: RefineInput, p: ClassicalParams, trac
     return refine_white(labels, n, x, model, p.wbc_refine_margin, trace)
 
 
-def _segment_at(rgb: np.ndarray, p: ClassicalParams, trace: list | None = None) -> tuple[list, np.ndarray]:
+def _segment_at(
+    rgb: np.ndarray, p: ClassicalParams, trace: list | None = None, label: str = ""
+) -> tuple[list, np.ndarray]:
     """The pipeline at the image's own resolution: (cells, foreground mask); `trace` collects the white-cell
-    refinement's candidates (benchmarks/train_wbc_refine.py)."""
+    refinement's candidates (benchmarks/train_wbc_refine.py); `label`: the image's class, if known."""
     from naturalize.segment.assign import judge_regions
 
     fg, stain, colour_dist, plate = colour_maps(rgb, p)
@@ -416,7 +418,7 @@ def _segment_at(rgb: np.ndarray, p: ClassicalParams, trace: list | None = None) 
     green = rgb[:, :, 1] / max(1.0, float(plate[1]))
     wbc_labels, n_wbc, big_plts = split_white(region, nuclei, green, p)
     if n_wbc and (p.wbc_refine or trace is not None):
-        x = RefineInput(fg, nuclei, wbcness, colour_dist, green, red_level, min(fg.shape) / p.ref_size)
+        x = RefineInput(fg, nuclei, wbcness, colour_dist, green, red_level, min(fg.shape) / p.ref_size, label)
         wbc_labels = _refine(wbc_labels, n_wbc, x, p, trace)
     plts = [m for m in small if not (wbc_labels[m] > 0).any() and not any((b & m).any() for b in big_plts)]
     plts += big_plts
@@ -447,13 +449,14 @@ def _upscale(mask: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, tupl
 
 
 def segment_classical(
-    rgb: np.ndarray, params: ClassicalParams | None = None, trace: list | None = None
+    rgb: np.ndarray, params: ClassicalParams | None = None, trace: list | None = None, label: str = ""
 ) -> Segmentation:
     """Segment one PBC image into RBC / WBC / PLT cells plus a cell-free background (see module doc).
 
     Images larger than `params.work_size` are analysed at that size (for speed) and the masks
     scaled back to full resolution; the background is always made at full resolution. `trace` (a list)
-    receives the white-cell refinement's candidates at the work size (for training its model)."""
+    receives the white-cell refinement's candidates at the work size (for training its model). `label`: the
+    image's class (e.g. "BA"), which the white-cell refinement reads; "" (unknown) leaves the masks unrefined."""
     from naturalize.segment.cells import Cell, box_touches_border, with_box
 
     p = params or ClassicalParams()
@@ -461,10 +464,10 @@ def segment_classical(
     h, w = rgb.shape[:2]
     f = p.work_size / min(h, w) if p.work_size else 1.0
     if f >= 0.9:
-        cells, fg = _segment_at(rgb, p, trace)
+        cells, fg = _segment_at(rgb, p, trace, label)
         return finish(rgb, cells, also_remove=[fg])
     small = cv2.resize(rgb, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA)
-    cells_small, fg_small = _segment_at(small, p, trace)
+    cells_small, fg_small = _segment_at(small, p, trace, label)
     cells = []
     for c in cells_small:
         m, box = _upscale(c.mask, (h, w))

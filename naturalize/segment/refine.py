@@ -11,14 +11,17 @@ gets `FEATURES` (cell-level: size, solidity, nucleus share and darkness, colour,
 kind, area and box ratios to the mask, box fill, solidity, contact, colour of the pixels added or
 removed). The model (segment/outline.py's perceptron class; sigmoid output: the probability that the
 candidate's box has IoU >= 0.8 with the true cell's box) is trained by `benchmarks/train_wbc_refine.py`
-on the tuning half of the annotated sample; its weights are the small JSON file beside this module. A
-candidate other than the mask itself is taken when it scores at least `margin` above the mask. Without
-the weights file nothing changes. Everything works on a window around the cell (numpy/OpenCV, no
-scikit-learn at run time).
+on the tuning half of the annotated sample; its weights are the small JSON file beside this module. The
+image's class (its PBC label, known when a bank is made) is a feature too, and the weights file lists the
+classes the refinement is used for (those it helped on held-out tuning images); a cell of another or an
+unknown class keeps its mask. A candidate other than the mask itself is taken when it scores at least
+`margin` above the mask. Without the weights file nothing changes. Everything works on a window around the
+cell (numpy/OpenCV, no scikit-learn at run time).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from naturalize.classes import WBC_CLASSES
 from naturalize.segment.colour import disk
 from naturalize.segment.outline import OutlineModel
 
@@ -61,14 +65,16 @@ CAND_FEATURES: tuple[str, ...] = (
     "removed_colour",
     "removed_green",
 )
-FEATURES: tuple[str, ...] = tuple(f"is_{c}" for c in CANDIDATES[1:]) + CELL_FEATURES + CAND_FEATURES
+FEATURES: tuple[str, ...] = (
+    tuple(f"is_{c}" for c in CANDIDATES[1:]) + CELL_FEATURES + CAND_FEATURES + tuple(f"class_{c}" for c in WBC_CLASSES)
+)
 
 
 @dataclass(frozen=True)
 class RefineInput:
     """The classical backend's maps at its work size: cell mask, nuclear lobes, white-cell colour score,
-    colour distance to the plate, green relative to the plate, the red cells' colour score, and the scale
-    (short side / REF_SIZE)."""
+    colour distance to the plate, green relative to the plate, the red cells' colour score, the scale
+    (short side / REF_SIZE) and the image's class ("" when unknown)."""
 
     fg: np.ndarray
     nuclei: np.ndarray
@@ -77,12 +83,33 @@ class RefineInput:
     green: np.ndarray
     red_level: float
     scale: float
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Refiner:
+    """The learned model and the classes it is used for."""
+
+    model: OutlineModel
+    classes: tuple[str, ...]
+
+    def to_json(self) -> str:
+        d = json.loads(self.model.to_json())
+        return json.dumps({**d, "refine_classes": list(self.classes)}) + "\n"
+
+    @staticmethod
+    def from_json(text: str) -> Refiner:
+        """The refiner of `to_json`'s text; ValueError when its features differ from FEATURES or a class is unknown."""
+        classes = tuple(json.loads(text).get("refine_classes", ()))
+        if not set(classes) <= set(WBC_CLASSES):
+            raise ValueError(f"refine_classes {list(classes)} are not all white-cell classes {list(WBC_CLASSES)}")
+        return Refiner(OutlineModel.from_json(text, FEATURES), classes)
 
 
 @lru_cache(maxsize=1)
-def shipped_model() -> OutlineModel | None:
+def shipped_model() -> Refiner | None:
     """The refinement model shipped with the package, or None when its weights file is absent."""
-    return OutlineModel.from_json(WEIGHTS.read_text(), FEATURES) if WEIGHTS.exists() else None
+    return Refiner.from_json(WEIGHTS.read_text()) if WEIGHTS.exists() else None
 
 
 def _solidity(m: np.ndarray) -> float:
@@ -173,6 +200,7 @@ def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -
         contact(cell),
         float(cands[CANDIDATES.index("dark_body")].sum()) / area,
     ]
+    class_row = [float(x.label == c) for c in WBC_CLASSES]
     rows = []
     for k, c in enumerate(cands):
         added, removed = c & ~cell, cell & ~c
@@ -189,7 +217,7 @@ def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -
             mean(wn, removed) - x.red_level if removed.any() else 0.0,
             mean(gr, removed),
         ]
-        rows.append(onehot + cell_row + cand_row)
+        rows.append(onehot + cell_row + cand_row + class_row)
     return np.array(rows, np.float64)
 
 
@@ -231,10 +259,12 @@ def choose(probs: np.ndarray, margin: float) -> int:
 
 
 def refine_white(
-    labels: np.ndarray, n: int, x: RefineInput, model: OutlineModel | None, margin: float, trace: list | None = None
+    labels: np.ndarray, n: int, x: RefineInput, refiner: Refiner | None, margin: float, trace: list | None = None
 ) -> np.ndarray:
-    """`labels` (white cells 1..n) with each cell replaced by its chosen candidate; unchanged without a model.
-    `trace`, when given, receives (label, window, candidates, features) of every cell (training)."""
+    """`labels` (white cells 1..n) with each cell replaced by its chosen candidate; unchanged without a refiner
+    or for a class it is not used for. `trace`, when given, receives (label, window, candidates, features) of
+    every cell (training)."""
+    model = refiner.model if refiner is not None and x.label in refiner.classes else None
     if model is None and trace is None:
         return labels
     out = labels.copy()

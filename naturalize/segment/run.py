@@ -57,7 +57,7 @@ class RunSummary:
 
 # ---------------------------------------------------------------- worker side (pure per image)
 
-_SEGMENTER: Callable[[np.ndarray], Any] | None = None
+_SEGMENTER: Callable[..., Any] | None = None
 
 
 def _init_worker(backend: str, options: dict) -> None:
@@ -160,7 +160,7 @@ def process(task: Task) -> ImageEntry:
     """Worker entry: read, segment and encode one image with the process's segmenter."""
     assert _SEGMENTER is not None, "worker not initialised"
     rgb = read_rgb(task.path)
-    return encode(task, rgb, _SEGMENTER(rgb))
+    return encode(task, rgb, _SEGMENTER(rgb, label=task.label))
 
 
 # ---------------------------------------------------------------- main side

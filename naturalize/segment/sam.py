@@ -206,7 +206,8 @@ class SamSegmenter:
                 out_scores.append(float(sc))
         return out_masks, out_scores
 
-    def __call__(self, rgb: np.ndarray) -> Any:
+    def __call__(self, rgb: np.ndarray, label: str = "") -> Any:
+        """Segmentation of one image; `label` (the image's class) is not used by SAM."""
         from naturalize.segment.assign import cells_from_masks
         from naturalize.segment.cells import as_rgb, finish
 
