@@ -21,9 +21,10 @@ Every arm runs at --main-level; --curve-arms also at every --levels. Paired diff
 of the mean F1 of the five classes with 95 % t-intervals.
 
 Everything reused is version-stamped: trees, banks, extra images and runs live under OUT/<kind>/<key>, key = hash
-of a stamp (this protocol's version, a hash of the naturalize/classify sources, git commit, the parameters, the
-input images); a stamp that differs builds a new folder (in a temporary one, renamed when complete) and never
-deletes the old one. Outputs (rewritten after every run, so a stopped run leaves its figures):
+of a stamp (this protocol's version, a hash of the naturalize/classify sources, the parameters, the input
+images; the git commit is reported, not stamped); a stamp that differs builds a new folder (in a temporary
+one, renamed when complete) and never deletes the old one.
+Outputs (rewritten after every run, so a stopped run leaves its figures):
 OUT/gain-<eval>.json, OUT/gain-<eval>.md (tables) and OUT/gain-<eval>.png (the curve and the paired differences).
 Target (issue 10): at <= 50 real images per class, Naturalize beats flip copies on the mean F1 by >= 0.03,
 paired over 5 seeds, with the 95 % interval above 0.
@@ -430,6 +431,7 @@ def main(argv: list[str] | None = None) -> dict:
     classes = list(AUGMENTED_CLASSES)
     out = a.out.resolve()
     code = code_version()
+    version = {k: code[k] for k in ("protocol", "sources_sha256")}  # what the stamps hold (git commit: reported)
     t0 = time.perf_counter()
     settings = {
         "eval": a.eval, "classes": classes, "parts": PARTS, "extra": a.extra, "epochs": a.epochs, "size": a.size,
@@ -457,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict:
             test_x = decode_all(test_paths, a.size, progress=False)
             rel = lambda ps: [str(p.relative_to(release)) for p in ps]  # noqa: E731
             images = {c: rel(real[c]) for c in classes}
-            base = {"code": code, "images": images}
+            base = {"code": version, "images": images}
             tree = stamped_dir(
                 out / "trees",
                 base,
@@ -482,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict:
                     train += [p for c in classes for p in made[c][:n]]
                     sources.append([stamp_key(ex_stamp), n])
                 run_stamp = {
-                    "code": code, "kind": "run", "images": images, "sources": sources,
+                    "code": version, "kind": "run", "images": images, "sources": sources,
                     "test": rel(test_paths), "seed": seed, "epochs": a.epochs, "size": a.size, "model": "custom_cnn",
                 }  # fmt: skip
                 r = stamped_json(
