@@ -325,6 +325,7 @@ def plot(result: dict, path: Path) -> None:
         for x, (_, r) in zip(xs, pts):
             ax.scatter([x] * len(r["macro_f1"]), r["macro_f1"], s=8, c="k", alpha=0.4, zorder=3)
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks([int(lv) for lv in levels], levels)
     ax.set_xlabel("real training images per class")
     ax.set_ylabel("mean F1 of the 5 classes (real test crops)")
