@@ -3,7 +3,7 @@
     python benchmarks/naturalize_gain.py [--sample DIR] [--out bench-out/naturalize-gain] [--eval test|dev]
         [--seeds 5] [--main-level 50] [--levels 25,50,100] [--extra 150] [--epochs 15] [--size 96]
         [--arms real,flip,transplant,matched,paper,transplant+flip,transplant+variety]
-        [--curve-arms real,flip,transplant]
+        [--curve-arms real,flip,transplant] [--curve-seeds 0]
 
 The five augmented classes (BNE, MMY, MY, PMY, SNE) of the shared sample, each de-duplicated and cut by seed 0 as
 benchmarks/realism.py cuts them (bank part 150, dev 40, test 40 per class). Per seed s and level n:
@@ -17,8 +17,8 @@ benchmarks/realism.py cuts them (bank part 150, dev 40, test 40 per class). Per 
    arm `transplant+flip` takes the first half of the transplant images and the first half of the flips;
 4. the paper's custom CNN (from scratch, random flips each epoch, seed s) trained on the n real + extra images,
    scored on the seed's test crops: accuracy and F1 per class (scikit-learn).
-Every arm runs at --main-level; --curve-arms also at every --levels. Paired differences (arm - flip, per seed)
-of the mean F1 of the five classes with 95 % t-intervals.
+Every arm runs at --main-level; --curve-arms also at every --levels (on the first --curve-seeds seeds).
+Paired differences (arm - flip, per seed) of the mean F1 of the five classes with 95 % t-intervals.
 
 Everything reused is version-stamped: trees, banks, extra images and runs live under OUT/<kind>/<key>, key = hash
 of a stamp (this protocol's version, a hash of the naturalize/classify sources, the parameters, the input
@@ -407,6 +407,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--levels", default="25,50,100", help="real images per class of the curve")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"arms at --main-level, of {', '.join(ARMS)}")
     ap.add_argument("--curve-arms", default="real,flip,transplant", help="arms at every --levels")
+    ap.add_argument(
+        "--curve-seeds", type=int, default=0, help="seeds of the levels other than --main-level (0: --seeds)"
+    )
     ap.add_argument("--extra", type=int, default=150, help="extra images per class")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--size", type=int, default=96)
@@ -437,7 +440,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings = {
         "eval": a.eval, "classes": classes, "parts": PARTS, "extra": a.extra, "epochs": a.epochs, "size": a.size,
         "model": "custom_cnn", "main_level": a.main_level, "levels": levels, "arms": arms, "curve_arms": curve_arms,
-        "seeds": list(range(a.seeds)),
+        "seeds": list(range(a.seeds)), "curve_seeds": list(range(min(a.curve_seeds or a.seeds, a.seeds))),
     }  # fmt: skip
     result: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
@@ -448,11 +451,12 @@ def main(argv: list[str] | None = None) -> dict:
     }
     parts = split_parts(release, classes, PARTS)
     # the jobs, most important first: every arm at the main level, then the curve
-    plan = [(a.main_level, arms)] + [(lv, curve_arms) for lv in levels if lv != a.main_level]
-    runs: dict[str, dict[str, list[dict]]] = {str(lv): {arm: [] for arm in arm_list} for lv, arm_list in plan}
+    curve_seeds = min(a.curve_seeds or a.seeds, a.seeds)
+    plan = [(a.main_level, arms, a.seeds)] + [(lv, curve_arms, curve_seeds) for lv in levels if lv != a.main_level]
+    runs: dict[str, dict[str, list[dict]]] = {str(lv): {arm: [] for arm in arm_list} for lv, arm_list, _ in plan}
     name = f"gain-{a.eval}"
-    for level, arm_list in plan:
-        for seed in range(a.seeds):
+    for level, arm_list, n_seeds in plan:
+        for seed in range(n_seeds):
             pool, test = seed_split(parts, classes, seed, a.eval)
             real = {c: pool[c][:level] for c in classes}
             test_paths = [p for c in classes for p in test[c]]
