@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> dict:
                 result |= {"wall_s": round(time.perf_counter() - t0, 1), "load_after": round(os.getloadavg()[0], 2)}
                 write_json(out / f"{name}.json", result)
                 write_text(out / f"{name}.md", markdown(result))
-            plot(result, out / f"{name}.png")
+                plot(result, out / f"{name}.png")
     print(markdown(result))
     print(f"wrote {out / name}.json, .md, .png")
     return result
