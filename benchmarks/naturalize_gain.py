@@ -1,82 +1,237 @@
-"""Does Naturalize help on REAL, unseen test images? The evidence benchmark (issue 6).
+"""Does Naturalize help a classifier where real images are scarce, more than flip copies? (issue 10, item 5)
 
-Clean protocol on a PBC tree (default: the shared sample). Real images are split 80/10/10; the
-training split is subsampled so its class proportions follow the full release (PMY ~3.5%, scarce as
-in the paper); val and test stay real and whole. The same model is trained three ways:
+    python benchmarks/naturalize_gain.py [--sample DIR] [--out bench-out/naturalize-gain] [--eval test|dev]
+        [--seeds 5] [--main-level 50] [--levels 25,50,100] [--extra 150] [--epochs 15] [--size 96]
+        [--arms real,flip,transplant,matched,paper,transplant+flip,transplant+variety]
+        [--curve-arms real,flip,transplant] [--curve-seeds 0]
 
-    real      the subsampled real training images only
-    natural   real + --per-class Naturalize images for BNE, MMY, MY, PMY, SNE, composed only from
-              sprites of the (subsampled) training images
-    flip      real + the same number of plain flip / 90-degree-rotation copies of real training images
-              of those classes (separates "more images" from "Naturalize images")
+The five augmented classes (BNE, MMY, MY, PMY, SNE) of the shared sample, each de-duplicated and cut by seed 0 as
+benchmarks/realism.py cuts them (bank part 150, dev 40, test 40 per class). Per seed s and level n:
+1. split: --eval test: the bank and test parts (190 per class) are re-split by seed s into a training pool of 150
+   and 40 test crops (the dev part is never read); --eval dev: pool = the bank part, test = the dev part (for
+   tuning: every setting of the final run is decided here, never on the test part);
+2. subsample: the first n images of the seed's shuffle of the pool (nested: 25 in 50 in 100), segmented into a
+   bank of their own (classical backend), so composites hold only those images' cells;
+3. extra images, --extra per class, seed s: `flip` (flip/90-degree-turn copies of the n images) or `compose` with a
+   scene (transplant, matched, paper) or transplant with the white-cell variety switches (--wbc-scale --wbc-stain);
+   arm `transplant+flip` takes the first half of the transplant images and the first half of the flips;
+4. the paper's custom CNN (from scratch, random flips each epoch, seed s) trained on the n real + extra images,
+   scored on the seed's test crops: accuracy and F1 per class (scikit-learn).
+Every arm runs at --main-level; --curve-arms also at every --levels (on the first --curve-seeds seeds).
+Paired differences (arm - flip, per seed) of the mean F1 of the five classes with 95 % t-intervals.
 
-each with --seeds seeds; scores are taken on the real test split: accuracy, macro-F1 and per-class
-F1, mean and spread (min..max and standard deviation). With --paper it also runs the `paper` protocol
-once (real + synthetic pooled, then split, the bank cut from every image) and reports how much its
-own test score exceeds the real-only part of that test split and the clean `natural` arm.
-
-    python benchmarks/naturalize_gain.py --out bench-out/naturalize-gain            # full default
-    python benchmarks/naturalize_gain.py --image-size 64 --epochs 8 --seeds 1 --per-class 60   # quick
-
-Outputs: OUT/results.json, OUT/results.md (tables) and OUT/f1_per_class.png (per-class F1 per arm),
-plus every dataset tree and classifier run under OUT/ (reruns resume finished runs; --tag keeps the
-runs and results of another training setting apart while sharing the data and extra images).
+Everything reused is version-stamped: trees, banks, extra images and runs live under OUT/<kind>/<key>, key = hash
+of a stamp (this protocol's version, a hash of the naturalize/classify sources, the parameters, the input
+images; the git commit is reported, not stamped); a stamp that differs builds a new folder (in a temporary
+one, renamed when complete) and never deletes the old one.
+Outputs (rewritten after every run, so a stopped run leaves its figures):
+OUT/gain-<eval>.json, OUT/gain-<eval>.md (tables) and OUT/gain-<eval>.png (the curve and the paired differences).
+Target (issue 10): at <= 50 real images per class, Naturalize beats flip copies on the mean F1 by >= 0.03,
+paired over 5 seeds, with the 95 % interval above 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import hashlib
 import json
 import os
-import shutil
+import subprocess
 import sys
 import time
-from collections import Counter
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_COUNTS  # noqa: E402
-from naturalize.fsio import atomic_open, link_or_copy, write_json, write_text  # noqa: E402
+from naturalize.classes import AUGMENTED_CLASSES  # noqa: E402
+from naturalize.fsio import UserError, atomic_open, write_json, write_text  # noqa: E402
 from naturalize.testing import sample_home  # noqa: E402
 
-ARMS = ("real", "natural", "flip")
-SAMPLE = sample_home()
+#: Bump when this script's protocol (split, subsample, training loop) changes: every stamp changes with it.
+PROTOCOL = 2
+#: Parts of the realism protocol, per class (benchmarks/realism.py, seed 0).
+PARTS = (150, 40, 40)
+#: Extra-image sources: name -> compose settings (None: flip copies of the real images).
+EXTRAS: dict[str, dict | None] = {
+    "flip": None,
+    "transplant": {"scene": "transplant"},
+    "matched": {"scene": "matched"},
+    "paper": {"scene": "paper"},
+    "transplant-variety": {"scene": "transplant", "wbc_scale": True, "wbc_stain": True},
+}
+#: Arms: name -> ((extra source, share of --extra), ...).
+ARMS: dict[str, tuple[tuple[str, float], ...]] = {
+    "real": (),
+    "flip": (("flip", 1.0),),
+    "transplant": (("transplant", 1.0),),
+    "matched": (("matched", 1.0),),
+    "paper": (("paper", 1.0),),
+    "transplant+flip": (("transplant", 0.5), ("flip", 0.5)),
+    "transplant+variety": (("transplant-variety", 1.0),),
+}
 
 
-def proportional_counts(available: dict[str, int], target: dict[str, int]) -> dict[str, int]:
-    """Largest per-class counts <= available that follow `target`'s proportions (one common scale)."""
-    scale = min(available[c] / target[c] for c in target if c in available)
-    return {c: max(1, int(scale * target[c])) for c in target if c in available}
+# ---------------------------------------------------------------- version stamps
 
 
-def subsample_train(records, seed: int):
-    """Records with train images beyond the proportional counts marked excluded ('subsampled out')."""
-    train = [r for r in records if r.split == "train" and not r.excluded]
-    keep_n = proportional_counts(Counter(r.cls for r in train), RELEASE_COUNTS)
-    keep: set[str] = set()
-    for c in CLASSES:
-        paths = sorted(r.path for r in train if r.cls == c)
-        order = np.random.default_rng([seed, CLASSES.index(c), 7]).permutation(len(paths))
-        keep.update(paths[i] for i in order[: keep_n.get(c, 0)])
-    return [
-        replace(r, excluded="subsampled out") if r.split == "train" and r.path not in keep else r for r in records
-    ], keep_n
+def code_version() -> dict:
+    """sha256 of the naturalize and classify sources (what makes the data and trains), and the git commit."""
+    h = hashlib.sha256()
+    for pkg in ("naturalize", "classify"):
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            h.update(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes())
+    git = lambda *args: subprocess.run(  # noqa: E731
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "protocol": PROTOCOL,
+        "sources_sha256": h.hexdigest(),
+        "git_commit": git("rev-parse", "HEAD") or None,
+        "git_clean": git("status", "--porcelain", "--", "naturalize", "classify") == "",
+    }
+
+
+def stamp_key(stamp: dict) -> str:
+    """16 hex digits naming a stamp (sha256 of its canonical JSON)."""
+    return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stamped_dir(parent: Path, stamp: dict, build: Callable[[Path], None]) -> Path:
+    """parent/<key>: reused when its stamp.json equals `stamp`, else `build(tmp)` fills a new temporary folder
+    that is renamed into place once complete (with its stamp). Nothing is ever deleted."""
+    final = parent / stamp_key(stamp)
+    if final.is_dir():
+        found = json.loads((final / "stamp.json").read_text()) if (final / "stamp.json").is_file() else None
+        if found != json.loads(json.dumps(stamp)):
+            raise UserError(f"{final}: exists without this run's stamp; move it away or pick another --out")
+        return final
+    tmp = parent / f".{final.name}.part-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir(parents=True)
+    build(tmp)
+    write_json(tmp / "stamp.json", stamp)
+    tmp.rename(final)
+    return final
+
+
+def stamped_json(parent: Path, stamp: dict, compute: Callable[[], dict]) -> dict:
+    """The result stored under parent/<key>.json for `stamp`, else `compute()` stored there atomically."""
+    path = parent / f"{stamp_key(stamp)}.json"
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found.get("stamp") == json.loads(json.dumps(stamp)):
+            return found["result"]
+        raise UserError(f"{path}: holds another stamp; move it away or pick another --out")
+    result = compute()
+    write_json(path, {"stamp": stamp, "result": result})
+    return result
+
+
+# ---------------------------------------------------------------- protocol (pure)
+
+
+def seed_split(
+    parts: dict[str, dict[str, list[Path]]], classes: list[str], seed: int, mode: str
+) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """(training pool in the seed's order, test crops) per class. test: bank + test parts re-split by the seed
+    (pool of len(bank), the rest tested); dev: the bank part in the seed's order, tested on the dev part."""
+    pool: dict[str, list[Path]] = {}
+    test: dict[str, list[Path]] = {}
+    for k, c in enumerate(classes):
+        rng = np.random.default_rng([seed, k, 0x6A1])
+        if mode == "dev":
+            bank = parts["bank"][c]
+            pool[c] = [bank[i] for i in rng.permutation(len(bank))]
+            test[c] = list(parts["dev"][c])
+        else:
+            both = parts["bank"][c] + parts["test"][c]
+            order = [both[i] for i in rng.permutation(len(both))]
+            pool[c], test[c] = order[: len(parts["bank"][c])], order[len(parts["bank"][c]) :]
+    return pool, test
+
+
+def arm_counts(arm: str, extra: int) -> list[tuple[str, int]]:
+    """(extra source, images per class) of an arm: shares of `extra`, the last one takes the rounding."""
+    spec = ARMS[arm]
+    counts, left = [], extra
+    for i, (source, share) in enumerate(spec):
+        n = left if i == len(spec) - 1 else int(round(extra * share))
+        counts.append((source, n))
+        left -= n
+    return counts
+
+
+def t_interval(d: list[float]) -> list[float]:
+    """95 % t-interval of the mean of paired differences (scipy); NaNs below two pairs."""
+    from scipy import stats
+
+    if len(d) < 2:
+        return [float("nan"), float("nan")]
+    m, se = float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d)))
+    h = float(stats.t.ppf(0.975, len(d) - 1)) * se
+    return [round(m - h, 4), round(m + h, 4)]
+
+
+def paired(arm: list[dict], base: list[dict]) -> dict:
+    """arm - base of the mean F1, paired by seed (rows carry 'seed' and 'macro_f1'): per seed, mean, 95 % t-interval."""
+    b = {r["seed"]: r["macro_f1"] for r in base}
+    d = [round(r["macro_f1"] - b[r["seed"]], 4) for r in arm if r["seed"] in b]
+    return {"per_seed": d, "mean": round(float(np.mean(d)), 4) if d else None, "ci95": t_interval(d)}
+
+
+def summary(runs: dict[str, dict[str, list[dict]]], classes: list[str], main_level: int) -> dict:
+    """Per level and arm: seeds, mean F1 (mean, sd), per-class F1 (mean); paired differences against flip."""
+    out: dict = {"levels": {}, "vs_flip": {}}
+    for level, arms in runs.items():
+        out["levels"][level] = {
+            arm: {
+                "seeds": [r["seed"] for r in rows],
+                "macro_f1": [r["macro_f1"] for r in rows],
+                "mean": round(float(np.mean([r["macro_f1"] for r in rows])), 4),
+                "sd": round(float(np.std([r["macro_f1"] for r in rows], ddof=1)), 4) if len(rows) > 1 else 0.0,
+                "f1": {c: round(float(np.mean([r["f1"][c] for r in rows])), 3) for c in classes},
+            }
+            for arm, rows in arms.items()
+            if rows
+        }
+        out["vs_flip"][level] = {
+            arm: d
+            for arm, rows in arms.items()
+            if arm != "flip" and (d := paired(rows, arms.get("flip", [])))["per_seed"]
+        }
+    main = out["vs_flip"].get(str(main_level), {}).get("transplant")
+    out["target_met"] = bool(main and main["mean"] is not None and main["mean"] >= 0.03 and main["ci95"][0] > 0)
+    return out
+
+
+# ---------------------------------------------------------------- I/O: data, banks, extra images, training
+
+
+def link_images(paths: list[Path], release: Path, out: Path) -> None:
+    """A release-layout tree of symlinks to `paths` under out/PBC_dataset_normal_DIB (read in place)."""
+    for p in paths:
+        d = out / "PBC_dataset_normal_DIB" / p.relative_to(release).parent
+        d.mkdir(parents=True, exist_ok=True)
+        (d / p.name).symlink_to(p.resolve())
+
+
+def segment_into(tree: Path, out: Path, workers: int) -> None:
+    """`naturalize segment --backend classical` of a tree into `out`."""
+    cmd = [sys.executable, "-m", "naturalize.cli", "segment", str(tree), "--out", str(out)]
+    subprocess.run([*cmd, "--backend", "classical", "--workers", str(workers), "--no-progress"], check=True)
 
 
 def flip_copies(sources: list[Path], n: int, out_dir: Path, seed: int) -> list[Path]:
     """`n` copies of real images (cycled) each under one of the 7 non-identity flips/90-degree turns (JPEG q75
-    4:4:4, as the PBC files), always written anew (atomically): a file an earlier run left is never reused."""
+    4:4:4, as the PBC files), written atomically into out_dir."""
     from PIL import Image
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    ops = rng.integers(1, 8, n)
+    ops = np.random.default_rng(seed).integers(1, 8, n)
     written = []
     for i in range(n):
         src = sources[i % len(sources)]
@@ -90,313 +245,271 @@ def flip_copies(sources: list[Path], n: int, out_dir: Path, seed: int) -> list[P
     return written
 
 
-def lay_out(out: Path, items: list[tuple[str, str, Path]]) -> None:
-    """(Re)create out/{train,val,test}/<CLASS>/ with hard links (copies where links fail)."""
-    for s in ("train", "val", "test"):
-        shutil.rmtree(out / s, ignore_errors=True)
-    for split, cls, src in items:
-        dst = out / split / cls / src.name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(src, dst)
+def extra_images(
+    source: str, real: dict[str, list[Path]], bank: Path, n: int, seed: int, parent: Path, stamp: dict, workers: int
+) -> dict[str, list[Path]]:
+    """class -> n extra images of one source (EXTRAS), built once per stamp under parent/<key>."""
+    from naturalize.compose.params import ComposeParams
+    from naturalize.compose.run import compose_class
+
+    def build(tmp: Path) -> None:
+        for c, paths in real.items():
+            if EXTRAS[source] is None:
+                flip_copies(paths, n, tmp / c, seed)
+            else:
+                params = ComposeParams(**EXTRAS[source])
+                compose_class(bank, c, n, tmp, seed=seed, params=params, workers=workers, progress=False)
+
+    folder = stamped_dir(parent, stamp, build)
+    pattern = "*_flip_*.jpg" if EXTRAS[source] is None else "*_syn_*.jpg"
+    index = lambda p: int(p.stem.rsplit("_", 1)[1])  # noqa: E731
+    return {c: sorted((folder / c).glob(pattern), key=index) for c in real}
 
 
-def scores_from_predictions(pred_csv: Path, keep=lambda path: True) -> dict:
-    """Accuracy, macro-F1 and per-class F1 (scikit-learn) from a classify predictions.csv."""
+def train_score(
+    train: list[Path], classes: list[str], test_x: np.ndarray, test_y: np.ndarray, seed: int, epochs: int, size: int
+) -> dict:
+    """Accuracy, mean F1 of the classes and per-class F1 of the custom CNN (from scratch, random flips each epoch,
+    as benchmarks/realism.py's tstr) trained on `train` (class = file-name prefix), on the test crops."""
+    import keras
     from sklearn.metrics import accuracy_score, f1_score
 
-    rows = [r for r in csv.DictReader(pred_csv.open(encoding="utf-8")) if keep(r["path"])]
-    y, p = [r["true"] for r in rows], [r["pred"] for r in rows]
-    labels = [c for c in CLASSES if c in set(y)]
-    f1 = f1_score(y, p, labels=labels, average=None, zero_division=0)
+    from classify.images import decode_all
+    from classify.models import create_model
+
+    t0 = time.perf_counter()
+    x = decode_all(train, size, progress=False)
+    y = np.array([classes.index(p.name.split("_")[0]) for p in train])
+    keras.utils.set_random_seed(seed)
+    model = create_model("custom_cnn", len(classes), image_size=size)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        xe = x.copy()
+        flip = rng.random((2, len(xe))) < 0.5
+        xe[flip[0]] = xe[flip[0], :, ::-1]
+        xe[flip[1]] = xe[flip[1], ::-1]
+        model.fit(xe.astype(np.float32), y, epochs=1, batch_size=32, verbose=0, shuffle=True)
+    pred = np.argmax(model.predict(test_x.astype(np.float32), batch_size=64, verbose=0), axis=1)
+    keras.backend.clear_session()
+    f1 = f1_score(test_y, pred, labels=range(len(classes)), average=None, zero_division=0)
     return {
-        "n": len(rows),
-        "accuracy": float(accuracy_score(y, p)),
-        "macro_f1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
-        "f1": {c: float(v) for c, v in zip(labels, f1)},
+        "accuracy": round(float(accuracy_score(test_y, pred)), 4),
+        "macro_f1": round(float(np.mean(f1)), 4),
+        "f1": {c: round(float(v), 4) for c, v in zip(classes, f1)},
+        "train_images": len(train),
+        "seconds": round(time.perf_counter() - t0, 1),
     }
 
 
-def train_eval(dataset: Path, run: Path, a, seed: int) -> dict:
-    """Train the model on `dataset` into `run` (resumes) and score its test split."""
-    from classify.evaluate import evaluate_run
-    from classify.train import train
-
-    pred = run / "eval" / "test" / "predictions.csv"
-    if not pred.is_file():
-        t0 = time.perf_counter()
-        train(
-            dataset,
-            a.model,
-            run,
-            weights="none",
-            epochs=a.epochs,
-            batch_size=a.batch_size,
-            lr=a.lr,
-            image_size=a.image_size,
-            seed=seed,
-            evaluate=False,
-            progress=False,
-            workers=a.workers,
-            log=lambda *_: None,
-        )
-        evaluate_run(run, "test", progress=False)
-        write_json(run / "bench_seconds.json", {"seconds": time.perf_counter() - t0})
-    return scores_from_predictions(pred)
+# ---------------------------------------------------------------- report
 
 
-def composed(folder: Path, n: int, seed: int) -> dict[str, list[Path]] | None:
-    """The finished composition in `folder` (every image of every augmented class present), else None."""
-    from naturalize.compose.run import image_name
-
-    files = {c: [folder / c / image_name(c, seed, i, "jpg") for i in range(n)] for c in AUGMENTED_CLASSES}
-    done = (folder / "manifest.jsonl").is_file() and all(p.is_file() for ps in files.values() for p in ps)
-    return files if done else None
-
-
-def summarize(per_seed: list[dict]) -> dict:
-    """Mean, standard deviation, min and max of accuracy, macro-F1 and each class's F1 over seeds."""
-
-    def stats(vals):
-        v = np.asarray(vals, float)
-        return {
-            "mean": float(v.mean()),
-            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "min": float(v.min()),
-            "max": float(v.max()),
-        }
-
-    return {
-        "accuracy": stats([s["accuracy"] for s in per_seed]),
-        "macro_f1": stats([s["macro_f1"] for s in per_seed]),
-        "f1": {c: stats([s["f1"].get(c, 0.0) for s in per_seed]) for c in CLASSES},
-    }
-
-
-def plot(results: dict, path: Path) -> None:
-    """Grouped bars: per-class F1 per arm (mean, error bar = min..max over seeds)."""
+def plot(result: dict, path: Path) -> None:
+    """Left: mean F1 of the five classes against real images per class (curve arms, seeds as dots). Right: paired
+    differences arm - flip with 95 % t-intervals (every arm at the main level, transplant at every level)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(12, 4.5))
-    width = 0.8 / len(ARMS)
-    x = np.arange(len(CLASSES))
-    for k, arm in enumerate(ARMS):
-        if arm not in results["arms"]:
+    s = result["summary"]
+    levels = sorted(s["levels"], key=int)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1, 1.3]})
+    for k, arm in enumerate(result["settings"]["curve_arms"]):
+        pts = [(int(lv), s["levels"][lv][arm]) for lv in levels if arm in s["levels"][lv]]
+        if not pts:
             continue
-        f1 = results["arms"][arm]["summary"]["f1"]
-        mean = np.array([f1[c]["mean"] for c in CLASSES])
-        lo = mean - np.array([f1[c]["min"] for c in CLASSES])
-        hi = np.array([f1[c]["max"] for c in CLASSES]) - mean
-        m = results["arms"][arm]["summary"]["macro_f1"]["mean"]
-        ax.bar(x + (k - 1) * width, mean, width, yerr=[lo, hi], capsize=2, label=f"{arm} (macro-F1 {m:.3f})")
-    ax.set_xticks(x, [f"{c}\n(train {results['train_counts'].get(c, 0)})" for c in CLASSES])
-    ax.set_ylabel("F1 on the real test split")
-    ax.set_ylim(0, 1.15)
-    ax.axvspan(CLASSES.index("PMY") - 0.45, CLASSES.index("PMY") + 0.45, color="orange", alpha=0.12)
-    ax.set_title(
-        f"{results['settings']['model']} {results['settings']['image_size']}px, "
-        f"{results['settings']['epochs']} epochs, {len(results['settings']['seeds'])} seeds; "
-        f"augmented: {', '.join(AUGMENTED_CLASSES)}"
-    )
-    ax.legend(loc="upper center", ncol=len(ARMS), fontsize=9)
+        xs = [p[0] * (1 + 0.03 * (k - 1)) for p in pts]
+        ax.plot(xs, [p[1]["mean"] for p in pts], "o-", label=arm)
+        for x, (_, r) in zip(xs, pts):
+            ax.scatter([x] * len(r["macro_f1"]), r["macro_f1"], s=8, c="k", alpha=0.4, zorder=3)
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks([int(lv) for lv in levels], levels)
+    ax.set_xlabel("real training images per class")
+    ax.set_ylabel("mean F1 of the 5 classes (real test crops)")
+    ax.set_title(f"+ {result['settings']['extra']} extra images per class")
+    ax.legend(fontsize=8)
+    rows = [
+        (f"{arm} @{result['settings']['main_level']}", d)
+        for arm, d in s["vs_flip"].get(str(result["settings"]["main_level"]), {}).items()
+    ]
+    rows += [
+        (f"transplant @{lv}", s["vs_flip"][lv]["transplant"])
+        for lv in levels
+        if lv != str(result["settings"]["main_level"]) and "transplant" in s["vs_flip"].get(lv, {})
+    ]
+    rows = [(name, d) for name, d in rows if d["per_seed"] and not name.startswith("real")]
+    for i, (_, d) in enumerate(rows):
+        lo, hi = d["ci95"]
+        if np.isfinite(lo):
+            bx.plot([lo, hi], [i, i], c="#4477aa", lw=2)
+        bx.scatter(d["per_seed"], [i] * len(d["per_seed"]), s=10, c="k", alpha=0.5, zorder=3)
+        bx.scatter([d["mean"]], [i], marker="D", c="#cc3311", zorder=4)
+    bx.axvline(0, c="k", lw=0.8)
+    bx.axvline(0.03, c="k", ls="--", lw=0.8)
+    bx.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
+    bx.invert_yaxis()
+    bx.set_xlabel("arm - flip, mean F1, paired by seed (dots), mean (diamond), 95 % t-interval")
+    bx.set_title("paired differences against flip copies (dashed: target +0.03)")
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110, metadata={"Description": json.dumps(results["settings"])})
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
 
 
-def markdown(results: dict) -> str:
-    """The results as Markdown tables (mean +- std, [min..max])."""
-    s = results["settings"]
-    fmt = lambda st: f"{st['mean']:.3f} ± {st['std']:.3f} [{st['min']:.3f}..{st['max']:.3f}]"  # noqa: E731
+def markdown(result: dict) -> str:
+    """Tables: per level and arm the mean F1 per seed, mean +- sd and per-class F1; paired differences vs flip."""
+    s, st = result["summary"], result["settings"]
+    classes = st["classes"]
     lines = [
-        f"Model {s['model']} at {s['image_size']} px, {s['epochs']} epochs, batch {s['batch_size']}, weights none; "
-        f"seeds {s['seeds']}; {s['per_class']} extra images per augmented class; data {s['pbc']}.",
-        "Training images per class (proportional to the full release): "
-        + ", ".join(f"{c} {n}" for c, n in results["train_counts"].items())
-        + ".",
-        f"Real test split: {results['test_n']} images.",
+        f"eval on the {st['eval']} crops; custom_cnn {st['size']} px, {st['epochs']} epochs, flips; "
+        f"+{st['extra']} extra images per class; code {result['code']['sources_sha256'][:12]} "
+        f"(git {str(result['code']['git_commit'])[:7]}{'' if result['code']['git_clean'] else ', dirty'}).",
         "",
-        "| arm | accuracy | macro-F1 | PMY F1 | " + " | ".join(f"{c} F1" for c in CLASSES if c != "PMY") + " |",
-        "|---|---|---|---|" + "---|" * (len(CLASSES) - 1),
+        "| real/class | arm | mean F1 per seed | mean ± sd | " + " | ".join(classes) + " |",
+        "|---|---|---|---|" + "---|" * len(classes),
     ]
-    for arm, r in results["arms"].items():
-        sm = r["summary"]
-        lines.append(
-            f"| {arm} | {fmt(sm['accuracy'])} | {fmt(sm['macro_f1'])} | {fmt(sm['f1']['PMY'])} | "
-            + " | ".join(f"{sm['f1'][c]['mean']:.3f}" for c in CLASSES if c != "PMY")
-            + " |"
-        )
-    if "paper" in results:
-        p = results["paper"]
-        lines += [
-            "",
-            "Paper protocol (pooled, then split; bank from every image), one seed:",
-            f"- its own test split ({p['own_test']['n']} images, synthetic included): accuracy "
-            f"{p['own_test']['accuracy']:.3f}, macro-F1 {p['own_test']['macro_f1']:.3f}",
-            f"- the real images of that test split ({p['real_part']['n']}): accuracy "
-            f"{p['real_part']['accuracy']:.3f}, macro-F1 {p['real_part']['macro_f1']:.3f}",
-            f"- augmented classes ({', '.join(AUGMENTED_CLASSES)}) only: accuracy on their synthetic test images "
-            f"{p['augmented_synthetic']['accuracy']:.3f} (n {p['augmented_synthetic']['n']}) vs on their real test "
-            f"images {p['augmented_real']['accuracy']:.3f} (n {p['augmented_real']['n']})",
-            f"- inflation vs its real part: accuracy {p['own_test']['accuracy'] - p['real_part']['accuracy']:+.3f}, "
-            f"macro-F1 {p['own_test']['macro_f1'] - p['real_part']['macro_f1']:+.3f}; vs the clean natural arm "
-            f"(mean): accuracy {p['own_test']['accuracy'] - results['arms']['natural']['summary']['accuracy']['mean']:+.3f}"  # noqa: E501
-            if "natural" in results["arms"]
-            else "",
-        ]
+    for lv in sorted(s["levels"], key=int):
+        for arm, r in s["levels"][lv].items():
+            lines.append(
+                f"| {lv} | {arm} | {', '.join(f'{v:.3f}' for v in r['macro_f1'])} | {r['mean']:.3f} ± {r['sd']:.3f} | "
+                + " | ".join(f"{r['f1'][c]:.2f}" for c in classes)
+                + " |"
+            )
+    lines += ["", "| real/class | arm − flip | per seed | mean | 95 % t-interval |", "|---|---|---|---|---|"]
+    for lv in sorted(s["vs_flip"], key=int):
+        for arm, d in s["vs_flip"][lv].items():
+            lines.append(
+                f"| {lv} | {arm} | {', '.join(f'{v:+.3f}' for v in d['per_seed'])} | "
+                f"{d['mean']:+.3f} | [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |"
+            )
+    lines += [
+        "",
+        f"Target (transplant − flip at {st['main_level']}: ≥ +0.03, interval above 0): "
+        + ("met" if s["target_met"] else "not met")
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pbc", type=Path, default=SAMPLE / "PBC_dataset_normal_DIB")
-    ap.add_argument("--out", type=Path, default=Path("bench-out/naturalize-gain"))
-    ap.add_argument("--model", default="custom_cnn")
-    ap.add_argument("--image-size", type=int, default=96)
+    ap.add_argument("--sample", type=Path, default=sample_home())
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "naturalize-gain")
+    ap.add_argument("--eval", choices=("test", "dev"), default="test", help="dev: for tuning (see above)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--main-level", type=int, default=50, help="real images per class where every arm runs")
+    ap.add_argument("--levels", default="25,50,100", help="real images per class of the curve")
+    ap.add_argument("--arms", default=",".join(ARMS), help=f"arms at --main-level, of {', '.join(ARMS)}")
+    ap.add_argument("--curve-arms", default="real,flip,transplant", help="arms at every --levels")
+    ap.add_argument(
+        "--curve-seeds", type=int, default=0, help="seeds of the levels other than --main-level (0: --seeds)"
+    )
+    ap.add_argument("--extra", type=int, default=150, help="extra images per class")
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument(
-        "--per-class",
-        type=int,
-        default=150,
-        help="extra images per augmented class (150 ~ the paper's 2,000 at the subsample's scale)",
-    )
-    ap.add_argument("--arms", default=",".join(ARMS))
-    ap.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0, help="seed of the split, subsample and composition")
-    ap.add_argument(
-        "--tag",
-        default="",
-        help="name of this training setting: runs go to OUT/runs-TAG/, results to "
-        "OUT/results-TAG.* (data, banks and extra images are shared)",
-    )
     a = ap.parse_args(argv)
-    if not a.pbc.exists():
-        ap.error(f"{a.pbc} not found; pass --pbc PBC_ROOT (or set NATURALIZE_SAMPLE)")
+    release = a.sample / "PBC_dataset_normal_DIB"
+    if not release.is_dir():
+        ap.error(f"{release} not found; pass --sample DIR (or set NATURALIZE_SAMPLE)")
+    arms, curve_arms = a.arms.split(","), a.curve_arms.split(",")
+    levels = sorted({int(x) for x in a.levels.split(",")} | {a.main_level})
+    for arm in arms + curve_arms:
+        if arm not in ARMS:
+            ap.error(f"--arms/--curve-arms: unknown arm {arm!r}; use {', '.join(ARMS)}")
+    if "flip" not in arms or "flip" not in curve_arms:
+        ap.error("--arms and --curve-arms need flip (the paired differences are taken against it)")
+    if max(levels) > PARTS[0]:
+        ap.error(f"--levels: at most {PARTS[0]} real images per class (the training pool)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from realism import split_parts
 
-    from naturalize.build import layout_items
-    from naturalize.compose.run import compose_class
-    from naturalize.prepare import prepare
-    from naturalize.records import read_records, write_records
-    from naturalize.segment.run import segment
+    from classify.images import decode_all
 
-    out = a.out
-    suffix = f"-{a.tag}" if a.tag else ""
-    runs_dir = out / f"runs{suffix}"
-    t_start = time.perf_counter()
-    os.environ.setdefault("CLASSIFY_CACHE", str((out / "cache").resolve()))
-    prepared = out / "prepared"
-    if not (prepared / "records.csv").is_file():
-        prepare(a.pbc, prepared, seed=a.seed, fractions=(0.8, 0.1, 0.1), workers=a.workers, overwrite=True)
-    summary = json.loads((prepared / "summary.json").read_text())
-    root = Path(summary["root"])
-    records, keep_n = subsample_train(read_records(prepared / "records.csv"), a.seed)
-    sub = out / "prepared-subsampled"
-    if not (sub / "records.csv").is_file():
-        write_records(sub / "records.csv", records)
-        write_text(sub / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        shutil.copy2(prepared / "dropped.csv", sub / "dropped.csv")
-    train = [r for r in records if r.split == "train" and not r.excluded]
-    val_test = [r for r in records if r.split in ("val", "test")]
-    real_items = [(r.split, r.cls, root / r.path) for r in train + val_test]
-    print("train (subsampled):", dict(sorted(Counter(r.cls for r in train).items())))
-
-    arms = [x for x in a.arms.split(",") if x]
-    extra: dict[str, list[tuple[str, str, Path]]] = {"real": []}
-    if "natural" in arms:
-        bank = out / "bank-train"
-        syn = composed(out / "synthetic", a.per_class, a.seed)
-        if syn is None:  # a finished composition is reused as is (the bank is only needed to make it)
-            segment(sub, bank, backend="classical", split="train", workers=a.workers, progress=True, echo=print)
-            syn = {
-                c: compose_class(bank, c, a.per_class, out / "synthetic", seed=a.seed, workers=a.workers, progress=True)
-                for c in AUGMENTED_CLASSES
-            }
-        extra["natural"] = [("train", c, p) for c in AUGMENTED_CLASSES for p in syn[c]]
-    if "flip" in arms:
-        extra["flip"] = [
-            ("train", c, p)
-            for c in AUGMENTED_CLASSES
-            for p in flip_copies(
-                sorted(root / r.path for r in train if r.cls == c),
-                a.per_class,
-                out / "flip" / c,
-                a.seed + CLASSES.index(c),
-            )
-        ]
-    seeds = list(range(a.seeds))
-    results: dict = {
-        "settings": {
-            "pbc": str(a.pbc),
-            "model": a.model,
-            "image_size": a.image_size,
-            "epochs": a.epochs,
-            "batch_size": a.batch_size,
-            "lr": a.lr,
-            "seeds": seeds,
-            "per_class": a.per_class,
-            "split_seed": a.seed,
-            "protocol": "clean",
-        },
-        "train_counts": {c: keep_n.get(c, 0) for c in CLASSES},
-        "test_n": sum(1 for r in records if r.split == "test"),
-        "arms": {},
+    classes = list(AUGMENTED_CLASSES)
+    out = a.out.resolve()
+    code = code_version()
+    version = {k: code[k] for k in ("protocol", "sources_sha256")}  # what the stamps hold (git commit: reported)
+    t0 = time.perf_counter()
+    settings = {
+        "eval": a.eval, "classes": classes, "parts": PARTS, "extra": a.extra, "epochs": a.epochs, "size": a.size,
+        "model": "custom_cnn", "main_level": a.main_level, "levels": levels, "arms": arms, "curve_arms": curve_arms,
+        "seeds": list(range(a.seeds)), "curve_seeds": list(range(min(a.curve_seeds or a.seeds, a.seeds))),
+    }  # fmt: skip
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{os.cpu_count()}-core CPU, no GPU",
+        "load_before": round(os.getloadavg()[0], 2),
+        "code": code,
+        "settings": settings,
     }
-    for arm in arms:
-        ds = out / "datasets" / arm
-        lay_out(ds, real_items + extra[arm])
-        per_seed = []
-        for seed in seeds:
-            t0 = time.perf_counter()
-            per_seed.append(train_eval(ds, runs_dir / f"{arm}-seed{seed}", a, seed))
-            print(
-                f"{arm} seed {seed}: accuracy {per_seed[-1]['accuracy']:.3f} macro-F1 {per_seed[-1]['macro_f1']:.3f} "
-                f"PMY F1 {per_seed[-1]['f1'].get('PMY', 0):.3f} ({time.perf_counter() - t0:.0f}s)"
+    parts = split_parts(release, classes, PARTS)
+    # the jobs, most important first: every arm at the main level, then the curve
+    curve_seeds = min(a.curve_seeds or a.seeds, a.seeds)
+    plan = [(a.main_level, arms, a.seeds)] + [(lv, curve_arms, curve_seeds) for lv in levels if lv != a.main_level]
+    runs: dict[str, dict[str, list[dict]]] = {str(lv): {arm: [] for arm in arm_list} for lv, arm_list, _ in plan}
+    name = f"gain-{a.eval}"
+    for level, arm_list, n_seeds in plan:
+        for seed in range(n_seeds):
+            pool, test = seed_split(parts, classes, seed, a.eval)
+            real = {c: pool[c][:level] for c in classes}
+            test_paths = [p for c in classes for p in test[c]]
+            test_y = np.array([classes.index(c) for c in classes for _ in test[c]])
+            test_x = decode_all(test_paths, a.size, progress=False)
+            rel = lambda ps: [str(p.relative_to(release)) for p in ps]  # noqa: E731
+            images = {c: rel(real[c]) for c in classes}
+            base = {"code": version, "images": images}
+            tree = stamped_dir(
+                out / "trees",
+                base,
+                lambda tmp, real=real: link_images([p for ps in real.values() for p in ps], release, tmp),
             )
-        results["arms"][arm] = {"per_seed": per_seed, "summary": summarize(per_seed)}
-
-    if a.paper:
-        # paper protocol: bank from every (subsampled) image, real + synthetic pooled, then split 80/10/10
-        bank_all = out / "bank-all"
-        pred = runs_dir / "paper-seed0" / "eval" / "test" / "predictions.csv"
-        if not pred.is_file():
-            pooled = [replace(r, split="") for r in train + val_test]
-            syn = composed(out / "synthetic-paper", a.per_class, a.seed)
-            if syn is None:
-                segment(sub, bank_all, backend="classical", workers=a.workers, progress=True, echo=print)
-                syn = {
-                    c: compose_class(
-                        bank_all, c, a.per_class, out / "synthetic-paper", seed=a.seed, workers=a.workers, progress=True
-                    )
-                    for c in AUGMENTED_CLASSES
-                }
-            items = layout_items(pooled, root, syn, "paper", out / "synthetic-paper", a.seed, (0.8, 0.1, 0.1))
-            ds = out / "datasets" / "paper"
-            lay_out(ds, [(i.split, i.cls, i.src) for i in items])
-            train_eval(ds, runs_dir / "paper-seed0", a, 0)
-        syn_name = lambda p: "_syn_" in Path(p).name  # noqa: E731
-        aug = lambda p: Path(p).parent.name in AUGMENTED_CLASSES  # noqa: E731
-        results["paper"] = {
-            "own_test": scores_from_predictions(pred),
-            "real_part": scores_from_predictions(pred, lambda p: not syn_name(p)),
-            # same classes on both sides: the synthetic test images exist only for these
-            "augmented_real": scores_from_predictions(pred, lambda p: aug(p) and not syn_name(p)),
-            "augmented_synthetic": scores_from_predictions(pred, lambda p: aug(p) and syn_name(p)),
-        }
-    results["seconds"] = time.perf_counter() - t_start
-    files = [out / f"results{suffix}.json", out / f"results{suffix}.md", out / f"f1_per_class{suffix}.png"]
-    write_json(files[0], results)
-    write_text(files[1], markdown(results))
-    plot(results, files[2])
-    print(markdown(results))
-    print("wrote " + ", ".join(map(str, files)))
-    return results
+            bank_stamp = base | {"kind": "bank", "backend": "classical"}
+            bank = (
+                stamped_dir(
+                    out / "banks",
+                    bank_stamp,
+                    lambda tmp, tree=tree: segment_into(tree / "PBC_dataset_normal_DIB", tmp / "bank", a.workers),
+                )
+                / "bank"
+            )
+            for arm in arm_list:
+                train = [p for c in classes for p in real[c]]
+                sources = []
+                for source, n in arm_counts(arm, a.extra):
+                    ex_stamp = bank_stamp | {"kind": "extra", "source": source, "settings": EXTRAS[source],
+                                             "n": a.extra, "seed": seed}  # fmt: skip
+                    made = extra_images(source, real, bank, a.extra, seed, out / "extra", ex_stamp, a.workers)
+                    train += [p for c in classes for p in made[c][:n]]
+                    sources.append([stamp_key(ex_stamp), n])
+                run_stamp = {
+                    "code": version, "kind": "run", "images": images, "sources": sources,
+                    "test": rel(test_paths), "seed": seed, "epochs": a.epochs, "size": a.size, "model": "custom_cnn",
+                }  # fmt: skip
+                r = stamped_json(
+                    out / "runs",
+                    run_stamp,
+                    lambda train=train, x=test_x, y=test_y, seed=seed: train_score(
+                        train, classes, x, y, seed, a.epochs, a.size
+                    ),
+                )
+                runs[str(level)][arm].append(r | {"seed": seed})
+                print(json.dumps({"level": level, "seed": seed, "arm": arm, "macro_f1": r["macro_f1"], "f1": r["f1"]}),
+                      flush=True)  # fmt: skip
+                result |= {"runs": runs, "summary": summary(runs, classes, a.main_level)}
+                result |= {"wall_s": round(time.perf_counter() - t0, 1), "load_after": round(os.getloadavg()[0], 2)}
+                write_json(out / f"{name}.json", result)
+                write_text(out / f"{name}.md", markdown(result))
+                plot(result, out / f"{name}.png")
+    print(markdown(result))
+    print(f"wrote {out / name}.json, .md, .png")
+    return result
 
 
 if __name__ == "__main__":
