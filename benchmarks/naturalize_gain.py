@@ -271,27 +271,15 @@ def train_score(
 ) -> dict:
     """Accuracy, mean F1 of the classes and per-class F1 of the custom CNN (from scratch, random flips each epoch,
     as benchmarks/realism.py's tstr) trained on `train` (class = file-name prefix), on the test crops."""
-    import keras
+    from realism import train_predict
     from sklearn.metrics import accuracy_score, f1_score
 
     from classify.images import decode_all
-    from classify.models import create_model
 
     t0 = time.perf_counter()
     x = decode_all(train, size, progress=False)
     y = np.array([classes.index(p.name.split("_")[0]) for p in train])
-    keras.utils.set_random_seed(seed)
-    model = create_model("custom_cnn", len(classes), image_size=size)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        xe = x.copy()
-        flip = rng.random((2, len(xe))) < 0.5
-        xe[flip[0]] = xe[flip[0], :, ::-1]
-        xe[flip[1]] = xe[flip[1], ::-1]
-        model.fit(xe.astype(np.float32), y, epochs=1, batch_size=32, verbose=0, shuffle=True)
-    pred = np.argmax(model.predict(test_x.astype(np.float32), batch_size=64, verbose=0), axis=1)
-    keras.backend.clear_session()
+    pred = train_predict(x, y, test_x, len(classes), seed, epochs, size)
     f1 = f1_score(test_y, pred, labels=range(len(classes)), average=None, zero_division=0)
     return {
         "accuracy": round(float(accuracy_score(test_y, pred)), 4),

@@ -116,18 +116,17 @@ def make_bank(tree: Path, out: Path) -> Path:
     return out
 
 
-def tstr(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int, epochs: int, size: int
-) -> dict:
-    """Accuracy and macro-F1 on the test images of the paper's custom CNN (classify's registry, from scratch,
-    random flips of every training image each epoch) trained on (train_x, train_y)."""
+def train_predict(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, n_classes: int, seed: int, epochs: int, size: int
+) -> np.ndarray:
+    """Predicted classes of the test images by the paper's custom CNN (classify's registry, from scratch, random
+    flips of every training image each epoch) trained on (train_x, train_y); shared with naturalize_gain.py."""
     import keras
-    from sklearn.metrics import accuracy_score, f1_score
 
     from classify.models import create_model
 
     keras.utils.set_random_seed(seed)
-    model = create_model("custom_cnn", int(train_y.max()) + 1, image_size=size)
+    model = create_model("custom_cnn", n_classes, image_size=size)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(seed)
     for _ in range(epochs):  # flips drawn per image and epoch
@@ -138,6 +137,16 @@ def tstr(
         model.fit(x.astype(np.float32), train_y, epochs=1, batch_size=32, verbose=0, shuffle=True)
     pred = np.argmax(model.predict(test_x.astype(np.float32), batch_size=64, verbose=0), axis=1)
     keras.backend.clear_session()
+    return pred
+
+
+def tstr(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int, epochs: int, size: int
+) -> dict:
+    """Accuracy and macro-F1 on the test images of `train_predict`'s classifier trained on (train_x, train_y)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    pred = train_predict(train_x, train_y, test_x, int(train_y.max()) + 1, seed, epochs, size)
     return {
         "accuracy": round(float(accuracy_score(test_y, pred)), 4),
         "macro_f1": round(float(f1_score(test_y, pred, average="macro")), 4),
