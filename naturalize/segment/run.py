@@ -275,7 +275,7 @@ def segment(
         if segmenter is not None:
             for t in todo:
                 rgb = read_rgb(t.path)
-                writer.add(encode(t, rgb, segmenter(rgb)))
+                writer.add(encode(t, rgb, segmenter(rgb, label=t.label)))
                 bar.update()
         elif todo:
             import multiprocessing as mp
