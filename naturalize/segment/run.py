@@ -156,11 +156,16 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     )
 
 
-def process(task: Task) -> ImageEntry:
-    """Worker entry: read, segment and encode one image with the process's segmenter."""
-    assert _SEGMENTER is not None, "worker not initialised"
+def segment_one(segmenter: Callable[..., Any], task: Task) -> ImageEntry:
+    """Read, segment (the image's class given as the segmenter's hint) and encode one image."""
     rgb = read_rgb(task.path)
-    return encode(task, rgb, _SEGMENTER(rgb, label=task.label))
+    return encode(task, rgb, segmenter(rgb, label=task.label))
+
+
+def process(task: Task) -> ImageEntry:
+    """Worker entry: `segment_one` with the process's segmenter."""
+    assert _SEGMENTER is not None, "worker not initialised"
+    return segment_one(_SEGMENTER, task)
 
 
 # ---------------------------------------------------------------- main side
@@ -274,8 +279,7 @@ def segment(
     try:
         if segmenter is not None:
             for t in todo:
-                rgb = read_rgb(t.path)
-                writer.add(encode(t, rgb, segmenter(rgb, label=t.label)))
+                writer.add(segment_one(segmenter, t))
                 bar.update()
         elif todo:
             import multiprocessing as mp
