@@ -1,22 +1,25 @@
 """Does Naturalize help a classifier where real images are scarce, more than flip copies? (issue 10, item 5)
 
     python benchmarks/naturalize_gain.py [--sample DIR] [--out bench-out/naturalize-gain] [--eval test|dev]
-        [--seeds 5] [--main-level 50] [--levels 25,50,100] [--extra 150] [--epochs 15] [--size 96]
+        [--seeds 5] [--repeats 3] [--main-level 50] [--levels 25,50,100] [--extra 400] [--epochs 15] [--size 96]
         [--arms real,flip,transplant,matched,paper,transplant+flip,transplant+variety]
         [--curve-arms real,flip,transplant] [--curve-seeds 0]
 
 The five augmented classes (BNE, MMY, MY, PMY, SNE) of the shared sample, each de-duplicated and cut by seed 0 as
 benchmarks/realism.py cuts them (bank part 150, dev 40, test 40 per class). Per seed s and level n:
-1. split: --eval test: the bank and test parts (190 per class) are re-split by seed s into a training pool of 150
-   and 40 test crops (the dev part is never read); --eval dev: pool = the bank part, test = the dev part (for
-   tuning: every setting of the final run is decided here, never on the test part);
+1. split: --eval test: the bank and test parts (190 per class) are shuffled by seed s: the first 100 are the
+   training pool, the other 90 are tested (the dev part is never read); --eval dev: the bank part (150) shuffled
+   by seed s: 100 pool, the dev part (40) and the other 50 tested (for tuning: every setting of the final run is
+   decided here, never on the test part);
 2. subsample: the first n images of the seed's shuffle of the pool (nested: 25 in 50 in 100), segmented into a
    bank of their own (classical backend), so composites hold only those images' cells;
 3. extra images, --extra per class, seed s: `flip` (flip/90-degree-turn copies of the n images) or `compose` with a
    scene (transplant, matched, paper) or transplant with the white-cell variety switches (--wbc-scale --wbc-stain);
    arm `transplant+flip` takes the first half of the transplant images and the first half of the flips;
-4. the paper's custom CNN (from scratch, random flips each epoch, seed s) trained on the n real + extra images,
-   scored on the seed's test crops: accuracy and F1 per class (scikit-learn).
+4. the paper's custom CNN (from scratch, random flips each epoch, Adam with a cosine learning rate) trained
+   --repeats times (training seeds 1000 s + r) on the n real + extra images, scored on the seed's test crops:
+   accuracy and F1 per class (scikit-learn), averaged over the repeats (one training per arm and seed swings the
+   mean F1 by 0.03-0.05, as much as the effect measured: protocol 2, BENCHMARKS.md).
 Every arm runs at --main-level; --curve-arms also at every --levels (on the first --curve-seeds seeds).
 Paired differences (arm - flip, per seed) of the mean F1 of the five classes with 95 % t-intervals.
 
@@ -53,9 +56,12 @@ from naturalize.fsio import UserError, atomic_open, write_json, write_text  # no
 from naturalize.testing import sample_home  # noqa: E402
 
 #: Bump when this script's protocol (split, subsample, training loop) changes: every stamp changes with it.
-PROTOCOL = 2
+#: 3: test crops + the pool's images past POOL, cosine learning rate, --repeats trainings per seed.
+PROTOCOL = 3
 #: Parts of the realism protocol, per class (benchmarks/realism.py, seed 0).
 PARTS = (150, 40, 40)
+#: Training pool per class (the most real images a level may take); the seed's other pool images are tested too.
+POOL = 100
 #: Extra-image sources: name -> compose settings (None: flip copies of the real images).
 EXTRAS: dict[str, dict | None] = {
     "flip": None,
@@ -135,22 +141,19 @@ def stamped_json(parent: Path, stamp: dict, compute: Callable[[], dict]) -> dict
 
 
 def seed_split(
-    parts: dict[str, dict[str, list[Path]]], classes: list[str], seed: int, mode: str
+    parts: dict[str, dict[str, list[Path]]], classes: list[str], seed: int, mode: str, pool_size: int = POOL
 ) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    """(training pool in the seed's order, test crops) per class. test: bank + test parts re-split by the seed
-    (pool of len(bank), the rest tested); dev: the bank part in the seed's order, tested on the dev part."""
+    """(training pool of `pool_size` in the seed's order, test crops) per class. test: bank + test parts shuffled by
+    the seed, the first `pool_size` are the pool, the rest tested; dev: the bank part shuffled by the seed, the first
+    `pool_size` are the pool, the dev part and the bank part's rest tested (the test part is never read)."""
     pool: dict[str, list[Path]] = {}
     test: dict[str, list[Path]] = {}
     for k, c in enumerate(classes):
         rng = np.random.default_rng([seed, k, 0x6A1])
-        if mode == "dev":
-            bank = parts["bank"][c]
-            pool[c] = [bank[i] for i in rng.permutation(len(bank))]
-            test[c] = list(parts["dev"][c])
-        else:
-            both = parts["bank"][c] + parts["test"][c]
-            order = [both[i] for i in rng.permutation(len(both))]
-            pool[c], test[c] = order[: len(parts["bank"][c])], order[len(parts["bank"][c]) :]
+        both = parts["bank"][c] + ([] if mode == "dev" else parts["test"][c])
+        order = [both[i] for i in rng.permutation(len(both))]
+        pool[c] = order[:pool_size]
+        test[c] = (list(parts["dev"][c]) if mode == "dev" else []) + order[pool_size:]
     return pool, test
 
 
@@ -267,10 +270,18 @@ def extra_images(
 
 
 def train_score(
-    train: list[Path], classes: list[str], test_x: np.ndarray, test_y: np.ndarray, seed: int, epochs: int, size: int
+    train: list[Path],
+    classes: list[str],
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    seed: int,
+    epochs: int,
+    size: int,
+    repeats: int,
 ) -> dict:
     """Accuracy, mean F1 of the classes and per-class F1 of the custom CNN (from scratch, random flips each epoch,
-    as benchmarks/realism.py's tstr) trained on `train` (class = file-name prefix), on the test crops."""
+    cosine learning rate) trained on `train` (class = file-name prefix) and scored on the test crops, averaged over
+    `repeats` trainings (training seeds 1000 * seed + r: initialisation, flips, batches); each one kept in 'repeats'."""
     from realism import train_predict
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -279,12 +290,16 @@ def train_score(
     t0 = time.perf_counter()
     x = decode_all(train, size, progress=False)
     y = np.array([classes.index(p.name.split("_")[0]) for p in train])
-    pred = train_predict(x, y, test_x, len(classes), seed, epochs, size)
-    f1 = f1_score(test_y, pred, labels=range(len(classes)), average=None, zero_division=0)
+    rows = []
+    for r in range(repeats):
+        pred = train_predict(x, y, test_x, len(classes), 1000 * seed + r, epochs, size, cosine=True)
+        f1 = f1_score(test_y, pred, labels=range(len(classes)), average=None, zero_division=0)
+        rows.append({"accuracy": float(accuracy_score(test_y, pred)), "macro_f1": float(np.mean(f1)), "f1": f1})
     return {
-        "accuracy": round(float(accuracy_score(test_y, pred)), 4),
-        "macro_f1": round(float(np.mean(f1)), 4),
-        "f1": {c: round(float(v), 4) for c, v in zip(classes, f1)},
+        "accuracy": round(float(np.mean([r["accuracy"] for r in rows])), 4),
+        "macro_f1": round(float(np.mean([r["macro_f1"] for r in rows])), 4),
+        "f1": {c: round(float(np.mean([r["f1"][i] for r in rows])), 4) for i, c in enumerate(classes)},
+        "repeats": [round(r["macro_f1"], 4) for r in rows],
         "train_images": len(train),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -352,7 +367,8 @@ def markdown(result: dict) -> str:
     s, st = result["summary"], result["settings"]
     classes = st["classes"]
     lines = [
-        f"eval on the {st['eval']} crops; custom_cnn {st['size']} px, {st['epochs']} epochs, flips; "
+        f"eval on the {st['eval']} crops; custom_cnn {st['size']} px, {st['epochs']} epochs, flips, cosine lr, "
+        f"{st['repeats']} trainings per seed averaged; "
         f"+{st['extra']} extra images per class; code {result['code']['sources_sha256'][:12]} "
         f"(git {str(result['code']['git_commit'])[:7]}{'' if result['code']['git_clean'] else ', dirty'}).",
         "",
@@ -398,9 +414,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--curve-seeds", type=int, default=0, help="seeds of the levels other than --main-level (0: --seeds)"
     )
-    ap.add_argument("--extra", type=int, default=150, help="extra images per class")
+    ap.add_argument("--extra", type=int, default=400, help="extra images per class (400: chosen on the dev part)")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--repeats", type=int, default=3, help="trainings per seed and arm, their F1 averaged")
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args(argv)
     release = a.sample / "PBC_dataset_normal_DIB"
@@ -413,8 +430,8 @@ def main(argv: list[str] | None = None) -> dict:
             ap.error(f"--arms/--curve-arms: unknown arm {arm!r}; use {', '.join(ARMS)}")
     if "flip" not in arms or "flip" not in curve_arms:
         ap.error("--arms and --curve-arms need flip (the paired differences are taken against it)")
-    if max(levels) > PARTS[0]:
-        ap.error(f"--levels: at most {PARTS[0]} real images per class (the training pool)")
+    if max(levels) > POOL:
+        ap.error(f"--levels: at most {POOL} real images per class (the training pool)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from realism import split_parts
 
@@ -427,7 +444,8 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     settings = {
         "eval": a.eval, "classes": classes, "parts": PARTS, "extra": a.extra, "epochs": a.epochs, "size": a.size,
-        "model": "custom_cnn", "main_level": a.main_level, "levels": levels, "arms": arms, "curve_arms": curve_arms,
+        "model": "custom_cnn", "lr": "cosine", "repeats": a.repeats, "pool": POOL, "main_level": a.main_level,
+        "levels": levels, "arms": arms, "curve_arms": curve_arms,
         "seeds": list(range(a.seeds)), "curve_seeds": list(range(min(a.curve_seeds or a.seeds, a.seeds))),
     }  # fmt: skip
     result: dict = {
@@ -479,12 +497,13 @@ def main(argv: list[str] | None = None) -> dict:
                 run_stamp = {
                     "code": version, "kind": "run", "images": images, "sources": sources,
                     "test": rel(test_paths), "seed": seed, "epochs": a.epochs, "size": a.size, "model": "custom_cnn",
+                    "lr": "cosine", "repeats": a.repeats,
                 }  # fmt: skip
                 r = stamped_json(
                     out / "runs",
                     run_stamp,
                     lambda train=train, x=test_x, y=test_y, seed=seed: train_score(
-                        train, classes, x, y, seed, a.epochs, a.size
+                        train, classes, x, y, seed, a.epochs, a.size, a.repeats
                     ),
                 )
                 runs[str(level)][arm].append(r | {"seed": seed})

@@ -117,17 +117,27 @@ def make_bank(tree: Path, out: Path) -> Path:
 
 
 def train_predict(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, n_classes: int, seed: int, epochs: int, size: int
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    n_classes: int,
+    seed: int,
+    epochs: int,
+    size: int,
+    cosine: bool = False,
 ) -> np.ndarray:
     """Predicted classes of the test images by the paper's custom CNN (classify's registry, from scratch, random
-    flips of every training image each epoch) trained on (train_x, train_y); shared with naturalize_gain.py."""
+    flips of every training image each epoch, Adam 1e-3, with `cosine` decayed to 0 over the run) trained on
+    (train_x, train_y); shared with naturalize_gain.py."""
     import keras
 
     from classify.models import create_model
 
     keras.utils.set_random_seed(seed)
     model = create_model("custom_cnn", n_classes, image_size=size)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    steps = epochs * -(-len(train_x) // 32)
+    lr = keras.optimizers.schedules.CosineDecay(1e-3, steps) if cosine else 1e-3
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(seed)
     for _ in range(epochs):  # flips drawn per image and epoch
         x = train_x.copy()

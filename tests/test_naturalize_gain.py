@@ -56,22 +56,23 @@ def _parts() -> dict[str, dict[str, list[Path]]]:
 
 def test_seed_split_resplits_bank_and_test_and_never_reads_dev() -> None:
     parts = _parts()
-    pool, test = ng.seed_split(parts, ["PMY", "MY"], 0, "test")
+    pool, test = ng.seed_split(parts, ["PMY", "MY"], 0, "test", pool_size=10)
     for c in ("PMY", "MY"):
-        assert len(pool[c]) == 15 and len(test[c]) == 4
+        assert len(pool[c]) == 10 and len(test[c]) == 9  # the pool's rest is tested with the test part
         assert set(pool[c]) | set(test[c]) == set(parts["bank"][c] + parts["test"][c])
         assert not set(pool[c]) & set(test[c])
-    again, test_again = ng.seed_split(parts, ["PMY", "MY"], 0, "test")
+    again, test_again = ng.seed_split(parts, ["PMY", "MY"], 0, "test", pool_size=10)
     assert again == pool and test_again == test  # same seed, same split
-    other, other_test = ng.seed_split(parts, ["PMY", "MY"], 1, "test")
+    other, other_test = ng.seed_split(parts, ["PMY", "MY"], 1, "test", pool_size=10)
     assert other_test != test and other != pool  # the seed varies the split and the subsample's order
 
 
-def test_seed_split_dev_mode_tests_on_the_dev_part() -> None:
+def test_seed_split_dev_mode_tests_on_the_dev_part_and_the_banks_rest() -> None:
     parts = _parts()
-    pool, test = ng.seed_split(parts, ["PMY", "MY"], 3, "dev")
-    assert test == {c: parts["dev"][c] for c in ("PMY", "MY")}
-    assert {c: sorted(pool[c]) for c in pool} == {c: sorted(parts["bank"][c]) for c in pool}
+    pool, test = ng.seed_split(parts, ["PMY", "MY"], 3, "dev", pool_size=10)
+    for c in ("PMY", "MY"):
+        assert test[c][:4] == parts["dev"][c] and len(pool[c]) == 10
+        assert sorted(pool[c] + test[c][4:]) == sorted(parts["bank"][c])  # the test part is never read
 
 
 def test_arm_counts_share_the_extra_images() -> None:
