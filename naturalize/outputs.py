@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from naturalize.fsio import UserError, write_json
+from naturalize.fsio import UserError, read_json, write_json
 
 MARKER = ".naturalize-output.json"
 MARKER_FORMAT = "naturalize-output/1"
@@ -40,13 +40,11 @@ def read_marker(folder: str | os.PathLike) -> dict | None:
     path = Path(folder) / MARKER
     if not path.is_file():
         return None
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise UserError(
-            f"{path} is damaged (not JSON); the folder's owner is unknown, so nothing in it is "
-            f"touched: choose another output folder"
-        ) from None
+    meta = read_json(
+        path,
+        f"{path} is damaged (not JSON); the folder's owner is unknown, so nothing in it is "
+        f"touched: choose another output folder",
+    )
     if not isinstance(meta, dict) or meta.get("format") != MARKER_FORMAT or not isinstance(meta.get("written"), list):
         raise UserError(f"{path} is not a naturalize output marker; choose another output folder")
     return meta
