@@ -340,6 +340,16 @@ def _refuses_edited_bank(id: str, kind: str, expect: str, edit: Callable[[Path],
     return Case(id, kind, N, _compose(bank="{tmp}/bank"), expect, setup=_bank_copy(edit))
 
 
+def _out_is_file(id: str, tool: str, args: tuple[str, ...]) -> Case:
+    """A command whose --out (or its folder) is the file {tmp}/f: one line saying so."""
+    return Case(id, TRACEBACK, tool, args, "is a file", setup=_write("f", "x"))
+
+
+def _out_is_folder(id: str, tool: str, args: tuple[str, ...]) -> Case:
+    """A command whose file output --out is the folder {tmp}/d: one line saying so."""
+    return Case(id, TRACEBACK, tool, args, "is a folder", setup=_write("d/keep.txt", "x"))
+
+
 CLASSICAL = ("--backend", "classical")
 CASES = [
     # ---- data loss: overwrite and overlap
@@ -477,13 +487,7 @@ CASES = [
     ),
     _refuses_user_folder("evaluate-out-user-folder", NS, ("evaluate", "{run}", "--out", "{tmp}/mine")),
     _refuses_user_folder("explain-out-user-folder", NS, ("explain", "{run}", "{ds}/test", "--out", "{tmp}/mine")),
-    Case(
-        "explain-out-is-run",
-        DATA_LOSS,
-        NS,
-        ("explain", "{run}", "{ds}/test", "--out", "{run}"),
-        "is the input",
-    ),
+    Case("explain-out-is-run", DATA_LOSS, NS, ("explain", "{run}", "{ds}/test", "--out", "{run}"), "is the input"),
     # ---- tracebacks
     _refuses_edited_bank(
         "corrupt-bank-json", TRACEBACK, "bank.json is damaged", lambda b: (b / "bank.json").write_text("{oops")
@@ -492,47 +496,19 @@ CASES = [
         "bank-json-not-an-object", TRACEBACK, "bank format version", lambda b: (b / "bank.json").write_text("[]")
     ),
     _refuses_edited_bank("bank-json-damaged-file-record", TRACEBACK, "is damaged (its record", _mangle_record),
-    Case("compose-out-is-file", TRACEBACK, N, _compose(out="{tmp}/f"), "is a file", setup=_write("f", "x")),
+    _out_is_file("compose-out-is-file", N, _compose(out="{tmp}/f")),
     Case("compose-n-huge", TRACEBACK, N, _compose(n="1000000000000"), "--shard"),
-    Case(
-        "preview-out-is-folder",
-        TRACEBACK,
-        N,
-        ("preview", "{syn}", "--out", "{tmp}/d"),
-        "is a folder",
-        setup=_write("d/keep.txt", "x"),
-    ),
+    _out_is_folder("preview-out-is-folder", N, ("preview", "{syn}", "--out", "{tmp}/d")),
     Case(
         "preview-out-wrong-suffix", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/sheet.jpg"), "must end in .png"
     ),
-    Case("prepare-out-is-file", TRACEBACK, N, _prepare(out="{tmp}/f"), "is a file", setup=_write("f", "x")),
-    Case("segment-out-is-file", TRACEBACK, N, _segment(*CLASSICAL, out="{tmp}/f"), "is a file", setup=_write("f", "x")),
-    Case("build-out-is-file", TRACEBACK, N, _build(out="{tmp}/f"), "is a file", setup=_write("f", "x")),
-    Case("train-out-is-file", TRACEBACK, NS, _train("--out", "{tmp}/f"), "is a file", setup=_write("f", "x")),
-    Case(
-        "predict-out-is-folder",
-        TRACEBACK,
-        NS,
-        ("predict", "{run}", "{ds}/test", "--out", "{tmp}/d"),
-        "is a folder",
-        setup=_write("d/keep.txt", "x"),
-    ),
-    Case(
-        "predict-out-parent-is-file",
-        TRACEBACK,
-        NS,
-        ("predict", "{run}", "{ds}/test", "--out", "{tmp}/f/p.csv"),
-        "is a file",
-        setup=_write("f", "x"),
-    ),
-    Case(
-        "compare-out-is-folder",
-        TRACEBACK,
-        NS,
-        ("compare", "{run}", "--out", "{tmp}/d"),
-        "is a folder",
-        setup=_write("d/keep.txt", "x"),
-    ),
+    _out_is_file("prepare-out-is-file", N, _prepare(out="{tmp}/f")),
+    _out_is_file("segment-out-is-file", N, _segment(*CLASSICAL, out="{tmp}/f")),
+    _out_is_file("build-out-is-file", N, _build(out="{tmp}/f")),
+    _out_is_file("train-out-is-file", NS, _train("--out", "{tmp}/f")),
+    _out_is_folder("predict-out-is-folder", NS, ("predict", "{run}", "{ds}/test", "--out", "{tmp}/d")),
+    _out_is_file("predict-out-parent-is-file", NS, ("predict", "{run}", "{ds}/test", "--out", "{tmp}/f/p.csv")),
+    _out_is_folder("compare-out-is-folder", NS, ("compare", "{run}", "--out", "{tmp}/d")),
     _refuses_edited_bank(
         "index-missing-columns", TRACEBACK, "index.csv", lambda b: (b / "index.csv").write_text("a,b\n1,2\n")
     ),
@@ -584,20 +560,9 @@ CASES = [
         check=_said("4 of 4 images hold fewer red cells than --rbc 30 asked", "o/manifest.jsonl"),
     ),
     Case(
-        "explain-channels-negative",
-        SILENT,
-        NS,
-        ("explain", "{run}", "{ds}/test", "--channels", "-5"),
-        "--channels -5",
+        "explain-channels-negative", SILENT, NS, ("explain", "{run}", "{ds}/test", "--channels", "-5"), "--channels -5"
     ),
-    Case(
-        "train-one-class",
-        SILENT,
-        NS,
-        _train("--out", "{tmp}/r", dataset="{tmp}/one"),
-        "one class",
-        setup=_one_class,
-    ),
+    Case("train-one-class", SILENT, NS, _train("--out", "{tmp}/r", dataset="{tmp}/one"), "one class", setup=_one_class),
     Case("prepare-mixed-layout", SILENT, N, _prepare(src="{tmp}/mixed"), "mixes layouts", setup=_mixed_layout),
     Case(
         "segment-reports-broken-file",
@@ -680,13 +645,7 @@ CASES = [
     ),
     Case("evaluate-not-a-run", OTHER, NS, ("evaluate", "{ds}"), "not a classify run"),
     Case("predict-missing-image", OTHER, NS, ("predict", "{run}", "{tmp}/nope.jpg"), "neither an image"),
-    Case(
-        "explain-unknown-target",
-        OTHER,
-        NS,
-        ("explain", "{run}", "{ds}/test", "--target", "XX"),
-        "--target",
-    ),
+    Case("explain-unknown-target", OTHER, NS, ("explain", "{run}", "{ds}/test", "--target", "XX"), "--target"),
 ]
 
 
@@ -741,23 +700,9 @@ def test_killed_compose_leaves_no_orphan_tracebacks(world: Path, tmp_path: Path)
     import time
 
     out = tmp_path / "out"
+    args = [_fill(a, world, tmp_path) for a in _compose("--workers", "2", n="5000", out="{tmp}/out")]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "naturalize.cli",
-            "compose",
-            "--class",
-            "PMY",
-            "--n",
-            "5000",
-            "--bank",
-            str(world / "bank"),
-            "--out",
-            str(out),
-            "--workers",
-            "2",
-        ],
+        [sys.executable, "-m", "naturalize.cli", *args],
         cwd=tmp_path,
         env=_env(world),
         stdout=subprocess.DEVNULL,
