@@ -11,20 +11,14 @@ from pathlib import Path
 
 import typer
 
-from naturalize.clihelp import CONTEXT, HELP_MARKUP, examples, version_option
-from naturalize.fsio import UserError, write_text
+from naturalize.clihelp import examples, new_app, run_app, version_option
+from naturalize.fsio import write_text
 from naturalize.outputs import check_file_output
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=HELP_MARKUP,
-    context_settings=CONTEXT,
-    help="Train, evaluate, predict with and explain Keras blood-cell classifiers on Naturalize datasets.",
-    epilog=examples(
-        "classify train --dataset datasets/2k-pbc --model efficientnetv2b0 --out runs/2k-effnet",
-        "classify evaluate runs/2k-effnet --split test",
-    ),
+app = new_app(
+    "Train, evaluate, predict with and explain Keras blood-cell classifiers on Naturalize datasets.",
+    "classify train --dataset datasets/2k-pbc --model efficientnetv2b0 --out runs/2k-effnet",
+    "classify evaluate runs/2k-effnet --split test",
 )
 
 RUN_HELP = "A run directory written by `classify train` (holds model.keras, classes.json, config.json)."
@@ -187,10 +181,7 @@ def main() -> None:
     """Entry point: run the app, turning a UserError into one line on stderr and exit code 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        app()
-    except UserError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        run_app(app)
     except KeyboardInterrupt:
         typer.echo("interrupted; rerun the same command to resume", err=True)
         sys.exit(130)

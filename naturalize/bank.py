@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from naturalize.fsio import UserError, replace_bytes, write_bytes
+from naturalize.fsio import UserError, read_json, replace_bytes, write_bytes
 from naturalize.outputs import claim, remove_written, write_marker
 
 FORMAT_VERSION = 1
@@ -166,13 +166,10 @@ def read_bank_meta(root: Path) -> dict:
         raise UserError(
             f"{root} is not a sprite bank (no bank.json); make one with `naturalize segment PBC_ROOT --out {root}`"
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise UserError(
-            f"{meta_path} is damaged (not JSON); rebuild the bank with `naturalize segment ... --out {root} "
-            f"--overwrite`"
-        ) from None
+    meta = read_json(
+        meta_path,
+        f"{meta_path} is damaged (not JSON); rebuild the bank with `naturalize segment ... --out {root} --overwrite`",
+    )
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise UserError(

@@ -30,7 +30,7 @@ from typing import Any
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
-from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
+from naturalize.outputs import check_disjoint, claim_settled
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, prepare, stratified_split
 from naturalize.records import Record, is_prepared, read_records, write_records
@@ -212,20 +212,16 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
     dataset this command built (the same parameters resume it; --overwrite removes what build wrote there)."""
     check_disjoint(out, [("the PBC download", pbc_root)])
     check_disjoint(work_dir, [("the PBC download", pbc_root)], option="--work")
-    if claim(out, KIND) == "ours":
-        meta_path = out / "dataset.json"
-        try:
-            old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-        except ValueError:
-            old = None
-        if old is not None and old.get("parameters") != params and not overwrite:
-            raise UserError(
-                f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
-                f"(only what `naturalize build` wrote there is removed), or choose another --out"
-            )
-        if overwrite:
-            remove_written(out, KIND)
-    write_marker(out, KIND, OUTPUTS)
+    claim_settled(
+        out,
+        KIND,
+        OUTPUTS,
+        record="dataset.json",
+        differs=lambda old: old is not None and old.get("parameters") != params,
+        overwrite=overwrite,
+        refusal=f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
+        f"(only what `naturalize build` wrote there is removed), or choose another --out",
+    )
 
 
 def curation_exclusions(banks: Iterable[Path]) -> dict[str, str]:

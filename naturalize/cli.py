@@ -6,13 +6,12 @@ so `naturalize --help` stays fast.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from naturalize.classes import parse_classes
-from naturalize.clihelp import CONTEXT, HELP_MARKUP, examples, version_option
+from naturalize.clihelp import examples, new_app, run_app, version_option
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
 from naturalize.fsio import UserError
 from naturalize.segment import backend_help
@@ -20,13 +19,10 @@ from naturalize.segment import backend_help
 #: The defaults of the compose options (`compose`, `build`) are ComposeParams's fields (one source).
 _COMPOSE = ComposeParams()
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=HELP_MARKUP,
-    context_settings=CONTEXT,
-    help="Naturalize: PBC records, SAM sprite banks, realistic synthetic blood-smear images and datasets.",
-    epilog=examples("naturalize demo", "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc"),
+app = new_app(
+    "Naturalize: PBC records, SAM sprite banks, realistic synthetic blood-smear images and datasets.",
+    "naturalize demo",
+    "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc",
 )
 
 
@@ -439,11 +435,7 @@ def realism(
 
 def main() -> None:
     """Entry point: run the app, turning a UserError into one line on stderr and exit code 2."""
-    try:
-        app()
-    except UserError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What both command lines share in their help: the version option and example epilogs.
+"""What both command lines share: the app's help layout, the version option, example epilogs and the entry point
+that turns a UserError into one `error:` line.
 
 Help is rendered in click's plain layout (`HELP_MARKUP = None`): no `<bool>` column on flags, and
 bracketed text such as `[default: ...]` is shown as written instead of being taken for rich markup.
@@ -6,11 +7,13 @@ bracketed text such as `[default: ...]` is shown as written instead of being tak
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import typer
 
 from naturalize import __version__
+from naturalize.fsio import UserError
 
 #: Typer's rich_markup_mode for both apps: None = click's plain help layout.
 HELP_MARKUP = None
@@ -21,6 +24,27 @@ CONTEXT = {"max_content_width": 110, "help_option_names": ["-h", "--help"]}
 def examples(*lines: str) -> str:
     """Command lines -> an epilog "Examples:" block that click prints line by line (no rewrapping)."""
     return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def new_app(about: str, *example_lines: str) -> typer.Typer:
+    """A Typer app in the shared help layout: `about` as its help, the example command lines as its epilog."""
+    return typer.Typer(
+        add_completion=False,
+        no_args_is_help=True,
+        rich_markup_mode=HELP_MARKUP,
+        context_settings=CONTEXT,
+        help=about,
+        epilog=examples(*example_lines),
+    )
+
+
+def run_app(app: typer.Typer) -> None:
+    """Run `app`, turning a UserError into one `error: ...` line on stderr and exit code 2."""
+    try:
+        app()
+    except UserError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
 
 
 def version_callback(prog: str) -> Callable[[bool], None]:

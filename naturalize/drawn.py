@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from PIL import Image
 
 from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS
 from naturalize.fsio import UserError, write_bytes, write_json, write_text
-from naturalize.outputs import claim, remove_written, write_marker
+from naturalize.outputs import claim_settled
 from naturalize.procs import die_with_parent
 
 GENERATOR_VERSION = 1
@@ -499,19 +498,18 @@ def write_drawn_release(
         "real": False,
     }
     meta_path = out / "drawn.json"
-    if claim(out, KIND, option="the drawn set's folder") == "ours":
-        try:
-            old = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
-        except ValueError:
-            old = None
-        if old is not None and old != params:
-            if not overwrite:
-                raise UserError(
-                    f"{out} was drawn with other parameters; pass overwrite=True (--overwrite) or choose "
-                    f"another output folder"
-                )
-            remove_written(out, KIND)
-    write_marker(out, KIND, ["drawn.json", "README.txt", "manifest.csv", *sorted({_FOLDER_OF[c] for c in counts})])
+    claim_settled(
+        out,
+        KIND,
+        ["drawn.json", "README.txt", "manifest.csv", *sorted({_FOLDER_OF[c] for c in counts})],
+        record=meta_path.name,
+        differs=lambda old: old is not None and old != params,
+        overwrite=overwrite,
+        refusal=f"{out} was drawn with other parameters; pass overwrite=True (--overwrite) or choose "
+        f"another output folder",
+        option="the drawn set's folder",
+        redo_same=False,
+    )
     write_json(meta_path, params)  # first, so an interrupted run is recognised and resumed
     write_text(out / "README.txt", README_TEXT)
     jobs = [(c, i) for c in CLASSES if c in counts for i in range(counts[c])]

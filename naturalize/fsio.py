@@ -102,5 +102,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def read_json(path: str | os.PathLike, damaged: str) -> Any:
+    """The JSON in file `path`; UserError(`damaged`) when it is not JSON (or not UTF-8)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError:  # UnicodeDecodeError included
+        raise UserError(damaged) from None
+
+
 class UserError(Exception):
     """A problem with the user's input: the CLI prints its one-line message and exits with 2."""

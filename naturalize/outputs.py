@@ -9,6 +9,7 @@ Two rules keep a user's files safe:
   wrote there. A folder is written into only when it is new, empty or carries a marker of the same kind
   (`claim`); `--overwrite` removes only the names that marker lists (`remove_written`). A non-empty folder
   without the marker, or with another kind's, is refused with one line, with or without --overwrite.
+  `claim_settled` is that sequence for an output that records its settings (a dataset, a demo, a drawn set).
 
 File outputs (a PNG, a CSV, a Markdown table) are checked by `check_file_output` before the work starts.
 """
@@ -18,10 +19,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from naturalize.fsio import UserError, write_json
+from naturalize.fsio import UserError, read_json, write_json
 
 MARKER = ".naturalize-output.json"
 MARKER_FORMAT = "naturalize-output/1"
@@ -38,13 +40,11 @@ def read_marker(folder: str | os.PathLike) -> dict | None:
     path = Path(folder) / MARKER
     if not path.is_file():
         return None
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise UserError(
-            f"{path} is damaged (not JSON); the folder's owner is unknown, so nothing in it is "
-            f"touched: choose another output folder"
-        ) from None
+    meta = read_json(
+        path,
+        f"{path} is damaged (not JSON); the folder's owner is unknown, so nothing in it is "
+        f"touched: choose another output folder",
+    )
     if not isinstance(meta, dict) or meta.get("format") != MARKER_FORMAT or not isinstance(meta.get("written"), list):
         raise UserError(f"{path} is not a naturalize output marker; choose another output folder")
     return meta
@@ -107,6 +107,41 @@ def remove_written(folder: str | os.PathLike, kind: str, names: Sequence[str] | 
             shutil.rmtree(target)
     write_json(folder / MARKER, {**meta, "written": sorted(written - set(chosen))})
     return chosen
+
+
+def read_record(path: str | os.PathLike) -> Any:
+    """The JSON in `path` (an earlier run's record of its settings), or None when it is missing or not JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except ValueError:
+        return None
+
+
+def claim_settled(
+    out: str | os.PathLike,
+    kind: str,
+    written: Iterable[str],
+    *,
+    record: str,
+    differs: Callable[[Any], bool],
+    overwrite: bool,
+    refusal: str,
+    option: str = "--out",
+    redo_same: bool = True,
+) -> None:
+    """Make folder `out` the tool's `kind` output before any work: new or empty, or ours (`claim`). When ours,
+    `differs(read_record(out / record))` says whether it was made with other settings: then it is refused with
+    UserError(`refusal`) unless `overwrite`; `overwrite` removes what the tool wrote there (also for the same
+    settings unless `redo_same` is False). Then the marker lists `written`."""
+    out = Path(out)
+    if claim(out, kind, option) == "ours":
+        changed = differs(read_record(out / record))
+        if changed and not overwrite:
+            raise UserError(refusal)
+        if overwrite and (changed or redo_same):
+            remove_written(out, kind)
+    write_marker(out, kind, written)
 
 
 def _resolved(path: str | os.PathLike) -> Path:

@@ -136,10 +136,14 @@ class Case:
     expect: str | None
     setup: Callable[[Path, Path], None] | None = None
     check: Callable[[subprocess.CompletedProcess, Path, Path], None] | None = None
-    needs_run: bool = False
     replaces: tuple[
         str, ...
     ] = ()  # tmp-relative prefixes of the tool's own earlier outputs, which --overwrite replaces
+
+    @property
+    def needs_run(self) -> bool:
+        """Whether the command reads the shared trained run ({run} in its args)."""
+        return any("{run}" in a for a in self.args)
 
 
 def _user_files(dirname: str) -> Callable[[Path, Path], None]:
@@ -299,57 +303,73 @@ def _records_unchanged_and_limit(proc, world: Path, tmp: Path) -> None:
 
 
 N, NS = "naturalize", "classify"
+
+
+def _compose(*more: str, cls: str = "PMY", n: str = "2", bank: str = "{bank}", out: str = "{tmp}/o") -> tuple[str, ...]:
+    """`compose` of `n` images of `cls` from `bank` into `out`, then the options `more`."""
+    return ("compose", "--class", cls, "--n", n, "--bank", bank, "--out", out, *more)
+
+
+def _build(*more: str, recipe: str = "pbc11", out: str = "{tmp}/d") -> tuple[str, ...]:
+    """`build` of `recipe` from the world's PBC tree into `out`, then the options `more`."""
+    return ("build", recipe, "--pbc", "{pbc}", "--out", out, *more)
+
+
+def _prepare(*more: str, src: str = "{pbc}", out: str = "{tmp}/p") -> tuple[str, ...]:
+    """`prepare` of `src` into `out`, then the options `more`."""
+    return ("prepare", src, "--out", out, *more)
+
+
+def _segment(*more: str, src: str = "{prep}", out: str = "{tmp}/b") -> tuple[str, ...]:
+    """`segment` of `src` into `out`, then the options `more`."""
+    return ("segment", src, "--out", out, *more)
+
+
+def _train(*more: str, dataset: str = "{ds}") -> tuple[str, ...]:
+    """`classify train` of custom_cnn on `dataset`, then the options `more`."""
+    return ("train", "--dataset", dataset, "--model", "custom_cnn", *more)
+
+
+def _refuses_user_folder(id: str, tool: str, args: tuple[str, ...]) -> Case:
+    """A command whose output is {tmp}/mine, a folder of the user's own files: refused, nothing in it touched."""
+    return Case(id, DATA_LOSS, tool, args, "not written by naturalize", setup=_user_files("mine"))
+
+
+def _refuses_edited_bank(id: str, kind: str, expect: str, edit: Callable[[Path], None]) -> Case:
+    """`compose` from a copy of the world's bank changed by `edit`: refused with an error holding `expect`."""
+    return Case(id, kind, N, _compose(bank="{tmp}/bank"), expect, setup=_bank_copy(edit))
+
+
+def _out_is_file(id: str, tool: str, args: tuple[str, ...]) -> Case:
+    """A command whose --out (or its folder) is the file {tmp}/f: one line saying so."""
+    return Case(id, TRACEBACK, tool, args, "is a file", setup=_write("f", "x"))
+
+
+def _out_is_folder(id: str, tool: str, args: tuple[str, ...]) -> Case:
+    """A command whose file output --out is the folder {tmp}/d: one line saying so."""
+    return Case(id, TRACEBACK, tool, args, "is a folder", setup=_write("d/keep.txt", "x"))
+
+
+CLASSICAL = ("--backend", "classical")
 CASES = [
     # ---- data loss: overwrite and overlap
-    Case(
-        "build-out-is-pbc-overwrite",
-        DATA_LOSS,
-        N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{pbc}", "--overwrite"),
-        "--out",
-    ),
+    Case("build-out-is-pbc-overwrite", DATA_LOSS, N, _build("--overwrite", out="{pbc}"), "--out"),
     Case(
         "build-out-contains-pbc-overwrite",
         DATA_LOSS,
         N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{world}", "--overwrite"),
+        _build("--overwrite", out="{world}"),
         "contains the PBC download",
     ),
-    Case(
-        "build-out-inside-pbc",
-        DATA_LOSS,
-        N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{pbc}/datasets/x"),
-        "is inside the PBC download",
-    ),
-    Case(
-        "build-out-user-folder-overwrite",
-        DATA_LOSS,
-        N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/mine", "--overwrite"),
-        "not written by naturalize",
-        setup=_user_files("mine"),
-    ),
-    Case(
-        "build-out-user-folder-truthful",
-        DATA_LOSS,
-        N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/mine"),
-        "not written by naturalize",
-        setup=_user_files("mine"),
-    ),
-    Case(
-        "build-work-inside-pbc",
-        DATA_LOSS,
-        N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--work", "{pbc}/.work"),
-        "--work",
-    ),
+    Case("build-out-inside-pbc", DATA_LOSS, N, _build(out="{pbc}/datasets/x"), "is inside the PBC download"),
+    _refuses_user_folder("build-out-user-folder-overwrite", N, _build("--overwrite", out="{tmp}/mine")),
+    _refuses_user_folder("build-out-user-folder-truthful", N, _build(out="{tmp}/mine")),
+    Case("build-work-inside-pbc", DATA_LOSS, N, _build("--work", "{pbc}/.work"), "--work"),
     Case(
         "build-overwrite-keeps-user-file",
         DATA_LOSS,
         N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--seed", "1", "--overwrite", "--workers", "1"),
+        _build("--seed", "1", "--overwrite", "--workers", "1"),
         None,
         setup=_own_dataset_then_notes,
         check=_kept("d/notes.txt", "d/dataset.json"),
@@ -359,7 +379,7 @@ CASES = [
         "build-other-settings-needs-overwrite",
         DATA_LOSS,
         N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--seed", "1"),
+        _build("--seed", "1"),
         "built with other settings",
         setup=_own_dataset_then_notes,
     ),
@@ -367,7 +387,7 @@ CASES = [
         "compose-overwrite-user-class-folder",
         DATA_LOSS,
         N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+        _compose("--overwrite", out="{tmp}/out"),
         "not written by naturalize",
         setup=_user_class_folder,
     ),
@@ -375,44 +395,17 @@ CASES = [
         "compose-overwrite-user-folder-in-own-output",
         DATA_LOSS,
         N,
-        ("compose", "--class", "LY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+        _compose("--overwrite", cls="LY", out="{tmp}/out"),
         "was not written by naturalize compose",
         setup=_compose_out_with_user_class,
     ),
-    Case(
-        "compose-out-is-bank",
-        DATA_LOSS,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{bank}"),
-        "is the bank",
-    ),
-    Case(
-        "compose-out-contains-bank",
-        DATA_LOSS,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{world}", "--overwrite"),
-        "contains the bank",
-    ),
+    Case("compose-out-is-bank", DATA_LOSS, N, _compose(out="{bank}"), "is the bank"),
+    Case("compose-out-contains-bank", DATA_LOSS, N, _compose("--overwrite", out="{world}"), "contains the bank"),
     Case(
         "compose-overwrite-keeps-user-file",
         DATA_LOSS,
         N,
-        (
-            "compose",
-            "--class",
-            "PMY",
-            "--n",
-            "2",
-            "--seed",
-            "5",
-            "--bank",
-            "{bank}",
-            "--out",
-            "{tmp}/out",
-            "--overwrite",
-            "--workers",
-            "1",
-        ),
+        _compose("--seed", "5", "--overwrite", "--workers", "1", out="{tmp}/out"),
         None,
         setup=_own_compose_then_notes,
         check=_kept("out/notes.txt"),
@@ -422,63 +415,39 @@ CASES = [
         "compose-damaged-marker",
         DATA_LOSS,
         N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/out", "--overwrite"),
+        _compose("--overwrite", out="{tmp}/out"),
         "is damaged",
         setup=_damaged_marker,
     ),
-    Case(
-        "prepare-materialize-overwrite-user-tree",
-        DATA_LOSS,
-        N,
-        ("prepare", "{pbc}", "--out", "{tmp}/mine", "--materialize", "--overwrite"),
-        "not written by naturalize",
-        setup=_user_files("mine"),
+    _refuses_user_folder(
+        "prepare-materialize-overwrite-user-tree", N, _prepare("--materialize", "--overwrite", out="{tmp}/mine")
     ),
-    Case("prepare-out-is-pbc", DATA_LOSS, N, ("prepare", "{pbc}", "--out", "{pbc}", "--overwrite"), "is the PBC tree"),
-    Case(
-        "prepare-out-contains-pbc",
-        DATA_LOSS,
-        N,
-        ("prepare", "{pbc}", "--out", "{world}", "--overwrite"),
-        "contains the PBC tree",
-    ),
+    Case("prepare-out-is-pbc", DATA_LOSS, N, _prepare("--overwrite", out="{pbc}"), "is the PBC tree"),
+    Case("prepare-out-contains-pbc", DATA_LOSS, N, _prepare("--overwrite", out="{world}"), "contains the PBC tree"),
     Case(
         "prepare-overwrite-keeps-user-file",
         DATA_LOSS,
         N,
-        ("prepare", "{pbc}", "--out", "{tmp}/p", "--seed", "3", "--overwrite", "--workers", "1"),
+        _prepare("--seed", "3", "--overwrite", "--workers", "1"),
         None,
         setup=_own_prepared_then_notes,
         check=_kept("p/notes.txt", "p/records.csv"),
         replaces=("p/",),
     ),
-    Case(
-        "segment-out-is-input",
-        DATA_LOSS,
-        N,
-        ("segment", "{prep}", "--out", "{prep}", "--backend", "classical"),
-        "is the input",
-    ),
+    Case("segment-out-is-input", DATA_LOSS, N, _segment(*CLASSICAL, out="{prep}"), "is the input"),
     Case(
         "segment-out-inside-input",
         DATA_LOSS,
         N,
-        ("segment", "{pbc}", "--out", "{pbc}/bank", "--backend", "classical"),
+        _segment(*CLASSICAL, src="{pbc}", out="{pbc}/bank"),
         "is inside the input",
     ),
-    Case(
-        "segment-overwrite-user-folder",
-        DATA_LOSS,
-        N,
-        ("segment", "{prep}", "--out", "{tmp}/mine", "--backend", "classical", "--overwrite"),
-        "not written by naturalize",
-        setup=_user_files("mine"),
-    ),
+    _refuses_user_folder("segment-overwrite-user-folder", N, _segment(*CLASSICAL, "--overwrite", out="{tmp}/mine")),
     Case(
         "segment-overwrite-other-kind",
         DATA_LOSS,
         N,
-        ("segment", "{prep}", "--out", "{syn}", "--backend", "classical", "--overwrite"),
+        _segment(*CLASSICAL, "--overwrite", out="{syn}"),
         "holds a naturalize compose output, not a bank",
     ),
     Case(
@@ -488,37 +457,18 @@ CASES = [
         ("preview", "{syn}", "--out", "{syn}/sheet.png"),
         "is inside the image folder",
     ),
-    Case(
-        "demo-out-user-folder-overwrite",
-        DATA_LOSS,
-        N,
-        ("demo", "--out", "{tmp}/mine", "--overwrite", "--size", "small"),
-        "not written by naturalize",
-        setup=_user_files("mine"),
+    _refuses_user_folder(
+        "demo-out-user-folder-overwrite", N, ("demo", "--out", "{tmp}/mine", "--overwrite", "--size", "small")
     ),
     Case("demo-out-is-pbc", DATA_LOSS, N, ("demo", "--out", "{pbc}", "--pbc", "{pbc}", "--overwrite"), "is the --pbc"),
-    Case(
-        "train-out-is-dataset",
-        DATA_LOSS,
-        NS,
-        ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{ds}"),
-        "is the dataset",
-    ),
-    Case(
-        "train-out-user-folder",
-        DATA_LOSS,
-        NS,
-        ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{tmp}/mine"),
-        "not written by naturalize",
-        setup=_user_files("mine"),
-    ),
+    Case("train-out-is-dataset", DATA_LOSS, NS, _train("--out", "{ds}"), "is the dataset"),
+    _refuses_user_folder("train-out-user-folder", NS, _train("--out", "{tmp}/mine")),
     Case(
         "predict-out-inside-images",
         DATA_LOSS,
         NS,
         ("predict", "{run}", "{ds}/test", "--out", "{ds}/test/p.csv"),
         "is inside input",
-        needs_run=True,
     ),
     Case(
         "predict-out-is-an-input-image",
@@ -527,7 +477,6 @@ CASES = [
         ("predict", "{run}", "{tmp}/x.csv", "--out", "{tmp}/x.csv"),
         "is input",
         setup=_write("x.csv", "a,b\n"),
-        needs_run=True,
     ),
     Case(
         "evaluate-out-inside-dataset",
@@ -535,190 +484,51 @@ CASES = [
         NS,
         ("evaluate", "{run}", "--out", "{ds}/eval"),
         "is inside the dataset",
-        needs_run=True,
     ),
-    Case(
-        "evaluate-out-user-folder",
-        DATA_LOSS,
-        NS,
-        ("evaluate", "{run}", "--out", "{tmp}/mine"),
-        "not written by naturalize",
-        setup=_user_files("mine"),
-        needs_run=True,
-    ),
-    Case(
-        "explain-out-user-folder",
-        DATA_LOSS,
-        NS,
-        ("explain", "{run}", "{ds}/test", "--out", "{tmp}/mine"),
-        "not written by naturalize",
-        setup=_user_files("mine"),
-        needs_run=True,
-    ),
-    Case(
-        "explain-out-is-run",
-        DATA_LOSS,
-        NS,
-        ("explain", "{run}", "{ds}/test", "--out", "{run}"),
-        "is the input",
-        needs_run=True,
-    ),
+    _refuses_user_folder("evaluate-out-user-folder", NS, ("evaluate", "{run}", "--out", "{tmp}/mine")),
+    _refuses_user_folder("explain-out-user-folder", NS, ("explain", "{run}", "{ds}/test", "--out", "{tmp}/mine")),
+    Case("explain-out-is-run", DATA_LOSS, NS, ("explain", "{run}", "{ds}/test", "--out", "{run}"), "is the input"),
     # ---- tracebacks
-    Case(
-        "corrupt-bank-json",
-        TRACEBACK,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-        "bank.json is damaged",
-        setup=_bank_copy(lambda b: (b / "bank.json").write_text("{oops")),
+    _refuses_edited_bank(
+        "corrupt-bank-json", TRACEBACK, "bank.json is damaged", lambda b: (b / "bank.json").write_text("{oops")
     ),
-    Case(
-        "bank-json-not-an-object",
-        TRACEBACK,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-        "bank format version",
-        setup=_bank_copy(lambda b: (b / "bank.json").write_text("[]")),
+    _refuses_edited_bank(
+        "bank-json-not-an-object", TRACEBACK, "bank format version", lambda b: (b / "bank.json").write_text("[]")
     ),
-    Case(
-        "bank-json-damaged-file-record",
-        TRACEBACK,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-        "is damaged (its record",
-        setup=_bank_copy(_mangle_record),
-    ),
-    Case(
-        "compose-out-is-file",
-        TRACEBACK,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/f"),
-        "is a file",
-        setup=_write("f", "x"),
-    ),
-    Case(
-        "compose-n-huge",
-        TRACEBACK,
-        N,
-        ("compose", "--class", "PMY", "--n", "1000000000000", "--bank", "{bank}", "--out", "{tmp}/o"),
-        "--shard",
-    ),
-    Case(
-        "preview-out-is-folder",
-        TRACEBACK,
-        N,
-        ("preview", "{syn}", "--out", "{tmp}/d"),
-        "is a folder",
-        setup=_write("d/keep.txt", "x"),
-    ),
+    _refuses_edited_bank("bank-json-damaged-file-record", TRACEBACK, "is damaged (its record", _mangle_record),
+    _out_is_file("compose-out-is-file", N, _compose(out="{tmp}/f")),
+    Case("compose-n-huge", TRACEBACK, N, _compose(n="1000000000000"), "--shard"),
+    _out_is_folder("preview-out-is-folder", N, ("preview", "{syn}", "--out", "{tmp}/d")),
     Case(
         "preview-out-wrong-suffix", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/sheet.jpg"), "must end in .png"
     ),
-    Case(
-        "prepare-out-is-file",
-        TRACEBACK,
-        N,
-        ("prepare", "{pbc}", "--out", "{tmp}/f"),
-        "is a file",
-        setup=_write("f", "x"),
-    ),
-    Case(
-        "segment-out-is-file",
-        TRACEBACK,
-        N,
-        ("segment", "{prep}", "--out", "{tmp}/f", "--backend", "classical"),
-        "is a file",
-        setup=_write("f", "x"),
-    ),
-    Case(
-        "build-out-is-file",
-        TRACEBACK,
-        N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/f"),
-        "is a file",
-        setup=_write("f", "x"),
-    ),
-    Case(
-        "train-out-is-file",
-        TRACEBACK,
-        NS,
-        ("train", "--dataset", "{ds}", "--model", "custom_cnn", "--out", "{tmp}/f"),
-        "is a file",
-        setup=_write("f", "x"),
-    ),
-    Case(
-        "predict-out-is-folder",
-        TRACEBACK,
-        NS,
-        ("predict", "{run}", "{ds}/test", "--out", "{tmp}/d"),
-        "is a folder",
-        setup=_write("d/keep.txt", "x"),
-        needs_run=True,
-    ),
-    Case(
-        "predict-out-parent-is-file",
-        TRACEBACK,
-        NS,
-        ("predict", "{run}", "{ds}/test", "--out", "{tmp}/f/p.csv"),
-        "is a file",
-        setup=_write("f", "x"),
-        needs_run=True,
-    ),
-    Case(
-        "compare-out-is-folder",
-        TRACEBACK,
-        NS,
-        ("compare", "{run}", "--out", "{tmp}/d"),
-        "is a folder",
-        setup=_write("d/keep.txt", "x"),
-        needs_run=True,
-    ),
-    Case(
-        "index-missing-columns",
-        TRACEBACK,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-        "index.csv",
-        setup=_bank_copy(lambda b: (b / "index.csv").write_text("a,b\n1,2\n")),
+    _out_is_file("prepare-out-is-file", N, _prepare(out="{tmp}/f")),
+    _out_is_file("segment-out-is-file", N, _segment(*CLASSICAL, out="{tmp}/f")),
+    _out_is_file("build-out-is-file", N, _build(out="{tmp}/f")),
+    _out_is_file("train-out-is-file", NS, _train("--out", "{tmp}/f")),
+    _out_is_folder("predict-out-is-folder", NS, ("predict", "{run}", "{ds}/test", "--out", "{tmp}/d")),
+    _out_is_file("predict-out-parent-is-file", NS, ("predict", "{run}", "{ds}/test", "--out", "{tmp}/f/p.csv")),
+    _out_is_folder("compare-out-is-folder", NS, ("compare", "{run}", "--out", "{tmp}/d")),
+    _refuses_edited_bank(
+        "index-missing-columns", TRACEBACK, "index.csv", lambda b: (b / "index.csv").write_text("a,b\n1,2\n")
     ),
     Case(
         "dataset-json-corrupt",
         TRACEBACK,
         NS,
-        ("train", "--dataset", "{tmp}/ds2", "--model", "custom_cnn", "--out", "{tmp}/r"),
+        _train("--out", "{tmp}/r", dataset="{tmp}/ds2"),
         "dataset.json",
         setup=lambda w, t: (shutil.copytree(w / "ds", t / "ds2"), (t / "ds2" / "dataset.json").write_text("{")),
     ),
     # ---- silently wrong results
-    Case(
-        "truncated-index",
-        SILENT,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-        "no longer matches",
-        setup=_bank_copy(_truncate("index.csv", 3)),
-    ),
-    Case(
-        "hand-edited-index",
-        SILENT,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-        "no longer matches",
-        setup=_bank_copy(_edit_number),
-    ),
-    Case(
-        "truncated-curation",
-        SILENT,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/bank", "--out", "{tmp}/o"),
-        "no longer matches",
-        setup=_bank_copy(_truncate("curation.csv", 1)),
-    ),
+    _refuses_edited_bank("truncated-index", SILENT, "no longer matches", _truncate("index.csv", 3)),
+    _refuses_edited_bank("hand-edited-index", SILENT, "no longer matches", _edit_number),
+    _refuses_edited_bank("truncated-curation", SILENT, "no longer matches", _truncate("curation.csv", 1)),
     Case(
         "segment-resume-edited-bank",
         SILENT,
         N,
-        ("segment", "{prep}", "--out", "{tmp}/bank", "--backend", "classical", "--split", "train"),
+        _segment(*CLASSICAL, "--split", "train", out="{tmp}/bank"),
         "no longer matches",
         setup=_bank_copy(_truncate("index.csv", 2)),
     ),
@@ -726,137 +536,39 @@ CASES = [
         "segment-leaves-prepared-input",
         SILENT,
         N,
-        (
-            "segment",
-            "{prep}",
-            "--out",
-            "{tmp}/b",
-            "--backend",
-            "classical",
-            "--limit",
-            "3",
-            "--workers",
-            "1",
-            "--no-progress",
-        ),
+        _segment(*CLASSICAL, "--limit", "3", "--workers", "1", "--no-progress"),
         None,
         check=_records_unchanged_and_limit,
     ),
-    Case(
-        "compose-wbc-0",
-        SILENT,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--wbc", "0"),
-        "--wbc 0",
-    ),
-    Case(
-        "compose-rbc-500",
-        SILENT,
-        N,
-        (
-            "compose",
-            "--class",
-            "PMY",
-            "--n",
-            "2",
-            "--bank",
-            "{bank}",
-            "--out",
-            "{tmp}/o",
-            "--scene",
-            "paper",
-            "--rbc",
-            "500",
-        ),
-        "--rbc 500",
-    ),
+    Case("compose-wbc-0", SILENT, N, _compose("--wbc", "0"), "--wbc 0"),
+    Case("compose-rbc-500", SILENT, N, _compose("--scene", "paper", "--rbc", "500"), "--rbc 500"),
     Case(
         "build-platelets-ignored-by-transplant",
         SILENT,
         N,
-        (
-            "build",
-            "custom",
-            "--pbc",
-            "{pbc}",
-            "--out",
-            "{tmp}/d",
-            "--classes",
-            "PMY",
-            "--per-class",
-            "5",
-            "--platelets",
-            "1..3",
-        ),
+        _build("--classes", "PMY", "--per-class", "5", "--platelets", "1..3", recipe="custom"),
         "--platelets 1..3 would be ignored",
     ),
-    Case(
-        "compose-rbc-ignored-by-transplant",
-        SILENT,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--rbc", "12"),
-        "--rbc 12 would be ignored",
-    ),
-    Case(
-        "compose-wbc-ignored-by-transplant",
-        SILENT,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o", "--wbc", "2"),
-        "--wbc 2 would be ignored",
-    ),
+    Case("compose-rbc-ignored-by-transplant", SILENT, N, _compose("--rbc", "12"), "--rbc 12 would be ignored"),
+    Case("compose-wbc-ignored-by-transplant", SILENT, N, _compose("--wbc", "2"), "--wbc 2 would be ignored"),
     Case(
         "compose-rbc-short-reported",
         SILENT,
         N,
-        (
-            "compose",
-            "--class",
-            "PMY",
-            "--n",
-            "4",
-            "--bank",
-            "{bank}",
-            "--out",
-            "{tmp}/o",
-            "--scene",
-            "paper",
-            "--rbc",
-            "30",
-            "--workers",
-            "1",
-        ),
+        _compose("--scene", "paper", "--rbc", "30", "--workers", "1", n="4"),
         None,
         check=_said("4 of 4 images hold fewer red cells than --rbc 30 asked", "o/manifest.jsonl"),
     ),
     Case(
-        "explain-channels-negative",
-        SILENT,
-        NS,
-        ("explain", "{run}", "{ds}/test", "--channels", "-5"),
-        "--channels -5",
-        needs_run=True,
+        "explain-channels-negative", SILENT, NS, ("explain", "{run}", "{ds}/test", "--channels", "-5"), "--channels -5"
     ),
-    Case(
-        "train-one-class",
-        SILENT,
-        NS,
-        ("train", "--dataset", "{tmp}/one", "--model", "custom_cnn", "--out", "{tmp}/r"),
-        "one class",
-        setup=_one_class,
-    ),
-    Case(
-        "prepare-mixed-layout",
-        SILENT,
-        N,
-        ("prepare", "{tmp}/mixed", "--out", "{tmp}/p"),
-        "mixes layouts",
-        setup=_mixed_layout,
-    ),
+    Case("train-one-class", SILENT, NS, _train("--out", "{tmp}/r", dataset="{tmp}/one"), "one class", setup=_one_class),
+    Case("prepare-mixed-layout", SILENT, N, _prepare(src="{tmp}/mixed"), "mixes layouts", setup=_mixed_layout),
     Case(
         "segment-reports-broken-file",
         SILENT,
         N,
-        ("segment", "{tmp}/raw", "--out", "{tmp}/b", "--backend", "classical", "--workers", "1", "--no-progress"),
+        _segment(*CLASSICAL, "--workers", "1", "--no-progress", src="{tmp}/raw"),
         None,
         setup=_raw_tree_with_broken_file,
         check=_said("LY/LY_broken.jpg", "b/bank.json"),
@@ -866,19 +578,7 @@ CASES = [
         "train-lists-every-broken-image",
         OTHER,
         NS,
-        (
-            "train",
-            "--dataset",
-            "{tmp}/ds2",
-            "--model",
-            "custom_cnn",
-            "--out",
-            "{tmp}/r",
-            "--image-size",
-            "16",
-            "--epochs",
-            "1",
-        ),
+        _train("--out", "{tmp}/r", "--image-size", "16", "--epochs", "1", dataset="{tmp}/ds2"),
         "2 image(s) cannot be read",
         setup=_ds_with_broken,
     ),
@@ -890,7 +590,6 @@ CASES = [
         None,
         setup=_images_with_broken,
         check=_predicted_the_rest,
-        needs_run=True,
     ),
     Case(
         "predict-only-broken-images",
@@ -899,7 +598,6 @@ CASES = [
         ("predict", "{run}", "{tmp}/imgs"),
         "2 image(s) cannot be read",
         setup=_only_broken,
-        needs_run=True,
     ),
     Case(
         "preview-skips-broken-image",
@@ -911,127 +609,43 @@ CASES = [
         check=_said("PMY_syn_9_9.jpg", "s.png"),
     ),
     # ---- other bad arguments (one line each)
-    Case(
-        "compose-unknown-class",
-        OTHER,
-        N,
-        ("compose", "--class", "XYZ", "--n", "2", "--bank", "{bank}", "--out", "{tmp}/o"),
-        "unknown class",
-    ),
-    Case(
-        "compose-n-zero",
-        OTHER,
-        N,
-        ("compose", "--class", "PMY", "--n", "0", "--bank", "{bank}", "--out", "{tmp}/o"),
-        "--n 0",
-    ),
-    Case(
-        "compose-bad-shard",
-        OTHER,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--shard", "3/2", "--bank", "{bank}", "--out", "{tmp}/o"),
-        "--shard",
-    ),
-    Case(
-        "compose-bad-platelets",
-        OTHER,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--platelets", "3..1", "--bank", "{bank}", "--out", "{tmp}/o"),
-        "--platelets",
-    ),
-    Case(
-        "compose-bad-size",
-        OTHER,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--size", "huge", "--bank", "{bank}", "--out", "{tmp}/o"),
-        "--size",
-    ),
-    Case(
-        "compose-missing-bank",
-        OTHER,
-        N,
-        ("compose", "--class", "PMY", "--n", "2", "--bank", "{tmp}/nope", "--out", "{tmp}/o"),
-        "not a sprite bank",
-    ),
-    Case(
-        "compose-other-settings",
-        OTHER,
-        N,
-        ("compose", "--class", "PMY", "--n", "3", "--seed", "9", "--bank", "{bank}", "--out", "{syn}"),
-        "--overwrite",
-    ),
-    Case("prepare-bad-split", OTHER, N, ("prepare", "{pbc}", "--out", "{tmp}/p", "--split", "0.5,0.5"), "--split"),
-    Case("prepare-missing-input", OTHER, N, ("prepare", "{tmp}/nope", "--out", "{tmp}/p"), "does not exist"),
-    Case(
-        "prepare-per-class-zero", OTHER, N, ("prepare", "{pbc}", "--out", "{tmp}/p", "--per-class", "0"), "--per-class"
-    ),
-    Case("segment-limit-zero", OTHER, N, ("segment", "{prep}", "--out", "{tmp}/b", "--limit", "0"), "--limit 0"),
-    Case(
-        "segment-unknown-backend",
-        OTHER,
-        N,
-        ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "magic"),
-        "--backend",
-    ),
-    Case("segment-unknown-class", OTHER, N, ("segment", "{prep}", "--out", "{tmp}/b", "--classes", "XX"), "--classes"),
+    Case("compose-unknown-class", OTHER, N, _compose(cls="XYZ"), "unknown class"),
+    Case("compose-n-zero", OTHER, N, _compose(n="0"), "--n 0"),
+    Case("compose-bad-shard", OTHER, N, _compose("--shard", "3/2"), "--shard"),
+    Case("compose-bad-platelets", OTHER, N, _compose("--platelets", "3..1"), "--platelets"),
+    Case("compose-bad-size", OTHER, N, _compose("--size", "huge"), "--size"),
+    Case("compose-missing-bank", OTHER, N, _compose(bank="{tmp}/nope"), "not a sprite bank"),
+    Case("compose-other-settings", OTHER, N, _compose("--seed", "9", n="3", out="{syn}"), "--overwrite"),
+    Case("prepare-bad-split", OTHER, N, _prepare("--split", "0.5,0.5"), "--split"),
+    Case("prepare-missing-input", OTHER, N, _prepare(src="{tmp}/nope"), "does not exist"),
+    Case("prepare-per-class-zero", OTHER, N, _prepare("--per-class", "0"), "--per-class"),
+    Case("segment-limit-zero", OTHER, N, _segment("--limit", "0"), "--limit 0"),
+    Case("segment-unknown-backend", OTHER, N, _segment("--backend", "magic"), "--backend"),
+    Case("segment-unknown-class", OTHER, N, _segment("--classes", "XX"), "--classes"),
     Case(
         "segment-sam-missing-checkpoint",
         OTHER,
         N,
-        ("segment", "{prep}", "--out", "{tmp}/b", "--backend", "sam", "--checkpoint", "{tmp}/none.pth"),
+        _segment("--backend", "sam", "--checkpoint", "{tmp}/none.pth"),
         "fetch-sam",
     ),
-    Case("build-unknown-recipe", OTHER, N, ("build", "3k-pbc", "--pbc", "{pbc}", "--out", "{tmp}/d"), "unknown recipe"),
-    Case(
-        "build-custom-needs-classes", OTHER, N, ("build", "custom", "--pbc", "{pbc}", "--out", "{tmp}/d"), "--classes"
-    ),
-    Case(
-        "build-unknown-protocol",
-        OTHER,
-        N,
-        ("build", "pbc11", "--pbc", "{pbc}", "--out", "{tmp}/d", "--protocol", "x"),
-        "protocol",
-    ),
+    Case("build-unknown-recipe", OTHER, N, _build(recipe="3k-pbc"), "unknown recipe"),
+    Case("build-custom-needs-classes", OTHER, N, _build(recipe="custom"), "--classes"),
+    Case("build-unknown-protocol", OTHER, N, _build("--protocol", "x"), "protocol"),
     Case("preview-n-zero", OTHER, N, ("preview", "{syn}", "--out", "{tmp}/s.png", "--n", "0"), "--n 0"),
     Case("preview-missing-folder", OTHER, N, ("preview", "{tmp}/nope", "--out", "{tmp}/s.png"), "is not a folder"),
     Case("train-unknown-model", OTHER, NS, ("train", "--dataset", "{ds}", "--model", "resnet9000"), "resnet9000"),
-    Case(
-        "train-missing-dataset", OTHER, NS, ("train", "--dataset", "{tmp}/nope", "--model", "custom_cnn"), "not found"
-    ),
+    Case("train-missing-dataset", OTHER, NS, _train(dataset="{tmp}/nope"), "not found"),
     Case(
         "train-other-run",
         OTHER,
         NS,
-        (
-            "train",
-            "--dataset",
-            "{ds}",
-            "--model",
-            "custom_cnn",
-            "--out",
-            "{run}",
-            "--lr",
-            "0.5",
-            "--image-size",
-            "16",
-            "--batch-size",
-            "4",
-        ),
+        _train("--out", "{run}", "--lr", "0.5", "--image-size", "16", "--batch-size", "4"),
         "different run",
-        needs_run=True,
     ),
     Case("evaluate-not-a-run", OTHER, NS, ("evaluate", "{ds}"), "not a classify run"),
-    Case(
-        "predict-missing-image", OTHER, NS, ("predict", "{run}", "{tmp}/nope.jpg"), "neither an image", needs_run=True
-    ),
-    Case(
-        "explain-unknown-target",
-        OTHER,
-        NS,
-        ("explain", "{run}", "{ds}/test", "--target", "XX"),
-        "--target",
-        needs_run=True,
-    ),
+    Case("predict-missing-image", OTHER, NS, ("predict", "{run}", "{tmp}/nope.jpg"), "neither an image"),
+    Case("explain-unknown-target", OTHER, NS, ("explain", "{run}", "{ds}/test", "--target", "XX"), "--target"),
 ]
 
 
@@ -1086,23 +700,9 @@ def test_killed_compose_leaves_no_orphan_tracebacks(world: Path, tmp_path: Path)
     import time
 
     out = tmp_path / "out"
+    args = [_fill(a, world, tmp_path) for a in _compose("--workers", "2", n="5000", out="{tmp}/out")]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "naturalize.cli",
-            "compose",
-            "--class",
-            "PMY",
-            "--n",
-            "5000",
-            "--bank",
-            str(world / "bank"),
-            "--out",
-            str(out),
-            "--workers",
-            "2",
-        ],
+        [sys.executable, "-m", "naturalize.cli", *args],
         cwd=tmp_path,
         env=_env(world),
         stdout=subprocess.DEVNULL,

@@ -40,21 +40,28 @@ def _files(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow
-def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_path: Path):
-    out = tmp_path / "datasets" / "custom"
-    meta = build(
+def _build_pmy(root: Path, out: Path, per_class: int, **more) -> dict:
+    """A custom dataset with `per_class` synthetic PMY images from at most 12 real images per class (classical
+    backend, one worker, quiet unless `more` gives an echo)."""
+    more = {"echo": lambda s: None, **more}
+    return build(
         "custom",
-        sample_root,
+        root,
         out,
         classes=("PMY",),
-        per_class=6,
+        per_class=per_class,
         per_class_cap=12,
         backend="classical",
         workers=1,
         progress=False,
-        echo=lambda s: None,
+        **more,
     )
+
+
+@pytest.mark.slow
+def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_path: Path):
+    out = tmp_path / "datasets" / "custom"
+    meta = _build_pmy(sample_root, out, 6)
     rows = _files(out)
     prepared = Path(meta["work"]) / "prepared"
     split_of = {r.path: r.split for r in read_records(prepared / "records.csv")}
@@ -80,36 +87,13 @@ def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_pa
     assert not any(r.excluded for r in read_records(prepared / "records.csv"))  # build's input is never rewritten
     # a rerun with other parameters refuses; the same parameters rebuild in place
     with pytest.raises(UserError, match="--overwrite"):
-        build(
-            "custom",
-            sample_root,
-            out,
-            classes=("PMY",),
-            per_class=7,
-            per_class_cap=12,
-            backend="classical",
-            workers=1,
-            progress=False,
-            echo=lambda s: None,
-        )
+        _build_pmy(sample_root, out, 7)
 
 
 @pytest.mark.slow
 def test_paper_protocol_pools_and_warns(sample_root: Path, tmp_path: Path):
     said: list[str] = []
-    meta = build(
-        "custom",
-        sample_root,
-        tmp_path / "paper",
-        protocol="paper",
-        classes=("PMY",),
-        per_class=20,
-        per_class_cap=12,
-        backend="classical",
-        workers=1,
-        progress=False,
-        echo=said.append,
-    )
+    meta = _build_pmy(sample_root, tmp_path / "paper", 20, protocol="paper", echo=said.append)
     assert any("optimistic" in s for s in said)
     pmy = {s: meta["counts"][s]["PMY"] for s in ("train", "val", "test")}
     assert sum(v["synthetic"] for v in pmy.values()) == 20

@@ -7,8 +7,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ keras = pytest.importorskip("keras")
 
 from naturalize.classes import CLASSES, class_of_prefix  # noqa: E402
 from naturalize.fsio import UserError  # noqa: E402
+from naturalize.testing.cli import run_cli  # noqa: E402
 
 SIZE = 32
 RUN_FILES = {
@@ -78,15 +77,7 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 def _cli(*args, env=None, cwd=None):
-    full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "classify.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=full,
-        cwd=cwd,
-        timeout=300,
-    )
+    return run_cli("classify", *args, env={"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, cwd=cwd, timeout=300)
 
 
 def _complete(run: Path, backend: str) -> None:
@@ -165,40 +156,21 @@ def test_resume_after_an_interruption_continues_from_the_last_finished_epoch(tin
             raise KeyboardInterrupt
 
     out = tmp_path / "resumable"
+    run = dict(epochs=3, batch_size=8, image_size=SIZE, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(
-            tiny_tree,
-            "custom_cnn",
-            out,
-            epochs=3,
-            batch_size=8,
-            image_size=SIZE,
-            progress=False,
-            callbacks=[Interrupt()],
-            log=lambda s: None,
-        )
+        train(tiny_tree, "custom_cnn", out, callbacks=[Interrupt()], log=lambda s: None, **run)
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 1 and state["done"] is False
     first = read_history(out)
     assert len(first) == 1 and (out / "last.keras").is_file() and (out / "model.keras").is_file()
     logs: list[str] = []
-    train(
-        tiny_tree,
-        "custom_cnn",
-        out,
-        epochs=3,
-        batch_size=8,
-        image_size=SIZE,
-        progress=False,
-        evaluate=False,
-        log=logs.append,
-    )
+    train(tiny_tree, "custom_cnn", out, evaluate=False, log=logs.append, **run)
     assert any(line.startswith("resuming") and "after epoch 1" in line for line in logs)
     hist = read_history(out)
     assert [r["epoch"] for r in hist] == [1, 2, 3] and hist[0] == first[0]
     assert json.loads((out / "state.json").read_text())["epoch"] == 3
     with pytest.raises(UserError, match="holds a different run \\(lr"):
-        train(tiny_tree, "custom_cnn", out, epochs=3, batch_size=8, lr=0.5, image_size=SIZE, progress=False)
+        train(tiny_tree, "custom_cnn", out, lr=0.5, **run)
 
 
 def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):

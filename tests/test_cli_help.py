@@ -72,19 +72,9 @@ def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_sta
     drawn_pbc = write_drawn_release(tmp_path / "pbc", 4, seed=0, progress=False)
 
     lines: list[str] = []
-    build(
-        "custom",
-        drawn_pbc,
-        tmp_path / "ds",
-        classes=("PMY",),
-        per_class=2,
-        per_class_cap=3,
-        device="cuda",
-        workers=1,
-        progress=False,
-        compose=ComposeParams(rbc=6, platelets=(1, 1), scene="paper"),
-        echo=lines.append,
-    )
+    paper = ComposeParams(rbc=6, platelets=(1, 1), scene="paper")
+    small = dict(classes=("PMY",), per_class=2, per_class_cap=3, workers=1, progress=False, compose=paper)
+    build("custom", drawn_pbc, tmp_path / "ds", device="cuda", echo=lines.append, **small)
     assert sum(line.startswith("backend ") for line in lines) == 1
     assert any("--device cuda ignored" in line for line in lines)
     assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
@@ -96,18 +86,7 @@ def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_sta
     meta = __import__("json").loads((tmp_path / "ds" / "dataset.json").read_text())
     assert meta["parameters"]["compose"] == {"rbc": 6, "platelets": [1, 1], "scene": "paper"}
     # the same build again is recognised as the same dataset (tuples vs JSON lists compare equal)
-    build(
-        "custom",
-        drawn_pbc,
-        tmp_path / "ds",
-        classes=("PMY",),
-        per_class=2,
-        per_class_cap=3,
-        workers=1,
-        progress=False,
-        compose=ComposeParams(rbc=6, platelets=(1, 1), scene="paper"),
-        echo=lines.append,
-    )
+    build("custom", drawn_pbc, tmp_path / "ds", echo=lines.append, **small)
 
 
 def test_segment_says_device_is_ignored_by_the_classical_backend(tmp_path):

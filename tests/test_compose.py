@@ -46,6 +46,12 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
+def _compose_pmy(bank: Path, n: int, *more: str) -> list[str]:
+    """The command line (through naturalize.cli.main) composing `n` PMY images from `bank`, options `more` last."""
+    main = [sys.executable, "-c", "from naturalize.cli import main; main()"]
+    return [*main, "compose", "--class", "PMY", "--n", str(n), "--bank", str(bank), *more]
+
+
 def _placed_mask(cell, width: int, height: int) -> np.ndarray:
     """A placed cell's whole mask (before later cells cover it) in image coordinates."""
     full = np.zeros((height + 2 * 200, width + 2 * 200), bool)
@@ -254,24 +260,7 @@ def test_bad_input_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--quality 0 is not a JPEG quality"):
         ComposeParams(quality=0)
     # the command line prints it as one line and exits 2
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from naturalize.cli import main; main()",
-            "compose",
-            "--class",
-            "PMY",
-            "--n",
-            "5",
-            "--bank",
-            str(bank),
-            "--shard",
-            "x",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = subprocess.run(_compose_pmy(bank, 5, "--shard", "x"), capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--shard 'x'" in r.stderr
 
 
@@ -287,22 +276,7 @@ def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> Non
     import signal
     import time
 
-    cmd = [
-        sys.executable,
-        "-c",
-        "from naturalize.cli import main; main()",
-        "compose",
-        "--class",
-        "PMY",
-        "--n",
-        "200",
-        "--bank",
-        str(bank),
-        "--workers",
-        "1",
-        "--seed",
-        "5",
-    ]
+    cmd = _compose_pmy(bank, 200, "--workers", "1", "--seed", "5")
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import os
-import subprocess
-import sys
 import threading
 from functools import partial
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from naturalize import fetch
+from naturalize.testing.cli import run_cli
 
 NAME = fetch.CHECKPOINTS["vit_b"].filename
 
@@ -66,13 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     httpd.server_close()
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "naturalize.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+cli = partial(run_cli, "naturalize")
 
 
 def test_good_checksum_downloads_and_bad_one_leaves_nothing(server, tmp_path: Path) -> None:

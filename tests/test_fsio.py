@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from naturalize.fsio import atomic_open, atomic_path, link_or_copy, write_bytes, write_json, write_text
+from naturalize.fsio import (
+    UserError,
+    atomic_open,
+    atomic_path,
+    link_or_copy,
+    read_json,
+    write_bytes,
+    write_json,
+    write_text,
+)
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -81,3 +90,13 @@ def test_link_or_copy_links_and_never_touches_the_source(tmp_path: Path) -> None
     assert (tmp_path / "hard.jpg").read_bytes() == b"pixels" and src.stat().st_nlink == 2
     assert os.readlink(tmp_path / "soft.jpg") == str(src.resolve())
     assert src.read_bytes() == b"pixels"
+
+
+def test_read_json_reads_json_and_turns_a_damaged_file_into_the_given_user_error(tmp_path: Path) -> None:
+    write_json(tmp_path / "ok.json", {"a": [1, 2]})
+    assert read_json(tmp_path / "ok.json", "unused") == {"a": [1, 2]}
+    for name, data in (("cut.json", b'{"a": [1,'), ("latin1.json", b'{"a": "\xe9"}')):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(UserError) as e:
+            read_json(tmp_path / name, f"{name} is damaged; rebuild it")
+        assert str(e.value) == f"{name} is damaged; rebuild it"

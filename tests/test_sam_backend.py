@@ -4,16 +4,15 @@
 
 from __future__ import annotations
 
-import os
+import functools
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from naturalize.bank import Bank
+from naturalize.testing.cli import run_cli
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("segment_anything")
@@ -40,13 +39,7 @@ def tree(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return root
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "naturalize.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+cli = functools.partial(run_cli, "naturalize")
 
 
 @pytest.mark.slow

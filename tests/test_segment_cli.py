@@ -19,16 +19,22 @@ import pytest
 from PIL import Image
 
 from naturalize.bank import Bank
+from naturalize.testing.cli import run_cli
 
 N = 14  # images per test run: classes are taken in turn, so every class appears
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the `naturalize` command line as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "naturalize.cli", *args], capture_output=True, text=True)
+    proc = run_cli("naturalize", *args)
     if check and proc.returncode != 0:
         raise AssertionError(f"naturalize {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def classical(source: Path, out: Path) -> list[str]:
+    """The words of `segment SOURCE --out OUT --backend classical` (options follow them)."""
+    return ["segment", str(source), "--out", str(out), "--backend", "classical"]
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -59,19 +65,7 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 def bank(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A classical bank of N sample images made with two workers."""
     out = tmp_path_factory.mktemp("seg") / "bank"
-    proc = cli(
-        "segment",
-        str(sample_root),
-        "--out",
-        str(out),
-        "--backend",
-        "classical",
-        "--limit",
-        str(N),
-        "--workers",
-        "2",
-        "--no-progress",
-    )
+    proc = cli(*classical(sample_root, out), "--limit", str(N), "--workers", "2", "--no-progress")
     assert "backend classical" in proc.stderr
     return out
 
@@ -164,19 +158,7 @@ def test_backgrounds_are_full_size_and_cell_free(bank: Path, sample_release: Pat
 def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: Path, tmp_path: Path) -> None:
     # an interrupted run: the last two images never committed, a half-written index row, a stray temp file
     cut = tmp_path / "cut"
-    cli(
-        "segment",
-        str(sample_root),
-        "--out",
-        str(cut),
-        "--backend",
-        "classical",
-        "--limit",
-        str(N - 2),
-        "--workers",
-        "1",
-        "--no-progress",
-    )
+    cli(*classical(sample_root, cut), "--limit", str(N - 2), "--workers", "1", "--no-progress")
     lost = [r["source"] for r in Bank.open(bank).curation[-2:]]
     with open(cut / "index.csv", "ab") as f:
         f.write(b"ERB_0_RBC_9,RBC,,ERB/ERB_0.jpg,1,2")
@@ -184,41 +166,15 @@ def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: 
     (cut / "sprites" / ".x.png.123.tmp").write_bytes(b"partial")
     b = Bank.open(cut)  # valid while interrupted: the uncommitted images are not part of it
     assert {r["source"] for r in b.curation}.isdisjoint(lost) and not any(s.source in lost for s in b.sprites)
-    proc = cli(
-        "segment",
-        str(sample_root),
-        "--out",
-        str(cut),
-        "--backend",
-        "classical",
-        "--limit",
-        str(N),
-        "--workers",
-        "1",
-        "--no-progress",
-    )
+    proc = cli(*classical(sample_root, cut), "--limit", str(N), "--workers", "1", "--no-progress")
     assert f"{N - 2} of {N} images already done" in proc.stderr
     assert_same_tree(cut, bank)  # byte-identical, with one worker instead of two
 
 
 def test_killed_run_resumes_to_the_same_bank(bank: Path, sample_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    args = [
-        sys.executable,
-        "-m",
-        "naturalize.cli",
-        "segment",
-        str(sample_root),
-        "--out",
-        str(out),
-        "--backend",
-        "classical",
-        "--limit",
-        str(N),
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
+    args = [sys.executable, "-m", "naturalize.cli", *classical(sample_root, out)]
+    args += ["--limit", str(N), "--workers", "1", "--no-progress"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
@@ -229,44 +185,32 @@ def test_killed_run_resumes_to_the_same_bank(bank: Path, sample_root: Path, tmp_
         time.sleep(0.01)
     proc.wait()
     assert 3 <= len(Bank.open(out).curation) < N, "the run was not interrupted midway"
-    cli("segment", str(sample_root), "--out", str(out), "--backend", "classical", "--limit", str(N), "--no-progress")
+    cli(*classical(sample_root, out), "--limit", str(N), "--no-progress")
     assert_same_tree(out, bank)
 
 
 def test_existing_output_is_protected(bank: Path, sample_root: Path, tmp_path: Path) -> None:
     before = tree_digest(bank)
-    other = cli(
-        "segment",
-        str(sample_root),
-        "--out",
-        str(bank),
-        "--backend",
-        "classical",
-        "--limit",
-        "2",
-        "--split",
-        "train",
-        check=False,
-    )
+    other = cli(*classical(sample_root, bank), "--limit", "2", "--split", "train", check=False)
     assert error_line(other)  # a raw release tree has no split
     # same bank, other settings (another input root): refused, untouched
     alt_root = tmp_path / "alt"
     (alt_root / "BNE").mkdir(parents=True)
     src = next((sample_root / "PBC_dataset_normal_DIB" / "neutrophil").glob("BNE_*.jpg"))
     shutil.copy(src, alt_root / "BNE" / src.name)
-    proc = cli("segment", str(alt_root), "--out", str(bank), "--backend", "classical", check=False)
+    proc = cli(*classical(alt_root, bank), check=False)
     assert "--overwrite" in error_line(proc)
     assert tree_digest(bank) == before
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "notes.txt").write_text("mine")
-    proc = cli("segment", str(alt_root), "--out", str(junk), "--backend", "classical", "--overwrite", check=False)
+    proc = cli(*classical(alt_root, junk), "--overwrite", check=False)
     assert "not written by naturalize" in error_line(proc)
     assert [p.name for p in junk.iterdir()] == ["notes.txt"]
     # --overwrite replaces a bank
     small = tmp_path / "small"
     shutil.copytree(bank, small)
-    cli("segment", str(alt_root), "--out", str(small), "--backend", "classical", "--overwrite", "--no-progress")
+    cli(*classical(alt_root, small), "--overwrite", "--no-progress")
     b = Bank.open(small)
     assert [r["source"] for r in b.curation] == [f"BNE/{src.name}"]
     assert len(list((small / "backgrounds").glob("*.png"))) == 1 and len(b.backgrounds) == 1
@@ -277,9 +221,7 @@ def test_bad_inputs_one_line_and_nothing_written(sample_root: Path, tmp_path: Pa
     out = tmp_path / "out"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no PBC layout" in error_line(
-        cli("segment", str(empty), "--out", str(out), "--backend", "classical", check=False)
-    )
+    assert "no PBC layout" in error_line(cli(*classical(empty, out), check=False))
     tree = tmp_path / "tree" / "BNE"
     tree.mkdir(parents=True)
     src = next((sample_root / "PBC_dataset_normal_DIB" / "neutrophil").glob("BNE_*.jpg"))
@@ -299,19 +241,7 @@ def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path
     prep = tmp_path / "prep"
     cli("prepare", str(sample_root), "--out", str(prep))
     out = tmp_path / "bank"
-    cli(
-        "segment",
-        str(prep),
-        "--out",
-        str(out),
-        "--backend",
-        "classical",
-        "--split",
-        "train",
-        "--limit",
-        "30",
-        "--no-progress",
-    )
+    cli(*classical(prep, out), "--split", "train", "--limit", "30", "--no-progress")
     before = {p.name: p.read_bytes() for p in prep.iterdir() if p.is_file()}
     with (prep / "records.csv").open(newline="") as f:
         records = {r["path"]: r for r in csv.DictReader(f)}
@@ -324,18 +254,6 @@ def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path
     assert not any(r["excluded"] for r in records.values())
     assert {p.name: p.read_bytes() for p in prep.iterdir() if p.is_file()} == before
     # a larger --limit extends a smaller one: 30 then 40 gives the bank 40 images, the first 30 unchanged
-    cli(
-        "segment",
-        str(prep),
-        "--out",
-        str(out),
-        "--backend",
-        "classical",
-        "--split",
-        "train",
-        "--limit",
-        "40",
-        "--no-progress",
-    )
+    cli(*classical(prep, out), "--split", "train", "--limit", "40", "--no-progress")
     again = Bank.open(out).curation
     assert len(again) == 40 and again[:30] == b.curation

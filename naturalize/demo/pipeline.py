@@ -19,7 +19,6 @@ classify.evaluate.evaluate_run). Layout of OUT:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -37,7 +36,7 @@ from naturalize.demo.report import ReportData, write_report
 from naturalize.demo.sheets import pair_sheet, segmentation_sheets
 from naturalize.drawn import DRAWN_DIRNAME, write_drawn_release
 from naturalize.fsio import UserError, link_or_copy, write_json
-from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
+from naturalize.outputs import check_disjoint, claim_settled
 from naturalize.paths import is_image_name, subdirs
 from naturalize.prepare import prepare
 from naturalize.records import detect_layout
@@ -133,20 +132,16 @@ def _check_out(out: Path, settings: dict, overwrite: bool, pbc: Path | None) -> 
     """--out lies outside --pbc and is new, empty or an earlier demo (same settings resume; --overwrite removes
     what the demo wrote, nothing else); then it gets the demo marker."""
     check_disjoint(out, [("the --pbc download", pbc)])
-    if claim(out, KIND) == "ours":
-        meta = out / "demo.json"
-        try:
-            old = json.loads(meta.read_text(encoding="utf-8")).get("settings") if meta.is_file() else None
-        except ValueError:
-            old = None
-        if overwrite:
-            remove_written(out, KIND)
-        elif old is not None and old != settings:
-            raise UserError(
-                f"{out} holds a demo with other settings; pass --overwrite to replace it (only what the "
-                f"demo wrote there is removed) or choose another --out"
-            )
-    write_marker(out, KIND, OUTPUTS)
+    claim_settled(
+        out,
+        KIND,
+        OUTPUTS,
+        record="demo.json",
+        differs=lambda old: old is not None and old.get("settings") is not None and old.get("settings") != settings,
+        overwrite=overwrite,
+        refusal=f"{out} holds a demo with other settings; pass --overwrite to replace it (only what the "
+        f"demo wrote there is removed) or choose another --out",
+    )
 
 
 def epoch_bar(epochs: int, progress: bool):

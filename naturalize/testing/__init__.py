@@ -2,6 +2,7 @@
 
 boxbank    a bank cut from real PBC images with their OI-PBC boxes (needs the PBC sample)
 drawnbank  a bank of procedurally drawn cells (naturalize.drawn), written by the product's BankWriter
+cli        run_cli: `python -m naturalize.cli` / `classify.cli` in a subprocess, as a user runs it
 """
 
 from __future__ import annotations
