@@ -146,3 +146,17 @@ def test_the_held_out_check_refines_only_the_classes_it_helped_and_pools_the_res
     assert refined_classes(table) == ("BA",)
     assert pooled(table, refined_classes(table)) == (95 + 48 + 39, 190)
     assert pooled(table, ()) == (80 + 48 + 39, 190)
+
+
+@pytest.mark.parametrize("t", range(4))
+def test_a_mirrored_training_image_keeps_its_white_cell_inside_the_mirrored_box(t: int) -> None:
+    """train_wbc_refine.py --flips: the box is mirrored with the image, so it frames the same pixels."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from train_wbc_refine import FLIPS, flipped
+
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[10:25, 5:30] = (120, 40, 160)  # a white cell in the top-left corner
+    img, (x0, y0, x1, y1) = flipped(rgb, (5.0, 10.0, 30.0, 25.0), t)
+    assert img.shape == rgb.shape and img.flags.c_contiguous
+    assert (img[int(y0) : int(y1), int(x0) : int(x1)] == (120, 40, 160)).all() and img.sum() == rgb.sum()
+    assert (x0 != 5.0) == FLIPS[t][0] and (y0 != 10.0) == FLIPS[t][1]
