@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -58,13 +59,16 @@ def collect(images: list[Path], boxdir: Path) -> tuple[np.ndarray, np.ndarray, n
     return np.array(xs), np.array(ys), np.array(img)
 
 
-def fit(x: np.ndarray, y: np.ndarray, features: tuple[str, ...] = FEATURES) -> OutlineModel:
-    """Standardised 16-unit ReLU perceptron (scikit-learn, seeded) as an OutlineModel on `features`."""
+def fit(
+    x: np.ndarray, y: np.ndarray, features: tuple[str, ...] = FEATURES, units: int = 16, alpha: float = 1e-2
+) -> OutlineModel:
+    """Standardised ReLU perceptron (`units` hidden units, L2 penalty `alpha`; scikit-learn, seeded) as an
+    OutlineModel on `features`."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
     sc = StandardScaler().fit(x)
-    mlp = MLPClassifier((16,), alpha=1e-2, max_iter=2000, random_state=0).fit(sc.transform(x), y)
+    mlp = MLPClassifier((units,), alpha=alpha, max_iter=2000, random_state=0).fit(sc.transform(x), y)
     (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
     return OutlineModel(sc.mean_, sc.scale_, w1, b1, w2[:, 0], float(b2[0]), features)
 
@@ -77,14 +81,19 @@ def table(model: OutlineModel, x: np.ndarray, y: np.ndarray, n_images: int) -> N
         print(f"threshold {thr:.2f}: precision {y[keep].mean():.4f}, per image {keep.sum() / n_images:.3f}")
 
 
-def training_args(doc: str, weights: Path) -> tuple[argparse.Namespace, list[Path], Path]:
-    """(--sample/--cache/--check/--write arguments, the tuning-half images with OI-PBC boxes, the boxes folder)
-    of a training script (this one and train_wbc_refine.py); the report half is never listed."""
+def training_args(
+    doc: str, weights: Path, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> tuple[argparse.Namespace, list[Path], Path]:
+    """(--sample/--cache/--check/--write arguments and those `extra` adds, the tuning-half images with OI-PBC
+    boxes, the boxes folder) of a training script (this one and train_wbc_refine.py); the report half is never
+    listed."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--sample", type=Path, default=Path(os.environ.get("NATURALIZE_SAMPLE", "../shared/pbc-sample")))
     ap.add_argument("--cache", type=Path, default=None, help="training rows to reuse (written when absent)")
     ap.add_argument("--check", action="store_true", help="fit on half the tuning images, score the other half")
     ap.add_argument("--write", action="store_true", help=f"fit on the whole tuning half and write {weights.name}")
+    if extra is not None:
+        extra(ap)
     args = ap.parse_args()
     release, boxdir = args.sample / "PBC_dataset_normal_DIB", args.sample / "oi-pbc-boxes"
     images = sorted(p for p in release.glob("*/*.jpg") if (boxdir / f"{p.stem}.txt").exists())

@@ -2,20 +2,27 @@
 
 Usage:
     python benchmarks/train_wbc_refine.py [--sample DIR] [--cache CANDIDATES.npz] [--check] [--write]
+                                          [--halvings N] [--units U] [--alpha A] [--flips F]
 
 Every tuning-half image with exactly one OI-PBC white-cell box is segmented by the classical backend without
 the refinement; the white cell whose box fits the annotated one best gives one row per candidate mask
 (`refine.CANDIDATES`): its `refine.FEATURES` and the IoU of its full-resolution box with the annotated box.
-The features hold the image's class. A standardised one-hidden-layer perceptron (scikit-learn MLPClassifier, 16
-ReLU units, seeded) learns whether a candidate's IoU is >= 0.8. `--check` fits on one seeded half of the tuning
-images and scores the other, both ways, over 5 seeded halvings, and prints per class how many images reach IoU
->= 0.8 with the mask alone, refined at a range of margins, and with the best candidate; the refinement is used
-for the classes it helped there. `--write` also fits on the whole tuning half and writes
+The features hold the image's class. A standardised one-hidden-layer perceptron (scikit-learn MLPClassifier,
+`--units` ReLU units (16), L2 penalty `--alpha` (0.01), seeded) learns whether a candidate's IoU is >= 0.8. With
+`--flips F` (2-4) every image is also segmented mirrored left-right, up-down and both (the first F of FLIPS; the
+box mirrored with it), which gives the perceptron F times the rows; the check still scores each image only as it
+is, and never by a model fitted on one of its mirror images. `--check` fits on one seeded half of the tuning
+images and scores the other, both ways, over `--halvings` seeded halvings (5; halving i is the same for every
+model, so two models' figures are paired), and prints per class how many images reach IoU >= 0.8 with the mask
+alone, refined at a range of margins, and with the best candidate; the refinement is used for the classes it
+helped there, and the pooled held-out figure with that class list (mask alone for the other classes) is the one a
+new model or candidate set is compared on. `--write` also fits on the whole tuning half and writes
 naturalize/segment/wbc_refine.json (the weights and those classes). The report half is never read.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import cv2
@@ -31,55 +38,78 @@ from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, Refiner, ch
 
 BASE = ClassicalParams(wbc_refine=False)
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+FLIPS = ((False, False), (True, False), (False, True), (True, True))  # (left-right, up-down) mirrorings
 
 
-def collect(images: list[Path], boxdir: Path) -> dict[str, np.ndarray]:
-    """Candidate rows of the single-WBC images: x (N, F), iou (N,), img (N,) image index, cls (N,) class."""
-    xs, ious, img, cls_ = [], [], [], []
+def flipped(rgb: np.ndarray, box: tuple[float, float, float, float], t: int) -> tuple[np.ndarray, tuple]:
+    """(image, box) mirrored by FLIPS[t] (left-right, up-down)."""
+    lr, ud = FLIPS[t]
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = box
+    if lr:
+        rgb, x0, x1 = rgb[:, ::-1], w - x1, w - x0
+    if ud:
+        rgb, y0, y1 = rgb[::-1], h - y1, h - y0
+    return np.ascontiguousarray(rgb), (x0, y0, x1, y1)
+
+
+def collect(images: list[Path], boxdir: Path, flips: tuple[int, ...] = (0,)) -> dict[str, np.ndarray]:
+    """Candidate rows of the single-WBC images, each seen mirrored the ways `flips` index in FLIPS (0: as it is;
+    an image whose unmirrored white cell is not found is left out): x (N, F), iou (N,), img (N,) image index,
+    cls (N,) class, flip (N,) index into FLIPS."""
+    xs, ious, img, cls_, flip = [], [], [], [], []
     for k, path in enumerate(tqdm(images, desc="candidates", unit="img")):
         cls = path.stem.split("_")[0]
-        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        h, w = rgb.shape[:2]
-        truth = load_boxes(boxdir / f"{path.stem}.txt", w, h)["WBC"]
-        if len(truth) != 1:
+        rgb0 = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        h, w = rgb0.shape[:2]
+        truth0 = load_boxes(boxdir / f"{path.stem}.txt", w, h)["WBC"]
+        if len(truth0) != 1:
             continue
-        trace: list = []
-        segment_classical(rgb, BASE, trace=trace, label=cls)
         f = BASE.work_size / min(h, w)
         small = (max(8, round(h * f)), max(8, round(w * f)))
-        best: tuple[float, np.ndarray, list[float]] | None = None
-        for _i, sl, cands, feats in trace:
-            row_iou = []
-            for c in cands:
-                m = np.zeros(small, bool)
-                m[sl] = c
-                box = _upscale(m, (h, w))[1]
-                row_iou.append(box_iou(box, truth[0]) if box else 0.0)
-            if best is None or row_iou[0] > best[0]:
-                best = (row_iou[0], feats, row_iou)
-        if best is None or best[0] < 0.3:  # no white cell on the annotated one: nothing to refine
-            continue
-        xs += list(best[1])
-        ious += best[2]
-        img += [k] * len(CANDIDATES)
-        cls_ += [cls] * len(CANDIDATES)
-    return {"x": np.array(xs), "iou": np.array(ious), "img": np.array(img), "cls": np.array(cls_)}
+        for t in flips:
+            rgb, truth = flipped(rgb0, truth0[0], t)
+            trace: list = []
+            segment_classical(rgb, BASE, trace=trace, label=cls)
+            best: tuple[float, np.ndarray, list[float]] | None = None
+            for _i, sl, cands, feats in trace:
+                row_iou = []
+                for c in cands:
+                    m = np.zeros(small, bool)
+                    m[sl] = c
+                    box = _upscale(m, (h, w))[1]
+                    row_iou.append(box_iou(box, truth) if box else 0.0)
+                if best is None or row_iou[0] > best[0]:
+                    best = (row_iou[0], feats, row_iou)
+            if best is None or best[0] < 0.3:  # no white cell on the annotated one: nothing to refine
+                if t == 0:
+                    break
+                continue
+            xs += list(best[1])
+            ious += best[2]
+            img += [k] * len(CANDIDATES)
+            cls_ += [cls] * len(CANDIDATES)
+            flip += [t] * len(CANDIDATES)
+    arrays = {"x": xs, "iou": ious, "img": img, "cls": cls_, "flip": flip}
+    return {key: np.array(v) for key, v in arrays.items()}
 
 
-def held_out(d: dict[str, np.ndarray], splits: int = 5) -> dict[str, np.ndarray]:
+def held_out(d: dict[str, np.ndarray], splits: int = 5, units: int = 16, alpha: float = 1e-2) -> dict[str, np.ndarray]:
     """Per class (and "all"): (images, hits with the mask alone, hits refined at each margin, hits of the best
     candidate) summed over `splits` seeded halvings of the tuning images, each half scored by a model fitted on
-    the other (every image is scored `splits` times, never by a model that saw it)."""
+    the other (every image is scored `splits` times, never by a model that saw it or its mirror images; the
+    images are scored as they are, unmirrored)."""
     y = d["iou"] >= 0.8
+    plain = d["flip"] == 0
     ids = np.unique(d["img"])
     k = len(CANDIDATES)
     out: dict[str, np.ndarray] = {}
-    for seed in range(splits):
+    for seed in tqdm(range(splits), desc="halvings", unit="halving"):
         a = np.isin(d["img"], ids[np.random.default_rng(seed).permutation(len(ids))[: len(ids) // 2]])
         for fit_rows, test_rows in ((a, ~a), (~a, a)):
-            model = fit(d["x"][fit_rows], y[fit_rows], FEATURES)
+            model = fit(d["x"][fit_rows], y[fit_rows], FEATURES, units, alpha)
             for i in np.unique(d["img"][test_rows]):
-                r = np.flatnonzero(d["img"] == i)
+                r = np.flatnonzero((d["img"] == i) & plain)
                 assert len(r) == k
                 iou, p = d["iou"][r], model.prob(d["x"][r])
                 got = np.array([1, iou[0] >= 0.8] + [iou[choose(p, m)] >= 0.8 for m in MARGINS] + [iou.max() >= 0.8])
@@ -100,26 +130,55 @@ def refined_classes(table: dict[str, np.ndarray]) -> tuple[str, ...]:
     return tuple(sorted(c for c, v in table.items() if c != "all" and v[m0] > v[1]))
 
 
+def pooled(table: dict[str, np.ndarray], classes: tuple[str, ...]) -> tuple[int, int]:
+    """(hits, images) held out over every class when `classes` are refined at margin 0 and the others keep the mask."""
+    m0 = 2 + MARGINS.index(0.0)
+    hits = sum(int(v[m0] if c in classes else v[1]) for c, v in table.items() if c != "all")
+    return hits, int(table["all"][0])
+
+
+def model_args(ap: argparse.ArgumentParser) -> None:
+    """This script's own options: the held-out check's halvings and the perceptron's size and penalty."""
+    ap.add_argument("--halvings", type=int, default=5, help="seeded halvings of the held-out check (5)")
+    ap.add_argument("--units", type=int, default=16, help="hidden units of the perceptron (16)")
+    ap.add_argument("--alpha", type=float, default=1e-2, help="L2 penalty of the perceptron (0.01)")
+    ap.add_argument("--flips", type=int, default=1, help="train on each image mirrored 1-4 ways (1: as it is)")
+
+
 def main() -> None:
-    args, tuning, boxdir = training_args(__doc__ or "", WEIGHTS)
+    args, tuning, boxdir = training_args(__doc__ or "", WEIGHTS, model_args)
+    if args.halvings < 1 or args.units < 1 or args.alpha < 0 or not 1 <= args.flips <= len(FLIPS):
+        raise SystemExit(f"error: --halvings and --units must be >= 1, --alpha >= 0, --flips 1 to {len(FLIPS)}")
     if args.cache and args.cache.exists():
         d = dict(np.load(args.cache))
+        d.setdefault("flip", np.zeros(len(d["img"]), int))  # a cache of the unmirrored images only
+        if int(d["flip"].max()) + 1 < args.flips:
+            raise SystemExit(
+                f"error: {args.cache} holds {int(d['flip'].max()) + 1} mirrorings, not {args.flips}: delete it"
+            )
+        d = {key: v[d["flip"] < args.flips] for key, v in d.items()}
     else:
-        d = collect(tuning, boxdir)
+        d = collect(tuning, boxdir, tuple(range(args.flips)))
         if args.cache:
             np.savez(args.cache, **d)
     if d["x"].shape[1] != len(FEATURES):
         raise SystemExit(f"error: {args.cache} holds {d['x'].shape[1]} features, not {len(FEATURES)}: delete it")
     y = d["iou"] >= 0.8
-    print(f"{len(y)} candidates of {len(np.unique(d['img']))} single-WBC tuning images, {y.mean():.4f} at IoU >= 0.8")
+    n_img = len(np.unique(d["img"]))
+    print(
+        f"{len(y)} candidates of {n_img} single-WBC tuning images x {args.flips} mirrorings, "
+        f"{y.mean():.4f} at IoU >= 0.8"
+    )
     if not (args.check or args.write):
         return
-    table = held_out(d)
+    table = held_out(d, args.halvings, args.units, args.alpha)
     print_table(table)
     classes = refined_classes(table)
     print(f"refined classes (held-out gain at margin 0): {', '.join(classes)}")
+    hits, n = pooled(table, classes)
+    print(f"held out, refining those classes only: {hits / n:.2%} ({hits} of {n} scorings, {args.halvings} halvings)")
     if args.write:
-        write_text(WEIGHTS, Refiner(fit(d["x"], y, FEATURES), classes).to_json())
+        write_text(WEIGHTS, Refiner(fit(d["x"], y, FEATURES, args.units, args.alpha), classes).to_json())
         print(f"wrote {WEIGHTS}")
 
 

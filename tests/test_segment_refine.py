@@ -129,3 +129,34 @@ def test_refinement_gains_on_real_tuning_images(sample_release: Path, sample_box
             c = primary_wbc(segment_classical(rgb, params, label=label), rgb.shape[1], rgb.shape[0])
             hits[name] += c is not None and box_iou(c.box, truth[0]) >= 0.8
     assert hits["refined"] > hits["plain"]
+
+
+def test_the_held_out_check_refines_only_the_classes_it_helped_and_pools_the_rest_with_the_mask() -> None:
+    """The pooled figure new refinement models are adopted on: gained classes refined, the others keep the mask."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from train_wbc_refine import MARGINS, pooled, refined_classes
+
+    def row(images: int, mask: int, margin0: int) -> np.ndarray:
+        v = np.zeros(3 + len(MARGINS), int)
+        v[0], v[1], v[2 + MARGINS.index(0.0)], v[-1] = images, mask, margin0, images
+        return v
+
+    table = {"BA": row(100, 80, 95), "ERB": row(50, 48, 45), "LY": row(40, 39, 39)}
+    table["all"] = sum(table.values())
+    assert refined_classes(table) == ("BA",)
+    assert pooled(table, refined_classes(table)) == (95 + 48 + 39, 190)
+    assert pooled(table, ()) == (80 + 48 + 39, 190)
+
+
+@pytest.mark.parametrize("t", range(4))
+def test_a_mirrored_training_image_keeps_its_white_cell_inside_the_mirrored_box(t: int) -> None:
+    """train_wbc_refine.py --flips: the box is mirrored with the image, so it frames the same pixels."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from train_wbc_refine import FLIPS, flipped
+
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[10:25, 5:30] = (120, 40, 160)  # a white cell in the top-left corner
+    img, (x0, y0, x1, y1) = flipped(rgb, (5.0, 10.0, 30.0, 25.0), t)
+    assert img.shape == rgb.shape and img.flags.c_contiguous
+    assert (img[int(y0) : int(y1), int(x0) : int(x1)] == (120, 40, 160)).all() and img.sum() == rgb.sum()
+    assert (x0 != 5.0) == FLIPS[t][0] and (y0 != 10.0) == FLIPS[t][1]
