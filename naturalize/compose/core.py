@@ -79,7 +79,7 @@ def clip_box(x: int, y: int, w: int, h: int, width: int, height: int) -> tuple[i
 
 class Occupancy:
     """Where white cells (grown by a margin) and small cells already are: two uint8 0/255 maps, and the
-    box around all white cells (a cell outside it cannot touch one)."""
+    box around all white-cell pixels (a cell outside it cannot touch one)."""
 
     def __init__(self, width: int, height: int):
         self.white = np.zeros((height, width), np.uint8)
@@ -122,10 +122,12 @@ class Occupancy:
         box = clip_box(x, y, mask.shape[1], mask.shape[0], W, H)
         if box is not None:
             x0, y0, x1, y1 = box
-            region = target[y0:y1, x0:x1]
-            cv2.bitwise_or(region, mask[y0 - y : y1 - y, x0 - x : x1 - x], dst=region)
-            if white:
-                wb = self.white_box or box
+            region, m = target[y0:y1, x0:x1], mask[y0 - y : y1 - y, x0 - x : x1 - x]
+            cv2.bitwise_or(region, m, dst=region)
+            bx, by, bw, bh = cv2.boundingRect(m) if white else (0, 0, 0, 0)
+            if bw:  # the box of the white pixels themselves (a rotated sprite's canvas has empty corners)
+                x0, y0, x1, y1 = x0 + bx, y0 + by, x0 + bx + bw, y0 + by + bh
+                wb = self.white_box or (x0, y0, x1, y1)
                 self.white_box = (min(wb[0], x0), min(wb[1], y0), max(wb[2], x1), max(wb[3], y1))
 
 
