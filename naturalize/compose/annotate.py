@@ -33,38 +33,32 @@ INFO = {"description": "Naturalize synthetic PBC composites", "version": "1"}
 def label_rles(labels: np.ndarray, n: int) -> list[tuple[str, list[int], int] | None]:
     """Per label 1..n of an H x W label map: its COCO compressed RLE (counts string), box [x, y, w, h]
     and area, or None when no pixel has it. The map's column-major runs are found once, grouped by label,
-    turned into every label's counts in one pass and handed to pycocotools (which also gives boxes and areas)."""
+    and handed to pycocotools (which also gives boxes and areas)."""
     H, W = labels.shape
     total = H * W
     flat = cv2.transpose(labels).ravel()  # column-major order, as COCO counts
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     starts = np.concatenate(([0], change))
-    run_label = flat[starts]
-    order = np.argsort(run_label, kind="stable")  # runs grouped by label, in image order within one
-    cuts = np.searchsorted(run_label[order], np.arange(1, n + 2))
-    lo, hi = cuts[:-1], cuts[1:]
-    found = np.flatnonzero(lo < hi)
+    order = np.argsort(flat[starts], kind="stable")  # runs grouped by label, in image order within one
+    cuts = np.searchsorted(flat[starts][order], np.arange(1, n + 2)).tolist()
+    edges = np.empty((len(starts), 2), np.int64)
+    edges[:, 0], edges[:, 1] = starts[order], np.append(change, total)[order]
+    steps = np.diff(edges.ravel(), prepend=0)  # each run's length and the gap before it
+    found, uncompressed = [], []
+    for label in range(n):
+        lo, hi = cuts[label], cuts[label + 1]
+        if lo < hi:  # counts: zeros before the first run, its length, zeros to the next run, ...
+            tail = total - int(edges[hi - 1, 1])
+            counts = np.append(steps[2 * lo : 2 * hi], tail) if tail else steps[2 * lo : 2 * hi].copy()
+            counts[0] = edges[lo, 0]
+            found.append(label)
+            uncompressed.append({"size": [H, W], "counts": counts})
     out: list[tuple[str, list[int], int] | None] = [None] * n
-    if not len(found):
-        return out
-    lo, hi = lo[found], hi[found]
-    begin, end = starts[order], np.append(change, total)[order]
-    # counts of a label: zeros before its first run, the run's length, zeros to its next run, ..., zeros after
-    # its last run (left out when none)
-    steps = np.empty(2 * len(order), np.int64)
-    steps[0::2], steps[1::2] = begin, end - begin
-    steps[2:-1:2] -= end[:-1]
-    steps[2 * lo] = begin[lo]
-    tail = total - end[hi - 1]
-    has_tail = tail > 0
-    steps = np.insert(steps, 2 * hi[has_tail], tail[has_tail])
-    before = np.cumsum(has_tail)  # tails inserted up to and including each label's
-    ends = (2 * hi + before).tolist()
-    begins = (2 * lo + before - has_tail).tolist()
-    rles = mask_utils.frPyObjects([{"size": [H, W], "counts": steps[a:b]} for a, b in zip(begins, ends)], H, W)
-    boxes, areas = mask_utils.toBbox(rles).astype(int).tolist(), mask_utils.area(rles).tolist()
-    for label, rle, box, area in zip(found.tolist(), rles, boxes, areas):
-        out[label] = (rle["counts"].decode("ascii"), box, area)
+    if found:
+        rles = mask_utils.frPyObjects(uncompressed, H, W)
+        boxes, areas = mask_utils.toBbox(rles).astype(int).tolist(), mask_utils.area(rles).tolist()
+        for label, rle, box, area in zip(found, rles, boxes, areas):
+            out[label] = (rle["counts"].decode("ascii"), box, area)
     return out
 
 
