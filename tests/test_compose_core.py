@@ -109,6 +109,22 @@ def test_occupancy_lets_small_cells_overlap_by_at_most_the_allowance() -> None:
         assert occ.fits(m, 20 + dx, 20, area, 0.7, 0.05) == (overlap <= 0.05 * area), dx
 
 
+def test_occupancy_counts_only_the_visible_part_of_a_cell_cut_by_any_border() -> None:
+    occ = Occupancy(60, 50)
+    m = disc(8)
+    area = int(np.count_nonzero(m))
+    visible = {  # top-left -> pixels of the mask inside the 60 x 50 image
+        (x, y): int(np.count_nonzero(m[max(0, -y) : 50 - y, max(0, -x) : 60 - x]))
+        for x, y in [(52, 10), (10, 42), (52, 42), (-9, -9), (55, 20), (20, 46)]
+    }
+    for (x, y), seen in visible.items():
+        for min_visible in (0.2, 0.4, 0.6):
+            assert occ.fits(m, x, y, area, min_visible, 0.0) == (seen >= min_visible * area), (x, y, min_visible)
+    occ.mark(m, 52, 42, white=False)  # a cut cell marks only its visible part
+    assert int(np.count_nonzero(occ.small)) == visible[(52, 42)]
+    assert occ.fits(m, 52, 42, area, 0.2, 1.0) and not occ.fits(m, 52, 42, area, 0.2, 0.99 * visible[(52, 42)] / area)
+
+
 def test_occupancy_mark_clips_at_the_border_and_tracks_the_white_box() -> None:
     occ = Occupancy(50, 40)
     occ.mark(disc(10), -5, -5, white=True)
