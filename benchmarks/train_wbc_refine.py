@@ -38,6 +38,8 @@ from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, Refiner, ch
 
 BASE = ClassicalParams(wbc_refine=False)
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+#: Column of `held_out`'s rows holding the hits refined at margin 0 (after images and mask-alone hits).
+AT_MARGIN_0 = 2 + MARGINS.index(0.0)
 FLIPS = ((False, False), (True, False), (False, True), (True, True))  # (left-right, up-down) mirrorings
 
 
@@ -126,14 +128,12 @@ def print_table(table: dict[str, np.ndarray]) -> None:
 
 def refined_classes(table: dict[str, np.ndarray]) -> tuple[str, ...]:
     """The classes whose held-out hits at margin 0 beat the mask alone: the refinement is used for those only."""
-    m0 = 2 + MARGINS.index(0.0)
-    return tuple(sorted(c for c, v in table.items() if c != "all" and v[m0] > v[1]))
+    return tuple(sorted(c for c, v in table.items() if c != "all" and v[AT_MARGIN_0] > v[1]))
 
 
 def pooled(table: dict[str, np.ndarray], classes: tuple[str, ...]) -> tuple[int, int]:
     """(hits, images) held out over every class when `classes` are refined at margin 0 and the others keep the mask."""
-    m0 = 2 + MARGINS.index(0.0)
-    hits = sum(int(v[m0] if c in classes else v[1]) for c, v in table.items() if c != "all")
+    hits = sum(int(v[AT_MARGIN_0] if c in classes else v[1]) for c, v in table.items() if c != "all")
     return hits, int(table["all"][0])
 
 

@@ -217,7 +217,7 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
         KIND,
         OUTPUTS,
         record="dataset.json",
-        differs=lambda old: old is not None and old.get("parameters") != params,
+        differs=lambda old: old.get("parameters") != params,
         overwrite=overwrite,
         refusal=f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
         f"(only what `naturalize build` wrote there is removed), or choose another --out",

@@ -503,7 +503,7 @@ def write_drawn_release(
         KIND,
         ["drawn.json", "README.txt", "manifest.csv", *sorted({_FOLDER_OF[c] for c in counts})],
         record=meta_path.name,
-        differs=lambda old: old is not None and old != params,
+        differs=lambda old: old != params,
         overwrite=overwrite,
         refusal=f"{out} was drawn with other parameters; pass overwrite=True (--overwrite) or choose "
         f"another output folder",

@@ -21,7 +21,6 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from naturalize.fsio import UserError, read_json, write_json
 
@@ -109,13 +108,15 @@ def remove_written(folder: str | os.PathLike, kind: str, names: Sequence[str] | 
     return chosen
 
 
-def read_record(path: str | os.PathLike) -> Any:
-    """The JSON in `path` (an earlier run's record of its settings), or None when it is missing or not JSON."""
+def read_record(path: str | os.PathLike) -> dict | None:
+    """The JSON object in `path` (an earlier run's record of its settings), or None when it is missing, not JSON
+    or not an object."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except ValueError:
         return None
+    return record if isinstance(record, dict) else None
 
 
 def claim_settled(
@@ -124,19 +125,21 @@ def claim_settled(
     written: Iterable[str],
     *,
     record: str,
-    differs: Callable[[Any], bool],
+    differs: Callable[[dict], bool],
     overwrite: bool,
     refusal: str,
     option: str = "--out",
     redo_same: bool = True,
 ) -> None:
     """Make folder `out` the tool's `kind` output before any work: new or empty, or ours (`claim`). When ours,
-    `differs(read_record(out / record))` says whether it was made with other settings: then it is refused with
+    `differs(read_record(out / record))` says whether it was made with other settings (a missing or unreadable
+    record counts as the same settings: an interrupted first run resumes): then it is refused with
     UserError(`refusal`) unless `overwrite`; `overwrite` removes what the tool wrote there (also for the same
     settings unless `redo_same` is False). Then the marker lists `written`."""
     out = Path(out)
     if claim(out, kind, option) == "ours":
-        changed = differs(read_record(out / record))
+        old = read_record(out / record)
+        changed = old is not None and differs(old)
         if changed and not overwrite:
             raise UserError(refusal)
         if overwrite and (changed or redo_same):

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from naturalize.testing.cli import run_cli
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_LOSS, TRACEBACK, SILENT, OTHER = "data loss", "traceback", "silent wrong", "other"
 
@@ -42,26 +44,19 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def _env(world: Path) -> dict[str, str]:
-    env = dict(
-        os.environ,
-        PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        TF_CPP_MIN_LOG_LEVEL="3",
-        CLASSIFY_CACHE=str(world / ".cache"),
-        NATURALIZE_DATA=str(world / "datasets"),
-    )
-    env.pop("NATURALIZE_SAM_CHECKPOINT", None)
-    return env
+    """What the commands' environment sets over this process's (an empty SAM checkpoint variable means unset)."""
+    return {
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CLASSIFY_CACHE": str(world / ".cache"),
+        "NATURALIZE_DATA": str(world / "datasets"),
+        "NATURALIZE_SAM_CHECKPOINT": "",
+    }
 
 
-def run_cli(world: Path, tool: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", f"{tool}.cli", *args],
-        cwd=cwd,
-        env=_env(world),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def run_in(world: Path, tool: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`tool ARGS` run in `cwd` with the world's environment."""
+    return run_cli(tool, *args, env=_env(world), cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +90,7 @@ def world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(world: Path) -> Path:
     """One tiny trained run of ds/ (custom_cnn, 16 px, 1 epoch)."""
-    proc = run_cli(
+    proc = run_in(
         world,
         "classify",
         [
@@ -248,7 +243,7 @@ def _syn_with_broken(world: Path, tmp: Path) -> None:
 
 
 def _own_dataset_then_notes(world: Path, tmp: Path) -> None:
-    proc = run_cli(
+    proc = run_in(
         world,
         "naturalize",
         ["build", "pbc11", "--pbc", str(world / "pbc"), "--out", str(tmp / "d"), "--workers", "1"],
@@ -676,7 +671,7 @@ def test_bad_input(case: Case, world: Path, request: pytest.FixtureRequest, tmp_
     if case.setup is not None:
         case.setup(world, tmp_path)
     before = {"world": _digest(world), "tmp": _digest(tmp_path)}
-    proc = run_cli(world, case.tool, [_fill(a, world, tmp_path) for a in case.args], tmp_path)
+    proc = run_in(world, case.tool, [_fill(a, world, tmp_path) for a in case.args], tmp_path)
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text, text[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -704,7 +699,7 @@ def test_killed_compose_leaves_no_orphan_tracebacks(world: Path, tmp_path: Path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "naturalize.cli", *args],
         cwd=tmp_path,
-        env=_env(world),
+        env={**os.environ, **_env(world)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

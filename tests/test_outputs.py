@@ -18,7 +18,7 @@ def _claim(out: Path, settings: dict, overwrite: bool = False, redo_same: bool =
         "thing",
         ["thing.json", "made"],
         record="thing.json",
-        differs=lambda old: old is not None and old.get("settings") != settings,
+        differs=lambda old: old.get("settings") != settings,
         overwrite=overwrite,
         refusal=f"{out} holds a thing of other settings",
         redo_same=redo_same,

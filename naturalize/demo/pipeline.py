@@ -137,7 +137,7 @@ def _check_out(out: Path, settings: dict, overwrite: bool, pbc: Path | None) -> 
         KIND,
         OUTPUTS,
         record="demo.json",
-        differs=lambda old: old is not None and old.get("settings") is not None and old.get("settings") != settings,
+        differs=lambda old: old.get("settings") is not None and old.get("settings") != settings,
         overwrite=overwrite,
         refusal=f"{out} holds a demo with other settings; pass --overwrite to replace it (only what the "
         f"demo wrote there is removed) or choose another --out",

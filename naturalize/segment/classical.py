@@ -114,10 +114,11 @@ def white_region(
     colour_dist: np.ndarray,
     rgb_green: np.ndarray,
     p: ClassicalParams,
-    red_level: float | None = None,
+    to_nuc: np.ndarray,
+    red_level: float,
 ) -> np.ndarray:
-    """Bool mask of all white-cell pixels (nuclei and cytoplasm); `red_level`: the red cells' white-cell
-    colour score when already known (`red_cell_level`).
+    """Bool mask of all white-cell pixels (nuclei and cytoplasm); `to_nuc`: distance to the nearest nuclear
+    pixel, `red_level`: the red cells' white-cell colour score (`red_cell_level`).
 
     Marker watershed on the colour edges around the nuclei: the nuclei (with the clearly
     white-cell-coloured pixels next to them) compete with the plate (pixels close to the plate
@@ -132,8 +133,6 @@ def white_region(
     if not nuclei.any():
         return out
     s = min(h, w) / p.ref_size
-    to_nuc = cv2.distanceTransform((~nuclei).astype(np.uint8), cv2.DIST_L2, 3)
-    red_level = red_cell_level(fg, wbcness, to_nuc, p) if red_level is None else red_level
     ys, xs = np.nonzero(nuclei)
     m = round(p.wbc_window_px * s)
     y0, y1, x0, x1 = max(0, ys.min() - m), min(h, ys.max() + m + 1), max(0, xs.min() - m), min(w, xs.max() + m + 1)
@@ -396,10 +395,7 @@ def _refine(labels: np.ndarray, n: int, x: RefineInput, p: ClassicalParams, trac
     """White-cell labels after the learned refinement (segment/refine.py; unchanged without its weights)."""
     from naturalize.segment.refine import refine_white, shipped_model
 
-    model = shipped_model() if p.wbc_refine else None
-    if model is None and trace is None:
-        return labels
-    return refine_white(labels, n, x, model, p.wbc_refine_margin, trace)
+    return refine_white(labels, n, x, shipped_model() if p.wbc_refine else None, p.wbc_refine_margin, trace)
 
 
 def _segment_at(
@@ -414,7 +410,7 @@ def _segment_at(
     wbcness = white_cell_colour(rgb, fg, plate)
     to_nuc = cv2.distanceTransform((~nuclei).astype(np.uint8), cv2.DIST_L2, 3)
     red_level = red_cell_level(fg, wbcness, to_nuc, p)
-    region = white_region(fg, nuclei, wbcness, colour_dist, rgb[:, :, 1], p, red_level)
+    region = white_region(fg, nuclei, wbcness, colour_dist, rgb[:, :, 1], p, to_nuc, red_level)
     green = rgb[:, :, 1] / max(1.0, float(plate[1]))
     wbc_labels, n_wbc, big_plts = split_white(region, nuclei, green, p)
     if n_wbc and (p.wbc_refine or trace is not None):
