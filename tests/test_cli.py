@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from naturalize.testing.cli import run_cli
+
 
 def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -25,11 +27,8 @@ def test_help_and_core_imports_stay_free_of_torch_and_tensorflow():
 
 
 def test_usage_errors_exit_2_and_user_errors_are_one_line(tmp_path):
-    exe = [sys.executable, "-m", "naturalize.cli"]
-    usage = subprocess.run(exe + ["prepare"], capture_output=True, text=True)
+    usage = run_cli("naturalize", "prepare")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
-    missing = subprocess.run(
-        exe + ["prepare", str(tmp_path / "none"), "--out", str(tmp_path / "o")], capture_output=True, text=True
-    )
+    missing = run_cli("naturalize", "prepare", tmp_path / "none", "--out", tmp_path / "o")
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1

@@ -3,9 +3,6 @@ one --version for both commands; `build` resolves the segmentation backend once.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import typer
 
@@ -13,6 +10,7 @@ import naturalize
 from classify.cli import app as classify_app
 from naturalize.cli import app as naturalize_app
 from naturalize.compose.params import ComposeParams
+from naturalize.testing.cli import run_cli
 
 APPS = {"naturalize": naturalize_app, "classify": classify_app}
 
@@ -27,7 +25,7 @@ def _commands() -> list[tuple[str, str, object]]:
 
 
 def _help(prog: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", f"{prog}.cli", *args, "--help"], capture_output=True, text=True)
+    done = run_cli(prog, *args, "--help")
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -53,7 +51,7 @@ def test_every_help_ends_with_real_examples_shows_defaults_and_no_bool_column():
 
 @pytest.mark.parametrize("prog", ["naturalize", "classify"])
 def test_version_is_the_package_version(prog):
-    done = subprocess.run([sys.executable, "-m", f"{prog}.cli", "--version"], capture_output=True, text=True)
+    done = run_cli(prog, "--version")
     assert done.returncode == 0 and done.stdout == f"{prog} {naturalize.__version__}\n"
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from naturalize.classes import CLASSES
 from naturalize.demo.pipeline import real_subset, run_demo
 from naturalize.demo.report import SECTIONS
 from naturalize.fsio import UserError
+from naturalize.testing.cli import run_cli
 
 
 @pytest.mark.slow
@@ -68,23 +67,13 @@ def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None
 
 
 def test_demo_cli_bad_size_is_one_line_error(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "naturalize.cli", "demo", "--size", "huge", "--out", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli("naturalize", "demo", "--size", "huge", "--out", tmp_path / "d", timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: unknown --size 'huge'; use one of small, default"]
 
 
 def test_demo_missing_pbc_is_one_line_error(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "naturalize.cli", "demo", "--pbc", str(tmp_path / "nope"), "--out", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli("naturalize", "demo", "--pbc", tmp_path / "nope", "--out", tmp_path / "d", timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nope" in lines[0] and "does not exist" in lines[0]

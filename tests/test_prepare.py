@@ -6,8 +6,6 @@ import csv
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from PIL import Image
 from naturalize.fsio import UserError
 from naturalize.prepare import apply_curation, prepare
 from naturalize.records import load_sources, read_records, scan
+from naturalize.testing.cli import run_cli
 
 EXPECTED_SAMPLE = {
     "BA": 303,
@@ -203,12 +202,7 @@ def test_too_small_to_split_and_out_inside_input(tmp_path: Path):
 
 
 def test_cli_prints_table_and_errors_in_one_line(messy_release: Path, tmp_path: Path):
-    exe = [sys.executable, "-m", "naturalize.cli"]
-    ok = subprocess.run(
-        exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o"), "--workers", "1"],
-        capture_output=True,
-        text=True,
-    )
+    ok = run_cli("naturalize", "prepare", messy_release, "--out", tmp_path / "o", "--workers", 1)
     assert ok.returncode == 0, ok.stderr
     assert "PMY   promyelocyte" in ok.stdout and "duplicates 3" in ok.stdout
     with (tmp_path / "o" / "records.csv").open() as f:
@@ -224,15 +218,9 @@ def test_cli_prints_table_and_errors_in_one_line(messy_release: Path, tmp_path: 
             "excluded",
         ]
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["layout"] == "release"
-    bad = subprocess.run(
-        exe + ["prepare", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")], capture_output=True, text=True
-    )
+    bad = run_cli("naturalize", "prepare", tmp_path / "nope", "--out", tmp_path / "o2")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
-    bad_split = subprocess.run(
-        exe + ["prepare", str(messy_release), "--out", str(tmp_path / "o3"), "--split", "0.9,0.2,0"],
-        capture_output=True,
-        text=True,
-    )
+    bad_split = run_cli("naturalize", "prepare", messy_release, "--out", tmp_path / "o3", "--split", "0.9,0.2,0")
     assert bad_split.returncode == 2 and "--split" in bad_split.stderr
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +15,7 @@ import pytest
 from naturalize.drawn import write_drawn_release
 from naturalize.realism.critic import CriticParams
 from naturalize.realism.run import realism
+from naturalize.testing.cli import run_cli
 
 FAST = CriticParams(size=48, epochs=15, batch=8, widths=(8, 16, 16))
 
@@ -62,11 +61,6 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
     ]
     for args, start in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "o")]
-        r = subprocess.run(
-            [sys.executable, "-m", "naturalize.cli", "realism", *args, *out],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        r = run_cli("naturalize", "realism", *args, *out)
         assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(start), r.stderr
         assert "Traceback" not in r.stderr

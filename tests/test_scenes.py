@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -27,6 +25,7 @@ from naturalize.compose.scenes import (
 )
 from naturalize.fsio import UserError
 from naturalize.testing.boxbank import make_box_bank, pick_images
+from naturalize.testing.cli import run_cli
 
 TRANSPLANT = ComposeParams(scene="transplant")
 
@@ -137,26 +136,19 @@ def test_bank_without_source_images_is_one_clear_error(bank: Path, tmp_path: Pat
     (moved / "bank.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="source images"):
         transplant_library(Bank.open(moved), "PMY", 0, TRANSPLANT)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "naturalize.cli",
-            "compose",
-            "--class",
-            "PMY",
-            "--n",
-            "2",
-            "--bank",
-            str(bank),
-            "--out",
-            str(tmp_path / "x"),
-            "--scene",
-            "collage",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    r = run_cli(
+        "naturalize",
+        "compose",
+        "--class",
+        "PMY",
+        "--n",
+        2,
+        "--bank",
+        bank,
+        "--out",
+        tmp_path / "x",
+        "--scene",
+        "collage",
     )
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --scene 'collage'")
     assert "Traceback" not in r.stderr

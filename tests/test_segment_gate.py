@@ -4,8 +4,6 @@ and through `naturalize segment` as a user runs it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from naturalize.drawn import draw_image, image_rng
 from naturalize.segment.cells import Cell, Segmentation
 from naturalize.segment.classical import segment_classical
 from naturalize.segment.gate import NUCLEATED_REASONS, REASONS, judge
+from naturalize.testing.cli import run_cli
 
 
 def _unfit_images() -> dict[str, np.ndarray]:
@@ -39,24 +38,8 @@ def test_blank_noise_and_tiny_images_give_no_sprite_and_no_plate(label: str, tmp
     for name, rgb in _unfit_images().items():
         Image.fromarray(rgb).save(tree / f"{name}.png")
     out = tmp_path / "bank"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "naturalize.cli",
-            "segment",
-            str(tree.parent),
-            "--out",
-            str(out),
-            "--backend",
-            "classical",
-            "--workers",
-            "1",
-            "--no-progress",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "naturalize", "segment", tree.parent, "--out", out, "--backend", "classical", "--workers", 1, "--no-progress"
     )
     assert proc.returncode == 0, proc.stderr
     bank = Bank.open(out)
