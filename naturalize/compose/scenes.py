@@ -40,6 +40,7 @@ from naturalize.compose.core import (
     Placed,
     _prepare,
     compose_image,
+    move,
     paint,
 )
 from naturalize.compose.library import (
@@ -267,9 +268,9 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
             break
     image = lib.plates[k].copy()
     cell = _prepare(rng, lib.centre, "centre", k, index=centre)
-    h, w = cell.mask.shape
+    _, _, w, h = cell.canvas()
     cx, cy = donors.hole_centre[k]
-    cell.x, cell.y = round(cx - w / 2), round(cy - h / 2)
+    move(cell, round(cx - w / 2), round(cy - h / 2))
     kept = donors.cells[k]
     new = paint(image, [cell])
     labels = donors.labels[k].copy()
