@@ -24,16 +24,14 @@ from naturalize.compose.annotate import (
     manifest_text,
 )
 from naturalize.compose.core import Occupancy, Placed, clip_box, compose_image, paint, recolour
-from naturalize.compose.library import feathered, load_library, make_variant, plasma_colour, sprite_plasma
+from naturalize.compose.library import feathered, load_library, plasma_colour, sprite_plasma
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size, shard_range
 from naturalize.compose.stain import GAIN_RANGE, UNIT_TOLERANCE, gain_table, stain_gain
 from naturalize.compose.transform import (
     Transform,
-    live_box,
     sample_transform,
     split_warped,
     turn_arrays,
-    turn_frame,
     turned,
     warp,
 )
@@ -245,38 +243,6 @@ def test_split_warped_gives_inverse_alpha_and_the_half_alpha_mask() -> None:
     assert area == 1 and mask[1, 1] == 255 and mask[0, 1] == 0
     assert tuple(bgri[1, 1]) == (50, 60, 70, 55) and tuple(bgri[0, 1]) == (5, 5, 5, 155)
     assert tuple(bgri[2, 2]) == (0, 0, 0, 255)
-
-
-def test_a_cropped_variant_in_every_look_is_the_whole_variant_and_pastes_the_same() -> None:
-    """A red cell or platelet keeps only its live part: put back on its canvas, in each of the 8 looks, it is
-    the whole variant turned the same way, and pasting either gives the same image and labels."""
-    sprite = np.zeros((40, 29, 4), np.uint8)
-    cv2.ellipse(sprite, (13, 17), (10, 12), 0, 0, 360, (90, 60, 150, 255), -1)
-    sprite = feathered(sprite, 1.5)
-    t = Transform(flip=False, rot90=1, angle=11.0, scale=1.03)
-    whole, part = make_variant(sprite, t), make_variant(sprite, t, crop=True)
-    fx, fy, cw, ch = part.frame
-    assert whole.frame == (0, 0, cw, ch) and part.area == whole.area
-    assert part.mask.size < whole.mask.size and (fx, fy) == live_box(whole.mask)[:2]
-    rng = np.random.default_rng(0)
-    plate = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
-    for flip in (False, True):
-        for turns in range(4):
-            wb, wm = turn_arrays((whole.bgri, whole.mask), flip, turns)
-            pb, pm = turn_arrays((part.bgri, part.mask), flip, turns)
-            x, y, w, h = turn_frame(part.frame, (part.mask.shape[1], part.mask.shape[0]), flip, turns)
-            assert (w, h) == (wm.shape[1], wm.shape[0]) and pm.shape == wm[
-                y : y + pm.shape[0], x : x + pm.shape[1]
-            ].shape
-            empty = np.full_like(wb, 0)
-            empty[:, :, 3] = 255
-            empty[y : y + pb.shape[0], x : x + pb.shape[1]] = pb
-            assert np.array_equal(empty, wb), (flip, turns)
-            for at in ((5, 4), (-9, 30), (50, 45)):  # inside, cut on the left, cut on the right and bottom
-                a, b = plate.copy(), plate.copy()
-                la = paint(a, [Placed("RBC", 0, *at, wb, wm, whole.area, IDENTITY, (1.1, 0.9, 1.0))])
-                lb = paint(b, [Placed("RBC", 0, at[0] + x, at[1] + y, pb, pm, part.area, IDENTITY, (1.1, 0.9, 1.0))])
-                assert np.array_equal(a, b) and np.array_equal(la, lb), (flip, turns, at)
 
 
 # ---------------------------------------------------------------- stain matching

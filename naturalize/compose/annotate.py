@@ -85,7 +85,6 @@ def image_record(comp: Composite, lib: Library, file: str, seed: int, index: int
     cells = []
     for c, vis in zip(comp.cells, label_rles(comp.labels, len(comp.cells))):
         row = _sprite_set(lib, c.role).rows[c.index]
-        x, y, w, h = c.canvas()
         kind = lib.centre_kind if c.role == "centre" else (row.kind if c.role == "kept" else c.role)
         cell = {
             "kind": kind,
@@ -93,10 +92,10 @@ def image_record(comp: Composite, lib: Library, file: str, seed: int, index: int
             "centre": c.role == "centre",
             "sprite_id": row.sprite_id,
             "source": row.source,
-            "x": x,
-            "y": y,
-            "w": w,
-            "h": h,
+            "x": c.x,
+            "y": c.y,
+            "w": int(c.mask.shape[1]),
+            "h": int(c.mask.shape[0]),
             "transform": c.transform.as_dict(),
             "stain_gain_rgb": [round(g, 4) for g in c.gain[::-1]],
         }

@@ -26,7 +26,7 @@ import numpy as np
 
 from naturalize.compose.library import Library, SpriteSet
 from naturalize.compose.params import ComposeParams
-from naturalize.compose.transform import Transform, turn_arrays, turn_frame, turned
+from naturalize.compose.transform import Transform, turn_arrays, turned
 from naturalize.compose.variety import refocus
 
 _UNIT_GAIN = (1.0, 1.0, 1.0)
@@ -35,11 +35,10 @@ _UNIT_GAIN = (1.0, 1.0, 1.0)
 @dataclass
 class Placed:
     """One pasted cell: role ('centre', 'RBC', 'PLT', 'WBC' for extra white cells), sprite index in its
-    SpriteSet, top-left (x, y) of its arrays in image pixels (may be negative), the warped and
+    SpriteSet, top-left (x, y) of the warped sprite in image pixels (may be negative), the warped and
     premultiplied BGR with inverse alpha (255 - alpha) as 4th channel, mask (uint8 0/255, alpha >= 128)
     and its area, transform and stain gain (BGR; applied when painted); white-cell variety: the seed of
-    its shape warp and its focus change (px^2 blur variance), None when off; where the arrays lie on the
-    whole warped sprite (x, y, canvas w, canvas h; Variant.frame, turned), None when they are all of it."""
+    its shape warp and its focus change (px^2 blur variance), None when off."""
 
     role: str
     index: int
@@ -52,15 +51,6 @@ class Placed:
     gain: tuple[float, float, float]
     warp: int | None = None
     focus: float | None = None
-    frame: tuple[int, int, int, int] | None = None
-
-    def canvas(self) -> tuple[int, int, int, int]:
-        """(x, y, w, h) of the whole warped sprite in image pixels (what the record gives)."""
-        if self.frame is None:
-            h, w = self.mask.shape
-            return self.x, self.y, w, h
-        fx, fy, w, h = self.frame
-        return self.x - fx, self.y - fy, w, h
 
 
 @dataclass
@@ -160,8 +150,7 @@ def choose_plate(lib: Library, rng: np.random.Generator, centre: int | None) -> 
 
 def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, index: int | None = None) -> Placed:
     """Draw a sprite of the set (or take `index`) and one of its variants, mirrored and turned at random
-    (8 exact looks per variant), with its stain gain on the plate (applied by `paint`); its canvas at (0, 0)
-    until placed (`move`)."""
+    (8 exact looks per variant), with its stain gain on the plate (applied by `paint`); at (0, 0) until placed."""
     looks = 8 * len(sset.transforms[0])
     if index is None:
         i, r = divmod(int(rng.integers(len(sset) * looks)), looks)
@@ -177,15 +166,7 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, i
         focus = round(float(sset.focus[i, plate]), 4)
         bgri = refocus(bgri, focus)
     t = turned(v.transform, flip, turns)
-    frame = turn_frame(v.frame, (v.mask.shape[1], v.mask.shape[0]), flip, turns)
-    return Placed(role, i, frame[0], frame[1], bgri, mask, v.area, t, gain, sset.warp_seed(i, r // 8), focus, frame)
-
-
-def move(cell: Placed, x: int, y: int) -> tuple[int, int]:
-    """Put the cell's whole warped sprite (its canvas) at (x, y); returns where its arrays now start."""
-    fx, fy = cell.frame[:2] if cell.frame is not None else (0, 0)
-    cell.x, cell.y = x + fx, y + fy
-    return cell.x, cell.y
+    return Placed(role, i, 0, 0, bgri, mask, v.area, t, gain, sset.warp_seed(i, r // 8), focus)
 
 
 def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:
@@ -198,7 +179,7 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
     placed: list[Placed] = []
 
     def place_white(cell: Placed, x: int, y: int) -> None:
-        x, y = move(cell, x, y)
+        cell.x, cell.y = x, y
         grown, r = _grow(cell.mask, p.wbc_margin)
         occ.mark(grown, x - r, y - r, white=True)
         placed.append(cell)
@@ -207,18 +188,18 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
         cell = _prepare(rng, lib.centre, "centre", k, index=centre)
         d = np.asarray(p.centre_offset) + rng.laplace(0.0, 1.0, 2) * np.asarray(p.centre_jitter)
         dx, dy = np.clip(d, -p.centre_max, p.centre_max)
-        _, _, w, h = cell.canvas()
+        h, w = cell.mask.shape
         place_white(cell, int(round(W / 2 + dx - w / 2)), int(round(H / 2 + dy - h / 2)))
     for _ in range(p.wbc - 1):  # further white cells of the class: anywhere, touching nothing
         cell = _prepare(rng, lib.centre, "WBC", k)
         grown, r = _grow(cell.mask, p.wbc_margin)
-        fx, fy, (_, _, w, h) = cell.x, cell.y, cell.canvas()  # canvas at (0, 0): x, y are the arrays' offset
-        for tx, ty in rng.random((p.tries, 2)).tolist():
-            x, y = int(tx * W) - w // 2 + fx, int(ty * H) - h // 2 + fy
+        h, w = cell.mask.shape
+        for fx, fy in rng.random((p.tries, 2)).tolist():
+            x, y = int(fx * W) - w // 2, int(fy * H) - h // 2
             if occ.fits(grown, x - r, y - r, cell.area, p.min_visible, 0.0) and occ.fits(
                 cell.mask, x, y, cell.area, 0, 0.0
             ):
-                place_white(cell, x - fx, y - fy)
+                place_white(cell, x, y)
                 occ.mark(cell.mask, x, y, white=False)
                 break
     n_plt = int(rng.integers(p.platelets[0], p.platelets[1] + 1)) if len(lib.plt) else 0
@@ -227,9 +208,9 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
     for n, sset in enumerate(smalls):
         pick = int(pool[k][rng.integers(len(pool[k]))]) if pool is not None and n < p.rbc else None
         cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick)
-        fx, fy, (_, _, w, h) = cell.x, cell.y, cell.canvas()  # a variant may keep only its live part
-        for tx, ty in rng.random((p.tries, 2)).tolist():
-            x, y = int(tx * W) - w // 2 + fx, int(ty * H) - h // 2 + fy
+        h, w = cell.mask.shape
+        for fx, fy in rng.random((p.tries, 2)).tolist():
+            x, y = int(fx * W) - w // 2, int(fy * H) - h // 2
             if occ.fits(cell.mask, x, y, cell.area, p.min_visible, p.rbc_overlap):
                 cell.x, cell.y = x, y
                 occ.mark(cell.mask, x, y, white=False)

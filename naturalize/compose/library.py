@@ -24,7 +24,7 @@ from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.classes import CLASSES
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.stain import gain_table
-from naturalize.compose.transform import Transform, live_box, sample_transform, split_warped, warp
+from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
 from naturalize.compose.variety import focus_table, shape_warp, sized, tints
 from naturalize.fsio import UserError
 
@@ -32,15 +32,12 @@ from naturalize.fsio import UserError
 @dataclass(frozen=True)
 class Variant:
     """A sprite already transformed: premultiplied BGR with inverse alpha (255 - alpha) as 4th channel,
-    mask (uint8 0/255, alpha >= 128), its area in pixels, the Transform that made it and where the arrays lie
-    on the warped sprite's canvas (x, y, canvas w, canvas h): all of it, or only its live part (live_box:
-    outside it a paste changes nothing, so pasting and testing fewer pixels gives the same image)."""
+    mask (uint8 0/255, alpha >= 128), its area in pixels and the Transform that made it."""
 
     bgri: np.ndarray
     mask: np.ndarray
     area: int
     transform: Transform
-    frame: tuple[int, int, int, int]
 
 
 @dataclass
@@ -60,7 +57,6 @@ class SpriteSet:
     tints: np.ndarray | None = None  # (sprites, variants, 3) BGR factors on the gain: per-variant stain (variety.py)
     warps: np.ndarray | None = None  # (sprites, variants) int64 seeds of each variant's shape warp (variety.py)
     focus: np.ndarray | None = None  # (sprites, plates) blur-variance change px^2 to each plate's focus (variety.py)
-    crop: bool = False  # variants keep only their live part (make_variant); not for sets blurred after the turn
     _warped: dict[tuple[int, int], Variant] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -74,9 +70,7 @@ class SpriteSet:
         """Sprite i under its v-th transform (warped once, then cached)."""
         out = self._warped.get((i, v))
         if out is None:
-            out = self._warped[(i, v)] = make_variant(
-                self.bgra[i], self.transforms[i][v], self.warp_seed(i, v), self.crop
-            )
+            out = self._warped[(i, v)] = make_variant(self.bgra[i], self.transforms[i][v], self.warp_seed(i, v))
         return out
 
 
@@ -213,20 +207,14 @@ class _Tasks:
 
 
 def _load_sprite(
-    path: Path,
-    feather: float,
-    transforms: list[Transform],
-    warm: bool,
-    plasma: bool,
-    warps: np.ndarray | None,
-    crop: bool,
+    path: Path, feather: float, transforms: list[Transform], warm: bool, plasma: bool, warps: np.ndarray | None
 ):
     """One sprite: (its source plasma from the crop, or None; feathered premultiplied BGRA; its variants
-    when warm (with their shape warps' seeds, if any; cropped to their live part if `crop`), else [])."""
+    when warm (with their shape warps' seeds, if any), else [])."""
     raw = _read_bgra(path)
     bgra = feathered(raw, feather)
     seeds = [None] * len(transforms) if warps is None else [int(s) for s in warps]
-    made = [make_variant(bgra, t, w, crop) for t, w in zip(transforms, seeds)] if warm else []
+    made = [make_variant(bgra, t, w) for t, w in zip(transforms, seeds)] if warm else []
     return (sprite_plasma(raw) if plasma else None), bgra, made
 
 
@@ -257,7 +245,6 @@ def load_library(
     if params.rbc > 0 and not rbc:
         raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
     sets = [(centre_rows, params.centre_variants), (rbc, params.variants), (plt, params.variants)]
-    crops = (False, True, True)  # the centre cell may be refocused (blurred) after its turn: kept whole
     transforms = []
     for rows, variants in sets:
         vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
@@ -278,18 +265,17 @@ def load_library(
         plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), plate_rows)
         sprites_done = [
             tasks.map(
-                lambda rtwc: _load_sprite(
-                    bank.root / rtwc[0].relpath,
+                lambda rtw: _load_sprite(
+                    bank.root / rtw[0].relpath,
                     params.feather,
-                    rtwc[1],
+                    rtw[1],
                     warm,
-                    rtwc[0].source not in chosen,
-                    rtwc[2],
-                    rtwc[3],
+                    rtw[0].source not in chosen,
+                    rtw[2],
                 ),
-                zip(rows, ts, [None] * len(rows) if w is None else list(w), [crop] * len(rows)),
+                zip(rows, ts, [None] * len(rows) if w is None else list(w)),
             )
-            for (rows, _), ts, w, crop in zip(sets, transforms, warps, crops)
+            for (rows, _), ts, w in zip(sets, transforms, warps)
         ]
         plates = list(plates_done)
         loaded = [list(done) for done in sprites_done]
@@ -297,21 +283,18 @@ def load_library(
     plate_plasma = np.stack([plasma_of[r.source] for r in plate_rows])
     fallback = np.median(plate_plasma, axis=0).astype(np.float32)
 
-    def sprite_set(
-        rows: list[SpriteRow], ts: list[list[Transform]], got: list, w: np.ndarray | None, crop: bool
-    ) -> SpriteSet:
-        plasma = [plasma_of.get(r.source, fallback) if own is None else own for r, (own, _, _) in zip(rows, got)]
+    def sprite_set(rows: list[SpriteRow], ts: list[list[Transform]], got: list, w: np.ndarray | None) -> SpriteSet:
+        plasma = [plasma_of.get(r.source, fallback) if crop is None else crop for r, (crop, _, _) in zip(rows, got)]
         arrays = [bgra for _, bgra, _ in got]
         areas = np.array([np.count_nonzero(a[:, :, 3] >= 128) for a in arrays], np.int64)
-        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas, ts, warps=w, crop=crop)
+        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas, ts, warps=w)
         out._warped.update(((i, v), var) for i, (_, _, made) in enumerate(got) for v, var in enumerate(made))
         if params.stain:
             out.gains = gain_table(out.plasma, plate_plasma)
         return out
 
     centre, rbc_set, plt_set = (
-        sprite_set(rows, ts, got, w, crop)
-        for (rows, _), ts, got, w, crop in zip(sets, transforms, loaded, warps, crops)
+        sprite_set(rows, ts, got, w) for (rows, _), ts, got, w in zip(sets, transforms, loaded, warps)
     )
     if params.wbc_stain:
         centre.tints = tints(
@@ -364,15 +347,9 @@ def focus_to_plates(bank: Bank, cells: list[SpriteRow], plates: list[BackgroundR
     return focus_table([sigma.get(r.source, median) for r in cells], [sigma.get(b.source, median) for b in plates])
 
 
-def make_variant(bgra: np.ndarray, t: Transform, warp_seed: int | None = None, crop: bool = False) -> Variant:
+def make_variant(bgra: np.ndarray, t: Transform, warp_seed: int | None = None) -> Variant:
     """The premultiplied BGRA sprite under Transform t (after its shape warp, variety.shape_warp, when a
-    seed is given), split for pasting; with `crop`, only its live part (live_box) is kept."""
+    seed is given), split for pasting."""
     if warp_seed is not None:
         bgra = shape_warp(bgra, warp_seed)
-    bgri, mask, area = split_warped(warp(bgra, t))
-    h, w = mask.shape
-    box = live_box(mask) if crop else None
-    if box is None:
-        return Variant(bgri, mask, area, t, (0, 0, w, h))
-    x, y, bw, bh = box
-    return Variant(bgri[y : y + bh, x : x + bw].copy(), mask[y : y + bh, x : x + bw].copy(), area, t, (x, y, w, h))
+    return Variant(*split_warped(warp(bgra, t)), t)

@@ -40,7 +40,6 @@ from naturalize.compose.core import (
     Placed,
     _prepare,
     compose_image,
-    move,
     paint,
 )
 from naturalize.compose.library import (
@@ -268,9 +267,9 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
             break
     image = lib.plates[k].copy()
     cell = _prepare(rng, lib.centre, "centre", k, index=centre)
-    _, _, w, h = cell.canvas()
+    h, w = cell.mask.shape
     cx, cy = donors.hole_centre[k]
-    move(cell, round(cx - w / 2), round(cy - h / 2))
+    cell.x, cell.y = round(cx - w / 2), round(cy - h / 2)
     kept = donors.cells[k]
     new = paint(image, [cell])
     labels = donors.labels[k].copy()

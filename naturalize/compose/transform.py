@@ -82,18 +82,6 @@ def _mirror_turn(flip: bool, turns: int):
 
 
 _MIRROR_TURN = {(flip, turns): _mirror_turn(flip, turns) for flip in (False, True) for turns in range(4)}
-#: the same looks as steps on a box: "T" transpose, "LR" mirror left-right, "UD" mirror up-down (cv2.rotate turns
-#: clockwise by a transpose then a left-right mirror, counter-clockwise by a transpose then an up-down mirror)
-_BOX_STEPS = {
-    (False, 0): (),
-    (False, 1): ("T", "LR"),
-    (False, 2): ("LR", "UD"),
-    (False, 3): ("T", "UD"),
-    (True, 0): ("LR",),
-    (True, 1): ("T", "LR", "UD"),
-    (True, 2): ("UD",),
-    (True, 3): ("T",),
-}
 
 
 def turn_arrays(arrays: tuple[np.ndarray, ...], flip: bool, turns: int) -> list[np.ndarray]:
@@ -102,23 +90,6 @@ def turn_arrays(arrays: tuple[np.ndarray, ...], flip: bool, turns: int) -> list[
     of turned views cost several times more), or the arrays themselves when nothing turns."""
     fn = _MIRROR_TURN[(flip, turns & 3)]
     return list(arrays) if fn is None else [fn(a) for a in arrays]
-
-
-def turn_frame(
-    frame: tuple[int, int, int, int], size: tuple[int, int], flip: bool, turns: int
-) -> tuple[int, int, int, int]:
-    """Where a (w, h) = `size` part at (x, y) of a canvas (frame (x, y, canvas w, canvas h)) lies after the
-    canvas is mirrored and turned as turn_arrays does: the new frame."""
-    x, y, cw, ch = frame
-    w, h = size
-    for step in _BOX_STEPS[(flip, turns & 3)]:
-        if step == "T":
-            x, y, w, h, cw, ch = y, x, h, w, ch, cw
-        elif step == "LR":
-            x = cw - x - w
-        else:
-            y = ch - y - h
-    return x, y, cw, ch
 
 
 _NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -133,14 +104,3 @@ def split_warped(warped: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     _, mask = cv2.threshold(alpha, 127, 255, cv2.THRESH_BINARY)
     warped = cv2.bitwise_and(warped, warped, mask=cv2.dilate(mask, _NEAR))
     return cv2.bitwise_xor(warped, (0, 0, 0, 255)), mask, cv2.countNonZero(mask)
-
-
-def live_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x, y, w, h) outside which a split_warped sprite is empty (colour 0, inverse alpha 255, mask 0): its
-    mask's box grown by the 2 px split_warped keeps, within the canvas; None for an empty mask."""
-    x, y, w, h = cv2.boundingRect(mask)
-    if not w:
-        return None
-    H, W = mask.shape
-    x0, y0 = max(x - 2, 0), max(y - 2, 0)
-    return x0, y0, min(x + w + 2, W) - x0, min(y + h + 2, H) - y0
