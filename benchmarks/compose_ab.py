@@ -5,10 +5,11 @@
 
 --old is a checkout of another commit (e.g. `git archive REV | tar -x -C /tmp/oldtree`). Both versions of
 naturalize/compose/core.py and annotate.py are loaded side by side and compose the same images from one
-library (this tree's): each image by both in turn, the order alternating, the images asserted equal. Prints, per
-version, the median over --reps of the CPU ms per image of compose (layout + paint) and of its record (COCO
-RLE masks + manifest text), and the new / old ratio of every repeat: on a loaded 2-core machine absolute times
-swing by 2x, the ratios of interleaved runs much less.
+library (this tree's): each image by both in turn, the order alternating, the images and their records' text
+(manifest line and COCO annotations) asserted equal. Prints, per version, the median over --reps of the CPU
+ms per image of compose (layout + paint) and of its record (COCO RLE masks + manifest text), and the new / old
+ratio of every repeat: on a loaded 2-core machine absolute times swing by 2x, the ratios of interleaved runs
+much less.
 """
 
 from __future__ import annotations
@@ -62,27 +63,29 @@ def main() -> None:
     params = ComposeParams(scene=a.scene)
     lib = scene_library(Bank.open(a.bank), "PMY", 0, params, warm=True)
 
-    def one(version: str, i: int) -> tuple[float, float, np.ndarray]:
+    def one(version: str, i: int) -> tuple[float, float, np.ndarray, str]:
         vcore, vann = versions[version]
         rng = np.random.default_rng([0, 1, i])
         t0 = time.process_time()
         p = lib.scene.layouts[int(rng.integers(len(lib.scene.layouts)))] if a.scene == "matched" else params
         comp = vcore.compose_image(lib, rng, p)
         t1 = time.process_time()
-        vann.journal_entry(vann.image_record(comp, lib, "x.jpg", 0, i))
-        return t1 - t0, time.process_time() - t1, comp.image
+        entry = vann.journal_entry(vann.image_record(comp, lib, "x.jpg", 0, i))
+        return t1 - t0, time.process_time() - t1, comp.image, entry["manifest"] + entry["coco"]
 
     per_rep: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
     for rep in range(a.reps):
         total = {"old": [0.0, 0.0], "new": [0.0, 0.0]}
         for i in range(a.n):
-            images = []
+            images, texts = [], []
             for version in ("old", "new") if (i + rep) % 2 == 0 else ("new", "old"):
-                c, r, image = one(version, i)
+                c, r, image, text = one(version, i)
                 total[version][0] += c
                 total[version][1] += r
                 images.append(image)
+                texts.append(text)
             assert np.array_equal(images[0], images[1]), f"image {i} differs between the versions"
+            assert texts[0] == texts[1], f"the record of image {i} differs between the versions"
         for version, (c, r) in total.items():
             per_rep[version].append((c / a.n * 1e3, r / a.n * 1e3))
     for version, reps in per_rep.items():
