@@ -2,27 +2,31 @@
 
 Usage:
     python benchmarks/train_wbc_refine.py [--sample DIR] [--cache CANDIDATES.npz] [--check] [--write]
-                                          [--halvings N] [--units U] [--alpha A] [--flips F]
+                                          [--halvings N] [--first-halving I] [--units U] [--alpha A]
+                                          [--flips F] [--boundary GROUPS]
 
-Every tuning-half image with exactly one OI-PBC white-cell box is segmented by the classical backend without
-the refinement; the white cell whose box fits the annotated one best gives one row per candidate mask
-(`refine.CANDIDATES`): its `refine.FEATURES` and the IoU of its full-resolution box with the annotated box.
-The features hold the image's class. A standardised one-hidden-layer perceptron (scikit-learn MLPClassifier,
-`--units` ReLU units (16), L2 penalty `--alpha` (0.01), seeded) learns whether a candidate's IoU is >= 0.8. With
-`--flips F` (2-4) every image is also segmented mirrored left-right, up-down and both (the first F of FLIPS; the
-box mirrored with it), which gives the perceptron F times the rows; the check still scores each image only as it
-is, and never by a model fitted on one of its mirror images. `--check` fits on one seeded half of the tuning
-images and scores the other, both ways, over `--halvings` seeded halvings (5; halving i is the same for every
-model, so two models' figures are paired), and prints per class how many images reach IoU >= 0.8 with the mask
-alone, refined at a range of margins, and with the best candidate; the refinement is used for the classes it
-helped there, and the pooled held-out figure with that class list (mask alone for the other classes) is the one a
-new model or candidate set is compared on. `--write` also fits on the whole tuning half and writes
-naturalize/segment/wbc_refine.json (the weights and those classes). The report half is never read.
+Every tuning-half image with exactly one OI-PBC white-cell box is segmented by the classical backend without the
+refinement; the white cell whose box fits the annotated one best gives one row per candidate mask
+(`refine.CANDIDATES`): its `refine.FEATURES` and the IoU of its full-resolution box with the annotated box. The
+features hold the image's class. A standardised one-hidden-layer perceptron (scikit-learn MLPClassifier, `--units`
+ReLU units (16), L2 penalty `--alpha` (0.01), seeded) learns whether a candidate's IoU is >= 0.8. With `--flips F`
+(2-4) every image is also segmented mirrored left-right, up-down and both (the first F of FLIPS; the box mirrored
+with it), which gives the perceptron F times the rows; the check still scores each image only as it is, and never by
+a model fitted on one of its mirror images. `--check` fits on one seeded half of the tuning images and scores the
+other, both ways, over `--halvings` seeded halvings (5, seeds from `--first-halving`, 0; halving i is the same for
+every model, so two models' figures are paired), and prints per class how many images reach IoU >= 0.8 with the mask
+alone, refined at a range of margins, and with the best candidate; the refinement is used for the classes it helped
+there, and the pooled held-out figure with that class list (mask alone for the other classes) is the one a new model
+or candidate set is compared on. `--write` also fits on the whole tuning half and writes
+naturalize/segment/wbc_refine.json (the weights and those classes). `--boundary edge,rel,...` (an experiment; check
+only) adds image evidence at each candidate's border (benchmarks/wbc_boundary.py's groups) to the features; a cache
+made with it holds every group, one made without it none. The report half is never read.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -30,11 +34,14 @@ import numpy as np
 from segment_quality import load_boxes  # benchmarks/ is the script's folder
 from tqdm import tqdm
 from train_rbc_outline import fit, training_args
+from wbc_boundary import COLUMNS, boundary_features, columns_of
 
 from naturalize.fsio import write_text
 from naturalize.segment.cells import box_iou
 from naturalize.segment.classical import ClassicalParams, _upscale, segment_classical
-from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, Refiner, choose
+from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, RefineInput, Refiner, choose
+
+Extra = Callable[[list[np.ndarray], RefineInput, tuple[slice, slice]], np.ndarray]
 
 BASE = ClassicalParams(wbc_refine=False)
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
@@ -55,11 +62,13 @@ def flipped(rgb: np.ndarray, box: tuple[float, float, float, float], t: int) -> 
     return np.ascontiguousarray(rgb), (x0, y0, x1, y1)
 
 
-def collect(images: list[Path], boxdir: Path, flips: tuple[int, ...] = (0,)) -> dict[str, np.ndarray]:
+def collect(
+    images: list[Path], boxdir: Path, flips: tuple[int, ...] = (0,), extra: Extra | None = None
+) -> dict[str, np.ndarray]:
     """Candidate rows of the single-WBC images, each seen mirrored the ways `flips` index in FLIPS (0: as it is;
     an image whose unmirrored white cell is not found is left out): x (N, F), iou (N,), img (N,) image index,
-    cls (N,) class, flip (N,) index into FLIPS."""
-    xs, ious, img, cls_, flip = [], [], [], [], []
+    cls (N,) class, flip (N,) index into FLIPS, and with `extra` (candidates, maps, window -> columns) xb (N, E)."""
+    xs, xbs, ious, img, cls_, flip = [], [], [], [], [], []
     for k, path in enumerate(tqdm(images, desc="candidates", unit="img")):
         cls = path.stem.split("_")[0]
         rgb0 = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -73,8 +82,8 @@ def collect(images: list[Path], boxdir: Path, flips: tuple[int, ...] = (0,)) -> 
             rgb, truth = flipped(rgb0, truth0[0], t)
             trace: list = []
             segment_classical(rgb, BASE, trace=trace, label=cls)
-            best: tuple[float, np.ndarray, list[float]] | None = None
-            for _i, sl, cands, feats in trace:
+            best: tuple[float, np.ndarray, list[float], tuple] | None = None
+            for _i, sl, cands, feats, x in trace:
                 row_iou = []
                 for c in cands:
                     m = np.zeros(small, bool)
@@ -82,34 +91,43 @@ def collect(images: list[Path], boxdir: Path, flips: tuple[int, ...] = (0,)) -> 
                     box = _upscale(m, (h, w))[1]
                     row_iou.append(box_iou(box, truth) if box else 0.0)
                 if best is None or row_iou[0] > best[0]:
-                    best = (row_iou[0], feats, row_iou)
+                    best = (row_iou[0], feats, row_iou, (cands, x, sl))
             if best is None or best[0] < 0.3:  # no white cell on the annotated one: nothing to refine
                 if t == 0:
                     break
                 continue
             xs += list(best[1])
+            if extra is not None:
+                xbs += list(extra(*best[3]))
             ious += best[2]
             img += [k] * len(CANDIDATES)
             cls_ += [cls] * len(CANDIDATES)
             flip += [t] * len(CANDIDATES)
-    arrays = {"x": xs, "iou": ious, "img": img, "cls": cls_, "flip": flip}
+    arrays = {"x": xs, "iou": ious, "img": img, "cls": cls_, "flip": flip} | ({"xb": xbs} if extra else {})
     return {key: np.array(v) for key, v in arrays.items()}
 
 
-def held_out(d: dict[str, np.ndarray], splits: int = 5, units: int = 16, alpha: float = 1e-2) -> dict[str, np.ndarray]:
+def held_out(
+    d: dict[str, np.ndarray],
+    splits: int = 5,
+    units: int = 16,
+    alpha: float = 1e-2,
+    features: tuple[str, ...] = FEATURES,
+    first: int = 0,
+) -> dict[str, np.ndarray]:
     """Per class (and "all"): (images, hits with the mask alone, hits refined at each margin, hits of the best
-    candidate) summed over `splits` seeded halvings of the tuning images, each half scored by a model fitted on
-    the other (every image is scored `splits` times, never by a model that saw it or its mirror images; the
-    images are scored as they are, unmirrored)."""
+    candidate) summed over `splits` seeded halvings (seeds `first`...) of the tuning images, each half scored by
+    a model on `features` (the columns of d["x"]) fitted on the other (every image is scored `splits` times,
+    never by a model that saw it or its mirror images; the images are scored as they are, unmirrored)."""
     y = d["iou"] >= 0.8
     plain = d["flip"] == 0
     ids = np.unique(d["img"])
     k = len(CANDIDATES)
     out: dict[str, np.ndarray] = {}
-    for seed in tqdm(range(splits), desc="halvings", unit="halving"):
+    for seed in tqdm(range(first, first + splits), desc="halvings", unit="halving"):
         a = np.isin(d["img"], ids[np.random.default_rng(seed).permutation(len(ids))[: len(ids) // 2]])
         for fit_rows, test_rows in ((a, ~a), (~a, a)):
-            model = fit(d["x"][fit_rows], y[fit_rows], FEATURES, units, alpha)
+            model = fit(d["x"][fit_rows], y[fit_rows], features, units, alpha)
             for i in np.unique(d["img"][test_rows]):
                 r = np.flatnonzero((d["img"] == i) & plain)
                 assert len(r) == k
@@ -140,15 +158,24 @@ def pooled(table: dict[str, np.ndarray], classes: tuple[str, ...]) -> tuple[int,
 def model_args(ap: argparse.ArgumentParser) -> None:
     """This script's own options: the held-out check's halvings and the perceptron's size and penalty."""
     ap.add_argument("--halvings", type=int, default=5, help="seeded halvings of the held-out check (5)")
+    ap.add_argument("--first-halving", type=int, default=0, help="seed of the check's first halving (0)")
     ap.add_argument("--units", type=int, default=16, help="hidden units of the perceptron (16)")
     ap.add_argument("--alpha", type=float, default=1e-2, help="L2 penalty of the perceptron (0.01)")
     ap.add_argument("--flips", type=int, default=1, help="train on each image mirrored 1-4 ways (1: as it is)")
+    ap.add_argument("--boundary", default="", help="check with these wbc_boundary.py groups added (edge,rel,...)")
 
 
 def main() -> None:
     args, tuning, boxdir = training_args(__doc__ or "", WEIGHTS, model_args)
     if args.halvings < 1 or args.units < 1 or args.alpha < 0 or not 1 <= args.flips <= len(FLIPS):
         raise SystemExit(f"error: --halvings and --units must be >= 1, --alpha >= 0, --flips 1 to {len(FLIPS)}")
+    groups = tuple(g for g in args.boundary.split(",") if g)
+    try:
+        cols = columns_of(groups)
+    except ValueError as e:
+        raise SystemExit(f"error: --boundary: {e}") from None
+    if groups and args.write:
+        raise SystemExit("error: --boundary is a check only (the refinement reads refine.FEATURES): drop --write")
     if args.cache and args.cache.exists():
         d = dict(np.load(args.cache))
         d.setdefault("flip", np.zeros(len(d["img"]), int))  # a cache of the unmirrored images only
@@ -158,11 +185,16 @@ def main() -> None:
             )
         d = {key: v[d["flip"] < args.flips] for key, v in d.items()}
     else:
-        d = collect(tuning, boxdir, tuple(range(args.flips)))
+        d = collect(tuning, boxdir, tuple(range(args.flips)), boundary_features if groups else None)
         if args.cache:
             np.savez(args.cache, **d)
     if d["x"].shape[1] != len(FEATURES):
         raise SystemExit(f"error: {args.cache} holds {d['x'].shape[1]} features, not {len(FEATURES)}: delete it")
+    if groups and d.get("xb", np.zeros((0, 0))).shape[1] != len(COLUMNS):
+        raise SystemExit(f"error: {args.cache} holds no (or other) boundary features: pass another --cache")
+    features = FEATURES + tuple(COLUMNS[c] for c in cols)
+    if groups:
+        d["x"] = np.hstack([d["x"], d["xb"][:, cols]])
     y = d["iou"] >= 0.8
     n_img = len(np.unique(d["img"]))
     print(
@@ -171,12 +203,16 @@ def main() -> None:
     )
     if not (args.check or args.write):
         return
-    table = held_out(d, args.halvings, args.units, args.alpha)
+    table = held_out(d, args.halvings, args.units, args.alpha, features, args.first_halving)
     print_table(table)
     classes = refined_classes(table)
     print(f"refined classes (held-out gain at margin 0): {', '.join(classes)}")
     hits, n = pooled(table, classes)
-    print(f"held out, refining those classes only: {hits / n:.2%} ({hits} of {n} scorings, {args.halvings} halvings)")
+    last = args.first_halving + args.halvings - 1
+    print(
+        f"held out, refining those classes only: {hits / n:.2%} ({hits} of {n} scorings, "
+        f"halvings {args.first_halving}-{last}{', boundary ' + ','.join(groups) if groups else ''})"
+    )
     if args.write:
         write_text(WEIGHTS, Refiner(fit(d["x"], y, FEATURES, args.units, args.alpha), classes).to_json())
         print(f"wrote {WEIGHTS}")

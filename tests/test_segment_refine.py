@@ -160,3 +160,25 @@ def test_a_mirrored_training_image_keeps_its_white_cell_inside_the_mirrored_box(
     assert img.shape == rgb.shape and img.flags.c_contiguous
     assert (img[int(y0) : int(y1), int(x0) : int(x1)] == (120, 40, 160)).all() and img.sum() == rgb.sum()
     assert (x0 != 5.0) == FLIPS[t][0] and (y0 != 10.0) == FLIPS[t][1]
+
+
+def test_border_evidence_peaks_on_the_cells_true_outline() -> None:
+    """train_wbc_refine.py --boundary: a candidate on the drawn cell's edge has the strongest contour gradient and
+    the sharpest inside/outside step; one grown or shrunk by 3 px sits in flat colour and has neither."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from wbc_boundary import COLUMNS, boundary_features, columns_of
+
+    yy, xx = np.mgrid[:60, :60]
+    r = np.hypot(yy - 30, xx - 30)
+    cell, grown, shrunk = r <= 15, r <= 18, r <= 12
+    wbcness = np.where(cell, 0.9, 0.2)
+    x = refine_mod.RefineInput(cell, r <= 6, wbcness, np.where(cell, 40.0, 2.0), np.where(cell, 0.5, 1.0), 0.3, 1.0)
+    f = boundary_features([cell, grown, shrunk], x, (slice(None), slice(None)))
+    col = {n: f[:, COLUMNS.index(n)] for n in COLUMNS}
+    assert f.shape == (3, len(COLUMNS)) and np.isfinite(f).all()
+    assert col["edge_g"][0] > 5 * max(col["edge_g"][1:]) and col["edge_rel_g"][0] == 0 > max(col["edge_rel_g"][1:])
+    assert col["step_green"][0] > 0.4 > max(abs(col["step_green"][1:]))
+    assert col["side_fg_max"][0] < 0.1 and col["side_fg_max"][2] == 1  # a shrunk box has cell beyond its sides
+    assert columns_of(("edge",)) == [COLUMNS.index("edge_g"), COLUMNS.index("edge_w")]
+    with pytest.raises(ValueError, match="unknown boundary groups"):
+        columns_of(("edge", "snake"))

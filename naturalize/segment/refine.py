@@ -262,15 +262,15 @@ def refine_white(
     labels: np.ndarray, n: int, x: RefineInput, refiner: Refiner | None, margin: float, trace: list | None = None
 ) -> np.ndarray:
     """`labels` (white cells 1..n) with each cell replaced by its chosen candidate; unchanged without a refiner
-    or for a class it is not used for. `trace`, when given, receives (label, window, candidates, features) of
-    every cell (training)."""
+    or for a class it is not used for. `trace`, when given, receives (label, window, candidates, features, `x`)
+    of every cell (training)."""
     model = refiner.model if refiner is not None and x.label in refiner.classes else None
     if model is None and trace is None:
         return labels
     out = labels.copy()
     for i, sl, cands, feats in cell_candidates(labels, n, x):
         if trace is not None:
-            trace.append((i, sl, cands, feats))
+            trace.append((i, sl, cands, feats, x))
         if model is None:
             continue
         k = choose(model.prob(feats), margin)
