@@ -47,8 +47,7 @@ def _edge(c: np.ndarray, cell: np.ndarray, m: Maps) -> list[float]:
 
 def _rel(c: np.ndarray, cell: np.ndarray, m: Maps) -> list[float]:
     """Log of the contour's mean gradient over the mask's own (green, wbcness)."""
-    mine, base = _edge(c, cell, m), _edge(cell, cell, m)
-    return [float(np.log((a + 1e-3) / (b + 1e-3))) for a, b in zip(mine, base)]
+    return [float(np.log((a + 1e-3) / (b + 1e-3))) for a, b in zip(_edge(c, cell, m), m["cell_edge"])]
 
 
 def _ridge(c: np.ndarray, cell: np.ndarray, m: Maps) -> list[float]:
@@ -69,8 +68,7 @@ def _peak(c: np.ndarray, cell: np.ndarray, m: Maps) -> list[float]:
 
 def _between(c: np.ndarray, cell: np.ndarray, m: Maps) -> list[float]:
     """Mean gradient on the pixels between the candidate's and the mask's outlines, minus the mask contour's."""
-    base = _edge(cell, cell, m)
-    return [_mean(g, c ^ cell) - b for g, b in zip((m["g"], m["w"]), base)]
+    return [_mean(g, c ^ cell) - float(b) for g, b in zip((m["g"], m["w"]), m["cell_edge"])]
 
 
 def _step(c: np.ndarray, cell: np.ndarray, m: Maps) -> list[float]:
@@ -133,6 +131,7 @@ def boundary_features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, 
         "fg": x.fg[sl].astype(np.float32),
     }
     cell = cands[0]
+    maps["cell_edge"] = np.array(_edge(cell, cell, maps))  # the mask's own contour gradient, once per cell
     return np.array([[v for _, f in GROUPS.values() for v in f(c, cell, maps)] for c in cands], np.float64)
 
 

@@ -18,6 +18,8 @@ from naturalize.segment.outline import OutlineModel, weights_id
 from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, Refiner, choose, shipped_model
 from naturalize.testing.drawnbank import drawn_scene
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the training scripts
+
 PLAIN = ClassicalParams(wbc_refine=False)
 
 
@@ -114,7 +116,6 @@ def test_refined_white_cells_are_still_the_drawn_cell(cls: str) -> None:
 @pytest.mark.slow
 def test_refinement_gains_on_real_tuning_images(sample_release: Path, sample_boxes: Path) -> None:
     """On ~240 single-WBC tuning-half images more white-cell boxes reach IoU >= 0.8 than without it."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from segment_quality import halves, load_boxes, primary_wbc
 
     images = sorted(p for p in sample_release.glob("*/*.jpg") if (sample_boxes / f"{p.stem}.txt").exists())
@@ -133,7 +134,6 @@ def test_refinement_gains_on_real_tuning_images(sample_release: Path, sample_box
 
 def test_the_held_out_check_refines_only_the_classes_it_helped_and_pools_the_rest_with_the_mask() -> None:
     """The pooled figure new refinement models are adopted on: gained classes refined, the others keep the mask."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from train_wbc_refine import MARGINS, pooled, refined_classes
 
     def row(images: int, mask: int, margin0: int) -> np.ndarray:
@@ -151,7 +151,6 @@ def test_the_held_out_check_refines_only_the_classes_it_helped_and_pools_the_res
 @pytest.mark.parametrize("t", range(4))
 def test_a_mirrored_training_image_keeps_its_white_cell_inside_the_mirrored_box(t: int) -> None:
     """train_wbc_refine.py --flips: the box is mirrored with the image, so it frames the same pixels."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from train_wbc_refine import FLIPS, flipped
 
     rgb = np.zeros((60, 80, 3), np.uint8)
@@ -165,7 +164,6 @@ def test_a_mirrored_training_image_keeps_its_white_cell_inside_the_mirrored_box(
 def test_border_evidence_peaks_on_the_cells_true_outline() -> None:
     """train_wbc_refine.py --boundary: a candidate on the drawn cell's edge has the strongest contour gradient and
     the sharpest inside/outside step; one grown or shrunk by 3 px sits in flat colour and has neither."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from wbc_boundary import COLUMNS, boundary_features, columns_of
 
     yy, xx = np.mgrid[:60, :60]
