@@ -2,7 +2,7 @@
 
     python benchmarks/naturalize_gain.py [--sample DIR] [--out bench-out/naturalize-gain] [--eval test|dev]
         [--seeds 5] [--repeats 3] [--main-level 50] [--levels 25,50,100] [--extra 400] [--epochs 15] [--size 96]
-        [--arms real,flip,transplant,matched,paper,transplant+flip,transplant+variety]
+        [--arms real,flip,transplant,matched,paper,transplant+flip,transplant+variety,transplant+variety16]
         [--curve-arms real,flip,transplant] [--curve-seeds 0]
 
 The five augmented classes (BNE, MMY, MY, PMY, SNE) of the shared sample, each de-duplicated and cut by seed 0 as
@@ -14,7 +14,8 @@ benchmarks/realism.py cuts them (bank part 150, dev 40, test 40 per class). Per 
 2. subsample: the first n images of the seed's shuffle of the pool (nested: 25 in 50 in 100), segmented into a
    bank of their own (classical backend), so composites hold only those images' cells;
 3. extra images, --extra per class, seed s: `flip` (flip/90-degree-turn copies of the n images) or `compose` with a
-   scene (transplant, matched, paper) or transplant with the white-cell variety switches (--wbc-scale --wbc-stain);
+   scene (transplant, matched, paper) or transplant with the white-cell variety switches (--wbc-scale --wbc-stain;
+   transplant+variety16: all four switches and 16 variants per cell);
    arm `transplant+flip` takes the first half of the transplant images and the first half of the flips;
 4. the paper's custom CNN (from scratch, random flips each epoch, Adam with a cosine learning rate) trained
    --repeats times (training seeds 1000 s + r) on the n real + extra images, scored on the seed's test crops:
@@ -69,6 +70,16 @@ EXTRAS: dict[str, dict | None] = {
     "matched": {"scene": "matched"},
     "paper": {"scene": "paper"},
     "transplant-variety": {"scene": "transplant", "wbc_scale": True, "wbc_stain": True},
+    # every white-cell variety switch, and 16 variants of each cell instead of 4 (each its own turn, size, stain,
+    # warp): with 25 cells per class, +400 composites then show ~400 different looks of the cells, not ~100
+    "transplant-variety16": {
+        "scene": "transplant",
+        "wbc_scale": True,
+        "wbc_stain": True,
+        "wbc_warp": True,
+        "wbc_focus": True,
+        "centre_variants": 16,
+    },
 }
 #: Arms: name -> ((extra source, share of --extra), ...).
 ARMS: dict[str, tuple[tuple[str, float], ...]] = {
@@ -79,6 +90,7 @@ ARMS: dict[str, tuple[tuple[str, float], ...]] = {
     "paper": (("paper", 1.0),),
     "transplant+flip": (("transplant", 0.5), ("flip", 0.5)),
     "transplant+variety": (("transplant-variety", 1.0),),
+    "transplant+variety16": (("transplant-variety16", 1.0),),
 }
 
 
