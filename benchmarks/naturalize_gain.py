@@ -2,7 +2,8 @@
 
     python benchmarks/naturalize_gain.py [--sample DIR] [--out bench-out/naturalize-gain] [--eval test|dev]
         [--seeds 5] [--repeats 3] [--main-level 50] [--levels 25,50,100] [--extra 400] [--epochs 15] [--size 96]
-        [--arms real,flip,transplant,matched,paper,transplant+flip,transplant+variety,transplant+variety16]
+        [--arms real,flip,transplant,matched,paper,transplant+flip,transplant+variety,transplant+variety16,
+               transplant+donors]
         [--curve-arms real,flip,transplant] [--curve-seeds 0]
 
 The five augmented classes (BNE, MMY, MY, PMY, SNE) of the shared sample, each de-duplicated and cut by seed 0 as
@@ -15,7 +16,8 @@ benchmarks/realism.py cuts them (bank part 150, dev 40, test 40 per class). Per 
    bank of their own (classical backend), so composites hold only those images' cells;
 3. extra images, --extra per class, seed s: `flip` (flip/90-degree-turn copies of the n images) or `compose` with a
    scene (transplant, matched, paper) or transplant with the white-cell variety switches (--wbc-scale --wbc-stain;
-   transplant+variety16: all four switches and 16 variants per cell);
+   transplant+variety16: all four switches and 16 variants per cell; transplant+donors: the bank also holds 100
+   images of each other white-cell class, BA EO ERB LY MO, as scene donors);
    arm `transplant+flip` takes the first half of the transplant images and the first half of the flips;
 4. the paper's custom CNN (from scratch, random flips each epoch, Adam with a cosine learning rate) trained
    --repeats times (training seeds 1000 s + r) on the n real + extra images, scored on the seed's test crops:
@@ -80,7 +82,13 @@ EXTRAS: dict[str, dict | None] = {
         "wbc_focus": True,
         "centre_variants": 16,
     },
+    # transplant with scene donors from other classes too, as in a user's bank (every training image of every class):
+    # "donors" = images of each DONOR_CLASSES class added to the bank (scenes only: only the wanted class's cells
+    # are pasted); the other keys are ComposeParams
+    "transplant-donors": {"scene": "transplant", "donors": 100},
 }
+#: The sample's other white-cell classes: scene donors for "donors" extras (never tested).
+DONOR_CLASSES = ("BA", "EO", "ERB", "LY", "MO")
 #: Arms: name -> ((extra source, share of --extra), ...).
 ARMS: dict[str, tuple[tuple[str, float], ...]] = {
     "real": (),
@@ -91,6 +99,7 @@ ARMS: dict[str, tuple[tuple[str, float], ...]] = {
     "transplant+flip": (("transplant", 0.5), ("flip", 0.5)),
     "transplant+variety": (("transplant-variety", 1.0),),
     "transplant+variety16": (("transplant-variety16", 1.0),),
+    "transplant+donors": (("transplant-donors", 1.0),),
 }
 
 
@@ -167,6 +176,16 @@ def seed_split(
         pool[c] = order[:pool_size]
         test[c] = (list(parts["dev"][c]) if mode == "dev" else []) + order[pool_size:]
     return pool, test
+
+
+def pick_donors(by_class: dict[str, list[Path]], n: int, seed: int) -> list[Path]:
+    """The first n of each class's images in the seed's order (scene donors of other classes)."""
+    out: list[Path] = []
+    for k, c in enumerate(sorted(by_class)):
+        paths = by_class[c]
+        order = np.random.default_rng([seed, k, 0xD0]).permutation(len(paths))
+        out += [paths[i] for i in order[:n]]
+    return out
 
 
 def arm_counts(arm: str, extra: int) -> list[tuple[str, int]]:
@@ -272,7 +291,7 @@ def extra_images(
             if EXTRAS[source] is None:
                 flip_copies(paths, n, tmp / c, seed)
             else:
-                params = ComposeParams(**EXTRAS[source])
+                params = ComposeParams(**{k: v for k, v in EXTRAS[source].items() if k != "donors"})
                 compose_class(bank, c, n, tmp, seed=seed, params=params, workers=workers, progress=False)
 
     folder = stamped_dir(parent, stamp, build)
@@ -469,11 +488,22 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": settings,
     }
     parts = split_parts(release, classes, PARTS)
+    donor_pool: dict[str, list[Path]] = {}
+    if any((EXTRAS[src] or {}).get("donors") for arm in arms + curve_arms for src, _ in ARMS[arm]):
+        from naturalize.realism.data import gather
+
+        found = gather(release, "--sample", DONOR_CLASSES)
+        donor_pool = {c: [found.paths[i] for i in found.of(c)] for c in DONOR_CLASSES}
     # the jobs, most important first: every arm at the main level, then the curve
     curve_seeds = min(a.curve_seeds or a.seeds, a.seeds)
     plan = [(a.main_level, arms, a.seeds)] + [(lv, curve_arms, curve_seeds) for lv in levels if lv != a.main_level]
     runs: dict[str, dict[str, list[dict]]] = {str(lv): {arm: [] for arm in arm_list} for lv, arm_list, _ in plan}
     name = f"gain-{a.eval}"
+
+    def donor_bank(paths: list[Path], tmp: Path) -> None:  # the real images and the donors, segmented together
+        link_images(paths, release, tmp / "tree")
+        segment_into(tmp / "tree" / "PBC_dataset_normal_DIB", tmp / "bank", a.workers)
+
     for level, arm_list, n_seeds in plan:
         for seed in range(n_seeds):
             pool, test = seed_split(parts, classes, seed, a.eval)
@@ -502,9 +532,16 @@ def main(argv: list[str] | None = None) -> dict:
                 train = [p for c in classes for p in real[c]]
                 sources = []
                 for source, n in arm_counts(arm, a.extra):
-                    ex_stamp = bank_stamp | {"kind": "extra", "source": source, "settings": EXTRAS[source],
-                                             "n": a.extra, "seed": seed}  # fmt: skip
-                    made = extra_images(source, real, bank, a.extra, seed, out / "extra", ex_stamp, a.workers)
+                    src_bank, src_stamp = bank, bank_stamp
+                    if n_donors := (EXTRAS[source] or {}).get("donors", 0):  # a bank with other classes' scenes too
+                        donors = pick_donors(donor_pool, n_donors, seed)
+                        src_stamp = bank_stamp | {"donors": rel(donors)}
+                        paths = [p for ps in real.values() for p in ps] + donors
+                        src_bank = stamped_dir(out / "banks", src_stamp, lambda tmp, ps=paths: donor_bank(ps, tmp))
+                        src_bank = src_bank / "bank"
+                    ex_stamp = src_stamp | {"kind": "extra", "source": source, "settings": EXTRAS[source],
+                                            "n": a.extra, "seed": seed}  # fmt: skip
+                    made = extra_images(source, real, src_bank, a.extra, seed, out / "extra", ex_stamp, a.workers)
                     train += [p for c in classes for p in made[c][:n]]
                     sources.append([stamp_key(ex_stamp), n])
                 run_stamp = {
