@@ -500,10 +500,6 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, dict[str, list[dict]]] = {str(lv): {arm: [] for arm in arm_list} for lv, arm_list, _ in plan}
     name = f"gain-{a.eval}"
 
-    def donor_bank(paths: list[Path], tmp: Path) -> None:  # the real images and the donors, segmented together
-        link_images(paths, release, tmp / "tree")
-        segment_into(tmp / "tree" / "PBC_dataset_normal_DIB", tmp / "bank", a.workers)
-
     for level, arm_list, n_seeds in plan:
         for seed in range(n_seeds):
             pool, test = seed_split(parts, classes, seed, a.eval)
@@ -537,7 +533,16 @@ def main(argv: list[str] | None = None) -> dict:
                         donors = pick_donors(donor_pool, n_donors, seed)
                         src_stamp = bank_stamp | {"donors": rel(donors)}
                         paths = [p for ps in real.values() for p in ps] + donors
-                        src_bank = stamped_dir(out / "banks", src_stamp, lambda tmp, ps=paths: donor_bank(ps, tmp))
+                        dtree = stamped_dir(
+                            out / "trees",
+                            base | {"donors": rel(donors)},
+                            lambda tmp, ps=paths: link_images(ps, release, tmp),
+                        )
+                        src_bank = stamped_dir(
+                            out / "banks",
+                            src_stamp,
+                            lambda tmp, t=dtree: segment_into(t / "PBC_dataset_normal_DIB", tmp / "bank", a.workers),
+                        )
                         src_bank = src_bank / "bank"
                     ex_stamp = src_stamp | {"kind": "extra", "source": source, "settings": EXTRAS[source],
                                             "n": a.extra, "seed": seed}  # fmt: skip
