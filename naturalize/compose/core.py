@@ -150,26 +150,23 @@ def choose_plate(lib: Library, rng: np.random.Generator, centre: int | None) -> 
 
 def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, index: int | None = None) -> Placed:
     """Draw a sprite of the set (or take `index`) and one of its variants, mirrored and turned at random
-    (sset.looks: 8 exact looks per variant by default), with its stain gain on the plate (applied by `paint`); at
-    (0, 0) until placed."""
-    per = len(sset.looks)
-    looks = per * len(sset.transforms[0])
+    (8 exact looks per variant), with its stain gain on the plate (applied by `paint`); at (0, 0) until placed."""
+    looks = 8 * len(sset.transforms[0])
     if index is None:
         i, r = divmod(int(rng.integers(len(sset) * looks)), looks)
     else:
         i, r = index, int(rng.integers(looks))
-    r, k = divmod(r, per)  # variant, look
-    v, (flip, turns) = sset.variant(i, r), sset.looks[k]
+    v, flip, turns = sset.variant(i, r // 8), bool(r & 4), r & 3
     bgri, mask = turn_arrays((v.bgri, v.mask), flip, turns)
     gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
     if sset.tints is not None:  # white-cell variety: this variant's own stain (variety.tints)
-        gain = tuple((np.asarray(gain) * sset.tints[i, r]).tolist())
+        gain = tuple((np.asarray(gain) * sset.tints[i, r // 8]).tolist())
     focus = None
     if sset.focus is not None:  # white-cell variety: to the plate's own focus (variety.refocus)
         focus = round(float(sset.focus[i, plate]), 4)
         bgri = refocus(bgri, focus)
     t = turned(v.transform, flip, turns)
-    return Placed(role, i, 0, 0, bgri, mask, v.area, t, gain, sset.warp_seed(i, r), focus)
+    return Placed(role, i, 0, 0, bgri, mask, v.area, t, gain, sset.warp_seed(i, r // 8), focus)
 
 
 def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:

@@ -24,7 +24,7 @@ from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.classes import CLASSES
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.stain import gain_table
-from naturalize.compose.transform import LOOKS, Transform, sample_transform, split_warped, warp
+from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
 from naturalize.compose.variety import focus_table, shape_warp, sized, tints
 from naturalize.fsio import UserError
 
@@ -46,7 +46,7 @@ class SpriteSet:
     areas, per sprite the transforms of its variants (drawn when the run starts; as many for every sprite)
     and the stain gain of every sprite on every plate (stain.gain_table; None without stain matching); a
     variant is warped on first use and kept (`variant`), or up front (load_library(warm=True)), so its
-    pixels depend only on the sprite and its transform; a draw takes a variant under one of `looks`."""
+    pixels depend only on the sprite and its transform."""
 
     rows: list[SpriteRow]
     bgra: list[np.ndarray]
@@ -57,7 +57,6 @@ class SpriteSet:
     tints: np.ndarray | None = None  # (sprites, variants, 3) BGR factors on the gain: per-variant stain (variety.py)
     warps: np.ndarray | None = None  # (sprites, variants) int64 seeds of each variant's shape warp (variety.py)
     focus: np.ndarray | None = None  # (sprites, plates) blur-variance change px^2 to each plate's focus (variety.py)
-    looks: tuple[tuple[bool, int], ...] = LOOKS  # (mirror, quarter turns) a variant is drawn under (transform.py)
     _warped: dict[tuple[int, int], Variant] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -272,19 +271,12 @@ def load_library(
         raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
     sets = [(centre_rows, params.centre_variants), (rbc, params.variants), (plt, params.variants)]
     transforms = []
-    for rows, variants in sets:
+    for rows, variants in sets[: 1 if cached else 3]:  # a cache holds its own (per sprite id, source_cache)
         vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
         transforms.append([[sample_transform(vrng, params) for _ in range(variants)] for _ in rows])
     small_of: dict[str, list[SpriteRow]] = {}  # per source: every usable red cell and platelet (the cache's unit)
-    if cached:  # seed-independent looks: what the bank's cache holds
-        from naturalize.compose.source_cache import sprite_transforms
-
-        for r in sorted(bank.select("RBC") + bank.select("PLT"), key=lambda r: r.sprite_id):
-            small_of.setdefault(r.source, []).append(r)
-
-        transforms[1:] = [
-            [sprite_transforms(r.sprite_id, params, params.variants) for r in rows] for rows in (rbc, plt)
-        ]
+    for r in sorted(bank.select("RBC") + bank.select("PLT"), key=lambda r: r.sprite_id) if cached else ():
+        small_of.setdefault(r.source, []).append(r)
     if params.wbc_scale:  # white-cell variety: each variant sized within the class's own range (variety.py)
         every = [r.area for r in bank.select(centre_kind_of(cls), None if cls == "PLT" else cls)]
         transforms[0] = sized(
@@ -322,6 +314,7 @@ def load_library(
     if cached:  # (no crop plasma: every cached sprite's source plate is loaded)
         by_source = {r.source: e for r, e in zip(plate_rows, entries)}
         loaded += [[_from_entry(by_source[r.source], r.sprite_id) for r in rows] for rows in (rbc, plt)]
+        transforms += [[[v.transform for v in got[2]] for got in done] for done in loaded[1:]]
     plasma_of = {
         r.source: e.plasma if cached else plasma_colour(p) for r, p, e in zip(plate_rows, plates, entries or plates)
     }

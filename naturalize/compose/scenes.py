@@ -54,7 +54,7 @@ from naturalize.compose.library import (
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.scene_stats import scene_stats
 from naturalize.compose.stain import gain_table
-from naturalize.compose.transform import FLIP_LOOKS, Transform
+from naturalize.compose.transform import Transform
 from naturalize.fsio import UserError, write_bytes, write_json
 from naturalize.segment.gate import NUCLEATED_REASONS
 from naturalize.segment.inpaint import remove_cells
@@ -67,10 +67,6 @@ MATCHED_OVERLAP = 0.15
 MATCHED_POOL = 8
 MATCHED_SOURCES = 3
 MATCHED_MAX_RBC = 40
-#: matched scene: variants per red cell and platelet, their transforms drawn per sprite id and cached per source
-#: with the plates in the bank (source_cache.py), so a run starts without decoding or warping; each is drawn
-#: under one of 4 mirror looks (transform.FLIP_LOOKS: one flip, no transpose), 16 looks per cell
-MATCHED_VARIANTS = 4
 #: Version of the cached donor files (a change remakes them).
 DONOR_VERSION = 1
 CACHE_DIR = "scenes/transplant"
@@ -350,13 +346,13 @@ def matched_library(
     bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False
 ) -> Library:
     """The paper library with every red cell of its plates' images (plates, red cells and platelets from the
-    bank's per-source cache, MATCHED_VARIANTS each), per-plate coherent red-cell pools and the class's
+    bank's per-source cache: source_cache.py), per-plate coherent red-cell pools and the class's
     measured layouts."""
     lib = load_library(
         bank,
         cls,
         seed,
-        replace(params, max_small=max(params.max_small, 100_000), rbc=max(params.rbc, 1), variants=MATCHED_VARIANTS),
+        replace(params, max_small=max(params.max_small, 100_000), rbc=max(params.rbc, 1)),
         threads=threads,
         warm=warm,
         cached=True,
@@ -377,7 +373,6 @@ def matched_library(
         for n, m, (dx, dy) in zip(stats.n_rbc, stats.n_plt, stats.offset)
     ]
     lib.scene = Matched(pools, layouts)
-    lib.rbc.looks = lib.plt.looks = FLIP_LOOKS
     return lib
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -114,7 +115,7 @@ def _unpack(flat: np.ndarray, index: dict) -> SourceEntry:
 
     def get(loc: list) -> np.ndarray:
         start, shape = loc
-        return flat[start : start + int(np.prod(shape))].reshape(shape)
+        return flat[start : start + math.prod(shape)].reshape(shape)
 
     sprites = index["sprites"]
     return SourceEntry(

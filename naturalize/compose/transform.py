@@ -82,10 +82,6 @@ def _mirror_turn(flip: bool, turns: int):
 
 
 _MIRROR_TURN = {(flip, turns): _mirror_turn(flip, turns) for flip in (False, True) for turns in range(4)}
-#: (mirror, quarter turns) of the 8 exact looks of a warped sprite, by index r: (r & 4, r & 3)
-LOOKS = tuple((bool(r & 4), r & 3) for r in range(8))
-#: the 4 looks that only mirror (none, left-right, top-bottom, both): one OpenCV flip, never a transpose
-FLIP_LOOKS = ((False, 0), (True, 0), (True, 2), (False, 2))
 
 
 def turn_arrays(arrays: tuple[np.ndarray, ...], flip: bool, turns: int) -> list[np.ndarray]:
