@@ -79,12 +79,16 @@ def clip_box(x: int, y: int, w: int, h: int, width: int, height: int) -> tuple[i
 
 class Occupancy:
     """Where white cells (grown by a margin) and small cells already are: two uint8 0/255 maps, and the
-    box around all white-cell pixels (a cell outside it cannot touch one)."""
+    box around all white-cell pixels (a cell outside it cannot touch one). free_centres: a cell whose centre
+    pixel (when in its mask) lands on a small cell is refused at once (the matched scene's sampler: such a
+    cell lies on the other by ~40 % of its area or more, far above any allowed overlap, so only the odd
+    irregular pair is refused that the full test would let touch)."""
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, free_centres: bool = False):
         self.white = np.zeros((height, width), np.uint8)
         self.small = np.zeros((height, width), np.uint8)
         self.white_box: tuple[int, int, int, int] | None = None
+        self.free_centres = free_centres
 
     def fits(self, mask: np.ndarray, x: int, y: int, area: int, min_visible: float, overlap: float) -> bool:
         """Whether `mask` (uint8 0/255) at (x, y) keeps min_visible of `area` inside the image, stays off
@@ -101,6 +105,10 @@ class Occupancy:
             y1, cut = H, True
         if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < min_visible * area:  # too little of even the box is in
             return False
+        if self.free_centres:
+            cx, cy = x + w // 2, y + h // 2
+            if 0 <= cx < W and 0 <= cy < H and self.small[cy, cx] and mask[h // 2, w // 2]:
+                return False
         wb = self.white_box
         near_white = wb is not None and x0 < wb[2] and wb[0] < x1 and y0 < wb[3] and wb[1] < y1
         if near_white:  # its own centre pixel on a white cell: the cheapest certain collision
@@ -175,7 +183,7 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
     centre = int(rng.integers(len(lib.centre)))
     k = choose_plate(lib, rng, centre if p.wbc > 0 else None)
     image = lib.plates[k].copy()
-    occ = Occupancy(W, H)
+    occ = Occupancy(W, H, free_centres=getattr(lib.scene, "free_centres", False))
     placed: list[Placed] = []
 
     def place_white(cell: Placed, x: int, y: int) -> None:

@@ -315,6 +315,7 @@ class Matched:
     and one layout (ComposeParams) per measured source image of the class."""
 
     name = "matched"
+    free_centres = True  # core.Occupancy: no cell centred on another (a cheap refusal before the overlap test)
     rbc_pool: list[np.ndarray]
     layouts: list[ComposeParams]
 
