@@ -6,7 +6,8 @@
                 from the plate's own image and the images closest to it in plasma colour (at least
                 MATCHED_POOL sprites, at most MATCHED_SOURCES images), allowed to be cut by the border (down
                 to MATCHED_MIN_VISIBLE inside), to lie on each other (MATCHED_OVERLAP) and to touch the
-                white cell
+                white cell, never centred on another cell; plates, red cells and platelets (their variants
+                drawn per sprite id) come from the bank's per-source cache (source_cache.py)
     transplant  a real training image (the donor, of any class) keeps its own red cells and platelets; only
                 its white cell is removed (inpainted, the hole its mask grown by HOLE_MARGIN px) and a white
                 cell of the wanted class from another image takes its place, centred where the old one was
