@@ -277,3 +277,26 @@ def test_matched_looks_do_not_depend_on_the_seed_and_runs_are_deterministic(bank
     shutil.rmtree(tmp_path / "whole" / STATE_DIR / "journal")
     compose_class(bank, "PMY", 40, tmp_path / "whole", workers=1, **kw)
     assert _files(tmp_path / "whole") == before
+
+
+def test_matched_sampler_centres_no_cell_on_another_and_repeats_itself(bank: Path) -> None:
+    """The matched sampler (every small cell's draws made once per image, centres refused on cells already
+    placed): the same generator state gives the same composite, and no red cell or platelet has its centre
+    pixel on a small cell placed before it."""
+    from naturalize.compose.scenes import compose_matched, matched_library
+
+    lib = matched_library(Bank.open(bank), "PMY", 0, MATCHED)
+    assert lib.scene.batch_draws and lib.scene.free_centres
+    for i in range(12):
+        a, b = (compose_matched(lib, np.random.default_rng([0, 9, i]), MATCHED) for _ in range(2))
+        assert np.array_equal(a.image, b.image) and [(c.index, c.x, c.y, c.transform) for c in a.cells] == [
+            (c.index, c.x, c.y, c.transform) for c in b.cells
+        ]
+        H, W = a.image.shape[:2]
+        small = np.zeros((H, W), bool)
+        for c in (c for c in a.cells if c.role in ("RBC", "PLT")):  # in placing order
+            h, w = c.mask.shape
+            cx, cy = c.x + w // 2, c.y + h // 2
+            if 0 <= cx < W and 0 <= cy < H and c.mask[h // 2, w // 2]:
+                assert not small[cy, cx]
+            small |= _placed_mask(c, W, H)

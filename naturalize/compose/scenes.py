@@ -317,6 +317,7 @@ class Matched:
 
     name = "matched"
     free_centres = True  # core.Occupancy: no cell centred on another (a cheap refusal before the overlap test)
+    batch_draws = 8  # core.compose_image: each small cell's sprite, look and first 8 candidates drawn per image
     rbc_pool: list[np.ndarray]
     layouts: list[ComposeParams]
 
