@@ -223,13 +223,6 @@ def _area(bgra: np.ndarray) -> int:
     return int(np.count_nonzero(bgra[:, :, 3] >= 128))
 
 
-def _cached_source(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams):
-    """The bank's cache entry of one source: its plate and `rows` (all its usable red cells and platelets)."""
-    from naturalize.compose.source_cache import source_entry
-
-    return source_entry(bank, bg, rows, params, params.variants)
-
-
 def _from_entry(entry, sprite_id: str) -> tuple[None, np.ndarray, list[Variant], int]:
     """_load_sprite's result for a sprite of a cache entry (all its variants made)."""
     return None, entry.bgra[sprite_id], entry.variants[sprite_id], entry.areas[sprite_id]
@@ -242,16 +235,18 @@ def load_library(
     params: ComposeParams,
     threads: int = 1,
     warm: bool = False,
-    cached: bool = False,
+    store: Callable[[Bank, BackgroundRow, list[SpriteRow], ComposeParams], Any] | None = None,
 ) -> Library:
     """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images and
     at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
     seed (all of them in a small bank). A sprite's source plasma colour is its source plate's when that
     plate is loaded, else the colour around the cell in its crop. warm: warp every sprite variant now
     (what a long run would warp one by one as it goes, done once before worker processes fork and share it).
-    Files are decoded on `threads` threads; the result does not depend on it. cached: plates, red cells and
-    platelets from the bank's per-source cache (source_cache.py: their variants' transforms drawn per sprite
-    id, the same in every run; all made up front), the centre cells as without."""
+    Files are decoded on `threads` threads; the result does not depend on it. store: plates, red cells and
+    platelets from a per-source store instead (source_cache.source_entry: (bank, background row, the source's
+    usable RBC and PLT rows, params) -> its plate, plasma and per sprite id BGRA, area and every variant);
+    the centre cells are loaded as without."""
+    cached, fetch = store is not None, store or (lambda *_: None)
     centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
     rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
     plates_by_source: dict[str, BackgroundRow] = {}
@@ -291,7 +286,7 @@ def load_library(
         warps[0] = wrng.integers(2**62, size=(len(centre_rows), params.centre_variants))
     with _Tasks(threads) as tasks:  # every file queued at once: plates (or cache entries), then each set's sprites
         entries_done = tasks.map(
-            lambda b: _cached_source(bank, b, small_of.get(b.source, []), params), plate_rows if cached else []
+            lambda b: fetch(bank, b, small_of.get(b.source, []), params), plate_rows if cached else []
         )
         plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), [] if cached else plate_rows)
         sprites_done = [

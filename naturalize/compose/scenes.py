@@ -54,6 +54,7 @@ from naturalize.compose.library import (
 )
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.scene_stats import scene_stats
+from naturalize.compose.source_cache import source_entry
 from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform
 from naturalize.fsio import UserError, write_bytes, write_json
@@ -358,7 +359,7 @@ def matched_library(
         replace(params, max_small=max(params.max_small, 100_000), rbc=max(params.rbc, 1)),
         threads=threads,
         warm=warm,
-        cached=True,
+        store=source_entry,
     )
     stats = scene_stats(bank, cls)
     pools = coherent_pools([r.source for r in lib.plate_rows], lib.plate_plasma, [r.source for r in lib.rbc.rows])

@@ -57,22 +57,22 @@ class SourceEntry:
     variants: dict[str, list[Variant]]
 
 
-def stamp(bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams, n: int) -> str:
+def stamp(bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> str:
     """sha256 of what an entry's pixels depend on: code version, OpenCV version, the parameters, the rows."""
-    keys = [params.size, params.feather, params.max_angle, params.scale_jitter, n]
+    keys = [params.size, params.feather, params.max_angle, params.scale_jitter, params.variants]
     text = json.dumps([CACHE_VERSION, cv2.__version__, keys, repr(bg), [repr(r) for r in rows]])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def make_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams, n: int) -> SourceEntry:
-    """The entry of one source, made from the bank's files (n variants per sprite)."""
+def make_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> SourceEntry:
+    """The entry of one source, made from the bank's files (params.variants variants per sprite)."""
     plate = _read_plate(bank.root / bg.relpath, params.size)
     bgra, areas, variants = {}, {}, {}
     for r in rows:
         b = feathered(_read_bgra(bank.root / r.relpath), params.feather)
         bgra[r.sprite_id] = b
         areas[r.sprite_id] = int(np.count_nonzero(b[:, :, 3] >= 128))
-        variants[r.sprite_id] = [make_variant(b, t) for t in sprite_transforms(r.sprite_id, params, n)]
+        variants[r.sprite_id] = [make_variant(b, t) for t in sprite_transforms(r.sprite_id, params, params.variants)]
     return SourceEntry(plate, plasma_colour(plate), bgra, areas, variants)
 
 
@@ -143,12 +143,12 @@ def _read(meta: dict, data_path) -> SourceEntry | None:
     return _unpack(np.asarray(flat), meta)
 
 
-def source_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams, n: int) -> SourceEntry:
+def source_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> SourceEntry:
     """make_entry's result, read (memory-mapped) from the bank's cache when it was made from the same
     stamp, else made and cached (see module doc)."""
     d = bank.root / CACHE_DIR
     meta_path = d / f"{bg.background_id}.json"
-    key = stamp(bg, rows, params, n)
+    key = stamp(bg, rows, params)
     data_path = d / f"{bg.background_id}.{key[:16]}.npy"
     if meta_path.is_file():
         try:
@@ -159,7 +159,7 @@ def source_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: C
             got = _read(meta, data_path)
             if got is not None:
                 return got
-    entry = make_entry(bank, bg, rows, params, n)
+    entry = make_entry(bank, bg, rows, params)
     data, index = _pack(entry, key)
     try:
         write_bytes(data_path, data)
