@@ -265,8 +265,9 @@ def load_library(
     if params.rbc > 0 and not rbc:
         raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
     sets = [(centre_rows, params.centre_variants), (rbc, params.variants), (plt, params.variants)]
+    from_files = sets[:1] if cached else sets  # a store holds its own sprites and transforms (per sprite id)
     transforms = []
-    for rows, variants in sets[: 1 if cached else 3]:  # a cache holds its own (per sprite id, source_cache)
+    for rows, variants in from_files:
         vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
         transforms.append([[sample_transform(vrng, params) for _ in range(variants)] for _ in rows])
     small_of: dict[str, list[SpriteRow]] = {}  # per source: every usable red cell and platelet (the cache's unit)
@@ -301,7 +302,7 @@ def load_library(
                 ),
                 zip(rows, ts, [None] * len(rows) if w is None else list(w)),
             )
-            for (rows, _), ts, w in zip(sets[: 1 if cached else 3], transforms, warps)
+            for (rows, _), ts, w in zip(from_files, transforms, warps)
         ]
         entries = list(entries_done)
         plates = [e.plate for e in entries] if cached else list(plates_done)
@@ -310,9 +311,8 @@ def load_library(
         by_source = {r.source: e for r, e in zip(plate_rows, entries)}
         loaded += [[_from_entry(by_source[r.source], r.sprite_id) for r in rows] for rows in (rbc, plt)]
         transforms += [[[v.transform for v in got[2]] for got in done] for done in loaded[1:]]
-    plasma_of = {
-        r.source: e.plasma if cached else plasma_colour(p) for r, p, e in zip(plate_rows, plates, entries or plates)
-    }
+    plasmas = [e.plasma for e in entries] if cached else [plasma_colour(p) for p in plates]
+    plasma_of = {r.source: c for r, c in zip(plate_rows, plasmas)}
     plate_plasma = np.stack([plasma_of[r.source] for r in plate_rows])
     fallback = np.median(plate_plasma, axis=0).astype(np.float32)
 
