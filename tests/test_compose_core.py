@@ -109,6 +109,19 @@ def test_occupancy_lets_small_cells_overlap_by_at_most_the_allowance() -> None:
         assert occ.fits(m, 20 + dx, 20, area, 0.7, 0.05) == (overlap <= 0.05 * area), dx
 
 
+def test_occupancy_with_free_centres_refuses_a_cell_centred_on_another() -> None:
+    """matched's sampler: a cell whose centre pixel lands on a small cell is refused even where the overlap is
+    allowed; off (paper), only the overlap counts."""
+    m = disc(20)
+    area = int(np.count_nonzero(m))
+    for free in (False, True):
+        occ = Occupancy(120, 120, free_centres=free)
+        occ.mark(disc(2), 58, 58, white=False)  # a 5 px speck centred at (60, 60): 2 % of the disc at most
+        assert occ.fits(m, 40, 40, area, 0.7, 0.15) is not free  # the disc's centre (60, 60) on it
+        assert occ.fits(m, 44, 40, area, 0.7, 0.15)  # centre 4 px off: only the overlap counts
+        assert not occ.fits(m, 40, 40, area, 0.7, 0.0)  # no overlap allowed: refused either way
+
+
 def test_occupancy_counts_only_the_visible_part_of_a_cell_cut_by_any_border() -> None:
     occ = Occupancy(60, 50)
     m = disc(8)

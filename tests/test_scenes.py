@@ -191,3 +191,112 @@ def test_matched_scene_follows_the_class_statistics(bank: Path, tmp_path: Path) 
         )
     assert max(counts) > 8 and np.median(counts) >= 0.8 * np.median(sorted(want))  # crowded as the real images
     assert cut >= 10  # red cells cut by the border, as in real crops
+
+
+def _fresh_copy(bank: Path, tmp_path: Path) -> Path:
+    """The bank without any matched source cache."""
+    from naturalize.compose.source_cache import CACHE_DIR as SOURCES
+
+    out = tmp_path / "bank"
+    shutil.copytree(bank, out)
+    shutil.rmtree(out / SOURCES, ignore_errors=True)
+    return out
+
+
+def test_matched_source_cache_made_once_per_bank_owned_and_atomic(bank: Path, tmp_path: Path) -> None:
+    from naturalize.bank import DERIVED_DIRS
+    from naturalize.compose.scenes import matched_library
+    from naturalize.compose.source_cache import CACHE_DIR as SOURCES
+
+    copy = _fresh_copy(bank, tmp_path)
+    made = matched_library(Bank.open(copy), "PMY", 0, MATCHED)
+    d = copy / SOURCES
+    index = sorted(d.glob("*.json"))
+    assert [p.stem for p in index] == sorted(r.background_id for r in made.plate_rows)
+    data = sorted(d.glob("*.npy"))
+    assert len(data) == len(index) and not [p for p in d.iterdir() if p.name.startswith(".")]  # no temp left
+    assert Path(SOURCES).parts[0] in DERIVED_DIRS  # the bank's own folder: segment --overwrite clears it
+    stamps = {p: p.stat().st_mtime_ns for p in index + data}
+    read = matched_library(Bank.open(copy), "PMY", 0, MATCHED)
+    assert {p: p.stat().st_mtime_ns for p in index + data} == stamps  # read, not made again
+    assert not read.rbc.variant(0, 0).bgri.flags.writeable  # memory-mapped from the cache
+    for i in range(4):  # made or read: the same images and records
+        a, ra = render(made, MATCHED, 0, i)
+        b, rb = render(read, MATCHED, 0, i)
+        assert np.array_equal(a, b) and ra == rb
+
+
+def test_matched_stale_or_damaged_cache_entry_is_made_again(bank: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from naturalize.compose.scenes import matched_library
+    from naturalize.compose.source_cache import CACHE_DIR as SOURCES
+
+    copy = _fresh_copy(bank, tmp_path)
+    first = matched_library(Bank.open(copy), "PMY", 0, MATCHED)
+    image, _ = render(first, MATCHED, 0, 1)
+    d = copy / SOURCES
+    json_path = sorted(d.glob("*.json"))[0]
+    npy_path = next(d.glob(f"{json_path.stem}.*.npy"))
+    first_stamp, size = json.loads(json_path.read_text())["stamp"], npy_path.stat().st_size
+    npy_path.write_bytes(npy_path.read_bytes()[:1000])  # cut short (e.g. a full disk)
+    other = sorted(d.glob("*.json"))[1]
+    stamp = json.loads(other.read_text())["stamp"]
+    other.write_text(other.read_text().replace(stamp, "0" * 64))  # made by other code or from other rows
+    again = matched_library(Bank.open(copy), "PMY", 0, MATCHED)
+    assert npy_path.stat().st_size == size and json.loads(other.read_text())["stamp"] == stamp  # both remade
+    assert np.array_equal(render(again, MATCHED, 0, 1)[0], image)
+    # other pixels asked for (softer edges): a new stamp, its own data file, the old one removed
+    soft = replace(MATCHED, feather=1.5)
+    matched_library(Bank.open(copy), "PMY", 0, soft)
+    assert json.loads(json_path.read_text())["stamp"] != first_stamp
+    assert [p.name for p in d.glob(f"{json_path.stem}.*.npy")] != [npy_path.name] and not npy_path.exists()
+
+
+def test_matched_looks_do_not_depend_on_the_seed_and_runs_are_deterministic(bank: Path, tmp_path: Path) -> None:
+    from naturalize.compose.scenes import matched_library
+    from naturalize.compose.source_cache import sprite_transforms
+
+    a = sprite_transforms("RBC_1", MATCHED, 3)
+    assert a == sprite_transforms("RBC_1", MATCHED, 3) != sprite_transforms("RBC_2", MATCHED, 2)
+    b = Bank.open(bank)
+    one, two = (matched_library(b, "PMY", seed, MATCHED) for seed in (0, 1))
+    shared = set(r.sprite_id for r in one.rbc.rows) & set(r.sprite_id for r in two.rbc.rows)
+    assert shared
+    for sid in shared:
+        i = [r.sprite_id for r in one.rbc.rows].index(sid)
+        j = [r.sprite_id for r in two.rbc.rows].index(sid)
+        assert one.rbc.transforms[i] == two.rbc.transforms[j] == sprite_transforms(sid, MATCHED, MATCHED.variants)
+    kw = dict(params=MATCHED, seed=3, progress=False)
+    whole = compose_class(bank, "PMY", 40, tmp_path / "whole", workers=2, **kw)
+    compose_class(bank, "PMY", 40, tmp_path / "again", workers=1, **kw)
+    assert _files(tmp_path / "whole") == _files(tmp_path / "again")
+    before = _files(tmp_path / "whole")
+    for q in whole[3:9]:  # an interrupted run: some images and all records gone
+        q.unlink()
+    shutil.rmtree(tmp_path / "whole" / STATE_DIR / "journal")
+    compose_class(bank, "PMY", 40, tmp_path / "whole", workers=1, **kw)
+    assert _files(tmp_path / "whole") == before
+
+
+def test_matched_sampler_centres_no_cell_on_another_and_repeats_itself(bank: Path) -> None:
+    """The matched sampler (every small cell's draws made once per image, centres refused on cells already
+    placed): the same generator state gives the same composite, and no red cell or platelet has its centre
+    pixel on a small cell placed before it."""
+    from naturalize.compose.scenes import compose_matched, matched_library
+
+    lib = matched_library(Bank.open(bank), "PMY", 0, MATCHED)
+    assert lib.scene.batch_draws and lib.scene.free_centres
+    for i in range(12):
+        a, b = (compose_matched(lib, np.random.default_rng([0, 9, i]), MATCHED) for _ in range(2))
+        assert np.array_equal(a.image, b.image) and [(c.index, c.x, c.y, c.transform) for c in a.cells] == [
+            (c.index, c.x, c.y, c.transform) for c in b.cells
+        ]
+        H, W = a.image.shape[:2]
+        small = np.zeros((H, W), bool)
+        for c in (c for c in a.cells if c.role in ("RBC", "PLT")):  # in placing order
+            h, w = c.mask.shape
+            cx, cy = c.x + w // 2, c.y + h // 2
+            if 0 <= cx < W and 0 <= cy < H and c.mask[h // 2, w // 2]:
+                assert not small[cy, cx]
+            small |= _placed_mask(c, W, H)

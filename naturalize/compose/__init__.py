@@ -7,6 +7,7 @@ transform.py  flips, quarter turns, small rotations and scale jitter (one affine
 core.py       the pure core: layout, recolouring and blending of one image (arrays + Generator)
 scenes.py     scenes (paper, matched, transplant): their libraries, transplant donors and their cache
 scene_stats.py  the class's scene statistics measured on the bank's images (matched)
+source_cache.py  matched: plates and red-cell variants made once per bank (seed-independent), memory-mapped
 annotate.py   per-image records, manifest lines and the COCO file
 run.py        the shell: forked workers over one library, journals, shards, resume, output files
 preview.py    contact sheets, real beside synthetic

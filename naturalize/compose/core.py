@@ -19,7 +19,9 @@ alpha-blended onto its own bounding region only, in integer arithmetic.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import cv2
 import numpy as np
@@ -79,12 +81,16 @@ def clip_box(x: int, y: int, w: int, h: int, width: int, height: int) -> tuple[i
 
 class Occupancy:
     """Where white cells (grown by a margin) and small cells already are: two uint8 0/255 maps, and the
-    box around all white-cell pixels (a cell outside it cannot touch one)."""
+    box around all white-cell pixels (a cell outside it cannot touch one). free_centres: a cell whose centre
+    pixel (when in its mask) lands on a small cell is refused at once (the matched scene's sampler: such a
+    cell lies on the other by ~40 % of its area or more, far above any allowed overlap, so only the odd
+    irregular pair is refused that the full test would let touch)."""
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, free_centres: bool = False):
         self.white = np.zeros((height, width), np.uint8)
         self.small = np.zeros((height, width), np.uint8)
         self.white_box: tuple[int, int, int, int] | None = None
+        self.free_centres = free_centres
 
     def fits(self, mask: np.ndarray, x: int, y: int, area: int, min_visible: float, overlap: float) -> bool:
         """Whether `mask` (uint8 0/255) at (x, y) keeps min_visible of `area` inside the image, stays off
@@ -101,6 +107,10 @@ class Occupancy:
             y1, cut = H, True
         if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < min_visible * area:  # too little of even the box is in
             return False
+        if self.free_centres:
+            cx, cy = x + w // 2, y + h // 2
+            if 0 <= cx < W and 0 <= cy < H and self.small[cy, cx] and mask[h // 2, w // 2]:
+                return False
         wb = self.white_box
         near_white = wb is not None and x0 < wb[2] and wb[0] < x1 and y0 < wb[3] and wb[1] < y1
         if near_white:  # its own centre pixel on a white cell: the cheapest certain collision
@@ -148,14 +158,22 @@ def choose_plate(lib: Library, rng: np.random.Generator, centre: int | None) -> 
     return int(lib.plate_by_centre_area[int(rng.integers(max(fits, 1)))])
 
 
-def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, index: int | None = None) -> Placed:
+def _prepare(
+    rng: np.random.Generator,
+    sset: SpriteSet,
+    role: str,
+    plate: int,
+    index: int | None = None,
+    look: int | None = None,
+) -> Placed:
     """Draw a sprite of the set (or take `index`) and one of its variants, mirrored and turned at random
-    (8 exact looks per variant), with its stain gain on the plate (applied by `paint`); at (0, 0) until placed."""
+    (8 exact looks per variant; or take `look`, an index into its variants' looks, with `index`), with its
+    stain gain on the plate (applied by `paint`); at (0, 0) until placed."""
     looks = 8 * len(sset.transforms[0])
     if index is None:
         i, r = divmod(int(rng.integers(len(sset) * looks)), looks)
     else:
-        i, r = index, int(rng.integers(looks))
+        i, r = index, int(rng.integers(looks)) if look is None else look
     v, flip, turns = sset.variant(i, r // 8), bool(r & 4), r & 3
     bgri, mask = turn_arrays((v.bgri, v.mask), flip, turns)
     gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
@@ -169,13 +187,18 @@ def _prepare(rng: np.random.Generator, sset: SpriteSet, role: str, plate: int, i
     return Placed(role, i, 0, 0, bgri, mask, v.area, t, gain, sset.warp_seed(i, r // 8), focus)
 
 
+def _candidates(rng: np.random.Generator, n: int) -> Iterator[list[float]]:
+    """n more candidate positions (x, y in [0, 1)), drawn only when the first is asked for."""
+    yield from rng.random((n, 2)).tolist()
+
+
 def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:
     """One composite (see module doc). Depends only on lib, the generator's state and p."""
     W, H = p.size
     centre = int(rng.integers(len(lib.centre)))
     k = choose_plate(lib, rng, centre if p.wbc > 0 else None)
     image = lib.plates[k].copy()
-    occ = Occupancy(W, H)
+    occ = Occupancy(W, H, free_centres=getattr(lib.scene, "free_centres", False))
     placed: list[Placed] = []
 
     def place_white(cell: Placed, x: int, y: int) -> None:
@@ -205,17 +228,29 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
     n_plt = int(rng.integers(p.platelets[0], p.platelets[1] + 1)) if len(lib.plt) else 0
     smalls = [lib.rbc] * (p.rbc if len(lib.rbc) else 0) + [lib.plt] * n_plt
     pool = getattr(lib.scene, "rbc_pool", None)  # a scene may draw each plate's red cells from a few sources
-    for n, sset in enumerate(smalls):
-        pick = int(pool[k][rng.integers(len(pool[k]))]) if pool is not None and n < p.rbc else None
-        cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick)
+
+    def place_small(cell: Placed, candidates: Iterable[Sequence[float]]) -> None:
         h, w = cell.mask.shape
-        for fx, fy in rng.random((p.tries, 2)).tolist():
+        for fx, fy in candidates:
             x, y = int(fx * W) - w // 2, int(fy * H) - h // 2
             if occ.fits(cell.mask, x, y, cell.area, p.min_visible, p.rbc_overlap):
                 cell.x, cell.y = x, y
                 occ.mark(cell.mask, x, y, white=False)
                 placed.append(cell)
-                break
+                return
+
+    batch = min(getattr(lib.scene, "batch_draws", 0), p.tries)
+    if batch:  # every cell's sprite, look and first `batch` candidates in one draw per image (numpy calls are slow)
+        for n, (sset, u) in enumerate(zip(smalls, rng.random((len(smalls), 2 + 2 * batch)).tolist())):
+            own = pool[k] if pool is not None and n < p.rbc else None
+            i = int(own[int(u[0] * len(own))]) if own is not None else int(u[0] * len(sset))
+            cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, i, int(u[1] * 8 * len(sset.transforms[0])))
+            place_small(cell, chain(zip(u[2::2], u[3::2]), _candidates(rng, p.tries - batch)))
+    for n, sset in enumerate([] if batch else smalls):
+        pick = int(pool[k][rng.integers(len(pool[k]))]) if pool is not None and n < p.rbc else None
+        place_small(
+            _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick), rng.random((p.tries, 2)).tolist()
+        )
     # paint small cells first, white cells last (nothing overlaps a white cell anyway)
     order = [c for c in placed if c.role in ("RBC", "PLT")] + [c for c in placed if c.role in ("centre", "WBC")]
     return Composite(image, k, order, paint(image, order))

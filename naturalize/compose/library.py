@@ -210,23 +210,43 @@ def _load_sprite(
     path: Path, feather: float, transforms: list[Transform], warm: bool, plasma: bool, warps: np.ndarray | None
 ):
     """One sprite: (its source plasma from the crop, or None; feathered premultiplied BGRA; its variants
-    when warm (with their shape warps' seeds, if any), else [])."""
+    when warm (with their shape warps' seeds, if any), else []; None: its area is counted later)."""
     raw = _read_bgra(path)
     bgra = feathered(raw, feather)
     seeds = [None] * len(transforms) if warps is None else [int(s) for s in warps]
     made = [make_variant(bgra, t, w) for t, w in zip(transforms, seeds)] if warm else []
-    return (sprite_plasma(raw) if plasma else None), bgra, made
+    return (sprite_plasma(raw) if plasma else None), bgra, made, None
+
+
+def _area(bgra: np.ndarray) -> int:
+    """A sprite's mask area: its pixels with alpha >= 128."""
+    return int(np.count_nonzero(bgra[:, :, 3] >= 128))
+
+
+def _from_entry(entry, sprite_id: str) -> tuple[None, np.ndarray, list[Variant], int]:
+    """_load_sprite's result for a sprite of a cache entry (all its variants made)."""
+    return None, entry.bgra[sprite_id], entry.variants[sprite_id], entry.areas[sprite_id]
 
 
 def load_library(
-    bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False
+    bank: Bank,
+    cls: str,
+    seed: int,
+    params: ComposeParams,
+    threads: int = 1,
+    warm: bool = False,
+    store: Callable[[Bank, BackgroundRow, list[SpriteRow], ComposeParams], Any] | None = None,
 ) -> Library:
     """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images and
     at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
     seed (all of them in a small bank). A sprite's source plasma colour is its source plate's when that
     plate is loaded, else the colour around the cell in its crop. warm: warp every sprite variant now
     (what a long run would warp one by one as it goes, done once before worker processes fork and share it).
-    Files are decoded on `threads` threads; the result does not depend on it."""
+    Files are decoded on `threads` threads; the result does not depend on it. store: plates, red cells and
+    platelets from a per-source store instead (source_cache.source_entry: (bank, background row, the source's
+    usable RBC and PLT rows, params) -> its plate, plasma and per sprite id BGRA, area and every variant);
+    the centre cells are loaded as without."""
+    cached, fetch = store is not None, store or (lambda *_: None)
     centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
     rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
     plates_by_source: dict[str, BackgroundRow] = {}
@@ -245,10 +265,14 @@ def load_library(
     if params.rbc > 0 and not rbc:
         raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
     sets = [(centre_rows, params.centre_variants), (rbc, params.variants), (plt, params.variants)]
+    from_files = sets[:1] if cached else sets  # a store holds its own sprites and transforms (per sprite id)
     transforms = []
-    for rows, variants in sets:
+    for rows, variants in from_files:
         vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
         transforms.append([[sample_transform(vrng, params) for _ in range(variants)] for _ in rows])
+    small_of: dict[str, list[SpriteRow]] = {}  # per source: every usable red cell and platelet (the cache's unit)
+    for r in sorted(bank.select("RBC") + bank.select("PLT"), key=lambda r: r.sprite_id) if cached else ():
+        small_of.setdefault(r.source, []).append(r)
     if params.wbc_scale:  # white-cell variety: each variant sized within the class's own range (variety.py)
         every = [r.area for r in bank.select(centre_kind_of(cls), None if cls == "PLT" else cls)]
         transforms[0] = sized(
@@ -261,8 +285,11 @@ def load_library(
     if params.wbc_warp:  # white-cell variety: one shape-warp seed per centre variant (variety.shape_warp)
         wrng = np.random.default_rng([seed, CLASSES.index(cls), 0xBE4D])
         warps[0] = wrng.integers(2**62, size=(len(centre_rows), params.centre_variants))
-    with _Tasks(threads) as tasks:  # every file queued at once: plates, then each set's sprites
-        plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), plate_rows)
+    with _Tasks(threads) as tasks:  # every file queued at once: plates (or cache entries), then each set's sprites
+        entries_done = tasks.map(
+            lambda b: fetch(bank, b, small_of.get(b.source, []), params), plate_rows if cached else []
+        )
+        plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), [] if cached else plate_rows)
         sprites_done = [
             tasks.map(
                 lambda rtw: _load_sprite(
@@ -275,20 +302,26 @@ def load_library(
                 ),
                 zip(rows, ts, [None] * len(rows) if w is None else list(w)),
             )
-            for (rows, _), ts, w in zip(sets, transforms, warps)
+            for (rows, _), ts, w in zip(from_files, transforms, warps)
         ]
-        plates = list(plates_done)
+        entries = list(entries_done)
+        plates = [e.plate for e in entries] if cached else list(plates_done)
         loaded = [list(done) for done in sprites_done]
-    plasma_of = {r.source: plasma_colour(p) for r, p in zip(plate_rows, plates)}
+    if cached:  # (no crop plasma: every cached sprite's source plate is loaded)
+        by_source = {r.source: e for r, e in zip(plate_rows, entries)}
+        loaded += [[_from_entry(by_source[r.source], r.sprite_id) for r in rows] for rows in (rbc, plt)]
+        transforms += [[[v.transform for v in got[2]] for got in done] for done in loaded[1:]]
+    plasmas = [e.plasma for e in entries] if cached else [plasma_colour(p) for p in plates]
+    plasma_of = {r.source: c for r, c in zip(plate_rows, plasmas)}
     plate_plasma = np.stack([plasma_of[r.source] for r in plate_rows])
     fallback = np.median(plate_plasma, axis=0).astype(np.float32)
 
     def sprite_set(rows: list[SpriteRow], ts: list[list[Transform]], got: list, w: np.ndarray | None) -> SpriteSet:
-        plasma = [plasma_of.get(r.source, fallback) if crop is None else crop for r, (crop, _, _) in zip(rows, got)]
-        arrays = [bgra for _, bgra, _ in got]
-        areas = np.array([np.count_nonzero(a[:, :, 3] >= 128) for a in arrays], np.int64)
+        plasma = [plasma_of.get(r.source, fallback) if crop is None else crop for r, (crop, *_) in zip(rows, got)]
+        arrays = [bgra for _, bgra, _, _ in got]
+        areas = np.array([_area(a) if n is None else n for (_, _, _, n), a in zip(got, arrays)], np.int64)
         out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas, ts, warps=w)
-        out._warped.update(((i, v), var) for i, (_, _, made) in enumerate(got) for v, var in enumerate(made))
+        out._warped.update(((i, v), var) for i, (_, _, made, _) in enumerate(got) for v, var in enumerate(made))
         if params.stain:
             out.gains = gain_table(out.plasma, plate_plasma)
         return out

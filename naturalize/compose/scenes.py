@@ -6,7 +6,8 @@
                 from the plate's own image and the images closest to it in plasma colour (at least
                 MATCHED_POOL sprites, at most MATCHED_SOURCES images), allowed to be cut by the border (down
                 to MATCHED_MIN_VISIBLE inside), to lie on each other (MATCHED_OVERLAP) and to touch the
-                white cell
+                white cell, never centred on another cell; plates, red cells and platelets (their variants
+                drawn per sprite id) come from the bank's per-source cache (source_cache.py)
     transplant  a real training image (the donor, of any class) keeps its own red cells and platelets; only
                 its white cell is removed (inpainted, the hole its mask grown by HOLE_MARGIN px) and a white
                 cell of the wanted class from another image takes its place, centred where the old one was
@@ -53,6 +54,7 @@ from naturalize.compose.library import (
 )
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.scene_stats import scene_stats
+from naturalize.compose.source_cache import source_entry
 from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform
 from naturalize.fsio import UserError, write_bytes, write_json
@@ -315,6 +317,8 @@ class Matched:
     and one layout (ComposeParams) per measured source image of the class."""
 
     name = "matched"
+    free_centres = True  # core.Occupancy: no cell centred on another (a cheap refusal before the overlap test)
+    batch_draws = 8  # core.compose_image: each small cell's sprite, look and first 8 candidates drawn per image
     rbc_pool: list[np.ndarray]
     layouts: list[ComposeParams]
 
@@ -345,8 +349,9 @@ def coherent_pools(sources: list[str], plasma: np.ndarray, rbc_sources: list[str
 def matched_library(
     bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False
 ) -> Library:
-    """The paper library with every red cell of its plates' images, per-plate coherent red-cell pools and
-    the class's measured layouts."""
+    """The paper library with every red cell of its plates' images (plates, red cells and platelets from the
+    bank's per-source cache: source_cache.py), per-plate coherent red-cell pools and the class's
+    measured layouts."""
     lib = load_library(
         bank,
         cls,
@@ -354,6 +359,7 @@ def matched_library(
         replace(params, max_small=max(params.max_small, 100_000), rbc=max(params.rbc, 1)),
         threads=threads,
         warm=warm,
+        store=source_entry,
     )
     stats = scene_stats(bank, cls)
     pools = coherent_pools([r.source for r in lib.plate_rows], lib.plate_plasma, [r.source for r in lib.rbc.rows])
