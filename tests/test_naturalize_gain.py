@@ -99,3 +99,20 @@ def test_summary_says_whether_the_target_is_met() -> None:
     assert s["target_met"] and s["vs_flip"]["50"]["transplant"]["mean"] == pytest.approx(0.05)
     runs["50"]["transplant"] = rows([0.60, 0.50, 0.49])
     assert not ng.summary(runs, ["PMY"], 50)["target_met"]  # mean +0.03 but the interval reaches below 0
+
+
+def test_pick_donors_takes_n_per_class_by_seed_and_every_donor_arm_names_compose_settings() -> None:
+    by_class = {c: [Path(f"{c}_{i}.jpg") for i in range(30)] for c in ng.DONOR_CLASSES}
+    picked = ng.pick_donors(by_class, 10, seed=0)
+    assert len(picked) == 10 * len(ng.DONOR_CLASSES) == len(set(picked))
+    for c in ng.DONOR_CLASSES:
+        assert sum(p.name.startswith(f"{c}_") for p in picked) == 10
+    assert picked == ng.pick_donors(by_class, 10, seed=0)  # the seed decides, nothing else
+    assert picked != ng.pick_donors(by_class, 10, seed=1)
+    assert len(ng.pick_donors(by_class, 50, seed=0)) == 30 * len(ng.DONOR_CLASSES)  # more than a class has: all
+    from naturalize.compose.params import ComposeParams
+
+    for settings in ng.EXTRAS.values():  # every compose setting but "donors" is a ComposeParams field
+        if settings is not None:
+            ComposeParams(**{k: v for k, v in settings.items() if k != "donors"})
+    assert ng.EXTRAS["transplant-donors"]["donors"] > 0 and ("transplant-donors", 1.0) in ng.ARMS["transplant+donors"]
