@@ -35,6 +35,7 @@ import numpy as np
 
 from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.classes import CLASSES
+from naturalize.codeversion import code_digest
 from naturalize.compose.core import (
     _UNIT_GAIN,
     Composite,
@@ -118,8 +119,13 @@ def _eligible(bank: Bank) -> dict[str, tuple[BackgroundRow, SpriteRow, list[Spri
     return out
 
 
+#: The modules whose code shapes a donor plate (their digest is part of its stamp).
+DONOR_CODE = ("naturalize.compose.scenes", "naturalize.segment.inpaint")
+
+
 def _rows_hash(bg: BackgroundRow, wbc: SpriteRow, kept: list[SpriteRow]) -> str:
-    text = json.dumps([DONOR_VERSION, HOLE_MARGIN, repr(bg), repr(wbc), [repr(r) for r in kept]])
+    code = [DONOR_VERSION, code_digest(*DONOR_CODE), cv2.__version__]
+    text = json.dumps([*code, HOLE_MARGIN, repr(bg), repr(wbc), [repr(r) for r in kept]])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

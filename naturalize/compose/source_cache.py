@@ -5,7 +5,8 @@ red cell and platelet the bank holds of it: feathered and premultiplied (library
 transforms drawn from the sprite's id alone (`sprite_transforms`: the same in every run, whatever the seed).
 Stored in BANK/scenes/matched/sources/ as one flat uint8 .npy (memory-mapped when read: the forked workers
 share its pages) and a JSON index (offsets and shapes of the arrays, areas, transforms). The JSON holds a
-stamp (sha256 of CACHE_VERSION, the OpenCV version, the parameters that shape the pixels and the bank rows);
+stamp (sha256 of CACHE_VERSION, a digest of the code that makes the entry, the OpenCV version, the parameters
+that shape the pixels and the bank rows);
 the .npy is named after it, so an index never points to another stamp's data. A stale or unreadable entry
 is made again; writes are atomic (the .npy first, the JSON last, then older .npy files of the source go); a
 bank that cannot be written to is used without a cache. Everything under BANK/scenes/ is the bank's own
@@ -26,6 +27,7 @@ import cv2
 import numpy as np
 
 from naturalize.bank import BackgroundRow, Bank, SpriteRow
+from naturalize.codeversion import code_digest
 from naturalize.compose.library import Variant, _read_bgra, _read_plate, feathered, make_variant, plasma_colour
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.transform import Transform, sample_transform
@@ -57,10 +59,16 @@ class SourceEntry:
     variants: dict[str, list[Variant]]
 
 
+#: The modules whose code shapes an entry's pixels (their digest is part of the stamp).
+CODE = ("naturalize.compose.source_cache", "naturalize.compose.library", "naturalize.compose.transform")
+
+
 def stamp(bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> str:
-    """sha256 of what an entry's pixels depend on: code version, OpenCV version, the parameters, the rows."""
+    """sha256 of what an entry's pixels depend on: the code (CACHE_VERSION and the digest of CODE), the OpenCV
+    version, the parameters, the rows."""
     keys = [params.size, params.feather, params.max_angle, params.scale_jitter, params.variants]
-    text = json.dumps([CACHE_VERSION, cv2.__version__, keys, repr(bg), [repr(r) for r in rows]])
+    code = [CACHE_VERSION, code_digest(*CODE), cv2.__version__]
+    text = json.dumps([*code, keys, repr(bg), [repr(r) for r in rows]])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
