@@ -247,10 +247,14 @@ def test_matched_stale_or_damaged_cache_entry_is_made_again(bank: Path, tmp_path
     assert npy_path.stat().st_size == size and json.loads(other.read_text())["stamp"] == stamp  # both remade
     assert np.array_equal(render(again, MATCHED, 0, 1)[0], image)
     # other pixels asked for (softer edges): a new stamp, its own data file, the old one removed
+    user = [d / f"{json_path.stem}.mine.npy", d / f"{json_path.stem}.0123.npy", d / "notes.txt"]
+    for f in user:  # files a user put beside the cache: not the tool's, never removed
+        f.write_bytes(b"user data")
     soft = replace(MATCHED, feather=1.5)
     matched_library(Bank.open(copy), "PMY", 0, soft)
     assert json.loads(json_path.read_text())["stamp"] != first_stamp
-    assert [p.name for p in d.glob(f"{json_path.stem}.*.npy")] != [npy_path.name] and not npy_path.exists()
+    assert not npy_path.exists() and all(f.read_bytes() == b"user data" for f in user)
+    assert [p.name for p in d.glob(f"{json_path.stem}.*.npy") if p not in user] != [npy_path.name]
 
 
 def test_matched_looks_do_not_depend_on_the_seed_and_runs_are_deterministic(bank: Path, tmp_path: Path) -> None:

@@ -17,10 +17,12 @@ In: Bank, BackgroundRow, its RBC and PLT SpriteRows, ComposeParams. Out: SourceE
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 
 import cv2
@@ -36,6 +38,8 @@ from naturalize.fsio import write_bytes, write_json
 #: Version of the cached files (a change remakes them).
 CACHE_VERSION = 1
 CACHE_DIR = "scenes/matched/sources"
+#: The name of a data file after its source's background id: "." + the first 16 hex digits of its stamp + ".npy".
+_DATA_NAME = re.compile(r"\.[0-9a-f]{16}\.npy")
 _SALT = 0x3A7C4ED  # seeds sprite_transforms apart from every seeded draw of a run
 
 
@@ -172,8 +176,8 @@ def source_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: C
     try:
         write_bytes(data_path, data)
         write_json(meta_path, index)
-        for old in d.glob(f"{bg.background_id}.*.npy"):
-            if old != data_path:
+        for old in d.glob(f"{glob.escape(bg.background_id)}.*.npy"):  # only this cache's own older data files
+            if old != data_path and _DATA_NAME.fullmatch(old.name[len(bg.background_id) :]):
                 old.unlink(missing_ok=True)
     except OSError:
         pass  # a read-only bank: composed from memory, made again next time
