@@ -500,6 +500,13 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, dict[str, list[dict]]] = {str(lv): {arm: [] for arm in arm_list} for lv, arm_list, _ in plan}
     name = f"gain-{a.eval}"
 
+    def tree_and_bank(paths: list[Path], stamp: dict) -> tuple[Path, dict]:
+        """(the classical bank of `paths`, its stamp): a symlink tree stamped `stamp`, then its bank."""
+        tree = stamped_dir(out / "trees", stamp, lambda tmp: link_images(paths, release, tmp))
+        bank_stamp = stamp | {"kind": "bank", "backend": "classical"}
+        build = lambda tmp: segment_into(tree / "PBC_dataset_normal_DIB", tmp / "bank", a.workers)  # noqa: E731
+        return stamped_dir(out / "banks", bank_stamp, build) / "bank", bank_stamp
+
     for level, arm_list, n_seeds in plan:
         for seed in range(n_seeds):
             pool, test = seed_split(parts, classes, seed, a.eval)
@@ -510,20 +517,8 @@ def main(argv: list[str] | None = None) -> dict:
             rel = lambda ps: [str(p.relative_to(release)) for p in ps]  # noqa: E731
             images = {c: rel(real[c]) for c in classes}
             base = {"code": version, "images": images}
-            tree = stamped_dir(
-                out / "trees",
-                base,
-                lambda tmp, real=real: link_images([p for ps in real.values() for p in ps], release, tmp),
-            )
-            bank_stamp = base | {"kind": "bank", "backend": "classical"}
-            bank = (
-                stamped_dir(
-                    out / "banks",
-                    bank_stamp,
-                    lambda tmp, tree=tree: segment_into(tree / "PBC_dataset_normal_DIB", tmp / "bank", a.workers),
-                )
-                / "bank"
-            )
+            real_paths = [p for ps in real.values() for p in ps]
+            bank, bank_stamp = tree_and_bank(real_paths, base)
             for arm in arm_list:
                 train = [p for c in classes for p in real[c]]
                 sources = []
@@ -531,19 +526,7 @@ def main(argv: list[str] | None = None) -> dict:
                     src_bank, src_stamp = bank, bank_stamp
                     if n_donors := (EXTRAS[source] or {}).get("donors", 0):  # a bank with other classes' scenes too
                         donors = pick_donors(donor_pool, n_donors, seed)
-                        src_stamp = bank_stamp | {"donors": rel(donors)}
-                        paths = [p for ps in real.values() for p in ps] + donors
-                        dtree = stamped_dir(
-                            out / "trees",
-                            base | {"donors": rel(donors)},
-                            lambda tmp, ps=paths: link_images(ps, release, tmp),
-                        )
-                        src_bank = stamped_dir(
-                            out / "banks",
-                            src_stamp,
-                            lambda tmp, t=dtree: segment_into(t / "PBC_dataset_normal_DIB", tmp / "bank", a.workers),
-                        )
-                        src_bank = src_bank / "bank"
+                        src_bank, src_stamp = tree_and_bank(real_paths + donors, base | {"donors": rel(donors)})
                     ex_stamp = src_stamp | {"kind": "extra", "source": source, "settings": EXTRAS[source],
                                             "n": a.extra, "seed": seed}  # fmt: skip
                     made = extra_images(source, real, src_bank, a.extra, seed, out / "extra", ex_stamp, a.workers)

@@ -24,6 +24,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -145,7 +146,7 @@ def _unpack(flat: np.ndarray, index: dict) -> SourceEntry:
     )
 
 
-def _read(meta: dict, data_path) -> SourceEntry | None:
+def _read(meta: dict, data_path: Path) -> SourceEntry | None:
     try:
         flat = np.load(data_path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):
