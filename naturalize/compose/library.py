@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,9 +27,6 @@ from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
 from naturalize.compose.variety import focus_table, shape_warp, sized, tints
 from naturalize.fsio import UserError
-
-if TYPE_CHECKING:  # source_cache imports this module
-    from naturalize.compose.source_cache import SourceEntry
 
 
 @dataclass(frozen=True)
@@ -226,8 +223,9 @@ def _area(bgra: np.ndarray) -> int:
     return int(np.count_nonzero(bgra[:, :, 3] >= 128))
 
 
-def _from_entry(entry: SourceEntry, sprite_id: str) -> tuple[None, np.ndarray, list[Variant], int]:
-    """_load_sprite's result for a sprite of a cache entry (all its variants made)."""
+def _from_entry(entry: Any, sprite_id: str) -> tuple[None, np.ndarray, list[Variant], int]:
+    """_load_sprite's result for a sprite of a cache entry (a source_cache.SourceEntry, not imported here:
+    source_cache imports this module; all its variants made)."""
     return None, entry.bgra[sprite_id], entry.variants[sprite_id], entry.areas[sprite_id]
 
 
@@ -238,7 +236,7 @@ def load_library(
     params: ComposeParams,
     threads: int = 1,
     warm: bool = False,
-    store: Callable[[Bank, BackgroundRow, list[SpriteRow], ComposeParams], SourceEntry] | None = None,
+    store: Callable[[Bank, BackgroundRow, list[SpriteRow], ComposeParams], Any] | None = None,
 ) -> Library:
     """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images and
     at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
