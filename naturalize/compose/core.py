@@ -19,16 +19,16 @@ alpha-blended onto its own bounding region only, in integer arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
 
 import cv2
 import numpy as np
 
-from naturalize.compose.library import Library, SpriteSet
+from naturalize.compose.library import Library, SpriteSet, Variant
 from naturalize.compose.params import ComposeParams
-from naturalize.compose.transform import Transform, turn_arrays, turned
+from naturalize.compose.transform import Transform, mirror_turn, turned
 from naturalize.compose.variety import refocus
 
 _UNIT_GAIN = (1.0, 1.0, 1.0)
@@ -174,8 +174,16 @@ def _prepare(
         i, r = divmod(int(rng.integers(len(sset) * looks)), looks)
     else:
         i, r = index, int(rng.integers(looks)) if look is None else look
-    v, flip, turns = sset.variant(i, r // 8), bool(r & 4), r & 3
-    bgri, mask = turn_arrays((v.bgri, v.mask), flip, turns)
+    v, turn = sset.variant(i, r // 8), mirror_turn(bool(r & 4), r & 3)
+    return _dressed(sset, role, plate, i, r, v, v.mask if turn is None else turn(v.mask))
+
+
+def _dressed(sset: SpriteSet, role: str, plate: int, i: int, r: int, v: Variant, mask: np.ndarray) -> Placed:
+    """Look r of sprite i (variant v, its `mask` already mirrored and turned) as a Placed cell at (0, 0): its
+    colour mirrored and turned the same way, its stain gain on the plate and its white-cell variety."""
+    flip, turns = bool(r & 4), r & 3
+    turn = mirror_turn(flip, turns)
+    bgri = v.bgri if turn is None else turn(v.bgri)
     gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
     if sset.tints is not None:  # white-cell variety: this variant's own stain (variety.tints)
         gain = tuple((np.asarray(gain) * sset.tints[i, r // 8]).tolist())
@@ -229,31 +237,61 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
     smalls = [lib.rbc] * (p.rbc if len(lib.rbc) else 0) + [lib.plt] * n_plt
     pool = getattr(lib.scene, "rbc_pool", None)  # a scene may draw each plate's red cells from a few sources
 
-    def place_small(cell: Placed, candidates: Iterable[Sequence[float]]) -> None:
+    batch = min(getattr(lib.scene, "batch_draws", 0), p.tries)
+    if batch:
+        _place_batched(rng, p, k, occ, placed, smalls, pool, batch)
+    for n, sset in enumerate([] if batch else smalls):  # one cell at a time, as the paper scene always drew
+        pick = int(pool[k][rng.integers(len(pool[k]))]) if pool is not None and n < p.rbc else None
+        cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick)
         h, w = cell.mask.shape
-        for fx, fy in candidates:
+        for fx, fy in rng.random((p.tries, 2)).tolist():
             x, y = int(fx * W) - w // 2, int(fy * H) - h // 2
             if occ.fits(cell.mask, x, y, cell.area, p.min_visible, p.rbc_overlap):
                 cell.x, cell.y = x, y
                 occ.mark(cell.mask, x, y, white=False)
                 placed.append(cell)
-                return
-
-    batch = min(getattr(lib.scene, "batch_draws", 0), p.tries)
-    if batch:  # every cell's sprite, look and first `batch` candidates in one draw per image (numpy calls are slow)
-        for n, (sset, u) in enumerate(zip(smalls, rng.random((len(smalls), 2 + 2 * batch)).tolist())):
-            own = pool[k] if pool is not None and n < p.rbc else None
-            i = int(own[int(u[0] * len(own))]) if own is not None else int(u[0] * len(sset))
-            cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, i, int(u[1] * 8 * len(sset.transforms[0])))
-            place_small(cell, chain(zip(u[2::2], u[3::2]), _candidates(rng, p.tries - batch)))
-    for n, sset in enumerate([] if batch else smalls):
-        pick = int(pool[k][rng.integers(len(pool[k]))]) if pool is not None and n < p.rbc else None
-        place_small(
-            _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick), rng.random((p.tries, 2)).tolist()
-        )
+                break
     # paint small cells first, white cells last (nothing overlaps a white cell anyway)
     order = [c for c in placed if c.role in ("RBC", "PLT")] + [c for c in placed if c.role in ("centre", "WBC")]
     return Composite(image, k, order, paint(image, order))
+
+
+def _place_batched(
+    rng: np.random.Generator,
+    p: ComposeParams,
+    plate: int,
+    occ: Occupancy,
+    placed: list[Placed],
+    smalls: list[SpriteSet],
+    pool: list[np.ndarray] | None,
+    batch: int,
+) -> None:
+    """The small cells of one image, sampled as the matched scene does (its `batch_draws`): every cell's sprite
+    (from the plate's pool for red cells), look and first `batch` candidate positions from one draw per image
+    (numpy calls are slow), more candidates drawn only when needed. A candidate whose centre pixel (in its mask)
+    lands on a cell already placed is refused before Occupancy.fits, which would refuse it too; the sprite's
+    colour is turned only once it has a place."""
+    W, H = p.size
+    white, small, free = occ.white, occ.small, occ.free_centres
+    for n, (sset, u) in enumerate(zip(smalls, rng.random((len(smalls), 2 + 2 * batch)).tolist())):
+        own = pool[plate] if pool is not None and n < p.rbc else None
+        i = int(own[int(u[0] * len(own))]) if own is not None else int(u[0] * len(sset))
+        r = int(u[1] * 8 * len(sset.transforms[0]))
+        v, turn = sset.variant(i, r // 8), mirror_turn(bool(r & 4), r & 3)
+        mask = v.mask if turn is None else turn(v.mask)
+        h, w = mask.shape
+        hw, hh = w // 2, h // 2
+        centred = bool(mask[hh, hw])
+        for fx, fy in chain(zip(u[2::2], u[3::2]), _candidates(rng, p.tries - batch)):
+            cx, cy = int(fx * W), int(fy * H)  # the candidate's centre pixel (always in the image)
+            if centred and (white[cy, cx] or (free and small[cy, cx])):
+                continue
+            if occ.fits(mask, cx - hw, cy - hh, v.area, p.min_visible, p.rbc_overlap):
+                cell = _dressed(sset, "RBC" if n < p.rbc else "PLT", plate, i, r, v, mask)
+                cell.x, cell.y = cx - hw, cy - hh
+                occ.mark(mask, cell.x, cell.y, white=False)
+                placed.append(cell)
+                break
 
 
 def paint(image: np.ndarray, cells: list[Placed]) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Geometric transforms of sprites: random flips, quarter turns, small rotations and scale jitter.
 
-turned / turn_arrays apply a further mirror and quarter turn to an already warped sprite (exact, cheap).
+turned / mirror_turn apply a further mirror and quarter turn to an already warped sprite (exact, cheap).
 
 In: a premultiplied BGRA sprite (h, w, 4 uint8) and a Transform. Out: the warped sprite on a canvas just
 large enough to hold it (one affine warp, bicubic: composites then are about as sharp as real crops,
@@ -10,6 +10,7 @@ where bilinear blurred them measurably), and its BGR / inverse alpha / mask spli
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import cv2
@@ -63,7 +64,7 @@ def turned(t: Transform, flip: bool, turns: int) -> Transform:
     return Transform(not t.flip, (turns - t.rot90) % 4, -t.angle, t.scale)
 
 
-def _mirror_turn(flip: bool, turns: int):
+def _mirror_turn(flip: bool, turns: int) -> Callable[[np.ndarray], np.ndarray] | None:
     """The function of one array doing a left-right mirror (if flip) then `turns` clockwise quarter turns,
     as one OpenCV call (two for the anti-transpose); None for the identity."""
     if not flip:
@@ -84,12 +85,11 @@ def _mirror_turn(flip: bool, turns: int):
 _MIRROR_TURN = {(flip, turns): _mirror_turn(flip, turns) for flip in (False, True) for turns in range(4)}
 
 
-def turn_arrays(arrays: tuple[np.ndarray, ...], flip: bool, turns: int) -> list[np.ndarray]:
-    """Each (h, w[, c]) uint8 array mirrored left-right (if flip), then turned by `turns` quarter turns the
-    way Transform.rot90 turns (clockwise on screen): new contiguous arrays (OpenCV: numpy's strided copies
-    of turned views cost several times more), or the arrays themselves when nothing turns."""
-    fn = _MIRROR_TURN[(flip, turns & 3)]
-    return list(arrays) if fn is None else [fn(a) for a in arrays]
+def mirror_turn(flip: bool, turns: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The function that mirrors an (h, w[, c]) uint8 array left-right (if flip), then turns it by `turns`
+    quarter turns the way Transform.rot90 turns (clockwise on screen), into a new contiguous array (OpenCV:
+    numpy's strided copies of turned views cost several times more); None when nothing turns."""
+    return _MIRROR_TURN[(flip, turns & 3)]
 
 
 _NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
