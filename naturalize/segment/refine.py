@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from naturalize.classes import WBC_CLASSES
+from naturalize.segment.border import BorderMaps, border_features, columns
 from naturalize.segment.colour import disk
 from naturalize.segment.outline import OutlineModel
 
@@ -65,8 +66,14 @@ CAND_FEATURES: tuple[str, ...] = (
     "removed_colour",
     "removed_green",
 )
+#: the groups of segment/border.py's image evidence at each candidate's border that the model reads
+BORDER_GROUPS: tuple[str, ...] = ()
 FEATURES: tuple[str, ...] = (
-    tuple(f"is_{c}" for c in CANDIDATES[1:]) + CELL_FEATURES + CAND_FEATURES + tuple(f"class_{c}" for c in WBC_CLASSES)
+    tuple(f"is_{c}" for c in CANDIDATES[1:])
+    + CELL_FEATURES
+    + CAND_FEATURES
+    + tuple(f"class_{c}" for c in WBC_CLASSES)
+    + columns(BORDER_GROUPS)
 )
 
 
@@ -173,6 +180,11 @@ def candidates(cell: np.ndarray, free: np.ndarray, x: RefineInput, sl: tuple[sli
     return [cell, dil[0] | cell, dil[1] | cell, ero if ero.any() else cell, *grown, opened_m, body]
 
 
+def border_maps(x: RefineInput, sl: tuple[slice, slice]) -> BorderMaps:
+    """The maps segment/border.py reads, cropped to window `sl`."""
+    return BorderMaps(x.green[sl], x.wbcness[sl], x.colour_dist[sl], x.fg[sl], x.red_level)
+
+
 def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -> np.ndarray:
     """(len(CANDIDATES), len(FEATURES)) features of one cell's candidates (crops of window `sl`)."""
     s2 = x.scale * x.scale
@@ -218,7 +230,8 @@ def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -
             mean(gr, removed),
         ]
         rows.append(onehot + cell_row + cand_row + class_row)
-    return np.array(rows, np.float64)
+    out = np.array(rows, np.float64)
+    return np.hstack([out, border_features(cands, border_maps(x, sl), BORDER_GROUPS)]) if BORDER_GROUPS else out
 
 
 def windows(labels: np.ndarray, n: int, x: RefineInput) -> list[tuple[int, tuple[slice, slice]]]:
