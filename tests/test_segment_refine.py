@@ -239,3 +239,19 @@ def test_a_listwise_model_is_reproducible_and_chooses_through_the_shipped_loadin
     new, _, right = cells(50)
     picks = [choose(loaded.model.prob(new[i * k : (i + 1) * k]), 0.0) for i in range(50)]
     assert np.mean(np.array(picks) == right) > 0.8
+
+
+def test_border_groups_named_for_the_model_are_appended_to_the_candidates_features(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """refine.BORDER_GROUPS: the features a model reads end with those groups' border columns of each candidate."""
+    maps, cands = _drawn_disc()
+    x = refine_mod.RefineInput(maps.fg, cands[2], maps.wbcness, maps.colour_dist, maps.green, maps.red_level, 1.0)
+    sl = (slice(None), slice(None))
+    all_cands = refine_mod.candidates(cands[0], maps.fg, x, sl)
+    plain = refine_mod.features(all_cands, x, sl)
+    monkeypatch.setattr(refine_mod, "BORDER_GROUPS", ("edge", "side"))
+    more = refine_mod.features(all_cands, x, sl)
+    assert plain.shape == (len(CANDIDATES), len(FEATURES)) and np.array_equal(more[:, : plain.shape[1]], plain)
+    assert np.array_equal(more[:, plain.shape[1] :], border_features(all_cands, maps, ("edge", "side")))
+    assert more.shape[1] == len(FEATURES) + len(border_columns(("edge", "side")))

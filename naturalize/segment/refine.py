@@ -9,9 +9,11 @@ nearly as wide as the cell: attached platelets and granules cut off); and the da
 closed and filled: a basophil without the pale lilac rim that OI-PBC's boxes leave out). Each candidate
 gets `FEATURES` (cell-level: size, solidity, nucleus share and darkness, colour, contact; candidate-level:
 kind, area and box ratios to the mask, box fill, solidity, contact, colour of the pixels added or
-removed). The model (segment/outline.py's perceptron class; sigmoid output: the probability that the
-candidate's box has IoU >= 0.8 with the true cell's box) is trained by `benchmarks/train_wbc_refine.py`
-on the tuning half of the annotated sample; its weights are the small JSON file beside this module. The
+removed), and, for the groups named in `BORDER_GROUPS` (none in the shipped model), segment/border.py's
+image evidence at each candidate's border. The model (segment/outline.py's perceptron class; sigmoid output:
+the probability that the candidate's box has IoU >= 0.8 with the true cell's box) is trained by
+`benchmarks/train_wbc_refine.py` on the tuning half of the annotated sample; its weights are the small JSON
+file beside this module. The
 image's class (its PBC label, known when a bank is made) is a feature too, and the weights file lists the
 classes the refinement is used for (those it helped on held-out tuning images); a cell of another or an
 unknown class keeps its mask. A candidate other than the mask itself is taken when it scores at least
