@@ -32,6 +32,7 @@ import argparse
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -130,19 +131,33 @@ def fit_listwise(
     """Standardised ReLU perceptron (`units` hidden units) on a listwise target, as an OutlineModel on `features`:
     the rows come in blocks of len(CANDIDATES), one cell each; the loss is minus the log of the softmax mass on a
     cell's candidates with `y` (cells without one are left out); AdamW (lr 0.01, weight decay `alpha`), `epochs`
-    full-batch steps, torch seeded on one CPU thread (same rows -> same weights)."""
+    full-batch steps, torch seeded on one CPU thread (same rows -> same weights; the caller's torch threads and
+    random state are restored)."""
     import torch
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
     k = len(CANDIDATES)
     mu, sd = x.mean(0), x.std(0)
     sd = np.where(sd > 0, sd, 1.0)
     xt = torch.tensor((x - mu) / sd, dtype=torch.float32).reshape(-1, k, x.shape[1])
     yt = torch.tensor(np.asarray(y, bool).reshape(-1, k))
     keep = yt.any(1)
-    xt, yt = xt[keep], yt[keep]
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], units), torch.nn.ReLU(), torch.nn.Linear(units, 1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):  # seeded here, the caller's generator left as it was
+            torch.manual_seed(0)
+            w1, b1, w2, b2 = _listwise_weights(xt[keep], yt[keep], units, alpha, epochs)
+    finally:
+        torch.set_num_threads(threads)
+    return OutlineModel(mu, sd, w1.T.copy(), b1, w2[0].copy(), float(b2[0]), features)
+
+
+def _listwise_weights(xt: Any, yt: Any, units: int, alpha: float, epochs: int) -> list[np.ndarray]:
+    """(w1 (H, F), b1, w2 (1, H), b2) of a ReLU perceptron trained on cells' candidates xt (C, K, F) and their
+    targets yt (C, K) by fit_listwise's loss (the caller seeds torch)."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(xt.shape[-1], units), torch.nn.ReLU(), torch.nn.Linear(units, 1))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=alpha)
     for _ in range(epochs):
         opt.zero_grad()
@@ -150,8 +165,7 @@ def fit_listwise(
         loss = -(torch.logsumexp(s.masked_fill(~yt, -1e9), 1) - torch.logsumexp(s, 1)).mean()
         loss.backward()
         opt.step()
-    w1, b1, w2, b2 = (t.detach().double().numpy() for t in net.parameters())
-    return OutlineModel(mu, sd, w1.T.copy(), b1, w2[0].copy(), float(b2[0]), features)
+    return [t.detach().double().numpy() for t in net.parameters()]
 
 
 def held_out(

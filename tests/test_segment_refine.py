@@ -212,6 +212,7 @@ def test_a_listwise_model_is_reproducible_and_chooses_through_the_shipped_loadin
     """train_wbc_refine.py --listwise: the same rows give a byte-identical weights file; written where the package
     reads its weights, it loads through `shipped_model` (numpy only) and picks, on cells it never saw, the candidate
     a feature marks as the right one."""
+    import torch
     from train_wbc_refine import fit_listwise
 
     k, rng = len(CANDIDATES), np.random.default_rng(0)
@@ -225,7 +226,9 @@ def test_a_listwise_model_is_reproducible_and_chooses_through_the_shipped_loadin
         return x, y, right
 
     x, y, _ = cells(200)
+    threads = torch.get_num_threads()
     text = Refiner(fit_listwise(x, y, FEATURES, 8, 0.01, epochs=150), ("BA",)).to_json()
+    assert torch.get_num_threads() == threads  # trained on one thread, the caller's setting restored
     assert text == Refiner(fit_listwise(x, y, FEATURES, 8, 0.01, epochs=150), ("BA",)).to_json()
     saved = tmp_path / "wbc_refine.json"
     saved.write_text(text)
