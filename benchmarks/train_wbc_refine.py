@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/train_wbc_refine.py [--sample DIR] [--cache CANDIDATES.npz] [--check] [--write]
                                           [--halvings N] [--first-halving I] [--units U] [--alpha A]
-                                          [--flips F] [--boundary GROUPS]
+                                          [--flips F] [--boundary GROUPS] [--listwise] [--epochs E]
 
 Every tuning-half image with exactly one OI-PBC white-cell box is segmented by the classical backend without the
 refinement; the white cell whose box fits the annotated one best gives one row per candidate mask
@@ -18,30 +18,38 @@ every model, so two models' figures are paired), and prints per class how many i
 alone, refined at a range of margins, and with the best candidate; the refinement is used for the classes it helped
 there, and the pooled held-out figure with that class list (mask alone for the other classes) is the one a new model
 or candidate set is compared on. `--write` also fits on the whole tuning half and writes
-naturalize/segment/wbc_refine.json (the weights and those classes). `--boundary edge,rel,...` (an experiment; check
-only) adds image evidence at each candidate's border (benchmarks/wbc_boundary.py's groups) to the features; a cache
-made with it holds every group, one made without it none. The report half is never read.
+naturalize/segment/wbc_refine.json (the weights and those classes). `--boundary edge,rel,...` (check only) adds
+image evidence at each candidate's border (naturalize/segment/border.py's groups) to the features; a cache holds
+every group. `--listwise` fits the same perceptron shape on a listwise target instead (torch, seeded, one CPU
+thread, full batch: softmax over a cell's candidates, maximising the mass on those with IoU >= 0.8; AdamW, weight
+decay `--alpha`, `--epochs` epochs); it is stored and run like the other (numpy at segmentation time: the sigmoid of
+its score keeps the candidates' order). The report half is never read.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from segment_quality import load_boxes  # benchmarks/ is the script's folder
 from tqdm import tqdm
 from train_rbc_outline import fit, training_args
-from wbc_boundary import COLUMNS, boundary_features, columns_of
 
 from naturalize.fsio import write_text
+from naturalize.segment.border import COLUMNS, border_features
+from naturalize.segment.border import columns as border_columns
 from naturalize.segment.cells import box_iou
 from naturalize.segment.classical import ClassicalParams, _upscale, segment_classical
-from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, RefineInput, Refiner, choose
+from naturalize.segment.outline import OutlineModel
+from naturalize.segment.refine import CANDIDATES, FEATURES, WEIGHTS, RefineInput, Refiner, border_maps, choose
 
 Extra = Callable[[list[np.ndarray], RefineInput, tuple[slice, slice]], np.ndarray]
+Fit = Callable[[np.ndarray, np.ndarray, tuple[str, ...], int, float], OutlineModel]
 
 BASE = ClassicalParams(wbc_refine=False)
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
@@ -107,6 +115,59 @@ def collect(
     return {key: np.array(v) for key, v in arrays.items()}
 
 
+def all_borders(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -> np.ndarray:
+    """Every border group's columns (border.COLUMNS) of one cell's candidates (crops of window `sl`)."""
+    return border_features(cands, border_maps(x, sl))
+
+
+def fit_listwise(
+    x: np.ndarray,
+    y: np.ndarray,
+    features: tuple[str, ...] = FEATURES,
+    units: int = 16,
+    alpha: float = 1e-2,
+    epochs: int = 600,
+) -> OutlineModel:
+    """Standardised ReLU perceptron (`units` hidden units) on a listwise target, as an OutlineModel on `features`:
+    the rows come in blocks of len(CANDIDATES), one cell each; the loss is minus the log of the softmax mass on a
+    cell's candidates with `y` (cells without one are left out); AdamW (lr 0.01, weight decay `alpha`), `epochs`
+    full-batch steps, torch seeded on one CPU thread (same rows -> same weights; the caller's torch threads and
+    random state are restored)."""
+    import torch
+
+    k = len(CANDIDATES)
+    mu, sd = x.mean(0), x.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    xt = torch.tensor((x - mu) / sd, dtype=torch.float32).reshape(-1, k, x.shape[1])
+    yt = torch.tensor(np.asarray(y, bool).reshape(-1, k))
+    keep = yt.any(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):  # seeded here, the caller's generator left as it was
+            torch.manual_seed(0)
+            w1, b1, w2, b2 = _listwise_weights(xt[keep], yt[keep], units, alpha, epochs)
+    finally:
+        torch.set_num_threads(threads)
+    return OutlineModel(mu, sd, w1.T.copy(), b1, w2[0].copy(), float(b2[0]), features)
+
+
+def _listwise_weights(xt: Any, yt: Any, units: int, alpha: float, epochs: int) -> list[np.ndarray]:
+    """(w1 (H, F), b1, w2 (1, H), b2) of a ReLU perceptron trained on cells' candidates xt (C, K, F) and their
+    targets yt (C, K) by fit_listwise's loss (the caller seeds torch)."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(xt.shape[-1], units), torch.nn.ReLU(), torch.nn.Linear(units, 1))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=alpha)
+    for _ in range(epochs):
+        opt.zero_grad()
+        s = net(xt).squeeze(-1)
+        loss = -(torch.logsumexp(s.masked_fill(~yt, -1e9), 1) - torch.logsumexp(s, 1)).mean()
+        loss.backward()
+        opt.step()
+    return [t.detach().double().numpy() for t in net.parameters()]
+
+
 def held_out(
     d: dict[str, np.ndarray],
     splits: int = 5,
@@ -114,10 +175,11 @@ def held_out(
     alpha: float = 1e-2,
     features: tuple[str, ...] = FEATURES,
     first: int = 0,
+    fitter: Fit = fit,
 ) -> dict[str, np.ndarray]:
     """Per class (and "all"): (images, hits with the mask alone, hits refined at each margin, hits of the best
     candidate) summed over `splits` seeded halvings (seeds `first`...) of the tuning images, each half scored by
-    a model on `features` (the columns of d["x"]) fitted on the other (every image is scored `splits` times,
+    a model on `features` (the columns of d["x"]) fitted by `fitter` on the other (every image is scored `splits` times,
     never by a model that saw it or its mirror images; the images are scored as they are, unmirrored)."""
     y = d["iou"] >= 0.8
     plain = d["flip"] == 0
@@ -127,7 +189,7 @@ def held_out(
     for seed in tqdm(range(first, first + splits), desc="halvings", unit="halving"):
         a = np.isin(d["img"], ids[np.random.default_rng(seed).permutation(len(ids))[: len(ids) // 2]])
         for fit_rows, test_rows in ((a, ~a), (~a, a)):
-            model = fit(d["x"][fit_rows], y[fit_rows], features, units, alpha)
+            model = fitter(d["x"][fit_rows], y[fit_rows], features, units, alpha)
             for i in np.unique(d["img"][test_rows]):
                 r = np.flatnonzero((d["img"] == i) & plain)
                 assert len(r) == k
@@ -160,18 +222,22 @@ def model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--halvings", type=int, default=5, help="seeded halvings of the held-out check (5)")
     ap.add_argument("--first-halving", type=int, default=0, help="seed of the check's first halving (0)")
     ap.add_argument("--units", type=int, default=16, help="hidden units of the perceptron (16)")
-    ap.add_argument("--alpha", type=float, default=1e-2, help="L2 penalty of the perceptron (0.01)")
+    ap.add_argument("--alpha", type=float, default=1e-2, help="L2 penalty (weight decay with --listwise) (0.01)")
     ap.add_argument("--flips", type=int, default=1, help="train on each image mirrored 1-4 ways (1: as it is)")
-    ap.add_argument("--boundary", default="", help="check with these wbc_boundary.py groups added (edge,rel,...)")
+    ap.add_argument("--boundary", default="", help="check with these segment/border.py groups added (edge,rel,...)")
+    ap.add_argument("--listwise", action="store_true", help="fit on the listwise target (torch) instead")
+    ap.add_argument("--epochs", type=int, default=600, help="full-batch epochs of --listwise (600)")
 
 
 def main() -> None:
     args, tuning, boxdir = training_args(__doc__ or "", WEIGHTS, model_args)
-    if args.halvings < 1 or args.units < 1 or args.alpha < 0 or not 1 <= args.flips <= len(FLIPS):
-        raise SystemExit(f"error: --halvings and --units must be >= 1, --alpha >= 0, --flips 1 to {len(FLIPS)}")
+    if args.halvings < 1 or args.units < 1 or args.epochs < 1 or args.alpha < 0 or not 1 <= args.flips <= len(FLIPS):
+        raise SystemExit(
+            f"error: --halvings, --units and --epochs must be >= 1, --alpha >= 0, --flips 1 to {len(FLIPS)}"
+        )
     groups = tuple(g for g in args.boundary.split(",") if g)
     try:
-        cols = columns_of(groups)
+        cols = [COLUMNS.index(n) for n in border_columns(groups)]
     except ValueError as e:
         raise SystemExit(f"error: --boundary: {e}") from None
     if groups and args.write:
@@ -185,13 +251,13 @@ def main() -> None:
             )
         d = {key: v[d["flip"] < args.flips] for key, v in d.items()}
     else:
-        d = collect(tuning, boxdir, tuple(range(args.flips)), boundary_features if groups else None)
+        d = collect(tuning, boxdir, tuple(range(args.flips)), all_borders)
         if args.cache:
             np.savez(args.cache, **d)
     if d["x"].shape[1] != len(FEATURES):
         raise SystemExit(f"error: {args.cache} holds {d['x'].shape[1]} features, not {len(FEATURES)}: delete it")
     if groups and d.get("xb", np.zeros((0, 0))).shape[1] != len(COLUMNS):
-        raise SystemExit(f"error: {args.cache} holds no (or other) boundary features: pass another --cache")
+        raise SystemExit(f"error: {args.cache} holds no (or other) border features: pass another --cache")
     features = FEATURES + tuple(COLUMNS[c] for c in cols)
     if groups:
         d["x"] = np.hstack([d["x"], d["xb"][:, cols]])
@@ -203,7 +269,8 @@ def main() -> None:
     )
     if not (args.check or args.write):
         return
-    table = held_out(d, args.halvings, args.units, args.alpha, features, args.first_halving)
+    fitter: Fit = partial(fit_listwise, epochs=args.epochs) if args.listwise else fit
+    table = held_out(d, args.halvings, args.units, args.alpha, features, args.first_halving, fitter)
     print_table(table)
     classes = refined_classes(table)
     print(f"refined classes (held-out gain at margin 0): {', '.join(classes)}")
@@ -211,10 +278,11 @@ def main() -> None:
     last = args.first_halving + args.halvings - 1
     print(
         f"held out, refining those classes only: {hits / n:.2%} ({hits} of {n} scorings, "
-        f"halvings {args.first_halving}-{last}{', boundary ' + ','.join(groups) if groups else ''})"
+        f"halvings {args.first_halving}-{last}{', boundary ' + ','.join(groups) if groups else ''}"
+        f"{', listwise' if args.listwise else ''}, units {args.units}, alpha {args.alpha})"
     )
     if args.write:
-        write_text(WEIGHTS, Refiner(fit(d["x"], y, FEATURES, args.units, args.alpha), classes).to_json())
+        write_text(WEIGHTS, Refiner(fitter(d["x"], y, FEATURES, args.units, args.alpha), classes).to_json())
         print(f"wrote {WEIGHTS}")
 
 

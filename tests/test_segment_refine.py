@@ -12,6 +12,9 @@ import pytest
 
 from naturalize.segment import BACKENDS
 from naturalize.segment import refine as refine_mod
+from naturalize.segment.border import COLUMNS as BORDER_COLUMNS
+from naturalize.segment.border import BorderMaps, border_features
+from naturalize.segment.border import columns as border_columns
 from naturalize.segment.cells import box_iou
 from naturalize.segment.classical import ClassicalParams, segment_classical
 from naturalize.segment.outline import OutlineModel, weights_id
@@ -161,22 +164,97 @@ def test_a_mirrored_training_image_keeps_its_white_cell_inside_the_mirrored_box(
     assert (x0 != 5.0) == FLIPS[t][0] and (y0 != 10.0) == FLIPS[t][1]
 
 
-def test_border_evidence_peaks_on_the_cells_true_outline() -> None:
-    """train_wbc_refine.py --boundary: a candidate on the drawn cell's edge has the strongest contour gradient and
-    the sharpest inside/outside step; one grown or shrunk by 3 px sits in flat colour and has neither."""
-    from wbc_boundary import COLUMNS, boundary_features, columns_of
-
+def _drawn_disc(step: float = 0.5) -> tuple[BorderMaps, list[np.ndarray]]:
+    """A drawn white cell (radius 15 px; green drops by `step` inside it) and three candidates: the cell, grown and
+    shrunk by 3 px."""
     yy, xx = np.mgrid[:60, :60]
     r = np.hypot(yy - 30, xx - 30)
-    cell, grown, shrunk = r <= 15, r <= 18, r <= 12
-    wbcness = np.where(cell, 0.9, 0.2)
-    x = refine_mod.RefineInput(cell, r <= 6, wbcness, np.where(cell, 40.0, 2.0), np.where(cell, 0.5, 1.0), 0.3, 1.0)
-    f = boundary_features([cell, grown, shrunk], x, (slice(None), slice(None)))
-    col = {n: f[:, COLUMNS.index(n)] for n in COLUMNS}
-    assert f.shape == (3, len(COLUMNS)) and np.isfinite(f).all()
-    assert col["edge_g"][0] > 5 * max(col["edge_g"][1:]) and col["edge_rel_g"][0] == 0 > max(col["edge_rel_g"][1:])
-    assert col["step_green"][0] > 0.4 > max(abs(col["step_green"][1:]))
+    cell = r <= 15
+    maps = BorderMaps(np.where(cell, 1.0 - step, 1.0), np.where(cell, 0.9, 0.2), np.where(cell, 40.0, 2.0), cell, 0.3)
+    return maps, [cell, r <= 18, r <= 12]
+
+
+def test_border_evidence_peaks_on_the_cells_true_outline() -> None:
+    """A candidate on the drawn cell's edge has the strongest contour gradient (the green step itself: a Scharr
+    magnitude scaled to a unit step), the sharpest inside/outside step and nothing of the cell beyond its box;
+    one grown or shrunk by 3 px sits in flat colour and has neither."""
+    maps, cands = _drawn_disc(0.5)
+    f = border_features(cands, maps)
+    col = {n: f[:, BORDER_COLUMNS.index(n)] for n in BORDER_COLUMNS}
+    assert f.shape == (3, len(BORDER_COLUMNS)) and np.isfinite(f).all()
+    assert 0.3 < col["edge_g"][0] <= 0.5 and max(col["edge_g"][1:]) < 0.05  # the step is 0.5, blurred at the rim
+    assert col["edge_rel_g"][0] == 0 > max(col["edge_rel_g"][1:]) and col["ridge_g"][0] > max(col["ridge_g"][1:])
+    assert col["step_green"][0] > 0.4 > max(abs(col["step_green"][1:])) and col["between_g"][0] < -0.3
     assert col["side_fg_max"][0] < 0.1 and col["side_fg_max"][2] == 1  # a shrunk box has cell beyond its sides
-    assert columns_of(("edge",)) == [COLUMNS.index("edge_g"), COLUMNS.index("edge_w")]
-    with pytest.raises(ValueError, match="unknown boundary groups"):
-        columns_of(("edge", "snake"))
+    assert col["side_edge_min"][0] > 0.2 > col["side_edge_min"][2]
+    half = border_features(cands, _drawn_disc(0.25)[0])  # half the step: half the contour gradient
+    assert np.isclose(half[0, BORDER_COLUMNS.index("edge_g")], col["edge_g"][0] / 2, rtol=1e-4)
+
+
+def test_each_candidates_border_features_are_its_own() -> None:
+    """The candidates are stacked and measured together; a candidate's row is the same alone with the mask as
+    among the others, and a group asked alone gives its own columns."""
+    maps, cands = _drawn_disc()
+    odd = cands[0].copy()
+    odd[5:9, 40:55] = True  # a second part away from the cell
+    together = border_features([*cands, odd], maps)
+    for k in range(1, 4):
+        assert np.allclose(border_features([cands[0], [*cands, odd][k]], maps)[1], together[k], atol=1e-6)
+    assert np.array_equal(border_features(cands, maps, ("step",)), together[:3, 10:13])
+    assert border_columns(("edge",)) == ("edge_g", "edge_w")
+    with pytest.raises(ValueError, match="unknown border groups"):
+        border_features(cands, maps, ("edge", "snake"))
+
+
+def test_a_listwise_model_is_reproducible_and_chooses_through_the_shipped_loading_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train_wbc_refine.py --listwise: the same rows give a byte-identical weights file; written where the package
+    reads its weights, it loads through `shipped_model` (numpy only) and picks, on cells it never saw, the candidate
+    a feature marks as the right one."""
+    import torch
+    from train_wbc_refine import fit_listwise
+
+    k, rng = len(CANDIDATES), np.random.default_rng(0)
+
+    def cells(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n * k, len(FEATURES)))
+        right = rng.integers(0, k, n)
+        y = np.zeros(n * k, bool)
+        y[np.arange(n) * k + right] = True
+        x[:, FEATURES.index("box_fill")] += 4.0 * y  # the right candidate fills its box better
+        return x, y, right
+
+    x, y, _ = cells(200)
+    threads = torch.get_num_threads()
+    text = Refiner(fit_listwise(x, y, FEATURES, 8, 0.01, epochs=150), ("BA",)).to_json()
+    assert torch.get_num_threads() == threads  # trained on one thread, the caller's setting restored
+    assert text == Refiner(fit_listwise(x, y, FEATURES, 8, 0.01, epochs=150), ("BA",)).to_json()
+    saved = tmp_path / "wbc_refine.json"
+    saved.write_text(text)
+    monkeypatch.setattr(refine_mod, "WEIGHTS", saved)
+    refine_mod.shipped_model.cache_clear()
+    try:
+        loaded = shipped_model()
+    finally:
+        refine_mod.shipped_model.cache_clear()
+    assert loaded is not None and loaded.classes == ("BA",) and loaded.model.features == FEATURES
+    new, _, right = cells(50)
+    picks = [choose(loaded.model.prob(new[i * k : (i + 1) * k]), 0.0) for i in range(50)]
+    assert np.mean(np.array(picks) == right) > 0.8
+
+
+def test_border_groups_named_for_the_model_are_appended_to_the_candidates_features(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """refine.BORDER_GROUPS: the features a model reads end with those groups' border columns of each candidate."""
+    maps, cands = _drawn_disc()
+    x = refine_mod.RefineInput(maps.fg, cands[2], maps.wbcness, maps.colour_dist, maps.green, maps.red_level, 1.0)
+    sl = (slice(None), slice(None))
+    all_cands = refine_mod.candidates(cands[0], maps.fg, x, sl)
+    plain = refine_mod.features(all_cands, x, sl)
+    monkeypatch.setattr(refine_mod, "BORDER_GROUPS", ("edge", "side"))
+    more = refine_mod.features(all_cands, x, sl)
+    assert plain.shape == (len(CANDIDATES), len(FEATURES)) and np.array_equal(more[:, : plain.shape[1]], plain)
+    assert np.array_equal(more[:, plain.shape[1] :], border_features(all_cands, maps, ("edge", "side")))
+    assert more.shape[1] == len(FEATURES) + len(border_columns(("edge", "side")))

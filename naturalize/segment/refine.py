@@ -9,9 +9,11 @@ nearly as wide as the cell: attached platelets and granules cut off); and the da
 closed and filled: a basophil without the pale lilac rim that OI-PBC's boxes leave out). Each candidate
 gets `FEATURES` (cell-level: size, solidity, nucleus share and darkness, colour, contact; candidate-level:
 kind, area and box ratios to the mask, box fill, solidity, contact, colour of the pixels added or
-removed). The model (segment/outline.py's perceptron class; sigmoid output: the probability that the
-candidate's box has IoU >= 0.8 with the true cell's box) is trained by `benchmarks/train_wbc_refine.py`
-on the tuning half of the annotated sample; its weights are the small JSON file beside this module. The
+removed), and, for the groups named in `BORDER_GROUPS` (none in the shipped model), segment/border.py's
+image evidence at each candidate's border. The model (segment/outline.py's perceptron class; sigmoid output:
+the probability that the candidate's box has IoU >= 0.8 with the true cell's box) is trained by
+`benchmarks/train_wbc_refine.py` on the tuning half of the annotated sample; its weights are the small JSON
+file beside this module. The
 image's class (its PBC label, known when a bank is made) is a feature too, and the weights file lists the
 classes the refinement is used for (those it helped on held-out tuning images); a cell of another or an
 unknown class keeps its mask. A candidate other than the mask itself is taken when it scores at least
@@ -30,6 +32,7 @@ import cv2
 import numpy as np
 
 from naturalize.classes import WBC_CLASSES
+from naturalize.segment.border import BorderMaps, border_features, columns
 from naturalize.segment.colour import disk
 from naturalize.segment.outline import OutlineModel
 
@@ -65,8 +68,14 @@ CAND_FEATURES: tuple[str, ...] = (
     "removed_colour",
     "removed_green",
 )
+#: the groups of segment/border.py's image evidence at each candidate's border that the model reads
+BORDER_GROUPS: tuple[str, ...] = ()
 FEATURES: tuple[str, ...] = (
-    tuple(f"is_{c}" for c in CANDIDATES[1:]) + CELL_FEATURES + CAND_FEATURES + tuple(f"class_{c}" for c in WBC_CLASSES)
+    tuple(f"is_{c}" for c in CANDIDATES[1:])
+    + CELL_FEATURES
+    + CAND_FEATURES
+    + tuple(f"class_{c}" for c in WBC_CLASSES)
+    + columns(BORDER_GROUPS)
 )
 
 
@@ -173,6 +182,11 @@ def candidates(cell: np.ndarray, free: np.ndarray, x: RefineInput, sl: tuple[sli
     return [cell, dil[0] | cell, dil[1] | cell, ero if ero.any() else cell, *grown, opened_m, body]
 
 
+def border_maps(x: RefineInput, sl: tuple[slice, slice]) -> BorderMaps:
+    """The maps segment/border.py reads, cropped to window `sl`."""
+    return BorderMaps(x.green[sl], x.wbcness[sl], x.colour_dist[sl], x.fg[sl], x.red_level)
+
+
 def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -> np.ndarray:
     """(len(CANDIDATES), len(FEATURES)) features of one cell's candidates (crops of window `sl`)."""
     s2 = x.scale * x.scale
@@ -218,7 +232,8 @@ def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -
             mean(gr, removed),
         ]
         rows.append(onehot + cell_row + cand_row + class_row)
-    return np.array(rows, np.float64)
+    out = np.array(rows, np.float64)
+    return np.hstack([out, border_features(cands, border_maps(x, sl), BORDER_GROUPS)]) if BORDER_GROUPS else out
 
 
 def windows(labels: np.ndarray, n: int, x: RefineInput) -> list[tuple[int, tuple[slice, slice]]]:
