@@ -92,6 +92,11 @@ class Occupancy:
         self.white_box: tuple[int, int, int, int] | None = None
         self.free_centres = free_centres
 
+    def centre_taken(self, cx: int, cy: int) -> bool:
+        """Whether a cell centred on pixel (cx, cy) (in its mask) is refused at once: the pixel is on a white cell
+        (the cheapest certain collision), or, with free_centres, on a small cell."""
+        return bool(self.white[cy, cx]) or (self.free_centres and bool(self.small[cy, cx]))
+
     def fits(self, mask: np.ndarray, x: int, y: int, area: int, min_visible: float, overlap: float) -> bool:
         """Whether `mask` (uint8 0/255) at (x, y) keeps min_visible of `area` inside the image, stays off
         white cells and lies on small cells by at most `overlap` of its area (called ~100 times per image:
@@ -107,16 +112,11 @@ class Occupancy:
             y1, cut = H, True
         if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < min_visible * area:  # too little of even the box is in
             return False
-        if self.free_centres:
-            cx, cy = x + w // 2, y + h // 2
-            if 0 <= cx < W and 0 <= cy < H and self.small[cy, cx] and mask[h // 2, w // 2]:
-                return False
+        cx, cy = x + w // 2, y + h // 2
+        if 0 <= cx < W and 0 <= cy < H and mask[h // 2, w // 2] and self.centre_taken(cx, cy):
+            return False
         wb = self.white_box
         near_white = wb is not None and x0 < wb[2] and wb[0] < x1 and y0 < wb[3] and wb[1] < y1
-        if near_white:  # its own centre pixel on a white cell: the cheapest certain collision
-            cx, cy = x + w // 2, y + h // 2
-            if 0 <= cx < W and 0 <= cy < H and white[cy, cx] and mask[h // 2, w // 2]:
-                return False
         m = mask[y0 - y : y1 - y, x0 - x : x1 - x] if cut else mask
         if cut and min_visible > 0 and cv2.countNonZero(m) < min_visible * area:
             return False
@@ -268,11 +268,10 @@ def _place_batched(
 ) -> None:
     """The small cells of one image, sampled as the matched scene does (its `batch_draws`): every cell's sprite
     (from the plate's pool for red cells), look and first `batch` candidate positions from one draw per image
-    (numpy calls are slow), more candidates drawn only when needed. A candidate whose centre pixel (in its mask)
-    lands on a cell already placed is refused before Occupancy.fits, which would refuse it too; the sprite's
-    colour is turned only once it has a place."""
+    (numpy calls are slow), more candidates drawn only when needed. A candidate refused by
+    Occupancy.centre_taken is skipped before the rest of Occupancy.fits; the sprite's colour is turned only once
+    it has a place."""
     W, H = p.size
-    white, small, free = occ.white, occ.small, occ.free_centres
     for n, (sset, u) in enumerate(zip(smalls, rng.random((len(smalls), 2 + 2 * batch)).tolist())):
         own = pool[plate] if pool is not None and n < p.rbc else None
         i = int(own[int(u[0] * len(own))]) if own is not None else int(u[0] * len(sset))
@@ -284,7 +283,7 @@ def _place_batched(
         centred = bool(mask[hh, hw])
         for fx, fy in chain(zip(u[2::2], u[3::2]), _candidates(rng, p.tries - batch)):
             cx, cy = int(fx * W), int(fy * H)  # the candidate's centre pixel (always in the image)
-            if centred and (white[cy, cx] or (free and small[cy, cx])):
+            if centred and occ.centre_taken(cx, cy):  # Occupancy.fits would refuse it too
                 continue
             if occ.fits(mask, cx - hw, cy - hh, v.area, p.min_visible, p.rbc_overlap):
                 cell = _dressed(sset, "RBC" if n < p.rbc else "PLT", plate, i, r, v, mask)
