@@ -178,6 +178,11 @@ def seed_split(
     return pool, test
 
 
+def donors_of(source: str) -> int:
+    """How many images of each DONOR_CLASSES class an extra source's bank adds as scene donors (0: none)."""
+    return int((EXTRAS[source] or {}).get("donors", 0))
+
+
 def pick_donors(by_class: dict[str, list[Path]], n: int, seed: int) -> list[Path]:
     """The first n of each class's images in the seed's order (scene donors of other classes)."""
     out: list[Path] = []
@@ -291,7 +296,7 @@ def extra_images(
             if EXTRAS[source] is None:
                 flip_copies(paths, n, tmp / c, seed)
             else:
-                params = ComposeParams(**{k: v for k, v in EXTRAS[source].items() if k != "donors"})
+                params = ComposeParams(**{k: v for k, v in EXTRAS[source].items() if k != "donors"})  # bank only
                 compose_class(bank, c, n, tmp, seed=seed, params=params, workers=workers, progress=False)
 
     folder = stamped_dir(parent, stamp, build)
@@ -489,7 +494,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     parts = split_parts(release, classes, PARTS)
     donor_pool: dict[str, list[Path]] = {}
-    if any((EXTRAS[src] or {}).get("donors") for arm in arms + curve_arms for src, _ in ARMS[arm]):
+    if any(donors_of(src) for arm in arms + curve_arms for src, _ in ARMS[arm]):
         from naturalize.realism.data import gather
 
         found = gather(release, "--sample", DONOR_CLASSES)
@@ -524,7 +529,7 @@ def main(argv: list[str] | None = None) -> dict:
                 sources = []
                 for source, n in arm_counts(arm, a.extra):
                     src_bank, src_stamp = bank, bank_stamp
-                    if n_donors := (EXTRAS[source] or {}).get("donors", 0):  # a bank with other classes' scenes too
+                    if n_donors := donors_of(source):  # a bank with other classes' scenes too
                         donors = pick_donors(donor_pool, n_donors, seed)
                         src_bank, src_stamp = tree_and_bank(real_paths + donors, base | {"donors": rel(donors)})
                     ex_stamp = src_stamp | {"kind": "extra", "source": source, "settings": EXTRAS[source],
