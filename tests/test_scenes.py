@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ from naturalize.compose.run import STATE_DIR, compose_class, render
 from naturalize.compose.scenes import (
     CACHE_DIR,
     HOLE_MARGIN,
+    _eligible,
     compose_transplant,
     transplant_library,
 )
@@ -84,6 +86,14 @@ def test_donor_keeps_its_own_cells_and_only_its_white_cell_changes(bank: Path) -
         # every pixel of the new cell carries its label (no kept cell shows through it), and only those
         assert np.array_equal(comp.labels == len(comp.cells), _placed_mask(new, *real.shape[1::-1]))
     assert len(seen) >= 3  # scene donors of several images (and classes)
+
+
+def test_an_image_whose_white_cell_the_gate_refused_lends_no_scene(bank: Path) -> None:
+    b = Bank.open(bank)
+    donors = _eligible(b)
+    refused = sorted(donors)[0]  # its white cell's mask bitten: inpainting it would leave part of the cell
+    b.sprites = [replace(r, reason="shape") if r.source == refused and r.kind == "WBC" else r for r in b.sprites]
+    assert set(_eligible(b)) == set(donors) - {refused}
 
 
 def test_manifest_and_coco_record_the_donor_and_every_kept_cell(bank: Path, tmp_path: Path) -> None:

@@ -88,6 +88,24 @@ def test_verdicts_of_a_drawn_smear() -> None:
     assert {v.reason for c, v in zip(seg.cells, judge(rgb, seg, "PLT")) if c.kind == "WBC"} == {"unlabelled"}
 
 
+def test_a_bitten_or_lumpy_white_cell_is_refused_for_its_shape() -> None:
+    rgb = draw_image("PMY", image_rng(0, "PMY", 0))
+    seg = segment_classical(rgb)
+    wbc = seg.of_kind("WBC")[0]
+    rest = [c for c in seg.cells if c is not wbc]
+    whole = judge(rgb, seg, "PMY")[seg.cells.index(wbc)]
+    assert whole.reason == "ok"
+    x0, y0, x1, y1 = wbc.box
+    bitten = wbc.mask.copy()  # a quarter of the cell lost, as a mask that missed pale cytoplasm
+    bitten[(y0 + y1) // 2 : y1, (x0 + x1) // 2 : x1] = False
+    lumpy = wbc.mask.copy()  # a neighbour's piece on a thin bridge
+    lumpy[(y0 + y1) // 2 - 2 : (y0 + y1) // 2 + 2, x1 : x1 + 25] = True
+    lumpy[(y0 + y1) // 2 - 12 : (y0 + y1) // 2 + 12, x1 + 25 : x1 + 49] = True
+    for mask in (bitten, lumpy):
+        verdict = judge(rgb, Segmentation([*rest, Cell("WBC", mask, wbc.score, False, True)], seg.background), "PMY")
+        assert verdict[-1].reason == "shape" and verdict[-1].quality < whole.quality
+
+
 def test_compose_uses_only_sprites_that_passed_and_the_qc_page_shows_the_rest(tmp_path: Path) -> None:
     from naturalize.compose.run import compose_class
     from naturalize.drawn import write_drawn_release

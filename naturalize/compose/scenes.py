@@ -97,8 +97,9 @@ class Donors:
 
 def _eligible(bank: Bank) -> dict[str, tuple[BackgroundRow, SpriteRow, list[SpriteRow]]]:
     """source -> (its background row, its one white cell, its RBC and PLT sprites) for every kept source
-    image with exactly one white cell, whole (not cut by the border), and no other cell the quality gate
-    found nucleated (it would stay in the scene beside the pasted white cell)."""
+    image with exactly one white cell, whole (not cut by the border) and passed by the quality gate (a bitten
+    mask would leave part of the cell beside the pasted one), and no other cell the quality gate found nucleated
+    (it would stay in the scene beside the pasted white cell)."""
     by_source: dict[str, list[SpriteRow]] = {}
     for r in bank.sprites:
         by_source.setdefault(r.source, []).append(r)
@@ -113,6 +114,7 @@ def _eligible(bank: Bank) -> dict[str, tuple[BackgroundRow, SpriteRow, list[Spri
             and b.source not in out
             and len(wbc) == 1
             and not wbc[0].touches_border
+            and wbc[0].reason == "ok"
             and not second_nucleus
         ):
             out[b.source] = (b, wbc[0], sorted((r for r in rows if r.kind != "WBC"), key=lambda r: r.sprite_id))

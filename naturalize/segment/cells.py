@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 
@@ -94,6 +95,15 @@ def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
     if rows.size == 0:
         raise ValueError("empty mask has no box")
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def solidity(m: np.ndarray) -> float:
+    """Mask area over the area of the convex hull of all its parts (0 for an empty mask)."""
+    cnts, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not cnts:
+        return 0.0
+    hull = cv2.contourArea(cv2.convexHull(np.vstack(cnts)))
+    return min(1.0, float(m.sum()) / hull) if hull > 0 else 1.0
 
 
 def touches_border(mask: np.ndarray, margin: int = 1) -> bool:

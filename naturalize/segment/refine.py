@@ -33,6 +33,7 @@ import numpy as np
 
 from naturalize.classes import WBC_CLASSES
 from naturalize.segment.border import BorderMaps, border_features, columns
+from naturalize.segment.cells import solidity
 from naturalize.segment.colour import disk
 from naturalize.segment.outline import OutlineModel
 
@@ -121,15 +122,6 @@ def shipped_model() -> Refiner | None:
     return Refiner.from_json(WEIGHTS.read_text()) if WEIGHTS.exists() else None
 
 
-def _solidity(m: np.ndarray) -> float:
-    """Mask area over the area of the convex hull of all its parts (0 for an empty mask)."""
-    cnts, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not cnts:
-        return 0.0
-    hull = cv2.contourArea(cv2.convexHull(np.vstack(cnts)))
-    return min(1.0, float(m.sum()) / hull) if hull > 0 else 1.0
-
-
 def _box_area(m: np.ndarray) -> float:
     """Area of the mask's tight box (1 for an empty mask)."""
     _, _, w, h = cv2.boundingRect(m.astype(np.uint8))
@@ -207,7 +199,7 @@ def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -
     base_box = _box_area(cell)
     cell_row = [
         area / s2 / 1000.0,
-        _solidity(cell),
+        solidity(cell),
         n_nuc / area,
         float(np.percentile(gr[nuc], 25)) if n_nuc else 1.0,
         mean(wn, cell) - x.red_level,
@@ -224,7 +216,7 @@ def features(cands: list[np.ndarray], x: RefineInput, sl: tuple[slice, slice]) -
             float(np.log(c_area / area)),
             float(np.log(c_box / base_box)),
             c_area / c_box,
-            _solidity(c),
+            solidity(c),
             contact(c),
             mean(wn, added) - x.red_level if added.any() else 0.0,
             mean(cd, added) / 18.0,

@@ -104,8 +104,9 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     Every cell found becomes a sprite with the quality gate's verdict (naturalize/segment/gate.py):
     reason "ok" sprites are what `Bank.select` gives the compositor, the others are kept for the QC page
     and the counts. A white cell's class is recorded only where it is known: a white-cell image (not
-    PLT) holding a single white cell. keep=0 marks images with several white cells (multi_wbc); tiny,
-    blank and noise images give no background either and are flagged with that reason.
+    PLT) holding a single white cell (also when cut by the border or refused for its shape). keep=0 marks
+    images with several white cells (multi_wbc); tiny, blank and noise images give no background either and
+    are flagged with that reason.
     """
     from naturalize.segment.gate import IMAGE_REASONS, judge
 
@@ -121,7 +122,7 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     for c, v in chosen:
         rgba = crop_sprite(rgb, c.mask, c.box)
         x0, y0, x1, y1 = c.box
-        label = task.label if c.kind == "WBC" and v.reason in ("ok", "border") else ""
+        label = task.label if c.kind == "WBC" and v.reason in ("ok", "border", "shape") else ""
         sprites.append(
             EncodedSprite(
                 c.kind,
