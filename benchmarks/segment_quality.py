@@ -11,6 +11,7 @@ targets are judged on the report half. Every figure is given per class and overa
         kept RBC sprites per image (>= 4); images without RBC boxes left out; also the backend's `usable` alone
   flags multi_wbc recall on images with 2+ annotated WBCs (>= 92 %), false flags on single-WBC images (<= 2 %)
   leaks kept RBC / PLT sprites lying on an annotated white cell (box IoU >= 0.3): nucleated cells (target 0)
+  shape white cells the gate refuses for their shape (GateRules.wbc_min_solidity), of those it would keep otherwise
   cost  ms per image of segment_classical + the gate (wall and CPU), one process
 Writes OUT/results.json, OUT/hand_check.png (200 random kept RBC and 100 random kept PLT sprites of the
 report half, for the hand check) and OUT/failures.png (sampled failures: annotated boxes thin, found
@@ -155,6 +156,9 @@ def score(images: list[Path], boxdir: Path, rng: np.random.Generator, hand: dict
                 t["rbc_match"] += match_count(use, truth["RBC"], 0.7)
                 t["rbc_kept"] += len(gated)
                 t["rbc_kept_match"] += match_count(gated, truth["RBC"], 0.7)
+            wbc_reasons = [v.reason for c, v in zip(seg.cells, verdicts) if c.kind == "WBC"]
+            t["wbc_whole"] += sum(r in ("ok", "shape") for r in wbc_reasons)
+            t["wbc_shape"] += wbc_reasons.count("shape")
             for c in kept:
                 if c.kind in ("RBC", "PLT"):
                     t["kept_" + c.kind] += 1
@@ -201,6 +205,7 @@ def summarise(t: dict) -> dict:
         "kept_rbc_on_wbc_box": int(t["nucleated_RBC"]),
         "kept_plt_on_wbc_box": int(t["nucleated_PLT"]),
         "kept_plt": int(t["kept_PLT"]),
+        "wbc_shape_refused": rate("wbc_shape", "wbc_whole"),
         "ms_per_image": round(1000 * t["seconds"] / max(1, t["images"]), 2),
         "cpu_ms_per_image": round(1000 * t["cpu"] / max(1, t["images"]), 2),
     }
@@ -268,6 +273,7 @@ def main() -> None:
         "multi_wbc_false_rate",
         "kept_rbc_on_wbc_box",
         "kept_plt_on_wbc_box",
+        "wbc_shape_refused",
         "cpu_ms_per_image",
     ]
     for half, r in res.items():
