@@ -2,7 +2,8 @@
 
 In: a sprite bank (and the PBC root its sources are relative to). Out, all seeded and atomic:
     qc/sprites.png   per source class: the lowest-quality kept white cells and a sample of the rejected
-                     sprites (each labelled with its reason); then the lowest-quality kept RBC and PLT
+                     sprites, white cells first (each labelled with its reason); then the lowest-quality kept
+                     RBC and PLT
     qc/sources.png   a few source images with every sprite outlined: green kept, red rejected, grey cut
                      by the border (white cells in blue when kept)
     qc/index.html    the two sheets and the gate's counts (kind x reason)
@@ -119,9 +120,11 @@ def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> np.ndarray:
             _lowest([s for s in kept if s.kind == "WBC" and s.label == cls], per_row),
             lambda r: f"q {r.quality:.2f}",
         )
+        mine = [s for s in rejected if by_class.get(s.source) == cls]
+        shown = _sample([s for s in mine if s.kind == "WBC"], per_row, rng)  # the class's own cells first
         row(
-            f"{cls}: rejected sprites (sample)",
-            _sample([s for s in rejected if by_class.get(s.source) == cls], per_row, rng),
+            f"{cls}: rejected sprites (sample, white cells first)",
+            shown + _sample([s for s in mine if s.kind != "WBC"], per_row - len(shown), rng),
             lambda r: f"{r.kind} {r.reason}",
         )
     for kind in ("RBC", "PLT"):
