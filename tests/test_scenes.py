@@ -16,6 +16,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from naturalize.bank import Bank
+from naturalize.compose.library import load_library
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.run import STATE_DIR, compose_class, render
 from naturalize.compose.scenes import (
@@ -88,12 +89,15 @@ def test_donor_keeps_its_own_cells_and_only_its_white_cell_changes(bank: Path) -
     assert len(seen) >= 3  # scene donors of several images (and classes)
 
 
-def test_an_image_whose_white_cell_the_gate_refused_lends_no_scene(bank: Path) -> None:
+def test_an_image_whose_white_cell_the_gate_refused_lends_no_scene_and_no_plate(bank: Path) -> None:
     b = Bank.open(bank)
     donors = _eligible(b)
     refused = sorted(donors)[0]  # its white cell's mask bitten: inpainting it would leave part of the cell
     b.sprites = [replace(r, reason="shape") if r.source == refused and r.kind == "WBC" else r for r in b.sprites]
     assert set(_eligible(b)) == set(donors) - {refused}
+    for scene in ("paper", "matched"):  # nor a plate: part of the cell would stay on it
+        sources = {r.source for r in load_library(b, "PMY", 0, ComposeParams(scene=scene)).plate_rows}
+        assert refused not in sources and sources == {r.source for r in b.backgrounds} - {refused}
 
 
 def test_manifest_and_coco_record_the_donor_and_every_kept_cell(bank: Path, tmp_path: Path) -> None:

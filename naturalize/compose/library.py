@@ -238,7 +238,8 @@ def load_library(
     warm: bool = False,
     store: Callable[[Bank, BackgroundRow, list[SpriteRow], ComposeParams], Any] | None = None,
 ) -> Library:
-    """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images and
+    """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images (none
+    whose white cell the gate refused for its shape: part of it would stay on the inpainted plate) and
     at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
     seed (all of them in a small bank). A sprite's source plasma colour is its source plate's when that
     plate is loaded, else the colour around the cell in its crop. warm: warp every sprite variant now
@@ -251,8 +252,10 @@ def load_library(
     centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
     rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
     plates_by_source: dict[str, BackgroundRow] = {}
+    bitten = {r.source for r in bank.sprites if r.kind == "WBC" and r.reason == "shape"}  # part of it left on the plate
     for b in sorted(bank.backgrounds, key=lambda b: b.background_id):
-        plates_by_source.setdefault(b.source, b)
+        if b.source not in bitten:
+            plates_by_source.setdefault(b.source, b)
     sources = _subset(sorted(plates_by_source), params.max_sources, rng)
     chosen = set(sources)
     plate_rows = [plates_by_source[s] for s in sources]
