@@ -27,6 +27,7 @@ from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
 from naturalize.compose.variety import focus_table, shape_warp, sized, tints
 from naturalize.fsio import UserError
+from naturalize.segment.gate import BAD_MASK_REASONS
 
 
 @dataclass(frozen=True)
@@ -252,9 +253,9 @@ def load_library(
     centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
     rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
     plates_by_source: dict[str, BackgroundRow] = {}
-    bitten = {r.source for r in bank.sprites if r.kind == "WBC" and r.reason == "shape"}  # part of it left on the plate
+    bad = {r.source for r in bank.sprites if r.kind == "WBC" and r.reason in BAD_MASK_REASONS}
     for b in sorted(bank.backgrounds, key=lambda b: b.background_id):
-        if b.source not in bitten:
+        if b.source not in bad:
             plates_by_source.setdefault(b.source, b)
     sources = _subset(sorted(plates_by_source), params.max_sources, rng)
     chosen = set(sources)

@@ -59,7 +59,7 @@ from naturalize.compose.source_cache import source_entry
 from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform
 from naturalize.fsio import UserError, write_bytes, write_json
-from naturalize.segment.gate import NUCLEATED_REASONS
+from naturalize.segment.gate import BAD_MASK_REASONS, NUCLEATED_REASONS
 from naturalize.segment.inpaint import remove_cells
 
 #: The removed white cell's mask is grown by this many pixels before inpainting (its halo goes too).
@@ -114,7 +114,7 @@ def _eligible(bank: Bank) -> dict[str, tuple[BackgroundRow, SpriteRow, list[Spri
             and b.source not in out
             and len(wbc) == 1
             and not wbc[0].touches_border
-            and wbc[0].reason == "ok"
+            and wbc[0].reason not in BAD_MASK_REASONS
             and not second_nucleus
         ):
             out[b.source] = (b, wbc[0], sorted((r for r in rows if r.kind != "WBC"), key=lambda r: r.sprite_id))

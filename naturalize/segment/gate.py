@@ -55,6 +55,9 @@ REASONS: tuple[str, ...] = (
 #: Reasons that mean "a nucleated cell other than the image's one white cell": an image holding such a cell
 #: must not lend its scene to a composite (compose --scene transplant), or the composite shows two.
 NUCLEATED_REASONS: tuple[str, ...] = ("multi_wbc", "unlabelled", "nucleated")
+#: Reasons that mean a white cell's mask is wrong: inpainting it would leave part of the cell, so its image must
+#: lend neither a plate nor a transplant scene to a composite.
+BAD_MASK_REASONS: tuple[str, ...] = ("shape",)
 
 
 @dataclass(frozen=True)
