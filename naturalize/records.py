@@ -326,11 +326,13 @@ def load_sources(
     classes: Sequence[str] = (),
     workers: int = 2,
     echo: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> tuple[Path, list[Record]]:
     """Raw PBC tree or prepared dir -> (root that record paths are relative to, non-excluded records).
 
     `split` keeps one split (a prepared dir or a train/val/test tree); `classes` keeps some classes.
-    Damaged images of a raw tree are skipped and, with `echo`, each is reported in one pass.
+    Damaged images of a raw tree are skipped and, with `echo`, each is reported in one pass; `progress`
+    shows the bar of reading a raw tree.
     """
     path = Path(path)
     if is_prepared(path):
@@ -342,7 +344,7 @@ def load_sources(
             )
         records = [r for r in read_records(path / "records.csv") if not r.excluded]
     else:
-        result = scan(path, workers=workers)
+        result = scan(path, workers=workers, progress=progress)
         root, records = result.root, result.records
         bad = [d for d in result.dropped if d.reason in ("unreadable", "empty")]
         if bad and echo is not None:

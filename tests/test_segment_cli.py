@@ -67,6 +67,7 @@ def bank(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("seg") / "bank"
     proc = cli(*classical(sample_root, out), "--limit", str(N), "--workers", "2", "--no-progress")
     assert "backend classical" in proc.stderr
+    assert "img/s" not in proc.stderr and "reading images" not in proc.stderr  # --no-progress: no bar at all
     return out
 
 

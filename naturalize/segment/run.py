@@ -246,7 +246,7 @@ def segment(
     input_path = Path(input_path)
     check_disjoint(out, [("the input", input_path), ("the checkpoint", checkpoint)])
     BankWriter.check(out, {}, True)  # a folder the tool does not own is refused before the input is read
-    root, records = rec.load_sources(input_path, split=split, classes=tuple(classes), echo=echo)
+    root, records = rec.load_sources(input_path, split=split, classes=tuple(classes), echo=echo, progress=progress)
     check_disjoint(out, [("the PBC root", root)])
     prepared = rec.is_prepared(input_path)
     if prepared and not split and len({r.split for r in records}) > 1:
