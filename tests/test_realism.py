@@ -14,6 +14,7 @@ import pytest
 
 from naturalize.drawn import write_drawn_release
 from naturalize.realism.critic import CriticParams
+from naturalize.realism.report import table
 from naturalize.realism.run import realism
 from naturalize.testing.cli import run_cli
 
@@ -48,6 +49,10 @@ def test_critic_finds_the_tell_and_not_real_against_real(trees: tuple[Path, Path
     assert json.loads((out / "realism.json").read_text())["pooled"] == result["pooled"]
     for name in ("auc.png", "saliency.png"):
         assert cv2.imread(str(out / name)) is not None
+    # the printed table warns that 30 images a side give a noisy AUC per class; enough images, no warning
+    assert "note: PMY, SNE have fewer than 50 images per side" in table(result)
+    enough = result | {"per_class": {c: r | {"images": 50} for c, r in result["per_class"].items()}}
+    assert "note:" not in table(enough)
 
 
 def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) -> None:
