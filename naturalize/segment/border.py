@@ -194,7 +194,6 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "step": (("step_green", "step_wbc", "step_cd"), _step),
     "side": (("side_edge_min", "side_edge_mean", "side_wbc_max", "side_fg_max", "side_wbc_mean"), _side),
 }
-COLUMNS: tuple[str, ...] = tuple(n for names, _ in GROUPS.values() for n in names)
 
 
 def columns(groups: tuple[str, ...]) -> tuple[str, ...]:
@@ -205,8 +204,12 @@ def columns(groups: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for g in groups for n in GROUPS[g][0])
 
 
+#: every group's columns, in GROUPS order
+COLUMNS: tuple[str, ...] = columns(tuple(GROUPS))
+
+
 def border_features(cands: list[np.ndarray], maps: BorderMaps, groups: tuple[str, ...] = tuple(GROUPS)) -> np.ndarray:
     """(len(cands), len(columns(groups))) border features of one cell's candidates (bool crops of `maps`' window)."""
-    columns(groups)
+    columns(groups)  # ValueError for an unknown group before any work
     v = _Window(cands, maps)
     return np.hstack([GROUPS[g][1](v) for g in groups]) if groups else np.zeros((len(cands), 0))

@@ -13,12 +13,11 @@ removed), and, for the groups named in `BORDER_GROUPS` (none in the shipped mode
 image evidence at each candidate's border. The model (segment/outline.py's perceptron class; sigmoid output:
 the probability that the candidate's box has IoU >= 0.8 with the true cell's box) is trained by
 `benchmarks/train_wbc_refine.py` on the tuning half of the annotated sample; its weights are the small JSON
-file beside this module. The
-image's class (its PBC label, known when a bank is made) is a feature too, and the weights file lists the
-classes the refinement is used for (those it helped on held-out tuning images); a cell of another or an
-unknown class keeps its mask. A candidate other than the mask itself is taken when it scores at least
-`margin` above the mask. Without the weights file nothing changes. Everything works on a window around the
-cell (numpy/OpenCV, no scikit-learn at run time).
+file beside this module. The image's class (its PBC label, known when a bank is made) is a feature too, and
+the weights file lists the classes the refinement is used for (those it helped on held-out tuning images); a
+cell of another or an unknown class keeps its mask. A candidate other than the mask itself is taken when it
+scores at least `margin` above the mask. Without the weights file nothing changes. Everything works on a window
+around the cell (numpy/OpenCV, no scikit-learn at run time).
 """
 
 from __future__ import annotations
