@@ -89,6 +89,16 @@ def test_donor_keeps_its_own_cells_and_only_its_white_cell_changes(bank: Path) -
     assert len(seen) >= 3  # scene donors of several images (and classes)
 
 
+@pytest.mark.parametrize("size", [(360, 363), (200, 180)])
+def test_each_kept_cells_box_is_where_its_pixels_are_at_the_output_size(bank: Path, size: tuple[int, int]) -> None:
+    lib = transplant_library(Bank.open(bank), "PMY", 0, replace(TRANSPLANT, size=size))
+    for labels, boxes in zip(lib.scene.labels, lib.scene.boxes):
+        assert labels.shape == size[::-1] and len(boxes) == int(labels.max())
+        for j, (x, y, w, h, area) in enumerate(boxes, start=1):
+            ys, xs = np.nonzero(labels == j)
+            assert (x, y, w, h, area) == (xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1, len(xs))
+
+
 def test_an_image_whose_white_cell_the_gate_refused_lends_no_scene_and_no_plate(bank: Path) -> None:
     b = Bank.open(bank)
     donors = _eligible(b)
@@ -140,6 +150,22 @@ def test_donors_inpainted_once_per_bank_and_same_seed_same_bytes(bank: Path, tmp
     shutil.rmtree(bank / CACHE_DIR)
     fresh, _ = render(transplant_library(Bank.open(bank), "PMY", 0, TRANSPLANT), TRANSPLANT, 0, 3)
     assert np.array_equal(cached, fresh)
+
+
+def test_a_damaged_or_old_donor_cache_file_is_made_again(bank: Path) -> None:
+    b = Bank.open(bank)
+    before, _ = render(transplant_library(b, "PMY", 0, TRANSPLANT), TRANSPLANT, 0, 3)
+    data = sorted((bank / CACHE_DIR).glob("*.npy"))
+    assert data and len(data) == len(list((bank / CACHE_DIR).glob("*.json")))
+    data[0].write_bytes(data[0].read_bytes()[:100])  # cut short, as by a full disk
+    old = data[1].with_suffix(".png"), data[1].with_suffix(".labels.png")
+    for p in old:  # a cache of the previous format beside a current one: removed when that donor is remade
+        p.write_bytes(b"old")
+    data[1].unlink()
+    after, _ = render(transplant_library(Bank.open(bank), "PMY", 0, TRANSPLANT), TRANSPLANT, 0, 3)
+    assert np.array_equal(before, after)
+    assert np.load(data[0]).shape[2] == 4 and data[1].is_file()
+    assert not any(p.exists() for p in old)
 
 
 def test_bank_without_source_images_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
