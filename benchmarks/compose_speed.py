@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from naturalize.testing import sample_home
+from naturalize.testing import machine, sample_home
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -240,7 +239,7 @@ def main() -> None:
     b = Bank.open(bank)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
+        "machine": machine(),
         "bank": {
             "sprites": len(b.sprites),
             "backgrounds": len(b.backgrounds),

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from naturalize.classes import AUGMENTED_CLASSES  # noqa: E402
 from naturalize.fsio import UserError, atomic_open, write_json, write_text  # noqa: E402
-from naturalize.testing import sample_home  # noqa: E402
+from naturalize.testing import machine, sample_home  # noqa: E402
 
 #: Bump when this script's protocol (split, subsample, training loop) changes: every stamp changes with it.
 #: 3: test crops + the pool's images past POOL, cosine learning rate, --repeats trainings per seed.
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> dict:
     }  # fmt: skip
     result: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{os.cpu_count()}-core CPU, no GPU",
+        "machine": f"{machine()}, no GPU",
         "load_before": round(os.getloadavg()[0], 2),
         "code": code,
         "settings": settings,

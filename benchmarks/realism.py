@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from naturalize.compose.params import ComposeParams
-from naturalize.testing import sample_home
+from naturalize.testing import machine, sample_home
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -254,7 +254,7 @@ def main() -> None:
     b = Bank.open(bank)
     result: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{os.cpu_count()}-core CPU, no GPU",
+        "machine": f"{machine()}, no GPU",
         "load_before": round(os.getloadavg()[0], 2),
         "classes": classes,
         "images_per_class": {"bank": a.bank, "dev": a.dev, "test": a.test},

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from naturalize.testing import sample_home
+from naturalize.testing import machine, sample_home
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def main() -> None:
         sys.exit(
             f"error: no PBC sample at {args.sample}; pass --sample DIR (the folder holding PBC_dataset_normal_DIB/)"
         )
-    result = {"machine": f"{platform.node()} {os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%d %H:%M")}
+    result = {"machine": f"{platform.node()} {machine()}", "date": time.strftime("%Y-%m-%d %H:%M")}
     if not args.skip_classical:
         result["classical"] = classical(args.sample, args.workers, args.limit)
     if not args.skip_sam:

@@ -36,3 +36,17 @@ def test_build_and_classify_agree_on_the_dataset_home(monkeypatch: pytest.Monkey
 def test_image_names_by_suffix_in_any_case() -> None:
     assert is_image_name("a/BNE_1.JPG") and is_image_name("x.tiff") and is_image_name("y.webp")
     assert not is_image_name("notes.txt") and not is_image_name(".DS_Store") and not is_image_name("jpg")
+
+
+def test_a_benchmark_record_names_the_cpu_it_ran_on() -> None:
+    import os
+    import platform
+
+    from naturalize.testing import machine
+
+    text = machine()
+    assert text.startswith(f"{os.cpu_count()}-core ") and text.endswith(f"({platform.machine()})")
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file() and "model name" in cpuinfo.read_text():
+        model = next(s for s in cpuinfo.read_text().splitlines() if s.startswith("model name")).split(":", 1)[1]
+        assert model.strip() in text

@@ -7,6 +7,8 @@ cli        run_cli: `python -m naturalize.cli` / `classify.cli` in a subprocess,
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 from naturalize.paths import env_path
@@ -18,3 +20,15 @@ SAMPLE_ENV = "NATURALIZE_SAMPLE"
 def sample_home() -> Path:
     """$NATURALIZE_SAMPLE, else shared/pbc-sample beside the repository (an empty variable counts as unset)."""
     return env_path(SAMPLE_ENV, Path(__file__).resolve().parents[2].parent / "shared" / "pbc-sample")
+
+
+def machine() -> str:
+    """What a benchmark ran on, for its record: '2-core Intel(R) Xeon(R) Processor (x86_64)' (the CPU model from
+    /proc/cpuinfo where there is one: a cloud machine of the same name may sit on another CPU from day to day)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {model} ({platform.machine()})"
