@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ from typing import Any
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
-from naturalize.outputs import check_disjoint, claim_settled
+from naturalize.outputs import check_disjoint, claim, claim_settled
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, prepare, stratified_split
 from naturalize.records import Record, is_prepared, read_records, write_records
@@ -207,11 +206,48 @@ def _prepared(
     return prepared
 
 
+def _tree_files(out: Path) -> set[str]:
+    """The files the last build linked into OUT's split folders, as files.csv lists them ('train/PMY/x.jpg')."""
+    try:
+        with (out / "files.csv").open(newline="", encoding="utf-8") as f:
+            return {row["file"] for row in csv.DictReader(f)}
+    except (OSError, KeyError, csv.Error):
+        return set()
+
+
+def foreign_files(out: Path) -> list[Path]:
+    """Files in OUT's split folders that no build put there (not in OUT/files.csv), and files in OUT/synthetic/'s
+    class folders that compose did not write; sorted. A rebuild would remove or mix with them."""
+    from naturalize.compose.run import foreign_files as foreign_composites
+
+    listed = _tree_files(out)
+    found = [
+        p
+        for split in SPLITS
+        if (out / split).is_dir()
+        for p in (out / split).rglob("*")
+        if not p.is_dir() and p.relative_to(out).as_posix() not in listed
+    ]
+    synthetic = out / "synthetic"
+    for cls in CLASSES if synthetic.is_dir() else ():
+        found += foreign_composites(synthetic, cls)
+    return sorted(found)
+
+
 def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, overwrite: bool) -> None:
     """Before any work: --out and the work folder lie outside the PBC download; --out is new, empty, or a
-    dataset this command built (the same parameters resume it; --overwrite removes what build wrote there)."""
+    dataset this command built (the same parameters resume it; --overwrite removes what build wrote there)
+    holding no file of the user's inside the folders build rewrites (those are refused, with or without
+    --overwrite: nothing is removed)."""
     check_disjoint(out, [("the PBC download", pbc_root)])
     check_disjoint(work_dir, [("the PBC download", pbc_root)], option="--work")
+    if claim(out, KIND) == "ours":
+        if foreign := foreign_files(out):
+            raise UserError(
+                f"{foreign[0]} was not written by naturalize build ({len(foreign)} such file(s) in {out}'s "
+                f"train/val/test/synthetic folders, which a rebuild rewrites); nothing was changed: move them "
+                f"out of {out} (or build into another --out), then rerun"
+            )
     claim_settled(
         out,
         KIND,
@@ -250,9 +286,16 @@ def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
 
 
 def _write_tree(out: Path, items: Sequence[Item]) -> None:
-    """(Re)create out/<split>/<CLASS>/ with hard links (copies where links fail)."""
+    """(Re)create out/<split>/<CLASS>/ with hard links (copies where links fail): remove the files the last
+    build linked (OUT/files.csv) and the folders that leaves empty, write the new files.csv, then link (an
+    interrupted run leaves a files.csv that lists every file it may have linked)."""
+    for rel in _tree_files(out):
+        (out / rel).unlink(missing_ok=True)
     for split in SPLITS:
-        shutil.rmtree(out / split, ignore_errors=True)
+        for folder in [*sorted((out / split).rglob("*"), reverse=True), out / split] if (out / split).is_dir() else ():
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    _write_files_csv(out / "files.csv", items)
     for i in items:
         dst = out / i.split / i.cls / i.name
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -413,7 +456,6 @@ def build(
     stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
     items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
     _write_tree(out, items)
-    _write_files_csv(out / "files.csv", items)
     write_records(out / "records.csv", records)
     meta = {
         "format": "naturalize-dataset/1",

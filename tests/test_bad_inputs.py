@@ -253,6 +253,20 @@ def _own_dataset_then_notes(world: Path, tmp: Path) -> None:
     (tmp / "d" / "notes.txt").write_text("mine\n")
 
 
+def _own_dataset_then_notes_in_tree(world: Path, tmp: Path) -> None:
+    """A dataset build wrote, then the user's note (and a folder of theirs) inside one of its class folders."""
+    _own_dataset_then_notes(world, tmp)
+    folder = next(p for p in sorted((tmp / "d" / "train").iterdir()) if p.is_dir())
+    (folder / "notes.txt").write_text("mine\n")
+    (folder / "extra").mkdir()
+    (folder / "extra" / "more.txt").write_text("mine too\n")
+
+
+def _own_compose_then_notes_in_class(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "syn", tmp / "out")
+    (tmp / "out" / "PMY" / "notes.txt").write_text("mine\n")
+
+
 def _own_prepared_then_notes(world: Path, tmp: Path) -> None:
     shutil.copytree(world / "prep", tmp / "p")
     (tmp / "p" / "notes.txt").write_text("mine\n")
@@ -369,6 +383,30 @@ CASES = [
         setup=_own_dataset_then_notes,
         check=_kept("d/notes.txt", "d/dataset.json"),
         replaces=("d/", ".work/"),
+    ),
+    Case(
+        "build-rerun-keeps-user-file-in-tree",
+        DATA_LOSS,
+        N,
+        _build("--workers", "1"),
+        "was not written by naturalize build",
+        setup=_own_dataset_then_notes_in_tree,
+    ),
+    Case(
+        "build-overwrite-keeps-user-file-in-tree",
+        DATA_LOSS,
+        N,
+        _build("--seed", "1", "--overwrite", "--workers", "1"),
+        "was not written by naturalize build",
+        setup=_own_dataset_then_notes_in_tree,
+    ),
+    Case(
+        "compose-overwrite-keeps-user-file-in-class-folder",
+        DATA_LOSS,
+        N,
+        _compose("--seed", "5", "--overwrite", "--workers", "1", out="{tmp}/out"),
+        "was not written by naturalize compose",
+        setup=_own_compose_then_notes_in_class,
     ),
     Case(
         "build-other-settings-needs-overwrite",

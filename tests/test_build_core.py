@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from naturalize.build import count_items, layout_items, resolve_recipe
+from naturalize.build import Item, _write_tree, count_items, foreign_files, layout_items, resolve_recipe
 from naturalize.fsio import UserError
 from naturalize.prepare import split_records
 from naturalize.records import Record
@@ -54,3 +54,24 @@ def test_recipe_options_are_checked() -> None:
     assert resolve_recipe("419-pmy", classes=("MY",)).classes == ("MY",)
     with pytest.raises(UserError, match="--per-class -1 must be >= 0"):
         resolve_recipe("1k-pbc", per_class=-1)
+
+
+def test_a_rebuilt_tree_replaces_only_what_the_last_build_linked(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (src / name).write_bytes(name.encode())
+    out = tmp_path / "ds"
+    first = [
+        Item("train", "PMY", src / "a.jpg", "a.jpg", "real", "a"),
+        Item("test", "LY", src / "b.jpg", "b.jpg", "real", "b"),
+    ]
+    _write_tree(out, first)
+    assert foreign_files(out) == []
+    (out / "train" / "PMY" / "notes.txt").write_text("mine\n")
+    assert foreign_files(out) == [out / "train" / "PMY" / "notes.txt"]  # build refuses to rebuild over it
+    (out / "train" / "PMY" / "notes.txt").unlink()
+    _write_tree(out, [Item("train", "MY", src / "c.jpg", "c.jpg", "real", "c")])
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["files.csv", "train/MY/c.jpg"]  # the old files and the folders they leave empty are gone
+    assert not (out / "test").exists() and foreign_files(out) == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
 import socket
 import sys
@@ -166,6 +167,16 @@ def _clear_class(out: Path, cls: str) -> None:
         j.unlink()
 
 
+def foreign_files(out: Path, cls: str) -> list[Path]:
+    """What OUT/<cls>/ holds that compose did not write there: anything but its images (<cls>_syn_<seed>_<i>.<fmt>)
+    and their temporary files; sorted."""
+    ours = re.compile(rf"\.?{re.escape(cls)}_syn_\d+_\d+\.({'|'.join(FORMATS)})(\.\d+\.tmp)?")
+    folder = out / cls
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not (ours.fullmatch(p.name) and p.is_file()))
+
+
 def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     """Make OUT ready for this run: new or empty, or a compose output (our marker) whose class folder, if any,
     compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
@@ -191,6 +202,11 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
                 raise UserError(
                     f"{out} holds a compose run of {cls} with other settings ({', '.join(diff)}); "
                     f"rerun with the same settings to resume, or pass --overwrite, or use another --out"
+                )
+            if foreign := foreign_files(out, cls):
+                raise UserError(
+                    f"{foreign[0]} was not written by naturalize compose ({len(foreign)} such file(s) in "
+                    f"{out / cls}); nothing was removed: move them out of {out}, then rerun with --overwrite"
                 )
             _clear_class(out, cls)
     write_marker(out, KIND, [cls, STATE_DIR, "manifest.jsonl", "annotations.json"])
