@@ -260,6 +260,14 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
     )
 
 
+def scene_by_class(classes: Iterable[str], scene: str) -> dict[str, str]:
+    """The scene each class is composed with: `scene`, but the paper scene for a class whose real images hold no
+    white cell (PLT) when `scene` needs one (transplant replaces it, matched measures the scene around it)."""
+    from naturalize.compose.scenes import NO_WBC_CLASSES
+
+    return {c: "paper" if c in NO_WBC_CLASSES and scene != "paper" else scene for c in classes}
+
+
 def curation_exclusions(banks: Iterable[Path]) -> dict[str, str]:
     """Record path -> curation flags of every image the banks' curation.csv rejects (keep=0)."""
     from naturalize.bank import Bank
@@ -441,6 +449,12 @@ def build(
     if wanted:
         bank = banks["train" if protocol == "clean" else "all"]
         stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
+        scenes = scene_by_class(wanted, compose.scene)
+        for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
+            echo(
+                f"note: {cls} composites use the {scenes[cls]} scene: its real images hold no white cell for "
+                f"the {compose.scene} scene (dataset.json: scene_by_class)"
+            )
         for cls, n in wanted.items():
             synthetic[cls] = compose_class(
                 bank,
@@ -448,7 +462,7 @@ def build(
                 n,
                 out / "synthetic",
                 seed=seed,
-                params=compose,
+                params=replace(compose, scene=scenes[cls]),
                 workers=workers,
                 progress=progress,
                 warn=echo,
@@ -468,6 +482,7 @@ def build(
         "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
         "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
         "sprite_sources": ("train split only" if protocol == "clean" else "all images") if wanted else None,
+        "scene_by_class": scene_by_class(wanted, compose.scene),
         "counts": count_items(items),
         "work": str(work_dir),
         "out": str(out),

@@ -433,6 +433,8 @@ CASES = [
         setup=_compose_out_with_user_class,
     ),
     Case("compose-out-is-bank", DATA_LOSS, N, _compose(out="{bank}"), "is the bank"),
+    # a platelet in the inpainted hole of a real image's white cell: the smudge showed, exit 0
+    Case("compose-transplant-platelets", SILENT, N, _compose(cls="PLT"), "use --scene paper for --class PLT"),
     Case("compose-out-contains-bank", DATA_LOSS, N, _compose("--overwrite", out="{world}"), "contains the bank"),
     Case(
         "compose-overwrite-keeps-user-file",

@@ -99,3 +99,30 @@ def test_paper_protocol_pools_and_warns(sample_root: Path, tmp_path: Path):
     assert sum(v["synthetic"] for v in pmy.values()) == 20
     assert pmy["val"]["synthetic"] + pmy["test"]["synthetic"] > 0  # the paper's leak, reproduced on purpose
     assert meta["sprite_sources"] == "all images"
+
+
+@pytest.mark.slow
+def test_platelet_composites_use_the_paper_scene_in_a_transplant_build(sample_root: Path, tmp_path: Path):
+    """Transplant replaces a real image's white cell; PBC platelet images hold none, so build composes PLT with
+    the paper scene (a platelet in a white cell's inpainted hole showed the smudge), says so and records it."""
+    said: list[str] = []
+    out = tmp_path / "plt"
+    meta = build(
+        "custom",
+        sample_root,
+        out,
+        classes=("PLT", "PMY"),
+        per_class=3,
+        per_class_cap=12,
+        backend="classical",
+        workers=1,
+        progress=False,
+        echo=said.append,
+    )
+    assert meta["scene_by_class"] == {"PLT": "paper", "PMY": "transplant"}
+    assert any(s.startswith("note: PLT composites use the paper scene") for s in said)
+    manifest = [json.loads(line) for line in (out / "synthetic" / "manifest.jsonl").read_text().splitlines()]
+    assert {(m["class"], m["scene"]) for m in manifest} == {("PLT", "paper"), ("PMY", "transplant")}
+    for m in manifest:
+        if m["class"] == "PLT":  # a platelet at the centre, on a cell-free plate
+            assert [c["kind"] for c in m["cells"] if c["centre"]] == ["PLT"] and "removed" not in m["background"]

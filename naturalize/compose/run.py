@@ -34,7 +34,7 @@ from naturalize.classes import CLASSES, normalize_class
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
 from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, check_scene_counts, shard_range
-from naturalize.compose.scenes import compose_scene, scene_library
+from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
 from naturalize.fsio import UserError, replace_bytes, write_all, write_text
 from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
 from naturalize.procs import die_with_parent
@@ -305,6 +305,7 @@ def compose_class(
     out = Path(out)
     check_disjoint(out, [("the bank", bank.root if isinstance(bank, Bank) else bank)])
     bank = bank if isinstance(bank, Bank) else Bank.open(bank)
+    check_scene_class(cls, params.scene)
     check_class(bank, cls)
     check_counts(bank, cls, params)
     state = {

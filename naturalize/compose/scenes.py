@@ -420,6 +420,20 @@ SCENE_REGISTRY: dict[
 }
 
 
+#: Classes whose real images hold no white cell, so a scene that replaces one (transplant) cannot show them.
+NO_WBC_CLASSES = ("PLT",)
+
+
+def check_scene_class(cls: str, scene: str) -> None:
+    """UserError when `scene` cannot show class `cls`: transplant puts the class's cell into the hole of a real
+    image's removed white cell, and a platelet in that hole would sit on an inpainted smudge larger than itself."""
+    if scene == "transplant" and cls in NO_WBC_CLASSES:
+        raise UserError(
+            f"--scene transplant replaces the white cell of a real image, and a {cls} image shows none (a "
+            f"platelet would sit in the inpainted hole of a white cell); use --scene paper for --class {cls}"
+        )
+
+
 def scene_library(
     bank: Bank, cls: str, seed: int, params: ComposeParams, threads: int = 1, warm: bool = False
 ) -> Library:
