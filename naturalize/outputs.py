@@ -66,9 +66,10 @@ def _visible(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 
 
-def claim(folder: str | os.PathLike, kind: str, option: str = "--out") -> str:
+def claim(folder: str | os.PathLike, kind: str, option: str = "--out", *, has_overwrite: bool = False) -> str:
     """Whether the tool may write into `folder` as `kind`: 'new' (missing or empty) or 'ours' (our marker of
-    this kind). Raises a UserError that describes the folder truthfully otherwise. Writes nothing."""
+    this kind). Raises a UserError that describes the folder truthfully otherwise (`has_overwrite`: the command
+    has an --overwrite option, so the refusal says it does not help). Writes nothing."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{option} {folder} is a file, not a folder; choose a folder path")
@@ -76,9 +77,10 @@ def claim(folder: str | os.PathLike, kind: str, option: str = "--out") -> str:
         return "new"
     meta = read_marker(folder)
     if meta is None:
+        untouched = "nothing in it is touched, even with --overwrite" if has_overwrite else "nothing in it is touched"
         raise UserError(
             f"{option} {folder} is not empty and was not written by naturalize (no {MARKER}); "
-            f"nothing in it is touched, even with --overwrite: choose a new or empty folder"
+            f"{untouched}: choose a new or empty folder"
         )
     if meta.get("kind") != kind:
         raise UserError(
@@ -137,7 +139,7 @@ def claim_settled(
     UserError(`refusal`) unless `overwrite`; `overwrite` removes what the tool wrote there (also for the same
     settings unless `redo_same` is False). Then the marker lists `written`."""
     out = Path(out)
-    if claim(out, kind, option) == "ours":
+    if claim(out, kind, option, has_overwrite=True) == "ours":
         old = read_record(out / record)
         changed = old is not None and differs(old)
         if changed and not overwrite:

@@ -1,5 +1,5 @@
 """naturalize.outputs.claim_settled: the claim / compare settings / --overwrite / marker sequence that build, demo
-and the drawn set share."""
+and the drawn set share; claim's refusal of a user's folder, worded for commands with and without --overwrite."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from naturalize.fsio import UserError
-from naturalize.outputs import MARKER, claim_settled, read_marker, read_record
+from naturalize.outputs import MARKER, claim, claim_settled, read_marker, read_record
 
 
 def _claim(out: Path, settings: dict, overwrite: bool = False, redo_same: bool = True) -> None:
@@ -67,6 +67,17 @@ def test_a_folder_of_the_users_files_is_refused_even_with_overwrite(tmp_path: Pa
     with pytest.raises(UserError, match="not written by naturalize"):
         _claim(tmp_path / "mine", {"seed": 0}, overwrite=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine\n" and not (tmp_path / "mine" / MARKER).exists()
+
+
+def test_the_refusal_mentions_overwrite_only_for_a_command_that_has_it(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine\n")
+    with pytest.raises(UserError, match="not written by naturalize") as without:
+        claim(tmp_path / "mine", "classify-run")  # classify train, evaluate, explain, naturalize realism
+    assert "--overwrite" not in str(without.value) and "nothing in it is touched: choose" in str(without.value)
+    with pytest.raises(UserError, match="nothing in it is touched, even with --overwrite: choose"):
+        claim(tmp_path / "mine", "bank", has_overwrite=True)  # segment, compose, prepare, build, demo
+    assert not (tmp_path / "mine" / MARKER).exists()
 
 
 def test_read_record_is_none_for_a_missing_or_damaged_record(tmp_path: Path) -> None:
