@@ -97,8 +97,20 @@ def _check_resumable(out: Path, config: dict) -> dict | None:
             f"pass another --out or the same options to resume it"
         )
     if (out / runs.STATE).is_file() and (out / runs.LAST).is_file():
+        _check_backend(out, old.get("backend"), config["backend"])
         return runs.read_json(out / runs.STATE)
     return None
+
+
+def _check_backend(out: Path, was: str | None, now: str) -> None:
+    """UserError when run `out`, trained under backend `was` (its config.json), would resume under `now`: its
+    last.keras holds that backend's optimizer (loading a torch one under TensorFlow crashes the process) and the
+    epochs would mix backends. Checked before anything is loaded. Inference on a finished run works either way."""
+    if was is not None and was != now:
+        raise UserError(
+            f"--out {out} is a run trained under the {was} backend ({runs.CONFIG}) and cannot resume under {now}; "
+            f"rerun with KERAS_BACKEND={was}, or train into a new --out"
+        )
 
 
 def reseed(model, seed: int, epoch: int) -> None:

@@ -125,6 +125,78 @@ def test_one_epoch_under_torch_writes_a_complete_run_dir_loadable_under_tensorfl
     model = load_model(out / "model.keras")  # saved under torch, read under this process's TensorFlow backend
     assert keras.ops.convert_to_numpy(model(np.zeros((1, SIZE, SIZE, 3), "float32"))).shape == (1, len(CLASSES))
 
+    # inference on a torch run works under TensorFlow and gives torch's own predictions (eval/test, written above)
+    from classify.predict import predict
+
+    mine = {r["path"]: r for r in csv.DictReader(predict(out, [tiny_tree / "test"], progress=False).splitlines())}
+    theirs = list(csv.DictReader(open(out / "eval" / "test" / "predictions.csv")))
+    assert len(theirs) == len(mine) == len(CLASSES)
+    for row in theirs:
+        assert mine[row["path"]]["pred"] == row["pred"]
+        for c in CLASSES:
+            assert float(mine[row["path"]][f"prob_{c}"]) == pytest.approx(float(row[f"prob_{c}"]), abs=1e-5)
+
+    # resuming it under TensorFlow is refused before anything is loaded (it used to segfault: exit 139)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    r = _cli(*_train_args(tiny_tree, out, epochs=2))
+    assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1, (r.returncode, r.stderr[-2000:])
+    (line,) = _error_lines(r.stderr)
+    assert "under the torch backend" in line and "KERAS_BACKEND=torch" in line and "new --out" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def _train_args(tree: Path, out: Path, epochs: int) -> tuple:
+    """`classify train` arguments of the tiny custom_cnn runs made here (the options tf_run was made with)."""
+    return (
+        "train",
+        "--dataset",
+        tree,
+        "--model",
+        "custom_cnn",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        8,
+        "--image-size",
+        SIZE,
+        "--no-evaluate",
+        "--out",
+        out,
+    )
+
+
+def test_resuming_a_run_of_another_backend_is_refused_before_loading_it(tf_run, tiny_tree, tmp_path):
+    from classify.train import train
+
+    out = tmp_path / "run"
+    shutil.copytree(tf_run, out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "backend": "torch"}))  # as if trained under torch
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="trained under the torch backend .* rerun with KERAS_BACKEND=torch, or"):
+        train(tiny_tree, "custom_cnn", out, epochs=2, batch_size=8, image_size=SIZE, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing loaded or rewritten
+
+
+@pytest.mark.slow
+def test_a_tensorflow_run_is_not_resumed_under_torch_but_predicts_the_same_there(tf_run, tiny_tree, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    shutil.copytree(tf_run, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    r = _cli(*_train_args(tiny_tree, out, epochs=2), env={"KERAS_BACKEND": "torch"})
+    assert r.returncode == 2 and len(_error_lines(r.stderr)) == 1, (r.returncode, r.stderr[-2000:])
+    assert "under the tensorflow backend" in _error_lines(r.stderr)[0]
+    assert "KERAS_BACKEND=tensorflow" in _error_lines(r.stderr)[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # config.json still says tensorflow
+
+    r = _cli("predict", out, tiny_tree / "test", env={"KERAS_BACKEND": "torch"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    mine = {r["path"]: r for r in csv.DictReader(r.stdout.splitlines())}
+    for row in csv.DictReader(open(out / "eval" / "test" / "predictions.csv")):
+        assert mine[row["path"]]["pred"] == row["pred"]
+        assert float(mine[row["path"]]["prob"]) == pytest.approx(float(row[f"prob_{row['pred']}"]), abs=1e-5)
+
 
 def test_evaluate_report_equals_scikit_learn_on_the_same_predictions(tf_run, tiny_tree):
     from sklearn.metrics import classification_report, confusion_matrix
