@@ -12,6 +12,7 @@ Two rules keep a user's files safe:
   `claim_settled` is that sequence for an output that records its settings (a dataset, a demo, a drawn set).
 
 File outputs (a PNG, a CSV, a Markdown table) are checked by `check_file_output` before the work starts.
+A command that fails before writing anything but the marker leaves no folder behind (`dropped_if_unused`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from naturalize.fsio import UserError, read_json, write_json
@@ -87,6 +89,27 @@ def claim(folder: str | os.PathLike, kind: str, option: str = "--out", *, has_ov
             f"{option} {folder} holds a naturalize {meta.get('kind')} output, not a {kind}; choose another folder"
         )
     return "ours"
+
+
+@contextmanager
+def dropped_if_unused(folder: str | os.PathLike) -> Iterator[None]:
+    """Around the work of a command that writes `folder`'s marker, then its outputs: when the work fails (any
+    exception, Ctrl-C too) and `folder` holds nothing but a marker written in this run, the marker is removed, and
+    so are the folders this run created (`folder`, its missing parents) once empty. Nothing else is touched."""
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    had_marker = (folder / MARKER).exists()
+    try:
+        yield
+    except BaseException:
+        if not had_marker and folder.is_dir() and not _visible(folder):
+            (folder / MARKER).unlink(missing_ok=True)
+            for p in created:
+                try:
+                    p.rmdir()  # only ever an empty folder
+                except OSError:
+                    break
+        raise
 
 
 def remove_written(folder: str | os.PathLike, kind: str, names: Sequence[str] | None = None) -> list[str]:

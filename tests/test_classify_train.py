@@ -402,6 +402,40 @@ def test_a_plain_class_tree_is_split_saved_and_reused_by_evaluate(tmp_path):
         train(tmp_path / "few", "custom_cnn", tmp_path / "run2", epochs=1, image_size=16, progress=False)
 
 
+def test_a_failed_train_or_evaluate_leaves_no_folder_behind(tmp_path):
+    """A corrupt image stops train and evaluate before their first file: the --out folder they created (holding
+    only the output marker) is removed again, with the parents they created; an earlier run is left alone."""
+    from PIL import Image
+
+    from classify.evaluate import evaluate_run
+    from classify.train import train
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        for c in ("LY", "MO"):
+            (tmp_path / "good" / split / c).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                    tmp_path / "good" / split / c / f"{c}_{i}.png"
+                )
+    shutil.copytree(tmp_path / "good", tmp_path / "bad")
+    (tmp_path / "bad" / "train" / "LY" / "broken.png").write_bytes(b"garbage")
+    (tmp_path / "bad" / "test" / "MO" / "broken.png").write_bytes(b"garbage")
+    kw = dict(epochs=1, batch_size=4, image_size=16, evaluate=False, progress=False, log=lambda s: None)
+
+    with pytest.raises(UserError, match="cannot be read"):
+        train(tmp_path / "bad", "custom_cnn", tmp_path / "runs" / "bad", **kw)
+    assert not (tmp_path / "runs").exists()
+    run = train(tmp_path / "good", "custom_cnn", tmp_path / "run", **kw)
+    with pytest.raises(UserError, match="cannot be read"):
+        evaluate_run(run, "test", tmp_path / "bad", tmp_path / "evals" / "bad", progress=False)
+    assert not (tmp_path / "evals").exists()
+    (tmp_path / "good" / "train" / "MO" / "broken.png").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot be read"):  # resuming a run: its folder and files stay
+        train(tmp_path / "good", "custom_cnn", run, **{**kw, "epochs": 2})
+    assert RUN_FILES - {"curves.png"} <= {p.name for p in run.iterdir()}
+
+
 def test_resumed_training_equals_an_uninterrupted_run(tiny_tree, tmp_path):
     """2 epochs, then the same command with --epochs 4 (resume), gives the same epochs and weights as 4 straight:
     the optimizer state comes back from last.keras and every random stream is reseeded per epoch."""
