@@ -20,6 +20,7 @@ import numpy as np
 from classify import runs
 from classify.datasets import check_classes, load_dataset, with_saved_split
 from naturalize.fsio import write_json, write_text
+from naturalize.outputs import dropped_if_unused
 
 OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
 
@@ -76,40 +77,41 @@ def evaluate_run(
         same = dataset is None or Path(data.root) == Path(config["dataset"])
         out = run / "eval" / (split if same else f"{data.name}-{split}")
     out = Path(out)
-    runs.claim_outputs(out, run, [("the dataset", data.root)], "classify-eval", OUTPUTS)
-    x = cached_array(paths, size, progress=progress, desc=f"decode {split}")
-    model = runs.load_model(run / runs.MODEL)
-    probs = predict_probs(model, x, batch_size or int(config.get("batch_size", 32)))
-    m = metrics(y, probs, classes)
-    header = (
-        f"run {run}  model {config['model']}  dataset {data.root}  split {split}  n {m['n']}\n"
-        f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n\n"
-    )
-    write_text(out / "report.txt", header + m["report_text"])
-    result = {
-        "run": str(run.resolve()),
-        "dataset": str(data.root),
-        "split": split,
-        "classes": list(classes),
-        "accuracy": m["accuracy"],
-        "loss": m["loss"],
-        "n": m["n"],
-        "report": m["report"],
-        "confusion": m["confusion"],
-    }
-    write_json(out / "report.json", result)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "true", "pred", *(f"prob_{c}" for c in classes)])
-    for p, t, pr, row in zip(paths, y, m["y_pred"], probs):
-        w.writerow([str(p), classes[t], classes[pr], *(f"{v:.6f}" for v in row)])
-    write_text(out / "predictions.csv", buf.getvalue())
-    plot_confusion(
-        np.asarray(m["confusion"]),
-        classes,
-        out / "confusion.png",
-        f"{config['model']} on {data.name}/{split}: accuracy {m['accuracy']:.4f}, "
-        f"macro-F1 {m['report']['macro avg']['f1-score']:.4f}",
-        {"run": str(run.resolve()), "dataset": str(data.root), "split": split},
-    )
+    with dropped_if_unused(out):  # a failure before the first file leaves no folder holding only the marker
+        runs.claim_outputs(out, run, [("the dataset", data.root)], "classify-eval", OUTPUTS)
+        x = cached_array(paths, size, progress=progress, desc=f"decode {split}")
+        model = runs.load_model(run / runs.MODEL)
+        probs = predict_probs(model, x, batch_size or int(config.get("batch_size", 32)))
+        m = metrics(y, probs, classes)
+        header = (
+            f"run {run}  model {config['model']}  dataset {data.root}  split {split}  n {m['n']}\n"
+            f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n\n"
+        )
+        write_text(out / "report.txt", header + m["report_text"])
+        result = {
+            "run": str(run.resolve()),
+            "dataset": str(data.root),
+            "split": split,
+            "classes": list(classes),
+            "accuracy": m["accuracy"],
+            "loss": m["loss"],
+            "n": m["n"],
+            "report": m["report"],
+            "confusion": m["confusion"],
+        }
+        write_json(out / "report.json", result)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "true", "pred", *(f"prob_{c}" for c in classes)])
+        for p, t, pr, row in zip(paths, y, m["y_pred"], probs):
+            w.writerow([str(p), classes[t], classes[pr], *(f"{v:.6f}" for v in row)])
+        write_text(out / "predictions.csv", buf.getvalue())
+        plot_confusion(
+            np.asarray(m["confusion"]),
+            classes,
+            out / "confusion.png",
+            f"{config['model']} on {data.name}/{split}: accuracy {m['accuracy']:.4f}, "
+            f"macro-F1 {m['report']['macro avg']['f1-score']:.4f}",
+            {"run": str(run.resolve()), "dataset": str(data.root), "split": split},
+        )
     return {**result, "out": str(out)}

@@ -6,7 +6,7 @@ last convolutional feature map `features` (Score-CAM reads it). Keras 3 API only
 
 weights: "imagenet" (Keras download), "none" (random init) or a path to a local weights file: for a
 single-backbone model it is loaded into the backbone (a Keras `*_notop.h5` file or weights saved from
-the same backbone), for `custom_cnn` and the ensembles into the whole model.
+the same backbone), for `custom_cnn` and the ensembles into the whole model (`Spec.whole_weights`).
 mode: "transfer" freezes the backbone (kept in inference mode) and trains a new head; "finetune" trains all.
 """
 
@@ -30,6 +30,19 @@ class Spec:
     keras_imagenet: bool  # Keras can download ImageNet weights for it
     min_size: int
     about: str
+    whole_weights: bool = False  # --weights PATH holds the whole model's weights (else its one backbone's)
+
+
+class ImagenetUnavailable(UserError):
+    """Keras could not get the ImageNet weights of `backbone` (offline: `reason`); the message asks for a local
+    file of that backbone's weights (create_model rewords it for a model whose --weights PATH is the whole model)."""
+
+    def __init__(self, backbone: str, reason: str):
+        self.backbone, self.reason = backbone, reason
+        super().__init__(
+            f"could not get the ImageNet weights for {backbone} ({reason}); offline, pass --weights PATH "
+            f"(a local Keras weights file for this backbone) or --weights none"
+        )
 
 
 def _head(x, num_classes: int, dropout: float = 0.2):
@@ -78,11 +91,7 @@ def _make_application(factory: str, image_size: int, imagenet: bool, name: str, 
     try:
         return fn(include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3), **kwargs)
     except Exception as e:  # offline: keras.utils.get_file raises a plain Exception("URL fetch failure ...")
-        reason = _short(e)
-        raise UserError(
-            f"could not get the ImageNet weights for {name} ({reason}); offline, pass --weights PATH "
-            f"(a local Keras weights file for this backbone) or --weights none"
-        ) from e
+        raise ImagenetUnavailable(name, _short(e)) from e
 
 
 def _custom_cnn(num_classes: int, image_size: int, imagenet: bool, mode: str, name: str):
@@ -215,10 +224,12 @@ MODELS: dict[str, Spec] = {
     "vgg19": Spec(_application("VGG19", "caffe"), True, 32, "VGG-19 (Keras applications)"),
     "vit_b16": Spec(_vit_b16, False, 16, "ViT-B/16 written with Keras layers (no Keras ImageNet weights)"),
     "custom_cnn": Spec(
-        _custom_cnn, False, 16, "the paper's Figure 9 CNN (3,310,251 parameters at 224x224, 11 classes)"
+        _custom_cnn, False, 16, "the paper's Figure 9 CNN (3,310,251 parameters at 224x224, 11 classes)", True
     ),
-    "ensemble_average": Spec(_ensemble_average, True, 32, "mean of EfficientNetV2-B0 and DenseNet-169 softmaxes"),
-    "ensemble_cbam": Spec(_ensemble_cbam, True, 32, "EfficientNetV2-B0 + DenseNet-169 features, CBAM each, MLP head"),
+    "ensemble_average": Spec(_ensemble_average, True, 32, "mean of EfficientNetV2-B0 and DenseNet-169 softmaxes", True),
+    "ensemble_cbam": Spec(
+        _ensemble_cbam, True, 32, "EfficientNetV2-B0 + DenseNet-169 features, CBAM each, MLP head", True
+    ),
 }
 
 
@@ -259,9 +270,19 @@ def create_model(
     if w == "imagenet" and not spec.keras_imagenet:
         if name == "custom_cnn":
             raise UserError("custom_cnn has no ImageNet weights; use --weights none or --weights PATH")
-    model, bases = spec.build(num_classes, image_size, w == "imagenet", mode, name)
+    try:
+        model, bases = spec.build(num_classes, image_size, w == "imagenet", mode, name)
+    except ImagenetUnavailable as e:
+        if not spec.whole_weights:
+            raise
+        member = e.backbone.removeprefix("member_")
+        raise UserError(
+            f"could not get the ImageNet weights for {name} (its {member} member: {e.reason}); offline, pass "
+            f"--weights PATH (weights of the whole {name} model with the same classes and image size: a .weights.h5 "
+            f"file from model.save_weights(...) or a .keras file such as a run's model.keras) or --weights none"
+        ) from e
     if path is not None:
-        target = bases[0] if len(bases) == 1 else model
+        target = model if spec.whole_weights else bases[0]
         try:
             target.load_weights(str(path))
         except Exception as e:

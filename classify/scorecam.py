@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from naturalize.fsio import UserError
+from naturalize.outputs import dropped_if_unused
 
 
 def feature_model(model):
@@ -112,42 +113,47 @@ def explain(
         raise UserError(f"--target {target!r} is not one of the run's classes {', '.join(classes)}")
     paths = gather_images(inputs)
     out = Path(out) if out is not None else run / "explain"
-    runs.claim_outputs(
-        out, run, [(f"input {p}", p) for p in inputs], "classify-explain", [f"{p.stem}_scorecam.png" for p in paths]
-    )
-    model = runs.load_model(run / runs.MODEL)
-    features = feature_model(model)
-    size = int(config["image_size"])
-    written = []
-    bad: list[tuple[Path, str]] = []
-    for p in tqdm(paths, desc="Score-CAM", unit="img", disable=not progress):
-        try:
-            img = load_image(p, size)
-            full = load_image(p, None)  # the map is drawn over the image at its own resolution, not the network's input
-        except UserError as e:
-            bad.append((p, str(e.__cause__ or e)))
-            continue
-        cam, k, probs = score_cam(model, features, img, None if target is None else classes.index(target), max_channels)
-        pred = int(np.argmax(probs))
-        dest = out / f"{p.stem}_scorecam.png"
-        overlay_heatmap(
-            full,
-            resize_map(cam, full.shape[:2]),
-            dest,
-            f"{p.name}: predicted {classes[pred]} ({probs[pred]:.2f}); map for {classes[k]}",
-            {
-                "source": str(p.resolve()),
-                "run": str(run.resolve()),
-                "method": "Score-CAM",
-                "target": classes[k],
-                "max_channels": max_channels,
-                "input_size": size,
-                "image_size": list(full.shape[1::-1]),
-            },
+    with dropped_if_unused(out):  # a failure before the first PNG leaves no folder holding only the marker
+        runs.claim_outputs(
+            out, run, [(f"input {p}", p) for p in inputs], "classify-explain", [f"{p.stem}_scorecam.png" for p in paths]
         )
-        written.append(dest)
-    if bad and not written:
-        raise UserError(describe_bad(bad) + "; none left to explain: pass readable images")
+        model = runs.load_model(run / runs.MODEL)
+        features = feature_model(model)
+        size = int(config["image_size"])
+        written = []
+        bad: list[tuple[Path, str]] = []
+        for p in tqdm(paths, desc="Score-CAM", unit="img", disable=not progress):
+            try:
+                img = load_image(p, size)
+                full = load_image(
+                    p, None
+                )  # the map is drawn over the image at its own resolution, not the network's input
+            except UserError as e:
+                bad.append((p, str(e.__cause__ or e)))
+                continue
+            cam, k, probs = score_cam(
+                model, features, img, None if target is None else classes.index(target), max_channels
+            )
+            pred = int(np.argmax(probs))
+            dest = out / f"{p.stem}_scorecam.png"
+            overlay_heatmap(
+                full,
+                resize_map(cam, full.shape[:2]),
+                dest,
+                f"{p.name}: predicted {classes[pred]} ({probs[pred]:.2f}); map for {classes[k]}",
+                {
+                    "source": str(p.resolve()),
+                    "run": str(run.resolve()),
+                    "method": "Score-CAM",
+                    "target": classes[k],
+                    "max_channels": max_channels,
+                    "input_size": size,
+                    "image_size": list(full.shape[1::-1]),
+                },
+            )
+            written.append(dest)
+        if bad and not written:
+            raise UserError(describe_bad(bad) + "; none left to explain: pass readable images")
     if bad and warn is not None:
         warn("warning: skipped " + describe_bad(bad))
     return written

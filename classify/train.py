@@ -21,7 +21,7 @@ from classify.datasets import Dataset, load_dataset, with_saved_split
 from classify.images import cached_array
 from classify.models import check_name, create_model
 from naturalize.fsio import UserError, write_json, write_text
-from naturalize.outputs import check_disjoint, claim, write_marker
+from naturalize.outputs import check_disjoint, claim, dropped_if_unused, write_marker
 
 #: config keys that must match to resume a run (epochs may grow).
 RESUME_KEYS = ("dataset", "model", "mode", "weights", "batch_size", "lr", "image_size", "seed", "classes")
@@ -97,8 +97,20 @@ def _check_resumable(out: Path, config: dict) -> dict | None:
             f"pass another --out or the same options to resume it"
         )
     if (out / runs.STATE).is_file() and (out / runs.LAST).is_file():
+        _check_backend(out, old.get("backend"), config["backend"])
         return runs.read_json(out / runs.STATE)
     return None
+
+
+def _check_backend(out: Path, was: str | None, now: str) -> None:
+    """UserError when run `out`, trained under backend `was` (its config.json), would resume under `now`: its
+    last.keras holds that backend's optimizer (loading a torch one under TensorFlow crashes the process) and the
+    epochs would mix backends. Checked before anything is loaded. Inference on a finished run works either way."""
+    if was is not None and was != now:
+        raise UserError(
+            f"--out {out} is a run trained under the {was} backend ({runs.CONFIG}) and cannot resume under {now}; "
+            f"rerun with KERAS_BACKEND={was}, or train into a new --out"
+        )
 
 
 def reseed(model, seed: int, epoch: int) -> None:
@@ -216,12 +228,30 @@ def train(
     data = with_saved_split(data, out / runs.SPLIT)  # a resumed plain-tree run keeps the split it started with
     config = resolve_config(data, model, mode, weights, epochs, batch_size, lr, image_size, seed)
     state = _check_resumable(out, config)
-    write_marker(out, runs.RUN_KIND, runs.RUN_FILES)
+    with dropped_if_unused(out):  # a run that fails before its first file leaves no folder holding only the marker
+        write_marker(out, runs.RUN_KIND, runs.RUN_FILES)
+        _fit(out, data, config, state, evaluate, progress, callbacks, workers, log)
+    return out
 
+
+def _fit(
+    out: Path,
+    data: Dataset,
+    config: dict,
+    state: dict | None,
+    evaluate: bool,
+    progress: bool,
+    callbacks: Sequence,
+    workers: int,
+    log,
+) -> None:
+    """Train (or resume, from `state`) the run `config` describes into `out`, then evaluate its best model."""
     import keras
 
     from classify.batches import make_batches
 
+    model, mode, weights, seed = config["model"], config["mode"], config["weights"], config["seed"]
+    epochs, batch_size, lr, image_size = config["epochs"], config["batch_size"], config["lr"], config["image_size"]
     keras.utils.set_random_seed(seed)
     x_train = cached_array(data.paths("train"), image_size, workers, progress, "decode train")
     x_val = cached_array(data.paths("val"), image_size, workers, progress, "decode val")
@@ -273,4 +303,3 @@ def train(
             if split in data.items and data.items[split]:
                 res = evaluate_run(out, split, progress=progress)
                 log(f"{split}: accuracy {res['accuracy']:.4f} macro-F1 {res['report']['macro avg']['f1-score']:.4f}")
-    return out

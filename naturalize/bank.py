@@ -331,7 +331,7 @@ class BankWriter:
         (a non-empty folder without naturalize's bank marker, or a bank of other settings without overwrite).
         Writes nothing."""
         root = Path(root)
-        if claim(root, KIND) == "new":
+        if claim(root, KIND, has_overwrite=True) == "new":
             return "new"
         if overwrite:
             return "overwrite"

@@ -12,6 +12,7 @@ Two rules keep a user's files safe:
   `claim_settled` is that sequence for an output that records its settings (a dataset, a demo, a drawn set).
 
 File outputs (a PNG, a CSV, a Markdown table) are checked by `check_file_output` before the work starts.
+A command that fails before writing anything but the marker leaves no folder behind (`dropped_if_unused`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from naturalize.fsio import UserError, read_json, write_json
@@ -66,9 +68,10 @@ def _visible(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 
 
-def claim(folder: str | os.PathLike, kind: str, option: str = "--out") -> str:
+def claim(folder: str | os.PathLike, kind: str, option: str = "--out", *, has_overwrite: bool = False) -> str:
     """Whether the tool may write into `folder` as `kind`: 'new' (missing or empty) or 'ours' (our marker of
-    this kind). Raises a UserError that describes the folder truthfully otherwise. Writes nothing."""
+    this kind). Raises a UserError that describes the folder truthfully otherwise (`has_overwrite`: the command
+    has an --overwrite option, so the refusal says it does not help). Writes nothing."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{option} {folder} is a file, not a folder; choose a folder path")
@@ -76,15 +79,37 @@ def claim(folder: str | os.PathLike, kind: str, option: str = "--out") -> str:
         return "new"
     meta = read_marker(folder)
     if meta is None:
+        untouched = "nothing in it is touched, even with --overwrite" if has_overwrite else "nothing in it is touched"
         raise UserError(
             f"{option} {folder} is not empty and was not written by naturalize (no {MARKER}); "
-            f"nothing in it is touched, even with --overwrite: choose a new or empty folder"
+            f"{untouched}: choose a new or empty folder"
         )
     if meta.get("kind") != kind:
         raise UserError(
             f"{option} {folder} holds a naturalize {meta.get('kind')} output, not a {kind}; choose another folder"
         )
     return "ours"
+
+
+@contextmanager
+def dropped_if_unused(folder: str | os.PathLike) -> Iterator[None]:
+    """Around the work of a command that writes `folder`'s marker, then its outputs: when the work fails (any
+    exception, Ctrl-C too) and `folder` holds nothing but a marker written in this run, the marker is removed, and
+    so are the folders this run created (`folder`, its missing parents) once empty. Nothing else is touched."""
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    had_marker = (folder / MARKER).exists()
+    try:
+        yield
+    except BaseException:
+        if not had_marker and folder.is_dir() and not _visible(folder):
+            (folder / MARKER).unlink(missing_ok=True)
+            for p in created:
+                try:
+                    p.rmdir()  # only ever an empty folder
+                except OSError:
+                    break
+        raise
 
 
 def remove_written(folder: str | os.PathLike, kind: str, names: Sequence[str] | None = None) -> list[str]:
@@ -137,7 +162,7 @@ def claim_settled(
     UserError(`refusal`) unless `overwrite`; `overwrite` removes what the tool wrote there (also for the same
     settings unless `redo_same` is False). Then the marker lists `written`."""
     out = Path(out)
-    if claim(out, kind, option) == "ours":
+    if claim(out, kind, option, has_overwrite=True) == "ours":
         old = read_record(out / record)
         changed = old is not None and differs(old)
         if changed and not overwrite:

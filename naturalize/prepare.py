@@ -160,7 +160,7 @@ def _check_out(root: Path, out: Path, overwrite: bool) -> None:
     """Refuse an --out that overlaps the PBC tree or holds anything but an earlier prepared directory; with
     overwrite, remove what that earlier run wrote (only that)."""
     check_disjoint(out, [("the PBC tree", root)])
-    if claim(out, KIND) == "ours":
+    if claim(out, KIND, has_overwrite=True) == "ours":
         present = [name for name in OUTPUTS if (out / name).exists()]
         if present and not overwrite:
             raise UserError(

@@ -722,6 +722,11 @@ def test_bad_input(case: Case, world: Path, request: pytest.FixtureRequest, tmp_
         assert proc.returncode == 2, (proc.returncode, text[-3000:])
         assert len(errors) == 1 and "error:" not in proc.stdout, proc.stderr
         assert case.expect in errors[0], errors[0]
+        if case.tool == NS:  # classify has no --overwrite: its messages never offer or mention it
+            assert "--overwrite" not in errors[0], errors[0]
+            # and a failed classify command leaves no new folder holding only the output marker
+            markers = [m for m in tmp_path.rglob(".naturalize-output.json") if len(list(m.parent.iterdir())) == 1]
+            assert not [m for m in markers if m.relative_to(tmp_path).as_posix() not in before["tmp"]], markers
     after = {"world": _digest(world), "tmp": _digest(tmp_path)}
     for where, own in (("world", (".cache/",)), ("tmp", case.replaces)):
         changed = [p for p, h in before[where].items() if after[where].get(p) != h and not p.startswith(own)]

@@ -55,6 +55,29 @@ def test_unknown_model_and_bad_modes_are_one_line_user_errors():
         create_model("custom_cnn", 11, "/no/such/file.weights.h5", "finetune", 64)
 
 
+def test_offline_imagenet_asks_an_ensemble_for_a_whole_model_file_and_a_backbone_model_for_a_backbone_file(
+    monkeypatch,
+):
+    real = keras.applications.EfficientNetV2B0
+
+    def offline(*args, weights=None, **kwargs):
+        if weights == "imagenet":  # what keras.utils.get_file raises without a network
+            raise Exception("URL fetch failure on https://storage.googleapis.com/x.h5: None -- [Errno 111] refused")
+        return real(*args, weights=weights, **kwargs)
+
+    monkeypatch.setattr(keras.applications, "EfficientNetV2B0", offline)
+    for name in ("ensemble_average", "ensemble_cbam"):
+        with pytest.raises(UserError) as e:
+            create_model(name, 11, "imagenet", "finetune", 32)
+        line = str(e.value)
+        assert line.startswith(f"could not get the ImageNet weights for {name} (its efficientnetv2b0 member: ")
+        assert "[Errno 111] refused" in line and f"weights of the whole {name} model" in line
+        assert "model.save_weights(...)" in line and "--weights none" in line
+        assert "member_" not in line and "backbone" not in line
+    with pytest.raises(UserError, match=r"for efficientnetv2b0 \(.*refused\); offline, pass --weights PATH \(a local"):
+        create_model("efficientnetv2b0", 11, "imagenet", "finetune", 32)
+
+
 def test_weights_path_round_trip_into_the_backbone_and_into_a_whole_model(tmp_path):
     src = create_model("efficientnetv2b0", 3, "none", "finetune", 32)
     (base,) = backbone_of(src)

@@ -1,5 +1,6 @@
 """naturalize.outputs.claim_settled: the claim / compare settings / --overwrite / marker sequence that build, demo
-and the drawn set share."""
+and the drawn set share; dropped_if_unused after a failed command; claim's refusal of a user's folder, worded for
+commands with and without --overwrite."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from naturalize.fsio import UserError
-from naturalize.outputs import MARKER, claim_settled, read_marker, read_record
+from naturalize.outputs import MARKER, claim, claim_settled, dropped_if_unused, read_marker, read_record, write_marker
 
 
 def _claim(out: Path, settings: dict, overwrite: bool = False, redo_same: bool = True) -> None:
@@ -67,6 +68,42 @@ def test_a_folder_of_the_users_files_is_refused_even_with_overwrite(tmp_path: Pa
     with pytest.raises(UserError, match="not written by naturalize"):
         _claim(tmp_path / "mine", {"seed": 0}, overwrite=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine\n" and not (tmp_path / "mine" / MARKER).exists()
+
+
+def test_the_refusal_mentions_overwrite_only_for_a_command_that_has_it(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine\n")
+    with pytest.raises(UserError, match="not written by naturalize") as without:
+        claim(tmp_path / "mine", "classify-run")  # classify train, evaluate, explain, naturalize realism
+    assert "--overwrite" not in str(without.value) and "nothing in it is touched: choose" in str(without.value)
+    with pytest.raises(UserError, match="nothing in it is touched, even with --overwrite: choose"):
+        claim(tmp_path / "mine", "bank", has_overwrite=True)  # segment, compose, prepare, build, demo
+    assert not (tmp_path / "mine" / MARKER).exists()
+
+
+def _fail_after_marker(out: Path, extra: str | None = None) -> None:
+    with pytest.raises(RuntimeError), dropped_if_unused(out):
+        write_marker(out, "thing", ["made"])
+        if extra:
+            (out / extra).write_text("partial\n")
+        raise RuntimeError("the work failed")
+
+
+def test_a_failed_command_leaves_no_folder_holding_only_its_marker_and_nothing_else_is_removed(tmp_path: Path) -> None:
+    _fail_after_marker(tmp_path / "new" / "deeper" / "out")
+    assert list(tmp_path.iterdir()) == []  # the folder and the parents this run created are gone
+    (tmp_path / "empty").mkdir()
+    _fail_after_marker(tmp_path / "empty")
+    assert (tmp_path / "empty").is_dir() and list((tmp_path / "empty").iterdir()) == []  # as it was
+    _fail_after_marker(tmp_path / "partial", "made")
+    assert (tmp_path / "partial" / "made").is_file() and (tmp_path / "partial" / MARKER).is_file()  # kept to resume
+    (tmp_path / "earlier").mkdir()
+    write_marker(tmp_path / "earlier", "thing", ["made"])
+    _fail_after_marker(tmp_path / "earlier")
+    assert (tmp_path / "earlier" / MARKER).is_file()  # an earlier run's marker is not this run's to remove
+    with dropped_if_unused(tmp_path / "ok"):
+        write_marker(tmp_path / "ok", "thing", ["made"])
+    assert (tmp_path / "ok" / MARKER).is_file()  # success: kept
 
 
 def test_read_record_is_none_for_a_missing_or_damaged_record(tmp_path: Path) -> None:

@@ -181,7 +181,7 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     """Make OUT ready for this run: new or empty, or a compose output (our marker) whose class folder, if any,
     compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
     journals. Anything else (a folder of the user's files, another kind of output): one-line UserError."""
-    if claim(out, KIND) == "ours":
+    if claim(out, KIND, has_overwrite=True) == "ours":
         if (out / cls).exists() and cls not in (read_marker(out) or {}).get("written", ()):
             raise UserError(
                 f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
