@@ -241,7 +241,7 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
     --overwrite: nothing is removed)."""
     check_disjoint(out, [("the PBC download", pbc_root)])
     check_disjoint(work_dir, [("the PBC download", pbc_root)], option="--work")
-    if claim(out, KIND) == "ours":
+    if claim(out, KIND, has_overwrite=True) == "ours":
         if foreign := foreign_files(out):
             raise UserError(
                 f"{foreign[0]} was not written by naturalize build ({len(foreign)} such file(s) in {out}'s "
