@@ -272,6 +272,21 @@ def test_preview_shows_real_beside_synthetic(bank: Path, sample_release: Path, t
     assert sheet.shape[0] >= 128 and sheet.shape[1] > 4 * 128
 
 
+def test_preview_skips_a_truncated_jpeg(tmp_path: Path) -> None:
+    """A JPEG cut short decodes in OpenCV as a grey-filled tile, with libjpeg's 'Premature end of JPEG file' on
+    stderr; preview skips it with its one warning line instead, as classify and realism refuse it."""
+    from naturalize.drawn import write_drawn_release
+    from naturalize.testing.cli import run_cli
+
+    root = Path(write_drawn_release(tmp_path / "imgs", {"PMY": 3}, seed=0))
+    cut = min(root.rglob("PMY_*.jpg"))
+    cut.write_bytes(cut.read_bytes()[:1500])
+    r = run_cli("naturalize", "preview", root, "--out", tmp_path / "sheet.png", "--n", "4")
+    assert r.returncode == 0, r.stderr
+    assert f"warning: skipped 1 unreadable image(s): {cut}" in r.stderr
+    assert "Premature end" not in r.stderr and "(2 real, 0 synthetic tiles)" in r.stdout
+
+
 def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> None:
     import signal
     import time
