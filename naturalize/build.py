@@ -326,7 +326,7 @@ def build(
     """Build one dataset recipe; returns the dataset.json content. `compose`: how the synthetic images look
     (default ComposeParams()); dataset.json records the fields that differ from the defaults."""
     from naturalize.compose.run import compose_class
-    from naturalize.segment.run import segment
+    from naturalize.segment.run import ALL_SPLITS_NOTE, segment
 
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; use clean (default) or paper")
@@ -372,7 +372,7 @@ def build(
         device=device,
         workers=workers,
         progress=progress,
-        echo=lambda m: None if m.startswith("backend ") else echo(m),
+        echo=lambda m: None if m.startswith("backend ") or m == ALL_SPLITS_NOTE else echo(m),
     )
     records = read_records(prepared / "records.csv")
     banks: dict[str, Path] = {}

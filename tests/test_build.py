@@ -95,6 +95,7 @@ def test_paper_protocol_pools_and_warns(sample_root: Path, tmp_path: Path):
     said: list[str] = []
     meta = _build_pmy(sample_root, tmp_path / "paper", 20, protocol="paper", echo=said.append)
     assert any("optimistic" in s for s in said)
+    assert not any("--split" in s for s in said), said  # segment's note names its own option; build splits itself
     pmy = {s: meta["counts"][s]["PMY"] for s in ("train", "val", "test")}
     assert sum(v["synthetic"] for v in pmy.values()) == 20
     assert pmy["val"]["synthetic"] + pmy["test"]["synthetic"] > 0  # the paper's leak, reproduced on purpose
