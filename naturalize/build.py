@@ -18,22 +18,24 @@ recipes built from the same PBC tree and seed share them, and an interrupted bui
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
-from naturalize.outputs import check_disjoint, claim_settled
+from naturalize.outputs import check_disjoint, claim_settled, missing_folders, remove_unused
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, prepare, stratified_split
-from naturalize.records import Record, is_prepared, read_records, write_records
+from naturalize.records import Record, detect_layout, is_prepared, read_records, write_records
 
 PROTOCOLS = ("clean", "paper")
 KIND = "dataset"  # the output marker's kind (naturalize.outputs)
@@ -302,6 +304,31 @@ def _changed_options(params: ComposeParams) -> dict:
     return {k: v for k, v in params.as_dict().items() if v != default[k]}
 
 
+#: Folders the running build created (--out, the work folder, their new parents); see _tidy_on_failure.
+_CREATED: ContextVar[list[Path]] = ContextVar("created")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _tidy_on_failure(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` (build), which records in _CREATED the folders it makes; when it fails, each of them that holds nothing
+    but the tool's marker is removed again, so a bad --pbc leaves no empty dataset folder behind."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = _CREATED.set([])
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            remove_unused(_CREATED.get())
+            raise
+        finally:
+            _CREATED.reset(token)
+
+    return run
+
+
+@_tidy_on_failure
 def build(
     recipe_name: str,
     pbc_root: str | Path,
@@ -354,6 +381,8 @@ def build(
     }
     meta_path = out / "dataset.json"
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
+    detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced
+    _CREATED.get().extend(missing_folders(out) + missing_folders(work_dir / "prepared"))
     _claim_dataset(out, pbc_root, work_dir, params, overwrite)
     if protocol == "paper":
         echo(
@@ -362,7 +391,8 @@ def build(
         )
 
     stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if recipe.curated else 2)
-    stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split (cached in {work_dir})")
+    cache = "cached in" if is_prepared(work_dir / "prepared") else "caching them in"
+    stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
     prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
     backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
     seg: dict[str, Any] = dict(

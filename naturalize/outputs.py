@@ -62,6 +62,24 @@ def write_marker(folder: str | os.PathLike, kind: str, written: Iterable[str]) -
     )
 
 
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """`path` and each of its ancestors that does not exist yet, deepest first (what `mkdir -p` would make)."""
+    missing, p = [], Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def remove_unused(folders: Iterable[Path]) -> None:
+    """Remove each folder (deepest first) that holds nothing, or only the tool's marker: after a failed run, the
+    folders it created and left without output. Anything else in them keeps the folder."""
+    for folder in sorted(set(folders), key=lambda f: len(f.parts), reverse=True):
+        if folder.is_dir() and {p.name for p in folder.iterdir()} <= {MARKER}:
+            (folder / MARKER).unlink(missing_ok=True)
+            folder.rmdir()
+
+
 def _visible(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 
