@@ -29,10 +29,10 @@ from typing import Any
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
-from naturalize.outputs import check_disjoint, claim, claim_settled
+from naturalize.outputs import check_disjoint, claim, claim_settled, dropped_if_unused
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, prepare, stratified_split
-from naturalize.records import Record, is_prepared, read_records, write_records
+from naturalize.records import Record, detect_layout, is_prepared, read_records, write_records
 
 PROTOCOLS = ("clean", "paper")
 KIND = "dataset"  # the output marker's kind (naturalize.outputs)
@@ -377,7 +377,7 @@ def build(
     """Build one dataset recipe; returns the dataset.json content. `compose`: how the synthetic images look
     (default ComposeParams()); dataset.json records the fields that differ from the defaults."""
     from naturalize.compose.run import compose_class
-    from naturalize.segment.run import segment
+    from naturalize.segment.run import ALL_SPLITS_NOTE, segment
 
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; use clean (default) or paper")
@@ -405,90 +405,94 @@ def build(
     }
     meta_path = out / "dataset.json"
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
-    _claim_dataset(out, pbc_root, work_dir, params, overwrite)
-    if protocol == "paper":
-        echo(
-            "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
-            "synthetic images made from sprites of val/test images; their scores are optimistic"
-        )
-
-    stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if recipe.curated else 2)
-    stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split (cached in {work_dir})")
-    prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
-    backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
-    seg: dict[str, Any] = dict(
-        backend=backend,
-        checkpoint=checkpoint,
-        model_type=model_type,
-        device=device,
-        workers=workers,
-        progress=progress,
-        echo=lambda m: None if m.startswith("backend ") else echo(m),
-    )
-    records = read_records(prepared / "records.csv")
-    banks: dict[str, Path] = {}
-    if recipe.curated or recipe.adds_synthetic:
-        # clean: one bank per split, so the bank composed from holds training images only;
-        # paper: one bank of every image. Either way every image is segmented once, for curation.
-        stages.start(
-            "segment",
-            "every image once (curation); sprites for composing come from "
-            + ("training images only" if protocol == "clean" else "all images"),
-        )
-        for part in SPLITS if protocol == "clean" else ("all",):
-            banks[part] = work_dir / f"bank-{part}"
-            segment(prepared, banks[part], split=None if part == "all" else part, **seg)
-        records = apply_curation(records, curation_exclusions(banks.values()))
-    root = Path(json.loads((prepared / "summary.json").read_text())["root"])
-    real = [r for r in records if not (recipe.curated and r.excluded)]
-    real_counts = Counter(r.cls for r in real)
-    check_splits_hold_classes(real, protocol)
-    wanted = recipe.synthetic_counts(real_counts)
-
-    synthetic: dict[str, list[Path]] = {}
-    if wanted:
-        bank = banks["train" if protocol == "clean" else "all"]
-        stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
-        scenes = scene_by_class(wanted, compose.scene)
-        for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
+    detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced
+    # a build that fails before writing anything leaves no --out or work folder holding only a marker
+    with dropped_if_unused(out), dropped_if_unused(work_dir / "prepared"):
+        _claim_dataset(out, pbc_root, work_dir, params, overwrite)
+        if protocol == "paper":
             echo(
-                f"note: {cls} composites use the {scenes[cls]} scene: its real images hold no white cell for "
-                f"the {compose.scene} scene (dataset.json: scene_by_class)"
+                "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
+                "synthetic images made from sprites of val/test images; their scores are optimistic"
             )
-        for cls, n in wanted.items():
-            synthetic[cls] = compose_class(
-                bank,
-                cls,
-                n,
-                out / "synthetic",
-                seed=seed,
-                params=replace(compose, scene=scenes[cls]),
-                workers=workers,
-                progress=progress,
-                warn=echo,
+
+        stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if recipe.curated else 2)
+        cache = "cached in" if is_prepared(work_dir / "prepared") else "caching them in"
+        stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
+        prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
+        backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
+        seg: dict[str, Any] = dict(
+            backend=backend,
+            checkpoint=checkpoint,
+            model_type=model_type,
+            device=device,
+            workers=workers,
+            progress=progress,
+            echo=lambda m: None if m.startswith("backend ") or m == ALL_SPLITS_NOTE else echo(m),
+        )
+        records = read_records(prepared / "records.csv")
+        banks: dict[str, Path] = {}
+        if recipe.curated or recipe.adds_synthetic:
+            # clean: one bank per split, so the bank composed from holds training images only;
+            # paper: one bank of every image. Either way every image is segmented once, for curation.
+            stages.start(
+                "segment",
+                "every image once (curation); sprites for composing come from "
+                + ("training images only" if protocol == "clean" else "all images"),
             )
-    stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
-    items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
-    _write_tree(out, items)
-    write_records(out / "records.csv", records)
-    meta = {
-        "format": "naturalize-dataset/1",
-        "recipe": recipe.name,
-        "description": recipe.description,
-        "protocol": protocol,
-        "parameters": params,
-        "classes": list(CLASSES),
-        "real_counts": {c: real_counts.get(c, 0) for c in CLASSES},
-        "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
-        "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
-        "sprite_sources": ("train split only" if protocol == "clean" else "all images") if wanted else None,
-        "scene_by_class": scene_by_class(wanted, compose.scene),
-        "counts": count_items(items),
-        "work": str(work_dir),
-        "out": str(out),
-    }
-    write_json(meta_path, meta)
-    return meta
+            for part in SPLITS if protocol == "clean" else ("all",):
+                banks[part] = work_dir / f"bank-{part}"
+                segment(prepared, banks[part], split=None if part == "all" else part, **seg)
+            records = apply_curation(records, curation_exclusions(banks.values()))
+        root = Path(json.loads((prepared / "summary.json").read_text())["root"])
+        real = [r for r in records if not (recipe.curated and r.excluded)]
+        real_counts = Counter(r.cls for r in real)
+        check_splits_hold_classes(real, protocol)
+        wanted = recipe.synthetic_counts(real_counts)
+
+        synthetic: dict[str, list[Path]] = {}
+        if wanted:
+            bank = banks["train" if protocol == "clean" else "all"]
+            stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
+            scenes = scene_by_class(wanted, compose.scene)
+            for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
+                echo(
+                    f"note: {cls} composites use the {scenes[cls]} scene: its real images hold no white cell for "
+                    f"the {compose.scene} scene (dataset.json: scene_by_class)"
+                )
+            for cls, n in wanted.items():
+                synthetic[cls] = compose_class(
+                    bank,
+                    cls,
+                    n,
+                    out / "synthetic",
+                    seed=seed,
+                    params=replace(compose, scene=scenes[cls]),
+                    workers=workers,
+                    progress=progress,
+                    warn=echo,
+                )
+        stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
+        items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
+        _write_tree(out, items)
+        write_records(out / "records.csv", records)
+        meta = {
+            "format": "naturalize-dataset/1",
+            "recipe": recipe.name,
+            "description": recipe.description,
+            "protocol": protocol,
+            "parameters": params,
+            "classes": list(CLASSES),
+            "real_counts": {c: real_counts.get(c, 0) for c in CLASSES},
+            "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
+            "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
+            "sprite_sources": ("train split only" if protocol == "clean" else "all images") if wanted else None,
+            "scene_by_class": scene_by_class(wanted, compose.scene),
+            "counts": count_items(items),
+            "work": str(work_dir),
+            "out": str(out),
+        }
+        write_json(meta_path, meta)
+        return meta
 
 
 def format_table(meta: Mapping) -> str:

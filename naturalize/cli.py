@@ -430,6 +430,12 @@ def realism(
         progress=progress,
     )
     typer.echo(table(result))
+    if result["synthetic_same_as_real_dropped"]:
+        typer.echo(
+            f"warning: left out {result['synthetic_same_as_real_dropped']} --synthetic image(s) byte-identical to "
+            f"--real ones (a copy of a real image is no synthetic image; realism.json: synthetic_same_as_real_dropped)",
+            err=True,
+        )
     typer.echo(f"wrote {out / 'realism.json'}, {out / 'auc.png'}, {out / 'saliency.png'}")
 
 

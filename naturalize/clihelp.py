@@ -1,5 +1,5 @@
 """What both command lines share: the app's help layout, the version option, example epilogs and the entry point
-that turns a UserError into one `error:` line.
+that turns a UserError into one `error:` line (exit code 2) and Ctrl-C into one `interrupted` line (exit code 130).
 
 Help is rendered in click's plain layout (`HELP_MARKUP = None`): no `<bool>` column on flags, and
 bracketed text such as `[default: ...]` is shown as written instead of being taken for rich markup.
@@ -7,6 +7,7 @@ bracketed text such as `[default: ...]` is shown as written instead of being tak
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -38,13 +39,29 @@ def new_app(about: str, *example_lines: str) -> typer.Typer:
     )
 
 
+class Interrupted(BaseException):
+    """Ctrl-C in a command run by run_app. Not a KeyboardInterrupt, which click catches itself (typer < 0.17 prints
+    'Aborted!' and exits 1); a BaseException, so no `except Exception` swallows it."""
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
 def run_app(app: typer.Typer) -> None:
-    """Run `app`, turning a UserError into one `error: ...` line on stderr and exit code 2."""
+    """Run `app`, turning a UserError into one `error: ...` line on stderr and exit code 2, and Ctrl-C (SIGINT) into
+    one `interrupted` line and exit code 130, with no traceback. Worker processes end quietly on SIGINT
+    (naturalize.procs.die_with_parent); the command stops the rest of its pool as it unwinds."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
+        signal.signal(signal.SIGINT, _interrupted)
     try:
         app()
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except Interrupted:
+        typer.echo("interrupted; rerun the same command to resume", err=True)
+        sys.exit(130)
 
 
 def version_callback(prog: str) -> Callable[[bool], None]:

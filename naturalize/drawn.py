@@ -527,10 +527,10 @@ def write_drawn_release(
     todo = [(c, i, seed) for c, i in jobs if not (out / drawn_relpath(c, i)).is_file()]  # atomic: present = complete
     bar = tqdm(total=len(todo), desc="draw", unit="img", disable=not progress)
     if workers > 1 and len(todo) >= 64:
-        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing as mp
 
-        with ProcessPoolExecutor(workers, initializer=die_with_parent) as pool:
-            for (c, i, _), data in zip(todo, pool.map(_draw_jpeg, todo, chunksize=16)):
+        with mp.get_context().Pool(workers, die_with_parent) as pool:
+            for (c, i, _), data in zip(todo, pool.imap(_draw_jpeg, todo, chunksize=16)):
                 write_bytes(out / drawn_relpath(c, i), data)
                 bar.update()
     else:

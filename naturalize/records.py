@@ -18,7 +18,6 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -219,8 +218,10 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
     paths = [str(f) for f, *_ in to_read]
     bar = dict(total=len(paths), desc="reading images", unit="img", disable=not progress, leave=False)
     if workers > 1 and len(paths) > 256:
-        with ProcessPoolExecutor(workers, initializer=die_with_parent) as pool:
-            infos = list(tqdm(pool.map(read_image_info, paths, chunksize=64), **bar))
+        import multiprocessing as mp
+
+        with mp.get_context().Pool(workers, die_with_parent) as pool:
+            infos = list(tqdm(pool.imap(read_image_info, paths, chunksize=64), **bar))
     else:
         infos = [read_image_info(p) for p in tqdm(paths, **bar)]
 

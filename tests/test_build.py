@@ -95,6 +95,7 @@ def test_paper_protocol_pools_and_warns(sample_root: Path, tmp_path: Path):
     said: list[str] = []
     meta = _build_pmy(sample_root, tmp_path / "paper", 20, protocol="paper", echo=said.append)
     assert any("optimistic" in s for s in said)
+    assert not any("--split" in s for s in said), said  # segment's note names its own option; build splits itself
     pmy = {s: meta["counts"][s]["PMY"] for s in ("train", "val", "test")}
     assert sum(v["synthetic"] for v in pmy.values()) == 20
     assert pmy["val"]["synthetic"] + pmy["test"]["synthetic"] > 0  # the paper's leak, reproduced on purpose
@@ -126,3 +127,26 @@ def test_platelet_composites_use_the_paper_scene_in_a_transplant_build(sample_ro
     for m in manifest:
         if m["class"] == "PLT":  # a platelet at the centre, on a cell-free plate
             assert [c["kind"] for c in m["cells"] if c["centre"]] == ["PLT"] and "removed" not in m["background"]
+
+
+def test_a_bad_pbc_folder_leaves_no_folder_and_claims_no_cache(tmp_path: Path) -> None:
+    """An empty --pbc (no PBC layout) or class folders without images: one error line, and no dataset or work
+    folder left behind (they used to stay, holding only the marker, after 'cached in <a folder never made>');
+    a folder that existed before the run stays."""
+    from naturalize.outputs import MARKER
+    from naturalize.testing.cli import run_cli
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "classes" / "PMY").mkdir(parents=True)
+    (tmp_path / "mine").mkdir()
+    for pbc, out, expect in [
+        ("empty", "ds/x", "has no PBC layout"),
+        ("classes", "ds/x", "no labelled PBC images"),
+        ("classes", "mine", "no labelled PBC images"),
+    ]:
+        r = run_cli("naturalize", "build", "1k-pbc", "--pbc", tmp_path / pbc, "--out", tmp_path / out)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith("error:") and expect in r.stderr, r.stderr
+        assert "cached in" not in r.stdout, r.stdout
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["classes", "empty", "mine"]
+        assert {p.name for p in (tmp_path / "mine").iterdir()} <= {MARKER}  # the user's folder is not removed

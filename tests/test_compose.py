@@ -272,6 +272,51 @@ def test_preview_shows_real_beside_synthetic(bank: Path, sample_release: Path, t
     assert sheet.shape[0] >= 128 and sheet.shape[1] > 4 * 128
 
 
+@pytest.mark.parametrize("scene", ["matched", "paper"])  # drawn bank: no source images for transplant
+def test_ctrl_c_stops_quietly_with_130_and_resumes(scene: str, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) mid-run: one 'interrupted' line, exit code
+    130, no traceback from the command or its 2 workers; the same command then finishes the run."""
+    import os
+    import signal
+    import time
+
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 3, "LY": 2, "PLT": 1})
+    out = tmp_path / "out"
+    cmd = _compose_pmy(bank, 3000, "--workers", "2", "--scene", scene, "--out", str(out))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and len(list(out.glob("PMY/*.jpg"))) < 20:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "Aborted" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+    made = len(list(out.glob("PMY/*.jpg")))
+    assert 20 <= made < 3000
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert len(list(out.glob("PMY/*.jpg"))) == 3000
+
+
+def test_preview_skips_a_truncated_jpeg(tmp_path: Path) -> None:
+    """A JPEG cut short decodes in OpenCV as a grey-filled tile, with libjpeg's 'Premature end of JPEG file' on
+    stderr; preview skips it with its one warning line instead, as classify and realism refuse it."""
+    from naturalize.drawn import write_drawn_release
+    from naturalize.testing.cli import run_cli
+
+    root = Path(write_drawn_release(tmp_path / "imgs", {"PMY": 3}, seed=0))
+    cut = min(root.rglob("PMY_*.jpg"))
+    cut.write_bytes(cut.read_bytes()[:1500])
+    r = run_cli("naturalize", "preview", root, "--out", tmp_path / "sheet.png", "--n", "4")
+    assert r.returncode == 0, r.stderr
+    assert f"warning: skipped 1 unreadable image(s): {cut}" in r.stderr
+    assert "Premature end" not in r.stderr and "(2 real, 0 synthetic tiles)" in r.stdout
+
+
 def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> None:
     import signal
     import time

@@ -1,5 +1,6 @@
 """`naturalize realism`: the critic finds a tell that synthetic images carry, sees none between two halves
-of the same real images, drops duplicate files, writes its report; bad input is one clear error.
+of the same real images, drops duplicate files (within a side, and synthetic copies of real ones), writes its
+report; bad input (the same images on both sides too) is one clear error.
 
 Small drawn trees (naturalize.drawn) and fast critic settings."""
 
@@ -34,6 +35,8 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         cv2.imwrite(str(p), im)
     first = min(Path(real).rglob("PMY_*.jpg"))
     shutil.copy(first, first.with_name("PMY_copy_0.jpg"))  # a byte-identical copy: dropped
+    sne = min(Path(real).rglob("SNE_*.jpg"))
+    shutil.copy(sne, next(Path(syn).rglob("SNE_*.jpg")).with_name("SNE_real_copy.jpg"))  # on both sides: dropped
     return Path(real), Path(syn)
 
 
@@ -42,6 +45,7 @@ def test_critic_finds_the_tell_and_not_real_against_real(trees: tuple[Path, Path
     out = tmp_path / "out"
     result = realism(real, syn, out, seeds=2, params=FAST, saliency=4, progress=False)
     assert result["real_duplicates_dropped"] == 1 and result["per_class_images"] == {"PMY": 30, "SNE": 30}
+    assert result["synthetic_same_as_real_dropped"] == 1 and result["synthetic_images"] == 60
     assert result["pooled"]["real_vs_synthetic"]["mean"] >= 0.9
     assert result["pooled"]["real_vs_real"]["mean"] <= 0.8
     for c in ("PMY", "SNE"):
@@ -56,13 +60,21 @@ def test_critic_finds_the_tell_and_not_real_against_real(trees: tuple[Path, Path
 
 
 def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) -> None:
-    real, _ = trees
+    real, syn = trees
     (tmp_path / "empty").mkdir()
+    inner = next(p for p in real.iterdir() if p.is_dir())
+    copies = tmp_path / "copies"  # only copies of real images: nothing synthetic is left
+    shutil.copytree(inner, copies)
     cases = [
-        (["--real", str(tmp_path / "none"), "--synthetic", str(real)], "error: --real"),
-        (["--real", str(real), "--synthetic", str(real), "--classes", "LY"], "error: --real"),
+        (["--real", str(tmp_path / "none"), "--synthetic", str(syn)], "error: --real"),
+        (["--real", str(real), "--synthetic", str(syn), "--classes", "LY"], "error: --real"),
         (["--real", str(real), "--synthetic", str(tmp_path / "empty")], "error: --synthetic"),
-        (["--real", str(real), "--synthetic", str(real), "--out", str(real / "report")], "error: --out"),
+        (["--real", str(real), "--synthetic", str(syn), "--out", str(real / "report")], "error: --out"),
+        # the same images on both sides would read as perfectly realistic: refused before any work
+        (["--real", str(real), "--synthetic", str(real)], f"error: --synthetic {real} is the --real folder"),
+        (["--real", str(real), "--synthetic", str(inner)], "error: --synthetic"),
+        (["--real", str(inner), "--synthetic", str(real)], "error: --synthetic"),
+        (["--real", str(real), "--synthetic", str(copies)], "error: --synthetic"),
     ]
     for args, start in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "o")]

@@ -190,6 +190,28 @@ def test_killed_run_resumes_to_the_same_bank(bank: Path, sample_root: Path, tmp_
     assert_same_tree(out, bank)
 
 
+def test_ctrl_c_stops_quietly_with_130(sample_root: Path, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) mid-run with 2 workers: one 'interrupted'
+    line and exit code 130, no traceback from the command or its workers."""
+    args = [sys.executable, "-m", "naturalize.cli", *classical(sample_root, tmp_path / "b")]
+    proc = subprocess.Popen(
+        [*args, "--limit", "200", "--workers", "2", "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    cur = tmp_path / "b" / "curation.csv"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not (cur.exists() and cur.read_text().count("\n") >= 4):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+
+
 def test_existing_output_is_protected(bank: Path, sample_root: Path, tmp_path: Path) -> None:
     before = tree_digest(bank)
     other = cli(*classical(sample_root, bank), "--limit", "2", "--split", "train", check=False)

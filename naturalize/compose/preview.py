@@ -42,11 +42,15 @@ def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
 
 
 def _tile(path: Path, origin: str) -> np.ndarray | None:
-    """A labelled tile of the image, or None when the file cannot be decoded."""
-    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if im is None:
+    """A labelled tile of the image, or None when the file cannot be decoded in full (corrupt, or a truncated
+    JPEG, which OpenCV would fill with grey: read by the reader `classify` and `realism` use, which refuses it)."""
+    from classify.images import load_image
+
+    try:
+        rgb = load_image(path, None)
+    except UserError:
         return None
-    t = cv2.resize(im, (TILE, TILE), interpolation=cv2.INTER_AREA)
+    t = cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), (TILE, TILE), interpolation=cv2.INTER_AREA)
     label = f"{class_of_prefix(path.name) or path.parent.name} {origin}"
     cv2.rectangle(t, (0, TILE - 16), (TILE, TILE), (255, 255, 255), -1)
     cv2.putText(t, label, (3, TILE - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)

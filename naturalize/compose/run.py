@@ -101,6 +101,7 @@ def _open_journal(out: str, cls: str) -> None:
 
 def _init_spawned(bank_root: str, cls: str, seed: int, params: ComposeParams, out: str) -> None:
     """A spawned worker: one OpenCV thread (one process per core already), its own library and journal."""
+    die_with_parent()  # first: Ctrl-C while it reads the bank is the parent's to handle too
     cv2.setNumThreads(1)
     _load(bank_root, cls, seed, params, out)
     _open_journal(out, cls)

@@ -3,6 +3,9 @@
 In: a directory (any depth; .jpg/.jpeg/.png/.bmp/.tif files), optional classes and a per-class cap.
 Out: Images (paths, class per image, sha256) with byte-identical copies dropped (the PBC sample holds
 identical pairs: the same crop on both sides of a test would look like a perfect synthetic), sorted by path.
+Across the two sides: `apart` refuses a synthetic folder that is, holds or lies inside the real one, and
+`drop_shared` drops synthetic files byte-identical to a real one (the real side, which also feeds the real-vs-real
+baseline, stays whole).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 
 from naturalize.classes import CLASSES, class_of_prefix
 from naturalize.fsio import UserError
+from naturalize.outputs import overlap
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -26,6 +30,8 @@ class Images:
     paths: tuple[Path, ...]
     classes: tuple[str, ...]
     duplicates: int = 0
+    digests: tuple[str, ...] = ()
+    shared: int = 0  # files left out as byte-identical to one of the other side (drop_shared)
 
     def of(self, cls: str) -> list[int]:
         """Indices of the class's images."""
@@ -49,7 +55,7 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
             f"file-name prefix, e.g. PMY_123.jpg, or from <CLASS>/ folders)"
         )
     seen: set[str] = set()
-    paths, labels, dups = [], [], 0
+    paths, labels, digests, dups = [], [], [], 0
     for p in sorted(
         q
         for q in folder.rglob("*")
@@ -67,13 +73,44 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
         seen.add(digest)
         paths.append(p)
         labels.append(cls)
+        digests.append(digest)
     if not paths:
         want = f" of classes {','.join(classes)}" if classes else ""
         raise UserError(
             f"{option} {folder} holds no images{want} with a known class (file-name prefix such as "
             f"PMY_ or a <CLASS>/ folder); point it at a folder of PBC crops or composites"
         )
-    return Images(tuple(paths), tuple(labels), dups)
+    return Images(tuple(paths), tuple(labels), dups, tuple(digests))
+
+
+def apart(real: Path, synthetic: Path) -> None:
+    """UserError when the --synthetic folder is, lies inside or holds the --real one: every real image would
+    sit on both sides, and the test would call any copy of a real image perfectly realistic."""
+    how = overlap(synthetic, real)
+    if how is not None:
+        raise UserError(
+            f"--synthetic {synthetic} {how} the --real folder {real}; the test compares two separate sets: "
+            f"point --synthetic at the synthetic images alone (e.g. a compose --out) and --real outside it"
+        )
+
+
+def drop_shared(synthetic: Images, real: Images, folder: Path) -> Images:
+    """`synthetic` less every file byte-identical to one in `real` (a copy of a real image is no synthetic image,
+    and would make the synthetic side look real), the count in `.shared`. UserError when none is left."""
+    known = set(real.digests)
+    keep = [i for i, d in enumerate(synthetic.digests) if d not in known]
+    if not keep:
+        raise UserError(
+            f"--synthetic {folder}: every image is byte-identical to one in --real; point --synthetic at "
+            f"synthetic images (e.g. a compose --out)"
+        )
+    return Images(
+        tuple(synthetic.paths[i] for i in keep),
+        tuple(synthetic.classes[i] for i in keep),
+        synthetic.duplicates,
+        tuple(synthetic.digests[i] for i in keep),
+        len(synthetic.paths) - len(keep),
+    )
 
 
 def balanced(a: Images, b: Images, cap: int, rng: np.random.Generator) -> tuple[list[int], list[int], list[str]]:

@@ -19,7 +19,7 @@ import numpy as np
 from naturalize.fsio import UserError, write_json
 from naturalize.outputs import check_disjoint, claim, write_marker
 from naturalize.realism.critic import CriticParams, Trial, keras_or_error, trial
-from naturalize.realism.data import Images, balanced, gather
+from naturalize.realism.data import Images, apart, balanced, drop_shared, gather
 from naturalize.realism.report import draw_auc, draw_saliency, summarise
 
 KIND = "realism"  # the output marker's kind (naturalize.outputs)
@@ -65,10 +65,11 @@ def realism(
     if params.size < 32:
         raise UserError(f"--size {params.size}: use at least 32 px (128: the benchmark's critic)")
     check_disjoint(out, [("--real", real_dir), ("--synthetic", synthetic_dir)])
+    apart(Path(real_dir), Path(synthetic_dir))
     claim(out, KIND)  # a folder of the user's own files is refused before any work
     t0 = time.perf_counter()
     real = gather(Path(real_dir), "--real", classes)
-    syn = gather(Path(synthetic_dir), "--synthetic", classes)
+    syn = drop_shared(gather(Path(synthetic_dir), "--synthetic", classes), real, Path(synthetic_dir))
     keras_or_error()
     # the synthetic side: k per class, drawn once; the real side: every real image of those classes
     _, syn_idx, shared = balanced(real, syn, per_class, np.random.default_rng(0))
@@ -113,6 +114,7 @@ def realism(
         real_duplicates_dropped=real.duplicates,
         synthetic_images=len(syn.paths),
         synthetic_duplicates_dropped=syn.duplicates,
+        synthetic_same_as_real_dropped=syn.shared,
         per_class_images=k,
         seeds=seeds,
         critic=params.as_dict(),

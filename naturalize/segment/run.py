@@ -201,6 +201,13 @@ def ignored_device(backend: str, device: str) -> str:
     return f"note: --device {device} ignored: the {backend} backend runs on the CPU"
 
 
+#: Said when `segment` reads every split of a prepared folder (its --split not given); `build`, which chooses the
+#: split itself (and whose --split means the split fractions), leaves it out.
+ALL_SPLITS_NOTE = (
+    "note: segmenting every split; sprites from val/test images must not feed a clean build (use --split train)"
+)
+
+
 def segment(
     input_path: str | Path,
     out: str | Path,
@@ -250,9 +257,7 @@ def segment(
     check_disjoint(out, [("the PBC root", root)])
     prepared = rec.is_prepared(input_path)
     if prepared and not split and len({r.split for r in records}) > 1:
-        echo(
-            "note: segmenting every split; sprites from val/test images must not feed a clean build (use --split train)"
-        )
+        echo(ALL_SPLITS_NOTE)
     stems = id_stems([r.path for r in records])
     ordered = order_sources(records)[:limit] if limit else order_sources(records)
 
