@@ -13,6 +13,7 @@ mode: "transfer" freezes the backbone (kept in inference mode) and trains a new 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,18 @@ def _application(factory: str, preprocess: str, **kwargs) -> Callable:
         return keras.Model(inputs, _head(feats, num_classes), name=name), [base]
 
     return build
+
+
+def _load_failure(e: BaseException) -> str:
+    """Why Keras could not load a weights file, in one short line: for its 'A total of N objects could not be
+    loaded. Example error message for object <Dense name=predictions, ...>' (the reason on later lines), the layer
+    and the two shapes, e.g. 'layer predictions: the model's (128, 7), the file's (128, 5)'; else _short(e)."""
+    text = str(e)
+    layer = re.search(r"Example error message for object <\w+ name=([^,>]+)", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    if layer and shapes:
+        return f"layer {layer.group(1)}: the model's {shapes.group(1)}, the file's {shapes.group(2)}"
+    return _short(e)
 
 
 def _short(e: BaseException) -> str:
@@ -288,8 +301,8 @@ def create_model(
         except Exception as e:
             what = f"the {target.name} backbone" if target is not model else f"the whole {name} model"
             raise UserError(
-                f"cannot load weights {path} into {what} ({_short(e)}); "
-                f"the file must come from the same architecture and image size"
+                f"cannot load weights {path} into {what} ({_load_failure(e)}); "
+                f"the file must come from the same architecture, image size and number of classes"
             ) from e
     return model
 

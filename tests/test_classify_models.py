@@ -97,6 +97,10 @@ def test_weights_path_round_trip_into_the_backbone_and_into_a_whole_model(tmp_pa
 
     with pytest.raises(UserError, match="cannot load weights .* same architecture"):
         create_model("custom_cnn", 11, str(path), "finetune", 64)
+    # another number of classes: the message names the layer and both shapes, not Keras's multi-line dump
+    with pytest.raises(UserError, match=r"layer predictions: the model's \(128, 7\), the file's \(128, 11\)\)") as e:
+        create_model("custom_cnn", 7, str(cnn_path), "finetune", 64)
+    assert "\n" not in str(e.value) and "Example error message" not in str(e.value)
 
 
 def _write(path, array, mode=None):
