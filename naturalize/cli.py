@@ -278,7 +278,10 @@ def compose(
         "{}..{}".format(*_COMPOSE.platelets),
         help="Platelets per image: a count or a range LOW..HIGH (--scene paper only).",
     ),
-    size: str = typer.Option("{}x{}".format(*_COMPOSE.size), help="Image size WIDTHxHEIGHT."),
+    size: str = typer.Option(
+        "{}x{}".format(*_COMPOSE.size),
+        help="Size of the written images, WIDTHxHEIGHT (composed at 360x363, then resized as a whole).",
+    ),
     fmt: str = typer.Option(_COMPOSE.fmt, "--format", help="jpg (4:4:4, as the PBC images) or png."),
     quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own)."),
     scene: str = typer.Option(

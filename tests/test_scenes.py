@@ -89,14 +89,37 @@ def test_donor_keeps_its_own_cells_and_only_its_white_cell_changes(bank: Path) -
     assert len(seen) >= 3  # scene donors of several images (and classes)
 
 
-@pytest.mark.parametrize("size", [(360, 363), (200, 180)])
-def test_each_kept_cells_box_is_where_its_pixels_are_at_the_output_size(bank: Path, size: tuple[int, int]) -> None:
-    lib = transplant_library(Bank.open(bank), "PMY", 0, replace(TRANSPLANT, size=size))
+def test_each_kept_cells_box_is_where_its_pixels_are(bank: Path) -> None:
+    lib = transplant_library(Bank.open(bank), "PMY", 0, TRANSPLANT)
     for labels, boxes in zip(lib.scene.labels, lib.scene.boxes):
-        assert labels.shape == size[::-1] and len(boxes) == int(labels.max())
+        assert labels.shape == TRANSPLANT.canvas[::-1] and len(boxes) == int(labels.max())
         for j, (x, y, w, h, area) in enumerate(boxes, start=1):
             ys, xs = np.nonzero(labels == j)
             assert (x, y, w, h, area) == (xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1, len(xs))
+
+
+@pytest.mark.parametrize("scene", ["transplant", "matched", "paper"])
+def test_another_size_scales_the_whole_composite(bank: Path, tmp_path: Path, scene: str) -> None:
+    """--size resizes the finished composite: every cell keeps its size relative to the image (the white cell was
+    once pasted at full scale onto a shrunken plate), and the records are those of the written image."""
+    full, small = ComposeParams(scene=scene, fmt="png"), ComposeParams(scene=scene, fmt="png", size=(180, 150))
+    out = {p.size: tmp_path / f"{p.size[0]}" for p in (full, small)}
+    for p in (full, small):
+        compose_class(bank, "PMY", 3, out[p.size], params=p, workers=1, progress=False)
+    for i in range(3):
+        big = cv2.imread(str(out[full.size] / "PMY" / f"PMY_syn_0_{i}.png"))
+        little = cv2.imread(str(out[small.size] / "PMY" / f"PMY_syn_0_{i}.png"))
+        assert little.shape == (150, 180, 3)
+        assert np.array_equal(little, cv2.resize(big, (180, 150), interpolation=cv2.INTER_AREA))
+    lines = {k: [json.loads(x) for x in (o / "manifest.jsonl").read_text().splitlines()] for k, o in out.items()}
+    for a, b in zip(lines[full.size], lines[small.size]):
+        assert (b["width"], b["height"]) == (180, 150) and len(a["cells"]) == len(b["cells"])
+        for ca, cb in zip(a["cells"], b["cells"]):
+            assert ca["sprite_id"] == cb["sprite_id"] and abs(cb["w"] - ca["w"] / 2) <= 1
+            if "bbox" in cb:  # the visible part lies inside the image and inside the cell's placed box
+                x, y, w, h = cb["bbox"]
+                assert 0 <= x and 0 <= y and x + w <= 180 and y + h <= 150
+                assert cb["x"] - 1 <= x and x + w <= cb["x"] + cb["w"] + 1
 
 
 def test_an_image_whose_white_cell_the_gate_refused_lends_no_scene_and_no_plate(bank: Path) -> None:

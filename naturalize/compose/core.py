@@ -20,7 +20,7 @@ alpha-blended onto its own bounding region only, in integer arithmetic.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 
 import cv2
@@ -201,8 +201,8 @@ def _candidates(rng: np.random.Generator, n: int) -> Iterator[list[float]]:
 
 
 def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> Composite:
-    """One composite (see module doc). Depends only on lib, the generator's state and p."""
-    W, H = p.size
+    """One composite (see module doc), at p.canvas. Depends only on lib, the generator's state and p."""
+    W, H = p.canvas
     centre = int(rng.integers(len(lib.centre)))
     k = choose_plate(lib, rng, centre if p.wbc > 0 else None)
     image = lib.plates[k].copy()
@@ -271,7 +271,7 @@ def _place_batched(
     (numpy calls are slow), more candidates drawn only when needed. A candidate refused by
     Occupancy.centre_taken is skipped before the rest of Occupancy.fits; the sprite's colour is turned only once
     it has a place."""
-    W, H = p.size
+    W, H = p.canvas
     for n, (sset, u) in enumerate(zip(smalls, rng.random((len(smalls), 2 + 2 * batch)).tolist())):
         own = pool[plate] if pool is not None and n < p.rbc else None
         i = int(own[int(u[0] * len(own))]) if own is not None else int(u[0] * len(sset))
@@ -291,6 +291,25 @@ def _place_batched(
                 occ.mark(mask, cell.x, cell.y, white=False)
                 placed.append(cell)
                 break
+
+
+def resized(comp: Composite, size: tuple[int, int]) -> Composite:
+    """The composite scaled as a whole to `size` (width, height): the image by area averaging, the label map
+    by nearest neighbour, each cell's position and mask by the same factors (so its record's box, mask and
+    position are those of the written image). The composite itself when it already has that size."""
+    H0, W0 = comp.image.shape[:2]
+    W, H = size
+    if (W, H) == (W0, H0):
+        return comp
+    fx, fy = W / W0, H / H0
+    cells = []
+    for c in comp.cells:
+        h, w = c.mask.shape
+        shape = (max(1, round(w * fx)), max(1, round(h * fy)))
+        mask = cv2.resize(np.ascontiguousarray(c.mask), shape, interpolation=cv2.INTER_NEAREST)
+        cells.append(replace(c, x=round(c.x * fx), y=round(c.y * fy), mask=mask, area=cv2.countNonZero(mask)))
+    image = cv2.resize(comp.image, (W, H), interpolation=cv2.INTER_AREA)
+    return Composite(image, comp.plate, cells, cv2.resize(comp.labels, (W, H), interpolation=cv2.INTER_NEAREST))
 
 
 def paint(image: np.ndarray, cells: list[Placed]) -> np.ndarray:

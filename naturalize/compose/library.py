@@ -180,7 +180,7 @@ def _read_bgra(path: Path) -> np.ndarray:
 
 
 def _read_plate(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """BGR plate at the output size."""
+    """BGR plate at `size` (the composing size)."""
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if im is None:
         raise UserError(f"cannot read background {path}; the bank is damaged, rebuild it with `naturalize segment`")
@@ -294,7 +294,9 @@ def load_library(
         entries_done = tasks.map(
             lambda b: fetch(bank, b, small_of.get(b.source, []), params), plate_rows if cached else []
         )
-        plates_done = tasks.map(lambda r: _read_plate(bank.root / r.relpath, params.size), [] if cached else plate_rows)
+        plates_done = tasks.map(
+            lambda r: _read_plate(bank.root / r.relpath, params.canvas), [] if cached else plate_rows
+        )
         sprites_done = [
             tasks.map(
                 lambda rtw: _load_sprite(
@@ -343,7 +345,7 @@ def load_library(
         )
     if params.wbc_focus:
         centre.focus = focus_to_plates(bank, centre.rows, plate_rows)
-    centre_area = _centre_cell_areas(bank, plate_rows, params.size)
+    centre_area = _centre_cell_areas(bank, plate_rows, params.canvas)
     order = np.argsort(centre_area, kind="stable")
     return Library(
         cls=cls,
@@ -360,7 +362,7 @@ def load_library(
 
 
 def _centre_cell_areas(bank: Bank, plates: list[BackgroundRow], size: tuple[int, int]) -> np.ndarray:
-    """Per plate: the area (px, at the output size) of the white cell nearest its source image's centre,
+    """Per plate: the area (px, at the composing size) of the white cell nearest its source image's centre,
     which the plate has inpainted; 0 when the source had none."""
     by_source: dict[str, list[SpriteRow]] = {}
     for r in bank.sprites:

@@ -25,11 +25,17 @@ JPEG_QUALITY = 75
 #: (the paper's layout with counts and white-cell offset drawn from the class's own bank images, red cells from
 #: the plate's own image and its closest one, allowed to be cut by the border, to overlap and to touch).
 SCENES = ("paper", "transplant", "matched")
+#: The size (width, height) every composite is made at: the PBC crops' own, so sprites, plates and donor images keep
+#: their scale; `ComposeParams.size` then resizes the finished image (and its masks) as a whole.
+CANVAS = (360, 363)
 
 
 @dataclass(frozen=True)
 class ComposeParams:
     """What one composite looks like. Sizes are (width, height) in pixels; angles in degrees.
+
+    size: the written image's size; every composite is made at CANVAS (the PBC crop size, where the sprites and
+    plates have their own scale) and then resized as a whole, so all its cells keep their relative sizes.
 
     rbc, wbc, platelets: cell counts (platelets: an inclusive (low, high) range drawn per image).
     fmt, quality: jpg (4:4:4, `quality`, by default as the PBC files) or png.
@@ -98,6 +104,11 @@ class ComposeParams:
         # tuples may arrive as lists (from JSON): normalise so equal parameters compare equal
         for name in ("size", "platelets", "centre_offset", "centre_jitter"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """The size composites are made at (CANVAS), before resizing to `size`."""
+        return CANVAS
 
     @property
     def places_rbc(self) -> bool:

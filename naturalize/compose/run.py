@@ -32,6 +32,7 @@ import numpy as np
 from naturalize.bank import Bank
 from naturalize.classes import CLASSES, normalize_class
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
+from naturalize.compose.core import resized
 from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, check_scene_counts, shard_range
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
@@ -76,8 +77,10 @@ def encode(image: np.ndarray, params: ComposeParams) -> bytes:
 
 
 def render(lib: Library, params: ComposeParams, seed: int, index: int) -> tuple[np.ndarray, dict]:
-    """Compose image `index` of (seed, class): the BGR image and its record (file relative to OUT)."""
+    """Compose image `index` of (seed, class) at params.canvas, resized to params.size: the BGR image and its record
+    (file relative to OUT)."""
     comp = compose_scene(lib, np.random.default_rng([seed, CLASSES.index(lib.cls), index]), params)
+    comp = resized(comp, params.size)
     file = f"{lib.cls}/{image_name(lib.cls, seed, index, params.fmt)}"
     return comp.image, image_record(comp, lib, file, seed, index)
 
@@ -264,7 +267,7 @@ def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
     check_scene_counts(params)
     areas = sorted(r.area for r in bank.select("RBC"))
     if params.places_rbc and params.rbc and areas:
-        w, h = params.size
+        w, h = params.canvas
         most = int(MAX_RBC_FILL * w * h / areas[len(areas) // 2])
         if params.rbc > most:
             raise UserError(

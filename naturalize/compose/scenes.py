@@ -235,7 +235,7 @@ def transplant_library(
         )
     with _Tasks(threads) as tasks:
         made = list(tasks.map(lambda s: donor_plate(bank, *eligible[s]), sources))
-    W, H = params.size
+    W, H = params.canvas
     plates, labels, boxes, centres, areas, cells = [], [], [], [], [], []
     kept_rows: list[SpriteRow] = []
     for s, (plate, lab, rec) in zip(sources, made):

@@ -71,7 +71,7 @@ CODE = ("naturalize.compose.source_cache", "naturalize.compose.library", "natura
 def stamp(bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> str:
     """sha256 of what an entry's pixels depend on: the code (CACHE_VERSION and the digest of CODE), the OpenCV
     version, the parameters, the rows."""
-    keys = [params.size, params.feather, params.max_angle, params.scale_jitter, params.variants]
+    keys = [params.canvas, params.feather, params.max_angle, params.scale_jitter, params.variants]
     code = [CACHE_VERSION, code_digest(*CODE), cv2.__version__]
     text = json.dumps([*code, keys, repr(bg), [repr(r) for r in rows]])
     return hashlib.sha256(text.encode()).hexdigest()
@@ -79,7 +79,7 @@ def stamp(bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> st
 
 def make_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> SourceEntry:
     """The entry of one source, made from the bank's files (params.variants variants per sprite)."""
-    plate = _read_plate(bank.root / bg.relpath, params.size)
+    plate = _read_plate(bank.root / bg.relpath, params.canvas)
     bgra, areas, variants = {}, {}, {}
     for r in rows:
         b = feathered(_read_bgra(bank.root / r.relpath), params.feather)
