@@ -49,12 +49,29 @@ def test_demo_small_runs_end_to_end_and_reports_every_section(tmp_path: Path) ->
         "report",
     ]  # composes once, in build
     assert 0.0 <= meta["test_macro_f1"] <= 1.0
+    assert meta["test_accuracy"] > 2 / len(CLASSES)  # it learns: 8 epochs once left it at chance (1/11)
+    assert f"chance with {len(CLASSES)} classes: 0.091" in page
     # clean protocol: val and test hold only source images, synthetic ones only in train
     with (out / "dataset" / "files.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["split"] for r in rows if r["origin"] == "synthetic"} == {"train"}
     assert {r["origin"] for r in rows if r["split"] in ("val", "test")} == {"real"}
     assert len(list((out / "drawn-pbc").rglob("*.jpg"))) == 12 * len(CLASSES)
+    # the sheet of images curation removed labels each row with its own images' flags (not all flags on one row)
+    from PIL import Image
+
+    rejected = out / "figures" / "segmentation_rejected.png"
+    if rejected.is_file():
+        flags = {}
+        for curation in out.rglob("curation.csv"):
+            with curation.open() as f:
+                flags |= {r["source"]: set(filter(None, r["flags"].split(";"))) for r in csv.DictReader(f)}
+        with Image.open(rejected) as im:
+            rows = json.loads(im.text["provenance"])["rows"]
+        for label, paths in rows.items():
+            for path in paths:
+                source = next(s for s in flags if path.endswith(s))
+                assert flags[source] == set(label.split("\n")), (label, path)
 
 
 def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None:

@@ -92,9 +92,13 @@ def segmentation_sheets(bank_root: Path, fig_dir: Path, n: int = 6) -> dict[str,
     )
     rejected = [r for r in bank.curation if r.get("keep") == "0"][:n]
     if rejected:
-        label = "rejected:\n" + "\n".join(sorted({f for r in rejected for f in r["flags"].split(";") if f}))
+        by_flags: dict[str, list[Path]] = {}  # one row per reason (combination of flags), labelled with it
+        for r in rejected:
+            by_flags.setdefault("\n".join(f for f in r["flags"].split(";") if f) or "rejected", []).append(
+                data_root / r["source"]
+            )
         sheets["rejected"] = grid_sheet(
-            [(label, [data_root / r["source"] for r in rejected])],
+            sorted(by_flags.items()),
             fig_dir / "segmentation_rejected.png",
             "Training images curation removed (kept out of the dataset)",
         )
