@@ -207,7 +207,10 @@ def build(
         None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).", show_default="the recipe's"
     ),
     per_class: int | None = typer.Option(
-        None, help="Synthetic images per class (or the balance target).", show_default="the recipe's"
+        None,
+        help="Synthetic images per augmented class, replacing the recipe's counts (PMY top-up included), "
+        "or the balance target.",
+        show_default="the recipe's",
     ),
     max_real: int | None = typer.Option(
         None, help="Use at most N real images per class (seeded), for quick runs.", show_default="all"
