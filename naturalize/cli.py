@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from naturalize.classes import parse_classes
+from naturalize.classes import normalize_class, parse_classes
 from naturalize.clihelp import examples, new_app, run_app, version_option
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
 from naturalize.fsio import UserError
@@ -312,7 +312,7 @@ def compose(
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
 ) -> None:
     """Compose realistic synthetic images of one class from a sprite bank (resumable, shardable)."""
-    from naturalize.compose.run import compose_class
+    from naturalize.compose.run import compose_class, run_summary
 
     params = ComposeParams(
         size=parse_size(size),
@@ -327,7 +327,7 @@ def compose(
         wbc_warp=wbc_warp,
         wbc_focus=wbc_focus,
     )
-    paths = compose_class(
+    compose_class(
         bank,
         cls,
         n,
@@ -339,9 +339,7 @@ def compose(
         overwrite=overwrite,
         warn=lambda m: typer.echo(m, err=True),
     )
-    typer.echo(
-        f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}"
-    )
+    typer.echo(run_summary(out, normalize_class(cls), n, parse_shard(shard)))
 
 
 @app.command(

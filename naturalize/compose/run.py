@@ -339,6 +339,26 @@ def compose_class(
     return [out / cls / image_name(cls, seed, i, params.fmt) for i in indices]
 
 
+def run_summary(out: Path, cls: str, n: int, shard: tuple[int, int]) -> str:
+    """One line after a compose run: which images this shard covers (all now in OUT, made or resumed) and how many
+    of the run's n images of `cls` OUT holds (other shards' included)."""
+    held = sum(1 for e in load_entries(out) if e["class"] == cls)
+    indices = shard_range(n, shard)
+    k, parts = shard
+    if parts == 1:
+        mine = f"{len(indices)} {cls} images (indices 0..{n - 1}: the whole run) are in {out}"
+    elif indices:
+        mine = (
+            f"shard {k}/{parts}: its {len(indices)} images (indices {indices.start}..{indices.stop - 1}) are in {out}"
+        )
+    else:
+        mine = f"shard {k}/{parts}: no image to make (the run's {n} images fill fewer than {parts} shards)"
+    return (
+        f"{mine}; {out} holds {held} of the run's {n} {cls} images; "
+        f"wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}"
+    )
+
+
 #: A run of at least this many images uses nearly every sprite variant: they are warped before it starts.
 WARM_FROM = 1000
 #: Workers are forked, sharing this process's library, where that is safe (Linux); elsewhere they are
