@@ -34,7 +34,7 @@ from naturalize.classes import CLASSES, normalize_class
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
 from naturalize.compose.core import resized
 from naturalize.compose.library import Library, bank_fingerprint, check_class
-from naturalize.compose.params import FORMATS, ComposeParams, check_scene_counts, shard_range
+from naturalize.compose.params import FORMATS, ComposeParams, check_format_options, check_scene_counts, shard_range
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
 from naturalize.fsio import UserError, replace_bytes, write_all, write_text
 from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
@@ -298,6 +298,7 @@ def compose_class(
         raise UserError(f"unknown class {cls!r}; use one of {', '.join(CLASSES)}")
     if n <= 0:
         raise UserError(f"--n {n}: the number of images must be at least 1")
+    check_format_options(params)
     k, parts = shard
     if not 1 <= k <= parts:
         raise UserError(f"--shard {k}/{parts}: need 1 <= K <= N")
