@@ -181,7 +181,7 @@ def fetch_sam(
 @app.command(
     epilog=examples(
         "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc",
-        "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc-paper --scene paper",
+        "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc-paper --protocol paper --scene paper",
         "naturalize build custom --pbc ~/data/PBC --classes PMY,MY --per-class 500 --scene paper "
         "--rbc 10 --platelets 1..3",
     )
@@ -286,7 +286,7 @@ def compose(
         help="Size of the written images, WIDTHxHEIGHT (composed at 360x363, then resized as a whole).",
     ),
     fmt: str = typer.Option(_COMPOSE.fmt, "--format", help="jpg (4:4:4, as the PBC images) or png."),
-    quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own)."),
+    quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own; --format jpg only)."),
     scene: str = typer.Option(
         _COMPOSE.scene,
         help="transplant: a real training image keeps its own red cells and "
