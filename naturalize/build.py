@@ -102,17 +102,19 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def segments(recipe: Recipe) -> bool:
+    """Whether building the recipe segments images: for curation or for the sprites of synthetic images (only then
+    is a segmentation backend resolved, announced and its options checked)."""
+    return recipe.curated or recipe.adds_synthetic
+
+
 def resolve_recipe(name: str, classes: Sequence[str] = (), per_class: int | None = None) -> Recipe:
     """A named recipe, optionally with other classes / per-class count; 'custom' needs both."""
     if name == "custom":
         if not classes or not per_class:
             raise UserError("recipe 'custom' needs --classes and --per-class (e.g. --classes PMY,MY --per-class 500)")
-        return Recipe(
-            "custom",
-            f"curated plus {per_class} synthetic images each for {', '.join(classes)}",
-            per_class=per_class,
-            classes=tuple(classes),
-        )
+        custom = Recipe("custom", "", per_class=per_class, classes=tuple(classes))
+        return replace(custom, description=describe(custom))
     if name not in RECIPES:
         raise UserError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)} or custom")
     recipe = RECIPES[name]
@@ -121,8 +123,28 @@ def resolve_recipe(name: str, classes: Sequence[str] = (), per_class: int | None
     if per_class is not None:
         if per_class < 0:
             raise UserError(f"--per-class {per_class} must be >= 0")
-        recipe = replace(recipe, per_class=per_class)
+        # --per-class N replaces the recipe's counts: every class it augments (--classes, else its own classes
+        # and its top-up class) gets N synthetic images; a top-up to the paper's total is dropped
+        augmented = recipe.classes if classes else tuple(c for c in CLASSES if c in {*recipe.classes, *recipe.topup})
+        recipe = replace(recipe, per_class=per_class, topup={}, classes=augmented)
+    if recipe.adds_synthetic and recipe != RECIPES[name]:
+        recipe = replace(recipe, description=describe(recipe))
     return recipe
+
+
+def describe(recipe: Recipe) -> str:
+    """What a recipe adds, in words, from its own numbers (a named recipe's text no longer fits once --classes or
+    --per-class change them)."""
+    parts = ["curated" if recipe.curated else "all real images"]
+    parts += [f"{cls} topped up to {total:,} with synthetic images" for cls, total in recipe.topup.items()]
+    if recipe.balance:
+        target = f"{recipe.per_class:,} images" if recipe.per_class else "the largest class's count"
+        parts.append(
+            f"every {'one of ' + ', '.join(recipe.classes) if recipe.classes else 'class'} brought to {target}"
+        )
+    elif recipe.per_class and recipe.classes:
+        parts.append(f"{recipe.per_class:,} synthetic images each for {', '.join(recipe.classes)}")
+    return ", ".join(parts[:1] + [" plus ".join(parts[1:])]) if len(parts) > 1 else parts[0]
 
 
 # ---------------------------------------------------------------- layout (pure)
@@ -415,23 +437,25 @@ def build(
                 "synthetic images made from sprites of val/test images; their scores are optimistic"
             )
 
-        stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if recipe.curated else 2)
+        stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2)
         cache = "cached in" if is_prepared(work_dir / "prepared") else "caching them in"
         stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
         prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
-        backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
-        seg: dict[str, Any] = dict(
-            backend=backend,
-            checkpoint=checkpoint,
-            model_type=model_type,
-            device=device,
-            workers=workers,
-            progress=progress,
-            echo=lambda m: None if m.startswith("backend ") or m == ALL_SPLITS_NOTE else echo(m),
-        )
         records = read_records(prepared / "records.csv")
         banks: dict[str, Path] = {}
-        if recipe.curated or recipe.adds_synthetic:
+        if not segments(recipe) and (backend != "auto" or checkpoint):
+            echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")
+        elif segments(recipe):
+            backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
+            seg: dict[str, Any] = dict(
+                backend=backend,
+                checkpoint=checkpoint,
+                model_type=model_type,
+                device=device,
+                workers=workers,
+                progress=progress,
+                echo=lambda m: None if m.startswith("backend ") or m == ALL_SPLITS_NOTE else echo(m),
+            )
             # clean: one bank per split, so the bank composed from holds training images only;
             # paper: one bank of every image. Either way every image is segmented once, for curation.
             stages.start(

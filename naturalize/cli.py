@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from naturalize.classes import parse_classes
+from naturalize.classes import normalize_class, parse_classes
 from naturalize.clihelp import examples, new_app, run_app, version_option
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
 from naturalize.fsio import UserError
@@ -181,7 +181,7 @@ def fetch_sam(
 @app.command(
     epilog=examples(
         "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc",
-        "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc-paper --scene paper",
+        "naturalize build 2k-pbc --pbc ~/data/PBC --out datasets/2k-pbc-paper --protocol paper --scene paper",
         "naturalize build custom --pbc ~/data/PBC --classes PMY,MY --per-class 500 --scene paper "
         "--rbc 10 --platelets 1..3",
     )
@@ -207,7 +207,10 @@ def build(
         None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).", show_default="the recipe's"
     ),
     per_class: int | None = typer.Option(
-        None, help="Synthetic images per class (or the balance target).", show_default="the recipe's"
+        None,
+        help="Synthetic images per augmented class, replacing the recipe's counts (PMY top-up included), "
+        "or the balance target.",
+        show_default="the recipe's",
     ),
     max_real: int | None = typer.Option(
         None, help="Use at most N real images per class (seeded), for quick runs.", show_default="all"
@@ -283,7 +286,7 @@ def compose(
         help="Size of the written images, WIDTHxHEIGHT (composed at 360x363, then resized as a whole).",
     ),
     fmt: str = typer.Option(_COMPOSE.fmt, "--format", help="jpg (4:4:4, as the PBC images) or png."),
-    quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own)."),
+    quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own; --format jpg only)."),
     scene: str = typer.Option(
         _COMPOSE.scene,
         help="transplant: a real training image keeps its own red cells and "
@@ -309,7 +312,7 @@ def compose(
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
 ) -> None:
     """Compose realistic synthetic images of one class from a sprite bank (resumable, shardable)."""
-    from naturalize.compose.run import compose_class
+    from naturalize.compose.run import compose_class, run_summary
 
     params = ComposeParams(
         size=parse_size(size),
@@ -324,7 +327,7 @@ def compose(
         wbc_warp=wbc_warp,
         wbc_focus=wbc_focus,
     )
-    paths = compose_class(
+    compose_class(
         bank,
         cls,
         n,
@@ -336,9 +339,7 @@ def compose(
         overwrite=overwrite,
         warn=lambda m: typer.echo(m, err=True),
     )
-    typer.echo(
-        f"{len(paths)} images of this run in {out}; wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}"
-    )
+    typer.echo(run_summary(out, normalize_class(cls), n, parse_shard(shard)))
 
 
 @app.command(

@@ -436,6 +436,8 @@ CASES = [
     # a platelet in the inpainted hole of a real image's white cell: the smudge showed, exit 0
     Case("compose-transplant-platelets", SILENT, N, _compose(cls="PLT"), "use --scene paper for --class PLT"),
     Case("compose-out-contains-bank", DATA_LOSS, N, _compose("--overwrite", out="{world}"), "contains the bank"),
+    # png is lossless: --quality 90 was silently ignored
+    Case("compose-png-quality", SILENT, N, _compose("--format", "png", "--quality", "90"), "--quality 90 would be"),
     Case(
         "compose-overwrite-keeps-user-file",
         DATA_LOSS,

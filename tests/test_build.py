@@ -35,6 +35,41 @@ def test_recipes_follow_the_paper():
         resolve_recipe("custom")
 
 
+def test_per_class_replaces_the_recipes_counts_and_the_description_says_so():
+    """--per-class N gives every class a recipe augments N synthetic images, its PMY top-up class included (a top-up
+    to the paper's 1,011 PMY made 1,021 PMY beside 20 of each other class from 10 real images); the description
+    states the counts used, not the paper's 2,000."""
+    real = {c: 10 for c in RELEASE_COUNTS}
+    two_k = resolve_recipe("2k-pbc", per_class=20)
+    assert two_k.synthetic_counts(real) == {c: 20 for c in ("BNE", "MMY", "MY", "PMY", "SNE")}
+    assert "20 synthetic images each for BNE, MMY, MY, PMY, SNE" in two_k.description
+    assert "2,000" not in two_k.description and "1,011" not in two_k.description
+    assert resolve_recipe("419-pmy", per_class=5).synthetic_counts(real) == {"PMY": 5}
+    assert resolve_recipe("2k-pbc", ("MY",), 7).synthetic_counts(real) == {"MY": 7}
+    kept = resolve_recipe("2k-pbc", ("MY",))  # --classes alone keeps the top-up and the count
+    assert kept.synthetic_counts(real) == {"MY": 2000, "PMY": 1001}
+    assert "PMY topped up to 1,011" in kept.description and "2,000 synthetic images each for MY" in kept.description
+    assert "100 images" in resolve_recipe("1k-class-pbc", per_class=100).description
+    assert resolve_recipe("2k-pbc") == RECIPES["2k-pbc"]  # without options: the paper's recipe and words
+    assert resolve_recipe("custom", ("PMY", "MY"), 50).description == "curated, 50 synthetic images each for PMY, MY"
+
+
+def test_a_recipe_that_segments_nothing_resolves_no_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """pbc11 (no curation, no synthetic images) neither announces a backend nor asks --backend sam for a
+    checkpoint; it notes that --backend is not used."""
+    from naturalize.drawn import write_drawn_release
+
+    monkeypatch.delenv("NATURALIZE_SAM_CHECKPOINT", raising=False)
+    write_drawn_release(tmp_path / "pbc", 3, seed=0, progress=False)
+    for backend in ("auto", "sam"):
+        said: list[str] = []
+        meta = build("pbc11", tmp_path / "pbc", tmp_path / backend, backend=backend, progress=False, echo=said.append)
+        assert sum(meta["real_counts"].values()) == 33
+        assert not any(s.startswith("backend ") for s in said), said
+        assert [s[:5] for s in said if s.startswith("[")] == ["[1/2]", "[2/2]"]
+        assert any("--backend is not used" in s for s in said) == (backend == "sam"), said
+
+
 def _files(out: Path) -> list[dict]:
     with (out / "files.csv").open(newline="") as f:
         return list(csv.DictReader(f))

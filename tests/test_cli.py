@@ -32,3 +32,11 @@ def test_usage_errors_exit_2_and_user_errors_are_one_line(tmp_path):
     missing = run_cli("naturalize", "prepare", tmp_path / "none", "--out", tmp_path / "o")
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
+
+
+def test_build_help_reproduces_the_paper_with_its_protocol():
+    """The help's paper example named --scene paper only; reproducing the paper needs --protocol paper too."""
+    done = run_cli("naturalize", "build", "--help", env={"COLUMNS": "300"})
+    assert done.returncode == 0, done.stderr
+    paper = [line for line in done.stdout.splitlines() if "2k-pbc-paper" in line]
+    assert paper and all("--protocol paper" in line and "--scene paper" in line for line in paper), paper

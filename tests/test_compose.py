@@ -233,6 +233,31 @@ def test_shard_ranges_cover_the_run() -> None:
             assert got == list(range(n))
 
 
+def test_the_last_line_says_what_the_shard_covers_and_what_out_holds(bank: Path, tmp_path: Path) -> None:
+    """After shard 2/2 of a 1-image run, shard 1/2 has nothing to make: the line said "0 images of this run in OUT"
+    while OUT held the run's one image; after 2/2 of 7 it said "4 images of this run" as if that were all."""
+
+    def last_line(out: Path, n: int, *more: str) -> str:
+        r = subprocess.run(
+            _compose_pmy(bank, n, "--out", str(out), "--workers", "1", *more), capture_output=True, text=True
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().splitlines()[-1]
+
+    one = tmp_path / "one"
+    assert f"shard 2/2: its 1 images (indices 0..0) are in {one}; {one} holds 1 of the run's 1 PMY" in last_line(
+        one, 1, "--shard", "2/2"
+    )
+    said = last_line(one, 1, "--shard", "1/2")
+    assert said.startswith("shard 1/2: no image to make") and f"{one} holds 1 of the run's 1 PMY images" in said
+    seven = tmp_path / "seven"
+    said = last_line(seven, 7, "--shard", "2/2")
+    assert f"its 4 images (indices 3..6) are in {seven}; {seven} holds 4 of the run's 7 PMY images" in said
+    said = last_line(seven, 7)
+    assert f"7 PMY images (indices 0..6: the whole run) are in {seven}; {seven} holds 7 of the run's 7" in said
+    assert f"wrote {seven / 'manifest.jsonl'} and {seven / 'annotations.json'}" in said
+
+
 def test_bad_input_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
     def err(**kw) -> str:
         args = dict(bank=bank, cls="PMY", n=3, out=tmp_path / "o", workers=1, progress=False) | kw

@@ -143,6 +143,16 @@ def check_scene_counts(params: ComposeParams) -> None:
         )
 
 
+def check_format_options(params: ComposeParams) -> None:
+    """UserError when --quality is set away from its default but the format does not use it (png is lossless), so
+    no option is silently ignored."""
+    if params.fmt != "jpg" and params.quality != ComposeParams().quality:
+        raise UserError(
+            f"--quality {params.quality} would be ignored: --format {params.fmt} is lossless; leave the default, "
+            f"or use --format jpg"
+        )
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'360x363' -> (360, 363) (width, height)."""
     try:

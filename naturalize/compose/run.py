@@ -34,7 +34,7 @@ from naturalize.classes import CLASSES, normalize_class
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
 from naturalize.compose.core import resized
 from naturalize.compose.library import Library, bank_fingerprint, check_class
-from naturalize.compose.params import FORMATS, ComposeParams, check_scene_counts, shard_range
+from naturalize.compose.params import FORMATS, ComposeParams, check_format_options, check_scene_counts, shard_range
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
 from naturalize.fsio import UserError, replace_bytes, write_all, write_text
 from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
@@ -298,6 +298,7 @@ def compose_class(
         raise UserError(f"unknown class {cls!r}; use one of {', '.join(CLASSES)}")
     if n <= 0:
         raise UserError(f"--n {n}: the number of images must be at least 1")
+    check_format_options(params)
     k, parts = shard
     if not 1 <= k <= parts:
         raise UserError(f"--shard {k}/{parts}: need 1 <= K <= N")
@@ -337,6 +338,26 @@ def compose_class(
     else:
         write_run_files(out)
     return [out / cls / image_name(cls, seed, i, params.fmt) for i in indices]
+
+
+def run_summary(out: Path, cls: str, n: int, shard: tuple[int, int]) -> str:
+    """One line after a compose run: which images this shard covers (all now in OUT, made or resumed) and how many
+    of the run's n images of `cls` OUT holds (other shards' included)."""
+    held = sum(1 for e in load_entries(out) if e["class"] == cls)
+    indices = shard_range(n, shard)
+    k, parts = shard
+    if parts == 1:
+        mine = f"{len(indices)} {cls} images (indices 0..{n - 1}: the whole run) are in {out}"
+    elif indices:
+        mine = (
+            f"shard {k}/{parts}: its {len(indices)} images (indices {indices.start}..{indices.stop - 1}) are in {out}"
+        )
+    else:
+        mine = f"shard {k}/{parts}: no image to make (the run's {n} images fill fewer than {parts} shards)"
+    return (
+        f"{mine}; {out} holds {held} of the run's {n} {cls} images; "
+        f"wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}"
+    )
 
 
 #: A run of at least this many images uses nearly every sprite variant: they are warped before it starts.
