@@ -312,6 +312,55 @@ def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):
     assert f"{100 * test_rep['report']['macro avg']['f1-score']:.2f} |" in md.splitlines()[2]
 
 
+def test_explain_keeps_subfolders_so_images_of_one_name_never_share_a_png(tf_run, tiny_tree, tmp_path):
+    """FOLDER/a/b/X.jpg and FOLDER/c/X.jpg (different images, one name) -> OUT/a/b/X_scorecam.png and
+    OUT/c/X_scorecam.png, each recording its own source; one image file still -> OUT/X_scorecam.png."""
+    from PIL import Image
+
+    from classify.scorecam import explain
+
+    first, second = sorted((tiny_tree / "test" / "BA").iterdir())[0], sorted((tiny_tree / "test" / "EO").iterdir())[0]
+    folder = tmp_path / "cells"
+    for rel, src in (("a/b", first), ("c", second)):
+        (folder / rel).mkdir(parents=True)
+        shutil.copy(src, folder / rel / "PMY_377034.jpg")
+    pngs = explain(tf_run, [folder], tmp_path / "cams", max_channels=4, progress=False)
+    cams = tmp_path / "cams"
+    assert sorted(pngs) == [cams / "a" / "b" / "PMY_377034_scorecam.png", cams / "c" / "PMY_377034_scorecam.png"]
+    for png, rel in zip(sorted(pngs), ("a/b", "c")):
+        with Image.open(png) as im:
+            assert json.loads(im.text["Description"])["source"] == str((folder / rel / "PMY_377034.jpg").resolve())
+    marker = json.loads((cams / ".naturalize-output.json").read_text())
+    assert marker["written"] == ["a", "c"]
+
+    one = explain(tf_run, [folder / "c" / "PMY_377034.jpg"], tmp_path / "one", max_channels=4, progress=False)
+    assert one == [tmp_path / "one" / "PMY_377034_scorecam.png"]
+
+
+def test_cam_names_never_collide(tmp_path):
+    from classify.scorecam import cam_names
+
+    def names(tmp: Path, files: list[str], inputs: list[str]) -> list[str]:
+        for f in files:
+            (tmp / f).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / f).touch()
+        return [str(n) for n in cam_names([tmp / i for i in inputs], [tmp / f for f in files])]
+
+    t = tmp_path
+    assert names(t / "1", ["F/a/x.jpg", "F/c/x.jpg", "F/y.jpg"], ["F"]) == [
+        "a/x_scorecam.png",
+        "c/x_scorecam.png",
+        "y_scorecam.png",
+    ]
+    # two folders or two files of one name in different places: the folders below their common one
+    assert names(t / "2", ["p/test/x.jpg", "q/test/x.jpg"], ["p/test", "q/test"]) == [
+        "p/test/x_scorecam.png",
+        "q/test/x_scorecam.png",
+    ]
+    assert names(t / "3", ["p/x.jpg", "q/x.jpg"], ["p/x.jpg", "q/x.jpg"]) == ["p/x_scorecam.png", "q/x_scorecam.png"]
+    assert names(t / "4", ["F/x.jpg", "F/x.png"], ["F"]) == ["x.jpg_scorecam.png", "x.png_scorecam.png"]
+
+
 @pytest.mark.slow
 def test_cli_bad_input_is_one_line_and_exit_2(tf_run, tiny_tree, tmp_path):
     r = _cli("train", "--dataset", tiny_tree, "--model", "resnet50")
