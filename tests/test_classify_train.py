@@ -252,7 +252,7 @@ def test_an_ensemble_trains_from_a_whole_model_weights_file_as_documented(tiny_t
     from classify.models import create_model
     from classify.train import train
 
-    src = create_model("ensemble_average", len(CLASSES), "none", "transfer", SIZE)
+    src = create_model("ensemble_average", len(CLASSES), "none", "finetune", SIZE)  # the same weights as transfer
     path = tmp_path / "ensemble.weights.h5"
     src.save_weights(path)
     logs: list[str] = []
@@ -335,6 +335,23 @@ def test_explain_keeps_subfolders_so_images_of_one_name_never_share_a_png(tf_run
 
     one = explain(tf_run, [folder / "c" / "PMY_377034.jpg"], tmp_path / "one", max_channels=4, progress=False)
     assert one == [tmp_path / "one" / "PMY_377034_scorecam.png"]
+
+
+def test_transfer_without_pretrained_weights_is_refused_before_any_work(tiny_tree, tmp_path):
+    """--mode transfer trains only a head on a frozen backbone: from random weights (--weights none, or vit_b16's
+    default) that is refused in one line, before the dataset is read or --out made."""
+    from classify.train import train
+
+    for model, weights in (("efficientnetv2b0", "none"), ("vit_b16", "none")):
+        with pytest.raises(UserError, match=f"--mode transfer freezes the {model} backbone.*--mode finetune"):
+            train(tmp_path / "no-dataset", model, tmp_path / "run", mode="transfer", weights=weights, image_size=SIZE)
+    assert not (tmp_path / "run").exists()
+    r = _cli("train", "--dataset", tiny_tree, "--model", "vit_b16", "--mode", "transfer", "--out", tmp_path / "cli")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = _error_lines(r.stderr)
+    assert line.startswith("error: --mode transfer freezes the vit_b16 backbone, but its weights are none (random)")
+    assert "--weights PATH" in line and line.endswith("or use --mode finetune")
+    assert not (tmp_path / "cli").exists()
 
 
 def test_cam_names_never_collide(tmp_path):
