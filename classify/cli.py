@@ -38,7 +38,11 @@ def _root(version: bool = version_option("classify")) -> None:
 def train(
     dataset: str = typer.Option(..., "--dataset", help="Dataset name (under ./datasets or $NATURALIZE_DATA) or path."),
     model: str = typer.Option("efficientnetv2b0", "--model", help="Registry model name (see `classify models`)."),
-    mode: str = typer.Option("finetune", "--mode", help="finetune (train all) or transfer (frozen backbone)."),
+    mode: str = typer.Option(
+        "finetune",
+        "--mode",
+        help="finetune (train all) or transfer (frozen pretrained backbone: not with weights none).",
+    ),
     weights: str | None = typer.Option(
         None,
         "--weights",

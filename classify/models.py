@@ -259,6 +259,28 @@ def check_name(name: str) -> Spec:
     return MODELS[name]
 
 
+def check_mode(name: str, mode: str, weights: str | os.PathLike | None) -> None:
+    """UserError for an unknown mode, or for --mode transfer without pretrained weights: custom_cnn has no
+    backbone, and a frozen backbone of --weights none (vit_b16's default) is random, so only its head would learn.
+    `weights` is the resolved value ("imagenet", "none"/None or a PATH, which is allowed)."""
+    if mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode != "transfer":
+        return
+    if name == "custom_cnn":
+        raise UserError("custom_cnn has no pretrained backbone to freeze; use --mode finetune")
+    if weights is None or str(weights) == "none":
+        fix = (
+            "--weights imagenet or --weights PATH (a weights file)"
+            if MODELS[name].keras_imagenet
+            else ("--weights PATH (a weights file; Keras has no ImageNet weights for it)")
+        )
+        raise UserError(
+            f"--mode transfer freezes the {name} backbone, but its weights are none (random): only the head would "
+            f"learn; pass {fix}, or use --mode finetune"
+        )
+
+
 def create_model(
     name: str,
     num_classes: int,
@@ -268,10 +290,7 @@ def create_model(
 ):
     """Build registry model `name` -> an uncompiled keras.Model (see module doc for weights and mode)."""
     spec = check_name(name)
-    if mode not in MODES:
-        raise UserError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    if name == "custom_cnn" and mode == "transfer":
-        raise UserError("custom_cnn has no pretrained backbone to freeze; use --mode finetune")
+    check_mode(name, mode, weights)
     if image_size < spec.min_size:
         raise UserError(f"{name} needs --image-size >= {spec.min_size} (got {image_size})")
     w = "none" if weights is None else str(weights)

@@ -9,6 +9,7 @@ relu(sum_k s_k * up(A_k)), min-max normalised to 0..1.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -87,6 +88,37 @@ def resize_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
 
 
+def cam_names(inputs: Sequence[str | os.PathLike], paths: Sequence[Path]) -> list[Path]:
+    """Each image's PNG path relative to OUT: `<stem>_scorecam.png` in the image's folder relative to the inputs'
+    common folder (a folder input itself, a file input's parent), so images of the same name in different
+    subfolders never share a PNG: FOLDER/a/b/x.jpg -> a/b/x_scorecam.png, one file x.jpg -> x_scorecam.png.
+    Two images of one stem in one folder (x.jpg, x.png) keep their suffix (x.jpg_scorecam.png); UserError if
+    two images would still share a PNG."""
+    roots = [os.path.abspath(i) if Path(i).is_dir() else os.path.dirname(os.path.abspath(i)) for i in inputs]
+    root = os.path.commonpath(roots)
+    rel = [Path(os.path.relpath(os.path.abspath(p), root)) for p in paths]
+    stems = Counter((r.parent, r.stem) for r in rel)
+    names = [r.parent / f"{r.name if stems[r.parent, r.stem] > 1 else r.stem}_scorecam.png" for r in rel]
+    seen: dict[Path, Path] = {}
+    for p, name in zip(paths, names):
+        if name in seen:
+            raise UserError(f"images {seen[name]} and {p} would both write {name}; rename one or explain them apart")
+        seen[name] = p
+    return names
+
+
+def unique_images(paths: Sequence[Path]) -> list[Path]:
+    """`paths` without repeats of one file (given directly and found in a given folder), in order."""
+    seen: set[str] = set()
+    kept = []
+    for p in paths:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            kept.append(p)
+    return kept
+
+
 def explain(
     run: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
@@ -97,8 +129,9 @@ def explain(
     warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Score-CAM PNG (image | overlay, both at the image's own resolution) per input image into OUT (default
-    RUN/explain); returns the PNG paths. The map is computed at the run's input size and upsampled; unreadable
-    images are skipped and named through `warn`."""
+    RUN/explain), keeping the images' folders below the inputs' common folder (`cam_names`); returns the PNG
+    paths. The map is computed at the run's input size and upsampled; unreadable images are skipped and named
+    through `warn`."""
     from tqdm import tqdm
 
     from classify import runs
@@ -111,12 +144,12 @@ def explain(
     run, config, classes = runs.open_run(run)
     if target is not None and target not in classes:
         raise UserError(f"--target {target!r} is not one of the run's classes {', '.join(classes)}")
-    paths = gather_images(inputs)
+    paths = unique_images(gather_images(inputs))
+    names = dict(zip(paths, cam_names(inputs, paths)))
     out = Path(out) if out is not None else run / "explain"
     with dropped_if_unused(out):  # a failure before the first PNG leaves no folder holding only the marker
-        runs.claim_outputs(
-            out, run, [(f"input {p}", p) for p in inputs], "classify-explain", [f"{p.stem}_scorecam.png" for p in paths]
-        )
+        top = sorted({n.parts[0] for n in names.values()})  # the marker lists top-level names
+        runs.claim_outputs(out, run, [(f"input {p}", p) for p in inputs], "classify-explain", top)
         model = runs.load_model(run / runs.MODEL)
         features = feature_model(model)
         size = int(config["image_size"])
@@ -135,7 +168,7 @@ def explain(
                 model, features, img, None if target is None else classes.index(target), max_channels
             )
             pred = int(np.argmax(probs))
-            dest = out / f"{p.stem}_scorecam.png"
+            dest = out / names[p]
             overlay_heatmap(
                 full,
                 resize_map(cam, full.shape[:2]),

@@ -19,7 +19,7 @@ import numpy as np
 from classify import runs
 from classify.datasets import Dataset, load_dataset, with_saved_split
 from classify.images import cached_array
-from classify.models import check_name, create_model
+from classify.models import check_mode, check_name, create_model
 from naturalize.fsio import UserError, write_json, write_text
 from naturalize.outputs import check_disjoint, claim, dropped_if_unused, write_marker
 
@@ -205,6 +205,7 @@ def train(
 ) -> Path:
     """Train `model` on `dataset` into run dir `out` (default runs/<dataset>_<model>); returns the run dir."""
     check_name(model)
+    check_mode(model, mode, weights)  # before any work: a frozen random backbone is refused
     if epochs < 1 or batch_size < 1 or lr <= 0 or image_size < 8:
         raise UserError("--epochs, --batch-size and --image-size must be positive and --lr > 0")
     data = load_dataset(dataset, seed)

@@ -35,12 +35,14 @@ def test_vit_b16_has_the_base_configuration():
     assert backbone.get_layer("patch_embed").filters == 768
 
 
-def test_transfer_mode_freezes_the_backbone_and_trains_the_head():
-    model = create_model("efficientnetv2b0", 4, "none", "transfer", 32)
+def test_transfer_mode_freezes_the_backbone_and_trains_the_head(tmp_path):
+    tuned = create_model("efficientnetv2b0", 4, "none", "finetune", 32)
+    path = tmp_path / "backbone.weights.h5"  # transfer needs pretrained weights: this backbone's, from a file
+    backbone_of(tuned)[0].save_weights(path)
+    model = create_model("efficientnetv2b0", 4, str(path), "transfer", 32)
     (base,) = backbone_of(model)
     assert not base.trainable and base.trainable_weights == []
     assert {w.path.split("/")[0] for w in model.trainable_weights} == {"predictions"}
-    tuned = create_model("efficientnetv2b0", 4, "none", "finetune", 32)
     assert len(tuned.trainable_weights) > len(model.trainable_weights)
 
 
@@ -49,6 +51,11 @@ def test_unknown_model_and_bad_modes_are_one_line_user_errors():
         create_model("resnet", 11)
     with pytest.raises(UserError, match="--mode finetune"):
         create_model("custom_cnn", 11, "none", "transfer", 64)
+    # a frozen backbone must be pretrained: weights none (vit_b16's default) is refused, before anything is built
+    for name, weights in (("efficientnetv2b0", "none"), ("efficientnetv2b0", None), ("vit_b16", "none")):
+        with pytest.raises(UserError, match=rf"--mode transfer freezes the {name} backbone.*--mode finetune$") as e:
+            create_model(name, 11, weights, "transfer", 32)
+        assert "\n" not in str(e.value) and "--weights PATH" in str(e.value)
     with pytest.raises(UserError, match="no ImageNet weights for vit_b16.*--weights PATH"):
         create_model("vit_b16", 11, "imagenet", "finetune", 32)
     with pytest.raises(UserError, match="neither 'imagenet', 'none' nor an existing weights file"):
@@ -211,7 +218,9 @@ def test_score_cam_peaks_on_a_planted_discriminative_patch():
 def test_a_saved_transfer_vit_reloads_identical_and_still_frozen(tmp_path):
     from classify.runs import load_model, save_model
 
-    model = create_model("vit_b16", 3, "none", "transfer", 32)
+    path = tmp_path / "vit_backbone.weights.h5"  # transfer needs pretrained weights: a saved ViT backbone's
+    backbone_of(create_model("vit_b16", 3, "none", "finetune", 32))[0].save_weights(path)
+    model = create_model("vit_b16", 3, str(path), "transfer", 32)
     save_model(model, tmp_path / "vit.keras")
     loaded = load_model(tmp_path / "vit.keras")
     assert len(loaded.trainable_weights) == len(model.trainable_weights) == 2  # the new head only

@@ -252,7 +252,7 @@ def test_an_ensemble_trains_from_a_whole_model_weights_file_as_documented(tiny_t
     from classify.models import create_model
     from classify.train import train
 
-    src = create_model("ensemble_average", len(CLASSES), "none", "transfer", SIZE)
+    src = create_model("ensemble_average", len(CLASSES), "none", "finetune", SIZE)  # the same weights as transfer
     path = tmp_path / "ensemble.weights.h5"
     src.save_weights(path)
     logs: list[str] = []
@@ -310,6 +310,72 @@ def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):
     assert md.splitlines()[0].startswith("| run | model |")
     assert f"{100 * test_rep['accuracy']:.2f}" in md.splitlines()[2]
     assert f"{100 * test_rep['report']['macro avg']['f1-score']:.2f} |" in md.splitlines()[2]
+
+
+def test_explain_keeps_subfolders_so_images_of_one_name_never_share_a_png(tf_run, tiny_tree, tmp_path):
+    """FOLDER/a/b/X.jpg and FOLDER/c/X.jpg (different images, one name) -> OUT/a/b/X_scorecam.png and
+    OUT/c/X_scorecam.png, each recording its own source; one image file still -> OUT/X_scorecam.png."""
+    from PIL import Image
+
+    from classify.scorecam import explain
+
+    first, second = sorted((tiny_tree / "test" / "BA").iterdir())[0], sorted((tiny_tree / "test" / "EO").iterdir())[0]
+    folder = tmp_path / "cells"
+    for rel, src in (("a/b", first), ("c", second)):
+        (folder / rel).mkdir(parents=True)
+        shutil.copy(src, folder / rel / "PMY_377034.jpg")
+    pngs = explain(tf_run, [folder], tmp_path / "cams", max_channels=4, progress=False)
+    cams = tmp_path / "cams"
+    assert sorted(pngs) == [cams / "a" / "b" / "PMY_377034_scorecam.png", cams / "c" / "PMY_377034_scorecam.png"]
+    for png, rel in zip(sorted(pngs), ("a/b", "c")):
+        with Image.open(png) as im:
+            assert json.loads(im.text["Description"])["source"] == str((folder / rel / "PMY_377034.jpg").resolve())
+    marker = json.loads((cams / ".naturalize-output.json").read_text())
+    assert marker["written"] == ["a", "c"]
+
+    one = explain(tf_run, [folder / "c" / "PMY_377034.jpg"], tmp_path / "one", max_channels=4, progress=False)
+    assert one == [tmp_path / "one" / "PMY_377034_scorecam.png"]
+
+
+def test_transfer_without_pretrained_weights_is_refused_before_any_work(tiny_tree, tmp_path):
+    """--mode transfer trains only a head on a frozen backbone: from random weights (--weights none, or vit_b16's
+    default) that is refused in one line, before the dataset is read or --out made."""
+    from classify.train import train
+
+    for model, weights in (("efficientnetv2b0", "none"), ("vit_b16", "none")):
+        with pytest.raises(UserError, match=f"--mode transfer freezes the {model} backbone.*--mode finetune"):
+            train(tmp_path / "no-dataset", model, tmp_path / "run", mode="transfer", weights=weights, image_size=SIZE)
+    assert not (tmp_path / "run").exists()
+    r = _cli("train", "--dataset", tiny_tree, "--model", "vit_b16", "--mode", "transfer", "--out", tmp_path / "cli")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = _error_lines(r.stderr)
+    assert line.startswith("error: --mode transfer freezes the vit_b16 backbone, but its weights are none (random)")
+    assert "--weights PATH" in line and line.endswith("or use --mode finetune")
+    assert not (tmp_path / "cli").exists()
+
+
+def test_cam_names_never_collide(tmp_path):
+    from classify.scorecam import cam_names
+
+    def names(tmp: Path, files: list[str], inputs: list[str]) -> list[str]:
+        for f in files:
+            (tmp / f).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / f).touch()
+        return [str(n) for n in cam_names([tmp / i for i in inputs], [tmp / f for f in files])]
+
+    t = tmp_path
+    assert names(t / "1", ["F/a/x.jpg", "F/c/x.jpg", "F/y.jpg"], ["F"]) == [
+        "a/x_scorecam.png",
+        "c/x_scorecam.png",
+        "y_scorecam.png",
+    ]
+    # two folders or two files of one name in different places: the folders below their common one
+    assert names(t / "2", ["p/test/x.jpg", "q/test/x.jpg"], ["p/test", "q/test"]) == [
+        "p/test/x_scorecam.png",
+        "q/test/x_scorecam.png",
+    ]
+    assert names(t / "3", ["p/x.jpg", "q/x.jpg"], ["p/x.jpg", "q/x.jpg"]) == ["p/x_scorecam.png", "q/x_scorecam.png"]
+    assert names(t / "4", ["F/x.jpg", "F/x.png"], ["F"]) == ["x.jpg_scorecam.png", "x.png_scorecam.png"]
 
 
 @pytest.mark.slow
