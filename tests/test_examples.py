@@ -107,7 +107,9 @@ def test_explain_prediction_prints_classes_and_writes_score_cam(trained: tuple[P
         tmp=tmp_path,
     )
     assert sum(str(p) in stdout for p in images) == 2
-    assert len(list((tmp_path / "x").glob("*.png"))) == 2
+    # files from different folders keep those folders under --out (below the inputs' common folder)
+    written = sorted(p.relative_to(tmp_path / "x").as_posix() for p in (tmp_path / "x").rglob("*.png"))
+    assert written == sorted(f"{p.parent.name}/{p.stem}_scorecam.png" for p in images)
 
 
 def test_quickstart_notebook_is_valid_with_code_cells_and_no_outputs() -> None:
