@@ -6,7 +6,6 @@ Keras (and its backend) is imported only inside the commands, so `classify --hel
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import typer
@@ -182,13 +181,10 @@ def models() -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning a UserError into one line on stderr and exit code 2."""
+    """Entry point: run the app (clihelp.run_app: a UserError is one line on stderr and exit code 2, Ctrl-C one
+    `interrupted` line and exit code 130)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        run_app(app)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; rerun the same command to resume", err=True)
-        sys.exit(130)
+    run_app(app)
 
 
 if __name__ == "__main__":
