@@ -229,12 +229,17 @@ def _prepared(
 
 
 def _tree_files(out: Path) -> set[str]:
-    """The files the last build linked into OUT's split folders, as files.csv lists them ('train/PMY/x.jpg')."""
+    """The files the last build linked into OUT's split folders, as files.csv lists them ('train/PMY/x.jpg'): only
+    entries of the form <split>/<CLASS>/<name>, so an edited or damaged files.csv names nothing outside them."""
     try:
         with (out / "files.csv").open(newline="", encoding="utf-8") as f:
-            return {row["file"] for row in csv.DictReader(f)}
+            files = {row["file"] for row in csv.DictReader(f)}
     except (OSError, KeyError, csv.Error):
         return set()
+    shape = [rel.split("/") for rel in files]
+    return {
+        "/".join(p) for p in shape if len(p) == 3 and p[0] in SPLITS and p[1] in CLASSES and p[2] not in ("", ".", "..")
+    }
 
 
 def foreign_files(out: Path) -> list[Path]:
@@ -319,12 +324,15 @@ def _write_tree(out: Path, items: Sequence[Item]) -> None:
     """(Re)create out/<split>/<CLASS>/ with hard links (copies where links fail): remove the files the last
     build linked (OUT/files.csv) and the folders that leaves empty, write the new files.csv, then link (an
     interrupted run leaves a files.csv that lists every file it may have linked)."""
+    root, emptied = out.resolve(), set()
     for rel in _tree_files(out):
-        (out / rel).unlink(missing_ok=True)
-    for split in SPLITS:
-        for folder in [*sorted((out / split).rglob("*"), reverse=True), out / split] if (out / split).is_dir() else ():
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        path = out / rel
+        if path.parent.resolve().is_relative_to(root):  # never through a folder linked to elsewhere
+            path.unlink(missing_ok=True)
+            emptied |= {path.parent, path.parent.parent}
+    for folder in sorted(emptied, key=lambda f: len(f.parts), reverse=True):  # class folders, then split folders
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     _write_files_csv(out / "files.csv", items)
     for i in items:
         dst = out / i.split / i.cls / i.name
@@ -472,12 +480,12 @@ def build(
         real_counts = Counter(r.cls for r in real)
         check_splits_hold_classes(real, protocol)
         wanted = recipe.synthetic_counts(real_counts)
+        scenes = scene_by_class(wanted, compose.scene)
 
         synthetic: dict[str, list[Path]] = {}
         if wanted:
             bank = banks["train" if protocol == "clean" else "all"]
             stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
-            scenes = scene_by_class(wanted, compose.scene)
             for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
                 echo(
                     f"note: {cls} composites use the {scenes[cls]} scene: its real images hold no white cell for "
@@ -510,7 +518,7 @@ def build(
             "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
             "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
             "sprite_sources": ("train split only" if protocol == "clean" else "all images") if wanted else None,
-            "scene_by_class": scene_by_class(wanted, compose.scene),
+            "scene_by_class": scenes,
             "counts": count_items(items),
             "work": str(work_dir),
             "out": str(out),

@@ -75,3 +75,14 @@ def test_a_rebuilt_tree_replaces_only_what_the_last_build_linked(tmp_path: Path)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == ["files.csv", "train/MY/c.jpg"]  # the old files and the folders they leave empty are gone
     assert not (out / "test").exists() and foreign_files(out) == []
+    # a files.csv edited to name files outside the tree: those are never removed, nor is a folder of the user's
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine\n")
+    (out / "train" / "mine").mkdir()
+    with (out / "files.csv").open("a") as f:
+        f.write(
+            f"train,MY,../outside.txt,real,x\ntrain,MY,train/MY/../../../outside.txt,real,x\ntrain,MY,{outside},real,x\n"
+        )
+    _write_tree(out, [Item("val", "LY", src / "a.jpg", "a.jpg", "real", "a")])
+    assert outside.read_text() == "mine\n" and (out / "train" / "mine").is_dir()
+    assert all((src / n).is_file() for n in ("a.jpg", "b.jpg", "c.jpg"))  # the linked inputs stay

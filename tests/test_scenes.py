@@ -185,10 +185,12 @@ def test_a_damaged_or_old_donor_cache_file_is_made_again(bank: Path) -> None:
     for p in old:  # a cache of the previous format beside a current one: removed when that donor is remade
         p.write_bytes(b"old")
     data[1].unlink()
+    (bank / CACHE_DIR / "notes.txt").write_text("mine\n")  # not the cache's: stays
     after, _ = render(transplant_library(Bank.open(bank), "PMY", 0, TRANSPLANT), TRANSPLANT, 0, 3)
     assert np.array_equal(before, after)
     assert np.load(data[0]).shape[2] == 4 and data[1].is_file()
-    assert not any(p.exists() for p in old)
+    assert not any(p.exists() for p in old) and (bank / CACHE_DIR / "notes.txt").read_text() == "mine\n"
+    (bank / CACHE_DIR / "notes.txt").unlink()
 
 
 def test_bank_without_source_images_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
