@@ -339,7 +339,7 @@ def compose(
         overwrite=overwrite,
         warn=lambda m: typer.echo(m, err=True),
     )
-    typer.echo(run_summary(out, normalize_class(cls), n, parse_shard(shard)))
+    typer.echo(run_summary(out, normalize_class(cls), n, parse_shard(shard), seed, params.fmt))
 
 
 @app.command(

@@ -340,10 +340,12 @@ def compose_class(
     return [out / cls / image_name(cls, seed, i, params.fmt) for i in indices]
 
 
-def run_summary(out: Path, cls: str, n: int, shard: tuple[int, int]) -> str:
+def run_summary(out: Path, cls: str, n: int, shard: tuple[int, int], seed: int, fmt: str) -> str:
     """One line after a compose run: which images this shard covers (all now in OUT, made or resumed) and how many
-    of the run's n images of `cls` OUT holds (other shards' included)."""
-    held = sum(1 for e in load_entries(out) if e["class"] == cls)
+    of the run's n images of `cls` OUT holds (other shards' included; counted by name in OUT/<cls>/, not by
+    reading the journals a second time)."""
+    present = {e.name for e in os.scandir(out / cls)} if (out / cls).is_dir() else set()
+    held = sum(image_name(cls, seed, i, fmt) in present for i in range(n))
     indices = shard_range(n, shard)
     k, parts = shard
     if parts == 1:
