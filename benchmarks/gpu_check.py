@@ -194,7 +194,8 @@ def bench_keras(backend: str, args: argparse.Namespace, timeout: float) -> dict:
         "--models",
         ",".join(args.models),
     ]
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)  # keep carried packages
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired as e:  # keep the models that finished before the budget ran out
@@ -225,6 +226,14 @@ def _worker_lines(stdout: str | bytes | None) -> dict:
 
 
 # ---------------------------------------------------------------- driver
+
+
+def _gpu_name() -> str:
+    """The CUDA device PyTorch sees, with its torch version ('none' on a CPU machine)."""
+    import torch
+
+    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return f"{name} (torch {torch.__version__})"
 
 
 def write(path: Path, result: dict) -> None:
@@ -275,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {
         "dry_run": dry,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "gpu": _gpu_name(),
+        },
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "keras_worker")},
         "sam": {},
         "train": {},
