@@ -31,7 +31,7 @@ from naturalize.compose.params import ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, claim_settled, dropped_if_unused
 from naturalize.paths import data_home
-from naturalize.prepare import apply_curation, prepare, stratified_split
+from naturalize.prepare import apply_curation, left_out, prepare, stratified_split
 from naturalize.records import Record, detect_layout, is_prepared, read_records, write_records
 
 PROTOCOLS = ("clean", "paper")
@@ -450,6 +450,8 @@ def build(
         stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
         prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
         records = read_records(prepared / "records.csv")
+        for line in left_out(json.loads((prepared / "summary.json").read_text())):
+            echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
         banks: dict[str, Path] = {}
         if not segments(recipe) and (backend != "auto" or checkpoint):
             echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")

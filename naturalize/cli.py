@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from naturalize.classes import normalize_class, parse_classes
-from naturalize.clihelp import examples, new_app, run_app, version_option
+from naturalize.clihelp import check_seed, examples, new_app, run_app, version_option
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
 from naturalize.fsio import UserError
 from naturalize.segment import backend_help
@@ -65,7 +65,7 @@ def prepare(
     out: Path = typer.Option(
         ..., "--out", help="Directory for records.csv, dropped.csv and summary.json (must not lie inside PBC_ROOT)."
     ),
-    seed: int = typer.Option(0, help="Seed of the stratified split."),
+    seed: int = typer.Option(0, callback=check_seed, help="Seed of the stratified split."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions (ignored for a train/val/test tree)."),
     materialize: bool = typer.Option(False, help="Also lay out OUT/<split>/<CLASS>/ (hard links, else copies)."),
     per_class: int | None = typer.Option(None, help="Keep at most N images per class (seeded), for quick runs."),
@@ -195,7 +195,7 @@ def build(
     protocol: str = typer.Option(
         "clean", help="clean: val/test real-only, sprites from train only. paper: pooled, then split."
     ),
-    seed: int = typer.Option(0, help="Seed of the split and of every composed image."),
+    seed: int = typer.Option(0, callback=check_seed, help="Seed of the split and of every composed image."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
     backend: str = typer.Option("auto", help="Segmentation backend: " + backend_help()),
     checkpoint: str | None = typer.Option(
@@ -272,7 +272,7 @@ def compose(
     out: Path = typer.Option(
         Path("out"), "--out", help="Output folder: OUT/<CLASS>/, manifest.jsonl, annotations.json."
     ),
-    seed: int = typer.Option(0, help="Seed: image i depends only on (seed, class, i)."),
+    seed: int = typer.Option(0, callback=check_seed, help="Seed: image i depends only on (seed, class, i)."),
     rbc: int = typer.Option(_COMPOSE.rbc, help="Red cells per image (--scene paper only)."),
     wbc: int = typer.Option(
         _COMPOSE.wbc, help="White cells of the class per image, the first near the centre (--scene paper or matched)."
@@ -358,7 +358,7 @@ def preview(
         help="Folder of real images to show beside the synthetic ones.",
         show_default="the real images found in DIR",
     ),
-    seed: int = typer.Option(0, help="Seed of the choice of images."),
+    seed: int = typer.Option(0, callback=check_seed, help="Seed of the choice of images."),
 ) -> None:
     """A contact sheet of images, real beside synthetic when both exist."""
     from naturalize.compose.preview import contact_sheet
@@ -383,7 +383,9 @@ def demo(
         show_default="drawn images",
     ),
     size: str = typer.Option("default", "--size", help="small (about 1 min) or default (about 2 min on 2 CPU cores)."),
-    seed: int = typer.Option(0, help="Seed of every stage (same seed -> same data set and images)."),
+    seed: int = typer.Option(
+        0, callback=check_seed, help="Seed of every stage (same seed -> same data set and images)."
+    ),
     workers: int = typer.Option(2, help="Processes for segmentation and composition."),
     overwrite: bool = typer.Option(False, help="Replace an earlier demo in --out."),
 ) -> None:

@@ -64,6 +64,14 @@ def run_app(app: typer.Typer) -> None:
         sys.exit(130)
 
 
+def check_seed(value: int) -> int:
+    """The --seed options' callback: numpy's generators take no negative seed, so one is refused with one `error:`
+    line before the command writes anything (it used to end in a traceback)."""
+    if value < 0:
+        raise UserError(f"--seed {value}: a seed must be 0 or more (e.g. --seed 0)")
+    return value
+
+
 def version_callback(prog: str) -> Callable[[bool], None]:
     """An eager --version callback printing "<prog> <version>" and exiting 0."""
 

@@ -32,3 +32,8 @@ def subdirs(path: Path) -> list[Path]:
 def is_image_name(path: str | os.PathLike) -> bool:
     """True when the file name has an image suffix (any case)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_composite_name(path: str | os.PathLike) -> bool:
+    """True when the file name is a Naturalize composite's (`<CLASS>_syn_<seed>_<i>.<fmt>`: `_syn_` in it)."""
+    return "_syn_" in Path(path).name

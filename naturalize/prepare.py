@@ -21,7 +21,7 @@ import numpy as np
 from naturalize.classes import CLASS_NAMES, CLASSES, SPLITS
 from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
-from naturalize.records import Record, Scan, scan, with_split, write_dropped, write_records
+from naturalize.records import Record, Scan, scan, unread_note, with_split, write_dropped, write_records
 
 OUTPUTS = ("records.csv", "dropped.csv", "summary.json") + SPLITS
 KIND = "prepared"  # the output marker's kind (naturalize.outputs)
@@ -127,6 +127,14 @@ def summarize(result: Scan, records: Sequence[Record], seed: int | None, fractio
     }
 
 
+def left_out(summary: Mapping) -> list[str]:
+    """Lines naming what the scan of `summary` did not take in: each unreadable file, then the folders not read."""
+    lines = [f"  skipped {u['path']}: {u['detail']}" for u in summary["unreadable"]]
+    if note := unread_note(summary["root"], summary.get("ignored", [])):
+        lines.append(note)
+    return lines
+
+
 def format_table(summary: Mapping) -> str:
     """A per-class table like the paper's Table 2, followed by what was dropped."""
     lines = [f"{'Class':<5} {'Cell type':<21} {'Images':>7} {'%':>6} {'Train':>6} {'Val':>5} {'Test':>5}"]
@@ -145,8 +153,7 @@ def format_table(summary: Mapping) -> str:
         f"non-images {summary['non_images_skipped']}; unreadable {len(summary['unreadable'])}; "
         f"unknown prefix {summary['dropped'].get('unknown_prefix', 0)}"
     )
-    for u in summary["unreadable"]:
-        lines.append(f"  skipped {u['path']}: {u['detail']}")
+    lines += left_out(summary)
     if summary["curated_out"]:
         lines.append(
             "curated out (multi-cell etc.): " + ", ".join(f"{k} {v}" for k, v in summary["curated_out"].items())

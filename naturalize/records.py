@@ -34,7 +34,7 @@ from naturalize.classes import (
     class_of_prefix,
 )
 from naturalize.fsio import UserError, atomic_open
-from naturalize.paths import subdirs
+from naturalize.paths import is_image_name, subdirs
 from naturalize.procs import die_with_parent
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
@@ -111,6 +111,18 @@ def detect_layout(root: Path) -> tuple[str, Path]:
     raise UserError(
         f"{root} has no PBC layout: expected the release's folders ({', '.join(RELEASE_FOLDERS)}), "
         f"one folder per class ({', '.join(CLASSES)}) or train/val/test/<CLASS>/; point to the folder that holds them"
+    )
+
+
+def unread_note(root: str | Path, ignored: Sequence[str]) -> str | None:
+    """One line naming the folders and image files of a scan's `ignored` paths (relative to `root`), whose images
+    were not read, with the fix; None when there is none (loose non-image files, such as a README, go unnamed)."""
+    lost = [p for p in ignored if is_image_name(p) or (Path(root) / p).is_dir()]
+    if not lost:
+        return None
+    return (
+        f"note: not read (neither a PBC class folder nor a release folder): {', '.join(lost)}; "
+        "rename a folder to its class or release name (e.g. neutrophil, PMY) to include its images"
     )
 
 
@@ -353,6 +365,8 @@ def load_sources(
                 f"skipped {len(bad)} unreadable image(s): "
                 + "; ".join(f"{d.path} ({d.detail or d.reason})" for d in bad)
             )
+        if echo is not None and (note := unread_note(root, result.ignored)):
+            echo(note)
         if split and result.layout != "split":
             raise UserError(
                 f"--split {split} needs a prepared directory or a train/val/test tree, and {path} is a "

@@ -651,6 +651,14 @@ CASES = [
     Case("compose-bad-shard", OTHER, N, _compose("--shard", "3/2"), "--shard"),
     Case("compose-bad-platelets", OTHER, N, _compose("--platelets", "3..1"), "--platelets"),
     Case("compose-bad-size", OTHER, N, _compose("--size", "huge"), "--size"),
+    # a negative --seed reached numpy's generators and ended in a traceback (compose had written its marker by then)
+    Case("compose-negative-seed", TRACEBACK, N, _compose("--seed", "-1"), "--seed -1"),
+    Case("prepare-negative-seed", TRACEBACK, N, _prepare("--seed", "-1"), "--seed -1"),
+    Case("build-negative-seed", TRACEBACK, N, _build("--seed", "-1"), "--seed -1"),
+    Case(
+        "preview-negative-seed", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/s.png", "--seed", "-1"), "--seed -1"
+    ),
+    Case("demo-negative-seed", TRACEBACK, N, ("demo", "--out", "{tmp}/demo", "--seed", "-1"), "--seed -1"),
     Case("compose-missing-bank", OTHER, N, _compose(bank="{tmp}/nope"), "not a sprite bank"),
     Case("compose-other-settings", OTHER, N, _compose("--seed", "9", n="3", out="{syn}"), "--overwrite"),
     Case("prepare-bad-split", OTHER, N, _prepare("--split", "0.5,0.5"), "--split"),

@@ -342,6 +342,27 @@ def test_preview_skips_a_truncated_jpeg(tmp_path: Path) -> None:
     assert "Premature end" not in r.stderr and "(2 real, 0 synthetic tiles)" in r.stdout
 
 
+def test_preview_records_its_tiles_provenance(tmp_path: Path) -> None:
+    """The contact sheet names the files its tiles show, by origin, and the seed that chose them (a PNG text chunk
+    'provenance', as the demo's sheets carry): it used to record nothing. A skipped, unreadable file is not named."""
+    import json
+
+    from PIL import Image
+
+    from naturalize.drawn import write_drawn_release
+
+    root = Path(write_drawn_release(tmp_path / "imgs", {"PMY": 4}, seed=0))
+    files = sorted(root.rglob("PMY_*.jpg"))
+    syn = files[0].rename(files[0].with_name("PMY_syn_0_0.jpg"))
+    files[1].write_bytes(files[1].read_bytes()[:1500])
+    counts = contact_sheet(root, tmp_path / "sheet.png", n=8, seed=3)
+    with Image.open(tmp_path / "sheet.png") as im:
+        prov = json.loads(im.text["provenance"])
+    assert prov["made_by"] == "naturalize preview" and prov["seed"] == 3
+    assert prov["synthetic"] == [str(syn)] and sorted(prov["real"]) == [str(f) for f in files[2:]]
+    assert counts["unreadable"] == [str(files[1])]
+
+
 def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> None:
     import signal
     import time

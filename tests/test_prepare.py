@@ -230,3 +230,24 @@ def test_per_class_cap_is_seeded_and_recorded(messy_release: Path, tmp_path: Pat
     assert {c: v["total"] for c, v in a["per_class"].items() if v["total"]} == {"BA": 4, "PMY": 4, "SNE": 4}
     assert a["per_class_cap"] == 4
     assert (tmp_path / "a" / "records.csv").read_bytes() == (tmp_path / "b" / "records.csv").read_bytes()
+
+
+def test_a_folder_left_unread_is_named_by_prepare_segment_and_build(tmp_path: Path):
+    """A release tree whose neutrophil folder a user renamed 'Neutrophils': its images are not read (not a release
+    folder's name). prepare, segment on the raw tree and build used to drop them silently (only summary.json's
+    `ignored` listed the folder); each now names it in one line with the fix. Loose non-image files are not named."""
+    from naturalize.drawn import write_drawn_release
+
+    pbc = write_drawn_release(tmp_path / "pbc", 4, progress=False)
+    (pbc / "neutrophil").rename(pbc / "Neutrophils")
+    runs = {
+        "prepare": ("prepare", pbc, "--out", tmp_path / "p", "--workers", 1),
+        "segment": ("segment", pbc, "--out", tmp_path / "b", "--classes", "LY", "--workers", 1, "--no-progress"),
+        "build": ("build", "pbc11", "--pbc", pbc, "--out", tmp_path / "d", "--workers", 1),
+    }
+    for name, args in runs.items():
+        proc = run_cli("naturalize", *args)
+        assert proc.returncode == 0, (name, proc.stderr[-2000:])
+        said = [line for line in (proc.stdout + proc.stderr).splitlines() if "Neutrophils" in line]
+        assert len(said) == 1 and "not read" in said[0], (name, proc.stdout, proc.stderr)
+        assert "README.txt" not in said[0] and "manifest.csv" not in said[0], said

@@ -65,6 +65,10 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
     inner = next(p for p in real.iterdir() if p.is_dir())
     copies = tmp_path / "copies"  # only copies of real images: nothing synthetic is left
     shutil.copytree(inner, copies)
+    mixed = tmp_path / "train"  # as a dataset's train folder: real images beside hard links to composites
+    shutil.copytree(inner, mixed / "PMY")
+    for i, p in enumerate(sorted(syn.rglob("PMY_*.jpg"))[:5]):
+        shutil.copy(p, mixed / "PMY" / f"PMY_syn_0_{i}.jpg")
     cases = [
         (["--real", str(tmp_path / "none"), "--synthetic", str(syn)], "error: --real"),
         (["--real", str(real), "--synthetic", str(syn), "--classes", "LY"], "error: --real"),
@@ -75,6 +79,8 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
         (["--real", str(real), "--synthetic", str(inner)], "error: --synthetic"),
         (["--real", str(inner), "--synthetic", str(real)], "error: --synthetic"),
         (["--real", str(real), "--synthetic", str(copies)], "error: --synthetic"),
+        # composites on the real side used to count as real (with a warning calling them copies of real images)
+        (["--real", str(mixed), "--synthetic", str(syn)], f"error: --real {mixed} holds 5 Naturalize composites"),
     ]
     for args, start in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "o")]

@@ -3,11 +3,14 @@
 In: a folder (a compose output, a dataset tree, any tree of images) and optionally a folder of real
 images. An image is synthetic when its name has `_syn_` in it (every Naturalize composite does), real
 otherwise. Out: a PNG grid, real tiles on the left half and synthetic on the right (or one kind only),
-each tile labelled with its class and origin; images chosen by seed, spread over classes.
+each tile labelled with its class and origin; images chosen by seed, spread over classes; the files shown and the
+seed in the PNG's text chunk 'provenance'.
 """
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import cv2
@@ -16,7 +19,7 @@ import numpy as np
 from naturalize.classes import class_of_prefix
 from naturalize.fsio import UserError, write_bytes
 from naturalize.outputs import check_file_output
-from naturalize.paths import is_image_name
+from naturalize.paths import is_composite_name, is_image_name
 
 TILE = 128
 
@@ -24,7 +27,7 @@ TILE = 128
 def find_images(root: Path) -> tuple[list[Path], list[Path]]:
     """(real, synthetic) image paths under root, sorted; synthetic = '_syn_' in the file name."""
     files = sorted(p for p in root.rglob("*") if is_image_name(p) and p.is_file() and not p.name.startswith("."))
-    return [p for p in files if "_syn_" not in p.name], [p for p in files if "_syn_" in p.name]
+    return [p for p in files if not is_composite_name(p)], [p for p in files if is_composite_name(p)]
 
 
 def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
@@ -98,11 +101,13 @@ def contact_sheet(
         raise UserError(f"no images under {root}; run `naturalize compose` or `naturalize build` first")
     rng = np.random.default_rng(seed)
     bad: list[Path] = []
+    chosen: dict[str, list[Path]] = {"real": [], "synthetic": []}
     if reals and syns:
         half = max(1, n // 2)
         cols = max(1, int(np.ceil(np.sqrt(half))))
-        left_tiles = _tiles(_pick(reals, half, rng), "real", bad)
-        right_tiles = _tiles(_pick(syns, half, rng), "syn", bad)
+        chosen = {"real": _pick(reals, half, rng), "synthetic": _pick(syns, half, rng)}
+        left_tiles = _tiles(chosen["real"], "real", bad)
+        right_tiles = _tiles(chosen["synthetic"], "syn", bad)
         left, right = _grid(left_tiles, cols), _grid(right_tiles, cols)
         h = max(left.shape[0], right.shape[0])
         pad = lambda a: np.vstack([a, np.full((h - a.shape[0], a.shape[1], 3), 255, np.uint8)])  # noqa: E731
@@ -110,11 +115,24 @@ def contact_sheet(
         counts = {"real": len(left_tiles), "synthetic": len(right_tiles)}
     else:
         pool, origin = (syns, "syn") if syns else (reals, "real")
-        tiles = _tiles(_pick(pool, n, rng), origin, bad)
+        chosen["synthetic" if syns else "real"] = _pick(pool, n, rng)
+        tiles = _tiles(chosen["synthetic" if syns else "real"], origin, bad)
         sheet = _grid(tiles, max(1, int(np.ceil(np.sqrt(len(tiles) * 1.5)))))
         counts = {"real": 0 if syns else len(tiles), "synthetic": len(tiles) if syns else 0}
     if bad and not sum(counts.values()):
         raise UserError(f"none of the {len(bad)} images chosen could be read (first: {bad[0]}); check the folder")
-    ok, buf = cv2.imencode(".png", sheet)
-    write_bytes(out, buf.tobytes())
+    shown = {origin: [str(p) for p in paths if p not in bad] for origin, paths in chosen.items()}
+    write_bytes(out, _png(sheet, {"made_by": "naturalize preview", "seed": seed, **shown}))
     return {**counts, "unreadable": [str(p) for p in bad]}
+
+
+def _png(sheet: np.ndarray, provenance: dict) -> bytes:
+    """PNG bytes of a BGR sheet, its provenance (the files shown, by origin, and the seed) in a text chunk
+    'provenance', as the demo's sheets carry theirs."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("provenance", json.dumps(provenance))
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(sheet[:, :, ::-1])).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()

@@ -3,9 +3,9 @@
 In: a directory (any depth; .jpg/.jpeg/.png/.bmp/.tif files), optional classes and a per-class cap.
 Out: Images (paths, class per image, sha256) with byte-identical copies dropped (the PBC sample holds
 identical pairs: the same crop on both sides of a test would look like a perfect synthetic), sorted by path.
-Across the two sides: `apart` refuses a synthetic folder that is, holds or lies inside the real one, and
-`drop_shared` drops synthetic files byte-identical to a real one (the real side, which also feeds the real-vs-real
-baseline, stays whole).
+Across the two sides: `apart` refuses a synthetic folder that is, holds or lies inside the real one,
+`refuse_composites` refuses a real side holding composites (*_syn_* files), and `drop_shared` drops synthetic files
+byte-identical to a real one (the real side, which also feeds the real-vs-real baseline, stays whole).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from naturalize.classes import CLASSES, class_of_prefix
 from naturalize.fsio import UserError
 from naturalize.outputs import overlap
+from naturalize.paths import is_composite_name
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -91,6 +92,17 @@ def apart(real: Path, synthetic: Path) -> None:
         raise UserError(
             f"--synthetic {synthetic} {how} the --real folder {real}; the test compares two separate sets: "
             f"point --synthetic at the synthetic images alone (e.g. a compose --out) and --real outside it"
+        )
+
+
+def refuse_composites(real: Images, folder: Path) -> None:
+    """UserError when the --real side holds Naturalize composites (a dataset's train folder, or val/test of a
+    paper-protocol build, holds them beside real images): they would be taken for real images."""
+    found = [p for p in real.paths if is_composite_name(p)]
+    if found:
+        raise UserError(
+            f"--real {folder} holds {len(found)} Naturalize composites (*_syn_* files, e.g. {found[0]}), which would "
+            f"count as real; point --real at real images only (the PBC download, or a clean build's val or test folder)"
         )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from naturalize.fsio import UserError, write_json
 from naturalize.outputs import check_disjoint, claim, write_marker
 from naturalize.realism.critic import CriticParams, Trial, keras_or_error, trial
-from naturalize.realism.data import Images, apart, balanced, drop_shared, gather
+from naturalize.realism.data import Images, apart, balanced, drop_shared, gather, refuse_composites
 from naturalize.realism.report import draw_auc, draw_saliency, summarise
 
 KIND = "realism"  # the output marker's kind (naturalize.outputs)
@@ -69,6 +69,7 @@ def realism(
     claim(out, KIND)  # a folder of the user's own files is refused before any work
     t0 = time.perf_counter()
     real = gather(Path(real_dir), "--real", classes)
+    refuse_composites(real, Path(real_dir))
     syn = drop_shared(gather(Path(synthetic_dir), "--synthetic", classes), real, Path(synthetic_dir))
     keras_or_error()
     # the synthetic side: k per class, drawn once; the real side: every real image of those classes
