@@ -87,3 +87,4 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
         r = run_cli("naturalize", "realism", *args, *out)
         assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(start), r.stderr
         assert "Traceback" not in r.stderr
+        assert not (tmp_path / "o").exists(), f"{args}: a refused run left its --out folder behind"
