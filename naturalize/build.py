@@ -340,6 +340,13 @@ def _write_tree(out: Path, items: Sequence[Item]) -> None:
         link_or_copy(i.src, dst)
 
 
+def tree_splits(records: Sequence[Record], items: Sequence[Item]) -> list[Record]:
+    """`records` with each real image laid out in the tree given the split folder it went to (the paper protocol
+    splits the pooled images anew, so prepare's split no longer says where a real image is); others unchanged."""
+    where = {i.source: i.split for i in items if i.origin == "real"}
+    return [replace(r, split=where.get(r.path, r.split)) for r in records]
+
+
 def _write_files_csv(path: Path, items: Sequence[Item]) -> None:
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
@@ -508,7 +515,7 @@ def build(
         stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
         items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
         _write_tree(out, items)
-        write_records(out / "records.csv", records)
+        write_records(out / "records.csv", tree_splits(records, items))
         meta = {
             "format": "naturalize-dataset/1",
             "recipe": recipe.name,

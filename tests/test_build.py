@@ -135,6 +135,10 @@ def test_paper_protocol_pools_and_warns(sample_root: Path, tmp_path: Path):
     assert sum(v["synthetic"] for v in pmy.values()) == 20
     assert pmy["val"]["synthetic"] + pmy["test"]["synthetic"] > 0  # the paper's leak, reproduced on purpose
     assert meta["sprite_sources"] == "all images"
+    # the dataset's records.csv says where each real image is (the pooled split moves some from prepare's split)
+    split_of = {r.path: r.split for r in read_records(tmp_path / "paper" / "records.csv")}
+    real = [r for r in _files(tmp_path / "paper") if r["origin"] == "real"]
+    assert real and all(split_of[r["source"]] == r["split"] for r in real)
 
 
 @pytest.mark.slow
