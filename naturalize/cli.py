@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from naturalize.classes import normalize_class, parse_classes
-from naturalize.clihelp import check_seed, examples, new_app, run_app, version_option
+from naturalize.clihelp import check_seed, check_workers, examples, new_app, run_app, version_option
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
 from naturalize.fsio import UserError
 from naturalize.segment import backend_help
@@ -69,8 +69,9 @@ def prepare(
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions (ignored for a train/val/test tree)."),
     materialize: bool = typer.Option(False, help="Also lay out OUT/<split>/<CLASS>/ (hard links, else copies)."),
     per_class: int | None = typer.Option(None, help="Keep at most N images per class (seeded), for quick runs."),
-    workers: int = typer.Option(2, help="Processes that read and hash images."),
+    workers: int = typer.Option(2, callback=check_workers, help="Processes that read and hash images."),
     overwrite: bool = typer.Option(False, help="Replace an existing prepared directory."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Index a PBC tree into labelled, de-duplicated, split records (records.csv, summary.json)."""
     from naturalize import prepare as prep
@@ -84,6 +85,7 @@ def prepare(
         workers=workers,
         overwrite=overwrite,
         per_class=per_class,
+        progress=progress,
     )
     typer.echo(prep.format_table(summary))
     typer.echo(f"wrote {out / 'records.csv'} and {out / 'summary.json'}")
@@ -126,7 +128,7 @@ def segment(
         help="Only this split (train|val|test) of a prepared directory or train/val/test tree.",
         show_default="every split",
     ),
-    workers: int = typer.Option(2, help="Processes segmenting images (classical backend)."),
+    workers: int = typer.Option(2, callback=check_workers, help="Processes segmenting images (classical backend)."),
     limit: int | None = typer.Option(None, help="Only the first N images (classes taken in turn).", show_default="all"),
     overwrite: bool = typer.Option(False, help="Replace an existing bank made with other settings."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -225,11 +227,12 @@ def build(
         help="Scene of the synthetic images: transplant, matched, or paper "
         "(the paper's layout: a cell-free plate and --rbc red cells; use it to reproduce the paper).",
     ),
-    workers: int = typer.Option(2, help="Worker processes for segmentation and composition."),
+    workers: int = typer.Option(2, callback=check_workers, help="Worker processes for segmentation and composition."),
     work: Path | None = typer.Option(
         None, help="Cache of prepared records and sprite banks.", show_default="OUT/../.work/<key>"
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing dataset folder."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Build one of the paper's datasets: prepare -> segment -> compose -> OUT/{train,val,test}/<CLASS>/."""
     from naturalize import build as b
@@ -254,6 +257,7 @@ def build(
         overwrite=overwrite,
         compose=compose,
         echo=typer.echo,
+        progress=progress,
     )
     typer.echo(b.format_table(meta))
     typer.echo(f"wrote {meta['out']}/dataset.json")
@@ -305,11 +309,14 @@ def compose(
     wbc_focus: bool = typer.Option(
         _COMPOSE.wbc_focus, help="Blur or sharpen each white cell to the focus of the image it is pasted into."
     ),
-    workers: int = typer.Option(2, help="Worker processes (they share the library read from the bank once)."),
+    workers: int = typer.Option(
+        2, callback=check_workers, help="Worker processes (they share the library read from the bank once)."
+    ),
     shard: str | None = typer.Option(
         None, help="K/N: make only the K-th of N equal parts (e.g. a SLURM array task).", show_default="the whole run"
     ),
     overwrite: bool = typer.Option(False, help="Replace an earlier run of this class in OUT with other settings."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Compose realistic synthetic images of one class from a sprite bank (resumable, shardable)."""
     from naturalize.compose.run import compose_class, run_summary
@@ -338,6 +345,7 @@ def compose(
         workers=workers,
         overwrite=overwrite,
         warn=lambda m: typer.echo(m, err=True),
+        progress=progress,
     )
     typer.echo(run_summary(out, normalize_class(cls), n, parse_shard(shard), seed, params.fmt))
 
@@ -386,7 +394,7 @@ def demo(
     seed: int = typer.Option(
         0, callback=check_seed, help="Seed of every stage (same seed -> same data set and images)."
     ),
-    workers: int = typer.Option(2, help="Processes for segmentation and composition."),
+    workers: int = typer.Option(2, callback=check_workers, help="Processes for segmentation and composition."),
     overwrite: bool = typer.Option(False, help="Replace an earlier demo in --out."),
 ) -> None:
     """Run the whole pipeline on a small data set (drawn, or --pbc real) and write OUT/report.html."""

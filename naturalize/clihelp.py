@@ -72,6 +72,14 @@ def check_seed(value: int) -> int:
     return value
 
 
+def check_workers(value: int) -> int:
+    """The --workers options' callback: fewer than one process is refused with one `error:` line (compose ran
+    silently with --workers 0 or -2, where segment refused them)."""
+    if value < 1:
+        raise UserError(f"--workers {value}: need at least 1 process (e.g. --workers 2)")
+    return value
+
+
 def version_callback(prog: str) -> Callable[[bool], None]:
     """An eager --version callback printing "<prog> <version>" and exiting 0."""
 

@@ -659,6 +659,10 @@ CASES = [
         "preview-negative-seed", TRACEBACK, N, ("preview", "{syn}", "--out", "{tmp}/s.png", "--seed", "-1"), "--seed -1"
     ),
     Case("demo-negative-seed", TRACEBACK, N, ("demo", "--out", "{tmp}/demo", "--seed", "-1"), "--seed -1"),
+    # compose ran silently with --workers 0 or -2 (segment refused them): every --workers option now refuses
+    Case("compose-zero-workers", SILENT, N, _compose("--workers", "0"), "--workers 0"),
+    Case("prepare-negative-workers", SILENT, N, _prepare("--workers", "-2"), "--workers -2"),
+    Case("build-zero-workers", SILENT, N, _build("--workers", "0"), "--workers 0"),
     Case("compose-missing-bank", OTHER, N, _compose(bank="{tmp}/nope"), "not a sprite bank"),
     Case("compose-other-settings", OTHER, N, _compose("--seed", "9", n="3", out="{syn}"), "--overwrite"),
     Case("prepare-bad-split", OTHER, N, _prepare("--split", "0.5,0.5"), "--split"),

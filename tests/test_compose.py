@@ -289,6 +289,14 @@ def test_bad_input_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--shard 'x'" in r.stderr
 
 
+def test_compose_no_progress_prints_no_bar(bank: Path, tmp_path: Path) -> None:
+    """--no-progress (as segment and realism have it) leaves the bar out of a log; the images are made."""
+    cmd = _compose_pmy(bank, 4, "--out", str(tmp_path / "syn"), "--workers", "1")
+    quiet = subprocess.run([*cmd, "--no-progress"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and "img/s" not in quiet.stderr, quiet.stderr
+    assert len(list((tmp_path / "syn" / "PMY").iterdir())) == 4
+
+
 def test_preview_shows_real_beside_synthetic(bank: Path, sample_release: Path, tmp_path: Path) -> None:
     compose_class(bank, "PMY", 6, tmp_path / "syn", workers=1, progress=False)
     counts = contact_sheet(tmp_path / "syn", tmp_path / "sheet.png", n=8, real=sample_release / "ig")

@@ -273,7 +273,7 @@ def segment(
     segmenter = None
     if not spec.parallel or workers == 1:
         if workers > 1:
-            echo(f"{name} runs in one process (one model in memory); --workers {workers} ignored")
+            echo(f"note: the {name} backend segments in one process (one model in memory)")
         segmenter = spec.build(**options)  # a bad checkpoint fails here, before the bank is touched
     writer = BankWriter.open(out, identity, overwrite=overwrite)
 
