@@ -131,6 +131,31 @@ def test_grayscale_rgba_16bit_and_odd_sized_images_are_converted(tmp_path):
         load_image(tmp_path / "broken.jpg", 24)
 
 
+def test_a_16bit_image_reads_as_its_8bit_original_not_contrast_stretched(tmp_path):
+    # a 16-bit PNG of an 8-bit image (v * 257), as a scanner or converter writes it, must give the same pixels:
+    # a per-image min-max stretch gave a PBC cell another contrast (up to 30 levels) and other probabilities
+    rng = np.random.default_rng(0)
+    gray = rng.integers(40, 200, (30, 30), dtype=np.uint8)
+    _write(tmp_path / "gray8.png", gray)
+    _write(tmp_path / "gray16.png", gray.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(load_image(tmp_path / "gray16.png", None), load_image(tmp_path / "gray8.png", None))
+
+
+def test_a_decompression_bomb_is_an_unreadable_image_not_a_traceback(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 400 M pixels claimed, a few bytes stored
+    (tmp_path / "huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+    )
+    with pytest.raises(UserError, match="cannot read image .*huge.png: Image size .* exceeds limit"):
+        load_image(tmp_path / "huge.png", 24)
+
+
 def test_decode_cache_is_reused_and_matches_direct_decoding(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSIFY_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
