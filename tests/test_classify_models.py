@@ -156,6 +156,23 @@ def test_a_decompression_bomb_is_an_unreadable_image_not_a_traceback(tmp_path):
         load_image(tmp_path / "huge.png", 24)
 
 
+def test_a_score_cam_png_of_a_small_crop_is_drawn_large_enough_to_read(tmp_path):
+    """A 64x64 cell crop gave a 363x159 PNG whose title ran over the panel titles; small images are drawn at least
+    256 px a side (pixel for pixel), and a 360x363 PBC image keeps about one figure pixel per image pixel."""
+    from PIL import Image
+
+    from classify.plots import overlay_heatmap
+
+    rng = np.random.default_rng(0)
+    for h, w in ((64, 64), (8, 8), (360, 363)):
+        overlay_heatmap(
+            rng.integers(0, 255, (h, w, 3), dtype=np.uint8), rng.random((h, w)), tmp_path / "o.png", "x.jpg: EO", {}
+        )
+        width, height = Image.open(tmp_path / "o.png").size
+        side = max(256, h)
+        assert width >= 2 * side and side <= height <= side + 120, (h, w, width, height)
+
+
 def test_decode_cache_is_reused_and_matches_direct_decoding(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSIFY_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
