@@ -141,9 +141,11 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
     try:
         assign = stratified_split([r for r, _ in rows], [classes[y] for _, y in rows], PLAIN_FRACTIONS, seed)
     except UserError:
+        small = ", ".join(f"{c}/ has {len(files[c])}" for c in classes if len(files[c]) < MIN_PER_CLASS)
         raise UserError(
             f"dataset {root}: {len(rows)} images in {len(classes)} classes are too few to split 80/10/10 "
-            f"stratified (every class needs at least {MIN_PER_CLASS}); add images or provide a train/val/test tree"
+            f"stratified (every class needs at least {MIN_PER_CLASS}; {small}); add images to those class folders "
+            f"or provide a train/val/test tree"
         ) from None
     items = {s: [r for r, a in zip(rows, assign) if a == s] for s in SPLITS}
     return Dataset(root, classes, "plain", items, meta)

@@ -1,8 +1,9 @@
 """Decode images once into a uint8 (N, S, S, 3) cache so training feeds batches from memory.
 
 Any mode (grayscale, RGBA, palette, 16-bit) is converted to RGB and any size resized to S x S;
-nothing is rejected. The cache is a .npy file under $CLASSIFY_CACHE (else ~/.cache/naturalize/classify),
-keyed by the image size and each file's path, size and mtime, written atomically and memory-mapped.
+nothing is rejected but files Pillow cannot read (or refuses as a decompression bomb). The cache is a .npy
+file under $CLASSIFY_CACHE (else ~/.cache/naturalize/classify), keyed by the image size and each file's path,
+size and mtime, written atomically and memory-mapped.
 """
 
 from __future__ import annotations
@@ -39,20 +40,24 @@ def load_image(path: str | os.PathLike, size: int | None) -> np.ndarray:
                 rgb = Image.new("RGB", rgba.size, (255, 255, 255))
                 rgb.paste(rgba, mask=rgba.getchannel("A"))
             elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                a = np.asarray(im, dtype=np.float64)
-                a = (255 * (a - a.min()) / max(a.max() - a.min(), 1)).astype(np.uint8)
-                rgb = Image.fromarray(a).convert("RGB")
+                rgb = Image.fromarray(to_8bit(np.asarray(im))).convert("RGB")
             else:
                 rgb = im.convert("RGB")
             if size is not None and rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image {path}: {e}; remove or replace the file") from e
 
 
+def to_8bit(a: np.ndarray) -> np.ndarray:
+    """16-bit samples (0..65535) -> uint8 0..255 by the fixed scale 255/65535, as a 16-bit PNG saved from an 8-bit
+    image (v * 257) comes back as that image; never stretched per image, which would change its contrast."""
+    return np.clip(np.rint(np.asarray(a, np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
 def _key(paths: Sequence[Path], size: int) -> str:
-    h = hashlib.sha1(json.dumps(["v1", size]).encode())
+    h = hashlib.sha1(json.dumps(["v2", size]).encode())  # v2: 16-bit images scaled by 255/65535, not stretched
     for p in paths:
         st = p.stat()
         h.update(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

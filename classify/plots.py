@@ -92,6 +92,9 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
     _save(fig, path, provenance)
 
 
+MIN_PANEL_PX = 256  # overlay panels are at least this many pixels on their longer side
+
+
 def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, provenance: dict) -> None:
     """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet' -> PNG."""
     import matplotlib
@@ -101,11 +104,13 @@ def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, 
 
     h, w = cam.shape
     dpi = 110  # _save's: each panel shows the image at about one figure pixel per image pixel
-    fig, axes = plt.subplots(1, 2, figsize=(2 * w / dpi + 1.6, h / dpi + 0.9))
-    axes[0].imshow(image)
+    zoom = max(1.0, MIN_PANEL_PX / max(h, w))  # a small crop is drawn larger, pixel for pixel, so titles fit
+    pixels = "nearest" if zoom > 1 else None
+    fig, axes = plt.subplots(1, 2, figsize=(2 * w * zoom / dpi + 1.6, h * zoom / dpi + 0.9))
+    axes[0].imshow(image, interpolation=pixels)
     axes[0].set_title("image")
-    axes[1].imshow(image)
-    im = axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    axes[1].imshow(image, interpolation=pixels)
+    im = axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation=pixels)
     axes[1].set_title("Score-CAM")
     for ax in axes:
         ax.axis("off")

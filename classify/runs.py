@@ -6,7 +6,7 @@ RUN/
   split.csv       path,class,split of every image used (the saved split; for a plain tree it was made here)
   model.keras     best model by validation accuracy
   last.keras      checkpoint of the last finished epoch (with optimizer state), for resuming
-  state.json      {"epoch": finished epochs, "best_epoch", "best_val_accuracy", "done"}
+  state.json      {"epoch": finished epochs, "best_epoch", "best_val_accuracy", "done", "steps", "previous"}
   history.csv     per epoch: loss, accuracy, val_loss, val_accuracy, seconds, train images/s
   curves.png      accuracy and loss curves (train and val)
   eval/<split>/   report.txt, report.json, predictions.csv, confusion.png (see classify.evaluate)

@@ -1,8 +1,10 @@
 """Train a registry model on a dataset tree into a run directory, resuming after an interruption.
 
-Each finished epoch atomically writes last.keras (with optimizer state), model.keras when validation
-accuracy improved, history.csv, curves.png and state.json (last, so it only ever names complete files).
-Rerunning the same command resumes from the last finished epoch; a larger --epochs continues training.
+Each finished epoch atomically writes history.csv, model.keras when validation accuracy improved, curves.png,
+state.json (keeping the epoch before as "previous") and last last.keras (with optimizer state), so a kill between
+any two of them leaves a run that resumes exactly: last.keras's optimizer step count names the state entry that
+describes it (`resume_state`). Rerunning the same command resumes from the last finished epoch; a larger
+--epochs continues training.
 """
 
 from __future__ import annotations
@@ -113,6 +115,26 @@ def _check_backend(out: Path, was: str | None, now: str) -> None:
         )
 
 
+def optimizer_steps(model) -> int:
+    """How many optimizer steps a compiled model has taken (saved in a .keras file with the optimizer)."""
+    from keras import ops
+
+    return int(ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def resume_state(state: dict, steps: int) -> dict:
+    """The entry of state.json that describes last.keras, whose optimizer has taken `steps` steps: the file's own
+    or, when a kill fell after state.json was written and before last.keras was replaced, the epoch before it
+    (kept as "previous"). A state without step counts (an older run) is taken as it is."""
+    for entry in (state, state.get("previous")):
+        if entry is not None and entry.get("steps", steps) == steps:
+            return {k: v for k, v in entry.items() if k != "previous"}
+    raise UserError(
+        f"{runs.LAST} has taken {steps} optimizer steps but {runs.STATE} describes {state.get('steps')} (epoch "
+        f"{state.get('epoch')}); the run's files disagree, so it cannot resume exactly: train into a new --out"
+    )
+
+
 def reseed(model, seed: int, epoch: int) -> None:
     """Make epoch `epoch`'s random streams depend only on (seed, epoch): the global seeds (Python, NumPy, the
     backend) and the state of every layer's seed generator (dropout...). With the weights and the optimizer
@@ -168,15 +190,16 @@ def _make_callback(
                 "train_images_per_s": float(n_train / train_s),
             }
             history.append(row)
-            runs.save_model(self.model, out / runs.LAST)
+            write_text(out / runs.HISTORY, _history_text(history))
+            previous = {k: v for k, v in state.items() if k != "previous"}
             improved = row["val_accuracy"] > state.get("best_val_accuracy", -1.0)
             if improved:
                 runs.save_model(self.model, out / runs.MODEL)
                 state.update(best_epoch=epoch + 1, best_val_accuracy=row["val_accuracy"])
-            write_text(out / runs.HISTORY, _history_text(history))
             plot_history(history, out / runs.CURVES, title, provenance)
-            state.update(epoch=epoch + 1, done=False)
+            state.update(epoch=epoch + 1, done=False, steps=optimizer_steps(self.model), previous=previous)
             write_json(out / runs.STATE, state)
+            runs.save_model(self.model, out / runs.LAST)  # last: the epoch counts as finished once this is replaced
             log(
                 f"epoch {epoch + 1}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} val_loss {row['val_loss']:.4f} "
                 f"val_acc {row['val_accuracy']:.4f} ({seconds:.1f}s, {row['train_images_per_s']:.1f} img/s train)"
@@ -263,14 +286,15 @@ def _fit(
 
     history: list[dict] = []
     if state is not None:
-        history = read_history(out)[: state["epoch"]]
         net = runs.load_model(out / runs.LAST, compile=True)
+        state = resume_state(state, optimizer_steps(net))
+        history = read_history(out)[: state["epoch"]]
         log(
             f"resuming {out} after epoch {state['epoch']} (best val_acc {state['best_val_accuracy']:.4f} "
             f"at epoch {state['best_epoch']})"
         )
     else:
-        state = {"epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "done": False}
+        state = {"epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "done": False, "steps": 0}
         net = create_model(model, len(data.classes), weights, mode, image_size)
         net.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     write_json(out / runs.CONFIG, config)

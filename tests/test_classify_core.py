@@ -71,6 +71,16 @@ def test_dataset_names_resolve_under_the_data_home(tmp_path: Path, monkeypatch: 
         resolve_root("1k-pbc")
 
 
+def test_a_plain_tree_too_small_to_split_names_the_small_class_folders(tmp_path: Path) -> None:
+    """41 images in 5 classes, one of them a PLT/ folder of 1 image: the message named neither PLT nor its count."""
+    for cls, n in (("LY", 10), ("MO", 10), ("PLT", 1), ("EO", 2)):
+        (tmp_path / "plain" / cls).mkdir(parents=True)
+        for i in range(n):
+            (tmp_path / "plain" / cls / f"{i}.png").write_bytes(b"")  # listed by name only
+    with pytest.raises(UserError, match=r"at least 3; EO/ has 2, PLT/ has 1\); add images to those class folders"):
+        load_dataset(tmp_path / "plain", seed=0)
+
+
 def test_a_run_keeps_the_split_it_saved_for_a_plain_tree(tmp_path: Path) -> None:
     """Evaluate and resume read a plain tree's split from the run's split.csv, not from today's splitter."""
     for cls in ("LY", "MO"):

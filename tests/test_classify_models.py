@@ -131,6 +131,48 @@ def test_grayscale_rgba_16bit_and_odd_sized_images_are_converted(tmp_path):
         load_image(tmp_path / "broken.jpg", 24)
 
 
+def test_a_16bit_image_reads_as_its_8bit_original_not_contrast_stretched(tmp_path):
+    # a 16-bit PNG of an 8-bit image (v * 257), as a scanner or converter writes it, must give the same pixels:
+    # a per-image min-max stretch gave a PBC cell another contrast (up to 30 levels) and other probabilities
+    rng = np.random.default_rng(0)
+    gray = rng.integers(40, 200, (30, 30), dtype=np.uint8)
+    _write(tmp_path / "gray8.png", gray)
+    _write(tmp_path / "gray16.png", gray.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(load_image(tmp_path / "gray16.png", None), load_image(tmp_path / "gray8.png", None))
+
+
+def test_a_decompression_bomb_is_an_unreadable_image_not_a_traceback(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 400 M pixels claimed, a few bytes stored
+    (tmp_path / "huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+    )
+    with pytest.raises(UserError, match="cannot read image .*huge.png: Image size .* exceeds limit"):
+        load_image(tmp_path / "huge.png", 24)
+
+
+def test_a_score_cam_png_of_a_small_crop_is_drawn_large_enough_to_read(tmp_path):
+    """A 64x64 cell crop gave a 363x159 PNG whose title ran over the panel titles; small images are drawn at least
+    256 px a side (pixel for pixel), and a 360x363 PBC image keeps about one figure pixel per image pixel."""
+    from PIL import Image
+
+    from classify.plots import overlay_heatmap
+
+    rng = np.random.default_rng(0)
+    for h, w in ((64, 64), (8, 8), (360, 363)):
+        overlay_heatmap(
+            rng.integers(0, 255, (h, w, 3), dtype=np.uint8), rng.random((h, w)), tmp_path / "o.png", "x.jpg: EO", {}
+        )
+        width, height = Image.open(tmp_path / "o.png").size
+        side = max(256, h)
+        assert width >= 2 * side and side <= height <= side + 120, (h, w, width, height)
+
+
 def test_decode_cache_is_reused_and_matches_direct_decoding(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSIFY_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)

@@ -521,6 +521,40 @@ def test_resumed_training_equals_an_uninterrupted_run(tiny_tree, tmp_path):
     assert int(a.optimizer.iterations.numpy()) == int(b.optimizer.iterations.numpy()) > 0
 
 
+def test_a_kill_between_state_json_and_last_keras_resumes_exactly(tiny_tree, tmp_path):
+    """kill -9 lands between the writes of an epoch's files: state.json says epoch 2 while last.keras still holds
+    epoch 1 (its file as it was before the kill). The rerun must resume after epoch 1, not train on from epoch 1's
+    weights as if they were epoch 2's (it silently skipped, or with the old write order repeated, an epoch)."""
+    from classify.train import read_history, train
+
+    kw = dict(batch_size=8, image_size=SIZE, seed=5, progress=False, evaluate=False)
+    run = tmp_path / "killed"
+    train(tiny_tree, "custom_cnn", run, epochs=1, log=lambda s: None, **kw)
+    shutil.copy(run / "last.keras", tmp_path / "epoch1.keras")
+    train(tiny_tree, "custom_cnn", run, epochs=2, log=lambda s: None, **kw)
+    shutil.copy(tmp_path / "epoch1.keras", run / "last.keras")  # what a kill before its replacement leaves
+    logs: list[str] = []
+    train(tiny_tree, "custom_cnn", run, epochs=3, log=logs.append, **kw)
+    assert any(line.startswith("resuming") and "after epoch 1 " in line for line in logs)
+    train(tiny_tree, "custom_cnn", tmp_path / "straight", epochs=3, log=lambda s: None, **kw)
+    cols = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+    resumed, straight = (read_history(r) for r in (run, tmp_path / "straight"))
+    assert [[r[c] for c in cols] for r in resumed] == [[r[c] for c in cols] for r in straight]
+    assert json.loads((run / "state.json").read_text())["epoch"] == 3
+
+
+def test_resume_state_picks_the_entry_that_describes_last_keras():
+    from classify.train import resume_state
+
+    before = {"epoch": 1, "best_epoch": 1, "best_val_accuracy": 0.5, "done": False, "steps": 4}
+    state = {"epoch": 2, "best_epoch": 2, "best_val_accuracy": 0.7, "done": False, "steps": 8, "previous": before}
+    assert resume_state(state, 8) == {k: v for k, v in state.items() if k != "previous"}
+    assert resume_state(state, 4) == before
+    assert resume_state({"epoch": 3, "best_epoch": 1}, 12) == {"epoch": 3, "best_epoch": 1}  # an older run's file
+    with pytest.raises(UserError, match="last.keras has taken 6 optimizer steps but state.json describes 8"):
+        resume_state(state, 6)
+
+
 def test_curves_mark_the_epoch_whose_model_is_kept():
     from classify.plots import best_epoch
 
