@@ -149,3 +149,34 @@ def test_a_bank_written_before_the_gate_reads_as_passed(tmp_path: Path) -> None:
     (tmp_path / "backgrounds.csv").write_text("background_id,source,label,width,height\n")
     rows = Bank.open(tmp_path).select("RBC")
     assert [(r.sprite_id, r.reason, r.quality) for r in rows] == [("a_RBC_0", "ok", 1.0)]
+
+
+def test_a_grey_image_lends_no_plate_and_no_cell_to_a_stained_composite(sample_release: Path, tmp_path: Path) -> None:
+    """A grayscale JPEG among stained crops stays in the dataset (keep=1) but gives the compositor nothing: before,
+    its plate and red cells reached paper and matched composites (grey cells beside a stained white cell)."""
+    tree = tmp_path / "tree"
+    picks = {"PLT": ("platelet", "PLATELET_", 5), "PMY": ("ig", "PMY_", 4)}
+    for cls, (folder, prefix, n) in picks.items():
+        (tree / cls).mkdir(parents=True)
+        for k, src in enumerate(sorted((sample_release / folder).glob(f"{prefix}*.jpg"))[:n]):
+            with Image.open(src) as im:  # the first three platelet images as grayscale JPEGs
+                (im.convert("L") if cls == "PLT" and k < 3 else im).save(tree / cls / src.name, quality=95)
+    grey = {f"PLT/{p.name}" for p in sorted((tree / "PLT").iterdir())[:3]}
+    bank = tmp_path / "bank"
+    args = ("--backend", "classical", "--workers", 1, "--no-progress")
+    proc = run_cli("naturalize", "segment", tree, "--out", bank, *args)
+    assert proc.returncode == 0, proc.stderr
+    b = Bank.open(bank)
+    rows = {r["source"]: r for r in b.curation}
+    assert all("grey_image" in rows[g]["flags"].split(";") and rows[g]["keep"] == "1" for g in grey)
+    assert not grey & {r.source for r in b.backgrounds}
+    assert not grey & {s.source for kind in ("RBC", "WBC", "PLT") for s in b.select(kind)}
+    assert any(s.reason == "grey_image" and s.source in grey for s in b.sprites)
+    for scene in ("paper", "matched"):
+        out = tmp_path / scene
+        proc = run_cli("naturalize", "compose", "--class", "PMY", "--n", 12, "--bank", bank, "--out", out,
+                       "--scene", scene, "--workers", 1, "--no-progress")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        used = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+        sources = {rec["background"]["source"] for rec in used} | {c["source"] for rec in used for c in rec["cells"]}
+        assert sources and not sources & grey, scene

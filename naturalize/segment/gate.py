@@ -5,6 +5,8 @@ per cell, in the order of `seg.cells`. Reason "ok" means the sprite may be compo
 says why not (see REASONS). Rules, first match wins:
 
   image    tiny_image / blank_image / noise_image: the whole image gives nothing
+           grey_image: an unstained (grayscale) image gives no sprite and no plate (a grey plate or red cell
+           in a stained composite would be wrong), but stays in the dataset as a real image (keep=1)
            no_wbc_image: no white cell found in a white-cell image (only PLT images may have none)
   WBC      multi_wbc (which cell is the labelled one is unknown), unlabelled (a white cell in a PLT image),
            shape (its mask fills less than wbc_min_solidity of its convex hull: it lost pale cytoplasm or took
@@ -31,7 +33,9 @@ from naturalize.segment.cells import Cell, Segmentation, solidity
 from naturalize.segment.colour import REF_SIZE, plate_colour
 
 #: Image-level reasons (every cell of the image gets it).
-IMAGE_REASONS: tuple[str, ...] = ("tiny_image", "blank_image", "noise_image", "no_wbc_image")
+IMAGE_REASONS: tuple[str, ...] = ("tiny_image", "blank_image", "noise_image", "grey_image", "no_wbc_image")
+#: Image-level reasons that also curate the image out of the dataset (keep=0): it holds no usable cell at all.
+UNFIT_REASONS: tuple[str, ...] = ("tiny_image", "blank_image", "noise_image")
 #: Every reason a sprite can carry; "ok" passes.
 REASONS: tuple[str, ...] = (
     "ok",
@@ -68,6 +72,8 @@ class GateRules:
     min_std: float = 4.0  # grey-level standard deviation below this: blank_image
     max_grain: float = 2.0  # median |grey - its Gaussian blur (sigma 1)| above this: noise_image
     # (real PBC crops: 0.2-0.8, Gaussian noise of std 8: 2.7)
+    min_chroma: float = 4.0  # mean max(R,G,B) - min(R,G,B) below this: grey_image (a grayscale JPEG: 0;
+    # every one of the shared sample's 3,525 stained crops: 18.1 and more)
     nucleus_purple: float = 45.0  # nuclear pixel: blue minus green above this ...
     nucleus_dark: float = 0.25  # ... and green / plate green below this (tuning half: every erythroblast
     # nucleus has >= 1,480 such pixels, 99 % of platelets < 1,260)
@@ -92,7 +98,7 @@ class Verdict:
 
 
 def image_reason(rgb: np.ndarray, rules: GateRules = GateRules()) -> str:
-    """'' for an image that may give sprites, else tiny_image / blank_image / noise_image."""
+    """'' for an image that may give sprites, else tiny_image / blank_image / noise_image / grey_image."""
     h, w = rgb.shape[:2]
     if min(h, w) < rules.min_side:
         return "tiny_image"
@@ -103,7 +109,15 @@ def image_reason(rgb: np.ndarray, rules: GateRules = GateRules()) -> str:
     grain = float(np.median(np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.0))[::2, ::2]))
     if grain > rules.max_grain:
         return "noise_image"
+    if chroma(rgb) < rules.min_chroma:
+        return "grey_image"
     return ""
+
+
+def chroma(rgb: np.ndarray) -> float:
+    """Mean over pixels of max(R, G, B) - min(R, G, B): 0 for a grayscale image, 18+ for stained PBC crops."""
+    a = rgb[::2, ::2]
+    return float(a.max(axis=2).mean()) - float(a.min(axis=2).mean())
 
 
 def nuclear_map(rgb: np.ndarray, rules: GateRules = GateRules(), plate: np.ndarray | None = None) -> np.ndarray:

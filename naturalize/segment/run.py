@@ -106,9 +106,10 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     and the counts. A white cell's class is recorded only where it is known: a white-cell image (not
     PLT) holding a single white cell (also when cut by the border or refused for its shape). keep=0 marks
     images with several white cells (multi_wbc); tiny, blank and noise images give no background either and
-    are flagged with that reason.
+    are flagged with that reason; a grey (unstained) image is flagged grey_image and gives no background, but
+    stays in the dataset (keep=1).
     """
-    from naturalize.segment.gate import IMAGE_REASONS, judge
+    from naturalize.segment.gate import IMAGE_REASONS, UNFIT_REASONS, judge
 
     verdicts = judge(rgb, seg, task.label)
     whole = next((v.reason for v in verdicts if v.reason in IMAGE_REASONS and v.reason != "no_wbc_image"), "")
@@ -153,7 +154,7 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
         n["RBC"],
         n["PLT"],
         flags,
-        "multi_wbc" not in flags and not whole,
+        "multi_wbc" not in flags and whole not in UNFIT_REASONS,
     )
 
 
