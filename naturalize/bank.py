@@ -248,6 +248,8 @@ def _read_dicts(text: str) -> list[dict[str, str]]:
 CSV_FILES: tuple[str, ...] = ("index.csv", "backgrounds.csv", "curation.csv")
 BANK_FILES: tuple[str, ...] = ("bank.json",) + CSV_FILES
 KIND = "bank"  # the output marker's kind (naturalize.outputs)
+#: How a bank made with other settings is replaced (the end of segment's error line; build names its own).
+STALE_FIX = "pass --overwrite to replace it or choose another --out"
 BANK_DIRS: tuple[str, ...] = ("sprites", "backgrounds")
 #: Folders written beside them after a run (the QC page; scene caches made once per bank by compose).
 DERIVED_DIRS: tuple[str, ...] = ("qc", "scenes")
@@ -326,10 +328,10 @@ class BankWriter:
     # ------------------------------------------------------------ opening
 
     @staticmethod
-    def check(root: str | Path, identity: dict, overwrite: bool) -> str:
+    def check(root: str | Path, identity: dict, overwrite: bool, fix: str = STALE_FIX) -> str:
         """What opening `root` would do: 'new', 'resume' or 'overwrite'; raise UserError when it must not be touched
-        (a non-empty folder without naturalize's bank marker, or a bank of other settings without overwrite).
-        Writes nothing."""
+        (a non-empty folder without naturalize's bank marker, or a bank of other settings without overwrite: the
+        error line ends with `fix`). Writes nothing."""
         root = Path(root)
         if claim(root, KIND, has_overwrite=True) == "new":
             return "new"
@@ -343,10 +345,7 @@ class BankWriter:
         theirs = {k: meta.get(k) for k in identity}
         if meta.get("format_version") != FORMAT_VERSION or theirs != identity:
             diff = sorted(k for k in identity if theirs.get(k) != identity[k]) or ["format_version"]
-            raise UserError(
-                f"--out {root} holds a sprite bank made with other settings ({', '.join(diff)} differ); "
-                f"pass --overwrite to replace it or choose another --out"
-            )
+            raise UserError(f"{root} holds a sprite bank made with other settings ({', '.join(diff)} differ); {fix}")
         return "resume"
 
     @classmethod

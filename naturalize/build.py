@@ -39,6 +39,12 @@ KIND = "dataset"  # the output marker's kind (naturalize.outputs)
 #: What build writes in its --out (and all that --overwrite removes there).
 OUTPUTS = SPLITS + ("synthetic", "files.csv", "records.csv", "dataset.json")
 PAPER_PMY_TOTAL = 1011  # 592 real PMY + 419 synthetic in the paper
+#: The fix named when a cached bank was made with other settings (another Naturalize version or backend): build's
+#: --overwrite replaces the dataset, never the cache, so it is not the fix.
+STALE_CACHE = (
+    "it is build's work cache, made by another Naturalize version or backend: delete that folder (the build "
+    "remakes it; --overwrite does not) or pass --work DIR for a new cache"
+)
 
 
 @dataclass(frozen=True)
@@ -482,7 +488,7 @@ def build(
             )
             for part in SPLITS if protocol == "clean" else ("all",):
                 banks[part] = work_dir / f"bank-{part}"
-                segment(prepared, banks[part], split=None if part == "all" else part, **seg)
+                segment(prepared, banks[part], split=None if part == "all" else part, stale_fix=STALE_CACHE, **seg)
             records = apply_curation(records, curation_exclusions(banks.values()))
         root = Path(json.loads((prepared / "summary.json").read_text())["root"])
         real = [r for r in records if not (recipe.curated and r.excluded)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,27 @@ def test_a_bad_pbc_folder_leaves_no_folder_and_claims_no_cache(tmp_path: Path) -
         assert "cached in" not in r.stdout, r.stdout
         assert sorted(p.name for p in tmp_path.iterdir()) == ["classes", "empty", "mine"]
         assert {p.name for p in (tmp_path / "mine").iterdir()} <= {MARKER}  # the user's folder is not removed
+
+
+def test_a_cached_bank_of_another_version_names_the_fix_that_works(tmp_path: Path) -> None:
+    """A work cache left by another Naturalize version (other gate settings) stopped the build with 'pass
+    --overwrite to replace it'; build's --overwrite replaces the dataset, never the cache, so the user lost the
+    dataset and got the same line again. The line now names the fixes that work, and deleting the bank does."""
+    from naturalize.drawn import write_drawn_release
+    from naturalize.testing.cli import run_cli
+
+    write_drawn_release(tmp_path / "pbc", 3, seed=0, progress=False)
+    args = ("build", "pbc11-curated", "--pbc", tmp_path / "pbc", "--out", tmp_path / "ds" / "c", "--workers", 1)
+    assert run_cli("naturalize", *args, "--no-progress").returncode == 0
+    (bank_json,) = (tmp_path / "ds" / ".work").glob("*/bank-train/bank.json")
+    meta = json.loads(bank_json.read_text())
+    meta["parameters"]["gate"].pop("min_chroma")  # as an older version wrote it
+    bank_json.write_text(json.dumps(meta))
+    for more in ((), ("--overwrite",)):
+        r = run_cli("naturalize", *args, "--no-progress", *more)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: {bank_json.parent} holds a sprite bank made with other settings"), line
+        assert "delete that folder" in line and "--work DIR" in line and "pass --overwrite" not in line, line
+    shutil.rmtree(bank_json.parent)
+    assert run_cli("naturalize", *args, "--no-progress", "--overwrite").returncode == 0

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from naturalize.bank import KINDS, BankWriter, EncodedSprite, ImageEntry
+from naturalize.bank import KINDS, STALE_FIX, BankWriter, EncodedSprite, ImageEntry
 from naturalize.fsio import UserError
 from naturalize.outputs import check_disjoint
 from naturalize.procs import die_with_parent
@@ -225,10 +225,11 @@ def segment(
     backend_params: Mapping[str, Any] | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    stale_fix: str = STALE_FIX,
 ) -> RunSummary:
     """Segment the sources of `input_path` into the bank `out` (see the module doc). `backend_params`
     sets further backend parameters (sam: SamParams fields such as pred_iou_thresh; classical:
-    ClassicalParams fields)."""
+    ClassicalParams fields). `stale_fix` ends the error line when `out` is a bank made with other settings."""
     from tqdm import tqdm
 
     from naturalize import records as rec
@@ -270,7 +271,7 @@ def segment(
         "root": str(root),
         "split": split or "",
     }
-    BankWriter.check(out, identity, overwrite)  # refuse before any work or write
+    BankWriter.check(out, identity, overwrite, stale_fix)  # refuse before any work or write
     segmenter = None
     if not spec.parallel or workers == 1:
         if workers > 1:
