@@ -23,7 +23,16 @@ from naturalize.compose.annotate import (
     label_rles,
     manifest_text,
 )
-from naturalize.compose.core import Occupancy, Placed, clip_box, compose_image, paint, recolour
+from naturalize.compose.core import (
+    Composite,
+    Occupancy,
+    Placed,
+    clip_box,
+    compose_image,
+    paint,
+    recolour,
+    resized,
+)
 from naturalize.compose.library import feathered, load_library, plasma_colour, sprite_plasma
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size, shard_range
 from naturalize.compose.stain import GAIN_RANGE, UNIT_TOLERANCE, gain_table, stain_gain
@@ -497,3 +506,38 @@ def test_records_describe_every_visible_cell_and_serialise_like_json(drawn_bank:
     assert [im["id"] for im in parsed["images"]] == [1, 2, 3, 4]
     assert [a["id"] for a in parsed["annotations"]] == list(range(1, len(parsed["annotations"]) + 1))
     assert {c["id"] for c in parsed["categories"]} == set(CATEGORY_ID.values())
+
+
+def test_a_resized_composite_keeps_every_visible_cell_inside_its_recorded_canvas() -> None:
+    """--size scales the label map by nearest neighbour; each cell's recorded canvas (x, y, w, h) is scaled the same
+    way, so the visible box COCO gives never sticks out of it (round() of the edges put 79 boxes 1 px outside in a
+    transplant run at 224x224)."""
+    rng = np.random.default_rng(5)
+    W0, H0 = 360, 363
+    cells, labels = [], np.zeros((H0, W0), np.uint8)
+    for n in range(1, 41):
+        w, h = (int(v) for v in rng.integers(9, 60, 2))
+        x, y = int(rng.integers(-w // 2, W0 - w // 2)), int(rng.integers(-h // 2, H0 - h // 2))
+        cells.append(
+            Placed(
+                "RBC",
+                0,
+                x,
+                y,
+                np.zeros((h, w, 4), np.uint8),
+                np.full((h, w), 255, np.uint8),
+                w * h,
+                IDENTITY,
+                (1.0, 1.0, 1.0),
+            )
+        )
+        x0, y0 = max(x, 0), max(y, 0)
+        labels[y0 : y + h, x0 : x + w] = n
+    comp = Composite(np.zeros((H0, W0, 3), np.uint8), 0, cells, labels)
+    for size in ((224, 224), (100, 97), (512, 500), (359, 363)):
+        small = resized(comp, size)
+        for n, c in enumerate(small.cells, start=1):
+            ys, xs = np.nonzero(small.labels == n)
+            if len(xs):
+                assert c.x <= xs.min() and xs.max() < c.x + c.mask.shape[1], (size, n, c.x, xs.min(), xs.max())
+                assert c.y <= ys.min() and ys.max() < c.y + c.mask.shape[0], (size, n, c.y, ys.min(), ys.max())

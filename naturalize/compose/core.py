@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from itertools import chain
 
 import cv2
@@ -301,15 +302,34 @@ def resized(comp: Composite, size: tuple[int, int]) -> Composite:
     W, H = size
     if (W, H) == (W0, H0):
         return comp
-    fx, fy = W / W0, H / H0
     cells = []
+    sx, sy = _nearest_sources(W0, W), _nearest_sources(H0, H)
     for c in comp.cells:
         h, w = c.mask.shape
-        shape = (max(1, round(w * fx)), max(1, round(h * fy)))
+        x0, x1 = _edge(c.x, sx, W0), _edge(c.x + w, sx, W0)
+        y0, y1 = _edge(c.y, sy, H0), _edge(c.y + h, sy, H0)
+        shape = (max(1, x1 - x0), max(1, y1 - y0))
         mask = cv2.resize(np.ascontiguousarray(c.mask), shape, interpolation=cv2.INTER_NEAREST)
-        cells.append(replace(c, x=round(c.x * fx), y=round(c.y * fy), mask=mask, area=cv2.countNonZero(mask)))
+        cells.append(replace(c, x=x0, y=y0, mask=mask, area=cv2.countNonZero(mask)))
     image = cv2.resize(comp.image, (W, H), interpolation=cv2.INTER_AREA)
     return Composite(image, comp.plate, cells, cv2.resize(comp.labels, (W, H), interpolation=cv2.INTER_NEAREST))
+
+
+@lru_cache(maxsize=8)
+def _nearest_sources(old: int, new: int) -> np.ndarray:
+    """Which source pixel each of `new` output pixels shows when `old` pixels are resized by OpenCV's nearest
+    neighbour (read off OpenCV itself: its float arithmetic is not exactly floor(u * old / new))."""
+    ramp = np.arange(old, dtype=np.uint16)[None, :]
+    return cv2.resize(ramp, (new, 1), interpolation=cv2.INTER_NEAREST)[0].astype(np.int64)
+
+
+def _edge(v: int, sources: np.ndarray, old: int) -> int:
+    """The first output pixel showing source pixel `v` (of `old`) or a later one (`_nearest_sources`); outside the
+    image, ceil(v * new / old), so a canvas cut by the border keeps its scaled size."""
+    new = len(sources)
+    if 0 <= v <= old:
+        return int(np.searchsorted(sources, v))
+    return -((-v * new) // old)
 
 
 def paint(image: np.ndarray, cells: list[Placed]) -> np.ndarray:
