@@ -349,8 +349,9 @@ def run_summary(out: Path, cls: str, n: int, shard: tuple[int, int], seed: int, 
     indices = shard_range(n, shard)
     k, parts = shard
     if parts == 1:
-        mine = f"{len(indices)} {cls} images (indices 0..{n - 1}: the whole run) are in {out}"
-    elif indices:
+        files = f"wrote {out / 'manifest.jsonl'} and {out / 'annotations.json'}"
+        return f"{held} {cls} images in {out} (indices 0..{n - 1}); {files}"
+    if indices:
         mine = (
             f"shard {k}/{parts}: its {len(indices)} images (indices {indices.start}..{indices.stop - 1}) are in {out}"
         )
