@@ -30,9 +30,10 @@ import numpy as np
 from tqdm import tqdm
 
 from naturalize.fsio import write_bytes, write_text
+from naturalize.pngmeta import png_bytes
 from naturalize.segment.cells import box_iou, crop_sprite
 from naturalize.segment.classical import segment_classical
-from naturalize.segment.qc import grid, png
+from naturalize.segment.qc import grid
 from naturalize.testing import sample_home
 
 RBC_ID, PLT_ID = 10, 8
@@ -261,9 +262,11 @@ def main() -> None:
             for k, v in hand.items()
             if v
         ]
-        write_bytes(args.out / "hand_check.png", png(np.vstack(sheet)))
+        made = {"made_by": "benchmarks/segment_quality.py", "half": "report", "seed": 0}
+        write_bytes(args.out / "hand_check.png", png_bytes(np.vstack(sheet), {**made, "rows": list(hand)}))
     if fails:
-        write_bytes(args.out / "failures.png", png(grid(fails, 4, 360, 363)))
+        made = {"made_by": "benchmarks/segment_quality.py", "halves": args.halves}
+        write_bytes(args.out / "failures.png", png_bytes(grid(fails, 4, 360, 363), {**made, "images": len(fails)}))
     cols = [
         "images",
         "wbc_iou80_rate",

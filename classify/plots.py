@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from naturalize.fsio import write_bytes
+from naturalize.pngmeta import KEY, text
 
 
 def _save(fig, path: Path, provenance: dict) -> None:
@@ -21,7 +21,7 @@ def _save(fig, path: Path, provenance: dict) -> None:
         format="png",
         dpi=110,
         bbox_inches="tight",
-        metadata={"Software": "naturalize classify", "Description": json.dumps(provenance, sort_keys=True)},
+        metadata={"Software": "naturalize classify", KEY: text(provenance)},
     )
     plt.close(fig)
     write_bytes(path, buf.getvalue())

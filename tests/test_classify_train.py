@@ -299,8 +299,8 @@ def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):
 
     source = sorted((tiny_tree / "test" / "BA").iterdir())[0]
     with Image.open(source) as src, Image.open(pngs[0]) as im:
-        assert im.format == "PNG" and "Score-CAM" in im.text["Description"]
-        meta = json.loads(im.text["Description"])
+        assert im.format == "PNG" and "Score-CAM" in im.text["provenance"]
+        meta = json.loads(im.text["provenance"])
         # drawn over the image at its own resolution (360x363-ish), not over the SIZE-px network input
         assert meta["image_size"] == list(src.size) and meta["input_size"] == SIZE < src.width
         assert im.width > 1.5 * src.width and im.height > 0.9 * src.height
@@ -329,7 +329,7 @@ def test_explain_keeps_subfolders_so_images_of_one_name_never_share_a_png(tf_run
     assert sorted(pngs) == [cams / "a" / "b" / "PMY_377034_scorecam.png", cams / "c" / "PMY_377034_scorecam.png"]
     for png, rel in zip(sorted(pngs), ("a/b", "c")):
         with Image.open(png) as im:
-            assert json.loads(im.text["Description"])["source"] == str((folder / rel / "PMY_377034.jpg").resolve())
+            assert json.loads(im.text["provenance"])["source"] == str((folder / rel / "PMY_377034.jpg").resolve())
     marker = json.loads((cams / ".naturalize-output.json").read_text())
     assert marker["written"] == ["a", "c"]
 

@@ -13,6 +13,7 @@ from PIL import Image
 from naturalize.bank import Bank
 from naturalize.compose.params import ComposeParams
 from naturalize.drawn import draw_image, image_rng
+from naturalize.pngmeta import read_provenance
 from naturalize.segment.cells import Cell, Segmentation
 from naturalize.segment.classical import segment_classical
 from naturalize.segment.gate import NUCLEATED_REASONS, REASONS, judge
@@ -136,6 +137,14 @@ def test_compose_uses_only_sprites_that_passed_and_the_qc_page_shows_the_rest(tm
     for name in ("sprites.png", "sources.png"):
         with Image.open(bank / "qc" / name) as im:
             assert im.format == "PNG" and im.width >= 300 and im.height >= 100
+    # each sheet says what it shows (it recorded nothing): sprite ids of the bank, sources relative to the PBC root
+    shown = read_provenance(bank / "qc" / "sprites.png")
+    assert shown is not None and shown["made_by"].startswith("naturalize segment")
+    ids = [i for row in shown["sprite_ids"].values() for i in row]
+    assert ids and set(ids) <= {s.sprite_id for s in b.sprites} and rejected & set(ids)
+    sources = read_provenance(bank / "qc" / "sources.png")
+    assert sources is not None and sources["sources"]
+    assert set(sources["sources"]) <= {r["source"] for r in b.curation}
 
 
 def test_a_bank_written_before_the_gate_reads_as_passed(tmp_path: Path) -> None:

@@ -9,8 +9,6 @@ seed in the PNG's text chunk 'provenance'.
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import cv2
@@ -20,6 +18,7 @@ from naturalize.classes import class_of_prefix
 from naturalize.fsio import UserError, write_bytes
 from naturalize.outputs import check_file_output
 from naturalize.paths import is_composite_name, is_image_name
+from naturalize.pngmeta import png_bytes
 
 TILE = 128
 
@@ -122,17 +121,5 @@ def contact_sheet(
     if bad and not sum(counts.values()):
         raise UserError(f"none of the {len(bad)} images chosen could be read (first: {bad[0]}); check the folder")
     shown = {origin: [str(p) for p in paths if p not in bad] for origin, paths in chosen.items()}
-    write_bytes(out, _png(sheet, {"made_by": "naturalize preview", "seed": seed, **shown}))
+    write_bytes(out, png_bytes(sheet[:, :, ::-1], {"made_by": "naturalize preview", "seed": seed, **shown}))
     return {**counts, "unreadable": [str(p) for p in bad]}
-
-
-def _png(sheet: np.ndarray, provenance: dict) -> bytes:
-    """PNG bytes of a BGR sheet, its provenance (the files shown, by origin, and the seed) in a text chunk
-    'provenance', as the demo's sheets carry theirs."""
-    from PIL import Image, PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    info.add_text("provenance", json.dumps(provenance))
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(sheet[:, :, ::-1])).save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()

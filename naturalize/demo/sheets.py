@@ -7,13 +7,13 @@ Transparent sprites are shown on white. Every PNG's text chunk 'provenance' list
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from naturalize.fsio import atomic_open
+from naturalize.pngmeta import KEY, text
 
 LABEL_W = 150  # width of the row-label column, pixels
 
@@ -43,15 +43,8 @@ def grid_sheet(rows: Sequence[tuple[str, Sequence[Path]]], out: Path, title: str
                 im.thumbnail((thumb, thumb))
                 sheet.paste(im, (left + 4 + c * (thumb + 4), y))
     info = PngImagePlugin.PngInfo()
-    info.add_text(
-        "provenance",
-        json.dumps(
-            {
-                "rows": {label or str(i): [str(p) for p in paths] for i, (label, paths) in enumerate(rows)},
-                "made_by": "naturalize.demo.sheets",
-            }
-        ),
-    )
+    shown = {label or str(i): [str(p) for p in paths] for i, (label, paths) in enumerate(rows)}
+    info.add_text(KEY, text({"rows": shown, "made_by": "naturalize.demo.sheets"}))
     with atomic_open(out, "wb") as f:
         sheet.save(f, format="PNG", pnginfo=info)
     return out

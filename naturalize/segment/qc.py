@@ -20,6 +20,7 @@ import numpy as np
 
 from naturalize.bank import PASS, Bank, SpriteRow
 from naturalize.fsio import write_bytes, write_text
+from naturalize.pngmeta import png_bytes
 
 TILE = 72
 LABEL_H = 14
@@ -78,14 +79,6 @@ def titled(title: str, body: np.ndarray, width: int) -> np.ndarray:
     return np.vstack([head, body])
 
 
-def png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an RGB image."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
 def _sample(rows: list[SpriteRow], k: int, rng: np.random.Generator) -> list[SpriteRow]:
     if len(rows) <= k:
         return rows
@@ -96,12 +89,13 @@ def _lowest(rows: list[SpriteRow], k: int) -> list[SpriteRow]:
     return sorted(rows, key=lambda r: (r.quality, r.sprite_id))[:k]
 
 
-def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> np.ndarray:
-    """The sprites.png sheet (see the module doc)."""
+def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """The sprites.png sheet (see the module doc) and what it shows: per row title, the sprite ids in order."""
     rng = np.random.default_rng(seed)
     width = per_row * TILE
     by_class: dict[str, str] = {r["source"]: r["label"] for r in bank.curation}
     parts = []
+    shown: dict[str, list[str]] = {}
 
     def row(title: str, rows: list[SpriteRow], label_of) -> None:
         tiles = [bank.load_sprite(r) for r in rows]
@@ -111,6 +105,7 @@ def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> np.ndarray:
             else np.full((TILE // 3, width, 3), 255, np.uint8)
         )
         parts.append(titled(f"{title} ({len(rows)})" if tiles else f"{title}: none", body, width))
+        shown[title] = [r.sprite_id for r in rows]
 
     kept = [s for s in bank.sprites if s.reason == PASS and not s.touches_border]
     rejected = [s for s in bank.sprites if s.reason not in (PASS, "border")]
@@ -121,10 +116,10 @@ def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> np.ndarray:
             lambda r: f"q {r.quality:.2f}",
         )
         mine = [s for s in rejected if by_class.get(s.source) == cls]
-        shown = _sample([s for s in mine if s.kind == "WBC"], per_row, rng)  # the class's own cells first
+        wbc = _sample([s for s in mine if s.kind == "WBC"], per_row, rng)  # the class's own cells first
         row(
             f"{cls}: rejected sprites (sample, white cells first)",
-            shown + _sample([s for s in mine if s.kind != "WBC"], per_row - len(shown), rng),
+            wbc + _sample([s for s in mine if s.kind != "WBC"], per_row - len(wbc), rng),
             lambda r: f"{r.kind} {r.reason}",
         )
     for kind in ("RBC", "PLT"):
@@ -138,7 +133,7 @@ def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> np.ndarray:
             _sample([s for s in rejected if s.kind == kind], 2 * per_row, rng),
             lambda r: r.reason,
         )
-    return np.vstack(parts)
+    return np.vstack(parts), shown
 
 
 def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | None:
@@ -163,8 +158,9 @@ def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | 
     return rgb
 
 
-def source_sheet(bank: Bank, source_root: Path, n: int = 8, seed: int = 0) -> np.ndarray:
-    """The sources.png sheet: n source images, spread over classes (seeded), with their sprites outlined."""
+def source_sheet(bank: Bank, source_root: Path, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """The sources.png sheet: n source images, spread over classes (seeded), with their sprites outlined; and the
+    sources shown (paths relative to the PBC root), in order."""
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[str]] = {}
     for r in bank.curation:
@@ -175,13 +171,14 @@ def source_sheet(bank: Bank, source_root: Path, n: int = 8, seed: int = 0) -> np
         for c in pools:
             if pools[c] and len(chosen) < n:
                 chosen.append(pools[c].pop())
-    tiles, labels = [], []
+    tiles, labels, shown = [], [], []
     for src in chosen:
         img = outlined_source(bank, source_root, src)
         if img is not None:
             tiles.append(img)
             labels.append(Path(src).stem)
-    return grid(tiles, 4, 300, 300, labels=labels)
+            shown.append(src)
+    return grid(tiles, 4, 300, 300, labels=labels), shown
 
 
 def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> Path:
@@ -189,8 +186,11 @@ def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> P
     root = Path(bank_root)
     bank = Bank.open(root)
     qc = root / "qc"
-    write_bytes(qc / "sprites.png", png(sprite_sheet(bank, seed=seed)))
-    write_bytes(qc / "sources.png", png(source_sheet(bank, Path(source_root), seed=seed)))
+    made = {"made_by": "naturalize segment (QC page)", "seed": seed}  # ids and PBC-relative paths: no folder named
+    sheet, rows = sprite_sheet(bank, seed=seed)
+    write_bytes(qc / "sprites.png", png_bytes(sheet, {**made, "sprite_ids": rows}))
+    sheet, sources = source_sheet(bank, Path(source_root), seed=seed)
+    write_bytes(qc / "sources.png", png_bytes(sheet, {**made, "sources": sources}))
     gate = bank.meta.get("counts", {}).get("gate", {})
     reasons = sorted({r for per in gate.values() for r in per}, key=lambda r: (r != PASS, r))
     head = "".join(f"<th>{html.escape(r)}</th>" for r in reasons)
