@@ -390,6 +390,24 @@ def _segment_backend(
     return name, options.get("checkpoint"), device
 
 
+def _check_cached_banks(
+    work_dir: Path, protocol: str, backend: str, checkpoint: str | None, model_type: str, device: str
+) -> None:
+    """UserError (STALE_CACHE) when a bank in the work cache was made with settings this build would not resume
+    (another Naturalize version or backend); nothing when there is none yet."""
+    from naturalize.segment.run import check_cached_bank
+
+    prepared = work_dir / "prepared"
+    if not is_prepared(prepared):
+        return
+    backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, lambda m: None)
+    options = {"checkpoint": checkpoint, "model_type": model_type, "device": device}
+    for part in SPLITS if protocol == "clean" else ("all",):
+        if (work_dir / f"bank-{part}").exists():
+            split = None if part == "all" else part
+            check_cached_bank(prepared, work_dir / f"bank-{part}", split, backend, options, STALE_CACHE)
+
+
 def _changed_options(params: ComposeParams) -> dict:
     """Compose settings that differ from the defaults, JSON-ready (dataset.json records them)."""
     default = ComposeParams().as_dict()
@@ -451,6 +469,8 @@ def build(
     detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced
     # a build that fails before writing anything leaves no --out or work folder holding only a marker
     with dropped_if_unused(out), dropped_if_unused(work_dir / "prepared"):
+        if overwrite and segments(recipe):  # a stale cached bank must stop the build before the old dataset goes
+            _check_cached_banks(work_dir, protocol, backend, checkpoint, model_type, device)
         _claim_dataset(out, pbc_root, work_dir, params, overwrite)
         if protocol == "paper":
             echo(

@@ -212,5 +212,7 @@ def test_a_cached_bank_of_another_version_names_the_fix_that_works(tmp_path: Pat
         line = r.stderr.strip().splitlines()[-1]
         assert line.startswith(f"error: {bank_json.parent} holds a sprite bank made with other settings"), line
         assert "delete that folder" in line and "--work DIR" in line and "pass --overwrite" not in line, line
+        # refused before anything is removed: the dataset built before is still whole (--overwrite removed it)
+        assert (tmp_path / "ds" / "c" / "dataset.json").is_file() and (tmp_path / "ds" / "c" / "files.csv").is_file()
     shutil.rmtree(bank_json.parent)
     assert run_cli("naturalize", *args, "--no-progress", "--overwrite").returncode == 0

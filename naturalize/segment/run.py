@@ -209,6 +209,31 @@ ALL_SPLITS_NOTE = (
 )
 
 
+def bank_identity(name: str, options: Mapping[str, Any], input_path: Path, root: Path, split: str | None) -> dict:
+    """What makes a bank: its backend and parameters, input, PBC root and split (bank.json; another identity is a
+    bank "made with other settings")."""
+    return {
+        "backend": name,
+        "parameters": BACKENDS[name].describe(**options),
+        "input": str(input_path.resolve()),
+        "root": str(root),
+        "split": split or "",
+    }
+
+
+def check_cached_bank(
+    prepared: Path, out: Path, split: str | None, backend: str, options: Mapping[str, Any], stale_fix: str
+) -> None:
+    """UserError ending with `stale_fix` when `segment(prepared, out, split, backend, **options)` would refuse `out`
+    as a bank made with other settings; nothing when `out` is missing or would resume. Reads records, writes nothing
+    (build checks its cached banks so before --overwrite removes the old dataset)."""
+    from naturalize import records as rec
+
+    name, resolved, _ = resolve_backend(backend, {"points_per_side": None, "params": None, **options})
+    root, _ = rec.load_sources(prepared, split=split, classes=(), echo=lambda m: None, progress=False)
+    BankWriter.check(out, bank_identity(name, resolved, prepared, root, split), False, stale_fix)
+
+
 def segment(
     input_path: str | Path,
     out: str | Path,
@@ -264,13 +289,7 @@ def segment(
     ordered = order_sources(records)[:limit] if limit else order_sources(records)
 
     spec = BACKENDS[name]
-    identity = {
-        "backend": name,
-        "parameters": spec.describe(**options),
-        "input": str(input_path.resolve()),
-        "root": str(root),
-        "split": split or "",
-    }
+    identity = bank_identity(name, options, input_path, root, split)
     BankWriter.check(out, identity, overwrite, stale_fix)  # refuse before any work or write
     segmenter = None
     if not spec.parallel or workers == 1:
