@@ -160,7 +160,7 @@ def compare(
         None, "--out", help="Also write the table to this Markdown file.", show_default="print only"
     ),
 ) -> None:
-    """Markdown table of train/val/test accuracy and macro precision/recall/F1 across runs."""
+    """Markdown table across runs: dataset, model, weights, mode, size, epochs; train/val/test accuracy, P/R/F1."""
     from classify.compare import table
 
     if out is not None:
