@@ -89,11 +89,17 @@ def train(
     epilog=examples(
         "classify evaluate runs/2k-effnet --split test",
         "classify evaluate runs/2k-effnet --split test --dataset datasets/pbc11 --out eval-pbc11",
+        "classify evaluate runs/2k-effnet --dataset other-lab-cells/ --split all",
     )
 )
 def evaluate(
     run: Path = typer.Argument(..., help=RUN_HELP),
-    split: str = typer.Option("test", "--split", help="Which split of the dataset to score: train, val or test."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="train, val or test split of the dataset, or all of a --dataset (an external test set).",
+        show_default="test; all for a --dataset that is a plain <CLASS>/ tree",
+    ),
     dataset: str | None = typer.Option(
         None, "--dataset", help="Another dataset with the same classes.", show_default="the run's own"
     ),

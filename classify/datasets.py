@@ -22,6 +22,7 @@ from naturalize.paths import data_home, is_image_name, subdirs
 from naturalize.prepare import MIN_PER_CLASS, stratified_split
 
 PLAIN_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test of a plain class tree
+WHOLE = "all"  # the split name of every image of a dataset (load_dataset(whole=True))
 
 
 @dataclass
@@ -95,8 +96,14 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     return {d.name: files for d in subdirs(folder) if (files := list_images(d))}
 
 
-def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
-    """Resolve and index a dataset; checks every split has the same non-empty class folders."""
+def layout_of(root: Path) -> str:
+    """The layout of a dataset root: split when it holds train/, val/ or test/, else plain (ROOT/<CLASS>/)."""
+    return "split" if any((root / s).is_dir() for s in SPLITS) else "plain"
+
+
+def load_dataset(name_or_path: str | os.PathLike, seed: int = 0, whole: bool = False) -> Dataset:
+    """Resolve and index a dataset; checks every split has the same non-empty class folders. `whole`: one split
+    "all" of every image (a plain tree is not split, so any class size will do), e.g. an external test set."""
     root = resolve_root(name_or_path)
     meta = {}
     if (root / "dataset.json").is_file():
@@ -131,6 +138,8 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
         classes = order_classes(list(ref))
         index = {c: i for i, c in enumerate(classes)}
         items = {s: [((f"{s}/{c}/{p.name}"), index[c]) for c in classes for p in per_split[s][c]] for s in present}
+        if whole:
+            items = {WHOLE: [row for s in present for row in items[s]]}
         return Dataset(root, classes, "split", items, meta)
     files = _class_files(root)
     if not files:
@@ -138,6 +147,8 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
     classes = order_classes(list(files))
     index = {c: i for i, c in enumerate(classes)}
     rows = [(f"{c}/{p.name}", index[c]) for c in classes for p in files[c]]
+    if whole:
+        return Dataset(root, classes, "plain", {WHOLE: rows}, meta)
     try:
         assign = stratified_split([r for r, _ in rows], [classes[y] for _, y in rows], PLAIN_FRACTIONS, seed)
     except UserError:
