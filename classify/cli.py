@@ -24,6 +24,10 @@ app = new_app(
 RUN_HELP = "A run directory written by `classify train` (holds model.keras, classes.json, config.json)."
 
 
+def _warn(message: str) -> None:
+    typer.echo(message, err=True)
+
+
 @app.callback()
 def _root(version: bool = version_option("classify")) -> None:
     """Train, evaluate, predict with and explain Keras blood-cell classifiers (KERAS_BACKEND=tensorflow|torch)."""
@@ -82,6 +86,7 @@ def train(
         seed=seed,
         evaluate=evaluate,
         log=typer.echo,
+        warn=_warn,
     )
 
 
@@ -110,7 +115,7 @@ def evaluate(
     """Accuracy, loss, classification report (text + JSON) and confusion matrix PNG for one split."""
     from classify.evaluate import evaluate_run
 
-    res = evaluate_run(run, split, dataset, out)
+    res = evaluate_run(run, split, dataset, out, warn=_warn)
     dest = Path(res["out"])
     typer.echo((dest / "report.txt").read_text())
     typer.echo(f"wrote {dest}/report.txt, report.json, predictions.csv, confusion.png")
@@ -132,7 +137,7 @@ def predict(
 
     if out is not None:
         check_file_output(out, (".csv",), inputs=[("the run", run)] + [("input", p) for p in images])
-    text = run_predict(run, images, warn=lambda m: typer.echo(m, err=True))
+    text = run_predict(run, images, warn=_warn)
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -156,7 +161,7 @@ def explain(
     """Score-CAM heat maps overlaid on each image at its own resolution, as PNG."""
     from classify.scorecam import explain as run_explain
 
-    for p in run_explain(run, images, out, target, channels, warn=lambda m: typer.echo(m, err=True)):
+    for p in run_explain(run, images, out, target, channels, warn=_warn):
         typer.echo(f"wrote {p}")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +78,11 @@ def evaluate_run(
     out: str | os.PathLike | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> dict:
     """Evaluate RUN's best model on `split` of its dataset (or `dataset`; None picks as `pick_split` says, "all" is
     every image of another dataset); writes the files above and returns report.json's content plus "out" (the
-    folder written)."""
+    folder written). Class-folder entries that are not read are named through `warn`."""
     from classify.images import cached_array
     from classify.plots import plot_confusion
 
@@ -89,7 +90,7 @@ def evaluate_run(
     root = resolve_root(dataset if dataset is not None else config["dataset"])
     own = root == Path(config["dataset"])
     split = pick_split(split, own, layout_of(root), run)
-    data = load_dataset(root, config["seed"], whole=split == WHOLE)
+    data = load_dataset(root, config["seed"], whole=split == WHOLE, warn=warn)
     if own:
         data = with_saved_split(data, run / runs.SPLIT)  # a plain tree: the split the run was trained on
     check_classes(classes, data)

@@ -88,3 +88,60 @@ def test_evaluate_scores_a_whole_external_plain_tree(run, images, tmp_path):
         evaluate_run(run, "all", run.parent / "tree", progress=False)
     with pytest.raises(UserError, match="--split 'tets' is not one of train, val, test, all"):
         evaluate_run(run, "tets", progress=False)
+
+
+def _odd_entries(folder: Path, jpg: Path) -> None:
+    """A GIF and a text file (not read), and an image-named dangling symlink (an unreadable image), in `folder`."""
+    from PIL import Image
+
+    with Image.open(jpg) as im:
+        im.save(folder / "cell.gif")
+    (folder / "notes.txt").write_text("counted by hand\n")
+    _dangling(folder)
+
+
+def _dangling(folder: Path) -> None:
+    (folder / "gone.jpg").symlink_to(folder / "moved-away" / "gone.jpg")
+
+
+def test_predict_and_explain_name_what_they_skip(run, images, tmp_path):
+    """A .gif, a notes.txt and a dangling gone.jpg in a folder were skipped without a word: predict and explain
+    now say so, one line for the files they do not read and one for the image they cannot."""
+    from classify.predict import predict
+    from classify.scorecam import explain
+
+    folder = _plain(tmp_path / "cells", {"BA": images["BA"][:1]}) / "BA"
+    _odd_entries(folder, images["BA"][0])
+    said: list[str] = []
+    rows = list(csv.DictReader(predict(run, [tmp_path / "cells"], progress=False, warn=said.append).splitlines()))
+    assert [Path(r["path"]).name for r in rows] == [images["BA"][0].name]
+    assert len(said) == 2, said
+    assert said[0].startswith("warning: skipped 2 entries (not bmp/jpeg/jpg/png/tif/tiff/webp image files), e.g. ")
+    assert str(folder / "cell.gif") in said[0]
+    assert "gone.jpg (a dangling symlink to " in said[1]
+
+    said.clear()
+    pngs = explain(run, [folder], tmp_path / "cams", max_channels=2, progress=False, warn=said.append)
+    assert len(pngs) == 1 and len(said) == 2 and "skipped 2 entries" in said[0] and "dangling symlink" in said[1]
+
+
+def test_train_and_evaluate_name_what_they_skip_and_refuse_a_dangling_image(run, images, tmp_path):
+    """Class folders: files that are not read (a .gif, notes.txt, a subfolder) are one warning line; an image-named
+    dangling symlink is an unreadable image, refused in one line naming it, before a run folder is left."""
+    from classify.evaluate import evaluate_run
+    from classify.train import train
+
+    tree = _plain(tmp_path / "cells", {c: fs[:5] for c, fs in images.items()})
+    (tree / "EO" / "more").mkdir()
+    (tree / "LY" / "notes.txt").write_text("counted by hand\n")
+    said: list[str] = []
+    res = evaluate_run(run, None, tree, progress=False, warn=said.append)
+    assert res["n"] == 15 and len(said) == 1
+    assert said[0].startswith("warning: skipped 2 entries (not bmp/")
+    assert f"e.g. {tree / 'EO' / 'more'}/ (a folder in a class folder: not searched)" in said[0]
+
+    said.clear()
+    _dangling(tree / "LY")
+    with pytest.raises(UserError, match=r"gone\.jpg \(a dangling symlink to .*\); remove or replace"):
+        train(tree, "custom_cnn", tmp_path / "r", epochs=1, image_size=SIZE, progress=False, warn=said.append)
+    assert len(said) == 1 and not (tmp_path / "r").exists()
