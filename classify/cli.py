@@ -5,6 +5,7 @@ Keras (and its backend) is imported only inside the commands, so `classify --hel
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -21,6 +22,10 @@ app = new_app(
 )
 
 RUN_HELP = "A run directory written by `classify train` (holds model.keras, classes.json, config.json)."
+
+
+def _warn(message: str) -> None:
+    typer.echo(message, err=True)
 
 
 @app.callback()
@@ -81,6 +86,7 @@ def train(
         seed=seed,
         evaluate=evaluate,
         log=typer.echo,
+        warn=_warn,
     )
 
 
@@ -88,11 +94,17 @@ def train(
     epilog=examples(
         "classify evaluate runs/2k-effnet --split test",
         "classify evaluate runs/2k-effnet --split test --dataset datasets/pbc11 --out eval-pbc11",
+        "classify evaluate runs/2k-effnet --dataset other-lab-cells/ --split all",
     )
 )
 def evaluate(
     run: Path = typer.Argument(..., help=RUN_HELP),
-    split: str = typer.Option("test", "--split", help="Which split of the dataset to score: train, val or test."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="train, val or test split of the dataset, or all of a --dataset (an external test set).",
+        show_default="test; all for a --dataset that is a plain <CLASS>/ tree",
+    ),
     dataset: str | None = typer.Option(
         None, "--dataset", help="Another dataset with the same classes.", show_default="the run's own"
     ),
@@ -103,7 +115,7 @@ def evaluate(
     """Accuracy, loss, classification report (text + JSON) and confusion matrix PNG for one split."""
     from classify.evaluate import evaluate_run
 
-    res = evaluate_run(run, split, dataset, out)
+    res = evaluate_run(run, split, dataset, out, warn=_warn)
     dest = Path(res["out"])
     typer.echo((dest / "report.txt").read_text())
     typer.echo(f"wrote {dest}/report.txt, report.json, predictions.csv, confusion.png")
@@ -125,7 +137,7 @@ def predict(
 
     if out is not None:
         check_file_output(out, (".csv",), inputs=[("the run", run)] + [("input", p) for p in images])
-    text = run_predict(run, images, warn=lambda m: typer.echo(m, err=True))
+    text = run_predict(run, images, warn=_warn)
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -149,7 +161,7 @@ def explain(
     """Score-CAM heat maps overlaid on each image at its own resolution, as PNG."""
     from classify.scorecam import explain as run_explain
 
-    for p in run_explain(run, images, out, target, channels, warn=lambda m: typer.echo(m, err=True)):
+    for p in run_explain(run, images, out, target, channels, warn=_warn):
         typer.echo(f"wrote {p}")
 
 
@@ -160,7 +172,7 @@ def compare(
         None, "--out", help="Also write the table to this Markdown file.", show_default="print only"
     ),
 ) -> None:
-    """Markdown table of train/val/test accuracy and macro precision/recall/F1 across runs."""
+    """Markdown table across runs: dataset, model, weights, mode, size, epochs; train/val/test accuracy, P/R/F1."""
     from classify.compare import table
 
     if out is not None:
@@ -180,10 +192,23 @@ def models() -> None:
         typer.echo(f"{name:18s} {spec.about}")
 
 
+def _not_retracing(record: logging.LogRecord) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing() -> None:
+    """Drop TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning: every model
+    `compare` or `train` evaluates traces its own predict function (and again for a last, smaller batch), which
+    TensorFlow counts as retracing one function; the user can do nothing about it. A filter on the standard
+    `tensorflow` logger: no TensorFlow call, nothing under the torch backend."""
+    logging.getLogger("tensorflow").addFilter(_not_retracing)
+
+
 def main() -> None:
     """Entry point: run the app (clihelp.run_app: a UserError is one line on stderr and exit code 2, Ctrl-C one
     `interrupted` line and exit code 130)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_retracing()
     run_app(app)
 
 

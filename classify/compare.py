@@ -1,20 +1,57 @@
-"""One Markdown table across runs, like the paper's Tables 4, 5 and 11."""
+"""One Markdown table across runs, like the paper's Tables 4, 5 and 11, with what tells the runs apart (dataset,
+model, weights, mode, image size, epochs) beside the scores."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from classify import runs
 
+COLUMNS = ("run", "dataset", "model", "weights", "mode", "size", "epochs")
+SCORES = ("train acc", "val acc", "test acc", "precision", "recall", "F1")
+
+
+def dataset_cell(config: dict) -> str:
+    """The run's dataset: its folder name, with the recipe (when it differs) and the protocol of a Naturalize
+    build (its dataset.json, saved in config.json): `2k-pbc (clean)`, `mine (1k-pbc, paper)`, `my-cells`."""
+    name = config.get("dataset_name") or Path(config["dataset"]).name
+    meta = config.get("dataset_meta") or {}
+    tags = [t for t in (meta.get("recipe"), meta.get("protocol")) if t and t != name]
+    return f"{name} ({', '.join(tags)})" if tags else name
+
+
+def weights_cell(config: dict) -> str:
+    """imagenet, none, or the weights file's name (config.json keeps its absolute path)."""
+    w = str(config.get("weights", "-"))
+    return w if w in ("imagenet", "none", "-") else Path(w).name
+
+
+def epochs_cell(run: Path, config: dict) -> str:
+    """Finished epochs (state.json); `3 of 10` for a run stopped before its --epochs."""
+    state = runs.read_json(run / runs.STATE) if (run / runs.STATE).is_file() else {}
+    done, wanted = state.get("epoch"), config.get("epochs")
+    if done is None:
+        return str(wanted)
+    return str(done) if wanted is None or done >= wanted else f"{done} of {wanted}"
+
 
 def run_scores(run: str | os.PathLike, progress: bool = False) -> dict:
-    """Train/val/test accuracy and test macro P/R/F1 of a run (evaluating splits not evaluated yet)."""
+    """A run's describing cells (COLUMNS) and its train/val/test reports (evaluating splits not evaluated yet)."""
     from classify.evaluate import evaluate_run
 
     run, config, _ = runs.open_run(run)
-    scores = {"run": run.name, "model": config["model"], "mode": config["mode"], "size": config["image_size"]}
+    scores = {
+        "run": run.name,
+        "dataset": dataset_cell(config),
+        "model": config["model"],
+        "weights": weights_cell(config),
+        "mode": config["mode"],
+        "size": config["image_size"],
+        "epochs": epochs_cell(run, config),
+    }
     for split in ("train", "val", "test"):
         path = run / "eval" / split / "report.json"
         if path.is_file():
@@ -31,19 +68,20 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
+def _cell(v: object) -> str:
+    return str(v).replace("|", "\\|")  # a | in a folder name would split the Markdown cell
+
+
 def table(run_dirs: Sequence[str | os.PathLike], progress: bool = False) -> str:
-    """Markdown: run, model, mode, size, train/val/test accuracy and test macro precision/recall/F1 (in %)."""
+    """Markdown: COLUMNS, then train/val/test accuracy and test macro precision/recall/F1 (in %)."""
     lines = [
-        "| run | model | mode | size | train acc | val acc | test acc | precision | recall | F1 |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(COLUMNS + SCORES) + " |",
+        "|" + "---|" * (len(COLUMNS) - 2) + "---:|" * (2 + len(SCORES)),
     ]
     for r in run_dirs:
         s = run_scores(r, progress)
-        acc = {k: (s[k]["accuracy"] if s[k] else None) for k in ("train", "val", "test")}
+        acc = [_pct(s[k]["accuracy"] if s[k] else None) for k in ("train", "val", "test")]
         macro = (s["test"] or {}).get("report", {}).get("macro avg", {})
-        lines.append(
-            f"| {s['run']} | {s['model']} | {s['mode']} | {s['size']} | {_pct(acc['train'])} | "
-            f"{_pct(acc['val'])} | {_pct(acc['test'])} | {_pct(macro.get('precision'))} | "
-            f"{_pct(macro.get('recall'))} | {_pct(macro.get('f1-score'))} |"
-        )
+        prf = [_pct(macro.get(k)) for k in ("precision", "recall", "f1-score")]
+        lines.append("| " + " | ".join([_cell(s[c]) for c in COLUMNS] + acc + prf) + " |")
     return "\n".join(lines) + "\n"

@@ -12,16 +12,17 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from naturalize.classes import CLASSES, SPLITS
 from naturalize.fsio import UserError
-from naturalize.paths import data_home, is_image_name, subdirs
+from naturalize.paths import IMAGE_SUFFIXES, data_home, is_image_name, subdirs
 from naturalize.prepare import MIN_PER_CLASS, stratified_split
 
 PLAIN_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test of a plain class tree
+WHOLE = "all"  # the split name of every image of a dataset (load_dataset(whole=True))
 
 
 @dataclass
@@ -80,9 +81,29 @@ def resolve_root(name_or_path: str | os.PathLike) -> Path:
     )
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder` (hidden and non-image files skipped), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_name(p))
+def scan_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
+    """(image files, other entries) directly in `folder` (or anywhere below it when recursive), each sorted. Hidden
+    names are in neither; an image-named dangling symlink is an image (reading it fails, naming it); any other
+    file (.gif, .txt ...), and a folder in a non-recursive scan, is "other": not read, and said so (describe_skipped).
+    """
+    images: list[Path] = []
+    other: list[Path] = []
+    for p in folder.rglob("*") if recursive else folder.iterdir():
+        if p.name.startswith(".") or (recursive and p.is_dir()):
+            continue
+        (images if is_image_name(p) and not p.is_dir() else other).append(p)
+    return sorted(images), sorted(other)
+
+
+def describe_skipped(other: Sequence[Path]) -> str:
+    """One warning line: how many entries were not read, one example, and what is read."""
+    kinds = "/".join(s.lstrip(".") for s in sorted(IMAGE_SUFFIXES))
+    n, first = len(other), other[0]
+    example = f"{first}/ (a folder in a class folder: not searched)" if first.is_dir() else str(first)
+    return (
+        f"warning: skipped {n} {'entry' if n == 1 else 'entries'} (not {kinds} image files), e.g. {example}; "
+        f"convert any images among them to one of those types to use them"
+    )
 
 
 def order_classes(names: Sequence[str]) -> tuple[str, ...]:
@@ -91,13 +112,40 @@ def order_classes(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(known + sorted(n for n in names if n not in CLASSES))
 
 
-def _class_files(folder: Path) -> dict[str, list[Path]]:
-    return {d.name: files for d in subdirs(folder) if (files := list_images(d))}
+def _class_files(folder: Path, skipped: list[Path]) -> dict[str, list[Path]]:
+    """Image files per class folder of `folder` (classes without any left out); what is not read goes to
+    `skipped`."""
+    found = {}
+    for d in subdirs(folder):
+        files, other = scan_images(d)
+        skipped += other
+        if files:
+            found[d.name] = files
+    return found
 
 
-def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
-    """Resolve and index a dataset; checks every split has the same non-empty class folders."""
-    root = resolve_root(name_or_path)
+def layout_of(root: Path) -> str:
+    """The layout of a dataset root: split when it holds train/, val/ or test/, else plain (ROOT/<CLASS>/)."""
+    return "split" if any((root / s).is_dir() for s in SPLITS) else "plain"
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike,
+    seed: int = 0,
+    whole: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> Dataset:
+    """Resolve and index a dataset; checks every split has the same non-empty class folders. `whole`: one split
+    "all" of every image (a plain tree is not split, so any class size will do), e.g. an external test set.
+    Entries of class folders that are not read are named in one line through `warn`."""
+    skipped: list[Path] = []
+    data = _index(resolve_root(name_or_path), seed, whole, skipped)
+    if skipped and warn is not None:
+        warn(describe_skipped(skipped))
+    return data
+
+
+def _index(root: Path, seed: int, whole: bool, skipped: list[Path]) -> Dataset:
     meta = {}
     if (root / "dataset.json").is_file():
         try:
@@ -106,7 +154,7 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
             raise UserError(f"{root / 'dataset.json'} is not valid JSON ({e}); fix or remove it") from e
     present = [s for s in SPLITS if (root / s).is_dir()]
     if present:
-        per_split = {s: _class_files(root / s) for s in present}
+        per_split = {s: _class_files(root / s, skipped) for s in present}
         if "train" not in per_split:
             raise UserError(
                 f"dataset {root} has {', '.join(present)}/ but no train/; a split tree needs train/<CLASS>/"
@@ -131,13 +179,17 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> Dataset:
         classes = order_classes(list(ref))
         index = {c: i for i, c in enumerate(classes)}
         items = {s: [((f"{s}/{c}/{p.name}"), index[c]) for c in classes for p in per_split[s][c]] for s in present}
+        if whole:
+            items = {WHOLE: [row for s in present for row in items[s]]}
         return Dataset(root, classes, "split", items, meta)
-    files = _class_files(root)
+    files = _class_files(root, skipped)
     if not files:
         raise UserError(f"dataset {root} holds neither train/val/test/<CLASS>/ nor <CLASS>/ folders with images")
     classes = order_classes(list(files))
     index = {c: i for i, c in enumerate(classes)}
     rows = [(f"{c}/{p.name}", index[c]) for c in classes for p in files[c]]
+    if whole:
+        return Dataset(root, classes, "plain", {WHOLE: rows}, meta)
     try:
         assign = stratified_split([r for r, _ in rows], [classes[y] for _, y in rows], PLAIN_FRACTIONS, seed)
     except UserError:

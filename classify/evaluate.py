@@ -1,6 +1,8 @@
 """Evaluate a run on a dataset split: accuracy, loss, scikit-learn classification report, confusion matrix.
 
-Writes OUT (default RUN/eval/<split>, or RUN/eval/<dataset>-<split> for another dataset):
+Scores a split (train, val, test) of the run's dataset or of another one with the same classes, or all of another
+one (an external test set; the default for a plain class tree). Writes OUT (default RUN/eval/<split>, or
+RUN/eval/<dataset>-<split> for another dataset):
   report.txt       classification_report text (4 digits) preceded by accuracy and loss
   report.json      {"accuracy", "loss", "n", "split", "dataset", "classes", "report": sklearn dict, "confusion": counts}
   predictions.csv  path,true,pred,prob_<CLASS>...
@@ -12,14 +14,15 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from classify import runs
-from classify.datasets import check_classes, load_dataset, with_saved_split
-from naturalize.fsio import write_json, write_text
+from classify.datasets import WHOLE, check_classes, layout_of, load_dataset, resolve_root, with_saved_split
+from naturalize.classes import SPLITS
+from naturalize.fsio import UserError, write_json, write_text
 from naturalize.outputs import dropped_if_unused
 
 OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
@@ -52,30 +55,50 @@ def metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) ->
     }
 
 
+def pick_split(split: str | None, own: bool, layout: str, run: Path) -> str:
+    """The split to score: `split` as given, else test, or all for another dataset that is a plain class tree (it
+    has no test split of its own: an external test set). UserError for all on the run's own dataset, whose
+    train split the model has learned."""
+    if split is None:
+        return WHOLE if not own and layout == "plain" else "test"
+    if split == WHOLE and own:
+        raise UserError(
+            f"--split {WHOLE} would score {run} on its own training images too; pick --split test (or train, val), "
+            f"or pass --dataset for an external test set"
+        )
+    if split not in (*SPLITS, WHOLE):
+        raise UserError(f"--split {split!r} is not one of {', '.join((*SPLITS, WHOLE))}")
+    return split
+
+
 def evaluate_run(
     run: str | os.PathLike,
-    split: str = "test",
+    split: str | None = "test",
     dataset: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> dict:
-    """Evaluate RUN's best model on `split` of its dataset (or `dataset`); writes the files above and returns
-    report.json's content plus "out" (the folder written)."""
+    """Evaluate RUN's best model on `split` of its dataset (or `dataset`; None picks as `pick_split` says, "all" is
+    every image of another dataset); writes the files above and returns report.json's content plus "out" (the
+    folder written). Class-folder entries that are not read are named through `warn`."""
     from classify.images import cached_array
     from classify.plots import plot_confusion
 
     run, config, classes = runs.open_run(run)
-    data = load_dataset(dataset if dataset is not None else config["dataset"], config["seed"])
-    if Path(data.root) == Path(config["dataset"]):
+    root = resolve_root(dataset if dataset is not None else config["dataset"])
+    own = root == Path(config["dataset"])
+    split = pick_split(split, own, layout_of(root), run)
+    data = load_dataset(root, config["seed"], whole=split == WHOLE, warn=warn)
+    if own:
         data = with_saved_split(data, run / runs.SPLIT)  # a plain tree: the split the run was trained on
     check_classes(classes, data)
     paths = data.paths(split)
     y = data.labels(split)
     size = int(config["image_size"])
     if out is None:
-        same = dataset is None or Path(data.root) == Path(config["dataset"])
-        out = run / "eval" / (split if same else f"{data.name}-{split}")
+        out = run / "eval" / (split if own else f"{data.name}-{split}")
     out = Path(out)
     with dropped_if_unused(out):  # a failure before the first file leaves no folder holding only the marker
         runs.claim_outputs(out, run, [("the dataset", data.root)], "classify-eval", OUTPUTS)

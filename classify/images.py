@@ -32,6 +32,8 @@ def load_image(path: str | os.PathLike, size: int | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise FileNotFoundError(f"a dangling symlink to {Path(path).readlink()}")
         with Image.open(path) as im:
             if im.format == "JPEG" and size is not None:
                 im.draft("RGB", (size, size))  # DCT-domain downscale: exact, fast, never below `size`
@@ -59,7 +61,11 @@ def to_8bit(a: np.ndarray) -> np.ndarray:
 def _key(paths: Sequence[Path], size: int) -> str:
     h = hashlib.sha1(json.dumps(["v2", size]).encode())  # v2: 16-bit images scaled by 255/65535, not stretched
     for p in paths:
-        st = p.stat()
+        try:
+            st = p.stat()
+        except OSError:  # gone or a dangling symlink: decoding names it
+            h.update(f"{p}\0missing\n".encode())
+            continue
         h.update(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:20]
 

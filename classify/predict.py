@@ -11,24 +11,28 @@ from pathlib import Path
 import numpy as np
 
 from classify import runs
+from classify.datasets import describe_skipped, scan_images
 from naturalize.fsio import UserError
-from naturalize.paths import is_image_name
 
 
-def gather_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files given directly or found (recursively, sorted) in given folders; UserError when none."""
+def gather_images(inputs: Sequence[str | os.PathLike], warn: Callable[[str], None] | None = None) -> list[Path]:
+    """Image files given directly or found (recursively, sorted) in given folders; other files found in the
+    folders are named in one line through `warn`. UserError when there are no images."""
     found: list[Path] = []
+    skipped: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(
-                p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".") and is_image_name(p)
-            )
+            images, other = scan_images(item, recursive=True)
+            found += images
+            skipped += other
         elif item.is_file():
             found.append(item)
         else:
             raise UserError(f"{item} is neither an image file nor a folder; check the path")
     if not found:
         raise UserError(f"no images (*.jpg, *.png, ...) found in {', '.join(map(str, inputs))}")
+    if skipped and warn is not None:
+        warn(describe_skipped(skipped))
     return found
 
 
@@ -45,7 +49,7 @@ def predict(
     from classify.images import decode_some, describe_bad
 
     run, config, classes = runs.open_run(run)
-    paths = gather_images(inputs)
+    paths = gather_images(inputs, warn)
     x, good, bad = decode_some(paths, int(config["image_size"]), progress=progress)
     if bad and not good:
         raise UserError(describe_bad(bad) + "; none left to predict: pass readable images")

@@ -144,7 +144,7 @@ def explain(
     run, config, classes = runs.open_run(run)
     if target is not None and target not in classes:
         raise UserError(f"--target {target!r} is not one of the run's classes {', '.join(classes)}")
-    paths = unique_images(gather_images(inputs))
+    paths = unique_images(gather_images(inputs, warn))
     names = dict(zip(paths, cam_names(inputs, paths)))
     out = Path(out) if out is not None else run / "explain"
     with dropped_if_unused(out):  # a failure before the first PNG leaves no folder holding only the marker

@@ -13,7 +13,7 @@ import csv
 import io
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -225,13 +225,15 @@ def train(
     callbacks: Sequence = (),
     workers: int = 2,
     log=print,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
-    """Train `model` on `dataset` into run dir `out` (default runs/<dataset>_<model>); returns the run dir."""
+    """Train `model` on `dataset` into run dir `out` (default runs/<dataset>_<model>); returns the run dir.
+    Class-folder entries that are not read are named through `warn`."""
     check_name(model)
     check_mode(model, mode, weights)  # before any work: a frozen random backbone is refused
     if epochs < 1 or batch_size < 1 or lr <= 0 or image_size < 8:
         raise UserError("--epochs, --batch-size and --image-size must be positive and --lr > 0")
-    data = load_dataset(dataset, seed)
+    data = load_dataset(dataset, seed, warn=warn)
     if "val" not in data.items:
         raise UserError(
             f"dataset {data.root} has no val/ split; training needs train/ and val/ "

@@ -1,0 +1,105 @@
+"""classify compare tells runs apart (dataset and protocol, model, weights, mode, size, epochs) and keeps stderr
+to what the user needs, on tiny REAL trees copied into tmp from the shared PBC sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+keras = pytest.importorskip("keras")
+
+from naturalize.classes import class_of_prefix  # noqa: E402
+from naturalize.testing.cli import run_cli  # noqa: E402
+
+SIZE = 16
+CLASSES = ("BA", "EO", "LY")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    old = os.environ.get("CLASSIFY_CACHE")
+    os.environ["CLASSIFY_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("CLASSIFY_CACHE", None)
+    else:
+        os.environ["CLASSIFY_CACHE"] = old
+
+
+def _pick(sample_release: Path, per_class: int) -> dict[str, list[Path]]:
+    picked: dict[str, list[Path]] = {c: [] for c in CLASSES}
+    for p in sorted(sample_release.rglob("*.jpg")):
+        c = class_of_prefix(p.name)
+        if c in picked and len(picked[c]) < per_class:
+            picked[c].append(p)
+    return picked
+
+
+@pytest.fixture(scope="module")
+def trees(sample_release, tmp_path_factory) -> dict[str, Path]:
+    """`paper`: a split tree (3/1/1 real images a class) with a Naturalize dataset.json (recipe 1k-pbc, protocol
+    paper); `plain`: the same 5 images a class as a plain class tree."""
+    base = tmp_path_factory.mktemp("trees")
+    paper, plain = base / "paper-build", base / "my-cells"
+    for c, files in _pick(sample_release, 5).items():
+        for split, part in (("train", files[:3]), ("val", files[3:4]), ("test", files[4:])):
+            (paper / split / c).mkdir(parents=True, exist_ok=True)
+            (plain / c).mkdir(parents=True, exist_ok=True)
+            for f in part:
+                shutil.copy(f, paper / split / c / f.name)
+                shutil.copy(f, plain / c / f.name)
+    meta = {"format": "naturalize-dataset/1", "recipe": "1k-pbc", "protocol": "paper", "classes": list(CLASSES)}
+    (paper / "dataset.json").write_text(json.dumps(meta))
+    return {"paper": paper, "plain": plain}
+
+
+def _train(dataset: Path, out: Path, **kw) -> Path:
+    from classify.train import train
+
+    opts = dict(epochs=1, batch_size=4, image_size=SIZE, evaluate=False, progress=False, log=lambda s: None)
+    return train(dataset, "custom_cnn", out, **{**opts, **kw})
+
+
+def test_compare_names_dataset_protocol_weights_and_epochs_of_each_run(trees, tmp_path):
+    """Runs of one model that differ only in dataset, protocol, weights or epochs were told apart by folder name
+    alone; the table now says dataset (with a Naturalize build's recipe and protocol), weights, mode, size,
+    epochs."""
+    from classify.compare import table
+
+    a = _train(trees["paper"], tmp_path / "a")
+    b = _train(trees["plain"], tmp_path / "b", epochs=2)
+    c = _train(trees["paper"], tmp_path / "c", weights=str(a / "model.keras"))
+    lines = table([a, b, c]).splitlines()
+    head = [h.strip() for h in lines[0].strip("|").split("|")]
+    assert head[:7] == ["run", "dataset", "model", "weights", "mode", "size", "epochs"]
+    assert head[7:] == ["train acc", "val acc", "test acc", "precision", "recall", "F1"]
+    assert lines[1].count("|") == len(head) + 1
+    rows = [dict(zip(head, (v.strip() for v in line.strip("|").split("|")))) for line in lines[2:]]
+    assert [r["dataset"] for r in rows] == ["paper-build (1k-pbc, paper)", "my-cells", "paper-build (1k-pbc, paper)"]
+    assert [r["weights"] for r in rows] == ["none", "none", "model.keras"]
+    assert [r["epochs"] for r in rows] == ["1", "2", "1"]
+    assert all(r["model"] == "custom_cnn" and r["mode"] == "finetune" and r["size"] == str(SIZE) for r in rows)
+
+
+def test_epochs_cell_says_when_a_run_stopped_early(tmp_path):
+    from classify.compare import epochs_cell
+
+    (tmp_path / "state.json").write_text(json.dumps({"epoch": 3, "done": False}))
+    assert epochs_cell(tmp_path, {"epochs": 10}) == "3 of 10"
+    assert epochs_cell(tmp_path, {"epochs": 3}) == "3"
+
+
+def test_compare_of_several_unevaluated_runs_prints_no_retracing_warning(trees, tmp_path):
+    """Evaluating 9 splits of 3 models in one process made TensorFlow warn that a function 'triggered
+    tf.function retracing' (twice, 600 characters each) above the table."""
+    runs = [_train(trees["paper"], tmp_path / f"r{i}", seed=i) for i in range(3)]
+    r = run_cli("classify", "compare", *runs, env={"TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "retracing" not in r.stderr, r.stderr[-2000:]
+    assert len(r.stdout.strip().splitlines()) == 2 + 3
+    assert all((run / "eval" / "test" / "report.json").is_file() for run in runs)
