@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,15 @@ def sample_boxes(sample_root: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"OI-PBC boxes not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def classify_cache(tmp_path_factory):
+    """$CLASSIFY_CACHE set to a fresh folder for one test module (classify's decoded-image cache), restored after."""
+    old = os.environ.get("CLASSIFY_CACHE")
+    os.environ["CLASSIFY_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("CLASSIFY_CACHE", None)
+    else:
+        os.environ["CLASSIFY_CACHE"] = old

@@ -20,15 +20,7 @@ SIZE = 16
 CLASSES = ("BA", "EO", "LY")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = os.environ.get("CLASSIFY_CACHE")
-    os.environ["CLASSIFY_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("CLASSIFY_CACHE", None)
-    else:
-        os.environ["CLASSIFY_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("classify_cache")  # decoded images in a cache of this module's own
 
 
 @pytest.fixture(scope="module")

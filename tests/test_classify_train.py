@@ -51,15 +51,7 @@ def tiny_tree(sample_release, tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = os.environ.get("CLASSIFY_CACHE")
-    os.environ["CLASSIFY_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("CLASSIFY_CACHE", None)
-    else:
-        os.environ["CLASSIFY_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("classify_cache")  # decoded images in a cache of this module's own
 
 
 @pytest.fixture(scope="module")
