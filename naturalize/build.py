@@ -390,6 +390,14 @@ def _segment_backend(
     return name, options.get("checkpoint"), device
 
 
+def bank_plan(work_dir: Path, protocol: str) -> dict[str, tuple[Path, str | None]]:
+    """The build's banks in its work cache: part -> (bank folder, the split it segments). clean: one per split (the
+    bank composed from holds training images only); paper: one of every image (split None)."""
+    if protocol == "clean":
+        return {part: (work_dir / f"bank-{part}", part) for part in SPLITS}
+    return {"all": (work_dir / "bank-all", None)}
+
+
 def _check_cached_banks(
     work_dir: Path, protocol: str, backend: str, checkpoint: str | None, model_type: str, device: str
 ) -> None:
@@ -402,10 +410,9 @@ def _check_cached_banks(
         return
     backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, lambda m: None)
     options = {"checkpoint": checkpoint, "model_type": model_type, "device": device}
-    for part in SPLITS if protocol == "clean" else ("all",):
-        if (work_dir / f"bank-{part}").exists():
-            split = None if part == "all" else part
-            check_cached_bank(prepared, work_dir / f"bank-{part}", split, backend, options, STALE_CACHE)
+    for bank, split in bank_plan(work_dir, protocol).values():
+        if bank.exists():
+            check_cached_bank(prepared, bank, split, backend, options, STALE_CACHE)
 
 
 def _changed_options(params: ComposeParams) -> dict:
@@ -506,9 +513,9 @@ def build(
                 "every image once (curation); sprites for composing come from "
                 + ("training images only" if protocol == "clean" else "all images"),
             )
-            for part in SPLITS if protocol == "clean" else ("all",):
-                banks[part] = work_dir / f"bank-{part}"
-                segment(prepared, banks[part], split=None if part == "all" else part, stale_fix=STALE_CACHE, **seg)
+            for part, (bank, split) in bank_plan(work_dir, protocol).items():
+                banks[part] = bank
+                segment(prepared, bank, split=split, stale_fix=STALE_CACHE, **seg)
             records = apply_curation(records, curation_exclusions(banks.values()))
         root = Path(json.loads((prepared / "summary.json").read_text())["root"])
         real = [r for r in records if not (recipe.curated and r.excluded)]

@@ -74,6 +74,7 @@ def test_a_rebuilt_tree_replaces_only_what_the_last_build_linked(tmp_path: Path)
     _write_tree(out, [Item("train", "MY", src / "c.jpg", "c.jpg", "real", "c")])
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == ["files.csv", "train/MY/c.jpg"]  # the old files and the folders they leave empty are gone
+    assert sorted(p.name for p in src.iterdir()) == ["a.jpg", "b.jpg", "c.jpg"]  # the linked inputs are untouched
     assert not (out / "test").exists() and foreign_files(out) == []
     # a files.csv edited to name files outside the tree: those are never removed, nor is a folder of the user's
     outside = tmp_path / "outside.txt"
