@@ -190,7 +190,8 @@ def read_bank_meta(root: Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format_version") not in READ_VERSIONS:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise UserError(
-            f"{meta_path}: bank format version {version}, this naturalize reads {FORMAT_VERSION}; "
+            f"{meta_path}: bank format version {version}, this naturalize reads "
+            f"{' and '.join(map(str, READ_VERSIONS))}; "
             f"rebuild it with `naturalize segment ... --out {root} --overwrite`"
         )
     return meta
