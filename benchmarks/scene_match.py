@@ -77,13 +77,11 @@ def real_stats(bank, cls: str) -> list[dict[str, float]]:
         labels = np.zeros((h, w), np.uint16)
         kinds = []
         for s in by_source[source]:
-            a = cv2.imread(str(bank.root / s.relpath), cv2.IMREAD_UNCHANGED)
-            if a is None or a.ndim != 3 or a.shape[2] != 4:
-                continue
+            m = bank.load_mask(s)  # a mask-only (rejected) sprite needs no file
             kinds.append(s.kind)
-            hh, ww = min(a.shape[0], h - s.y0), min(a.shape[1], w - s.x0)
+            hh, ww = min(m.shape[0], h - s.y0), min(m.shape[1], w - s.x0)
             region = labels[s.y0 : s.y0 + hh, s.x0 : s.x0 + ww]
-            region[a[:hh, :ww, 3] >= 128] = len(kinds)
+            region[m[:hh, :ww]] = len(kinds)
         out.append(image_stats(labels, kinds, n_rbc[source]))
     return out
 

@@ -2,10 +2,15 @@
 
 BANK/bank.json               format_version, backend, parameters, counts per kind/class
 BANK/index.csv               one row per sprite (INDEX_FIELDS)
-BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask
+BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask: sprites that passed the gate
 BANK/backgrounds.csv         one row per background plate (BACKGROUND_FIELDS)
 BANK/backgrounds/<background_id>.png            the source image with every cell inpainted
 BANK/curation.csv            one row per source image (CURATION_FIELDS)
+
+A sprite the quality gate rejected (reason other than "ok") has no PNG file: its index.csv row holds its mask in
+the `mask` column (a COCO RLE, pycocotools' compact string, of the mask inside the row's box); `Bank.load_sprite`
+cuts its pixels from the source image (bank.json `root` + row.source). A non-empty `mask` column = no PNG file.
+Format version 1 (every sprite a PNG file, no `mask` column) is still read; a run never resumes one.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from PIL import Image
 from naturalize.fsio import UserError, read_json, replace_bytes, write_bytes
 from naturalize.outputs import claim, remove_written, write_marker
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rejected sprites stored as a mask in index.csv (1: every sprite a PNG file)
+#: The bank formats this naturalize reads (it writes and resumes only FORMAT_VERSION).
+READ_VERSIONS: tuple[int, ...] = (1, 2)
 KINDS: tuple[str, ...] = ("RBC", "WBC", "PLT")
 INDEX_FIELDS = [
     "sprite_id",
@@ -43,9 +50,12 @@ INDEX_FIELDS = [
     "touches_border",
     "quality",
     "reason",
+    "mask",
 ]
 #: Columns a bank written before the quality gate lacks (read as quality 1.0, reason "ok": passed).
 GATE_FIELDS = ["quality", "reason"]
+#: Columns a bank of format version 1 lacks (read as "": every sprite a PNG file).
+OPTIONAL_FIELDS = GATE_FIELDS + ["mask"]
 #: The reason of a sprite that passed the quality gate (naturalize/segment/gate.py lists the others).
 PASS = "ok"
 BACKGROUND_FIELDS = ["background_id", "source", "label", "width", "height"]
@@ -55,7 +65,8 @@ CURATION_FIELDS = ["source", "label", "n_wbc", "n_rbc", "n_plt", "flags", "keep"
 @dataclass(frozen=True)
 class SpriteRow:
     """One sprite: `source` is the source image's path relative to the PBC root; box is [x0, x1) x [y0, y1);
-    quality (0..1) and reason come from the quality gate: only reason "ok" is composited."""
+    quality (0..1) and reason come from the quality gate: only reason "ok" is composited. `mask`: "" for a sprite
+    stored as a PNG file (relpath), else the COCO RLE string of its mask in the box (no file)."""
 
     sprite_id: str
     kind: str
@@ -70,10 +81,16 @@ class SpriteRow:
     touches_border: bool
     quality: float = 1.0
     reason: str = PASS
+    mask: str = ""
+
+    @property
+    def has_png(self) -> bool:
+        """Whether the sprite is a PNG file in the bank (else only its mask is stored, in index.csv)."""
+        return not self.mask
 
     @property
     def relpath(self) -> str:
-        """Path of the sprite PNG inside the bank."""
+        """Path of the sprite PNG inside the bank (a file only where has_png)."""
         sub = f"{self.kind}/{self.label}" if self.label else self.kind
         return f"sprites/{sub}/{self.sprite_id}.png"
 
@@ -170,10 +187,11 @@ def read_bank_meta(root: Path) -> dict:
         meta_path,
         f"{meta_path} is damaged (not JSON); rebuild the bank with `naturalize segment ... --out {root} --overwrite`",
     )
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format_version") not in READ_VERSIONS:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise UserError(
-            f"{meta_path}: bank format version {version}, this naturalize reads {FORMAT_VERSION}; "
+            f"{meta_path}: bank format version {version}, this naturalize reads "
+            f"{' and '.join(map(str, READ_VERSIONS))}; "
             f"rebuild it with `naturalize segment ... --out {root} --overwrite`"
         )
     return meta
@@ -195,6 +213,7 @@ class Bank:
         self.sprites = sprites
         self.backgrounds = backgrounds
         self.curation = curation
+        self._source: tuple[str, np.ndarray] | None = None  # the last source image read (load_sprite)
 
     @classmethod
     def open(cls, path: str | Path) -> Bank:
@@ -204,7 +223,7 @@ class Bank:
         text = {name: _committed_text(root, name, file_record(meta, name)) for name in CSV_FILES}
         curation = _read_dicts(text["curation.csv"])
         done = {r["source"] for r in curation}
-        required = [f for f in INDEX_FIELDS if f not in GATE_FIELDS]  # banks from before the gate read as passed
+        required = [f for f in INDEX_FIELDS if f not in OPTIONAL_FIELDS]  # older banks: passed, PNG files
         sprites = [
             s for s in _read_rows(root / "index.csv", text["index.csv"], SpriteRow, required) if s.source in done
         ]
@@ -229,14 +248,65 @@ class Bank:
         ]
 
     def load_sprite(self, row: SpriteRow) -> np.ndarray:
-        """RGBA uint8 array (h, w, 4) of one sprite."""
-        with Image.open(self.root / row.relpath) as im:
-            return np.asarray(im.convert("RGBA"))
+        """RGBA uint8 array (h, w, 4) of one sprite: its PNG file, or for a mask-only row the cell cut from its
+        source image (UserError naming the file when that cannot be read)."""
+        if row.has_png:
+            with Image.open(self.root / row.relpath) as im:
+                return np.asarray(im.convert("RGBA"))
+        rgb = self._source_rgb(row.source)
+        rgba = np.empty((row.y1 - row.y0, row.x1 - row.x0, 4), np.uint8)
+        rgba[:, :, :3] = rgb[row.y0 : row.y1, row.x0 : row.x1]
+        rgba[:, :, 3] = np.where(self.load_mask(row), 255, 0).astype(np.uint8)
+        return rgba
+
+    def load_mask(self, row: SpriteRow, threshold: int = 128) -> np.ndarray:
+        """Bool mask (h, w) of one sprite in its box: decoded from index.csv, or alpha >= threshold of its PNG file
+        (no source image needed); UserError when the PNG cannot be read."""
+        if not row.has_png:
+            return decode_mask(row.mask, row.y1 - row.y0, row.x1 - row.x0)
+        import cv2
+
+        a = cv2.imread(str(self.root / row.relpath), cv2.IMREAD_UNCHANGED)
+        if a is None or a.ndim != 3 or a.shape[2] != 4:
+            raise UserError(f"cannot read sprite {self.root / row.relpath}; rebuild the bank with `naturalize segment`")
+        return a[:, :, 3] >= threshold
+
+    def _source_rgb(self, source: str) -> np.ndarray:
+        """RGB uint8 array of one source image (bank.json `root` + source; the last one read is kept)."""
+        if self._source is not None and self._source[0] == source:
+            return self._source[1]
+        root = self.meta.get("root")
+        path = Path(root) / source if root else Path(source)  # every bank segment writes records its root
+        try:
+            with Image.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as e:
+            raise UserError(
+                f"cannot read {path}, the source image of a rejected sprite of {self.root} ({e}); keep the PBC "
+                f"folder the bank was cut from in place (bank.json `root`) or rebuild the bank with "
+                f"`naturalize segment`"
+            ) from None
+        self._source = (source, rgb)
+        return rgb
 
     def load_background(self, row: BackgroundRow) -> np.ndarray:
         """RGB uint8 array (H, W, 3) of one background plate."""
         with Image.open(self.root / row.relpath) as im:
             return np.asarray(im.convert("RGB"))
+
+
+def encode_mask(mask: np.ndarray) -> str:
+    """COCO RLE (pycocotools' compact counts string) of a mask (h, w; nonzero = inside); deterministic."""
+    from pycocotools import mask as rle
+
+    return rle.encode(np.asfortranarray(mask != 0, dtype=np.uint8))["counts"].decode("ascii")
+
+
+def decode_mask(counts: str, h: int, w: int) -> np.ndarray:
+    """Bool mask (h, w) of an `encode_mask` string."""
+    from pycocotools import mask as rle
+
+    return rle.decode({"size": [h, w], "counts": counts.encode("ascii")}).astype(bool)
 
 
 def _read_dicts(text: str) -> list[dict[str, str]]:
@@ -257,7 +327,8 @@ DERIVED_DIRS: tuple[str, ...] = ("qc", "scenes")
 
 @dataclass(frozen=True)
 class EncodedSprite:
-    """A sprite ready to store: `png` holds the RGBA tight crop (alpha = mask)."""
+    """A sprite ready to store: `png` holds the RGBA tight crop (alpha = mask); a mask-only sprite (rejected by the
+    quality gate) has png b"" and `mask`, the encode_mask string of its mask in the box."""
 
     kind: str
     png: bytes
@@ -271,6 +342,7 @@ class EncodedSprite:
     quality: float = 1.0
     reason: str = PASS
     label: str | None = None  # None: the image's class for a WBC, "" otherwise
+    mask: str = ""
 
 
 @dataclass(frozen=True)
@@ -343,8 +415,13 @@ class BankWriter:
         except (OSError, ValueError):
             raise UserError(f"{meta_path} is missing or damaged; rerun with --overwrite to rebuild the bank") from None
         theirs = {k: meta.get(k) for k in identity}
-        if meta.get("format_version") != FORMAT_VERSION or theirs != identity:
-            diff = sorted(k for k in identity if theirs.get(k) != identity[k]) or ["format_version"]
+        if meta.get("format_version") != FORMAT_VERSION and theirs == identity:
+            raise UserError(
+                f"{root} holds a sprite bank of format version {meta.get('format_version')}, this naturalize writes "
+                f"version {FORMAT_VERSION} and cannot resume an older one; {fix}"
+            )
+        if theirs != identity:
+            diff = sorted(k for k in identity if theirs.get(k) != identity[k])
             raise UserError(f"{root} holds a sprite bank made with other settings ({', '.join(diff)} differ); {fix}")
         return "resume"
 
@@ -388,7 +465,7 @@ class BankWriter:
             if not (root / name).exists() or (root / name).read_bytes() != text:
                 write_bytes(root / name, text)
         # files of sources that never committed (and temp files of an interrupted write) go
-        wanted = {_coerce(SpriteRow, r).relpath for r in kept["index.csv"]}
+        wanted = {s.relpath for s in (_coerce(SpriteRow, r) for r in kept["index.csv"]) if s.has_png}
         wanted |= {f"backgrounds/{r['background_id']}.png" for r in kept["backgrounds.csv"]}
         for sub in BANK_DIRS:
             for p in sorted((root / sub).rglob("*")) if (root / sub).is_dir() else []:
@@ -434,8 +511,10 @@ class BankWriter:
                 s.touches_border,
                 s.quality,
                 s.reason,
+                s.mask,
             )
-            self._put(row.relpath, s.png)
+            if row.has_png:
+                self._put(row.relpath, s.png)
             rows.append(row)
         bg = BackgroundRow(entry.stem, entry.source, entry.label, entry.width, entry.height)
         if entry.background_png:  # an image unfit for sprites (tiny, blank, noise) gives no plate either
@@ -569,4 +648,5 @@ def _sprite_values(r: SpriteRow) -> list:
         int(r.touches_border),
         f"{r.quality:.4f}",
         r.reason,
+        r.mask,
     ]

@@ -73,7 +73,7 @@ def bank(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_bank_is_valid_and_sprites_match_index(bank: Path) -> None:
     b = Bank.open(bank)
-    assert b.meta["backend"] == "classical" and b.meta["format_version"] == 1
+    assert b.meta["backend"] == "classical" and b.meta["format_version"] == 2
     assert len(b.curation) == N and len(b.backgrounds) == N
     counts = b.meta["counts"]
     assert counts["sources"] == N
@@ -92,9 +92,99 @@ def test_bank_is_valid_and_sprites_match_index(bank: Path) -> None:
         if s.touches_border:
             assert s.x0 <= 1 or s.y0 <= 1 or s.x1 >= 359 or s.y1 >= 359
         assert s.sprite_id.startswith(Path(s.source).stem + f"_{s.kind}_")
+        # a sprite the gate passed is a PNG file, a rejected one only its mask (index.csv)
+        assert s.has_png == (s.reason == "ok") and np.array_equal(b.load_mask(s), alpha == 255)
+    assert any(not s.has_png for s in b.sprites) and any(s.has_png for s in b.sprites)
     # every file on disk is in an index (no strays), every indexed file is on disk
     on_disk = {p.relative_to(bank).as_posix() for p in bank.rglob("*.png") if p.parent.name != "qc"}
-    assert on_disk == {s.relpath for s in b.sprites} | {g.relpath for g in b.backgrounds}
+    assert on_disk == {s.relpath for s in b.sprites if s.has_png} | {g.relpath for g in b.backgrounds}
+
+
+def test_every_sprite_is_the_cell_the_segmenter_cut_from_its_source(bank: Path, sample_root: Path) -> None:
+    """load_sprite of a PNG row and of a mask-only (rejected) row alike: the segmenter's cell, cut from the source
+    image as `crop_sprite` cuts it."""
+    from naturalize.bank import KINDS
+    from naturalize.segment import make_segmenter
+    from naturalize.segment.cells import crop_sprite
+    from naturalize.segment.run import read_rgb
+
+    b = Bank.open(bank)
+    segmenter = make_segmenter("classical")
+    for cur in b.curation[:3]:
+        rows = [s for s in b.sprites if s.source == cur["source"]]
+        assert any(not s.has_png for s in rows), cur["source"]
+        rgb = read_rgb(str(Path(b.meta["root"]) / cur["source"]))
+        cells = sorted(
+            segmenter(rgb, label=cur["label"]).cells, key=lambda c: (KINDS.index(c.kind), c.box[1], c.box[0])
+        )
+        assert len(cells) == len(rows)
+        for c, s in zip(cells, rows):
+            assert (c.kind, *c.box) == (s.kind, s.x0, s.y0, s.x1, s.y1)
+            assert np.array_equal(b.load_sprite(s), crop_sprite(rgb, c.mask, c.box)), s.sprite_id
+            assert np.array_equal(b.load_mask(s), c.mask[s.y0 : s.y1, s.x0 : s.x1] != 0), s.sprite_id
+
+
+def test_a_rejected_sprite_without_its_source_image_is_one_clear_error(bank: Path, tmp_path: Path) -> None:
+    from naturalize.fsio import UserError
+
+    moved = tmp_path / "moved"
+    shutil.copytree(bank, moved)
+    meta = json.loads((moved / "bank.json").read_text())
+    (moved / "bank.json").write_text(json.dumps(meta | {"root": str(tmp_path / "gone")}))
+    b = Bank.open(moved)
+    rejected = next(s for s in b.sprites if not s.has_png)
+    with pytest.raises(UserError, match=r"cannot read .*gone.*keep the PBC folder"):
+        b.load_sprite(rejected)
+    assert b.load_mask(rejected).sum() == rejected.area  # the mask needs no source image
+    assert b.load_sprite(b.select("RBC")[0]).shape[2] == 4  # passed sprites are files of their own
+
+
+def as_version_1(bank: Path, out: Path) -> None:
+    """Copy `bank` as a bank of format version 1 (every sprite a PNG file, no mask column), as naturalize wrote it
+    before rejected sprites were stored as masks."""
+    b = Bank.open(bank)
+    shutil.copytree(bank, out)
+    for s in b.sprites:
+        if not s.has_png:
+            (out / s.relpath).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(b.load_sprite(s)).save(out / s.relpath)
+    rows = list(csv.DictReader((bank / "index.csv").open(newline="")))
+    with (out / "index.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, [k for k in rows[0] if k != "mask"], extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    meta = json.loads((bank / "bank.json").read_text())
+    data = (out / "index.csv").read_bytes()
+    meta["files"]["index.csv"] = {"bytes": len(data), "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
+    (out / "bank.json").write_text(json.dumps(meta | {"format_version": 1}))
+
+
+def test_a_version_1_bank_is_read_gives_the_same_donors_and_is_never_resumed(
+    bank: Path, sample_root: Path, tmp_path: Path
+) -> None:
+    from naturalize.compose.scenes import _eligible, make_donor
+
+    old = tmp_path / "v1"
+    as_version_1(bank, old)
+    b1, b2 = Bank.open(old), Bank.open(bank)
+    assert all(s.has_png for s in b1.sprites) and len(b1.sprites) == len(b2.sprites)
+    for s1, s2 in zip(b1.sprites, b2.sprites):
+        assert s1.sprite_id == s2.sprite_id and np.array_equal(b1.load_sprite(s1), b2.load_sprite(s2))
+    # transplant donors: the same plate, labels of the kept cells and record from PNG files and from masks
+    donors1, donors2 = _eligible(b1), _eligible(b2)
+    assert donors1.keys() == donors2.keys() and donors1
+    for source in sorted(donors1)[:4]:
+        (p1, l1, r1), (p2, l2, r2) = make_donor(b1, *donors1[source]), make_donor(b2, *donors2[source])
+        assert any(not s.has_png for s in donors2[source][2]), "a donor labels a rejected cell too"
+        assert np.array_equal(p1, p2) and np.array_equal(l1, l2)
+        assert {k: v for k, v in r1.items() if k != "rows"} == {k: v for k, v in r2.items() if k != "rows"}
+    # a run never adds version 2 rows to a version 1 bank: refused untouched, --overwrite rebuilds it
+    before = tree_digest(old)
+    line = error_line(cli(*classical(sample_root, old), "--limit", str(N), "--no-progress", check=False))
+    assert "format version 1" in line and "--overwrite" in line
+    assert tree_digest(old) == before
+    cli(*classical(sample_root, old), "--limit", str(N), "--workers", "2", "--no-progress", "--overwrite")
+    assert_same_tree(old, bank)
 
 
 def test_gate_keeps_no_nucleated_cell_and_counts_every_sprite(bank: Path, sample_boxes: Path) -> None:

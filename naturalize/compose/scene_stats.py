@@ -140,7 +140,11 @@ def measure_focus(bank: Bank, rows: dict[str, list]) -> dict[str, float]:
     """source -> median edge blur (px) of its red cells in `rows` (sources with none measurable left out)."""
     out = {}
     for source, cells in sorted(rows.items()):
-        arrays = [cv2.imread(str(bank.root / r.relpath), cv2.IMREAD_UNCHANGED) for r in cells]
+        # edge_sigma reads green and alpha only: a mask-only row's RGBA (cut from its source) serves as BGRA
+        arrays = [
+            cv2.imread(str(bank.root / r.relpath), cv2.IMREAD_UNCHANGED) if r.has_png else bank.load_sprite(r)
+            for r in cells
+        ]
         measured = [edge_sigma(a) for a in arrays if a is not None and a.ndim == 3 and a.shape[2] == 4]
         sig = [v for v in measured if v is not None]
         if sig:

@@ -134,13 +134,11 @@ def _rows_hash(bg: BackgroundRow, wbc: SpriteRow, kept: list[SpriteRow]) -> str:
 
 
 def _mask_at(bank: Bank, row: SpriteRow, shape: tuple[int, int], threshold: int) -> np.ndarray:
-    """Bool mask (alpha >= threshold) of a sprite, at its box in its source image of `shape`."""
-    a = cv2.imread(str(bank.root / row.relpath), cv2.IMREAD_UNCHANGED)
-    if a is None or a.ndim != 3 or a.shape[2] != 4:
-        raise UserError(f"cannot read sprite {bank.root / row.relpath}; rebuild the bank with `naturalize segment`")
+    """Bool mask (alpha >= threshold; Bank.load_mask) of a sprite, at its box in its source image of `shape`."""
+    m = bank.load_mask(row, threshold)
     out = np.zeros(shape, bool)
-    h, w = min(a.shape[0], shape[0] - row.y0), min(a.shape[1], shape[1] - row.x0)
-    out[row.y0 : row.y0 + h, row.x0 : row.x0 + w] = a[:h, :w, 3] >= threshold
+    h, w = min(m.shape[0], shape[0] - row.y0), min(m.shape[1], shape[1] - row.x0)
+    out[row.y0 : row.y0 + h, row.x0 : row.x0 + w] = m[:h, :w]
     return out
 
 

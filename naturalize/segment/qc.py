@@ -143,9 +143,8 @@ def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | 
         return None
     rgb = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
     for s in (r for r in bank.sprites if r.source == source):
-        alpha = bank.load_sprite(s)[:, :, 3] > 127
         cnts, _ = cv2.findContours(
-            alpha.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(s.x0, s.y0)
+            bank.load_mask(s).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(s.x0, s.y0)
         )
         colour = (
             (OUTLINE["WBC"] if s.kind == "WBC" else OUTLINE["ok"])

@@ -3,9 +3,9 @@
 In: a raw PBC tree or a `naturalize prepare` directory, a backend and its options (inputs are never
 modified). Out: the bank (see naturalize/bank.py), whose curation.csv holds the curation result.
 
-Workers segment and PNG-encode images in parallel; the main process writes them in source order, so
-the bank does not depend on --workers. A run that stops midway leaves a valid bank; rerunning the
-same command resumes it.
+Workers segment and encode images (PNG; only a mask for rejected sprites) in parallel; the main process
+writes them in source order, so the bank does not depend on --workers. A run that stops midway leaves a
+valid bank; rerunning the same command resumes it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from naturalize.bank import KINDS, STALE_FIX, BankWriter, EncodedSprite, ImageEntry
+from naturalize.bank import KINDS, PASS, STALE_FIX, BankWriter, EncodedSprite, ImageEntry, encode_mask
 from naturalize.fsio import UserError
 from naturalize.outputs import check_disjoint
 from naturalize.procs import die_with_parent
@@ -102,12 +102,12 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     """Segmentation of one image -> the entry a bank stores.
 
     Every cell found becomes a sprite with the quality gate's verdict (naturalize/segment/gate.py):
-    reason "ok" sprites are what `Bank.select` gives the compositor, the others are kept for the QC page
-    and the counts. A white cell's class is recorded only where it is known: a white-cell image (not
-    PLT) holding a single white cell (also when cut by the border or refused for its shape). keep=0 marks
-    images with several white cells (multi_wbc); tiny, blank and noise images give no background either and
-    are flagged with that reason; a grey (unstained) image is flagged grey_image and gives no background, but
-    stays in the dataset (keep=1).
+    reason "ok" sprites (PNG) are what `Bank.select` gives the compositor, the others are kept as their mask
+    (COCO RLE, no PNG) for the QC page, the transplant scene's labels and the counts. A white cell's class is
+    recorded only where it is known: a white-cell image (not PLT) holding a single white cell (also when cut by
+    the border or refused for its shape). keep=0 marks images with several white cells (multi_wbc); tiny, blank
+    and noise images give no background either and are flagged with that reason; a grey (unstained) image is
+    flagged grey_image and gives no background, but stays in the dataset (keep=1).
     """
     from naturalize.segment.gate import IMAGE_REASONS, UNFIT_REASONS, judge
 
@@ -121,23 +121,25 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
     chosen = sorted(zip(seg.cells, verdicts), key=lambda cv: (KINDS.index(cv[0].kind), cv[0].box[1], cv[0].box[0]))
     sprites = []
     for c, v in chosen:
-        rgba = crop_sprite(rgb, c.mask, c.box)
         x0, y0, x1, y1 = c.box
+        inside = c.mask[y0:y1, x0:x1]
+        passed = v.reason == PASS
         label = task.label if c.kind == "WBC" and v.reason in ("ok", "border", "shape") else ""
         sprites.append(
             EncodedSprite(
                 c.kind,
-                _png(rgba),
+                _png(crop_sprite(rgb, c.mask, c.box)) if passed else b"",
                 x0,
                 y0,
                 x1,
                 y1,
-                int(np.count_nonzero(rgba[:, :, 3])),
+                int(np.count_nonzero(inside)),
                 round(float(c.score), 4),
                 bool(c.touches_border),
                 v.quality,
                 v.reason,
                 label,
+                "" if passed else encode_mask(inside),
             )
         )
     n = Counter(c.kind for c in seg.cells)
