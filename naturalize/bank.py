@@ -234,17 +234,12 @@ class Bank:
         ]
         return cls(root, meta, sprites, backgrounds, curation)
 
-    def select(self, kind: str, label: str | None = None, include_border: bool = False) -> list[SpriteRow]:
-        """Sprites of one kind (and WBC label) that passed the quality gate; with include_border, also the
-        cells the gate rejected only for being cut by the image border."""
-        ok = (PASS, "border") if include_border else (PASS,)
+    def select(self, kind: str, label: str | None = None) -> list[SpriteRow]:
+        """Sprites of one kind (and WBC label) that passed the quality gate (stored as PNG files), whole."""
         return [
             s
             for s in self.sprites
-            if s.kind == kind
-            and (label is None or s.label == label)
-            and s.reason in ok
-            and (include_border or not s.touches_border)
+            if s.kind == kind and (label is None or s.label == label) and s.reason == PASS and not s.touches_border
         ]
 
     def load_sprite(self, row: SpriteRow) -> np.ndarray:
