@@ -46,7 +46,7 @@ def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
 def _tile(path: Path, origin: str) -> np.ndarray | None:
     """A labelled tile of the image, or None when the file cannot be decoded in full (corrupt, or a truncated
     JPEG, which OpenCV would fill with grey: read by the reader `classify` and `realism` use, which refuses it)."""
-    from classify.images import load_image
+    from naturalize.decode import load_image
 
     try:
         rgb = load_image(path, None)
