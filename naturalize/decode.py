@@ -46,7 +46,7 @@ def load_image(path: str | os.PathLike, size: int | None) -> np.ndarray:
                 rgb = im.convert("RGB")
             if size is not None and rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
+            return np.array(rgb, dtype=np.uint8)  # a writable copy: callers may draw on it
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image {path}: {e}; remove or replace the file") from e
 

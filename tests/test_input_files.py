@@ -3,7 +3,6 @@ real sample images: every reader sees the same pixels, and the commands give a s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +40,76 @@ def test_a_phone_rotated_jpeg_is_read_as_stored_by_every_decoder(sample_release:
     assert (h, w) == Image.open(src).size  # the tag would turn it back: width and height swap
     np.testing.assert_array_equal(load_image(tmp_path / "PMY_1.jpg", None), stored)
     np.testing.assert_array_equal(load_bgr(tmp_path / "PMY_1.jpg"), stored[:, :, ::-1])
+
+
+@pytest.fixture(scope="module")
+def rotated_bank(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """(PBC tree of 3 phone-rotated real PMY images, its classical bank, stored RGB pixels per source)."""
+    root = tmp_path_factory.mktemp("rotated")
+    tree, bank = root / "pbc", root / "bank"
+    stored = {
+        f"PMY/{src.name}": save_phone_rotated(src, tree / "PMY" / src.name)
+        for src in real_images(sample_release, "ig", "PMY_", 3)
+    }
+    r = run_cli(
+        "naturalize", "segment", tree, "--out", bank, "--backend", "classical", "--workers", "1", "--no-progress"
+    )
+    assert r.returncode == 0, r.stderr
+    return tree, bank, stored
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="pending in naturalize/compose/scenes.py make_donor (owned by another change): read the source with "
+    "naturalize.decode.load_bgr, not cv2.imread(IMREAD_COLOR), which turns it by its EXIF tag",
+)
+def test_transplant_donor_of_a_phone_rotated_source_is_its_stored_pixels(rotated_bank: tuple[Path, Path, dict]) -> None:
+    from naturalize.bank import Bank
+    from naturalize.compose.scenes import make_donor
+
+    _, root, stored = rotated_bank
+    bank = Bank.open(root)
+    donors = 0
+    for bg in bank.backgrounds:
+        wbc = next((s for s in bank.sprites if s.source == bg.source and s.kind == "WBC"), None)
+        if wbc is None:
+            continue
+        plate, labels, _ = make_donor(bank, bg, wbc, [])
+        rgb = stored[bg.source]
+        assert plate.shape == rgb.shape  # the white cell's hole and the kept cells' masks lie on these pixels
+        assert (plate == rgb[:, :, ::-1]).all(axis=2).mean() > 0.5  # all but the inpainted hole is the source
+        donors += 1
+    assert donors
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="pending in naturalize/segment/qc.py outlined_source (owned by another change): read the source with "
+    "naturalize.decode.load_image, not cv2.imread(IMREAD_COLOR), which turns it by its EXIF tag",
+)
+def test_qc_page_outlines_a_phone_rotated_source_on_its_stored_pixels(rotated_bank: tuple[Path, Path, dict]) -> None:
+    from naturalize.bank import Bank
+    from naturalize.segment.qc import outlined_source
+
+    tree, bank, stored = rotated_bank
+    for source, rgb in stored.items():
+        shown = outlined_source(Bank.open(bank), tree, source)
+        assert shown is not None and shown.shape == rgb.shape
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="pending in naturalize/segment/run.py read_rgb (owned by another change): decode with "
+    "naturalize.decode.load_image (16-bit scaled by 255/65535), not Image.convert('RGB'), which clips it to white",
+)
+def test_segment_reads_a_16bit_tiff_as_its_8bit_image(sample_release: Path, tmp_path: Path) -> None:
+    from naturalize.segment.run import read_rgb
+
+    src = real_images(sample_release, "ig", "PMY_", 1)[0]
+    grey = np.asarray(Image.open(src).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "PMY_16.tif")
+    Image.fromarray(grey).save(tmp_path / "PMY_8.png")
+    np.testing.assert_array_equal(read_rgb(str(tmp_path / "PMY_16.tif")), read_rgb(str(tmp_path / "PMY_8.png")))
