@@ -113,3 +113,13 @@ def test_segment_reads_a_16bit_tiff_as_its_8bit_image(sample_release: Path, tmp_
     Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "PMY_16.tif")
     Image.fromarray(grey).save(tmp_path / "PMY_8.png")
     np.testing.assert_array_equal(read_rgb(str(tmp_path / "PMY_16.tif")), read_rgb(str(tmp_path / "PMY_8.png")))
+
+
+def test_realism_reads_every_kind_of_image_the_other_commands_read(sample_release: Path, tmp_path: Path) -> None:
+    from naturalize.paths import IMAGE_SUFFIXES
+    from naturalize.realism.data import gather
+
+    srcs = real_images(sample_release, "ig", "PMY_", len(IMAGE_SUFFIXES))
+    for src, suffix in zip(srcs, sorted(IMAGE_SUFFIXES)):
+        Image.open(src).save(tmp_path / f"{src.stem}{suffix.upper()}")
+    assert sorted(p.suffix.lower() for p in gather(tmp_path, "--real").paths) == sorted(IMAGE_SUFFIXES)
