@@ -56,10 +56,14 @@ class Record:
     excluded: str = ""
 
 
+#: Why an image whose file name starts with a dot is left out (no command reads hidden files).
+HIDDEN_DETAIL = "hidden file name (leading dot), read by no command; rename it without the dot to use it"
+
+
 @dataclass(frozen=True)
 class Dropped:
-    """A file left out, with a reason: unlabeled, unknown_prefix, non_image, empty, unreadable,
-    duplicate or duplicate_conflict."""
+    """A file left out, with a reason: unlabeled, unknown_prefix, non_image, empty, unreadable, hidden (an
+    image whose file name starts with a dot), duplicate or duplicate_conflict."""
 
     path: str
     reason: str
@@ -242,6 +246,8 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
         relpath = f.relative_to(root).as_posix()
         if len(info) == 2:
             dropped.append(Dropped(relpath, info[0], info[1]))
+        elif f.name.startswith("."):  # an image, but hidden: no other reader (classify, preview, realism) sees it
+            dropped.append(Dropped(relpath, "hidden", HIDDEN_DETAIL))
         elif not cls:
             dropped.append(
                 Dropped(

@@ -123,3 +123,20 @@ def test_realism_reads_every_kind_of_image_the_other_commands_read(sample_releas
     for src, suffix in zip(srcs, sorted(IMAGE_SUFFIXES)):
         Image.open(src).save(tmp_path / f"{src.stem}{suffix.upper()}")
     assert sorted(p.suffix.lower() for p in gather(tmp_path, "--real").paths) == sorted(IMAGE_SUFFIXES)
+
+
+def test_prepare_leaves_out_hidden_images_as_classify_does(sample_release: Path, tmp_path: Path) -> None:
+    from classify.datasets import scan_images
+    from naturalize.records import scan
+
+    for cls, folder, prefix in (("PMY", "ig", "PMY_"), ("LY", "lymphocyte", "LY_")):
+        srcs = real_images(sample_release, folder, prefix, 4)
+        (tmp_path / cls).mkdir()
+        for i, src in enumerate(srcs):  # a hidden copy, as an editor's or a sync tool's leftover would be
+            (tmp_path / cls / (f".{src.name}" if i == 0 else src.name)).write_bytes(src.read_bytes())
+    result = scan(tmp_path, workers=1, progress=False)
+    read_by_classify = [p.relative_to(tmp_path).as_posix() for c in ("LY", "PMY") for p in scan_images(tmp_path / c)[0]]
+    assert sorted(r.path for r in result.records) == sorted(read_by_classify) and len(read_by_classify) == 6
+    assert sorted((d.path.split("/")[0], d.reason) for d in result.dropped) == [("LY", "hidden"), ("PMY", "hidden")]
+    r = run_cli("naturalize", "prepare", tmp_path, "--out", tmp_path.parent / "prep", "--no-progress")
+    assert r.returncode == 0 and "hidden (leading dot) 2" in r.stdout, r.stdout + r.stderr
