@@ -140,3 +140,18 @@ def test_prepare_leaves_out_hidden_images_as_classify_does(sample_release: Path,
     assert sorted((d.path.split("/")[0], d.reason) for d in result.dropped) == [("LY", "hidden"), ("PMY", "hidden")]
     r = run_cli("naturalize", "prepare", tmp_path, "--out", tmp_path.parent / "prep", "--no-progress")
     assert r.returncode == 0 and "hidden (leading dot) 2" in r.stdout, r.stdout + r.stderr
+
+
+def test_compose_refuses_a_bank_cut_from_crops_far_from_the_pbc_size(sample_release: Path, tmp_path: Path) -> None:
+    tree, bank = tmp_path / "pbc", tmp_path / "bank"
+    (tree / "PMY").mkdir(parents=True)
+    srcs = real_images(sample_release, "ig", "PMY_", 4)
+    for src in srcs[1:]:
+        (tree / "PMY" / src.name).write_bytes(src.read_bytes())
+    Image.open(srcs[0]).resize((1000, 1000), Image.Resampling.BICUBIC).save(tree / "PMY" / srcs[0].name, quality=95)
+    args = ("--backend", "classical", "--workers", "1", "--no-progress")
+    assert run_cli("naturalize", "segment", tree, "--out", bank, *args).returncode == 0
+    r = run_cli("naturalize", "compose", "--class", "PMY", "--n", "2", "--bank", bank, "--out", tmp_path / "syn")
+    assert r.returncode == 2 and r.stderr.count("error:") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"PMY/{srcs[0].name} (1000x1000)" in r.stderr and "Resize" in r.stderr
+    assert not (tmp_path / "syn").exists()
