@@ -29,6 +29,23 @@ def subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def visible_files(folder: Path) -> list[Path]:
+    """Every non-folder entry anywhere below `folder` (dangling symlinks included), sorted, leaving out hidden
+    (dot-named) files and everything in hidden folders. Symlinked folders are followed (a class folder that is a
+    link is read, as `naturalize prepare` and classify's dataset readers read it), each real folder once."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top) / f for f in files if not f.startswith(".")]
+    return sorted(found)
+
+
 def is_image_name(path: str | os.PathLike) -> bool:
     """True when the file name has an image suffix (any case)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES

@@ -155,3 +155,27 @@ def test_compose_refuses_a_bank_cut_from_crops_far_from_the_pbc_size(sample_rele
     assert r.returncode == 2 and r.stderr.count("error:") == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"PMY/{srcs[0].name} (1000x1000)" in r.stderr and "Resize" in r.stderr
     assert not (tmp_path / "syn").exists()
+
+
+def test_a_symlinked_class_folder_is_read_by_every_command(sample_release: Path, tmp_path: Path) -> None:
+    from classify.predict import gather_images
+    from naturalize.compose.preview import find_images
+    from naturalize.realism.data import gather
+    from naturalize.records import scan
+
+    tree, elsewhere = tmp_path / "pbc", tmp_path / "elsewhere"
+    for cls, folder, prefix in (("PMY", "ig", "PMY_"), ("LY", "lymphocyte", "LY_")):
+        target = (elsewhere if cls == "LY" else tree) / cls
+        target.mkdir(parents=True)
+        for src in real_images(sample_release, folder, prefix, 3):
+            (target / src.name).write_bytes(src.read_bytes())
+    (tree / "LY").symlink_to(elsewhere / "LY", target_is_directory=True)
+    (tree / "PMY" / "loop").symlink_to(tree, target_is_directory=True)  # a link back up: read once, no endless walk
+    want = [f"LY/{p.name}" for p in sorted((elsewhere / "LY").iterdir())] + [
+        f"PMY/{p.name}" for p in sorted((tree / "PMY").glob("*.jpg"))
+    ]
+    rel = lambda paths: sorted(p.relative_to(tree).as_posix() for p in paths)  # noqa: E731
+    assert sorted(r.path for r in scan(tree, workers=1, progress=False).records) == want
+    assert rel(gather_images([tree])) == want  # classify predict / explain
+    assert rel(gather(tree, "--real").paths) == want  # naturalize realism
+    assert rel(find_images(tree)[0]) == want  # naturalize preview

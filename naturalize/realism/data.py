@@ -19,7 +19,7 @@ import numpy as np
 from naturalize.classes import CLASSES, class_of_prefix
 from naturalize.fsio import UserError
 from naturalize.outputs import overlap
-from naturalize.paths import is_composite_name, is_image_name
+from naturalize.paths import is_composite_name, is_image_name, visible_files
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,7 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
         )
     seen: set[str] = set()
     paths, labels, digests, dups = [], [], [], 0
-    for p in sorted(
-        q
-        for q in folder.rglob("*")
-        if is_image_name(q) and q.is_file() and not any(part.startswith(".") for part in q.relative_to(folder).parts)
-    ):
+    for p in (q for q in visible_files(folder) if is_image_name(q) and q.is_file()):
         cls = _class_of(p)
         if cls is None or (classes and cls not in classes):
             continue
