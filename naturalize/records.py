@@ -198,6 +198,8 @@ def read_image_info(path: str) -> tuple[str, int, int, str] | tuple[str, str]:
             im.load()
     except UnidentifiedImageError:
         return ("non_image", "not an image file")
+    except Image.DecompressionBombError as e:  # not an OSError: it would end the scan with a traceback
+        return ("unreadable", f"too large to decode ({e}); crop or downscale it to a cell crop")
     except (OSError, SyntaxError, ValueError) as e:
         return ("unreadable", f"corrupt or truncated image: {e}")
     return (digest, width, height, mode)

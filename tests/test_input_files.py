@@ -179,3 +179,26 @@ def test_a_symlinked_class_folder_is_read_by_every_command(sample_release: Path,
     assert rel(gather_images([tree])) == want  # classify predict / explain
     assert rel(gather(tree, "--real").paths) == want  # naturalize realism
     assert rel(find_images(tree)[0]) == want  # naturalize preview
+
+
+def test_prepare_and_segment_skip_an_image_too_large_to_decode(sample_release: Path, tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    tree = tmp_path / "pbc"
+    (tree / "PMY").mkdir(parents=True)
+    for src in real_images(sample_release, "ig", "PMY_", 3):
+        (tree / "PMY" / src.name).write_bytes(src.read_bytes())
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 400 M pixels claimed (a scan's export), tiny file
+    (tree / "PMY" / "PMY_huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+    )
+    r = run_cli("naturalize", "prepare", tree, "--out", tmp_path / "prep", "--no-progress")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "skipped PMY/PMY_huge.png: too large to decode (Image size (400000000 pixels)" in r.stdout, r.stdout
+    r = run_cli("naturalize", "segment", tree, "--out", tmp_path / "bank", "--backend", "classical", "--no-progress")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert len((tmp_path / "bank" / "curation.csv").read_text().splitlines()) == 1 + 3
