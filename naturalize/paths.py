@@ -1,8 +1,9 @@
 """Where things live: paths from environment variables (an empty variable counts as unset), the dataset home,
-and which file names are images."""
+which file names are images, and derived names that fit the file system."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -44,6 +45,24 @@ def visible_files(folder: Path) -> list[Path]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found += [Path(top) / f for f in files if not f.startswith(".")]
     return sorted(found)
+
+
+#: The longest file name (bytes) common file systems take (ext4, APFS, NTFS in UTF-16 units).
+NAME_MAX = 255
+
+
+def fit_name(name: str, limit: int = NAME_MAX) -> str:
+    """`name` when it takes at most `limit` bytes (UTF-8), else its start, '~', 8 hex digits of its sha1 and its
+    suffix, within `limit`: a derived name (`<stem>_scorecam.png`, a temp file) of a long input name still fits."""
+    data = name.encode()
+    if len(data) <= limit:
+        return name
+    suffix = Path(name).suffix if len(Path(name).suffix.encode()) <= 16 else ""
+    tail = f"~{hashlib.sha1(data).hexdigest()[:8]}{suffix}"
+    head = name[: len(name) - len(suffix)]
+    while len(head.encode()) + len(tail.encode()) > limit:
+        head = head[:-1]
+    return head + tail
 
 
 def is_image_name(path: str | os.PathLike) -> bool:

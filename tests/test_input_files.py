@@ -202,3 +202,17 @@ def test_prepare_and_segment_skip_an_image_too_large_to_decode(sample_release: P
     r = run_cli("naturalize", "segment", tree, "--out", tmp_path / "bank", "--backend", "classical", "--no-progress")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert len((tmp_path / "bank" / "curation.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_outputs_named_after_an_input_with_a_very_long_name_fit_the_file_system(tmp_path: Path) -> None:
+    from classify.scorecam import cam_names
+    from naturalize.fsio import write_bytes
+    long_jpg = tmp_path / "PMY" / f"PMY_{'é' * 60}{'y' * 120}.jpg"  # 249 bytes: a legal name
+    long_jpg.parent.mkdir()
+    long_jpg.write_bytes(b"")
+    (cam,) = cam_names([tmp_path], [long_jpg])
+    assert cam.parent == Path("PMY") and cam.suffix == ".png" and len(cam.name.encode()) <= 255
+    assert cam.name.startswith("PMY_éé")
+    target = tmp_path / "out" / f"{'z' * 250}.png"  # fits, but the temp name beside it did not
+    write_bytes(target, b"png")
+    assert target.read_bytes() == b"png" and [p.name for p in target.parent.iterdir()] == [target.name]
