@@ -207,6 +207,7 @@ def test_prepare_and_segment_skip_an_image_too_large_to_decode(sample_release: P
 def test_outputs_named_after_an_input_with_a_very_long_name_fit_the_file_system(tmp_path: Path) -> None:
     from classify.scorecam import cam_names
     from naturalize.fsio import write_bytes
+
     long_jpg = tmp_path / "PMY" / f"PMY_{'é' * 60}{'y' * 120}.jpg"  # 249 bytes: a legal name
     long_jpg.parent.mkdir()
     long_jpg.write_bytes(b"")
@@ -216,3 +217,20 @@ def test_outputs_named_after_an_input_with_a_very_long_name_fit_the_file_system(
     target = tmp_path / "out" / f"{'z' * 250}.png"  # fits, but the temp name beside it did not
     write_bytes(target, b"png")
     assert target.read_bytes() == b"png" and [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="pending in naturalize/segment/run.py (owned by another change): the stems that name sprites and plates "
+    "(`{stem}_{kind}_{k}.png`) should go through naturalize.paths.fit_name(stem, 200)",
+)
+def test_segment_takes_a_source_with_a_very_long_file_name(sample_release: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "pbc"
+    (tree / "PMY").mkdir(parents=True)
+    srcs = real_images(sample_release, "ig", "PMY_", 3)
+    for i, src in enumerate(srcs):
+        (tree / "PMY" / (f"PMY_{'y' * 245}.jpg" if i == 0 else src.name)).write_bytes(src.read_bytes())
+    r = run_cli("naturalize", "segment", tree, "--out", tmp_path / "bank", "--backend", "classical", "--no-progress")
+    assert r.returncode == 0, r.stderr[-300:]
+    assert len((tmp_path / "bank" / "curation.csv").read_text().splitlines()) == 1 + 3
