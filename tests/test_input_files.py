@@ -236,3 +236,17 @@ def test_segment_takes_a_source_with_a_very_long_file_name(sample_release: Path,
     r = run_cli("naturalize", "segment", tree, "--out", tmp_path / "bank", "--backend", "classical", "--no-progress")
     assert r.returncode == 0, r.stderr[-300:]
     assert len((tmp_path / "bank" / "curation.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_a_float_tiff_is_read_on_its_scale_or_refused_by_name(sample_release: Path, tmp_path: Path) -> None:
+    from naturalize.fsio import UserError
+
+    grey = np.asarray(Image.open(real_images(sample_release, "ig", "PMY_", 1)[0]).convert("L"))
+    want = np.repeat(grey[:, :, None], 3, axis=2)
+    Image.fromarray(grey.astype(np.float32) / 255).save(tmp_path / "unit.tif")  # 0..1, as image libraries write
+    Image.fromarray(grey.astype(np.float32)).save(tmp_path / "bytes.tif")
+    np.testing.assert_array_equal(load_image(tmp_path / "unit.tif", None), want)
+    np.testing.assert_array_equal(load_image(tmp_path / "bytes.tif", None), want)
+    Image.fromarray(grey.astype(np.float32) * 100).save(tmp_path / "raw.tif")  # a camera's raw counts: scale unknown
+    with pytest.raises(UserError, match=r"raw\.tif: floating-point samples from .* save it as an 8-bit"):
+        load_image(tmp_path / "raw.tif", None)
