@@ -27,7 +27,7 @@ def cache_home() -> Path:
 
 
 def _key(paths: Sequence[Path], size: int) -> str:
-    h = hashlib.sha1(json.dumps(["v2", size]).encode())  # v2: 16-bit images scaled by 255/65535, not stretched
+    h = hashlib.sha1(json.dumps(["v3", size]).encode())  # v3: float images on their scale (naturalize.decode)
     for p in paths:
         try:
             st = p.stat()
