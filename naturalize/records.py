@@ -34,7 +34,7 @@ from naturalize.classes import (
     class_of_prefix,
 )
 from naturalize.fsio import UserError, atomic_open
-from naturalize.paths import is_image_name, subdirs
+from naturalize.paths import IMAGE_SUFFIXES, is_image_name, subdirs
 from naturalize.procs import die_with_parent
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
@@ -231,6 +231,11 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
                 continue
             # unknown prefixes are read first: a non-image (e.g. .DS_Store) is reported as such
             cls = label or ""
+        if not is_image_name(f):  # classify, preview and realism read only these names: never split in one of them
+            kinds = "/".join(sorted(IMAGE_SUFFIXES))
+            why = f"not an image file name ({f.suffix or 'no suffix'}; read: {kinds}); convert it to use it"
+            dropped.append(Dropped(f.relative_to(root).as_posix(), "non_image", why))
+            continue
         to_read.append((f, cls, folder, split))
 
     paths = [str(f) for f, *_ in to_read]

@@ -250,3 +250,20 @@ def test_a_float_tiff_is_read_on_its_scale_or_refused_by_name(sample_release: Pa
     Image.fromarray(grey.astype(np.float32) * 100).save(tmp_path / "raw.tif")  # a camera's raw counts: scale unknown
     with pytest.raises(UserError, match=r"raw\.tif: floating-point samples from .* save it as an 8-bit"):
         load_image(tmp_path / "raw.tif", None)
+
+
+def test_prepare_reads_the_image_names_classify_reads(sample_release: Path, tmp_path: Path) -> None:
+    from classify.datasets import scan_images
+    from naturalize.records import scan
+
+    srcs = real_images(sample_release, "ig", "PMY_", 5)
+    (tmp_path / "PMY").mkdir()
+    for src in srcs[:3]:
+        (tmp_path / "PMY" / src.name).write_bytes(src.read_bytes())
+    Image.open(srcs[3]).save(tmp_path / "PMY" / "PMY_1.gif")  # decodes, but classify does not read .gif
+    (tmp_path / "PMY" / "PMY_2.jpg.bak").write_bytes(srcs[4].read_bytes())  # an editor's backup of a JPEG
+    result = scan(tmp_path, workers=1, progress=False)
+    assert sorted(r.path for r in result.records) == [f"PMY/{p.name}" for p in scan_images(tmp_path / "PMY")[0]]
+    why = {d.path: (d.reason, d.detail) for d in result.dropped}
+    assert why["PMY/PMY_1.gif"][0] == why["PMY/PMY_2.jpg.bak"][0] == "non_image"
+    assert "not an image file name (.gif;" in why["PMY/PMY_1.gif"][1]
