@@ -18,7 +18,7 @@ from pathlib import Path
 
 from naturalize.classes import CLASSES, SPLITS
 from naturalize.fsio import UserError
-from naturalize.paths import IMAGE_SUFFIXES, data_home, is_image_name, subdirs
+from naturalize.paths import IMAGE_SUFFIXES, data_home, is_image_name, subdirs, visible_files
 from naturalize.prepare import MIN_PER_CLASS, stratified_split
 
 PLAIN_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test of a plain class tree
@@ -82,14 +82,15 @@ def resolve_root(name_or_path: str | os.PathLike) -> Path:
 
 
 def scan_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
-    """(image files, other entries) directly in `folder` (or anywhere below it when recursive), each sorted. Hidden
-    names are in neither; an image-named dangling symlink is an image (reading it fails, naming it); any other
-    file (.gif, .txt ...), and a folder in a non-recursive scan, is "other": not read, and said so (describe_skipped).
+    """(image files, other entries) directly in `folder` (or anywhere below it when recursive, symlinked folders
+    too: naturalize.paths.visible_files), each sorted. Hidden names are in neither; an image-named dangling symlink
+    is an image (reading it fails, naming it); any other file (.gif, .txt ...), and a folder in a non-recursive
+    scan, is "other": not read, and said so (describe_skipped).
     """
     images: list[Path] = []
     other: list[Path] = []
-    for p in folder.rglob("*") if recursive else folder.iterdir():
-        if p.name.startswith(".") or (recursive and p.is_dir()):
+    for p in visible_files(folder) if recursive else folder.iterdir():
+        if p.name.startswith("."):
             continue
         (images if is_image_name(p) and not p.is_dir() else other).append(p)
     return sorted(images), sorted(other)

@@ -1,22 +1,22 @@
 """Decode images once into a uint8 (N, S, S, 3) cache so training feeds batches from memory.
 
-Any mode (grayscale, RGBA, palette, 16-bit) is converted to RGB and any size resized to S x S;
-nothing is rejected but files Pillow cannot read (or refuses as a decompression bomb). The cache is a .npy
-file under $CLASSIFY_CACHE (else ~/.cache/naturalize/classify), keyed by the image size and each file's path,
-size and mtime, written atomically and memory-mapped.
+Files are decoded by naturalize.decode (the one rule every command reads images by: pixels as stored, any mode
+to RGB) and resized to S x S; nothing is rejected but files Pillow cannot read (or refuses as a decompression
+bomb). The cache is a .npy file under $CLASSIFY_CACHE (else ~/.cache/naturalize/classify), keyed by the image
+size and each file's path, size and mtime, written atomically and memory-mapped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from naturalize.decode import load_image as load_image  # the one decoder (re-exported for classify's modules)
 from naturalize.fsio import UserError, atomic_open
 from naturalize.paths import env_path
 
@@ -26,40 +26,8 @@ def cache_home() -> Path:
     return env_path("CLASSIFY_CACHE", Path.home() / ".cache" / "naturalize" / "classify")
 
 
-def load_image(path: str | os.PathLike, size: int | None) -> np.ndarray:
-    """One image file -> uint8 (size, size, 3) RGB, or (H, W, 3) at its own resolution when size is None.
-    UserError naming the file when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if os.path.islink(path) and not os.path.exists(path):
-            raise FileNotFoundError(f"a dangling symlink to {Path(path).readlink()}")
-        with Image.open(path) as im:
-            if im.format == "JPEG" and size is not None:
-                im.draft("RGB", (size, size))  # DCT-domain downscale: exact, fast, never below `size`
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                rgb = Image.new("RGB", rgba.size, (255, 255, 255))
-                rgb.paste(rgba, mask=rgba.getchannel("A"))
-            elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                rgb = Image.fromarray(to_8bit(np.asarray(im))).convert("RGB")
-            else:
-                rgb = im.convert("RGB")
-            if size is not None and rgb.size != (size, size):
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"cannot read image {path}: {e}; remove or replace the file") from e
-
-
-def to_8bit(a: np.ndarray) -> np.ndarray:
-    """16-bit samples (0..65535) -> uint8 0..255 by the fixed scale 255/65535, as a 16-bit PNG saved from an 8-bit
-    image (v * 257) comes back as that image; never stretched per image, which would change its contrast."""
-    return np.clip(np.rint(np.asarray(a, np.float64) / 257.0), 0, 255).astype(np.uint8)
-
-
 def _key(paths: Sequence[Path], size: int) -> str:
-    h = hashlib.sha1(json.dumps(["v2", size]).encode())  # v2: 16-bit images scaled by 255/65535, not stretched
+    h = hashlib.sha1(json.dumps(["v3", size]).encode())  # v3: float images on their scale (naturalize.decode)
     for p in paths:
         try:
             st = p.stat()

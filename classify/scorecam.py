@@ -17,6 +17,7 @@ import numpy as np
 
 from naturalize.fsio import UserError
 from naturalize.outputs import dropped_if_unused
+from naturalize.paths import fit_name
 
 
 def feature_model(model):
@@ -98,7 +99,7 @@ def cam_names(inputs: Sequence[str | os.PathLike], paths: Sequence[Path]) -> lis
     root = os.path.commonpath(roots)
     rel = [Path(os.path.relpath(os.path.abspath(p), root)) for p in paths]
     stems = Counter((r.parent, r.stem) for r in rel)
-    names = [r.parent / f"{r.name if stems[r.parent, r.stem] > 1 else r.stem}_scorecam.png" for r in rel]
+    names = [r.parent / fit_name(f"{r.name if stems[r.parent, r.stem] > 1 else r.stem}_scorecam.png") for r in rel]
     seen: dict[Path, Path] = {}
     for p, name in zip(paths, names):
         if name in seen:

@@ -11,6 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from naturalize.paths import fit_name
+
+#: At most this many bytes of the target's name go into a temp file's name (a name near the file system's limit of
+#: 255 must still get a temp file beside it).
+TEMP_STEM = 200
+
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -20,7 +26,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     """Open a temp file beside `path`; on clean exit it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{fit_name(path.name, TEMP_STEM)}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -45,7 +51,7 @@ def replace_bytes(path: str | os.PathLike, data: bytes) -> None:
     beside `path` instead of mkstemp, permissions from the umask, no folder creation (the folder must exist).
     A leftover `.<name>.<pid>.tmp` of a killed run is the caller's to clear on resume."""
     head, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+    tmp = os.path.join(head, f".{fit_name(name, TEMP_STEM)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         write_all(fd, data)
@@ -61,7 +67,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{fit_name(path.name, TEMP_STEM)}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     os.unlink(name)
     tmp = Path(name)

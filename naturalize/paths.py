@@ -1,8 +1,9 @@
 """Where things live: paths from environment variables (an empty variable counts as unset), the dataset home,
-and which file names are images."""
+which file names are images, and derived names that fit the file system."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -27,6 +28,41 @@ def data_home() -> Path:
 def subdirs(path: Path) -> list[Path]:
     """The visible (not dot-named) folders directly in `path`, sorted by name."""
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Every non-folder entry anywhere below `folder` (dangling symlinks included), sorted, leaving out hidden
+    (dot-named) files and everything in hidden folders. Symlinked folders are followed (a class folder that is a
+    link is read, as `naturalize prepare` and classify's dataset readers read it), each real folder once."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top) / f for f in files if not f.startswith(".")]
+    return sorted(found)
+
+
+#: The longest file name (bytes) common file systems take (ext4, APFS, NTFS in UTF-16 units).
+NAME_MAX = 255
+
+
+def fit_name(name: str, limit: int = NAME_MAX) -> str:
+    """`name` when it takes at most `limit` bytes (UTF-8), else its start, '~', 8 hex digits of its sha1 and its
+    suffix, within `limit`: a derived name (`<stem>_scorecam.png`, a temp file) of a long input name still fits."""
+    data = name.encode()
+    if len(data) <= limit:
+        return name
+    suffix = Path(name).suffix if len(Path(name).suffix.encode()) <= 16 else ""
+    tail = f"~{hashlib.sha1(data).hexdigest()[:8]}{suffix}"
+    head = name[: len(name) - len(suffix)]
+    while len(head.encode()) + len(tail.encode()) > limit:
+        head = head[:-1]
+    return head + tail
 
 
 def is_image_name(path: str | os.PathLike) -> bool:

@@ -152,6 +152,7 @@ def format_table(summary: Mapping) -> str:
         f"dropped: unlabeled {unl}; duplicates {summary['duplicates_removed']}; "
         f"non-images {summary['non_images_skipped']}; unreadable {len(summary['unreadable'])}; "
         f"unknown prefix {summary['dropped'].get('unknown_prefix', 0)}"
+        + (f"; hidden (leading dot) {n}" if (n := summary["dropped"].get("hidden", 0)) else "")
     )
     lines += left_out(summary)
     if summary["curated_out"]:

@@ -34,7 +34,7 @@ from naturalize.classes import (
     class_of_prefix,
 )
 from naturalize.fsio import UserError, atomic_open
-from naturalize.paths import is_image_name, subdirs
+from naturalize.paths import IMAGE_SUFFIXES, is_image_name, subdirs
 from naturalize.procs import die_with_parent
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
@@ -56,10 +56,14 @@ class Record:
     excluded: str = ""
 
 
+#: Why an image whose file name starts with a dot is left out (no command reads hidden files).
+HIDDEN_DETAIL = "hidden file name (leading dot), read by no command; rename it without the dot to use it"
+
+
 @dataclass(frozen=True)
 class Dropped:
-    """A file left out, with a reason: unlabeled, unknown_prefix, non_image, empty, unreadable,
-    duplicate or duplicate_conflict."""
+    """A file left out, with a reason: unlabeled, unknown_prefix, non_image, empty, unreadable, hidden (an
+    image whose file name starts with a dot), duplicate or duplicate_conflict."""
 
     path: str
     reason: str
@@ -194,6 +198,8 @@ def read_image_info(path: str) -> tuple[str, int, int, str] | tuple[str, str]:
             im.load()
     except UnidentifiedImageError:
         return ("non_image", "not an image file")
+    except Image.DecompressionBombError as e:  # not an OSError: it would end the scan with a traceback
+        return ("unreadable", f"too large to decode ({e}); crop or downscale it to a cell crop")
     except (OSError, SyntaxError, ValueError) as e:
         return ("unreadable", f"corrupt or truncated image: {e}")
     return (digest, width, height, mode)
@@ -225,6 +231,11 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
                 continue
             # unknown prefixes are read first: a non-image (e.g. .DS_Store) is reported as such
             cls = label or ""
+        if not is_image_name(f):  # classify, preview and realism read only these names: never split in one of them
+            kinds = "/".join(sorted(IMAGE_SUFFIXES))
+            why = f"not an image file name ({f.suffix or 'no suffix'}; read: {kinds}); convert it to use it"
+            dropped.append(Dropped(f.relative_to(root).as_posix(), "non_image", why))
+            continue
         to_read.append((f, cls, folder, split))
 
     paths = [str(f) for f, *_ in to_read]
@@ -242,6 +253,8 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
         relpath = f.relative_to(root).as_posix()
         if len(info) == 2:
             dropped.append(Dropped(relpath, info[0], info[1]))
+        elif f.name.startswith("."):  # an image, but hidden: no other reader (classify, preview, realism) sees it
+            dropped.append(Dropped(relpath, "hidden", HIDDEN_DETAIL))
         elif not cls:
             dropped.append(
                 Dropped(

@@ -22,7 +22,7 @@ import numpy as np
 
 from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.classes import CLASSES
-from naturalize.compose.params import ComposeParams
+from naturalize.compose.params import CANVAS, ComposeParams
 from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform, sample_transform, split_warped, warp
 from naturalize.compose.variety import focus_table, shape_warp, sized, tints
@@ -121,7 +121,32 @@ def check_class(bank: Bank, cls: str) -> list[SpriteRow]:
         raise UserError(
             f"bank {bank.root} has no background plates (backgrounds.csv); rebuild it with `naturalize segment`"
         )
+    check_scale(bank)
     return rows
+
+
+#: How far (as a factor, either way) a bank's source image may be from CANVAS in width or height: PBC crops
+#: are 360x360 to 366x369; a crop 1000 px wide shows its cells about 2.8 times as large as compose pastes them.
+SCALE_TOLERANCE = 1.15
+
+
+def check_scale(bank: Bank) -> None:
+    """UserError naming the bank's source images (from their plates' sizes) whose width or height is more than
+    SCALE_TOLERANCE times off CANVAS: composites are made at CANVAS with every sprite at its own pixel size, so
+    cells cut from them would be pasted far too large or too small among PBC-sized ones."""
+    w0, h0 = CANVAS
+    off = [
+        b
+        for b in sorted(bank.backgrounds, key=lambda b: b.source)
+        if max(b.width / w0, w0 / b.width, b.height / h0, h0 / b.height) > SCALE_TOLERANCE
+    ]
+    if off:
+        eg = ", ".join(f"{b.source} ({b.width}x{b.height})" for b in off[:3]) + (" ..." if len(off) > 3 else "")
+        raise UserError(
+            f"bank {bank.root}: {len(off)} source image(s) far from the PBC crop size {w0}x{h0} that compose works "
+            f"at, e.g. {eg}; their cells would be pasted at the wrong scale. Resize such crops to about {w0}x{h0} "
+            f"(the same field of view as a PBC crop) and segment them again, or leave them out of the bank"
+        )
 
 
 def feathered(rgba_bgr: np.ndarray, sigma: float) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from naturalize.classes import class_of_prefix
 from naturalize.fsio import UserError, write_bytes
 from naturalize.outputs import check_file_output
-from naturalize.paths import is_composite_name, is_image_name
+from naturalize.paths import is_composite_name, is_image_name, visible_files
 from naturalize.pngmeta import png_bytes
 
 TILE = 128
@@ -25,7 +25,7 @@ TILE = 128
 
 def find_images(root: Path) -> tuple[list[Path], list[Path]]:
     """(real, synthetic) image paths under root, sorted; synthetic = '_syn_' in the file name."""
-    files = sorted(p for p in root.rglob("*") if is_image_name(p) and p.is_file() and not p.name.startswith("."))
+    files = [p for p in visible_files(root) if is_image_name(p) and p.is_file()]
     return [p for p in files if not is_composite_name(p)], [p for p in files if is_composite_name(p)]
 
 
@@ -46,7 +46,7 @@ def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
 def _tile(path: Path, origin: str) -> np.ndarray | None:
     """A labelled tile of the image, or None when the file cannot be decoded in full (corrupt, or a truncated
     JPEG, which OpenCV would fill with grey: read by the reader `classify` and `realism` use, which refuses it)."""
-    from classify.images import load_image
+    from naturalize.decode import load_image
 
     try:
         rgb = load_image(path, None)

@@ -1,6 +1,6 @@
 """The images of a folder for the realism test.
 
-In: a directory (any depth; .jpg/.jpeg/.png/.bmp/.tif files), optional classes and a per-class cap.
+In: a directory (any depth; image files by naturalize.paths.is_image_name), optional classes and a per-class cap.
 Out: Images (paths, class per image, sha256) with byte-identical copies dropped (the PBC sample holds
 identical pairs: the same crop on both sides of a test would look like a perfect synthetic), sorted by path.
 Across the two sides: `apart` refuses a synthetic folder that is, holds or lies inside the real one,
@@ -19,9 +19,7 @@ import numpy as np
 from naturalize.classes import CLASSES, class_of_prefix
 from naturalize.fsio import UserError
 from naturalize.outputs import overlap
-from naturalize.paths import is_composite_name
-
-SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+from naturalize.paths import is_composite_name, is_image_name, visible_files
 
 
 @dataclass(frozen=True)
@@ -57,13 +55,7 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
         )
     seen: set[str] = set()
     paths, labels, digests, dups = [], [], [], 0
-    for p in sorted(
-        q
-        for q in folder.rglob("*")
-        if q.suffix.lower() in SUFFIXES
-        and q.is_file()
-        and not any(part.startswith(".") for part in q.relative_to(folder).parts)
-    ):
+    for p in (q for q in visible_files(folder) if is_image_name(q) and q.is_file()):
         cls = _class_of(p)
         if cls is None or (classes and cls not in classes):
             continue

@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from naturalize.bank import BACKGROUND_FIELDS, CURATION_FIELDS, FORMAT_VERSION, INDEX_FIELDS
 from naturalize.classes import CLASSES, class_of_prefix
+from naturalize.decode import load_bgr
 
 #: OI-PBC box class ids: the 11 classes in CLASSES order with RBC inserted at 10.
 BOX_CLASS = ("BA", "BNE", "EO", "ERB", "LY", "MMY", "MO", "MY", "PLT", "PMY", "RBC", "SNE")
@@ -88,7 +89,7 @@ def make_box_bank(release: Path, boxes: Path, images: list[Path], out: Path) -> 
     index, backs, cur = [], [], []
     counts: dict[str, int] = {}
     for path in images:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = load_bgr(path)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
         source = path.relative_to(release).as_posix()
