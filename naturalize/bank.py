@@ -272,12 +272,13 @@ class Bank:
             return self._source[1]
         root = self.meta.get("root")
         path = Path(root) / source if root else Path(source)  # every bank segment writes records its root
-        try:
-            with Image.open(path) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as e:
+        from naturalize.decode import load_image
+
+        try:  # decoded as segment decoded it (naturalize.decode), so the mask lies on the same pixels
+            rgb = load_image(path, None)
+        except UserError as e:
             raise UserError(
-                f"cannot read {path}, the source image of a rejected sprite of {self.root} ({e}); keep the PBC "
+                f"{e}: the source image of a rejected sprite of {self.root}; keep the PBC "
                 f"folder the bank was cut from in place (bank.json `root`) or rebuild the bank with "
                 f"`naturalize segment`"
             ) from None

@@ -15,14 +15,6 @@ from naturalize.testing.cli import run_cli
 ORIENTATION = 0x0112  # the EXIF Orientation tag; 6: turn 90 degrees clockwise to show
 
 
-def pending(where: str, fix: str) -> pytest.MarkDecorator:
-    """A strict xfail for a defect whose fix belongs to code another change owns: once fixed, the test passes, the
-    run fails on it, and the marker goes."""
-    return pytest.mark.xfail(
-        strict=True, raises=AssertionError, reason=f"pending in {where} (owned by another change): {fix}"
-    )
-
-
 def real_images(release: Path, folder: str, prefix: str, n: int) -> list[Path]:
     """The first n sample images of one class."""
     return sorted(p for p in (release / folder).iterdir() if p.name.startswith(prefix))[:n]
@@ -66,10 +58,6 @@ def rotated_bank(sample_release: Path, tmp_path_factory: pytest.TempPathFactory)
     return tree, bank, stored
 
 
-@pending(
-    "naturalize/compose/scenes.py make_donor",
-    "read the source with naturalize.decode.load_bgr, not cv2.imread(IMREAD_COLOR), which turns it by its EXIF tag",
-)
 def test_transplant_donor_of_a_phone_rotated_source_is_its_stored_pixels(rotated_bank: tuple[Path, Path, dict]) -> None:
     from naturalize.bank import Bank
     from naturalize.compose.scenes import make_donor
@@ -89,10 +77,6 @@ def test_transplant_donor_of_a_phone_rotated_source_is_its_stored_pixels(rotated
     assert donors
 
 
-@pending(
-    "naturalize/segment/qc.py outlined_source",
-    "read the source with naturalize.decode.load_image, not cv2.imread(IMREAD_COLOR), which turns it by its EXIF tag",
-)
 def test_qc_page_outlines_a_phone_rotated_source_on_its_stored_pixels(rotated_bank: tuple[Path, Path, dict]) -> None:
     from naturalize.bank import Bank
     from naturalize.segment.qc import outlined_source
@@ -103,11 +87,6 @@ def test_qc_page_outlines_a_phone_rotated_source_on_its_stored_pixels(rotated_ba
         assert shown is not None and shown.shape == rgb.shape
 
 
-@pending(
-    "naturalize/segment/run.py read_rgb",
-    "decode with "
-    "naturalize.decode.load_image (16-bit scaled by 255/65535), not Image.convert('RGB'), which clips it to white",
-)
 def test_segment_reads_a_16bit_tiff_as_its_8bit_image(sample_release: Path, tmp_path: Path) -> None:
     from naturalize.segment.run import read_rgb
 
@@ -222,11 +201,6 @@ def test_outputs_named_after_an_input_with_a_very_long_name_fit_the_file_system(
     assert target.read_bytes() == b"png" and [p.name for p in target.parent.iterdir()] == [target.name]
 
 
-@pending(
-    "naturalize/segment/run.py id_stems",
-    "the stems that name sprites and plates (`{stem}_{kind}_{k}.png`) should go through "
-    "naturalize.paths.fit_name(stem, 200)",
-)
 def test_segment_takes_a_source_with_a_very_long_file_name(sample_release: Path, tmp_path: Path) -> None:
     tree = tmp_path / "pbc"
     (tree / "PMY").mkdir(parents=True)

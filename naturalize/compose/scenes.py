@@ -60,6 +60,7 @@ from naturalize.compose.scene_stats import scene_stats
 from naturalize.compose.source_cache import source_entry
 from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform
+from naturalize.decode import load_bgr
 from naturalize.fsio import UserError, write_bytes, write_json
 from naturalize.segment.gate import BAD_MASK_REASONS, NUCLEATED_REASONS
 from naturalize.segment.inpaint import remove_cells
@@ -149,7 +150,10 @@ def make_donor(
     the hole cleared, JSON record) of one donor (pure apart from reading the bank and the source image)."""
     root = bank.meta.get("root")
     path = Path(root) / bg.source if root else None
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path is not None else None
+    try:  # the pixels as stored, as segment read them (cv2.imread would turn the image by its EXIF tag)
+        image = load_bgr(path) if path is not None else None
+    except UserError:
+        image = None
     if image is None:
         raise UserError(
             f"--scene transplant needs the bank's source images: cannot read {path}; "

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from naturalize.bank import PASS, Bank, SpriteRow
-from naturalize.fsio import write_bytes, write_text
+from naturalize.decode import load_image
+from naturalize.fsio import UserError, write_bytes, write_text
 from naturalize.pngmeta import png_bytes
 
 TILE = 72
@@ -138,10 +139,10 @@ def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> tuple[np.ndarr
 
 def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | None:
     """The source image with the outline of every sprite it gave (colours: OUTLINE); None when unreadable."""
-    im = cv2.imread(str(source_root / source), cv2.IMREAD_COLOR)
-    if im is None:
+    try:  # the pixels as stored, the ones segment read (cv2.imread would turn the image by its EXIF tag)
+        rgb = load_image(source_root / source, None)
+    except UserError:
         return None
-    rgb = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
     for s in (r for r in bank.sprites if r.source == source):
         cnts, _ = cv2.findContours(
             bank.load_mask(s).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=(s.x0, s.y0)

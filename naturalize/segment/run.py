@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from naturalize.bank import KINDS, PASS, STALE_FIX, BankWriter, EncodedSprite, ImageEntry, encode_mask
+from naturalize.decode import load_image
 from naturalize.fsio import UserError
 from naturalize.outputs import check_disjoint
+from naturalize.paths import fit_name
 from naturalize.procs import die_with_parent
 from naturalize.segment import BACKENDS, resolve_backend
 from naturalize.segment.cells import crop_sprite
@@ -86,16 +88,12 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """RGB uint8 array of an image file; UserError naming the file when it cannot be decoded."""
-    from PIL import Image
-
+    """RGB uint8 array of an image file, decoded the one way every command reads it (naturalize.decode: pixels
+    as stored, 16-bit scaled, transparency over white); UserError naming the file when it cannot be decoded."""
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as e:
-        raise UserError(
-            f"{path}: cannot read the image ({e}); rerun `naturalize prepare` to list damaged files"
-        ) from None
+        return load_image(path, None)
+    except UserError as e:
+        raise UserError(f"{e}; `naturalize prepare` lists every damaged file of a tree") from None
 
 
 def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
@@ -189,11 +187,12 @@ def order_sources(records: Sequence[Any]) -> list[Any]:
 
 
 def id_stems(paths: Sequence[str]) -> dict[str, str]:
-    """Source path -> id stem: the file stem, plus a short hash of the path where two stems collide."""
-    stems = Counter(Path(p).stem for p in paths)
+    """Source path -> id stem: the file stem (shortened by fit_name to 200 bytes, so that the names made from it
+    fit a file name), plus a short hash of the path where two stems collide."""
+    stem = {p: fit_name(Path(p).stem, 200) for p in paths}
+    stems = Counter(stem.values())
     return {
-        p: Path(p).stem if stems[Path(p).stem] == 1 else f"{Path(p).stem}-{hashlib.sha1(p.encode()).hexdigest()[:6]}"
-        for p in paths
+        p: stem[p] if stems[stem[p]] == 1 else f"{stem[p]}-{hashlib.sha1(p.encode()).hexdigest()[:6]}" for p in paths
     }
 
 
