@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from naturalize.segment.cells import Cell, as_rgb, touches_border
+from naturalize.segment.cells import Cell, as_rgb, fill_holes, touches_border
 from naturalize.segment.colour import REF_SIZE, StainParams, colour_maps, plate_colour
 
 
@@ -225,7 +225,7 @@ def judge_regions(
         m = lab == i
         if i <= n_wbc:
             full = np.zeros(shape, bool)
-            full[psl] = ndi.binary_fill_holes(m)
+            full[psl] = fill_holes(m)
             border = touches_border(full)
             solidity = _shape(m)[0]
             cells.append(Cell("WBC", full, round(solidity, 4), border, not border, "border" if border else ""))

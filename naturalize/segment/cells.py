@@ -106,6 +106,16 @@ def solidity(m: np.ndarray) -> float:
     return min(1.0, float(m.sum()) / hull) if hull > 0 else 1.0
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Bool mask with its holes filled: the non-mask pixels not 4-connected to the image border through non-mask
+    pixels join it (what scipy.ndimage.binary_fill_holes gives with its default structure; one OpenCV flood fill)."""
+    h, w = mask.shape
+    pad = np.zeros((h + 2, w + 2), np.uint8)
+    pad[1:-1, 1:-1] = mask
+    cv2.floodFill(pad, None, (0, 0), 2, 0, 0, 4)  # the plate around the mask, reached from the frame
+    return pad[1:-1, 1:-1] != 2
+
+
 def touches_border(mask: np.ndarray, margin: int = 1) -> bool:
     """True when the mask has a pixel within `margin` pixels of the image edge."""
     m = margin
