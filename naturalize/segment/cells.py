@@ -162,5 +162,7 @@ def finish(rgb: np.ndarray, cells: list[Cell], also_remove: list[np.ndarray] | t
     from naturalize.segment.inpaint import remove_cells
 
     rgb = as_rgb(rgb)
-    background = remove_cells(rgb, [c.mask for c in cells] + list(also_remove))
+    extra = list(also_remove)
+    boxes = [c.box for c in cells] + [None] * len(extra)
+    background = remove_cells(rgb, [c.mask for c in cells] + extra, boxes=boxes)
     return Segmentation(cells=cells, background=background, flags=curation_flags(cells))

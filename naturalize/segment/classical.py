@@ -427,17 +427,19 @@ def _segment_at(
     for b in big_plts:
         debris &= ~b
     labels, n = split_regions(fg & ~debris, wbc_labels, n_wbc, p)
-    return judge_regions(rgb, labels, n, n_wbc, plts, stain, rim_px=p.rim_px), fg
+    return judge_regions(rgb, labels, n, n_wbc, plts, stain, rim_px=p.rim_px, plate=plate), fg
 
 
-def _upscale(mask: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def _upscale(
+    mask: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """(bool mask resized to `shape` (bilinear, then thresholded: smooth edges), its box or None when empty),
-    working on the mask's box only."""
+    working on the mask's box only (`box`: the mask's box when known)."""
     from naturalize.segment.cells import box_of
 
     h, w = shape
     fy, fx = h / mask.shape[0], w / mask.shape[1]
-    x0, y0, x1, y1 = box_of(mask)
+    x0, y0, x1, y1 = box or box_of(mask)
     x0, y0, x1, y1 = max(0, x0 - 1), max(0, y0 - 1), min(mask.shape[1], x1 + 1), min(mask.shape[0], y1 + 1)
     X0, Y0, X1, Y1 = int(round(x0 * fx)), int(round(y0 * fy)), min(w, int(round(x1 * fx))), min(h, int(round(y1 * fy)))
     crop = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_LINEAR) > 0.5
@@ -471,7 +473,7 @@ def segment_classical(
     cells_small, fg_small = _segment_at(small, p, trace, label)
     cells = []
     for c in cells_small:
-        m, box = _upscale(c.mask, (h, w))
+        m, box = _upscale(c.mask, (h, w), c.box)
         if box is not None:
             border = box_touches_border(box, (h, w))
             usable = c.usable and not border

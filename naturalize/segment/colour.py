@@ -76,6 +76,6 @@ def white_cell_colour(rgb: np.ndarray, fg: np.ndarray, plate: np.ndarray | None 
     s = min(rgb.shape[:2]) / REF_SIZE
     f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), max(0.7, 2.0 * s))
     plate = plate_colour(rgb) if plate is None else plate
-    od = np.maximum(-np.log((f + 1.0) / (plate + 1.0)), 0.0)
-    score = 100.0 * (1.0 - od[:, :, 2] / (od[:, :, 1] + 0.03))
+    od = np.maximum(-np.log((f[:, :, 1:] + 1.0) / (plate[1:] + 1.0)), 0.0)  # green and blue (red is not read)
+    score = 100.0 * (1.0 - od[:, :, 1] / (od[:, :, 0] + 0.03))
     return np.where(fg, score, 40.0).astype(np.float32)

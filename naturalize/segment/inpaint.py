@@ -7,15 +7,26 @@ blend back into the full-resolution image so no cell edge or seam remains).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
+Box = tuple[int, int, int, int]
 
-def union_mask(shape: tuple[int, int], masks: list[np.ndarray], dilate: int = 4) -> np.ndarray:
-    """Bool HxW union of `masks`, grown by `dilate` pixels so the cells' halos go too."""
+
+def union_mask(
+    shape: tuple[int, int], masks: list[np.ndarray], dilate: int = 4, boxes: Sequence[Box | None] | None = None
+) -> np.ndarray:
+    """Bool HxW union of `masks`, grown by `dilate` pixels so the cells' halos go too; `boxes`: each mask's box
+    (x0, y0, x1, y1), or None where unknown (only the box is read)."""
     out = np.zeros(shape, np.uint8)
-    for m in masks:
-        out[m] = 1
+    for m, b in zip(masks, boxes or [None] * len(masks)):
+        if b is None:
+            out[m] = 1
+        else:
+            x0, y0, x1, y1 = b
+            out[y0:y1, x0:x1][m[y0:y1, x0:x1]] = 1
     if dilate > 0 and out.any():
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
         out = cv2.dilate(out, k)
@@ -23,11 +34,17 @@ def union_mask(shape: tuple[int, int], masks: list[np.ndarray], dilate: int = 4)
 
 
 def remove_cells(
-    rgb: np.ndarray, masks: list[np.ndarray], dilate: int = 4, scale: float = 0.25, radius: int = 3
+    rgb: np.ndarray,
+    masks: list[np.ndarray],
+    dilate: int = 4,
+    scale: float = 0.25,
+    radius: int = 3,
+    boxes: Sequence[Box | None] | None = None,
 ) -> np.ndarray:
-    """Background plate: `rgb` with every cell in `masks` inpainted away (see module doc)."""
+    """Background plate: `rgb` with every cell in `masks` inpainted away (see module doc); `boxes`: as for
+    `union_mask`."""
     h, w = rgb.shape[:2]
-    hole = union_mask((h, w), masks, dilate)
+    hole = union_mask((h, w), masks, dilate, boxes)
     if not hole.any():
         return rgb.copy()
     sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))

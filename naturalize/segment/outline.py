@@ -91,8 +91,8 @@ def _ring_stats(m: np.ndarray, others: np.ndarray, wbc: np.ndarray) -> tuple[flo
     """(contact with other non-white cells, contact with white cells, ring mask) of a bool crop; `others` / `wbc`:
     pixels of other cells / of white cells (the mask's own pixels may be in them: only its outer ring is read)."""
     ring = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~m
-    n = max(1, int(ring.sum()))
-    return float((ring & others & ~wbc).sum()) / n, float((ring & wbc).sum()) / n, ring
+    n = max(1, int(np.count_nonzero(ring)))
+    return float(np.count_nonzero(ring & others & ~wbc)) / n, float(np.count_nonzero(ring & wbc)) / n, ring
 
 
 def rbc_features(
