@@ -165,7 +165,7 @@ def _rbc_cells(
         )
         reason = next((name for name, ok in checks if not ok), "")
         usable = not reason
-        score = float(np.clip(r.solidity, 0, 1) * (1 - min(1.0, r.contact)) * np.exp(-abs(np.log(max(rel, 1e-3)))))
+        score = float(min(max(r.solidity, 0.0), 1.0) * (1 - min(1.0, r.contact)) * np.exp(-abs(np.log(max(rel, 1e-3)))))
         full = _full(shape, r)
         if rim_px > 0 and grow is not None:
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))
