@@ -49,10 +49,10 @@ def remove_cells(
         return rgb.copy()
     sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
     small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
-    small_hole = cv2.resize(hole.astype(np.uint8) * 255, (sw, sh), interpolation=cv2.INTER_AREA) > 0
-    filled = cv2.inpaint(small, small_hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    small_hole = cv2.resize(hole.view(np.uint8) * 255, (sw, sh), interpolation=cv2.INTER_AREA) > 0
+    filled = cv2.inpaint(small, small_hole.view(np.uint8), radius, cv2.INPAINT_TELEA)
     up = cv2.resize(filled, (w, h), interpolation=cv2.INTER_CUBIC)
     # soft alpha: 1 inside the hole, fading to 0 over a few pixels outside it
-    alpha = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), 2.0)
-    alpha = np.maximum(alpha, hole.astype(np.float32))
+    inside = hole.astype(np.float32)
+    alpha = np.maximum(cv2.GaussianBlur(inside, (0, 0), 2.0), inside)
     return cv2.blendLinear(up, np.ascontiguousarray(rgb), alpha, 1.0 - alpha)  # rounded, saturated uint8
