@@ -171,6 +171,7 @@ def test_fill_holes_is_scipys_binary_fill_holes(single):
     ring[3:6, 3:6] = False
     ring[2, 2] = False  # the hole meets the outside at a corner only: still a hole (4-connected background)
     masks += [ring, np.ones((4, 5), bool), np.zeros((4, 5), bool)]
+    masks.append(np.where(ring, 2, 0).astype(np.uint8))  # any nonzero value is mask
     for m in masks:
         assert (fill_holes(m) == ndi.binary_fill_holes(m)).all()
     assert fill_holes(ring)[4, 4] and not fill_holes(ring)[2, 2]

@@ -107,11 +107,12 @@ def solidity(m: np.ndarray) -> float:
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Bool mask with its holes filled: the non-mask pixels not 4-connected to the image border through non-mask
-    pixels join it (what scipy.ndimage.binary_fill_holes gives with its default structure; one OpenCV flood fill)."""
+    """Bool mask (any nonzero pixel is in it) with its holes filled: the other pixels not 4-connected to the image
+    border through other pixels join it (what scipy.ndimage.binary_fill_holes gives with its default structure;
+    one OpenCV flood fill)."""
     h, w = mask.shape
     pad = np.zeros((h + 2, w + 2), np.uint8)
-    pad[1:-1, 1:-1] = mask
+    pad[1:-1, 1:-1] = mask != 0
     cv2.floodFill(pad, None, (0, 0), 2, 0, 0, 4)  # the plate around the mask, reached from the frame
     return pad[1:-1, 1:-1] != 2
 
