@@ -152,3 +152,37 @@ def test_masks_from_any_generator_get_kinds(single):
     assert sum(c.usable for c in cells if c.kind == "RBC") >= len(rbcs) - 1
     out = finish(rgb, cells)
     assert out.flags == () and out.background.shape == rgb.shape
+
+
+def test_fill_holes_is_scipys_binary_fill_holes(single):
+    """The flood-fill helper gives scipy's result: on real cell, stain and plate masks (pale red-cell centres,
+    nuclei, the plate around cells touching the border) and on holes that touch the outside only diagonally."""
+    from scipy import ndimage as ndi
+
+    from naturalize.segment.cells import fill_holes
+    from naturalize.segment.colour import colour_maps
+
+    masks = []
+    for _, rgb, _, _ in single:
+        fg, stain, dist, _ = colour_maps(rgb)
+        masks += [dist > 18.0, ~fg, stain > 45.0, stain > 20.0, fg[40:200, 13:97]]
+    ring = np.zeros((9, 9), bool)
+    ring[2:7, 2:7] = True
+    ring[3:6, 3:6] = False
+    ring[2, 2] = False  # the hole meets the outside at a corner only: still a hole (4-connected background)
+    masks += [ring, np.ones((4, 5), bool), np.zeros((4, 5), bool)]
+    masks.append(np.where(ring, 2, 0).astype(np.uint8))  # any nonzero value is mask
+    for m in masks:
+        assert (fill_holes(m) == ndi.binary_fill_holes(m)).all()
+    assert fill_holes(ring)[4, 4] and not fill_holes(ring)[2, 2]
+
+
+def test_median_u8_is_numpys_median(single):
+    from naturalize.segment.colour import median_u8
+
+    rng = np.random.default_rng(0)
+    arrays = [rgb[::3, ::5, i].ravel() for _, rgb, _, _ in single for i in range(3)]
+    arrays += [rng.integers(0, 256, n).astype(np.uint8) for n in (1, 2, 3, 10, 11, 1000)]
+    arrays += [np.array([0, 255], np.uint8), np.array([7, 7, 7, 9], np.uint8)]
+    for a in arrays:
+        assert median_u8(a) == float(np.median(a))

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from naturalize.segment.cells import Cell, as_rgb, touches_border
+from naturalize.segment.cells import Cell, as_rgb, box_of, box_touches_border, fill_holes, touches_border, with_box
 from naturalize.segment.colour import REF_SIZE, StainParams, colour_maps, plate_colour
 
 
@@ -79,7 +79,7 @@ def _shape(mask: np.ndarray) -> tuple[float, float, float]:
         return 0.0, 99.0, 0.0
     c = max(cnts, key=cv2.contourArea)
     hull = cv2.contourArea(cv2.convexHull(c))
-    area = int(mask.sum())
+    area = int(np.count_nonzero(mask))
     solidity = float(area) / hull if hull > 0 else 0.0
     if len(c) < 5:
         return min(1.0, solidity), 99.0, 0.0
@@ -87,22 +87,22 @@ def _shape(mask: np.ndarray) -> tuple[float, float, float]:
     aspect = max(w, h) / max(1e-6, min(w, h))
     ell = np.zeros_like(m8)
     cv2.ellipse(ell, cv2.fitEllipse(c), 1, -1)
-    inter = int((ell & m8).sum())
-    union = area + int(ell.sum()) - inter
+    inter = int(np.count_nonzero(ell & m8))
+    union = area + int(np.count_nonzero(ell)) - inter
     return min(1.0, solidity), float(aspect), inter / union if union else 0.0
 
 
 def _region(crop_mask: np.ndarray, others: np.ndarray, wbc: np.ndarray, stain: np.ndarray, sl, border: bool) -> _Region:
     """Features of one candidate (bool crop); `others` / `wbc`: other cells' / white cells' pixels in the crop."""
     ring = cv2.dilate(crop_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~crop_mask
-    n_ring = max(1, int(ring.sum()))
-    touch_wbc = float((ring & wbc).sum()) / n_ring
-    contact = float((ring & others & ~wbc).sum()) / n_ring
+    n_ring = max(1, int(np.count_nonzero(ring)))
+    touch_wbc = float(np.count_nonzero(ring & wbc)) / n_ring
+    contact = float(np.count_nonzero(ring & others & ~wbc)) / n_ring
     solidity, aspect, ell = _shape(crop_mask)
     return _Region(
         crop_mask,
         sl,
-        int(crop_mask.sum()),
+        int(np.count_nonzero(crop_mask)),
         solidity,
         aspect,
         contact,
@@ -117,6 +117,12 @@ def _full(shape: tuple[int, int], r: _Region) -> np.ndarray:
     m = np.zeros(shape, bool)
     m[r.sl] = r.mask
     return m
+
+
+def _placed(crop: np.ndarray, sl: tuple[slice, slice]) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) in the image of a non-empty bool crop taken at window `sl`."""
+    x0, y0, x1, y1 = box_of(crop)
+    return x0 + sl[1].start, y0 + sl[0].start, x1 + sl[1].start, y1 + sl[0].start
 
 
 def _rbc_reference_area(regions: list[_Region], rules: UsableRules) -> float:
@@ -159,12 +165,16 @@ def _rbc_cells(
         )
         reason = next((name for name, ok in checks if not ok), "")
         usable = not reason
-        score = float(np.clip(r.solidity, 0, 1) * (1 - min(1.0, r.contact)) * np.exp(-abs(np.log(max(rel, 1e-3)))))
+        score = float(min(max(r.solidity, 0.0), 1.0) * (1 - min(1.0, r.contact)) * np.exp(-abs(np.log(max(rel, 1e-3)))))
         full = _full(shape, r)
         if rim_px > 0 and grow is not None:
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))
             full |= cv2.dilate(full.astype(np.uint8), k).astype(bool) & grow
-        cells.append(Cell("RBC", full, round(score, 4), r.border or touches_border(full), usable, reason))
+            cells.append(Cell("RBC", full, round(score, 4), r.border or touches_border(full), usable, reason))
+            continue
+        box = _placed(r.mask, r.sl)  # the mask is the crop's: its box is known without scanning the image
+        border = r.border or box_touches_border(box, shape)
+        cells.append(with_box(Cell("RBC", full, round(score, 4), border, usable, reason), box))
     return cells
 
 
@@ -209,9 +219,11 @@ def judge_regions(
     stain: np.ndarray,
     rim_px: int = 2,
     rules: UsableRules | None = None,
+    plate: np.ndarray | None = None,
 ) -> list[Cell]:
     """Cells from a watershed label image: labels 1..n_wbc are white cells, n_wbc+1..n red-cell
-    candidates (0 = plate); `plts` are platelet masks; `stain` is the blue-minus-green map."""
+    candidates (0 = plate); `plts` are platelet masks; `stain` is the blue-minus-green map; `plate`: the image's
+    plate colour when already known."""
     rules = rules or UsableRules()
     shape = labels.shape
     cells: list[Cell] = []
@@ -225,10 +237,13 @@ def judge_regions(
         m = lab == i
         if i <= n_wbc:
             full = np.zeros(shape, bool)
-            full[psl] = ndi.binary_fill_holes(m)
-            border = touches_border(full)
+            full[psl] = filled = fill_holes(m)
+            box = _placed(filled, psl)
+            border = box_touches_border(box, shape)
             solidity = _shape(m)[0]
-            cells.append(Cell("WBC", full, round(solidity, 4), border, not border, "border" if border else ""))
+            cells.append(
+                with_box(Cell("WBC", full, round(solidity, 4), border, not border, "border" if border else ""), box)
+            )
             continue
         border = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == shape[0] or sl[1].stop == shape[1]
         regions.append(_region(m, (lab > 0) & ~m, (lab > 0) & (lab <= n_wbc), stain[psl], psl, border))
@@ -236,7 +251,7 @@ def judge_regions(
     for m in plts:
         plt_union |= m
     cells += _rbc_cells(shape, regions, plt_union, rules, grow=labels == 0, rim_px=rim_px)
-    green = rgb[:, :, 1] / max(1.0, float(plate_colour(rgb)[1]))
+    green = rgb[:, :, 1] / max(1.0, float((plate_colour(rgb) if plate is None else plate)[1]))
     cells += _plt_cells(shape, plts, rules, (labels > 0) & (labels <= n_wbc), green)
     return cells
 

@@ -106,6 +106,17 @@ def solidity(m: np.ndarray) -> float:
     return min(1.0, float(m.sum()) / hull) if hull > 0 else 1.0
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Bool mask (any nonzero pixel is in it) with its holes filled: the other pixels not 4-connected to the image
+    border through other pixels join it (what scipy.ndimage.binary_fill_holes gives with its default structure;
+    one OpenCV flood fill)."""
+    h, w = mask.shape
+    pad = np.zeros((h + 2, w + 2), np.uint8)
+    pad[1:-1, 1:-1] = mask != 0
+    cv2.floodFill(pad, None, (0, 0), 2, 0, 0, 4)  # the plate around the mask, reached from the frame
+    return pad[1:-1, 1:-1] != 2
+
+
 def touches_border(mask: np.ndarray, margin: int = 1) -> bool:
     """True when the mask has a pixel within `margin` pixels of the image edge."""
     m = margin
@@ -152,5 +163,7 @@ def finish(rgb: np.ndarray, cells: list[Cell], also_remove: list[np.ndarray] | t
     from naturalize.segment.inpaint import remove_cells
 
     rgb = as_rgb(rgb)
-    background = remove_cells(rgb, [c.mask for c in cells] + list(also_remove))
+    extra = list(also_remove)
+    boxes = [c.box for c in cells] + [None] * len(extra)
+    background = remove_cells(rgb, [c.mask for c in cells] + extra, boxes=boxes)
     return Segmentation(cells=cells, background=background, flags=curation_flags(cells))

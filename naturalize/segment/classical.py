@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from naturalize.segment.cells import Segmentation, as_rgb, finish, touches_border
+from naturalize.segment.cells import Segmentation, as_rgb, fill_holes, finish, touches_border
 from naturalize.segment.colour import REF_SIZE, colour_maps, disk, white_cell_colour
 from naturalize.segment.refine import RefineInput
 
@@ -88,13 +88,26 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return n, lab, stats[:, cv2.CC_STAT_AREA]
 
 
+def _members(lab: np.ndarray, n: int, keep: np.ndarray) -> np.ndarray:
+    """Bool mask of the pixels of `lab` (labels 0..n-1) whose label is in `keep`: numpy.isin by a lookup table."""
+    table = np.zeros(n, bool)
+    table[keep] = True
+    return table[lab]
+
+
+def _box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The tight box of a non-empty bool mask, as slices."""
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    return slice(y, y + h), slice(x, x + w)
+
+
 def find_nuclei(fg: np.ndarray, stain: np.ndarray, p: ClassicalParams) -> tuple[np.ndarray, list[np.ndarray]]:
     """(nuclear lobes: purple blobs big enough to belong to a white cell, small purple blobs: platelet candidates)."""
     s = min(fg.shape) / p.ref_size
     a = s * s
     purple = cv2.morphologyEx(((stain > p.purple_delta) & fg).astype(np.uint8), cv2.MORPH_OPEN, disk(1))
     n, lab, areas = _components(purple)
-    lobes = np.isin(lab, np.flatnonzero(areas >= p.nucleus_min_area * a)) & (lab > 0)
+    lobes = _members(lab, n, np.flatnonzero(areas >= p.nucleus_min_area * a)) & (lab > 0)
     small = [lab == i for i in range(1, n) if p.plt_min_area * a <= areas[i] <= p.plt_max_area * a]
     return lobes, small
 
@@ -125,7 +138,6 @@ def white_region(
     colour) and with red-cell cores (pixels at the red cells' colour score), so each white cell stops
     at its strongest edge, against the plate or a touching red cell; holes are filled and thin
     bridges opened away."""
-    from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
     h, w = fg.shape
@@ -153,7 +165,7 @@ def white_region(
     near = (to_nuc[win] <= p.sure_cyto_reach_px * s).astype(np.uint8)
     sn, slab, _ = _components(sure & near)
     touching = np.unique(slab[near_nuc])
-    markers[np.isin(slab, touching[touching > 0]) & (markers == 0)] = 3
+    markers[_members(slab, sn, touching[touching > 0]) & (markers == 0)] = 3
     markers[cv2.dilate(nuc.astype(np.uint8), disk(max(1, round(p.nucleus_grow_px * s)))).astype(bool) & fgw] = 3
 
     def grad(img: np.ndarray) -> np.ndarray:
@@ -163,11 +175,11 @@ def white_region(
     elev = grad(np.minimum(cd, 2.0 * p.fg_delta)) + p.wbcness_edge_weight * grad(
         np.clip(wn, red_level, red_level + p.wbcness_clip)
     )
-    reg = ndi.binary_fill_holes(watershed(elev, markers) == 3).astype(np.uint8)
+    reg = fill_holes(watershed(elev, markers) == 3).astype(np.uint8)
     reg = cv2.morphologyEx(reg, cv2.MORPH_OPEN, disk(max(1, round(p.wbc_open_px * s))))
     n, lab, _ = _components(reg)
     keep = np.unique(lab[nuc & (reg > 0)])
-    out[win] = ndi.binary_fill_holes(np.isin(lab, keep[keep > 0]) | nuc)
+    out[win] = fill_holes(_members(lab, n, keep[keep > 0]) | nuc)
     return out
 
 
@@ -203,7 +215,9 @@ def split_white(
         if not (markers[rlab == i] > 0).any():
             yx = np.unravel_index(np.argmax(np.where(rlab == i, dist, -1)), dist.shape)
             markers[yx] = markers.max() + 1
-    basins = watershed(-dist, markers, mask=region)
+    basins = np.zeros(region.shape, np.int32)
+    box = _box(region)  # every marker lies in the region: the flood never leaves its box
+    basins[box] = watershed(-dist[box], markers[box], mask=region[box])
     n = int(basins.max())
     peak_d = np.zeros(n + 1)
     for y, x in zip(*np.nonzero(markers)):
@@ -257,11 +271,11 @@ def split_white(
         k += 1
         out[cell] = k
     # basins with too little nucleus (a cytoplasm lobe) join the cell they touch, if any
-    if k:
+    if k and (region & (out == 0)).any():
         from skimage.segmentation import expand_labels
 
-        grown = expand_labels(out, distance=2)
-        out = np.where(region & (out == 0), grown, out)
+        sub = out[box]  # every label and every pixel to fill lies in the region's box
+        sub[:] = np.where(region[box] & (sub == 0), expand_labels(sub, distance=2), sub)
     return _round_off(out, k, nuclei, dist, green, p), k, big_plts
 
 
@@ -328,7 +342,7 @@ def _round_off(
             keep = np.unique(lab[nuc & opened])
             keep = keep[keep > 0]
             if keep.size:
-                cell = ndi.binary_fill_holes(np.isin(lab, keep) | nuc)
+                cell = fill_holes(_members(lab, m, keep) | nuc)
         cell = _dense_body(cell, nuclei[sl] & cell, green[sl], s, p)
         out[sl][cell] = i
     return out
@@ -337,10 +351,8 @@ def _round_off(
 def _dense_body(cell: np.ndarray, nuc: np.ndarray, green: np.ndarray, s: float, p: ClassicalParams) -> np.ndarray:
     """A cell whose very dark stain fills a big round body (a basophil's granules over nucleus and
     cytoplasm) ends at that body: the paler smear often around a basophil is no cell."""
-    from scipy import ndimage as ndi
-
     closed = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_CLOSE, disk(max(1, round(3 * s))))
-    body = ndi.binary_fill_holes(closed)
+    body = fill_holes(closed)
     area = int(body.sum())
     if area < p.dense_min_area * s * s or cell.sum() < p.dense_cell_ratio * area:
         return cell
@@ -422,17 +434,19 @@ def _segment_at(
     for b in big_plts:
         debris &= ~b
     labels, n = split_regions(fg & ~debris, wbc_labels, n_wbc, p)
-    return judge_regions(rgb, labels, n, n_wbc, plts, stain, rim_px=p.rim_px), fg
+    return judge_regions(rgb, labels, n, n_wbc, plts, stain, rim_px=p.rim_px, plate=plate), fg
 
 
-def _upscale(mask: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def _upscale(
+    mask: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """(bool mask resized to `shape` (bilinear, then thresholded: smooth edges), its box or None when empty),
-    working on the mask's box only."""
+    working on the mask's box only (`box`: the mask's box when known)."""
     from naturalize.segment.cells import box_of
 
     h, w = shape
     fy, fx = h / mask.shape[0], w / mask.shape[1]
-    x0, y0, x1, y1 = box_of(mask)
+    x0, y0, x1, y1 = box or box_of(mask)
     x0, y0, x1, y1 = max(0, x0 - 1), max(0, y0 - 1), min(mask.shape[1], x1 + 1), min(mask.shape[0], y1 + 1)
     X0, Y0, X1, Y1 = int(round(x0 * fx)), int(round(y0 * fy)), min(w, int(round(x1 * fx))), min(h, int(round(y1 * fy)))
     crop = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_LINEAR) > 0.5
@@ -466,7 +480,7 @@ def segment_classical(
     cells_small, fg_small = _segment_at(small, p, trace, label)
     cells = []
     for c in cells_small:
-        m, box = _upscale(c.mask, (h, w))
+        m, box = _upscale(c.mask, (h, w), c.box)
         if box is not None:
             border = box_touches_border(box, (h, w))
             usable = c.usable and not border

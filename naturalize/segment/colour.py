@@ -45,7 +45,20 @@ def plate_colour(rgb: np.ndarray) -> np.ndarray:
     sub = rgb[::2, ::2]
     g = sub[:, :, 1]
     thr = np.percentile(g, 70)
-    return np.median(sub[g >= thr].reshape(-1, 3), axis=0).astype(np.float32)
+    green = sub[g >= thr]
+    return np.array([median_u8(green[:, i]) for i in range(3)], np.float32)
+
+
+def median_u8(a: np.ndarray) -> float:
+    """numpy.median of a non-empty 1-D uint8 array (the middle value, or the mean of the two middle values),
+    from its 256-bin histogram instead of a partition."""
+    n = a.size
+    cum = np.cumsum(np.bincount(a, minlength=256))
+    hi = int(np.searchsorted(cum, n // 2, side="right"))  # the value of rank n // 2 (0-based)
+    if n % 2:
+        return float(hi)
+    lo = int(np.searchsorted(cum, n // 2 - 1, side="right"))
+    return (lo + hi) / 2.0
 
 
 def fill_small_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
@@ -76,6 +89,6 @@ def white_cell_colour(rgb: np.ndarray, fg: np.ndarray, plate: np.ndarray | None 
     s = min(rgb.shape[:2]) / REF_SIZE
     f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), max(0.7, 2.0 * s))
     plate = plate_colour(rgb) if plate is None else plate
-    od = np.maximum(-np.log((f + 1.0) / (plate + 1.0)), 0.0)
-    score = 100.0 * (1.0 - od[:, :, 2] / (od[:, :, 1] + 0.03))
+    od = np.maximum(-np.log((f[:, :, 1:] + 1.0) / (plate[1:] + 1.0)), 0.0)  # green and blue (red is not read)
+    score = 100.0 * (1.0 - od[:, :, 1] / (od[:, :, 0] + 0.03))
     return np.where(fg, score, 40.0).astype(np.float32)

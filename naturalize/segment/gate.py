@@ -106,7 +106,7 @@ def image_reason(rgb: np.ndarray, rules: GateRules = GateRules()) -> str:
     if float(cv2.meanStdDev(grey)[1][0, 0]) < rules.min_std:
         return "blank_image"
     g = grey.astype(np.float32)
-    grain = float(np.median(np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.0))[::2, ::2]))
+    grain = float(np.median(np.abs(g[::2, ::2] - cv2.GaussianBlur(g, (0, 0), 1.0)[::2, ::2])))
     if grain > rules.max_grain:
         return "noise_image"
     if chroma(rgb) < rules.min_chroma:
@@ -116,15 +116,17 @@ def image_reason(rgb: np.ndarray, rules: GateRules = GateRules()) -> str:
 
 def chroma(rgb: np.ndarray) -> float:
     """Mean over pixels of max(R, G, B) - min(R, G, B): 0 for a grayscale image, 18+ for stained PBC crops."""
-    a = rgb[::2, ::2]
-    return float(a.max(axis=2).mean()) - float(a.min(axis=2).mean())
+    r, g, b = (rgb[::2, ::2, i] for i in range(3))
+    return float(np.maximum(np.maximum(r, g), b).mean()) - float(np.minimum(np.minimum(r, g), b).mean())
 
 
 def nuclear_map(rgb: np.ndarray, rules: GateRules = GateRules(), plate: np.ndarray | None = None) -> np.ndarray:
-    """Bool HxW: dark purple pixels (nuclear chromatin) against the image's plate colour (`plate` when known)."""
-    r, g, b = (rgb[:, :, i].astype(np.float32) for i in range(3))
-    green = g / max(1.0, float((plate_colour(rgb) if plate is None else plate)[1]))
-    return ((b - g) > rules.nucleus_purple) & (green < rules.nucleus_dark)
+    """Bool HxW: dark purple pixels (nuclear chromatin) against the image's plate colour (`plate` when known).
+    Integer blue minus green, and "green / plate green is dark" looked up per green level (the same float32
+    quotient for each of the 256 levels as for each pixel)."""
+    g, b = rgb[:, :, 1], rgb[:, :, 2]
+    levels = np.arange(256, dtype=np.float32) / max(1.0, float((plate_colour(rgb) if plate is None else plate)[1]))
+    return ((b.astype(np.int16) - g) > rules.nucleus_purple) & (levels < rules.nucleus_dark)[g]
 
 
 def judge(rgb: np.ndarray, seg: Segmentation, label: str, rules: GateRules = GateRules()) -> list[Verdict]:

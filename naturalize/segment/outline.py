@@ -91,8 +91,13 @@ def _ring_stats(m: np.ndarray, others: np.ndarray, wbc: np.ndarray) -> tuple[flo
     """(contact with other non-white cells, contact with white cells, ring mask) of a bool crop; `others` / `wbc`:
     pixels of other cells / of white cells (the mask's own pixels may be in them: only its outer ring is read)."""
     ring = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~m
-    n = max(1, int(ring.sum()))
-    return float((ring & others & ~wbc).sum()) / n, float((ring & wbc).sum()) / n, ring
+    n = max(1, int(np.count_nonzero(ring)))
+    return float(np.count_nonzero(ring & others & ~wbc)) / n, float(np.count_nonzero(ring & wbc)) / n, ring
+
+
+def _plate_dist(px: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """(N,) colour distance of (N, 3) float32 pixels to the plate colour, in units of 18 (the foreground threshold)."""
+    return np.sqrt(((px - plate) ** 2).sum(axis=1)) / 18.0
 
 
 def rbc_features(
@@ -132,9 +137,8 @@ def rbc_features(
         m = c.mask[sl]
         contact, wbc_contact, ring = _ring_stats(m, cover[sl], wbc_cover[sl])
         solidity, aspect, ell = _shape(m)
-        crop = rgb[sl].astype(np.float32)
-        dist = np.sqrt(((crop - plate) ** 2).sum(axis=2)) / 18.0
-        stain = crop[:, :, 2] - crop[:, :, 1]
+        crop = rgb[sl]
+        inner = crop[m].astype(np.float32)  # (N, 3): only the mask's and the ring's pixels are read
         rows.append(
             (
                 solidity,
@@ -144,9 +148,9 @@ def rbc_features(
                 wbc_contact,
                 float(np.log(max(area, 1.0) / max(ref, 1.0))),
                 area / s2 / 1000.0,
-                float(dist[ring].mean()) if ring.any() else 0.0,
-                float(dist[m].mean()),
-                float(stain[m].mean()) / 30.0,
+                float(_plate_dist(crop[ring].astype(np.float32), plate).mean()) if ring.any() else 0.0,
+                float(_plate_dist(inner, plate).mean()),
+                float((inner[:, 2] - inner[:, 1]).mean()) / 30.0,
             )
         )
     return idx, np.array(rows, np.float64)

@@ -32,7 +32,7 @@ import numpy as np
 
 from naturalize.classes import WBC_CLASSES
 from naturalize.segment.border import BorderMaps, border_features, columns
-from naturalize.segment.cells import solidity
+from naturalize.segment.cells import fill_holes, solidity
 from naturalize.segment.colour import disk
 from naturalize.segment.outline import OutlineModel
 
@@ -141,8 +141,6 @@ def _keep_touching(m: np.ndarray, seed: np.ndarray) -> np.ndarray:
 def candidates(cell: np.ndarray, free: np.ndarray, x: RefineInput, sl: tuple[slice, slice]) -> list[np.ndarray]:
     """The candidate masks (order of CANDIDATES) of one cell; `cell` and `free` (foreground not held by
     another white cell) are bool crops of window `sl`."""
-    from scipy import ndimage as ndi
-
     s = x.scale
     wn, nuc, cd = x.wbcness[sl], x.nuclei[sl] & cell, x.colour_dist[sl]
     u8 = cell.astype(np.uint8)
@@ -167,7 +165,7 @@ def candidates(cell: np.ndarray, free: np.ndarray, x: RefineInput, sl: tuple[sli
     n, lab, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     if n > 1:
         big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        body = cv2.dilate(ndi.binary_fill_holes(lab == big).astype(np.uint8), disk(1)).astype(bool) & cell
+        body = cv2.dilate(fill_holes(lab == big).astype(np.uint8), disk(1)).astype(bool) & cell
     else:
         body = cell
     return [cell, dil[0] | cell, dil[1] | cell, ero if ero.any() else cell, *grown, opened_m, body]
