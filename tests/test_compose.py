@@ -313,12 +313,20 @@ def test_ctrl_c_stops_quietly_with_130_and_resumes(scene: str, tmp_path: Path) -
     import signal
     import time
 
+    from naturalize.testing import as_from_a_terminal
     from naturalize.testing.drawnbank import make_drawn_bank
 
     bank = make_drawn_bank(tmp_path / "bank", {"PMY": 3, "LY": 2, "PLT": 1})
     out = tmp_path / "out"
     cmd = _compose_pmy(bank, 3000, "--workers", "2", "--scene", scene, "--out", str(out))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=as_from_a_terminal,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None and len(list(out.glob("PMY/*.jpg"))) < 20:
         time.sleep(0.05)

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from naturalize.bank import Bank
+from naturalize.testing import as_from_a_terminal
 from naturalize.testing.cli import run_cli
 
 N = 14  # images per test run: classes are taken in turn, so every class appears
@@ -290,6 +291,7 @@ def test_ctrl_c_stops_quietly_with_130(sample_root: Path, tmp_path: Path) -> Non
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=as_from_a_terminal,
     )
     cur = tmp_path / "b" / "curation.csv"
     deadline = time.time() + 60

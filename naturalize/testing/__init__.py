@@ -32,3 +32,12 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()}-core {model} ({platform.machine()})"
+
+
+def as_from_a_terminal() -> None:
+    """`preexec_fn` of a subprocess a test interrupts with Ctrl-C: SIGINT at its default, as a terminal's shell
+    starts a command. A background job of a non-interactive shell (`pytest ... &`, some CI runners) inherits SIGINT
+    ignored, and Python then never raises KeyboardInterrupt: the command would run on to exit 0."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
