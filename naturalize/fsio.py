@@ -21,8 +21,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
@@ -40,18 +40,24 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def replace_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Atomic like write_bytes, for hot loops (thousands of sprites or images a run): a per-process temp name
-    beside `path` instead of mkstemp, permissions from the umask, no folder creation (the folder must exist).
-    A leftover `.<name>.<pid>.tmp` of a killed run is the caller's to clear on resume."""
+def replace_bytes(path: str | os.PathLike, data: bytes, owner: str | None = None) -> None:
+    """Atomic like write_bytes, for hot loops (thousands of sprites or images a run): a temp name beside `path`
+    naming its writer, `.<name>.<owner>.tmp` (`owner`: the process id by default), instead of mkstemp; permissions
+    from the umask, no folder creation (the folder must exist). The temp file goes on an error or Ctrl-C; one a
+    killed run left is the caller's to clear on resume."""
     head, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    tmp = os.path.join(head, f".{name}.{owner or os.getpid()}.tmp")
     try:
-        write_all(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager
