@@ -28,8 +28,8 @@ from typing import Any
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
-from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
-from naturalize.outputs import check_disjoint, claim, claim_settled, dropped_if_unused
+from naturalize.fsio import UserError, atomic_open, link_or_copy, remove_atomic_temps, write_json
+from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, left_out, prepare, stratified_split
 from naturalize.records import Record, detect_layout, is_prepared, read_records, write_records
@@ -291,6 +291,7 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
         refusal=f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
         f"(only what `naturalize build` wrote there is removed), or choose another --out",
     )
+    remove_atomic_temps(out, (*OUTPUTS, MARKER))  # what a killed run left half-written
 
 
 def scene_by_class(classes: Iterable[str], scene: str) -> dict[str, str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +32,22 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+#: The temporary file atomic_open makes beside NAME: `.NAME.` + mkstemp's 8 random characters + `.tmp`.
+_ATOMIC_TMP = "[a-z0-9_]{8}"
+
+
+def remove_atomic_temps(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove from `folder` the temporary files that atomic_open left beside each of `names` when the process
+    writing them was killed (`.NAME.XXXXXXXX.tmp`); only for outputs one process writes at a time (a rerun
+    clears them before it writes). Returns the removed paths."""
+    folder = Path(folder)
+    pattern = re.compile(rf"\.({'|'.join(map(re.escape, names))})\.{_ATOMIC_TMP}\.tmp")
+    gone = sorted(p for p in folder.glob(".*.tmp") if pattern.fullmatch(p.name) and p.is_file())
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
 
 
 def write_all(fd: int, data: bytes) -> None:
