@@ -38,13 +38,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 _ATOMIC_TMP = "[a-z0-9_]{8}"
 
 
-def remove_atomic_temps(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
-    """Remove from `folder` the temporary files that atomic_open left beside each of `names` when the process
-    writing them was killed (`.NAME.XXXXXXXX.tmp`); only for outputs one process writes at a time (a rerun
-    clears them before it writes). Returns the removed paths."""
+def remove_atomic_temps(folder: str | os.PathLike, names: Iterable[str], suffix: str = ".tmp") -> list[Path]:
+    """Remove from `folder` the temporary files that atomic_open (atomic_path with `suffix`) left beside each of
+    `names` when the process writing them was killed (`.NAME.XXXXXXXX.tmp`); only for outputs one process writes
+    at a time (a rerun clears them before it writes). Returns the removed paths."""
     folder = Path(folder)
-    pattern = re.compile(rf"\.({'|'.join(map(re.escape, names))})\.{_ATOMIC_TMP}\.tmp")
-    gone = sorted(p for p in folder.glob(".*.tmp") if pattern.fullmatch(p.name) and p.is_file())
+    pattern = re.compile(rf"\.({'|'.join(map(re.escape, names))})\.{_ATOMIC_TMP}{re.escape(suffix)}")
+    gone = sorted(p for p in folder.glob(f".*{suffix}") if pattern.fullmatch(p.name) and p.is_file())
     for p in gone:
         p.unlink(missing_ok=True)
     return gone

@@ -557,3 +557,25 @@ def test_curves_mark_the_epoch_whose_model_is_kept():
         {"epoch": 4, "val_accuracy": 0.6},
     ]
     assert best_epoch(rows) == 2 and best_epoch([]) is None  # ties: the first, as training keeps it
+
+
+def test_a_resumed_run_removes_the_half_written_models_a_kill_left(tiny_tree, tmp_path):
+    """kill -9 while an epoch's model was being saved left `.last.keras.XXXXXXXX.keras` (or `.model.keras...`, as
+    large as the model: hundreds of MB for ConvNeXt-Base) in the run folder, and every resume kept it. The resumed
+    run now removes such leftovers (and the half-written history, state, ... temp files); files of the user's
+    stay."""
+    from classify.train import read_history, train
+
+    kw = dict(batch_size=8, image_size=SIZE, seed=5, progress=False, evaluate=False, log=lambda s: None)
+    run = tmp_path / "killed"
+    train(tiny_tree, "custom_cnn", run, epochs=1, **kw)
+    half = (run / "last.keras").read_bytes()[:4096]
+    left = [run / ".last.keras.0x_k2m9q.keras", run / ".model.keras.p3j8w_ab.keras", run / ".history.csv.5rt2kq0m.tmp"]
+    for p in left:
+        p.write_bytes(half)
+    mine = run / "notes.keras"
+    mine.write_bytes(b"mine")
+    train(tiny_tree, "custom_cnn", run, epochs=2, **kw)
+    assert [r["epoch"] for r in read_history(run)] == [1, 2]
+    assert not any(p.exists() for p in left) and mine.read_bytes() == b"mine"
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".naturalize-output.json"]
