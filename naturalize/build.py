@@ -327,6 +327,22 @@ def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
             )
 
 
+def check_sources_to_compose(records: Sequence[Record], recipe: Recipe, protocol: str, pbc_root: Path) -> None:
+    """UserError, before any image is segmented, when the recipe composes a class of which the PBC tree holds no
+    image to cut white cells from (the training split under the clean protocol): the build used to segment
+    every image, then stop on a line about the work cache's bank."""
+    sources = Counter(r.cls for r in records if protocol != "clean" or r.split == "train")
+    missing = [c for c in recipe.synthetic_counts(Counter(r.cls for r in records)) if not sources[c]]
+    if missing:
+        held = ",".join(c for c in CLASSES if sources[c])
+        where = "training images" if protocol == "clean" else "images"
+        raise UserError(
+            f"{recipe.name} composes {', '.join(missing)} images, but {pbc_root} holds no {where} of "
+            f"{'that class' if len(missing) == 1 else 'those classes'} to cut white cells from; add them to the "
+            f"PBC tree, or build `custom --classes` of classes it holds (e.g. --classes {held or 'PMY'})"
+        )
+
+
 def _write_tree(out: Path, items: Sequence[Item]) -> None:
     """(Re)create out/<split>/<CLASS>/ with hard links (copies where links fail): remove the files the last
     build linked (OUT/files.csv) and the folders that leaves empty, write the new files.csv, then link (an
@@ -493,6 +509,7 @@ def build(
         records = read_records(prepared / "records.csv")
         for line in left_out(json.loads((prepared / "summary.json").read_text())):
             echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
+        check_sources_to_compose(records, recipe, protocol, pbc_root)
         banks: dict[str, Path] = {}
         if not segments(recipe) and (backend != "auto" or checkpoint):
             echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")

@@ -242,3 +242,20 @@ def test_a_rebuild_clears_the_half_written_files_a_killed_build_left(tmp_path: P
     mine.unlink()
     after = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and "journal" not in p.parts}
     assert after == before
+
+
+def test_a_recipe_composing_a_class_the_tree_lacks_stops_before_segmenting(tmp_path: Path) -> None:
+    """2k-pbc on a PBC tree without BNE, MMY, MY or SNE images segmented every image, then stopped with a line
+    telling the user to `naturalize segment` BNE images into the work cache's bank. It now stops before
+    segmenting, naming the classes it lacks and the fix; nothing is segmented."""
+    from naturalize.drawn import write_drawn_release
+    from naturalize.testing.cli import run_cli
+
+    write_drawn_release(tmp_path / "pbc", 3, seed=0, classes=("LY", "PMY"), progress=False)
+    r = run_cli("naturalize", "build", "2k-pbc", "--pbc", tmp_path / "pbc", "--out", tmp_path / "ds" / "2k")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: 2k-pbc composes BNE, MMY, MY, SNE images, but ") and str(tmp_path / "pbc") in line
+    assert "--classes LY,PMY" in line, line
+    assert "segment" not in r.stdout and not list((tmp_path / "ds").glob(".work/*/bank-*"))
+    assert not (tmp_path / "ds" / "2k").exists()
