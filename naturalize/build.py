@@ -29,7 +29,7 @@ from typing import Any
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, remove_atomic_temps, write_json
-from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused
+from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused, read_record
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, left_out, prepare, stratified_split
 from naturalize.records import Record, detect_layout, is_prepared, read_records, write_records
@@ -281,6 +281,8 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
                 f"train/val/test/synthetic folders, which a rebuild rewrites); nothing was changed: move them "
                 f"out of {out} (or build into another --out), then rerun"
             )
+    old = (read_record(out / "dataset.json") or {}).get("parameters")
+    changed = ", ".join(changed_settings(old, params)) if isinstance(old, dict) else "unknown"
     claim_settled(
         out,
         KIND,
@@ -288,10 +290,25 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
         record="dataset.json",
         differs=lambda old: old.get("parameters") != params,
         overwrite=overwrite,
-        refusal=f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
-        f"(only what `naturalize build` wrote there is removed), or choose another --out",
+        refusal=f"{out} holds a dataset built with other settings ({changed}); rerun with those settings to resume "
+        f"it, or pass --overwrite to replace it (only what `naturalize build` wrote there is removed), or choose "
+        f"another --out",
     )
     remove_atomic_temps(out, (*OUTPUTS, MARKER))  # what a killed run left half-written
+
+
+def changed_settings(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    """The settings (dotted keys, e.g. 'seed', 'synthetic_rule.per_class') whose values differ between two
+    dataset.json `parameters`; sorted."""
+    keys = sorted(set(old) | set(new))
+    out: list[str] = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += changed_settings(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
 
 
 def scene_by_class(classes: Iterable[str], scene: str) -> dict[str, str]:
