@@ -59,6 +59,12 @@ def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict)
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str, provenance: dict) -> None:
     """Confusion matrix as counts and row-normalised (recall per true class) side by side -> PNG."""
+    _save(confusion_figure(cm, classes, title), path, provenance)
+
+
+def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str):
+    """The matplotlib figure of plot_confusion: counts and row-normalised panels, each with its colour bar, laid
+    out so that no label covers another (the right panel's 'true' sat on the left colour bar's numbers)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,7 +73,7 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
     k = len(classes)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * max(5.0, 0.55 * k + 2), max(4.5, 0.5 * k + 1.5)))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * max(5.0, 0.55 * k + 2), max(4.5, 0.5 * k + 1.5)), layout="constrained")
     for ax, mat, fmt, name in ((axes[0], cm, "d", "counts"), (axes[1], norm, ".2f", "row-normalised")):
         im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=(mat.max() if name == "counts" else 1) or 1)
         ax.set_xticks(range(k), classes, rotation=90)
@@ -89,7 +95,7 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
                 )
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title)
-    _save(fig, path, provenance)
+    return fig
 
 
 MIN_PANEL_PX = 256  # overlay panels are at least this many pixels on their longer side

@@ -18,8 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from naturalize.fsio import UserError, atomic_path
-from naturalize.outputs import check_disjoint, claim, overlap, write_marker
+from naturalize.fsio import UserError, atomic_path, remove_atomic_temps
+from naturalize.outputs import MARKER, check_disjoint, claim, overlap, write_marker
 
 CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
     "config.json",
@@ -90,3 +90,11 @@ def save_model(model, path: Path) -> None:
     """model.save to a temp .keras file beside `path`, then rename over it."""
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(str(tmp))
+
+
+def remove_temps(run: Path) -> list[Path]:
+    """Remove the half-written files a killed `classify train` left in RUN (`.last.keras.XXXXXXXX.keras`,
+    `.history.csv.XXXXXXXX.tmp`, ...): a resumed run never reads them, and a model's is as large as the model.
+    Returns the removed paths."""
+    models = remove_atomic_temps(run, (MODEL, LAST), suffix=".keras")
+    return models + remove_atomic_temps(run, (CONFIG, CLASSES_FILE, STATE, HISTORY, CURVES, SPLIT, MARKER))

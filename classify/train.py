@@ -256,6 +256,7 @@ def train(
     state = _check_resumable(out, config)
     with dropped_if_unused(out):  # a run that fails before its first file leaves no folder holding only the marker
         write_marker(out, runs.RUN_KIND, runs.RUN_FILES)
+        runs.remove_temps(out)  # what a killed run left half-written
         _fit(out, data, config, state, evaluate, progress, callbacks, workers, log)
     return out
 

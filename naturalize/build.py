@@ -28,8 +28,8 @@ from typing import Any
 
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, SPLITS
 from naturalize.compose.params import ComposeParams, check_scene_counts
-from naturalize.fsio import UserError, atomic_open, link_or_copy, write_json
-from naturalize.outputs import check_disjoint, claim, claim_settled, dropped_if_unused
+from naturalize.fsio import UserError, atomic_open, link_or_copy, remove_atomic_temps, write_json
+from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused, read_record
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, left_out, prepare, stratified_split
 from naturalize.records import Record, detect_layout, is_prepared, read_records, write_records
@@ -281,6 +281,8 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
                 f"train/val/test/synthetic folders, which a rebuild rewrites); nothing was changed: move them "
                 f"out of {out} (or build into another --out), then rerun"
             )
+    old = (read_record(out / "dataset.json") or {}).get("parameters")
+    changed = ", ".join(changed_settings(old, params)) if isinstance(old, dict) else "unknown"
     claim_settled(
         out,
         KIND,
@@ -288,9 +290,25 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
         record="dataset.json",
         differs=lambda old: old.get("parameters") != params,
         overwrite=overwrite,
-        refusal=f"{out} holds a dataset built with other settings; pass --overwrite to replace it "
-        f"(only what `naturalize build` wrote there is removed), or choose another --out",
+        refusal=f"{out} holds a dataset built with other settings ({changed}); rerun with those settings to resume "
+        f"it, or pass --overwrite to replace it (only what `naturalize build` wrote there is removed), or choose "
+        f"another --out",
     )
+    remove_atomic_temps(out, (*OUTPUTS, MARKER))  # what a killed run left half-written
+
+
+def changed_settings(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    """The settings (dotted keys, e.g. 'seed', 'synthetic_rule.per_class') whose values differ between two
+    dataset.json `parameters`; sorted."""
+    keys = sorted(set(old) | set(new))
+    out: list[str] = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += changed_settings(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
 
 
 def scene_by_class(classes: Iterable[str], scene: str) -> dict[str, str]:
@@ -324,6 +342,22 @@ def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
                 f"after curation class {cls} has no {'/'.join(lacking)} images, so the dataset could not "
                 f"be trained on; use more images (a larger --max-real) or the uncurated recipe pbc11"
             )
+
+
+def check_sources_to_compose(records: Sequence[Record], recipe: Recipe, protocol: str, pbc_root: Path) -> None:
+    """UserError, before any image is segmented, when the recipe composes a class of which the PBC tree holds no
+    image to cut white cells from (the training split under the clean protocol): the build used to segment
+    every image, then stop on a line about the work cache's bank."""
+    sources = Counter(r.cls for r in records if protocol != "clean" or r.split == "train")
+    missing = [c for c in recipe.synthetic_counts(Counter(r.cls for r in records)) if not sources[c]]
+    if missing:
+        held = ",".join(c for c in CLASSES if sources[c])
+        where = "training images" if protocol == "clean" else "images"
+        raise UserError(
+            f"{recipe.name} composes {', '.join(missing)} images, but {pbc_root} holds no {where} of "
+            f"{'that class' if len(missing) == 1 else 'those classes'} to cut white cells from; add them to the "
+            f"PBC tree, or build `custom --classes` of classes it holds (e.g. --classes {held or 'PMY'})"
+        )
 
 
 def _write_tree(out: Path, items: Sequence[Item]) -> None:
@@ -492,6 +526,7 @@ def build(
         records = read_records(prepared / "records.csv")
         for line in left_out(json.loads((prepared / "summary.json").read_text())):
             echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
+        check_sources_to_compose(records, recipe, protocol, pbc_root)
         banks: dict[str, Path] = {}
         if not segments(recipe) and (backend != "auto" or checkpoint):
             echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,8 +28,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{fit_name(path.name, TEMP_STEM)}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
@@ -39,6 +40,22 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         raise
 
 
+#: The temporary file atomic_open makes beside NAME: `.NAME.` + mkstemp's 8 random characters + `.tmp`.
+_ATOMIC_TMP = "[a-z0-9_]{8}"
+
+
+def remove_atomic_temps(folder: str | os.PathLike, names: Iterable[str], suffix: str = ".tmp") -> list[Path]:
+    """Remove from `folder` the temporary files that atomic_open (atomic_path with `suffix`) left beside each of
+    `names` when the process writing them was killed (`.NAME.XXXXXXXX.tmp`); only for outputs one process writes
+    at a time (a rerun clears them before it writes). Returns the removed paths."""
+    folder = Path(folder)
+    pattern = re.compile(rf"\.({'|'.join(map(re.escape, names))})\.{_ATOMIC_TMP}{re.escape(suffix)}")
+    gone = sorted(p for p in folder.glob(f".*{suffix}") if pattern.fullmatch(p.name) and p.is_file())
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
+
+
 def write_all(fd: int, data: bytes) -> None:
     """Write all of `data` to the open file descriptor `fd` (os.write may write less than asked)."""
     view = memoryview(data)
@@ -46,18 +63,24 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def replace_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Atomic like write_bytes, for hot loops (thousands of sprites or images a run): a per-process temp name
-    beside `path` instead of mkstemp, permissions from the umask, no folder creation (the folder must exist).
-    A leftover `.<name>.<pid>.tmp` of a killed run is the caller's to clear on resume."""
+def replace_bytes(path: str | os.PathLike, data: bytes, owner: str | None = None) -> None:
+    """Atomic like write_bytes, for hot loops (thousands of sprites or images a run): a temp name beside `path`
+    naming its writer, `.<name>.<owner>.tmp` (`owner`: the process id by default), instead of mkstemp; permissions
+    from the umask, no folder creation (the folder must exist). The temp file goes on an error or Ctrl-C; one a
+    killed run left is the caller's to clear on resume."""
     head, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(head, f".{fit_name(name, TEMP_STEM)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    tmp = os.path.join(head, f".{fit_name(name, TEMP_STEM)}.{owner or os.getpid()}.tmp")
     try:
-        write_all(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import pytest
 from naturalize.build import RECIPES, build, resolve_recipe
 from naturalize.classes import RELEASE_COUNTS
 from naturalize.fsio import UserError
+from naturalize.outputs import MARKER
 from naturalize.records import read_records
 
 
@@ -216,3 +217,45 @@ def test_a_cached_bank_of_another_version_names_the_fix_that_works(tmp_path: Pat
         assert (tmp_path / "ds" / "c" / "dataset.json").is_file() and (tmp_path / "ds" / "c" / "files.csv").is_file()
     shutil.rmtree(bank_json.parent)
     assert run_cli("naturalize", *args, "--no-progress", "--overwrite").returncode == 0
+
+
+def test_a_rebuild_clears_the_half_written_files_a_killed_build_left(tmp_path: Path) -> None:
+    """A build killed while writing files.csv, records.csv, dataset.json or its marker left the temp file
+    (`.files.csv.XXXXXXXX.tmp`, ...) in the dataset folder for good: the rerun finished the build beside it. The
+    rerun now removes them, and the folder is that of an uninterrupted build; a file of the user's that only looks
+    alike (another name) stays."""
+    from naturalize.drawn import write_drawn_release
+    from naturalize.testing.cli import run_cli
+
+    write_drawn_release(tmp_path / "pbc", 3, seed=0, progress=False)
+    out = tmp_path / "ds" / "c"
+    args = ("build", "custom", "--pbc", tmp_path / "pbc", "--out", out, "--classes", "PMY", "--per-class", 4)
+    assert run_cli("naturalize", *args, "--workers", 1, "--no-progress").returncode == 0
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and "journal" not in p.parts}
+    left = [out / f".{name}.k3_x9q2z.tmp" for name in ("files.csv", "records.csv", "dataset.json", MARKER)]
+    for p in left:
+        p.write_bytes(b"half")
+    mine = out / ".files.csv.mine.tmp"
+    mine.write_bytes(b"mine")
+    assert run_cli("naturalize", *args, "--workers", 1, "--no-progress").returncode == 0
+    assert not any(p.exists() for p in left) and mine.read_bytes() == b"mine"
+    mine.unlink()
+    after = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and "journal" not in p.parts}
+    assert after == before
+
+
+def test_a_recipe_composing_a_class_the_tree_lacks_stops_before_segmenting(tmp_path: Path) -> None:
+    """2k-pbc on a PBC tree without BNE, MMY, MY or SNE images segmented every image, then stopped with a line
+    telling the user to `naturalize segment` BNE images into the work cache's bank. It now stops before
+    segmenting, naming the classes it lacks and the fix; nothing is segmented."""
+    from naturalize.drawn import write_drawn_release
+    from naturalize.testing.cli import run_cli
+
+    write_drawn_release(tmp_path / "pbc", 3, seed=0, classes=("LY", "PMY"), progress=False)
+    r = run_cli("naturalize", "build", "2k-pbc", "--pbc", tmp_path / "pbc", "--out", tmp_path / "ds" / "2k")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: 2k-pbc composes BNE, MMY, MY, SNE images, but ") and str(tmp_path / "pbc") in line
+    assert "--classes LY,PMY" in line, line
+    assert "segment" not in r.stdout and not list((tmp_path / "ds").glob(".work/*/bank-*"))
+    assert not (tmp_path / "ds" / "2k").exists()

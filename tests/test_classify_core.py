@@ -95,3 +95,28 @@ def test_a_run_keeps_the_split_it_saved_for_a_plain_tree(tmp_path: Path) -> None
     assert len(again.items["test"]) == len(data.items["train"]) == 16 and again.items["val"] == data.items["val"]
     assert sorted(again.items["train"]) == sorted(data.items["test"])  # missing files and unknown classes left out
     assert with_saved_split(data, tmp_path / "none.csv") is data
+
+
+@pytest.mark.parametrize("k", [4, 11])
+def test_the_confusion_sheet_labels_cover_no_other_text(k: int) -> None:
+    """With few classes the right panel's 'true' label was drawn over the left colour bar's numbers; no text of
+    the confusion sheet may overlap another now."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from classify.plots import confusion_figure
+
+    cm = np.zeros((k, k), int)
+    cm[:, 0] = 3  # a model that says one class, 3 test images each: the colour bar reads 0.0, 0.5, ... 3.0
+    fig = confusion_figure(cm, [f"C{i}" for i in range(k)], "title")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    cells = {id(t) for ax in fig.axes for t in ax.texts}  # the numbers inside the matrices' squares
+    outside = [  # every other visible text: titles, axis labels, tick numbers of the panels and colour bars
+        t.get_window_extent(renderer)
+        for t in fig.findobj(Text)
+        if id(t) not in cells and t.get_visible() and t.get_text().strip() and t.get_window_extent(renderer).width
+    ]
+    plt.close(fig)
+    clashes = [(a, b) for i, a in enumerate(outside) for b in outside[i + 1 :] if a.overlaps(b)]
+    assert not clashes, clashes[:3]

@@ -557,3 +557,66 @@ def test_curves_mark_the_epoch_whose_model_is_kept():
         {"epoch": 4, "val_accuracy": 0.6},
     ]
     assert best_epoch(rows) == 2 and best_epoch([]) is None  # ties: the first, as training keeps it
+
+
+def test_a_resumed_run_removes_the_half_written_models_a_kill_left(tiny_tree, tmp_path):
+    """kill -9 while an epoch's model was being saved left `.last.keras.XXXXXXXX.keras` (or `.model.keras...`, as
+    large as the model: hundreds of MB for ConvNeXt-Base) in the run folder, and every resume kept it. The resumed
+    run now removes such leftovers (and the half-written history, state, ... temp files); files of the user's
+    stay."""
+    from classify.train import read_history, train
+
+    kw = dict(batch_size=8, image_size=SIZE, seed=5, progress=False, evaluate=False, log=lambda s: None)
+    run = tmp_path / "killed"
+    train(tiny_tree, "custom_cnn", run, epochs=1, **kw)
+    half = (run / "last.keras").read_bytes()[:4096]
+    left = [run / ".last.keras.0x_k2m9q.keras", run / ".model.keras.p3j8w_ab.keras", run / ".history.csv.5rt2kq0m.tmp"]
+    for p in left:
+        p.write_bytes(half)
+    mine = run / "notes.keras"
+    mine.write_bytes(b"mine")
+    train(tiny_tree, "custom_cnn", run, epochs=2, **kw)
+    assert [r["epoch"] for r in read_history(run)] == [1, 2]
+    assert not any(p.exists() for p in left) and mine.read_bytes() == b"mine"
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".naturalize-output.json"]
+
+
+@pytest.mark.slow
+def test_a_torch_training_killed_mid_run_resumes_to_the_uninterrupted_history(tiny_tree, tmp_path):
+    """Under KERAS_BACKEND=torch, kill -9 once epoch 1 is written (epoch 2 under way), then the same command: the
+    history and the weights equal those of an uninterrupted torch run (the resume promise was tested under
+    TensorFlow only)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("torch")
+    from classify.runs import load_model
+    from classify.train import read_history
+
+    def cmd(out: Path) -> list[str]:
+        args = ["--dataset", tiny_tree, "--model", "custom_cnn", "--epochs", 3, "--batch-size", 4, "--seed", 2]
+        main = "from classify.cli import main; main()"
+        return [sys.executable, "-c", main, "train", *map(str, args), "--image-size", str(SIZE), "--no-evaluate",
+                "--out", str(out)]  # fmt: skip
+
+    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and len(read_history(killed)) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(read_history(killed)) == 1, "the run was not killed after its first epoch"
+    for out in (killed, straight):
+        r = subprocess.run(cmd(out), env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+    cols = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+    resumed, whole = (read_history(r) for r in (killed, straight))
+    assert [[r[c] for c in cols] for r in resumed] == [[r[c] for c in cols] for r in whole]
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    a, b = (load_model(r / "last.keras") for r in (killed, straight))
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)

@@ -396,3 +396,45 @@ def test_killed_run_resumes_to_the_same_files(bank: Path, tmp_path: Path) -> Non
     subprocess.run(cmd + ["--out", str(killed)], check=True, capture_output=True)
     clean = compose_class(bank, "PMY", 200, tmp_path / "clean", seed=5, workers=1, progress=False)
     assert _files(killed) == _files(clean.pop().parents[1])
+
+
+def test_a_rerun_clears_the_temporary_files_a_killed_run_left(bank: Path, tmp_path: Path) -> None:
+    """A run killed while writing an image (its temp file beside it, the image missing) or the manifest and COCO
+    file (their temp files in OUT) left those hidden temp files behind for good: the rerun finished the run but
+    kept them. Now the rerun removes them and OUT is the files of an uninterrupted run, byte for byte; the temp
+    files of a shard still running (other indices, a live writer) stay."""
+    import socket
+
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    compose_class(bank, "PMY", 12, clean, seed=5, workers=1, progress=False)
+    compose_class(bank, "PMY", 12, out, seed=5, shard=(1, 2), workers=1, progress=False)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its id is that of a process that has ended, as a killed run's
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # a shard still writing
+    host = socket.gethostname()
+    image = out / "PMY" / "PMY_syn_5_3.jpg"
+    killed = {
+        image.with_name(f".{image.name}.{ended.pid}.tmp"): image.read_bytes()[:500],
+        out / f".manifest.jsonl.{host}.{ended.pid}.tmp": b'{"background"',
+        out / f".annotations.json.{host}.{ended.pid}.tmp": b'{"annotations":[',
+    }
+    running = {  # a shard of indices 6..11 still writing (live writer, or another host's)
+        out / "PMY" / f".PMY_syn_5_8.jpg.{ended.pid}.tmp": b"\xff\xd8",
+        out / f".manifest.jsonl.{host}.{live.pid}.tmp": b"{",
+        out / f".annotations.json.other-host.{ended.pid}.tmp": b"{",
+    }
+    image.unlink()
+    for path, data in {**killed, **running}.items():
+        path.write_bytes(data)
+    try:
+        compose_class(bank, "PMY", 12, out, seed=5, shard=(1, 2), workers=1, progress=False)
+    finally:
+        live.kill()
+        live.wait()
+    assert not any(p.exists() for p in killed) and all(p.read_bytes() == d for p, d in running.items())
+    for p in running:
+        p.unlink()
+    compose_class(bank, "PMY", 12, out, seed=5, shard=(2, 2), workers=1, progress=False)
+    hidden = sorted(p.name for p in out.rglob(".*") if p.is_file() and STATE_DIR not in p.parts)
+    assert hidden == [".naturalize-output.json"]
+    assert _files(out) == _files(clean)

@@ -42,6 +42,8 @@ from naturalize.procs import die_with_parent
 
 STATE_DIR = ".naturalize-compose"
 KIND = "compose"  # the output marker's kind (naturalize.outputs)
+#: The files every run rebuilds in OUT from all journals (write_run_files).
+RUN_FILES = ("manifest.jsonl", "annotations.json")
 #: The most images one run (one shard) makes: its index list and returned paths are held in memory.
 MAX_RUN_IMAGES = 1_000_000
 #: More red cells than cover this fraction of the image area (at the bank's median red-cell area) cannot fit: such
@@ -213,7 +215,7 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
                     f"{out / cls}); nothing was removed: move them out of {out}, then rerun with --overwrite"
                 )
             _clear_class(out, cls)
-    write_marker(out, KIND, [cls, STATE_DIR, "manifest.jsonl", "annotations.json"])
+    write_marker(out, KIND, [cls, STATE_DIR, *RUN_FILES])
     (out / STATE_DIR / "journal").mkdir(parents=True, exist_ok=True)
     write_text(_state_path(out, cls), json.dumps(state, indent=2, sort_keys=True) + "\n")
 
@@ -240,15 +242,26 @@ def load_entries(out: Path) -> list[dict]:
     return [found[k] for k in sorted(found, key=lambda k: (CLASSES.index(k[0]), k[1]))]
 
 
+def _writer() -> str:
+    """Who writes a run file, as its temporary file names it: '<host>.<pid>' (clear_stale_temps reads it back)."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def _write_run_file(path: Path, text: str) -> None:
+    """Write a run file atomically through `.<name>.<host>.<pid>.tmp`, so a rerun can tell a killed writer's
+    leftover from the temporary file of a shard still running (clear_stale_temps)."""
+    replace_bytes(path, text.encode("utf-8"), owner=_writer())
+
+
 def write_run_files(out: Path, pool: Pool | None = None) -> list[dict]:
     """Rewrite OUT/manifest.jsonl and OUT/annotations.json from all journal entries (atomically): text the
     workers serialised, joined; returns the entries. With a worker pool, one of its workers writes the
     COCO file meanwhile (_write_coco)."""
     coco_done = pool.apply_async(_write_coco, (str(out),)) if pool is not None else None
     entries = load_entries(out)
-    write_text(out / "manifest.jsonl", "".join(e["manifest"] + "\n" for e in entries))
+    _write_run_file(out / "manifest.jsonl", "".join(e["manifest"] + "\n" for e in entries))
     if coco_done is None:
-        write_text(out / "annotations.json", coco_text(entries))
+        _write_run_file(out / "annotations.json", coco_text(entries))
     else:
         coco_done.get()
     return entries
@@ -256,7 +269,39 @@ def write_run_files(out: Path, pool: Pool | None = None) -> list[dict]:
 
 def _write_coco(out: str) -> None:
     """OUT/annotations.json from OUT's journals (a worker's part of write_run_files)."""
-    write_text(Path(out) / "annotations.json", coco_text(load_entries(Path(out))))
+    _write_run_file(Path(out) / "annotations.json", coco_text(load_entries(Path(out))))
+
+
+def _gone(pid: int) -> bool:
+    """Whether process `pid` of this host has ended (a zombie, ended but not yet reaped, counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def clear_stale_temps(out: Path, cls: str, seed: int, fmt: str, indices: range) -> None:
+    """Remove the temporary files a killed or interrupted run left in OUT: those of this run's images (`indices`,
+    which no other shard makes) and those of the run files whose writer, a process of this host, has ended. The
+    temporary files of a shard still running (other indices, another host, a live process) stay."""
+    image_tmp = re.compile(rf"\.{re.escape(cls)}_syn_{seed}_(\d+)\.{re.escape(fmt)}\.\d+\.tmp")
+    if (out / cls).is_dir():
+        for e in os.scandir(out / cls):
+            m = image_tmp.fullmatch(e.name)
+            if m and int(m[1]) in indices:
+                os.unlink(e.path)
+    host = socket.gethostname()
+    for name in RUN_FILES:
+        for p in out.glob(f".{name}.*.tmp"):
+            writer, _, pid = p.name[len(name) + 2 : -len(".tmp")].rpartition(".")
+            if writer == host and pid.isdigit() and _gone(int(pid)):
+                p.unlink(missing_ok=True)
 
 
 def check_counts(bank: Bank, cls: str, params: ComposeParams) -> None:
@@ -323,6 +368,7 @@ def compose_class(
     }
     claim_output(out, cls, state, overwrite)
     indices = shard_range(n, shard)
+    clear_stale_temps(out, cls, seed, params.fmt, indices)
     done = {r["index"] for r in load_entries(out) if r["class"] == cls}
     todo = [i for i in indices if i not in done]
     if todo:
