@@ -39,11 +39,12 @@ KIND = "dataset"  # the output marker's kind (naturalize.outputs)
 #: What build writes in its --out (and all that --overwrite removes there).
 OUTPUTS = SPLITS + ("synthetic", "files.csv", "records.csv", "dataset.json")
 PAPER_PMY_TOTAL = 1011  # 592 real PMY + 419 synthetic in the paper
-#: The fix named when a cached bank was made with other settings (another Naturalize version or backend): build's
-#: --overwrite replaces the dataset, never the cache, so it is not the fix.
+#: The fix named when a cached bank was made with other settings (another Naturalize version or backend, or from an
+#: input folder that has since moved): build's --overwrite replaces the dataset, never the cache, so it is not the fix.
 STALE_CACHE = (
-    "it is build's work cache, made by another Naturalize version or backend: delete that folder (the build "
-    "remakes it; --overwrite does not) or pass --work DIR for a new cache"
+    "it is build's work cache, made with other settings (another Naturalize version or backend, or an input folder "
+    "at another place, e.g. one since moved): delete that folder (the build remakes it; --overwrite does not) or "
+    "pass --work DIR for a new cache"
 )
 
 
@@ -436,7 +437,7 @@ def _check_cached_banks(
     work_dir: Path, protocol: str, backend: str, checkpoint: str | None, model_type: str, device: str
 ) -> None:
     """UserError (STALE_CACHE) when a bank in the work cache was made with settings this build would not resume
-    (another Naturalize version or backend); nothing when there is none yet."""
+    (another Naturalize version or backend, or another input folder); nothing when there is none yet."""
     from naturalize.segment.run import check_cached_bank
 
     prepared = work_dir / "prepared"

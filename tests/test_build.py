@@ -219,6 +219,29 @@ def test_a_cached_bank_of_another_version_names_the_fix_that_works(tmp_path: Pat
     assert run_cli("naturalize", *args, "--no-progress", "--overwrite").returncode == 0
 
 
+def test_a_moved_pbc_tree_and_dataset_rebuild_with_overwrite(tmp_path: Path) -> None:
+    """A PBC tree and its dataset copied elsewhere (`cp -a`) and built again there: the dataset names the old PBC
+    folder, so a plain rerun is refused naming that setting (pbc_root); --overwrite rebuilds it from the new place
+    (its own work cache: the old one's banks read their images from the old folder)."""
+    from naturalize.drawn import write_drawn_release
+    from naturalize.testing.cli import run_cli
+
+    old, new = tmp_path / "a", tmp_path / "b"
+    write_drawn_release(old / "pbc", 3, seed=0, progress=False)
+
+    def args(root: Path) -> tuple:
+        return ("build", "custom", "--pbc", root / "pbc", "--out", root / "ds", "--classes", "PMY", "--per-class", 4)
+
+    assert run_cli("naturalize", *args(old), "--workers", 1, "--no-progress").returncode == 0
+    shutil.copytree(old, new, symlinks=True)
+    r = run_cli("naturalize", *args(new), "--workers", 1, "--no-progress")
+    assert r.returncode == 2 and "other settings (pbc_root)" in r.stderr.strip().splitlines()[-1], r.stderr
+    r = run_cli("naturalize", *args(new), "--workers", 1, "--no-progress", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    made = json.loads((new / "ds" / "dataset.json").read_text())
+    assert str(new / "pbc") in json.dumps(made) and str(old / "pbc") not in json.dumps(made)
+
+
 def test_a_rebuild_clears_the_half_written_files_a_killed_build_left(tmp_path: Path) -> None:
     """A build killed while writing files.csv, records.csv, dataset.json or its marker left the temp file
     (`.files.csv.XXXXXXXX.tmp`, ...) in the dataset folder for good: the rerun finished the build beside it. The
