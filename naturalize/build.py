@@ -581,6 +581,8 @@ def build(
                     progress=progress,
                     warn=echo,
                 )
+        elif recipe.adds_synthetic:  # curation and --max-real can leave nothing to add: say so, keep the count
+            stages.start("compose", "nothing to compose: no class the recipe augments is below its target")
         stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
         items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
         _write_tree(out, items)

@@ -87,6 +87,35 @@ def test_build_names_the_backend_once_says_device_is_ignored_and_numbers_its_sta
     build("custom", drawn_pbc, tmp_path / "ds", echo=lines.append, **small)
 
 
+def test_build_that_composes_nothing_still_numbers_every_stage(tmp_path):
+    """1k-class-pbc with a balance target below every class's count adds no image: the compose stage says so,
+    and the last header is [4/4], not [3/4] (a user reading "[3/4] dataset tree" waits for a fourth stage)."""
+    from naturalize.build import build
+    from naturalize.drawn import write_drawn_release
+
+    drawn_pbc = write_drawn_release(tmp_path / "pbc", 4, seed=0, progress=False)
+    lines: list[str] = []
+    build(
+        "1k-class-pbc",
+        drawn_pbc,
+        tmp_path / "ds",
+        per_class=1,
+        per_class_cap=3,
+        workers=1,
+        progress=False,
+        echo=lines.append,
+    )
+    headers = [line for line in lines if line.startswith("[")]
+    assert [h.split(":")[0] for h in headers] == [
+        "[1/4] prepare",
+        "[2/4] segment",
+        "[3/4] compose",
+        "[4/4] dataset tree",
+    ]
+    assert "nothing to compose" in headers[2]
+    assert not (tmp_path / "ds" / "synthetic").exists() or not any((tmp_path / "ds" / "synthetic").rglob("*.jpg"))
+
+
 def test_segment_says_device_is_ignored_by_the_classical_backend(tmp_path):
     from naturalize.drawn import write_drawn_release
     from naturalize.segment.run import segment
