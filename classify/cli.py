@@ -142,7 +142,8 @@ def predict(
         typer.echo(text, nl=False)
     else:
         write_text(out, text)
-        typer.echo(f"wrote {out} ({text.count(chr(10)) - 1} images)")
+        n = text.count("\n") - 1
+        typer.echo(f"wrote {out} ({n} image{'' if n == 1 else 's'})")
 
 
 @app.command(
