@@ -450,6 +450,13 @@ def realism(
             f"--real ones (a copy of a real image is no synthetic image; realism.json: synthetic_same_as_real_dropped)",
             err=True,
         )
+    for side, left in result["unclassed_left_out"].items():
+        if left:
+            typer.echo(
+                f"warning: left out {len(left)} --{side} image(s) with no class, e.g. {left[0]}: name them by class "
+                f"(PMY_1.png) or put them in class folders (PMY/; realism.json: unclassed_left_out)",
+                err=True,
+            )
     typer.echo(f"wrote {out / 'realism.json'}, {out / 'auc.png'}, {out / 'saliency.png'}")
 
 

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from naturalize.drawn import write_drawn_release
@@ -88,3 +89,17 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
         assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(start), r.stderr
         assert "Traceback" not in r.stderr
         assert not (tmp_path / "o").exists(), f"{args}: a refused run left its --out folder behind"
+
+
+def test_class_folders_by_release_name_count_and_the_rest_is_reported(tmp_path: Path) -> None:
+    """A user's own synthetic tree in the release's folder names (lymphocyte/, platelet/) used to be skipped
+    silently (only PMY/-style folders counted); a folder of several classes (neutrophil/) is reported, not hidden."""
+    from naturalize.realism.data import gather
+
+    files = {"lymphocyte/img_0.png": "LY", "platelet/a.png": "PLT", "sne/x.png": "SNE", "misc/PMY_3.png": "PMY"}
+    for i, name in enumerate([*files, "neutrophil/n.png"]):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), i * 20, np.uint8))
+    got = gather(tmp_path, "--synthetic")
+    assert {p.relative_to(tmp_path).as_posix(): c for p, c in zip(got.paths, got.classes)} == files
+    assert got.unclassed == (tmp_path / "neutrophil" / "n.png",)

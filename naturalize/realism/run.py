@@ -116,6 +116,7 @@ def realism(
         synthetic_images=len(syn.paths),
         synthetic_duplicates_dropped=syn.duplicates,
         synthetic_same_as_real_dropped=syn.shared,
+        unclassed_left_out={"real": [str(p) for p in real.unclassed], "synthetic": [str(p) for p in syn.unclassed]},
         per_class_images=k,
         seeds=seeds,
         critic=params.as_dict(),
