@@ -450,6 +450,12 @@ def realism(
             f"--real ones (a copy of a real image is no synthetic image; realism.json: synthetic_same_as_real_dropped)",
             err=True,
         )
+    if result["synthetic_classes_untested"]:
+        typer.echo(
+            f"warning: --synthetic images of {','.join(result['synthetic_classes_untested'])} are not tested: "
+            f"--real {real} has none of that class; add real images of it to test them",
+            err=True,
+        )
     for side, left in result["unclassed_left_out"].items():
         if left:
             typer.echo(

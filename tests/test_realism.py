@@ -38,6 +38,9 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copy(first, first.with_name("PMY_copy_0.jpg"))  # a byte-identical copy: dropped
     sne = min(Path(real).rglob("SNE_*.jpg"))
     shutil.copy(sne, next(Path(syn).rglob("SNE_*.jpg")).with_name("SNE_real_copy.jpg"))  # on both sides: dropped
+    (Path(syn) / "LY").mkdir()  # a class the real side lacks: reported as untested, not dropped silently
+    for i in range(3):
+        cv2.imwrite(str(Path(syn) / "LY" / f"cell_{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
     return Path(real), Path(syn)
 
 
@@ -46,7 +49,8 @@ def test_critic_finds_the_tell_and_not_real_against_real(trees: tuple[Path, Path
     out = tmp_path / "out"
     result = realism(real, syn, out, seeds=2, params=FAST, saliency=4, progress=False)
     assert result["real_duplicates_dropped"] == 1 and result["per_class_images"] == {"PMY": 30, "SNE": 30}
-    assert result["synthetic_same_as_real_dropped"] == 1 and result["synthetic_images"] == 60
+    assert result["synthetic_same_as_real_dropped"] == 1 and result["synthetic_images"] == 63
+    assert result["synthetic_classes_untested"] == ["LY"]
     assert result["pooled"]["real_vs_synthetic"]["mean"] >= 0.9
     assert result["pooled"]["real_vs_real"]["mean"] <= 0.8
     for c in ("PMY", "SNE"):
@@ -73,6 +77,11 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
     cases = [
         (["--real", str(tmp_path / "none"), "--synthetic", str(syn)], "error: --real"),
         (["--real", str(real), "--synthetic", str(syn), "--classes", "LY"], "error: --real"),
+        # a class asked for that one side lacks used to vanish from the table
+        (
+            ["--real", str(real), "--synthetic", str(syn), "--classes", "PMY,LY"],
+            f"error: --classes PMY,LY: --real {real} has no LY",
+        ),
         (["--real", str(real), "--synthetic", str(tmp_path / "empty")], "error: --synthetic"),
         (["--real", str(real), "--synthetic", str(syn), "--out", str(real / "report")], "error: --out"),
         # the same images on both sides would read as perfectly realistic: refused before any work

@@ -140,3 +140,18 @@ def balanced(a: Images, b: Images, cap: int, rng: np.random.Generator) -> tuple[
         ia += sorted(rng.choice(xa, k, replace=False).tolist())
         ib += sorted(rng.choice(xb, k, replace=False).tolist())
     return ia, ib, shared
+
+
+def unmatched(
+    asked: tuple[str, ...], shared: list[str], real: Images, syn: Images, real_dir: Path, syn_dir: Path
+) -> None:
+    """UserError when a class asked for with --classes is missing on one side (it would vanish from the table)."""
+    missing = [c for c in asked if c not in shared]
+    if missing:
+        sides = [(n, d, set(im.classes)) for n, d, im in (("--real", real_dir, real), ("--synthetic", syn_dir, syn))]
+        lacking = "; ".join(
+            f"{n} {d} has no {','.join(c for c in missing if c not in held)} (it holds {','.join(sorted(held))})"
+            for n, d, held in sides
+            if any(c not in held for c in missing)
+        )
+        raise UserError(f"--classes {','.join(asked)}: {lacking}; drop the class from --classes or add its images")

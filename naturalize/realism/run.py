@@ -19,7 +19,7 @@ import numpy as np
 from naturalize.fsio import UserError, write_json
 from naturalize.outputs import check_disjoint, claim, write_marker
 from naturalize.realism.critic import CriticParams, Trial, keras_or_error, trial
-from naturalize.realism.data import Images, apart, balanced, drop_shared, gather, refuse_composites
+from naturalize.realism.data import Images, apart, balanced, drop_shared, gather, refuse_composites, unmatched
 from naturalize.realism.report import draw_auc, draw_saliency, summarise
 
 KIND = "realism"  # the output marker's kind (naturalize.outputs)
@@ -79,6 +79,7 @@ def realism(
             f"--real {real_dir} and --synthetic {synthetic_dir} share no class "
             f"(real: {','.join(sorted(set(real.classes)))}; synthetic: {','.join(sorted(set(syn.classes)))})"
         )
+    unmatched(classes, shared, real, syn, Path(real_dir), Path(synthetic_dir))
     k = {c: sum(syn.classes[i] == c for i in syn_idx) for c in shared}
     if min(k.values()) < 5:
         raise UserError(
@@ -116,6 +117,7 @@ def realism(
         synthetic_images=len(syn.paths),
         synthetic_duplicates_dropped=syn.duplicates,
         synthetic_same_as_real_dropped=syn.shared,
+        synthetic_classes_untested=sorted(set(syn.classes) - set(shared)),
         unclassed_left_out={"real": [str(p) for p in real.unclassed], "synthetic": [str(p) for p in syn.unclassed]},
         per_class_images=k,
         seeds=seeds,
