@@ -74,7 +74,13 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
     shutil.copytree(inner, mixed / "PMY")
     for i, p in enumerate(sorted(syn.rglob("PMY_*.jpg"))[:5]):
         shutil.copy(p, mixed / "PMY" / f"PMY_syn_0_{i}.jpg")
+    few = tmp_path / "few"  # 3 SNE images: too few for SNE, enough PMY
+    few.mkdir()
+    for p in [*real.rglob("PMY_*.jpg"), *sorted(real.rglob("SNE_*.jpg"))[:3]]:
+        shutil.copy(p, few / p.name)
     cases = [
+        # the refusal named no folder and no way on
+        (["--real", str(few), "--synthetic", str(syn)], f"error: too few images of SNE (SNE: 3 in --real {few}, 30 in"),
         (["--real", str(tmp_path / "none"), "--synthetic", str(syn)], "error: --real"),
         (["--real", str(real), "--synthetic", str(syn), "--classes", "LY"], "error: --real"),
         # a class asked for that one side lacks used to vanish from the table
@@ -96,6 +102,7 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
         out = [] if "--out" in args else ["--out", str(tmp_path / "o")]
         r = run_cli("naturalize", "realism", *args, *out)
         assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(start), r.stderr
+        assert "--classes PMY" in r.stderr or str(few) not in args
         assert "Traceback" not in r.stderr
         assert not (tmp_path / "o").exists(), f"{args}: a refused run left its --out folder behind"
 

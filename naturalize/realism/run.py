@@ -81,9 +81,16 @@ def realism(
         )
     unmatched(classes, shared, real, syn, Path(real_dir), Path(synthetic_dir))
     k = {c: sum(syn.classes[i] == c for i in syn_idx) for c in shared}
-    if min(k.values()) < 5:
+    few = [c for c in shared if k[c] < 5]
+    if few:
+        counts = "; ".join(
+            f"{c}: {len(real.of(c))} in --real {real_dir}, {len(syn.of(c))} in --synthetic {synthetic_dir}" for c in few
+        )
+        rest = [c for c in shared if c not in few]
+        fix = f", or leave {','.join(few)} out with --classes {','.join(rest)}" if rest else ""
         raise UserError(
-            f"too few images for a test: per class {k}; give at least 5 real and 5 synthetic images per class"
+            f"too few images of {','.join(few)} ({counts}); the test needs at least 5 of a class on each side: "
+            f"add images{fix}"
         )
     real_pool = {c: real.of(c) for c in shared}
     real_idx = [i for c in shared for i in real_pool[c]]
