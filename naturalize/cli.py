@@ -363,7 +363,8 @@ def preview(
     real: Path | None = typer.Option(
         None,
         "--real",
-        help="Folder of real images to show beside the synthetic ones.",
+        help="Folder of real images to show beside the synthetic ones (then every image in DIR counts as synthetic "
+        "when none is named *_syn_*).",
         show_default="the real images found in DIR",
     ),
     seed: int = typer.Option(0, callback=check_seed, help="Seed of the choice of images."),

@@ -438,3 +438,22 @@ def test_a_rerun_clears_the_temporary_files_a_killed_run_left(bank: Path, tmp_pa
     hidden = sorted(p.name for p in out.rglob(".*") if p.is_file() and STATE_DIR not in p.parts)
     assert hidden == [".naturalize-output.json"]
     assert _files(out) == _files(clean)
+
+
+def test_preview_of_another_tools_images_beside_real_ones(tmp_path: Path) -> None:
+    """`preview SYN --real REAL` on synthetic images from another tool (no *_syn_* names): they used to be shown as
+    'real' tiles mixed with the --real ones ('12 real, 0 synthetic tiles'); DIR is the synthetic side."""
+    import json
+
+    from PIL import Image
+
+    from naturalize.drawn import write_drawn_release
+
+    real = Path(write_drawn_release(tmp_path / "real", {"LY": 3}, seed=0))
+    other = Path(write_drawn_release(tmp_path / "other", {"LY": 3}, seed=1))
+    counts = contact_sheet(other, tmp_path / "sheet.png", n=6, real=real)
+    assert counts == {"real": 3, "synthetic": 3, "unreadable": []}
+    with Image.open(tmp_path / "sheet.png") as im:
+        prov = json.loads(im.text["provenance"])
+    assert sorted(prov["real"]) == [str(p) for p in sorted(real.rglob("*.jpg"))]
+    assert sorted(prov["synthetic"]) == [str(p) for p in sorted(other.rglob("*.jpg"))]

@@ -2,9 +2,10 @@
 
 In: a folder (a compose output, a dataset tree, any tree of images) and optionally a folder of real
 images. An image is synthetic when its name has `_syn_` in it (every Naturalize composite does), real
-otherwise. Out: a PNG grid, real tiles on the left half and synthetic on the right (or one kind only),
-each tile labelled with its class and origin; images chosen by seed, spread over classes; the files shown and the
-seed in the PNG's text chunk 'provenance'.
+otherwise; with a real folder, the real tiles come from it alone, and a folder without composites (another
+tool's synthetic images) is synthetic throughout. Out: a PNG grid, real tiles on the left half and synthetic
+on the right (or one kind only), each tile labelled with its class and origin; images chosen by seed, spread
+over classes; the files shown and the seed in the PNG's text chunk 'provenance'.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def contact_sheet(
     if real is not None:
         if not Path(real).is_dir():
             raise UserError(f"--real {real} is not a folder of images")
-        reals += find_images(Path(real))[0]
+        # DIR is the synthetic side: its composites, or every image of another tool's output (no *_syn_* names)
+        syns = syns or reals
+        reals = find_images(Path(real))[0]
     if not reals and not syns:
         raise UserError(f"no images under {root}; run `naturalize compose` or `naturalize build` first")
     rng = np.random.default_rng(seed)
