@@ -357,7 +357,9 @@ def compose(
     )
 )
 def preview(
-    dir: Path = typer.Argument(..., help="A compose output or a dataset tree (synthetic files are named *_syn_*)."),
+    dir: Path = typer.Argument(
+        ..., help="A compose output, a dataset tree (synthetic files are named *_syn_*) or a sprite bank."
+    ),
     out: Path = typer.Option(Path("preview.png"), "--out", help="Contact sheet PNG to write."),
     n: int = typer.Option(48, "--n", help="Number of tiles."),
     real: Path | None = typer.Option(

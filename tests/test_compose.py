@@ -457,3 +457,22 @@ def test_preview_of_another_tools_images_beside_real_ones(tmp_path: Path) -> Non
         prov = json.loads(im.text["provenance"])
     assert sorted(prov["real"]) == [str(p) for p in sorted(real.rglob("*.jpg"))]
     assert sorted(prov["synthetic"]) == [str(p) for p in sorted(other.rglob("*.jpg"))]
+
+
+def test_preview_of_a_bank_shows_its_sprites_by_kind(tmp_path: Path) -> None:
+    """`preview BANK`: the tiles used to include the bank's backgrounds and label every red cell and platelet with
+    the class of the image it was cut from ('PMY real' under a red cell); now sprites only, spread over RBC, PLT and
+    the white cells' classes."""
+    import json
+
+    from PIL import Image
+
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 3, "LY": 2})
+    counts = contact_sheet(bank, tmp_path / "sheet.png", n=4, seed=0)
+    with Image.open(tmp_path / "sheet.png") as im:
+        shown = [Path(p) for p in json.loads(im.text["provenance"])["real"]]
+    assert counts["real"] == 4 and all(p.is_relative_to(bank / "sprites") for p in shown)
+    kinds = sorted(p.parent.name for p in shown)
+    assert kinds == ["LY", "PLT", "PMY", "RBC"], shown

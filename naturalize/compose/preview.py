@@ -30,11 +30,20 @@ def find_images(root: Path) -> tuple[list[Path], list[Path]]:
     return [p for p in files if not is_composite_name(p)], [p for p in files if is_composite_name(p)]
 
 
+def _label(path: Path) -> str:
+    """The class a tile shows: the file-name prefix's, else the folder's; a bank's sprite by its kind (a red cell
+    cut from a PMY image, sprites/RBC/PMY_1_RBC_0.png, is RBC; sprites/WBC/PMY/... is PMY)."""
+    kind = path.parent.name
+    if path.parent.parent.name == "sprites" and kind in ("RBC", "PLT"):
+        return kind
+    return class_of_prefix(path.name) or kind
+
+
 def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
     """k paths spread over classes (round-robin over the classes in the file names), drawn by rng."""
     by_class: dict[str, list[Path]] = {}
     for p in paths:
-        by_class.setdefault(class_of_prefix(p.name) or p.parent.name, []).append(p)
+        by_class.setdefault(_label(p), []).append(p)
     pools = {c: [v[i] for i in rng.permutation(len(v))] for c, v in sorted(by_class.items())}
     out: list[Path] = []
     while len(out) < k and any(pools.values()):
@@ -54,7 +63,7 @@ def _tile(path: Path, origin: str) -> np.ndarray | None:
     except UserError:
         return None
     t = cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), (TILE, TILE), interpolation=cv2.INTER_AREA)
-    label = f"{class_of_prefix(path.name) or path.parent.name} {origin}"
+    label = f"{_label(path)} {origin}"
     cv2.rectangle(t, (0, TILE - 16), (TILE, TILE), (255, 255, 255), -1)
     cv2.putText(t, label, (3, TILE - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return t
@@ -92,7 +101,8 @@ def contact_sheet(
     if n <= 0:
         raise UserError(f"--n {n}: the number of tiles must be at least 1")
     check_file_output(out, (".png",), inputs=[("the image folder", root), ("the --real folder", real)])
-    reals, syns = find_images(root)
+    # a sprite bank: its sprites (not the QC pages or the backgrounds)
+    reals, syns = find_images(root / "sprites" if (root / "bank.json").is_file() else root)
     if real is not None:
         if not Path(real).is_dir():
             raise UserError(f"--real {real} is not a folder of images")
