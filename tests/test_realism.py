@@ -119,3 +119,25 @@ def test_class_folders_by_release_name_count_and_the_rest_is_reported(tmp_path: 
     got = gather(tmp_path, "--synthetic")
     assert {p.relative_to(tmp_path).as_posix(): c for p, c in zip(got.paths, got.classes)} == files
     assert got.unclassed == (tmp_path / "neutrophil" / "n.png",)
+
+
+def test_auc_figure_shows_every_bar_and_dot() -> None:
+    """The AUC figure's legend sat on the first class's bars (a critic at AUC 1.0 hid under it) and a seed's AUC
+    below 0.3 (common for real vs real on few images) fell off the axis."""
+    from naturalize.realism.critic import Trial
+    from naturalize.realism.report import auc_figure, summarise
+
+    def t(auc: float) -> Trial:
+        return Trial(auc, {"PMY": auc, "SNE": auc}, np.arange(2), np.zeros(2), None)
+
+    result = summarise(
+        {"real_vs_synthetic": [t(1.0), t(0.98)], "real_vs_real": [t(0.17), t(0.45)]},
+        ["PMY", "SNE"],
+        {"PMY": 9, "SNE": 9},
+    )
+    fig = auc_figure(result)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] <= 0.17
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert not any(legend.overlaps(bar.get_window_extent()) for bar in ax.patches)

@@ -71,18 +71,18 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def draw_auc(result: dict, path: Path, provenance: dict) -> None:
-    """Bars: mean AUC per class (and pooled) for each test, every seed a dot; 0.5 = indistinguishable."""
+def auc_figure(result: dict):
+    """The AUC figure (matplotlib Figure): mean AUC per class (and pooled) for each test as bars, every seed a dot,
+    0.5 dotted; the legend outside the axes (inside it hid the first bars) and the y axis down to the lowest dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from classify.plots import _save
-
     groups = list(result["per_class"]) + ["all"]
     stats = [result["per_class"][c] for c in result["per_class"]] + [result["pooled"]]
     fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 3.6))
+    lowest = 0.3
     for j, (t, colour) in enumerate(zip(TESTS, ("#cc6677", "#88aacc"))):
         for g, s in enumerate(stats):
             x = g + (j - 0.5) * 0.38
@@ -90,13 +90,21 @@ def draw_auc(result: dict, path: Path, provenance: dict) -> None:
             if v:
                 ax.bar(x, np.mean(v), 0.36, color=colour, label=t.replace("_", " ") if g == 0 else None)
                 ax.scatter([x] * len(v), v, c="k", s=8, zorder=3)
+                lowest = min(lowest, np.floor(min(v) * 10) / 10)
     ax.axhline(0.5, ls=":", c="k", lw=0.8)
     ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylim(0.3, 1.02)
+    ax.set_ylim(max(0.0, lowest), 1.02)
     ax.set_ylabel("held-out AUC")
     ax.set_title("can a critic tell them apart? (0.5: no)")
-    ax.legend(fontsize=8, loc="upper left")
-    _save(fig, path, provenance)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def draw_auc(result: dict, path: Path, provenance: dict) -> None:
+    """auc_figure as a PNG at `path` with the provenance."""
+    from classify.plots import _save
+
+    _save(auc_figure(result), path, provenance)
 
 
 def draw_saliency(tr: Trial, x: np.ndarray, n_real: int, n: int, path: Path, provenance: dict) -> None:
