@@ -141,3 +141,18 @@ def test_auc_figure_shows_every_bar_and_dot() -> None:
     fig.canvas.draw()
     legend = ax.get_legend().get_window_extent()
     assert not any(legend.overlaps(bar.get_window_extent()) for bar in ax.patches)
+
+
+def test_saliency_tiles_name_their_class() -> None:
+    """Each saliency tile's title says which side and which class the image is of (it named only the side, so a
+    multi-class test's sheet could not be read per class)."""
+    from naturalize.realism.critic import Trial, build_critic
+    from naturalize.realism.report import saliency_figure
+
+    p = CriticParams(size=32, widths=(4, 8))
+    x = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    classes = ["PMY", "SNE", "PMY", "SNE", "PMY", "SNE"]
+    trial = Trial(1.0, {}, np.array([0, 1, 3, 4]), np.array([0.1, 0.2, 0.9, 0.8]), build_critic(p))
+    fig = saliency_figure(trial, x, classes, n_real=3, n=2)
+    titles = [ax.get_title() for ax in fig.axes[: len(fig.axes) // 2]]
+    assert [t.split("\n")[0] for t in titles] == ["synthetic SNE", "synthetic PMY", "real SNE"]

@@ -107,15 +107,15 @@ def draw_auc(result: dict, path: Path, provenance: dict) -> None:
     _save(auc_figure(result), path, provenance)
 
 
-def draw_saliency(tr: Trial, x: np.ndarray, n_real: int, n: int, path: Path, provenance: dict) -> None:
+def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n: int):
     """Score-CAM of the critic (target: 'synthetic') on the n held-out synthetic images it scored highest
-    and the n // 2 held-out real images it scored highest: image above, heat map below."""
+    and the n // 2 held-out real images it scored highest: image above (titled with its side, class and score),
+    heat map below. x: the trial's images (real first, n_real of them), classes: the class of each. A Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from classify.plots import _save
     from classify.scorecam import feature_model, score_cam
 
     test, scores = np.asarray(tr.test), np.asarray(tr.scores)
@@ -129,10 +129,19 @@ def draw_saliency(tr: Trial, x: np.ndarray, n_real: int, n: int, path: Path, pro
         image = x[test[i]]
         cam, _, _ = score_cam(tr.model, features, image, target=0)
         axes[0, col].imshow(image)
-        axes[0, col].set_title(f"{kind}\nP(syn)={scores[i]:.3f}", fontsize=7)
+        axes[0, col].set_title(f"{kind} {classes[test[i]]}\nP(syn)={scores[i]:.3f}", fontsize=7)
         axes[1, col].imshow(image)
         axes[1, col].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         for ax in axes[:, col]:
             ax.axis("off")
     fig.suptitle("where the critic sees 'synthetic' (Score-CAM, held-out images it was surest of)", fontsize=9)
-    _save(fig, path, provenance)
+    return fig
+
+
+def draw_saliency(
+    tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n: int, path: Path, provenance: dict
+) -> None:
+    """saliency_figure as a PNG at `path` with the provenance."""
+    from classify.plots import _save
+
+    _save(saliency_figure(tr, x, classes, n_real, n), path, provenance)

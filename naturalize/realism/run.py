@@ -137,7 +137,8 @@ def realism(
     last = tests["real_vs_synthetic"][-1]
     x_last = np.concatenate([np.stack([xr[i] for i in ri]), xs])
     provenance = {"real": result["real"], "synthetic": result["synthetic"], "seed": seeds - 1}
-    draw_saliency(last, x_last, len(ri), saliency, out / "saliency.png", provenance)
+    classes_last = [real.classes[i] for i in ri] + cs
+    draw_saliency(last, x_last, classes_last, len(ri), saliency, out / "saliency.png", provenance)
     draw_auc(result, out / "auc.png", provenance)
     write_json(out / "realism.json", result)
     write_marker(out, KIND, OUTPUTS)
