@@ -431,7 +431,7 @@ def realism(
 ) -> None:
     """Can a critic tell your synthetic images from real ones? Held-out AUC (0.5: no) with a real-vs-real baseline."""
     from naturalize.realism.critic import CriticParams
-    from naturalize.realism.report import table
+    from naturalize.realism.report import left_out, table
     from naturalize.realism.run import realism as run_realism
 
     if epochs < 1:
@@ -447,25 +447,8 @@ def realism(
         progress=progress,
     )
     typer.echo(table(result))
-    if result["synthetic_same_as_real_dropped"]:
-        typer.echo(
-            f"warning: left out {result['synthetic_same_as_real_dropped']} --synthetic image(s) byte-identical to "
-            f"--real ones (a copy of a real image is no synthetic image; realism.json: synthetic_same_as_real_dropped)",
-            err=True,
-        )
-    if result["synthetic_classes_untested"]:
-        typer.echo(
-            f"warning: --synthetic images of {','.join(result['synthetic_classes_untested'])} are not tested: "
-            f"--real {real} has none of that class; add real images of it to test them",
-            err=True,
-        )
-    for side, left in result["unclassed_left_out"].items():
-        if left:
-            typer.echo(
-                f"warning: left out {len(left)} --{side} image(s) with no class, e.g. {left[0]}: name them by class "
-                f"(PMY_1.png) or put them in class folders (PMY/; realism.json: unclassed_left_out)",
-                err=True,
-            )
+    for line in left_out(result):
+        typer.echo(line, err=True)
     typer.echo(f"wrote {out / 'realism.json'}, {out / 'auc.png'}, {out / 'saliency.png'}")
 
 

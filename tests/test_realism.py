@@ -156,3 +156,23 @@ def test_saliency_tiles_name_their_class() -> None:
     fig = saliency_figure(trial, x, classes, n_real=3, n=2)
     titles = [ax.get_title() for ax in fig.axes[: len(fig.axes) // 2]]
     assert [t.split("\n")[0] for t in titles] == ["synthetic SNE", "synthetic PMY", "real SNE"]
+
+
+def test_every_image_left_out_gets_a_warning_line() -> None:
+    """Byte-identical repeats within a side were left out with no word on the terminal (the table just showed fewer
+    images); each kind of left-out image now has its warning line, and a run that used everything has none."""
+    from naturalize.realism.report import left_out
+
+    clean = {
+        "real": "/r",
+        "real_duplicates_dropped": 0,
+        "synthetic_duplicates_dropped": 0,
+        "synthetic_same_as_real_dropped": 0,
+        "synthetic_classes_untested": [],
+        "unclassed_left_out": {"real": [], "synthetic": []},
+    }
+    assert left_out(clean) == []
+    lines = left_out(clean | {"real_duplicates_dropped": 1, "synthetic_duplicates_dropped": 3})
+    assert lines[0].startswith("warning: left out 1 --real image(s) byte-identical to another --real image")
+    assert lines[1].startswith("warning: left out 3 --synthetic image(s) byte-identical to another --synthetic")
+    assert len(lines) == 2

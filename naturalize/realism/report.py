@@ -71,6 +71,34 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def left_out(result: dict) -> list[str]:
+    """One 'warning:' line per kind of image the test left out (realism.json names the key), none when it used all."""
+    lines = []
+    for side in ("real", "synthetic"):
+        if n := result[f"{side}_duplicates_dropped"]:
+            lines.append(
+                f"warning: left out {n} --{side} image(s) byte-identical to another --{side} image (counted once; "
+                f"realism.json: {side}_duplicates_dropped)"
+            )
+    if n := result["synthetic_same_as_real_dropped"]:
+        lines.append(
+            f"warning: left out {n} --synthetic image(s) byte-identical to --real ones (a copy of a real image is no "
+            f"synthetic image; realism.json: synthetic_same_as_real_dropped)"
+        )
+    if untested := result["synthetic_classes_untested"]:
+        lines.append(
+            f"warning: --synthetic images of {','.join(untested)} are not tested: --real {result['real']} has none "
+            f"of that class; add real images of it to test them (realism.json: synthetic_classes_untested)"
+        )
+    for side, paths in result["unclassed_left_out"].items():
+        if paths:
+            lines.append(
+                f"warning: left out {len(paths)} --{side} image(s) with no class, e.g. {paths[0]}: name them by class "
+                f"(PMY_1.png) or put them in class folders (PMY/; realism.json: unclassed_left_out)"
+            )
+    return lines
+
+
 def auc_figure(result: dict):
     """The AUC figure (matplotlib Figure): mean AUC per class (and pooled) for each test as bars, every seed a dot,
     0.5 dotted; the legend outside the axes (inside it hid the first bars) and the y axis down to the lowest dot."""
