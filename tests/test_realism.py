@@ -112,7 +112,14 @@ def test_class_folders_by_release_name_count_and_the_rest_is_reported(tmp_path: 
     silently (only PMY/-style folders counted); a folder of several classes (neutrophil/) is reported, not hidden."""
     from naturalize.realism.data import gather
 
-    files = {"lymphocyte/img_0.png": "LY", "platelet/a.png": "PLT", "sne/x.png": "SNE", "misc/PMY_3.png": "PMY"}
+    files = {
+        "lymphocyte/img_0.png": "LY",
+        "platelet/a.png": "PLT",
+        "sne/x.png": "SNE",
+        "misc/PMY_3.png": "PMY",
+        "Promyelocyte/p.png": "PMY",
+        "band_neutrophil/b.png": "BNE",
+    }
     for i, name in enumerate([*files, "neutrophil/n.png"]):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), i * 20, np.uint8))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from naturalize.classes import CLASSES, RELEASE_FOLDERS, class_of_prefix, normalize_class
+from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS, class_of_prefix, normalize_class
 from naturalize.fsio import UserError
 from naturalize.outputs import overlap
 from naturalize.paths import is_composite_name, is_image_name, visible_files
@@ -38,16 +38,23 @@ class Images:
         return [i for i, c in enumerate(self.classes) if c == cls]
 
 
+#: Folder names that name one class: the class's hematology name (promyelocyte, band_neutrophil, band-neutrophil)
+#: and the release's folders of one class (lymphocyte, platelet).
+_FOLDER_CLASS: dict[str, str] = {name.replace(" ", sep): c for c, name in CLASS_NAMES.items() for sep in " _-"} | {
+    folder: one[0] for folder, one in RELEASE_FOLDERS.items() if len(one) == 1
+}
+
+
 def _class_of(path: Path) -> str | None:
-    """The file-name prefix's class, else the parent folder's: a class code (PMY/, pmy/, platelet/ as PLATELET) or a
-    release folder of one class (lymphocyte/); None for neither (ig/ and neutrophil/ hold several classes)."""
+    """The file-name prefix's class, else the parent folder's: a class code (PMY/, pmy/, platelet/ as PLATELET), a
+    class's name (promyelocyte/) or a release folder of one class (lymphocyte/); None for none of them (ig/ and
+    neutrophil/ hold several classes)."""
     cls = class_of_prefix(path.name)
     if cls is None:
         folder = path.parent.name
         cls = normalize_class(folder)
         if cls not in CLASSES:
-            one = RELEASE_FOLDERS.get(folder.lower(), ())
-            cls = one[0] if len(one) == 1 else None
+            cls = _FOLDER_CLASS.get(folder.lower())
     return cls
 
 
@@ -82,7 +89,8 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
         some = f" ({len(unclassed)} images without one, e.g. {unclassed[0]})" if unclassed else ""
         raise UserError(
             f"{option} {folder} holds no images{want} with a known class{some}; name the files by class "
-            f"(PMY_1.png) or put them in class folders (PMY/, or a release folder of one class such as lymphocyte/)"
+            f"(PMY_1.png) or put them in class folders (PMY/, promyelocyte/, or a release folder of one class: "
+            f"lymphocyte/)"
         )
     return Images(tuple(paths), tuple(labels), dups, tuple(digests), unclassed=tuple(unclassed))
 
