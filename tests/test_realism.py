@@ -82,6 +82,9 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
         # the refusal named no folder and no way on
         (["--real", str(few), "--synthetic", str(syn)], f"error: too few images of SNE (SNE: 3 in --real {few}, 30 in"),
         (["--real", str(tmp_path / "none"), "--synthetic", str(syn)], "error: --real"),
+        # a cap under 5 was refused as 'too few images' next to counts of 30 a side; a negative one was ignored
+        (["--real", str(real), "--synthetic", str(syn), "--per-class", "3"], "error: --per-class 3: give at least 5"),
+        (["--real", str(real), "--synthetic", str(syn), "--per-class", "-1"], "error: --per-class -1: give at least 5"),
         (["--real", str(real), "--synthetic", str(syn), "--classes", "LY"], "error: --real"),
         # a class asked for that one side lacks used to vanish from the table
         (

@@ -62,6 +62,8 @@ def realism(
     params = params or CriticParams()
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: need at least 1")
+    if per_class < 0 or 0 < per_class < 5:
+        raise UserError(f"--per-class {per_class}: give at least 5 images per class and side (0: as many as both have)")
     if params.size < 32:
         raise UserError(f"--size {params.size}: use at least 32 px (128: the benchmark's critic)")
     check_disjoint(out, [("--real", real_dir), ("--synthetic", synthetic_dir)])
