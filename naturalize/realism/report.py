@@ -93,8 +93,9 @@ def left_out(result: dict) -> list[str]:
     for side, paths in result["unclassed_left_out"].items():
         if paths:
             lines.append(
-                f"warning: left out {len(paths)} --{side} image(s) with no class, e.g. {paths[0]}: name them by class "
-                f"(PMY_1.png) or put them in class folders (PMY/; realism.json: unclassed_left_out)"
+                f"warning: left out {len(paths)} --{side} image(s) with no class (the release's unlabeled IG_ and "
+                f"NEUTROPHIL_ files have none), e.g. {paths[0]}: to test them, name them by class (PMY_1.png) or put "
+                f"them in class folders (PMY/; realism.json: unclassed_left_out)"
             )
     return lines
 
