@@ -476,3 +476,14 @@ def test_preview_of_a_bank_shows_its_sprites_by_kind(tmp_path: Path) -> None:
     assert counts["real"] == 4 and all(p.is_relative_to(bank / "sprites") for p in shown)
     kinds = sorted(p.parent.name for p in shown)
     assert kinds == ["LY", "PLT", "PMY", "RBC"], shown
+
+
+def test_preview_keeps_an_images_shape(tmp_path: Path) -> None:
+    """A 2:1 image (another tool's 512x256 output) was squashed into the square tile; it is fitted whole, its shape
+    kept, on white."""
+    from naturalize.compose.preview import _tile
+
+    cv2.imwrite(str(tmp_path / "PMY_wide.png"), np.full((100, 200, 3), (0, 0, 255), np.uint8))
+    tile = _tile(tmp_path / "PMY_wide.png", "syn")
+    assert tile is not None and tile.shape == (128, 128, 3)
+    assert (tile[:30] == 255).all() and (tile[40:80, :, 2] == 255).all() and (tile[40:80, :, 0] == 0).all()

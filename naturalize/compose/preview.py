@@ -62,7 +62,13 @@ def _tile(path: Path, origin: str) -> np.ndarray | None:
         rgb = load_image(path, None)
     except UserError:
         return None
-    t = cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), (TILE, TILE), interpolation=cv2.INTER_AREA)
+    h, w = rgb.shape[:2]  # fitted whole, its shape kept (a squashed cell would be judged for the wrong reason)
+    th, tw = max(1, round(TILE * h / max(h, w))), max(1, round(TILE * w / max(h, w)))
+    t = np.full((TILE, TILE, 3), 255, np.uint8)
+    y, x = (TILE - th) // 2, (TILE - tw) // 2
+    t[y : y + th, x : x + tw] = cv2.resize(
+        np.ascontiguousarray(rgb[:, :, ::-1]), (tw, th), interpolation=cv2.INTER_AREA
+    )
     label = f"{_label(path)} {origin}"
     cv2.rectangle(t, (0, TILE - 16), (TILE, TILE), (255, 255, 255), -1)
     cv2.putText(t, label, (3, TILE - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
