@@ -357,13 +357,16 @@ def compose(
     )
 )
 def preview(
-    dir: Path = typer.Argument(..., help="A compose output or a dataset tree (synthetic files are named *_syn_*)."),
+    dir: Path = typer.Argument(
+        ..., help="A compose output, a dataset tree (synthetic files are named *_syn_*) or a sprite bank."
+    ),
     out: Path = typer.Option(Path("preview.png"), "--out", help="Contact sheet PNG to write."),
     n: int = typer.Option(48, "--n", help="Number of tiles."),
     real: Path | None = typer.Option(
         None,
         "--real",
-        help="Folder of real images to show beside the synthetic ones.",
+        help="Folder of real images to show beside the synthetic ones (then every image in DIR counts as synthetic "
+        "when none is named *_syn_*).",
         show_default="the real images found in DIR",
     ),
     seed: int = typer.Option(0, callback=check_seed, help="Seed of the choice of images."),
@@ -428,7 +431,7 @@ def realism(
 ) -> None:
     """Can a critic tell your synthetic images from real ones? Held-out AUC (0.5: no) with a real-vs-real baseline."""
     from naturalize.realism.critic import CriticParams
-    from naturalize.realism.report import table
+    from naturalize.realism.report import left_out, table
     from naturalize.realism.run import realism as run_realism
 
     if epochs < 1:
@@ -444,12 +447,8 @@ def realism(
         progress=progress,
     )
     typer.echo(table(result))
-    if result["synthetic_same_as_real_dropped"]:
-        typer.echo(
-            f"warning: left out {result['synthetic_same_as_real_dropped']} --synthetic image(s) byte-identical to "
-            f"--real ones (a copy of a real image is no synthetic image; realism.json: synthetic_same_as_real_dropped)",
-            err=True,
-        )
+    for line in left_out(result):
+        typer.echo(line, err=True)
     typer.echo(f"wrote {out / 'realism.json'}, {out / 'auc.png'}, {out / 'saliency.png'}")
 
 

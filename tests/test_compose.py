@@ -438,3 +438,52 @@ def test_a_rerun_clears_the_temporary_files_a_killed_run_left(bank: Path, tmp_pa
     hidden = sorted(p.name for p in out.rglob(".*") if p.is_file() and STATE_DIR not in p.parts)
     assert hidden == [".naturalize-output.json"]
     assert _files(out) == _files(clean)
+
+
+def test_preview_of_another_tools_images_beside_real_ones(tmp_path: Path) -> None:
+    """`preview SYN --real REAL` on synthetic images from another tool (no *_syn_* names): they used to be shown as
+    'real' tiles mixed with the --real ones ('12 real, 0 synthetic tiles'); DIR is the synthetic side."""
+    import json
+
+    from PIL import Image
+
+    from naturalize.drawn import write_drawn_release
+
+    real = Path(write_drawn_release(tmp_path / "real", {"LY": 3}, seed=0))
+    other = Path(write_drawn_release(tmp_path / "other", {"LY": 3}, seed=1))
+    counts = contact_sheet(other, tmp_path / "sheet.png", n=6, real=real)
+    assert counts == {"real": 3, "synthetic": 3, "unreadable": []}
+    with Image.open(tmp_path / "sheet.png") as im:
+        prov = json.loads(im.text["provenance"])
+    assert sorted(prov["real"]) == [str(p) for p in sorted(real.rglob("*.jpg"))]
+    assert sorted(prov["synthetic"]) == [str(p) for p in sorted(other.rglob("*.jpg"))]
+
+
+def test_preview_of_a_bank_shows_its_sprites_by_kind(tmp_path: Path) -> None:
+    """`preview BANK`: the tiles used to include the bank's backgrounds and label every red cell and platelet with
+    the class of the image it was cut from ('PMY real' under a red cell); now sprites only, spread over RBC, PLT and
+    the white cells' classes."""
+    import json
+
+    from PIL import Image
+
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 3, "LY": 2})
+    counts = contact_sheet(bank, tmp_path / "sheet.png", n=4, seed=0)
+    with Image.open(tmp_path / "sheet.png") as im:
+        shown = [Path(p) for p in json.loads(im.text["provenance"])["real"]]
+    assert counts["real"] == 4 and all(p.is_relative_to(bank / "sprites") for p in shown)
+    kinds = sorted(p.parent.name for p in shown)
+    assert kinds == ["LY", "PLT", "PMY", "RBC"], shown
+
+
+def test_preview_keeps_an_images_shape(tmp_path: Path) -> None:
+    """A 2:1 image (another tool's 512x256 output) was squashed into the square tile; it is fitted whole, its shape
+    kept, on white."""
+    from naturalize.compose.preview import _tile
+
+    cv2.imwrite(str(tmp_path / "PMY_wide.png"), np.full((100, 200, 3), (0, 0, 255), np.uint8))
+    tile = _tile(tmp_path / "PMY_wide.png", "syn")
+    assert tile is not None and tile.shape == (128, 128, 3)
+    assert (tile[:30] == 255).all() and (tile[40:80, :, 2] == 255).all() and (tile[40:80, :, 0] == 0).all()

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from naturalize.drawn import write_drawn_release
@@ -37,6 +38,9 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copy(first, first.with_name("PMY_copy_0.jpg"))  # a byte-identical copy: dropped
     sne = min(Path(real).rglob("SNE_*.jpg"))
     shutil.copy(sne, next(Path(syn).rglob("SNE_*.jpg")).with_name("SNE_real_copy.jpg"))  # on both sides: dropped
+    (Path(syn) / "LY").mkdir()  # a class the real side lacks: reported as untested, not dropped silently
+    for i in range(3):
+        cv2.imwrite(str(Path(syn) / "LY" / f"cell_{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
     return Path(real), Path(syn)
 
 
@@ -45,7 +49,8 @@ def test_critic_finds_the_tell_and_not_real_against_real(trees: tuple[Path, Path
     out = tmp_path / "out"
     result = realism(real, syn, out, seeds=2, params=FAST, saliency=4, progress=False)
     assert result["real_duplicates_dropped"] == 1 and result["per_class_images"] == {"PMY": 30, "SNE": 30}
-    assert result["synthetic_same_as_real_dropped"] == 1 and result["synthetic_images"] == 60
+    assert result["synthetic_same_as_real_dropped"] == 1 and result["synthetic_images"] == 63
+    assert result["synthetic_classes_untested"] == ["LY"]
     assert result["pooled"]["real_vs_synthetic"]["mean"] >= 0.9
     assert result["pooled"]["real_vs_real"]["mean"] <= 0.8
     for c in ("PMY", "SNE"):
@@ -69,9 +74,23 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
     shutil.copytree(inner, mixed / "PMY")
     for i, p in enumerate(sorted(syn.rglob("PMY_*.jpg"))[:5]):
         shutil.copy(p, mixed / "PMY" / f"PMY_syn_0_{i}.jpg")
+    few = tmp_path / "few"  # 3 SNE images: too few for SNE, enough PMY
+    few.mkdir()
+    for p in [*real.rglob("PMY_*.jpg"), *sorted(real.rglob("SNE_*.jpg"))[:3]]:
+        shutil.copy(p, few / p.name)
     cases = [
+        # the refusal named no folder and no way on
+        (["--real", str(few), "--synthetic", str(syn)], f"error: too few images of SNE (SNE: 3 in --real {few}, 30 in"),
         (["--real", str(tmp_path / "none"), "--synthetic", str(syn)], "error: --real"),
+        # a cap under 5 was refused as 'too few images' next to counts of 30 a side; a negative one was ignored
+        (["--real", str(real), "--synthetic", str(syn), "--per-class", "3"], "error: --per-class 3: give at least 5"),
+        (["--real", str(real), "--synthetic", str(syn), "--per-class", "-1"], "error: --per-class -1: give at least 5"),
         (["--real", str(real), "--synthetic", str(syn), "--classes", "LY"], "error: --real"),
+        # a class asked for that one side lacks used to vanish from the table
+        (
+            ["--real", str(real), "--synthetic", str(syn), "--classes", "PMY,LY"],
+            f"error: --classes PMY,LY: --real {real} has no LY",
+        ),
         (["--real", str(real), "--synthetic", str(tmp_path / "empty")], "error: --synthetic"),
         (["--real", str(real), "--synthetic", str(syn), "--out", str(real / "report")], "error: --out"),
         # the same images on both sides would read as perfectly realistic: refused before any work
@@ -86,5 +105,84 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
         out = [] if "--out" in args else ["--out", str(tmp_path / "o")]
         r = run_cli("naturalize", "realism", *args, *out)
         assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(start), r.stderr
+        assert "--classes PMY" in r.stderr or str(few) not in args
         assert "Traceback" not in r.stderr
         assert not (tmp_path / "o").exists(), f"{args}: a refused run left its --out folder behind"
+
+
+def test_class_folders_by_release_name_count_and_the_rest_is_reported(tmp_path: Path) -> None:
+    """A user's own synthetic tree in the release's folder names (lymphocyte/, platelet/) used to be skipped
+    silently (only PMY/-style folders counted); a folder of several classes (neutrophil/) is reported, not hidden."""
+    from naturalize.realism.data import gather
+
+    files = {
+        "lymphocyte/img_0.png": "LY",
+        "platelet/a.png": "PLT",
+        "sne/x.png": "SNE",
+        "misc/PMY_3.png": "PMY",
+        "Promyelocyte/p.png": "PMY",
+        "band_neutrophil/b.png": "BNE",
+    }
+    for i, name in enumerate([*files, "neutrophil/n.png"]):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), i * 20, np.uint8))
+    got = gather(tmp_path, "--synthetic")
+    assert {p.relative_to(tmp_path).as_posix(): c for p, c in zip(got.paths, got.classes)} == files
+    assert got.unclassed == (tmp_path / "neutrophil" / "n.png",)
+
+
+def test_auc_figure_shows_every_bar_and_dot() -> None:
+    """The AUC figure's legend sat on the first class's bars (a critic at AUC 1.0 hid under it) and a seed's AUC
+    below 0.3 (common for real vs real on few images) fell off the axis."""
+    from naturalize.realism.critic import Trial
+    from naturalize.realism.report import auc_figure, summarise
+
+    def t(auc: float) -> Trial:
+        return Trial(auc, {"PMY": auc, "SNE": auc}, np.arange(2), np.zeros(2), None)
+
+    result = summarise(
+        {"real_vs_synthetic": [t(1.0), t(0.98)], "real_vs_real": [t(0.17), t(0.45)]},
+        ["PMY", "SNE"],
+        {"PMY": 9, "SNE": 9},
+    )
+    fig = auc_figure(result)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] <= 0.17
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert not any(legend.overlaps(bar.get_window_extent()) for bar in ax.patches)
+
+
+def test_saliency_tiles_name_their_class() -> None:
+    """Each saliency tile's title says which side and which class the image is of (it named only the side, so a
+    multi-class test's sheet could not be read per class)."""
+    from naturalize.realism.critic import Trial, build_critic
+    from naturalize.realism.report import saliency_figure
+
+    p = CriticParams(size=32, widths=(4, 8))
+    x = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    classes = ["PMY", "SNE", "PMY", "SNE", "PMY", "SNE"]
+    trial = Trial(1.0, {}, np.array([0, 1, 3, 4]), np.array([0.1, 0.2, 0.9, 0.8]), build_critic(p))
+    fig = saliency_figure(trial, x, classes, n_real=3, n=2)
+    titles = [ax.get_title() for ax in fig.axes[: len(fig.axes) // 2]]
+    assert [t.split("\n")[0] for t in titles] == ["synthetic SNE", "synthetic PMY", "real SNE"]
+
+
+def test_every_image_left_out_gets_a_warning_line() -> None:
+    """Byte-identical repeats within a side were left out with no word on the terminal (the table just showed fewer
+    images); each kind of left-out image now has its warning line, and a run that used everything has none."""
+    from naturalize.realism.report import left_out
+
+    clean = {
+        "real": "/r",
+        "real_duplicates_dropped": 0,
+        "synthetic_duplicates_dropped": 0,
+        "synthetic_same_as_real_dropped": 0,
+        "synthetic_classes_untested": [],
+        "unclassed_left_out": {"real": [], "synthetic": []},
+    }
+    assert left_out(clean) == []
+    lines = left_out(clean | {"real_duplicates_dropped": 1, "synthetic_duplicates_dropped": 3})
+    assert lines[0].startswith("warning: left out 1 --real image(s) byte-identical to another --real image")
+    assert lines[1].startswith("warning: left out 3 --synthetic image(s) byte-identical to another --synthetic")
+    assert len(lines) == 2

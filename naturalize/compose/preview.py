@@ -2,9 +2,10 @@
 
 In: a folder (a compose output, a dataset tree, any tree of images) and optionally a folder of real
 images. An image is synthetic when its name has `_syn_` in it (every Naturalize composite does), real
-otherwise. Out: a PNG grid, real tiles on the left half and synthetic on the right (or one kind only),
-each tile labelled with its class and origin; images chosen by seed, spread over classes; the files shown and the
-seed in the PNG's text chunk 'provenance'.
+otherwise; with a real folder, the real tiles come from it alone, and a folder without composites (another
+tool's synthetic images) is synthetic throughout. Out: a PNG grid, real tiles on the left half and synthetic
+on the right (or one kind only), each tile labelled with its class and origin; images chosen by seed, spread
+over classes; the files shown and the seed in the PNG's text chunk 'provenance'.
 """
 
 from __future__ import annotations
@@ -29,11 +30,20 @@ def find_images(root: Path) -> tuple[list[Path], list[Path]]:
     return [p for p in files if not is_composite_name(p)], [p for p in files if is_composite_name(p)]
 
 
+def _label(path: Path) -> str:
+    """The class a tile shows: the file-name prefix's, else the folder's; a bank's sprite by its kind (a red cell
+    cut from a PMY image, sprites/RBC/PMY_1_RBC_0.png, is RBC; sprites/WBC/PMY/... is PMY)."""
+    kind = path.parent.name
+    if path.parent.parent.name == "sprites" and kind in ("RBC", "PLT"):
+        return kind
+    return class_of_prefix(path.name) or kind
+
+
 def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
     """k paths spread over classes (round-robin over the classes in the file names), drawn by rng."""
     by_class: dict[str, list[Path]] = {}
     for p in paths:
-        by_class.setdefault(class_of_prefix(p.name) or p.parent.name, []).append(p)
+        by_class.setdefault(_label(p), []).append(p)
     pools = {c: [v[i] for i in rng.permutation(len(v))] for c, v in sorted(by_class.items())}
     out: list[Path] = []
     while len(out) < k and any(pools.values()):
@@ -52,8 +62,14 @@ def _tile(path: Path, origin: str) -> np.ndarray | None:
         rgb = load_image(path, None)
     except UserError:
         return None
-    t = cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), (TILE, TILE), interpolation=cv2.INTER_AREA)
-    label = f"{class_of_prefix(path.name) or path.parent.name} {origin}"
+    h, w = rgb.shape[:2]  # fitted whole, its shape kept (a squashed cell would be judged for the wrong reason)
+    th, tw = max(1, round(TILE * h / max(h, w))), max(1, round(TILE * w / max(h, w)))
+    t = np.full((TILE, TILE, 3), 255, np.uint8)
+    y, x = (TILE - th) // 2, (TILE - tw) // 2
+    t[y : y + th, x : x + tw] = cv2.resize(
+        np.ascontiguousarray(rgb[:, :, ::-1]), (tw, th), interpolation=cv2.INTER_AREA
+    )
+    label = f"{_label(path)} {origin}"
     cv2.rectangle(t, (0, TILE - 16), (TILE, TILE), (255, 255, 255), -1)
     cv2.putText(t, label, (3, TILE - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return t
@@ -91,11 +107,14 @@ def contact_sheet(
     if n <= 0:
         raise UserError(f"--n {n}: the number of tiles must be at least 1")
     check_file_output(out, (".png",), inputs=[("the image folder", root), ("the --real folder", real)])
-    reals, syns = find_images(root)
+    # a sprite bank: its sprites (not the QC pages or the backgrounds)
+    reals, syns = find_images(root / "sprites" if (root / "bank.json").is_file() else root)
     if real is not None:
         if not Path(real).is_dir():
             raise UserError(f"--real {real} is not a folder of images")
-        reals += find_images(Path(real))[0]
+        # DIR is the synthetic side: its composites, or every image of another tool's output (no *_syn_* names)
+        syns = syns or reals
+        reals = find_images(Path(real))[0]
     if not reals and not syns:
         raise UserError(f"no images under {root}; run `naturalize compose` or `naturalize build` first")
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from naturalize.classes import CLASSES, class_of_prefix
+from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS, class_of_prefix, normalize_class
 from naturalize.fsio import UserError
 from naturalize.outputs import overlap
 from naturalize.paths import is_composite_name, is_image_name, visible_files
@@ -31,16 +31,30 @@ class Images:
     duplicates: int = 0
     digests: tuple[str, ...] = ()
     shared: int = 0  # files left out as byte-identical to one of the other side (drop_shared)
+    unclassed: tuple[Path, ...] = ()  # image files left out: no class from their name or folder
 
     def of(self, cls: str) -> list[int]:
         """Indices of the class's images."""
         return [i for i, c in enumerate(self.classes) if c == cls]
 
 
+#: Folder names that name one class: the class's hematology name (promyelocyte, band_neutrophil, band-neutrophil)
+#: and the release's folders of one class (lymphocyte, platelet).
+_FOLDER_CLASS: dict[str, str] = {name.replace(" ", sep): c for c, name in CLASS_NAMES.items() for sep in " _-"} | {
+    folder: one[0] for folder, one in RELEASE_FOLDERS.items() if len(one) == 1
+}
+
+
 def _class_of(path: Path) -> str | None:
+    """The file-name prefix's class, else the parent folder's: a class code (PMY/, pmy/, platelet/ as PLATELET), a
+    class's name (promyelocyte/) or a release folder of one class (lymphocyte/); None for none of them (ig/ and
+    neutrophil/ hold several classes)."""
     cls = class_of_prefix(path.name)
-    if cls is None and path.parent.name.upper() in CLASSES:
-        cls = path.parent.name.upper()
+    if cls is None:
+        folder = path.parent.name
+        cls = normalize_class(folder)
+        if cls not in CLASSES:
+            cls = _FOLDER_CLASS.get(folder.lower())
     return cls
 
 
@@ -54,10 +68,13 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
             f"file-name prefix, e.g. PMY_123.jpg, or from <CLASS>/ folders)"
         )
     seen: set[str] = set()
-    paths, labels, digests, dups = [], [], [], 0
+    paths, labels, digests, dups, unclassed = [], [], [], 0, []
     for p in (q for q in visible_files(folder) if is_image_name(q) and q.is_file()):
         cls = _class_of(p)
-        if cls is None or (classes and cls not in classes):
+        if cls is None:
+            unclassed.append(p)
+            continue
+        if classes and cls not in classes:
             continue
         digest = hashlib.sha256(p.read_bytes()).hexdigest()
         if digest in seen:
@@ -69,11 +86,13 @@ def gather(folder: Path, option: str, classes: tuple[str, ...] = ()) -> Images:
         digests.append(digest)
     if not paths:
         want = f" of classes {','.join(classes)}" if classes else ""
+        some = f" ({len(unclassed)} images without one, e.g. {unclassed[0]})" if unclassed else ""
         raise UserError(
-            f"{option} {folder} holds no images{want} with a known class (file-name prefix such as "
-            f"PMY_ or a <CLASS>/ folder); point it at a folder of PBC crops or composites"
+            f"{option} {folder} holds no images{want} with a known class{some}; name the files by class "
+            f"(PMY_1.png) or put them in class folders (PMY/, promyelocyte/, or a release folder of one class: "
+            f"lymphocyte/)"
         )
-    return Images(tuple(paths), tuple(labels), dups, tuple(digests))
+    return Images(tuple(paths), tuple(labels), dups, tuple(digests), unclassed=tuple(unclassed))
 
 
 def apart(real: Path, synthetic: Path) -> None:
@@ -114,6 +133,7 @@ def drop_shared(synthetic: Images, real: Images, folder: Path) -> Images:
         synthetic.duplicates,
         tuple(synthetic.digests[i] for i in keep),
         len(synthetic.paths) - len(keep),
+        synthetic.unclassed,
     )
 
 
@@ -128,3 +148,18 @@ def balanced(a: Images, b: Images, cap: int, rng: np.random.Generator) -> tuple[
         ia += sorted(rng.choice(xa, k, replace=False).tolist())
         ib += sorted(rng.choice(xb, k, replace=False).tolist())
     return ia, ib, shared
+
+
+def unmatched(
+    asked: tuple[str, ...], shared: list[str], real: Images, syn: Images, real_dir: Path, syn_dir: Path
+) -> None:
+    """UserError when a class asked for with --classes is missing on one side (it would vanish from the table)."""
+    missing = [c for c in asked if c not in shared]
+    if missing:
+        sides = [(n, d, set(im.classes)) for n, d, im in (("--real", real_dir, real), ("--synthetic", syn_dir, syn))]
+        lacking = "; ".join(
+            f"{n} {d} has no {','.join(c for c in missing if c not in held)} (it holds {','.join(sorted(held))})"
+            for n, d, held in sides
+            if any(c not in held for c in missing)
+        )
+        raise UserError(f"--classes {','.join(asked)}: {lacking}; drop the class from --classes or add its images")

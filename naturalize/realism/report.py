@@ -71,18 +71,47 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def draw_auc(result: dict, path: Path, provenance: dict) -> None:
-    """Bars: mean AUC per class (and pooled) for each test, every seed a dot; 0.5 = indistinguishable."""
+def left_out(result: dict) -> list[str]:
+    """One 'warning:' line per kind of image the test left out (realism.json names the key), none when it used all."""
+    lines = []
+    for side in ("real", "synthetic"):
+        if n := result[f"{side}_duplicates_dropped"]:
+            lines.append(
+                f"warning: left out {n} --{side} image(s) byte-identical to another --{side} image (counted once; "
+                f"realism.json: {side}_duplicates_dropped)"
+            )
+    if n := result["synthetic_same_as_real_dropped"]:
+        lines.append(
+            f"warning: left out {n} --synthetic image(s) byte-identical to --real ones (a copy of a real image is no "
+            f"synthetic image; realism.json: synthetic_same_as_real_dropped)"
+        )
+    if untested := result["synthetic_classes_untested"]:
+        lines.append(
+            f"warning: --synthetic images of {','.join(untested)} are not tested: --real {result['real']} has none "
+            f"of that class; add real images of it to test them (realism.json: synthetic_classes_untested)"
+        )
+    for side, paths in result["unclassed_left_out"].items():
+        if paths:
+            lines.append(
+                f"warning: left out {len(paths)} --{side} image(s) with no class (the release's unlabeled IG_ and "
+                f"NEUTROPHIL_ files have none), e.g. {paths[0]}: to test them, name them by class (PMY_1.png) or put "
+                f"them in class folders (PMY/; realism.json: unclassed_left_out)"
+            )
+    return lines
+
+
+def auc_figure(result: dict):
+    """The AUC figure (matplotlib Figure): mean AUC per class (and pooled) for each test as bars, every seed a dot,
+    0.5 dotted; the legend outside the axes (inside it hid the first bars) and the y axis down to the lowest dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from classify.plots import _save
-
     groups = list(result["per_class"]) + ["all"]
     stats = [result["per_class"][c] for c in result["per_class"]] + [result["pooled"]]
     fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 3.6))
+    lowest = 0.3
     for j, (t, colour) in enumerate(zip(TESTS, ("#cc6677", "#88aacc"))):
         for g, s in enumerate(stats):
             x = g + (j - 0.5) * 0.38
@@ -90,24 +119,32 @@ def draw_auc(result: dict, path: Path, provenance: dict) -> None:
             if v:
                 ax.bar(x, np.mean(v), 0.36, color=colour, label=t.replace("_", " ") if g == 0 else None)
                 ax.scatter([x] * len(v), v, c="k", s=8, zorder=3)
+                lowest = min(lowest, np.floor(min(v) * 10) / 10)
     ax.axhline(0.5, ls=":", c="k", lw=0.8)
     ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylim(0.3, 1.02)
+    ax.set_ylim(max(0.0, lowest), 1.02)
     ax.set_ylabel("held-out AUC")
     ax.set_title("can a critic tell them apart? (0.5: no)")
-    ax.legend(fontsize=8, loc="upper left")
-    _save(fig, path, provenance)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
 
 
-def draw_saliency(tr: Trial, x: np.ndarray, n_real: int, n: int, path: Path, provenance: dict) -> None:
+def draw_auc(result: dict, path: Path, provenance: dict) -> None:
+    """auc_figure as a PNG at `path` with the provenance."""
+    from classify.plots import _save
+
+    _save(auc_figure(result), path, provenance)
+
+
+def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n: int):
     """Score-CAM of the critic (target: 'synthetic') on the n held-out synthetic images it scored highest
-    and the n // 2 held-out real images it scored highest: image above, heat map below."""
+    and the n // 2 held-out real images it scored highest: image above (titled with its side, class and score),
+    heat map below. x: the trial's images (real first, n_real of them), classes: the class of each. A Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from classify.plots import _save
     from classify.scorecam import feature_model, score_cam
 
     test, scores = np.asarray(tr.test), np.asarray(tr.scores)
@@ -121,10 +158,19 @@ def draw_saliency(tr: Trial, x: np.ndarray, n_real: int, n: int, path: Path, pro
         image = x[test[i]]
         cam, _, _ = score_cam(tr.model, features, image, target=0)
         axes[0, col].imshow(image)
-        axes[0, col].set_title(f"{kind}\nP(syn)={scores[i]:.3f}", fontsize=7)
+        axes[0, col].set_title(f"{kind} {classes[test[i]]}\nP(syn)={scores[i]:.3f}", fontsize=7)
         axes[1, col].imshow(image)
         axes[1, col].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         for ax in axes[:, col]:
             ax.axis("off")
     fig.suptitle("where the critic sees 'synthetic' (Score-CAM, held-out images it was surest of)", fontsize=9)
-    _save(fig, path, provenance)
+    return fig
+
+
+def draw_saliency(
+    tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n: int, path: Path, provenance: dict
+) -> None:
+    """saliency_figure as a PNG at `path` with the provenance."""
+    from classify.plots import _save
+
+    _save(saliency_figure(tr, x, classes, n_real, n), path, provenance)

@@ -19,7 +19,7 @@ import numpy as np
 from naturalize.fsio import UserError, write_json
 from naturalize.outputs import check_disjoint, claim, write_marker
 from naturalize.realism.critic import CriticParams, Trial, keras_or_error, trial
-from naturalize.realism.data import Images, apart, balanced, drop_shared, gather, refuse_composites
+from naturalize.realism.data import Images, apart, balanced, drop_shared, gather, refuse_composites, unmatched
 from naturalize.realism.report import draw_auc, draw_saliency, summarise
 
 KIND = "realism"  # the output marker's kind (naturalize.outputs)
@@ -62,6 +62,8 @@ def realism(
     params = params or CriticParams()
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: need at least 1")
+    if per_class < 0 or 0 < per_class < 5:
+        raise UserError(f"--per-class {per_class}: give at least 5 images per class and side (0: as many as both have)")
     if params.size < 32:
         raise UserError(f"--size {params.size}: use at least 32 px (128: the benchmark's critic)")
     check_disjoint(out, [("--real", real_dir), ("--synthetic", synthetic_dir)])
@@ -79,10 +81,18 @@ def realism(
             f"--real {real_dir} and --synthetic {synthetic_dir} share no class "
             f"(real: {','.join(sorted(set(real.classes)))}; synthetic: {','.join(sorted(set(syn.classes)))})"
         )
+    unmatched(classes, shared, real, syn, Path(real_dir), Path(synthetic_dir))
     k = {c: sum(syn.classes[i] == c for i in syn_idx) for c in shared}
-    if min(k.values()) < 5:
+    few = [c for c in shared if k[c] < 5]
+    if few:
+        counts = "; ".join(
+            f"{c}: {len(real.of(c))} in --real {real_dir}, {len(syn.of(c))} in --synthetic {synthetic_dir}" for c in few
+        )
+        rest = [c for c in shared if c not in few]
+        fix = f", or leave {','.join(few)} out with --classes {','.join(rest)}" if rest else ""
         raise UserError(
-            f"too few images for a test: per class {k}; give at least 5 real and 5 synthetic images per class"
+            f"too few images of {','.join(few)} ({counts}); the test needs at least 5 of a class on each side: "
+            f"add images{fix}"
         )
     real_pool = {c: real.of(c) for c in shared}
     real_idx = [i for c in shared for i in real_pool[c]]
@@ -116,6 +126,8 @@ def realism(
         synthetic_images=len(syn.paths),
         synthetic_duplicates_dropped=syn.duplicates,
         synthetic_same_as_real_dropped=syn.shared,
+        synthetic_classes_untested=sorted(set(syn.classes) - set(shared)),
+        unclassed_left_out={"real": [str(p) for p in real.unclassed], "synthetic": [str(p) for p in syn.unclassed]},
         per_class_images=k,
         seeds=seeds,
         critic=params.as_dict(),
@@ -127,7 +139,8 @@ def realism(
     last = tests["real_vs_synthetic"][-1]
     x_last = np.concatenate([np.stack([xr[i] for i in ri]), xs])
     provenance = {"real": result["real"], "synthetic": result["synthetic"], "seed": seeds - 1}
-    draw_saliency(last, x_last, len(ri), saliency, out / "saliency.png", provenance)
+    classes_last = [real.classes[i] for i in ri] + cs
+    draw_saliency(last, x_last, classes_last, len(ri), saliency, out / "saliency.png", provenance)
     draw_auc(result, out / "auc.png", provenance)
     write_json(out / "realism.json", result)
     write_marker(out, KIND, OUTPUTS)
