@@ -423,8 +423,13 @@ def test_a_rerun_clears_the_temporary_files_a_killed_run_left(bank: Path, tmp_pa
         out / f".manifest.jsonl.{host}.{live.pid}.tmp": b"{",
         out / f".annotations.json.other-host.{ended.pid}.tmp": b"{",
     }
+    mine = {  # the user's files, named like temp files but not of the shapes compose writes
+        out / "PMY" / f".{image.name}.mine.tmp": b"mine",
+        out / ".manifest.jsonl.mine.tmp": b"mine",
+        out / "notes.tmp": b"mine",
+    }
     image.unlink()
-    for path, data in {**killed, **running}.items():
+    for path, data in {**killed, **running, **mine}.items():
         path.write_bytes(data)
     try:
         compose_class(bank, "PMY", 12, out, seed=5, shard=(1, 2), workers=1, progress=False)
@@ -432,7 +437,8 @@ def test_a_rerun_clears_the_temporary_files_a_killed_run_left(bank: Path, tmp_pa
         live.kill()
         live.wait()
     assert not any(p.exists() for p in killed) and all(p.read_bytes() == d for p, d in running.items())
-    for p in running:
+    assert all(p.read_bytes() == d for p, d in mine.items())
+    for p in [*running, *mine]:
         p.unlink()
     compose_class(bank, "PMY", 12, out, seed=5, shard=(2, 2), workers=1, progress=False)
     hidden = sorted(p.name for p in out.rglob(".*") if p.is_file() and STATE_DIR not in p.parts)
