@@ -226,6 +226,47 @@ def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> Non
     assert (out / "PMY" / "PMY_syn_2_4.jpg").stat().st_mtime_ns != stamps[1]
 
 
+def _race(root: Path, seeds: tuple[int, int], rounds: int) -> dict[int, list[tuple[int, str]]]:
+    """Two processes claim ROOT/<round> for compose runs of `seeds` at the same instant, `rounds` times:
+    round -> [(seed, 'claimed' or the refusal) of each process]."""
+    import multiprocessing as mp
+
+    from naturalize.testing.race import claim_rounds
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(seeds)), ctx.Queue()
+    procs = [ctx.Process(target=claim_rounds, args=(str(root), s, rounds, barrier, results)) for s in seeds]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=120) for _ in range(len(seeds) * rounds)]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    out: dict[int, list[tuple[int, str]]] = {}
+    for r, seed, what in got:
+        out.setdefault(r, []).append((seed, what))
+    return out
+
+
+def test_shards_of_other_seeds_started_at_one_instant_never_both_write(tmp_path: Path) -> None:
+    """Two shards with different seeds started at the same instant into one new OUT both read "no run here yet" and
+    both went on (2 of 6 tries on the sample: images of seed 0 and seed 1 in one folder, the manifest listing those
+    of one). Now one claims OUT and the other is refused with the one-line error; same-seed shards both go on."""
+    from naturalize.compose.run import _read_state
+
+    rounds = 20
+    for r, both in _race(tmp_path / "other", (0, 1), rounds).items():
+        said = dict(both)
+        winner = [s for s, what in said.items() if what == "claimed"]
+        assert len(winner) == 1, (r, said)
+        loser = 1 - winner[0]
+        assert "holds a compose run of PMY with other settings (seed" in said[loser], said[loser]
+        assert _read_state(tmp_path / "other" / str(r), "PMY")["seed"] == winner[0]
+    same = _race(tmp_path / "same", (5, 5), rounds)
+    assert same == {r: [(5, "claimed"), (5, "claimed")] for r in range(rounds)}
+    assert all(_read_state(tmp_path / "same" / str(r), "PMY")["seed"] == 5 for r in range(rounds))
+
+
 def test_shard_ranges_cover_the_run() -> None:
     for n in (1, 7, 100):
         for parts in (1, 2, 3, 8):

@@ -36,11 +36,12 @@ from naturalize.compose.core import resized
 from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, check_format_options, check_scene_counts, shard_range
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
-from naturalize.fsio import UserError, replace_bytes, write_all, write_text
-from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
+from naturalize.fsio import UserError, locked, replace_bytes, write_all, write_text
+from naturalize.outputs import MARKER, check_disjoint, claim, read_marker, write_marker
 from naturalize.procs import die_with_parent
 
 STATE_DIR = ".naturalize-compose"
+LOCK = "claim.lock"  # in STATE_DIR: held while a run checks and writes its settings (claim_output)
 KIND = "compose"  # the output marker's kind (naturalize.outputs)
 #: The files every run rebuilds in OUT from all journals (write_run_files).
 RUN_FILES = ("manifest.jsonl", "annotations.json")
@@ -183,11 +184,31 @@ def foreign_files(out: Path, cls: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not (ours.fullmatch(p.name) and p.is_file()))
 
 
+def _being_claimed(out: Path) -> bool:
+    """Whether OUT holds only what a compose run writes first when it claims a new OUT (its state folder, then the
+    marker's temporary file): another run claiming it at this instant (or one killed while it did)."""
+    names = set(os.listdir(out)) if out.is_dir() else set()
+    marker_tmp = re.compile(rf"\.{re.escape(MARKER)}\.[a-z0-9_]{{8}}\.tmp")
+    return STATE_DIR in names and all(n == STATE_DIR or marker_tmp.fullmatch(n) for n in names)
+
+
 def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     """Make OUT ready for this run: new or empty, or a compose output (our marker) whose class folder, if any,
     compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
-    journals. Anything else (a folder of the user's files, another kind of output): one-line UserError."""
-    if claim(out, KIND, has_overwrite=True) == "ours":
+    journals. Anything else (a folder of the user's files, another kind of output): one-line UserError.
+    Runs started at the same instant (shards) claim OUT one at a time, under a lock in OUT's state folder: the
+    first writes its settings, a later one of the same settings resumes with it, one of other settings is
+    refused."""
+    if not _being_claimed(out):
+        claim(out, KIND, has_overwrite=True)  # refused before anything is made in a folder compose may not write
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    with locked(out / STATE_DIR / LOCK):
+        _claim_locked(out, cls, state, overwrite)
+
+
+def _claim_locked(out: Path, cls: str, state: dict, overwrite: bool) -> None:
+    """claim_output's checks and writes, with OUT's lock held."""
+    if not _being_claimed(out) and claim(out, KIND, has_overwrite=True) == "ours":
         if (out / cls).exists() and cls not in (read_marker(out) or {}).get("written", ()):
             raise UserError(
                 f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
