@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -265,6 +266,46 @@ def test_shards_of_other_seeds_started_at_one_instant_never_both_write(tmp_path:
     same = _race(tmp_path / "same", (5, 5), rounds)
     assert same == {r: [(5, "claimed"), (5, "claimed")] for r in range(rounds)}
     assert all(_read_state(tmp_path / "same" / str(r), "PMY")["seed"] == 5 for r in range(rounds))
+
+
+def test_byte_identical_composites_end_the_run_with_one_warning(
+    sample_release: Path, sample_boxes: Path, bank: Path, tmp_path: Path
+) -> None:
+    """60 transplant composites from a tiny bank (2 PMY images: 2 white-cell sprites x 32 looks x a few donors) hold
+    byte-identical images, and compose said nothing: a user trained on exact copies. Now the run ends with one
+    warning line saying how many and the fix. The matched scene (continuous positions) gives none."""
+    images = pick_images(sample_release, sample_boxes, {"PMY": 2, "LY": 2})
+    tiny = make_box_bank(sample_release, sample_boxes, images, tmp_path / "tiny")
+    for scene, source, out in (("transplant", tiny, tmp_path / "t"), ("matched", bank, tmp_path / "m")):
+        r = subprocess.run(
+            _compose_pmy(source, 60, "--scene", scene, "--out", str(out), "--workers", "1", "--no-progress"),
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        same = [k for k in Counter(p.read_bytes() for p in (out / "PMY").iterdir()).values() if k > 1]
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+        if scene == "matched":
+            assert not same and not warnings, r.stderr
+            continue
+        assert same, "the tiny bank should repeat images"
+        (line,) = warnings
+        assert line.startswith(
+            f"warning: {sum(same) - len(same)} of the 60 PMY images in {out} are byte-identical copies of another "
+            f"({len(same)} group(s), e.g. PMY_syn_0_"
+        ), line
+        assert "use a bigger bank (more PMY images segmented) or a smaller --n" in line
+
+
+def test_identical_groups_compare_the_bytes_of_equal_keys(tmp_path: Path) -> None:
+    from naturalize.compose.dupes import bytes_key, identical_groups
+
+    datas = {"a": b"x" * 640, "b": b"x" * 640, "c": b"x" * 639 + b"y", "d": b"z" * 640}
+    for name, data in datas.items():
+        (tmp_path / name).write_bytes(data)
+    assert bytes_key(datas["a"]) == bytes_key(datas["c"])  # every 64th byte alike: the same key, other bytes
+    entries = [{"file": name, "key": bytes_key(data)} for name, data in datas.items()]
+    assert identical_groups(tmp_path, [*entries, {"file": "d"}]) == [["a", "b"]]
 
 
 def test_shard_ranges_cover_the_run() -> None:
