@@ -2,12 +2,14 @@
 preview, realism, classify).
 
 In: a path (any format and mode Pillow reads: JPEG incl. CMYK and grayscale, PNG incl. palette, RGBA and 16-bit,
-TIFF incl. 32-bit float, BMP, WebP). Out: a uint8 RGB array (load_image) or its BGR copy for OpenCV code (load_bgr).
+TIFF incl. 32-bit integer and float, BMP, WebP). Out: a uint8 RGB array (load_image) or its BGR copy for OpenCV
+code (load_bgr).
 The rule: the pixels as stored. An EXIF Orientation tag is ignored (cv2.imread would apply it, Pillow does
 not: reading a file both ways would put masks found on one on the wrong pixels of the other; a cell has no up,
 so nothing is lost). Transparency is laid over white, 16-bit samples are scaled by 255/65535 (never stretched per
-image), floating-point ones in 0..1 by 255, every other mode is converted to RGB. A file that cannot be decoded
-gives a UserError naming it.
+image), 32-bit integer ones in 0..255 are kept as they are and those up to 65535 are scaled as 16-bit ones,
+floating-point ones in 0..1 by 255, every other mode is converted to RGB. A file that cannot be decoded, or whose
+32-bit or floating-point samples are on no such scale, gives a UserError naming it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ def to_8bit(a: np.ndarray) -> np.ndarray:
     """16-bit samples (0..65535) -> uint8 0..255 by the fixed scale 255/65535, as a 16-bit PNG saved from an 8-bit
     image (v * 257) comes back as that image; never stretched per image, which would change its contrast."""
     return np.clip(np.rint(np.asarray(a, np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
+def int32_to_8bit(a: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """A 32-bit integer image (Pillow mode "I", e.g. a 32-bit TIFF) -> uint8: values in 0..255 kept (an 8-bit image
+    saved wider), values up to 65535 scaled as 16-bit samples (to_8bit); UserError naming the file for negative
+    values or values above 65535 (their scale cannot be known; a guess would be silently wrong)."""
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    if lo < 0 or hi > 65535:
+        raise UserError(
+            f"cannot read image {path}: 32-bit integer samples from {lo} to {hi}, neither 0..255 nor 0..65535; "
+            f"save it as an 8-bit (or 16-bit) image"
+        )
+    return a.astype(np.uint8) if hi <= 255 else to_8bit(a)
 
 
 def float_to_8bit(a: np.ndarray, path: str | os.PathLike) -> np.ndarray:
@@ -54,8 +69,11 @@ def load_image(path: str | os.PathLike, size: int | None) -> np.ndarray:
                 rgba = im.convert("RGBA")
                 rgb = Image.new("RGB", rgba.size, (255, 255, 255))
                 rgb.paste(rgba, mask=rgba.getchannel("A"))
-            elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            elif im.mode in ("I;16", "I;16B", "I;16L") or (im.mode == "I" and im.format == "PNG"):
+                # a PNG holds at most 16 bits (older Pillow opens a 16-bit one as "I")
                 rgb = Image.fromarray(to_8bit(np.asarray(im))).convert("RGB")
+            elif im.mode == "I":
+                rgb = Image.fromarray(int32_to_8bit(np.asarray(im), path)).convert("RGB")
             elif im.mode == "F":
                 rgb = Image.fromarray(float_to_8bit(np.asarray(im), path)).convert("RGB")
             else:

@@ -120,6 +120,24 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         f.write(data)
 
 
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on file `path` (created if missing, left in place) within; waits while another process
+    holds it. fcntl.flock: released when the process ends, however it ends; on NFS Linux takes it on the server, so
+    processes of other hosts wait too. Where there is no fcntl (Windows), no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` (UTF-8, '\\n' newlines) to `path` atomically."""
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:

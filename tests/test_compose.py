@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -224,6 +225,87 @@ def test_run_files_are_the_records_serialised(bank: Path, tmp_path: Path) -> Non
     assert _files(out) == before
     assert (out / "PMY" / "PMY_syn_2_0.jpg").stat().st_mtime_ns == stamps[0]
     assert (out / "PMY" / "PMY_syn_2_4.jpg").stat().st_mtime_ns != stamps[1]
+
+
+def _race(root: Path, seeds: tuple[int, int], rounds: int) -> dict[int, list[tuple[int, str]]]:
+    """Two processes claim ROOT/<round> for compose runs of `seeds` at the same instant, `rounds` times:
+    round -> [(seed, 'claimed' or the refusal) of each process]."""
+    import multiprocessing as mp
+
+    from naturalize.testing.race import claim_rounds
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(seeds)), ctx.Queue()
+    procs = [ctx.Process(target=claim_rounds, args=(str(root), s, rounds, barrier, results)) for s in seeds]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=120) for _ in range(len(seeds) * rounds)]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    out: dict[int, list[tuple[int, str]]] = {}
+    for r, seed, what in got:
+        out.setdefault(r, []).append((seed, what))
+    return out
+
+
+def test_shards_of_other_seeds_started_at_one_instant_never_both_write(tmp_path: Path) -> None:
+    """Two shards with different seeds started at the same instant into one new OUT both read "no run here yet" and
+    both went on (2 of 6 tries on the sample: images of seed 0 and seed 1 in one folder, the manifest listing those
+    of one). Now one claims OUT and the other is refused with the one-line error; same-seed shards both go on."""
+    from naturalize.compose.run import _read_state
+
+    rounds = 20
+    for r, both in _race(tmp_path / "other", (0, 1), rounds).items():
+        said = dict(both)
+        winner = [s for s, what in said.items() if what == "claimed"]
+        assert len(winner) == 1, (r, said)
+        loser = 1 - winner[0]
+        assert "holds a compose run of PMY with other settings (seed" in said[loser], said[loser]
+        assert _read_state(tmp_path / "other" / str(r), "PMY")["seed"] == winner[0]
+    same = _race(tmp_path / "same", (5, 5), rounds)
+    assert same == {r: [(5, "claimed"), (5, "claimed")] for r in range(rounds)}
+    assert all(_read_state(tmp_path / "same" / str(r), "PMY")["seed"] == 5 for r in range(rounds))
+
+
+def test_byte_identical_composites_end_the_run_with_one_warning(
+    sample_release: Path, sample_boxes: Path, bank: Path, tmp_path: Path
+) -> None:
+    """60 transplant composites from a tiny bank (2 PMY images: 2 white-cell sprites x 32 looks x a few donors) hold
+    byte-identical images, and compose said nothing: a user trained on exact copies. Now the run ends with one
+    warning line saying how many and the fix. The matched scene (continuous positions) gives none."""
+    images = pick_images(sample_release, sample_boxes, {"PMY": 2, "LY": 2})
+    tiny = make_box_bank(sample_release, sample_boxes, images, tmp_path / "tiny")
+    for scene, source, out in (("transplant", tiny, tmp_path / "t"), ("matched", bank, tmp_path / "m")):
+        r = subprocess.run(
+            _compose_pmy(source, 60, "--scene", scene, "--out", str(out), "--workers", "1", "--no-progress"),
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        same = [k for k in Counter(p.read_bytes() for p in (out / "PMY").iterdir()).values() if k > 1]
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+        if scene == "matched":
+            assert not same and not warnings, r.stderr
+            continue
+        assert same, "the tiny bank should repeat images"
+        (line,) = warnings
+        assert line.startswith(
+            f"warning: {sum(same) - len(same)} of the 60 PMY images in {out} are byte-identical copies of another "
+            f"({len(same)} group(s), e.g. PMY_syn_0_"
+        ), line
+        assert "use a bigger bank (more PMY images segmented) or a smaller --n" in line
+
+
+def test_identical_groups_compare_the_bytes_of_equal_keys(tmp_path: Path) -> None:
+    from naturalize.compose.dupes import bytes_key, identical_groups
+
+    datas = {"a": b"x" * 640, "b": b"x" * 640, "c": b"x" * 639 + b"y", "d": b"z" * 640}
+    for name, data in datas.items():
+        (tmp_path / name).write_bytes(data)
+    assert bytes_key(datas["a"]) == bytes_key(datas["c"])  # every 64th byte alike: the same key, other bytes
+    entries = [{"file": name, "key": bytes_key(data)} for name, data in datas.items()]
+    assert identical_groups(tmp_path, [*entries, {"file": "d"}]) == [["a", "b"]]
 
 
 def test_shard_ranges_cover_the_run() -> None:

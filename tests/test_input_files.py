@@ -226,6 +226,24 @@ def test_a_float_tiff_is_read_on_its_scale_or_refused_by_name(sample_release: Pa
         load_image(tmp_path / "raw.tif", None)
 
 
+def test_a_32bit_integer_tiff_is_read_on_its_scale_or_refused_by_name(sample_release: Path, tmp_path: Path) -> None:
+    from naturalize.fsio import UserError
+
+    grey = np.asarray(Image.open(real_images(sample_release, "ig", "PMY_", 1)[0]).convert("L"))
+    want = np.repeat(grey[:, :, None], 3, axis=2)
+    Image.fromarray(grey.astype(np.int32)).save(tmp_path / "bytes.tif")  # an 8-bit image saved 32-bit wide
+    Image.fromarray(grey.astype(np.int32) * 257).save(tmp_path / "words.tif")  # a 16-bit one saved so
+    for name in ("bytes.tif", "words.tif"):
+        with Image.open(tmp_path / name) as im:
+            assert im.mode == "I"
+        np.testing.assert_array_equal(load_image(tmp_path / name, None), want)
+    Image.fromarray(grey.astype(np.int32) * 1000).save(tmp_path / "counts.tif")  # up to 255,000: scale unknown
+    Image.fromarray(grey.astype(np.int32) - 128).save(tmp_path / "signed.tif")
+    for name in ("counts.tif", "signed.tif"):
+        with pytest.raises(UserError, match=rf"{name.replace('.', '[.]')}: 32-bit integer samples from .* 8-bit"):
+            load_image(tmp_path / name, None)
+
+
 def test_prepare_reads_the_image_names_classify_reads(sample_release: Path, tmp_path: Path) -> None:
     from classify.datasets import scan_images
     from naturalize.records import scan

@@ -33,14 +33,16 @@ from naturalize.bank import Bank
 from naturalize.classes import CLASSES, normalize_class
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
 from naturalize.compose.core import resized
+from naturalize.compose.dupes import bytes_key, duplicates_warning, identical_groups
 from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, check_format_options, check_scene_counts, shard_range
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
-from naturalize.fsio import UserError, replace_bytes, write_all, write_text
-from naturalize.outputs import check_disjoint, claim, read_marker, write_marker
+from naturalize.fsio import UserError, locked, replace_bytes, write_all, write_text
+from naturalize.outputs import MARKER, check_disjoint, claim, read_marker, write_marker
 from naturalize.procs import die_with_parent
 
 STATE_DIR = ".naturalize-compose"
+LOCK = "claim.lock"  # in STATE_DIR: held while a run checks and writes its settings (claim_output)
 KIND = "compose"  # the output marker's kind (naturalize.outputs)
 #: The files every run rebuilds in OUT from all journals (write_run_files).
 RUN_FILES = ("manifest.jsonl", "annotations.json")
@@ -124,19 +126,21 @@ def _work(index: int) -> int:
     process's journal (a line cut short by a kill is skipped when read: the image is simply made again).
     Returns how many of the red cells asked for found no room on the image (0 normally)."""
     image, record = render(_WORKER["lib"], _WORKER["params"], _WORKER["seed"], index)
-    replace_bytes(f"{_WORKER['out']}/{record['file']}", encode(image, _WORKER["params"]))
-    write_all(_WORKER["journal"], journal_line(journal_entry(record)).encode("ascii"))
+    data = encode(image, _WORKER["params"])
+    replace_bytes(f"{_WORKER['out']}/{record['file']}", data)
+    entry = journal_entry(record) | {"key": bytes_key(data)}
+    write_all(_WORKER["journal"], journal_line(entry).encode("ascii"))
     params = _WORKER["params"]
     return params.rbc - sum(1 for c in record["cells"] if c["kind"] == "RBC") if params.places_rbc else 0
 
 
-_KEYS = ("class", "seed", "index", "file", "width", "height", "n_anns")
+_KEYS = ("class", "seed", "index", "file", "width", "height", "n_anns", "key")
 
 
 def journal_line(entry: dict) -> str:
-    """A journal entry as one line: its keys (compact JSON), its manifest line and its COCO annotations,
-    joined by tabs (compact JSON escapes every tab inside them)."""
-    head = json.dumps({k: entry[k] for k in _KEYS}, separators=JSON_SEPARATORS)
+    """A journal entry as one line: its keys (compact JSON; "key": dupes.bytes_key of the image, when given), its
+    manifest line and its COCO annotations, joined by tabs (compact JSON escapes every tab inside them)."""
+    head = json.dumps({k: entry[k] for k in _KEYS if k in entry}, separators=JSON_SEPARATORS)
     return f"{head}\t{entry['manifest']}\t{entry['coco']}\n"
 
 
@@ -183,11 +187,31 @@ def foreign_files(out: Path, cls: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not (ours.fullmatch(p.name) and p.is_file()))
 
 
+def _being_claimed(out: Path) -> bool:
+    """Whether OUT holds only what a compose run writes first when it claims a new OUT (its state folder, then the
+    marker's temporary file): another run claiming it at this instant (or one killed while it did)."""
+    names = set(os.listdir(out)) if out.is_dir() else set()
+    marker_tmp = re.compile(rf"\.{re.escape(MARKER)}\.[a-z0-9_]{{8}}\.tmp")
+    return STATE_DIR in names and all(n == STATE_DIR or marker_tmp.fullmatch(n) for n in names)
+
+
 def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     """Make OUT ready for this run: new or empty, or a compose output (our marker) whose class folder, if any,
     compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
-    journals. Anything else (a folder of the user's files, another kind of output): one-line UserError."""
-    if claim(out, KIND, has_overwrite=True) == "ours":
+    journals. Anything else (a folder of the user's files, another kind of output): one-line UserError.
+    Runs started at the same instant (shards) claim OUT one at a time, under a lock in OUT's state folder: the
+    first writes its settings, a later one of the same settings resumes with it, one of other settings is
+    refused."""
+    if not _being_claimed(out):
+        claim(out, KIND, has_overwrite=True)  # refused before anything is made in a folder compose may not write
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    with locked(out / STATE_DIR / LOCK):
+        _claim_locked(out, cls, state, overwrite)
+
+
+def _claim_locked(out: Path, cls: str, state: dict, overwrite: bool) -> None:
+    """claim_output's checks and writes, with OUT's lock held."""
+    if not _being_claimed(out) and claim(out, KIND, has_overwrite=True) == "ours":
         if (out / cls).exists() and cls not in (read_marker(out) or {}).get("written", ()):
             raise UserError(
                 f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
@@ -336,7 +360,8 @@ def compose_class(
 ) -> list[Path]:
     """Make images [shard's block of 0..n-1] of class `cls` into `out` (see module doc); returns the paths
     of this shard's images. Raises UserError for bad input (one line); `warn` gets one line when some images
-    of this run hold fewer red cells than asked (no room left for them)."""
+    of this run hold fewer red cells than asked (no room left for them), and one when images of the class in OUT
+    (this run's, all shards) are byte-identical to one another (dupes: a bank too small for n)."""
     params = params or ComposeParams()
     cls = normalize_class(cls)
     if cls not in CLASSES:
@@ -371,9 +396,18 @@ def compose_class(
     clear_stale_temps(out, cls, seed, params.fmt, indices)
     done = {r["index"] for r in load_entries(out) if r["class"] == cls}
     todo = [i for i in indices if i not in done]
+    finished: list[list[dict]] = []
     if todo:
         short = _run(
-            bank, cls, seed, params, out, todo, workers, progress, finish=lambda pool: write_run_files(out, pool)
+            bank,
+            cls,
+            seed,
+            params,
+            out,
+            todo,
+            workers,
+            progress,
+            finish=lambda pool: finished.append(write_run_files(out, pool)),
         )
         if short and warn is not None:
             warn(
@@ -382,7 +416,11 @@ def compose_class(
                 f"exactly that many"
             )
     else:
-        write_run_files(out)
+        finished.append(write_run_files(out))
+    mine = [e for e in finished[0] if e["class"] == cls]
+    said = duplicates_warning(identical_groups(out, mine), len(mine), cls, out, params.scene, n)
+    if said and warn is not None:
+        warn(said)
     return [out / cls / image_name(cls, seed, i, params.fmt) for i in indices]
 
 
