@@ -6,6 +6,7 @@ Keras (and its backend) is imported only inside the commands, so `classify --hel
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -13,7 +14,6 @@ import typer
 from naturalize.clihelp import examples, new_app, run_app, version_option
 from naturalize.fsio import write_text
 from naturalize.outputs import check_file_output
-from naturalize.tfquiet import quiet_tensorflow
 
 app = new_app(
     "Train, evaluate, predict with and explain Keras blood-cell classifiers on Naturalize datasets.",
@@ -208,7 +208,7 @@ def quiet_retracing() -> None:
 def main() -> None:
     """Entry point: run the app (clihelp.run_app: a UserError is one line on stderr and exit code 2, Ctrl-C one
     `interrupted` line and exit code 130)."""
-    quiet_tensorflow()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     quiet_retracing()
     run_app(app)
 

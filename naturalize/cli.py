@@ -15,7 +15,6 @@ from naturalize.clihelp import check_seed, check_workers, examples, new_app, run
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
 from naturalize.fsio import UserError
 from naturalize.segment import backend_help
-from naturalize.tfquiet import quiet_tensorflow
 
 #: The defaults of the compose options (`compose`, `build`) are ComposeParams's fields (one source).
 _COMPOSE = ComposeParams()
@@ -454,9 +453,7 @@ def realism(
 
 
 def main() -> None:
-    """Entry point: run the app, turning a UserError into one line on stderr and exit code 2 (TensorFlow's C++
-    start-up lines, of realism and demo, are kept off stderr: tfquiet)."""
-    quiet_tensorflow()
+    """Entry point: run the app, turning a UserError into one line on stderr and exit code 2."""
     run_app(app)
 
 

@@ -8,12 +8,12 @@ AUC 0.5: the critic cannot tell the sets apart; 1.0: it always can.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from naturalize.fsio import UserError
-from naturalize.tfquiet import quiet_tensorflow
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Trial:
 
 def keras_or_error():
     """keras, or a UserError saying how to install it."""
-    quiet_tensorflow()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import keras
     except ImportError:
