@@ -473,6 +473,19 @@ def test_label_rles_of_a_uint16_map_match_pycocotools() -> None:
     assert got[300] is None and label_rles(np.zeros((4, 5), np.uint8), 2) == [None, None]
 
 
+def test_label_rles_of_more_than_255_visible_cells() -> None:
+    # pycocotools' area() fails on 256 or more RLEs in one call (its result starts as uint8); an image of a bank with
+    # tiny red cells can show that many
+    labels = np.zeros((40, 40), np.uint16)
+    labels.ravel()[::5] = np.arange(1, 321)  # 320 one-pixel cells
+    got = label_rles(labels, 321)
+    assert got[320] is None
+    for n in range(1, 321):
+        full = np.asfortranarray(labels == n).astype(np.uint8)
+        rle = mask_utils.encode(full)
+        assert got[n - 1] == (rle["counts"].decode(), mask_utils.toBbox(rle).astype(int).tolist(), 1)
+
+
 def _dump(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=JSON_SEPARATORS)
 

@@ -56,7 +56,9 @@ def label_rles(labels: np.ndarray, n: int) -> list[tuple[str, list[int], int] | 
     out: list[tuple[str, list[int], int] | None] = [None] * n
     if found:
         rles = mask_utils.frPyObjects(uncompressed, H, W)
-        boxes, areas = mask_utils.toBbox(rles).astype(int).tolist(), mask_utils.area(rles).tolist()
+        boxes = mask_utils.toBbox(rles).astype(int).tolist()
+        # pycocotools' area() fails on 256 or more RLEs at once (its result starts as uint8): at most 255 a call
+        areas = [a for k in range(0, len(rles), 255) for a in mask_utils.area(rles[k : k + 255]).tolist()]
         for label, rle, box, area in zip(found, rles, boxes, areas):
             out[label] = (rle["counts"].decode("ascii"), box, area)
     return out
