@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from naturalize.audit import audit_dataset, format_audit
 from naturalize.build import RECIPES, build, resolve_recipe
 from naturalize.classes import RELEASE_COUNTS
 from naturalize.fsio import UserError
@@ -122,6 +123,8 @@ def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_pa
     excluded = {r.path for r in read_records(out / "records.csv") if r.excluded}
     assert not excluded & {r["source"] for r in rows}
     assert not any(r.excluded for r in read_records(prepared / "records.csv"))  # build's input is never rewritten
+    audit = audit_dataset(out)  # the same, from the dataset's own files: every cell and plate of every composite
+    assert audit.ok and audit.counts["sources traced"] > 6 * 10, format_audit(audit)
     # a rerun with other parameters refuses; the same parameters rebuild in place
     with pytest.raises(UserError, match="--overwrite"):
         _build_pmy(sample_root, out, 7)
