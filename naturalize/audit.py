@@ -5,7 +5,8 @@ Out: an `Audit` listing what was checked and every problem found, each naming th
 
 * the tree: every file in train/val/test is listed in files.csv and every listed file exists; a real file holds
   the bytes of its record (sha256), no real image sits in two splits, and no two files of different splits
-  hold the same bytes (a duplicate copy, or a synthetic image equal to a real one);
+  hold the same bytes (a duplicate copy, or a synthetic image equal to a real one) or, for real images, the same
+  picture in other bytes (a re-saved copy: naturalize.neardup);
 * the clean protocol: val/ and test/ hold real images only, and every synthetic image's plate or donor, each of
   its cells (white cell, red cells, platelets, kept donor cells) comes from a training image (records.csv);
 * the paper protocol: the same tracing, counted (synthetic images in val/test, composites made from val/test
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from naturalize.classes import SPLITS
 from naturalize.fsio import UserError
+from naturalize.neardup import file_thumbnail, same_picture_pairs
 from naturalize.records import Record, read_records
 
 
@@ -115,6 +117,13 @@ def _check_tree(
         if r["origin"] == "real" and r["source"] in records and records[r["source"]].sha256 != digest:
             audit.problems.append(f"{path}: its bytes are not those of {r['source']} (records.csv sha256)")
         by_sha[digest].add((r["split"], r["file"]))
+    real = [r for r in rows if r["origin"] == "real" and (out / r["file"]).is_file()] if hashes else []
+    for i, j in same_picture_pairs([file_thumbnail(out / r["file"]) for r in real]):
+        if real[i]["split"] != real[j]["split"]:
+            audit.problems.append(
+                f"the same picture in other bytes (a re-saved copy) sits in two splits: {real[i]['file']}, "
+                f"{real[j]['file']}"
+            )
     for digest, where in sorted(by_sha.items()):
         if len({split for split, _ in where}) > 1:
             files = ", ".join(sorted(file for _, file in where))

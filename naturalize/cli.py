@@ -271,7 +271,9 @@ def build(
 )
 def audit(
     datasets: list[Path] = typer.Argument(..., help="Dataset folders written by `naturalize build`."),
-    hashes: bool = typer.Option(True, help="Also hash every file of the tree (finds copies across splits)."),
+    hashes: bool = typer.Option(
+        True, help="Also read every file of the tree (finds copies across splits: the same bytes or picture)."
+    ),
 ) -> None:
     """Check a dataset's protocol from its files: no real image in two splits, val/test real-only (clean), and
     every synthetic image's plate, donor and cells traced to training images. Exit 1 when a problem is found."""

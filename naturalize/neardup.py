@@ -8,6 +8,8 @@ another picture here: it is not matched.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -21,6 +23,19 @@ def thumbnail(im: Image.Image) -> bytes:
     draft mode, as the scan reads it); any other image is reduced by 8 first, so both give the same thumbnail."""
     small = im if im.format == "JPEG" else im.reduce(8) if min(im.size) >= 8 else im
     return small.convert("L").resize((SIDE, SIDE), Image.Resampling.BOX).tobytes()
+
+
+def file_thumbnail(path: str | Path) -> bytes | None:
+    """The thumbnail of an image file, decoded as `naturalize prepare` reads it (a JPEG at 1/8 scale); None when
+    it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+            return thumbnail(im)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def same_picture_pairs(thumbs: list[bytes | None], threshold: float = SAME_PICTURE) -> list[tuple[int, int]]:

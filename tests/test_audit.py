@@ -102,6 +102,22 @@ def test_a_copy_of_a_test_image_in_train_is_found(altered: Path) -> None:
     assert not audit_dataset(altered, hashes=False).problems  # without hashing, files.csv alone looks right
 
 
+def test_a_re_saved_copy_of_a_test_image_in_train_is_found(altered: Path) -> None:
+    """The same picture in other bytes (a test image re-saved as a JPEG of another quality) in train."""
+    from PIL import Image
+
+    rows = _rows(altered)
+    test = next(r for r in rows if r["split"] == "test")
+    train = next(r for r in rows if r["split"] == "train" and r["origin"] == "real")
+    Image.open(altered / test["file"]).save(altered / train["file"], quality=70)
+    problems = audit_dataset(altered).problems
+    assert f"the same picture in other bytes (a re-saved copy) sits in two splits: {train['file']}, {test['file']}" in (
+        problems
+    ) or f"the same picture in other bytes (a re-saved copy) sits in two splits: {test['file']}, {train['file']}" in (
+        problems
+    ), problems
+
+
 def test_a_file_the_build_did_not_place_is_found(altered: Path) -> None:
     (altered / "val" / "PMY" / "stray.jpg").write_bytes(b"x")
     problems = audit_dataset(altered).problems
