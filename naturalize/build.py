@@ -184,10 +184,11 @@ def layout_items(
     if protocol == "clean":
         items += [Item("train", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
         return items
-    # paper: pool everything, then split by class with the same seed (keyed by source path, as records are)
+    # paper: pool everything, then split by class with the same seed, keyed by the source relative to the PBC root or
+    # the dataset (as records are), so the split does not depend on where either folder lies
     pooled = items + [Item("", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
-    pooled.sort(key=lambda i: str(i.src))
-    splits = stratified_split([str(i.src) for i in pooled], [i.cls for i in pooled], fractions, seed)
+    pooled.sort(key=lambda i: i.source)
+    splits = stratified_split([i.source for i in pooled], [i.cls for i in pooled], fractions, seed)
     return [replace(i, split=s) for i, s in zip(pooled, splits)]
 
 
