@@ -143,6 +143,8 @@ def _check_synthetic(
     made_from: Counter = Counter()
     held_out: list[tuple[str, tuple[str, str] | None]] = []  # (split, centre cell) of val/test composites
     train_cells: set[str] = set()  # sprite ids of the centre cells of training composites
+    train_centre_sources: set[str] = set()  # the real images those cells were cut from
+    train_sources: set[str] = set()  # every real image a training composite holds a cell or the plate of
     for r in rows:
         if r["origin"] != "synthetic":
             continue
@@ -156,8 +158,11 @@ def _check_synthetic(
             audit.problems.append(f"{out / r['file']}: no line for {r['source']} in synthetic/manifest.jsonl")
             continue
         centre = centre_cell(line)
-        if r["split"] == "train" and centre:
-            train_cells.add(centre[0])
+        if r["split"] == "train":
+            train_sources.update(source for _, source in sources_of(line))
+            if centre:
+                train_cells.add(centre[0])
+                train_centre_sources.add(centre[1])
         elif r["split"] != "train":
             held_out.append((r["split"], centre))
         splits = set()
@@ -186,6 +191,13 @@ def _check_synthetic(
         audit.notes.append(
             f"{seen} of the {n} synthetic {split} image(s) show a white cell (or platelet) that training also "
             f"shows: in a training composite or in its training source image"
+        )
+        real = [r["source"] for r in rows if r["origin"] == "real" and r["split"] == split]
+        lent = sum(1 for source in real if source in train_centre_sources)
+        held = sum(1 for source in real if source in train_sources)
+        audit.notes.append(
+            f"{lent} of the {len(real)} real {split} image(s) lend their white cell (or platelet) to a training "
+            f"composite, {held} some cell or their plate: scores on real {split} images are optimistic too"
         )
 
 

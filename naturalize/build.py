@@ -552,7 +552,8 @@ def build(
         if protocol == "paper":
             echo(
                 "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
-                "synthetic images made from sprites of val/test images; their scores are optimistic"
+                "synthetic images made from sprites of val/test images, and training composites hold the white cells "
+                "of real val/test images; their scores are optimistic"
             )
 
         stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2)

@@ -159,4 +159,6 @@ def test_the_paper_protocol_on_real_images_counts_its_leaks(sample_root: Path, t
     held_out = audit.counts["synthetic images in val"] + audit.counts["synthetic images in test"]
     assert held_out > 0 and any("synthetic image(s) hold cells or a plate of test images" in n for n in audit.notes)
     assert any(n.endswith("in a training composite or in its training source image") for n in audit.notes)
+    lent = [n for n in audit.notes if "real test image(s) lend their white cell" in n]
+    assert len(lent) == 1 and not lent[0].startswith("0 of"), audit.notes
     assert "val/test are NOT real-only" in format_audit(audit) and "no leak" not in format_audit(audit)
