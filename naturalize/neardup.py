@@ -49,8 +49,8 @@ def same_picture_pairs(thumbs: list[bytes | None], threshold: float = SAME_PICTU
     norm = np.linalg.norm(v, axis=1, keepdims=True)
     v = np.divide(v, norm, out=np.zeros_like(v), where=norm > 1e-3)
     pairs: list[tuple[int, int]] = []
-    for start in range(0, len(known), _BLOCK):
-        sims = v[start : start + _BLOCK] @ v.T
+    for start in range(0, len(known), _BLOCK):  # each block against itself and the rows after it: i < j once
+        sims = v[start : start + _BLOCK] @ v[start:].T
         rows, cols = np.nonzero(sims >= threshold)
-        pairs += [(known[start + r], known[c]) for r, c in zip(rows.tolist(), cols.tolist()) if start + r < c]
+        pairs += [(known[start + r], known[start + c]) for r, c in zip(rows.tolist(), cols.tolist()) if r < c]
     return sorted(pairs)
