@@ -56,22 +56,30 @@ def sources_of(line: Mapping) -> Iterator[tuple[str, str]]:
         yield f"cell:{cell.get('kind', '?')}", cell.get("source", "")
 
 
+FILES_COLUMNS = ("split", "class", "file", "origin", "source")
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    except OSError as e:
-        raise UserError(
-            f"cannot read {path} ({e.strerror}): is this a dataset folder written by naturalize build?"
-        ) from None
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"cannot read {path} ({e}): is this a dataset folder written by naturalize build?") from None
+    if missing := [c for c in FILES_COLUMNS if c not in (reader.fieldnames or [])]:
+        raise UserError(f"{path} lacks the column(s) {', '.join(missing)}: rebuild the dataset with naturalize build")
+    return rows
 
 
 def _read_manifest(path: Path) -> dict[str, dict]:
     """synthetic/manifest.jsonl -> {'synthetic/<CLASS>/<file>': line}; empty when there is none."""
     if not path.is_file():
         return {}
-    lines = [json.loads(t) for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    return {f"synthetic/{line['file']}": line for line in lines}
+    try:
+        lines = [json.loads(t) for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+        return {f"synthetic/{line['file']}": line for line in lines}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} is damaged ({e!r}): rebuild the dataset with naturalize build") from None
 
 
 def _sha256(path: Path) -> str:
@@ -108,18 +116,19 @@ def _check_tree(
     for r in rows:
         if r["origin"] == "real" and r["source"] in records:
             by_sha[records[r["source"]].sha256].add((r["split"], r["file"]))
+    digests: dict[str, str] = {}
     for r in rows if hashes else ():
         path = out / r["file"]
         if not path.is_file():
             continue
-        digest = _sha256(path)
+        digest = digests[r["file"]] = _sha256(path)
         audit.counts["files hashed"] += 1
         if r["origin"] == "real" and r["source"] in records and records[r["source"]].sha256 != digest:
             audit.problems.append(f"{path}: its bytes are not those of {r['source']} (records.csv sha256)")
         by_sha[digest].add((r["split"], r["file"]))
     real = [r for r in rows if r["origin"] == "real" and (out / r["file"]).is_file()] if hashes else []
     for i, j in same_picture_pairs([file_thumbnail(out / r["file"]) for r in real]):
-        if real[i]["split"] != real[j]["split"]:
+        if real[i]["split"] != real[j]["split"] and digests[real[i]["file"]] != digests[real[j]["file"]]:
             audit.problems.append(
                 f"the same picture in other bytes (a re-saved copy) sits in two splits: {real[i]['file']}, "
                 f"{real[j]['file']}"
@@ -215,7 +224,10 @@ def audit_dataset(out: str | Path, hashes: bool = True) -> Audit:
     protocol = str(meta.get("protocol", ""))
     audit = Audit(str(out), protocol)
     rows = _read_csv(out / "files.csv")
-    records = {r.path: r for r in read_records(out / "records.csv")}
+    try:
+        records = {r.path: r for r in read_records(out / "records.csv")}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, csv.Error) as e:
+        raise UserError(f"{out / 'records.csv'} is missing or damaged ({e!r}): rebuild the dataset") from None
     audit.counts["real images"] = sum(1 for r in rows if r["origin"] == "real")
     for r in rows:
         audit.counts[f"{r['split']} {r['origin']}"] += 1

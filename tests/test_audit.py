@@ -134,6 +134,15 @@ def test_the_command_exits_1_on_a_problem_and_2_on_a_folder_that_is_no_dataset(
     assert bad.returncode == 1 and "1 problem(s)" in bad.stdout and "stray.jpg" in bad.stdout, bad.stdout
     none = run_cli("naturalize", "audit", tmp_path / "nothing")
     assert none.returncode == 2 and none.stderr.strip().splitlines()[-1].startswith("error: "), none.stderr
+    (altered / "synthetic" / "manifest.jsonl").write_text("{not json\n")
+    damaged = run_cli("naturalize", "audit", altered)
+    last = damaged.stderr.strip().splitlines()[-1]
+    assert damaged.returncode == 2 and last.startswith("error: ") and "manifest.jsonl is damaged" in last, (
+        damaged.stderr
+    )
+    (altered / "files.csv").write_text("split,file\n")
+    damaged = run_cli("naturalize", "audit", altered)
+    assert damaged.returncode == 2 and "lacks the column(s) class, origin, source" in damaged.stderr, damaged.stderr
 
 
 @pytest.mark.slow
