@@ -3,8 +3,9 @@
 Scores a split (train, val, test) of the run's dataset or of another one with the same classes, or all of another
 one (an external test set; the default for a plain class tree). Writes OUT (default RUN/eval/<split>, or
 RUN/eval/<dataset>-<split> for another dataset):
-  report.txt       classification_report text (4 digits) preceded by accuracy and loss
-  report.json      {"accuracy", "loss", "n", "split", "dataset", "classes", "report": sklearn dict, "confusion": counts}
+  report.txt       classification_report text (4 digits) preceded by accuracy, loss and a Naturalize dataset's protocol
+  report.json      {"accuracy", "loss", "n", "split", "dataset", "protocol", "classes", "report": sklearn dict,
+                   "confusion": counts}; "protocol": the dataset's (dataset.json: clean, paper), null for other trees
   predictions.csv  path,true,pred,prob_<CLASS>...
   confusion.png    counts and row-normalised confusion matrices
 """
@@ -26,6 +27,18 @@ from naturalize.fsio import UserError, write_json, write_text
 from naturalize.outputs import dropped_if_unused
 
 OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
+
+
+def protocol_line(meta: dict) -> str:
+    """What a Naturalize dataset's protocol (its dataset.json `meta`) means for the scores, as one line; '' when
+    the dataset has none (a plain tree)."""
+    protocol = meta.get("protocol")
+    if protocol == "paper":
+        return (
+            "protocol paper: val and test hold synthetic images made from val/test images' cells, so these scores "
+            "are optimistic and not comparable with a clean build's\n"
+        )
+    return f"protocol {protocol}: val and test hold real images only\n" if protocol == "clean" else ""
 
 
 def predict_probs(model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -108,13 +121,14 @@ def evaluate_run(
         m = metrics(y, probs, classes)
         header = (
             f"run {run}  model {config['model']}  dataset {data.root}  split {split}  n {m['n']}\n"
-            f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n\n"
+            f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n" + protocol_line(data.meta) + "\n"
         )
         write_text(out / "report.txt", header + m["report_text"])
         result = {
             "run": str(run.resolve()),
             "dataset": str(data.root),
             "split": split,
+            "protocol": data.meta.get("protocol"),
             "classes": list(classes),
             "accuracy": m["accuracy"],
             "loss": m["loss"],
@@ -135,6 +149,6 @@ def evaluate_run(
             out / "confusion.png",
             f"{config['model']} on {data.name}/{split}: accuracy {m['accuracy']:.4f}, "
             f"macro-F1 {m['report']['macro avg']['f1-score']:.4f}",
-            {"run": str(run.resolve()), "dataset": str(data.root), "split": split},
+            {"run": str(run.resolve()), "dataset": str(data.root), "split": split, "protocol": result["protocol"]},
         )
     return {**result, "out": str(out)}

@@ -184,10 +184,11 @@ def layout_items(
     if protocol == "clean":
         items += [Item("train", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
         return items
-    # paper: pool everything, then split by class with the same seed (keyed by source path, as records are)
+    # paper: pool everything, then split by class with the same seed, keyed by the source relative to the PBC root or
+    # the dataset (as records are), so the split does not depend on where either folder lies
     pooled = items + [Item("", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
-    pooled.sort(key=lambda i: str(i.src))
-    splits = stratified_split([str(i.src) for i in pooled], [i.cls for i in pooled], fractions, seed)
+    pooled.sort(key=lambda i: i.source)
+    splits = stratified_split([i.source for i in pooled], [i.cls for i in pooled], fractions, seed)
     return [replace(i, split=s) for i, s in zip(pooled, splits)]
 
 
@@ -233,6 +234,39 @@ def _prepared(
             per_class=per_class_cap,
         )
     return prepared
+
+
+def check_cached_prepared(
+    work: Path, pbc_root: Path, seed: int, fractions: Sequence[float], per_class_cap: int | None
+) -> None:
+    """UserError when the work folder's prepared records were made for another PBC folder, seed, split or
+    --max-real (a shared `--work DIR` is not keyed by them): the build would lay out their split, not its own."""
+    summary_path = work / "prepared" / "summary.json"
+    if not is_prepared(work / "prepared") or not summary_path.is_file():
+        return
+    try:
+        made = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        made = {}
+    split_tree = made.get("layout") == "split"  # a train/val/test tree keeps its own split: no seed, no fractions
+    wanted = {
+        "PBC folder": str(pbc_root.resolve()),
+        "seed": None if split_tree else seed,
+        "split": None if split_tree else [float(f) for f in fractions],
+        "--max-real": per_class_cap,
+    }
+    found = {
+        "PBC folder": made.get("root"),
+        "seed": made.get("seed"),
+        "split": [float(f) for f in made["split_fractions"]] if made.get("split_fractions") else None,
+        "--max-real": made.get("per_class_cap"),
+    }
+    if differ := [k for k in wanted if wanted[k] != found[k]]:
+        raise UserError(
+            f"{work} holds records prepared with other settings ({', '.join(differ)} differ from this build's), "
+            f"and a build lays out the split of its cached records; pass another --work (the default cache is "
+            f"keyed by these settings), or delete {work} (the build remakes it)"
+        )
 
 
 def _tree_files(out: Path) -> set[str]:
@@ -511,13 +545,15 @@ def build(
     detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced
     # a build that fails before writing anything leaves no --out or work folder holding only a marker
     with dropped_if_unused(out), dropped_if_unused(work_dir / "prepared"):
+        check_cached_prepared(work_dir, pbc_root, seed, fractions, per_class_cap)  # before any folder is claimed
         if overwrite and segments(recipe):  # a stale cached bank must stop the build before the old dataset goes
             _check_cached_banks(work_dir, protocol, backend, checkpoint, model_type, device)
         _claim_dataset(out, pbc_root, work_dir, params, overwrite)
         if protocol == "paper":
             echo(
                 "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
-                "synthetic images made from sprites of val/test images; their scores are optimistic"
+                "synthetic images made from sprites of val/test images, and training composites hold the white cells "
+                "of real val/test images; their scores are optimistic"
             )
 
         stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2)

@@ -265,6 +265,29 @@ def build(
 
 @app.command(
     epilog=examples(
+        "naturalize audit datasets/2k-pbc",
+        "naturalize audit datasets/2k-pbc datasets/2k-pbc-paper --no-hashes",
+    )
+)
+def audit(
+    datasets: list[Path] = typer.Argument(..., help="Dataset folders written by `naturalize build`."),
+    hashes: bool = typer.Option(
+        True, help="Also read every file of the tree (finds copies across splits: the same bytes or picture)."
+    ),
+) -> None:
+    """Check a dataset's protocol from its files: no real image in two splits, val/test real-only (clean), and
+    every synthetic image's plate, donor and cells traced to training images. Exit 1 when a problem is found."""
+    from naturalize.audit import audit_dataset, format_audit
+
+    results = [audit_dataset(d, hashes=hashes) for d in datasets]
+    for result in results:
+        typer.echo(format_audit(result))
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command(
+    epilog=examples(
         "naturalize compose --class PMY --n 2000 --bank bank --out synthetic",
         "naturalize compose --class PMY --n 20000 --bank bank --out synthetic --shard 3/8 --workers 8",
     )

@@ -115,7 +115,8 @@ def summarize(result: Scan, records: Sequence[Record], seed: int | None, fractio
         **count_records(records),
         "dropped": dict(sorted(reasons.items())),
         "unlabeled_dropped": dict(sorted(unlabeled.items())),
-        "duplicates_removed": reasons["duplicate"] + reasons["duplicate_conflict"],
+        "duplicates_removed": reasons["duplicate"] + reasons["duplicate_conflict"] + reasons["near_duplicate"],
+        "re_encoded_copies": reasons["near_duplicate"],
         "non_images_skipped": reasons["non_image"],
         "unreadable": [
             {"path": d.path, "reason": d.reason, "detail": d.detail}
@@ -149,7 +150,9 @@ def format_table(summary: Mapping) -> str:
     lines.append(f"{'all':<27} {summary['images']:>7} {100.0:>5.1f}% {s['train']:>6} {s['val']:>5} {s['test']:>5}")
     unl = ", ".join(f"{k} {v}" for k, v in summary["unlabeled_dropped"].items()) or "none"
     lines.append(
-        f"dropped: unlabeled {unl}; duplicates {summary['duplicates_removed']}; "
+        f"dropped: unlabeled {unl}; duplicates {summary['duplicates_removed']}"
+        + (f" (re-encoded copies {n})" if (n := summary.get("re_encoded_copies", 0)) else "")
+        + "; "
         f"non-images {summary['non_images_skipped']}; unreadable {len(summary['unreadable'])}; "
         f"unknown prefix {summary['dropped'].get('unknown_prefix', 0)}"
         + (f"; hidden (leading dot) {n}" if (n := summary["dropped"].get("hidden", 0)) else "")

@@ -7,7 +7,8 @@ Three layouts are detected automatically:
 
 Rules (each counted in the scan's summary): unlabeled IG_/NEUTROPHIL_ files are dropped; files that
 are not images are skipped; empty, truncated or corrupt images are listed with the reason; exact
-duplicates (same bytes) keep one copy within a class and are all dropped across classes.
+duplicates (same bytes, or the same picture re-saved in other bytes: naturalize.neardup) keep one copy within a
+class and are all dropped across classes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from naturalize.classes import (
     class_of_prefix,
 )
 from naturalize.fsio import UserError, atomic_open
+from naturalize.neardup import same_picture_pairs, thumbnail
 from naturalize.paths import IMAGE_SUFFIXES, is_image_name, subdirs
 from naturalize.procs import die_with_parent
 
@@ -183,12 +185,17 @@ def _candidates(
 
 def read_image_info(path: str) -> tuple[str, int, int, str] | tuple[str, str]:
     """Hash and fully decode one file. Returns (sha256, width, height, mode), or (reason, detail) on failure."""
+    return _read_image(path)[0]
+
+
+def _read_image(path: str) -> tuple[tuple[str, int, int, str] | tuple[str, str], bytes | None]:
+    """`read_image_info` of one file, with the image's thumbnail (naturalize.neardup; None when it has none)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        return ("unreadable", f"cannot read: {e.strerror}")
+        return ("unreadable", f"cannot read: {e.strerror}"), None
     if not data:
-        return ("empty", "zero-byte file")
+        return ("empty", "zero-byte file"), None
     digest = hashlib.sha256(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -196,13 +203,17 @@ def read_image_info(path: str) -> tuple[str, int, int, str] | tuple[str, str]:
             if im.format == "JPEG":  # decode at 1/8 scale: every byte is still parsed, so truncation shows
                 im.draft(None, (max(1, width // 8), max(1, height // 8)))
             im.load()
+            try:
+                thumb: bytes | None = thumbnail(im)
+            except (OSError, ValueError):  # a mode with no grey conversion: no same-picture check for it
+                thumb = None
     except UnidentifiedImageError:
-        return ("non_image", "not an image file")
+        return ("non_image", "not an image file"), None
     except Image.DecompressionBombError as e:  # not an OSError: it would end the scan with a traceback
-        return ("unreadable", f"too large to decode ({e}); crop or downscale it to a cell crop")
+        return ("unreadable", f"too large to decode ({e}); crop or downscale it to a cell crop"), None
     except (OSError, SyntaxError, ValueError) as e:
-        return ("unreadable", f"corrupt or truncated image: {e}")
-    return (digest, width, height, mode)
+        return ("unreadable", f"corrupt or truncated image: {e}"), None
+    return (digest, width, height, mode), thumb
 
 
 def _label_from_prefix(name: str) -> tuple[str | None, str]:
@@ -244,12 +255,13 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
         import multiprocessing as mp
 
         with mp.get_context().Pool(workers, die_with_parent) as pool:
-            infos = list(tqdm(pool.imap(read_image_info, paths, chunksize=64), **bar))
+            infos = list(tqdm(pool.imap(_read_image, paths, chunksize=64), **bar))
     else:
-        infos = [read_image_info(p) for p in tqdm(paths, **bar)]
+        infos = [_read_image(p) for p in tqdm(paths, **bar)]
 
     records: list[Record] = []
-    for (f, cls, folder, split), info in zip(to_read, infos):
+    thumbs: list[bytes | None] = []
+    for (f, cls, folder, split), (info, thumb) in zip(to_read, infos):
         relpath = f.relative_to(root).as_posix()
         if len(info) == 2:
             dropped.append(Dropped(relpath, info[0], info[1]))
@@ -266,30 +278,60 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
         else:
             sha, w, h, mode = info
             records.append(Record(relpath, cls, folder, sha, w, h, mode, split))
-    records, dup_dropped = drop_duplicates(records)
+            thumbs.append(thumb)
+    records, dup_dropped = drop_duplicates(records, same_picture_pairs(thumbs))
     return Scan(
         root.resolve(), layout, records, sorted(dropped + dup_dropped, key=lambda d: d.path), empty, sorted(ignored)
     )
 
 
-def drop_duplicates(records: Sequence[Record]) -> tuple[list[Record], list[Dropped]]:
-    """Same bytes within one class: keep one (earliest split, then path). Across classes: drop every copy."""
-    groups: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        groups[r.sha256].append(r)
+def drop_duplicates(
+    records: Sequence[Record], same_picture: Iterable[tuple[int, int]] = ()
+) -> tuple[list[Record], list[Dropped]]:
+    """Copies of one picture: the same bytes, or other bytes holding the same picture (`same_picture`: index pairs
+    of `records`, e.g. a JPEG re-saved as PNG; naturalize.neardup). Within one class: keep one (earliest split, then
+    path), drop the others (`duplicate`, `near_duplicate`). Across classes: drop every copy (`duplicate_conflict`)."""
+    parent = list(range(len(records)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, r in enumerate(records):
+        parent[root(i)] = root(first.setdefault(r.sha256, i))
+    for i, j in same_picture:
+        parent[root(i)] = root(j)
+    groups: dict[int, list[Record]] = defaultdict(list)
+    for i, r in enumerate(records):
+        groups[root(i)].append(r)
     split_rank = {s: i for i, s in enumerate(("",) + SPLITS)}
     kept: list[Record] = []
     dropped: list[Dropped] = []
+
+    def alike(r: Record, others: Sequence[Record]) -> str:
+        return "same bytes as" if all(o.sha256 == r.sha256 for o in others) else "same picture (other bytes) as"
+
     for group in groups.values():
         group.sort(key=lambda r: (split_rank.get(r.split, 9), r.path))
         classes = {r.cls for r in group}
         if len(classes) > 1:
             for r in group:
-                others = ", ".join(f"{o.path} ({o.cls})" for o in group if o is not r)
-                dropped.append(Dropped(r.path, "duplicate_conflict", f"same bytes as {others}"))
+                others = [o for o in group if o is not r]
+                names = ", ".join(f"{o.path} ({o.cls})" for o in others)
+                dropped.append(Dropped(r.path, "duplicate_conflict", f"{alike(r, others)} {names}"))
         else:
             kept.append(group[0])
-            dropped.extend(Dropped(r.path, "duplicate", f"same bytes as {group[0].path}") for r in group[1:])
+            dropped.extend(
+                Dropped(
+                    r.path,
+                    "duplicate" if r.sha256 == group[0].sha256 else "near_duplicate",
+                    f"{alike(r, [group[0]])} {group[0].path}",
+                )
+                for r in group[1:]
+            )
     return sorted(kept, key=lambda r: r.path), dropped
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from naturalize.audit import audit_dataset, format_audit
 from naturalize.build import RECIPES, build, resolve_recipe
 from naturalize.classes import RELEASE_COUNTS
 from naturalize.fsio import UserError
@@ -122,6 +123,8 @@ def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_pa
     excluded = {r.path for r in read_records(out / "records.csv") if r.excluded}
     assert not excluded & {r["source"] for r in rows}
     assert not any(r.excluded for r in read_records(prepared / "records.csv"))  # build's input is never rewritten
+    audit = audit_dataset(out)  # the same, from the dataset's own files: every cell and plate of every composite
+    assert audit.ok and audit.counts["sources traced"] > 6 * 10, format_audit(audit)
     # a rerun with other parameters refuses; the same parameters rebuild in place
     with pytest.raises(UserError, match="--overwrite"):
         _build_pmy(sample_root, out, 7)
@@ -282,3 +285,25 @@ def test_a_recipe_composing_a_class_the_tree_lacks_stops_before_segmenting(tmp_p
     assert "--classes LY,PMY" in line, line
     assert "segment" not in r.stdout and not list((tmp_path / "ds").glob(".work/*/bank-*"))
     assert not (tmp_path / "ds" / "2k").exists()
+
+
+def test_a_shared_work_folder_of_another_seed_split_or_cap_is_refused(tmp_path: Path) -> None:
+    """`--work DIR` names the cache itself, so its key (PBC folder, seed, split, --max-real) no longer sets it apart:
+    a build with another seed reused the records prepared for the first, so its dataset.json said seed 1 and split
+    0.6/0.2/0.2 while its tree held seed 0's 80/10/10 split. Such a build now stops naming the settings that
+    differ; the same settings reuse the cache."""
+    from naturalize.drawn import write_drawn_release
+
+    write_drawn_release(tmp_path / "pbc", 10, seed=0, progress=False)
+    work = tmp_path / "W"
+    first = build("pbc11", tmp_path / "pbc", tmp_path / "a", work=work, progress=False, echo=lambda s: None)
+    again = build("pbc11", tmp_path / "pbc", tmp_path / "a2", work=work, progress=False, echo=lambda s: None)
+    assert again["counts"] == first["counts"]
+    for more, named in (
+        ({"seed": 1}, "seed"),
+        ({"fractions": (0.6, 0.2, 0.2)}, "split"),
+        ({"per_class_cap": 5}, "--max-real"),
+    ):
+        with pytest.raises(UserError, match=f"other settings \\(.*{named}.*\\).*--work") as e:
+            build("pbc11", tmp_path / "pbc", tmp_path / "b", work=work, progress=False, echo=lambda s: None, **more)
+        assert str(work) in str(e.value) and not (tmp_path / "b").exists()

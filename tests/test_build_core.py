@@ -49,6 +49,19 @@ def test_paper_protocol_pools_then_splits_every_class() -> None:
     assert layout_items(_real(), ROOT, _synthetic(), "paper", OUT, 0, (0.8, 0.1, 0.1)) == items
 
 
+def test_the_paper_split_does_not_depend_on_where_the_folders_are() -> None:
+    """The paper protocol sorted the pooled images by absolute path before its seeded split, so the PBC folder and
+    the dataset folder at other places (another machine, a moved tree) interleaved real and synthetic images
+    otherwise and the same seed put other images in test (10 of 40 PMY files moved). It keys them by their
+    dataset-relative source now."""
+
+    def splits(root: Path, out: Path) -> dict[str, str]:
+        syn = {"PMY": [out / "synthetic" / "PMY" / f"PMY_syn_0_{i}.jpg" for i in range(40)]}
+        return {i.source: i.split for i in layout_items(_real(), root, syn, "paper", out, 0, (0.8, 0.1, 0.1))}
+
+    assert splits(Path("/a/PBC"), Path("/z/ds")) == splits(Path("/z/PBC"), Path("/a/ds"))
+
+
 def test_recipe_options_are_checked() -> None:
     assert resolve_recipe("1k-pbc", per_class=5).synthetic_counts({"PMY": 1011})["BNE"] == 5
     assert resolve_recipe("419-pmy", classes=("MY",)).classes == ("MY",)

@@ -95,3 +95,19 @@ def test_compare_of_several_unevaluated_runs_prints_no_retracing_warning(trees, 
     assert "retracing" not in r.stderr, r.stderr[-2000:]
     assert len(r.stdout.strip().splitlines()) == 2 + 3
     assert all((run / "eval" / "test" / "report.json").is_file() for run in runs)
+
+
+def test_an_evaluation_says_which_protocol_made_the_dataset(trees, tmp_path):
+    """report.json and report.txt of a paper-protocol dataset said nothing of its protocol: a test accuracy read
+    from them could not be told from a clean build's. They now name it (and what it means); a plain tree has none."""
+    from classify.evaluate import evaluate_run
+    from naturalize.pngmeta import read_provenance
+
+    paper = evaluate_run(_train(trees["paper"], tmp_path / "a"), "test", progress=False)
+    assert paper["protocol"] == "paper"
+    assert json.loads((Path(paper["out"]) / "report.json").read_text())["protocol"] == "paper"
+    text = (Path(paper["out"]) / "report.txt").read_text()
+    assert "protocol paper:" in text and "optimistic" in text
+    assert read_provenance(Path(paper["out"]) / "confusion.png")["protocol"] == "paper"
+    plain = evaluate_run(_train(trees["plain"], tmp_path / "b"), "test", progress=False)
+    assert plain["protocol"] is None and "protocol" not in (Path(plain["out"]) / "report.txt").read_text()

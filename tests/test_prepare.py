@@ -251,3 +251,38 @@ def test_a_folder_left_unread_is_named_by_prepare_segment_and_build(tmp_path: Pa
         said = [line for line in (proc.stdout + proc.stderr).splitlines() if "Neutrophils" in line]
         assert len(said) == 1 and "not read" in said[0], (name, proc.stdout, proc.stderr)
         assert "README.txt" not in said[0] and "manifest.csv" not in said[0], said
+
+
+def test_the_same_picture_in_other_bytes_is_a_duplicate(tmp_path: Path):
+    """A smear JPEG re-saved as PNG, WebP or a JPEG of another quality holds other bytes: prepare kept both copies,
+    so one could sit in train and the other in test. Now they are one picture: within a class one copy stays (in a
+    split tree the train one), across classes every copy goes; a resized copy and other smears are not matched."""
+    from naturalize.drawn import draw_image
+
+    rng = np.random.default_rng(0)
+    tree = tmp_path / "tree"
+    smears = {f"{c}{i}": Image.fromarray(draw_image(c, rng)) for c in ("LY", "MO") for i in range(4)}
+    for split, names in (("train", (0, 1)), ("val", (2,)), ("test", (3,))):
+        for c in ("LY", "MO"):
+            for i in names:
+                (tree / split / c).mkdir(parents=True, exist_ok=True)
+                smears[f"{c}{i}"].save(tree / split / c / f"{c}_{i}.jpg", quality=95)
+    smear = Image.open(tree / "train" / "LY" / "LY_0.jpg")
+    smear.save(tree / "test" / "LY" / "LY_0_copy.png")  # the train image re-saved as PNG, into test
+    smear.save(tree / "val" / "LY" / "LY_0_q60.jpg", quality=60)  # ... and as a JPEG of another quality
+    smear.resize((180, 182)).save(tree / "test" / "LY" / "LY_0_half.png")  # another picture: kept
+    Image.open(tree / "train" / "MO" / "MO_1.jpg").save(tree / "val" / "LY" / "LY_mo.webp", quality=80)  # cross-class
+    result = scan(tree, workers=1, progress=False)
+    dropped = {d.path: d.reason for d in result.dropped}
+    assert dropped == {
+        "test/LY/LY_0_copy.png": "near_duplicate",
+        "val/LY/LY_0_q60.jpg": "near_duplicate",
+        "train/MO/MO_1.jpg": "duplicate_conflict",
+        "val/LY/LY_mo.webp": "duplicate_conflict",
+    }
+    detail = next(d.detail for d in result.dropped if d.path == "test/LY/LY_0_copy.png")
+    assert detail == "same picture (other bytes) as train/LY/LY_0.jpg"
+    kept = {r.path for r in result.records}
+    assert {"train/LY/LY_0.jpg", "test/LY/LY_0_half.png"} <= kept and len(kept) == 8
+    summary = prepare(tree, tmp_path / "prep", progress=False)
+    assert summary["re_encoded_copies"] == 2 and summary["duplicates_removed"] == 4

@@ -372,3 +372,45 @@ def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path
     cli(*classical(prep, out), "--split", "train", "--limit", "40", "--no-progress")
     again = Bank.open(out).curation
     assert len(again) == 40 and again[:30] == b.curation
+
+
+def test_a_split_bank_is_not_resumed_once_its_images_moved_to_another_split(tmp_path: Path) -> None:
+    """A training bank, then the records prepared again with another seed (`prepare --overwrite`): the rerun of
+    the same segment command resumed the bank, keeping every old training image, some of them now val/test
+    images, so composites made from it leaked them. It now stops naming such an image; --overwrite rebuilds it."""
+    from naturalize.drawn import write_drawn_release
+    from naturalize.records import read_records
+
+    write_drawn_release(tmp_path / "pbc", 4, seed=0, progress=False)
+    prep, bank = tmp_path / "prep", tmp_path / "bank"
+    seg = (
+        "segment",
+        prep,
+        "--out",
+        bank,
+        "--split",
+        "train",
+        "--backend",
+        "classical",
+        "--workers",
+        1,
+        "--no-progress",
+    )
+    assert run_cli("naturalize", "prepare", tmp_path / "pbc", "--out", prep, "--no-progress").returncode == 0
+    assert run_cli("naturalize", *seg).returncode == 0
+    old_train = {r["source"] for r in Bank.open(bank).curation}
+    done = run_cli(
+        "naturalize", "prepare", tmp_path / "pbc", "--out", prep, "--seed", 1, "--overwrite", "--no-progress"
+    )
+    assert done.returncode == 0, done.stderr
+    split_of = {r.path: r.split for r in read_records(prep / "records.csv")}
+    moved = sorted(p for p in old_train if split_of[p] != "train")
+    assert moved, "seed 1 should move some training images out of train"
+    before = sorted(p.relative_to(bank).as_posix() for p in bank.rglob("*"))
+    r = run_cli("naturalize", *seg)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith("error: ") and "--overwrite" in last, r.stderr
+    assert any(f"{p} (now {split_of[p]})" in last for p in moved), last
+    assert sorted(p.relative_to(bank).as_posix() for p in bank.rglob("*")) == before  # nothing touched
+    assert run_cli("naturalize", *seg, "--overwrite").returncode == 0
+    assert {r["source"] for r in Bank.open(bank).curation} == {p for p, s in split_of.items() if s == "train"}

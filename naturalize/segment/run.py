@@ -210,6 +210,24 @@ ALL_SPLITS_NOTE = (
 )
 
 
+def check_bank_split(bank: Path, input_path: Path, split: str, sources: set[str], fix: str) -> None:
+    """UserError (ending with `fix`) when the bank to resume holds images that are not among the `split` images
+    of `input_path` now (records prepared again, e.g. with another seed): resumed, it would keep them, and
+    composites made from a training bank would hold val/test images."""
+    from naturalize.bank import Bank
+    from naturalize.records import is_prepared, read_records
+
+    stray = sorted({r["source"] for r in Bank.open(bank).curation} - sources)
+    if not stray:
+        return
+    now = {r.path: r.split for r in read_records(input_path / "records.csv")} if is_prepared(input_path) else {}
+    named = ", ".join(f"{p} (now {now.get(p) or 'not a ' + split + ' image'})" for p in stray[:3])
+    raise UserError(
+        f"{bank} holds {len(stray)} image(s) that are no {split} images of {input_path} now, e.g. {named}: its "
+        f"records were prepared again (another seed, split or tree), and a resumed bank would keep them; {fix}"
+    )
+
+
 def bank_identity(name: str, options: Mapping[str, Any], input_path: Path, root: Path, split: str | None) -> dict:
     """What makes a bank: its backend and parameters, input, PBC root and split (bank.json; another identity is a
     bank "made with other settings")."""
@@ -291,7 +309,9 @@ def segment(
 
     spec = BACKENDS[name]
     identity = bank_identity(name, options, input_path, root, split)
-    BankWriter.check(out, identity, overwrite, stale_fix)  # refuse before any work or write
+    if BankWriter.check(out, identity, overwrite, stale_fix) == "resume" and split:  # refuse before any work or write
+        split_records = records if not classes else rec.load_sources(input_path, split=split, progress=False)[1]
+        check_bank_split(Path(out), Path(input_path), split, {r.path for r in split_records}, stale_fix)
     segmenter = None
     if not spec.parallel or workers == 1:
         if workers > 1:
