@@ -4,7 +4,8 @@ Scores a split (train, val, test) of the run's dataset or of another one with th
 one (an external test set; the default for a plain class tree). Writes OUT (default RUN/eval/<split>, or
 RUN/eval/<dataset>-<split> for another dataset):
   report.txt       classification_report text (4 digits) preceded by accuracy and loss
-  report.json      {"accuracy", "loss", "n", "split", "dataset", "classes", "report": sklearn dict, "confusion": counts}
+  report.json      {"accuracy", "loss", "n", "split", "dataset", "classes", "report": sklearn dict, "confusion": counts,
+                   "model_sha256": the scored model.keras's sha256}
   predictions.csv  path,true,pred,prob_<CLASS>...
   confusion.png    counts and row-normalised confusion matrices
 """
@@ -103,6 +104,7 @@ def evaluate_run(
     with dropped_if_unused(out):  # a failure before the first file leaves no folder holding only the marker
         runs.claim_outputs(out, run, [("the dataset", data.root)], "classify-eval", OUTPUTS)
         x = cached_array(paths, size, progress=progress, desc=f"decode {split}")
+        digest = runs.model_digest(run)
         model = runs.load_model(run / runs.MODEL)
         probs = predict_probs(model, x, batch_size or int(config.get("batch_size", 32)))
         m = metrics(y, probs, classes)
@@ -121,6 +123,7 @@ def evaluate_run(
             "n": m["n"],
             "report": m["report"],
             "confusion": m["confusion"],
+            "model_sha256": digest,
         }
         write_json(out / "report.json", result)
         buf = io.StringIO()
