@@ -39,7 +39,8 @@ def epochs_cell(run: Path, config: dict) -> str:
 
 
 def run_scores(run: str | os.PathLike, progress: bool = False) -> dict:
-    """A run's describing cells (COLUMNS) and its train/val/test reports (evaluating splits not evaluated yet)."""
+    """A run's describing cells (COLUMNS) and its train/val/test reports (evaluating splits not evaluated yet, or
+    evaluated with an earlier model.keras: a resumed or continued run may have kept a new best model since)."""
     from classify.evaluate import evaluate_run
 
     run, config, _ = runs.open_run(run)
@@ -52,14 +53,12 @@ def run_scores(run: str | os.PathLike, progress: bool = False) -> dict:
         "size": config["image_size"],
         "epochs": epochs_cell(run, config),
     }
+    digest = runs.model_digest(run)
     for split in ("train", "val", "test"):
         path = run / "eval" / split / "report.json"
-        if path.is_file():
-            rep = json.loads(path.read_text())
-        elif config.get("counts", {}).get(split):
-            rep = evaluate_run(run, split, progress=progress)
-        else:
-            rep = None
+        rep = json.loads(path.read_text()) if path.is_file() else None
+        if (rep or {}).get("model_sha256") != digest:
+            rep = evaluate_run(run, split, progress=progress) if config.get("counts", {}).get(split) else None
         scores[split] = rep
     return scores
 

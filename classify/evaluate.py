@@ -5,7 +5,8 @@ one (an external test set; the default for a plain class tree). Writes OUT (defa
 RUN/eval/<dataset>-<split> for another dataset):
   report.txt       classification_report text (4 digits) preceded by accuracy, loss and a Naturalize dataset's protocol
   report.json      {"accuracy", "loss", "n", "split", "dataset", "protocol", "classes", "report": sklearn dict,
-                   "confusion": counts}; "protocol": the dataset's (dataset.json: clean, paper), null for other trees
+                   "confusion": counts, "model_sha256": the scored model.keras's sha256}; "protocol": the dataset's
+                   (dataset.json: clean, paper), null for other trees
   predictions.csv  path,true,pred,prob_<CLASS>...
   confusion.png    counts and row-normalised confusion matrices
 """
@@ -116,6 +117,7 @@ def evaluate_run(
     with dropped_if_unused(out):  # a failure before the first file leaves no folder holding only the marker
         runs.claim_outputs(out, run, [("the dataset", data.root)], "classify-eval", OUTPUTS)
         x = cached_array(paths, size, progress=progress, desc=f"decode {split}")
+        digest = runs.model_digest(run)
         model = runs.load_model(run / runs.MODEL)
         probs = predict_probs(model, x, batch_size or int(config.get("batch_size", 32)))
         m = metrics(y, probs, classes)
@@ -135,6 +137,7 @@ def evaluate_run(
             "n": m["n"],
             "report": m["report"],
             "confusion": m["confusion"],
+            "model_sha256": digest,
         }
         write_json(out / "report.json", result)
         buf = io.StringIO()

@@ -36,10 +36,17 @@ def best_epoch(rows: Sequence[dict]) -> int | None:
 
 def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict) -> None:
     """Accuracy and loss per epoch (train and val) side by side -> PNG."""
+    _save(history_figure(rows, title), path, provenance)
+
+
+def history_figure(rows: Sequence[dict], title: str):
+    """The matplotlib figure of plot_history: accuracy and loss panels over whole epochs (no 1.2, 1.4 ... ticks
+    between two epochs), the kept model's epoch marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [int(r["epoch"]) for r in rows]
     best = best_epoch(rows)
@@ -50,11 +57,12 @@ def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict)
         if best is not None:
             ax.axvline(best, color="0.3", linestyle="--", linewidth=1, label=f"best epoch {best} (kept model)")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    _save(fig, path, provenance)
+    return fig
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str, provenance: dict) -> None:
@@ -69,6 +77,7 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
@@ -93,7 +102,10 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str):
                     fontsize=7,
                     color="white" if mat[i, j] > hi else "black",
                 )
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046)
+        if name == "counts":  # counts are whole images: no 0.25, 1.75 ... on their colour bar
+            bar.locator = MaxNLocator(integer=True)
+            bar.update_ticks()
     fig.suptitle(title)
     return fig
 

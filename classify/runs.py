@@ -14,6 +14,7 @@ RUN/
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -59,6 +60,16 @@ def open_run(run: str | os.PathLike) -> tuple[Path, dict, list[str]]:
             f"pass the --out directory of `classify train`"
         )
     return run, read_json(run / CONFIG), json.loads((run / CLASSES_FILE).read_text())
+
+
+def model_digest(run: Path) -> str:
+    """sha256 of RUN/model.keras: names the model an evaluation scored (report.json's `model_sha256`), so a report
+    of an earlier best model (before a resumed or continued run replaced it) is never taken for the current one."""
+    h = hashlib.sha256()
+    with open(Path(run) / MODEL, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_model(path: str | os.PathLike, compile: bool = False):

@@ -111,3 +111,24 @@ def test_an_evaluation_says_which_protocol_made_the_dataset(trees, tmp_path):
     assert read_provenance(Path(paper["out"]) / "confusion.png")["protocol"] == "paper"
     plain = evaluate_run(_train(trees["plain"], tmp_path / "b"), "test", progress=False)
     assert plain["protocol"] is None and "protocol" not in (Path(plain["out"]) / "report.txt").read_text()
+
+
+def test_compare_scores_the_model_a_continued_run_keeps_now(trees, tmp_path):
+    """compare reused eval/test/report.json of the first best model after a continued run (--epochs 8,
+    --no-evaluate) had kept a better one: test acc 13.64 beside a fresh val acc 27.27 of the new model, two models
+    in one row; the test column was the old model's, the current one scores 27.27 there."""
+    from classify.compare import run_scores
+    from classify.evaluate import evaluate_run
+
+    run = _train(trees["paper"], tmp_path / "r", epochs=1)
+    first = evaluate_run(run, "test", progress=False)
+    model = run / "model.keras"
+    model.write_bytes(model.read_bytes())  # not yet a new model: the same bytes are the same model
+    assert run_scores(run)["test"] == {k: v for k, v in first.items() if k != "out"}
+    # another model kept in its place: the epoch-1 model of another seed (as a continued run's new best would be)
+    other = _train(trees["paper"], tmp_path / "other", epochs=1, seed=7)
+    shutil.copy(other / "model.keras", model)
+    now = evaluate_run(other, "test", progress=False)
+    assert now["confusion"] != first["confusion"] or now["loss"] != first["loss"]
+    got = run_scores(run)["test"]
+    assert (got["accuracy"], got["loss"], got["confusion"]) == (now["accuracy"], now["loss"], now["confusion"])

@@ -120,3 +120,42 @@ def test_the_confusion_sheet_labels_cover_no_other_text(k: int) -> None:
     plt.close(fig)
     clashes = [(a, b) for i, a in enumerate(outside) for b in outside[i + 1 :] if a.overlaps(b)]
     assert not clashes, clashes[:3]
+
+
+def _ticks(axis) -> list[float]:
+    """The tick values an axis shows inside its view (matplotlib keeps ticks just outside it too)."""
+    lo, hi = sorted(axis.get_view_interval())
+    return [float(v) for v in axis.get_ticklocs() if lo - 1e-9 <= v <= hi + 1e-9]
+
+
+def test_the_curves_count_whole_epochs() -> None:
+    """Two epochs drew an x axis of 1.0, 1.2, ... 2.0: 'epoch 1.4' of a curve whose points are whole epochs."""
+    import matplotlib.pyplot as plt
+
+    from classify.plots import history_figure
+
+    rows = [
+        {"epoch": e, "accuracy": a, "val_accuracy": a, "loss": 2 - a, "val_loss": 2 - a}
+        for e, a in ((1, 0.1), (2, 0.2))
+    ]
+    fig = history_figure(rows, "title")
+    fig.canvas.draw()
+    ticks = [t for ax in fig.axes for t in _ticks(ax.xaxis)]
+    plt.close(fig)
+    assert ticks and all(t == int(t) for t in ticks), ticks
+
+
+def test_the_confusion_counts_colour_bar_counts_whole_images() -> None:
+    """A test split of 2 images a class gave the counts' colour bar 0.25, 0.50 ... 1.75: fractions of an image."""
+    import matplotlib.pyplot as plt
+
+    from classify.plots import confusion_figure
+
+    cm = np.zeros((11, 11), int)
+    cm[:, 2] = 2
+    fig = confusion_figure(cm, [f"C{i}" for i in range(11)], "title")
+    fig.canvas.draw()
+    counts_bar = fig.axes[2]  # panels first, then their colour bars: counts, row-normalised
+    ticks = _ticks(counts_bar.yaxis)
+    plt.close(fig)
+    assert len(ticks) >= 2 and all(t == int(t) for t in ticks), ticks
