@@ -1,5 +1,5 @@
 """One Markdown table across runs, like the paper's Tables 4, 5 and 11, with what tells the runs apart (dataset,
-model, weights, mode, image size, epochs) beside the scores."""
+model, weights, mode, Keras backend, image size, epochs) beside the scores."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from classify import runs
 
-COLUMNS = ("run", "dataset", "model", "weights", "mode", "size", "epochs")
+COLUMNS = ("run", "dataset", "model", "weights", "mode", "backend", "size", "epochs")
 SCORES = ("train acc", "val acc", "test acc", "precision", "recall", "F1")
 
 
@@ -50,6 +50,7 @@ def run_scores(run: str | os.PathLike, progress: bool = False) -> dict:
         "model": config["model"],
         "weights": weights_cell(config),
         "mode": config["mode"],
+        "backend": config.get("backend", "-"),
         "size": config["image_size"],
         "epochs": epochs_cell(run, config),
     }

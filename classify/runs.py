@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 from naturalize.fsio import UserError, atomic_path, remove_atomic_temps
+from naturalize.fsio import read_json as read_json_or_refuse
 from naturalize.outputs import MARKER, check_disjoint, claim, overlap, write_marker
 
 CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
@@ -34,6 +36,8 @@ CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
 )
 RUN_KIND = "classify-run"  # the output marker's kind of a run directory (naturalize.outputs)
 RUN_FILES = (CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT, "eval", "explain")
+#: What evaluate, predict, explain and compare read from a run's config.json, with its type.
+CONFIG_KEYS = {"dataset": str, "model": str, "mode": str, "image_size": int, "seed": int}
 
 
 def claim_outputs(out: Path, run: Path, inputs, kind: str, names) -> None:
@@ -59,7 +63,16 @@ def open_run(run: str | os.PathLike) -> tuple[Path, dict, list[str]]:
             f"{run} is not a classify run directory (missing {', '.join(missing)}); "
             f"pass the --out directory of `classify train`"
         )
-    return run, read_json(run / CONFIG), json.loads((run / CLASSES_FILE).read_text())
+    fix = "restore the run's files or retrain it with `classify train`"
+    config = read_json_or_refuse(run / CONFIG, f"{run / CONFIG} is not JSON; {fix}")
+    bad = [k for k, kind in CONFIG_KEYS.items() if not isinstance(config, dict) or not isinstance(config.get(k), kind)]
+    if bad or config["image_size"] < 1:
+        what = f"lacks a valid {', '.join(bad)}" if bad else "has an image_size below 1"
+        raise UserError(f"{run / CONFIG} {what}; {fix}")
+    classes = read_json_or_refuse(run / CLASSES_FILE, f"{run / CLASSES_FILE} is not JSON; {fix}")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise UserError(f"{run / CLASSES_FILE} is not a list of class codes; {fix}")
+    return run, config, classes
 
 
 def model_digest(run: Path) -> str:
@@ -78,7 +91,12 @@ def load_model(path: str | os.PathLike, compile: bool = False):
 
     import classify.layers  # noqa: F401  (registers custom layers)
 
-    model = keras.saving.load_model(str(path), compile=compile)
+    try:
+        model = keras.saving.load_model(str(path), compile=compile)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # cut short, damaged, or not a .keras file
+        raise UserError(
+            f"{path} cannot be read as a Keras model ({type(e).__name__}); restore it or retrain the run"
+        ) from None
     _refreeze(model)
     return model
 

@@ -134,11 +134,12 @@ class Case:
     replaces: tuple[
         str, ...
     ] = ()  # tmp-relative prefixes of the tool's own earlier outputs, which --overwrite replaces
+    copies_run: bool = False  # setup copies the shared trained run (world/run) into tmp
 
     @property
     def needs_run(self) -> bool:
-        """Whether the command reads the shared trained run ({run} in its args)."""
-        return any("{run}" in a for a in self.args)
+        """Whether the command reads the shared trained run ({run} in its args, or a copy its setup makes)."""
+        return self.copies_run or any("{run}" in a for a in self.args)
 
 
 def _user_files(dirname: str) -> Callable[[Path, Path], None]:
@@ -280,6 +281,27 @@ def _own_compose_then_notes(world: Path, tmp: Path) -> None:
 def _damaged_marker(world: Path, tmp: Path) -> None:
     shutil.copytree(world / "syn", tmp / "out")
     (tmp / "out" / ".naturalize-output.json").write_text("{not json")
+
+
+def _run_copy(edit: Callable[[Path], None]) -> Callable[[Path, Path], None]:
+    """Setup: a copy of the shared trained run in tmp/run2, then `edit(tmp/run2)`."""
+
+    def setup(world: Path, tmp: Path) -> None:
+        shutil.copytree(world / "run", tmp / "run2")
+        edit(tmp / "run2")
+
+    return setup
+
+
+def _config_without_image_size(run: Path) -> None:
+    config = json.loads((run / "config.json").read_text())
+    del config["image_size"]
+    (run / "config.json").write_text(json.dumps(config))
+
+
+def _model_cut_short(run: Path) -> None:
+    data = (run / "model.keras").read_bytes()
+    (run / "model.keras").write_bytes(data[: len(data) // 2])
 
 
 def _kept(*rels: str) -> Callable[[subprocess.CompletedProcess, Path, Path], None]:
@@ -694,6 +716,34 @@ CASES = [
     ),
     Case("evaluate-not-a-run", OTHER, NS, ("evaluate", "{ds}"), "not a classify run"),
     Case("predict-missing-image", OTHER, NS, ("predict", "{run}", "{tmp}/nope.jpg"), "neither an image"),
+    # a run whose config.json lacks image_size ended in a KeyError traceback, a cut-short model.keras in a ValueError
+    Case(
+        "predict-config-without-image-size",
+        TRACEBACK,
+        NS,
+        ("predict", "{tmp}/run2", "{ds}/test"),
+        "lacks a valid image_size",
+        setup=_run_copy(_config_without_image_size),
+        copies_run=True,
+    ),
+    Case(
+        "predict-model-cut-short",
+        TRACEBACK,
+        NS,
+        ("predict", "{tmp}/run2", "{ds}/test"),
+        "cannot be read as a Keras model",
+        setup=_run_copy(_model_cut_short),
+        copies_run=True,
+    ),
+    Case(
+        "evaluate-model-cut-short",
+        TRACEBACK,
+        NS,
+        ("evaluate", "{tmp}/run2", "--split", "test"),
+        "cannot be read as a Keras model",
+        setup=_run_copy(_model_cut_short),
+        copies_run=True,
+    ),
     Case("explain-unknown-target", OTHER, NS, ("explain", "{run}", "{ds}/test", "--target", "XX"), "--target"),
 ]
 
