@@ -68,14 +68,15 @@ def test_compare_names_dataset_protocol_weights_and_epochs_of_each_run(trees, tm
     c = _train(trees["paper"], tmp_path / "c", weights=str(a / "model.keras"))
     lines = table([a, b, c]).splitlines()
     head = [h.strip() for h in lines[0].strip("|").split("|")]
-    assert head[:7] == ["run", "dataset", "model", "weights", "mode", "size", "epochs"]
-    assert head[7:] == ["train acc", "val acc", "test acc", "precision", "recall", "F1"]
+    assert head[:8] == ["run", "dataset", "model", "weights", "mode", "backend", "size", "epochs"]
+    assert head[8:] == ["train acc", "val acc", "test acc", "precision", "recall", "F1"]
     assert lines[1].count("|") == len(head) + 1
     rows = [dict(zip(head, (v.strip() for v in line.strip("|").split("|")))) for line in lines[2:]]
     assert [r["dataset"] for r in rows] == ["paper-build (1k-pbc, paper)", "my-cells", "paper-build (1k-pbc, paper)"]
     assert [r["weights"] for r in rows] == ["none", "none", "model.keras"]
     assert [r["epochs"] for r in rows] == ["1", "2", "1"]
     assert all(r["model"] == "custom_cnn" and r["mode"] == "finetune" and r["size"] == str(SIZE) for r in rows)
+    assert all(r["backend"] == "tensorflow" for r in rows)
 
 
 def test_epochs_cell_says_when_a_run_stopped_early(tmp_path):

@@ -195,6 +195,22 @@ def _being_claimed(out: Path) -> bool:
     return STATE_DIR in names and all(n == STATE_DIR or marker_tmp.fullmatch(n) for n in names)
 
 
+def _check_claimable(out: Path) -> None:
+    """claim(OUT), where a run claiming OUT at this instant counts as ours. Another run moves OUT through nothing ->
+    state folder -> + marker temp -> + marker: a refusal seen while OUT held only the first two is checked again
+    (_being_claimed, then claim once more), so a run that has just written its marker is not taken for a user's
+    folder."""
+    for attempt in range(2):
+        try:
+            claim(out, KIND, has_overwrite=True)
+            return
+        except UserError:
+            if _being_claimed(out):
+                return
+            if attempt:
+                raise
+
+
 def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     """Make OUT ready for this run: new or empty, or a compose output (our marker) whose class folder, if any,
     compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
@@ -202,8 +218,7 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     Runs started at the same instant (shards) claim OUT one at a time, under a lock in OUT's state folder: the
     first writes its settings, a later one of the same settings resumes with it, one of other settings is
     refused."""
-    if not _being_claimed(out):
-        claim(out, KIND, has_overwrite=True)  # refused before anything is made in a folder compose may not write
+    _check_claimable(out)  # refused before anything is made in a folder compose may not write
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     with locked(out / STATE_DIR / LOCK):
         _claim_locked(out, cls, state, overwrite)
