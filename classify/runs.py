@@ -15,7 +15,6 @@ RUN/
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -51,7 +50,11 @@ def claim_outputs(out: Path, run: Path, inputs, kind: str, names) -> None:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A run file's JSON object (config.json, state.json); UserError naming the file when it is damaged."""
+    data = read_json_or_refuse(path, f"{path} is not JSON; restore it, or train into a new --out")
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON object; restore it, or train into a new --out")
+    return data
 
 
 def open_run(run: str | os.PathLike) -> tuple[Path, dict, list[str]]:

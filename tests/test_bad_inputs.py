@@ -299,6 +299,10 @@ def _config_without_image_size(run: Path) -> None:
     (run / "config.json").write_text(json.dumps(config))
 
 
+def _state_damaged(run: Path) -> None:
+    (run / "state.json").write_text('{"epoch": 1, "do')
+
+
 def _model_cut_short(run: Path) -> None:
     data = (run / "model.keras").read_bytes()
     (run / "model.keras").write_bytes(data[: len(data) // 2])
@@ -733,6 +737,16 @@ CASES = [
         ("predict", "{tmp}/run2", "{ds}/test"),
         "cannot be read as a Keras model",
         setup=_run_copy(_model_cut_short),
+        copies_run=True,
+    ),
+    # compare read a damaged state.json with json.loads: a JSONDecodeError traceback
+    Case(
+        "compare-state-damaged",
+        TRACEBACK,
+        NS,
+        ("compare", "{tmp}/run2"),
+        "state.json is not JSON",
+        setup=_run_copy(_state_damaged),
         copies_run=True,
     ),
     Case(
