@@ -95,10 +95,10 @@ def _tree_files(out: Path) -> set[str]:
 def _check_tree(
     out: Path, rows: list[dict[str, str]], records: Mapping[str, Record], audit: Audit, hashes: bool
 ) -> None:
-    listed = {r["file"] for r in rows}
-    for rel in sorted(_tree_files(out) - listed):
+    listed, present = {r["file"] for r in rows}, _tree_files(out)
+    for rel in sorted(present - listed):
         audit.problems.append(f"{out / rel}: in the tree but not in files.csv (a file the build did not place)")
-    for rel in sorted(listed - _tree_files(out)):
+    for rel in sorted(listed - present):
         audit.problems.append(f"{out / rel}: listed in files.csv but missing")
     split_of: dict[str, set[str]] = defaultdict(set)
     for r in rows:
@@ -172,7 +172,7 @@ def _check_synthetic(
             if centre:
                 train_cells.add(centre[0])
                 train_centre_sources.add(centre[1])
-        elif r["split"] != "train":
+        else:
             held_out.append((r["split"], centre))
         splits = set()
         for role, source in sources_of(line):

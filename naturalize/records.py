@@ -291,22 +291,18 @@ def drop_duplicates(
     """Copies of one picture: the same bytes, or other bytes holding the same picture (`same_picture`: index pairs
     of `records`, e.g. a JPEG re-saved as PNG; naturalize.neardup). Within one class: keep one (earliest split, then
     path), drop the others (`duplicate`, `near_duplicate`). Across classes: drop every copy (`duplicate_conflict`)."""
-    parent = list(range(len(records)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     first: dict[str, int] = {}
-    for i, r in enumerate(records):
-        parent[root(i)] = root(first.setdefault(r.sha256, i))
-    for i, j in same_picture:
-        parent[root(i)] = root(j)
-    groups: dict[int, list[Record]] = defaultdict(list)
-    for i, r in enumerate(records):
-        groups[root(i)].append(r)
+    edges = [(i, first.setdefault(r.sha256, i)) for i, r in enumerate(records)] + list(same_picture)
+    rows, cols = np.array(edges, dtype=np.int64).reshape(-1, 2).T
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(records), len(records)))
+    labels = connected_components(graph, directed=False)[1]
+    groups: dict[int, list[Record]] = defaultdict(list)  # in the order of each group's first record
+    for label, r in zip(labels.tolist(), records):
+        groups[label].append(r)
     split_rank = {s: i for i, s in enumerate(("",) + SPLITS)}
     kept: list[Record] = []
     dropped: list[Dropped] = []
