@@ -1,5 +1,6 @@
 """One Markdown table across runs, like the paper's Tables 4, 5 and 11, with what tells the runs apart (dataset,
-model, weights, mode, Keras backend, image size, epochs) beside the scores."""
+model, weights, mode, Keras backend, test set, image size, epochs) beside the scores, and a note under it when the
+runs' test scores come from different test images."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from classify import runs
 
-COLUMNS = ("run", "dataset", "model", "weights", "mode", "backend", "size", "epochs")
+COLUMNS = ("run", "dataset", "model", "weights", "mode", "backend", "test set", "size", "epochs")
 SCORES = ("train acc", "val acc", "test acc", "precision", "recall", "F1")
 
 
@@ -40,7 +41,8 @@ def epochs_cell(run: Path, config: dict) -> str:
 
 def run_scores(run: str | os.PathLike, progress: bool = False) -> dict:
     """A run's describing cells (COLUMNS) and its train/val/test reports (evaluating splits not evaluated yet, or
-    evaluated with an earlier model.keras: a resumed or continued run may have kept a new best model since)."""
+    evaluated with an earlier model.keras: a resumed or continued run may have kept a new best model since; or by
+    a version that did not name the scored images)."""
     from classify.evaluate import evaluate_run
 
     run, config, _ = runs.open_run(run)
@@ -58,9 +60,10 @@ def run_scores(run: str | os.PathLike, progress: bool = False) -> dict:
     for split in ("train", "val", "test"):
         path = run / "eval" / split / "report.json"
         rep = json.loads(path.read_text()) if path.is_file() else None
-        if (rep or {}).get("model_sha256") != digest:
+        if rep is None or rep.get("model_sha256") != digest or "images_sha256" not in rep:
             rep = evaluate_run(run, split, progress=progress) if config.get("counts", {}).get(split) else None
         scores[split] = rep
+    scores["test set"] = scores["test"]["images_sha256"][:8] if scores["test"] else "-"
     return scores
 
 
@@ -72,16 +75,33 @@ def _cell(v: object) -> str:
     return str(v).replace("|", "\\|")  # a | in a folder name would split the Markdown cell
 
 
+def test_set_note(scores: Sequence[dict]) -> str:
+    """'' when every run with a test report was scored on one test set (same images, same labels); else a note
+    naming which runs share which test set, since their test scores then differ by data, not only by model."""
+    groups: dict[str, list[str]] = {}
+    for s in scores:
+        if s["test"]:
+            groups.setdefault(s["test set"], []).append(s["run"])
+    if len(groups) < 2:
+        return ""
+    parts = "; ".join(f"{key}: {', '.join(names)}" for key, names in groups.items())
+    return (
+        f"\nnote: these runs were tested on {len(groups)} different test sets ({parts}); their test scores "
+        "are not measured on the same images (the column test set names the images and labels scored).\n"
+    )
+
+
 def table(run_dirs: Sequence[str | os.PathLike], progress: bool = False) -> str:
-    """Markdown: COLUMNS, then train/val/test accuracy and test macro precision/recall/F1 (in %)."""
+    """Markdown: COLUMNS, then train/val/test accuracy and test macro precision/recall/F1 (in %), then
+    `test_set_note`."""
     lines = [
         "| " + " | ".join(COLUMNS + SCORES) + " |",
         "|" + "---|" * (len(COLUMNS) - 2) + "---:|" * (2 + len(SCORES)),
     ]
-    for r in run_dirs:
-        s = run_scores(r, progress)
+    scores = [run_scores(r, progress) for r in run_dirs]
+    for s in scores:
         acc = [_pct(s[k]["accuracy"] if s[k] else None) for k in ("train", "val", "test")]
         macro = (s["test"] or {}).get("report", {}).get("macro avg", {})
         prf = [_pct(macro.get(k)) for k in ("precision", "recall", "f1-score")]
         lines.append("| " + " | ".join([_cell(s[c]) for c in COLUMNS] + acc + prf) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + test_set_note(scores)

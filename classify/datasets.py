@@ -9,6 +9,7 @@ Names resolve under `$NATURALIZE_DATA` (else `./datasets`); an existing path is 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -55,6 +56,15 @@ class Dataset:
         if not rows:
             raise UserError(f"dataset {self.root}: split {split!r} has no images; add images or rebuild the dataset")
         return rows
+
+    def images_digest(self, split: str) -> str:
+        """sha256 naming the images of `split` by content and label, not by path: two test sets share it exactly
+        when they hold the same images (bytes) under the same classes, wherever their trees lie."""
+        rows = sorted(
+            f"{self.classes[y]}\t{hashlib.sha256((self.root / rel).read_bytes()).hexdigest()}\n"
+            for rel, y in self.split_items(split)
+        )
+        return hashlib.sha256("".join(rows).encode()).hexdigest()
 
     def split_csv(self) -> str:
         """The split as CSV text (path,class,split), for saving beside a run."""

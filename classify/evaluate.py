@@ -5,8 +5,9 @@ one (an external test set; the default for a plain class tree). Writes OUT (defa
 RUN/eval/<dataset>-<split> for another dataset):
   report.txt       classification_report text (4 digits) preceded by accuracy, loss and a Naturalize dataset's protocol
   report.json      {"accuracy", "loss", "n", "split", "dataset", "protocol", "classes", "report": sklearn dict,
-                   "confusion": counts, "model_sha256": the scored model.keras's sha256}; "protocol": the dataset's
-                   (dataset.json: clean, paper), null for other trees
+                   "confusion": counts, "model_sha256": the scored model.keras's sha256, "images_sha256": the
+                   scored images' (Dataset.images_digest: same images and labels, same digest)}; "protocol": the
+                   dataset's (dataset.json: clean, paper), null for other trees
   predictions.csv  path,true,pred,prob_<CLASS>...
   confusion.png    counts and row-normalised confusion matrices
 """
@@ -138,6 +139,7 @@ def evaluate_run(
             "report": m["report"],
             "confusion": m["confusion"],
             "model_sha256": digest,
+            "images_sha256": data.images_digest(split),
         }
         write_json(out / "report.json", result)
         buf = io.StringIO()

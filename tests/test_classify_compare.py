@@ -68,15 +68,40 @@ def test_compare_names_dataset_protocol_weights_and_epochs_of_each_run(trees, tm
     c = _train(trees["paper"], tmp_path / "c", weights=str(a / "model.keras"))
     lines = table([a, b, c]).splitlines()
     head = [h.strip() for h in lines[0].strip("|").split("|")]
-    assert head[:8] == ["run", "dataset", "model", "weights", "mode", "backend", "size", "epochs"]
-    assert head[8:] == ["train acc", "val acc", "test acc", "precision", "recall", "F1"]
+    assert head[:9] == ["run", "dataset", "model", "weights", "mode", "backend", "test set", "size", "epochs"]
+    assert head[9:] == ["train acc", "val acc", "test acc", "precision", "recall", "F1"]
     assert lines[1].count("|") == len(head) + 1
-    rows = [dict(zip(head, (v.strip() for v in line.strip("|").split("|")))) for line in lines[2:]]
+    rows = [dict(zip(head, (v.strip() for v in line.strip("|").split("|")))) for line in lines[2:5]]
     assert [r["dataset"] for r in rows] == ["paper-build (1k-pbc, paper)", "my-cells", "paper-build (1k-pbc, paper)"]
     assert [r["weights"] for r in rows] == ["none", "none", "model.keras"]
     assert [r["epochs"] for r in rows] == ["1", "2", "1"]
     assert all(r["model"] == "custom_cnn" and r["mode"] == "finetune" and r["size"] == str(SIZE) for r in rows)
     assert all(r["backend"] == "tensorflow" for r in rows)
+    # a and c were tested on the paper tree's test/, b on its own 80/10/10 split of a plain tree: other images
+    assert rows[0]["test set"] == rows[2]["test set"] != rows[1]["test set"]
+    assert lines[5:] == [
+        "",
+        f"note: these runs were tested on 2 different test sets ({rows[0]['test set']}: a, c; "
+        f"{rows[1]['test set']}: b); their test scores are not measured on the same images (the column test set "
+        "names the images and labels scored).",
+    ]
+
+
+def test_a_test_set_is_named_by_its_images_and_labels_not_by_its_paths(trees, tmp_path):
+    """Two runs scored on the same test images were not told apart from runs scored on other images: compare's
+    table looked the same. Now report.json names the scored images (content and label), so a copy of a test set
+    in another folder is the same test set, and one image moved to another class is not."""
+    from classify.datasets import load_dataset
+
+    copy = tmp_path / "elsewhere" / "copy-of-paper-build"
+    shutil.copytree(trees["paper"], copy)
+    first = load_dataset(trees["paper"], seed=0).images_digest("test")
+    assert load_dataset(copy, seed=0).images_digest("test") == first
+    assert load_dataset(trees["paper"], seed=0).images_digest("val") != first
+    ba, eo = (sorted((copy / "test" / c).iterdir())[0] for c in ("BA", "EO"))
+    ba.rename(copy / "test" / "EO" / ba.name)  # the same bytes, each under the other label
+    eo.rename(copy / "test" / "BA" / eo.name)
+    assert load_dataset(copy, seed=0).images_digest("test") != first
 
 
 def test_epochs_cell_says_when_a_run_stopped_early(tmp_path):
