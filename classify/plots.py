@@ -41,7 +41,8 @@ def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict)
 
 def history_figure(rows: Sequence[dict], title: str):
     """The matplotlib figure of plot_history: accuracy and loss panels over whole epochs (no 1.2, 1.4 ... ticks
-    between two epochs), the kept model's epoch marked."""
+    between two epochs), the kept model's epoch marked. Accuracy is drawn on its whole 0..1 scale and loss from 0,
+    so a change of 0.01 does not fill the panel as if it were a leap."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,6 +57,10 @@ def history_figure(rows: Sequence[dict], title: str):
         ax.plot(ep, [float(r[f"val_{key}"]) for r in rows], "s-", label=f"val {label}")
         if best is not None:
             ax.axvline(best, color="0.3", linestyle="--", linewidth=1, label=f"best epoch {best} (kept model)")
+        if key == "accuracy":
+            ax.set_ylim(0, 1)
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
