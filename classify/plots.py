@@ -57,10 +57,10 @@ def history_figure(rows: Sequence[dict], title: str):
         ax.plot(ep, [float(r[f"val_{key}"]) for r in rows], "s-", label=f"val {label}")
         if best is not None:
             ax.axvline(best, color="0.3", linestyle="--", linewidth=1, label=f"best epoch {best} (kept model)")
-        if key == "accuracy":
-            ax.set_ylim(0, 1)
-        else:
-            ax.set_ylim(bottom=0)
+        values = [float(r[k]) for r in rows for k in (key, f"val_{key}")]
+        finite = [v for v in values if np.isfinite(v)]
+        # accuracy on 0..1; loss from 0; each to a little above its top, so a marker there is drawn whole
+        ax.set_ylim(0, 1.03 if key == "accuracy" else 1.08 * max(finite, default=1.0) or 1.0)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
