@@ -119,7 +119,13 @@ MIN_PANEL_PX = 256  # overlay panels are at least this many pixels on their long
 
 
 def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, provenance: dict) -> None:
-    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet' -> PNG."""
+    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet', both panels of one size
+    and height, and a labelled colour bar -> PNG."""
+    _save(overlay_figure(image, cam, title), path, provenance)
+
+
+def overlay_figure(image: np.ndarray, cam: np.ndarray, title: str):
+    """The matplotlib figure of overlay_heatmap: axes image, overlay, colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,14 +135,23 @@ def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, 
     dpi = 110  # _save's: each panel shows the image at about one figure pixel per image pixel
     zoom = max(1.0, MIN_PANEL_PX / max(h, w))  # a small crop is drawn larger, pixel for pixel, so titles fit
     pixels = "nearest" if zoom > 1 else None
-    fig, axes = plt.subplots(1, 2, figsize=(2 * w * zoom / dpi + 1.6, h * zoom / dpi + 0.9))
+    # the colour bar has an axis of its own: taken from the overlay's panel it drew the overlay smaller than, and
+    # lower than, the image beside it, so the two could not be compared point for point
+    fig, axes = plt.subplots(
+        1,
+        3,
+        figsize=(2 * w * zoom / dpi + 1.6, h * zoom / dpi + 0.9),
+        gridspec_kw={"width_ratios": [w, w, 0.05 * w]},
+    )
     axes[0].imshow(image, interpolation=pixels)
     axes[0].set_title("image")
     axes[1].imshow(image, interpolation=pixels)
     im = axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation=pixels)
     axes[1].set_title("Score-CAM")
-    for ax in axes:
+    for ax in axes[:2]:
         ax.axis("off")
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    axes[2].set_box_aspect(h / (0.05 * w))  # as tall as the images
+    bar = fig.colorbar(im, cax=axes[2])
+    bar.set_label("importance for the class (0..1, normalised)", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    _save(fig, path, provenance)
+    return fig
