@@ -44,7 +44,9 @@ def grid_sheet(
                 else:
                     im = im.convert("RGB")
                 if scale is not None:
-                    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+                    im = im.resize(
+                        (max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS
+                    )
                 im.thumbnail((thumb, thumb))
                 sheet.paste(im, (left + 4 + c * (thumb + 4), y))
     info = PngImagePlugin.PngInfo()
