@@ -153,6 +153,25 @@ def test_auc_figure_shows_every_bar_and_dot() -> None:
     assert not any(legend.overlaps(bar.get_window_extent()) for bar in ax.patches)
 
 
+def test_auc_bars_start_at_chance_inside_the_axis() -> None:
+    """The bars stood on 0 while the axis began at 0.3: their visible lengths were not their values (AUC 0.58
+    against 0.48 drew a bar 1.6 times as tall). Each bar now spans from 0.5 (chance) to its mean AUC."""
+    from naturalize.realism.critic import Trial
+    from naturalize.realism.report import auc_figure, summarise
+
+    def t(auc: float) -> Trial:
+        return Trial(auc, {"PMY": auc}, np.arange(2), np.zeros(2), None)
+
+    result = summarise({"real_vs_synthetic": [t(0.58)], "real_vs_real": [t(0.48)]}, ["PMY"], {"PMY": 30})
+    fig = auc_figure(result)
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    ends = sorted(tuple(sorted((bar.get_y(), bar.get_y() + bar.get_height()))) for bar in ax.patches)
+    assert all(low <= lo and hi <= high for lo, hi in ends), (ends, low)  # every bar whole on the axis
+    # PMY and the pooled group: real vs real from 0.48 up to chance, real vs synthetic from chance up to 0.58
+    assert np.allclose(ends, [(0.48, 0.5), (0.48, 0.5), (0.5, 0.58), (0.5, 0.58)]), ends
+
+
 def test_saliency_tiles_name_their_class() -> None:
     """Each saliency tile's title says which side and which class the image is of (it named only the side, so a
     multi-class test's sheet could not be read per class)."""
