@@ -187,6 +187,28 @@ def test_saliency_tiles_name_their_class() -> None:
     assert [t.split("\n")[0] for t in titles] == ["synthetic SNE", "synthetic PMY", "real SNE"]
 
 
+def test_the_saliency_heat_maps_have_a_labelled_scale_and_stay_under_their_images() -> None:
+    """The heat maps had no colour bar: what red meant, and on which scale, was not on the sheet."""
+    import matplotlib.pyplot as plt
+
+    from naturalize.realism.critic import Trial, build_critic
+    from naturalize.realism.report import saliency_figure
+
+    p = CriticParams(size=32, widths=(4, 8))
+    x = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    trial = Trial(1.0, {}, np.array([0, 1, 3, 4]), np.array([0.1, 0.2, 0.9, 0.8]), build_critic(p))
+    fig = saliency_figure(trial, x, ["PMY"] * 6, n_real=3, n=2)
+    images = [ax for ax in fig.axes if ax.get_images()]
+    bars = [ax for ax in fig.axes if ax not in images]
+    top, bottom = images[:3], images[3:]
+    labels = [ax.get_ylabel() for ax in bars]
+    plt.close(fig)
+    assert len(bars) == 1 and "0..1" in labels[0], labels
+    for a, b in zip(top, bottom):  # each heat map exactly under its image
+        pa, pb = a.get_position(), b.get_position()
+        assert abs(pa.x0 - pb.x0) < 1e-6 and abs(pa.width - pb.width) < 1e-6
+
+
 def test_every_image_left_out_gets_a_warning_line() -> None:
     """Byte-identical repeats within a side were left out with no word on the terminal (the table just showed fewer
     images); each kind of left-out image now has its warning line, and a run that used everything has none."""

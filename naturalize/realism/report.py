@@ -142,7 +142,8 @@ def draw_auc(result: dict, path: Path, provenance: dict) -> None:
 def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n: int):
     """Score-CAM of the critic (target: 'synthetic') on the n held-out synthetic images it scored highest
     and the n // 2 held-out real images it scored highest: image above (titled with its side, class and score),
-    heat map below. x: the trial's images (real first, n_real of them), classes: the class of each. A Figure."""
+    heat map below, with a colour bar of its 0..1 scale. x: the trial's images (real first, n_real of them),
+    classes: the class of each. A Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,6 +168,14 @@ def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n
         for ax in axes[:, col]:
             ax.axis("off")
     fig.suptitle("where the critic sees 'synthetic' (Score-CAM, held-out images it was surest of)", fontsize=9)
+    # the heat maps' scale, on an axis of its own beside the lower row (taken from the panels it would shrink them
+    # out of line with the images above)
+    fig.subplots_adjust(right=0.9)
+    low = axes[1, -1].get_position()
+    cax = fig.add_axes((0.92, low.y0, 0.012, low.height))
+    bar = fig.colorbar(plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1)), cax=cax)
+    bar.set_label("'synthetic' evidence\n(0..1, normalised)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     return fig
 
 
