@@ -5,13 +5,11 @@ Keras (and its backend) is imported only inside the commands, so `classify --hel
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 import typer
 
-from naturalize.clihelp import examples, new_app, run_app, version_option
+from naturalize.clihelp import examples, new_app, quiet_tensorflow, run_app, version_option
 from naturalize.fsio import write_text
 from naturalize.outputs import check_file_output
 
@@ -193,23 +191,10 @@ def models() -> None:
         typer.echo(f"{name:18s} {spec.about}")
 
 
-def _not_retracing(record: logging.LogRecord) -> bool:
-    return "triggered tf.function retracing" not in record.getMessage()
-
-
-def quiet_retracing() -> None:
-    """Drop TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning: every model
-    `compare` or `train` evaluates traces its own predict function (and again for a last, smaller batch), which
-    TensorFlow counts as retracing one function; the user can do nothing about it. A filter on the standard
-    `tensorflow` logger: no TensorFlow call, nothing under the torch backend."""
-    logging.getLogger("tensorflow").addFilter(_not_retracing)
-
-
 def main() -> None:
     """Entry point: run the app (clihelp.run_app: a UserError is one line on stderr and exit code 2, Ctrl-C one
-    `interrupted` line and exit code 130)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    quiet_retracing()
+    `interrupted` line and exit code 130; TensorFlow's log noise silenced: clihelp.quiet_tensorflow)."""
+    quiet_tensorflow()
     run_app(app)
 
 

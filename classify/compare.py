@@ -12,7 +12,9 @@ from pathlib import Path
 from classify import runs
 
 COLUMNS = ("run", "dataset", "model", "weights", "mode", "backend", "test set", "size", "epochs")
-SCORES = ("train acc", "val acc", "test acc", "precision", "recall", "F1")
+#: Scores in %, named with their unit and split (the table alone must say what a number is: a bare "precision"
+#: did not say it was the test split's macro average, nor that 37.17 meant %).
+SCORES = ("train acc %", "val acc %", "test acc %", "test macro-P %", "test macro-R %", "test macro-F1 %")
 
 
 def dataset_cell(config: dict) -> str:
@@ -91,6 +93,13 @@ def test_set_note(scores: Sequence[dict]) -> str:
     )
 
 
+def run_names(run_dirs: Sequence[str | os.PathLike]) -> list[str]:
+    """The `run` cell of each run: its folder's name, or, where two runs share that name (`exp1/run`,
+    `exp2/run`), the path as given, so no two rows read alike."""
+    names = [Path(r).name for r in run_dirs]
+    return [n if names.count(n) == 1 else Path(r).as_posix() for n, r in zip(names, run_dirs)]
+
+
 def table(run_dirs: Sequence[str | os.PathLike], progress: bool = False) -> str:
     """Markdown: COLUMNS, then train/val/test accuracy and test macro precision/recall/F1 (in %), then
     `test_set_note`."""
@@ -98,7 +107,7 @@ def table(run_dirs: Sequence[str | os.PathLike], progress: bool = False) -> str:
         "| " + " | ".join(COLUMNS + SCORES) + " |",
         "|" + "---|" * (len(COLUMNS) - 2) + "---:|" * (2 + len(SCORES)),
     ]
-    scores = [run_scores(r, progress) for r in run_dirs]
+    scores = [{**run_scores(r, progress), "run": name} for r, name in zip(run_dirs, run_names(run_dirs))]
     for s in scores:
         acc = [_pct(s[k]["accuracy"] if s[k] else None) for k in ("train", "val", "test")]
         macro = (s["test"] or {}).get("report", {}).get("macro avg", {})

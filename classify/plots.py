@@ -41,7 +41,8 @@ def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict)
 
 def history_figure(rows: Sequence[dict], title: str):
     """The matplotlib figure of plot_history: accuracy and loss panels over whole epochs (no 1.2, 1.4 ... ticks
-    between two epochs), the kept model's epoch marked."""
+    between two epochs), the kept model's epoch marked. Accuracy is drawn on its whole 0..1 scale and loss from 0,
+    so a change of 0.01 does not fill the panel as if it were a leap."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,6 +57,10 @@ def history_figure(rows: Sequence[dict], title: str):
         ax.plot(ep, [float(r[f"val_{key}"]) for r in rows], "s-", label=f"val {label}")
         if best is not None:
             ax.axvline(best, color="0.3", linestyle="--", linewidth=1, label=f"best epoch {best} (kept model)")
+        values = [float(r[k]) for r in rows for k in (key, f"val_{key}")]
+        finite = [v for v in values if np.isfinite(v)]
+        # accuracy on 0..1; loss from 0; each to a little above its top, so a marker there is drawn whole
+        ax.set_ylim(0, 1.03 if key == "accuracy" else 1.08 * max(finite, default=1.0) or 1.0)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
@@ -114,7 +119,13 @@ MIN_PANEL_PX = 256  # overlay panels are at least this many pixels on their long
 
 
 def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, provenance: dict) -> None:
-    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet' -> PNG."""
+    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet', both panels of one size
+    and height, and a labelled colour bar -> PNG."""
+    _save(overlay_figure(image, cam, title), path, provenance)
+
+
+def overlay_figure(image: np.ndarray, cam: np.ndarray, title: str):
+    """The matplotlib figure of overlay_heatmap: axes image, overlay, colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,14 +135,23 @@ def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, 
     dpi = 110  # _save's: each panel shows the image at about one figure pixel per image pixel
     zoom = max(1.0, MIN_PANEL_PX / max(h, w))  # a small crop is drawn larger, pixel for pixel, so titles fit
     pixels = "nearest" if zoom > 1 else None
-    fig, axes = plt.subplots(1, 2, figsize=(2 * w * zoom / dpi + 1.6, h * zoom / dpi + 0.9))
+    # the colour bar has an axis of its own: taken from the overlay's panel it drew the overlay smaller than, and
+    # lower than, the image beside it, so the two could not be compared point for point
+    fig, axes = plt.subplots(
+        1,
+        3,
+        figsize=(2 * w * zoom / dpi + 1.6, h * zoom / dpi + 0.9),
+        gridspec_kw={"width_ratios": [w, w, 0.05 * w]},
+    )
     axes[0].imshow(image, interpolation=pixels)
     axes[0].set_title("image")
     axes[1].imshow(image, interpolation=pixels)
     im = axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation=pixels)
     axes[1].set_title("Score-CAM")
-    for ax in axes:
+    for ax in axes[:2]:
         ax.axis("off")
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    axes[2].set_box_aspect(h / (0.05 * w))  # as tall as the images
+    bar = fig.colorbar(im, cax=axes[2])
+    bar.set_label("importance for the class (0..1, normalised)", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    _save(fig, path, provenance)
+    return fig

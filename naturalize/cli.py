@@ -11,7 +11,15 @@ from pathlib import Path
 import typer
 
 from naturalize.classes import normalize_class, parse_classes
-from naturalize.clihelp import check_seed, check_workers, examples, new_app, run_app, version_option
+from naturalize.clihelp import (
+    check_seed,
+    check_workers,
+    examples,
+    new_app,
+    quiet_tensorflow,
+    run_app,
+    version_option,
+)
 from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
 from naturalize.fsio import UserError
 from naturalize.segment import backend_help
@@ -476,7 +484,9 @@ def realism(
 
 
 def main() -> None:
-    """Entry point: run the app, turning a UserError into one line on stderr and exit code 2."""
+    """Entry point: run the app, turning a UserError into one line on stderr and exit code 2 (TensorFlow's log
+    noise silenced for demo and realism: clihelp.quiet_tensorflow)."""
+    quiet_tensorflow()
     run_app(app)
 
 

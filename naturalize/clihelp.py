@@ -7,6 +7,8 @@ bracketed text such as `[default: ...]` is shown as written instead of being tak
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -46,6 +48,21 @@ class Interrupted(BaseException):
 
 def _interrupted(signum: int, frame: object) -> None:
     raise Interrupted
+
+
+def _not_retracing(record: logging.LogRecord) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_tensorflow() -> None:
+    """Silence what TensorFlow prints that the user can do nothing about, for commands that may load it (both
+    command lines: `naturalize demo` and `realism` train Keras models too): its C++ log below FATAL
+    (TF_CPP_MIN_LOG_LEVEL=3 unless set; e.g. "failed call to cuInit: ... CUDA error" on a machine without a GPU),
+    and the "N out of the last M calls ... triggered tf.function retracing" warning (every model evaluated traces
+    its own predict function, which TensorFlow counts as retracing one), by a filter on the standard `tensorflow`
+    logger: no TensorFlow import, nothing under the torch backend."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tensorflow").addFilter(_not_retracing)
 
 
 def run_app(app: typer.Typer) -> None:

@@ -69,7 +69,7 @@ def test_compare_names_dataset_protocol_weights_and_epochs_of_each_run(trees, tm
     lines = table([a, b, c]).splitlines()
     head = [h.strip() for h in lines[0].strip("|").split("|")]
     assert head[:9] == ["run", "dataset", "model", "weights", "mode", "backend", "test set", "size", "epochs"]
-    assert head[9:] == ["train acc", "val acc", "test acc", "precision", "recall", "F1"]
+    assert head[9:] == ["train acc %", "val acc %", "test acc %", "test macro-P %", "test macro-R %", "test macro-F1 %"]
     assert lines[1].count("|") == len(head) + 1
     rows = [dict(zip(head, (v.strip() for v in line.strip("|").split("|")))) for line in lines[2:5]]
     assert [r["dataset"] for r in rows] == ["paper-build (1k-pbc, paper)", "my-cells", "paper-build (1k-pbc, paper)"]
@@ -158,3 +158,14 @@ def test_compare_scores_the_model_a_continued_run_keeps_now(trees, tmp_path):
     assert now["confusion"] != first["confusion"] or now["loss"] != first["loss"]
     got = run_scores(run)["test"]
     assert (got["accuracy"], got["loss"], got["confusion"]) == (now["accuracy"], now["loss"], now["confusion"])
+
+
+def test_compare_tells_apart_two_runs_of_one_folder_name(trees, tmp_path):
+    """`compare exp1/run exp2/run` printed two rows named `run`: which was which could not be read from the table."""
+    from classify.compare import table
+
+    a = _train(trees["paper"], tmp_path / "exp1" / "run")
+    b = _train(trees["paper"], tmp_path / "exp2" / "run", seed=1)
+    c = _train(trees["paper"], tmp_path / "other")
+    rows = [line.strip("|").split("|")[0].strip() for line in table([a, b, c]).splitlines()[2:]]
+    assert rows == [a.as_posix(), b.as_posix(), "other"]

@@ -159,3 +159,21 @@ def test_the_confusion_counts_colour_bar_counts_whole_images() -> None:
     ticks = _ticks(counts_bar.yaxis)
     plt.close(fig)
     assert len(ticks) >= 2 and all(t == int(t) for t in ticks), ticks
+
+
+def test_the_curves_show_accuracy_on_its_whole_scale_and_loss_from_zero() -> None:
+    """Auto-scaled axes drew accuracy 0.30 -> 0.32 from the panel's bottom to its top: a leap of 2 points."""
+    import matplotlib.pyplot as plt
+
+    from classify.plots import history_figure
+
+    rows = [
+        {"epoch": e, "accuracy": a, "val_accuracy": a + 0.01, "loss": x, "val_loss": x + 0.01}
+        for e, a, x in ((1, 0.30, 2.10), (2, 0.32, 2.05))
+    ]
+    fig = history_figure(rows, "title")
+    accuracy, loss = fig.axes[:2]
+    limits = accuracy.get_ylim(), loss.get_ylim()
+    plt.close(fig)
+    assert limits[0][0] == 0.0 and 1.0 < limits[0][1] <= 1.05  # 0..1, a marker at 1.0 drawn whole
+    assert limits[1][0] == 0.0 and limits[1][1] >= 1.05 * 2.11  # the highest point's marker drawn whole

@@ -273,3 +273,24 @@ def test_a_saved_transfer_vit_reloads_identical_and_still_frozen(tmp_path):
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (360, 363)])
+def test_the_score_cam_overlay_is_the_image_s_twin_with_a_labelled_colour_bar(shape) -> None:
+    """The colour bar took its room from the overlay's panel: the overlay was drawn smaller than the image beside
+    it and lower, so a hot spot could not be matched to the cell under it by eye; its scale had no name."""
+    import matplotlib.pyplot as plt
+
+    from classify.plots import overlay_figure
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
+    fig = overlay_figure(image, rng.random(shape), "x.jpg: predicted EO (0.50); map for EO")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    left, right = (ax.get_images()[0].get_window_extent(renderer) for ax in fig.axes[:2])
+    bar_label = fig.axes[2].get_ylabel()
+    plt.close(fig)
+    assert abs(left.width - right.width) < 1 and abs(left.height - right.height) < 1, (left, right)
+    assert abs(left.y0 - right.y0) < 1
+    assert "0..1" in bar_label

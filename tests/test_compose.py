@@ -566,6 +566,33 @@ def test_preview_of_a_bank_shows_its_sprites_by_kind(tmp_path: Path) -> None:
     assert kinds == ["LY", "PLT", "PMY", "RBC"], shown
 
 
+def test_preview_of_a_bank_draws_its_sprites_at_one_scale(tmp_path: Path) -> None:
+    """Each sprite was fitted to its tile alone: a 12 px platelet filled it as a 157 px white cell did, and was
+    labelled 'PLT real'. Now one scale for all (the largest fills a tile), labelled as sprites."""
+    import json
+
+    from PIL import Image
+
+    from naturalize.compose.preview import TILE
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 3})
+    contact_sheet(bank, tmp_path / "sheet.png", n=6, seed=0)
+    with Image.open(tmp_path / "sheet.png") as im:
+        shown = [Path(p) for p in json.loads(im.text["provenance"])["real"]]
+        sheet = np.asarray(im.convert("RGB"))
+    cols = sheet.shape[1] // (TILE + 2)
+    ratios = {}
+    for i, p in enumerate(shown):
+        r, c = divmod(i, cols)
+        tile = sheet[r * (TILE + 2) : r * (TILE + 2) + TILE - 16, c * (TILE + 2) : c * (TILE + 2) + TILE]
+        xs = np.nonzero((tile < 245).any(axis=(0, 2)))[0]  # columns holding the sprite (above the label strip)
+        with Image.open(p) as sprite:
+            ratios[p.parent.name] = (xs.max() - xs.min() + 1) / sprite.width
+    assert {"RBC", "PLT", "PMY"} <= set(ratios)
+    assert max(ratios.values()) / min(ratios.values()) < 1.2, ratios
+
+
 def test_preview_keeps_an_images_shape(tmp_path: Path) -> None:
     """A 2:1 image (another tool's 512x256 output) was squashed into the square tile; it is fitted whole, its shape
     kept, on white."""

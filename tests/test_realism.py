@@ -153,6 +153,25 @@ def test_auc_figure_shows_every_bar_and_dot() -> None:
     assert not any(legend.overlaps(bar.get_window_extent()) for bar in ax.patches)
 
 
+def test_auc_bars_start_at_chance_inside_the_axis() -> None:
+    """The bars stood on 0 while the axis began at 0.3: their visible lengths were not their values (AUC 0.58
+    against 0.48 drew a bar 1.6 times as tall). Each bar now spans from 0.5 (chance) to its mean AUC."""
+    from naturalize.realism.critic import Trial
+    from naturalize.realism.report import auc_figure, summarise
+
+    def t(auc: float) -> Trial:
+        return Trial(auc, {"PMY": auc}, np.arange(2), np.zeros(2), None)
+
+    result = summarise({"real_vs_synthetic": [t(0.58)], "real_vs_real": [t(0.48)]}, ["PMY"], {"PMY": 30})
+    fig = auc_figure(result)
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    ends = sorted(tuple(sorted((bar.get_y(), bar.get_y() + bar.get_height()))) for bar in ax.patches)
+    assert all(low <= lo and hi <= high for lo, hi in ends), (ends, low)  # every bar whole on the axis
+    # PMY and the pooled group: real vs real from 0.48 up to chance, real vs synthetic from chance up to 0.58
+    assert np.allclose(ends, [(0.48, 0.5), (0.48, 0.5), (0.5, 0.58), (0.5, 0.58)]), ends
+
+
 def test_saliency_tiles_name_their_class() -> None:
     """Each saliency tile's title says which side and which class the image is of (it named only the side, so a
     multi-class test's sheet could not be read per class)."""
@@ -166,6 +185,28 @@ def test_saliency_tiles_name_their_class() -> None:
     fig = saliency_figure(trial, x, classes, n_real=3, n=2)
     titles = [ax.get_title() for ax in fig.axes[: len(fig.axes) // 2]]
     assert [t.split("\n")[0] for t in titles] == ["synthetic SNE", "synthetic PMY", "real SNE"]
+
+
+def test_the_saliency_heat_maps_have_a_labelled_scale_and_stay_under_their_images() -> None:
+    """The heat maps had no colour bar: what red meant, and on which scale, was not on the sheet."""
+    import matplotlib.pyplot as plt
+
+    from naturalize.realism.critic import Trial, build_critic
+    from naturalize.realism.report import saliency_figure
+
+    p = CriticParams(size=32, widths=(4, 8))
+    x = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    trial = Trial(1.0, {}, np.array([0, 1, 3, 4]), np.array([0.1, 0.2, 0.9, 0.8]), build_critic(p))
+    fig = saliency_figure(trial, x, ["PMY"] * 6, n_real=3, n=2)
+    images = [ax for ax in fig.axes if ax.get_images()]
+    bars = [ax for ax in fig.axes if ax not in images]
+    top, bottom = images[:3], images[3:]
+    labels = [ax.get_ylabel() for ax in bars]
+    plt.close(fig)
+    assert len(bars) == 1 and "0..1" in labels[0], labels
+    for a, b in zip(top, bottom):  # each heat map exactly under its image
+        pa, pb = a.get_position(), b.get_position()
+        assert abs(pa.x0 - pb.x0) < 1e-6 and abs(pa.width - pb.width) < 1e-6
 
 
 def test_every_image_left_out_gets_a_warning_line() -> None:
@@ -186,3 +227,18 @@ def test_every_image_left_out_gets_a_warning_line() -> None:
     assert lines[0].startswith("warning: left out 1 --real image(s) byte-identical to another --real image")
     assert lines[1].startswith("warning: left out 3 --synthetic image(s) byte-identical to another --synthetic")
     assert len(lines) == 2
+
+
+def test_realism_prints_no_tensorflow_noise(
+    trees: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`naturalize realism` (and demo) printed TensorFlow's "failed call to cuInit: ... CUDA error" on a machine
+    without a GPU and its 600-character "triggered tf.function retracing" warnings above the table: `classify`
+    silenced both, `naturalize` did not."""
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # as a user's shell has it (another test may set it)
+    real, syn = trees
+    args = ("--real", real, "--synthetic", syn, "--out", tmp_path / "out", "--classes", "PMY", "--per-class", "12")
+    r = run_cli("naturalize", "realism", *args, "--seeds", "3", "--epochs", "1", "--size", "32", "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "cuInit" not in r.stderr and "retracing" not in r.stderr, r.stderr[-2000:]
+    assert "real vs synthetic" in r.stdout

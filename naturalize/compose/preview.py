@@ -4,7 +4,8 @@ In: a folder (a compose output, a dataset tree, any tree of images) and optional
 images. An image is synthetic when its name has `_syn_` in it (every Naturalize composite does), real
 otherwise; with a real folder, the real tiles come from it alone, and a folder without composites (another
 tool's synthetic images) is synthetic throughout. Out: a PNG grid, real tiles on the left half and synthetic
-on the right (or one kind only), each tile labelled with its class and origin; images chosen by seed, spread
+on the right (or one kind only), each tile labelled with its class and origin (a bank's sprites: 'sprite', all at
+one scale, so sizes compare); images chosen by seed, spread
 over classes; the files shown and the seed in the PNG's text chunk 'provenance'.
 """
 
@@ -53,9 +54,10 @@ def _pick(paths: list[Path], k: int, rng: np.random.Generator) -> list[Path]:
     return out
 
 
-def _tile(path: Path, origin: str) -> np.ndarray | None:
+def _tile(path: Path, origin: str, scale: float | None = None) -> np.ndarray | None:
     """A labelled tile of the image, or None when the file cannot be decoded in full (corrupt, or a truncated
-    JPEG, which OpenCV would fill with grey: read by the reader `classify` and `realism` use, which refuses it)."""
+    JPEG, which OpenCV would fill with grey: read by the reader `classify` and `realism` use, which refuses it).
+    The image is fitted to the tile, or, with `scale`, resized by that factor (sprites of one sheet at one scale)."""
     from naturalize.decode import load_image
 
     try:
@@ -63,7 +65,8 @@ def _tile(path: Path, origin: str) -> np.ndarray | None:
     except UserError:
         return None
     h, w = rgb.shape[:2]  # fitted whole, its shape kept (a squashed cell would be judged for the wrong reason)
-    th, tw = max(1, round(TILE * h / max(h, w))), max(1, round(TILE * w / max(h, w)))
+    fit = TILE / max(h, w) if scale is None else min(scale, TILE / max(h, w))
+    th, tw = max(1, round(h * fit)), max(1, round(w * fit))
     t = np.full((TILE, TILE, 3), 255, np.uint8)
     y, x = (TILE - th) // 2, (TILE - tw) // 2
     t[y : y + th, x : x + tw] = cv2.resize(
@@ -75,11 +78,22 @@ def _tile(path: Path, origin: str) -> np.ndarray | None:
     return t
 
 
-def _tiles(paths: list[Path], origin: str, bad: list[Path]) -> list[np.ndarray]:
+def _longer_side(path: Path) -> int:
+    """The longer side of an image file in pixels (its header only; 1 when unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return max(im.size)
+    except (OSError, ValueError, Image.DecompressionBombError):  # an unreadable file: _tile reports it
+        return 1
+
+
+def _tiles(paths: list[Path], origin: str, bad: list[Path], scale: float | None = None) -> list[np.ndarray]:
     """Tiles of the readable paths; unreadable ones are appended to `bad` (all reported together)."""
     out = []
     for p in paths:
-        t = _tile(p, origin)
+        t = _tile(p, origin, scale)
         if t is None:
             bad.append(p)
         else:
@@ -108,7 +122,8 @@ def contact_sheet(
         raise UserError(f"--n {n}: the number of tiles must be at least 1")
     check_file_output(out, (".png",), inputs=[("the image folder", root), ("the --real folder", real)])
     # a sprite bank: its sprites (not the QC pages or the backgrounds)
-    reals, syns = find_images(root / "sprites" if (root / "bank.json").is_file() else root)
+    is_bank = (root / "bank.json").is_file()
+    reals, syns = find_images(root / "sprites" if is_bank else root)
     if real is not None:
         if not Path(real).is_dir():
             raise UserError(f"--real {real} is not a folder of images")
@@ -134,7 +149,12 @@ def contact_sheet(
     else:
         pool, origin = (syns, "syn") if syns else (reals, "real")
         chosen["synthetic" if syns else "real"] = _pick(pool, n, rng)
-        tiles = _tiles(chosen["synthetic" if syns else "real"], origin, bad)
+        picked = chosen["synthetic" if syns else "real"]
+        scale = None
+        if is_bank:  # sprites at one scale, the largest filling a tile: fitted one by one, a platelet was drawn
+            origin = "sprite"  # as large as a white cell
+            scale = TILE / max((_longer_side(p) for p in picked), default=TILE)
+        tiles = _tiles(picked, origin, bad, scale)
         sheet = _grid(tiles, max(1, int(np.ceil(np.sqrt(len(tiles) * 1.5)))))
         counts = {"real": 0 if syns else len(tiles), "synthetic": len(tiles) if syns else 0}
     if bad and not sum(counts.values()):

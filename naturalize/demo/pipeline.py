@@ -19,6 +19,7 @@ classify.evaluate.evaluate_run). Layout of OUT:
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -296,7 +297,10 @@ def _run(
         result = evaluate_run(run, "test", progress=progress)
     with log.stage("sheets", "segmentation sheets; source training images beside Naturalize images", echo, 7, total):
         seg_sheets = segmentation_sheets(bank, out / "figures")
-        sheets = contact_sheets(out / "figures", dataset, syn, "drawn" if pbc is None else "real")
+        from naturalize.bank import Bank
+
+        pbc_root = Path(Bank.open(bank).meta["root"])  # the manifest's sources are relative to it
+        sheets = contact_sheets(out / "figures", dataset, syn, "drawn" if pbc is None else "real", pbc_root)
     with log.stage("report", "report.html", echo, 8, total):
         report = _write_report(
             out, data_kind, data_root, meta, summary, seg, seg_sheets, sheets, run, result, log, settings
@@ -321,21 +325,28 @@ def _run(
 
 
 def contact_sheets(
-    fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]], source: str
+    fig_dir: Path, dataset: Path, synthetic: dict[str, list[Path]], source: str, data_root: Path
 ) -> list[tuple[str, Path]]:
-    """One PNG per augmented class: a row of source training images (`source`: drawn or real) above a
-    row of Naturalize images composed from them."""
+    """One PNG per augmented class: up to 6 Naturalize images (bottom row) under the training images their white
+    cells were cut from (top row, `source`: drawn or real; paths from the manifest, relative to `data_root`), so
+    each column shows one image beside its source. (The first 6 training images of the class stood above them,
+    captioned as their sources: they were not.)"""
+    manifest = dataset / "synthetic" / "manifest.jsonl"
+    records = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    centre = {  # synthetic file (relative to synthetic/) -> the source of its white cell
+        r["file"]: next(c["source"] for c in r["cells"] if c.get("centre")) for r in records
+    }
     sheets = []
     for cls, syn in synthetic.items():
-        real_dir = dataset / "train" / cls
-        real = sorted(p for p in real_dir.iterdir() if "_syn_" not in p.name) if real_dir.is_dir() else []
+        bottom = sorted(syn)[:6]
+        top = [data_root / centre[p.relative_to(dataset / "synthetic").as_posix()] for p in bottom]
         png = fig_dir / f"sheet_{cls}.png"
-        pair_sheet(
-            real[:6], sorted(syn)[:6], png, f"{cls}: {source} training images (top) vs Naturalize images (bottom)"
-        )
+        title = f"{cls}: Naturalize images (bottom) under the {source} images their white cells came from (top)"
+        pair_sheet(top, bottom, png, title)
         sheets.append(
             (
-                f"{cls}: {source} training images (top row) and Naturalize images made from their sprites (bottom row)",
+                f"{cls}: each Naturalize image (bottom row) under the {source} training image its white cell was cut "
+                "from (top row); the plate, red cells and platelets around it are another (donor) training image's",
                 png,
             )
         )

@@ -18,8 +18,11 @@ from naturalize.pngmeta import KEY, text
 LABEL_W = 150  # width of the row-label column, pixels
 
 
-def grid_sheet(rows: Sequence[tuple[str, Sequence[Path]]], out: Path, title: str, thumb: int = 160) -> Path:
-    """Write `out`: one row of thumbnails per (label, paths), the label left of its row, under a title line."""
+def grid_sheet(
+    rows: Sequence[tuple[str, Sequence[Path]]], out: Path, title: str, thumb: int = 160, scale: float | None = None
+) -> Path:
+    """Write `out`: one row of thumbnails per (label, paths), the label left of its row, under a title line. Each
+    image is fitted into thumb x thumb, or, with `scale`, resized by that one factor (sizes stay comparable)."""
     labelled = any(label for label, _ in rows)
     left = LABEL_W if labelled else 0
     cols = max([len(paths) for _, paths in rows] + [1])
@@ -40,11 +43,15 @@ def grid_sheet(rows: Sequence[tuple[str, Sequence[Path]]], out: Path, title: str
                     im.paste(rgba, mask=rgba.getchannel("A"))
                 else:
                     im = im.convert("RGB")
+                if scale is not None:
+                    im = im.resize(
+                        (max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS
+                    )
                 im.thumbnail((thumb, thumb))
                 sheet.paste(im, (left + 4 + c * (thumb + 4), y))
     info = PngImagePlugin.PngInfo()
     shown = {label or str(i): [str(p) for p in paths] for i, (label, paths) in enumerate(rows)}
-    info.add_text(KEY, text({"rows": shown, "made_by": "naturalize.demo.sheets"}))
+    info.add_text(KEY, text({"title": title, "rows": shown, "made_by": "naturalize.demo.sheets", "scale": scale}))
     with atomic_open(out, "wb") as f:
         sheet.save(f, format="PNG", pnginfo=info)
     return out
@@ -74,16 +81,25 @@ def segmentation_sheets(bank_root: Path, fig_dir: Path, n: int = 6) -> dict[str,
         )
     }
     rows = []
+    sides = []
     for kind, what in (("RBC", "red cells"), ("WBC", "white cells"), ("PLT", "platelets")):
         sprites = bank.select(kind)
         step = max(1, len(sprites) // (2 * n))
-        rows.append(
-            (f"{what} ({kind})\n{len(sprites)} usable", [bank.root / s.relpath for s in sprites[::step][: 2 * n]])
-        )
+        chosen = sprites[::step][: 2 * n]
+        sides += [max(s.x1 - s.x0, s.y1 - s.y0) for s in chosen]
+        rows.append((f"{what} ({kind})\n{len(sprites)} usable", [bank.root / s.relpath for s in chosen]))
+    # one scale for every sprite (the largest fills a thumbnail): fitted one by one, a platelet was drawn as large
+    # as it could be and a white cell shrunk to a red cell's size
+    thumb = 110
     sheets["sprites"] = grid_sheet(
-        rows, fig_dir / "segmentation_sprites.png", "Usable sprites (shown on white)", thumb=90
+        rows,
+        fig_dir / "segmentation_sprites.png",
+        "Usable sprites (shown on white, all at one scale)",
+        thumb=thumb,
+        scale=min(1.0, thumb / max(sides, default=thumb)),
     )
-    rejected = [r for r in bank.curation if r.get("keep") == "0"][:n]
+    removed = [r for r in bank.curation if r.get("keep") == "0"]
+    rejected = removed[:n]
     if rejected:
         by_flags: dict[str, list[Path]] = {}  # one row per reason (combination of flags), labelled with it
         for r in rejected:
@@ -93,6 +109,6 @@ def segmentation_sheets(bank_root: Path, fig_dir: Path, n: int = 6) -> dict[str,
         sheets["rejected"] = grid_sheet(
             sorted(by_flags.items()),
             fig_dir / "segmentation_rejected.png",
-            "Training images curation removed (kept out of the dataset)",
+            f"Training images curation removed (kept out of the dataset): {len(rejected)} of {len(removed)} shown",
         )
     return sheets

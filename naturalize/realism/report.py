@@ -102,7 +102,9 @@ def left_out(result: dict) -> list[str]:
 
 def auc_figure(result: dict):
     """The AUC figure (matplotlib Figure): mean AUC per class (and pooled) for each test as bars, every seed a dot,
-    0.5 dotted; the legend outside the axes (inside it hid the first bars) and the y axis down to the lowest dot."""
+    0.5 dotted; the legend outside the axes (inside it hid the first bars) and the y axis down to the lowest dot.
+    Bars rise (or fall) from 0.5, chance: drawn from 0 on an axis cut at 0.3, their lengths were not their values,
+    and 0.58 against 0.48 looked half as large again."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,13 +119,14 @@ def auc_figure(result: dict):
             x = g + (j - 0.5) * 0.38
             v = [a for a in s[t]["auc"] if a is not None]
             if v:
-                ax.bar(x, np.mean(v), 0.36, color=colour, label=t.replace("_", " ") if g == 0 else None)
+                label = t.replace("_", " ") if g == 0 else None
+                ax.bar(x, np.mean(v) - 0.5, 0.36, bottom=0.5, color=colour, label=label)
                 ax.scatter([x] * len(v), v, c="k", s=8, zorder=3)
                 lowest = min(lowest, np.floor(min(v) * 10) / 10)
     ax.axhline(0.5, ls=":", c="k", lw=0.8)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylim(max(0.0, lowest), 1.02)
-    ax.set_ylabel("held-out AUC")
+    ax.set_ylabel("held-out AUC (bars from 0.5, chance)")
     ax.set_title("can a critic tell them apart? (0.5: no)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
@@ -139,7 +142,8 @@ def draw_auc(result: dict, path: Path, provenance: dict) -> None:
 def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n: int):
     """Score-CAM of the critic (target: 'synthetic') on the n held-out synthetic images it scored highest
     and the n // 2 held-out real images it scored highest: image above (titled with its side, class and score),
-    heat map below. x: the trial's images (real first, n_real of them), classes: the class of each. A Figure."""
+    heat map below, with a colour bar of its 0..1 scale. x: the trial's images (real first, n_real of them),
+    classes: the class of each. A Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,6 +168,14 @@ def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n
         for ax in axes[:, col]:
             ax.axis("off")
     fig.suptitle("where the critic sees 'synthetic' (Score-CAM, held-out images it was surest of)", fontsize=9)
+    # the heat maps' scale, on an axis of its own beside the lower row (taken from the panels it would shrink them
+    # out of line with the images above)
+    fig.subplots_adjust(right=0.9)
+    low = axes[1, -1].get_position()
+    cax = fig.add_axes((0.92, low.y0, 0.012, low.height))
+    bar = fig.colorbar(plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1)), cax=cax)
+    bar.set_label("'synthetic' evidence\n(0..1, normalised)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     return fig
 
 

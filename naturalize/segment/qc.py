@@ -4,8 +4,8 @@ In: a sprite bank (and the PBC root its sources are relative to). Out, all seede
     qc/sprites.png   per source class: the lowest-quality kept white cells and a sample of the rejected
                      sprites, white cells first (each labelled with its reason); then the lowest-quality kept
                      RBC and PLT
-    qc/sources.png   a few source images with every sprite outlined: green kept, red rejected, grey cut
-                     by the border (white cells in blue when kept)
+    qc/sources.png   source images of every class (8, or 12 for PBC's 11) with every sprite outlined: green
+                     kept, red rejected, grey cut by the border (white cells in blue when kept)
     qc/index.html    the two sheets and the gate's counts (kind x reason)
 """
 
@@ -25,6 +25,8 @@ from naturalize.pngmeta import png_bytes
 
 TILE = 72
 LABEL_H = 14
+LABEL_SCALE = 0.33  # font scale of a tile's label; a longer label is drawn smaller to fit its cell, never cut
+LABEL_MIN_SCALE = 0.25
 OUTLINE = {"ok": (40, 170, 40), "WBC": (40, 80, 230), "rejected": (220, 30, 30), "border": (150, 150, 150)}
 
 
@@ -61,15 +63,24 @@ def grid(
         if k < len(labels):
             cv2.putText(
                 out,
-                labels[k][:14],
+                labels[k],
                 (c * width + 2, r * cell_h + height + LABEL_H - 3),
                 cv2.FONT_HERSHEY_SIMPLEX,
-                0.33,
+                label_scale(labels[k], width - 4),
                 (0, 0, 0),
                 1,
                 cv2.LINE_AA,
             )
     return out
+
+
+def label_scale(text: str, width: int) -> float:
+    """Font scale at which `text` (OpenCV's simplex font) fits in `width` pixels: LABEL_SCALE, or smaller for a
+    long label (down to LABEL_MIN_SCALE), so a reason such as "PLT wbc_contact" is shown whole."""
+    scale = LABEL_SCALE  # the font's width is not linear in its scale at these sizes: step down until it fits
+    while scale > LABEL_MIN_SCALE and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width:
+        scale = round(scale - 0.01, 2)
+    return scale
 
 
 def titled(title: str, body: np.ndarray, width: int) -> np.ndarray:
@@ -158,13 +169,16 @@ def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | 
     return rgb
 
 
-def source_sheet(bank: Bank, source_root: Path, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+def source_sheet(bank: Bank, source_root: Path, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """The sources.png sheet: n source images, spread over classes (seeded), with their sprites outlined; and the
-    sources shown (paths relative to the PBC root), in order."""
+    sources shown (paths relative to the PBC root), in order. n defaults to at least one image of every class
+    (8, or the class count rounded up to a full row of 4: 12 for PBC's 11 classes)."""
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[str]] = {}
     for r in bank.curation:
         by_class.setdefault(r["label"], []).append(r["source"])
+    if n is None:
+        n = max(8, -(-len(by_class) // 4) * 4)
     pools = {c: [v[i] for i in rng.permutation(len(v))] for c, v in sorted(by_class.items())}
     chosen: list[str] = []
     while len(chosen) < n and any(pools.values()):
@@ -204,7 +218,10 @@ def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> P
         f"<p>{len(bank.curation)} source images. "
         f"Sprites per kind and quality-gate reason (<b>ok</b> = composited):</p>"
         f"<table border=1 cellpadding=3><tr><th></th>{head}</tr>{body}</table>"
-        f"<h2>Sprites: lowest-quality kept and rejected, per class</h2><img src='sprites.png'>"
+        f"<h2>Sprites: lowest-quality kept and rejected, per class</h2>"
+        f"<p>Kept sprites are labelled <b>q</b>, the quality gate's score (0..1, higher is better: "
+        f"shape, size and contact, times colour and outline terms); rejected ones with their kind and reason "
+        f"(table above).</p><img src='sprites.png'>"
         f"<h2>Source images: green kept, blue kept white cell, red rejected, grey cut by the border</h2>"
         f"<img src='sources.png'>\n"
     )
