@@ -208,12 +208,22 @@ class SamSegmenter:
 
     def __call__(self, rgb: np.ndarray, label: str = "") -> Any:
         """Segmentation of one image; `label` (the image's class) is not used by SAM."""
-        from naturalize.segment.assign import cells_from_masks
-        from naturalize.segment.cells import as_rgb, finish
+        from naturalize.segment.cells import as_rgb
 
         rgb = as_rgb(rgb)
-        masks, scores = self.masks(rgb)
-        return finish(rgb, cells_from_masks(rgb, masks, scores))
+        return segmentation_of(rgb, *self.masks(rgb))
+
+
+def segmentation_of(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float]) -> Any:
+    """RGB image and a mask generator's masks (with their scores) -> `Segmentation`: `cells_from_masks` gives the
+    cells; the background plate loses every cell and every other non-plate pixel, as the classical backend's does
+    (a cell SAM missed, e.g. the white cell, must not stay on a plate the compositor takes for cell-free)."""
+    from naturalize.segment.assign import cells_from_masks
+    from naturalize.segment.cells import as_rgb, finish
+    from naturalize.segment.colour import colour_maps
+
+    rgb = as_rgb(rgb)
+    return finish(rgb, cells_from_masks(rgb, masks, scores), also_remove=[colour_maps(rgb)[0]])
 
 
 def describe(checkpoint: str | Path, model_type: str = "vit_b", device: str = "auto", **params: Any) -> dict:
