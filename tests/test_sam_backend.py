@@ -133,6 +133,11 @@ def test_checkpoint_errors_name_the_fix(checkpoint: Path, tree: Path, tmp_path: 
 
     line = error(checkpoint=str(tmp_path / "nope.pth"))
     assert "not found" in line and "fetch-sam" in line
+    folder = tmp_path / "sam"
+    folder.mkdir()
+    (folder / "sam_vit_b_01ec64.pth").write_bytes(b"")
+    line = error(checkpoint=str(folder))
+    assert "is a directory (it holds sam_vit_b_01ec64.pth)" in line and "checkpoint file itself" in line
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"this is not a checkpoint" * 10)
     assert "not a readable PyTorch checkpoint" in error(checkpoint=str(junk))

@@ -108,6 +108,12 @@ def _sam_options(values: Values) -> dict:
             f"--backend sam needs a checkpoint: pass --checkpoint PATH or set ${CHECKPOINT_ENV} "
             f"(download one with `naturalize fetch-sam {model_type}`)"
         )
+    if Path(checkpoint).is_dir():
+        found = sorted(p.name for p in Path(checkpoint).glob("*.pth"))
+        inside = f" (it holds {', '.join(found[:3])})" if found else ""
+        raise UserError(
+            f"SAM checkpoint {checkpoint} is a directory{inside}; pass the checkpoint file itself to --checkpoint"
+        )
     if not Path(checkpoint).is_file():  # checked here, so the error comes before torch is imported
         raise UserError(
             f"SAM checkpoint {checkpoint} not found; download one with `naturalize fetch-sam {model_type}` "
