@@ -575,3 +575,26 @@ def test_preview_keeps_an_images_shape(tmp_path: Path) -> None:
     tile = _tile(tmp_path / "PMY_wide.png", "syn")
     assert tile is not None and tile.shape == (128, 128, 3)
     assert (tile[:30] == 255).all() and (tile[40:80, :, 2] == 255).all() and (tile[40:80, :, 0] == 0).all()
+
+
+@pytest.mark.parametrize("scene", ["transplant", "matched", "paper"])
+def test_the_state_names_the_model_that_cut_the_sprites(tmp_path: Path, scene: str) -> None:
+    """A bank made by SAM composes in every scene, and the run's state file names the backend, the model type and
+    the checkpoint (file name and MD5) from the bank's bank.json: a composed image is traced to the weights."""
+    from naturalize.bank import BankWriter
+    from naturalize.compose.params import ComposeParams
+    from naturalize.compose.run import compose_class
+    from naturalize.testing.drawnbank import drawn_entry, drawn_scene
+
+    model = {"model_type": "vit_b", "checkpoint": "sam_vit_b_01ec64.pth", "checkpoint_md5": "01ec64d2" + "0" * 24}
+    root = tmp_path / "pbc"  # the source images (the transplant scene reads its donors there)
+    identity = {"backend": "sam", "parameters": {**model, "points_per_side": 16}, "root": str(root)}
+    writer = BankWriter.open(tmp_path / "bank", identity)
+    for cls, i in (("PMY", 0), ("PMY", 1), ("LY", 0)):
+        entry = writer.add(drawn_entry(cls, i, 0))[0]
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / entry.source), drawn_scene(cls, i, 0)[1][:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    paths = compose_class(tmp_path / "bank", "PMY", 2, tmp_path / "out", params=ComposeParams(scene=scene), workers=1)
+    assert len(paths) == 2
+    state = json.loads((tmp_path / "out" / ".naturalize-compose" / "PMY.json").read_text())
+    assert state["segmentation"] == {"backend": "sam", **model}
