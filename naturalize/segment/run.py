@@ -376,7 +376,7 @@ def rejection_warning(s: RunSummary, missed_wbc: tuple[int, int]) -> str:
         what.append(f"no cell was found in any of its {c['sources']} images")
     elif found and kept < MIN_KEPT_FRACTION * found:
         what.append(f"the quality gate kept {kept} of its {found} cells")
-    if wbc_images and missed > MAX_MISSED_WBC_FRACTION * wbc_images:
+    if found and wbc_images and missed > MAX_MISSED_WBC_FRACTION * wbc_images:
         what.append(f"no white cell was found in {missed} of its {wbc_images} white-cell images")
     if not what:
         return ""
