@@ -598,3 +598,27 @@ def test_the_state_names_the_model_that_cut_the_sprites(tmp_path: Path, scene: s
     assert len(paths) == 2
     state = json.loads((tmp_path / "out" / ".naturalize-compose" / "PMY.json").read_text())
     assert state["segmentation"] == {"backend": "sam", **model}
+
+
+def test_a_class_whose_white_cells_the_gate_refused_points_at_the_qc_page(tmp_path: Path) -> None:
+    """A bank holding EO images but no kept EO white cell (what a SAM checkpoint of random weights gives) is not
+    told to segment EO images into it (it has them): the error line names the gate and the QC page."""
+    from naturalize.compose.run import compose_class
+    from naturalize.fsio import UserError
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"LY": 1})
+    with pytest.raises(UserError, match="segment images of class EO into it"):
+        compose_class(bank, "EO", 1, tmp_path / "out")
+    from dataclasses import replace
+
+    from naturalize.bank import BankWriter
+    from naturalize.testing.drawnbank import drawn_entry
+
+    writer = BankWriter.open(tmp_path / "bank2", {"backend": "sam"})
+    writer.add(drawn_entry("LY", 0, 0))
+    eo = drawn_entry("EO", 0, 0)  # its white cell refused by the gate (a mask only, no PNG)
+    refused = [replace(sp, png=b"", reason="shape", mask="x") if sp.kind == "WBC" else sp for sp in eo.sprites]
+    writer.add(replace(eo, sprites=tuple(refused)))
+    with pytest.raises(UserError, match=r"none of its 1 EO images gave one the quality gate kept: look at .*qc"):
+        compose_class(tmp_path / "bank2", "EO", 1, tmp_path / "out")
