@@ -622,3 +622,18 @@ def test_a_class_whose_white_cells_the_gate_refused_points_at_the_qc_page(tmp_pa
     writer.add(replace(eo, sprites=tuple(refused)))
     with pytest.raises(UserError, match=r"none of its 1 EO images gave one the quality gate kept: look at .*qc"):
         compose_class(tmp_path / "bank2", "EO", 1, tmp_path / "out")
+
+
+def test_a_run_recorded_before_its_segmentation_was_resumes(tmp_path: Path) -> None:
+    """A state file written before `segmentation` was recorded (same bank) is resumed, not refused."""
+    from naturalize.compose.run import compose_class
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 2})
+    args = dict(params=ComposeParams(scene="paper"), workers=1, progress=False)
+    compose_class(bank, "PMY", 1, tmp_path / "out", **args)
+    state_file = tmp_path / "out" / ".naturalize-compose" / "PMY.json"
+    state = json.loads(state_file.read_text())
+    assert state.pop("segmentation") == {"backend": "drawn"}
+    state_file.write_text(json.dumps(state))
+    assert len(compose_class(bank, "PMY", 1, tmp_path / "out", **args)) == 1  # resumed (else: other settings)

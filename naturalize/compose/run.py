@@ -246,7 +246,7 @@ def _claim_locked(out: Path, cls: str, state: dict, overwrite: bool) -> None:
         old = _read_state(out, cls)
         if old is not None and "params" in old:  # a run made before a parameter existed had its default
             old["params"] = ComposeParams().as_dict() | old["params"]
-        if old is not None and "segmentation" not in old and old.get("bank") == state["bank"]:
+        if old is not None and "segmentation" in state.keys() - old.keys() and old.get("bank") == state.get("bank"):
             old["segmentation"] = state["segmentation"]  # (a run made before it was recorded; the same bank)
         if old is not None and old != state:
             if not overwrite:
