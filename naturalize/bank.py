@@ -417,7 +417,7 @@ class BankWriter:
                 f"version {FORMAT_VERSION} and cannot resume an older one; {fix}"
             )
         if theirs != identity:
-            diff = sorted(k for k in identity if theirs.get(k) != identity[k])
+            diff = sorted(_differ(k, theirs.get(k), identity[k]) for k in identity if theirs.get(k) != identity[k])
             raise UserError(f"{root} holds a sprite bank made with other settings ({', '.join(diff)} differ); {fix}")
         return "resume"
 
@@ -595,6 +595,14 @@ class _FileSum:
 
     def record(self) -> dict:
         return {"bytes": self.bytes, "rows": self.rows, "sha256": self.sha.hexdigest()}
+
+
+def _differ(key: str, theirs: Any, ours: Any) -> str:
+    """`key`, with the sub-keys that differ when both values are dicts: "parameters (checkpoint_md5)"."""
+    if not (isinstance(theirs, dict) and isinstance(ours, dict)):
+        return key
+    subs = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+    return f"{key} ({', '.join(subs)})"
 
 
 def _empty_counts() -> dict:

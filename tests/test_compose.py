@@ -602,3 +602,65 @@ def test_preview_keeps_an_images_shape(tmp_path: Path) -> None:
     tile = _tile(tmp_path / "PMY_wide.png", "syn")
     assert tile is not None and tile.shape == (128, 128, 3)
     assert (tile[:30] == 255).all() and (tile[40:80, :, 2] == 255).all() and (tile[40:80, :, 0] == 0).all()
+
+
+@pytest.mark.parametrize("scene", ["transplant", "matched", "paper"])
+def test_the_state_names_the_model_that_cut_the_sprites(tmp_path: Path, scene: str) -> None:
+    """A bank made by SAM composes in every scene, and the run's state file names the backend, the model type and
+    the checkpoint (file name and MD5) from the bank's bank.json: a composed image is traced to the weights."""
+    from naturalize.bank import BankWriter
+    from naturalize.compose.params import ComposeParams
+    from naturalize.compose.run import compose_class
+    from naturalize.testing.drawnbank import drawn_entry, drawn_scene
+
+    model = {"model_type": "vit_b", "checkpoint": "sam_vit_b_01ec64.pth", "checkpoint_md5": "01ec64d2" + "0" * 24}
+    root = tmp_path / "pbc"  # the source images (the transplant scene reads its donors there)
+    identity = {"backend": "sam", "parameters": {**model, "points_per_side": 16}, "root": str(root)}
+    writer = BankWriter.open(tmp_path / "bank", identity)
+    for cls, i in (("PMY", 0), ("PMY", 1), ("LY", 0)):
+        entry = writer.add(drawn_entry(cls, i, 0))[0]
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / entry.source), drawn_scene(cls, i, 0)[1][:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    paths = compose_class(tmp_path / "bank", "PMY", 2, tmp_path / "out", params=ComposeParams(scene=scene), workers=1)
+    assert len(paths) == 2
+    state = json.loads((tmp_path / "out" / ".naturalize-compose" / "PMY.json").read_text())
+    assert state["segmentation"] == {"backend": "sam", **model}
+
+
+def test_a_class_whose_white_cells_the_gate_refused_points_at_the_qc_page(tmp_path: Path) -> None:
+    """A bank holding EO images but no kept EO white cell (what a SAM checkpoint of random weights gives) is not
+    told to segment EO images into it (it has them): the error line names the gate and the QC page."""
+    from naturalize.compose.run import compose_class
+    from naturalize.fsio import UserError
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"LY": 1})
+    with pytest.raises(UserError, match="segment images of class EO into it"):
+        compose_class(bank, "EO", 1, tmp_path / "out")
+    from dataclasses import replace
+
+    from naturalize.bank import BankWriter
+    from naturalize.testing.drawnbank import drawn_entry
+
+    writer = BankWriter.open(tmp_path / "bank2", {"backend": "sam"})
+    writer.add(drawn_entry("LY", 0, 0))
+    eo = drawn_entry("EO", 0, 0)  # its white cell refused by the gate (a mask only, no PNG)
+    refused = [replace(sp, png=b"", reason="shape", mask="x") if sp.kind == "WBC" else sp for sp in eo.sprites]
+    writer.add(replace(eo, sprites=tuple(refused)))
+    with pytest.raises(UserError, match=r"none of its 1 EO images gave one the quality gate kept: look at .*qc"):
+        compose_class(tmp_path / "bank2", "EO", 1, tmp_path / "out")
+
+
+def test_a_run_recorded_before_its_segmentation_was_resumes(tmp_path: Path) -> None:
+    """A state file written before `segmentation` was recorded (same bank) is resumed, not refused."""
+    from naturalize.compose.run import compose_class
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 2})
+    args = dict(params=ComposeParams(scene="paper"), workers=1, progress=False)
+    compose_class(bank, "PMY", 1, tmp_path / "out", **args)
+    state_file = tmp_path / "out" / ".naturalize-compose" / "PMY.json"
+    state = json.loads(state_file.read_text())
+    assert state.pop("segmentation") == {"backend": "drawn"}
+    state_file.write_text(json.dumps(state))
+    assert len(compose_class(bank, "PMY", 1, tmp_path / "out", **args)) == 1  # resumed (else: other settings)

@@ -133,6 +133,11 @@ def test_checkpoint_errors_name_the_fix(checkpoint: Path, tree: Path, tmp_path: 
 
     line = error(checkpoint=str(tmp_path / "nope.pth"))
     assert "not found" in line and "fetch-sam" in line
+    folder = tmp_path / "sam"
+    folder.mkdir()
+    (folder / "sam_vit_b_01ec64.pth").write_bytes(b"")
+    line = error(checkpoint=str(folder))
+    assert "is a directory (it holds sam_vit_b_01ec64.pth)" in line and "checkpoint file itself" in line
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"this is not a checkpoint" * 10)
     assert "not a readable PyTorch checkpoint" in error(checkpoint=str(junk))
@@ -183,3 +188,29 @@ def test_point_grid_covers_the_image() -> None:
     assert g.shape == (16, 2)
     assert np.allclose(sorted(set(g[:, 0])), [45, 135, 225, 315])
     assert g[:, 1].min() > 0 and g[:, 1].max() < 363
+
+
+def test_a_bank_is_not_resumed_with_other_weights(checkpoint: Path, tree: Path, tmp_path: Path) -> None:
+    """Other weights in a file of the same name and size (a fine-tuned vit_b) are another bank: bank.json names
+    the checkpoint's MD5 (the digest fetch-sam verifies) and a rerun with other weights is refused."""
+    from naturalize import records
+    from naturalize.bank import BankWriter
+    from naturalize.fetch import file_digests
+    from naturalize.fsio import UserError
+    from naturalize.segment.run import bank_identity, resolve_backend, segment
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state["mask_decoder.iou_prediction_head.layers.2.bias"] += 1.0
+    other = tmp_path / "tuned" / checkpoint.name
+    other.parent.mkdir()
+    torch.save(state, other)
+    assert other.stat().st_size == checkpoint.stat().st_size  # name and size cannot tell them apart
+    out = tmp_path / "bank"
+    values = {"checkpoint": str(checkpoint), "model_type": "vit_b", "device": "cpu", "points_per_side": 1}
+    name, options, _ = resolve_backend("sam", values)
+    root, _ = records.load_sources(tree, progress=False)
+    identity = bank_identity(name, options, tree, root, None)
+    assert identity["parameters"]["checkpoint_md5"] == file_digests(checkpoint)[0]
+    BankWriter.open(out, identity)  # the bank a first run with `checkpoint` starts
+    with pytest.raises(UserError, match=r"other settings \(parameters \(checkpoint_md5\) differ\)"):
+        segment(tree, out, "sam", str(other), device="cpu", points_per_side=1, progress=False, echo=lambda m: None)

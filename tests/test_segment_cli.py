@@ -414,3 +414,21 @@ def test_a_split_bank_is_not_resumed_once_its_images_moved_to_another_split(tmp_
     assert sorted(p.relative_to(bank).as_posix() for p in bank.rglob("*")) == before  # nothing touched
     assert run_cli("naturalize", *seg, "--overwrite").returncode == 0
     assert {r["source"] for r in Bank.open(bank).curation} == {p for p, s in split_of.items() if s == "train"}
+
+
+def test_a_bank_with_nearly_every_cell_rejected_is_a_warning(tmp_path: Path) -> None:
+    """Images of a white-cell class holding no white cell (what a SAM checkpoint of random weights gives: no white
+    cell found, every other cell refused by the gate) -> one `warning:` line naming the bank and its QC page; a
+    bank whose cells pass gives none."""
+    from naturalize.testing.drawnbank import drawn_scene
+
+    for cls, drawn in (("SNE", "PLT"), ("LY", "LY")):  # SNE images drawn without their white cell
+        (tmp_path / cls / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(drawn_scene(drawn, i, 0, rbc=5)[1]).save(tmp_path / cls / cls / f"{cls}_{i}.png")
+    proc = cli(*classical(tmp_path / "SNE", tmp_path / "bank-sne"), "--workers", "1", "--no-progress")
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
+    assert "kept 0 of its" in line and "no white cell was found in 2 of its 2 white-cell images" in line
+    assert str(tmp_path / "bank-sne" / "qc" / "index.html") in line
+    proc = cli(*classical(tmp_path / "LY", tmp_path / "bank-ly"), "--workers", "1", "--no-progress")
+    assert "warning" not in proc.stderr and "kept RBC" in proc.stdout

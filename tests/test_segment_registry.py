@@ -41,6 +41,15 @@ def test_each_backend_validates_its_own_options(tmp_path: Path, monkeypatch: pyt
         resolve_backend("sam", {"checkpoint": str(tmp_path / "nope.pth")})
     with pytest.raises(UserError, match="unknown backend"):
         resolve_backend("magic", {})
+    ckpt = tmp_path / "sam.pth"
+    ckpt.write_bytes(b"x")
+    # a misspelt SAM threshold (docs/segmentation.md names them) or model type: one line, before torch is loaded
+    with pytest.raises(UserError, match=r"no parameter pred_iou_threshold; .*pred_iou_thresh"):
+        resolve_backend("sam", {"checkpoint": str(ckpt), "params": {"pred_iou_threshold": 0.8}})
+    with pytest.raises(UserError, match="unknown --model-type 'vit_x'"):
+        resolve_backend("sam", {"checkpoint": str(ckpt), "model_type": "vit_x"})
+    opts = resolve_backend("sam", {"checkpoint": str(ckpt), "params": {"pred_iou_thresh": 0.8}})[1]
+    assert opts["pred_iou_thresh"] == 0.8
 
 
 def test_identity_holds_every_threshold() -> None:

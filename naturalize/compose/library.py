@@ -113,9 +113,15 @@ def check_class(bank: Bank, cls: str) -> list[SpriteRow]:
     kind = centre_kind_of(cls)
     rows = bank.select(kind, None if kind == "PLT" else cls)
     if not rows:
+        images = sum(r["label"] == cls for r in bank.curation)
+        fix = (
+            f"none of its {images} {cls} images gave one the quality gate kept: look at "
+            f"{bank.root / 'qc' / 'index.html'} (a SAM bank: check its checkpoint and thresholds, docs/segmentation.md)"
+            if images
+            else f"segment images of class {cls} into it with `naturalize segment`"
+        )
         raise UserError(
-            f"bank {bank.root} has no {kind} sprites of class {cls} (cells cut by the border do not count); "
-            f"segment images of class {cls} into it with `naturalize segment`"
+            f"bank {bank.root} has no {kind} sprites of class {cls} (cells cut by the border do not count); {fix}"
         )
     if not bank.backgrounds:
         raise UserError(

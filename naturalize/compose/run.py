@@ -156,6 +156,17 @@ def parse_journal_line(line: str) -> dict | None:
     return entry | {"manifest": parts[1], "coco": parts[2]}
 
 
+#: Keys of a bank's parameters that name the model which cut its sprites (SAM; the classical backend has none).
+MODEL_KEYS: tuple[str, ...] = ("model_type", "checkpoint", "checkpoint_md5")
+
+
+def segmentation_origin(bank: Bank) -> dict:
+    """Which backend (and model: SAM's type, checkpoint file name and MD5) cut the bank's sprites, from its
+    bank.json: recorded in the run's state file so a composed image can be traced to the weights behind it."""
+    params = bank.meta.get("parameters") or {}
+    return {"backend": bank.meta.get("backend"), **{k: params[k] for k in MODEL_KEYS if k in params}}
+
+
 def _state_path(out: Path, cls: str) -> Path:
     return out / STATE_DIR / f"{cls}.json"
 
@@ -235,6 +246,8 @@ def _claim_locked(out: Path, cls: str, state: dict, overwrite: bool) -> None:
         old = _read_state(out, cls)
         if old is not None and "params" in old:  # a run made before a parameter existed had its default
             old["params"] = ComposeParams().as_dict() | old["params"]
+        if old is not None and "segmentation" in state.keys() - old.keys() and old.get("bank") == state.get("bank"):
+            old["segmentation"] = state["segmentation"]  # (a run made before it was recorded; the same bank)
         if old is not None and old != state:
             if not overwrite:
                 diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
@@ -405,6 +418,7 @@ def compose_class(
         "n": n,
         "params": params.as_dict(),
         "bank": bank_fingerprint(bank),
+        "segmentation": segmentation_origin(bank),
     }
     claim_output(out, cls, state, overwrite)
     indices = shard_range(n, shard)

@@ -101,12 +101,29 @@ def _sam_checkpoint(values: Values) -> str | None:
 
 
 def _sam_options(values: Values) -> dict:
+    from naturalize.segment.sam import MODEL_TYPES, SamParams  # (no torch import: the checks come first)
+
     model_type = values.get("model_type") or "vit_b"
+    if model_type not in MODEL_TYPES:
+        raise UserError(f"unknown --model-type {model_type!r}; use one of {', '.join(MODEL_TYPES)}")
+    params = dict(values.get("params") or {})
+    unknown = sorted(set(params) - set(SamParams.__dataclass_fields__))
+    if unknown:
+        raise UserError(
+            f"sam backend has no parameter {', '.join(unknown)}; use the fields of naturalize.segment.sam.SamParams "
+            f"({', '.join(SamParams.__dataclass_fields__)})"
+        )
     checkpoint = _sam_checkpoint(values)
     if not checkpoint:
         raise UserError(
             f"--backend sam needs a checkpoint: pass --checkpoint PATH or set ${CHECKPOINT_ENV} "
             f"(download one with `naturalize fetch-sam {model_type}`)"
+        )
+    if Path(checkpoint).is_dir():
+        found = sorted(p.name for p in Path(checkpoint).glob("*.pth"))
+        inside = f" (it holds {', '.join(found[:3])})" if found else ""
+        raise UserError(
+            f"SAM checkpoint {checkpoint} is a directory{inside}; pass the checkpoint file itself to --checkpoint"
         )
     if not Path(checkpoint).is_file():  # checked here, so the error comes before torch is imported
         raise UserError(
@@ -117,7 +134,7 @@ def _sam_options(values: Values) -> dict:
         "checkpoint": str(checkpoint),
         "model_type": model_type,
         "device": values.get("device") or "auto",
-        **(values.get("params") or {}),
+        **params,
     }
     points = values.get("points_per_side")
     if points is not None:

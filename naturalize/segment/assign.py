@@ -179,10 +179,16 @@ def _rbc_cells(
 
 
 def _plt_cells(
-    shape, plts: list[np.ndarray], rules: UsableRules, wbc: np.ndarray | None = None, green: np.ndarray | None = None
+    shape,
+    plts: list[np.ndarray],
+    rules: UsableRules,
+    wbc: np.ndarray | None = None,
+    green: np.ndarray | None = None,
+    grow: bool = True,
 ) -> list[Cell]:
     """Platelets from purple blobs: usable when of platelet size, compact, dark enough (`green`: green
-    channel / plate green), off the border and clear of white cells."""
+    channel / plate green), off the border and clear of white cells. `grow`: each blob is grown by 1 px first
+    (the classical backend's stain blobs are the platelet's core; a mask generator's masks are whole)."""
     s2 = (min(shape) / REF_SIZE) ** 2
     cells = []
     k = np.ones((3, 3), np.uint8)
@@ -192,7 +198,7 @@ def _plt_cells(
         else np.zeros(shape, bool)
     )
     for m in plts:
-        full = cv2.dilate(m.astype(np.uint8), k).astype(bool)
+        full = cv2.dilate(m.astype(np.uint8), k).astype(bool) if grow else m
         border = touches_border(full)
         area = int(full.sum())
         solidity, aspect, _ = _shape(full)
@@ -318,16 +324,20 @@ def cells_from_masks(
         if k == "WBC":
             wbc_union |= m
     for k, m, sc in kept:
-        if k in ("WBC", "PLT"):
+        if k == "WBC":
             border = touches_border(m)
             cells.append(Cell(k, m, round(sc, 4), border, not border, "border" if border else ""))
-        else:
+        elif k == "RBC":
             sl = _pad_slice(ndi.find_objects(m.astype(np.uint8))[0], shape, 3)
             others = union[sl] & ~m[sl]
             border = touches_border(m)
             regions.append(_region(m[sl], others, wbc_union[sl], stain[sl], sl, border))
             rbc_scores.append(sc)
+    # platelets pass the classical backend's platelet rules (size, shape, dark stain, clear of white cells)
+    plt_cells = _plt_cells(shape, plts, rules, wbc_union, green, grow=False)
+    for c, sc in zip(plt_cells, [sc for k, _, sc in kept if k == "PLT"]):
+        c.score = round(float(sc), 4)
     rbcs = _rbc_cells(shape, regions, plt_union, rules)
     for c, sc in zip(rbcs, rbc_scores):
         c.score = round(float(sc), 4)
-    return cells + rbcs
+    return cells + plt_cells + rbcs

@@ -343,7 +343,50 @@ def segment(
     from naturalize.segment.qc import write_qc
 
     summary.qc = write_qc(out, root)
+    if warning := rejection_warning(summary, _missed_wbc(Path(out))):
+        echo(warning)
     return summary
+
+
+def _missed_wbc(bank: Path) -> tuple[int, int]:
+    """(white-cell images of the bank in which no white cell was found, white-cell images): PLT images left out."""
+    from naturalize.bank import Bank
+
+    rows = [r for r in Bank.open(bank).curation if r["label"] != "PLT"]
+    return sum("no_wbc" in r["flags"].split(";") for r in rows), len(rows)
+
+
+#: `rejection_warning` speaks when the quality gate keeps fewer than this fraction of the cells found ...
+MIN_KEPT_FRACTION = 0.1
+#: ... or no white cell is found in more than this fraction of the white-cell images (classical backend on the
+#: shared sample: 30 % of the cells kept, a white cell found in 95 % of the white-cell images).
+MAX_MISSED_WBC_FRACTION = 0.5
+
+
+def rejection_warning(s: RunSummary, missed_wbc: tuple[int, int]) -> str:
+    """A `warning:` line when the bank is nearly useless (no cell found, nearly every cell rejected by the quality
+    gate, or most white cells missed: a SAM checkpoint of random or wrong weights, thresholds unfit for the images),
+    else "". `missed_wbc`: (white-cell images where none was found, white-cell images), see `_missed_wbc`."""
+    c = s.counts
+    found = sum(c.get("sprites", {}).values())
+    kept = sum(per.get(PASS, 0) for per in c.get("gate", {}).values())
+    missed, wbc_images = missed_wbc
+    what = []
+    if c.get("sources", 0) and not found:
+        what.append(f"no cell was found in any of its {c['sources']} images")
+    elif found and kept < MIN_KEPT_FRACTION * found:
+        what.append(f"the quality gate kept {kept} of its {found} cells")
+    if found and wbc_images and missed > MAX_MISSED_WBC_FRACTION * wbc_images:
+        what.append(f"no white cell was found in {missed} of its {wbc_images} white-cell images")
+    if not what:
+        return ""
+    hint = (
+        "; check the checkpoint (real weights of --model-type?) and the SAM thresholds (docs/segmentation.md)"
+        if s.backend == "sam"
+        else ""
+    )
+    qc = f"look at {s.qc} " if s.qc else ""
+    return f"warning: bank {s.out}: {' and '.join(what)}; {qc}before composing from it{hint}"
 
 
 def format_summary(s: RunSummary) -> str:

@@ -13,6 +13,8 @@ type, and --device cuda without CUDA each raise one UserError line naming the fi
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,18 +210,56 @@ class SamSegmenter:
 
     def __call__(self, rgb: np.ndarray, label: str = "") -> Any:
         """Segmentation of one image; `label` (the image's class) is not used by SAM."""
-        from naturalize.segment.assign import cells_from_masks
-        from naturalize.segment.cells import as_rgb, finish
+        from naturalize.segment.cells import as_rgb
 
         rgb = as_rgb(rgb)
-        masks, scores = self.masks(rgb)
-        return finish(rgb, cells_from_masks(rgb, masks, scores))
+        return segmentation_of(rgb, *self.masks(rgb))
+
+
+def segmentation_of(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float]) -> Any:
+    """RGB image and a mask generator's masks (with their scores) -> `Segmentation`: `cells_from_masks` gives the
+    cells; the background plate loses every cell and every other non-plate pixel, as the classical backend's does
+    (a cell SAM missed, e.g. the white cell, must not stay on a plate the compositor takes for cell-free)."""
+    from naturalize.segment.assign import cells_from_masks
+    from naturalize.segment.cells import as_rgb, finish
+    from naturalize.segment.colour import colour_maps
+
+    rgb = as_rgb(rgb)
+    return finish(rgb, cells_from_masks(rgb, masks, scores), also_remove=[colour_maps(rgb)[0]])
+
+
+@functools.lru_cache(maxsize=8)
+def _md5(path: str, size: int, mtime_ns: int) -> str:
+    """MD5 hex digest of a file (cached per path, size and modification time: a checkpoint is read once)."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_md5(path: str | Path) -> str | None:
+    """MD5 of a checkpoint file (the digest `naturalize fetch-sam` verifies; an official file's name holds its first
+    6 hex digits), None when there is no such file."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    st = p.stat()
+    return _md5(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def describe(checkpoint: str | Path, model_type: str = "vit_b", device: str = "auto", **params: Any) -> dict:
-    """The settings a bank records for this backend (device left out: it does not change what a bank means)."""
+    """The settings a bank records for this backend (device left out: it does not change what a bank means). The
+    checkpoint's MD5 makes its weights part of the bank's identity: a bank is not resumed with other weights, even
+    from a file of the same name and size (a fine-tuned model), and bank.json names the weights that cut it."""
     from dataclasses import asdict
 
     path = Path(checkpoint)
     size = path.stat().st_size if path.is_file() else None
-    return {"model_type": model_type, "checkpoint": path.name, "checkpoint_bytes": size, **asdict(SamParams(**params))}
+    return {
+        "model_type": model_type,
+        "checkpoint": path.name,
+        "checkpoint_bytes": size,
+        "checkpoint_md5": checkpoint_md5(path),
+        **asdict(SamParams(**params)),
+    }
