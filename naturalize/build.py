@@ -636,8 +636,8 @@ def build(
             "sprite_sources": ("train split only" if protocol == "clean" else "all images") if wanted else None,
             "scene_by_class": scenes,
             "counts": count_items(items),
-            "work": str(work_dir),
-            "out": str(out),
+            "work": str(work_dir.resolve()),  # absolute, as pbc_root: a consumer elsewhere finds the banks
+            "out": str(out.resolve()),
         }
         write_json(meta_path, meta)
         return meta

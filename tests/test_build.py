@@ -307,3 +307,28 @@ def test_a_shared_work_folder_of_another_seed_split_or_cap_is_refused(tmp_path: 
         with pytest.raises(UserError, match=f"other settings \\(.*{named}.*\\).*--work") as e:
             build("pbc11", tmp_path / "pbc", tmp_path / "b", work=work, progress=False, echo=lambda s: None, **more)
         assert str(work) in str(e.value) and not (tmp_path / "b").exists()
+
+
+def test_dataset_json_names_its_work_cache_so_a_consumer_elsewhere_finds_each_sprite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--work work --out ds` given relative: dataset.json said "work": "work" (relative to wherever the build ran),
+    so a consumer following a composite's cells to their sprites from another folder found no bank. It names the
+    cache (and the dataset) absolute, as it does the PBC folder: from anywhere, WORK/bank-train holds every sprite
+    the manifest names and PBC_ROOT/source every source image."""
+    from naturalize.bank import Bank
+    from naturalize.drawn import write_drawn_release
+
+    write_drawn_release(tmp_path / "pbc", 3, seed=0, progress=False)
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    build("custom", "../pbc", "ds", classes=("PMY",), per_class=3, work="work", workers=1, progress=False, echo=str)
+    monkeypatch.chdir(tmp_path)  # the consumer
+    meta = json.loads((tmp_path / "run" / "ds" / "dataset.json").read_text())
+    assert Path(meta["work"]) == tmp_path / "run" / "work" and Path(meta["out"]) == tmp_path / "run" / "ds"
+    bank = Bank.open(Path(meta["work"]) / "bank-train")
+    ids = {r.sprite_id: r.source for r in bank.sprites}
+    lines = (Path(meta["out"]) / "synthetic" / "manifest.jsonl").read_text().splitlines()
+    cells = [c for line in lines for c in json.loads(line)["cells"]]
+    assert len(lines) == 3 and cells and all(ids[c["sprite_id"]] == c["source"] for c in cells)
+    assert all((Path(meta["parameters"]["pbc_root"]) / c["source"]).is_file() for c in cells)

@@ -251,6 +251,19 @@ def test_warp_canvas_holds_the_whole_rotated_sprite() -> None:
     assert big.shape[:2] == (30, 60)
 
 
+def test_a_recorded_transform_is_the_one_used_and_redraws_the_same_canvas() -> None:
+    """A manifest cell's `transform` (as_dict, through JSON) is the warp that was pasted: rounded to 3 and 4 decimals
+    it redrew some sprites on a canvas one pixel larger (half a pixel off; 1 cell in ~700 of the sample's), so a
+    consumer pasting the recorded sprite at the recorded x, y missed part of the cell's mask."""
+    p = ComposeParams()
+    sprite = np.zeros((75, 82, 4), np.uint8)
+    cv2.ellipse(sprite, (41, 37), (38, 34), 0, 0, 360, (200, 120, 150, 255), -1)
+    ts = [sample_transform(np.random.default_rng([5, i]), p) for i in range(300)]
+    for t in ts:
+        back = Transform(**json.loads(json.dumps(t.as_dict())))
+        assert back == t and np.array_equal(warp(sprite, back), warp(sprite, t))
+
+
 def test_sampled_transforms_stay_in_their_ranges_and_follow_the_seed() -> None:
     p = ComposeParams(max_angle=10.0, scale_jitter=0.1)
     ts = [sample_transform(np.random.default_rng([3, i]), p) for i in range(200)]

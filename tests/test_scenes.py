@@ -98,6 +98,46 @@ def test_each_kept_cells_box_is_where_its_pixels_are(bank: Path) -> None:
             assert (x, y, w, h, area) == (xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1, len(xs))
 
 
+def test_a_kept_cells_recorded_place_is_its_sprites_box_and_pasting_it_there_gives_the_pixels(
+    bank: Path, tmp_path: Path
+) -> None:
+    """A consumer pastes a kept cell's sprite (identity transform) at its manifest x, y: its w x h is the sprite's
+    size and, inside the COCO mask, the composite's pixels are the sprite's (away from the inpainted hole and the new
+    cell, whose soft edges blend a few pixels around them), also for a cell another cell or the hole partly covers
+    (its visible box is then smaller than the sprite's; x, y, w, h once were that visible box)."""
+    out = tmp_path / "run"
+    compose_class(bank, "PMY", 12, out, params=replace(TRANSPLANT, fmt="png"), workers=1, progress=False)
+    b = Bank.open(bank)
+    rows = {r.sprite_id: r for r in b.sprites}
+    coco = COCO(str(out / "annotations.json"))
+    partly_covered = compared = 0
+    for image_id, line in enumerate((out / "manifest.jsonl").read_text().splitlines(), start=1):
+        m = json.loads(line)
+        image = cv2.imread(str(out / m["file"]))[:, :, ::-1]
+        far = np.ones(image.shape[:2], bool)  # away from the removed cell's box and the new cell (as above)
+        removed, g = rows[m["background"]["removed"]], HOLE_MARGIN + 8
+        far[max(0, removed.y0 - g) : removed.y1 + g, max(0, removed.x0 - g) : removed.x1 + g] = False
+        new = next(c for c in m["cells"] if c["centre"])
+        far[max(0, new["y"] - 2) : new["y"] + new["h"] + 2, max(0, new["x"] - 2) : new["x"] + new["w"] + 2] = False
+        anns = iter(coco.loadAnns(coco.getAnnIds(imgIds=[image_id])))
+        for c in m["cells"]:
+            ann = next(anns) if "area" in c else None
+            if c["centre"]:
+                continue
+            r = rows[c["sprite_id"]]
+            x, y, w, h = c["x"], c["y"], c["w"], c["h"]
+            assert (x, y, w, h) == (r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0)
+            if ann is None:
+                continue
+            partly_covered += (c["bbox"][2], c["bbox"][3]) != (w, h)
+            visible = coco.annToMask(ann)[y : y + h, x : x + w] > 0
+            assert visible.sum() == c["area"]  # every visible pixel lies inside the sprite's box
+            visible &= far[y : y + h, x : x + w]
+            compared += int(visible.sum())
+            assert np.array_equal(image[y : y + h, x : x + w][visible], b.load_sprite(r)[visible, :3])
+    assert partly_covered > 0 and compared > 10_000
+
+
 @pytest.mark.parametrize("scene", ["transplant", "matched", "paper"])
 def test_another_size_scales_the_whole_composite(bank: Path, tmp_path: Path, scene: str) -> None:
     """--size resizes the finished composite: every cell keeps its size relative to the image (the white cell was

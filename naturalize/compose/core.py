@@ -303,16 +303,24 @@ def resized(comp: Composite, size: tuple[int, int]) -> Composite:
     if (W, H) == (W0, H0):
         return comp
     cells = []
-    sx, sy = _nearest_sources(W0, W), _nearest_sources(H0, H)
     for c in comp.cells:
         h, w = c.mask.shape
-        x0, x1 = _edge(c.x, sx, W0), _edge(c.x + w, sx, W0)
-        y0, y1 = _edge(c.y, sy, H0), _edge(c.y + h, sy, H0)
-        shape = (max(1, x1 - x0), max(1, y1 - y0))
-        mask = cv2.resize(np.ascontiguousarray(c.mask), shape, interpolation=cv2.INTER_NEAREST)
+        x0, y0, shape_w, shape_h = scaled_box(c.x, c.y, w, h, (W0, H0), (W, H))
+        mask = cv2.resize(np.ascontiguousarray(c.mask), (shape_w, shape_h), interpolation=cv2.INTER_NEAREST)
         cells.append(replace(c, x=x0, y=y0, mask=mask, area=cv2.countNonZero(mask)))
     image = cv2.resize(comp.image, (W, H), interpolation=cv2.INTER_AREA)
     return Composite(image, comp.plate, cells, cv2.resize(comp.labels, (W, H), interpolation=cv2.INTER_NEAREST))
+
+
+def scaled_box(x: int, y: int, w: int, h: int, old: tuple[int, int], new: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The box (x, y, w, h) of an image of size `old` (width, height) in that image resized to `new` by OpenCV's
+    nearest neighbour: the output pixels showing its pixels (at least 1 x 1; the box itself when the sizes agree)."""
+    if old == new:
+        return x, y, w, h
+    sx, sy = _nearest_sources(old[0], new[0]), _nearest_sources(old[1], new[1])
+    x0, x1 = _edge(x, sx, old[0]), _edge(x + w, sx, old[0])
+    y0, y1 = _edge(y, sy, old[1]), _edge(y + h, sy, old[1])
+    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
 
 @lru_cache(maxsize=8)

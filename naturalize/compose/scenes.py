@@ -45,6 +45,7 @@ from naturalize.compose.core import (
     _prepare,
     compose_image,
     paint,
+    scaled_box,
 )
 from naturalize.compose.library import (
     Library,
@@ -86,14 +87,17 @@ _ZERO = np.uint8(0)
 class Donors:
     """The transplant scenes of one run: per donor its kept cells (their bank rows, as `kept.rows[j]` for
     global index j), the global indices of its kept cells in label order, its label map at the output size
-    (uint8, 0 = plate or hole, j + 1 = its j-th kept cell), per kept cell its box and area there
-    (x, y, w, h, area), and the removed white cell's centre (x, y) at the output size and sprite id."""
+    (uint8, 0 = plate or hole, j + 1 = its j-th kept cell), per kept cell the box and area of its label there
+    (x, y, w, h, area) and its sprite's box there (x, y, w, h: where the sprite lies, what the manifest records;
+    larger than the label's where another cell or the hole covers part of it), and the removed white cell's
+    centre (x, y) at the output size and sprite id."""
 
     name = "transplant"
     kept: SpriteSet
     cells: list[list[int]]
     labels: list[np.ndarray]
     boxes: list[list[tuple[int, int, int, int, int]]]
+    sprite_boxes: list[list[tuple[int, int, int, int]]]
     hole_centre: np.ndarray
     removed: list[str]
 
@@ -238,7 +242,7 @@ def transplant_library(
     with _Tasks(threads) as tasks:
         made = list(tasks.map(lambda s: donor_plate(bank, *eligible[s]), sources))
     W, H = params.canvas
-    plates, labels, boxes, centres, areas, cells = [], [], [], [], [], []
+    plates, labels, boxes, sprite_boxes, centres, areas, cells = [], [], [], [], [], [], []
     kept_rows: list[SpriteRow] = []
     for s, (plate, lab, rec) in zip(sources, made):
         h, w = plate.shape[:2]
@@ -256,6 +260,9 @@ def transplant_library(
         rows = {r.sprite_id: r for r in eligible[s][2]}
         cells.append(list(range(len(kept_rows), len(kept_rows) + len(kept_ids))))
         kept_rows += [rows[i] for i in kept_ids]
+        sprite_boxes.append(
+            [scaled_box(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0, (w, h), (W, H)) for r in (rows[i] for i in kept_ids)]
+        )
     lib.plates = plates
     lib.plate_rows = [eligible[s][0] for s in sources]
     lib.plate_plasma = np.array([rec["plasma_bgr"] for _, _, rec in made], np.float32)
@@ -267,7 +274,9 @@ def transplant_library(
     if params.wbc_focus:
         lib.centre.focus = focus_to_plates(bank, lib.centre.rows, lib.plate_rows)
     kept = SpriteSet(kept_rows, [], np.zeros((len(kept_rows), 3), np.float32), np.zeros(len(kept_rows), np.int64))
-    lib.scene = Donors(kept, cells, labels, boxes, np.array(centres), [rec["removed"] for _, _, rec in made])
+    lib.scene = Donors(
+        kept, cells, labels, boxes, sprite_boxes, np.array(centres), [rec["removed"] for _, _, rec in made]
+    )
     return lib
 
 
@@ -295,9 +304,9 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
     new = paint(image, [cell])
     labels = donors.labels[k].copy()
     labels[new > 0] = len(kept) + 1
-    cells = [
-        Placed("kept", g, x, y, _NO_PIXELS, np.broadcast_to(_ZERO, (h, w)), a, _IDENTITY, _UNIT_GAIN)
-        for g, (x, y, w, h, a) in zip(kept, donors.boxes[k])
+    cells = [  # each where its sprite lies (its label's box is smaller where another cell or the hole covers part)
+        Placed("kept", g, x, y, _NO_PIXELS, np.broadcast_to(_ZERO, (h, w)), box[4], _IDENTITY, _UNIT_GAIN)
+        for g, (x, y, w, h), box in zip(kept, donors.sprite_boxes[k], donors.boxes[k])
     ] + [cell]
     return Composite(image, k, cells, labels)
 

@@ -29,7 +29,9 @@ class Transform(NamedTuple):
     scale: float
 
     def as_dict(self) -> dict:
-        return {"flip": self.flip, "rot90": self.rot90, "angle": round(self.angle, 3), "scale": round(self.scale, 4)}
+        """The transform as JSON-ready keys, unrounded: Transform(**as_dict()) warps exactly as this one (rounded
+        values can redraw a sprite on a canvas a pixel larger)."""
+        return {"flip": self.flip, "rot90": self.rot90, "angle": self.angle, "scale": self.scale}
 
 
 def sample_transform(rng: np.random.Generator, p: ComposeParams) -> Transform:
