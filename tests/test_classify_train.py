@@ -81,6 +81,8 @@ def _complete(run: Path, backend: str) -> None:
     assert json.loads((run / "classes.json").read_text()) == list(CLASSES)
     rows = list(csv.DictReader(open(run / "history.csv")))
     assert [r["epoch"] for r in rows] == ["1"] and 0 <= float(rows[0]["val_accuracy"]) <= 1
+    # the steady rate (first batch, with the graph build, left out) beside the whole epoch's; 33 images in 5 batches
+    assert float(rows[0]["steady_images_per_s"]) > 0 and float(rows[0]["train_images_per_s"]) > 0
     assert json.loads((run / "state.json").read_text())["done"] is True
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -230,6 +232,8 @@ def test_resume_after_an_interruption_continues_from_the_last_finished_epoch(tin
     logs: list[str] = []
     train(tiny_tree, "custom_cnn", out, evaluate=False, log=logs.append, **run)
     assert any(line.startswith("resuming") and "after epoch 1" in line for line in logs)
+    epochs = [line for line in logs if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all(" img/s steady (after the first batch), " in line for line in epochs), epochs
     hist = read_history(out)
     assert [r["epoch"] for r in hist] == [1, 2, 3] and hist[0] == first[0]
     assert json.loads((out / "state.json").read_text())["epoch"] == 3
