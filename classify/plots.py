@@ -124,8 +124,10 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str, rows: S
 MIN_PANEL_PX = 256  # overlay panels are at least this many pixels on their longer side
 
 
-def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, provenance: dict) -> None:
-    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet' -> PNG."""
+def overlay_heatmap(
+    image: np.ndarray, cam: np.ndarray, path: Path, title: str, provenance: dict, label: str = "Score-CAM"
+) -> None:
+    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet', titled `label` -> PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,7 +142,7 @@ def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, 
     axes[0].set_title("image")
     axes[1].imshow(image, interpolation=pixels)
     im = axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation=pixels)
-    axes[1].set_title("Score-CAM")
+    axes[1].set_title(label)
     for ax in axes:
         ax.axis("off")
     fig.colorbar(im, ax=axes[1], fraction=0.046)
