@@ -104,7 +104,10 @@ def evaluate(
         show_default="test; all for a --dataset that is a plain <CLASS>/ tree",
     ),
     dataset: str | None = typer.Option(
-        None, "--dataset", help="Another dataset with the same classes.", show_default="the run's own"
+        None,
+        "--dataset",
+        help="Another dataset with the run's classes, or some of them (the report names the absent ones).",
+        show_default="the run's own",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Output folder.", show_default="RUN/eval/<split>, or RUN/eval/<dataset>-<split>"

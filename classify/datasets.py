@@ -237,3 +237,18 @@ def check_classes(run_classes: Sequence[str], data: Dataset) -> None:
             f"the run was trained on classes {','.join(run_classes)} but dataset {data.root} has "
             f"{','.join(data.classes)}; evaluate on a dataset with the same class folders"
         )
+
+
+def as_run_classes(run_classes: Sequence[str], data: Dataset) -> Dataset:
+    """An external dataset relabelled in the run's class order (its labels index `run_classes`). A dataset holding
+    only some of the run's classes (a lab's folder of 5 of the 11) keeps those; UserError naming the folders of
+    classes the run does not know."""
+    unknown = [c for c in data.classes if c not in run_classes]
+    if unknown:
+        raise UserError(
+            f"dataset {data.root} has class folder(s) {', '.join(unknown)} that the run was not trained on (its "
+            f"classes: {','.join(run_classes)}); remove or rename those folders to evaluate on the others"
+        )
+    index = [list(run_classes).index(c) for c in data.classes]
+    items = {s: [(rel, index[y]) for rel, y in rows] for s, rows in data.items.items()}
+    return replace(data, classes=tuple(run_classes), items=items)

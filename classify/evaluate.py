@@ -1,10 +1,12 @@
 """Evaluate a run on a dataset split: accuracy, loss, scikit-learn classification report, confusion matrix.
 
-Scores a split (train, val, test) of the run's dataset or of another one with the same classes, or all of another
-one (an external test set; the default for a plain class tree). Writes OUT (default RUN/eval/<split>, or
+Scores a split (train, val, test) of the run's dataset or of another one with the same classes or some of them
+(the report covers the present classes and names the absent ones), or all of another one (an external test set;
+the default for a plain class tree). Writes OUT (default RUN/eval/<split>, or
 RUN/eval/<dataset>-<split> for another dataset):
   report.txt       classification_report text (4 digits) preceded by accuracy, loss and a Naturalize dataset's protocol
-  report.json      {"accuracy", "loss", "n", "split", "dataset", "protocol", "classes", "report": sklearn dict,
+  report.json      {"accuracy", "loss", "n", "split", "dataset", "protocol", "classes", "absent": classes without
+                   images, "predicted_absent": images predicted as one of them, "report": sklearn dict,
                    "confusion": counts, "model_sha256": the scored model.keras's sha256, "images_sha256": the
                    scored images' (Dataset.images_digest: same images and labels, same digest)}; "protocol": the
                    dataset's (dataset.json: clean, paper), null for other trees
@@ -23,7 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from classify import runs
-from classify.datasets import WHOLE, check_classes, layout_of, load_dataset, resolve_root, with_saved_split
+from classify.datasets import (
+    WHOLE,
+    as_run_classes,
+    check_classes,
+    layout_of,
+    load_dataset,
+    resolve_root,
+    with_saved_split,
+)
 from naturalize.classes import SPLITS
 from naturalize.fsio import UserError, write_json, write_text
 from naturalize.outputs import dropped_if_unused
@@ -51,23 +61,42 @@ def predict_probs(model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
 
 
 def metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) -> dict:
-    """Accuracy, cross-entropy loss, sklearn report (text and dict) and confusion counts of predictions."""
+    """Accuracy, cross-entropy loss, sklearn report (text and dict) and confusion counts of predictions.
+
+    The report covers the classes present in `y_true` (its macro and weighted averages are over those: sklearn's
+    `labels=`), so a test set holding some of the run's classes is not marked down for the others; "absent" names
+    the others. The confusion counts are (K, K) over all `classes` (rows of absent classes are zero), so
+    predictions that fall in an absent class are counted in its column."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
     truth = np.asarray(y_true)
     y_pred = probs.argmax(axis=1)
-    labels = list(range(len(classes)))
+    present = sorted({int(t) for t in truth})
     p_true = np.clip(probs[np.arange(len(truth)), truth], 1e-7, 1.0)
-    kw = dict(labels=labels, target_names=list(classes), zero_division=0)
+    kw = dict(labels=present, target_names=[classes[k] for k in present], zero_division=0)
     return {
+        "absent": [c for k, c in enumerate(classes) if k not in present],
+        "predicted_absent": int(np.sum(~np.isin(y_pred, present))),
         "accuracy": float(accuracy_score(truth, y_pred)),
         "loss": float(-np.mean(np.log(p_true))),
         "n": int(len(truth)),
         "report_text": classification_report(truth, y_pred, digits=4, **kw),
         "report": classification_report(truth, y_pred, output_dict=True, **kw),
-        "confusion": confusion_matrix(truth, y_pred, labels=labels).tolist(),
+        "confusion": confusion_matrix(truth, y_pred, labels=list(range(len(classes)))).tolist(),
         "y_pred": y_pred,
     }
+
+
+def absent_line(m: dict) -> str:
+    """What metrics' "absent" classes mean for the report, as one line ('' when every class is present)."""
+    if not m["absent"]:
+        return ""
+    k = len(m["confusion"])
+    return (
+        f"absent classes (no images here; the report and its macro/weighted averages cover the other "
+        f"{k - len(m['absent'])}): {', '.join(m['absent'])}; {m['predicted_absent']} image(s) predicted as one of "
+        f"them (counted in their columns of the confusion matrix)\n"
+    )
 
 
 def pick_split(split: str | None, own: bool, layout: str, run: Path) -> str:
@@ -108,7 +137,9 @@ def evaluate_run(
     data = load_dataset(root, config["seed"], whole=split == WHOLE, warn=warn)
     if own:
         data = with_saved_split(data, run / runs.SPLIT)  # a plain tree: the split the run was trained on
-    check_classes(classes, data)
+        check_classes(classes, data)
+    else:
+        data = as_run_classes(classes, data)  # an external set may hold only some of the run's classes
     paths = data.paths(split)
     y = data.labels(split)
     size = int(config["image_size"])
@@ -124,7 +155,7 @@ def evaluate_run(
         m = metrics(y, probs, classes)
         header = (
             f"run {run}  model {config['model']}  dataset {data.root}  split {split}  n {m['n']}\n"
-            f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n" + protocol_line(data.meta) + "\n"
+            f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n" + protocol_line(data.meta) + absent_line(m) + "\n"
         )
         write_text(out / "report.txt", header + m["report_text"])
         result = {
@@ -136,6 +167,8 @@ def evaluate_run(
             "accuracy": m["accuracy"],
             "loss": m["loss"],
             "n": m["n"],
+            "absent": m["absent"],
+            "predicted_absent": m["predicted_absent"],
             "report": m["report"],
             "confusion": m["confusion"],
             "model_sha256": digest,
@@ -155,5 +188,6 @@ def evaluate_run(
             f"{config['model']} on {data.name}/{split}: accuracy {m['accuracy']:.4f}, "
             f"macro-F1 {m['report']['macro avg']['f1-score']:.4f}",
             {"run": str(run.resolve()), "dataset": str(data.root), "split": split, "protocol": result["protocol"]},
+            rows=[c for c in classes if c not in m["absent"]],
         )
     return {**result, "out": str(out)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,12 +81,19 @@ def _application(factory: str, preprocess: str, **kwargs) -> Callable:
 def _load_failure(e: BaseException) -> str:
     """Why Keras could not load a weights file, in one short line: for its 'A total of N objects could not be
     loaded. Example error message for object <Dense name=predictions, ...>' (the reason on later lines), the layer
-    and the two shapes, e.g. 'layer predictions: the model's (128, 7), the file's (128, 5)'; else _short(e)."""
+    and the two shapes, e.g. 'layer predictions: the model's (128, 7), the file's (128, 5)', or the count and the
+    first layer's reason ('6 of the model's layers do not match it, e.g. conv1: Layer 'conv1' expected 2
+    variables, but received 0 ...'); else _short(e)."""
     text = str(e)
     layer = re.search(r"Example error message for object <\w+ name=([^,>]+)", text)
-    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    # TensorFlow: "value.shape=(128, 5)"; torch: "value.shape=torch.Size([128, 5])"
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(?:torch\.Size\(\[)?\(?([^)\]]*)", text)
     if layer and shapes:
-        return f"layer {layer.group(1)}: the model's {shapes.group(1)}, the file's {shapes.group(2)}"
+        return f"layer {layer.group(1)}: the model's {shapes.group(1)}, the file's ({shapes.group(2)})"
+    total = re.search(r"A total of (\d+) objects could not be loaded", text)
+    if layer and total:  # e.g. "Layer 'conv1' expected 2 variables, but received 0 variables during loading."
+        why = next((line.strip() for line in text.splitlines()[1:] if line.strip()), "").split(" Expected:")[0]
+        return f"{total.group(1)} of the model's layers do not match it, e.g. {layer.group(1)}: {why}"[:200]
     return _short(e)
 
 
@@ -316,7 +324,7 @@ def create_model(
     if path is not None:
         target = model if spec.whole_weights else bases[0]
         try:
-            target.load_weights(str(path))
+            load_weights_quietly(target, path)
         except Exception as e:
             what = f"the {target.name} backbone" if target is not model else f"the whole {name} model"
             raise UserError(
@@ -324,6 +332,17 @@ def create_model(
                 f"the file must come from the same architecture, image size and number of classes"
             ) from e
     return model
+
+
+def load_weights_quietly(model, path: Path) -> None:
+    """model.load_weights(path), holding back the Python warnings Keras gives while it tries: a file that does not
+    fit makes Keras warn "Skipping nested container ..." once per nested block (up to ~490 lines for an ensemble)
+    before it raises, and that failure becomes our one error line instead. When loading succeeds the warnings are
+    shown as usual. Only Python warnings of this one call are held; nothing else (TensorFlow's own stderr) is."""
+    with warnings.catch_warnings(record=True) as held:
+        model.load_weights(str(path))  # raising: the held warnings describe the same failure, and are dropped
+    for w in held:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
 
 
 def backbone_of(model):

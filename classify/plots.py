@@ -70,12 +70,21 @@ def history_figure(rows: Sequence[dict], title: str):
     return fig
 
 
-def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str, provenance: dict) -> None:
-    """Confusion matrix as counts and row-normalised (recall per true class) side by side -> PNG."""
-    _save(confusion_figure(cm, classes, title), path, provenance)
+def plot_confusion(
+    cm: np.ndarray,
+    classes: Sequence[str],
+    path: Path,
+    title: str,
+    provenance: dict,
+    rows: Sequence[str] | None = None,
+) -> None:
+    """Confusion matrix (K, K) over `classes` as counts and row-normalised (recall per true class) side by side ->
+    PNG; `rows`: the true classes to show (default all; a test set lacking some classes shows its own), every
+    class stays a predicted column."""
+    _save(confusion_figure(cm, classes, title, rows), path, provenance)
 
 
-def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str):
+def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str, rows: Sequence[str] | None = None):
     """The matplotlib figure of plot_confusion: counts and row-normalised panels, each with its colour bar, laid
     out so that no label covers another (the right panel's 'true' sat on the left colour bar's numbers)."""
     import matplotlib
@@ -84,19 +93,21 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
-    k = len(classes)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * max(5.0, 0.55 * k + 2), max(4.5, 0.5 * k + 1.5)), layout="constrained")
+    true = list(classes) if rows is None else list(rows)
+    cm = np.asarray(cm)[[list(classes).index(c) for c in true]]
+    totals = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, totals, out=np.zeros(cm.shape, float), where=totals > 0)
+    k, r = len(classes), len(true)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * max(5.0, 0.55 * k + 2), max(4.5, 0.5 * r + 1.5)), layout="constrained")
     for ax, mat, fmt, name in ((axes[0], cm, "d", "counts"), (axes[1], norm, ".2f", "row-normalised")):
         im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=(mat.max() if name == "counts" else 1) or 1)
         ax.set_xticks(range(k), classes, rotation=90)
-        ax.set_yticks(range(k), classes)
+        ax.set_yticks(range(r), true)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(name)
         hi = (mat.max() if name == "counts" else 1) * 0.6
-        for i in range(k):
+        for i in range(r):
             for j in range(k):
                 ax.text(
                     j,
@@ -118,13 +129,15 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str):
 MIN_PANEL_PX = 256  # overlay panels are at least this many pixels on their longer side
 
 
-def overlay_heatmap(image: np.ndarray, cam: np.ndarray, path: Path, title: str, provenance: dict) -> None:
-    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet', both panels of one size
-    and height, and a labelled colour bar -> PNG."""
-    _save(overlay_figure(image, cam, title), path, provenance)
+def overlay_heatmap(
+    image: np.ndarray, cam: np.ndarray, path: Path, title: str, provenance: dict, label: str = "Score-CAM"
+) -> None:
+    """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet' and titled `label`, both
+    panels of one size and height, and a labelled colour bar -> PNG."""
+    _save(overlay_figure(image, cam, title, label), path, provenance)
 
 
-def overlay_figure(image: np.ndarray, cam: np.ndarray, title: str):
+def overlay_figure(image: np.ndarray, cam: np.ndarray, title: str, label: str = "Score-CAM"):
     """The matplotlib figure of overlay_heatmap: axes image, overlay, colour bar."""
     import matplotlib
 
@@ -147,7 +160,7 @@ def overlay_figure(image: np.ndarray, cam: np.ndarray, title: str):
     axes[0].set_title("image")
     axes[1].imshow(image, interpolation=pixels)
     im = axes[1].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation=pixels)
-    axes[1].set_title("Score-CAM")
+    axes[1].set_title(label)
     for ax in axes[:2]:
         ax.axis("off")
     axes[2].set_box_aspect(h / (0.05 * w))  # as tall as the images

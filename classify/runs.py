@@ -7,7 +7,8 @@ RUN/
   model.keras     best model by validation accuracy
   last.keras      checkpoint of the last finished epoch (with optimizer state), for resuming
   state.json      {"epoch": finished epochs, "best_epoch", "best_val_accuracy", "done", "steps", "previous"}
-  history.csv     per epoch: loss, accuracy, val_loss, val_accuracy, seconds, train images/s
+  history.csv     per epoch: loss, accuracy, val_loss, val_accuracy, seconds, train images/s (the whole training
+                  part) and steady images/s (after the epoch's first batch, which holds the graph build)
   curves.png      accuracy and loss curves (train and val)
   eval/<split>/   report.txt, report.json, predictions.csv, confusion.png (see classify.evaluate)
 """

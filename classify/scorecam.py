@@ -4,6 +4,11 @@ For an image x and target class c: A = activation maps of the last conv layer (t
 layer); each map A_k is upsampled to the input size, min-max normalised to a mask M_k, the model scores
 x * M_k, and the class-c softmax probability s_k weights the upsampled map. The heat map is
 relu(sum_k s_k * up(A_k)), min-max normalised to 0..1.
+
+Ensembles: an Average ensemble (`ensemble_average`) averages its members' softmaxes, so its map is the mean of
+its members' maps (each member's Score-CAM with its own feature maps and its own class-c softmax, at the input
+size), normalised again. The CBAM ensemble's head reads both branches, so its maps A are both branches'
+CBAM-refined feature maps (EfficientNetV2-B0's and DenseNet-169's, each upsampled), scored by the whole model.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +26,14 @@ from naturalize.fsio import UserError
 from naturalize.outputs import dropped_if_unused
 from naturalize.paths import fit_name
 
+#: Layers whose output Score-CAM uses beside `features`: the CBAM ensemble's DenseNet branch (its `features` is
+#: the EfficientNet branch's CBAM output; the head reads both).
+EXTRA_FEATURES = ("cbam_densenet",)
+
 
 def feature_model(model):
-    """input -> last conv feature map (B, h, w, K), from the `features` layer (nested members searched too)."""
+    """input -> last conv feature map (B, h, w, K), from the `features` layer (nested members searched too); for
+    the CBAM ensemble a list of both branches' maps (`features` and EXTRA_FEATURES)."""
     import keras
 
     from classify.layers import PatchGrid
@@ -29,7 +41,8 @@ def feature_model(model):
     def find(m):
         names = [layer.name for layer in m.layers]
         if "features" in names:
-            return keras.Model(m.inputs, m.get_layer("features").output)
+            outs = [m.get_layer(n).output for n in ("features", *EXTRA_FEATURES) if n in names]
+            return keras.Model(m.inputs, outs if len(outs) > 1 else outs[0])
         for layer in m.layers:
             if isinstance(layer, keras.Model) and layer.name == "vit_b16_backbone":
                 inp = keras.Input(m.inputs[0].shape[1:])
@@ -57,13 +70,15 @@ def score_cam(
     x = ops.convert_to_tensor(np.asarray(image, np.float32)[None])
     probs = ops.convert_to_numpy(model(x, training=False))[0]
     target = int(np.argmax(probs)) if target is None else int(target)
-    acts = features(x, training=False)  # (1, h, w, K)
-    if max_channels and acts.shape[-1] > max_channels:
-        order = np.argsort(-ops.convert_to_numpy(ops.mean(acts, axis=(0, 1, 2))), kind="stable")[:max_channels]
-        acts = ops.take(acts, ops.convert_to_tensor(np.sort(order)), axis=-1)
+    found = features(x, training=False)  # (1, h, w, K), or a list of such maps (one per CBAM branch)
     h, w = image.shape[:2]
-    up = ops.image.resize(acts, (h, w), interpolation="bilinear")[0]  # (S, S, K)
-    up = ops.transpose(up, (2, 0, 1))  # (K, S, S)
+    ups = []
+    for acts in found if isinstance(found, (list, tuple)) else [found]:
+        if max_channels and acts.shape[-1] > max_channels:  # per feature map: each branch keeps its N most active
+            order = np.argsort(-ops.convert_to_numpy(ops.mean(acts, axis=(0, 1, 2))), kind="stable")[:max_channels]
+            acts = ops.take(acts, ops.convert_to_tensor(np.sort(order)), axis=-1)
+        ups.append(ops.transpose(ops.image.resize(acts, (h, w), interpolation="bilinear")[0], (2, 0, 1)))
+    up = ups[0] if len(ups) == 1 else ops.concatenate(ups, axis=0)  # (K, S, S)
     lo = ops.min(up, axis=(1, 2), keepdims=True)
     hi = ops.max(up, axis=(1, 2), keepdims=True)
     valid = ops.convert_to_numpy(ops.reshape(hi - lo, (-1,))) > 0
@@ -79,6 +94,62 @@ def score_cam(
     span = cam.max() - cam.min()
     cam = (cam - cam.min()) / span if span > 0 else np.zeros_like(cam)
     return cam, target, probs
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """What `explain` maps for a run's model: `parts` [(name, scorer model, feature model)] whose Score-CAM maps are
+    averaged (one part for most models; an Average ensemble's members), `label` for the overlay panel and `method`
+    for the PNG's provenance."""
+
+    model: Any
+    parts: list[tuple[str, Any, Any]]
+    label: str
+    method: str
+
+
+def explainer(model) -> Explainer:
+    """The Explainer of a run's model: an Average ensemble (its output layer averages nested `member_*` classifiers)
+    -> each member with its own features; the CBAM ensemble -> both branches' maps; else the `features` layer."""
+    import keras
+
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("member_")]
+    if len(members) > 1 and isinstance(model.get_layer("predictions"), keras.layers.Average):
+        names = [m.name.removeprefix("member_") for m in members]
+        return Explainer(
+            model,
+            [(n, m, feature_model(m)) for n, m in zip(names, members)],
+            f"Score-CAM, mean of {len(members)} members",
+            f"Score-CAM, mean of the members' maps ({', '.join(names)})",
+        )
+    features = feature_model(model)
+    if isinstance(features.output, (list, tuple)):
+        return Explainer(
+            model,
+            [(model.name, model, features)],
+            "Score-CAM, both CBAM branches",
+            "Score-CAM over both branches' CBAM-refined feature maps (efficientnetv2b0, densenet169)",
+        )
+    return Explainer(model, [(model.name, model, features)], "Score-CAM", "Score-CAM")
+
+
+def explain_map(
+    ex: Explainer, image: np.ndarray, target: int | None = None, max_channels: int = 0
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Score-CAM of one image (S, S, 3, 0..255) for `ex`'s model -> (map (S, S) in 0..1, target class, the model's
+    class probabilities): one part's map, or the mean of the parts' maps (each for the model's target class),
+    normalised to 0..1 again."""
+    from keras import ops
+
+    if len(ex.parts) == 1:
+        _, scorer, features = ex.parts[0]
+        return score_cam(scorer, features, image, target, max_channels)
+    x = ops.convert_to_tensor(np.asarray(image, np.float32)[None])
+    probs = ops.convert_to_numpy(ex.model(x, training=False))[0]
+    target = int(np.argmax(probs)) if target is None else int(target)
+    cam = np.mean([score_cam(m, f, image, target, max_channels)[0] for _, m, f in ex.parts], axis=0)
+    span = cam.max() - cam.min()
+    return ((cam - cam.min()) / span if span > 0 else np.zeros_like(cam)), target, probs
 
 
 def resize_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -151,8 +222,7 @@ def explain(
     with dropped_if_unused(out):  # a failure before the first PNG leaves no folder holding only the marker
         top = sorted({n.parts[0] for n in names.values()})  # the marker lists top-level names
         runs.claim_outputs(out, run, [(f"input {p}", p) for p in inputs], "classify-explain", top)
-        model = runs.load_model(run / runs.MODEL)
-        features = feature_model(model)
+        ex = explainer(runs.load_model(run / runs.MODEL))
         size = int(config["image_size"])
         written = []
         bad: list[tuple[Path, str]] = []
@@ -165,9 +235,7 @@ def explain(
             except UserError as e:
                 bad.append((p, str(e.__cause__ or e)))
                 continue
-            cam, k, probs = score_cam(
-                model, features, img, None if target is None else classes.index(target), max_channels
-            )
+            cam, k, probs = explain_map(ex, img, None if target is None else classes.index(target), max_channels)
             pred = int(np.argmax(probs))
             dest = out / names[p]
             overlay_heatmap(
@@ -178,12 +246,13 @@ def explain(
                 {
                     "source": str(p.resolve()),
                     "run": str(run.resolve()),
-                    "method": "Score-CAM",
+                    "method": ex.method,
                     "target": classes[k],
                     "max_channels": max_channels,
                     "input_size": size,
                     "image_size": list(full.shape[1::-1]),
                 },
+                ex.label,
             )
             written.append(dest)
         if bad and not written:

@@ -27,7 +27,16 @@ from naturalize.outputs import check_disjoint, claim, dropped_if_unused, write_m
 
 #: config keys that must match to resume a run (epochs may grow).
 RESUME_KEYS = ("dataset", "model", "mode", "weights", "batch_size", "lr", "image_size", "seed", "classes")
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "train_images_per_s")
+HISTORY_FIELDS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "train_images_per_s",
+    "steady_images_per_s",
+)
 
 
 def resolve_config(
@@ -72,8 +81,9 @@ def _history_text(rows: Sequence[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, HISTORY_FIELDS, lineterminator="\n")
     w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in HISTORY_FIELDS})
+    for r in rows:  # a run from before steady_images_per_s was kept resumes with nan there
+        row = {k: r.get(k, float("nan")) for k in HISTORY_FIELDS}
+        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
     return buf.getvalue()
 
 
@@ -148,10 +158,30 @@ def reseed(model, seed: int, epoch: int) -> None:
             gen.state.assign(np.asarray([start, 0], dtype=keras.backend.standardize_dtype(gen.state.dtype)))
 
 
+def steady_images_per_s(batch_ends: Sequence[float], n_images: int, batch_size: int) -> float:
+    """Training images/s of one epoch without its first batch: (images after the first batch) / (time from the
+    first batch's end to the last's). `batch_ends`: perf_counter at each batch's end. The first batch holds the
+    graph build / compile of the first epoch (and the loader's start in every epoch), so this is the steady
+    rate; nan for an epoch of one batch."""
+    if len(batch_ends) < 2 or batch_ends[-1] <= batch_ends[0]:
+        return float("nan")
+    return (n_images - min(batch_size, n_images)) / (batch_ends[-1] - batch_ends[0])
+
+
+def _rates(row: dict) -> str:
+    """An epoch's training speed for the log: the steady rate, named as such, and the whole epoch's."""
+    whole = f"{row['train_images_per_s']:.1f} img/s"
+    steady = row["steady_images_per_s"]
+    if steady != steady:  # nan: one batch, nothing after the first
+        return f"{whole} (one batch, graph build included)"
+    return f"{steady:.1f} img/s steady (after the first batch), {whole} with it"
+
+
 def _make_callback(
     out: Path,
     train_batches,
     n_train: int,
+    batch_size: int,
     history: list[dict],
     state: dict,
     title: str,
@@ -171,6 +201,10 @@ def _make_callback(
             reseed(self.model, seed, epoch)
             self.t0 = time.perf_counter()
             self.t_train = None
+            self.batch_ends: list[float] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batch_ends.append(time.perf_counter())
 
         def on_test_begin(self, logs=None):
             if self.t_train is None:
@@ -188,6 +222,7 @@ def _make_callback(
                 "val_accuracy": float(logs["val_accuracy"]),
                 "seconds": float(seconds),
                 "train_images_per_s": float(n_train / train_s),
+                "steady_images_per_s": steady_images_per_s(self.batch_ends, n_train, batch_size),
             }
             history.append(row)
             write_text(out / runs.HISTORY, _history_text(history))
@@ -202,7 +237,7 @@ def _make_callback(
             runs.save_model(self.model, out / runs.LAST)  # last: the epoch counts as finished once this is replaced
             log(
                 f"epoch {epoch + 1}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} val_loss {row['val_loss']:.4f} "
-                f"val_acc {row['val_accuracy']:.4f} ({seconds:.1f}s, {row['train_images_per_s']:.1f} img/s train)"
+                f"val_acc {row['val_accuracy']:.4f} ({seconds:.1f}s; train {_rates(row)})"
                 f"{' *best*' if improved else ''}"
             )
 
@@ -308,7 +343,7 @@ def _fit(
     title = f"{model} ({mode}, weights {shown}) on {data.name}"
     provenance = {"run": str(out.resolve()), "model": model, "dataset": str(data.root), "seed": seed}
     if state["epoch"] < epochs:
-        cb = _make_callback(out, train_batches, len(x_train), history, state, title, provenance, log, seed)
+        cb = _make_callback(out, train_batches, len(x_train), batch_size, history, state, title, provenance, log, seed)
         log(
             f"training {model} on {data.name}: {len(x_train)} train / {len(x_val)} val images at {image_size}px, "
             f"{keras.backend.backend()} backend, epochs {state['epoch'] + 1}..{epochs}"

@@ -177,3 +177,17 @@ def test_the_curves_show_accuracy_on_its_whole_scale_and_loss_from_zero() -> Non
     plt.close(fig)
     assert limits[0][0] == 0.0 and 1.0 < limits[0][1] <= 1.05  # 0..1, a marker at 1.0 drawn whole
     assert limits[1][0] == 0.0 and limits[1][1] >= 1.05 * 2.11  # the highest point's marker drawn whole
+
+
+def test_the_steady_training_rate_leaves_out_each_epochs_first_batch() -> None:
+    """train's images/s of the first epoch included the graph build / compile in its first batch (34 img/s, then
+    64 steady, for custom_cnn on the sample): the steady rate counts the batches after the first, over the time
+    from its end to the last batch's end."""
+    import math
+
+    from classify.train import steady_images_per_s
+
+    # 4 batches of 8, 8, 8, 6 images; the first ends 10 s after the epoch began (a build), then 0.5 s each
+    assert steady_images_per_s([10.0, 10.5, 11.0, 11.5], 30, 8) == pytest.approx(22 / 1.5)
+    assert steady_images_per_s([10.0, 10.5], 10, 8) == pytest.approx(2 / 0.5)  # the last, short batch
+    assert math.isnan(steady_images_per_s([3.0], 5, 8))  # one batch: no steady part to measure

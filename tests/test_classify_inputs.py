@@ -82,6 +82,40 @@ def test_evaluate_scores_a_whole_external_plain_tree(run, images, tmp_path):
         evaluate_run(run, "tets", progress=False)
 
 
+def test_evaluate_scores_an_external_set_holding_some_of_the_runs_classes(run, images, sample_release, tmp_path):
+    """A lab's folder with only some of the run's classes was refused ("the run was trained on classes ... but
+    dataset ... has"): it is scored on the classes it holds, names the absent ones, averages over the present ones
+    (scikit-learn's labels=), and counts predictions that fall in an absent class in that class's column. A folder
+    of a class the run does not know is still refused, naming it."""
+    import json
+
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from classify.evaluate import evaluate_run
+
+    ext = _plain(tmp_path / "lab-cells", {c: images[c] for c in ("BA", "LY")})
+    res = evaluate_run(run, None, ext, progress=False)
+    out = Path(res["out"])
+    assert res["n"] == 14 and res["absent"] == ["EO"] and res["classes"] == list(CLASSES)
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    truth, pred = [r["true"] for r in rows], [r["pred"] for r in rows]
+    assert set(truth) == {"BA", "LY"}
+    assert res["report"] == classification_report(truth, pred, labels=["BA", "LY"], output_dict=True, zero_division=0)
+    assert res["confusion"] == confusion_matrix(truth, pred, labels=list(CLASSES)).tolist()  # EO: a column only
+    assert res["predicted_absent"] == pred.count("EO")
+    assert json.loads((out / "report.json").read_text())["absent"] == ["EO"]
+    assert (
+        "absent classes (no images here; the report and its macro/weighted averages cover the other 2): EO"
+        in (out / "report.txt").read_text()
+    )
+
+    erb = sorted(sample_release.glob("erythroblast/*.jpg"))[0]
+    odd = _plain(tmp_path / "odd-cells", {"BA": images["BA"], "ERB": [erb]})
+    with pytest.raises(UserError, match="has class folder\\(s\\) ERB that the run was not trained on"):
+        evaluate_run(run, None, odd, progress=False)
+
+
 def _odd_entries(folder: Path, jpg: Path) -> None:
     """A GIF and a text file (not read), and an image-named dangling symlink (an unreadable image), in `folder`."""
     from PIL import Image
