@@ -303,7 +303,8 @@ def test_predict_explain_and_compare_on_a_run(tf_run, tiny_tree, tmp_path):
 
     md = table([tf_run])
     test_rep = json.loads((tf_run / "eval" / "test" / "report.json").read_text())
-    assert md.splitlines()[0].startswith("| run | dataset | model | weights | mode | backend | size | epochs |")
+    head = "| run | dataset | model | weights | mode | backend | test set | size | epochs |"
+    assert md.splitlines()[0].startswith(head)
     assert f"{100 * test_rep['accuracy']:.2f}" in md.splitlines()[2]
     assert "| tensorflow |" in md.splitlines()[2]  # a torch run and a TensorFlow run are told apart
     assert f"{100 * test_rep['report']['macro avg']['f1-score']:.2f} |" in md.splitlines()[2]

@@ -109,8 +109,9 @@ def test_every_model_builds_small_outputs_probabilities_and_exposes_score_cam_fe
     assert y.shape == (2, 5)
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-4)
     features = feature_model(model)
-    maps = keras.ops.convert_to_numpy(features(x, training=False))
-    assert maps.ndim == 4 and maps.shape[0] == 2 and maps.shape[1] >= 1 and maps.shape[2] >= 1
+    found = features(x, training=False)  # the CBAM ensemble: both branches' maps
+    for maps in map(keras.ops.convert_to_numpy, found if isinstance(found, (list, tuple)) else [found]):
+        assert maps.ndim == 4 and maps.shape[0] == 2 and maps.shape[1] >= 1 and maps.shape[2] >= 1
     cam, target, probs = score_cam(model, features, x[0], max_channels=4)
     assert cam.shape == (size, size) and 0.0 <= cam.min() and cam.max() <= 1.0
     assert target == int(np.argmax(probs)) and probs.shape == (5,)
