@@ -58,14 +58,14 @@ def checkpoint_url(model_type: str, url: str | None = None) -> str:
     return base.rstrip("/") + "/" + CHECKPOINTS[model_type].filename
 
 
-def file_digests(path: Path) -> tuple[str, str]:
-    """(md5, sha256) hex digests of a file, read in 1 MiB chunks."""
-    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+def file_digests(path: Path, names: tuple[str, ...] = ("md5", "sha256")) -> tuple[str, ...]:
+    """The hex digests `names` (hashlib names; default (md5, sha256)) of a file, read once in 1 MiB chunks."""
+    hashes = [hashlib.new(name, usedforsecurity=False) for name in names]
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):
-            md5.update(chunk)
-            sha.update(chunk)
-    return md5.hexdigest(), sha.hexdigest()
+            for h in hashes:
+                h.update(chunk)
+    return tuple(h.hexdigest() for h in hashes)
 
 
 def _expected(model_type: str, sha256: str | None, md5: str | None) -> tuple[str, str]:

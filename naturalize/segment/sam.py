@@ -14,7 +14,6 @@ type, and --device cuda without CUDA each raise one UserError line naming the fi
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,11 +230,9 @@ def segmentation_of(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float
 @functools.lru_cache(maxsize=8)
 def _md5(path: str, size: int, mtime_ns: int) -> str:
     """MD5 hex digest of a file (cached per path, size and modification time: a checkpoint is read once)."""
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    from naturalize.fetch import file_digests
+
+    return file_digests(Path(path), ("md5",))[0]
 
 
 def checkpoint_md5(path: str | Path) -> str | None:
