@@ -15,12 +15,11 @@ RUN/
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from pathlib import Path
 
-from naturalize.fsio import UserError, atomic_path, remove_atomic_temps
+from naturalize.fsio import UserError, atomic_path, file_digests, remove_atomic_temps
 from naturalize.fsio import read_json as read_json_or_refuse
 from naturalize.outputs import MARKER, check_disjoint, claim, overlap, write_marker
 
@@ -82,11 +81,7 @@ def open_run(run: str | os.PathLike) -> tuple[Path, dict, list[str]]:
 def model_digest(run: Path) -> str:
     """sha256 of RUN/model.keras: names the model an evaluation scored (report.json's `model_sha256`), so a report
     of an earlier best model (before a resumed or continued run replaced it) is never taken for the current one."""
-    h = hashlib.sha256()
-    with open(Path(run) / MODEL, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digests(Path(run) / MODEL, ("sha256",))[0]
 
 
 def load_model(path: str | os.PathLike, compile: bool = False):

@@ -11,14 +11,13 @@ A mirror that serves a different build can be checked with --sha256 or --md5 ins
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from naturalize.fsio import UserError
+from naturalize.fsio import UserError, file_digests
 from naturalize.paths import env_path
 
 #: Mirror base URL (the file name is appended), e.g. a local copy of dl.fbaipublicfiles.com.
@@ -56,16 +55,6 @@ def checkpoint_url(model_type: str, url: str | None = None) -> str:
         return url
     base = os.environ.get(URL_ENV) or OFFICIAL_BASE
     return base.rstrip("/") + "/" + CHECKPOINTS[model_type].filename
-
-
-def file_digests(path: Path, names: tuple[str, ...] = ("md5", "sha256")) -> tuple[str, ...]:
-    """The hex digests `names` (hashlib names; default (md5, sha256)) of a file, read once in 1 MiB chunks."""
-    hashes = [hashlib.new(name, usedforsecurity=False) for name in names]
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            for h in hashes:
-                h.update(chunk)
-    return tuple(h.hexdigest() for h in hashes)
 
 
 def _expected(model_type: str, sha256: str | None, md5: str | None) -> tuple[str, str]:

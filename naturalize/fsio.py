@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -118,6 +119,16 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def file_digests(path: Path, names: tuple[str, ...] = ("md5", "sha256")) -> tuple[str, ...]:
+    """The hex digests `names` (hashlib names; default (md5, sha256)) of a file, read once in 1 MiB chunks."""
+    hashes = [hashlib.new(name, usedforsecurity=False) for name in names]
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            for h in hashes:
+                h.update(chunk)
+    return tuple(h.hexdigest() for h in hashes)
 
 
 @contextlib.contextmanager

@@ -230,7 +230,7 @@ def segmentation_of(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float
 @functools.lru_cache(maxsize=8)
 def _md5(path: str, size: int, mtime_ns: int) -> str:
     """MD5 hex digest of a file (cached per path, size and modification time: a checkpoint is read once)."""
-    from naturalize.fetch import file_digests
+    from naturalize.fsio import file_digests
 
     return file_digests(Path(path), ("md5",))[0]
 
