@@ -5,7 +5,7 @@ In: a sprite bank (and the PBC root its sources are relative to). Out, all seede
                      sprites, white cells first (each labelled with its reason); then the lowest-quality kept
                      RBC and PLT
     qc/sources.png   source images of every class (8, or 12 for PBC's 11) with every sprite outlined: green
-                     kept, red rejected, grey cut by the border (white cells in blue when kept)
+                     kept, red rejected, grey cut by the border (white cells in blue when kept), a legend on top
     qc/index.html    the two sheets and the gate's counts (kind x reason)
 """
 
@@ -28,6 +28,8 @@ LABEL_H = 14
 LABEL_SCALE = 0.33  # font scale of a tile's label; a longer label is drawn smaller to fit its cell, never cut
 LABEL_MIN_SCALE = 0.25
 OUTLINE = {"ok": (40, 170, 40), "WBC": (40, 80, 230), "rejected": (220, 30, 30), "border": (150, 150, 150)}
+LEGEND = {"ok": "kept RBC / PLT", "WBC": "kept white cell", "rejected": "rejected", "border": "cut by the border"}
+LEGEND_H = 20
 
 
 def on_checkerboard(rgba: np.ndarray) -> np.ndarray:
@@ -148,6 +150,17 @@ def sprite_sheet(bank: Bank, per_row: int = 12, seed: int = 0) -> tuple[np.ndarr
     return np.vstack(parts), shown
 
 
+def legend(width: int) -> np.ndarray:
+    """A LEGEND_H x width strip naming each outline colour of sources.png (a swatch, then its meaning)."""
+    strip = np.full((LEGEND_H, width, 3), 255, np.uint8)
+    x = 4
+    for key, text in LEGEND.items():
+        cv2.rectangle(strip, (x, 5), (x + 18, LEGEND_H - 6), OUTLINE[key], -1)
+        cv2.putText(strip, text, (x + 24, LEGEND_H - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 24 + cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 18
+    return strip
+
+
 def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | None:
     """The source image with the outline of every sprite it gave (colours: OUTLINE); None when unreadable."""
     try:  # the pixels as stored, the ones segment read (cv2.imread would turn the image by its EXIF tag)
@@ -170,9 +183,9 @@ def outlined_source(bank: Bank, source_root: Path, source: str) -> np.ndarray | 
 
 
 def source_sheet(bank: Bank, source_root: Path, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """The sources.png sheet: n source images, spread over classes (seeded), with their sprites outlined; and the
-    sources shown (paths relative to the PBC root), in order. n defaults to at least one image of every class
-    (8, or the class count rounded up to a full row of 4: 12 for PBC's 11 classes)."""
+    """The sources.png sheet: a colour legend over n source images, spread over classes (seeded), with their sprites
+    outlined; and the sources shown (paths relative to the PBC root), in order. n defaults to at least one image of
+    every class (8, or the class count rounded up to a full row of 4: 12 for PBC's 11 classes)."""
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[str]] = {}
     for r in bank.curation:
@@ -192,7 +205,7 @@ def source_sheet(bank: Bank, source_root: Path, n: int | None = None, seed: int 
             tiles.append(img)
             labels.append(Path(src).stem)
             shown.append(src)
-    return grid(tiles, 4, 300, 300, labels=labels), shown
+    return np.vstack([legend(4 * 300), grid(tiles, 4, 300, 300, labels=labels)]), shown
 
 
 def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> Path:
