@@ -715,3 +715,23 @@ def test_a_claim_begun_is_not_a_users_folder(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="is not empty and was not written by naturalize"):
         compose_class(bank, "PMY", 1, user, **args)
     assert sorted(p.name for p in user.rglob("*")) == [STATE_DIR, "notes.txt"]
+
+
+def test_a_damaged_state_file_is_refused_and_overwrite_remakes_the_class(tmp_path: Path) -> None:
+    """A state file that is not a JSON object (edited by hand: a list here) gave a traceback; now one error line
+    names it, nothing is touched, and --overwrite makes the class again: the files of a fresh run."""
+    from naturalize.compose.run import compose_class
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 2})
+    args = dict(params=ComposeParams(scene="paper"), workers=1, progress=False)
+    compose_class(bank, "PMY", 2, tmp_path / "fresh", **args)
+    out = tmp_path / "out"
+    compose_class(bank, "PMY", 2, out, seed=1, **args)
+    (out / STATE_DIR / "PMY.json").write_text("[1]")
+    before = _files(out)
+    with pytest.raises(UserError, match=r"PMY\.json is damaged .*--overwrite"):
+        compose_class(bank, "PMY", 2, out, **args)
+    assert _files(out) == before
+    compose_class(bank, "PMY", 2, out, overwrite=True, **args)
+    assert _files(out) == _files(tmp_path / "fresh")

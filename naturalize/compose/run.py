@@ -38,7 +38,7 @@ from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, check_format_options, check_scene_counts, shard_range
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
 from naturalize.fsio import UserError, locked, replace_bytes, write_all, write_text
-from naturalize.outputs import MARKER, check_disjoint, claim, read_marker, write_marker
+from naturalize.outputs import MARKER, check_disjoint, claim, read_marker, read_record, write_marker
 from naturalize.procs import die_with_parent
 
 STATE_DIR = ".naturalize-compose"
@@ -177,8 +177,17 @@ def _journals(out: Path, cls: str | None = None) -> list[Path]:
 
 
 def _read_state(out: Path, cls: str) -> dict | None:
+    """The settings of the run of `cls` in OUT (its state file), None when there is none. UserError when the file
+    is damaged (not a JSON object: edited by hand, or cut short by a disk fault)."""
     p = _state_path(out, cls)
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+    if not p.is_file():
+        return None
+    if (state := read_record(p)) is None:
+        raise UserError(
+            f"{p} is damaged (not JSON of a compose run): the settings of the {cls} images in {out} are unknown; "
+            f"rerun with --class {cls} --overwrite to make them again, or use another --out"
+        )
+    return state
 
 
 def _clear_class(out: Path, cls: str) -> None:
@@ -233,7 +242,12 @@ def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     with locked(out / STATE_DIR / LOCK):
         if _is_ours(out):  # (3)
             _check_class_folder(out, cls)
-            old = _read_state(out, cls)
+            try:
+                old = _read_state(out, cls)
+            except UserError:
+                if not overwrite:
+                    raise
+                old = {}  # damaged: a run of unknown settings, which --overwrite replaces
             if old is not None:
                 _resume_or_clear(out, cls, _in_current_form(old, state), state, overwrite)
         write_marker(out, KIND, [cls, STATE_DIR, *RUN_FILES])
