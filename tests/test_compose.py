@@ -717,9 +717,11 @@ def test_a_claim_begun_is_not_a_users_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in user.rglob("*")) == [STATE_DIR, "notes.txt"]
 
 
-def test_a_damaged_state_file_is_refused_and_overwrite_remakes_the_class(tmp_path: Path) -> None:
-    """A state file that is not a JSON object (edited by hand: a list here) gave a traceback; now one error line
-    names it, nothing is touched, and --overwrite makes the class again: the files of a fresh run."""
+@pytest.mark.parametrize("damaged", ["[1]", '{"seed": 0}', '{"seed": 0, "n": 2, "params": [1]}'])
+def test_a_damaged_state_file_is_refused_and_overwrite_remakes_the_class(tmp_path: Path, damaged: str) -> None:
+    """A state file that is not a compose run's settings (edited by hand: not an object, no n, params not an object)
+    gave a traceback; now one error line names it, nothing is touched, and --overwrite makes the class again: the
+    files of a fresh run."""
     from naturalize.compose.run import compose_class
     from naturalize.testing.drawnbank import make_drawn_bank
 
@@ -728,7 +730,7 @@ def test_a_damaged_state_file_is_refused_and_overwrite_remakes_the_class(tmp_pat
     compose_class(bank, "PMY", 2, tmp_path / "fresh", **args)
     out = tmp_path / "out"
     compose_class(bank, "PMY", 2, out, seed=1, **args)
-    (out / STATE_DIR / "PMY.json").write_text("[1]")
+    (out / STATE_DIR / "PMY.json").write_text(damaged)
     before = _files(out)
     with pytest.raises(UserError, match=r"PMY\.json is damaged .*--overwrite"):
         compose_class(bank, "PMY", 2, out, **args)

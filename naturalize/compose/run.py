@@ -176,13 +176,24 @@ def _journals(out: Path, cls: str | None = None) -> list[Path]:
     return sorted(d.glob(f"{cls or '*'}.*.jsonl")) if d.is_dir() else []
 
 
+def _is_state(record: dict) -> bool:
+    """Whether a JSON object holds what compose reads from a run's settings: integers seed and n, and params (when
+    present: the oldest versions lacked it) an object."""
+    return (
+        isinstance(record.get("seed"), int)
+        and isinstance(record.get("n"), int)
+        and isinstance(record.get("params", {}), dict)
+    )
+
+
 def _read_state(out: Path, cls: str) -> dict | None:
     """The settings of the run of `cls` in OUT (its state file), None when there is none. UserError when the file
-    is damaged (not a JSON object: edited by hand, or cut short by a disk fault)."""
+    is damaged (not a compose run's settings, _is_state: edited by hand, or cut short by a disk fault)."""
     p = _state_path(out, cls)
     if not p.is_file():
         return None
-    if (state := read_record(p)) is None:
+    state = read_record(p)
+    if state is None or not _is_state(state):
         raise UserError(
             f"{p} is damaged (not JSON of a compose run): the settings of the {cls} images in {out} are unknown; "
             f"rerun with --class {cls} --overwrite to make them again, or use another --out"
