@@ -281,7 +281,7 @@ def _in_current_form(old: dict, state: dict) -> dict:
     value it had then); `segmentation`, this run's when the bank is the same (it is read from bank.json, which the
     bank's fingerprint covers). Every other key is compared as written (another version is not resumed)."""
     current = dict(old)
-    if isinstance(old.get("params"), dict):
+    if "params" in old:
         current["params"] = ComposeParams().as_dict() | old["params"]
     if "segmentation" in state and old.get("bank") == state.get("bank"):
         current.setdefault("segmentation", state["segmentation"])
