@@ -283,6 +283,11 @@ def _damaged_marker(world: Path, tmp: Path) -> None:
     (tmp / "out" / ".naturalize-output.json").write_text("{not json")
 
 
+def _damaged_compose_state(world: Path, tmp: Path) -> None:
+    shutil.copytree(world / "syn", tmp / "out")
+    (tmp / "out" / ".naturalize-compose" / "PMY.json").write_text('{"seed": 0, "n"')
+
+
 def _run_copy(edit: Callable[[Path], None]) -> Callable[[Path, Path], None]:
     """Setup: a copy of the shared trained run in tmp/run2, then `edit(tmp/run2)`."""
 
@@ -473,6 +478,15 @@ CASES = [
         setup=_own_compose_then_notes,
         check=_kept("out/notes.txt"),
         replaces=("out/",),
+    ),
+    # a compose state file cut short (or edited) ended the rerun in a JSONDecodeError traceback
+    Case(
+        "compose-damaged-state",
+        TRACEBACK,
+        N,
+        _compose(out="{tmp}/out"),
+        "PMY.json is damaged",
+        setup=_damaged_compose_state,
     ),
     Case(
         "compose-damaged-marker",

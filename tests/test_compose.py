@@ -664,3 +664,76 @@ def test_a_run_recorded_before_its_segmentation_was_resumes(tmp_path: Path) -> N
     assert state.pop("segmentation") == {"backend": "drawn"}
     state_file.write_text(json.dumps(state))
     assert len(compose_class(bank, "PMY", 1, tmp_path / "out", **args)) == 1  # resumed (else: other settings)
+
+
+def test_a_state_file_of_an_older_version_resumes_and_other_settings_are_refused(tmp_path: Path) -> None:
+    """A state file as an older version wrote it (no `segmentation`, no wbc_warp / wbc_focus parameters), written by
+    hand beside a run's images: the same settings resume (nothing remade, the state file rewritten in this
+    version's form); a missing parameter counts as its default, not as this run's value, and a missing
+    `segmentation` is this run's only for the same bank."""
+    from naturalize.compose.library import bank_fingerprint
+    from naturalize.compose.run import STATE_VERSION, compose_class
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 2})
+    out, paper = tmp_path / "out", ComposeParams(scene="paper")
+    args = dict(workers=1, progress=False)
+    first = compose_class(bank, "PMY", 2, out, params=paper, **args)
+    params = {k: v for k, v in paper.as_dict().items() if k not in ("wbc_warp", "wbc_focus")}
+    older = {"version": STATE_VERSION, "class": "PMY", "seed": 0, "n": 2, "params": params}
+    state_file = out / STATE_DIR / "PMY.json"
+    state_file.write_text(json.dumps({**older, "bank": bank_fingerprint(Bank.open(bank))}))
+    stamps = [p.stat().st_mtime_ns for p in first]
+    assert compose_class(bank, "PMY", 2, out, params=paper, **args) == first
+    assert [p.stat().st_mtime_ns for p in first] == stamps  # resumed: nothing made again
+    assert json.loads(state_file.read_text())["segmentation"] == {"backend": "drawn"}
+    state_file.write_text(json.dumps({**older, "bank": bank_fingerprint(Bank.open(bank))}))
+    with pytest.raises(UserError, match=r"other settings \(params, params\.wbc_warp\)"):
+        compose_class(bank, "PMY", 2, out, params=ComposeParams(scene="paper", wbc_warp=True), **args)
+    state_file.write_text(json.dumps({**older, "bank": "another bank"}))
+    with pytest.raises(UserError, match=r"other settings \(bank, segmentation\)"):
+        compose_class(bank, "PMY", 2, out, params=paper, **args)
+    assert [p.stat().st_mtime_ns for p in first] == stamps  # refused: nothing touched
+
+
+def test_a_claim_begun_is_not_a_users_folder(tmp_path: Path) -> None:
+    """OUT holding only a state folder (and the marker's temporary file): a run killed while it claimed OUT, or one
+    claiming it at this instant; compose goes on there. One more file of anyone's and OUT is refused, untouched."""
+    from naturalize.compose.run import compose_class
+    from naturalize.outputs import MARKER
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 2})
+    args = dict(params=ComposeParams(scene="paper"), workers=1, progress=False)
+    begun = tmp_path / "begun"
+    (begun / STATE_DIR).mkdir(parents=True)
+    (begun / f".{MARKER}.abcd_123.tmp").write_text("{")
+    assert len(compose_class(bank, "PMY", 1, begun, **args)) == 1
+    user = tmp_path / "user"
+    (user / STATE_DIR).mkdir(parents=True)
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not empty and was not written by naturalize"):
+        compose_class(bank, "PMY", 1, user, **args)
+    assert sorted(p.name for p in user.rglob("*")) == [STATE_DIR, "notes.txt"]
+
+
+@pytest.mark.parametrize("damaged", ["[1]", '{"seed": 0}', '{"seed": 0, "n": 2, "params": [1]}'])
+def test_a_damaged_state_file_is_refused_and_overwrite_remakes_the_class(tmp_path: Path, damaged: str) -> None:
+    """A state file that is not a compose run's settings (edited by hand: not an object, no n, params not an object)
+    gave a traceback; now one error line names it, nothing is touched, and --overwrite makes the class again: the
+    files of a fresh run."""
+    from naturalize.compose.run import compose_class
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 2})
+    args = dict(params=ComposeParams(scene="paper"), workers=1, progress=False)
+    compose_class(bank, "PMY", 2, tmp_path / "fresh", **args)
+    out = tmp_path / "out"
+    compose_class(bank, "PMY", 2, out, seed=1, **args)
+    (out / STATE_DIR / "PMY.json").write_text(damaged)
+    before = _files(out)
+    with pytest.raises(UserError, match=r"PMY\.json is damaged .*--overwrite"):
+        compose_class(bank, "PMY", 2, out, **args)
+    assert _files(out) == before
+    compose_class(bank, "PMY", 2, out, overwrite=True, **args)
+    assert _files(out) == _files(tmp_path / "fresh")

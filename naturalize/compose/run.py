@@ -38,7 +38,7 @@ from naturalize.compose.library import Library, bank_fingerprint, check_class
 from naturalize.compose.params import FORMATS, ComposeParams, check_format_options, check_scene_counts, shard_range
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
 from naturalize.fsio import UserError, locked, replace_bytes, write_all, write_text
-from naturalize.outputs import MARKER, check_disjoint, claim, read_marker, write_marker
+from naturalize.outputs import MARKER, check_disjoint, claim, read_marker, read_record, write_marker
 from naturalize.procs import die_with_parent
 
 STATE_DIR = ".naturalize-compose"
@@ -176,9 +176,29 @@ def _journals(out: Path, cls: str | None = None) -> list[Path]:
     return sorted(d.glob(f"{cls or '*'}.*.jsonl")) if d.is_dir() else []
 
 
+def _is_state(record: dict) -> bool:
+    """Whether a JSON object holds what compose reads from a run's settings: integers seed and n, and params (when
+    present: the oldest versions lacked it) an object."""
+    return (
+        isinstance(record.get("seed"), int)
+        and isinstance(record.get("n"), int)
+        and isinstance(record.get("params", {}), dict)
+    )
+
+
 def _read_state(out: Path, cls: str) -> dict | None:
+    """The settings of the run of `cls` in OUT (its state file), None when there is none. UserError when the file
+    is damaged (not a compose run's settings, _is_state: edited by hand, or cut short by a disk fault)."""
     p = _state_path(out, cls)
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+    if not p.is_file():
+        return None
+    state = read_record(p)
+    if state is None or not _is_state(state):
+        raise UserError(
+            f"{p} is damaged (not JSON of a compose run): the settings of the {cls} images in {out} are unknown; "
+            f"rerun with --class {cls} --overwrite to make them again, or use another --out"
+        )
+    return state
 
 
 def _clear_class(out: Path, cls: str) -> None:
@@ -198,78 +218,97 @@ def foreign_files(out: Path, cls: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not (ours.fullmatch(p.name) and p.is_file()))
 
 
-def _being_claimed(out: Path) -> bool:
-    """Whether OUT holds only what a compose run writes first when it claims a new OUT (its state folder, then the
-    marker's temporary file): another run claiming it at this instant (or one killed while it did)."""
+#: The marker's temporary file (fsio.atomic_open): present only while a run writes the marker, or after it was killed.
+_MARKER_TMP = re.compile(rf"\.{re.escape(MARKER)}\.[a-z0-9_]{{8}}\.tmp")
+
+
+def _is_ours(out: Path) -> bool:
+    """Whether OUT is already a compose output (True) or compose may start one there (False: OUT is missing, empty,
+    or holds only a claim begun: the state folder, maybe with the marker's temporary file). Anything else gets the
+    one-line refusal of outputs.claim. Decided from one listing of OUT (see claim_output for why that is safe)."""
+    if out.exists() and not out.is_dir():
+        claim(out, KIND, has_overwrite=True)  # refuses: a file, not a folder
     names = set(os.listdir(out)) if out.is_dir() else set()
-    marker_tmp = re.compile(rf"\.{re.escape(MARKER)}\.[a-z0-9_]{{8}}\.tmp")
-    return STATE_DIR in names and all(n == STATE_DIR or marker_tmp.fullmatch(n) for n in names)
-
-
-def _check_claimable(out: Path) -> None:
-    """claim(OUT), where a run claiming OUT at this instant counts as ours. Another run moves OUT through nothing ->
-    state folder -> + marker temp -> + marker: a refusal seen while OUT held only the first two is checked again
-    (_being_claimed, then claim once more), so a run that has just written its marker is not taken for a user's
-    folder."""
-    for attempt in range(2):
-        try:
-            claim(out, KIND, has_overwrite=True)
-            return
-        except UserError:
-            if _being_claimed(out):
-                return
-            if attempt:
-                raise
+    if not names or (STATE_DIR in names and all(n == STATE_DIR or _MARKER_TMP.fullmatch(n) for n in names)):
+        return False
+    return claim(out, KIND, has_overwrite=True) == "ours"
 
 
 def claim_output(out: Path, cls: str, state: dict, overwrite: bool) -> None:
     """Make OUT ready for this run: new or empty, or a compose output (our marker) whose class folder, if any,
-    compose wrote; a run of other parameters needs overwrite, which removes only this class's images, state and
+    compose wrote; a run of other settings needs overwrite, which removes only this class's images, state and
     journals. Anything else (a folder of the user's files, another kind of output): one-line UserError.
-    Runs started at the same instant (shards) claim OUT one at a time, under a lock in OUT's state folder: the
-    first writes its settings, a later one of the same settings resumes with it, one of other settings is
-    refused."""
-    _check_claimable(out)  # refused before anything is made in a folder compose may not write
-    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+
+    The protocol, for runs started at the same instant (shards): each run (1) refuses a folder compose may not
+    write, before it makes anything there; (2) makes OUT's state folder and takes the lock in it (flock, one run at a
+    time); (3) under the lock, looks again, then writes the marker, then its settings (the state file) or, when a
+    state file of the class is there, compares with it (resume, refuse, or overwrite). So another run sees OUT go
+    through: missing or empty -> the state folder alone (+ the marker's temporary file) -> + the marker -> + images
+    and run files. The state folder alone is a claim begun, never a user's folder; and since the marker is in place
+    before any other name appears (and stays), a listing that shows any other name is answered by the marker: ours,
+    or not ours. Both looks (_is_ours) decide from one listing: outputs.claim alone would take a claim begun (no
+    marker yet) for a user's folder."""
+    _is_ours(out)  # (1)
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)  # (2)
     with locked(out / STATE_DIR / LOCK):
-        _claim_locked(out, cls, state, overwrite)
+        if _is_ours(out):  # (3)
+            _check_class_folder(out, cls)
+            try:
+                old = _read_state(out, cls)
+            except UserError:
+                if not overwrite:
+                    raise
+                old = {}  # damaged: a run of unknown settings, which --overwrite replaces
+            if old is not None:
+                _resume_or_clear(out, cls, _in_current_form(old, state), state, overwrite)
+        write_marker(out, KIND, [cls, STATE_DIR, *RUN_FILES])
+        (out / STATE_DIR / "journal").mkdir(parents=True, exist_ok=True)
+        write_text(_state_path(out, cls), json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
-def _claim_locked(out: Path, cls: str, state: dict, overwrite: bool) -> None:
-    """claim_output's checks and writes, with OUT's lock held."""
-    if not _being_claimed(out) and claim(out, KIND, has_overwrite=True) == "ours":
-        if (out / cls).exists() and cls not in (read_marker(out) or {}).get("written", ()):
-            raise UserError(
-                f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
-                f"away or use another --out"
-            )
-        old = _read_state(out, cls)
-        if old is not None and "params" in old:  # a run made before a parameter existed had its default
-            old["params"] = ComposeParams().as_dict() | old["params"]
-        if old is not None and "segmentation" in state.keys() - old.keys() and old.get("bank") == state.get("bank"):
-            old["segmentation"] = state["segmentation"]  # (a run made before it was recorded; the same bank)
-        if old is not None and old != state:
-            if not overwrite:
-                diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
-                if "params" in diff:
-                    diff += [
-                        f"params.{k}"
-                        for k in sorted(state["params"])
-                        if old.get("params", {}).get(k) != state["params"][k]
-                    ]
-                raise UserError(
-                    f"{out} holds a compose run of {cls} with other settings ({', '.join(diff)}); "
-                    f"rerun with the same settings to resume, or pass --overwrite, or use another --out"
-                )
-            if foreign := foreign_files(out, cls):
-                raise UserError(
-                    f"{foreign[0]} was not written by naturalize compose ({len(foreign)} such file(s) in "
-                    f"{out / cls}); nothing was removed: move them out of {out}, then rerun with --overwrite"
-                )
-            _clear_class(out, cls)
-    write_marker(out, KIND, [cls, STATE_DIR, *RUN_FILES])
-    (out / STATE_DIR / "journal").mkdir(parents=True, exist_ok=True)
-    write_text(_state_path(out, cls), json.dumps(state, indent=2, sort_keys=True) + "\n")
+def _check_class_folder(out: Path, cls: str) -> None:
+    """UserError when OUT/<cls>/ exists but compose's marker does not list it (the user's folder)."""
+    if (out / cls).exists() and cls not in (read_marker(out) or {}).get("written", ()):
+        raise UserError(
+            f"{out / cls} was not written by naturalize compose; nothing in it is touched: move it "
+            f"away or use another --out"
+        )
+
+
+def _in_current_form(old: dict, state: dict) -> dict:
+    """An earlier run's state file `old` as this version writes it, to compare with this run's `state`. A key added
+    since STATE_VERSION 2 that `old` lacks gets the value that earlier run had: a parameter, its default (the only
+    value it had then); `segmentation`, this run's when the bank is the same (it is read from bank.json, which the
+    bank's fingerprint covers). Every other key is compared as written (another version is not resumed)."""
+    current = dict(old)
+    if "params" in old:
+        current["params"] = ComposeParams().as_dict() | old["params"]
+    if "segmentation" in state and old.get("bank") == state.get("bank"):
+        current.setdefault("segmentation", state["segmentation"])
+    return current
+
+
+def _resume_or_clear(out: Path, cls: str, old: dict, state: dict, overwrite: bool) -> None:
+    """Nothing when the recorded run `old` has this run's `state` (resume); otherwise UserError naming the settings
+    that differ, or with overwrite, remove the class's images, state and journals (refused while OUT/<cls>/ holds a
+    file compose did not write)."""
+    changed = sorted(k for k in old.keys() | state.keys() if k not in old or k not in state or old[k] != state[k])
+    if not changed:
+        return
+    if not overwrite:
+        old_params = old.get("params", {})
+        if "params" in changed:
+            changed += [f"params.{k}" for k in sorted(state["params"]) if old_params.get(k) != state["params"][k]]
+        raise UserError(
+            f"{out} holds a compose run of {cls} with other settings ({', '.join(changed)}); "
+            f"rerun with the same settings to resume, or pass --overwrite, or use another --out"
+        )
+    if foreign := foreign_files(out, cls):
+        raise UserError(
+            f"{foreign[0]} was not written by naturalize compose ({len(foreign)} such file(s) in "
+            f"{out / cls}); nothing was removed: move them out of {out}, then rerun with --overwrite"
+        )
+    _clear_class(out, cls)
 
 
 def load_entries(out: Path) -> list[dict]:
