@@ -91,13 +91,29 @@ def load_model(path: str | os.PathLike, compile: bool = False):
     import classify.layers  # noqa: F401  (registers custom layers)
 
     try:
-        model = keras.saving.load_model(str(path), compile=compile)
+        model = keras.saving.load_model(str(path), compile=False)
+        _refreeze(model)
+        if compile:
+            _compile_as_saved(model, Path(path))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # cut short, damaged, or not a .keras file
         raise UserError(
             f"{path} cannot be read as a Keras model ({type(e).__name__}); restore it or retrain the run"
         ) from None
-    _refreeze(model)
     return model
+
+
+def _compile_as_saved(model, path: Path) -> None:
+    """Compile a model loaded uncompiled (and refrozen) from .keras file `path` as it was saved, then read its weights
+    and optimizer state from that file. Loading compiled built the optimizer before `_refreeze`: for a transfer ViT,
+    for the 198 attention variables Keras leaves trainable, against the file's 6 (Keras then skipped them all)."""
+    import json
+
+    with zipfile.ZipFile(path) as archive:
+        compile_config = json.loads(archive.read("config.json")).get("compile_config")
+    if compile_config is None:  # saved uncompiled
+        return
+    model.compile_from_config(compile_config)  # builds the optimizer for the refrozen model's trainable variables
+    model.load_weights(str(path))  # a compiled model's .keras weights include its optimizer's variables
 
 
 def _refreeze(model) -> None:

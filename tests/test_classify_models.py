@@ -369,3 +369,27 @@ def test_explain_maps_both_branches_of_a_cbam_ensemble(tmp_path):
     img = np.random.default_rng(0).uniform(0, 255, (size, size, 3)).astype("float32")
     cam, k, probs = explain_map(ex, img, 1, 8)
     assert k == 1 and cam.shape == (size, size) and 0 <= cam.min() and cam.max() <= 1
+
+
+def test_a_compiled_transfer_vit_reloads_with_its_optimizer_state(tmp_path):
+    """A transfer-mode ViT's last.keras lost its Adam state on reload: Keras builds the attention's projections while
+    loading, trainable, so the optimizer was built for 198 variables against the file's 6 and skipped them all
+    (iterations back to 0: `classify train` could not resume the run). The registry's ViT builder, made small."""
+    from classify.models import _vit_b16
+    from classify.runs import load_model, save_model
+
+    keras.utils.set_random_seed(0)
+    model, _ = _vit_b16(3, 16, False, "transfer", "vit_b16", depth=1, dim=8, heads=2, mlp=16)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    for _ in range(3):
+        model.train_on_batch(x, np.array([0, 1, 2, 0]))
+    save_model(model, tmp_path / "last.keras")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        loaded = load_model(tmp_path / "last.keras", compile=True)
+    assert not [w for w in shown if "Skipping variable loading for optimizer" in str(w.message)]
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 3
+    assert len(loaded.trainable_weights) == len(model.trainable_weights) == 2  # the new head only
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
