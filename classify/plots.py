@@ -1,4 +1,5 @@
-"""PNG figures: training curves and confusion matrices (matplotlib, Agg). Each PNG records its provenance."""
+"""PNG figures (matplotlib, Agg): training curves, confusion matrices and Score-CAM overlays (naturalize realism
+saves its figures here too). Each PNG records its provenance."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask: 
 BANK/backgrounds.csv         one row per background plate (BACKGROUND_FIELDS)
 BANK/backgrounds/<background_id>.png            the source image with every cell inpainted
 BANK/curation.csv            one row per source image (CURATION_FIELDS)
+BANK/qc/                     the QC page (naturalize/segment/qc.py), remade after each run
+BANK/scenes/                 compose's caches made once per bank (transplant donors, matched statistics and sources)
 
 A sprite the quality gate rejected (reason other than "ok") has no PNG file: its index.csv row holds its mask in
 the `mask` column (a COCO RLE, pycocotools' compact string, of the mask inside the row's box); `Bank.load_sprite`

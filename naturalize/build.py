@@ -3,6 +3,7 @@
     datasets/<recipe>/{train,val,test}/<CLASS>/   hard links to real images and synthetic images
     datasets/<recipe>/synthetic/                   the composed images (<CLASS>/), manifest.jsonl, annotations.json
     datasets/<recipe>/files.csv                    split, class, file, origin (real|synthetic), source
+    datasets/<recipe>/records.csv                  the PBC records: the split folder each went to, curation flags
     datasets/<recipe>/dataset.json                 recipe, protocol, parameters, counts per split/class/origin
 
 Protocols:
@@ -11,8 +12,9 @@ Protocols:
     paper  as the paper: real and synthetic images are pooled, then split 80/10/10, so test holds
            synthetic images built from sprites of test images.
 
-Prepared records and sprite banks are cached under a work folder (default `<out>/../.work/`), so
-recipes built from the same PBC tree and seed share them, and an interrupted build resumes.
+Prepared records and sprite banks are cached under a work folder (default `<out>/../.work/<key>/`, the key a
+hash of the PBC folder, seed, split and --max-real), so recipes built from the same PBC tree and seed share
+them, and an interrupted build resumes.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ Three layouts are detected automatically:
     split    <ROOT>/{train,val,test}/<CLASS>/ (the split is kept)
 
 Rules (each counted in the scan's summary): unlabeled IG_/NEUTROPHIL_ files are dropped; files that
-are not images are skipped; empty, truncated or corrupt images are listed with the reason; exact
-duplicates (same bytes, or the same picture re-saved in other bytes: naturalize.neardup) keep one copy within a
-class and are all dropped across classes.
+are not images are skipped; empty, truncated or corrupt images are listed with the reason; duplicates
+(same bytes, or the same picture re-saved in other bytes: naturalize.neardup) keep one copy within a class and
+are all dropped across classes.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ HIDDEN_DETAIL = "hidden file name (leading dot), read by no command; rename it w
 @dataclass(frozen=True)
 class Dropped:
     """A file left out, with a reason: unlabeled, unknown_prefix, non_image, empty, unreadable, hidden (an
-    image whose file name starts with a dot), duplicate or duplicate_conflict."""
+    image whose file name starts with a dot), duplicate, near_duplicate (the same picture in other bytes) or
+    duplicate_conflict."""
 
     path: str
     reason: str

@@ -1,7 +1,7 @@
 """The in-memory sprite library of one compose run, loaded once from a sprite bank (forked workers share it).
 
 In: a Bank, the class to compose, the seed and ComposeParams. Out: a Library holding, ready to paste,
-    - background plates (BGR uint8, resized to the output size) with their plasma colour;
+    - background plates (BGR uint8, resized to the composing size, params.canvas) with their plasma colour;
     - sprites per role (centre cell of the class, RBC, PLT): premultiplied BGR + feathered alpha
       (BGRA uint8) and the plasma colour of their source image (for stain matching).
 Everything per-sprite and per-plate (feathering, premultiplication, colour statistics, stain gains) is

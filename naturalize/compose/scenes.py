@@ -19,7 +19,7 @@ boxes, the plasma colour, a hash of the bank rows and code it was made from: a c
 Kept cells are the bank's RBC and PLT sprites of the donor (border-cut ones included); clumps the
 segmentation did not store stay in the image unannotated.
 
-In: Bank, Library (core), Generator, ComposeParams. Out: core.Composite; `scene_library` loads a run's
+In: Bank, Library (library.py), Generator, ComposeParams. Out: core.Composite; `scene_library` loads a run's
 Library with the scene's plates.
 """
 
@@ -86,11 +86,11 @@ _ZERO = np.uint8(0)
 @dataclass
 class Donors:
     """The transplant scenes of one run: per donor its kept cells (their bank rows, as `kept.rows[j]` for
-    global index j), the global indices of its kept cells in label order, its label map at the output size
+    global index j), the global indices of its kept cells in label order, its label map at the composing size (CANVAS)
     (uint8, 0 = plate or hole, j + 1 = its j-th kept cell), per kept cell the box and area of its label there
     (x, y, w, h, area) and its sprite's box there (x, y, w, h: where the sprite lies, what the manifest records;
     larger than the label's where another cell or the hole covers part of it), and the removed white cell's
-    centre (x, y) at the output size and sprite id."""
+    centre (x, y) at the composing size and sprite id."""
 
     name = "transplant"
     kept: SpriteSet

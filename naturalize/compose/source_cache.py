@@ -1,6 +1,6 @@
 """The matched scene's per-source cache: seed-independent start-up work, made once per bank.
 
-For one source image (a background row): its plate at the output size (BGR), its plasma colour, and every
+For one source image (a background row): its plate at the composing size (BGR), its plasma colour, and every
 red cell and platelet the bank holds of it: feathered and premultiplied (library.feathered) and warped under
 transforms drawn from the sprite's id alone (`sprite_transforms`: the same in every run, whatever the seed).
 Stored in BANK/scenes/matched/sources/ as one flat uint8 .npy (memory-mapped when read: the forked workers
@@ -54,8 +54,8 @@ def sprite_transforms(sprite_id: str, params: ComposeParams, n: int) -> list[Tra
 
 @dataclass
 class SourceEntry:
-    """One source image's cached work: BGR plate at the output size, its plasma colour (BGR float32 (3,)),
-    and per sprite id (RBC and PLT, by id) its feathered premultiplied BGRA, mask area and variants."""
+    """One source image's cached work: BGR plate at the composing size (params.canvas), its plasma colour (BGR
+    float32 (3,)), and per sprite id (RBC and PLT, by id) its feathered premultiplied BGRA, mask area and variants."""
 
     plate: np.ndarray
     plasma: np.ndarray
