@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from naturalize.fsio import UserError, read_json, replace_bytes, write_bytes
+from naturalize.fsio import UserError, read_json, replace_bytes, write_all, write_bytes
 from naturalize.outputs import claim, remove_written, write_marker
 
 FORMAT_VERSION = 2  # 2: rejected sprites stored as a mask in index.csv (1: every sprite a PNG file)
@@ -362,8 +362,6 @@ class ImageEntry:
 
 
 def _csv_line(values: list) -> bytes:
-    import io
-
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(values)
     return buf.getvalue().encode("utf-8")
@@ -563,9 +561,7 @@ class BankWriter:
         self._files[name].add(data)
         fd = os.open(self.root / name, os.O_WRONLY | os.O_APPEND)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         finally:
             os.close(fd)
 
