@@ -1,5 +1,6 @@
 """Code structure: no import cycle between modules of naturalize and classify, counting the imports inside
-functions too (a cycle hidden by a function-local import is still a cycle)."""
+functions too (a cycle hidden by a function-local import is still a cycle); no module imports another's private
+(`_x`) name."""
 
 from __future__ import annotations
 
@@ -76,3 +77,23 @@ def test_no_new_import_cycle() -> None:
     assert "naturalize.prepare" in graph["naturalize.cli"]  # imported inside a command: function-local imports count
     new = [sorted(c) for c in cycles(graph) if c not in ALLOWED]
     assert new == [], f"import cycles: {new}; move what both modules need into a module of its own"
+
+
+def private_imports(packages: tuple[str, ...] = ("naturalize", "classify")) -> list[str]:
+    """'file:line module.name' for every import of another project module's private (`_x`) name, anywhere in a file
+    of `packages`: a helper another module needs is public (no underscore), so its name says it is shared."""
+    found = []
+    for pkg in packages:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in packages:
+                    found += [
+                        f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")
+                    ]
+    return found
+
+
+def test_no_module_imports_another_modules_private_name() -> None:
+    assert private_imports() == [], "make the helper public (drop the underscore) or keep it in its module"

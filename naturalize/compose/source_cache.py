@@ -31,7 +31,7 @@ import numpy as np
 
 from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.codeversion import code_digest
-from naturalize.compose.library import Variant, _read_bgra, _read_plate, feathered, make_variant, plasma_colour
+from naturalize.compose.library import Variant, feathered, make_variant, plasma_colour, read_bgra, read_plate
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.transform import Transform, sample_transform
 from naturalize.fsio import write_bytes, write_json
@@ -79,10 +79,10 @@ def stamp(bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> st
 
 def make_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> SourceEntry:
     """The entry of one source, made from the bank's files (params.variants variants per sprite)."""
-    plate = _read_plate(bank.root / bg.relpath, params.canvas)
+    plate = read_plate(bank.root / bg.relpath, params.canvas)
     bgra, areas, variants = {}, {}, {}
     for r in rows:
-        b = feathered(_read_bgra(bank.root / r.relpath), params.feather)
+        b = feathered(read_bgra(bank.root / r.relpath), params.feather)
         bgra[r.sprite_id] = b
         areas[r.sprite_id] = int(np.count_nonzero(b[:, :, 3] >= 128))
         variants[r.sprite_id] = [make_variant(b, t) for t in sprite_transforms(r.sprite_id, params, params.variants)]
