@@ -4,12 +4,12 @@ runs' test scores come from different test images."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from classify import runs
+from naturalize.outputs import read_record
 
 COLUMNS = ("run", "dataset", "model", "weights", "mode", "backend", "test set", "size", "epochs")
 #: Scores in %, named with their unit and split (the table alone must say what a number is: a bare "precision"
@@ -42,9 +42,9 @@ def epochs_cell(run: Path, config: dict) -> str:
 
 
 def run_scores(run: str | os.PathLike, progress: bool = False) -> dict:
-    """A run's describing cells (COLUMNS) and its train/val/test reports (evaluating splits not evaluated yet, or
-    evaluated with an earlier model.keras: a resumed or continued run may have kept a new best model since; or by
-    a version that did not name the scored images)."""
+    """A run's describing cells (COLUMNS) and its train/val/test reports (evaluating splits not evaluated yet, whose
+    report.json is damaged, or evaluated with an earlier model.keras: a resumed or continued run may have kept a new
+    best model since; or by a version that did not name the scored images)."""
     from classify.evaluate import evaluate_run
 
     run, config, _ = runs.open_run(run)
@@ -61,7 +61,7 @@ def run_scores(run: str | os.PathLike, progress: bool = False) -> dict:
     digest = runs.model_digest(run)
     for split in ("train", "val", "test"):
         path = run / "eval" / split / "report.json"
-        rep = json.loads(path.read_text()) if path.is_file() else None
+        rep = read_record(path)  # None when missing or damaged: evaluated (again)
         if rep is None or rep.get("model_sha256") != digest or "images_sha256" not in rep:
             rep = evaluate_run(run, split, progress=progress) if config.get("counts", {}).get(split) else None
         scores[split] = rep

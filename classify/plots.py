@@ -1,4 +1,5 @@
-"""PNG figures: training curves and confusion matrices (matplotlib, Agg). Each PNG records its provenance."""
+"""PNG figures (matplotlib, Agg): training curves, confusion matrices and Score-CAM overlays (naturalize realism
+saves its figures here too). Each PNG records its provenance."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from naturalize.fsio import write_bytes
 from naturalize.pngmeta import KEY, text
 
 
-def _save(fig, path: Path, provenance: dict) -> None:
+def save_figure(fig, path: Path, provenance: dict) -> None:
+    """Write a matplotlib figure to `path` as PNG (110 dpi, tight) atomically, with `provenance` in its text chunk
+    (naturalize.pngmeta), and close it."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -36,7 +39,7 @@ def best_epoch(rows: Sequence[dict]) -> int | None:
 
 def plot_history(rows: Sequence[dict], path: Path, title: str, provenance: dict) -> None:
     """Accuracy and loss per epoch (train and val) side by side -> PNG."""
-    _save(history_figure(rows, title), path, provenance)
+    save_figure(history_figure(rows, title), path, provenance)
 
 
 def history_figure(rows: Sequence[dict], title: str):
@@ -81,7 +84,7 @@ def plot_confusion(
     """Confusion matrix (K, K) over `classes` as counts and row-normalised (recall per true class) side by side ->
     PNG; `rows`: the true classes to show (default all; a test set lacking some classes shows its own), every
     class stays a predicted column."""
-    _save(confusion_figure(cm, classes, title, rows), path, provenance)
+    save_figure(confusion_figure(cm, classes, title, rows), path, provenance)
 
 
 def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str, rows: Sequence[str] | None = None):
@@ -134,7 +137,7 @@ def overlay_heatmap(
 ) -> None:
     """Image beside the image with a heat map (values 0..1, same H x W) overlaid in 'jet' and titled `label`, both
     panels of one size and height, and a labelled colour bar -> PNG."""
-    _save(overlay_figure(image, cam, title, label), path, provenance)
+    save_figure(overlay_figure(image, cam, title, label), path, provenance)
 
 
 def overlay_figure(image: np.ndarray, cam: np.ndarray, title: str, label: str = "Score-CAM"):
@@ -145,7 +148,7 @@ def overlay_figure(image: np.ndarray, cam: np.ndarray, title: str, label: str = 
     import matplotlib.pyplot as plt
 
     h, w = cam.shape
-    dpi = 110  # _save's: each panel shows the image at about one figure pixel per image pixel
+    dpi = 110  # save_figure's: each panel shows the image at about one figure pixel per image pixel
     zoom = max(1.0, MIN_PANEL_PX / max(h, w))  # a small crop is drawn larger, pixel for pixel, so titles fit
     pixels = "nearest" if zoom > 1 else None
     # the colour bar has an axis of its own: taken from the overlay's panel it drew the overlay smaller than, and

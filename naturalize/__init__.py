@@ -1,7 +1,7 @@
 """Naturalize: cut PBC blood-smear images into cell sprites and compose realistic new ones.
 
 Data flow (one module owns each step):
-    PBC tree --records--> records.csv --segment--> sprite bank --compose--> composites
+    PBC tree --prepare--> records.csv --segment--> sprite bank --compose--> composites
     --build--> dataset tree (train/val/test/<CLASS>/) --classify--> trained run --> reports
 """
 

@@ -6,6 +6,8 @@ BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask: 
 BANK/backgrounds.csv         one row per background plate (BACKGROUND_FIELDS)
 BANK/backgrounds/<background_id>.png            the source image with every cell inpainted
 BANK/curation.csv            one row per source image (CURATION_FIELDS)
+BANK/qc/                     the QC page (naturalize/segment/qc.py), remade after each run
+BANK/scenes/                 compose's caches made once per bank (transplant donors, matched statistics and sources)
 
 A sprite the quality gate rejected (reason other than "ok") has no PNG file: its index.csv row holds its mask in
 the `mask` column (a COCO RLE, pycocotools' compact string, of the mask inside the row's box); `Bank.load_sprite`
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from naturalize.fsio import UserError, read_json, replace_bytes, write_bytes
+from naturalize.fsio import UserError, read_json, replace_bytes, write_all, write_bytes
 from naturalize.outputs import claim, remove_written, write_marker
 
 FORMAT_VERSION = 2  # 2: rejected sprites stored as a mask in index.csv (1: every sprite a PNG file)
@@ -360,8 +362,6 @@ class ImageEntry:
 
 
 def _csv_line(values: list) -> bytes:
-    import io
-
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(values)
     return buf.getvalue().encode("utf-8")
@@ -561,9 +561,7 @@ class BankWriter:
         self._files[name].add(data)
         fd = os.open(self.root / name, os.O_WRONLY | os.O_APPEND)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         finally:
             os.close(fd)
 

@@ -3,6 +3,7 @@
     datasets/<recipe>/{train,val,test}/<CLASS>/   hard links to real images and synthetic images
     datasets/<recipe>/synthetic/                   the composed images (<CLASS>/), manifest.jsonl, annotations.json
     datasets/<recipe>/files.csv                    split, class, file, origin (real|synthetic), source
+    datasets/<recipe>/records.csv                  the PBC records: the split folder each went to, curation flags
     datasets/<recipe>/dataset.json                 recipe, protocol, parameters, counts per split/class/origin
 
 Protocols:
@@ -11,8 +12,9 @@ Protocols:
     paper  as the paper: real and synthetic images are pooled, then split 80/10/10, so test holds
            synthetic images built from sprites of test images.
 
-Prepared records and sprite banks are cached under a work folder (default `<out>/../.work/`), so
-recipes built from the same PBC tree and seed share them, and an interrupted build resumes.
+Prepared records and sprite banks are cached under a work folder (default `<out>/../.work/<key>/`, the key a
+hash of the PBC folder, seed, split and --max-real), so recipes built from the same PBC tree and seed share
+them, and an interrupted build resumes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from naturalize.fsio import UserError, atomic_open, link_or_copy, remove_atomic_
 from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused, read_record
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, left_out, prepare, stratified_split
-from naturalize.records import Record, detect_layout, is_prepared, read_records, write_records
+from naturalize.records import Record, detect_layout, is_prepared, read_records, read_summary, write_records
 
 PROTOCOLS = ("clean", "paper")
 KIND = "dataset"  # the output marker's kind (naturalize.outputs)
@@ -561,7 +563,10 @@ def build(
         stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
         prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
         records = read_records(prepared / "records.csv")
-        for line in left_out(json.loads((prepared / "summary.json").read_text())):
+        summary = read_summary(
+            prepared, f"it is build's work cache: delete {work_dir} (the build remakes it) or pass --work DIR"
+        )
+        for line in left_out(summary):
             echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
         check_sources_to_compose(records, recipe, protocol, pbc_root)
         banks: dict[str, Path] = {}
@@ -589,7 +594,7 @@ def build(
                 banks[part] = bank
                 segment(prepared, bank, split=split, stale_fix=STALE_CACHE, **seg)
             records = apply_curation(records, curation_exclusions(banks.values()))
-        root = Path(json.loads((prepared / "summary.json").read_text())["root"])
+        root = Path(summary["root"])
         real = [r for r in records if not (recipe.curated and r.excluded)]
         real_counts = Counter(r.cls for r in real)
         check_splits_hold_classes(real, protocol)

@@ -1,4 +1,7 @@
-"""File output: atomic writes (a temporary file beside the target, renamed over it) and link-or-copy."""
+"""File I/O every command shares: atomic writes (a temporary file beside the target, renamed over it:
+`atomic_open`, `atomic_path`, `replace_bytes`, `write_*`) and the temp files a killed run left
+(`remove_atomic_temps`), `link_or_copy`, `file_digests` (one chunked read, several hashes), `locked` (a file
+lock), `read_json` (a damaged file is a UserError) and `UserError` itself (one-line errors, exit code 2)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """`naturalize prepare`: scan a PBC tree, split it, and write records.csv, dropped.csv, summary.json.
 
-OUT/records.csv    one row per kept image (records.RECORD_COLUMNS) with its split and, after
-                   segmentation, the curation reason in `excluded`
+OUT/records.csv    one row per kept image (records.RECORD_COLUMNS) with its split; `excluded` stays empty
+                   here (this folder is never rewritten: `naturalize build` fills it in the dataset's own
+                   copy from the banks' curation.csv, apply_curation)
 OUT/dropped.csv    every file left out and why
 OUT/summary.json   counts per class, per split and per rule
 OUT/<split>/<CLASS>/   with --materialize: hard links (copies where links fail) of kept images

@@ -6,9 +6,9 @@ Three layouts are detected automatically:
     split    <ROOT>/{train,val,test}/<CLASS>/ (the split is kept)
 
 Rules (each counted in the scan's summary): unlabeled IG_/NEUTROPHIL_ files are dropped; files that
-are not images are skipped; empty, truncated or corrupt images are listed with the reason; exact
-duplicates (same bytes, or the same picture re-saved in other bytes: naturalize.neardup) keep one copy within a
-class and are all dropped across classes.
+are not images are skipped; empty, truncated or corrupt images are listed with the reason; duplicates
+(same bytes, or the same picture re-saved in other bytes: naturalize.neardup) keep one copy within a class and
+are all dropped across classes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +33,7 @@ from naturalize.classes import (
     UNLABELED_PREFIXES,
     class_of_prefix,
 )
-from naturalize.fsio import UserError, atomic_open
+from naturalize.fsio import UserError, atomic_open, read_json
 from naturalize.neardup import same_picture_pairs, thumbnail
 from naturalize.paths import IMAGE_SUFFIXES, is_image_name, subdirs
 from naturalize.procs import die_with_parent
@@ -65,7 +64,8 @@ HIDDEN_DETAIL = "hidden file name (leading dot), read by no command; rename it w
 @dataclass(frozen=True)
 class Dropped:
     """A file left out, with a reason: unlabeled, unknown_prefix, non_image, empty, unreadable, hidden (an
-    image whose file name starts with a dot), duplicate or duplicate_conflict."""
+    image whose file name starts with a dot), duplicate, near_duplicate (the same picture in other bytes) or
+    duplicate_conflict."""
 
     path: str
     reason: str
@@ -384,6 +384,16 @@ def is_prepared(path: str | Path) -> bool:
     return (Path(path) / "records.csv").is_file() and (Path(path) / "summary.json").is_file()
 
 
+def read_summary(path: str | Path, fix: str = "rerun `naturalize prepare` into it with --overwrite") -> dict:
+    """summary.json of the prepared directory `path`; UserError (ending with `fix`) when it is not JSON or holds no
+    PBC root."""
+    summary_path = Path(path) / "summary.json"
+    summary = read_json(summary_path, f"{summary_path} is damaged (not JSON); {fix}")
+    if not isinstance(summary, dict) or not isinstance(summary.get("root"), str):
+        raise UserError(f"{summary_path} is not a naturalize prepare summary (no PBC root); {fix}")
+    return summary
+
+
 def load_sources(
     path: str | Path,
     split: str | None = None,
@@ -400,8 +410,7 @@ def load_sources(
     """
     path = Path(path)
     if is_prepared(path):
-        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-        root = Path(summary["root"])
+        root = Path(read_summary(path)["root"])
         if not root.is_dir():
             raise UserError(
                 f"{path}/summary.json points to {root}, which is gone; rerun `naturalize prepare` on the PBC tree"

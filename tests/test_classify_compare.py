@@ -169,3 +169,18 @@ def test_compare_tells_apart_two_runs_of_one_folder_name(trees, tmp_path):
     c = _train(trees["paper"], tmp_path / "other")
     rows = [line.strip("|").split("|")[0].strip() for line in table([a, b, c]).splitlines()[2:]]
     assert rows == [a.as_posix(), b.as_posix(), "other"]
+
+
+def test_compare_evaluates_again_a_split_whose_report_is_damaged(trees, tmp_path):
+    """A damaged RUN/eval/test/report.json (a disk full, an editor) ended `classify compare` in a JSONDecodeError
+    traceback; it is evaluated again, as a missing one is."""
+    from classify.compare import run_scores
+    from classify.evaluate import evaluate_run
+
+    run = _train(trees["paper"], tmp_path / "r", epochs=1)
+    first = evaluate_run(run, "test", progress=False)
+    report = run / "eval" / "test" / "report.json"
+    report.write_text('{"accuracy": 0.')
+    again = run_scores(run)["test"]
+    assert {k: v for k, v in again.items() if k != "out"} == {k: v for k, v in first.items() if k != "out"}
+    assert json.loads(report.read_text())["accuracy"] == first["accuracy"]

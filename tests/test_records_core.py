@@ -20,6 +20,7 @@ from naturalize.records import (
     Record,
     detect_layout,
     drop_duplicates,
+    load_sources,
     read_image_info,
     read_records,
     write_records,
@@ -153,6 +154,18 @@ def test_records_csv_round_trips_and_rejects_other_files(tmp_path: Path) -> None
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(UserError, match="other.csv is not a naturalize records file.*naturalize prepare"):
         read_records(tmp_path / "other.csv")
+
+
+@pytest.mark.parametrize("text", ["{", '"root"', '{"seed": 0}'])
+def test_a_prepared_folder_with_a_damaged_summary_is_one_error_naming_it(tmp_path: Path, text: str) -> None:
+    """segment reads a prepared folder's summary.json for the PBC root: a damaged one (not JSON, or no root) is a
+    UserError naming the file and the fix (it was a JSONDecodeError or KeyError traceback)."""
+    write_records(tmp_path / "records.csv", records({"BA": 3}))
+    (tmp_path / "summary.json").write_text(text)
+    with pytest.raises(
+        UserError, match=r"summary\.json is (damaged|not a naturalize prepare summary).*naturalize prepare"
+    ):
+        load_sources(tmp_path, progress=False)
 
 
 # ---------------------------------------------------------------- reading one file

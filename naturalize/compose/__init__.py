@@ -4,11 +4,13 @@ params.py     ComposeParams and the parsing of sizes, ranges and shards
 library.py    the bank loaded for one run: feathered premultiplied sprites, plates, colour statistics
 stain.py      stain matching: von Kries gains from plasma colours
 transform.py  flips, quarter turns, small rotations and scale jitter (one affine warp)
+variety.py    white-cell variety: --wbc-scale, --wbc-stain, --wbc-warp, --wbc-focus
 core.py       the pure core: layout, recolouring and blending of one image (arrays + Generator)
 scenes.py     scenes (paper, matched, transplant): their libraries, transplant donors and their cache
 scene_stats.py  the class's scene statistics measured on the bank's images (matched)
 source_cache.py  matched: plates and red-cell variants made once per bank (seed-independent), memory-mapped
 annotate.py   per-image records, manifest lines and the COCO file
+dupes.py      byte-identical composites of a run (journal keys, the warning)
 run.py        the shell: forked workers over one library, journals, shards, resume, output files
 preview.py    contact sheets, real beside synthetic
 """

@@ -32,7 +32,7 @@ from naturalize.compose.params import ComposeParams
 from naturalize.compose.transform import Transform, mirror_turn, turned
 from naturalize.compose.variety import refocus
 
-_UNIT_GAIN = (1.0, 1.0, 1.0)
+UNIT_GAIN = (1.0, 1.0, 1.0)
 
 
 @dataclass
@@ -159,7 +159,7 @@ def choose_plate(lib: Library, rng: np.random.Generator, centre: int | None) -> 
     return int(lib.plate_by_centre_area[int(rng.integers(max(fits, 1)))])
 
 
-def _prepare(
+def draw_cell(
     rng: np.random.Generator,
     sset: SpriteSet,
     role: str,
@@ -185,7 +185,7 @@ def _dressed(sset: SpriteSet, role: str, plate: int, i: int, r: int, v: Variant,
     flip, turns = bool(r & 4), r & 3
     turn = mirror_turn(flip, turns)
     bgri = v.bgri if turn is None else turn(v.bgri)
-    gain = _UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
+    gain = UNIT_GAIN if sset.gains is None else tuple(sset.gains[plate, i].tolist())
     if sset.tints is not None:  # white-cell variety: this variant's own stain (variety.tints)
         gain = tuple((np.asarray(gain) * sset.tints[i, r // 8]).tolist())
     focus = None
@@ -217,13 +217,13 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
         placed.append(cell)
 
     if p.wbc > 0:  # the class's cell, near the centre as in every PBC crop
-        cell = _prepare(rng, lib.centre, "centre", k, index=centre)
+        cell = draw_cell(rng, lib.centre, "centre", k, index=centre)
         d = np.asarray(p.centre_offset) + rng.laplace(0.0, 1.0, 2) * np.asarray(p.centre_jitter)
         dx, dy = np.clip(d, -p.centre_max, p.centre_max)
         h, w = cell.mask.shape
         place_white(cell, int(round(W / 2 + dx - w / 2)), int(round(H / 2 + dy - h / 2)))
     for _ in range(p.wbc - 1):  # further white cells of the class: anywhere, touching nothing
-        cell = _prepare(rng, lib.centre, "WBC", k)
+        cell = draw_cell(rng, lib.centre, "WBC", k)
         grown, r = _grow(cell.mask, p.wbc_margin)
         h, w = cell.mask.shape
         for fx, fy in rng.random((p.tries, 2)).tolist():
@@ -243,7 +243,7 @@ def compose_image(lib: Library, rng: np.random.Generator, p: ComposeParams) -> C
         _place_batched(rng, p, k, occ, placed, smalls, pool, batch)
     for n, sset in enumerate([] if batch else smalls):  # one cell at a time, as the paper scene always drew
         pick = int(pool[k][rng.integers(len(pool[k]))]) if pool is not None and n < p.rbc else None
-        cell = _prepare(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick)
+        cell = draw_cell(rng, sset, "RBC" if n < p.rbc else "PLT", k, index=pick)
         h, w = cell.mask.shape
         for fx, fy in rng.random((p.tries, 2)).tolist():
             x, y = int(fx * W) - w // 2, int(fy * H) - h // 2
@@ -356,7 +356,7 @@ def paint(image: np.ndarray, cells: list[Placed]) -> np.ndarray:
         region = image[y0:y1, x0:x1]  # OpenCV writes into the view
         bgri = c.bgri[sy, sx]
         bgr = cv2.cvtColor(bgri, cv2.COLOR_BGRA2BGR)
-        if c.gain != _UNIT_GAIN:
+        if c.gain != UNIT_GAIN:
             bgr = recolour(bgr, c.gain)
         inv = cv2.cvtColor(cv2.extractChannel(bgri, 3), cv2.COLOR_GRAY2BGR)
         cv2.add(cv2.multiply(region, inv, scale=1 / 255), bgr, dst=region)

@@ -1,7 +1,7 @@
 """The in-memory sprite library of one compose run, loaded once from a sprite bank (forked workers share it).
 
 In: a Bank, the class to compose, the seed and ComposeParams. Out: a Library holding, ready to paste,
-    - background plates (BGR uint8, resized to the output size) with their plasma colour;
+    - background plates (BGR uint8, resized to the composing size, params.canvas) with their plasma colour;
     - sprites per role (centre cell of the class, RBC, PLT): premultiplied BGR + feathered alpha
       (BGRA uint8) and the plasma colour of their source image (for stain matching).
 Everything per-sprite and per-plate (feathering, premultiplication, colour statistics, stain gains) is
@@ -192,14 +192,16 @@ def sprite_plasma(bgra: np.ndarray) -> np.ndarray | None:
     return np.percentile(out, 75, axis=0).astype(np.float32) if len(out) >= 20 else None
 
 
-def _subset(rows: list, k: int, rng: np.random.Generator) -> list:
+def seeded_subset(rows: list, k: int, rng: np.random.Generator) -> list:
+    """At most `k` of `rows`, drawn by `rng` without replacement and kept in their order (all when k >= len)."""
     if len(rows) <= k:
         return rows
     keep = np.sort(rng.choice(len(rows), size=k, replace=False))
     return [rows[i] for i in keep]
 
 
-def _read_bgra(path: Path) -> np.ndarray:
+def read_bgra(path: Path) -> np.ndarray:
+    """A sprite PNG as BGRA uint8 (grey or BGR files get an opaque alpha); UserError naming a damaged file."""
     im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if im is None:
         raise UserError(f"cannot read sprite {path}; the bank is damaged, rebuild it with `naturalize segment`")
@@ -210,7 +212,7 @@ def _read_bgra(path: Path) -> np.ndarray:
     return im
 
 
-def _read_plate(path: Path, size: tuple[int, int]) -> np.ndarray:
+def read_plate(path: Path, size: tuple[int, int]) -> np.ndarray:
     """BGR plate at `size` (the composing size)."""
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if im is None:
@@ -220,9 +222,10 @@ def _read_plate(path: Path, size: tuple[int, int]) -> np.ndarray:
     return im
 
 
-class _Tasks:
-    """map() on `threads` threads (OpenCV and zlib release the GIL), or in this thread for one. The threaded
-    map queues every item at once, so several maps keep all threads busy until the last result."""
+class TaskPool:
+    """map() on `threads` threads (OpenCV and zlib release the GIL), or in this thread for one; a context manager
+    that cancels what is left on exit. The threaded map queues every item at once, so several maps keep all
+    threads busy until the last result."""
 
     def __init__(self, threads: int):
         self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
@@ -230,7 +233,7 @@ class _Tasks:
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return self.pool.map(fn, items) if self.pool else map(fn, items)
 
-    def __enter__(self) -> _Tasks:
+    def __enter__(self) -> TaskPool:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -243,7 +246,7 @@ def _load_sprite(
 ):
     """One sprite: (its source plasma from the crop, or None; feathered premultiplied BGRA; its variants
     when warm (with their shape warps' seeds, if any), else []; None: its area is counted later)."""
-    raw = _read_bgra(path)
+    raw = read_bgra(path)
     bgra = feathered(raw, feather)
     seeds = [None] * len(transforms) if warps is None else [int(s) for s in warps]
     made = [make_variant(bgra, t, w) for t, w in zip(transforms, seeds)] if warm else []
@@ -288,14 +291,14 @@ def load_library(
     for b in sorted(bank.backgrounds, key=lambda b: b.background_id):
         if b.source not in bad:
             plates_by_source.setdefault(b.source, b)
-    sources = _subset(sorted(plates_by_source), params.max_sources, rng)
+    sources = seeded_subset(sorted(plates_by_source), params.max_sources, rng)
     chosen = set(sources)
     plate_rows = [plates_by_source[s] for s in sources]
-    centre_rows = _subset(centre_rows, params.max_wbc, rng)
+    centre_rows = seeded_subset(centre_rows, params.max_wbc, rng)
 
     def from_sources(kind: str) -> list[SpriteRow]:
         rows = sorted((r for r in bank.select(kind) if r.source in chosen), key=lambda r: r.sprite_id)
-        return _subset(rows, params.max_small, rng)
+        return seeded_subset(rows, params.max_small, rng)
 
     rbc, plt = from_sources("RBC"), from_sources("PLT")
     if params.rbc > 0 and not rbc:
@@ -321,12 +324,12 @@ def load_library(
     if params.wbc_warp:  # white-cell variety: one shape-warp seed per centre variant (variety.shape_warp)
         wrng = np.random.default_rng([seed, CLASSES.index(cls), 0xBE4D])
         warps[0] = wrng.integers(2**62, size=(len(centre_rows), params.centre_variants))
-    with _Tasks(threads) as tasks:  # every file queued at once: plates (or cache entries), then each set's sprites
+    with TaskPool(threads) as tasks:  # every file queued at once: plates (or cache entries), then each set's sprites
         entries_done = tasks.map(
             lambda b: fetch(bank, b, small_of.get(b.source, []), params), plate_rows if cached else []
         )
         plates_done = tasks.map(
-            lambda r: _read_plate(bank.root / r.relpath, params.canvas), [] if cached else plate_rows
+            lambda r: read_plate(bank.root / r.relpath, params.canvas), [] if cached else plate_rows
         )
         sprites_done = [
             tasks.map(

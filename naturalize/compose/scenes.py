@@ -19,7 +19,7 @@ boxes, the plasma colour, a hash of the bank rows and code it was made from: a c
 Kept cells are the bank's RBC and PLT sprites of the donor (border-cut ones included); clumps the
 segmentation did not store stay in the image unannotated.
 
-In: Bank, Library (core), Generator, ComposeParams. Out: core.Composite; `scene_library` loads a run's
+In: Bank, Library (library.py), Generator, ComposeParams. Out: core.Composite; `scene_library` loads a run's
 Library with the scene's plates.
 """
 
@@ -39,22 +39,22 @@ from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.classes import CLASSES
 from naturalize.codeversion import code_digest
 from naturalize.compose.core import (
-    _UNIT_GAIN,
+    UNIT_GAIN,
     Composite,
     Placed,
-    _prepare,
     compose_image,
+    draw_cell,
     paint,
     scaled_box,
 )
 from naturalize.compose.library import (
     Library,
     SpriteSet,
-    _subset,
-    _Tasks,
+    TaskPool,
     focus_to_plates,
     load_library,
     plasma_colour,
+    seeded_subset,
 )
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.scene_stats import scene_stats
@@ -86,11 +86,11 @@ _ZERO = np.uint8(0)
 @dataclass
 class Donors:
     """The transplant scenes of one run: per donor its kept cells (their bank rows, as `kept.rows[j]` for
-    global index j), the global indices of its kept cells in label order, its label map at the output size
+    global index j), the global indices of its kept cells in label order, its label map at the composing size (CANVAS)
     (uint8, 0 = plate or hole, j + 1 = its j-th kept cell), per kept cell the box and area of its label there
     (x, y, w, h, area) and its sprite's box there (x, y, w, h: where the sprite lies, what the manifest records;
     larger than the label's where another cell or the hole covers part of it), and the removed white cell's
-    centre (x, y) at the output size and sprite id."""
+    centre (x, y) at the composing size and sprite id."""
 
     name = "transplant"
     kept: SpriteSet
@@ -233,13 +233,15 @@ def transplant_library(
         warm=warm,
     )
     eligible = _eligible(bank)
-    sources = _subset(sorted(eligible), params.max_sources, np.random.default_rng([seed, CLASSES.index(cls), 0xD0]))
+    sources = seeded_subset(
+        sorted(eligible), params.max_sources, np.random.default_rng([seed, CLASSES.index(cls), 0xD0])
+    )
     if len(sources) < 2:
         raise UserError(
             f"bank {bank.root} has {len(sources)} source images with exactly one whole white cell; "
             f"--scene transplant needs at least 2 (segment more images, or use --scene paper)"
         )
-    with _Tasks(threads) as tasks:
+    with TaskPool(threads) as tasks:
         made = list(tasks.map(lambda s: donor_plate(bank, *eligible[s]), sources))
     W, H = params.canvas
     plates, labels, boxes, sprite_boxes, centres, areas, cells = [], [], [], [], [], [], []
@@ -296,7 +298,7 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
         if lib.plate_rows[k].source != own:
             break
     image = lib.plates[k].copy()
-    cell = _prepare(rng, lib.centre, "centre", k, index=centre)
+    cell = draw_cell(rng, lib.centre, "centre", k, index=centre)
     h, w = cell.mask.shape
     cx, cy = donors.hole_centre[k]
     cell.x, cell.y = round(cx - w / 2), round(cy - h / 2)
@@ -305,7 +307,7 @@ def compose_transplant(lib: Library, rng: np.random.Generator, p: ComposeParams)
     labels = donors.labels[k].copy()
     labels[new > 0] = len(kept) + 1
     cells = [  # each where its sprite lies (its label's box is smaller where another cell or the hole covers part)
-        Placed("kept", g, x, y, _NO_PIXELS, np.broadcast_to(_ZERO, (h, w)), box[4], _IDENTITY, _UNIT_GAIN)
+        Placed("kept", g, x, y, _NO_PIXELS, np.broadcast_to(_ZERO, (h, w)), box[4], _IDENTITY, UNIT_GAIN)
         for g, (x, y, w, h), box in zip(kept, donors.sprite_boxes[k], donors.boxes[k])
     ] + [cell]
     return Composite(image, k, cells, labels)

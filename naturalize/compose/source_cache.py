@@ -1,6 +1,6 @@
 """The matched scene's per-source cache: seed-independent start-up work, made once per bank.
 
-For one source image (a background row): its plate at the output size (BGR), its plasma colour, and every
+For one source image (a background row): its plate at the composing size (BGR), its plasma colour, and every
 red cell and platelet the bank holds of it: feathered and premultiplied (library.feathered) and warped under
 transforms drawn from the sprite's id alone (`sprite_transforms`: the same in every run, whatever the seed).
 Stored in BANK/scenes/matched/sources/ as one flat uint8 .npy (memory-mapped when read: the forked workers
@@ -31,7 +31,7 @@ import numpy as np
 
 from naturalize.bank import BackgroundRow, Bank, SpriteRow
 from naturalize.codeversion import code_digest
-from naturalize.compose.library import Variant, _read_bgra, _read_plate, feathered, make_variant, plasma_colour
+from naturalize.compose.library import Variant, feathered, make_variant, plasma_colour, read_bgra, read_plate
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.transform import Transform, sample_transform
 from naturalize.fsio import write_bytes, write_json
@@ -54,8 +54,8 @@ def sprite_transforms(sprite_id: str, params: ComposeParams, n: int) -> list[Tra
 
 @dataclass
 class SourceEntry:
-    """One source image's cached work: BGR plate at the output size, its plasma colour (BGR float32 (3,)),
-    and per sprite id (RBC and PLT, by id) its feathered premultiplied BGRA, mask area and variants."""
+    """One source image's cached work: BGR plate at the composing size (params.canvas), its plasma colour (BGR
+    float32 (3,)), and per sprite id (RBC and PLT, by id) its feathered premultiplied BGRA, mask area and variants."""
 
     plate: np.ndarray
     plasma: np.ndarray
@@ -79,10 +79,10 @@ def stamp(bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> st
 
 def make_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: ComposeParams) -> SourceEntry:
     """The entry of one source, made from the bank's files (params.variants variants per sprite)."""
-    plate = _read_plate(bank.root / bg.relpath, params.canvas)
+    plate = read_plate(bank.root / bg.relpath, params.canvas)
     bgra, areas, variants = {}, {}, {}
     for r in rows:
-        b = feathered(_read_bgra(bank.root / r.relpath), params.feather)
+        b = feathered(read_bgra(bank.root / r.relpath), params.feather)
         bgra[r.sprite_id] = b
         areas[r.sprite_id] = int(np.count_nonzero(b[:, :, 3] >= 128))
         variants[r.sprite_id] = [make_variant(b, t) for t in sprite_transforms(r.sprite_id, params, params.variants)]

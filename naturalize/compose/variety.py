@@ -1,5 +1,6 @@
-"""White-cell variety (`compose --wbc-scale`, `--wbc-stain`): more looks from the same white cells,
-nothing a hematologist reads changed (a uniform scale and a colour gain keep nucleus shape and chromatin).
+"""White-cell variety (`compose --wbc-scale`, `--wbc-stain`, `--wbc-warp`, `--wbc-focus`): more looks from the
+same white cells, nothing a hematologist reads changed (a uniform scale, a colour gain, a warp of a few px and a
+focus change keep nucleus shape and chromatin).
 
 sized: the centre cell's per-variant transforms (drawn by library.load_library), the areas (px) of its
     sprites and of every white cell of the class in the bank, a Generator -> the transforms with their
@@ -8,6 +9,9 @@ sized: the centre cell's per-variant transforms (drawn by library.load_library),
 tints: the centre sprites (premultiplied BGRA) and their source plasma colours -> per sprite and variant a
     BGR factor on its stain gain: the cell's mean colour relative to its plasma is moved to that of another
     cell of the class drawn at random (the training set's stain distribution), within TINT_LIMIT.
+shape_warp: a sprite and a seed -> the sprite bent by a smooth, area-keeping field of at most WARP_PX px.
+edge_sigma / focus_table / refocus: a red-cell sprite's edge blur (px), the blur change from each cell's image
+    to each scene's, and a sprite blurred or sharpened by it.
 """
 
 from __future__ import annotations

@@ -134,9 +134,9 @@ def auc_figure(result: dict):
 
 def draw_auc(result: dict, path: Path, provenance: dict) -> None:
     """auc_figure as a PNG at `path` with the provenance."""
-    from classify.plots import _save
+    from classify.plots import save_figure
 
-    _save(auc_figure(result), path, provenance)
+    save_figure(auc_figure(result), path, provenance)
 
 
 def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n: int):
@@ -183,6 +183,6 @@ def draw_saliency(
     tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n: int, path: Path, provenance: dict
 ) -> None:
     """saliency_figure as a PNG at `path` with the provenance."""
-    from classify.plots import _save
+    from classify.plots import save_figure
 
-    _save(saliency_figure(tr, x, classes, n_real, n), path, provenance)
+    save_figure(saliency_figure(tr, x, classes, n_real, n), path, provenance)

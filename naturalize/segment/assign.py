@@ -71,7 +71,7 @@ def _pad_slice(sl: tuple[slice, slice], shape: tuple[int, int], pad: int) -> tup
     )
 
 
-def _shape(mask: np.ndarray) -> tuple[float, float, float]:
+def shape_features(mask: np.ndarray) -> tuple[float, float, float]:
     """(solidity, aspect ratio, IoU with the fitted ellipse) of a bool crop."""
     m8 = mask.astype(np.uint8)
     cnts, _ = cv2.findContours(m8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -98,7 +98,7 @@ def _region(crop_mask: np.ndarray, others: np.ndarray, wbc: np.ndarray, stain: n
     n_ring = max(1, int(np.count_nonzero(ring)))
     touch_wbc = float(np.count_nonzero(ring & wbc)) / n_ring
     contact = float(np.count_nonzero(ring & others & ~wbc)) / n_ring
-    solidity, aspect, ell = _shape(crop_mask)
+    solidity, aspect, ell = shape_features(crop_mask)
     return _Region(
         crop_mask,
         sl,
@@ -201,7 +201,7 @@ def _plt_cells(
         full = cv2.dilate(m.astype(np.uint8), k).astype(bool) if grow else m
         border = touches_border(full)
         area = int(full.sum())
-        solidity, aspect, _ = _shape(full)
+        solidity, aspect, _ = shape_features(full)
         dark = green is None or float(np.percentile(green[full], 25)) <= rules.plt_max_green
         checks = (
             ("border", not border),
@@ -246,7 +246,7 @@ def judge_regions(
             full[psl] = filled = fill_holes(m)
             box = _placed(filled, psl)
             border = box_touches_border(box, shape)
-            solidity = _shape(m)[0]
+            solidity = shape_features(m)[0]
             cells.append(
                 with_box(Cell("WBC", full, round(solidity, 4), border, not border, "border" if border else ""), box)
             )

@@ -106,7 +106,7 @@ def rbc_features(
     """(indices into seg.cells of the RBC cells, or of `which`; (N, len(FEATURES)) float features).
     Sizes are relative to the image's usable red cells and scale to 360 px; `plate`: the image's plate
     colour when already known."""
-    from naturalize.segment.assign import _shape
+    from naturalize.segment.assign import shape_features
 
     rbc = [i for i, c in enumerate(seg.cells) if c.kind == "RBC"]
     idx = rbc if which is None else [i for i in which if seg.cells[i].kind == "RBC"]
@@ -136,7 +136,7 @@ def rbc_features(
         sl = (slice(Y0, Y1), slice(X0, X1))
         m = c.mask[sl]
         contact, wbc_contact, ring = _ring_stats(m, cover[sl], wbc_cover[sl])
-        solidity, aspect, ell = _shape(m)
+        solidity, aspect, ell = shape_features(m)
         crop = rgb[sl]
         inner = crop[m].astype(np.float32)  # (N, 3): only the mask's and the ring's pixels are read
         rows.append(

@@ -3,6 +3,8 @@
 boxbank    a bank cut from real PBC images with their OI-PBC boxes (needs the PBC sample)
 drawnbank  a bank of procedurally drawn cells (naturalize.drawn), written by the product's BankWriter
 cli        run_cli: `python -m naturalize.cli` / `classify.cli` in a subprocess, as a user runs it
+oracles    the compose run files as plain dicts (what annotate's template writers must reproduce)
+race       the same claim started in several processes at one instant
 """
 
 from __future__ import annotations
