@@ -22,3 +22,28 @@ def broken_links(page: Path) -> list[str]:
 def test_every_relative_link_in_the_manual_names_a_page_of_the_site():
     broken = {p.name: b for p in sorted(DOCS.glob("*.md")) if (b := broken_links(p))}
     assert broken == {}
+
+
+def segment_outs(block: str) -> dict[str, set[str]]:
+    """A fenced code block -> for each `naturalize segment` --out, the inputs (SRC and --split) written there."""
+    outs: dict[str, set[str]] = {}
+    for line in block.replace("\\\n", " ").splitlines():
+        if m := re.match(r"\s*naturalize segment (\S+)(.*)", line):
+            src, rest = m.groups()
+            out = re.search(r"--out (\S+)", rest)
+            split = re.search(r"--split (\S+)", rest)
+            outs.setdefault(out.group(1) if out else "bank", set()).add(f"{src} {split.group(1) if split else ''}")
+    return outs
+
+
+def test_a_block_of_segment_lines_never_writes_two_inputs_into_one_bank():
+    """A user copying a block runs its lines in order: a second `segment` of another input or split into the same
+    --out is refused (the bank records its settings), so a block that does so stops half way."""
+    clashes = [
+        (page.name, out, sorted(inputs))
+        for page in sorted(DOCS.glob("*.md"))
+        for block in re.findall(r"```\w*\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+        for out, inputs in segment_outs(block).items()
+        if len(inputs) > 1
+    ]
+    assert clashes == []
