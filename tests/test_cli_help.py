@@ -3,6 +3,9 @@ one --version for both commands; `build` resolves the segmentation backend once.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import typer
 
@@ -136,3 +139,82 @@ def test_segment_says_device_is_ignored_by_the_classical_backend(tmp_path):
     lines.clear()
     segment(pbc, tmp_path / "bank2", backend="classical", workers=1, limit=1, progress=False, echo=lines.append)
     assert not any("ignored" in line for line in lines)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*[a-z0-9])")
+# flags of other programs the docs show (pip, pytest, SLURM's sbatch) and the ones every command has
+NOT_OURS = {
+    "--help",
+    "--version",
+    "--parsable",
+    "--dependency",
+    "--wrap",
+    "--job-name",
+    "--array",
+    "--cpus-per-task",
+    "--time",
+}
+
+
+def _doc_spans(text: str) -> list[str]:
+    """Markdown text -> its code: each line of a fenced block (backslash continuations joined) and each
+    inline `code` span outside the blocks."""
+    blocks = re.findall(r"```\w*\n(.*?)```", text, re.S)
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    return lines + re.findall(r"`([^`\n]+)`", prose)
+
+
+def _options() -> dict[tuple[str, str], set[str]]:
+    """(program, command) -> every option string the command accepts (`--x` and its `--no-x`)."""
+    return {
+        (prog, name): {o for p in cmd.params for o in (*p.opts, *getattr(p, "secondary_opts", []))}
+        for prog, name, cmd in _commands()
+    }
+
+
+def _script_options() -> dict[str, set[str]]:
+    """Script name (`realism.py`) -> the options it declares (argparse `add_argument("--x"`), for every script
+    in benchmarks/ and examples/, read from its source and from the sources of the sibling scripts it imports."""
+    sources = {
+        f.name: f.read_text(encoding="utf-8") for d in ("benchmarks", "examples") for f in (ROOT / d).glob("*.py")
+    }
+
+    def declared(name: str, seen: set[str]) -> set[str]:
+        seen.add(name)
+        own = set(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", sources[name]))
+        imported = {f"{m}.py" for m in re.findall(r"^\s*(?:from|import) (\w+)", sources[name], re.M)}
+        return own.union(*(declared(i, seen) for i in imported & sources.keys() - seen))
+
+    return {name: declared(name, set()) for name in sources}
+
+
+def _wrong_flags(span: str, options: dict[tuple[str, str], set[str]], scripts: dict[str, set[str]]) -> list[str]:
+    """One line of code from the docs -> the flags it gives a command or script that does not take them."""
+    wrong = []
+    for prog, name, rest in re.findall(
+        r"\b(naturalize|classify) ([a-z][a-z-]*)((?:(?!\b(?:naturalize|classify) ).)*)", span
+    ):
+        if (prog, name) in options:
+            wrong += [f"{prog} {name} {f}" for f in FLAG.findall(rest) if f not in options[prog, name] | NOT_OURS]
+    for script, rest in re.findall(r"([\w-]+\.py)\b([^|;]*)", span):
+        if script in scripts:
+            wrong += [f"{script} {f}" for f in FLAG.findall(rest) if f not in scripts[script] | NOT_OURS]
+    return wrong
+
+
+def test_every_flag_the_docs_show_exists_on_its_command():
+    """A flag the manual gives a `naturalize X` / `classify X` command line or a benchmarks/ or examples/ script
+    is one it accepts, and every other `--flag` the manual names belongs to some command or script (docs rot:
+    a renamed or removed flag)."""
+    options, scripts = _options(), _script_options()
+    anywhere = set().union(*options.values(), *scripts.values(), NOT_OURS)
+    wrong, unknown = [], []
+    for doc in DOC_FILES:
+        text = doc.read_text(encoding="utf-8")
+        wrong += [f"{doc.name}: {w}" for span in _doc_spans(text) for w in _wrong_flags(span, options, scripts)]
+        unknown += [f"{doc.name}: {f}" for f in sorted(set(FLAG.findall(text)) - anywhere)]
+    assert wrong == [], wrong
+    assert unknown == [], unknown
