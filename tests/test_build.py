@@ -28,8 +28,11 @@ def test_recipes_follow_the_paper():
         "SNE": 1000,
     }
     assert RECIPES["2k-pbc"].synthetic_counts(RELEASE_COUNTS)["PMY"] == 2419
+    # 1k-class-pbc composes only the paper's five white-cell classes (section 3.3: SAM on RBC, BNE, MMY, MY, PMY,
+    # SNE only), each to the largest class's count (EO: 3,117); BA, EO, ERB, LY, MO and PLT stay real only
     balanced = RECIPES["1k-class-pbc"].synthetic_counts(RELEASE_COUNTS)
-    assert all(RELEASE_COUNTS[c] + balanced.get(c, 0) == 3117 for c in RELEASE_COUNTS)
+    assert set(balanced) == {"BNE", "MMY", "MY", "PMY", "SNE"}
+    assert all(RELEASE_COUNTS[c] + n == 3117 for c, n in balanced.items())
     custom = resolve_recipe("custom", ("PMY", "MY"), 50)
     assert custom.synthetic_counts(RELEASE_COUNTS) == {"MY": 50, "PMY": 50}
     with pytest.raises(UserError, match="unknown recipe"):
@@ -128,6 +131,29 @@ def test_clean_build_on_sample_never_leaks_test_images(sample_root: Path, tmp_pa
     # a rerun with other parameters refuses; the same parameters rebuild in place
     with pytest.raises(UserError, match="--overwrite"):
         _build_pmy(sample_root, out, 7)
+
+
+@pytest.mark.slow
+def test_1k_class_pbc_on_the_sample_composes_only_the_papers_five_classes(sample_root: Path, tmp_path: Path):
+    """The paper segmented, and so composed, only BNE, MMY, MY, PMY and SNE (Algorithms 16(12):562, section 3.3);
+    1k-class-pbc brings those five to the target and adds nothing to BA, EO, ERB, LY, MO or PLT (it composed
+    platelet, lymphocyte... images the paper never made)."""
+    meta = build(
+        "1k-class-pbc",
+        sample_root,
+        tmp_path / "ds",
+        per_class=6,
+        per_class_cap=4,
+        backend="classical",
+        workers=1,
+        progress=False,
+        echo=lambda s: None,
+    )
+    splits = ("train", "val", "test")
+    synthetic = {c: sum(meta["counts"][s][c]["synthetic"] for s in splits) for c in meta["real_counts"]}
+    five = ("BNE", "MMY", "MY", "PMY", "SNE")
+    assert {c for c, n in synthetic.items() if n} == set(five), synthetic
+    assert all(meta["real_counts"][c] + synthetic[c] == 6 for c in five), (meta["real_counts"], synthetic)
 
 
 @pytest.mark.slow
