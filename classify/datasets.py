@@ -163,6 +163,8 @@ def _index(root: Path, seed: int, whole: bool, skipped: list[Path]) -> Dataset:
             meta = json.loads((root / "dataset.json").read_text())
         except json.JSONDecodeError as e:
             raise UserError(f"{root / 'dataset.json'} is not valid JSON ({e}); fix or remove it") from e
+        if not isinstance(meta, dict):
+            raise UserError(f"{root / 'dataset.json'} is not a JSON object (a dataset's description); fix or remove it")
     present = [s for s in SPLITS if (root / s).is_dir()]
     if present:
         per_split = {s: _class_files(root / s, skipped) for s in present}

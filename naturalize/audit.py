@@ -218,9 +218,9 @@ def audit_dataset(out: str | Path, hashes: bool = True) -> Audit:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise UserError(
-            f"{meta_path} is missing or damaged: point to a dataset folder written by naturalize build"
-        ) from None
+        meta = None
+    if not isinstance(meta, dict):  # missing, not JSON, or JSON but not an object (edited by hand)
+        raise UserError(f"{meta_path} is missing or damaged: point to a dataset folder written by naturalize build")
     protocol = str(meta.get("protocol", ""))
     audit = Audit(str(out), protocol)
     rows = _read_csv(out / "files.csv")

@@ -409,7 +409,9 @@ class BankWriter:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise UserError(f"{meta_path} is missing or damaged; rerun with --overwrite to rebuild the bank") from None
+            meta = None
+        if not isinstance(meta, dict):  # missing, not JSON, or JSON but not an object
+            raise UserError(f"{meta_path} is missing or damaged; rerun with --overwrite to rebuild the bank")
         theirs = {k: meta.get(k) for k in identity}
         if meta.get("format_version") != FORMAT_VERSION and theirs == identity:
             raise UserError(

@@ -257,6 +257,8 @@ def check_cached_prepared(
         made = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         made = {}
+    if not isinstance(made, dict):  # damaged: its settings are unknown, so they differ from this build's
+        made = {}
     split_tree = made.get("layout") == "split"  # a train/val/test tree keeps its own split: no seed, no fractions
     wanted = {
         "PBC folder": str(pbc_root.resolve()),
