@@ -501,6 +501,194 @@ def _changed_options(params: ComposeParams) -> dict:
     return {k: v for k, v in params.as_dict().items() if v != default[k]}
 
 
+#: Printed once when --protocol paper is chosen, before the stages.
+PAPER_WARNING = (
+    "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
+    "synthetic images made from sprites of val/test images, and training composites hold the white cells "
+    "of real val/test images; their scores are optimistic"
+)
+
+
+def _build_params(
+    recipe: Recipe,
+    protocol: str,
+    seed: int,
+    fractions: tuple[float, float, float],
+    pbc_root: Path,
+    backend: str,
+    checkpoint: str | None,
+    per_class_cap: int | None,
+    compose: ComposeParams,
+) -> dict:
+    """The build's settings, JSON-ready -> dataset.json's `parameters` (also what the output marker compares)."""
+    return {
+        "recipe": recipe.name,
+        "protocol": protocol,
+        "seed": seed,
+        "split": list(fractions),
+        "pbc_root": str(pbc_root.resolve()),
+        "backend": backend,
+        "checkpoint": checkpoint,
+        "per_class_cap": per_class_cap,
+        "synthetic_rule": {
+            "topup": dict(recipe.topup),
+            "per_class": recipe.per_class,
+            "classes": list(recipe.classes),
+            "balance": recipe.balance,
+        },
+        "compose": _changed_options(compose),
+    }
+
+
+def _prepare_stage(
+    stages: _Stages,
+    pbc_root: Path,
+    work_dir: Path,
+    seed: int,
+    fractions: tuple[float, float, float],
+    per_class_cap: int | None,
+    workers: int,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> tuple[Path, list[Record], dict]:
+    """Stage "prepare": the records and split, cached in `work_dir/prepared` -> (prepared folder, records, summary);
+    echoes what prepare left out (unreadable files, unread folders)."""
+    cache = "cached in" if is_prepared(work_dir / "prepared") else "caching them in"
+    stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
+    prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
+    records = read_records(prepared / "records.csv")
+    summary = read_summary(
+        prepared, f"it is build's work cache: delete {work_dir} (the build remakes it) or pass --work DIR"
+    )
+    for line in left_out(summary):
+        echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
+    return prepared, records, summary
+
+
+def _segment_stage(
+    stages: _Stages,
+    recipe: Recipe,
+    protocol: str,
+    prepared: Path,
+    work_dir: Path,
+    records: list[Record],
+    backend: str,
+    checkpoint: str | None,
+    model_type: str,
+    device: str,
+    workers: int,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> tuple[dict[str, Path], list[Record]]:
+    """Stage "segment" (only when the recipe segments): every image once into the work cache's banks, then
+    curation -> (part -> bank folder, the records with curation flags); ({}, records unchanged) otherwise."""
+    from naturalize.segment.run import ALL_SPLITS_NOTE, segment
+
+    banks: dict[str, Path] = {}
+    if not segments(recipe) and (backend != "auto" or checkpoint):
+        echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")
+    elif segments(recipe):
+        backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
+        seg: dict[str, Any] = dict(
+            backend=backend,
+            checkpoint=checkpoint,
+            model_type=model_type,
+            device=device,
+            workers=workers,
+            progress=progress,
+            echo=lambda m: None if m.startswith("backend ") or m == ALL_SPLITS_NOTE else echo(m),
+        )
+        # clean: one bank per split, so the bank composed from holds training images only;
+        # paper: one bank of every image. Either way every image is segmented once, for curation.
+        stages.start(
+            "segment",
+            "every image once (curation); sprites for composing come from "
+            + ("training images only" if protocol == "clean" else "all images"),
+        )
+        for part, (bank, split) in bank_plan(work_dir, protocol).items():
+            banks[part] = bank
+            segment(prepared, bank, split=split, stale_fix=STALE_CACHE, **seg)
+        records = apply_curation(records, curation_exclusions(banks.values()))
+    return banks, records
+
+
+def _compose_stage(
+    stages: _Stages,
+    recipe: Recipe,
+    protocol: str,
+    wanted: Mapping[str, int],
+    scenes: Mapping[str, str],
+    banks: Mapping[str, Path],
+    out: Path,
+    seed: int,
+    compose: ComposeParams,
+    workers: int,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> dict[str, list[Path]]:
+    """Stage "compose": `wanted` (class -> count) synthetic images from the bank of training images (clean) or of
+    all images (paper) into `out/synthetic` -> class -> the composed images; {} when nothing is wanted."""
+    from naturalize.compose.run import compose_class
+
+    synthetic: dict[str, list[Path]] = {}
+    if wanted:
+        bank = banks["train" if protocol == "clean" else "all"]
+        stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
+        for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
+            echo(
+                f"note: {cls} composites use the {scenes[cls]} scene: its real images hold no white cell for "
+                f"the {compose.scene} scene (dataset.json: scene_by_class)"
+            )
+        for cls, n in wanted.items():
+            synthetic[cls] = compose_class(
+                bank,
+                cls,
+                n,
+                out / "synthetic",
+                seed=seed,
+                params=replace(compose, scene=scenes[cls]),
+                workers=workers,
+                progress=progress,
+                warn=echo,
+            )
+    elif recipe.adds_synthetic:  # curation and --max-real can leave nothing to add: say so, keep the count
+        stages.start("compose", "nothing to compose: no class the recipe augments is below its target")
+    return synthetic
+
+
+def _dataset_meta(
+    recipe: Recipe,
+    protocol: str,
+    params: dict,
+    records: Sequence[Record],
+    real_counts: Mapping[str, int],
+    synthetic: Mapping[str, list[Path]],
+    composed: bool,
+    scenes: dict[str, str],
+    items: Sequence[Item],
+    work_dir: Path,
+    out: Path,
+) -> dict:
+    """dataset.json's content: the recipe, the settings, counts per class / split / origin, where the work cache
+    and the dataset are (absolute). `composed`: whether the recipe wanted synthetic images (sprite_sources)."""
+    return {
+        "format": "naturalize-dataset/1",
+        "recipe": recipe.name,
+        "description": recipe.description,
+        "protocol": protocol,
+        "parameters": params,
+        "classes": list(CLASSES),
+        "real_counts": {c: real_counts.get(c, 0) for c in CLASSES},
+        "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
+        "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
+        "sprite_sources": ("train split only" if protocol == "clean" else "all images") if composed else None,
+        "scene_by_class": scenes,
+        "counts": count_items(items),
+        "work": str(work_dir.resolve()),  # absolute, as pbc_root: a consumer elsewhere finds the banks
+        "out": str(out.resolve()),
+    }
+
+
 def build(
     recipe_name: str,
     pbc_root: str | Path,
@@ -523,10 +711,9 @@ def build(
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Build one dataset recipe; returns the dataset.json content. `compose`: how the synthetic images look
-    (default ComposeParams()); dataset.json records the fields that differ from the defaults."""
-    from naturalize.compose.run import compose_class
-    from naturalize.segment.run import ALL_SPLITS_NOTE, segment
+    (default ComposeParams()); dataset.json records the fields that differ from the defaults.
 
+    Stages: check options, claim --out, prepare, segment (banks + curation), compose, dataset tree + dataset.json."""
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; use clean (default) or paper")
     recipe = resolve_recipe(recipe_name, classes, per_class)
@@ -534,24 +721,7 @@ def build(
     out = Path(out) if out is not None else data_home() / recipe.name
     compose = compose or ComposeParams()
     check_scene_counts(compose)  # before any work
-    params = {
-        "recipe": recipe.name,
-        "protocol": protocol,
-        "seed": seed,
-        "split": list(fractions),
-        "pbc_root": str(pbc_root.resolve()),
-        "backend": backend,
-        "checkpoint": checkpoint,
-        "per_class_cap": per_class_cap,
-        "synthetic_rule": {
-            "topup": dict(recipe.topup),
-            "per_class": recipe.per_class,
-            "classes": list(recipe.classes),
-            "balance": recipe.balance,
-        },
-        "compose": _changed_options(compose),
-    }
-    meta_path = out / "dataset.json"
+    params = _build_params(recipe, protocol, seed, fractions, pbc_root, backend, checkpoint, per_class_cap, compose)
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
     detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced
     # a build that fails before writing anything leaves no --out or work folder holding only a marker
@@ -561,99 +731,46 @@ def build(
             _check_cached_banks(work_dir, protocol, backend, checkpoint, model_type, device)
         _claim_dataset(out, pbc_root, work_dir, params, overwrite)
         if protocol == "paper":
-            echo(
-                "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
-                "synthetic images made from sprites of val/test images, and training composites hold the white cells "
-                "of real val/test images; their scores are optimistic"
-            )
+            echo(PAPER_WARNING)
 
         stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2)
-        cache = "cached in" if is_prepared(work_dir / "prepared") else "caching them in"
-        stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
-        prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
-        records = read_records(prepared / "records.csv")
-        summary = read_summary(
-            prepared, f"it is build's work cache: delete {work_dir} (the build remakes it) or pass --work DIR"
+        prepared, records, summary = _prepare_stage(
+            stages, pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress, echo
         )
-        for line in left_out(summary):
-            echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
         check_sources_to_compose(records, recipe, protocol, pbc_root)
-        banks: dict[str, Path] = {}
-        if not segments(recipe) and (backend != "auto" or checkpoint):
-            echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")
-        elif segments(recipe):
-            backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
-            seg: dict[str, Any] = dict(
-                backend=backend,
-                checkpoint=checkpoint,
-                model_type=model_type,
-                device=device,
-                workers=workers,
-                progress=progress,
-                echo=lambda m: None if m.startswith("backend ") or m == ALL_SPLITS_NOTE else echo(m),
-            )
-            # clean: one bank per split, so the bank composed from holds training images only;
-            # paper: one bank of every image. Either way every image is segmented once, for curation.
-            stages.start(
-                "segment",
-                "every image once (curation); sprites for composing come from "
-                + ("training images only" if protocol == "clean" else "all images"),
-            )
-            for part, (bank, split) in bank_plan(work_dir, protocol).items():
-                banks[part] = bank
-                segment(prepared, bank, split=split, stale_fix=STALE_CACHE, **seg)
-            records = apply_curation(records, curation_exclusions(banks.values()))
+        banks, records = _segment_stage(
+            stages,
+            recipe,
+            protocol,
+            prepared,
+            work_dir,
+            records,
+            backend,
+            checkpoint,
+            model_type,
+            device,
+            workers,
+            progress,
+            echo,
+        )
         root = Path(summary["root"])
         real = [r for r in records if not (recipe.curated and r.excluded)]
         real_counts = Counter(r.cls for r in real)
         check_splits_hold_classes(real, protocol)
         wanted = recipe.synthetic_counts(real_counts)
         scenes = scene_by_class(wanted, compose.scene)
+        synthetic = _compose_stage(
+            stages, recipe, protocol, wanted, scenes, banks, out, seed, compose, workers, progress, echo
+        )
 
-        synthetic: dict[str, list[Path]] = {}
-        if wanted:
-            bank = banks["train" if protocol == "clean" else "all"]
-            stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
-            for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
-                echo(
-                    f"note: {cls} composites use the {scenes[cls]} scene: its real images hold no white cell for "
-                    f"the {compose.scene} scene (dataset.json: scene_by_class)"
-                )
-            for cls, n in wanted.items():
-                synthetic[cls] = compose_class(
-                    bank,
-                    cls,
-                    n,
-                    out / "synthetic",
-                    seed=seed,
-                    params=replace(compose, scene=scenes[cls]),
-                    workers=workers,
-                    progress=progress,
-                    warn=echo,
-                )
-        elif recipe.adds_synthetic:  # curation and --max-real can leave nothing to add: say so, keep the count
-            stages.start("compose", "nothing to compose: no class the recipe augments is below its target")
         stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
         items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
         _write_tree(out, items)
         write_records(out / "records.csv", tree_splits(records, items))
-        meta = {
-            "format": "naturalize-dataset/1",
-            "recipe": recipe.name,
-            "description": recipe.description,
-            "protocol": protocol,
-            "parameters": params,
-            "classes": list(CLASSES),
-            "real_counts": {c: real_counts.get(c, 0) for c in CLASSES},
-            "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
-            "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
-            "sprite_sources": ("train split only" if protocol == "clean" else "all images") if wanted else None,
-            "scene_by_class": scenes,
-            "counts": count_items(items),
-            "work": str(work_dir.resolve()),  # absolute, as pbc_root: a consumer elsewhere finds the banks
-            "out": str(out.resolve()),
-        }
-        write_json(meta_path, meta)
+        meta = _dataset_meta(
+            recipe, protocol, params, records, real_counts, synthetic, bool(wanted), scenes, items, work_dir, out
+        )
+        write_json(out / "dataset.json", meta)
         return meta
 
 
