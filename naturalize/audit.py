@@ -26,6 +26,7 @@ from pathlib import Path
 from naturalize.classes import SPLITS
 from naturalize.fsio import UserError
 from naturalize.neardup import file_thumbnail, same_picture_pairs
+from naturalize.outputs import read_record
 from naturalize.records import Record, read_records
 
 
@@ -215,11 +216,8 @@ def audit_dataset(out: str | Path, hashes: bool = True) -> Audit:
     UserError when `out` is not a dataset folder."""
     out = Path(out)
     meta_path = out / "dataset.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = None
-    if not isinstance(meta, dict):  # missing, not JSON, or JSON but not an object (edited by hand)
+    meta = read_record(meta_path)
+    if meta is None:  # missing, not JSON, or JSON but not an object (edited by hand)
         raise UserError(f"{meta_path} is missing or damaged: point to a dataset folder written by naturalize build")
     protocol = str(meta.get("protocol", ""))
     audit = Audit(str(out), protocol)

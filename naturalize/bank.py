@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from naturalize.fsio import UserError, read_json, replace_bytes, write_all, write_bytes
-from naturalize.outputs import claim, remove_written, write_marker
+from naturalize.outputs import claim, read_record, remove_written, write_marker
 
 FORMAT_VERSION = 2  # 2: rejected sprites stored as a mask in index.csv (1: every sprite a PNG file)
 #: The bank formats this naturalize reads (it writes and resumes only FORMAT_VERSION).
@@ -406,11 +406,8 @@ class BankWriter:
         if overwrite:
             return "overwrite"
         meta_path = root / "bank.json"
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            meta = None
-        if not isinstance(meta, dict):  # missing, not JSON, or JSON but not an object
+        meta = read_record(meta_path)
+        if meta is None:  # missing, not JSON, or JSON but not an object
             raise UserError(f"{meta_path} is missing or damaged; rerun with --overwrite to rebuild the bank")
         theirs = {k: meta.get(k) for k in identity}
         if meta.get("format_version") != FORMAT_VERSION and theirs == identity:

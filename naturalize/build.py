@@ -141,12 +141,7 @@ def check_cached_prepared(
     summary_path = work / "prepared" / "summary.json"
     if not is_prepared(work / "prepared") or not summary_path.is_file():
         return
-    try:
-        made = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        made = {}
-    if not isinstance(made, dict):  # damaged: its settings are unknown, so they differ from this build's
-        made = {}
+    made = read_record(summary_path) or {}  # damaged: its settings are unknown, so they differ from this build's
     split_tree = made.get("layout") == "split"  # a train/val/test tree keeps its own split: no seed, no fractions
     wanted = {
         "PBC folder": str(pbc_root.resolve()),

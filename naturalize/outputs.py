@@ -134,12 +134,12 @@ def remove_written(folder: str | os.PathLike, kind: str, names: Sequence[str] | 
 
 
 def read_record(path: str | os.PathLike) -> dict | None:
-    """The JSON object in `path` (an earlier run's record of its settings), or None when it is missing, not JSON
-    or not an object."""
+    """The JSON object in `path` (an earlier run's record of its settings), or None when it is missing, unreadable,
+    not JSON or not an object."""
     path = Path(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except ValueError:
+    except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 
