@@ -180,13 +180,19 @@ def steady_images_per_s(batch_ends: Sequence[float], n_images: int, batch_size: 
     return (n_images - min(batch_size, n_images)) / (batch_ends[-1] - batch_ends[0])
 
 
+def rate_text(images_per_s: float) -> str:
+    """A training rate for the log: one decimal from 1 img/s up, two significant digits below (a big model on a
+    loaded CPU trains at 0.05 img/s, which one decimal would print as 0.0)."""
+    return f"{images_per_s:.1f} img/s" if images_per_s >= 1 else f"{images_per_s:.2g} img/s"
+
+
 def _rates(row: dict) -> str:
     """An epoch's training speed for the log: the steady rate, named as such, and the whole epoch's."""
-    whole = f"{row['train_images_per_s']:.1f} img/s"
+    whole = rate_text(row["train_images_per_s"])
     steady = row["steady_images_per_s"]
     if steady != steady:  # nan: one batch, nothing after the first
         return f"{whole} (one batch, graph build included)"
-    return f"{steady:.1f} img/s steady (after the first batch), {whole} with it"
+    return f"{rate_text(steady)} steady (after the first batch), {whole} with it"
 
 
 def _make_callback(
