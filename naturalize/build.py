@@ -28,17 +28,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from naturalize.classes import CLASSES, SPLITS
-from naturalize.compose.params import ComposeParams, check_scene_counts
+from naturalize.classes import CLASSES, NO_WBC_CLASSES, SPLITS
+from naturalize.compose.params import SCENES, ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, remove_atomic_temps, write_json
 from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused, read_record
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, left_out, prepare, stratified_split
+from naturalize.protocols import DEFAULT as DEFAULT_PROTOCOL
+from naturalize.protocols import PROTOCOLS as PROTOCOLS  # re-exported, as RECIPES
+from naturalize.protocols import Protocol, get_protocol
 from naturalize.recipes import RECIPES as RECIPES  # re-exported: `from naturalize.build import RECIPES` still works
 from naturalize.recipes import Recipe, resolve_recipe, segments
 from naturalize.records import Record, detect_layout, is_prepared, read_records, read_summary, write_records
 
-PROTOCOLS = ("clean", "paper")
 KIND = "dataset"  # the output marker's kind (naturalize.outputs)
 #: What build writes in its --out (and all that --overwrite removes there).
 OUTPUTS = SPLITS + ("synthetic", "files.csv", "records.csv", "dataset.json")
@@ -70,7 +72,7 @@ def layout_items(
     real: Sequence[Record],
     root: Path,
     synthetic: Mapping[str, Sequence[Path]],
-    protocol: str,
+    protocol: Protocol,
     out: Path,
     seed: int,
     fractions: tuple[float, float, float],
@@ -78,7 +80,7 @@ def layout_items(
     """Place real and synthetic files into splits according to the protocol."""
     items = [Item(r.split, r.cls, root / r.path, Path(r.path).name, "real", r.path) for r in real]
     syn = [(cls, p) for cls in sorted(synthetic) for p in synthetic[cls]]
-    if protocol == "clean":
+    if not protocol.pooled:
         items += [Item("train", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
         return items
     # paper: pool everything, then split by class with the same seed, keyed by the source relative to the PBC root or
@@ -241,11 +243,10 @@ def changed_settings(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
 
 
 def scene_by_class(classes: Iterable[str], scene: str) -> dict[str, str]:
-    """The scene each class is composed with: `scene`, but the paper scene for a class whose real images hold no
-    white cell (PLT) when `scene` needs one (transplant replaces it, matched measures the scene around it)."""
-    from naturalize.compose.scenes import NO_WBC_CLASSES
-
-    return {c: "paper" if c in NO_WBC_CLASSES and scene != "paper" else scene for c in classes}
+    """The scene each class is composed with: `scene`, but its `no_wbc_scene` (paper) for a class whose real images
+    hold no white cell (PLT) when `scene` needs one (transplant replaces it, matched measures the scene around it)."""
+    fallback = SCENES[scene].no_wbc_scene
+    return {c: fallback if fallback and c in NO_WBC_CLASSES else scene for c in classes}
 
 
 def curation_exclusions(banks: Iterable[Path]) -> dict[str, str]:
@@ -258,10 +259,10 @@ def curation_exclusions(banks: Iterable[Path]) -> dict[str, str]:
     return out
 
 
-def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
+def check_splits_hold_classes(real: Sequence[Record], protocol: Protocol) -> None:
     """UserError when, after curation, a class has images but none in some split (classify could not use the
     dataset); checked before any image is composed."""
-    if protocol != "clean":
+    if protocol.pooled:  # the pooled images are split anew
         return
     have = {(r.cls, r.split) for r in real}
     for cls in sorted({r.cls for r in real}, key=CLASSES.index):
@@ -273,17 +274,16 @@ def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
             )
 
 
-def check_sources_to_compose(records: Sequence[Record], recipe: Recipe, protocol: str, pbc_root: Path) -> None:
+def check_sources_to_compose(records: Sequence[Record], recipe: Recipe, protocol: Protocol, pbc_root: Path) -> None:
     """UserError, before any image is segmented, when the recipe composes a class of which the PBC tree holds no
     image to cut white cells from (the training split under the clean protocol): the build used to segment
     every image, then stop on a line about the work cache's bank."""
-    sources = Counter(r.cls for r in records if protocol != "clean" or r.split == "train")
+    sources = Counter(r.cls for r in records if protocol.sprite_source(r.split))
     missing = [c for c in recipe.synthetic_counts(Counter(r.cls for r in records)) if not sources[c]]
     if missing:
         held = ",".join(c for c in CLASSES if sources[c])
-        where = "training images" if protocol == "clean" else "images"
         raise UserError(
-            f"{recipe.name} composes {', '.join(missing)} images, but {pbc_root} holds no {where} of "
+            f"{recipe.name} composes {', '.join(missing)} images, but {pbc_root} holds no {protocol.source_images} of "
             f"{'that class' if len(missing) == 1 else 'those classes'} to cut white cells from; add them to the "
             f"PBC tree, or build `custom --classes` of classes it holds (e.g. --classes {held or 'PMY'})"
         )
@@ -353,16 +353,16 @@ def _segment_backend(
     return name, options.get("checkpoint"), device
 
 
-def bank_plan(work_dir: Path, protocol: str) -> dict[str, tuple[Path, str | None]]:
+def bank_plan(work_dir: Path, protocol: Protocol) -> dict[str, tuple[Path, str | None]]:
     """The build's banks in its work cache: part -> (bank folder, the split it segments). clean: one per split (the
     bank composed from holds training images only); paper: one of every image (split None)."""
-    if protocol == "clean":
+    if protocol.sprite_split is not None:
         return {part: (work_dir / f"bank-{part}", part) for part in SPLITS}
     return {"all": (work_dir / "bank-all", None)}
 
 
 def _check_cached_banks(
-    work_dir: Path, protocol: str, backend: str, checkpoint: str | None, model_type: str, device: str
+    work_dir: Path, protocol: Protocol, backend: str, checkpoint: str | None, model_type: str, device: str
 ) -> None:
     """UserError (STALE_CACHE) when a bank in the work cache was made with settings this build would not resume
     (another Naturalize version or backend, or another input folder); nothing when there is none yet."""
@@ -384,17 +384,9 @@ def _changed_options(params: ComposeParams) -> dict:
     return {k: v for k, v in params.as_dict().items() if v != default[k]}
 
 
-#: Printed once when --protocol paper is chosen, before the stages.
-PAPER_WARNING = (
-    "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
-    "synthetic images made from sprites of val/test images, and training composites hold the white cells "
-    "of real val/test images; their scores are optimistic"
-)
-
-
 def _build_params(
     recipe: Recipe,
-    protocol: str,
+    protocol: Protocol,
     seed: int,
     fractions: tuple[float, float, float],
     pbc_root: Path,
@@ -406,7 +398,7 @@ def _build_params(
     """The build's settings, JSON-ready -> dataset.json's `parameters` (also what the output marker compares)."""
     return {
         "recipe": recipe.name,
-        "protocol": protocol,
+        "protocol": protocol.name,
         "seed": seed,
         "split": list(fractions),
         "pbc_root": str(pbc_root.resolve()),
@@ -451,7 +443,7 @@ def _prepare_stage(
 def _segment_stage(
     stages: _Stages,
     recipe: Recipe,
-    protocol: str,
+    protocol: Protocol,
     prepared: Path,
     work_dir: Path,
     records: list[Record],
@@ -485,8 +477,7 @@ def _segment_stage(
         # paper: one bank of every image. Either way every image is segmented once, for curation.
         stages.start(
             "segment",
-            "every image once (curation); sprites for composing come from "
-            + ("training images only" if protocol == "clean" else "all images"),
+            "every image once (curation); sprites for composing come from " + protocol.sprites_from,
         )
         for part, (bank, split) in bank_plan(work_dir, protocol).items():
             banks[part] = bank
@@ -498,7 +489,7 @@ def _segment_stage(
 def _compose_stage(
     stages: _Stages,
     recipe: Recipe,
-    protocol: str,
+    protocol: Protocol,
     wanted: Mapping[str, int],
     scenes: Mapping[str, str],
     banks: Mapping[str, Path],
@@ -515,7 +506,7 @@ def _compose_stage(
 
     synthetic: dict[str, list[Path]] = {}
     if wanted:
-        bank = banks["train" if protocol == "clean" else "all"]
+        bank = banks[protocol.sprite_split or "all"]
         stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
         for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
             echo(
@@ -541,7 +532,7 @@ def _compose_stage(
 
 def _dataset_meta(
     recipe: Recipe,
-    protocol: str,
+    protocol: Protocol,
     params: dict,
     records: Sequence[Record],
     real_counts: Mapping[str, int],
@@ -558,13 +549,13 @@ def _dataset_meta(
         "format": "naturalize-dataset/1",
         "recipe": recipe.name,
         "description": recipe.description,
-        "protocol": protocol,
+        "protocol": protocol.name,
         "parameters": params,
         "classes": list(CLASSES),
         "real_counts": {c: real_counts.get(c, 0) for c in CLASSES},
         "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
         "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
-        "sprite_sources": ("train split only" if protocol == "clean" else "all images") if composed else None,
+        "sprite_sources": protocol.sprite_sources if composed else None,
         "scene_by_class": scenes,
         "counts": count_items(items),
         "work": str(work_dir.resolve()),  # absolute, as pbc_root: a consumer elsewhere finds the banks
@@ -576,7 +567,7 @@ def build(
     recipe_name: str,
     pbc_root: str | Path,
     out: str | Path | None = None,
-    protocol: str = "clean",
+    protocol: str = DEFAULT_PROTOCOL,
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     backend: str = "auto",
@@ -597,34 +588,33 @@ def build(
     (default ComposeParams()); dataset.json records the fields that differ from the defaults.
 
     Stages: check options, claim --out, prepare, segment (banks + curation), compose, dataset tree + dataset.json."""
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; use clean (default) or paper")
+    proto = get_protocol(protocol)
     recipe = resolve_recipe(recipe_name, classes, per_class)
     pbc_root = Path(pbc_root)
     out = Path(out) if out is not None else data_home() / recipe.name
     compose = compose or ComposeParams()
     check_scene_counts(compose)  # before any work
-    params = _build_params(recipe, protocol, seed, fractions, pbc_root, backend, checkpoint, per_class_cap, compose)
+    params = _build_params(recipe, proto, seed, fractions, pbc_root, backend, checkpoint, per_class_cap, compose)
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
     detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced
     # a build that fails before writing anything leaves no --out or work folder holding only a marker
     with dropped_if_unused(out), dropped_if_unused(work_dir / "prepared"):
         check_cached_prepared(work_dir, pbc_root, seed, fractions, per_class_cap)  # before any folder is claimed
         if overwrite and segments(recipe):  # a stale cached bank must stop the build before the old dataset goes
-            _check_cached_banks(work_dir, protocol, backend, checkpoint, model_type, device)
+            _check_cached_banks(work_dir, proto, backend, checkpoint, model_type, device)
         _claim_dataset(out, pbc_root, work_dir, params, overwrite)
-        if protocol == "paper":
-            echo(PAPER_WARNING)
+        if proto.warning:
+            echo(proto.warning)
 
         stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2)
         prepared, records, summary = _prepare_stage(
             stages, pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress, echo
         )
-        check_sources_to_compose(records, recipe, protocol, pbc_root)
+        check_sources_to_compose(records, recipe, proto, pbc_root)
         banks, records = _segment_stage(
             stages,
             recipe,
-            protocol,
+            proto,
             prepared,
             work_dir,
             records,
@@ -639,19 +629,19 @@ def build(
         root = Path(summary["root"])
         real = [r for r in records if not (recipe.curated and r.excluded)]
         real_counts = Counter(r.cls for r in real)
-        check_splits_hold_classes(real, protocol)
+        check_splits_hold_classes(real, proto)
         wanted = recipe.synthetic_counts(real_counts)
         scenes = scene_by_class(wanted, compose.scene)
         synthetic = _compose_stage(
-            stages, recipe, protocol, wanted, scenes, banks, out, seed, compose, workers, progress, echo
+            stages, recipe, proto, wanted, scenes, banks, out, seed, compose, workers, progress, echo
         )
 
         stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
-        items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
+        items = layout_items(real, root, synthetic, proto, out, seed, fractions)
         _write_tree(out, items)
         write_records(out / "records.csv", tree_splits(records, items))
         meta = _dataset_meta(
-            recipe, protocol, params, records, real_counts, synthetic, bool(wanted), scenes, items, work_dir, out
+            recipe, proto, params, records, real_counts, synthetic, bool(wanted), scenes, items, work_dir, out
         )
         write_json(out / "dataset.json", meta)
         return meta
