@@ -325,32 +325,47 @@ def _write_files_csv(path: Path, items: Sequence[Item]) -> None:
 
 
 class _Stages:
-    """Prints a numbered header per build stage: "[2/4] segment: ..."."""
+    """Prints a numbered header per build stage ("[2/4] segment: ...") and holds what every stage shares: `echo`
+    (where lines go), `workers` (processes), `progress` (whether to show progress bars)."""
 
-    def __init__(self, echo: Callable[[str], None], total: int) -> None:
+    def __init__(self, echo: Callable[[str], None], total: int, workers: int, progress: bool) -> None:
         self.echo, self.total, self.number = echo, total, 0
+        self.workers, self.progress = workers, progress
 
     def start(self, name: str, note: str) -> None:
         self.number += 1
         self.echo(f"[{self.number}/{self.total}] {name}: {note}")
 
 
-def _segment_backend(
-    backend: str, checkpoint: str | None, model_type: str, device: str, echo: Callable[[str], None]
-) -> tuple[str, str | None, str]:
-    """Resolve --backend once for the whole build (says "backend auto -> ..." once) -> (backend, checkpoint, device);
-    --device is dropped, with a note, when the backend does not use it. Bad options fail here, before any work."""
+@dataclass(frozen=True)
+class SegmentOptions:
+    """build's segmentation options (--backend, --checkpoint, --model-type, --device): as given, or resolved by
+    `_segment_backend` (a named backend, the checkpoint it uses, the device it uses)."""
+
+    backend: str = "auto"
+    checkpoint: str | None = None
+    model_type: str = "vit_b"
+    device: str = "auto"
+
+    def values(self) -> dict[str, Any]:
+        """The backend's option values by name (checkpoint, model_type, device)."""
+        return {"checkpoint": self.checkpoint, "model_type": self.model_type, "device": self.device}
+
+
+def _segment_backend(seg: SegmentOptions, echo: Callable[[str], None]) -> SegmentOptions:
+    """Resolve --backend once for the whole build (says "backend auto -> ..." once) -> the options with a named
+    backend and its checkpoint; --device is dropped, with a note, when the backend does not use it. Bad options fail
+    here, before any work."""
     from naturalize.segment import resolve_backend
     from naturalize.segment.run import ignored_device
 
-    name, options, why = resolve_backend(
-        backend, {"checkpoint": checkpoint, "model_type": model_type, "device": device}
-    )
+    name, options, why = resolve_backend(seg.backend, seg.values())
     echo(why)
+    device = seg.device
     if note := ignored_device(name, device):
         echo(note)
         device = "auto"
-    return name, options.get("checkpoint"), device
+    return replace(seg, backend=name, checkpoint=options.get("checkpoint"), device=device)
 
 
 def bank_plan(work_dir: Path, protocol: Protocol) -> dict[str, tuple[Path, str | None]]:
@@ -361,9 +376,7 @@ def bank_plan(work_dir: Path, protocol: Protocol) -> dict[str, tuple[Path, str |
     return {"all": (work_dir / "bank-all", None)}
 
 
-def _check_cached_banks(
-    work_dir: Path, protocol: Protocol, backend: str, checkpoint: str | None, model_type: str, device: str
-) -> None:
+def _check_cached_banks(work_dir: Path, protocol: Protocol, seg: SegmentOptions) -> None:
     """UserError (STALE_CACHE) when a bank in the work cache was made with settings this build would not resume
     (another Naturalize version or backend, or another input folder); nothing when there is none yet."""
     from naturalize.segment.run import check_cached_bank
@@ -371,11 +384,10 @@ def _check_cached_banks(
     prepared = work_dir / "prepared"
     if not is_prepared(prepared):
         return
-    backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, lambda m: None)
-    options = {"checkpoint": checkpoint, "model_type": model_type, "device": device}
+    seg = _segment_backend(seg, lambda m: None)
     for bank, split in bank_plan(work_dir, protocol).values():
         if bank.exists():
-            check_cached_bank(prepared, bank, split, backend, options, STALE_CACHE)
+            check_cached_bank(prepared, bank, split, seg.backend, seg.values(), STALE_CACHE)
 
 
 def _changed_options(params: ComposeParams) -> dict:
@@ -390,8 +402,7 @@ def _build_params(
     seed: int,
     fractions: tuple[float, float, float],
     pbc_root: Path,
-    backend: str,
-    checkpoint: str | None,
+    seg: SegmentOptions,
     per_class_cap: int | None,
     compose: ComposeParams,
 ) -> dict:
@@ -402,8 +413,8 @@ def _build_params(
         "seed": seed,
         "split": list(fractions),
         "pbc_root": str(pbc_root.resolve()),
-        "backend": backend,
-        "checkpoint": checkpoint,
+        "backend": seg.backend,
+        "checkpoint": seg.checkpoint,
         "per_class_cap": per_class_cap,
         "synthetic_rule": {
             "topup": dict(recipe.topup),
@@ -422,21 +433,18 @@ def _prepare_stage(
     seed: int,
     fractions: tuple[float, float, float],
     per_class_cap: int | None,
-    workers: int,
-    progress: bool,
-    echo: Callable[[str], None],
 ) -> tuple[Path, list[Record], dict]:
     """Stage "prepare": the records and split, cached in `work_dir/prepared` -> (prepared folder, records, summary);
     echoes what prepare left out (unreadable files, unread folders)."""
     cache = "cached in" if is_prepared(work_dir / "prepared") else "caching them in"
     stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
-    prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
+    prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, stages.workers, stages.progress)
     records = read_records(prepared / "records.csv")
     summary = read_summary(
         prepared, f"it is build's work cache: delete {work_dir} (the build remakes it) or pass --work DIR"
     )
     for line in left_out(summary):
-        echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
+        stages.echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
     return prepared, records, summary
 
 
@@ -447,30 +455,23 @@ def _segment_stage(
     prepared: Path,
     work_dir: Path,
     records: list[Record],
-    backend: str,
-    checkpoint: str | None,
-    model_type: str,
-    device: str,
-    workers: int,
-    progress: bool,
-    echo: Callable[[str], None],
+    seg: SegmentOptions,
 ) -> tuple[dict[str, Path], list[Record]]:
     """Stage "segment" (only when the recipe segments): every image once into the work cache's banks, then
     curation -> (part -> bank folder, the records with curation flags); ({}, records unchanged) otherwise."""
     from naturalize.segment.run import ALL_SPLITS_NOTE, segment
 
     banks: dict[str, Path] = {}
-    if not segments(recipe) and (backend != "auto" or checkpoint):
+    echo = stages.echo
+    if not segments(recipe) and (seg.backend != "auto" or seg.checkpoint):
         echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")
     elif segments(recipe):
-        backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
-        seg: dict[str, Any] = dict(
-            backend=backend,
-            checkpoint=checkpoint,
-            model_type=model_type,
-            device=device,
-            workers=workers,
-            progress=progress,
+        seg = _segment_backend(seg, echo)
+        kwargs: dict[str, Any] = dict(
+            backend=seg.backend,
+            **seg.values(),
+            workers=stages.workers,
+            progress=stages.progress,
             echo=lambda m: None if m.startswith("backend ") or m == ALL_SPLITS_NOTE else echo(m),
         )
         # clean: one bank per split, so the bank composed from holds training images only;
@@ -481,7 +482,7 @@ def _segment_stage(
         )
         for part, (bank, split) in bank_plan(work_dir, protocol).items():
             banks[part] = bank
-            segment(prepared, bank, split=split, stale_fix=STALE_CACHE, **seg)
+            segment(prepared, bank, split=split, stale_fix=STALE_CACHE, **kwargs)
         records = apply_curation(records, curation_exclusions(banks.values()))
     return banks, records
 
@@ -496,9 +497,6 @@ def _compose_stage(
     out: Path,
     seed: int,
     compose: ComposeParams,
-    workers: int,
-    progress: bool,
-    echo: Callable[[str], None],
 ) -> dict[str, list[Path]]:
     """Stage "compose": `wanted` (class -> count) synthetic images from the bank of training images (clean) or of
     all images (paper) into `out/synthetic` -> class -> the composed images; {} when nothing is wanted."""
@@ -509,7 +507,7 @@ def _compose_stage(
         bank = banks[protocol.sprite_split or "all"]
         stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
         for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
-            echo(
+            stages.echo(
                 f"note: {cls} composites use the {scenes[cls]} scene: its real images hold no white cell for "
                 f"the {compose.scene} scene (dataset.json: scene_by_class)"
             )
@@ -521,9 +519,9 @@ def _compose_stage(
                 out / "synthetic",
                 seed=seed,
                 params=replace(compose, scene=scenes[cls]),
-                workers=workers,
-                progress=progress,
-                warn=echo,
+                workers=stages.workers,
+                progress=stages.progress,
+                warn=stages.echo,
             )
     elif recipe.adds_synthetic:  # curation and --max-real can leave nothing to add: say so, keep the count
         stages.start("compose", "nothing to compose: no class the recipe augments is below its target")
@@ -594,47 +592,30 @@ def build(
     out = Path(out) if out is not None else data_home() / recipe.name
     compose = compose or ComposeParams()
     check_scene_counts(compose)  # before any work
-    params = _build_params(recipe, proto, seed, fractions, pbc_root, backend, checkpoint, per_class_cap, compose)
+    seg = SegmentOptions(backend, checkpoint, model_type, device)
+    params = _build_params(recipe, proto, seed, fractions, pbc_root, seg, per_class_cap, compose)
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
     detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced
     # a build that fails before writing anything leaves no --out or work folder holding only a marker
     with dropped_if_unused(out), dropped_if_unused(work_dir / "prepared"):
         check_cached_prepared(work_dir, pbc_root, seed, fractions, per_class_cap)  # before any folder is claimed
         if overwrite and segments(recipe):  # a stale cached bank must stop the build before the old dataset goes
-            _check_cached_banks(work_dir, proto, backend, checkpoint, model_type, device)
+            _check_cached_banks(work_dir, proto, seg)
         _claim_dataset(out, pbc_root, work_dir, params, overwrite)
         if proto.warning:
             echo(proto.warning)
 
-        stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2)
-        prepared, records, summary = _prepare_stage(
-            stages, pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress, echo
-        )
+        stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2, workers, progress)
+        prepared, records, summary = _prepare_stage(stages, pbc_root, work_dir, seed, fractions, per_class_cap)
         check_sources_to_compose(records, recipe, proto, pbc_root)
-        banks, records = _segment_stage(
-            stages,
-            recipe,
-            proto,
-            prepared,
-            work_dir,
-            records,
-            backend,
-            checkpoint,
-            model_type,
-            device,
-            workers,
-            progress,
-            echo,
-        )
+        banks, records = _segment_stage(stages, recipe, proto, prepared, work_dir, records, seg)
         root = Path(summary["root"])
         real = [r for r in records if not (recipe.curated and r.excluded)]
         real_counts = Counter(r.cls for r in real)
         check_splits_hold_classes(real, proto)
         wanted = recipe.synthetic_counts(real_counts)
         scenes = scene_by_class(wanted, compose.scene)
-        synthetic = _compose_stage(
-            stages, recipe, proto, wanted, scenes, banks, out, seed, compose, workers, progress, echo
-        )
+        synthetic = _compose_stage(stages, recipe, proto, wanted, scenes, banks, out, seed, compose)
 
         stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
         items = layout_items(real, root, synthetic, proto, out, seed, fractions)
