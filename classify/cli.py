@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from classify.models import MODELS
 from naturalize.clihelp import examples, new_app, quiet_tensorflow, run_app, version_option
 from naturalize.fsio import write_text
 from naturalize.outputs import check_file_output
@@ -49,7 +50,8 @@ def train(
         None,
         "--weights",
         help="imagenet, none, or PATH to a local weights file (imagenet needs a download once).",
-        show_default="imagenet where Keras has ImageNet weights for the model, else none (custom_cnn, vit_b16)",
+        show_default="imagenet where Keras has ImageNet weights for the model, else none "
+        f"({', '.join(name for name, spec in MODELS.items() if not spec.keras_imagenet)})",
     ),
     epochs: int = typer.Option(10, "--epochs", help="Epochs in all (a larger value continues a finished run)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per optimizer step."),

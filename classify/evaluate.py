@@ -37,6 +37,7 @@ from classify.datasets import (
 from naturalize.classes import SPLITS
 from naturalize.fsio import UserError, write_json, write_text
 from naturalize.outputs import dropped_if_unused
+from naturalize.protocols import PROTOCOLS
 
 OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
 
@@ -44,13 +45,8 @@ OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
 def protocol_line(meta: dict) -> str:
     """What a Naturalize dataset's protocol (its dataset.json `meta`) means for the scores, as one line; '' when
     the dataset has none (a plain tree)."""
-    protocol = meta.get("protocol")
-    if protocol == "paper":
-        return (
-            "protocol paper: val and test hold synthetic images made from val/test images' cells, so these scores "
-            "are optimistic and not comparable with a clean build's\n"
-        )
-    return f"protocol {protocol}: val and test hold real images only\n" if protocol == "clean" else ""
+    protocol = PROTOCOLS.get(str(meta.get("protocol")))
+    return f"protocol {protocol.name}: {protocol.score_note}\n" if protocol else ""
 
 
 def predict_probs(model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:

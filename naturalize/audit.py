@@ -27,6 +27,7 @@ from naturalize.classes import SPLITS
 from naturalize.fsio import UserError
 from naturalize.neardup import file_thumbnail, same_picture_pairs
 from naturalize.outputs import read_record
+from naturalize.protocols import PROTOCOLS, Protocol
 from naturalize.records import Record, read_records
 
 
@@ -36,7 +37,7 @@ class Audit:
     naming the file) and what the protocol allows but a reader should know (`notes`)."""
 
     dataset: str
-    protocol: str
+    protocol: str  # its name, a key of PROTOCOLS
     counts: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -147,7 +148,7 @@ def centre_cell(line: Mapping) -> tuple[str, str] | None:
 
 
 def _check_synthetic(
-    out: Path, rows: list[dict[str, str]], records: Mapping[str, Record], protocol: str, audit: Audit
+    out: Path, rows: list[dict[str, str]], records: Mapping[str, Record], protocol: Protocol, audit: Audit
 ) -> None:
     manifest = _read_manifest(out / "synthetic" / "manifest.jsonl")
     made_from: Counter = Counter()
@@ -161,8 +162,10 @@ def _check_synthetic(
         audit.counts["synthetic images"] += 1
         if r["split"] != "train":
             audit.counts[f"synthetic images in {r['split']}"] += 1
-            if protocol == "clean":
-                audit.problems.append(f"{out / r['file']}: a synthetic image in {r['split']}/ (clean: real only)")
+            if not protocol.pooled:
+                audit.problems.append(
+                    f"{out / r['file']}: a synthetic image in {r['split']}/ ({protocol.name}: real only)"
+                )
         line = manifest.get(r["source"])
         if line is None:
             audit.problems.append(f"{out / r['file']}: no line for {r['source']} in synthetic/manifest.jsonl")
@@ -183,15 +186,15 @@ def _check_synthetic(
                 audit.problems.append(f"{out / r['file']}: its {role} comes from {source!r}, which records.csv lacks")
                 continue
             splits.add(rec.split)
-            if rec.split != "train" and protocol == "clean":
+            if not protocol.sprite_source(rec.split):
                 audit.problems.append(f"{out / r['file']}: its {role} comes from {source}, a {rec.split} image")
         for split in splits - {"train"}:
             made_from[split] += 1
-    if protocol == "clean":
+    if not protocol.pooled:
         return
     for split in ("val", "test"):
         n = audit.counts[f"synthetic images in {split}"]
-        audit.notes.append(f"{split}/ holds {n} synthetic image(s) (the paper protocol pools them)")
+        audit.notes.append(f"{split}/ holds {n} synthetic image(s) (the {protocol.name} protocol pools them)")
         audit.notes.append(f"{made_from[split]} synthetic image(s) hold cells or a plate of {split} images")
         seen = sum(
             1
@@ -219,8 +222,13 @@ def audit_dataset(out: str | Path, hashes: bool = True) -> Audit:
     meta = read_record(meta_path)
     if meta is None:  # missing, not JSON, or JSON but not an object (edited by hand)
         raise UserError(f"{meta_path} is missing or damaged: point to a dataset folder written by naturalize build")
-    protocol = str(meta.get("protocol", ""))
-    audit = Audit(str(out), protocol)
+    protocol = PROTOCOLS.get(str(meta.get("protocol", "")))
+    if protocol is None:
+        raise UserError(
+            f"{meta_path} names protocol {meta.get('protocol')!r}, not one of {', '.join(PROTOCOLS)}: point to a "
+            f"dataset folder written by naturalize build, or rebuild it"
+        )
+    audit = Audit(str(out), protocol.name)
     rows = _read_csv(out / "files.csv")
     try:
         records = {r.path: r for r in read_records(out / "records.csv")}
@@ -238,10 +246,8 @@ def format_audit(audit: Audit, limit: int = 20) -> str:
     """The audit as lines: a verdict, the counts, the notes, then at most `limit` problems."""
     if not audit.ok:
         verdict = f"{len(audit.problems)} problem(s)"
-    elif audit.protocol == "clean":
-        verdict = "no leak found"
-    else:  # the paper protocol leaks by design: never report it as leak-free
-        verdict = "no problem found; val/test are NOT real-only (the protocol's pooling, counted below)"
+    else:
+        verdict = PROTOCOLS[audit.protocol].ok_verdict
     counts = ", ".join(f"{k} {v}" for k, v in sorted(audit.counts.items()))
     lines = [f"{audit.dataset} ({audit.protocol} protocol): {verdict}", f"  checked: {counts}"]
     lines += [f"  note: {n}" for n in audit.notes]

@@ -28,17 +28,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from naturalize.classes import CLASSES, SPLITS
-from naturalize.compose.params import ComposeParams, check_scene_counts
+from naturalize.classes import CLASSES, NO_WBC_CLASSES, SPLITS
+from naturalize.compose.params import SCENES, ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, remove_atomic_temps, write_json
 from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused, read_record
 from naturalize.paths import data_home
 from naturalize.prepare import apply_curation, left_out, prepare, stratified_split
+from naturalize.protocols import DEFAULT as DEFAULT_PROTOCOL
+from naturalize.protocols import PROTOCOLS as PROTOCOLS  # re-exported, as RECIPES
+from naturalize.protocols import Protocol, get_protocol
 from naturalize.recipes import RECIPES as RECIPES  # re-exported: `from naturalize.build import RECIPES` still works
 from naturalize.recipes import Recipe, resolve_recipe, segments
 from naturalize.records import Record, detect_layout, is_prepared, read_records, read_summary, write_records
 
-PROTOCOLS = ("clean", "paper")
 KIND = "dataset"  # the output marker's kind (naturalize.outputs)
 #: What build writes in its --out (and all that --overwrite removes there).
 OUTPUTS = SPLITS + ("synthetic", "files.csv", "records.csv", "dataset.json")
@@ -70,7 +72,7 @@ def layout_items(
     real: Sequence[Record],
     root: Path,
     synthetic: Mapping[str, Sequence[Path]],
-    protocol: str,
+    protocol: Protocol,
     out: Path,
     seed: int,
     fractions: tuple[float, float, float],
@@ -78,7 +80,7 @@ def layout_items(
     """Place real and synthetic files into splits according to the protocol."""
     items = [Item(r.split, r.cls, root / r.path, Path(r.path).name, "real", r.path) for r in real]
     syn = [(cls, p) for cls in sorted(synthetic) for p in synthetic[cls]]
-    if protocol == "clean":
+    if not protocol.pooled:
         items += [Item("train", cls, p, p.name, "synthetic", p.relative_to(out).as_posix()) for cls, p in syn]
         return items
     # paper: pool everything, then split by class with the same seed, keyed by the source relative to the PBC root or
@@ -241,11 +243,10 @@ def changed_settings(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
 
 
 def scene_by_class(classes: Iterable[str], scene: str) -> dict[str, str]:
-    """The scene each class is composed with: `scene`, but the paper scene for a class whose real images hold no
-    white cell (PLT) when `scene` needs one (transplant replaces it, matched measures the scene around it)."""
-    from naturalize.compose.scenes import NO_WBC_CLASSES
-
-    return {c: "paper" if c in NO_WBC_CLASSES and scene != "paper" else scene for c in classes}
+    """The scene each class is composed with: `scene`, but its `no_wbc_scene` (paper) for a class whose real images
+    hold no white cell (PLT) when `scene` needs one (transplant replaces it, matched measures the scene around it)."""
+    fallback = SCENES[scene].no_wbc_scene
+    return {c: fallback if fallback and c in NO_WBC_CLASSES else scene for c in classes}
 
 
 def curation_exclusions(banks: Iterable[Path]) -> dict[str, str]:
@@ -258,10 +259,10 @@ def curation_exclusions(banks: Iterable[Path]) -> dict[str, str]:
     return out
 
 
-def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
+def check_splits_hold_classes(real: Sequence[Record], protocol: Protocol) -> None:
     """UserError when, after curation, a class has images but none in some split (classify could not use the
     dataset); checked before any image is composed."""
-    if protocol != "clean":
+    if protocol.pooled:  # the pooled images are split anew
         return
     have = {(r.cls, r.split) for r in real}
     for cls in sorted({r.cls for r in real}, key=CLASSES.index):
@@ -273,17 +274,16 @@ def check_splits_hold_classes(real: Sequence[Record], protocol: str) -> None:
             )
 
 
-def check_sources_to_compose(records: Sequence[Record], recipe: Recipe, protocol: str, pbc_root: Path) -> None:
+def check_sources_to_compose(records: Sequence[Record], recipe: Recipe, protocol: Protocol, pbc_root: Path) -> None:
     """UserError, before any image is segmented, when the recipe composes a class of which the PBC tree holds no
     image to cut white cells from (the training split under the clean protocol): the build used to segment
     every image, then stop on a line about the work cache's bank."""
-    sources = Counter(r.cls for r in records if protocol != "clean" or r.split == "train")
+    sources = Counter(r.cls for r in records if protocol.sprite_source(r.split))
     missing = [c for c in recipe.synthetic_counts(Counter(r.cls for r in records)) if not sources[c]]
     if missing:
         held = ",".join(c for c in CLASSES if sources[c])
-        where = "training images" if protocol == "clean" else "images"
         raise UserError(
-            f"{recipe.name} composes {', '.join(missing)} images, but {pbc_root} holds no {where} of "
+            f"{recipe.name} composes {', '.join(missing)} images, but {pbc_root} holds no {protocol.source_images} of "
             f"{'that class' if len(missing) == 1 else 'those classes'} to cut white cells from; add them to the "
             f"PBC tree, or build `custom --classes` of classes it holds (e.g. --classes {held or 'PMY'})"
         )
@@ -325,45 +325,58 @@ def _write_files_csv(path: Path, items: Sequence[Item]) -> None:
 
 
 class _Stages:
-    """Prints a numbered header per build stage: "[2/4] segment: ..."."""
+    """Prints a numbered header per build stage ("[2/4] segment: ...") and holds what every stage shares: `echo`
+    (where lines go), `workers` (processes), `progress` (whether to show progress bars)."""
 
-    def __init__(self, echo: Callable[[str], None], total: int) -> None:
+    def __init__(self, echo: Callable[[str], None], total: int, workers: int, progress: bool) -> None:
         self.echo, self.total, self.number = echo, total, 0
+        self.workers, self.progress = workers, progress
 
     def start(self, name: str, note: str) -> None:
         self.number += 1
         self.echo(f"[{self.number}/{self.total}] {name}: {note}")
 
 
-def _segment_backend(
-    backend: str, checkpoint: str | None, model_type: str, device: str, echo: Callable[[str], None]
-) -> tuple[str, str | None, str]:
-    """Resolve --backend once for the whole build (says "backend auto -> ..." once) -> (backend, checkpoint, device);
-    --device is dropped, with a note, when the backend does not use it. Bad options fail here, before any work."""
+@dataclass(frozen=True)
+class SegmentOptions:
+    """build's segmentation options (--backend, --checkpoint, --model-type, --device): as given, or resolved by
+    `_segment_backend` (a named backend, the checkpoint it uses, the device it uses)."""
+
+    backend: str = "auto"
+    checkpoint: str | None = None
+    model_type: str = "vit_b"
+    device: str = "auto"
+
+    def values(self) -> dict[str, Any]:
+        """The backend's option values by name (checkpoint, model_type, device)."""
+        return {"checkpoint": self.checkpoint, "model_type": self.model_type, "device": self.device}
+
+
+def _segment_backend(seg: SegmentOptions, echo: Callable[[str], None]) -> SegmentOptions:
+    """Resolve --backend once for the whole build (says "backend auto -> ..." once) -> the options with a named
+    backend and its checkpoint; --device is dropped, with a note, when the backend does not use it. Bad options fail
+    here, before any work."""
     from naturalize.segment import resolve_backend
     from naturalize.segment.run import ignored_device
 
-    name, options, why = resolve_backend(
-        backend, {"checkpoint": checkpoint, "model_type": model_type, "device": device}
-    )
+    name, options, why = resolve_backend(seg.backend, seg.values())
     echo(why)
+    device = seg.device
     if note := ignored_device(name, device):
         echo(note)
         device = "auto"
-    return name, options.get("checkpoint"), device
+    return replace(seg, backend=name, checkpoint=options.get("checkpoint"), device=device)
 
 
-def bank_plan(work_dir: Path, protocol: str) -> dict[str, tuple[Path, str | None]]:
+def bank_plan(work_dir: Path, protocol: Protocol) -> dict[str, tuple[Path, str | None]]:
     """The build's banks in its work cache: part -> (bank folder, the split it segments). clean: one per split (the
     bank composed from holds training images only); paper: one of every image (split None)."""
-    if protocol == "clean":
+    if protocol.sprite_split is not None:
         return {part: (work_dir / f"bank-{part}", part) for part in SPLITS}
     return {"all": (work_dir / "bank-all", None)}
 
 
-def _check_cached_banks(
-    work_dir: Path, protocol: str, backend: str, checkpoint: str | None, model_type: str, device: str
-) -> None:
+def _check_cached_banks(work_dir: Path, protocol: Protocol, seg: SegmentOptions) -> None:
     """UserError (STALE_CACHE) when a bank in the work cache was made with settings this build would not resume
     (another Naturalize version or backend, or another input folder); nothing when there is none yet."""
     from naturalize.segment.run import check_cached_bank
@@ -371,11 +384,10 @@ def _check_cached_banks(
     prepared = work_dir / "prepared"
     if not is_prepared(prepared):
         return
-    backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, lambda m: None)
-    options = {"checkpoint": checkpoint, "model_type": model_type, "device": device}
+    seg = _segment_backend(seg, lambda m: None)
     for bank, split in bank_plan(work_dir, protocol).values():
         if bank.exists():
-            check_cached_bank(prepared, bank, split, backend, options, STALE_CACHE)
+            check_cached_bank(prepared, bank, split, seg.backend, seg.values(), STALE_CACHE)
 
 
 def _changed_options(params: ComposeParams) -> dict:
@@ -384,34 +396,25 @@ def _changed_options(params: ComposeParams) -> dict:
     return {k: v for k, v in params.as_dict().items() if v != default[k]}
 
 
-#: Printed once when --protocol paper is chosen, before the stages.
-PAPER_WARNING = (
-    "warning: protocol 'paper' pools real and synthetic images before splitting, so val and test hold "
-    "synthetic images made from sprites of val/test images, and training composites hold the white cells "
-    "of real val/test images; their scores are optimistic"
-)
-
-
 def _build_params(
     recipe: Recipe,
-    protocol: str,
+    protocol: Protocol,
     seed: int,
     fractions: tuple[float, float, float],
     pbc_root: Path,
-    backend: str,
-    checkpoint: str | None,
+    seg: SegmentOptions,
     per_class_cap: int | None,
     compose: ComposeParams,
 ) -> dict:
     """The build's settings, JSON-ready -> dataset.json's `parameters` (also what the output marker compares)."""
     return {
         "recipe": recipe.name,
-        "protocol": protocol,
+        "protocol": protocol.name,
         "seed": seed,
         "split": list(fractions),
         "pbc_root": str(pbc_root.resolve()),
-        "backend": backend,
-        "checkpoint": checkpoint,
+        "backend": seg.backend,
+        "checkpoint": seg.checkpoint,
         "per_class_cap": per_class_cap,
         "synthetic_rule": {
             "topup": dict(recipe.topup),
@@ -430,67 +433,56 @@ def _prepare_stage(
     seed: int,
     fractions: tuple[float, float, float],
     per_class_cap: int | None,
-    workers: int,
-    progress: bool,
-    echo: Callable[[str], None],
 ) -> tuple[Path, list[Record], dict]:
     """Stage "prepare": the records and split, cached in `work_dir/prepared` -> (prepared folder, records, summary);
     echoes what prepare left out (unreadable files, unread folders)."""
     cache = "cached in" if is_prepared(work_dir / "prepared") else "caching them in"
     stages.start("prepare", f"records and the {'/'.join(f'{f:g}' for f in fractions)} split ({cache} {work_dir})")
-    prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress)
+    prepared = _prepared(pbc_root, work_dir, seed, fractions, per_class_cap, stages.workers, stages.progress)
     records = read_records(prepared / "records.csv")
     summary = read_summary(
         prepared, f"it is build's work cache: delete {work_dir} (the build remakes it) or pass --work DIR"
     )
     for line in left_out(summary):
-        echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
+        stages.echo(line)  # unreadable files and unread folders, which prepare prints and the build would hide
     return prepared, records, summary
 
 
 def _segment_stage(
     stages: _Stages,
     recipe: Recipe,
-    protocol: str,
+    protocol: Protocol,
     prepared: Path,
     work_dir: Path,
     records: list[Record],
-    backend: str,
-    checkpoint: str | None,
-    model_type: str,
-    device: str,
-    workers: int,
-    progress: bool,
-    echo: Callable[[str], None],
+    seg: SegmentOptions,
 ) -> tuple[dict[str, Path], list[Record]]:
     """Stage "segment" (only when the recipe segments): every image once into the work cache's banks, then
     curation -> (part -> bank folder, the records with curation flags); ({}, records unchanged) otherwise."""
     from naturalize.segment.run import ALL_SPLITS_NOTE, segment
 
     banks: dict[str, Path] = {}
-    if not segments(recipe) and (backend != "auto" or checkpoint):
+    echo = stages.echo
+    if not segments(recipe) and (seg.backend != "auto" or seg.checkpoint):
         echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")
     elif segments(recipe):
-        backend, checkpoint, device = _segment_backend(backend, checkpoint, model_type, device, echo)
-        seg: dict[str, Any] = dict(
-            backend=backend,
-            checkpoint=checkpoint,
-            model_type=model_type,
-            device=device,
-            workers=workers,
-            progress=progress,
+        seg = _segment_backend(seg, echo)
+        kwargs: dict[str, Any] = dict(
+            backend=seg.backend,
+            **seg.values(),
+            workers=stages.workers,
+            progress=stages.progress,
             echo=lambda m: None if m.startswith("backend ") or m == ALL_SPLITS_NOTE else echo(m),
         )
         # clean: one bank per split, so the bank composed from holds training images only;
         # paper: one bank of every image. Either way every image is segmented once, for curation.
         stages.start(
             "segment",
-            "every image once (curation); sprites for composing come from "
-            + ("training images only" if protocol == "clean" else "all images"),
+            "every image once (curation); sprites for composing come from " + protocol.sprites_from,
         )
         for part, (bank, split) in bank_plan(work_dir, protocol).items():
             banks[part] = bank
-            segment(prepared, bank, split=split, stale_fix=STALE_CACHE, **seg)
+            segment(prepared, bank, split=split, stale_fix=STALE_CACHE, **kwargs)
         records = apply_curation(records, curation_exclusions(banks.values()))
     return banks, records
 
@@ -498,16 +490,13 @@ def _segment_stage(
 def _compose_stage(
     stages: _Stages,
     recipe: Recipe,
-    protocol: str,
+    protocol: Protocol,
     wanted: Mapping[str, int],
     scenes: Mapping[str, str],
     banks: Mapping[str, Path],
     out: Path,
     seed: int,
     compose: ComposeParams,
-    workers: int,
-    progress: bool,
-    echo: Callable[[str], None],
 ) -> dict[str, list[Path]]:
     """Stage "compose": `wanted` (class -> count) synthetic images from the bank of training images (clean) or of
     all images (paper) into `out/synthetic` -> class -> the composed images; {} when nothing is wanted."""
@@ -515,10 +504,10 @@ def _compose_stage(
 
     synthetic: dict[str, list[Path]] = {}
     if wanted:
-        bank = banks["train" if protocol == "clean" else "all"]
+        bank = banks[protocol.sprite_split or "all"]
         stages.start("compose", ", ".join(f"{cls} {n}" for cls, n in wanted.items()) + " synthetic images")
         for cls in sorted(c for c, scene in scenes.items() if scene != compose.scene):
-            echo(
+            stages.echo(
                 f"note: {cls} composites use the {scenes[cls]} scene: its real images hold no white cell for "
                 f"the {compose.scene} scene (dataset.json: scene_by_class)"
             )
@@ -530,9 +519,9 @@ def _compose_stage(
                 out / "synthetic",
                 seed=seed,
                 params=replace(compose, scene=scenes[cls]),
-                workers=workers,
-                progress=progress,
-                warn=echo,
+                workers=stages.workers,
+                progress=stages.progress,
+                warn=stages.echo,
             )
     elif recipe.adds_synthetic:  # curation and --max-real can leave nothing to add: say so, keep the count
         stages.start("compose", "nothing to compose: no class the recipe augments is below its target")
@@ -541,7 +530,7 @@ def _compose_stage(
 
 def _dataset_meta(
     recipe: Recipe,
-    protocol: str,
+    protocol: Protocol,
     params: dict,
     records: Sequence[Record],
     real_counts: Mapping[str, int],
@@ -558,13 +547,13 @@ def _dataset_meta(
         "format": "naturalize-dataset/1",
         "recipe": recipe.name,
         "description": recipe.description,
-        "protocol": protocol,
+        "protocol": protocol.name,
         "parameters": params,
         "classes": list(CLASSES),
         "real_counts": {c: real_counts.get(c, 0) for c in CLASSES},
         "synthetic_counts": {c: len(synthetic.get(c, [])) for c in CLASSES},
         "curated_out": sum(1 for r in records if r.excluded) if recipe.curated else 0,
-        "sprite_sources": ("train split only" if protocol == "clean" else "all images") if composed else None,
+        "sprite_sources": protocol.sprite_sources if composed else None,
         "scene_by_class": scenes,
         "counts": count_items(items),
         "work": str(work_dir.resolve()),  # absolute, as pbc_root: a consumer elsewhere finds the banks
@@ -576,7 +565,7 @@ def build(
     recipe_name: str,
     pbc_root: str | Path,
     out: str | Path | None = None,
-    protocol: str = "clean",
+    protocol: str = DEFAULT_PROTOCOL,
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     backend: str = "auto",
@@ -597,61 +586,43 @@ def build(
     (default ComposeParams()); dataset.json records the fields that differ from the defaults.
 
     Stages: check options, claim --out, prepare, segment (banks + curation), compose, dataset tree + dataset.json."""
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; use clean (default) or paper")
+    proto = get_protocol(protocol)
     recipe = resolve_recipe(recipe_name, classes, per_class)
     pbc_root = Path(pbc_root)
     out = Path(out) if out is not None else data_home() / recipe.name
     compose = compose or ComposeParams()
     check_scene_counts(compose)  # before any work
-    params = _build_params(recipe, protocol, seed, fractions, pbc_root, backend, checkpoint, per_class_cap, compose)
+    seg = SegmentOptions(backend, checkpoint, model_type, device)
+    params = _build_params(recipe, proto, seed, fractions, pbc_root, seg, per_class_cap, compose)
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
     detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced
     # a build that fails before writing anything leaves no --out or work folder holding only a marker
     with dropped_if_unused(out), dropped_if_unused(work_dir / "prepared"):
         check_cached_prepared(work_dir, pbc_root, seed, fractions, per_class_cap)  # before any folder is claimed
         if overwrite and segments(recipe):  # a stale cached bank must stop the build before the old dataset goes
-            _check_cached_banks(work_dir, protocol, backend, checkpoint, model_type, device)
+            _check_cached_banks(work_dir, proto, seg)
         _claim_dataset(out, pbc_root, work_dir, params, overwrite)
-        if protocol == "paper":
-            echo(PAPER_WARNING)
+        if proto.warning:
+            echo(proto.warning)
 
-        stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2)
-        prepared, records, summary = _prepare_stage(
-            stages, pbc_root, work_dir, seed, fractions, per_class_cap, workers, progress, echo
-        )
-        check_sources_to_compose(records, recipe, protocol, pbc_root)
-        banks, records = _segment_stage(
-            stages,
-            recipe,
-            protocol,
-            prepared,
-            work_dir,
-            records,
-            backend,
-            checkpoint,
-            model_type,
-            device,
-            workers,
-            progress,
-            echo,
-        )
+        stages = _Stages(echo, 4 if recipe.adds_synthetic else 3 if segments(recipe) else 2, workers, progress)
+        prepared, records, summary = _prepare_stage(stages, pbc_root, work_dir, seed, fractions, per_class_cap)
+        check_sources_to_compose(records, recipe, proto, pbc_root)
+        banks, records = _segment_stage(stages, recipe, proto, prepared, work_dir, records, seg)
         root = Path(summary["root"])
         real = [r for r in records if not (recipe.curated and r.excluded)]
         real_counts = Counter(r.cls for r in real)
-        check_splits_hold_classes(real, protocol)
+        check_splits_hold_classes(real, proto)
         wanted = recipe.synthetic_counts(real_counts)
         scenes = scene_by_class(wanted, compose.scene)
-        synthetic = _compose_stage(
-            stages, recipe, protocol, wanted, scenes, banks, out, seed, compose, workers, progress, echo
-        )
+        synthetic = _compose_stage(stages, recipe, proto, wanted, scenes, banks, out, seed, compose)
 
         stages.start("dataset tree", f"{out}/{{train,val,test}}/<CLASS>/, files.csv, dataset.json")
-        items = layout_items(real, root, synthetic, protocol, out, seed, fractions)
+        items = layout_items(real, root, synthetic, proto, out, seed, fractions)
         _write_tree(out, items)
         write_records(out / "records.csv", tree_splits(records, items))
         meta = _dataset_meta(
-            recipe, protocol, params, records, real_counts, synthetic, bool(wanted), scenes, items, work_dir, out
+            recipe, proto, params, records, real_counts, synthetic, bool(wanted), scenes, items, work_dir, out
         )
         write_json(out / "dataset.json", meta)
         return meta

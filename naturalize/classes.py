@@ -59,8 +59,10 @@ RELEASE_DIRNAME = "PBC_dataset_normal_DIB"
 #: The classes the paper tops up with Naturalize images (1K-PBC, 2K-PBC).
 AUGMENTED_CLASSES: tuple[str, ...] = ("BNE", "MMY", "MY", "PMY", "SNE")
 
+#: Classes whose real images hold no white cell, so a scene built around one (transplant, matched) cannot show them.
+NO_WBC_CLASSES: tuple[str, ...] = ("PLT",)
 #: Classes whose image is centred on a white cell (every class but platelets).
-WBC_CLASSES: tuple[str, ...] = tuple(c for c in CLASSES if c != "PLT")
+WBC_CLASSES: tuple[str, ...] = tuple(c for c in CLASSES if c not in NO_WBC_CLASSES)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

@@ -20,8 +20,20 @@ from naturalize.clihelp import (
     run_app,
     version_option,
 )
-from naturalize.compose.params import ComposeParams, parse_range, parse_shard, parse_size
+from naturalize.compose.params import (
+    PLACING_SCENE,
+    ComposeParams,
+    parse_range,
+    parse_shard,
+    parse_size,
+    scene_help,
+    scenes_using,
+)
+from naturalize.fetch import model_type_help
 from naturalize.fsio import UserError
+from naturalize.protocols import DEFAULT as DEFAULT_PROTOCOL
+from naturalize.protocols import protocol_help
+from naturalize.recipes import recipe_names
 from naturalize.segment import backend_help
 
 #: The defaults of the compose options (`compose`, `build`) are ComposeParams's fields (one source).
@@ -123,7 +135,7 @@ def segment(
         help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`).",
         show_default="$NATURALIZE_SAM_CHECKPOINT, else none",
     ),
-    model_type: str = typer.Option("vit_b", help="SAM model type of the checkpoint: vit_b | vit_l | vit_h."),
+    model_type: str = typer.Option("vit_b", help=f"SAM model type of the checkpoint: {model_type_help()}."),
     device: str = typer.Option("auto", help="SAM device: auto | cpu | cuda (the classical backend runs on the CPU)."),
     points: int | None = typer.Option(
         None, help="SAM: point prompts per image side for red cells and platelets.", show_default="16"
@@ -165,7 +177,7 @@ def segment(
 
 @app.command("fetch-sam", epilog=examples("naturalize fetch-sam vit_b", "naturalize fetch-sam vit_h --dir /shared/sam"))
 def fetch_sam(
-    model_type: str = typer.Argument(..., help="vit_b (375 MB) | vit_l (1.2 GB) | vit_h (2.5 GB)."),
+    model_type: str = typer.Argument(..., help=model_type_help(sizes=True) + "."),
     dir: Path | None = typer.Option(
         None, "--dir", help="Target folder.", show_default="$NATURALIZE_SAM_DIR or ~/.cache/naturalize/sam"
     ),
@@ -197,21 +209,19 @@ def fetch_sam(
     )
 )
 def build(
-    recipe: str = typer.Argument(..., help="pbc11, pbc11-curated, 419-pmy, 1k-pbc, 2k-pbc, 1k-class-pbc or custom."),
+    recipe: str = typer.Argument(..., help=recipe_names() + "."),
     pbc: Path = typer.Option(..., "--pbc", help="The PBC download (any layout `naturalize prepare` reads)."),
     out: Path | None = typer.Option(
         None, help="Dataset folder.", show_default="$NATURALIZE_DATA/RECIPE, else ./datasets/RECIPE"
     ),
-    protocol: str = typer.Option(
-        "clean", help="clean: val/test real-only, sprites from train only. paper: pooled, then split."
-    ),
+    protocol: str = typer.Option(DEFAULT_PROTOCOL, help=protocol_help()),
     seed: int = typer.Option(0, callback=check_seed, help="Seed of the split and of every composed image."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
     backend: str = typer.Option("auto", help="Segmentation backend: " + backend_help()),
     checkpoint: str | None = typer.Option(
         None, help="SAM checkpoint (.pth).", show_default="$NATURALIZE_SAM_CHECKPOINT, else none"
     ),
-    model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l or vit_h."),
+    model_type: str = typer.Option("vit_b", help=f"SAM model type: {model_type_help(', ')}."),
     device: str = typer.Option("auto", help="SAM device: auto, cpu or cuda (ignored by the classical backend)."),
     classes: str | None = typer.Option(
         None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).", show_default="the recipe's"
@@ -225,15 +235,16 @@ def build(
     max_real: int | None = typer.Option(
         None, help="Use at most N real images per class (seeded), for quick runs.", show_default="all"
     ),
-    rbc: int = typer.Option(_COMPOSE.rbc, help="Red cells per synthetic image (the paper: 8; --scene paper only)."),
+    rbc: int = typer.Option(
+        _COMPOSE.rbc, help=f"Red cells per synthetic image (the paper: 8; {scenes_using('rbc')} only)."
+    ),
     platelets: str = typer.Option(
         "{}..{}".format(*_COMPOSE.platelets),
-        help="Platelets per synthetic image: a count or a range LOW..HIGH (--scene paper only).",
+        help=f"Platelets per synthetic image: a count or a range LOW..HIGH ({scenes_using('platelets')} only).",
     ),
     scene: str = typer.Option(
         _COMPOSE.scene,
-        help="Scene of the synthetic images: transplant, matched, or paper "
-        "(the paper's layout: a cell-free plate and --rbc red cells; use it to reproduce the paper).",
+        help=f"Scene of the synthetic images: {scene_help()} Use {PLACING_SCENE} to reproduce the paper.",
     ),
     workers: int = typer.Option(2, callback=check_workers, help="Worker processes for segmentation and composition."),
     work: Path | None = typer.Option(
@@ -308,13 +319,13 @@ def compose(
         Path("out"), "--out", help="Output folder: OUT/<CLASS>/, manifest.jsonl, annotations.json."
     ),
     seed: int = typer.Option(0, callback=check_seed, help="Seed: image i depends only on (seed, class, i)."),
-    rbc: int = typer.Option(_COMPOSE.rbc, help="Red cells per image (--scene paper only)."),
+    rbc: int = typer.Option(_COMPOSE.rbc, help=f"Red cells per image ({scenes_using('rbc')} only)."),
     wbc: int = typer.Option(
-        _COMPOSE.wbc, help="White cells of the class per image, the first near the centre (--scene paper or matched)."
+        _COMPOSE.wbc, help=f"White cells of the class per image, the first near the centre ({scenes_using('wbc')})."
     ),
     platelets: str = typer.Option(
         "{}..{}".format(*_COMPOSE.platelets),
-        help="Platelets per image: a count or a range LOW..HIGH (--scene paper only).",
+        help=f"Platelets per image: a count or a range LOW..HIGH ({scenes_using('platelets')} only).",
     ),
     size: str = typer.Option(
         "{}x{}".format(*_COMPOSE.size),
@@ -324,9 +335,7 @@ def compose(
     quality: int = typer.Option(_COMPOSE.quality, help="JPEG quality (75: the PBC images' own; --format jpg only)."),
     scene: str = typer.Option(
         _COMPOSE.scene,
-        help="transplant: a real training image keeps its own red cells and "
-        "platelets, its white cell is replaced; matched: the class's measured layout, red cells "
-        "from a few coherent images; paper: a cell-free plate, --rbc red cells placed anew.",
+        help=scene_help(),
     ),
     wbc_scale: bool = typer.Option(
         _COMPOSE.wbc_scale, help="Size each white cell within its class's measured size range (more variety)."

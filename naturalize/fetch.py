@@ -44,6 +44,17 @@ CHECKPOINTS: dict[str, Checkpoint] = {
 }
 
 
+def size_text(size_mb: int) -> str:
+    """375 -> '375 MB', 1250 -> '1.2 GB' (binary gigabytes, one decimal)."""
+    return f"{size_mb} MB" if size_mb < 1000 else f"{size_mb / 1024:.1f} GB"
+
+
+def model_type_help(sep: str = " | ", sizes: bool = False) -> str:
+    """The SAM model types for a help line, from CHECKPOINTS: 'vit_b | vit_l | vit_h', with `sizes` each followed
+    by its download size ('vit_b (375 MB) | ...')."""
+    return sep.join(f"{name} ({size_text(c.size_mb)})" if sizes else name for name, c in CHECKPOINTS.items())
+
+
 def default_dir() -> Path:
     """$NATURALIZE_SAM_DIR, else $XDG_CACHE_HOME/naturalize/sam, else ~/.cache/naturalize/sam."""
     return env_path(DIR_ENV, env_path("XDG_CACHE_HOME", Path.home() / ".cache") / "naturalize" / "sam")

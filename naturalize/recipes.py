@@ -81,6 +81,15 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+#: The recipe made of --classes and --per-class alone.
+CUSTOM = "custom"
+
+
+def recipe_names() -> str:
+    """'pbc11, pbc11-curated, ..., 1k-class-pbc or custom': every name `resolve_recipe` takes, for help and errors."""
+    return f"{', '.join(RECIPES)} or {CUSTOM}"
+
+
 def segments(recipe: Recipe) -> bool:
     """Whether building the recipe segments images: for curation or for the sprites of synthetic images (only then
     is a segmentation backend resolved, announced and its options checked)."""
@@ -89,13 +98,13 @@ def segments(recipe: Recipe) -> bool:
 
 def resolve_recipe(name: str, classes: Sequence[str] = (), per_class: int | None = None) -> Recipe:
     """A named recipe, optionally with other classes / per-class count; 'custom' needs both."""
-    if name == "custom":
+    if name == CUSTOM:
         if not classes or not per_class:
             raise UserError("recipe 'custom' needs --classes and --per-class (e.g. --classes PMY,MY --per-class 500)")
-        custom = Recipe("custom", "", per_class=per_class, classes=tuple(classes))
+        custom = Recipe(CUSTOM, "", per_class=per_class, classes=tuple(classes))
         return replace(custom, description=describe(custom))
     if name not in RECIPES:
-        raise UserError(f"unknown recipe {name!r}; use one of {', '.join(RECIPES)} or custom")
+        raise UserError(f"unknown recipe {name!r}; use one of {recipe_names()}")
     recipe = RECIPES[name]
     if classes:
         recipe = replace(recipe, classes=tuple(classes))

@@ -145,6 +145,16 @@ def test_the_command_exits_1_on_a_problem_and_2_on_a_folder_that_is_no_dataset(
     assert damaged.returncode == 2 and "lacks the column(s) class, origin, source" in damaged.stderr, damaged.stderr
 
 
+def test_a_dataset_naming_an_unknown_protocol_is_one_error_line(altered: Path) -> None:
+    """dataset.json's protocol picks the rules; one the registry lacks (edited by hand, or from a later version) used
+    to be audited as the lenient paper protocol, exit 0. Now: one error line naming the file, exit 2."""
+    meta = json.loads((altered / "dataset.json").read_text())
+    (altered / "dataset.json").write_text(json.dumps({**meta, "protocol": "later"}))
+    done = run_cli("naturalize", "audit", altered)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(f"error: {altered / 'dataset.json'} names protocol 'later', not one of clean, paper")
+
+
 @pytest.mark.slow
 def test_the_paper_protocol_on_real_images_counts_its_leaks(sample_root: Path, tmp_path: Path) -> None:
     """The paper protocol pools composites and their sources with the real images before the split: the audit finds

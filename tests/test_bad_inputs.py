@@ -859,6 +859,7 @@ def test_build_refuses_a_curated_dataset_with_a_class_missing_from_a_split() -> 
     then refused; build now stops before composing, naming the class, the split and the fix."""
     from naturalize.build import check_splits_hold_classes
     from naturalize.fsio import UserError
+    from naturalize.protocols import PROTOCOLS
     from naturalize.records import Record
 
     def rec(cls: str, split: str, i: int) -> Record:
@@ -874,8 +875,9 @@ def test_build_refuses_a_curated_dataset_with_a_class_missing_from_a_split() -> 
         )
 
     full = [rec(c, s, i) for c in ("LY", "PMY") for s in ("train", "val", "test") for i in range(2)]
-    check_splits_hold_classes(full, "clean")
+    check_splits_hold_classes(full, PROTOCOLS["clean"])
     lacking = [r for r in full if not (r.cls == "PMY" and r.split == "val")]
     with pytest.raises(UserError, match="class PMY has no val images.*--max-real"):
-        check_splits_hold_classes(lacking, "clean")
-    check_splits_hold_classes(lacking, "paper")  # paper: pooled, then split with >= 1 val and test image per class
+        check_splits_hold_classes(lacking, PROTOCOLS["clean"])
+    # paper: pooled, then split with >= 1 val and test image per class
+    check_splits_hold_classes(lacking, PROTOCOLS["paper"])

@@ -10,6 +10,7 @@ import pytest
 from naturalize.build import Item, _write_tree, count_items, foreign_files, layout_items, resolve_recipe
 from naturalize.fsio import UserError
 from naturalize.prepare import split_records
+from naturalize.protocols import CLEAN, PAPER
 from naturalize.records import Record
 
 ROOT, OUT = Path("/pbc"), Path("/data/ds")
@@ -30,7 +31,7 @@ def _synthetic() -> dict[str, list[Path]]:
 
 def test_clean_protocol_keeps_real_splits_and_puts_synthetic_in_train_only() -> None:
     real = _real()
-    items = layout_items(real, ROOT, _synthetic(), "clean", OUT, 0, (0.8, 0.1, 0.1))
+    items = layout_items(real, ROOT, _synthetic(), CLEAN, OUT, 0, (0.8, 0.1, 0.1))
     syn = [i for i in items if i.origin == "synthetic"]
     assert len(syn) == 40 and {i.split for i in syn} == {"train"}
     assert syn[0].source == "synthetic/PMY/PMY_syn_0_0.jpg" and syn[0].name == "PMY_syn_0_0.jpg"
@@ -41,12 +42,12 @@ def test_clean_protocol_keeps_real_splits_and_puts_synthetic_in_train_only() -> 
 
 
 def test_paper_protocol_pools_then_splits_every_class() -> None:
-    items = layout_items(_real(), ROOT, _synthetic(), "paper", OUT, 0, (0.8, 0.1, 0.1))
+    items = layout_items(_real(), ROOT, _synthetic(), PAPER, OUT, 0, (0.8, 0.1, 0.1))
     per = Counter((i.split, i.cls) for i in items)
     assert (per["train", "PMY"], per["val", "PMY"], per["test", "PMY"]) == (48, 6, 6)  # 60 pooled
     assert {i.split for i in items if i.origin == "synthetic"} == {"train", "val", "test"}
     assert sum(per.values()) == 90
-    assert layout_items(_real(), ROOT, _synthetic(), "paper", OUT, 0, (0.8, 0.1, 0.1)) == items
+    assert layout_items(_real(), ROOT, _synthetic(), PAPER, OUT, 0, (0.8, 0.1, 0.1)) == items
 
 
 def test_the_paper_split_does_not_depend_on_where_the_folders_are() -> None:
@@ -57,7 +58,7 @@ def test_the_paper_split_does_not_depend_on_where_the_folders_are() -> None:
 
     def splits(root: Path, out: Path) -> dict[str, str]:
         syn = {"PMY": [out / "synthetic" / "PMY" / f"PMY_syn_0_{i}.jpg" for i in range(40)]}
-        return {i.source: i.split for i in layout_items(_real(), root, syn, "paper", out, 0, (0.8, 0.1, 0.1))}
+        return {i.source: i.split for i in layout_items(_real(), root, syn, PAPER, out, 0, (0.8, 0.1, 0.1))}
 
     assert splits(Path("/a/PBC"), Path("/z/ds")) == splits(Path("/z/PBC"), Path("/a/ds"))
 

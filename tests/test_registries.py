@@ -115,3 +115,109 @@ def test_every_model_builds_small_outputs_probabilities_and_exposes_score_cam_fe
     cam, target, probs = score_cam(model, features, x[0], max_channels=4)
     assert cam.shape == (size, size) and 0.0 <= cam.min() and cam.max() <= 1.0
     assert target == int(np.argmax(probs)) and probs.shape == (5,)
+
+
+# ---------------------------------------------------------------- protocols, scenes, recipes, checkpoints
+
+
+def _help_text(*args: str) -> str:
+    """A command's --help as a user reads it, wide, with its box drawing and line breaks flattened."""
+    from naturalize.testing.cli import run_cli
+
+    done = run_cli("naturalize", *args, "--help", env={"COLUMNS": "250"})
+    assert done.returncode == 0, done.stderr
+    return " ".join(done.stdout.replace("│", " ").split())
+
+
+def test_every_protocol_scene_and_recipe_is_named_by_builds_help() -> None:
+    from naturalize.compose.params import SCENES
+    from naturalize.protocols import PROTOCOLS
+    from naturalize.recipes import RECIPES
+
+    text = _help_text("build")
+    assert all(f"{p.name}: {p.help}" in text for p in PROTOCOLS.values()), text
+    assert all(f"{s.name}: {s.help}" in text for s in SCENES.values()), text
+    assert all(name in text for name in RECIPES) and "or custom." in text, text
+
+
+def test_every_scene_is_named_by_composes_help_and_the_count_options_name_the_scenes_using_them() -> None:
+    from naturalize.compose.params import SCENES
+
+    text = _help_text("compose")
+    assert all(f"{s.name}: {s.help}" in text for s in SCENES.values()), text
+    assert "Red cells per image (--scene paper only)" in text  # transplant and matched take them from real images
+    assert "the first near the centre (--scene matched or paper)" in text  # transplant keeps its donor's
+
+
+def test_fetch_sam_help_gives_every_checkpoint_with_its_size() -> None:
+    from naturalize.fetch import CHECKPOINTS, size_text
+
+    text = _help_text("fetch-sam")
+    assert "vit_b (375 MB) | vit_l (1.2 GB) | vit_h (2.5 GB)" in text, text  # the sizes Meta's files have
+    assert all(f"{name} ({size_text(c.size_mb)})" in text for name, c in CHECKPOINTS.items())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("build", "2k-pbc", "--protocol", "nope"), "error: unknown protocol 'nope'; use clean (default) or paper"),
+        (("build", "2k-pbc", "--scene", "nope"), "error: --scene 'nope' is not one of transplant, matched, paper"),
+        (("build", "nope"), "error: unknown recipe 'nope'; use one of pbc11, pbc11-curated, 419-pmy, 1k-pbc, 2k-pbc"),
+    ],
+)
+def test_an_unknown_name_is_one_error_line_listing_the_registry(tmp_path, args: tuple[str, ...], message: str) -> None:
+    from naturalize.testing.cli import run_cli
+
+    done = run_cli("naturalize", *args, "--pbc", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_scene_facts_agree() -> None:
+    """Every scene that replaces a real white cell has a fallback for classes without one, and that fallback shows
+    them; every option a scene takes from real images is a ComposeParams field; build composes a no-WBC class with
+    the fallback and every other class with the scene asked for."""
+    from dataclasses import fields
+
+    from naturalize.build import scene_by_class
+    from naturalize.classes import NO_WBC_CLASSES, WBC_CLASSES
+    from naturalize.compose.params import PLACING_SCENE, SCENES, ComposeParams
+
+    names = {f.name for f in fields(ComposeParams)}
+    for scene in SCENES.values():
+        assert set(scene.from_real) <= names, scene
+        if scene.replaces_wbc:
+            assert scene.no_wbc_scene, scene
+        if scene.no_wbc_scene:
+            assert not SCENES[scene.no_wbc_scene].replaces_wbc and not SCENES[scene.no_wbc_scene].no_wbc_scene
+        by_class = scene_by_class([*NO_WBC_CLASSES, WBC_CLASSES[0]], scene.name)
+        assert by_class == {
+            **{c: scene.no_wbc_scene or scene.name for c in NO_WBC_CLASSES},
+            WBC_CLASSES[0]: scene.name,
+        }
+    assert not SCENES[PLACING_SCENE].from_real and SCENES[PLACING_SCENE].places_rbc
+    assert next(iter(SCENES)) == ComposeParams().scene  # the first is the default, as the help lists it
+
+
+def test_protocol_facts_agree() -> None:
+    """A protocol that keeps prepare's split (not pooled) must cut sprites from train only, else its val/test
+    composites would leak; the pooled one lets any split lend sprites."""
+    from naturalize.protocols import DEFAULT, PROTOCOLS
+
+    for p in PROTOCOLS.values():
+        assert p.pooled or p.sprite_split == "train", p
+        assert p.sprite_source("train") and p.sprite_source("test") == (p.sprite_split is None)
+        assert p.pooled == bool(p.warning)  # a protocol whose scores are optimistic says so before it builds
+    assert DEFAULT == "clean" and not PROTOCOLS[DEFAULT].pooled
+
+
+@pytest.mark.parametrize("protocol", ["clean", "paper", "", "later"])
+def test_classify_names_a_datasets_protocol_from_the_registry(protocol: str) -> None:
+    from classify.evaluate import protocol_line
+    from naturalize.protocols import PROTOCOLS
+
+    line = protocol_line({"protocol": protocol})
+    if protocol in PROTOCOLS:
+        assert line == f"protocol {protocol}: {PROTOCOLS[protocol].score_note}\n"
+    else:
+        assert line == ""

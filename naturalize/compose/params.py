@@ -19,12 +19,74 @@ FORMATS = {"jpg": ".jpg", "png": ".png"}
 #: 3,280 of the shared sample's 3,525 files, all the 360x363 crops (the others, 359-366 px, quality ~85
 #: 4:2:0). Composites are written the same way, so no compression artefact tells them from real crops.
 JPEG_QUALITY = 75
-#: Scenes a composite can be built on (naturalize/compose/scenes.py): `paper` (a cell-free plate, `rbc` red cells
-#: and platelets placed anew, one centred white cell) and `transplant` (a real training image keeps its own red
-#: cells and platelets; its white cell is inpainted away and the class's white cell takes its place) and `matched`
-#: (the paper's layout with counts and white-cell offset drawn from the class's own bank images, red cells from
-#: the plate's own image and its closest one, allowed to be cut by the border, to overlap and to touch).
-SCENES = ("paper", "transplant", "matched")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What one scene is, without its code: the single list of scenes (`SCENES`), light enough for the CLI to build
+    its help from. compose/scenes.py's SCENE_REGISTRY maps each of these names to its code (load a run's library,
+    compose one image), so a new scene is one entry here and one there.
+
+    help:           its `--scene` help wording
+    from_real:      the cell-count options (ComposeParams fields) the scene takes from real images, so setting
+                    one away from its default is refused (check_scene_counts); the others it uses
+    replaces_wbc:   it replaces a real image's white cell, so it cannot show a class with none (NO_WBC_CLASSES)
+    no_wbc_scene:   the scene build composes such a class with instead ('' when this scene shows it)
+    """
+
+    name: str
+    help: str
+    from_real: tuple[str, ...] = ()
+    replaces_wbc: bool = False
+    no_wbc_scene: str = ""
+
+    @property
+    def places_rbc(self) -> bool:
+        """Whether the scene places `rbc` red cells anew (else it takes them from real images)."""
+        return "rbc" not in self.from_real
+
+
+#: Scenes a composite can be built on, by name; the first is compose's default (transplant scored the lowest critic
+#: AUC, BENCHMARKS.md). `transplant`: a real training image keeps its own red cells and platelets; its white cell is
+#: inpainted away and the class's white cell takes its place. `matched`: the paper's layout with counts and
+#: white-cell offset drawn from the class's own bank images, red cells from the plate's own image and its closest
+#: one, allowed to be cut by the border, to overlap and to touch. `paper`: a cell-free plate, `rbc` red cells and
+#: platelets placed anew, one centred white cell.
+SCENES: dict[str, Scene] = {
+    s.name: s
+    for s in (
+        Scene(
+            "transplant",
+            "a real training image keeps its own red cells and platelets, its white cell is replaced",
+            from_real=("rbc", "platelets", "wbc"),
+            replaces_wbc=True,
+            no_wbc_scene="paper",
+        ),
+        Scene(
+            "matched",
+            "the class's measured layout, red cells from a few coherent images",
+            from_real=("rbc", "platelets"),
+            no_wbc_scene="paper",
+        ),
+        Scene("paper", "a cell-free plate, --rbc red cells placed anew"),
+    )
+}
+DEFAULT_SCENE = next(iter(SCENES))
+#: The scene that places every cell anew (the paper's), named in the errors that refuse an option or class.
+PLACING_SCENE = next(s.name for s in SCENES.values() if not s.from_real)
+
+
+def scene_help() -> str:
+    """The --scene help line, generated from the registry."""
+    return "; ".join(f"{s.name}: {s.help}" for s in SCENES.values()) + "."
+
+
+def scenes_using(option: str) -> str:
+    """'--scene paper' / '--scene paper or matched': the scenes that use the cell-count `option` (a ComposeParams
+    field), for its help."""
+    return "--scene " + " or ".join(s.name for s in SCENES.values() if option not in s.from_real)
+
+
 #: The size (width, height) every composite is made at: the PBC crops' own, so sprites, plates and donor images keep
 #: their scale; `ComposeParams.size` then resizes the finished image (and its masks) as a whole.
 CANVAS = (360, 363)
@@ -48,8 +110,8 @@ class ComposeParams:
     variants / centre_variants: each red cell and platelet / each centre cell gets this many random
     transforms per run (flip, quarter turn, rotation, scale), warped on first use and kept; an image
     draws one and mirrors / turns it at random (exact, cheap), so a sprite has 8 x variants looks.
-    scene: what the white cell is pasted into (SCENES; transplant, the default, scored the lowest critic AUC,
-    BENCHMARKS.md); transplant ignores rbc, platelets, wbc > 1 and the layout fields (the donor image brings
+    scene: what the white cell is pasted into (a name of SCENES; transplant, the default, scored the lowest critic
+    AUC, BENCHMARKS.md); transplant ignores rbc, platelets, wbc > 1 and the layout fields (the donor image brings
     its own cells and its white cell's position); matched replaces rbc, platelets and the centre offset by
     the class's measured ones. wbc_scale: each variant of the class's cell sized within the class's own
     size range (variety.py) instead of 1 +- scale_jitter. wbc_stain: each variant of the class's cell takes
@@ -81,7 +143,7 @@ class ComposeParams:
     max_small: int = 1200
     variants: int = 3
     centre_variants: int = 4
-    scene: str = "transplant"
+    scene: str = DEFAULT_SCENE
     wbc_scale: bool = False
     wbc_stain: bool = False
     wbc_warp: bool = False
@@ -114,7 +176,7 @@ class ComposeParams:
     def places_rbc(self) -> bool:
         """Whether `rbc` red cells are placed anew (the paper scene); transplant and matched take theirs from
         real images, so --rbc neither limits nor is owed to them."""
-        return self.scene == "paper"
+        return SCENES[self.scene].places_rbc
 
     def as_dict(self) -> dict:
         """JSON-ready parameters (tuples as lists)."""
@@ -125,10 +187,8 @@ def check_scene_counts(params: ComposeParams) -> None:
     """UserError when cell-count options are set away from their defaults but `params.scene` does not use them
     (paper uses all; matched draws red cells and platelets from the class's measured counts; transplant keeps
     the donor image's own cells and places one white cell), so no option is silently ignored."""
-    if params.scene == "paper":
-        return
     default = ComposeParams()
-    unused = ("rbc", "platelets") + (("wbc",) if params.scene == "transplant" else ())
+    unused = SCENES[params.scene].from_real
     shown = {"platelets": lambda v: "{}..{}".format(*v)}
     ignored = [
         f"--{name} {shown.get(name, str)(getattr(params, name))}"
@@ -139,7 +199,7 @@ def check_scene_counts(params: ComposeParams) -> None:
         raise UserError(
             f"{' and '.join(ignored)} would be ignored: the {params.scene} scene takes "
             f"{'them' if len(ignored) > 1 else 'it'} from real images; leave the default, or use "
-            f"--scene paper to place cells anew"
+            f"--scene {PLACING_SCENE} to place cells anew"
         )
 
 

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from naturalize.bank import BackgroundRow, Bank, SpriteRow
-from naturalize.classes import CLASSES
+from naturalize.classes import CLASSES, NO_WBC_CLASSES
 from naturalize.codeversion import code_digest
 from naturalize.compose.core import (
     UNIT_GAIN,
@@ -56,7 +56,7 @@ from naturalize.compose.library import (
     plasma_colour,
     seeded_subset,
 )
-from naturalize.compose.params import ComposeParams
+from naturalize.compose.params import SCENES, ComposeParams
 from naturalize.compose.scene_stats import scene_stats
 from naturalize.compose.source_cache import source_entry
 from naturalize.compose.stain import gain_table
@@ -423,27 +423,26 @@ def compose_matched(lib: Library, rng: np.random.Generator, p: ComposeParams) ->
     return compose_image(lib, rng, scene.layouts[int(rng.integers(len(scene.layouts)))])
 
 
-#: scene -> (load a run's Library, compose one image from it)
-SCENE_REGISTRY: dict[
-    str, tuple[Callable[..., Library], Callable[[Library, np.random.Generator, ComposeParams], Composite]]
-] = {
+SceneCode = tuple[Callable[..., Library], Callable[[Library, np.random.Generator, ComposeParams], Composite]]
+_CODE: dict[str, SceneCode] = {
     "paper": (load_library, compose_image),
     "transplant": (transplant_library, compose_transplant),
     "matched": (matched_library, compose_matched),
 }
-
-
-#: Classes whose real images hold no white cell, so a scene that replaces one (transplant) cannot show them.
-NO_WBC_CLASSES = ("PLT",)
+#: scene -> (load a run's Library, compose one image from it), for every scene of params.SCENES (the one list of
+#: scenes, light for the CLI; a scene named there without code here fails on import, and tests check the reverse)
+SCENE_REGISTRY: dict[str, SceneCode] = {name: _CODE[name] for name in SCENES}
 
 
 def check_scene_class(cls: str, scene: str) -> None:
     """UserError when `scene` cannot show class `cls`: transplant puts the class's cell into the hole of a real
     image's removed white cell, and a platelet in that hole would sit on an inpainted smudge larger than itself."""
-    if scene == "transplant" and cls in NO_WBC_CLASSES:
+    spec = SCENES[scene]
+    if spec.replaces_wbc and cls in NO_WBC_CLASSES:
         raise UserError(
-            f"--scene transplant replaces the white cell of a real image, and a {cls} image shows none (a "
-            f"platelet would sit in the inpainted hole of a white cell); use --scene paper for --class {cls}"
+            f"--scene {scene} replaces the white cell of a real image, and a {cls} image shows none (a "
+            f"platelet would sit in the inpainted hole of a white cell); use --scene {spec.no_wbc_scene} for "
+            f"--class {cls}"
         )
 
 
