@@ -759,7 +759,7 @@ CASES = [
         TRACEBACK,
         NS,
         ("compare", "{tmp}/run2"),
-        "state.json is not JSON",
+        "state.json is damaged (not JSON)",
         setup=_run_copy(_state_damaged),
         copies_run=True,
     ),
