@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from classify import runs
+from naturalize.fsio import read_object
 from naturalize.outputs import read_record
 
 COLUMNS = ("run", "dataset", "model", "weights", "mode", "backend", "test set", "size", "epochs")
@@ -34,7 +35,7 @@ def weights_cell(config: dict) -> str:
 
 def epochs_cell(run: Path, config: dict) -> str:
     """Finished epochs (state.json); `3 of 10` for a run stopped before its --epochs."""
-    state = runs.read_json(run / runs.STATE) if (run / runs.STATE).is_file() else {}
+    state = read_object(run / runs.STATE, runs.RUN_FILE_FIX) if (run / runs.STATE).is_file() else {}
     done, wanted = state.get("epoch"), config.get("epochs")
     if done is None:
         return str(wanted)

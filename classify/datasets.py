@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from naturalize.classes import CLASSES, SPLITS
-from naturalize.fsio import UserError
+from naturalize.fsio import UserError, read_object
 from naturalize.paths import IMAGE_SUFFIXES, data_home, is_image_name, subdirs, visible_files
 from naturalize.prepare import MIN_PER_CLASS, stratified_split
 
@@ -159,12 +158,7 @@ def load_dataset(
 def _index(root: Path, seed: int, whole: bool, skipped: list[Path]) -> Dataset:
     meta = {}
     if (root / "dataset.json").is_file():
-        try:
-            meta = json.loads((root / "dataset.json").read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{root / 'dataset.json'} is not valid JSON ({e}); fix or remove it") from e
-        if not isinstance(meta, dict):
-            raise UserError(f"{root / 'dataset.json'} is not a JSON object (a dataset's description); fix or remove it")
+        meta = read_object(root / "dataset.json", "fix or remove it (a dataset's description)")
     present = [s for s in SPLITS if (root / s).is_dir()]
     if present:
         per_split = {s: _class_files(root / s, skipped) for s in present}

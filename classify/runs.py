@@ -19,8 +19,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from naturalize.fsio import UserError, atomic_path, file_digests, remove_atomic_temps
-from naturalize.fsio import read_json as read_json_or_refuse
+from naturalize.fsio import UserError, atomic_path, file_digests, read_json, read_object, remove_atomic_temps
 from naturalize.outputs import MARKER, check_disjoint, claim, overlap, write_marker
 
 CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
@@ -49,12 +48,8 @@ def claim_outputs(out: Path, run: Path, inputs, kind: str, names) -> None:
         write_marker(out, kind, names)
 
 
-def read_json(path: Path) -> dict:
-    """A run file's JSON object (config.json, state.json); UserError naming the file when it is damaged."""
-    data = read_json_or_refuse(path, f"{path} is not JSON; restore it, or train into a new --out")
-    if not isinstance(data, dict):
-        raise UserError(f"{path} is not a JSON object; restore it, or train into a new --out")
-    return data
+#: The fix named when a run file (config.json, state.json) of a run being resumed or read is damaged (read_object).
+RUN_FILE_FIX = "restore it, or train into a new --out"
 
 
 def open_run(run: str | os.PathLike) -> tuple[Path, dict, list[str]]:
@@ -67,12 +62,12 @@ def open_run(run: str | os.PathLike) -> tuple[Path, dict, list[str]]:
             f"pass the --out directory of `classify train`"
         )
     fix = "restore the run's files or retrain it with `classify train`"
-    config = read_json_or_refuse(run / CONFIG, f"{run / CONFIG} is not JSON; {fix}")
-    bad = [k for k, kind in CONFIG_KEYS.items() if not isinstance(config, dict) or not isinstance(config.get(k), kind)]
+    config = read_object(run / CONFIG, fix)
+    bad = [k for k, kind in CONFIG_KEYS.items() if not isinstance(config.get(k), kind)]
     if bad or config["image_size"] < 1:
         what = f"lacks a valid {', '.join(bad)}" if bad else "has an image_size below 1"
         raise UserError(f"{run / CONFIG} {what}; {fix}")
-    classes = read_json_or_refuse(run / CLASSES_FILE, f"{run / CLASSES_FILE} is not JSON; {fix}")
+    classes = read_json(run / CLASSES_FILE, f"{run / CLASSES_FILE} is damaged (not JSON); {fix}")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise UserError(f"{run / CLASSES_FILE} is not a list of class codes; {fix}")
     return run, config, classes

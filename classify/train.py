@@ -23,7 +23,7 @@ from classify import runs
 from classify.datasets import Dataset, load_dataset, with_saved_split
 from classify.images import cached_array
 from classify.models import check_mode, check_name, create_model
-from naturalize.fsio import UserError, write_json, write_text
+from naturalize.fsio import UserError, read_object, write_json, write_text
 from naturalize.outputs import check_disjoint, claim, dropped_if_unused, write_marker
 
 #: config keys that must match to resume a run (epochs may grow).
@@ -101,7 +101,7 @@ def _check_resumable(out: Path, config: dict) -> dict | None:
     but a classify run (the folder must be new, empty or carry the run marker)."""
     if claim(out, runs.RUN_KIND) == "new" or not (out / runs.CONFIG).is_file():
         return None
-    old = runs.read_json(out / runs.CONFIG)
+    old = read_object(out / runs.CONFIG, runs.RUN_FILE_FIX)
     diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
     if diff:
         k = diff[0]
@@ -111,7 +111,7 @@ def _check_resumable(out: Path, config: dict) -> dict | None:
         )
     if (out / runs.STATE).is_file() and (out / runs.LAST).is_file():
         _check_backend(out, old.get("backend"), config["backend"])
-        return runs.read_json(out / runs.STATE)
+        return read_object(out / runs.STATE, runs.RUN_FILE_FIX)
     return None
 
 

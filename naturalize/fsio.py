@@ -1,7 +1,8 @@
 """File I/O every command shares: atomic writes (a temporary file beside the target, renamed over it:
 `atomic_open`, `atomic_path`, `replace_bytes`, `write_*`) and the temp files a killed run left
 (`remove_atomic_temps`), `link_or_copy`, `file_digests` (one chunked read, several hashes), `locked` (a file
-lock), `read_json` (a damaged file is a UserError) and `UserError` itself (one-line errors, exit code 2)."""
+lock), `read_json` and `read_object` (a damaged file, or for read_object one that holds no JSON object, is a
+UserError) and `UserError` itself (one-line errors, exit code 2)."""
 
 from __future__ import annotations
 
@@ -169,6 +170,16 @@ def read_json(path: str | os.PathLike, damaged: str) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:  # UnicodeDecodeError included
         raise UserError(damaged) from None
+
+
+def read_object(path: str | os.PathLike, fix: str) -> dict:
+    """The JSON object in file `path` (a settings or metadata file); UserError "`path` is damaged (not JSON); `fix`"
+    when it is not JSON, "`path` is not a JSON object; `fix`" when it is other JSON (a list, a number: edited by
+    hand, or another tool's file under the same name)."""
+    data = read_json(path, f"{path} is damaged (not JSON); {fix}")
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON object; {fix}")
+    return data
 
 
 class UserError(Exception):

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from naturalize.fsio import UserError, read_json, write_json
+from naturalize.fsio import UserError, read_object, write_json
 
 MARKER = ".naturalize-output.json"
 MARKER_FORMAT = "naturalize-output/1"
@@ -41,12 +41,8 @@ def read_marker(folder: str | os.PathLike) -> dict | None:
     path = Path(folder) / MARKER
     if not path.is_file():
         return None
-    meta = read_json(
-        path,
-        f"{path} is damaged (not JSON); the folder's owner is unknown, so nothing in it is "
-        f"touched: choose another output folder",
-    )
-    if not isinstance(meta, dict) or meta.get("format") != MARKER_FORMAT or not isinstance(meta.get("written"), list):
+    meta = read_object(path, "the folder's owner is unknown, so nothing in it is touched: choose another output folder")
+    if meta.get("format") != MARKER_FORMAT or not isinstance(meta.get("written"), list):
         raise UserError(f"{path} is not a naturalize output marker; choose another output folder")
     return meta
 

@@ -33,7 +33,7 @@ from naturalize.classes import (
     UNLABELED_PREFIXES,
     class_of_prefix,
 )
-from naturalize.fsio import UserError, atomic_open, read_json
+from naturalize.fsio import UserError, atomic_open, read_object
 from naturalize.neardup import same_picture_pairs, thumbnail
 from naturalize.paths import IMAGE_SUFFIXES, is_image_name, subdirs
 from naturalize.procs import die_with_parent
@@ -388,8 +388,8 @@ def read_summary(path: str | Path, fix: str = "rerun `naturalize prepare` into i
     """summary.json of the prepared directory `path`; UserError (ending with `fix`) when it is not JSON or holds no
     PBC root."""
     summary_path = Path(path) / "summary.json"
-    summary = read_json(summary_path, f"{summary_path} is damaged (not JSON); {fix}")
-    if not isinstance(summary, dict) or not isinstance(summary.get("root"), str):
+    summary = read_object(summary_path, fix)
+    if not isinstance(summary.get("root"), str):
         raise UserError(f"{summary_path} is not a naturalize prepare summary (no PBC root); {fix}")
     return summary
 

@@ -570,7 +570,10 @@ CASES = [
         "corrupt-bank-json", TRACEBACK, "bank.json is damaged", lambda b: (b / "bank.json").write_text("{oops")
     ),
     _refuses_edited_bank(
-        "bank-json-not-an-object", TRACEBACK, "bank format version", lambda b: (b / "bank.json").write_text("[]")
+        "bank-json-not-an-object",
+        TRACEBACK,
+        "bank.json is not a JSON object",
+        lambda b: (b / "bank.json").write_text("[]"),
     ),
     _refuses_edited_bank("bank-json-damaged-file-record", TRACEBACK, "is damaged (its record", _mangle_record),
     _out_is_file("compose-out-is-file", N, _compose(out="{tmp}/f")),
@@ -759,7 +762,7 @@ CASES = [
         TRACEBACK,
         NS,
         ("compare", "{tmp}/run2"),
-        "state.json is not JSON",
+        "state.json is damaged (not JSON)",
         setup=_run_copy(_state_damaged),
         copies_run=True,
     ),

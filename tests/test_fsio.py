@@ -14,6 +14,7 @@ from naturalize.fsio import (
     atomic_path,
     link_or_copy,
     read_json,
+    read_object,
     write_bytes,
     write_json,
     write_text,
@@ -100,3 +101,13 @@ def test_read_json_reads_json_and_turns_a_damaged_file_into_the_given_user_error
         with pytest.raises(UserError) as e:
             read_json(tmp_path / name, f"{name} is damaged; rebuild it")
         assert str(e.value) == f"{name} is damaged; rebuild it"
+
+
+def test_read_object_names_the_file_and_the_fix_for_a_damaged_file_and_for_other_json(tmp_path: Path) -> None:
+    write_json(tmp_path / "ok.json", {"a": 1})
+    assert read_object(tmp_path / "ok.json", "unused") == {"a": 1}
+    for name, data, what in (("cut.json", "{", "is damaged (not JSON)"), ("list.json", "[1]", "is not a JSON object")):
+        (tmp_path / name).write_text(data)
+        with pytest.raises(UserError) as e:
+            read_object(tmp_path / name, "rebuild it")
+        assert str(e.value) == f"{tmp_path / name} {what}; rebuild it"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from naturalize.fsio import UserError
@@ -61,3 +62,34 @@ def test_build_on_a_cached_summary_that_is_no_object(tmp_path: Path, text: str) 
     (prepared / "summary.json").write_text(text)
     with pytest.raises(UserError, match=r"records prepared with other settings .* delete"):
         check_cached_prepared(tmp_path / "work", tmp_path / "pbc", 0, (0.8, 0.1, 0.1), None)
+
+
+@pytest.mark.parametrize("text", NOT_OBJECTS + ["{oops"])
+def test_compose_caches_that_are_no_object_are_made_again(tmp_path: Path, text: str) -> None:
+    """A scene cache of the bank (BANK/scenes/: the matched scene's statistics, the sources' focus, a source's cached
+    sprites) that holds other JSON or none is remade, as a stale one is (before: an AttributeError or a
+    JSONDecodeError traceback)."""
+    from naturalize.bank import Bank
+    from naturalize.compose.params import ComposeParams
+    from naturalize.compose.scene_stats import scene_stats, source_focus
+    from naturalize.compose.source_cache import CACHE_DIR, source_entry
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = Bank.open(make_drawn_bank(tmp_path / "bank", {"PMY": 2}))
+    stats, focus = scene_stats(bank, "PMY"), source_focus(bank)
+    bg = bank.backgrounds[0]
+    rows = [r for r in bank.select("RBC") + bank.select("PLT") if r.source == bg.source]
+    entry = source_entry(bank, bg, rows, ComposeParams())
+    damaged = [
+        bank.root / "scenes" / "matched" / "PMY.json",
+        bank.root / "scenes" / "focus.json",
+        bank.root / CACHE_DIR / f"{bg.background_id}.json",
+    ]
+    for path in damaged:
+        assert path.is_file()
+        path.write_text(text)
+    assert scene_stats(bank, "PMY").sources == stats.sources
+    assert source_focus(bank) == focus
+    again = source_entry(bank, bg, rows, ComposeParams())
+    assert again.areas == entry.areas and np.array_equal(again.plate, entry.plate)
+    assert all(path.read_text() != text for path in damaged)  # made again, in place of the damaged file

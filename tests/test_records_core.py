@@ -163,7 +163,8 @@ def test_a_prepared_folder_with_a_damaged_summary_is_one_error_naming_it(tmp_pat
     write_records(tmp_path / "records.csv", records({"BA": 3}))
     (tmp_path / "summary.json").write_text(text)
     with pytest.raises(
-        UserError, match=r"summary\.json is (damaged|not a naturalize prepare summary).*naturalize prepare"
+        UserError,
+        match=r"summary\.json is (damaged|not a JSON object|not a naturalize prepare summary).*naturalize prepare",
     ):
         load_sources(tmp_path, progress=False)
 

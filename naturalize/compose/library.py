@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -241,16 +241,133 @@ class TaskPool:
             self.pool.shutdown(cancel_futures=True)
 
 
-def _load_sprite(
+class Loaded(NamedTuple):
+    """One sprite as read: the plasma colour around it in its crop (None: its source plate's is used), its
+    feathered premultiplied BGRA, the variants made up front (warm, or from a store; else []) and its mask area
+    (None: counted from the BGRA)."""
+
+    plasma: np.ndarray | None
+    bgra: np.ndarray
+    variants: list[Variant]
+    area: int | None
+
+
+@dataclass(frozen=True)
+class Picks:
+    """The bank rows one (class, seed) run reads: plates (one per chosen source image), the chosen sources, and
+    the centre, red-cell and platelet sprites (the last two from the chosen sources only)."""
+
+    plates: list[BackgroundRow]
+    sources: set[str]
+    centre: list[SpriteRow]
+    rbc: list[SpriteRow]
+    plt: list[SpriteRow]
+
+
+def pick_rows(bank: Bank, cls: str, seed: int, params: ComposeParams) -> Picks:
+    """At most `max_sources` source images (one plate each; none whose white cell the gate refused for its shape:
+    part of it would stay on the inpainted plate), at most `max_wbc` centre sprites of the class, and at most
+    `max_small` red cells and platelets of those sources, drawn in that order by a generator of (seed, class)
+    (all of them in a small bank). UserError when the class has no centre sprites (check_class), or red cells are
+    wanted and there are none."""
+    centre = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
+    rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
+    plates_by_source: dict[str, BackgroundRow] = {}
+    bad = {r.source for r in bank.sprites if r.kind == "WBC" and r.reason in BAD_MASK_REASONS}
+    for b in sorted(bank.backgrounds, key=lambda b: b.background_id):
+        if b.source not in bad:
+            plates_by_source.setdefault(b.source, b)
+    sources = seeded_subset(sorted(plates_by_source), params.max_sources, rng)
+    chosen = set(sources)
+    centre = seeded_subset(centre, params.max_wbc, rng)
+
+    def from_sources(kind: str) -> list[SpriteRow]:
+        rows = sorted((r for r in bank.select(kind) if r.source in chosen), key=lambda r: r.sprite_id)
+        return seeded_subset(rows, params.max_small, rng)
+
+    rbc, plt = from_sources("RBC"), from_sources("PLT")
+    if params.rbc > 0 and not rbc:
+        raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
+    return Picks([plates_by_source[s] for s in sources], chosen, centre, rbc, plt)
+
+
+def draw_transforms(
+    rows: list[SpriteRow], variants: int, cls: str, seed: int, params: ComposeParams
+) -> list[list[Transform]]:
+    """Per sprite of one set, its `variants` transforms, drawn from a generator of (seed, class, set size,
+    variants): the same sprites and settings give the same transforms."""
+    vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
+    return [[sample_transform(vrng, params) for _ in range(variants)] for _ in rows]
+
+
+def centre_variety(
+    bank: Bank, cls: str, seed: int, params: ComposeParams, rows: list[SpriteRow], transforms: list[list[Transform]]
+) -> tuple[list[list[Transform]], np.ndarray | None]:
+    """The centre sprites' transforms, each variant sized within the class's own range under --wbc-scale
+    (variety.sized), and the (sprites, variants) seeds of their shape warps under --wbc-warp (else None)."""
+    if params.wbc_scale:
+        every = [r.area for r in bank.select(centre_kind_of(cls), None if cls == "PLT" else cls)]
+        srng = np.random.default_rng([seed, CLASSES.index(cls), 0x5CA1E])
+        transforms = sized(transforms, [r.area for r in rows], every, srng)
+    warps = None
+    if params.wbc_warp:
+        wrng = np.random.default_rng([seed, CLASSES.index(cls), 0xBE4D])
+        warps = wrng.integers(2**62, size=(len(rows), params.centre_variants))
+    return transforms, warps
+
+
+def load_sprite(
     path: Path, feather: float, transforms: list[Transform], warm: bool, plasma: bool, warps: np.ndarray | None
-):
-    """One sprite: (its source plasma from the crop, or None; feathered premultiplied BGRA; its variants
-    when warm (with their shape warps' seeds, if any), else []; None: its area is counted later)."""
+) -> Loaded:
+    """One sprite file: its crop's plasma colour when `plasma` (its source plate is not loaded), its feathered
+    BGRA and, when `warm`, its variants under `transforms` (with the shape-warp seeds `warps`, if any)."""
     raw = read_bgra(path)
     bgra = feathered(raw, feather)
     seeds = [None] * len(transforms) if warps is None else [int(s) for s in warps]
     made = [make_variant(bgra, t, w) for t, w in zip(transforms, seeds)] if warm else []
-    return (sprite_plasma(raw) if plasma else None), bgra, made, None
+    return Loaded(sprite_plasma(raw) if plasma else None, bgra, made, None)
+
+
+def read_files(
+    bank: Bank,
+    picks: Picks,
+    sets: list[tuple[list[SpriteRow], list[list[Transform]], np.ndarray | None]],
+    params: ComposeParams,
+    threads: int,
+    warm: bool,
+    store: Callable[[Bank, BackgroundRow, list[SpriteRow], ComposeParams], Any] | None,
+) -> tuple[list[np.ndarray], list[Any], list[list[Loaded]]]:
+    """Decode on `threads` threads, every file queued at once: the plates (or, with a `store`, each chosen source's
+    entry: its plate and its red cells and platelets), then the sprites of each (rows, transforms, warp seeds) set.
+    Out: plates, store entries ([] without a store), per set its Loaded sprites."""
+    small_of: dict[str, list[SpriteRow]] = {}  # per source: every usable red cell and platelet (the store's unit)
+    for r in sorted(bank.select("RBC") + bank.select("PLT"), key=lambda r: r.sprite_id) if store else ():
+        small_of.setdefault(r.source, []).append(r)
+
+    def sprite(row: SpriteRow, ts: list[Transform], w: np.ndarray | None) -> Loaded:
+        return load_sprite(bank.root / row.relpath, params.feather, ts, warm, row.source not in picks.sources, w)
+
+    with TaskPool(threads) as tasks:
+        entries_done = (
+            tasks.map(lambda b: store(bank, b, small_of.get(b.source, []), params), picks.plates) if store else iter(())
+        )
+        plates_done = tasks.map(
+            lambda r: read_plate(bank.root / r.relpath, params.canvas), [] if store else picks.plates
+        )
+        sprites_done = [
+            tasks.map(lambda rtw: sprite(*rtw), zip(rows, ts, [None] * len(rows) if w is None else list(w)))
+            for rows, ts, w in sets
+        ]
+        entries = list(entries_done)
+        plates = [e.plate for e in entries] if store else list(plates_done)
+        loaded = [list(done) for done in sprites_done]
+    return plates, entries, loaded
+
+
+def from_entry(entry: Any, sprite_id: str) -> Loaded:
+    """A sprite of a store entry (a source_cache.SourceEntry, not imported here: source_cache imports this module;
+    all its variants made; no crop plasma: its source plate is loaded)."""
+    return Loaded(None, entry.bgra[sprite_id], entry.variants[sprite_id], entry.areas[sprite_id])
 
 
 def _area(bgra: np.ndarray) -> int:
@@ -258,10 +375,27 @@ def _area(bgra: np.ndarray) -> int:
     return int(np.count_nonzero(bgra[:, :, 3] >= 128))
 
 
-def _from_entry(entry: Any, sprite_id: str) -> tuple[None, np.ndarray, list[Variant], int]:
-    """_load_sprite's result for a sprite of a cache entry (a source_cache.SourceEntry, not imported here:
-    source_cache imports this module; all its variants made)."""
-    return None, entry.bgra[sprite_id], entry.variants[sprite_id], entry.areas[sprite_id]
+def sprite_set(
+    rows: list[SpriteRow],
+    transforms: list[list[Transform]],
+    got: list[Loaded],
+    warps: np.ndarray | None,
+    plasma_of: dict[str, np.ndarray],
+    plate_plasma: np.ndarray | None,
+) -> SpriteSet:
+    """The SpriteSet of one role from its rows and Loaded sprites: a sprite's source plasma is its crop's, else its
+    source plate's (`plasma_of`), else the median of the plates'; with `plate_plasma` (stain matching) the gain
+    table of every sprite on every plate."""
+    fallback = np.median(np.stack(list(plasma_of.values())), axis=0).astype(np.float32)
+    plasma = [plasma_of.get(r.source, fallback) if g.plasma is None else g.plasma for r, g in zip(rows, got)]
+    areas = np.array([_area(g.bgra) if g.area is None else g.area for g in got], np.int64)
+    out = SpriteSet(
+        rows, [g.bgra for g in got], np.array(plasma, np.float32).reshape(-1, 3), areas, transforms, warps=warps
+    )
+    out._warped.update(((i, v), var) for i, g in enumerate(got) for v, var in enumerate(g.variants))
+    if plate_plasma is not None:
+        out.gains = gain_table(out.plasma, plate_plasma)
+    return out
 
 
 def load_library(
@@ -273,125 +407,51 @@ def load_library(
     warm: bool = False,
     store: Callable[[Bank, BackgroundRow, list[SpriteRow], ComposeParams], Any] | None = None,
 ) -> Library:
-    """Read what a (class, seed) run composes from: the plates of at most `max_sources` source images (none
-    whose white cell the gate refused for its shape: part of it would stay on the inpainted plate) and
-    at most `max_small` of their red cells and platelets, and at most `max_wbc` centre sprites, chosen by
-    seed (all of them in a small bank). A sprite's source plasma colour is its source plate's when that
-    plate is loaded, else the colour around the cell in its crop. warm: warp every sprite variant now
-    (what a long run would warp one by one as it goes, done once before worker processes fork and share it).
-    Files are decoded on `threads` threads; the result does not depend on it. store: plates, red cells and
-    platelets from a per-source store instead (source_cache.source_entry: (bank, background row, the source's
-    usable RBC and PLT rows, params) -> its plate, plasma and per sprite id BGRA, area and every variant);
-    the centre cells are loaded as without."""
-    cached, fetch = store is not None, store or (lambda *_: None)
-    centre_rows = sorted(check_class(bank, cls), key=lambda r: r.sprite_id)
-    rng = np.random.default_rng([seed, CLASSES.index(cls), 0x5EED])
-    plates_by_source: dict[str, BackgroundRow] = {}
-    bad = {r.source for r in bank.sprites if r.kind == "WBC" and r.reason in BAD_MASK_REASONS}
-    for b in sorted(bank.backgrounds, key=lambda b: b.background_id):
-        if b.source not in bad:
-            plates_by_source.setdefault(b.source, b)
-    sources = seeded_subset(sorted(plates_by_source), params.max_sources, rng)
-    chosen = set(sources)
-    plate_rows = [plates_by_source[s] for s in sources]
-    centre_rows = seeded_subset(centre_rows, params.max_wbc, rng)
-
-    def from_sources(kind: str) -> list[SpriteRow]:
-        rows = sorted((r for r in bank.select(kind) if r.source in chosen), key=lambda r: r.sprite_id)
-        return seeded_subset(rows, params.max_small, rng)
-
-    rbc, plt = from_sources("RBC"), from_sources("PLT")
-    if params.rbc > 0 and not rbc:
-        raise UserError(f"bank {bank.root} has no RBC sprites; rebuild it with `naturalize segment` or use --rbc 0")
-    sets = [(centre_rows, params.centre_variants), (rbc, params.variants), (plt, params.variants)]
-    from_files = sets[:1] if cached else sets  # a store holds its own sprites and transforms (per sprite id)
-    transforms = []
-    for rows, variants in from_files:
-        vrng = np.random.default_rng([seed, CLASSES.index(cls), 0xA11, len(rows), variants])
-        transforms.append([[sample_transform(vrng, params) for _ in range(variants)] for _ in rows])
-    small_of: dict[str, list[SpriteRow]] = {}  # per source: every usable red cell and platelet (the cache's unit)
-    for r in sorted(bank.select("RBC") + bank.select("PLT"), key=lambda r: r.sprite_id) if cached else ():
-        small_of.setdefault(r.source, []).append(r)
-    if params.wbc_scale:  # white-cell variety: each variant sized within the class's own range (variety.py)
-        every = [r.area for r in bank.select(centre_kind_of(cls), None if cls == "PLT" else cls)]
-        transforms[0] = sized(
-            transforms[0],
-            [r.area for r in centre_rows],
-            every,
-            np.random.default_rng([seed, CLASSES.index(cls), 0x5CA1E]),
-        )
-    warps: list[np.ndarray | None] = [None] * len(sets)
-    if params.wbc_warp:  # white-cell variety: one shape-warp seed per centre variant (variety.shape_warp)
-        wrng = np.random.default_rng([seed, CLASSES.index(cls), 0xBE4D])
-        warps[0] = wrng.integers(2**62, size=(len(centre_rows), params.centre_variants))
-    with TaskPool(threads) as tasks:  # every file queued at once: plates (or cache entries), then each set's sprites
-        entries_done = tasks.map(
-            lambda b: fetch(bank, b, small_of.get(b.source, []), params), plate_rows if cached else []
-        )
-        plates_done = tasks.map(
-            lambda r: read_plate(bank.root / r.relpath, params.canvas), [] if cached else plate_rows
-        )
-        sprites_done = [
-            tasks.map(
-                lambda rtw: _load_sprite(
-                    bank.root / rtw[0].relpath,
-                    params.feather,
-                    rtw[1],
-                    warm,
-                    rtw[0].source not in chosen,
-                    rtw[2],
-                ),
-                zip(rows, ts, [None] * len(rows) if w is None else list(w)),
-            )
-            for (rows, _), ts, w in zip(from_files, transforms, warps)
-        ]
-        entries = list(entries_done)
-        plates = [e.plate for e in entries] if cached else list(plates_done)
-        loaded = [list(done) for done in sprites_done]
-    if cached:  # (no crop plasma: every cached sprite's source plate is loaded)
-        by_source = {r.source: e for r, e in zip(plate_rows, entries)}
-        loaded += [[_from_entry(by_source[r.source], r.sprite_id) for r in rows] for rows in (rbc, plt)]
-        transforms += [[[v.transform for v in got[2]] for got in done] for done in loaded[1:]]
-    plasmas = [e.plasma for e in entries] if cached else [plasma_colour(p) for p in plates]
-    plasma_of = {r.source: c for r, c in zip(plate_rows, plasmas)}
-    plate_plasma = np.stack([plasma_of[r.source] for r in plate_rows])
-    fallback = np.median(plate_plasma, axis=0).astype(np.float32)
-
-    def sprite_set(rows: list[SpriteRow], ts: list[list[Transform]], got: list, w: np.ndarray | None) -> SpriteSet:
-        plasma = [plasma_of.get(r.source, fallback) if crop is None else crop for r, (crop, *_) in zip(rows, got)]
-        arrays = [bgra for _, bgra, _, _ in got]
-        areas = np.array([_area(a) if n is None else n for (_, _, _, n), a in zip(got, arrays)], np.int64)
-        out = SpriteSet(rows, arrays, np.array(plasma, np.float32).reshape(-1, 3), areas, ts, warps=w)
-        out._warped.update(((i, v), var) for i, (_, _, made, _) in enumerate(got) for v, var in enumerate(made))
-        if params.stain:
-            out.gains = gain_table(out.plasma, plate_plasma)
-        return out
-
-    centre, rbc_set, plt_set = (
-        sprite_set(rows, ts, got, w) for (rows, _), ts, got, w in zip(sets, transforms, loaded, warps)
+    """Read what a (class, seed) run composes from: the rows pick_rows draws, each sprite's transforms
+    (draw_transforms, centre_variety), the files (read_files), then per role a SpriteSet (sprite_set) and per plate
+    its plasma colour and the area of the white cell it had. warm: warp every sprite variant now (what a long run
+    would warp one by one as it goes, done once before worker processes fork and share it). Files are decoded on
+    `threads` threads; the result does not depend on it. store: plates, red cells and platelets from a per-source
+    store instead (source_cache.source_entry: (bank, background row, the source's usable RBC and PLT rows, params)
+    -> its plate, plasma and per sprite id BGRA, area and every variant); the centre cells are loaded as without."""
+    picks = pick_rows(bank, cls, seed, params)
+    roles = [(picks.centre, params.centre_variants), (picks.rbc, params.variants), (picks.plt, params.variants)]
+    from_files = roles[:1] if store else roles  # a store holds its own sprites and transforms (per sprite id)
+    transforms = [draw_transforms(rows, variants, cls, seed, params) for rows, variants in from_files]
+    transforms[0], centre_warps = centre_variety(bank, cls, seed, params, picks.centre, transforms[0])
+    warps = [centre_warps, None, None]
+    plates, entries, loaded = read_files(
+        bank, picks, list(zip([rows for rows, _ in from_files], transforms, warps)), params, threads, warm, store
+    )
+    if store:
+        by_source = {r.source: e for r, e in zip(picks.plates, entries)}
+        loaded += [[from_entry(by_source[r.source], r.sprite_id) for r in rows] for rows in (picks.rbc, picks.plt)]
+        transforms += [[[v.transform for v in got.variants] for got in done] for done in loaded[1:]]
+    plasmas = [e.plasma for e in entries] if store else [plasma_colour(p) for p in plates]
+    plasma_of = {r.source: c for r, c in zip(picks.plates, plasmas)}
+    plate_plasma = np.stack([plasma_of[r.source] for r in picks.plates])
+    centre, rbc, plt = (
+        sprite_set(rows, ts, got, w, plasma_of, plate_plasma if params.stain else None)
+        for (rows, _), ts, got, w in zip(roles, transforms, loaded, warps)
     )
     if params.wbc_stain:
-        centre.tints = tints(
-            centre.bgra,
-            centre.plasma,
-            params.centre_variants,
-            np.random.default_rng([seed, CLASSES.index(cls), 0x57A1]),
-        )
+        trng = np.random.default_rng([seed, CLASSES.index(cls), 0x57A1])
+        centre.tints = tints(centre.bgra, centre.plasma, params.centre_variants, trng)
     if params.wbc_focus:
-        centre.focus = focus_to_plates(bank, centre.rows, plate_rows)
-    centre_area = _centre_cell_areas(bank, plate_rows, params.canvas)
+        centre.focus = focus_to_plates(bank, centre.rows, picks.plates)
+    centre_area = _centre_cell_areas(bank, picks.plates, params.canvas)
     order = np.argsort(centre_area, kind="stable")
     return Library(
         cls=cls,
         centre_kind=centre_kind_of(cls),
         plates=plates,
-        plate_rows=plate_rows,
+        plate_rows=picks.plates,
         plate_plasma=plate_plasma,
         plate_by_centre_area=order,
         plate_centre_area_sorted=centre_area[order],
         centre=centre,
-        rbc=rbc_set,
-        plt=plt_set,
+        rbc=rbc,
+        plt=plt,
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from naturalize.bank import Bank
 from naturalize.compose.variety import edge_sigma
 from naturalize.fsio import UserError, write_json
+from naturalize.outputs import read_record
 
 STATS_VERSION = 1
 
@@ -91,17 +92,16 @@ def scene_stats(bank: Bank, cls: str) -> SceneStats:
     and stored there (atomically; a read-only bank is measured every time)."""
     path = bank.root / "scenes" / "matched" / f"{cls}.json"
     key = _hash(bank, cls)
-    if path.is_file():
-        d = json.loads(path.read_text(encoding="utf-8"))
-        if d.get("rows") == key:
-            return SceneStats(
-                cls,
-                tuple(d["sources"]),
-                np.array(d["n_rbc"]),
-                np.array(d["n_plt"]),
-                np.array(d["offset"], float).reshape(-1, 2),
-                np.array(d["border_fraction"]),
-            )
+    d = read_record(path) or {}  # none, or not a JSON object: made again
+    if d.get("rows") == key:
+        return SceneStats(
+            cls,
+            tuple(d["sources"]),
+            np.array(d["n_rbc"]),
+            np.array(d["n_plt"]),
+            np.array(d["offset"], float).reshape(-1, 2),
+            np.array(d["border_fraction"]),
+        )
     st = measure(bank, cls)
     try:
         write_json(
@@ -159,10 +159,9 @@ def source_focus(bank: Bank) -> dict[str, float]:
     text = json.dumps([FOCUS_VERSION, sorted(repr(r) for v in rows.values() for r in v)])
     key = hashlib.sha256(text.encode()).hexdigest()
     path = bank.root / "scenes" / "focus.json"
-    if path.is_file():
-        d = json.loads(path.read_text(encoding="utf-8"))
-        if d.get("rows") == key:
-            return {k: float(v) for k, v in d["sigma"].items()}
+    d = read_record(path) or {}  # none, or not a JSON object: measured again
+    if d.get("rows") == key:
+        return {k: float(v) for k, v in d["sigma"].items()}
     sigma = measure_focus(bank, rows)
     try:
         write_json(path, {"version": FOCUS_VERSION, "rows": key, "sigma": sigma})

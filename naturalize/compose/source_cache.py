@@ -35,6 +35,7 @@ from naturalize.compose.library import Variant, feathered, make_variant, plasma_
 from naturalize.compose.params import ComposeParams
 from naturalize.compose.transform import Transform, sample_transform
 from naturalize.fsio import write_bytes, write_json
+from naturalize.outputs import read_record
 
 #: Version of the cached files (a change remakes them).
 CACHE_VERSION = 1
@@ -163,15 +164,11 @@ def source_entry(bank: Bank, bg: BackgroundRow, rows: list[SpriteRow], params: C
     meta_path = d / f"{bg.background_id}.json"
     key = stamp(bg, rows, params)
     data_path = d / f"{bg.background_id}.{key[:16]}.npy"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            meta = {}
-        if meta.get("stamp") == key:
-            got = _read(meta, data_path)
-            if got is not None:
-                return got
+    meta = read_record(meta_path) or {}  # none, unreadable, or not a JSON object: made again
+    if meta.get("stamp") == key:
+        got = _read(meta, data_path)
+        if got is not None:
+            return got
     entry = make_entry(bank, bg, rows, params)
     data, index = _pack(entry, key)
     try:

@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +69,16 @@ SIZES: dict[str, DemoSize] = {
 
 @dataclass
 class StageLog:
-    """Per-stage wall time in seconds and a short note, in run order."""
+    """The demo's stages, run one after another: `stage` prints each one's header line, `[k/total] name: note`
+    (numbered in run order) through `echo`, and `rows` keeps its wall time in seconds and note, in run order."""
 
-    rows: list[tuple[str, float, str]]
+    echo: Callable[[str], None]
+    total: int
+    rows: list[tuple[str, float, str]] = field(default_factory=list)
 
     @contextmanager
-    def stage(self, name: str, note: str, echo: Callable[[str], None], number: int, total: int) -> Iterator[None]:
-        echo(f"[{number}/{total}] {name}: {note}")
+    def stage(self, name: str, note: str) -> Iterator[None]:
+        self.echo(f"[{len(self.rows) + 1}/{self.total}] {name}: {note}")
         t0 = time.perf_counter()
         yield
         self.rows.append((name, time.perf_counter() - t0, note))
@@ -214,32 +217,27 @@ def _run(
 ) -> Path:
     from naturalize.segment.run import format_summary, segment
 
-    log = StageLog([])
-    total = 8
+    log = StageLog(echo, total=8)
     quiet = lambda *_a, **_k: None  # noqa: E731  (library chatter; the stage lines say what happens)
     work = out / "work"
     if pbc is None:
         data_root = out / DRAWN_DIRNAME
-        with log.stage("draw", f"{sz.per_class} procedurally drawn images per class (NOT real cells)", echo, 1, total):
+        with log.stage("draw", f"{sz.per_class} procedurally drawn images per class (NOT real cells)"):
             write_drawn_release(data_root, sz.per_class, seed=seed, progress=progress, workers=workers)
         data_kind = "drawn"
     else:
         data_root = out / "pbc-subset"
-        with log.stage("subset", f"{sz.pbc_per_class} real images per class from {pbc}", echo, 1, total):
+        with log.stage("subset", f"{sz.pbc_per_class} real images per class from {pbc}"):
             real_subset(Path(pbc), data_root, sz.pbc_per_class, seed)
         data_kind = "real"
 
     prepared = work / "prepared"
-    with log.stage(
-        "prepare", f"records + stratified {'/'.join(str(int(f * 100)) for f in SPLIT)} split", echo, 2, total
-    ):
+    with log.stage("prepare", f"records + stratified {'/'.join(str(int(f * 100)) for f in SPLIT)} split"):
         summary = prepare(
             data_root, prepared, seed=seed, fractions=SPLIT, workers=workers, overwrite=True, progress=progress
         )
     bank = work / "bank-train"
-    with log.stage(
-        "segment", "classical backend, train split only (no test image feeds a synthetic one)", echo, 3, total
-    ):
+    with log.stage("segment", "classical backend, train split only (no test image feeds a synthetic one)"):
         seg = segment(
             prepared, bank, backend="classical", split="train", workers=workers, progress=progress, echo=quiet
         )
@@ -249,9 +247,6 @@ def _run(
         "build",
         f"composes {sz.synthetic} Naturalize images each for {', '.join(AUGMENTED_CLASSES)} "
         "from the training bank; clean protocol: synthetic images in train only",
-        echo,
-        4,
-        total,
     ):
         # build reuses the prepared records and bank-train above (same work folder) and composes once
         meta = build(
@@ -272,7 +267,7 @@ def _run(
         )
     syn = {c: sorted((dataset / "synthetic" / c).glob("*_syn_*")) for c in AUGMENTED_CLASSES}
     run = out / "run"
-    with log.stage("train", f"{MODEL}, {sz.image_size}px, {sz.epochs} epochs, weights none", echo, 5, total):
+    with log.stage("train", f"{MODEL}, {sz.image_size}px, {sz.epochs} epochs, weights none"):
         from classify.train import train
 
         train(
@@ -291,17 +286,17 @@ def _run(
             workers=workers,
             log=quiet,
         )
-    with log.stage("evaluate", "best model on the test split (no synthetic image in it)", echo, 6, total):
+    with log.stage("evaluate", "best model on the test split (no synthetic image in it)"):
         from classify.evaluate import evaluate_run
 
         result = evaluate_run(run, "test", progress=progress)
-    with log.stage("sheets", "segmentation sheets; source training images beside Naturalize images", echo, 7, total):
+    with log.stage("sheets", "segmentation sheets; source training images beside Naturalize images"):
         seg_sheets = segmentation_sheets(bank, out / "figures")
         from naturalize.bank import Bank
 
         pbc_root = Path(Bank.open(bank).meta["root"])  # the manifest's sources are relative to it
         sheets = contact_sheets(out / "figures", dataset, syn, "drawn" if pbc is None else "real", pbc_root)
-    with log.stage("report", "report.html", echo, 8, total):
+    with log.stage("report", "report.html"):
         report = _write_report(
             out, data_kind, data_root, meta, summary, seg, seg_sheets, sheets, run, result, log, settings
         )

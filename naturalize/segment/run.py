@@ -1,7 +1,7 @@
 """`naturalize segment`: cut every source image into a sprite bank (the shell around the backends).
 
 In: a raw PBC tree or a `naturalize prepare` directory, a backend and its options (inputs are never
-modified). Out: the bank (see naturalize/bank.py), whose curation.csv holds the curation result.
+modified). Out: the bank (see naturalize/bank/), whose curation.csv holds the curation result.
 
 Workers segment and encode images (PNG; only a mask for rejected sprites) in parallel; the main process
 writes them in source order, so the bank does not depend on --workers. A run that stops midway leaves a

@@ -1,7 +1,7 @@
 """A small sprite bank cut from real PBC images with their OI-PBC boxes (test and benchmark helper).
 
 In: the release folder (PBC_dataset_normal_DIB), the OI-PBC boxes folder, which images to use.
-Out: a bank in the documented format (naturalize/bank.py): bank.json, index.csv, backgrounds.csv,
+Out: a bank in the documented format (naturalize/bank/): bank.json, index.csv, backgrounds.csv,
 curation.csv, sprites/<kind>/[<label>/]<id>.png, backgrounds/<id>.png.
 
 Each box gives one sprite: a tight crop whose alpha is the largest Otsu component of the saturation

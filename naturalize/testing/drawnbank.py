@@ -1,7 +1,7 @@
 """A tiny sprite bank of procedurally drawn cells: what compose needs, with no PBC data and no segmenter.
 
 In: how many source images per class, a seed, an output folder. Out: a bank in the documented format
-(naturalize/bank.py), written by the product's BankWriter: per source image a drawn background plate,
+(naturalize/bank/), written by the product's BankWriter: per source image a drawn background plate,
 its centre cell (the class's white cell, or a platelet for PLT), `rbc` red cells and `plt` platelets,
 each a tight RGBA crop (alpha = mask, the plate's colour under alpha 0). The cells are drawn with
 naturalize.drawn's patches onto the plate, apart from each other, so their masks are known exactly
