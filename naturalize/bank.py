@@ -1,6 +1,6 @@
 """The sprite bank on disk: the format `naturalize segment` writes and `naturalize compose` reads.
 
-BANK/bank.json               format_version, backend, parameters, counts per kind/class
+BANK/bank.json               format_version, code (digest), backend, parameters, counts per kind/class
 BANK/index.csv               one row per sprite (INDEX_FIELDS)
 BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask: sprites that passed the gate
 BANK/backgrounds.csv         one row per background plate (BACKGROUND_FIELDS)
@@ -595,7 +595,10 @@ class _FileSum:
 
 
 def _differ(key: str, theirs: Any, ours: Any) -> str:
-    """`key`, with the sub-keys that differ when both values are dicts: "parameters (checkpoint_md5)"."""
+    """`key`, with the sub-keys that differ when both values are dicts: "parameters (checkpoint_md5)"; `code` says
+    that another version of the segmentation code cut the bank (or one from before banks recorded it)."""
+    if key == "code":
+        return "code (cut by another version of naturalize's segmentation code)"
     if not (isinstance(theirs, dict) and isinstance(ours, dict)):
         return key
     subs = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))

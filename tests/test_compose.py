@@ -457,7 +457,8 @@ def test_preview_records_its_tiles_provenance(tmp_path: Path) -> None:
     with Image.open(tmp_path / "sheet.png") as im:
         prov = json.loads(im.text["provenance"])
     assert prov["made_by"] == "naturalize preview" and prov["seed"] == 3
-    assert prov["synthetic"] == [str(syn)] and sorted(prov["real"]) == [str(f) for f in files[2:]]
+    rel = lambda f: f.relative_to(root).as_posix()  # noqa: E731
+    assert prov["synthetic"] == [rel(syn)] and sorted(prov["real"]) == [rel(f) for f in files[2:]]
     assert counts["unreadable"] == [str(files[1])]
 
 

@@ -1,0 +1,115 @@
+"""Every artefact a later run reuses records the code that made it; one made by other code is remade or refused
+with one `error:` line, never reused. Each test makes the artefact with a real run, then edits its stored stamp as
+another version of the code would have written it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from naturalize.codeversion import code_digest
+from naturalize.drawn import write_drawn_release
+from naturalize.testing.cli import run_cli
+
+OTHER = "0" * 64  # a stamp no code makes
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def _restamp(path: Path, key: str, value: object = OTHER) -> None:
+    meta = json.loads(path.read_text())
+    assert key in meta, f"{path} records no {key!r}"
+    meta[key] = value
+    path.write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("drawn") / "pbc"
+    write_drawn_release(root, 3, seed=0, progress=False)
+    return root
+
+
+def test_segment_does_not_resume_a_bank_cut_by_other_code(drawn: Path, tmp_path: Path) -> None:
+    from naturalize.segment.run import SEGMENT_CODE
+
+    args = ("segment", drawn, "--out", tmp_path / "bank", "--limit", 3, "--workers", 1, "--no-progress")
+    assert run_cli("naturalize", *args).returncode == 0
+    bank_json = tmp_path / "bank" / "bank.json"
+    assert json.loads(bank_json.read_text())["code"] == code_digest(*SEGMENT_CODE)
+    _restamp(bank_json, "code")
+    before = _files(tmp_path / "bank")
+    r = run_cli("naturalize", *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "code (cut by another version" in line and "--overwrite" in line, line
+    assert _files(tmp_path / "bank") == before  # refused before anything is touched
+    assert run_cli("naturalize", *args, "--overwrite").returncode == 0
+    assert json.loads(bank_json.read_text())["code"] == code_digest(*SEGMENT_CODE)
+
+
+def test_build_does_not_reuse_a_cached_bank_cut_by_other_code(drawn: Path, tmp_path: Path) -> None:
+    args = ("build", "pbc11-curated", "--pbc", drawn, "--out", tmp_path / "ds", "--workers", 1, "--no-progress")
+    args += ("--work", tmp_path / "work")
+    assert run_cli("naturalize", *args).returncode == 0
+    (bank_json,) = (tmp_path / "work").rglob("bank-train/bank.json")
+    _restamp(bank_json, "code")
+    r = run_cli("naturalize", *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert f"{bank_json.parent} holds a sprite bank made with other settings (code (cut by" in line, line
+    assert "delete that folder" in line, line
+    shutil.rmtree(bank_json.parent)
+    assert run_cli("naturalize", *args).returncode == 0
+
+
+def test_preview_gives_the_same_bytes_for_a_relative_or_an_absolute_folder(drawn: Path, tmp_path: Path) -> None:
+    """The contact sheet's provenance named its files as the folder was given: `preview imgs` and `preview
+    /abs/imgs` (or the same from another directory) wrote different PNGs, and the absolute one carried the user's
+    path. The files are now named relative to DIR (and --real)."""
+    from PIL import Image
+
+    sheets = []
+    for cwd, root in ((drawn.parent, Path(drawn.name)), (tmp_path, drawn)):
+        out = tmp_path / f"sheet{len(sheets)}.png"
+        r = run_cli("naturalize", "preview", root, "--real", root / "ig", "--out", out, "--n", 6, cwd=cwd)
+        assert r.returncode == 0, r.stderr
+        sheets.append(out.read_bytes())
+    assert sheets[0] == sheets[1]
+    with Image.open(tmp_path / "sheet0.png") as im:
+        prov = json.loads(im.text["provenance"])
+    assert prov["real"] and all((drawn / "ig" / p).is_file() for p in prov["real"])
+    assert prov["synthetic"] and all((drawn / p).is_file() for p in prov["synthetic"])
+
+
+def test_the_same_model_saves_to_the_same_bytes(tmp_path: Path) -> None:
+    """A run's model.keras (and report.json's `model_sha256`, which names it) differed between two runs of the same
+    seed with the same weights: Keras stamps the save time and numbers shared objects by their Python id(). Two
+    instances of one model, with the same weights, now save to the same bytes, and load back to the same model."""
+    pytest.importorskip("keras")
+    import keras
+    import numpy as np
+
+    from classify import runs
+    from classify.models import create_model
+
+    saved = []
+    for k in range(2):
+        keras.utils.set_random_seed(0)
+        model = create_model("custom_cnn", 3, "none", "finetune", 32)
+        runs.save_model(model, tmp_path / f"m{k}.keras")
+        saved.append((tmp_path / f"m{k}.keras").read_bytes())
+    assert saved[0] == saved[1]
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype("float32")
+    again = runs.load_model(tmp_path / "m0.keras")
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
