@@ -113,3 +113,44 @@ def test_the_same_model_saves_to_the_same_bytes(tmp_path: Path) -> None:
     x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype("float32")
     again = runs.load_model(tmp_path / "m0.keras")
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_matched_statistics_and_focus_measured_by_other_code_are_measured_again(tmp_path: Path) -> None:
+    """BANK/scenes/matched/<CLASS>.json and BANK/scenes/focus.json were keyed by the bank's rows and a hand-kept
+    version only: an edit of the code that measures them reused the old numbers. They now record `code` and are
+    measured again when it differs."""
+    from naturalize.bank import Bank
+    from naturalize.compose.params import ComposeParams
+    from naturalize.compose.run import compose_class
+    from naturalize.compose.scene_stats import CODE, scene_stats, source_focus
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 3})
+    params = ComposeParams(scene="matched", wbc_focus=True)
+    compose_class(bank, "PMY", 2, tmp_path / "out", params=params, workers=1, progress=False)
+    stats, focus = bank / "scenes" / "matched" / "PMY.json", bank / "scenes" / "focus.json"
+    measured = (scene_stats(Bank.open(bank), "PMY").n_rbc.tolist(), source_focus(Bank.open(bank)))
+    for path, key, stale in ((stats, "n_rbc", [999] * len(measured[0])), (focus, "sigma", {"x": 99.0})):
+        _restamp(path, "code")
+        _restamp(path, key, stale)  # what that other code measured
+    assert scene_stats(Bank.open(bank), "PMY").n_rbc.tolist() == measured[0]
+    assert source_focus(Bank.open(bank)) == measured[1]
+    assert json.loads(stats.read_text())["code"] == json.loads(focus.read_text())["code"] == code_digest(*CODE)
+
+
+def test_the_decoded_image_cache_is_keyed_by_the_code_that_decoded_it(drawn: Path, tmp_path: Path) -> None:
+    """classify's decoded-image cache was keyed by a hand-kept "v3", the size and the files: an edit of the decoder
+    (or another Pillow) reused pixels decoded the old way. Its key now holds the decoding code's digest and
+    Pillow's version: the file a real decode writes is named by them, and another stamp names another file."""
+    pytest.importorskip("PIL")
+    import PIL
+
+    from classify.images import DECODE_CODE, _key, cache_stamp, cached_array
+
+    paths = sorted(drawn.rglob("*.jpg"))[:3]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLASSIFY_CACHE", str(tmp_path / "cache"))
+        cached_array(paths, 16, workers=1, progress=False)
+    assert cache_stamp()[1:] == [code_digest(*DECODE_CODE), PIL.__version__]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"{_key(paths, 16)}_16.npy"]
+    assert _key(paths, 16, ["v3", OTHER, PIL.__version__]) != _key(paths, 16)
