@@ -154,3 +154,45 @@ def test_the_decoded_image_cache_is_keyed_by_the_code_that_decoded_it(drawn: Pat
     assert cache_stamp()[1:] == [code_digest(*DECODE_CODE), PIL.__version__]
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"{_key(paths, 16)}_16.npy"]
     assert _key(paths, 16, ["v3", OTHER, PIL.__version__]) != _key(paths, 16)
+
+
+def test_build_does_not_reuse_records_prepared_by_other_code(drawn: Path, tmp_path: Path) -> None:
+    """build's work cache holds prepared records keyed by the PBC folder, seed, split and --max-real only: records
+    made by another version of prepare (another split or de-duplication rule) were laid out silently. summary.json
+    now records `code`; a build refuses records of another with one line, before anything is removed."""
+    from naturalize.prepare import PREPARE_CODE
+
+    args = ("build", "pbc11", "--pbc", drawn, "--out", tmp_path / "ds", "--work", tmp_path / "work", "--no-progress")
+    assert run_cli("naturalize", *args).returncode == 0
+    summary = tmp_path / "work" / "prepared" / "summary.json"
+    assert json.loads(summary.read_text())["code"] == code_digest(*PREPARE_CODE)
+    _restamp(summary, "code")
+    before = _files(tmp_path / "ds")
+    for more in ((), ("--overwrite",)):
+        r = run_cli("naturalize", *args, *more)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith("error: ") and "code (another version of naturalize's prepare)" in line, line
+        assert _files(tmp_path / "ds") == before
+    shutil.rmtree(tmp_path / "work")
+    assert run_cli("naturalize", *args).returncode == 0
+
+
+def test_a_drawn_set_of_other_generator_code_is_not_resumed(tmp_path: Path) -> None:
+    """write_drawn_release resumed a folder whose drawn.json matched by a hand-kept generator version: after an edit
+    of the generator, a rerun kept the old images and drew only the missing ones in the new way. drawn.json now
+    records `code`; a folder of another is refused (one line), and overwrite=True draws it again."""
+    from naturalize.fsio import UserError
+
+    out = tmp_path / "drawn"
+    write_drawn_release(out, {"PMY": 2}, seed=0, progress=False)
+    assert json.loads((out / "drawn.json").read_text())["code"] == code_digest("naturalize.drawn")
+    _restamp(out / "drawn.json", "code")
+    (first,) = [p for p in out.rglob("PMY_*.jpg") if p.name.endswith("0001.jpg")]
+    first.unlink()  # an interrupted run of that other code
+    before = _files(out)
+    with pytest.raises(UserError, match="drawn with other parameters"):
+        write_drawn_release(out, {"PMY": 2}, seed=0, progress=False)
+    assert _files(out) == before
+    write_drawn_release(out, {"PMY": 2}, seed=0, progress=False, overwrite=True)
+    assert first.is_file() and json.loads((out / "drawn.json").read_text())["code"] == code_digest("naturalize.drawn")
