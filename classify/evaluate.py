@@ -150,7 +150,7 @@ def evaluate_run(
         probs = predict_probs(model, x, batch_size or int(config.get("batch_size", 32)))
         m = metrics(y, probs, classes)
         header = (
-            f"run {run}  model {config['model']}  dataset {data.root}  split {split}  n {m['n']}\n"
+            f"run {run.resolve()}  model {config['model']}  dataset {data.root}  split {split}  n {m['n']}\n"
             f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}\n" + protocol_line(data.meta) + absent_line(m) + "\n"
         )
         write_text(out / "report.txt", header + m["report_text"])

@@ -3,7 +3,8 @@
 Files are decoded by naturalize.decode (the one rule every command reads images by: pixels as stored, any mode
 to RGB) and resized to S x S; nothing is rejected but files Pillow cannot read (or refuses as a decompression
 bomb). The cache is a .npy file under $CLASSIFY_CACHE (else ~/.cache/naturalize/classify), keyed by the image
-size and each file's path, size and mtime, written atomically and memory-mapped.
+size, each file's path, size and mtime, and the decoding code's digest and Pillow's version (cache_stamp),
+written atomically and memory-mapped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from naturalize.codeversion import code_digest
 from naturalize.decode import load_image as load_image  # the one decoder (re-exported for classify's modules)
 from naturalize.fsio import UserError, atomic_open
 from naturalize.paths import env_path
@@ -26,8 +28,20 @@ def cache_home() -> Path:
     return env_path("CLASSIFY_CACHE", Path.home() / ".cache" / "naturalize" / "classify")
 
 
-def _key(paths: Sequence[Path], size: int) -> str:
-    h = hashlib.sha1(json.dumps(["v3", size]).encode())  # v3: float images on their scale (naturalize.decode)
+#: The modules whose code decodes and resizes the cached images (their digest is part of the cache key).
+DECODE_CODE = ("classify.images", "naturalize.decode")
+
+
+def cache_stamp() -> list[str]:
+    """What the cached pixels depend on besides the files: this code (a digest of DECODE_CODE) and Pillow's version."""
+    import PIL
+
+    return ["v3", code_digest(*DECODE_CODE), PIL.__version__]  # v3: float images on their scale (naturalize.decode)
+
+
+def _key(paths: Sequence[Path], size: int, stamp: Sequence[str] | None = None) -> str:
+    """The cache file's key: `stamp` (default cache_stamp()), the size, and each file's path, size and mtime."""
+    h = hashlib.sha1(json.dumps([*(cache_stamp() if stamp is None else stamp), size]).encode())
     for p in paths:
         try:
             st = p.stat()

@@ -15,7 +15,9 @@ RUN/
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -126,9 +128,44 @@ def _refreeze(model) -> None:
 
 
 def save_model(model, path: Path) -> None:
-    """model.save to a temp .keras file beside `path`, then rename over it."""
+    """model.save to a temp .keras file beside `path`, made the same bytes for the same model (same_bytes_keras),
+    then rename over it."""
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(str(tmp))
+        same_bytes_keras(Path(tmp))
+
+
+#: The ids Keras writes into a .keras file's config.json: Python object ids (id()), another number every run.
+_SHARED_ID = re.compile(rb'"shared_object_id": (\d+)')
+
+
+def same_bytes_keras(path: Path) -> None:
+    """Rewrite the .keras archive `path` in place so the same model gives the same bytes: Keras stamps the save time
+    (metadata.json `date_saved`, the weights' zip entry time) and numbers shared objects by their Python id() in
+    config.json; the time is dropped (entries dated 1980-01-01) and the ids renumbered 1, 2, ... in order of first
+    appearance (the same objects stay shared). Weights and the rest of the config are copied as they are."""
+    with zipfile.ZipFile(path) as z:
+        entries = [(info, z.read(info)) for info in z.infolist()]
+    ids: dict[bytes, bytes] = {}
+
+    def renumber(m: re.Match) -> bytes:
+        return b'"shared_object_id": ' + ids.setdefault(m.group(1), str(len(ids) + 1).encode())
+
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta).encode()
+            elif info.filename == "config.json":
+                data = _SHARED_ID.sub(renumber, data)
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type, fixed.external_attr, fixed.create_system = (
+                info.compress_type,
+                info.external_attr,
+                info.create_system,
+            )
+            z.writestr(fixed, data)
 
 
 def remove_temps(run: Path) -> list[Path]:

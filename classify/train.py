@@ -23,11 +23,23 @@ from classify import runs
 from classify.datasets import Dataset, load_dataset, with_saved_split
 from classify.images import cached_array
 from classify.models import check_mode, check_name, create_model
+from naturalize.codeversion import code_digest
 from naturalize.fsio import UserError, read_object, write_json, write_text
 from naturalize.outputs import check_disjoint, claim, dropped_if_unused, write_marker
 
 #: config keys that must match to resume a run (epochs may grow).
-RESUME_KEYS = ("dataset", "model", "mode", "weights", "batch_size", "lr", "image_size", "seed", "classes")
+RESUME_KEYS = ("dataset", "model", "mode", "weights", "batch_size", "lr", "image_size", "seed", "classes", "code")
+#: The modules whose code shapes a run's epochs (their digest is config.json's `code`: a run trained by other code is
+#: not resumed, which would mix epochs of two versions).
+TRAIN_CODE = (
+    "classify.train",
+    "classify.models",
+    "classify.layers",
+    "classify.batches",
+    "classify.images",
+    "classify.datasets",
+    "naturalize.decode",
+)
 HISTORY_FIELDS = (
     "epoch",
     "loss",
@@ -75,6 +87,7 @@ def resolve_config(
         "loss": "sparse_categorical_crossentropy",
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
+        "code": code_digest(*TRAIN_CODE),
     }
 
 
@@ -103,6 +116,11 @@ def _check_resumable(out: Path, config: dict) -> dict | None:
         return None
     old = read_object(out / runs.CONFIG, runs.RUN_FILE_FIX)
     diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
+    if "code" in diff and len(diff) == 1:
+        raise UserError(
+            f"--out {out} holds a run trained by another version of classify's training code ({runs.CONFIG} `code`): "
+            f"resuming it would mix epochs of two versions; train into a new --out"
+        )
     if diff:
         k = diff[0]
         raise UserError(

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from naturalize.classes import CLASSES, NO_WBC_CLASSES, SPLITS
+from naturalize.codeversion import code_digest
 from naturalize.compose.params import SCENES, ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, remove_atomic_temps, write_json
 from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused, read_record
 from naturalize.paths import data_home
-from naturalize.prepare import apply_curation, left_out, prepare, stratified_split
+from naturalize.prepare import PREPARE_CODE, apply_curation, left_out, prepare, stratified_split
 from naturalize.protocols import DEFAULT as DEFAULT_PROTOCOL
 from naturalize.protocols import PROTOCOLS as PROTOCOLS  # re-exported, as RECIPES
 from naturalize.protocols import Protocol, get_protocol
@@ -150,12 +151,14 @@ def check_cached_prepared(
         "seed": None if split_tree else seed,
         "split": None if split_tree else [float(f) for f in fractions],
         "--max-real": per_class_cap,
+        "code (another version of naturalize's prepare)": code_digest(*PREPARE_CODE),
     }
     found = {
         "PBC folder": made.get("root"),
         "seed": made.get("seed"),
         "split": [float(f) for f in made["split_fractions"]] if made.get("split_fractions") else None,
         "--max-real": made.get("per_class_cap"),
+        "code (another version of naturalize's prepare)": made.get("code"),
     }
     if differ := [k for k in wanted if wanted[k] != found[k]]:
         raise UserError(

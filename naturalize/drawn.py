@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS
+from naturalize.codeversion import code_digest
 from naturalize.fsio import UserError, write_bytes, write_json, write_text
 from naturalize.outputs import claim_settled
 from naturalize.procs import die_with_parent
@@ -491,6 +492,7 @@ def write_drawn_release(
     params = {
         "generator": "naturalize.drawn",
         "generator_version": GENERATOR_VERSION,
+        "code": code_digest("naturalize.drawn"),  # any edit of the generator: a folder drawn before is not resumed
         "seed": int(seed),
         "counts": {c: counts[c] for c in CLASSES if c in counts},
         "size": [WIDTH, HEIGHT],

@@ -20,9 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from naturalize.classes import CLASS_NAMES, CLASSES, SPLITS
+from naturalize.codeversion import code_digest
 from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
 from naturalize.records import Record, Scan, scan, unread_note, with_split, write_dropped, write_records
+
+#: The modules whose code makes prepared records (their digest is summary.json's `code`: build does not reuse records
+#: of other code from its work cache).
+PREPARE_CODE = ("naturalize.prepare", "naturalize.records", "naturalize.neardup", "naturalize.classes")
 
 OUTPUTS = ("records.csv", "dropped.csv", "summary.json") + SPLITS
 KIND = "prepared"  # the output marker's kind (naturalize.outputs)
@@ -237,6 +242,7 @@ def prepare(
     write_marker(out, KIND, list(OUTPUTS[:3]) + ([n for s in SPLITS for n in (s, f".{s}.tmp")] if materialize else []))
     summary = summarize(result, records, seed_used, fr)
     summary["per_class_cap"] = per_class
+    summary["code"] = code_digest(*PREPARE_CODE)
     write_records(out / "records.csv", records)
     write_dropped(out / "dropped.csv", result.dropped)
     write_json(out / "summary.json", summary)

@@ -171,3 +171,18 @@ def test_train_and_evaluate_name_what_they_skip_and_refuse_a_dangling_image(run,
     with pytest.raises(UserError, match=r"gone\.jpg \(a dangling symlink to .*\); remove or replace"):
         train(tree, "custom_cnn", tmp_path / "r", epochs=1, image_size=SIZE, progress=False, warn=said.append)
     assert len(said) == 1 and not (tmp_path / "r").exists()
+
+
+def test_evaluate_writes_the_same_report_for_a_relative_or_an_absolute_run(run, tmp_path, monkeypatch):
+    """report.txt's first line named the run as typed (`run runs/x`, or `run /abs/runs/x`) while report.json named it
+    resolved, so evaluating one run from its folder's parent and by its absolute path wrote different files. Both now
+    name it resolved: the same bytes whichever way it is given."""
+    from classify.evaluate import evaluate_run
+
+    texts = []
+    for k, given in enumerate((run, Path(run.name))):
+        monkeypatch.chdir(run.parent)
+        res = evaluate_run(given, "test", out=tmp_path / f"e{k}", progress=False)
+        texts.append({f: (Path(res["out"]) / f).read_bytes() for f in ("report.txt", "report.json")})
+    assert texts[0] == texts[1]
+    assert texts[0]["report.txt"].decode().startswith(f"run {run.resolve()}  ")

@@ -172,6 +172,24 @@ def test_resuming_a_run_of_another_backend_is_refused_before_loading_it(tf_run, 
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing loaded or rewritten
 
 
+def test_resuming_a_run_trained_by_other_code_is_refused(tf_run, tiny_tree, tmp_path):
+    """config.json recorded the Keras version but not the code that trained the run: after an edit of the training
+    code (augmentation, model, batches) a rerun resumed it and mixed epochs of two versions. config.json now records
+    `code`, and a run of another is refused with one line, before anything is loaded."""
+    from classify.train import TRAIN_CODE, train
+    from naturalize.codeversion import code_digest
+
+    out = tmp_path / "run"
+    shutil.copytree(tf_run, out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["code"] == code_digest(*TRAIN_CODE)
+    (out / "config.json").write_text(json.dumps({**config, "code": "0" * 64}))  # as another version wrote it
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="trained by another version of classify's training code .* new --out"):
+        train(tiny_tree, "custom_cnn", out, epochs=2, batch_size=8, image_size=SIZE, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing loaded or rewritten
+
+
 @pytest.mark.slow
 def test_a_tensorflow_run_is_not_resumed_under_torch_but_predicts_the_same_there(tf_run, tiny_tree, tmp_path):
     pytest.importorskip("torch")

@@ -457,7 +457,8 @@ def test_preview_records_its_tiles_provenance(tmp_path: Path) -> None:
     with Image.open(tmp_path / "sheet.png") as im:
         prov = json.loads(im.text["provenance"])
     assert prov["made_by"] == "naturalize preview" and prov["seed"] == 3
-    assert prov["synthetic"] == [str(syn)] and sorted(prov["real"]) == [str(f) for f in files[2:]]
+    rel = lambda f: f.relative_to(root).as_posix()  # noqa: E731
+    assert prov["synthetic"] == [rel(syn)] and sorted(prov["real"]) == [rel(f) for f in files[2:]]
     assert counts["unreadable"] == [str(files[1])]
 
 
@@ -666,34 +667,34 @@ def test_a_run_recorded_before_its_segmentation_was_resumes(tmp_path: Path) -> N
     assert len(compose_class(bank, "PMY", 1, tmp_path / "out", **args)) == 1  # resumed (else: other settings)
 
 
-def test_a_state_file_of_an_older_version_resumes_and_other_settings_are_refused(tmp_path: Path) -> None:
-    """A state file as an older version wrote it (no `segmentation`, no wbc_warp / wbc_focus parameters), written by
-    hand beside a run's images: the same settings resume (nothing remade, the state file rewritten in this
-    version's form); a missing parameter counts as its default, not as this run's value, and a missing
-    `segmentation` is this run's only for the same bank."""
+def test_a_state_file_of_an_older_version_is_refused_and_overwrite_makes_it_again(tmp_path: Path) -> None:
+    """A state file as an older version wrote it (no `code`, no `segmentation`, no wbc_warp / wbc_focus parameters),
+    written by hand beside a run's images, was resumed when its settings were the same: images of two versions of
+    the compose code then shared one class. It is now refused with one line naming `code` (with other settings too,
+    among them), nothing touched; --overwrite makes the images again, and the state records this code."""
+    from naturalize.codeversion import code_digest
     from naturalize.compose.library import bank_fingerprint
-    from naturalize.compose.run import STATE_VERSION, compose_class
+    from naturalize.compose.run import COMPOSE_CODE, STATE_VERSION, compose_class
     from naturalize.testing.drawnbank import make_drawn_bank
 
     bank = make_drawn_bank(tmp_path / "bank", {"PMY": 2})
     out, paper = tmp_path / "out", ComposeParams(scene="paper")
     args = dict(workers=1, progress=False)
     first = compose_class(bank, "PMY", 2, out, params=paper, **args)
+    made = {p: p.read_bytes() for p in first}
     params = {k: v for k, v in paper.as_dict().items() if k not in ("wbc_warp", "wbc_focus")}
     older = {"version": STATE_VERSION, "class": "PMY", "seed": 0, "n": 2, "params": params}
     state_file = out / STATE_DIR / "PMY.json"
     state_file.write_text(json.dumps({**older, "bank": bank_fingerprint(Bank.open(bank))}))
     stamps = [p.stat().st_mtime_ns for p in first]
-    assert compose_class(bank, "PMY", 2, out, params=paper, **args) == first
-    assert [p.stat().st_mtime_ns for p in first] == stamps  # resumed: nothing made again
-    assert json.loads(state_file.read_text())["segmentation"] == {"backend": "drawn"}
-    state_file.write_text(json.dumps({**older, "bank": bank_fingerprint(Bank.open(bank))}))
-    with pytest.raises(UserError, match=r"other settings \(params, params\.wbc_warp\)"):
-        compose_class(bank, "PMY", 2, out, params=ComposeParams(scene="paper", wbc_warp=True), **args)
-    state_file.write_text(json.dumps({**older, "bank": "another bank"}))
-    with pytest.raises(UserError, match=r"other settings \(bank, segmentation\)"):
+    with pytest.raises(UserError, match=r"made by another version of naturalize's compose code .*--overwrite"):
         compose_class(bank, "PMY", 2, out, params=paper, **args)
+    with pytest.raises(UserError, match=r"other settings \(code, params, params\.wbc_warp\)"):
+        compose_class(bank, "PMY", 2, out, params=ComposeParams(scene="paper", wbc_warp=True), **args)
     assert [p.stat().st_mtime_ns for p in first] == stamps  # refused: nothing touched
+    assert compose_class(bank, "PMY", 2, out, params=paper, overwrite=True, **args) == first
+    assert {p: p.read_bytes() for p in first} == made
+    assert json.loads(state_file.read_text())["code"] == code_digest(*COMPOSE_CODE)
 
 
 def test_a_claim_begun_is_not_a_users_folder(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def test_the_sprite_sheet_draws_every_sprite_at_one_scale(tmp_path: Path) -> Non
     drawn, true = [], []
     for r, what in enumerate(("red cells", "white cells", "platelets")):  # the sheet's rows, top to bottom
         (paths,) = [v for k, v in rows.items() if k.startswith(what)]
-        with Image.open(paths[0]) as sprite:
+        with Image.open(png.parent / paths[0]) as sprite:  # named relative to the sheet's folder
             true.append(max(sprite.size))
         band = sheet[22 + 4 + r * cell : 22 + 4 + (r + 1) * cell - 4]
         ys, xs = np.nonzero(band[:, :cell])  # the row's first thumbnail
@@ -87,6 +87,21 @@ def test_each_naturalize_image_stands_under_the_image_its_white_cell_came_from(t
     (dataset / "synthetic" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     ((caption, png),) = contact_sheets(tmp_path / "figures", dataset, {"PMY": syn}, "real", pbc)
     rows = _provenance(png)["rows"]
-    assert rows["1"] == [str(p) for p in syn]
-    assert rows["0"] == [str(pbc / "ig" / f"PMY_{3 - i}.jpg") for i in range(4)]
+    assert rows["1"] == [f"../dataset/synthetic/PMY/{p.name}" for p in syn]  # relative to the sheet's folder
+    assert rows["0"] == [f"../pbc/ig/PMY_{3 - i}.jpg" for i in range(4)]
     assert "white cell" in caption
+
+
+def test_a_sheet_is_the_same_bytes_wherever_the_demo_lies(tmp_path: Path) -> None:
+    """The demo's sheets named their files by absolute path: two demos of the same seed in two folders differed in
+    every sheet (and in report.html, which embeds them), and a mailed report carried the user's home path. They
+    now name them relative to the sheet's folder."""
+    made = []
+    for where in ("one", "two"):
+        bank = _drawn_bank(tmp_path / where, removed=1)
+        sheets = segmentation_sheets(bank, tmp_path / where / "figures", n=6)
+        made.append({k: p.read_bytes() for k, p in sheets.items()})
+        for png in sheets.values():
+            for paths in _provenance(png)["rows"].values():
+                assert all(not Path(p).is_absolute() and (png.parent / p).is_file() for p in paths), paths
+    assert made[0] == made[1] and set(made[0]) >= {"plates", "sprites"}

@@ -225,11 +225,15 @@ def test_a_damaged_or_old_donor_cache_file_is_made_again(bank: Path) -> None:
     for p in old:  # a cache of the previous format beside a current one: removed when that donor is remade
         p.write_bytes(b"old")
     data[1].unlink()
+    records = sorted((bank / CACHE_DIR).glob("*.json"))
+    records[-1].write_text('{"rows": "ab')  # a record cut short (before: a JSONDecodeError traceback)
+    records[-2].write_text("[1]")  # JSON but no object (before: an AttributeError)
     (bank / CACHE_DIR / "notes.txt").write_text("mine\n")  # not the cache's: stays
     after, _ = render(transplant_library(Bank.open(bank), "PMY", 0, TRANSPLANT), TRANSPLANT, 0, 3)
     assert np.array_equal(before, after)
     assert np.load(data[0]).shape[2] == 4 and data[1].is_file()
     assert not any(p.exists() for p in old) and (bank / CACHE_DIR / "notes.txt").read_text() == "mine\n"
+    assert all(json.loads(p.read_text())["rows"] for p in records[-2:])  # made again
     (bank / CACHE_DIR / "notes.txt").unlink()
 
 

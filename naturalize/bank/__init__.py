@@ -1,6 +1,6 @@
 """The sprite bank on disk: the format `naturalize segment` writes and `naturalize compose` reads.
 
-BANK/bank.json               format_version, backend, parameters, counts per kind/class
+BANK/bank.json               format_version, code (digest), backend, parameters, counts per kind/class
 BANK/index.csv               one row per sprite (INDEX_FIELDS)
 BANK/sprites/<kind>/[<label>/]<sprite_id>.png   RGBA, tight crop, alpha = mask: sprites that passed the gate
 BANK/backgrounds.csv         one row per background plate (BACKGROUND_FIELDS)

@@ -290,7 +290,10 @@ class BankWriter:
 
 
 def _differ(key: str, theirs: Any, ours: Any) -> str:
-    """`key`, with the sub-keys that differ when both values are dicts: "parameters (checkpoint_md5)"."""
+    """`key`, with the sub-keys that differ when both values are dicts: "parameters (checkpoint_md5)"; `code` says
+    that another version of the segmentation code cut the bank (or one from before banks recorded it)."""
+    if key == "code":
+        return "code (cut by another version of naturalize's segmentation code)"
     if not (isinstance(theirs, dict) and isinstance(ours, dict)):
         return key
     subs = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))

@@ -159,6 +159,9 @@ def contact_sheet(
         counts = {"real": 0 if syns else len(tiles), "synthetic": len(tiles) if syns else 0}
     if bad and not sum(counts.values()):
         raise UserError(f"none of the {len(bad)} images chosen could be read (first: {bad[0]}); check the folder")
-    shown = {origin: [str(p) for p in paths if p not in bad] for origin, paths in chosen.items()}
+    # relative to the folder they were found in: the same sheet, byte for byte, from any current directory and
+    # for a relative or an absolute DIR (and no user's home path in a picture that may be mailed)
+    base = {"real": Path(real) if real is not None else root, "synthetic": root}
+    shown = {o: [p.relative_to(base[o]).as_posix() for p in paths if p not in bad] for o, paths in chosen.items()}
     write_bytes(out, png_bytes(sheet[:, :, ::-1], {"made_by": "naturalize preview", "seed": seed, **shown}))
     return {**counts, "unreadable": [str(p) for p in bad]}

@@ -31,6 +31,7 @@ import numpy as np
 
 from naturalize.bank import Bank
 from naturalize.classes import CLASSES, normalize_class
+from naturalize.codeversion import code_digest
 from naturalize.compose.annotate import JSON_SEPARATORS, coco_text, image_record, journal_entry
 from naturalize.compose.core import resized
 from naturalize.compose.dupes import bytes_key, duplicates_warning, identical_groups
@@ -52,6 +53,25 @@ MAX_RUN_IMAGES = 1_000_000
 #: an --rbc is refused. Counts below it that still do not all fit are reported after the run (see _work).
 MAX_RBC_FILL = 1.0
 STATE_VERSION = 2  # 2: composites of this code (q75 4:4:4, new draws); an older run is not resumed
+#: The modules whose code shapes a run's images, manifest and COCO file (their digest is the state's `code`: a run
+#: of other code is not resumed, which would mix images of two versions in one class).
+COMPOSE_CODE = (
+    "naturalize.compose.annotate",
+    "naturalize.compose.core",
+    "naturalize.compose.library",
+    "naturalize.compose.params",
+    "naturalize.compose.run",
+    "naturalize.compose.scene_stats",
+    "naturalize.compose.scenes",
+    "naturalize.compose.source_cache",
+    "naturalize.compose.stain",
+    "naturalize.compose.transform",
+    "naturalize.compose.variety",
+    "naturalize.segment.gate",
+    "naturalize.segment.inpaint",
+    "naturalize.bank",
+    "naturalize.decode",
+)
 
 # what this process composes with: set by _load (a forked worker inherits it) and _open_journal
 _WORKER: dict = {}
@@ -279,7 +299,8 @@ def _in_current_form(old: dict, state: dict) -> dict:
     """An earlier run's state file `old` as this version writes it, to compare with this run's `state`. A key added
     since STATE_VERSION 2 that `old` lacks gets the value that earlier run had: a parameter, its default (the only
     value it had then); `segmentation`, this run's when the bank is the same (it is read from bank.json, which the
-    bank's fingerprint covers). Every other key is compared as written (another version is not resumed)."""
+    bank's fingerprint covers). Every other key is compared as written: `code` too, so a run of another version of
+    the compose code (or of one from before it was recorded) is not resumed."""
     current = dict(old)
     if "params" in old:
         current["params"] = ComposeParams().as_dict() | old["params"]
@@ -295,6 +316,11 @@ def _resume_or_clear(out: Path, cls: str, old: dict, state: dict, overwrite: boo
     changed = sorted(k for k in old.keys() | state.keys() if k not in old or k not in state or old[k] != state[k])
     if not changed:
         return
+    if not overwrite and changed == ["code"]:
+        raise UserError(
+            f"{out} holds a compose run of {cls} made by another version of naturalize's compose code (state `code`): "
+            f"resuming it would mix images of two versions; pass --overwrite to make them again, or use another --out"
+        )
     if not overwrite:
         old_params = old.get("params", {})
         if "params" in changed:
@@ -452,6 +478,7 @@ def compose_class(
     check_counts(bank, cls, params)
     state = {
         "version": STATE_VERSION,
+        "code": code_digest(*COMPOSE_CODE),
         "class": cls,
         "seed": seed,
         "n": n,

@@ -3,7 +3,7 @@
 In: a Bank and a class. Out: SceneStats: one row per kept source image of the class holding exactly one
 white cell: red cells found (border-cut ones and clumps included: curation `n_rbc`), platelets found,
 the white cell's offset from the image centre (px, x right, y down) and the fraction of its red cells cut
-by the border; cached in BANK/scenes/matched/<CLASS>.json (remade when the bank's rows change).
+by the border; cached in BANK/scenes/matched/<CLASS>.json (remade when the bank's rows or the code, CODE, change).
 source_focus: per source image the blur (px) of its red cells' edges (variety.edge_sigma, median over at most
 FOCUS_CELLS whole red cells), for `compose --wbc-focus`; cached in BANK/scenes/focus.json.
 """
@@ -18,11 +18,15 @@ import cv2
 import numpy as np
 
 from naturalize.bank import Bank
+from naturalize.codeversion import code_digest
 from naturalize.compose.variety import edge_sigma
 from naturalize.fsio import UserError, write_json
 from naturalize.outputs import read_record
 
 STATS_VERSION = 1
+#: The modules whose code makes the matched statistics and the focus table (their digest is the caches' `code`: one
+#: written by other code is measured again).
+CODE = ("naturalize.compose.scene_stats", "naturalize.compose.variety", "naturalize.bank")
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def scene_stats(bank: Bank, cls: str) -> SceneStats:
     path = bank.root / "scenes" / "matched" / f"{cls}.json"
     key = _hash(bank, cls)
     d = read_record(path) or {}  # none, or not a JSON object: made again
-    if d.get("rows") == key:
+    if d.get("rows") == key and d.get("code") == code_digest(*CODE):
         return SceneStats(
             cls,
             tuple(d["sources"]),
@@ -108,6 +112,7 @@ def scene_stats(bank: Bank, cls: str) -> SceneStats:
             path,
             {
                 "version": STATS_VERSION,
+                "code": code_digest(*CODE),
                 "rows": key,
                 "class": cls,
                 "summary": st.summary(),
@@ -160,11 +165,11 @@ def source_focus(bank: Bank) -> dict[str, float]:
     key = hashlib.sha256(text.encode()).hexdigest()
     path = bank.root / "scenes" / "focus.json"
     d = read_record(path) or {}  # none, or not a JSON object: measured again
-    if d.get("rows") == key:
+    if d.get("rows") == key and d.get("code") == code_digest(*CODE):
         return {k: float(v) for k, v in d["sigma"].items()}
     sigma = measure_focus(bank, rows)
     try:
-        write_json(path, {"version": FOCUS_VERSION, "rows": key, "sigma": sigma})
+        write_json(path, {"version": FOCUS_VERSION, "code": code_digest(*CODE), "rows": key, "sigma": sigma})
     except OSError:
         pass
     return sigma

@@ -63,6 +63,7 @@ from naturalize.compose.stain import gain_table
 from naturalize.compose.transform import Transform
 from naturalize.decode import load_bgr
 from naturalize.fsio import UserError, write_bytes, write_json
+from naturalize.outputs import read_record
 from naturalize.segment.gate import BAD_MASK_REASONS, NUCLEATED_REASONS
 from naturalize.segment.inpaint import remove_cells
 
@@ -197,8 +198,8 @@ def donor_plate(
     cached (atomic writes, the JSON last; a bank that cannot be written to is used without a cache)."""
     d = bank.root / CACHE_DIR
     meta_path, data_path = d / f"{bg.background_id}.json", d / f"{bg.background_id}.npy"
-    if meta_path.is_file():
-        record = json.loads(meta_path.read_text(encoding="utf-8"))
+    record = read_record(meta_path) or {}  # none, or damaged / not a JSON object: made again
+    if record:
         if record.get("rows") == _rows_hash(bg, wbc, kept):
             try:
                 both = np.load(data_path, allow_pickle=False)

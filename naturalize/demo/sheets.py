@@ -2,11 +2,13 @@
 
 `grid_sheet` is the one drawing routine; `pair_sheet` (source images above Naturalize images) and
 `segmentation_sheets` (what segmentation made of the training images, and what it rejected) use it.
-Transparent sprites are shown on white. Every PNG's text chunk 'provenance' lists its source files.
+Transparent sprites are shown on white. Every PNG's text chunk 'provenance' lists its source files, relative to the
+PNG's folder.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +52,13 @@ def grid_sheet(
                 im.thumbnail((thumb, thumb))
                 sheet.paste(im, (left + 4 + c * (thumb + 4), y))
     info = PngImagePlugin.PngInfo()
-    shown = {label or str(i): [str(p) for p in paths] for i, (label, paths) in enumerate(rows)}
+    # named relative to the sheet's folder (`../drawn-pbc/...`): the same bytes wherever the demo is, and no user's
+    # home path in a picture the report embeds (the report can be mailed alone)
+    here = os.path.abspath(out.parent)
+    shown = {
+        label or str(i): [Path(os.path.relpath(os.path.abspath(p), here)).as_posix() for p in paths]
+        for i, (label, paths) in enumerate(rows)
+    }
     info.add_text(KEY, text({"title": title, "rows": shown, "made_by": "naturalize.demo.sheets", "scale": scale}))
     with atomic_open(out, "wb") as f:
         sheet.save(f, format="PNG", pnginfo=info)

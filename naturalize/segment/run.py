@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from naturalize.bank import KINDS, PASS, STALE_FIX, BankWriter, EncodedSprite, ImageEntry, encode_mask
+from naturalize.codeversion import code_digest
 from naturalize.decode import load_image
 from naturalize.fsio import UserError
 from naturalize.outputs import check_disjoint
@@ -32,6 +33,24 @@ from naturalize.segment.cells import crop_sprite
 #: times faster than the default level and smaller on these smooth plates; the Paeth row filter alone (instead
 #: of libpng's adaptive choice among all five) encodes ~35 % faster at the same size (issue 12 benchmark).
 PNG_PARAMS = (1, 3, 128)  # (compression level, cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER_PAETH)
+#: The modules whose code shapes a bank's files (their digest is bank.json's `code`: a bank made by other code is
+#: not resumed, and build does not reuse it). The backends' learned weights are in `parameters`.
+SEGMENT_CODE = (
+    "naturalize.segment",
+    "naturalize.segment.assign",
+    "naturalize.segment.border",
+    "naturalize.segment.cells",
+    "naturalize.segment.classical",
+    "naturalize.segment.colour",
+    "naturalize.segment.gate",
+    "naturalize.segment.inpaint",
+    "naturalize.segment.outline",
+    "naturalize.segment.refine",
+    "naturalize.segment.sam",
+    "naturalize.segment.run",
+    "naturalize.bank",
+    "naturalize.decode",
+)
 
 
 @dataclass(frozen=True)
@@ -229,9 +248,10 @@ def check_bank_split(bank: Path, input_path: Path, split: str, sources: set[str]
 
 
 def bank_identity(name: str, options: Mapping[str, Any], input_path: Path, root: Path, split: str | None) -> dict:
-    """What makes a bank: its backend and parameters, input, PBC root and split (bank.json; another identity is a
-    bank "made with other settings")."""
+    """What makes a bank: its backend and parameters, input, PBC root, split and the digest of the code that cuts it
+    (bank.json; another identity is a bank "made with other settings")."""
     return {
+        "code": code_digest(*SEGMENT_CODE),
         "backend": name,
         "parameters": BACKENDS[name].describe(**options),
         "input": str(input_path.resolve()),
