@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from classify.models import MODELS
-from naturalize.clihelp import examples, new_app, quiet_tensorflow, run_app, version_option
+from naturalize.clihelp import calm_openmp, examples, new_app, quiet_tensorflow, run_app, version_option
 from naturalize.fsio import write_text
 from naturalize.outputs import check_file_output
 
@@ -198,8 +198,10 @@ def models() -> None:
 
 def main() -> None:
     """Entry point: run the app (clihelp.run_app: a UserError is one line on stderr and exit code 2, Ctrl-C one
-    `interrupted` line and exit code 130; TensorFlow's log noise silenced: clihelp.quiet_tensorflow)."""
+    `interrupted` line and exit code 130; TensorFlow's log noise silenced: clihelp.quiet_tensorflow; idle OpenMP
+    threads sleep: clihelp.calm_openmp)."""
     quiet_tensorflow()
+    calm_openmp()
     run_app(app)
 
 

@@ -133,6 +133,26 @@ def explainer(model) -> Explainer:
     return Explainer(model, [(model.name, model, features)], "Score-CAM", "Score-CAM")
 
 
+def feature_grids(ex: Explainer) -> list[tuple[int, int]]:
+    """The spatial size (h, w) of every feature map `ex` weighs (one per part, both CBAM branches)."""
+    grids = []
+    for _, _, features in ex.parts:
+        outs = features.output if isinstance(features.output, (list, tuple)) else [features.output]
+        grids += [(int(t.shape[1]), int(t.shape[2])) for t in outs]
+    return grids
+
+
+def check_explainable(ex: Explainer, run: Path, model_name: str, size: int) -> None:
+    """UserError when every feature map of `ex` is 1x1 (a stride-32 backbone at --image-size 32): upsampled, each map
+    is a constant, which Score-CAM leaves out, so every heat map would be blank."""
+    if all(g == (1, 1) for g in feature_grids(ex)):
+        raise UserError(
+            f"cannot explain {run}: its {model_name} has 1x1 feature maps at --image-size {size} (one value per map, "
+            f"so Score-CAM has nothing to place and every heat map would be blank); explain a run trained at "
+            f"--image-size {2 * size} or more"
+        )
+
+
 def explain_map(
     ex: Explainer, image: np.ndarray, target: int | None = None, max_channels: int = 0
 ) -> tuple[np.ndarray, int, np.ndarray]:
@@ -224,6 +244,7 @@ def explain(
         runs.claim_outputs(out, run, [(f"input {p}", p) for p in inputs], "classify-explain", top)
         ex = explainer(runs.load_model(run / runs.MODEL))
         size = int(config["image_size"])
+        check_explainable(ex, run, config["model"], size)
         written = []
         bad: list[tuple[Path, str]] = []
         for p in tqdm(paths, desc="Score-CAM", unit="img", disable=not progress):

@@ -12,6 +12,7 @@ import typer
 
 from naturalize.classes import normalize_class, parse_classes
 from naturalize.clihelp import (
+    calm_openmp,
     check_seed,
     check_workers,
     examples,
@@ -494,8 +495,9 @@ def realism(
 
 def main() -> None:
     """Entry point: run the app, turning a UserError into one line on stderr and exit code 2 (TensorFlow's log
-    noise silenced for demo and realism: clihelp.quiet_tensorflow)."""
+    noise silenced for demo and realism: clihelp.quiet_tensorflow; idle OpenMP threads sleep: clihelp.calm_openmp)."""
     quiet_tensorflow()
+    calm_openmp()
     run_app(app)
 
 

@@ -65,6 +65,14 @@ def quiet_tensorflow() -> None:
     logging.getLogger("tensorflow").addFilter(_not_retracing)
 
 
+def calm_openmp() -> None:
+    """Let idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE unless set), before any framework loads: PyTorch's
+    threads otherwise spin between parallel regions, and on a shared CPU (other jobs on the cores) that made the
+    torch backend 5-20x slower (DenseNet-169 transfer at 64 px, load 9 on 2 cores: 0.4 against 8.0 img/s;
+    measured 2026-11-30). TensorFlow's own thread pools do not read it."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def run_app(app: typer.Typer) -> None:
     """Run `app`, turning a UserError into one `error: ...` line on stderr and exit code 2, and Ctrl-C (SIGINT) into
     one `interrupted` line and exit code 130, with no traceback. Worker processes end quietly on SIGINT

@@ -393,3 +393,20 @@ def test_a_compiled_transfer_vit_reloads_with_its_optimizer_state(tmp_path):
     assert len(loaded.trainable_weights) == len(model.trainable_weights) == 2  # the new head only
     for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_explain_refuses_a_run_whose_feature_maps_are_1x1(tmp_path):
+    """A stride-32 backbone trained at --image-size 32 (allowed: its minimum) has 1x1 last feature maps; Score-CAM
+    upsamples each to a constant, leaves constants out, and `explain` wrote a blank heat map for every image without a
+    word. It now stops before any work with one line naming the run, the map size and the image size that works."""
+    from PIL import Image
+
+    from classify.scorecam import explain
+
+    run, _ = _ensemble_run(tmp_path, "efficientnetv2b0", 32)  # any registry model's run, as train saves it
+    img = tmp_path / "x.png"
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(img)
+    with pytest.raises(UserError, match=r"1x1 feature maps at --image-size 32.*--image-size 64") as e:
+        explain(run, [img], tmp_path / "cams", max_channels=8, progress=False)
+    assert "\n" not in str(e.value) and str(run) in str(e.value)
+    assert not (tmp_path / "cams").exists()
