@@ -544,8 +544,8 @@ def test_preview_of_another_tools_images_beside_real_ones(tmp_path: Path) -> Non
     assert counts == {"real": 3, "synthetic": 3, "unreadable": []}
     with Image.open(tmp_path / "sheet.png") as im:
         prov = json.loads(im.text["provenance"])
-    assert sorted(prov["real"]) == [str(p) for p in sorted(real.rglob("*.jpg"))]
-    assert sorted(prov["synthetic"]) == [str(p) for p in sorted(other.rglob("*.jpg"))]
+    assert sorted(prov["real"]) == [p.relative_to(real).as_posix() for p in sorted(real.rglob("*.jpg"))]
+    assert sorted(prov["synthetic"]) == [p.relative_to(other).as_posix() for p in sorted(other.rglob("*.jpg"))]
 
 
 def test_preview_of_a_bank_shows_its_sprites_by_kind(tmp_path: Path) -> None:
@@ -561,8 +561,8 @@ def test_preview_of_a_bank_shows_its_sprites_by_kind(tmp_path: Path) -> None:
     bank = make_drawn_bank(tmp_path / "bank", {"PMY": 3, "LY": 2})
     counts = contact_sheet(bank, tmp_path / "sheet.png", n=4, seed=0)
     with Image.open(tmp_path / "sheet.png") as im:
-        shown = [Path(p) for p in json.loads(im.text["provenance"])["real"]]
-    assert counts["real"] == 4 and all(p.is_relative_to(bank / "sprites") for p in shown)
+        shown = [bank / p for p in json.loads(im.text["provenance"])["real"]]  # named relative to the bank
+    assert counts["real"] == 4 and all(p.is_relative_to(bank / "sprites") and p.is_file() for p in shown)
     kinds = sorted(p.parent.name for p in shown)
     assert kinds == ["LY", "PLT", "PMY", "RBC"], shown
 
@@ -580,7 +580,7 @@ def test_preview_of_a_bank_draws_its_sprites_at_one_scale(tmp_path: Path) -> Non
     bank = make_drawn_bank(tmp_path / "bank", {"PMY": 3})
     contact_sheet(bank, tmp_path / "sheet.png", n=6, seed=0)
     with Image.open(tmp_path / "sheet.png") as im:
-        shown = [Path(p) for p in json.loads(im.text["provenance"])["real"]]
+        shown = [bank / p for p in json.loads(im.text["provenance"])["real"]]  # named relative to the bank
         sheet = np.asarray(im.convert("RGB"))
     cols = sheet.shape[1] // (TILE + 2)
     ratios = {}
