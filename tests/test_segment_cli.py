@@ -257,10 +257,13 @@ def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: 
         f.write(b"ERB_0_RBC_9,RBC,,ERB/ERB_0.jpg,1,2")
     (cut / "sprites" / ".x.png.123.tmp").parent.mkdir(exist_ok=True)
     (cut / "sprites" / ".x.png.123.tmp").write_bytes(b"partial")
+    (cut / "notes.txt").write_text("mine")  # a user's file beside the bank: the resume's clean-up leaves it
     b = Bank.open(cut)  # valid while interrupted: the uncommitted images are not part of it
     assert {r["source"] for r in b.curation}.isdisjoint(lost) and not any(s.source in lost for s in b.sprites)
     proc = cli(*classical(sample_root, cut), "--limit", str(N), "--workers", "1", "--no-progress")
     assert f"{N - 2} of {N} images already done" in proc.stderr
+    assert (cut / "notes.txt").read_text() == "mine"
+    (cut / "notes.txt").unlink()
     assert_same_tree(cut, bank)  # byte-identical, with one worker instead of two
 
 
