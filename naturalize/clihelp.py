@@ -1,5 +1,6 @@
 """What both command lines share: the app's help layout, the version option, example epilogs and the entry point
-that turns a UserError into one `error:` line (exit code 2) and Ctrl-C into one `interrupted` line (exit code 130).
+that turns a UserError into one `error:` line (exit code 2), running out of memory into one `error:` line (exit
+code 1) and Ctrl-C into one `interrupted` line (exit code 130).
 
 Help is rendered in click's plain layout (`HELP_MARKUP = None`): no `<bool>` column on flags, and
 bracketed text such as `[default: ...]` is shown as written instead of being taken for rich markup.
@@ -87,6 +88,43 @@ def run_app(app: typer.Typer) -> None:
     except Interrupted:
         typer.echo("interrupted; rerun the same command to resume", err=True)
         sys.exit(130)
+    except Exception as e:
+        cause = out_of_memory(e)
+        if cause is None:
+            raise
+        typer.echo(f"error: {oom_line(cause)}", err=True)
+        sys.exit(1)
+
+
+#: What an allocation failure says, by library: Python/NumPy (MemoryError), PyTorch on CPU and CUDA, TensorFlow.
+_OOM_TEXT = ("out of memory", "can't allocate memory", "oom when allocating")
+
+
+def out_of_memory(e: BaseException) -> BaseException | None:
+    """The allocation failure in `e` or its chain of causes (Keras re-raises backend errors), else None: a
+    MemoryError, torch's OutOfMemoryError, TensorFlow's ResourceExhaustedError, or an error saying so (a CUDA
+    'out of memory', PyTorch's "DefaultCPUAllocator: can't allocate memory")."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, MemoryError) or type(cur).__name__ in ("OutOfMemoryError", "ResourceExhaustedError"):
+            return cur
+        if any(t in str(cur).lower() for t in _OOM_TEXT):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def oom_line(e: BaseException) -> str:
+    """One line for an allocation failure: what failed (its first line, shortened) and what to lower."""
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    first = first if len(first) <= 160 else first[:157] + "..."
+    return (
+        f"out of memory ({type(e).__name__}: {first}); lower what one step holds (classify: --batch-size or "
+        f"--image-size, explain: --channels; naturalize: --workers) or free memory (other jobs on this machine or "
+        f"GPU), then rerun the same command"
+    )
 
 
 def check_seed(value: int) -> int:

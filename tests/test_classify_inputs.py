@@ -186,3 +186,20 @@ def test_evaluate_writes_the_same_report_for_a_relative_or_an_absolute_run(run, 
         texts.append({f: (Path(res["out"]) / f).read_bytes() for f in ("report.txt", "report.json")})
     assert texts[0] == texts[1]
     assert texts[0]["report.txt"].decode().startswith(f"run {run.resolve()}  ")
+
+
+def test_running_out_of_memory_is_one_error_line_naming_what_to_lower(images, tmp_path):
+    """`classify train --image-size 100000` asked NumPy for 1.8 TiB for the decoded images and ended in a rich
+    traceback (a CUDA or TensorFlow allocation failure did too: an ensemble's Score-CAM ran a GPU out of memory).
+    Now one `error:` line, exit code 1, naming the options that lower memory; nothing is left behind."""
+    from naturalize.testing.cli import run_cli
+
+    tree = _plain(tmp_path / "tree", images)
+    out = tmp_path / "run"
+    args = ("train", "--dataset", tree, "--model", "custom_cnn", "--epochs", 1, "--out", out)
+    done = run_cli("classify", *args, "--image-size", 100000, env={"TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr[-2000:]
+    assert "out of memory (MemoryError: Unable to allocate" in errors[0] and "--image-size" in errors[0]
+    assert "Traceback" not in done.stderr and "╭" not in done.stderr
+    assert not out.exists()  # refused before the run folder was claimed

@@ -229,6 +229,37 @@ def test_plain_class_tree_is_split_80_10_10_stratified_and_seeded(tmp_path, monk
     assert load_dataset("plain", seed=4).items != d.items
 
 
+TORCH_CAM_PROBE = """
+import numpy as np, torch
+from classify.models import create_model
+from classify.scorecam import explain_map, explainer
+model = create_model("custom_cnn", 3, "none", "finetune", 32)
+graphs = []
+for layer in model.layers:  # under torch every Keras layer is a torch module: note whether its output keeps a graph
+    layer.register_forward_hook(lambda mod, args, out: graphs.append(bool(getattr(out, "requires_grad", False))))
+cam, target, probs = explain_map(explainer(model), np.full((32, 32, 3), 120, np.float32), max_channels=8)
+print("calls", len(graphs), "with graph", sum(graphs), "shape", cam.shape)
+"""
+
+
+def test_score_cam_under_torch_builds_no_autograd_graph(tmp_path):
+    """Score-CAM called the model as `model(x)`: under the torch backend that records the autograd graph of every
+    trainable weight. Explaining a fine-tuned DenseNet-121 at 224 px took 16.6 GB of memory instead of 7.2 (and
+    2.4x the time), and a fine-tuned ensemble ran a 139 GB GPU out of memory. Every forward pass now goes through
+    Keras's inference step."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    r = subprocess.run([sys.executable, "-c", TORCH_CAM_PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    line = r.stdout.strip().splitlines()[-1]
+    calls, with_graph = int(line.split()[1]), int(line.split()[4])
+    assert calls > 0 and with_graph == 0, line
+    assert line.endswith("shape (32, 32)")
+
+
 def test_score_cam_peaks_on_a_planted_discriminative_patch():
     from classify.scorecam import feature_model, score_cam
 

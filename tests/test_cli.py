@@ -62,3 +62,38 @@ def test_both_commands_let_idle_openmp_threads_sleep_unless_the_user_says_otherw
             [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "OMP_WAIT_POLICY": "ACTIVE"}
         )
         assert done.stdout.strip().splitlines()[-1] == "ACTIVE []", done.stderr
+
+
+def test_allocation_failures_of_each_library_are_told_apart_from_other_errors():
+    """run_app turns an allocation failure into one line (exit 1): NumPy's MemoryError, PyTorch's CPU allocator's
+    RuntimeError, TensorFlow's ResourceExhaustedError, also when Keras re-raised it as the cause of another error;
+    any other exception keeps its traceback (a bug must stay visible)."""
+    import numpy as np
+    import pytest
+
+    from naturalize.clihelp import oom_line, out_of_memory
+
+    failures = []
+    try:
+        np.empty((2**40, 2**20), np.uint8)
+    except MemoryError as e:
+        failures.append(e)
+    torch = pytest.importorskip("torch")
+    try:
+        torch.empty(2**50)
+    except RuntimeError as e:
+        failures.append(e)
+    tf = pytest.importorskip("tensorflow")
+    try:
+        tf.zeros((2**20, 2**20, 2**8))
+    except tf.errors.ResourceExhaustedError as e:
+        failures.append(e)
+    assert len(failures) == 3
+    for e in failures:
+        try:
+            raise ValueError("Exception encountered when calling Conv2D.call()") from e
+        except ValueError as wrapped:
+            assert out_of_memory(wrapped) is e and out_of_memory(e) is e
+        line = oom_line(e)
+        assert line.startswith(f"out of memory ({type(e).__name__}: ") and "\n" not in line and len(line) < 400
+    assert out_of_memory(ValueError("bad value")) is None and out_of_memory(KeyError("memory")) is None
