@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from naturalize.codeversion import code_digest
@@ -151,9 +152,30 @@ def test_the_decoded_image_cache_is_keyed_by_the_code_that_decoded_it(drawn: Pat
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLASSIFY_CACHE", str(tmp_path / "cache"))
         cached_array(paths, 16, workers=1, progress=False)
-    assert cache_stamp()[1:] == [code_digest(*DECODE_CODE), PIL.__version__]
+    assert cache_stamp() == [code_digest(*DECODE_CODE), PIL.__version__]
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"{_key(paths, 16)}_16.npy"]
-    assert _key(paths, 16, ["v3", OTHER, PIL.__version__]) != _key(paths, 16)
+    assert _key(paths, 16, [OTHER, PIL.__version__]) != _key(paths, 16)
+
+
+def test_a_decoded_image_cache_of_an_older_key_is_not_read(drawn: Path, tmp_path: Path) -> None:
+    """The key held a hand-kept "v3" beside the code digest; the digest alone now says which code decoded the
+    pixels. The arrays older code cached, under each key it wrote ("v3" and the size; "v3", a digest, Pillow's
+    version, including this very code's digest), filled with zeros here, are never read: the images are decoded."""
+    pytest.importorskip("PIL")
+    import PIL
+
+    from classify.images import DECODE_CODE, _key, cached_array, decode_all
+
+    paths = sorted(drawn.rglob("*.jpg"))[:3]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for old in (["v2"], ["v3"], ["v3", code_digest(*DECODE_CODE), PIL.__version__]):
+        np.save(cache / f"{_key(paths, 16, old)}_16.npy", np.zeros((3, 16, 16, 3), np.uint8))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLASSIFY_CACHE", str(cache))
+        got = cached_array(paths, 16, workers=1, progress=False)
+    assert got.any() and np.array_equal(got, decode_all(paths, 16, workers=1, progress=False))
+    assert len(list(cache.iterdir())) == 4  # the old ones are left alone (a cache: the user may delete them)
 
 
 def test_build_does_not_reuse_records_prepared_by_other_code(drawn: Path, tmp_path: Path) -> None:
