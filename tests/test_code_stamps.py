@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +239,39 @@ def test_a_packages_stamp_covers_every_module_in_it(tmp_path: Path, monkeypatch:
         assert code_digest("stamped_pkg") != before
     finally:
         code_digest.cache_clear()
+
+
+def _outline_script(sample: Path, cache: Path) -> subprocess.CompletedProcess:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_rbc_outline.py"
+    env = {**os.environ, "PYTHONPATH": str(script.parents[1])}
+    args = [sys.executable, str(script), "--sample", str(sample), "--cache", str(cache)]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_outline_training_cache_is_read_only_when_made_by_this_code(tmp_path: Path) -> None:
+    """benchmarks/train_rbc_outline.py --cache reused the rows in any file it was given, made by any version of the
+    segmentation: it now records their code's digest; rows of other code (or of none recorded, as before) are
+    refused with one error line and the file is left as it was, and rows of this code are read."""
+    sample = tmp_path / "sample"  # two annotated images (never read: the cache holds their rows)
+    (sample / "PBC_dataset_normal_DIB" / "neutrophil").mkdir(parents=True)
+    (sample / "oi-pbc-boxes").mkdir()
+    for stem in ("SNE_1", "SNE_2"):
+        (sample / "PBC_dataset_normal_DIB" / "neutrophil" / f"{stem}.jpg").write_bytes(b"")
+        (sample / "oi-pbc-boxes" / f"{stem}.txt").write_text("")
+    rows = {"x": np.ones((3, 2)), "y": np.array([True, False, True]), "img": np.zeros(3, int)}
+    for name, stamp in (("old.npz", {}), ("other.npz", {"code": np.array(OTHER)})):
+        np.savez(tmp_path / name, **rows, **stamp)
+        before = (tmp_path / name).read_bytes()
+        done = _outline_script(sample, tmp_path / name)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        line = done.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: {tmp_path / name} holds rows made by other code"), line
+        assert (tmp_path / name).read_bytes() == before
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from train_rbc_outline import ROWS_CODE, cached_rows
+
+    cache = tmp_path / "made.npz"
+    made = cached_rows(cache, code_digest(*ROWS_CODE), lambda: rows)
+    assert all(np.array_equal(made[k], rows[k]) for k in rows)
+    done = _outline_script(sample, cache)
+    assert done.returncode == 0 and done.stdout.startswith("3 pooled RBCs on 1 tuning images"), done.stderr[-2000:]
