@@ -9,7 +9,8 @@ its `outline.FEATURES` and whether its box matches an annotated RBC box at IoU >
 one-hidden-layer perceptron (scikit-learn MLPClassifier, 16 ReLU units, seeded) is fitted. `--check` fits on one seeded
 half of the tuning images and prints precision and kept sprites per image on the other half for a range
 of thresholds (the overfitting check the threshold is chosen on); `--write` fits on the whole tuning half
-and writes naturalize/segment/rbc_outline.json. The report half is never read.
+and writes naturalize/segment/rbc_outline.json. The report half is never read. A `--cache` records the digest of
+the code that made its rows (ROWS_CODE); one made by other code (or before caches were stamped) is refused.
 """
 
 from __future__ import annotations
@@ -24,13 +25,39 @@ import numpy as np
 from segment_quality import halves, load_boxes  # benchmarks/ is the script's folder
 from tqdm import tqdm
 
-from naturalize.fsio import write_text
+from naturalize.codeversion import code_digest
+from naturalize.fsio import atomic_open, write_text
 from naturalize.segment.cells import box_iou
 from naturalize.segment.classical import segment_classical
 from naturalize.segment.gate import GateRules, judge, learned_pool
 from naturalize.segment.outline import FEATURES, WEIGHTS, OutlineModel, rbc_features
 
 HAND_ONLY = GateRules(rbc_min_outline=0.0)
+
+#: What shapes the training rows of this script and of train_wbc_refine.py (which adds its own module): the
+#: segmentation package, the boxes' reader and halving, and this script (its collect). A --cache records their digest.
+ROWS_CODE = ("naturalize.segment", "segment_quality", "train_rbc_outline")
+
+
+def cached_rows(cache: Path | None, code: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The rows stored in `cache` when it records `code` (a code_digest), else `make()`'s, written to `cache` (when
+    given) atomically with `code`. A cache of other code, or of none recorded, is never read nor replaced:
+    SystemExit with one error line (delete it or pass another --cache)."""
+    if cache is not None and cache.exists():
+        with np.load(cache) as d:
+            rows = {k: d[k] for k in d.files}
+        found = str(rows.pop("code", ""))
+        if found != code:
+            raise SystemExit(
+                f"error: {cache} holds rows made by other code (code {found[:12] or 'none recorded'}, "
+                f"this code {code[:12]}); delete it or pass another --cache"
+            )
+        return rows
+    rows = make()
+    if cache is not None:
+        with atomic_open(cache, "wb") as f:
+            np.savez(f, code=np.array(code), **rows)
+    return rows
 
 
 def collect(images: list[Path], boxdir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,13 +131,13 @@ def training_args(
 
 def main() -> None:
     args, tuning, boxdir = training_args(__doc__ or "", WEIGHTS)
-    if args.cache and args.cache.exists():
-        d = np.load(args.cache)
-        x, y, img = d["x"], d["y"], d["img"]
-    else:
+
+    def rows() -> dict[str, np.ndarray]:
         x, y, img = collect(tuning, boxdir)
-        if args.cache:
-            np.savez(args.cache, x=x, y=y, img=img)
+        return {"x": x, "y": y, "img": img}
+
+    d = cached_rows(args.cache, code_digest(*ROWS_CODE), rows)
+    x, y, img = d["x"], d["y"], d["img"]
     real = ~np.isnan(x).any(axis=1)
     n_img = len(np.unique(img))
     print(f"{int(real.sum())} pooled RBCs on {n_img} tuning images, {y[real].mean():.4f} match a box")

@@ -23,7 +23,8 @@ image evidence at each candidate's border (naturalize/segment/border.py's groups
 every group. `--listwise` fits the same perceptron shape on a listwise target instead (torch, seeded, one CPU
 thread, full batch: softmax over a cell's candidates, maximising the mass on those with IoU >= 0.8; AdamW, weight
 decay `--alpha`, `--epochs` epochs); it is stored and run like the other (numpy at segmentation time: the sigmoid of
-its score keeps the candidates' order). The report half is never read.
+its score keeps the candidates' order). The report half is never read. A `--cache` records the digest of the code
+that made its rows (train_rbc_outline.ROWS_CODE and this script); one made by other code is refused.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ import cv2
 import numpy as np
 from segment_quality import load_boxes  # benchmarks/ is the script's folder
 from tqdm import tqdm
-from train_rbc_outline import fit, training_args
+from train_rbc_outline import ROWS_CODE, cached_rows, fit, training_args
 
+from naturalize.codeversion import code_digest
 from naturalize.fsio import write_text
 from naturalize.segment.border import COLUMNS, border_features
 from naturalize.segment.border import columns as border_columns
@@ -242,18 +244,15 @@ def main() -> None:
         raise SystemExit(f"error: --boundary: {e}") from None
     if groups and args.write:
         raise SystemExit("error: --boundary is a check only (the refinement reads refine.FEATURES): drop --write")
-    if args.cache and args.cache.exists():
-        d = dict(np.load(args.cache))
-        d.setdefault("flip", np.zeros(len(d["img"]), int))  # a cache of the unmirrored images only
-        if int(d["flip"].max()) + 1 < args.flips:
-            raise SystemExit(
-                f"error: {args.cache} holds {int(d['flip'].max()) + 1} mirrorings, not {args.flips}: delete it"
-            )
-        d = {key: v[d["flip"] < args.flips] for key, v in d.items()}
-    else:
-        d = collect(tuning, boxdir, tuple(range(args.flips)), all_borders)
-        if args.cache:
-            np.savez(args.cache, **d)
+    d = cached_rows(
+        args.cache,
+        code_digest(*ROWS_CODE, "train_wbc_refine"),
+        lambda: collect(tuning, boxdir, tuple(range(args.flips)), all_borders),
+    )
+    if int(d["flip"].max()) + 1 < args.flips:
+        held = int(d["flip"].max()) + 1
+        raise SystemExit(f"error: {args.cache} holds {held} mirrorings, not {args.flips}: delete it")
+    d = {key: v[d["flip"] < args.flips] for key, v in d.items()}
     if d["x"].shape[1] != len(FEATURES):
         raise SystemExit(f"error: {args.cache} holds {d['x'].shape[1]} features, not {len(FEATURES)}: delete it")
     if groups and d.get("xb", np.zeros((0, 0))).shape[1] != len(COLUMNS):

@@ -18,7 +18,15 @@ from pathlib import Path
 
 from naturalize.classes import CLASSES, SPLITS
 from naturalize.fsio import UserError, read_object
-from naturalize.paths import IMAGE_SUFFIXES, data_home, is_image_name, subdirs, visible_files
+from naturalize.paths import (
+    IMAGE_SUFFIXES,
+    data_home,
+    hidden_note,
+    is_hidden_name,
+    is_image_name,
+    subdirs,
+    visible_files,
+)
 from naturalize.prepare import MIN_PER_CLASS, stratified_split
 
 PLAIN_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test of a plain class tree
@@ -90,19 +98,23 @@ def resolve_root(name_or_path: str | os.PathLike) -> Path:
     )
 
 
-def scan_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
-    """(image files, other entries) directly in `folder` (or anywhere below it when recursive, symlinked folders
-    too: naturalize.paths.visible_files), each sorted. Hidden names are in neither; an image-named dangling symlink
-    is an image (reading it fails, naming it); any other file (.gif, .txt ...), and a folder in a non-recursive
-    scan, is "other": not read, and said so (describe_skipped).
+def scan_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path], list[Path]]:
+    """(image files, other entries, hidden files) directly in `folder` (or anywhere below it when recursive, symlinked
+    folders too: naturalize.paths.visible_files, which leaves dot-named ones out unlisted), each sorted. Hidden files
+    (naturalize.paths.is_hidden_name: .DS_Store, ._X.jpg, Thumbs.db) are never read (hidden_note counts them); an
+    image-named dangling symlink is an image (reading it fails, naming it); any other file (.gif, .txt ...), and a
+    folder in a non-recursive scan, is "other": not read, and said so (describe_skipped).
     """
     images: list[Path] = []
     other: list[Path] = []
+    hidden: list[Path] = []
     for p in visible_files(folder) if recursive else folder.iterdir():
-        if p.name.startswith("."):
+        if is_hidden_name(p):
+            if not p.is_dir():
+                hidden.append(p)
             continue
         (images if is_image_name(p) and not p.is_dir() else other).append(p)
-    return sorted(images), sorted(other)
+    return sorted(images), sorted(other), sorted(hidden)
 
 
 def describe_skipped(other: Sequence[Path]) -> str:
@@ -122,13 +134,14 @@ def order_classes(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(known + sorted(n for n in names if n not in CLASSES))
 
 
-def _class_files(folder: Path, skipped: list[Path]) -> dict[str, list[Path]]:
+def _class_files(folder: Path, skipped: list[Path], hidden: list[Path]) -> dict[str, list[Path]]:
     """Image files per class folder of `folder` (classes without any left out); what is not read goes to
-    `skipped`."""
+    `skipped`, hidden files to `hidden`."""
     found = {}
     for d in subdirs(folder):
-        files, other = scan_images(d)
+        files, other, dotted = scan_images(d)
         skipped += other
+        hidden += dotted
         if files:
             found[d.name] = files
     return found
@@ -147,21 +160,26 @@ def load_dataset(
 ) -> Dataset:
     """Resolve and index a dataset; checks every split has the same non-empty class folders. `whole`: one split
     "all" of every image (a plain tree is not split, so any class size will do), e.g. an external test set.
-    Entries of class folders that are not read are named in one line through `warn`."""
+    Entries of class folders that are not read are named in one line through `warn`, and hidden files (.DS_Store,
+    ._X.jpg, Thumbs.db) counted in another."""
     skipped: list[Path] = []
-    data = _index(resolve_root(name_or_path), seed, whole, skipped)
+    hidden: list[Path] = []
+    root = resolve_root(name_or_path)
+    data = _index(root, seed, whole, skipped, hidden)
     if skipped and warn is not None:
         warn(describe_skipped(skipped))
+    if warn is not None and (note := hidden_note([p.relative_to(root).as_posix() for p in hidden])):
+        warn(note)
     return data
 
 
-def _index(root: Path, seed: int, whole: bool, skipped: list[Path]) -> Dataset:
+def _index(root: Path, seed: int, whole: bool, skipped: list[Path], hidden: list[Path]) -> Dataset:
     meta = {}
     if (root / "dataset.json").is_file():
         meta = read_object(root / "dataset.json", "fix or remove it (a dataset's description)")
     present = [s for s in SPLITS if (root / s).is_dir()]
     if present:
-        per_split = {s: _class_files(root / s, skipped) for s in present}
+        per_split = {s: _class_files(root / s, skipped, hidden) for s in present}
         if "train" not in per_split:
             raise UserError(
                 f"dataset {root} has {', '.join(present)}/ but no train/; a split tree needs train/<CLASS>/"
@@ -189,7 +207,7 @@ def _index(root: Path, seed: int, whole: bool, skipped: list[Path]) -> Dataset:
         if whole:
             items = {WHOLE: [row for s in present for row in items[s]]}
         return Dataset(root, classes, "split", items, meta)
-    files = _class_files(root, skipped)
+    files = _class_files(root, skipped, hidden)
     if not files:
         raise UserError(f"dataset {root} holds neither train/val/test/<CLASS>/ nor <CLASS>/ folders with images")
     classes = order_classes(list(files))

@@ -33,10 +33,11 @@ DECODE_CODE = ("classify.images", "naturalize.decode")
 
 
 def cache_stamp() -> list[str]:
-    """What the cached pixels depend on besides the files: this code (a digest of DECODE_CODE) and Pillow's version."""
+    """What the cached pixels depend on besides the files: this code (a digest of DECODE_CODE) and Pillow's version.
+    Keys of older caches began with a hand-kept version ("v2", "v3"), which no digest equals: never read now."""
     import PIL
 
-    return ["v3", code_digest(*DECODE_CODE), PIL.__version__]  # v3: float images on their scale (naturalize.decode)
+    return [code_digest(*DECODE_CODE), PIL.__version__]
 
 
 def _key(paths: Sequence[Path], size: int, stamp: Sequence[str] | None = None) -> str:

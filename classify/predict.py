@@ -22,7 +22,7 @@ def gather_images(inputs: Sequence[str | os.PathLike], warn: Callable[[str], Non
     skipped: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            images, other = scan_images(item, recursive=True)
+            images, other, _hidden = scan_images(item, recursive=True)  # hidden files: never read
             found += images
             skipped += other
         elif item.is_file():

@@ -65,6 +65,12 @@ def _parse_split(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+#: --model-type and --device of segment and build (one text, so the two commands read alike; fetch-sam lists the
+#: same model types, with their download sizes).
+MODEL_TYPE_HELP = f"SAM model type of the checkpoint: {model_type_help()}."
+DEVICE_HELP = "SAM device: auto | cpu | cuda (the classical backend runs on the CPU)."
+
+
 def _classes(text: str | None) -> tuple[str, ...]:
     """--classes 'bne,PMY' -> ('BNE', 'PMY'); UserError naming the unknown code."""
     try:
@@ -136,8 +142,8 @@ def segment(
         help="SAM checkpoint .pth (get one with `naturalize fetch-sam vit_b`).",
         show_default="$NATURALIZE_SAM_CHECKPOINT, else none",
     ),
-    model_type: str = typer.Option("vit_b", help=f"SAM model type of the checkpoint: {model_type_help()}."),
-    device: str = typer.Option("auto", help="SAM device: auto | cpu | cuda (the classical backend runs on the CPU)."),
+    model_type: str = typer.Option("vit_b", help=MODEL_TYPE_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     points: int | None = typer.Option(
         None, help="SAM: point prompts per image side for red cells and platelets.", show_default="16"
     ),
@@ -222,8 +228,8 @@ def build(
     checkpoint: str | None = typer.Option(
         None, help="SAM checkpoint (.pth).", show_default="$NATURALIZE_SAM_CHECKPOINT, else none"
     ),
-    model_type: str = typer.Option("vit_b", help=f"SAM model type: {model_type_help(', ')}."),
-    device: str = typer.Option("auto", help="SAM device: auto, cpu or cuda (ignored by the classical backend)."),
+    model_type: str = typer.Option("vit_b", help=MODEL_TYPE_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     classes: str | None = typer.Option(
         None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).", show_default="the recipe's"
     ),

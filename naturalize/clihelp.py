@@ -8,11 +8,18 @@ bracketed text such as `[default: ...]` is shown as written instead of being tak
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import logging
 import os
+import re
 import signal
 import sys
-from collections.abc import Callable
+import threading
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import typer
 
@@ -55,15 +62,75 @@ def _not_retracing(record: logging.LogRecord) -> bool:
     return "triggered tf.function retracing" not in record.getMessage()
 
 
+#: The lines TensorFlow (2.21) writes to stderr while it is imported, before abseil has read TF_CPP_MIN_LOG_LEVEL
+#: (abseil-cpp PR 1957, tensorflow PR 102212), twice each: quiet_tensorflow drops these, and only these, then.
+TF_IMPORT_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} [\d:.]+ +\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used\."
+)
+
+
+@contextmanager
+def filtered_stderr(drop: re.Pattern[str]) -> Iterator[None]:
+    """While inside, whatever is written to file descriptor 2 (by Python or by C/C++ code) goes through a pipe: a
+    thread passes each line on to the real stderr, in order, unless `drop` matches all of it. On exit stderr is
+    restored and what is left in the pipe is passed on before this returns."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as src, os.fdopen(os.dup(saved), "wb", buffering=0) as dst:
+            for line in src:
+                if not drop.fullmatch(line.decode(errors="replace").rstrip("\r\n")):
+                    dst.write(line)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the thread reads to its end
+        thread.join()
+        os.close(saved)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` once (then leaves sys.meta_path) and runs its import inside filtered_stderr."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loader = spec.loader if spec is not None else None
+        if loader is not None and hasattr(loader, "exec_module"):
+            run = loader.exec_module
+
+            def exec_module(module: types.ModuleType) -> None:
+                with filtered_stderr(TF_IMPORT_NOISE):
+                    run(module)
+
+            loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
 def quiet_tensorflow() -> None:
     """Silence what TensorFlow prints that the user can do nothing about, for commands that may load it (both
     command lines: `naturalize demo` and `realism` train Keras models too): its C++ log below FATAL
     (TF_CPP_MIN_LOG_LEVEL=3 unless set; e.g. "failed call to cuInit: ... CUDA error" on a machine without a GPU),
-    and the "N out of the last M calls ... triggered tf.function retracing" warning (every model evaluated traces
-    its own predict function, which TensorFlow counts as retracing one), by a filter on the standard `tensorflow`
-    logger: no TensorFlow import, nothing under the torch backend."""
+    the lines of TF_IMPORT_NOISE that its import prints before that level is read (unless the level is 0: a user
+    asking for every log line), and the "N out of the last M calls ... triggered tf.function retracing" warning
+    (every model evaluated traces its own predict function, which TensorFlow counts as retracing one), by a filter
+    on the standard `tensorflow` logger: no TensorFlow import, nothing under the torch backend."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").addFilter(_not_retracing)
+    hooked = any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path)
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() != "0" and "tensorflow" not in sys.modules and not hooked:
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 def calm_openmp() -> None:

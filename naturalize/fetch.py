@@ -49,10 +49,11 @@ def size_text(size_mb: int) -> str:
     return f"{size_mb} MB" if size_mb < 1000 else f"{size_mb / 1024:.1f} GB"
 
 
-def model_type_help(sep: str = " | ", sizes: bool = False) -> str:
-    """The SAM model types for a help line, from CHECKPOINTS: 'vit_b | vit_l | vit_h', with `sizes` each followed
-    by its download size ('vit_b (375 MB) | ...')."""
-    return sep.join(f"{name} ({size_text(c.size_mb)})" if sizes else name for name, c in CHECKPOINTS.items())
+def model_type_help(sizes: bool = False) -> str:
+    """The SAM model types for a help line, from CHECKPOINTS: 'vit_b | vit_l | vit_h' (the CLI's way of listing
+    choices; segment, build and fetch-sam all read it), with `sizes` each followed by its download size
+    ('vit_b (375 MB) | ...')."""
+    return " | ".join(f"{name} ({size_text(c.size_mb)})" if sizes else name for name, c in CHECKPOINTS.items())
 
 
 def default_dir() -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 #: Dataset names (`classify --dataset NAME`, `naturalize build`'s default --out) resolve under this folder.
@@ -63,6 +64,28 @@ def fit_name(name: str, limit: int = NAME_MAX) -> str:
     while len(head.encode()) + len(tail.encode()) > limit:
         head = head[:-1]
     return head + tail
+
+
+#: Files an operating system leaves in folders that are not dot-named (Windows Explorer's thumbnail caches and
+#: folder settings); with the dot-files (macOS .DS_Store and ._* AppleDouble copies, editors' leftovers) they are
+#: "hidden": never an image of a class, read by no command.
+SYSTEM_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})
+
+
+def is_hidden_name(path: str | os.PathLike) -> bool:
+    """True for a dot-named file (.DS_Store, ._X.jpg, .X.jpg) or an OS leftover of SYSTEM_NAMES (any case)."""
+    name = Path(path).name
+    return name.startswith(".") or name.lower() in SYSTEM_NAMES
+
+
+def hidden_note(paths: Sequence[str | os.PathLike]) -> str | None:
+    """One line counting the hidden files a command skipped, with the first as an example; None when none."""
+    if not paths:
+        return None
+    return (
+        f"note: skipped {len(paths)} hidden or system file(s) (dot-files such as .DS_Store or ._* AppleDouble "
+        f"copies, Thumbs.db), e.g. {paths[0]}; no command reads them"
+    )
 
 
 def is_image_name(path: str | os.PathLike) -> bool:

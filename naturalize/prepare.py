@@ -23,11 +23,18 @@ from naturalize.classes import CLASS_NAMES, CLASSES, SPLITS
 from naturalize.codeversion import code_digest
 from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
+from naturalize.paths import hidden_note
 from naturalize.records import Record, Scan, scan, unread_note, with_split, write_dropped, write_records
 
 #: The modules whose code makes prepared records (their digest is summary.json's `code`: build does not reuse records
 #: of other code from its work cache).
-PREPARE_CODE = ("naturalize.prepare", "naturalize.records", "naturalize.neardup", "naturalize.classes")
+PREPARE_CODE = (
+    "naturalize.prepare",
+    "naturalize.records",
+    "naturalize.neardup",
+    "naturalize.classes",
+    "naturalize.paths",
+)
 
 OUTPUTS = ("records.csv", "dropped.csv", "summary.json") + SPLITS
 KIND = "prepared"  # the output marker's kind (naturalize.outputs)
@@ -131,13 +138,17 @@ def summarize(result: Scan, records: Sequence[Record], seed: int | None, fractio
         ],
         "empty_folders": result.empty_folders,
         "ignored": result.ignored,
+        "hidden": [d.path for d in result.dropped if d.reason == "hidden"],
     }
 
 
 def left_out(summary: Mapping) -> list[str]:
-    """Lines naming what the scan of `summary` did not take in: each unreadable file, then the folders not read."""
+    """Lines naming what the scan of `summary` did not take in: each unreadable file, the folders not read, and a
+    count of the hidden files (dot-files, Thumbs.db) skipped."""
     lines = [f"  skipped {u['path']}: {u['detail']}" for u in summary["unreadable"]]
     if note := unread_note(summary["root"], summary.get("ignored", [])):
+        lines.append(note)
+    if note := hidden_note(summary.get("hidden", [])):
         lines.append(note)
     return lines
 
@@ -161,8 +172,7 @@ def format_table(summary: Mapping) -> str:
         + "; "
         f"non-images {summary['non_images_skipped']}; unreadable {len(summary['unreadable'])}; "
         f"unknown prefix {summary['dropped'].get('unknown_prefix', 0)}"
-        + (f"; hidden (leading dot) {n}" if (n := summary["dropped"].get("hidden", 0)) else "")
-    )
+    )  # hidden files: a note of their own (left_out)
     lines += left_out(summary)
     if summary["curated_out"]:
         lines.append(

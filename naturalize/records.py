@@ -35,7 +35,7 @@ from naturalize.classes import (
 )
 from naturalize.fsio import UserError, atomic_open, read_object
 from naturalize.neardup import same_picture_pairs, thumbnail
-from naturalize.paths import IMAGE_SUFFIXES, is_image_name, subdirs
+from naturalize.paths import IMAGE_SUFFIXES, hidden_note, is_hidden_name, is_image_name, subdirs
 from naturalize.procs import die_with_parent
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
@@ -57,14 +57,14 @@ class Record:
     excluded: str = ""
 
 
-#: Why an image whose file name starts with a dot is left out (no command reads hidden files).
-HIDDEN_DETAIL = "hidden file name (leading dot), read by no command; rename it without the dot to use it"
+#: Why a hidden file (dot-named, or an OS leftover such as Thumbs.db: paths.is_hidden_name) is left out unread.
+HIDDEN_DETAIL = "hidden or system file (leading dot, Thumbs.db ...), read by no command; rename it to use it"
 
 
 @dataclass(frozen=True)
 class Dropped:
-    """A file left out, with a reason: unlabeled, unknown_prefix, non_image, empty, unreadable, hidden (an
-    image whose file name starts with a dot), duplicate, near_duplicate (the same picture in other bytes) or
+    """A file left out, with a reason: unlabeled, unknown_prefix, non_image, empty, unreadable, hidden (a dot-named
+    file or an OS leftover, not read), duplicate, near_duplicate (the same picture in other bytes) or
     duplicate_conflict."""
 
     path: str
@@ -235,6 +235,9 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
     dropped: list[Dropped] = []
     to_read: list[tuple[Path, str, str, str]] = []
     for f, cls, folder, split in items:
+        if is_hidden_name(f):  # .DS_Store, ._X.jpg, Thumbs.db: no command reads them, so neither is this one read
+            dropped.append(Dropped(f.relative_to(root).as_posix(), "hidden", HIDDEN_DETAIL))
+            continue
         if layout == "release":
             label, reason = _label_from_prefix(f.name)
             if label is None and reason == "unlabeled":
@@ -265,8 +268,6 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
         relpath = f.relative_to(root).as_posix()
         if len(info) == 2:
             dropped.append(Dropped(relpath, info[0], info[1]))
-        elif f.name.startswith("."):  # an image, but hidden: no other reader (classify, preview, realism) sees it
-            dropped.append(Dropped(relpath, "hidden", HIDDEN_DETAIL))
         elif not cls:
             dropped.append(
                 Dropped(
@@ -426,6 +427,8 @@ def load_sources(
                 + "; ".join(f"{d.path} ({d.detail or d.reason})" for d in bad)
             )
         if echo is not None and (note := unread_note(root, result.ignored)):
+            echo(note)
+        if echo is not None and (note := hidden_note([d.path for d in result.dropped if d.reason == "hidden"])):
             echo(note)
         if split and result.layout != "split":
             raise UserError(

@@ -187,10 +187,25 @@ def test_the_steady_training_rate_leaves_out_each_epochs_first_batch() -> None:
 
     from classify.train import steady_images_per_s
 
-    # 4 batches of 8, 8, 8, 6 images; the first ends 10 s after the epoch began (a build), then 0.5 s each
-    assert steady_images_per_s([10.0, 10.5, 11.0, 11.5], 30, 8) == pytest.approx(22 / 1.5)
-    assert steady_images_per_s([10.0, 10.5], 10, 8) == pytest.approx(2 / 0.5)  # the last, short batch
+    # 4 batches of 8 images; the first ends 10 s after the epoch began (a build), then 0.5 s each
+    assert steady_images_per_s([10.0, 10.5, 11.0, 11.5], 32, 8) == pytest.approx(24 / 1.5)
     assert math.isnan(steady_images_per_s([3.0], 5, 8))  # one batch: no steady part to measure
+
+
+def test_the_steady_training_rate_counts_full_batches_only() -> None:
+    """66 training images in batches of 64 logged "2.1 img/s steady (after the first batch), 65.7 img/s with it":
+    the 2 images of the short last batch over a whole step's time. A short last batch is left out like the first:
+    the rate is over the full batches after the first, and there is none with fewer than two full batches."""
+    import math
+
+    from classify.train import _rates, steady_images_per_s
+
+    assert math.isnan(steady_images_per_s([1.0, 1.95], 66, 64))  # one full batch, then 2 images
+    row = {"train_images_per_s": 65.7, "steady_images_per_s": steady_images_per_s([1.0, 1.95], 66, 64)}
+    assert _rates(row) == "65.7 img/s (under two full batches: no steady rate)"
+    # 8, 8, 8, 6 images: the 2nd and 3rd batches (16 images in 1 s) count, not the last, short one
+    assert steady_images_per_s([10.0, 10.5, 11.0, 11.9], 30, 8) == pytest.approx(16 / 1.0)
+    assert math.isnan(steady_images_per_s([10.0, 10.5], 10, 8))
 
 
 def test_the_epoch_log_prints_slow_rates_with_their_digits() -> None:

@@ -251,7 +251,7 @@ def test_resume_after_an_interruption_continues_from_the_last_finished_epoch(tin
     train(tiny_tree, "custom_cnn", out, evaluate=False, log=logs.append, **run)
     assert any(line.startswith("resuming") and "after epoch 1" in line for line in logs)
     epochs = [line for line in logs if line.startswith("epoch ")]
-    assert len(epochs) == 2 and all(" img/s steady (after the first batch), " in line for line in epochs), epochs
+    assert len(epochs) == 2 and all(" img/s steady (full batches after the first), " in line for line in epochs), epochs
     hist = read_history(out)
     assert [r["epoch"] for r in hist] == [1, 2, 3] and hist[0] == first[0]
     assert json.loads((out / "state.json").read_text())["epoch"] == 3

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from naturalize.testing.cli import run_cli
 
 
@@ -97,3 +99,57 @@ def test_allocation_failures_of_each_library_are_told_apart_from_other_errors():
         line = oom_line(e)
         assert line.startswith(f"out of memory ({type(e).__name__}: ") and "\n" not in line and len(line) < 400
     assert out_of_memory(ValueError("bad value")) is None and out_of_memory(KeyError("memory")) is None
+
+
+NOISE = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1796067341.107222   17631 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will "
+    "not be used.",
+)
+
+
+def test_the_import_filter_drops_only_tensorflows_early_log_lines():
+    """Whatever else reaches file descriptor 2 while the filter is on (C code's writes, Python's, a last line
+    without its newline) comes out, in order; only TensorFlow's two early lines are dropped."""
+    noise = "".join(f"{line}\n" for line in NOISE * 2).encode()
+    code = (
+        "import os, sys\nfrom naturalize.clihelp import TF_IMPORT_NOISE, filtered_stderr\n"
+        "print('before', file=sys.stderr)\n"
+        "with filtered_stderr(TF_IMPORT_NOISE):\n"
+        f"    os.write(2, {noise!r} + b'E0000 a real error at import\\n' + {noise!r})\n"
+        "    print('a Python warning', file=sys.stderr)\n"
+        "    os.write(2, b'cudart_stub.cc:31] Could not find cuda drivers (not the whole line)\\nno newline')\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "before",
+        "E0000 a real error at import",
+        "a Python warning",
+        "cudart_stub.cc:31] Could not find cuda drivers (not the whole line)",
+        "no newlineafter",
+    ], done.stderr
+
+
+def test_tensorflows_import_prints_none_of_its_early_log_lines_under_either_command():
+    """TensorFlow 2.21 printed "WARNING: All log messages before absl::InitializeLog() is called are written to
+    STDERR" and "I0000 ... cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used."
+    twice each on every classify command, TF_CPP_MIN_LOG_LEVEL=3 notwithstanding (abseil logs them before it reads
+    the level). quiet_tensorflow (both commands' entry points) filters them from stderr while TensorFlow loads."""
+    pytest.importorskip("tensorflow")
+    import os
+
+    from naturalize.clihelp import TF_IMPORT_NOISE
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    show = "import sys\nprint('before', file=sys.stderr)\nimport tensorflow\nprint('after', file=sys.stderr)\n"
+    plain = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, env=env)
+    if not any(TF_IMPORT_NOISE.fullmatch(line) for line in plain.stderr.splitlines()):
+        pytest.skip("this TensorFlow build prints none of those lines")
+    quiet = "from naturalize.clihelp import quiet_tensorflow\nquiet_tensorflow()\n" + show
+    done = subprocess.run([sys.executable, "-c", quiet], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "before" and lines[-1] == "after", done.stderr
+    assert not any(TF_IMPORT_NOISE.fullmatch(line) for line in lines), done.stderr

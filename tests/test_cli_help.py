@@ -218,3 +218,17 @@ def test_every_flag_the_docs_show_exists_on_its_command():
         unknown += [f"{doc.name}: {f}" for f in sorted(set(FLAG.findall(text)) - anywhere)]
     assert wrong == [], wrong
     assert unknown == [], unknown
+
+
+def test_segment_build_and_fetch_sam_list_the_sam_model_types_alike() -> None:
+    """build's --help listed 'vit_b, vit_l, vit_h' (and its --device 'auto, cpu or cuda') where segment and
+    fetch-sam read 'vit_b | vit_l | vit_h': all three now list the registry's types the same way."""
+    from naturalize.fetch import CHECKPOINTS
+
+    listed = " | ".join(CHECKPOINTS)
+    texts = {name: " ".join(_help("naturalize", name).split()) for name in ("segment", "build", "fetch-sam")}
+    for name in ("segment", "build"):
+        assert f"SAM model type of the checkpoint: {listed}." in texts[name], name
+        assert "SAM device: auto | cpu | cuda" in texts[name], name
+    sized = re.sub(r" \([^)]*\)", "", texts["fetch-sam"].split("model_type <str>")[1].split("[required]")[0])
+    assert sized.strip() == f"{listed}.", sized

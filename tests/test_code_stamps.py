@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from naturalize.codeversion import code_digest
@@ -151,9 +155,30 @@ def test_the_decoded_image_cache_is_keyed_by_the_code_that_decoded_it(drawn: Pat
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLASSIFY_CACHE", str(tmp_path / "cache"))
         cached_array(paths, 16, workers=1, progress=False)
-    assert cache_stamp()[1:] == [code_digest(*DECODE_CODE), PIL.__version__]
+    assert cache_stamp() == [code_digest(*DECODE_CODE), PIL.__version__]
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"{_key(paths, 16)}_16.npy"]
-    assert _key(paths, 16, ["v3", OTHER, PIL.__version__]) != _key(paths, 16)
+    assert _key(paths, 16, [OTHER, PIL.__version__]) != _key(paths, 16)
+
+
+def test_a_decoded_image_cache_of_an_older_key_is_not_read(drawn: Path, tmp_path: Path) -> None:
+    """The key held a hand-kept "v3" beside the code digest; the digest alone now says which code decoded the
+    pixels. The arrays older code cached, under each key it wrote ("v3" and the size; "v3", a digest, Pillow's
+    version, including this very code's digest), filled with zeros here, are never read: the images are decoded."""
+    pytest.importorskip("PIL")
+    import PIL
+
+    from classify.images import DECODE_CODE, _key, cached_array, decode_all
+
+    paths = sorted(drawn.rglob("*.jpg"))[:3]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for old in (["v2"], ["v3"], ["v3", code_digest(*DECODE_CODE), PIL.__version__]):
+        np.save(cache / f"{_key(paths, 16, old)}_16.npy", np.zeros((3, 16, 16, 3), np.uint8))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLASSIFY_CACHE", str(cache))
+        got = cached_array(paths, 16, workers=1, progress=False)
+    assert got.any() and np.array_equal(got, decode_all(paths, 16, workers=1, progress=False))
+    assert len(list(cache.iterdir())) == 4  # the old ones are left alone (a cache: the user may delete them)
 
 
 def test_build_does_not_reuse_records_prepared_by_other_code(drawn: Path, tmp_path: Path) -> None:
@@ -214,3 +239,39 @@ def test_a_packages_stamp_covers_every_module_in_it(tmp_path: Path, monkeypatch:
         assert code_digest("stamped_pkg") != before
     finally:
         code_digest.cache_clear()
+
+
+def _outline_script(sample: Path, cache: Path) -> subprocess.CompletedProcess:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_rbc_outline.py"
+    env = {**os.environ, "PYTHONPATH": str(script.parents[1])}
+    args = [sys.executable, str(script), "--sample", str(sample), "--cache", str(cache)]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_outline_training_cache_is_read_only_when_made_by_this_code(tmp_path: Path) -> None:
+    """benchmarks/train_rbc_outline.py --cache reused the rows in any file it was given, made by any version of the
+    segmentation: it now records their code's digest; rows of other code (or of none recorded, as before) are
+    refused with one error line and the file is left as it was, and rows of this code are read."""
+    sample = tmp_path / "sample"  # two annotated images (never read: the cache holds their rows)
+    (sample / "PBC_dataset_normal_DIB" / "neutrophil").mkdir(parents=True)
+    (sample / "oi-pbc-boxes").mkdir()
+    for stem in ("SNE_1", "SNE_2"):
+        (sample / "PBC_dataset_normal_DIB" / "neutrophil" / f"{stem}.jpg").write_bytes(b"")
+        (sample / "oi-pbc-boxes" / f"{stem}.txt").write_text("")
+    rows = {"x": np.ones((3, 2)), "y": np.array([True, False, True]), "img": np.zeros(3, int)}
+    for name, stamp in (("old.npz", {}), ("other.npz", {"code": np.array(OTHER)})):
+        np.savez(tmp_path / name, **rows, **stamp)
+        before = (tmp_path / name).read_bytes()
+        done = _outline_script(sample, tmp_path / name)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        line = done.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: {tmp_path / name} holds rows made by other code"), line
+        assert (tmp_path / name).read_bytes() == before
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from train_rbc_outline import ROWS_CODE, cached_rows
+
+    cache = tmp_path / "made.npz"
+    made = cached_rows(cache, code_digest(*ROWS_CODE), lambda: rows)
+    assert all(np.array_equal(made[k], rows[k]) for k in rows)
+    done = _outline_script(sample, cache)
+    assert done.returncode == 0 and done.stdout.startswith("3 pooled RBCs on 1 tuning images"), done.stderr[-2000:]

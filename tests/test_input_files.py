@@ -121,7 +121,7 @@ def test_prepare_leaves_out_hidden_images_as_classify_does(sample_release: Path,
     assert sorted(r.path for r in result.records) == sorted(read_by_classify) and len(read_by_classify) == 6
     assert sorted((d.path.split("/")[0], d.reason) for d in result.dropped) == [("LY", "hidden"), ("PMY", "hidden")]
     r = run_cli("naturalize", "prepare", tmp_path, "--out", tmp_path.parent / "prep", "--no-progress")
-    assert r.returncode == 0 and "hidden (leading dot) 2" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "note: skipped 2 hidden or system file(s)" in r.stdout, r.stdout + r.stderr
 
 
 def test_compose_refuses_a_bank_cut_from_crops_far_from_the_pbc_size(sample_release: Path, tmp_path: Path) -> None:
@@ -259,3 +259,48 @@ def test_prepare_reads_the_image_names_classify_reads(sample_release: Path, tmp_
     why = {d.path: (d.reason, d.detail) for d in result.dropped}
     assert why["PMY/PMY_1.gif"][0] == why["PMY/PMY_2.jpg.bak"][0] == "non_image"
     assert "not an image file name (.gif;" in why["PMY/PMY_1.gif"][1]
+
+
+def test_hidden_and_system_files_are_skipped_unread_and_counted_in_one_note(tmp_path: Path) -> None:
+    """The sample holds neutrophil/.DS_169665.jpg (a macOS leftover). prepare read ._X.jpg (AppleDouble), .DS_Store
+    and Thumbs.db and called them non-images; segment on a raw tree, build and classify said nothing of any. Each
+    now skips them unread and says how many in one note line; none is an image of a class."""
+    from classify.datasets import load_dataset
+    from naturalize.drawn import write_drawn_release
+
+    pbc = tmp_path / "pbc"
+    write_drawn_release(pbc, 3, seed=0, progress=False)
+    folder = pbc / "neutrophil"
+    hidden = {
+        ".DS_169665.jpg": (folder / "SNE_drawn_0001.jpg").read_bytes(),  # a hidden copy of a real image
+        "._SNE_drawn_0002.jpg": b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ",  # AppleDouble metadata
+        ".DS_Store": b"\x00\x00\x00\x01Bud1",
+        "Thumbs.db": b"\xd0\xcf\x11\xe0",
+    }
+    for name, data in hidden.items():
+        (folder / name).write_bytes(data)
+    note = "note: skipped 4 hidden or system file(s)"
+
+    r = run_cli("naturalize", "prepare", pbc, "--out", tmp_path / "prep", "--no-progress")
+    assert r.returncode == 0 and r.stdout.count(note) == 1, r.stdout + r.stderr
+    dropped = (tmp_path / "prep" / "dropped.csv").read_text()
+    assert all(f"neutrophil/{name},hidden," in dropped for name in hidden), dropped
+    assert not any(name in (tmp_path / "prep" / "records.csv").read_text() for name in hidden)
+
+    r = run_cli("naturalize", "segment", pbc, "--out", tmp_path / "bank", "--workers", "1", "--no-progress")
+    assert r.returncode == 0 and (r.stdout + r.stderr).count(note) == 1, r.stdout + r.stderr
+    assert "33 images" in r.stdout
+
+    args = ("--pbc", pbc, "--out", tmp_path / "ds", "--work", tmp_path / "work", "--no-progress")
+    r = run_cli("naturalize", "build", "pbc11", *args)
+    assert r.returncode == 0 and (r.stdout + r.stderr).count(note) == 1, r.stdout + r.stderr
+    assert not any(name in (tmp_path / "ds" / "files.csv").read_text() for name in hidden)
+
+    said: list[str] = []
+    data = load_dataset(pbc, warn=said.append)
+    assert [line for line in said if line.startswith("note:")] == [
+        f"{note} (dot-files such as .DS_Store or ._* AppleDouble copies, Thumbs.db), e.g. neutrophil/.DS_169665.jpg; "
+        "no command reads them"
+    ]
+    assert not any(line.startswith("warning:") for line in said), said  # Thumbs.db is no "entry not read" either
+    assert sum(len(rows) for rows in data.items.values()) == 33

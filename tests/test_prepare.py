@@ -80,7 +80,10 @@ def test_sample_counts_match_the_release_rules(sample_root: Path, tmp_path: Path
     assert summary["images"] == 3306
     assert summary["unlabeled_dropped"] == {"IG": 151, "NEUTROPHIL": 50}
     assert summary["duplicates_removed"] == 18
-    assert summary["non_images_skipped"] == 1
+    # the sample's one non-image, neutrophil/.DS_169665.jpg (a macOS .DS_Store under an image name), is hidden: unread
+    assert summary["non_images_skipped"] == 0 and summary["hidden"] == [
+        "PBC_dataset_normal_DIB/neutrophil/.DS_169665.jpg"
+    ]
     records = read_records(tmp_path / "prep" / "records.csv")
     paths = {r.path for r in records}
     # the release's one cross-class pair is dropped on both sides
@@ -96,7 +99,7 @@ def test_messy_tree_every_rule(messy_release: Path, tmp_path: Path):
     result = scan(messy_release, workers=1, progress=False)
     reasons = {Path(d.path).name: d.reason for d in result.dropped}
     assert reasons["IG_1.jpg"] == reasons["NEUTROPHIL_1.jpg"] == "unlabeled"
-    assert reasons[".DS_Store"] == reasons["notes.txt"] == "non_image"
+    assert reasons["notes.txt"] == "non_image" and reasons[".DS_Store"] == "hidden"  # a dot-file: not read
     assert reasons["BA_empty.jpg"] == "empty"
     assert reasons["BA_trunc.jpg"] == "unreadable"
     assert reasons["XYZ_1.jpg"] == "unknown_prefix"

@@ -209,6 +209,24 @@ def test_the_saliency_heat_maps_have_a_labelled_scale_and_stay_under_their_image
         assert abs(pa.x0 - pb.x0) < 1e-6 and abs(pa.width - pb.width) < 1e-6
 
 
+def test_the_critics_score_cam_calls_its_models_as_they_were_built() -> None:
+    """Every `naturalize realism` printed Keras's "UserWarning: The structure of `inputs` doesn't match the expected
+    structure. Expected: ['keras_tensor'] Received: inputs=Tensor(shape=(1, 128, 128, 3))" (TensorFlow and torch):
+    the saliency sheet's feature model was built on the critic's list of inputs and called with one batch."""
+    import warnings
+
+    from naturalize.realism.critic import Trial, build_critic
+    from naturalize.realism.report import saliency_figure
+
+    p = CriticParams(size=32, widths=(4, 8))
+    x = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    trial = Trial(1.0, {}, np.array([0, 1, 3, 4]), np.array([0.1, 0.2, 0.9, 0.8]), build_critic(p))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        saliency_figure(trial, x, ["PMY"] * 6, n_real=3, n=2)
+    assert not [w for w in caught if "structure" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_every_image_left_out_gets_a_warning_line() -> None:
     """Byte-identical repeats within a side were left out with no word on the terminal (the table just showed fewer
     images); each kind of left-out image now has its warning line, and a run that used everything has none."""
@@ -241,4 +259,5 @@ def test_realism_prints_no_tensorflow_noise(
     r = run_cli("naturalize", "realism", *args, "--seeds", "3", "--epochs", "1", "--size", "32", "--no-progress")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "cuInit" not in r.stderr and "retracing" not in r.stderr, r.stderr[-2000:]
+    assert "doesn't match the expected structure" not in r.stderr, r.stderr[-2000:]
     assert "real vs synthetic" in r.stdout

@@ -74,6 +74,14 @@ def build_critic(p: CriticParams, classes: int = 1):
     return keras.Model(inputs, outputs, name="critic")
 
 
+def critic_features(model):
+    """input -> the critic's `features` map (B, h, w, K), for Score-CAM. Built on `model.input`, the one tensor the
+    critic takes (not the list `model.inputs`: a model built on that expects a list, and Keras warns "The structure
+    of `inputs` doesn't match the expected structure" at every call with one batch)."""
+    keras = keras_or_error()
+    return keras.Model(model.input, model.get_layer("features").output)
+
+
 def auc_or_nan(y: np.ndarray, s: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 

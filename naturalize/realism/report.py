@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from naturalize.realism.critic import Trial
+from naturalize.realism.critic import Trial, critic_features
 
 TESTS = ("real_vs_synthetic", "real_vs_real")
 
@@ -149,14 +149,14 @@ def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from classify.scorecam import feature_model, score_cam
+    from classify.scorecam import score_cam
 
     test, scores = np.asarray(tr.test), np.asarray(tr.scores)
     order = np.argsort(-scores, kind="stable")
     syn = [int(i) for i in order if test[i] >= n_real][:n]
     real = [int(i) for i in order if test[i] < n_real][: max(1, n // 2)]
     picks = [(i, "synthetic") for i in syn] + [(i, "real") for i in real]
-    features = feature_model(tr.model)
+    features = critic_features(tr.model)
     fig, axes = plt.subplots(2, len(picks), figsize=(1.6 * len(picks), 3.6), squeeze=False)
     for col, (i, kind) in enumerate(picks):
         image = x[test[i]]
