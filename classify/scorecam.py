@@ -42,7 +42,7 @@ def feature_model(model):
         names = [layer.name for layer in m.layers]
         if "features" in names:
             outs = [m.get_layer(n).output for n in ("features", *EXTRA_FEATURES) if n in names]
-            return keras.Model(m.inputs, outs if len(outs) > 1 else outs[0])
+            return keras.Model(m.input, outs if len(outs) > 1 else outs[0])  # one input, as the model is called
         for layer in m.layers:
             if isinstance(layer, keras.Model) and layer.name == "vit_b16_backbone":
                 inp = keras.Input(m.inputs[0].shape[1:])

@@ -260,6 +260,19 @@ def test_score_cam_under_torch_builds_no_autograd_graph(tmp_path):
     assert line.endswith("shape (32, 32)")
 
 
+def test_score_cam_s_feature_model_takes_the_image_as_the_model_does():
+    """The feature model was built on the list `model.inputs` and called with one tensor, so Keras warned "The
+    structure of `inputs` doesn't match the expected structure. Expected: ['image']" at every Score-CAM."""
+    from classify.scorecam import explain_map, explainer
+
+    model = create_model("custom_cnn", 3, "none", "finetune", 32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cam, _, _ = explain_map(explainer(model), np.full((32, 32, 3), 120, np.float32), max_channels=8)
+    assert cam.shape == (32, 32)
+    assert not [w for w in caught if "structure" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_score_cam_peaks_on_a_planted_discriminative_patch():
     from classify.scorecam import feature_model, score_cam
 
