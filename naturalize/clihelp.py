@@ -1,6 +1,7 @@
 """What both command lines share: the app's help layout, the version option, example epilogs and the entry point
-that turns a UserError into one `error:` line (exit code 2), running out of memory into one `error:` line (exit
-code 1) and Ctrl-C into one `interrupted` line (exit code 130).
+that turns a UserError into one `error:` line (exit code 2); running out of memory, a write that found no room (a
+full disk, a quota, a file size limit) and a worker process killed mid-run each into one `error:` line (exit code
+1); and Ctrl-C into one `interrupted` line (exit code 130).
 
 Help is rendered in click's plain layout (`HELP_MARKUP = None`): no `<bool>` column on flags, and
 bracketed text such as `[default: ...]` is shown as written instead of being taken for rich markup.
@@ -24,7 +25,8 @@ from contextlib import contextmanager
 import typer
 
 from naturalize import __version__
-from naturalize.fsio import UserError
+from naturalize.fsio import NO_SPACE, UserError
+from naturalize.procs import WorkerDied
 
 #: Typer's rich_markup_mode for both apps: None = click's plain help layout.
 HELP_MARKUP = None
@@ -142,9 +144,11 @@ def calm_openmp() -> None:
 
 
 def run_app(app: typer.Typer) -> None:
-    """Run `app`, turning a UserError into one `error: ...` line on stderr and exit code 2, and Ctrl-C (SIGINT) into
-    one `interrupted` line and exit code 130, with no traceback. Worker processes end quietly on SIGINT
-    (naturalize.procs.die_with_parent); the command stops the rest of its pool as it unwinds."""
+    """Run `app`, turning a UserError into one `error: ...` line on stderr and exit code 2; an allocation failure
+    (out_of_memory), a write that found no room (no_space) and a killed worker process (procs.WorkerDied) into one
+    `error: ...` line and exit code 1; and Ctrl-C (SIGINT) into one `interrupted` line and exit code 130, with no
+    traceback. Worker processes end quietly on SIGINT (naturalize.procs.die_with_parent); the command stops the rest
+    of its pool as it unwinds."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
         signal.signal(signal.SIGINT, _interrupted)
     try:
@@ -155,12 +159,44 @@ def run_app(app: typer.Typer) -> None:
     except Interrupted:
         typer.echo("interrupted; rerun the same command to resume", err=True)
         sys.exit(130)
+    except WorkerDied as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(1)
     except Exception as e:
+        if (full := no_space(e)) is not None:
+            typer.echo(f"error: {no_space_line(full)}", err=True)
+            sys.exit(1)
         cause = out_of_memory(e)
         if cause is None:
             raise
         typer.echo(f"error: {oom_line(cause)}", err=True)
         sys.exit(1)
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    """`e` and its chain of causes (Keras and multiprocessing re-raise errors), each once."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def no_space(e: BaseException) -> OSError | None:
+    """The write that found no room in `e` or its causes: an OSError of ENOSPC (disk full), EFBIG (file size limit)
+    or EDQUOT (quota), else None. Other OSErrors are bugs or the user's to see with their traceback."""
+    return next((c for c in _chain(e) if isinstance(c, OSError) and c.errno in NO_SPACE), None)
+
+
+def no_space_line(e: OSError) -> str:
+    """One line for a write that found no room: the file (fsio.naming puts it on the error) and the fix. Every
+    output is written atomically, so what the command wrote is whole; a rerun resumes (or redoes a short job)."""
+    where = f"could not write {e.filename}" if e.filename else "could not write a file"
+    return (
+        f"{where}: {e.strerror or 'no room'} (a full disk, a disk quota or a file size limit); free space there (or "
+        f"raise the limit), then rerun the same command (a long job resumes where it stopped)"
+    )
 
 
 #: What an allocation failure says, by library: Python/NumPy (MemoryError), PyTorch on CPU and CUDA, TensorFlow.
@@ -171,15 +207,11 @@ def out_of_memory(e: BaseException) -> BaseException | None:
     """The allocation failure in `e` or its chain of causes (Keras re-raises backend errors), else None: a
     MemoryError, torch's OutOfMemoryError, TensorFlow's ResourceExhaustedError, or an error saying so (a CUDA
     'out of memory', PyTorch's "DefaultCPUAllocator: can't allocate memory")."""
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    for cur in _chain(e):
         if isinstance(cur, MemoryError) or type(cur).__name__ in ("OutOfMemoryError", "ResourceExhaustedError"):
             return cur
         if any(t in str(cur).lower() for t in _OOM_TEXT):
             return cur
-        cur = cur.__cause__ or cur.__context__
     return None
 
 

@@ -29,7 +29,7 @@ from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS
 from naturalize.codeversion import code_digest
 from naturalize.fsio import UserError, write_bytes, write_json, write_text
 from naturalize.outputs import claim_settled
-from naturalize.procs import die_with_parent
+from naturalize.procs import die_with_parent, started, watched
 
 GENERATOR_VERSION = 1
 DRAWN_DIRNAME = "drawn-pbc"
@@ -531,8 +531,9 @@ def write_drawn_release(
     if workers > 1 and len(todo) >= 64:
         import multiprocessing as mp
 
-        with mp.get_context().Pool(workers, die_with_parent) as pool:
-            for (c, i, _), data in zip(todo, pool.imap(_draw_jpeg, todo, chunksize=16)):
+        pool, procs = started(lambda: mp.get_context().Pool(workers, die_with_parent))
+        with pool:
+            for (c, i, _), data in zip(todo, watched(pool, procs, _draw_jpeg, todo, 16)):
                 write_bytes(out / drawn_relpath(c, i), data)
                 bar.update()
     else:

@@ -1,12 +1,14 @@
 """File I/O every command shares: atomic writes (a temporary file beside the target, renamed over it:
 `atomic_open`, `atomic_path`, `replace_bytes`, `write_*`) and the temp files a killed run left
 (`remove_atomic_temps`), `link_or_copy`, `file_digests` (one chunked read, several hashes), `locked` (a file
-lock), `read_json` and `read_object` (a damaged file, or for read_object one that holds no JSON object, is a
-UserError) and `UserError` itself (one-line errors, exit code 2)."""
+lock), `naming` (a write that found no room names its file: `NO_SPACE`), `read_json` and `read_object` (a
+damaged file, or for read_object one that holds no JSON object, is a UserError) and `UserError` itself (one-line
+errors, exit code 2)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -26,23 +28,40 @@ TEMP_STEM = 200
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+#: The errno values of a write that found no room: a full disk, a file size limit (`ulimit -f`), a disk quota.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Within: an OSError of NO_SPACE gets `path` as its filename (os.write and a file object's write name no file,
+    mkstemp names the hidden temp file), so the command's one error line (clihelp.run_app) names the file the user
+    would look for. Other errors pass unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in NO_SPACE:
+            e.filename = os.fspath(path)
+        raise
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temp file beside `path`; on clean exit it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{fit_name(path.name, TEMP_STEM)}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with naming(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{fit_name(path.name, TEMP_STEM)}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+            with os.fdopen(fd, mode, **kwargs) as f:
+                yield f
+                f.flush()
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 #: The temporary file atomic_open makes beside NAME: `.NAME.` + mkstemp's 8 random characters + `.tmp`.
@@ -61,11 +80,13 @@ def remove_atomic_temps(folder: str | os.PathLike, names: Iterable[str], suffix:
     return gone
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write all of `data` to the open file descriptor `fd` (os.write may write less than asked)."""
+def write_all(fd: int, data: bytes, path: str | os.PathLike | None = None) -> None:
+    """Write all of `data` to the open file descriptor `fd` (os.write may write less than asked); `path`, the file
+    `fd` is open on, is named by an error of a full disk (naming)."""
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    with naming(path) if path is not None else contextlib.nullcontext():
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def replace_bytes(path: str | os.PathLike, data: bytes, owner: str | None = None) -> None:
@@ -78,7 +99,7 @@ def replace_bytes(path: str | os.PathLike, data: bytes, owner: str | None = None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
-            write_all(fd, data)
+            write_all(fd, data, path)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -95,13 +116,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{fit_name(path.name, TEMP_STEM)}.", suffix=suffix, dir=path.parent)
+    with naming(path):
+        fd, name = tempfile.mkstemp(prefix=f".{fit_name(path.name, TEMP_STEM)}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     os.unlink(name)
     tmp = Path(name)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with naming(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -116,7 +139,8 @@ def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike, symbolic: bool 
         else:
             os.link(src, dst)
     except OSError:
-        shutil.copy2(src, dst)
+        with naming(dst):
+            shutil.copy2(src, dst)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

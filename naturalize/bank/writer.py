@@ -271,7 +271,7 @@ class BankWriter:
         self._files[name].add(data)
         fd = os.open(self.root / name, os.O_WRONLY | os.O_APPEND)
         try:
-            write_all(fd, data)
+            write_all(fd, data, self.root / name)
         finally:
             os.close(fd)
 

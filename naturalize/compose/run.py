@@ -24,6 +24,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from multiprocessing.pool import Pool
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import cv2
@@ -40,7 +41,7 @@ from naturalize.compose.params import FORMATS, ComposeParams, check_format_optio
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
 from naturalize.fsio import UserError, locked, replace_bytes, write_all, write_text
 from naturalize.outputs import MARKER, check_disjoint, claim, read_marker, read_record, write_marker
-from naturalize.procs import die_with_parent
+from naturalize.procs import die_with_parent, started, waited, watched
 
 STATE_DIR = ".naturalize-compose"
 LOCK = "claim.lock"  # in STATE_DIR: held while a run checks and writes its settings (claim_output)
@@ -124,6 +125,7 @@ def _open_journal(out: str, cls: str) -> None:
         die_with_parent()
     journal = Path(out) / STATE_DIR / "journal" / f"{cls}.{socket.gethostname()}.{os.getpid()}.jsonl"
     _WORKER["journal"] = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    _WORKER["journal_path"] = journal
 
 
 def _init_spawned(bank_root: str, cls: str, seed: int, params: ComposeParams, out: str) -> None:
@@ -149,7 +151,7 @@ def _work(index: int) -> int:
     data = encode(image, _WORKER["params"])
     replace_bytes(f"{_WORKER['out']}/{record['file']}", data)
     entry = journal_entry(record) | {"key": bytes_key(data)}
-    write_all(_WORKER["journal"], journal_line(entry).encode("ascii"))
+    write_all(_WORKER["journal"], journal_line(entry).encode("ascii"), _WORKER["journal_path"])
     params = _WORKER["params"]
     return params.rbc - sum(1 for c in record["cells"] if c["kind"] == "RBC") if params.places_rbc else 0
 
@@ -370,17 +372,17 @@ def _write_run_file(path: Path, text: str) -> None:
     replace_bytes(path, text.encode("utf-8"), owner=_writer())
 
 
-def write_run_files(out: Path, pool: Pool | None = None) -> list[dict]:
+def write_run_files(out: Path, pool: Pool | None = None, workers: list[BaseProcess] | None = None) -> list[dict]:
     """Rewrite OUT/manifest.jsonl and OUT/annotations.json from all journal entries (atomically): text the
-    workers serialised, joined; returns the entries. With a worker pool, one of its workers writes the
-    COCO file meanwhile (_write_coco)."""
+    workers serialised, joined; returns the entries. With a worker pool (its processes `workers`, watched: one
+    killed is procs.WorkerDied), one of its workers writes the COCO file meanwhile (_write_coco)."""
     coco_done = pool.apply_async(_write_coco, (str(out),)) if pool is not None else None
     entries = load_entries(out)
     _write_run_file(out / "manifest.jsonl", "".join(e["manifest"] + "\n" for e in entries))
     if coco_done is None:
         _write_run_file(out / "annotations.json", coco_text(entries))
     else:
-        coco_done.get()
+        waited(coco_done, workers or [])
     return entries
 
 
@@ -502,7 +504,7 @@ def compose_class(
             todo,
             workers,
             progress,
-            finish=lambda pool: finished.append(write_run_files(out, pool)),
+            finish=lambda pool, workers: finished.append(write_run_files(out, pool, workers)),
         )
         if short and warn is not None:
             warn(
@@ -558,9 +560,10 @@ def _run(
     todo: list[int],
     workers: int,
     progress: bool,
-    finish: Callable[[Pool | None], object],
+    finish: Callable[[Pool | None, list[BaseProcess]], object],
 ) -> list[int]:
-    """Compose `todo` into OUT, then call finish(pool) (the worker pool, or None) before the workers stop.
+    """Compose `todo` into OUT, then call finish(pool, workers) (the worker pool, or None, and its processes) before
+    the workers stop; a worker killed meanwhile is procs.WorkerDied.
     Several workers on Linux: this process reads the bank (and warps the sprite variants of a long run) on
     `workers` threads, then forks workers that share it all; elsewhere each spawned worker reads the bank
     itself."""
@@ -572,6 +575,7 @@ def _run(
     fork = workers > 1 and FORK_WORKERS
     cv_threads = cv2.getNumThreads()
     pool = None
+    procs: list[BaseProcess] = []
     try:
         if workers == 1 or fork:
             cv2.setNumThreads(1)  # threads of our own decode and warp the files (and forked workers need it)
@@ -581,18 +585,23 @@ def _run(
             _open_journal(str(out), cls)
             done = map(_work, todo)
         elif fork:  # OpenCV's thread pool does not survive a fork: it was stopped above until the workers are gone
-            pool = mp.get_context("fork").Pool(workers, initializer=_open_journal, initargs=(str(out), cls))
+            pool, procs = started(
+                lambda: mp.get_context("fork").Pool(workers, initializer=_open_journal, initargs=(str(out), cls))
+            )
         else:
-            pool = mp.get_context("spawn").Pool(workers, initializer=_init_spawned, initargs=args)
+            pool, procs = started(
+                lambda: mp.get_context("spawn").Pool(workers, initializer=_init_spawned, initargs=args)
+            )
         if pool is not None:  # chunks of 64: fewer, larger messages cost the parent a third of the CPU of 16
-            done = pool.imap_unordered(_work, todo, chunksize=max(1, min(64, len(todo) // (8 * workers))))
+            chunk = max(1, min(64, len(todo) // (8 * workers)))
+            done = watched(pool, procs, _work, todo, chunk, ordered=False)  # a killed worker: WorkerDied
         short: list[int] = []
         with tqdm(total=len(todo), desc=f"compose {cls}", unit="img", disable=not progress, smoothing=0.05) as bar:
             for missing in done:
                 bar.update(1)
                 if missing:
                     short.append(missing)
-        finish(pool)
+        finish(pool, procs)
         return short
     finally:
         if pool is not None:
