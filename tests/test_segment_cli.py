@@ -258,12 +258,16 @@ def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: 
     (cut / "sprites" / ".x.png.123.tmp").parent.mkdir(exist_ok=True)
     (cut / "sprites" / ".x.png.123.tmp").write_bytes(b"partial")
     (cut / "notes.txt").write_text("mine")  # a user's file beside the bank: the resume's clean-up leaves it
+    (cut / ".draft.tmp").write_text("mine")  # a user's dot-file ending in .tmp too (only the bank's own temps go)
+    (cut / ".index.csv.abc123de.tmp").write_bytes(b"partial")  # a temp of the killed run's index.csv write: goes
     b = Bank.open(cut)  # valid while interrupted: the uncommitted images are not part of it
     assert {r["source"] for r in b.curation}.isdisjoint(lost) and not any(s.source in lost for s in b.sprites)
     proc = cli(*classical(sample_root, cut), "--limit", str(N), "--workers", "1", "--no-progress")
     assert f"{N - 2} of {N} images already done" in proc.stderr
-    assert (cut / "notes.txt").read_text() == "mine"
+    assert (cut / "notes.txt").read_text() == "mine" and (cut / ".draft.tmp").read_text() == "mine"
+    assert not (cut / ".index.csv.abc123de.tmp").exists()
     (cut / "notes.txt").unlink()
+    (cut / ".draft.tmp").unlink()
     assert_same_tree(cut, bank)  # byte-identical, with one worker instead of two
 
 

@@ -32,8 +32,8 @@ from naturalize.bank.files import (
     sprite_values,
 )
 from naturalize.bank.stamps import FileSum, committed_text, file_record, read_bank_meta
-from naturalize.fsio import UserError, replace_bytes, write_all, write_bytes
-from naturalize.outputs import claim, read_record, remove_written, write_marker
+from naturalize.fsio import UserError, remove_atomic_temps, replace_bytes, write_all, write_bytes
+from naturalize.outputs import MARKER, claim, read_record, remove_written, write_marker
 
 KIND = "bank"  # the output marker's kind (naturalize.outputs)
 #: How a bank made with other settings is replaced (the end of segment's error line; build names its own).
@@ -177,8 +177,7 @@ class BankWriter:
             for p in sorted((root / sub).rglob("*")) if (root / sub).is_dir() else []:
                 if p.is_file() and p.relative_to(root).as_posix() not in wanted:
                     p.unlink()
-        for p in root.glob(".*.tmp"):
-            p.unlink()
+        remove_atomic_temps(root, (*BANK_FILES, MARKER))  # the bank's own: a user's other .*.tmp stays
         counts = _empty_counts()
         for r in kept["index.csv"]:
             _count_sprite(counts, r["kind"], r["label"], r["touches_border"] == "1", r.get("reason") or PASS)
