@@ -16,14 +16,25 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
 from naturalize.clihelp import no_space, no_space_line
-from naturalize.procs import WorkerDied, started, waited, watched
+from naturalize.procs import (
+    DEBUG_ENV,
+    OUT_OF_MEMORY_EXIT,
+    WorkerDied,
+    die_with_parent,
+    died_how,
+    started,
+    waited,
+    watched,
+)
 from naturalize.testing.boxbank import make_box_bank, pick_images
 
 NATURALIZE = [sys.executable, "-m", "naturalize.cli"]
@@ -214,3 +225,83 @@ def test_out_of_memory_in_a_worker_is_one_line(bank: Path, tmp_path: Path) -> No
     last = err.strip().splitlines()[-1]
     assert code == 1 and "╭" not in err, err  # a worker that died prints its own error before the line
     assert last.startswith("error: out of memory (MemoryError") or last.startswith("error: worker process"), err
+
+
+#: A tiny command whose pool workers die as HOW says (naturalize.testing.crash): kill, memory, import.
+CRASH = [sys.executable, "-m", "naturalize.testing.crash"]
+
+
+def _quiet_env() -> dict[str, str]:
+    """This environment without $NATURALIZE_DEBUG (which lets dying workers print their tracebacks)."""
+    return {k: v for k, v in os.environ.items() if k != DEBUG_ENV}
+
+
+@pytest.mark.parametrize(
+    "how, says, memory",
+    [
+        ("kill", "was killed (SIGKILL", True),  # the kernel's out-of-memory killer
+        ("memory", "ran out of memory (a MemoryError", True),  # RLIMIT_AS: no memory left to send the error back
+        ("import", "crashed with exit code 1", False),  # an import error in the worker's initializer, at start-up
+    ],
+)
+def test_a_worker_that_dies_is_told_in_one_line_with_its_own_fix(how: str, says: str, memory: bool) -> None:
+    """A pool worker dying of memory printed multiprocessing's own traceback ('Process ForkPoolWorker-1: Traceback
+    ... MemoryError') above the command's line; one failing at start-up printed one per worker the Pool started
+    in its place (dozens), and was told to lower --workers or free memory. Now: one line, no traceback, exit 1, and
+    a fix that fits: memory for SIGKILL or a MemoryError, --workers 1 (to see the error) for a crash."""
+    proc = subprocess.run([*CRASH, how], capture_output=True, text=True, timeout=HANG, env=_quiet_env())
+    line = one_error_line(proc)
+    assert says in line, line
+    assert ("free memory" in line) is memory and ("--workers 1" in line) is not memory, line
+
+
+def test_a_dying_worker_prints_its_traceback_when_debugging() -> None:
+    """$NATURALIZE_DEBUG=1 keeps a crashed worker's traceback for a developer, above the same one line."""
+    proc = subprocess.run(
+        [*CRASH, "import"], capture_output=True, text=True, timeout=HANG, env={**_quiet_env(), DEBUG_ENV: "1"}
+    )
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "naturalize_no_such_module" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: worker process"), proc.stderr
+
+
+def test_how_a_worker_died_decides_the_fix() -> None:
+    """A fault signal is a crash (see it with --workers 1), SIGTERM came from outside (rerun), SIGKILL and the
+    out-of-memory exit code are memory."""
+    assert "--workers 1" in died_how(-signal.SIGSEGV) and "SIGSEGV" in died_how(-signal.SIGSEGV)
+    assert "SIGTERM" in died_how(-signal.SIGTERM) and "rerun" in died_how(-signal.SIGTERM)
+    assert "free memory" not in died_how(-signal.SIGTERM) + died_how(-signal.SIGSEGV) + died_how(2)
+    assert all("free memory" in died_how(c) for c in (-signal.SIGKILL, OUT_OF_MEMORY_EXIT))
+
+
+def _echo_once(conn: Connection) -> None:
+    """In a worker: die_with_parent, say so, then send back the one message it gets."""
+    die_with_parent()
+    conn.send("ready")
+    conn.send(conn.recv())
+
+
+def test_a_worker_outlives_the_thread_that_started_it() -> None:
+    """Linux sends a process's parent-death signal when the *thread* that started it ends: a Pool starts the workers
+    that replace dead ones from a thread of its own, which ends when the pool is terminated, and die_with_parent
+    killed them then, one even while it held the pool's task-queue lock: Pool.terminate waited for it forever (1 run
+    in 15 of a pool with a killed worker hung). A worker now ends only when its parent process does."""
+    ctx = mp.get_context("fork")
+    here, there = ctx.Pipe()
+    started: dict = {}
+
+    def start() -> None:
+        started["proc"] = ctx.Process(target=_echo_once, args=(there,))
+        started["proc"].start()
+        started["thread"] = threading.get_native_id()
+        assert here.recv() == "ready"  # its parent-death signal is armed while this thread runs
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    there.close()
+    while Path(f"/proc/self/task/{started['thread']}").exists():  # the thread is gone: Linux has signalled
+        time.sleep(0.01)
+    here.send("still here")
+    assert here.recv() == "still here"
+    started["proc"].join()
+    assert started["proc"].exitcode == 0
