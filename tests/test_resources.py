@@ -305,3 +305,55 @@ def test_a_worker_outlives_the_thread_that_started_it() -> None:
     assert here.recv() == "still here"
     started["proc"].join()
     assert started["proc"].exitcode == 0
+
+
+@pytest.mark.parametrize(
+    "limit, file",
+    [
+        (50_000, "cache"),  # the decoded-image cache (92 KB): np.save said "92160 requested and 36736 written"
+        (1_000_000, "run/model.keras"),  # the best model (2 MB), Keras's own write at the end of epoch 1
+    ],
+)
+def test_classify_train_out_of_room_is_one_line_naming_the_file(
+    sample_release: Path, tmp_path: Path, limit: int, file: str
+) -> None:
+    """`classify train` of custom_cnn at 32 px on a tree of class folders of real images, with writes past `limit`
+    bytes failing (as on a full disk): the image cache ended in a traceback of numpy's errno-less short write
+    ("OSError: 92160 requested and 36736 written"); now it is one line naming the file, as Keras's save of the
+    model is."""
+    tree = tmp_path / "cells"
+    for folder, prefix in (("basophil", "BA"), ("eosinophil", "EO"), ("lymphocyte", "LY")):
+        (tree / prefix).mkdir(parents=True)
+        for src in sorted((sample_release / folder).glob(f"{prefix}_*.jpg"))[:12]:
+            (tree / prefix / src.name).write_bytes(src.read_bytes())
+    cmd = [sys.executable, "-m", "classify.cli", "train", "--dataset", str(tree), "--model", "custom_cnn"]
+    cmd += ["--image-size", "32", "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "run")]
+    env = {**os.environ, "CLASSIFY_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    failed = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, preexec_fn=file_size_limit(limit), timeout=HANG
+    )
+    line = one_error_line(failed)
+    assert line.startswith(f"error: could not write {tmp_path / file}") and "a full disk" in line, line
+
+
+def test_a_full_disk_under_tensorflows_own_writes_is_no_space_not_out_of_memory() -> None:
+    """TensorFlow's file writes (tf.io, gfile: Keras's save to a remote path) report a full disk as
+    ResourceExhaustedError, "PATH; No space left on device", which the command told as "out of memory": lower
+    --batch-size. It is now the no-room line naming PATH (/dev/full: every write finds the disk full)."""
+    tf = pytest.importorskip("tensorflow")
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    from naturalize.clihelp import out_of_memory
+
+    lines = []
+    for write in (
+        lambda: tf.io.write_file("/dev/full", tf.constant(b"x" * 100)),
+        lambda: tf.io.gfile.GFile("/dev/full", "wb").write(b"x" * 100_000),
+    ):
+        with pytest.raises(tf.errors.ResourceExhaustedError) as err:
+            write()
+        assert out_of_memory(err.value) is None
+        lines.append(no_space_line(no_space(err.value)))  # type: ignore[arg-type]
+    assert lines == [no_space_line(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/dev/full"))] * 2
+    oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[64,256,56,56]")
+    assert no_space(oom) is None and out_of_memory(oom) is oom  # running out of memory stays that
