@@ -6,6 +6,7 @@ line, but tells by its exit code whether it ran out of memory (`quiet_death`, `O
 
 from __future__ import annotations
 
+import io
 import multiprocessing as mp
 import os
 import signal
@@ -79,32 +80,49 @@ def quiet_death() -> None:
     multiprocessing print its traceback on the command's stderr: the parent (`watched`, `waited`) tells the user in
     one line, from that exit code. With $NATURALIZE_DEBUG set the worker prints its traceback first, as it used to.
 
-    How: multiprocessing runs its finalizers (util.Finalize) in a `finally` around the process's run(), while the
-    error still propagates; the last of them, registered here, sees it in sys.exc_info()."""
-    from multiprocessing import util
-
-    if mp.parent_process() is None or _RESERVE:
+    How: multiprocessing's process bootstrap (BaseProcess._bootstrap, Python 3.10 to 3.13) prints a dying process's
+    error as the line "Process NAME:" then its traceback, from the `except` that handles the error; the worker's
+    sys.stderr becomes a _WorkerStderr, which takes that line, written from there, for the end. A stderr that is not
+    a plain text stream (a test's capture) is left as it is."""
+    if mp.parent_process() is None or _RESERVE or type(sys.stderr) is not io.TextIOWrapper:
         return
     _RESERVE.append(bytearray(256 << 10))
-    util.Finalize(None, _last_words, exitpriority=-(2**31))
+    old = sys.stderr
+    old.flush()
+    _OLD_STDERR.append(old)  # kept: collected, it would close the buffer the new stream writes to
+    sys.stderr = _WorkerStderr(old.buffer, encoding=old.encoding, errors=old.errors, line_buffering=True)
 
 
-def _last_words() -> None:
-    """In a worker ending (quiet_death's finalizer): if an error ends it, exit now with OUT_OF_MEMORY_EXIT for a
-    MemoryError (in the error or its context), else 1; print its traceback first only if $NATURALIZE_DEBUG asks."""
+#: A worker's sys.stderr before quiet_death replaced it (it shares its buffer with the new one).
+_OLD_STDERR: list[io.TextIOWrapper] = []
+#: The code of the function that prints a dying process's error ("Process NAME:" then the traceback).
+_BOOTSTRAP = BaseProcess._bootstrap.__code__  # type: ignore[attr-defined]  # (private, stable 3.10-3.13)
+
+
+class _WorkerStderr(io.TextIOWrapper):
+    """A worker's sys.stderr (quiet_death): text passes on, but the "Process NAME:" line multiprocessing writes from
+    its bootstrap while it handles the error that ends the worker ends the worker instead (_die)."""
+
+    def write(self, s: str) -> int:
+        err = sys.exc_info()[1]
+        if err is not None and s.startswith("Process ") and sys._getframe(1).f_code is _BOOTSTRAP:
+            _die(err, s)
+        return super().write(s)
+
+
+def _die(err: BaseException, header: str) -> None:
+    """End this worker now, of `err`: exit code OUT_OF_MEMORY_EXIT for a MemoryError (in the error or its chain),
+    else 1; `header` ("Process NAME:") and the traceback are printed first only if $NATURALIZE_DEBUG asks."""
     _RESERVE.clear()
-    err = sys.exc_info()[1]
-    if err is None or isinstance(err, SystemExit):
-        return
     code = OUT_OF_MEMORY_EXIT if any(isinstance(e, MemoryError) for e in error_chain(err)) else 1
     try:
         if debugging():
             import traceback
 
-            sys.stderr.write(f"Process {mp.current_process().name}:\n")
-            traceback.print_exception(err)
+            _OLD_STDERR[0].write(header)
+            traceback.print_exception(type(err), err, err.__traceback__, file=_OLD_STDERR[0])
         sys.stdout.flush()
-        sys.stderr.flush()
+        _OLD_STDERR[0].flush()
     finally:
         os._exit(code)
 
