@@ -2,16 +2,24 @@
 leave Ctrl-C to it, so an interrupted command prints no traceback per worker (`die_with_parent`); a parent that
 stops with one line when one of its workers is killed, instead of waiting for its results forever (`started`,
 `watched`, `waited`, `WorkerDied`); a worker that dies of an error prints no traceback of multiprocessing's above that
-line, but tells by its exit code whether it ran out of memory (`quiet_death`, `OUT_OF_MEMORY_EXIT`, `DEBUG_ENV`)."""
+line, but tells by its exit code whether it ran out of memory (`pool_context`, `OUT_OF_MEMORY_EXIT`, `DEBUG_ENV`)."""
 
 from __future__ import annotations
 
-import io
 import multiprocessing as mp
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.context import (
+    BaseContext,
+    ForkContext,
+    ForkProcess,
+    ForkServerContext,
+    ForkServerProcess,
+    SpawnContext,
+    SpawnProcess,
+)
 from multiprocessing.pool import AsyncResult, Pool
 from multiprocessing.process import BaseProcess
 from typing import TypeVar
@@ -27,14 +35,12 @@ OUT_OF_MEMORY_EXIT = 75
 #: Set to anything but "" or "0" to let a dying worker print its traceback (multiprocessing's "Process
 #: ForkPoolWorker-N:" block) above the command's one line, as a developer wants when a worker crashes.
 DEBUG_ENV = "NATURALIZE_DEBUG"
-#: A little memory a worker holds and frees as it dies, so that telling how it died does not itself fail.
-_RESERVE: list[bytearray] = []
 
 
 def die_with_parent() -> None:
     """In a worker: end it quietly (SIGTERM) when the parent process dies, let SIGTERM and a broken pipe end the
     worker quietly, ignore SIGINT (Ctrl-C reaches every process of the terminal's group, and the parent reports it,
-    clihelp.run_app, and terminates its pool), and let an error that ends it print no traceback (quiet_death). For a
+    clihelp.run_app, and terminates its pool). For a
     multiprocessing Pool (daemonic workers, terminated even when the parent is interrupted while starting it),
     not a ProcessPoolExecutor (its workers are waited for at exit).
 
@@ -46,7 +52,6 @@ def die_with_parent() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    quiet_death()
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -73,58 +78,70 @@ def debugging() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
 
 
-def quiet_death() -> None:
-    """In a worker process (once; nothing in the main process): an error that ends it (one that escapes a Pool's
-    worker loop: a MemoryError while it sends a result or an error back, any error in its initializer, a task it
-    cannot unpickle) ends it at once with exit code OUT_OF_MEMORY_EXIT for a MemoryError, else 1, instead of letting
-    multiprocessing print its traceback on the command's stderr: the parent (`watched`, `waited`) tells the user in
-    one line, from that exit code. With $NATURALIZE_DEBUG set the worker prints its traceback first, as it used to.
-
-    How: multiprocessing's process bootstrap (BaseProcess._bootstrap, Python 3.10 to 3.13) prints a dying process's
-    error as the line "Process NAME:" then its traceback, from the `except` that handles the error; the worker's
-    sys.stderr becomes a _WorkerStderr, which takes that line, written from there, for the end. A stderr that is not
-    a plain text stream (a test's capture) is left as it is."""
-    if mp.parent_process() is None or _RESERVE or type(sys.stderr) is not io.TextIOWrapper:
-        return
-    _RESERVE.append(bytearray(256 << 10))
-    old = sys.stderr
-    old.flush()
-    _OLD_STDERR.append(old)  # kept: collected, it would close the buffer the new stream writes to
-    sys.stderr = _WorkerStderr(old.buffer, encoding=old.encoding, errors=old.errors, line_buffering=True)
-
-
-#: A worker's sys.stderr before quiet_death replaced it (it shares its buffer with the new one).
-_OLD_STDERR: list[io.TextIOWrapper] = []
-#: The code of the function that prints a dying process's error ("Process NAME:" then the traceback).
-_BOOTSTRAP = BaseProcess._bootstrap.__code__  # type: ignore[attr-defined]  # (private, stable 3.10-3.13)
-
-
-class _WorkerStderr(io.TextIOWrapper):
-    """A worker's sys.stderr (quiet_death): text passes on, but the "Process NAME:" line multiprocessing writes from
-    its bootstrap while it handles the error that ends the worker ends the worker instead (_die)."""
-
-    def write(self, s: str) -> int:
-        err = sys.exc_info()[1]
-        if err is not None and s.startswith("Process ") and sys._getframe(1).f_code is _BOOTSTRAP:
-            _die(err, s)
-        return super().write(s)
-
-
-def _die(err: BaseException, header: str) -> None:
-    """End this worker now, of `err`: exit code OUT_OF_MEMORY_EXIT for a MemoryError (in the error or its chain),
-    else 1; `header` ("Process NAME:") and the traceback are printed first only if $NATURALIZE_DEBUG asks."""
-    _RESERVE.clear()
-    code = OUT_OF_MEMORY_EXIT if any(isinstance(e, MemoryError) for e in error_chain(err)) else 1
+def _run_quietly(run: Callable[[], None]) -> None:
+    """A worker process's run(), with a little memory held back: an error that escapes it (one that escapes a
+    Pool's worker loop: a MemoryError while it sends a result or an error back, any error in its initializer, a
+    task it cannot unpickle) ends the process at once with exit code OUT_OF_MEMORY_EXIT for a MemoryError (in the
+    error or its chain), else 1, instead of letting multiprocessing print its traceback on the command's stderr:
+    the parent (`watched`, `waited`) tells the user in one line, from that exit code. With $NATURALIZE_DEBUG set
+    the traceback is printed first."""
+    reserve = bytearray(256 << 10)  # freed as it dies, so that telling how it died does not itself fail
     try:
-        if debugging():
-            import traceback
+        run()
+    except BaseException as err:
+        reserve.clear()
+        code = OUT_OF_MEMORY_EXIT if any(isinstance(e, MemoryError) for e in error_chain(err)) else 1
+        try:
+            if debugging():
+                import traceback
 
-            _OLD_STDERR[0].write(header)
-            traceback.print_exception(type(err), err, err.__traceback__, file=_OLD_STDERR[0])
-        sys.stdout.flush()
-        _OLD_STDERR[0].flush()
-    finally:
-        os._exit(code)
+                traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+class QuietForkProcess(ForkProcess):
+    """A fork-started worker that dies of an error without a traceback (`_run_quietly`)."""
+
+    def run(self) -> None:
+        _run_quietly(super().run)
+
+
+class QuietSpawnProcess(SpawnProcess):
+    """A spawn-started worker that dies of an error without a traceback (`_run_quietly`)."""
+
+    def run(self) -> None:
+        _run_quietly(super().run)
+
+
+class QuietForkServerProcess(ForkServerProcess):
+    """A forkserver-started worker that dies of an error without a traceback (`_run_quietly`)."""
+
+    def run(self) -> None:
+        _run_quietly(super().run)
+
+
+class _QuietFork(ForkContext):
+    Process = QuietForkProcess
+
+
+class _QuietSpawn(SpawnContext):
+    Process = QuietSpawnProcess
+
+
+class _QuietForkServer(ForkServerContext):
+    Process = QuietForkServerProcess
+
+
+_QUIET: dict[str, type[BaseContext]] = {"fork": _QuietFork, "spawn": _QuietSpawn, "forkserver": _QuietForkServer}
+
+
+def pool_context(method: str | None = None) -> BaseContext:
+    """multiprocessing.get_context(method) (the default start method when None) whose processes die of an error
+    quietly (`_run_quietly`): make every worker Pool with it, `pool_context().Pool(...)`."""
+    return _QUIET[method or mp.get_start_method()]()
 
 
 def error_chain(e: BaseException) -> Iterator[BaseException]:

@@ -4,7 +4,6 @@ space capped with RLIMIT_AS), or failing at start-up (an import error). `python 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import resource
 import signal
@@ -12,7 +11,7 @@ import signal
 import typer
 
 from naturalize.clihelp import run_app
-from naturalize.procs import die_with_parent, started, watched
+from naturalize.procs import die_with_parent, pool_context, started, watched
 
 app = typer.Typer(add_completion=False)
 #: What a worker holds once it has run out of memory (so that it has none left to report its error with).
@@ -54,7 +53,7 @@ def _init(how: str) -> None:
 @app.command()
 def main(how: str, workers: int = 2) -> None:
     """Run 8 items on a pool of `workers` processes that die as HOW says: kill, memory or import."""
-    pool, procs = started(lambda: mp.get_context().Pool(workers, _init, (how,)))
+    pool, procs = started(lambda: pool_context().Pool(workers, _init, (how,)))
     with pool:
         for x in watched(pool, procs, _task, [(how, i) for i in range(8)]):
             print(x)
