@@ -100,7 +100,7 @@ def resolve_root(name_or_path: str | os.PathLike) -> Path:
 
 def scan_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path], list[Path]]:
     """(image files, other entries, hidden files) directly in `folder` (or anywhere below it when recursive, symlinked
-    folders too: naturalize.paths.visible_files, which leaves dot-named ones out unlisted), each sorted. Hidden files
+    folders too: naturalize.paths.visible_files, not into hidden folders), each sorted. Hidden files
     (naturalize.paths.is_hidden_name: .DS_Store, ._X.jpg, Thumbs.db) are never read (hidden_note counts them); an
     image-named dangling symlink is an image (reading it fails, naming it); any other file (.gif, .txt ...), and a
     folder in a non-recursive scan, is "other": not read, and said so (describe_skipped).
@@ -108,7 +108,7 @@ def scan_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list
     images: list[Path] = []
     other: list[Path] = []
     hidden: list[Path] = []
-    for p in visible_files(folder) if recursive else folder.iterdir():
+    for p in visible_files(folder, hidden) if recursive else folder.iterdir():
         if is_hidden_name(p):
             if not p.is_dir():
                 hidden.append(p)

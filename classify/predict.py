@@ -13,18 +13,23 @@ import numpy as np
 from classify import runs
 from classify.datasets import describe_skipped, scan_images
 from naturalize.fsio import UserError
+from naturalize.paths import hidden_note
 
 
 def gather_images(inputs: Sequence[str | os.PathLike], warn: Callable[[str], None] | None = None) -> list[Path]:
     """Image files given directly or found (recursively, sorted) in given folders; other files found in the
-    folders are named in one line through `warn`. UserError when there are no images."""
+    folders are named in one line through `warn`, and the hidden files found there (.DS_Store, ._X.jpg, Thumbs.db:
+    never read) counted in another, as the other commands do (naturalize.paths.hidden_note). UserError when there
+    are no images."""
     found: list[Path] = []
     skipped: list[Path] = []
+    hidden: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            images, other, _hidden = scan_images(item, recursive=True)  # hidden files: never read
+            images, other, dotted = scan_images(item, recursive=True)
             found += images
             skipped += other
+            hidden += dotted
         elif item.is_file():
             found.append(item)
         else:
@@ -33,6 +38,8 @@ def gather_images(inputs: Sequence[str | os.PathLike], warn: Callable[[str], Non
         raise UserError(f"no images (*.jpg, *.png, ...) found in {', '.join(map(str, inputs))}")
     if skipped and warn is not None:
         warn(describe_skipped(skipped))
+    if warn is not None and (note := hidden_note(hidden)):
+        warn(note)
     return found
 
 

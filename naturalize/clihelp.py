@@ -26,7 +26,7 @@ import typer
 
 from naturalize import __version__
 from naturalize.fsio import NO_SPACE, UserError
-from naturalize.procs import WorkerDied
+from naturalize.procs import WorkerDied, error_chain
 
 #: Typer's rich_markup_mode for both apps: None = click's plain help layout.
 HELP_MARKUP = None
@@ -173,20 +173,33 @@ def run_app(app: typer.Typer) -> None:
         sys.exit(1)
 
 
-def _chain(e: BaseException) -> Iterator[BaseException]:
-    """`e` and its chain of causes (Keras and multiprocessing re-raise errors), each once."""
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        cur = cur.__cause__ or cur.__context__
-
-
 def no_space(e: BaseException) -> OSError | None:
     """The write that found no room in `e` or its causes: an OSError of ENOSPC (disk full), EFBIG (file size limit)
-    or EDQUOT (quota), else None. Other OSErrors are bugs or the user's to see with their traceback."""
-    return next((c for c in _chain(e) if isinstance(c, OSError) and c.errno in NO_SPACE), None)
+    or EDQUOT (quota), else None; also TensorFlow's own file writes (tf.io, gfile), which report one as a
+    ResourceExhaustedError, "PATH; No space left on device" (given as that OSError, naming PATH). Other OSErrors are
+    bugs or the user's to see with their traceback."""
+    for c in error_chain(e):
+        if isinstance(c, OSError) and c.errno in NO_SPACE:
+            return c
+        if (told := _tensorflow_no_space(c)) is not None:
+            return told
+    return None
+
+
+#: How TensorFlow words a failed file write (tsl errors.IOError: "<file>; <strerror>"), behind its op's own prefix
+#: ("{{function_node ...}} ") and before its suffix (" [Op:WriteFile]").
+_TF_WRITE_ERROR = re.compile(r"(?:\{\{[^}]*\}\} )?(?P<file>.+); (?P<why>[^;\[\]]+?)(?: \[Op:\w+\])?")
+
+
+def _tensorflow_no_space(e: BaseException) -> OSError | None:
+    """A TensorFlow error (its ResourceExhaustedError) of a file write that found no room, as the OSError it stands
+    for; else None. TensorFlow maps ENOSPC, EFBIG and EDQUOT to RESOURCE_EXHAUSTED, the code of running out of
+    memory, and keeps only the system's words for them."""
+    if type(e).__name__ != "ResourceExhaustedError":
+        return None
+    m = _TF_WRITE_ERROR.fullmatch(str(e).strip())
+    code = next((c for c in NO_SPACE if m is not None and m["why"] == os.strerror(c)), None)
+    return OSError(code, os.strerror(code), m["file"]) if m is not None and code is not None else None
 
 
 def no_space_line(e: OSError) -> str:
@@ -207,7 +220,9 @@ def out_of_memory(e: BaseException) -> BaseException | None:
     """The allocation failure in `e` or its chain of causes (Keras re-raises backend errors), else None: a
     MemoryError, torch's OutOfMemoryError, TensorFlow's ResourceExhaustedError, or an error saying so (a CUDA
     'out of memory', PyTorch's "DefaultCPUAllocator: can't allocate memory")."""
-    for cur in _chain(e):
+    if no_space(e) is not None:  # TensorFlow words a full disk as ResourceExhaustedError too
+        return None
+    for cur in error_chain(e):
         if isinstance(cur, MemoryError) or type(cur).__name__ in ("OutOfMemoryError", "ResourceExhaustedError"):
             return cur
         if any(t in str(cur).lower() for t in _OOM_TEXT):

@@ -29,7 +29,7 @@ from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS
 from naturalize.codeversion import code_digest
 from naturalize.fsio import UserError, write_bytes, write_json, write_text
 from naturalize.outputs import claim_settled
-from naturalize.procs import die_with_parent, started, watched
+from naturalize.procs import die_with_parent, pool_context, started, watched
 
 GENERATOR_VERSION = 1
 DRAWN_DIRNAME = "drawn-pbc"
@@ -529,9 +529,7 @@ def write_drawn_release(
     todo = [(c, i, seed) for c, i in jobs if not (out / drawn_relpath(c, i)).is_file()]  # atomic: present = complete
     bar = tqdm(total=len(todo), desc="draw", unit="img", disable=not progress)
     if workers > 1 and len(todo) >= 64:
-        import multiprocessing as mp
-
-        pool, procs = started(lambda: mp.get_context().Pool(workers, die_with_parent))
+        pool, procs = started(lambda: pool_context().Pool(workers, die_with_parent))
         with pool:
             for (c, i, _), data in zip(todo, watched(pool, procs, _draw_jpeg, todo, 16)):
                 write_bytes(out / drawn_relpath(c, i), data)

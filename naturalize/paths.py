@@ -31,10 +31,12 @@ def subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def visible_files(folder: Path) -> list[Path]:
+def visible_files(folder: Path, dotted: list[Path] | None = None) -> list[Path]:
     """Every non-folder entry anywhere below `folder` (dangling symlinks included), sorted, leaving out hidden
     (dot-named) files and everything in hidden folders. Symlinked folders are followed (a class folder that is a
-    link is read, as `naturalize prepare` and classify's dataset readers read it), each real folder once."""
+    link is read, as `naturalize prepare` and classify's dataset readers read it), each real folder once. The
+    dot-named files left out of the folders searched are added to `dotted` when given (for hidden_note; not what
+    hidden folders such as .git/ hold)."""
     found: list[Path] = []
     seen: set[str] = set()
     for top, dirs, files in os.walk(folder, followlinks=True):
@@ -45,6 +47,8 @@ def visible_files(folder: Path) -> list[Path]:
         seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found += [Path(top) / f for f in files if not f.startswith(".")]
+        if dotted is not None:
+            dotted += [Path(top) / f for f in files if f.startswith(".")]
     return sorted(found)
 
 

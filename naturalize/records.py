@@ -36,7 +36,7 @@ from naturalize.classes import (
 from naturalize.fsio import UserError, atomic_open, read_object
 from naturalize.neardup import same_picture_pairs, thumbnail
 from naturalize.paths import IMAGE_SUFFIXES, hidden_note, is_hidden_name, is_image_name, subdirs
-from naturalize.procs import die_with_parent, started, watched
+from naturalize.procs import die_with_parent, pool_context, started, watched
 
 RECORD_COLUMNS = ["path", "class", "folder", "sha256", "width", "height", "mode", "split", "excluded"]
 DROPPED_COLUMNS = ["path", "reason", "detail"]
@@ -255,9 +255,7 @@ def scan(root: str | Path, workers: int = 2, progress: bool = True) -> Scan:
     paths = [str(f) for f, *_ in to_read]
     bar = dict(total=len(paths), desc="reading images", unit="img", disable=not progress, leave=False)
     if workers > 1 and len(paths) > 256:
-        import multiprocessing as mp
-
-        pool, procs = started(lambda: mp.get_context().Pool(workers, die_with_parent))
+        pool, procs = started(lambda: pool_context().Pool(workers, die_with_parent))
         with pool:
             infos = list(tqdm(watched(pool, procs, _read_image, paths, 64), **bar))
     else:

@@ -353,6 +353,29 @@ def test_explain_keeps_subfolders_so_images_of_one_name_never_share_a_png(tf_run
     assert one == [tmp_path / "one" / "PMY_377034_scorecam.png"]
 
 
+def test_predict_and_explain_count_the_hidden_files_they_skip_in_one_note(tf_run, tiny_tree, tmp_path):
+    """predict and explain skipped .DS_Store, ._X.jpg (AppleDouble) and Thumbs.db in a folder silently, where
+    prepare, segment, build, train and evaluate say so in one note line; now they print the same note (a hidden
+    folder's files, e.g. .git/, are not counted), and read only the images."""
+    folder = tmp_path / "cells"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".git").mkdir()
+    first = sorted((tiny_tree / "test" / "BA").iterdir())[0]
+    shutil.copy(first, folder / first.name)
+    shutil.copy(first, folder / "sub" / ".copy.jpg")  # a hidden copy of an image, one folder down
+    shutil.copy(first, folder / ".git" / "x.jpg")
+    (folder / f"._{first.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "sub" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    note = "note: skipped 4 hidden or system file(s)"
+    for args in (("predict",), ("explain", "--channels", "4", "--out", tmp_path / "cams")):
+        r = _cli(args[0], tf_run, folder, *args[1:])
+        notes = [line for line in r.stderr.splitlines() if line.startswith("note:")]
+        assert r.returncode == 0 and len(notes) == 1 and notes[0].startswith(note), r.stderr
+        assert "warning" not in r.stderr, r.stderr
+    assert r.stdout.count("wrote ") == 1  # explain: the one image
+
+
 def test_transfer_without_pretrained_weights_is_refused_before_any_work(tiny_tree, tmp_path):
     """--mode transfer trains only a head on a frozen backbone: from random weights (--weights none, or vit_b16's
     default) that is refused in one line, before the dataset is read or --out made."""

@@ -41,7 +41,7 @@ from naturalize.compose.params import FORMATS, ComposeParams, check_format_optio
 from naturalize.compose.scenes import check_scene_class, compose_scene, scene_library
 from naturalize.fsio import UserError, locked, replace_bytes, write_all, write_text
 from naturalize.outputs import MARKER, check_disjoint, claim, read_marker, read_record, write_marker
-from naturalize.procs import die_with_parent, started, waited, watched
+from naturalize.procs import die_with_parent, pool_context, started, waited, watched
 
 STATE_DIR = ".naturalize-compose"
 LOCK = "claim.lock"  # in STATE_DIR: held while a run checks and writes its settings (claim_output)
@@ -586,12 +586,10 @@ def _run(
             done = map(_work, todo)
         elif fork:  # OpenCV's thread pool does not survive a fork: it was stopped above until the workers are gone
             pool, procs = started(
-                lambda: mp.get_context("fork").Pool(workers, initializer=_open_journal, initargs=(str(out), cls))
+                lambda: pool_context("fork").Pool(workers, initializer=_open_journal, initargs=(str(out), cls))
             )
         else:
-            pool, procs = started(
-                lambda: mp.get_context("spawn").Pool(workers, initializer=_init_spawned, initargs=args)
-            )
+            pool, procs = started(lambda: pool_context("spawn").Pool(workers, initializer=_init_spawned, initargs=args))
         if pool is not None:  # chunks of 64: fewer, larger messages cost the parent a third of the CPU of 16
             chunk = max(1, min(64, len(todo) // (8 * workers)))
             done = watched(pool, procs, _work, todo, chunk, ordered=False)  # a killed worker: WorkerDied

@@ -25,7 +25,7 @@ from naturalize.decode import load_image
 from naturalize.fsio import UserError
 from naturalize.outputs import check_disjoint
 from naturalize.paths import fit_name
-from naturalize.procs import die_with_parent, started, watched
+from naturalize.procs import die_with_parent, pool_context, started, watched
 from naturalize.segment import BACKENDS, resolve_backend
 from naturalize.segment.cells import crop_sprite
 
@@ -350,9 +350,7 @@ def segment(
                 writer.add(segment_one(segmenter, t))
                 bar.update()
         elif todo:
-            import multiprocessing as mp
-
-            pool, procs = started(lambda: mp.get_context().Pool(min(workers, len(todo)), _init_worker, (name, options)))
+            pool, procs = started(lambda: pool_context().Pool(min(workers, len(todo)), _init_worker, (name, options)))
             with pool:
                 for entry in watched(pool, procs, process, todo, 4):  # a killed worker: WorkerDied
                     writer.add(entry)

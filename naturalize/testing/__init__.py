@@ -5,6 +5,7 @@ drawnbank  a bank of procedurally drawn cells (naturalize.drawn), written by the
 cli        run_cli: `python -m naturalize.cli` / `classify.cli` in a subprocess, as a user runs it
 oracles    the compose run files as plain dicts (what annotate's template writers must reproduce)
 race       the same claim started in several processes at one instant
+crash      a tiny command whose pool workers die (SIGKILL, out of memory, an import error at start-up)
 """
 
 from __future__ import annotations
