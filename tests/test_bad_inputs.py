@@ -278,6 +278,14 @@ def _own_compose_then_notes_in_class(world: Path, tmp: Path) -> None:
     (tmp / "out" / "PMY" / "notes.txt").write_text("mine\n")
 
 
+def _own_compose_then_link_in_class(world: Path, tmp: Path) -> None:
+    """A compose run, then the user's link, named like one of its images, to a file outside: compose --overwrite
+    took it for its own (and removed it)."""
+    shutil.copytree(world / "syn", tmp / "out")
+    (tmp / "outside.txt").write_text("mine\n")
+    (tmp / "out" / "PMY" / "PMY_syn_7_0.jpg").symlink_to(tmp / "outside.txt")
+
+
 def _own_prepared_then_notes(world: Path, tmp: Path) -> None:
     shutil.copytree(world / "prep", tmp / "p")
     (tmp / "p" / "notes.txt").write_text("mine\n")
@@ -456,6 +464,14 @@ CASES = [
         _compose("--seed", "5", "--overwrite", "--workers", "1", out="{tmp}/out"),
         "was not written by naturalize compose",
         setup=_own_compose_then_notes_in_class,
+    ),
+    Case(
+        "compose-overwrite-keeps-user-link-in-class-folder",
+        DATA_LOSS,
+        N,
+        _compose("--seed", "5", "--overwrite", "--workers", "1", out="{tmp}/out"),
+        "PMY_syn_7_0.jpg was not written by naturalize compose",
+        setup=_own_compose_then_link_in_class,
     ),
     Case(
         "build-other-settings-needs-overwrite",
