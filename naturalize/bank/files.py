@@ -140,7 +140,10 @@ def source_stem(rel: str) -> str | None:
     """The id stem of the source image a bank file ('sprites/WBC/LY/<stem>_WBC_0.png', 'backgrounds/<stem>.png', or
     the temporary file of one) was cut from; None for any other file (or a temporary name fit_name shortened)."""
     *head, name = rel.split("/")
-    name = temp_target(name) or name
+    target = temp_target(name)
+    if target is not None and _shortened(target):
+        return None
+    name = target or name
     if head[:1] == ["sprites"] and (m := _SPRITE_NAME.fullmatch(name)):
         return m[1]
     if head == ["backgrounds"] and name.endswith(".png"):
