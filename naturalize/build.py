@@ -32,7 +32,15 @@ from naturalize.classes import CLASSES, NO_WBC_CLASSES, SPLITS
 from naturalize.codeversion import code_digest
 from naturalize.compose.params import SCENES, ComposeParams, check_scene_counts
 from naturalize.fsio import UserError, atomic_open, link_or_copy, remove_atomic_temps, write_json
-from naturalize.outputs import MARKER, check_disjoint, claim, claim_settled, dropped_if_unused, read_record
+from naturalize.outputs import (
+    MARKER,
+    check_disjoint,
+    claim,
+    claim_settled,
+    dropped_if_unused,
+    not_owned,
+    read_record,
+)
 from naturalize.paths import data_home
 from naturalize.prepare import PREPARE_CODE, apply_curation, left_out, prepare, stratified_split
 from naturalize.protocols import DEFAULT as DEFAULT_PROTOCOL
@@ -184,21 +192,30 @@ def _tree_files(out: Path) -> set[str]:
 
 def foreign_files(out: Path) -> list[Path]:
     """Files in OUT's split folders that no build put there (not in OUT/files.csv), and files in OUT/synthetic/'s
-    class folders that compose did not write; sorted. A rebuild would remove or mix with them."""
+    class folders that compose did not write; links too (never followed); sorted. A rebuild would remove or mix
+    with them."""
     from naturalize.compose.run import foreign_files as foreign_composites
 
     listed = _tree_files(out)
-    found = [
-        p
-        for split in SPLITS
-        if (out / split).is_dir()
-        for p in (out / split).rglob("*")
-        if not p.is_dir() and p.relative_to(out).as_posix() not in listed
-    ]
+    found = not_owned(out, SPLITS, lambda rel: rel in listed)
     synthetic = out / "synthetic"
     for cls in CLASSES if synthetic.is_dir() else ():
         found += foreign_composites(synthetic, cls)
     return sorted(found)
+
+
+def _written_by_build(out: Path) -> Callable[[str], bool]:
+    """Whether a file's path inside dataset OUT ('train/PMY/x.jpg', 'synthetic/manifest.jsonl') is one build wrote
+    there: listed in OUT/files.csv, or written by compose in OUT/synthetic/ (what --overwrite may remove)."""
+    from naturalize.compose.run import written_by_compose
+
+    listed = _tree_files(out)
+
+    def owned(rel: str) -> bool:
+        top, _, inner = rel.partition("/")
+        return written_by_compose(inner) if top == "synthetic" else rel in listed
+
+    return owned
 
 
 def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, overwrite: bool) -> None:
@@ -227,6 +244,7 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
         refusal=f"{out} holds a dataset built with other settings ({changed}); rerun with those settings to resume "
         f"it, or pass --overwrite to replace it (only what `naturalize build` wrote there is removed), or choose "
         f"another --out",
+        owned=_written_by_build(out),
     )
     remove_atomic_temps(out, (*OUTPUTS, MARKER))  # what a killed run left half-written
 

@@ -168,6 +168,11 @@ def fetch_sam(
     except OSError as e:
         raise UserError(f"cannot create {dest} ({e.strerror}); pass a writable --dir") from None
     part = target.with_name(target.name + ".part")
+    if part.is_symlink():  # resuming would append to (and a bad checksum delete) a file fetch-sam did not write
+        raise UserError(
+            f"{part} is a link, not a partial download of fetch-sam's; nothing was written through it: "
+            f"remove the link (or pass another --dir), then rerun"
+        )
     try:
         _download(src, part, target.name)
         _verify(part, algo, expected, src)

@@ -1,9 +1,9 @@
 """File I/O every command shares: atomic writes (a temporary file beside the target, renamed over it:
 `atomic_open`, `atomic_path`, `replace_bytes`, `write_*`) and the temp files a killed run left
-(`remove_atomic_temps`), `link_or_copy`, `file_digests` (one chunked read, several hashes), `locked` (a file
-lock), `naming` (a write that found no room names its file: `NO_SPACE`), `read_json` and `read_object` (a
-damaged file, or for read_object one that holds no JSON object, is a UserError) and `UserError` itself (one-line
-errors, exit code 2)."""
+(`remove_atomic_temps`; `temp_target` reads such a name), `link_or_copy`, `file_digests` (one chunked read, several
+hashes), `locked` (a file lock), `naming` (a write that found no room names its file: `NO_SPACE`), `read_json` and
+`read_object` (a damaged file, or for read_object one that holds no JSON object, is a UserError) and `UserError`
+itself (one-line errors, exit code 2)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,16 @@ def remove_atomic_temps(folder: str | os.PathLike, names: Iterable[str], suffix:
     for p in gone:
         p.unlink(missing_ok=True)
     return gone
+
+
+_TEMP_NAME = re.compile(rf"\.(.+)\.({_ATOMIC_TMP}|\d+)\.tmp")
+
+
+def temp_target(name: str) -> str | None:
+    """The name of the file that a temporary file named `name` was to replace (atomic_open's `.NAME.XXXXXXXX.tmp`,
+    replace_bytes' `.NAME.<pid>.tmp`; NAME as fit_name shortened it), or None when `name` is not of that form."""
+    m = _TEMP_NAME.fullmatch(name)
+    return m[1] if m else None
 
 
 def write_all(fd: int, data: bytes, path: str | os.PathLike | None = None) -> None:

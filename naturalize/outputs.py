@@ -108,18 +108,57 @@ def dropped_if_unused(folder: str | os.PathLike) -> Iterator[None]:
         raise
 
 
-def remove_written(folder: str | os.PathLike, kind: str, names: Sequence[str] | None = None) -> list[str]:
+def not_owned(folder: str | os.PathLike, names: Iterable[str], owned: Callable[[str], bool]) -> list[Path]:
+    """What the folders among `names` in `folder` hold that the tool did not write there: every file whose path
+    relative to `folder` ('sprites/WBC/LY/x.png') `owned` rejects, and every symbolic link (the tool writes none
+    there; never followed); sorted. Folders themselves are not judged (an empty one is harmless)."""
+    folder = Path(folder)
+    found: list[Path] = []
+    for name in names:
+        top = folder / name
+        if top.is_symlink() or not top.is_dir():
+            continue
+        for here, dirs, files in os.walk(top):  # never into a linked folder: it is listed among `dirs`
+            base = Path(here)
+            found += [base / d for d in dirs if (base / d).is_symlink()]
+            found += [
+                base / f
+                for f in files
+                if (base / f).is_symlink() or not owned((base / f).relative_to(folder).as_posix())
+            ]
+    return sorted(found)
+
+
+def refuse_foreign(foreign: Sequence[Path], folder: str | os.PathLike, what: str) -> None:
+    """UserError naming the first of `foreign` (files the tool did not write inside the folders it would remove from
+    `folder`; `what`: the command, e.g. 'naturalize segment'), when there is any: nothing is removed."""
+    if foreign:
+        raise UserError(
+            f"{foreign[0]} was not written by {what} ({len(foreign)} such file(s) in the folders of {folder} that "
+            f"--overwrite removes); nothing was removed: move them out of {folder}, then rerun"
+        )
+
+
+def remove_written(
+    folder: str | os.PathLike,
+    kind: str,
+    names: Sequence[str] | None = None,
+    owned: Callable[[str], bool] | None = None,
+) -> list[str]:
     """Remove what the marker of `folder` says the tool wrote (only `names` among them, when given); files the
-    tool did not write stay. Returns the removed names. The folder must carry our marker of `kind`."""
+    tool did not write stay. With `owned` (relative path -> whether the tool writes such a file, see not_owned), a
+    listed folder holding any other file or a link is refused first (UserError, nothing removed). Returns the
+    removed names. The folder must carry our marker of `kind`."""
     folder = Path(folder)
     meta = read_marker(folder)
     if meta is None or meta.get("kind") != kind:
         raise UserError(f"{folder} carries no naturalize {kind} marker; nothing removed")
     written = set(meta["written"])
     chosen = [n for n in (names if names is not None else sorted(written)) if n in written]
-    for name in chosen:
-        if "/" in name or name in ("", ".", ".."):
-            continue  # a hand-edited marker never reaches outside the folder's own entries
+    safe = [n for n in chosen if "/" not in n and n not in ("", ".", "..")]  # a hand-edited marker never reaches
+    if owned is not None:  # outside the folder's own entries
+        refuse_foreign(not_owned(folder, safe, owned), folder, f"naturalize ({kind})")
+    for name in safe:
         target = folder / name
         if target.is_symlink() or target.is_file():
             target.unlink()
@@ -151,12 +190,14 @@ def claim_settled(
     refusal: str,
     option: str = "--out",
     redo_same: bool = True,
+    owned: Callable[[str], bool] | None = None,
 ) -> None:
     """Make folder `out` the tool's `kind` output before any work: new or empty, or ours (`claim`). When ours,
     `differs(read_record(out / record))` says whether it was made with other settings (a missing or unreadable
     record counts as the same settings: an interrupted first run resumes): then it is refused with
     UserError(`refusal`) unless `overwrite`; `overwrite` removes what the tool wrote there (also for the same
-    settings unless `redo_same` is False). Then the marker lists `written`."""
+    settings unless `redo_same` is False; with `owned`, refused while its folders hold a file the tool did not
+    write: remove_written). Then the marker lists `written`."""
     out = Path(out)
     if claim(out, kind, option, has_overwrite=True) == "ours":
         old = read_record(out / record)
@@ -164,7 +205,7 @@ def claim_settled(
         if changed and not overwrite:
             raise UserError(refusal)
         if overwrite and (changed or redo_same):
-            remove_written(out, kind)
+            remove_written(out, kind, owned=owned)
     write_marker(out, kind, written)
 
 

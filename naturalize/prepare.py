@@ -24,7 +24,16 @@ from naturalize.codeversion import code_digest
 from naturalize.fsio import UserError, link_or_copy, write_json
 from naturalize.outputs import check_disjoint, claim, remove_written, write_marker
 from naturalize.paths import hidden_note
-from naturalize.records import Record, Scan, scan, unread_note, with_split, write_dropped, write_records
+from naturalize.records import (
+    Record,
+    Scan,
+    read_records,
+    scan,
+    unread_note,
+    with_split,
+    write_dropped,
+    write_records,
+)
 
 #: The modules whose code makes prepared records (their digest is summary.json's `code`: build does not reuse records
 #: of other code from its work cache).
@@ -183,9 +192,25 @@ def format_table(summary: Mapping) -> str:
     return "\n".join(lines)
 
 
+def tree_names(out: Path) -> set[str]:
+    """The files an earlier `prepare --materialize` may have linked into OUT ('train/PMY/PMY_1.jpg', also under
+    '.train.tmp/'), from its OUT/records.csv (none when that is missing or damaged)."""
+    try:
+        records = read_records(out / "records.csv")
+    except (OSError, ValueError, UserError):
+        return set()
+    names = set()
+    for r in records:
+        name = Path(r.path).name
+        for top in (r.split, f".{r.split}.tmp"):
+            names |= {f"{top}/{r.cls}/{name}", f"{top}/{r.cls}/{r.folder}__{name}"}
+    return names
+
+
 def _check_out(root: Path, out: Path, overwrite: bool) -> None:
     """Refuse an --out that overlaps the PBC tree or holds anything but an earlier prepared directory; with
-    overwrite, remove what that earlier run wrote (only that)."""
+    overwrite, remove what that earlier run wrote (only that: a split folder holding a file records.csv does not
+    name is refused)."""
     check_disjoint(out, [("the PBC tree", root)])
     if claim(out, KIND, has_overwrite=True) == "ours":
         present = [name for name in OUTPUTS if (out / name).exists()]
@@ -193,7 +218,7 @@ def _check_out(root: Path, out: Path, overwrite: bool) -> None:
             raise UserError(
                 f"{out} already holds a prepared dataset ({', '.join(present)}); pass --overwrite to replace it"
             )
-        remove_written(out, KIND)
+        remove_written(out, KIND, owned=tree_names(out).__contains__)
 
 
 def materialize_tree(root: Path, records: Sequence[Record], out: Path) -> None:

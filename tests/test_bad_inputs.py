@@ -263,9 +263,27 @@ def _own_dataset_then_notes_in_tree(world: Path, tmp: Path) -> None:
     (folder / "extra" / "more.txt").write_text("mine too\n")
 
 
+def _own_dataset_then_notes_in_synthetic(world: Path, tmp: Path) -> None:
+    """A dataset build wrote, then the user's note and a link to a file outside in its synthetic/ folder (which
+    --overwrite used to remove whole)."""
+    _own_dataset_then_notes(world, tmp)
+    (tmp / "d" / "synthetic").mkdir(exist_ok=True)
+    (tmp / "d" / "synthetic" / "notes.txt").write_text("mine\n")
+    (tmp / "outside.txt").write_text("mine\n")
+    (tmp / "d" / "synthetic" / "manifest.jsonl").symlink_to(tmp / "outside.txt")
+
+
 def _own_compose_then_notes_in_class(world: Path, tmp: Path) -> None:
     shutil.copytree(world / "syn", tmp / "out")
     (tmp / "out" / "PMY" / "notes.txt").write_text("mine\n")
+
+
+def _own_compose_then_link_in_class(world: Path, tmp: Path) -> None:
+    """A compose run, then the user's link, named like one of its images, to a file outside: compose --overwrite
+    took it for its own (and removed it)."""
+    shutil.copytree(world / "syn", tmp / "out")
+    (tmp / "outside.txt").write_text("mine\n")
+    (tmp / "out" / "PMY" / "PMY_syn_7_0.jpg").symlink_to(tmp / "outside.txt")
 
 
 def _own_prepared_then_notes(world: Path, tmp: Path) -> None:
@@ -432,12 +450,28 @@ CASES = [
         setup=_own_dataset_then_notes_in_tree,
     ),
     Case(
+        "build-overwrite-keeps-user-file-in-synthetic",
+        DATA_LOSS,
+        N,
+        _build("--seed", "1", "--overwrite", "--workers", "1"),
+        "was not written by naturalize (dataset)",
+        setup=_own_dataset_then_notes_in_synthetic,
+    ),
+    Case(
         "compose-overwrite-keeps-user-file-in-class-folder",
         DATA_LOSS,
         N,
         _compose("--seed", "5", "--overwrite", "--workers", "1", out="{tmp}/out"),
         "was not written by naturalize compose",
         setup=_own_compose_then_notes_in_class,
+    ),
+    Case(
+        "compose-overwrite-keeps-user-link-in-class-folder",
+        DATA_LOSS,
+        N,
+        _compose("--seed", "5", "--overwrite", "--workers", "1", out="{tmp}/out"),
+        "PMY_syn_7_0.jpg was not written by naturalize compose",
+        setup=_own_compose_then_link_in_class,
     ),
     Case(
         "build-other-settings-needs-overwrite",

@@ -109,3 +109,25 @@ def test_real_subset_links_a_seeded_per_class_sample(sample_release: Path, tmp_p
     counts = {c: sum(r.cls == c for r in result.records) for c in CLASSES}
     assert all(n == 3 for n in counts.values()), counts
     assert all(p.resolve().is_relative_to(sample_release.resolve()) for p in a.rglob("*.jpg"))
+
+
+def test_real_subset_made_again_keeps_a_users_file_and_refuses(sample_release: Path, tmp_path: Path) -> None:
+    """The demo's rerun makes its PBC subset again: it used to remove the folder whole, with the user's files in it;
+    it now removes only its own links and refuses (exit 2 in the CLI) while anything else is there."""
+    a = real_subset(sample_release, tmp_path / "a", per_class=2, seed=1)
+    made = sorted(p.relative_to(a).as_posix() for p in a.rglob("*"))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine, outside")
+    folder = next(p for p in sorted(a.iterdir()) if p.is_dir())
+    (folder / "notes.txt").write_text("mine")
+    (a / "my-link.jpg").symlink_to(outside)
+    with pytest.raises(UserError, match="notes.txt was not written by naturalize demo"):
+        real_subset(sample_release, a, per_class=2, seed=1)
+    assert (folder / "notes.txt").read_text() == "mine" and (a / "my-link.jpg").is_symlink()
+    assert outside.read_text() == "mine, outside"
+    (folder / "notes.txt").unlink()
+    (a / "my-link.jpg").unlink()
+    assert (
+        sorted(p.relative_to(real_subset(sample_release, a, per_class=2, seed=1)).as_posix() for p in a.rglob("*"))
+        == made
+    )

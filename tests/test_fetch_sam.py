@@ -118,6 +118,21 @@ def test_partial_download_resumes(server, tmp_path: Path) -> None:
     assert [p.name for p in dest.iterdir()] == [NAME]
 
 
+def test_a_link_in_place_of_the_partial_download_is_never_written_through(server, tmp_path: Path) -> None:
+    """A `.part` that is a link to a file elsewhere: the resume used to append the download to that file (and a
+    bad checksum deleted the link's name); now one error line, and nothing is written or removed."""
+    base, root, sha, _ = server
+    dest = tmp_path / "l"
+    dest.mkdir()
+    outside = tmp_path / "mine.bin"
+    outside.write_bytes(b"my own file")
+    (dest / (NAME + ".part")).symlink_to(outside)
+    proc = cli("fetch-sam", "vit_b", "--dir", str(dest), "--url", f"{base}/{NAME}", "--sha256", sha)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "is a link" in proc.stderr, proc.stderr
+    assert outside.read_bytes() == b"my own file" and (dest / (NAME + ".part")).is_symlink()
+    assert sorted(p.name for p in dest.iterdir()) == [NAME + ".part"]
+
+
 def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
     from naturalize.fsio import UserError
 

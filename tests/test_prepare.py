@@ -147,6 +147,30 @@ def test_materialize_links_and_curation(messy_release: Path, tmp_path: Path):
     assert (messy_release / victim.path).exists()
 
 
+def test_overwrite_refuses_a_users_file_in_the_materialized_tree(messy_release: Path, tmp_path: Path):
+    """prepare --overwrite used to remove OUT/train/ etc. whole, with any file the user had put inside; now it
+    removes only what records.csv says it linked there and refuses anything else (a link to a file outside too)."""
+    out = tmp_path / "prep"
+    args = ["prepare", messy_release, "--out", out, "--materialize", "--workers", 1, "--no-progress"]
+    assert run_cli("naturalize", *args).returncode == 0
+    made = _tree_hashes(out)
+    cls = next(p for p in sorted((out / "train").iterdir()) if p.is_dir())
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine, outside")
+    (cls / "notes.txt").write_text("mine")
+    (out / "val" / "my-link.jpg").symlink_to(outside)
+    before = _tree_hashes(out)
+    bad = run_cli("naturalize", *args, "--overwrite")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert f"{cls / 'notes.txt'} was not written by naturalize (prepared)" in bad.stderr, bad.stderr
+    assert _tree_hashes(out) == before and (out / "val" / "my-link.jpg").is_symlink()
+    assert outside.read_text() == "mine, outside"
+    (cls / "notes.txt").unlink()
+    (out / "val" / "my-link.jpg").unlink()
+    assert run_cli("naturalize", *args, "--overwrite").returncode == 0
+    assert _tree_hashes(out) == made
+
+
 def test_split_tree_keeps_splits_and_dedups_towards_train(tmp_path: Path):
     root = tmp_path / "tree"
     seed = 0

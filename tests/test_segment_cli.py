@@ -255,19 +255,40 @@ def test_resume_after_interruption_gives_the_same_bank(bank: Path, sample_root: 
     lost = [r["source"] for r in Bank.open(bank).curation[-2:]]
     with open(cut / "index.csv", "ab") as f:
         f.write(b"ERB_0_RBC_9,RBC,,ERB/ERB_0.jpg,1,2")
-    (cut / "sprites" / ".x.png.123.tmp").parent.mkdir(exist_ok=True)
-    (cut / "sprites" / ".x.png.123.tmp").write_bytes(b"partial")
+    lost_stem = Path(lost[0]).stem
+    (cut / "sprites" / "RBC").mkdir(parents=True, exist_ok=True)
+    (cut / "sprites" / "RBC" / f".{lost_stem}_RBC_0.png.123.tmp").write_bytes(b"partial")  # a killed write: goes
+    (cut / "sprites" / "RBC" / f"{lost_stem}_RBC_99.png").write_bytes(b"orphan")  # a lost image's sprite: goes
+    (cut / ".bank.json.4321.tmp").write_bytes(b"partial")  # bank.json's own temp (replace_bytes names a pid): goes
     (cut / "notes.txt").write_text("mine")  # a user's file beside the bank: the resume's clean-up leaves it
     (cut / ".draft.tmp").write_text("mine")  # a user's dot-file ending in .tmp too (only the bank's own temps go)
     (cut / ".index.csv.abc123de.tmp").write_bytes(b"partial")  # a temp of the killed run's index.csv write: goes
+    # a user's files inside the bank's own folders, and a link to a file outside: a resume leaves them all
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"my crop outside")
+    mine = {
+        "sprites/notes.txt": b"mine",
+        "sprites/WBC/LY/my-hand-made-crop.png": (bank / "qc" / "sprites.png").read_bytes()[:5000],
+        "sprites/RBC/notes.txt": b"mine",
+        "backgrounds/notes.txt": b"mine",
+        "backgrounds/my-plate.png": b"my plate",  # named like a plate, but of no image of this run
+    }
+    for rel, data in mine.items():
+        (cut / rel).parent.mkdir(parents=True, exist_ok=True)
+        (cut / rel).write_bytes(data)
+    (cut / "sprites" / "RBC" / "x_RBC_0.png").symlink_to(outside)
     b = Bank.open(cut)  # valid while interrupted: the uncommitted images are not part of it
     assert {r["source"] for r in b.curation}.isdisjoint(lost) and not any(s.source in lost for s in b.sprites)
     proc = cli(*classical(sample_root, cut), "--limit", str(N), "--workers", "1", "--no-progress")
     assert f"{N - 2} of {N} images already done" in proc.stderr
     assert (cut / "notes.txt").read_text() == "mine" and (cut / ".draft.tmp").read_text() == "mine"
     assert not (cut / ".index.csv.abc123de.tmp").exists()
-    (cut / "notes.txt").unlink()
-    (cut / ".draft.tmp").unlink()
+    assert {rel: (cut / rel).read_bytes() for rel in mine} == mine
+    assert (cut / "sprites" / "RBC" / "x_RBC_0.png").is_symlink() and outside.read_bytes() == b"my crop outside"
+    notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("note: left")]
+    assert len(notes) == 1 and "6 file(s)" in notes[0], proc.stderr
+    for rel in [*mine, "sprites/RBC/x_RBC_0.png", "notes.txt", ".draft.tmp"]:
+        (cut / rel).unlink()
     assert_same_tree(cut, bank)  # byte-identical, with one worker instead of two
 
 
@@ -337,9 +358,19 @@ def test_existing_output_is_protected(bank: Path, sample_root: Path, tmp_path: P
     proc = cli(*classical(alt_root, junk), "--overwrite", check=False)
     assert "not written by naturalize" in error_line(proc)
     assert [p.name for p in junk.iterdir()] == ["notes.txt"]
-    # --overwrite replaces a bank
+    # --overwrite replaces a bank, but not while its folders hold a file segment did not write (or a link)
     small = tmp_path / "small"
     shutil.copytree(bank, small)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine, outside")
+    (small / "sprites" / "WBC" / "my-crop.png").write_bytes(b"mine")
+    (small / "qc" / "x_WBC_0.png").symlink_to(outside)
+    before = tree_digest(small)
+    proc = cli(*classical(alt_root, small), "--overwrite", "--no-progress", check=False)
+    assert "qc/x_WBC_0.png was not written by naturalize segment (2 such file(s)" in error_line(proc)
+    assert tree_digest(small) == before and outside.read_text() == "mine, outside"
+    (small / "sprites" / "WBC" / "my-crop.png").unlink()
+    (small / "qc" / "x_WBC_0.png").unlink()
     cli(*classical(alt_root, small), "--overwrite", "--no-progress")
     b = Bank.open(small)
     assert [r["source"] for r in b.curation] == [f"BNE/{src.name}"]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
+
+from naturalize.fsio import TEMP_STEM, temp_target
 
 FORMAT_VERSION = 2  # 2: rejected sprites stored as a mask in index.csv (1: every sprite a PNG file)
 #: The bank formats this naturalize reads (it writes and resumes only FORMAT_VERSION).
@@ -49,6 +52,14 @@ BANK_FILES: tuple[str, ...] = ("bank.json",) + CSV_FILES
 BANK_DIRS: tuple[str, ...] = ("sprites", "backgrounds")
 #: Folders written beside them after a run (the QC page; scene caches made once per bank by compose).
 DERIVED_DIRS: tuple[str, ...] = ("qc", "scenes")
+#: The files of the QC page (naturalize/segment/qc.py) in BANK/qc/.
+QC_FILES: tuple[str, ...] = ("sprites.png", "sources.png", "index.html")
+#: The files compose caches in BANK/scenes/ (naturalize/compose: scene_stats, scenes, source_cache), relative to it.
+SCENE_FILES = re.compile(
+    r"focus\.json|matched/[^/]+\.json|matched/sources/[^/]+\.(json|[0-9a-f]{16}\.npy)"
+    r"|transplant/[^/]+\.(json|npy|png)"
+)
+_SPRITE_NAME = re.compile(r"(.+)_(RBC|WBC|PLT)_\d+\.png")
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,47 @@ class BackgroundRow:
     @property
     def relpath(self) -> str:
         return f"backgrounds/{self.background_id}.png"
+
+
+def _shortened(name: str) -> bool:
+    """Whether `name` is a name over TEMP_STEM bytes as fit_name shortened it for a temporary file."""
+    return len(name.encode()) >= TEMP_STEM - 3 and re.fullmatch(r".+~[0-9a-f]{8}\.png", name) is not None
+
+
+def written_by_segment(rel: str) -> bool:
+    """Whether `rel`, a file's path inside a bank ('sprites/WBC/LY/x_WBC_0.png'), is one segment or compose writes
+    in the bank's folders, or the temporary file of one: sprites/<kind>/[<label>/]<stem>_<kind>_<n>.png,
+    backgrounds/<id>.png, the QC page (QC_FILES) and compose's caches (SCENE_FILES). A user's file put there is
+    not (resume leaves it, --overwrite refuses it)."""
+    *head, name = rel.split("/")
+    target = temp_target(name)
+    temp = target is not None
+    name = target if target is not None else name
+    if len(head) in (2, 3) and head[0] == "sprites" and head[1] in KINDS:
+        m = _SPRITE_NAME.fullmatch(name)
+        return (m is not None and m[2] == head[1]) or (temp and _shortened(name))
+    if head == ["backgrounds"]:
+        return len(name) > len(".png") and name.endswith(".png")
+    if head == ["qc"]:
+        return name in QC_FILES
+    if head and head[0] == "scenes":
+        return SCENE_FILES.fullmatch("/".join([*head[1:], name])) is not None
+    return False
+
+
+def source_stem(rel: str) -> str | None:
+    """The id stem of the source image a bank file ('sprites/WBC/LY/<stem>_WBC_0.png', 'backgrounds/<stem>.png', or
+    the temporary file of one) was cut from; None for any other file (or a temporary name fit_name shortened)."""
+    *head, name = rel.split("/")
+    target = temp_target(name)
+    if target is not None and _shortened(target):
+        return None
+    name = target or name
+    if head[:1] == ["sprites"] and (m := _SPRITE_NAME.fullmatch(name)):
+        return m[1]
+    if head == ["backgrounds"] and name.endswith(".png"):
+        return name[: -len(".png")]
+    return None
 
 
 def _bool(v: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,13 @@ from naturalize.bank.files import (
     SpriteRow,
     coerce_row,
     csv_line,
+    source_stem,
     sprite_values,
+    written_by_segment,
 )
 from naturalize.bank.stamps import FileSum, committed_text, file_record, read_bank_meta
-from naturalize.fsio import UserError, remove_atomic_temps, replace_bytes, write_all, write_bytes
-from naturalize.outputs import MARKER, claim, read_record, remove_written, write_marker
+from naturalize.fsio import UserError, remove_atomic_temps, replace_bytes, temp_target, write_all, write_bytes
+from naturalize.outputs import MARKER, claim, not_owned, read_record, refuse_foreign, remove_written, write_marker
 
 KIND = "bank"  # the output marker's kind (naturalize.outputs)
 #: How a bank made with other settings is replaced (the end of segment's error line; build names its own).
@@ -103,6 +106,7 @@ class BankWriter:
         self._counts = counts
         self._dirs: set[Path] = set()
         self._files: dict[str, FileSum] = {}
+        self.left: list[Path] = []  # files in the bank's folders that a resume left: not written by segment
 
     # ------------------------------------------------------------ opening
 
@@ -115,6 +119,7 @@ class BankWriter:
         if claim(root, KIND, has_overwrite=True) == "new":
             return "new"
         if overwrite:
+            refuse_foreign(not_owned(root, BANK_DIRS + DERIVED_DIRS, written_by_segment), root, "naturalize segment")
             return "overwrite"
         meta_path = root / "bank.json"
         meta = read_record(meta_path)
@@ -132,13 +137,18 @@ class BankWriter:
         return "resume"
 
     @classmethod
-    def open(cls, root: str | Path, identity: dict, overwrite: bool = False) -> BankWriter:
+    def open(
+        cls, root: str | Path, identity: dict, overwrite: bool = False, stems: Collection[str] | None = None
+    ) -> BankWriter:
         """Create, replace (overwrite=True) or resume the bank at `root`. `identity` (JSON-able dict with
-        keys backend, parameters, input, ...) is stored in bank.json and must match to resume."""
+        keys backend, parameters, input, ...) is stored in bank.json and must match to resume. `stems`: the id stems
+        of the run's source images, when known: a resume then removes only sprite and background files cut from
+        them (others, and any file segment does not write, stay and are listed in `left`). --overwrite refuses a bank
+        whose folders hold a file segment did not write (UserError naming it; nothing removed)."""
         root = Path(root)
         mode = cls.check(root, identity, overwrite)
         if mode == "overwrite":
-            remove_written(root, KIND)
+            remove_written(root, KIND, owned=written_by_segment)
         if mode in ("new", "overwrite"):
             write_marker(root, KIND, BANK_FILES + BANK_DIRS + DERIVED_DIRS)  # first: from here on the folder is ours
             writer = cls(root, identity, set(), _empty_counts())
@@ -146,10 +156,10 @@ class BankWriter:
                 writer._start(name, csv_line(header))
             writer._write_meta()
             return writer
-        return cls._resume(root, identity)
+        return cls._resume(root, identity, stems)
 
     @classmethod
-    def _resume(cls, root: Path, identity: dict) -> BankWriter:
+    def _resume(cls, root: Path, identity: dict, stems: Collection[str] | None = None) -> BankWriter:
         meta = read_bank_meta(root)
         for name in CSV_FILES:  # what bank.json vouches for must be intact; only a tail after it is redone
             committed_text(root, name, file_record(meta, name))
@@ -170,14 +180,22 @@ class BankWriter:
             texts[name] = text
             if not (root / name).exists() or (root / name).read_bytes() != text:
                 write_bytes(root / name, text)
-        # files of sources that never committed (and temp files of an interrupted write) go
+        # files of sources that never committed (and temp files of an interrupted write) go; only those
         wanted = {s.relpath for s in (coerce_row(SpriteRow, r) for r in kept["index.csv"]) if s.has_png}
         wanted |= {f"backgrounds/{r['background_id']}.png" for r in kept["backgrounds.csv"]}
-        for sub in BANK_DIRS:
-            for p in sorted((root / sub).rglob("*")) if (root / sub).is_dir() else []:
-                if p.is_file() and p.relative_to(root).as_posix() not in wanted:
-                    p.unlink()
+
+        def ours(rel: str) -> bool:
+            stem = source_stem(rel)
+            return written_by_segment(rel) and (stems is None or stem is None or stem in stems)
+
+        left = not_owned(root, BANK_DIRS, ours)  # a user's file or link: stays
+        for p in not_owned(root, BANK_DIRS, lambda rel: rel in wanted or not ours(rel)):
+            if not p.is_symlink():  # (links are listed too, never ours)
+                p.unlink()
         remove_atomic_temps(root, (*BANK_FILES, MARKER))  # the bank's own: a user's other .*.tmp stays
+        for p in root.glob(".bank.json.*.tmp"):  # bank.json is written by replace_bytes (a pid, not 8 characters)
+            if temp_target(p.name) == "bank.json" and p.is_file() and not p.is_symlink():
+                p.unlink()
         counts = _empty_counts()
         for r in kept["index.csv"]:
             _count_sprite(counts, r["kind"], r["label"], r["touches_border"] == "1", r.get("reason") or PASS)
@@ -185,6 +203,7 @@ class BankWriter:
             _count_source(counts, r["flags"].split(";") if r["flags"] else [], r["keep"] == "1")
         counts["backgrounds"] = len(kept["backgrounds.csv"])
         writer = cls(root, identity, done, counts)
+        writer.left = left
         for name in CSV_FILES:
             writer._files[name] = FileSum(texts[name])
         writer._write_meta()

@@ -230,14 +230,43 @@ def _clear_class(out: Path, cls: str) -> None:
         j.unlink()
 
 
+def _image_name(cls: str) -> re.Pattern[str]:
+    """The names of the images of `cls` compose writes in OUT/<cls>/ (<cls>_syn_<seed>_<i>.<fmt>) and of their
+    temporary files."""
+    return re.compile(rf"\.?{re.escape(cls)}_syn_\d+_\d+\.({'|'.join(FORMATS)})(\.\d+\.tmp)?")
+
+
 def foreign_files(out: Path, cls: str) -> list[Path]:
     """What OUT/<cls>/ holds that compose did not write there: anything but its images (<cls>_syn_<seed>_<i>.<fmt>)
-    and their temporary files; sorted."""
-    ours = re.compile(rf"\.?{re.escape(cls)}_syn_\d+_\d+\.({'|'.join(FORMATS)})(\.\d+\.tmp)?")
+    and their temporary files (a link, even so named, included; a linked OUT/<cls>/ itself is foreign); sorted."""
+    ours = _image_name(cls)
     folder = out / cls
+    if folder.is_symlink():
+        return [folder]
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if not (ours.fullmatch(p.name) and p.is_file()))
+    return sorted(p for p in folder.iterdir() if not (ours.fullmatch(p.name) and p.is_file() and not p.is_symlink()))
+
+
+_STATE_FILE = re.compile(r"\.?([A-Z]+)\.json(\.[a-z0-9_]{8}\.tmp)?")
+
+
+def written_by_compose(rel: str) -> bool:
+    """Whether `rel`, a file's path inside a compose OUT ('LY/LY_syn_0_3.jpg'), is one compose writes there: the
+    class's images, the run files and the marker, the state folder's lock, state files and journals, or the
+    temporary file of one."""
+    *head, name = rel.split("/")
+    if not head:
+        own = (*RUN_FILES, MARKER)
+        return name in own or (name.endswith(".tmp") and any(name.startswith(f".{n}.") for n in own))
+    if len(head) == 1 and head[0] in CLASSES:
+        return _image_name(head[0]).fullmatch(name) is not None
+    if head == [STATE_DIR]:
+        m = _STATE_FILE.fullmatch(name)
+        return name == LOCK or (m is not None and m[1] in CLASSES)
+    if head == [STATE_DIR, "journal"]:
+        return any(name.startswith(f"{c}.") for c in CLASSES) and name.endswith(".jsonl")
+    return False
 
 
 #: The marker's temporary file (fsio.atomic_open): present only while a run writes the marker, or after it was killed.

@@ -106,7 +106,12 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
     if len(missing) == len(CLASSES):
         raise UserError(f"--pbc {pbc_root}: no PBC images found; point to the folder holding {RELEASE_DIRNAME}/")
     if out.exists():
-        shutil.rmtree(out)
+        if foreign := _not_linked_here(out, data_root, {f.name for fs in by_class.values() for f in fs}):
+            raise UserError(
+                f"{foreign[0]} was not written by naturalize demo ({len(foreign)} such file(s) in {out}, which the "
+                f"demo makes again); nothing was removed: move them out of {out}, then rerun"
+            )
+        shutil.rmtree(out)  # only our links (or copies) of PBC images: rmtree never follows a link
     rng = np.random.default_rng(seed)
     for cls, files in by_class.items():
         pick = sorted(rng.permutation(len(files))[:per_class]) if files else []
@@ -116,6 +121,25 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
             dst.parent.mkdir(parents=True, exist_ok=True)
             link_or_copy(src, dst, symbolic=True)
     return out
+
+
+def _not_linked_here(out: Path, data_root: Path, names: set[str]) -> list[Path]:
+    """What folder `out` (a subset real_subset made earlier) holds that real_subset did not put there: anything but
+    <folder>/<name> entries that are links into `data_root` or plain files (copies, where links fail) named as
+    one of its images (`names`); sorted."""
+    root = data_root.resolve()
+    found = []
+    for p in sorted(out.rglob("*")):
+        if p.is_dir() and not p.is_symlink():
+            continue
+        top = len(p.relative_to(out).parts) == 2
+        if p.is_symlink():
+            ours = top and Path(os.readlink(p)).is_relative_to(root)
+        else:
+            ours = top and p.name in names
+        if not ours:
+            found.append(p)
+    return found
 
 
 #: What the demo writes in its --out (and all that --overwrite removes there).

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from naturalize.bank import KINDS, PASS, STALE_FIX, BankWriter, EncodedSprite, ImageEntry, encode_mask
+from naturalize.bank import KIND, KINDS, PASS, STALE_FIX, BankWriter, EncodedSprite, ImageEntry, encode_mask
 from naturalize.codeversion import code_digest
 from naturalize.decode import load_image
 from naturalize.fsio import UserError
-from naturalize.outputs import check_disjoint
+from naturalize.outputs import check_disjoint, claim
 from naturalize.paths import fit_name
 from naturalize.procs import die_with_parent, pool_context, started, watched
 from naturalize.segment import BACKENDS, resolve_backend
@@ -318,7 +318,7 @@ def segment(
 
     input_path = Path(input_path)
     check_disjoint(out, [("the input", input_path), ("the checkpoint", checkpoint)])
-    BankWriter.check(out, {}, True)  # a folder the tool does not own is refused before the input is read
+    claim(out, KIND, has_overwrite=True)  # a folder the tool does not own is refused before the input is read
     root, records = rec.load_sources(input_path, split=split, classes=tuple(classes), echo=echo, progress=progress)
     check_disjoint(out, [("the PBC root", root)])
     prepared = rec.is_prepared(input_path)
@@ -337,7 +337,12 @@ def segment(
         if workers > 1:
             echo(f"note: the {name} backend segments in one process (one model in memory)")
         segmenter = spec.build(**options)  # a bad checkpoint fails here, before the bank is touched
-    writer = BankWriter.open(out, identity, overwrite=overwrite)
+    writer = BankWriter.open(out, identity, overwrite=overwrite, stems=set(stems.values()))
+    if writer.left:
+        echo(
+            f"note: left {len(writer.left)} file(s) that segment did not write in {out}'s sprites/ and backgrounds/ "
+            f"(not part of the bank), e.g. {writer.left[0]}"
+        )
 
     todo = [Task(str(root / r.path), r.path, r.cls, stems[r.path]) for r in ordered if r.path not in writer.done]
     skipped = len(ordered) - len(todo)
