@@ -152,7 +152,9 @@ def segment(
     points: int | None = typer.Option(
         None, help="SAM: point prompts per image side for red cells and platelets.", show_default="16"
     ),
-    sam_set: list[str] | None = typer.Option(None, "--sam-set", help=SAM_SET_HELP, show_default="SamParams' defaults"),
+    sam_set: list[str] | None = typer.Option(
+        None, "--sam-set", metavar="NAME=VALUE", help=SAM_SET_HELP, show_default="SamParams' defaults"
+    ),
     classes: str | None = typer.Option(
         None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE.", show_default="all 11"
     ),
@@ -237,7 +239,9 @@ def build(
     ),
     model_type: str = typer.Option("vit_b", help=MODEL_TYPE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    sam_set: list[str] | None = typer.Option(None, "--sam-set", help=SAM_SET_HELP, show_default="SamParams' defaults"),
+    sam_set: list[str] | None = typer.Option(
+        None, "--sam-set", metavar="NAME=VALUE", help=SAM_SET_HELP, show_default="SamParams' defaults"
+    ),
     classes: str | None = typer.Option(
         None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).", show_default="the recipe's"
     ),
