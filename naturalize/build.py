@@ -24,7 +24,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -360,17 +360,23 @@ class _Stages:
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    """build's segmentation options (--backend, --checkpoint, --model-type, --device): as given, or resolved by
-    `_segment_backend` (a named backend, the checkpoint it uses, the device it uses)."""
+    """build's segmentation options (--backend, --checkpoint, --model-type, --device, --sam-set): as given, or
+    resolved by `_segment_backend` (a named backend, the checkpoint it uses, the device it uses)."""
 
     backend: str = "auto"
     checkpoint: str | None = None
     model_type: str = "vit_b"
     device: str = "auto"
+    sam_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def values(self) -> dict[str, Any]:
-        """The backend's option values by name (checkpoint, model_type, device)."""
-        return {"checkpoint": self.checkpoint, "model_type": self.model_type, "device": self.device}
+        """The backend's option values by name (checkpoint, model_type, device, sam_settings)."""
+        return {
+            "checkpoint": self.checkpoint,
+            "model_type": self.model_type,
+            "device": self.device,
+            "sam_settings": dict(self.sam_settings),
+        }
 
 
 def _segment_backend(seg: SegmentOptions, echo: Callable[[str], None]) -> SegmentOptions:
@@ -436,6 +442,7 @@ def _build_params(
         "pbc_root": str(pbc_root.resolve()),
         "backend": seg.backend,
         "checkpoint": seg.checkpoint,
+        **({"sam_settings": dict(sorted(seg.sam_settings.items()))} if seg.sam_settings else {}),
         "per_class_cap": per_class_cap,
         "synthetic_rule": {
             "topup": dict(recipe.topup),
@@ -484,7 +491,7 @@ def _segment_stage(
 
     banks: dict[str, Path] = {}
     echo = stages.echo
-    if not segments(recipe) and (seg.backend != "auto" or seg.checkpoint):
+    if not segments(recipe) and (seg.backend != "auto" or seg.checkpoint or seg.sam_settings):
         echo(f"note: {recipe.name} segments no image (no curation, no synthetic images): --backend is not used")
     elif segments(recipe):
         seg = _segment_backend(seg, echo)
@@ -593,6 +600,7 @@ def build(
     checkpoint: str | None = None,
     model_type: str = "vit_b",
     device: str = "auto",
+    sam_settings: Mapping[str, Any] | None = None,
     classes: Sequence[str] = (),
     per_class: int | None = None,
     per_class_cap: int | None = None,
@@ -604,7 +612,8 @@ def build(
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Build one dataset recipe; returns the dataset.json content. `compose`: how the synthetic images look
-    (default ComposeParams()); dataset.json records the fields that differ from the defaults.
+    (default ComposeParams()); dataset.json records the fields that differ from the defaults. `sam_settings`
+    (--sam-set): SamParams fields for the sam backend (dataset.json records them when given).
 
     Stages: check options, claim --out, prepare, segment (banks + curation), compose, dataset tree + dataset.json."""
     proto = get_protocol(protocol)
@@ -613,7 +622,9 @@ def build(
     out = Path(out) if out is not None else data_home() / recipe.name
     compose = compose or ComposeParams()
     check_scene_counts(compose)  # before any work
-    seg = SegmentOptions(backend, checkpoint, model_type, device)
+    seg = SegmentOptions(backend, checkpoint, model_type, device, dict(sam_settings or {}))
+    if segments(recipe):  # bad segmentation options (e.g. --sam-set with the classical backend) fail before any work
+        _segment_backend(seg, lambda m: None)
     params = _build_params(recipe, proto, seed, fractions, pbc_root, seg, per_class_cap, compose)
     work_dir = _work_dir(pbc_root, out, seed, fractions, per_class_cap, Path(work) if work else None)
     detect_layout(pbc_root)  # a --pbc that is no PBC tree is refused before any folder is made or announced

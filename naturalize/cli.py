@@ -36,6 +36,7 @@ from naturalize.protocols import DEFAULT as DEFAULT_PROTOCOL
 from naturalize.protocols import protocol_help
 from naturalize.recipes import recipe_names
 from naturalize.segment import backend_help
+from naturalize.segment.sam import parse_settings, settings_help
 
 #: The defaults of the compose options (`compose`, `build`) are ComposeParams's fields (one source).
 _COMPOSE = ComposeParams()
@@ -69,6 +70,10 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 #: same model types, with their download sizes).
 MODEL_TYPE_HELP = f"SAM model type of the checkpoint: {model_type_help()}."
 DEVICE_HELP = "SAM device: auto | cpu | cuda (the classical backend runs on the CPU)."
+SAM_SET_HELP = (
+    "SAM prompt or filter setting NAME=VALUE, repeatable (docs/segmentation.md: thresholds to try); "
+    f"names: {settings_help()}. Refused with the classical backend."
+)
 
 
 def _classes(text: str | None) -> tuple[str, ...]:
@@ -147,6 +152,9 @@ def segment(
     points: int | None = typer.Option(
         None, help="SAM: point prompts per image side for red cells and platelets.", show_default="16"
     ),
+    sam_set: list[str] | None = typer.Option(
+        None, "--sam-set", metavar="NAME=VALUE", help=SAM_SET_HELP, show_default="SamParams' defaults"
+    ),
     classes: str | None = typer.Option(
         None, help="Only these classes, e.g. BNE,MMY,MY,PMY,SNE.", show_default="all 11"
     ),
@@ -176,6 +184,7 @@ def segment(
         limit=limit,
         overwrite=overwrite,
         points_per_side=points,
+        sam_settings=parse_settings(sam_set or []),
         progress=progress,
         echo=lambda m: typer.echo(m, err=True),
     )
@@ -230,6 +239,9 @@ def build(
     ),
     model_type: str = typer.Option("vit_b", help=MODEL_TYPE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
+    sam_set: list[str] | None = typer.Option(
+        None, "--sam-set", metavar="NAME=VALUE", help=SAM_SET_HELP, show_default="SamParams' defaults"
+    ),
     classes: str | None = typer.Option(
         None, help="Classes that get synthetic images, e.g. PMY,MY (custom recipes).", show_default="the recipe's"
     ),
@@ -275,6 +287,7 @@ def build(
         checkpoint=checkpoint,
         model_type=model_type,
         device=device,
+        sam_settings=parse_settings(sam_set or []),
         classes=_classes(classes),
         per_class=per_class,
         per_class_cap=max_real,

@@ -53,7 +53,7 @@ def test_sam_backend_writes_a_bank_from_one_encoding(
 
     # spies: they record and call the real methods
     encoded, predictors, results = [], [], []
-    real_set_image, real_masks = SamPredictor.set_image, SamSegmenter.masks
+    real_set_image, real_masks = SamPredictor.set_image, SamSegmenter.counted_masks
 
     def set_image(self, im, *a, **k):
         encoded.append(im.shape)
@@ -65,7 +65,7 @@ def test_sam_backend_writes_a_bank_from_one_encoding(
         return results[-1]
 
     monkeypatch.setattr(SamPredictor, "set_image", set_image)
-    monkeypatch.setattr(SamSegmenter, "masks", masks)
+    monkeypatch.setattr(SamSegmenter, "counted_masks", masks)
     monkeypatch.setenv("NATURALIZE_SAM_CHECKPOINT", str(checkpoint))
     said: list[str] = []
     out = tmp_path / "bank"
@@ -88,7 +88,7 @@ def test_sam_backend_writes_a_bank_from_one_encoding(
     src = next((tree / "SNE").iterdir())
     rgb = read_rgb(str(src))
     h, w = rgb.shape[:2]
-    got, scores = results[0]
+    got, scores = results[0].masks, results[0].scores
     assert got and all(m.dtype == bool and m.shape == (h, w) for m in got) and len(scores) == len(got)
     ref, ref_iou, _ = predictors[0].predict(np.array([[w / 2.0, h / 2.0]]), np.array([1]), multimask_output=True)
     best = ref[int(np.argmax(ref_iou))]
@@ -118,6 +118,12 @@ def test_sam_backend_writes_a_bank_from_one_encoding(
     assert all(s.reason == "ok" for k in ("RBC", "WBC", "PLT") for s in bank.select(k))
     assert {"usable", "gate", "kinds"} <= set(p)  # the rules the sprites passed are part of the identity
     assert (bank.root / "qc" / "index.html").is_file()
+    # every mask SAM decoded is counted: passed on to assign (the masks above) or dropped, for one reason
+    m = bank.meta["counts"]["masks"]
+    assert (m["images"], m["grid_prompts"], m["grid_masks"]) == (1, 9, 27)
+    assert m["grid_kept"] + m["centre_kept"] == len(got)
+    assert m["grid_masks"] == m["grid_kept"] + sum(m["grid_dropped"].values())
+    assert m["centre_kept"] + sum(m["centre_dropped"].values()) == 1
 
 
 def test_checkpoint_errors_name_the_fix(checkpoint: Path, tree: Path, tmp_path: Path) -> None:
@@ -214,3 +220,164 @@ def test_a_bank_is_not_resumed_with_other_weights(checkpoint: Path, tree: Path, 
     BankWriter.open(out, identity)  # the bank a first run with `checkpoint` starts
     with pytest.raises(UserError, match=r"other settings \(parameters \(checkpoint_md5\) differ\)"):
         segment(tree, out, "sam", str(other), device="cpu", points_per_side=1, progress=False, echo=lambda m: None)
+
+
+def _tiny_sam(points_per_side: int, points_per_batch: int, **thresholds: float):
+    """SAM's own architecture at a tiny width and depth, random weights (as tests/test_registries.py builds it):
+    prompting, filtering and counting run for real, in a second."""
+    from segment_anything.build_sam import _build_sam
+
+    from naturalize.segment.sam import SamParams, SamSegmenter
+
+    torch.manual_seed(0)
+    model = _build_sam(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=1, encoder_global_attn_indexes=())
+    params = SamParams(points_per_side=points_per_side, points_per_batch=points_per_batch, **thresholds)
+    return SamSegmenter(model.eval(), params)
+
+
+@pytest.mark.parametrize(
+    "thresholds",
+    [
+        {},  # the defaults: random weights, nearly every mask under the predicted-IoU threshold
+        {"pred_iou_thresh": 0.0, "stability_thresh": 0.0, "min_area": 1000, "max_area_frac": 0.2},
+    ],
+)
+def test_every_decoded_mask_is_passed_on_or_counted_under_one_reason(thresholds: dict) -> None:
+    """points_per_side 4 decodes 16 grid prompts (and the centre one), in batches of 5; each grid prompt gives three
+    candidate masks. Every mask is either among those `masks()` returns or counted under exactly one drop reason."""
+    from naturalize.drawn import draw_image, image_rng
+    from naturalize.segment.sam import CENTRE_DROP_REASONS, DROP_REASONS
+
+    segmenter = _tiny_sam(4, 5, **thresholds)
+    prompts: list[int] = []  # point prompts per decoder call, seen by the prompt encoder itself
+    encoder = segmenter.predictor.model.prompt_encoder
+    real_forward = encoder.forward
+
+    def forward(points, boxes, masks):
+        prompts.append(len(points[0]))
+        return real_forward(points, boxes, masks)
+
+    encoder.forward = forward
+    rgb = draw_image("LY", image_rng(0, "LY", 0), 250, 320)
+    found = segmenter.counted_masks(rgb)
+    assert prompts == [1, 5, 5, 5, 1]  # the centre prompt, then 16 grid prompts in batches of 5
+    c = found.counts.as_dict()
+    assert (c["grid_prompts"], c["grid_masks"]) == (sum(prompts[1:]), 3 * sum(prompts[1:])) == (16, 48)
+    assert set(c["grid_dropped"]) == set(DROP_REASONS) and set(c["centre_dropped"]) == set(CENTRE_DROP_REASONS)
+    assert c["grid_masks"] == c["grid_kept"] + sum(c["grid_dropped"].values())
+    assert c["centre_kept"] + sum(c["centre_dropped"].values()) == 1
+    assert c["grid_kept"] + c["centre_kept"] == len(found.masks) == len(found.scores)
+    masks, scores = segmenter.masks(rgb)  # masks() gives what it gave before: the masks and their scores
+    assert scores == found.scores and all((a == b).all() for a, b in zip(masks, found.masks))
+    seg = segmenter(rgb)  # the segmentation carries the counts on to the bank
+    assert seg.mask_counts == c
+    if thresholds:  # with the quality filters off, the size filters and box NMS drop masks too
+        assert c["grid_dropped"]["too_large"] > 0 and c["grid_dropped"]["duplicate"] > 0
+
+
+@pytest.fixture(scope="module")
+def tree2(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-image tree, an SNE and an LY image (copies in tmp; the sample itself is never written)."""
+    root = tmp_path_factory.mktemp("tree2")
+    for folder, prefix in (("neutrophil", "SNE"), ("lymphocyte", "LY")):
+        src = sorted((sample_release / folder).glob(f"{prefix}_*.jpg"))[0]
+        (root / prefix).mkdir()
+        shutil.copy(src, root / prefix / src.name)
+    return root
+
+
+@pytest.mark.slow
+def test_sam_settings_from_the_command_line_reach_the_bank_whose_mask_counts_add_up(
+    checkpoint: Path, tree2: Path, tmp_path: Path
+) -> None:
+    """`--sam-set` sets SamParams fields: bank.json records them, and its counts.masks count every mask SAM decoded
+    on two real images: passed on to assign, or dropped for one reason. A resume keeps the counts."""
+    import json
+
+    out = tmp_path / "bank"
+    settings = ["points_per_side=4", "pred_iou_thresh=0", "stability_thresh=0", "min_area=20", "max_area_frac=0.3"]
+    args = ["segment", tree2, "--out", out, "--backend", "sam", "--checkpoint", checkpoint, "--device", "cpu"]
+    args += [a for s in settings for a in ("--sam-set", s)] + ["--no-progress"]
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "bank.json").read_text())
+    p = meta["parameters"]
+    assert (p["points_per_side"], p["pred_iou_thresh"], p["stability_thresh"], p["min_area"], p["max_area_frac"]) == (
+        4,
+        0.0,
+        0.0,
+        20,
+        0.3,
+    )
+    m = meta["counts"]["masks"]
+    assert (m["images"], m["grid_prompts"], m["grid_masks"]) == (2, 2 * 16, 2 * 48)  # 4 x 4 prompts per image
+    assert m["grid_masks"] == m["grid_kept"] + sum(m["grid_dropped"].values())
+    assert m["images"] == m["centre_kept"] + sum(m["centre_dropped"].values())
+    assert sum(m["grid_dropped"].values()) > 0  # random weights: masks are dropped, and counted
+    assert "masks before the gate: grid" in proc.stdout
+    assert "Masks SAM dropped before the gate" in (out / "qc" / "index.html").read_text()
+    # the same settings resume the bank (nothing left to do) and keep its mask counts
+    proc = cli(*args)
+    assert proc.returncode == 0 and "2 of 2 images already done" in proc.stderr, proc.stderr
+    assert json.loads((out / "bank.json").read_text())["counts"]["masks"] == m
+
+
+def test_a_bank_is_not_resumed_with_other_sam_settings(checkpoint: Path, tree: Path, tmp_path: Path) -> None:
+    from naturalize import records
+    from naturalize.bank import BankWriter
+    from naturalize.segment.run import bank_identity, resolve_backend
+
+    out = tmp_path / "bank"
+    values = {"checkpoint": str(checkpoint), "device": "cpu", "sam_settings": {"pred_iou_thresh": 0.5}}
+    name, options, _ = resolve_backend("sam", values)
+    root, _ = records.load_sources(tree, progress=False)
+    BankWriter.open(out, bank_identity(name, options, tree, root, None))  # what a run with 0.5 starts
+    before = sorted(p.name for p in out.iterdir())
+    args = ["segment", tree, "--out", out, "--checkpoint", checkpoint, "--device", "cpu", "--no-progress"]
+    proc = cli(*args, "--sam-set", "pred_iou_thresh=0.6")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "other settings (parameters (pred_iou_thresh) differ)" in lines[0] and "--overwrite" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_banks_mask_counts_sum_its_images_survive_a_resume_and_show_on_the_qc_page(tmp_path: Path) -> None:
+    """The bank's writer sums each image's mask counts into bank.json's counts.masks, a resume keeps them (they are
+    in no CSV), the run's summary and the QC page show them; a classical bank has none (drawn images, tiny SAM)."""
+    import json
+
+    from naturalize.bank import BankWriter
+    from naturalize.drawn import write_drawn_release
+    from naturalize.segment import make_segmenter
+    from naturalize.segment.qc import write_qc
+    from naturalize.segment.run import RunSummary, Task, format_summary, segment_one
+
+    root = write_drawn_release(tmp_path / "drawn", {"LY": 1, "SNE": 1}, classes=("LY", "SNE"), progress=False)
+    tasks = [
+        Task(str(p), p.relative_to(root).as_posix(), p.name.split("_")[0], p.stem) for p in sorted(root.rglob("*.jpg"))
+    ]
+    assert len(tasks) == 2
+    segmenter = _tiny_sam(4, 64, pred_iou_thresh=0.0, stability_thresh=0.0)
+    identity = {"backend": "sam", "parameters": {"points_per_side": 4}}
+    writer = BankWriter.open(tmp_path / "bank", identity)
+    each = []
+    for t in tasks:
+        entry = segment_one(segmenter, t)
+        each.append(entry.mask_counts)
+        writer.add(entry)
+    m = json.loads((tmp_path / "bank" / "bank.json").read_text())["counts"]["masks"]
+    assert m["images"] == 2 and m["grid_prompts"] == 32
+    for key in ("grid_masks", "grid_kept", "centre_kept"):
+        assert m[key] == each[0][key] + each[1][key]
+    for key in ("grid_dropped", "centre_dropped"):
+        assert m[key] == {r: each[0][key][r] + each[1][key][r] for r in each[0][key]}
+    assert m["grid_masks"] == m["grid_kept"] + sum(m["grid_dropped"].values())
+    assert BankWriter.open(tmp_path / "bank", identity).counts["masks"] == m  # resumed: kept
+    line = format_summary(RunSummary("sam", tmp_path / "bank", 2, 0, 2, writer.counts))
+    assert f"masks before the gate: grid {m['grid_kept']} of {m['grid_masks']} passed on (32 prompts" in line
+    page = write_qc(tmp_path / "bank", root).read_text()
+    assert "Masks SAM dropped before the gate (2 images; grid: 32 point prompts" in page
+    assert f"<th>grid</th><td>{m['grid_masks']}</td><td>{m['grid_kept']}</td>" in page
+    classical = BankWriter.open(tmp_path / "classical", {"backend": "classical"})
+    classical.add(segment_one(make_segmenter("classical"), tasks[0]))
+    assert "masks" not in classical.counts

@@ -398,6 +398,40 @@ def test_bad_inputs_one_line_and_nothing_written(sample_root: Path, tmp_path: Pa
     assert not out.exists()
 
 
+def test_bad_sam_settings_are_one_line_and_nothing_written(sample_root: Path, tmp_path: Path) -> None:
+    """--sam-set NAME=VALUE is checked against SamParams (the line names the bad name or value and every valid name
+    with its range), and SAM's settings are refused, not ignored, when the backend is classical (segment and build).
+    All before a checkpoint is read: the one given here is not one."""
+    out = tmp_path / "out"
+    fake = tmp_path / "sam.pth"
+    fake.write_bytes(b"not read: the settings are refused first")
+    sam = ["segment", str(sample_root), "--out", str(out), "--backend", "sam", "--checkpoint", str(fake)]
+
+    def line(*args: str) -> str:
+        return error_line(cli(*args, check=False))
+
+    bad = line(*sam, "--sam-set", "pred_iou=0.8")
+    assert "no setting 'pred_iou'" in bad and "pred_iou_thresh (float 0.0..1.0, default 0.86)" in bad
+    assert all(f in bad for f in ("points_per_side", "stability_thresh", "box_nms_thresh", "min_area", "max_area_frac"))
+    assert "pred_iou_thresh=1.5 is not a number in 0.0..1.0" in line(*sam, "--sam-set", "pred_iou_thresh=1.5")
+    assert "min_area=lots is not a whole number in 0..100000" in line(*sam, "--sam-set", "min_area=lots")
+    assert "points_per_side=4.5 is not a whole number" in line(*sam, "--sam-set", "points_per_side=4.5")
+    assert "stability_thresh=nan is not a number" in line(*sam, "--sam-set", "stability_thresh=nan")
+    assert "'min_area' is not NAME=VALUE" in line(*sam, "--sam-set", "min_area")
+    assert "given twice" in line(*sam, "--sam-set", "min_area=20", "--sam-set", "min_area=30")
+    assert "disagree" in line(*sam, "--points", "8", "--sam-set", "points_per_side=4")
+    classical_line = line(*classical(sample_root, out), "--sam-set", "min_area=40")
+    assert "--sam-set is a SAM setting, but the backend is classical" in classical_line
+    assert "--points is a SAM setting" in line(*classical(sample_root, out), "--points", "8")
+    auto = line("segment", str(sample_root), "--out", str(out), "--sam-set", "min_area=40")  # auto -> classical
+    assert "auto picks sam only with --checkpoint" in auto
+    built = tmp_path / "dataset"
+    build = ["build", "2k-pbc", "--pbc", str(sample_root), "--out", str(built), "--backend", "classical"]
+    assert "--sam-set is a SAM setting" in line(*build, "--sam-set", "min_area=40")
+    assert "no setting 'nms'" in line(*build, "--sam-set", "nms=0.5")
+    assert not out.exists() and not built.exists() and not (tmp_path / ".work").exists()
+
+
 def test_prepared_dir_train_split_and_curation(sample_root: Path, tmp_path: Path) -> None:
     prep = tmp_path / "prep"
     cli("prepare", str(sample_root), "--out", str(prep))

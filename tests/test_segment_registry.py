@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -58,3 +58,32 @@ def test_identity_holds_every_threshold() -> None:
     assert set(d["usable"]) == {f.name for f in fields(UsableRules)}
     assert set(d["gate"]) == {f.name for f in fields(GateRules)}
     assert BACKENDS["classical"].describe(fg_delta=20.0) != d
+
+
+def test_sam_settings_are_checked_and_reach_the_banks_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--sam-set's values (segment's and build's) become SamParams fields in the options and in bank.json's
+    parameters; --points is one of them; a value out of its range is refused from Python too."""
+    from naturalize.build import SegmentOptions, _build_params, _segment_backend
+    from naturalize.compose.params import ComposeParams
+    from naturalize.protocols import get_protocol
+    from naturalize.recipes import resolve_recipe
+
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    ckpt = tmp_path / "sam.pth"
+    ckpt.write_bytes(b"x")
+    values = {"checkpoint": str(ckpt), "sam_settings": {"min_area": 40, "box_nms_thresh": 0.5}, "points_per_side": 8}
+    _, options, _ = resolve_backend("sam", values)
+    described = BACKENDS["sam"].describe(**options)
+    assert (described["min_area"], described["box_nms_thresh"], described["points_per_side"]) == (40, 0.5, 8)
+    with pytest.raises(UserError, match=r"backend_params: max_area_frac=2.0 is not a number in 0.0..1.0"):
+        resolve_backend("sam", {"checkpoint": str(ckpt), "params": {"max_area_frac": 2.0}})
+    # build: its SegmentOptions hand the settings to segment (the same values) and dataset.json records them
+    seg = _segment_backend(SegmentOptions("auto", str(ckpt), sam_settings={"min_area": 40}), lambda m: None)
+    assert seg.backend == "sam" and resolve_backend(seg.backend, seg.values())[1]["min_area"] == 40
+    recipe, protocol = resolve_recipe("2k-pbc", (), None), get_protocol("clean")
+    params = _build_params(recipe, protocol, 0, (0.8, 0.1, 0.1), tmp_path, seg, None, ComposeParams())
+    assert params["sam_settings"] == {"min_area": 40}
+    plain = replace(seg, sam_settings={})  # a dataset built without --sam-set keeps the parameters it had
+    assert "sam_settings" not in _build_params(
+        recipe, protocol, 0, (0.8, 0.1, 0.1), tmp_path, plain, None, ComposeParams()
+    )

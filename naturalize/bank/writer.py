@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ class ImageEntry:
     n_plt: int
     flags: tuple[str, ...]
     keep: bool
+    mask_counts: Mapping[str, Any] = field(default_factory=dict)  # what the backend dropped before the gate (SAM)
 
 
 def _complete_lines(path: Path) -> list[str]:
@@ -202,6 +203,8 @@ class BankWriter:
         for r in kept["curation.csv"]:
             _count_source(counts, r["flags"].split(";") if r["flags"] else [], r["keep"] == "1")
         counts["backgrounds"] = len(kept["backgrounds.csv"])
+        if isinstance(meta.get("counts", {}).get("masks"), dict):  # not in the CSVs: the images bank.json counted
+            counts["masks"] = meta["counts"]["masks"]
         writer = cls(root, identity, done, counts)
         writer.left = left
         for name in CSV_FILES:
@@ -265,6 +268,8 @@ class BankWriter:
             _count_sprite(self._counts, r.kind, r.label, r.touches_border, r.reason)
         _count_source(self._counts, list(entry.flags), entry.keep)
         self._counts["backgrounds"] += int(bool(entry.background_png))
+        if entry.mask_counts:
+            _count_masks(self._counts.setdefault("masks", {"images": 0}), {"images": 1, **entry.mask_counts})
         self._write_meta()
         return rows
 
@@ -348,3 +353,12 @@ def _count_source(counts: dict, flags: list[str], keep: bool) -> None:
     counts["kept"] += int(keep)
     for f in flags:
         counts["flags"][f] = counts["flags"].get(f, 0) + 1
+
+
+def _count_masks(total: dict, part: Mapping[str, Any]) -> None:
+    """Add one image's mask counts (numbers, nested dicts of them) to the bank's counts.masks, key by key."""
+    for k, v in part.items():
+        if isinstance(v, Mapping):
+            _count_masks(total.setdefault(k, {}), v)
+        else:
+            total[k] = total.get(k, 0) + v

@@ -1,9 +1,10 @@
 """Segmentation backends: a registry from name to a `Backend` (like SAM's sam_model_registry).
 
 Each backend owns its options: `options(values)` turns the command's generic values (checkpoint,
-model_type, device, points_per_side, params) into its validated keyword options (UserError naming the
-fix), `build(**options)` makes a `segmenter(rgb) -> Segmentation`, `describe(**options)` gives every
-setting and threshold a bank made with it depends on (bank.json; a bank resumes only when they match),
+model_type, device, points_per_side, params, sam_settings) into its validated keyword options (UserError
+naming the fix; a backend refuses values it does not use rather than ignore them), `build(**options)`
+makes a `segmenter(rgb) -> Segmentation`, `describe(**options)` gives every setting and threshold a bank
+made with it depends on (bank.json; a bank resumes only when they match),
 and `auto(values)` says whether `--backend auto` picks it (the registry's order is auto's order).
 
 A new backend is one module with its segmenter plus one entry in BACKENDS here: run.py and the CLI
@@ -28,7 +29,9 @@ CHECKPOINT_ENV = "NATURALIZE_SAM_CHECKPOINT"
 #: (rgb uint8 HxWx3, label=the image's class or "") -> naturalize.segment.cells.Segmentation; the label is a hint
 #: (the classical backend's white-cell refinement reads it; SAM ignores it)
 Segmenter = Callable[..., Any]
-Values = Mapping[str, Any]  # the command's values: checkpoint, model_type, device, points_per_side, params
+#: the command's values: checkpoint, model_type, device, points_per_side (--points), params (the backend's fields,
+#: from Python), sam_settings (--sam-set NAME=VALUE, SamParams fields)
+Values = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,15 @@ def shared_rules() -> dict:
 def _classical_options(values: Values) -> dict:
     from naturalize.segment.classical import ClassicalParams
 
+    sam_only = ["--points"] if values.get("points_per_side") is not None else []
+    sam_only += ["--sam-set"] if values.get("sam_settings") else []
+    if sam_only:
+        raise UserError(
+            f"{' and '.join(sam_only)} {'are SAM settings' if len(sam_only) > 1 else 'is a SAM setting'}, but the "
+            f"backend is classical (auto picks sam "
+            f"only with --checkpoint or ${CHECKPOINT_ENV}); drop {' and '.join(sam_only)}, or pass --backend sam "
+            f"--checkpoint PATH"
+        )
     params = dict(values.get("params") or {})
     unknown = sorted(set(params) - set(ClassicalParams.__dataclass_fields__))
     if unknown:
@@ -101,7 +113,7 @@ def _sam_checkpoint(values: Values) -> str | None:
 
 
 def _sam_options(values: Values) -> dict:
-    from naturalize.segment.sam import MODEL_TYPES, SamParams  # (no torch import: the checks come first)
+    from naturalize.segment.sam import MODEL_TYPES, SamParams, check_settings  # (no torch import: checks first)
 
     model_type = values.get("model_type") or "vit_b"
     if model_type not in MODEL_TYPES:
@@ -113,6 +125,15 @@ def _sam_options(values: Values) -> dict:
             f"sam backend has no parameter {', '.join(unknown)}; use the fields of naturalize.segment.sam.SamParams "
             f"({', '.join(SamParams.__dataclass_fields__)})"
         )
+    params = check_settings(params, "backend_params")
+    settings = check_settings(values.get("sam_settings") or {})
+    points = values.get("points_per_side")
+    if points is not None:
+        if "points_per_side" in settings and settings["points_per_side"] != points:
+            raise UserError(
+                f"--points {points} and --sam-set points_per_side={settings['points_per_side']} disagree; give one"
+            )
+        settings["points_per_side"] = check_settings({"points_per_side": points}, "--points")["points_per_side"]
     checkpoint = _sam_checkpoint(values)
     if not checkpoint:
         raise UserError(
@@ -135,12 +156,8 @@ def _sam_options(values: Values) -> dict:
         "model_type": model_type,
         "device": values.get("device") or "auto",
         **params,
+        **settings,
     }
-    points = values.get("points_per_side")
-    if points is not None:
-        if points < 1:
-            raise UserError(f"--points {points} must be at least 1")
-        opts["points_per_side"] = points
     return opts
 
 

@@ -47,11 +47,13 @@ class Cell:
 
 @dataclass
 class Segmentation:
-    """All cells of one image, the cell-free background plate (HxWx3 uint8) and curation flags."""
+    """All cells of one image, the cell-free background plate (HxWx3 uint8) and curation flags; `mask_counts`: what a
+    mask-proposal backend dropped before the cells were made ({} for the classical backend; SAM: MaskCounts)."""
 
     cells: list[Cell]
     background: np.ndarray
     flags: tuple[str, ...] = field(default_factory=tuple)
+    mask_counts: dict = field(default_factory=dict)
 
     def of_kind(self, kind: str, usable_only: bool = False) -> list[Cell]:
         return [c for c in self.cells if c.kind == kind and (c.usable or not usable_only)]

@@ -6,7 +6,8 @@ In: a sprite bank (and the PBC root its sources are relative to). Out, all seede
                      RBC and PLT
     qc/sources.png   source images of every class (8, or 12 for PBC's 11) with every sprite outlined: green
                      kept, red rejected, grey cut by the border (white cells in blue when kept), a legend on top
-    qc/index.html    the two sheets and the gate's counts (kind x reason)
+    qc/index.html    the two sheets, the gate's counts (kind x reason) and, for SAM, the masks its filters dropped
+                     before the gate (per reason)
 """
 
 from __future__ import annotations
@@ -208,6 +209,29 @@ def source_sheet(bank: Bank, source_root: Path, n: int | None = None, seed: int 
     return np.vstack([legend(4 * 300), grid(tiles, 4, 300, 300, labels=labels)]), shown
 
 
+def masks_table(masks: dict | None) -> str:
+    """HTML of bank.json's counts.masks (what SAM's filters dropped before the gate: per reason, for the grid prompts'
+    masks and the centre prompt's); "" when the bank has none (the classical backend)."""
+    if not isinstance(masks, dict):
+        return ""
+    grid, centre = masks.get("grid_dropped", {}), masks.get("centre_dropped", {})
+    reasons = list(dict.fromkeys([*grid, *centre]))
+    head = "".join(f"<th>{html.escape(r)}</th>" for r in reasons)
+
+    def row(name: str, kept: int, total: int, dropped: dict) -> str:
+        cells = "".join(f"<td>{dropped[r]}</td>" if r in dropped else "<td>-</td>" for r in reasons)
+        return f"<tr><th>{name}</th><td>{total}</td><td>{kept}</td>{cells}</tr>"
+
+    return (
+        f"<p>Masks SAM dropped before the gate ({masks.get('images', 0)} images; grid: "
+        f"{masks.get('grid_prompts', 0)} point prompts, three candidate masks each; centre: one white-cell prompt "
+        f"per image, kept whatever its predicted IoU and stability). Passed on = given kinds, then to the gate:</p>"
+        f"<table border=1 cellpadding=3><tr><th></th><th>masks</th><th>passed on</th>{head}</tr>"
+        f"{row('grid', masks.get('grid_kept', 0), masks.get('grid_masks', 0), grid)}"
+        f"{row('centre', masks.get('centre_kept', 0), masks.get('images', 0), centre)}</table>"
+    )
+
+
 def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> Path:
     """Write BANK/qc/{sprites.png, sources.png, index.html}; returns the index.html path."""
     root = Path(bank_root)
@@ -231,6 +255,7 @@ def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> P
         f"<p>{len(bank.curation)} source images. "
         f"Sprites per kind and quality-gate reason (<b>ok</b> = composited):</p>"
         f"<table border=1 cellpadding=3><tr><th></th>{head}</tr>{body}</table>"
+        f"{masks_table(bank.meta.get('counts', {}).get('masks'))}"
         f"<h2>Sprites: lowest-quality kept and rejected, per class</h2>"
         f"<p>Kept sprites are labelled <b>q</b>, the quality gate's score (0..1, higher is better: "
         f"shape, size and contact, times colour and outline terms); rejected ones with their kind and reason "

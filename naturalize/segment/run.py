@@ -174,6 +174,7 @@ def encode(task: Task, rgb: np.ndarray, seg: Any) -> ImageEntry:
         n["PLT"],
         flags,
         "multi_wbc" not in flags and whole not in UNFIT_REASONS,
+        seg.mask_counts,
     )
 
 
@@ -287,13 +288,16 @@ def segment(
     overwrite: bool = False,
     points_per_side: int | None = None,
     backend_params: Mapping[str, Any] | None = None,
+    sam_settings: Mapping[str, Any] | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
     stale_fix: str = STALE_FIX,
 ) -> RunSummary:
     """Segment the sources of `input_path` into the bank `out` (see the module doc). `backend_params`
     sets further backend parameters (sam: SamParams fields such as pred_iou_thresh; classical:
-    ClassicalParams fields). `stale_fix` ends the error line when `out` is a bank made with other settings."""
+    ClassicalParams fields); `sam_settings` (--sam-set) and `points_per_side` (--points) set SamParams fields and
+    are refused by the classical backend. `stale_fix` ends the error line when `out` is a bank made with other
+    settings."""
     from tqdm import tqdm
 
     from naturalize import records as rec
@@ -310,6 +314,7 @@ def segment(
             "device": device,
             "points_per_side": points_per_side,
             "params": backend_params,
+            "sam_settings": sam_settings,
         },
     )
     echo(why)
@@ -434,6 +439,19 @@ def format_summary(s: RunSummary) -> str:
             "quality gate kept "
             + ", ".join(f"{k} {gate[k].get('ok', 0)}/{sum(gate[k].values())}" for k in KINDS if k in gate)
         )
+    if c.get("masks"):
+        lines.append(masks_line(c["masks"]))
     if s.qc is not None:
         lines.append(f"QC page: {s.qc}")
     return "\n".join(lines)
+
+
+def masks_line(m: Mapping[str, Any]) -> str:
+    """One line on bank.json's counts.masks (SAM: what its filters dropped before the quality gate)."""
+    grid = ", ".join(f"{k} {n:,}" for k, n in m.get("grid_dropped", {}).items() if n)
+    centre = ", ".join(f"{k} {n:,}" for k, n in m.get("centre_dropped", {}).items() if n)
+    return (
+        f"masks before the gate: grid {m.get('grid_kept', 0):,} of {m.get('grid_masks', 0):,} passed on "
+        f"({m.get('grid_prompts', 0):,} prompts; dropped: {grid or 'none'}), centre {m.get('centre_kept', 0):,} of "
+        f"{m.get('images', 0):,} (dropped: {centre or 'none'})"
+    )

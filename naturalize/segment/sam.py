@@ -3,7 +3,8 @@
 In: an RGB image (HxWx3 uint8). Out: a `Segmentation`. Steps: (1) encode the image once;
 (2) a centre point prompt for the white cell (every PBC crop is centred on one); (3) a regular
 grid of point prompts, run in batches, for the red cells and platelets; (4) drop low-quality masks
-(predicted IoU, stability under threshold shifts) and duplicates (box NMS, the centre mask first);
+(predicted IoU, stability under threshold shifts), tiny and plate-sized ones and duplicates (box NMS, the
+centre mask first), counting each drop by reason (`MaskCounts`; bank.json sums them in counts.masks);
 (5) `cells_from_masks` gives each mask a kind by colour, size and shape, `finish` inpaints the
 background and sets the curation flags.
 
@@ -14,7 +15,9 @@ type, and --device cuda without CUDA each raise one UserError line naming the fi
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +30,120 @@ MODEL_TYPES: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
 EMBED_DIM_TO_TYPE: dict[int, str] = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
 
+def _setting(default: float, low: float, high: float) -> Any:
+    """A SamParams field with the range a value must lie in (closed; checked by `check_settings`)."""
+    return field(default=default, metadata={"range": (low, high)})
+
+
 @dataclass(frozen=True)
 class SamParams:
-    """Prompting and filtering settings (recorded in bank.json)."""
+    """Prompting and filtering settings (recorded in bank.json; `--sam-set NAME=VALUE` sets them, within the
+    range each field names)."""
 
-    points_per_side: int = 16  # grid of points_per_side**2 prompts for red cells and platelets
-    points_per_batch: int = 64  # prompts decoded together
-    pred_iou_thresh: float = 0.86  # keep masks whose predicted IoU is at least this
-    stability_thresh: float = 0.90  # keep masks whose stability score is at least this
-    box_nms_thresh: float = 0.7  # duplicate masks: box IoU above this
-    min_area: int = 12  # masks smaller than this many pixels are noise
-    max_area_frac: float = 0.5  # masks covering more of the image are the plate, not a cell
+    points_per_side: int = _setting(16, 1, 128)  # grid of points_per_side**2 prompts for red cells and platelets
+    points_per_batch: int = _setting(64, 1, 4096)  # prompts decoded together
+    pred_iou_thresh: float = _setting(0.86, 0.0, 1.0)  # keep masks whose predicted IoU is at least this
+    stability_thresh: float = _setting(0.90, 0.0, 1.0)  # keep masks whose stability score is at least this
+    box_nms_thresh: float = _setting(0.7, 0.0, 1.0)  # duplicate masks: box IoU above this
+    min_area: int = _setting(12, 0, 100_000)  # masks smaller than this many pixels are noise
+    max_area_frac: float = _setting(0.5, 0.0, 1.0)  # masks covering more of the image are the plate, not a cell
+
+
+def settings_help() -> str:
+    """Every SamParams field with its type, range and default: 'points_per_side (int 1..128, default 16), ...'."""
+    out = []
+    for f in fields(SamParams):
+        low, high = f.metadata["range"]
+        kind = "int" if f.type in (int, "int") else "float"
+        out.append(f"{f.name} ({kind} {low}..{high}, default {f.default})")
+    return ", ".join(out)
+
+
+def check_settings(settings: Mapping[str, Any], option: str = "--sam-set") -> dict[str, int | float]:
+    """SamParams overrides (name -> value: a number, or its text as given on the command line) -> the same with
+    values of the field's type; one UserError line naming the bad name or value and every valid name with its
+    type and range."""
+    by_name = {f.name: f for f in fields(SamParams)}
+    out: dict[str, int | float] = {}
+    for name, value in settings.items():
+        f = by_name.get(name)
+        if f is None:
+            raise UserError(f"{option}: SAM has no setting {name!r}; use NAME=VALUE with one of: {settings_help()}")
+        is_int = f.type in (int, "int")
+        low, high = f.metadata["range"]
+        try:
+            if isinstance(value, bool) or (is_int and isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            number: int | float = int(value) if is_int else float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not low <= number <= high:  # also NaN: an unreadable value or "nan"
+            kind = "a whole number" if is_int else "a number"
+            raise UserError(
+                f"{option}: {name}={value} is not {kind} in {low}..{high}; valid settings: {settings_help()}"
+            )
+        out[name] = number
+    return out
+
+
+def parse_settings(items: Sequence[str], option: str = "--sam-set") -> dict[str, int | float]:
+    """Repeated `NAME=VALUE` texts -> checked SamParams overrides (`check_settings`); a name given twice or an item
+    without '=' is one UserError line."""
+    settings: dict[str, str] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise UserError(f"{option} {item!r} is not NAME=VALUE (e.g. {option} pred_iou_thresh=0.8)")
+        if name in settings:
+            raise UserError(f"{option}: {name} is given twice ({name}={settings[name]} and {item}); give it once")
+        settings[name] = value.strip()
+    return check_settings(settings, option)
+
+
+#: Why SAM drops a candidate mask before the quality gate, in the order its filters are tried (a mask is counted
+#: under the first it fails): predicted IoU under pred_iou_thresh, stability under stability_thresh, fewer than
+#: min_area pixels (at the decoder's resolution, or once upscaled to the image), more than max_area_frac of the
+#: image, a duplicate removed by box NMS. The centre prompt's mask is kept whatever its IoU and stability.
+DROP_REASONS: tuple[str, ...] = ("pred_iou", "stability", "too_small", "too_large", "duplicate")
+CENTRE_DROP_REASONS: tuple[str, ...] = ("too_small", "too_large", "duplicate")
+
+
+@dataclass(frozen=True)
+class MaskCounts:
+    """What became of one image's candidate masks before the quality gate (bank.json sums them: counts.masks).
+
+    Each grid prompt gives SAM's three candidate masks (multimask output), the centre prompt one (the best of its
+    three). They add up: grid_masks = 3 * grid_prompts = grid_kept + sum(grid_dropped); 1 = centre_kept +
+    sum(centre_dropped); grid_kept + centre_kept = the masks `masks()` returns (cells_from_masks gives them kinds)."""
+
+    grid_prompts: int = 0
+    grid_masks: int = 0
+    grid_kept: int = 0
+    grid_dropped: Mapping[str, int] = field(default_factory=dict)
+    centre_kept: int = 0
+    centre_dropped: Mapping[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, every reason present (0 when none dropped)."""
+        return {
+            "grid_prompts": self.grid_prompts,
+            "grid_masks": self.grid_masks,
+            "grid_kept": self.grid_kept,
+            "grid_dropped": {r: int(self.grid_dropped.get(r, 0)) for r in DROP_REASONS},
+            "centre_kept": self.centre_kept,
+            "centre_dropped": {r: int(self.centre_dropped.get(r, 0)) for r in CENTRE_DROP_REASONS},
+        }
+
+
+@dataclass(frozen=True)
+class SamMasks:
+    """`SamSegmenter.counted_masks`' result: the masks (centre white-cell mask first), their predicted-IoU scores
+    and what was dropped on the way."""
+
+    masks: list[np.ndarray]
+    scores: list[float]
+    counts: MaskCounts
 
 
 def resolve_device(device: str) -> str:
@@ -140,7 +246,13 @@ class SamSegmenter:
         return cls(build_model(checkpoint, model_type, device), SamParams(**params))
 
     def masks(self, rgb: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
-        """Deduplicated bool masks (centre white-cell mask first) and their predicted-IoU scores.
+        """Deduplicated bool masks (centre white-cell mask first) and their predicted-IoU scores
+        (`counted_masks` without the counts)."""
+        found = self.counted_masks(rgb)
+        return found.masks, found.scores
+
+    def counted_masks(self, rgb: np.ndarray) -> SamMasks:
+        """The masks `masks` gives, their scores, and what was dropped on the way per reason (MaskCounts).
 
         Prompts are decoded in batches to SAM's low-resolution (256 px) logits; quality filters and
         box NMS run there, and only the surviving masks are upscaled to the image size (exactly as
@@ -159,7 +271,9 @@ class SamSegmenter:
         thr = sam.mask_threshold
         lh, lw = (math.ceil(s / 4) for s in pred.input_size)  # the image's part of the 256 px logits
         px = 4 * max(h, w) / sam.image_encoder.img_size  # one low-res pixel in image pixels
-        logits_all, scores_all, prio_all = [], [], []
+        logits_all, scores_all, prio_all, centre_all = [], [], [], []
+        dropped = {True: Counter[str](), False: Counter[str]()}  # centre? -> reason -> masks
+        decoded = {"prompts": 0, "masks": 0}  # of the grid
 
         def decode(points: np.ndarray, centre: bool) -> None:
             coords = torch.as_tensor(pred.transform.apply_coords(points, (h, w)), dtype=torch.float, device=pred.device)
@@ -176,43 +290,70 @@ class SamSegmenter:
                 best = int(iou[0].argmax())
                 low, iou = low[:, best : best + 1], iou[:, best : best + 1]
             low, iou = low.flatten(0, 1), iou.flatten(0, 1)
+            if not centre:
+                decoded["prompts"] += len(points)
+                decoded["masks"] += len(low)
             inside = low[:, :lh, :lw]
-            if centre:
-                keep = torch.ones_like(iou, dtype=torch.bool)
-            else:
-                keep = (iou >= p.pred_iou_thresh) & (calculate_stability_score(inside, thr, 1.0) >= p.stability_thresh)
             area = (inside > thr).flatten(1).sum(1) * px * px
-            keep &= (area >= p.min_area) & (area <= p.max_area_frac * h * w)
+            filters = [("too_small", area < p.min_area), ("too_large", area > p.max_area_frac * h * w)]
+            if not centre:
+                stable = calculate_stability_score(inside, thr, 1.0)
+                filters = [("pred_iou", iou < p.pred_iou_thresh), ("stability", stable < p.stability_thresh)] + filters
+            keep = torch.ones_like(iou, dtype=torch.bool)
+            for reason, fails in filters:  # each mask counted under the first filter it fails
+                dropped[centre][reason] += int((keep & fails).sum())
+                keep &= ~fails
             logits_all.append(low[keep])
             scores_all.append(iou[keep].float())
             prio_all.append(iou[keep].float() + (2.0 if centre else 0.0))
+            centre_all.append(torch.full((int(keep.sum()),), centre, dtype=torch.bool, device=low.device))
 
+        out_masks: list[np.ndarray] = []
+        out_scores: list[float] = []
+        kept = {True: 0, False: 0}
         with torch.inference_mode():
             decode(np.array([[w / 2.0, h / 2.0]]), centre=True)
             grid = point_grid(w, h, p.points_per_side)
             for i in range(0, len(grid), p.points_per_batch):
                 decode(grid[i : i + p.points_per_batch], centre=False)
             low = torch.cat(logits_all)
-            if len(low) == 0:
-                return [], []
-            scores, prio = torch.cat(scores_all), torch.cat(prio_all)
-            same_class = torch.zeros(len(low), dtype=torch.long, device=low.device)
-            # sorted by priority: the centre mask first
-            keep = batched_nms(batched_mask_to_box(low[:, :lh, :lw] > thr).float(), prio, same_class, p.box_nms_thresh)
-            full = sam.postprocess_masks(low[keep][:, None], pred.input_size, pred.original_size)[:, 0] > thr
-        out_masks, out_scores = [], []
-        for m, sc in zip(full.cpu().numpy(), scores[keep].cpu().tolist()):
-            if m.sum() >= p.min_area:
-                out_masks.append(m)
-                out_scores.append(float(sc))
-        return out_masks, out_scores
+            if len(low):
+                scores, prio, is_centre = torch.cat(scores_all), torch.cat(prio_all), torch.cat(centre_all)
+                same_class = torch.zeros(len(low), dtype=torch.long, device=low.device)
+                # sorted by priority: the centre mask first
+                keep = batched_nms(
+                    batched_mask_to_box(low[:, :lh, :lw] > thr).float(), prio, same_class, p.box_nms_thresh
+                )
+                for c in (True, False):
+                    dropped[c]["duplicate"] += int((is_centre == c).sum()) - int((is_centre[keep] == c).sum())
+                full = sam.postprocess_masks(low[keep][:, None], pred.input_size, pred.original_size)[:, 0] > thr
+                for m, sc, c in zip(full.cpu().numpy(), scores[keep].cpu().tolist(), is_centre[keep].cpu().tolist()):
+                    if m.sum() >= p.min_area:
+                        out_masks.append(m)
+                        out_scores.append(float(sc))
+                        kept[c] += 1
+                    else:  # under min_area once upscaled to the image
+                        dropped[c]["too_small"] += 1
+        counts = MaskCounts(
+            grid_prompts=decoded["prompts"],
+            grid_masks=decoded["masks"],
+            grid_kept=kept[False],
+            grid_dropped=dict(dropped[False]),
+            centre_kept=kept[True],
+            centre_dropped=dict(dropped[True]),
+        )
+        return SamMasks(out_masks, out_scores, counts)
 
     def __call__(self, rgb: np.ndarray, label: str = "") -> Any:
-        """Segmentation of one image; `label` (the image's class) is not used by SAM."""
+        """Segmentation of one image, with its MaskCounts (as a dict) in `mask_counts`; `label` (the image's class)
+        is not used by SAM."""
         from naturalize.segment.cells import as_rgb
 
         rgb = as_rgb(rgb)
-        return segmentation_of(rgb, *self.masks(rgb))
+        found = self.counted_masks(rgb)
+        seg = segmentation_of(rgb, found.masks, found.scores)
+        seg.mask_counts = found.counts.as_dict()
+        return seg
 
 
 def segmentation_of(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float]) -> Any:
