@@ -102,25 +102,24 @@ def _run_quietly(run: Callable[[], None]) -> None:
             os._exit(code)
 
 
-class QuietForkProcess(ForkProcess):
-    """A fork-started worker that dies of an error without a traceback (`_run_quietly`)."""
+class _Quiet(BaseProcess):
+    """A worker process that dies of an error without a traceback (`_run_quietly`); mixed into each start method's
+    Process class below (module level: spawn and forkserver pickle the process object by its class)."""
 
     def run(self) -> None:
         _run_quietly(super().run)
 
 
-class QuietSpawnProcess(SpawnProcess):
-    """A spawn-started worker that dies of an error without a traceback (`_run_quietly`)."""
-
-    def run(self) -> None:
-        _run_quietly(super().run)
+class QuietForkProcess(_Quiet, ForkProcess):
+    pass
 
 
-class QuietForkServerProcess(ForkServerProcess):
-    """A forkserver-started worker that dies of an error without a traceback (`_run_quietly`)."""
+class QuietSpawnProcess(_Quiet, SpawnProcess):
+    pass
 
-    def run(self) -> None:
-        _run_quietly(super().run)
+
+class QuietForkServerProcess(_Quiet, ForkServerProcess):
+    pass
 
 
 class _QuietFork(ForkContext):

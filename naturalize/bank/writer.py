@@ -189,9 +189,12 @@ class BankWriter:
             stem = source_stem(rel)
             return written_by_segment(rel) and (stems is None or stem is None or stem in stems)
 
-        left = not_owned(root, BANK_DIRS, ours)  # a user's file or link: stays
-        for p in not_owned(root, BANK_DIRS, lambda rel: rel in wanted or not ours(rel)):
-            if not p.is_symlink():  # (links are listed too, never ours)
+        left = []  # a user's file or link: stays
+        for p in not_owned(root, BANK_DIRS, lambda rel: False):  # every file and link, links never followed
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink() or not ours(rel):
+                left.append(p)
+            elif rel not in wanted:
                 p.unlink()
         remove_atomic_temps(root, (*BANK_FILES, MARKER))  # the bank's own: a user's other .*.tmp stays
         for p in root.glob(".bank.json.*.tmp"):  # bank.json is written by replace_bytes (a pid, not 8 characters)
