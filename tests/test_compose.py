@@ -738,3 +738,24 @@ def test_a_damaged_state_file_is_refused_and_overwrite_remakes_the_class(tmp_pat
     assert _files(out) == before
     compose_class(bank, "PMY", 2, out, overwrite=True, **args)
     assert _files(out) == _files(tmp_path / "fresh")
+
+
+def test_overwrite_leaves_files_in_the_journal_folder_that_compose_did_not_write(tmp_path: Path) -> None:
+    """--overwrite removed every PMY.*.jsonl in the run's journal folder: a user's PMY.notes.jsonl (no process id
+    in its name) was lost, and any such file was read as a journal. Now only <cls>.<host>.<pid>.jsonl are compose's:
+    the user's files stay byte-identical, and the run files equal a fresh run's."""
+    from naturalize.compose.run import compose_class
+    from naturalize.testing.drawnbank import make_drawn_bank
+
+    bank = make_drawn_bank(tmp_path / "bank", {"PMY": 2})
+    args = dict(params=ComposeParams(scene="paper"), workers=1, progress=False)
+    compose_class(bank, "PMY", 2, tmp_path / "fresh", **args)
+    out = tmp_path / "out"
+    compose_class(bank, "PMY", 2, out, seed=1, **args)
+    journal = out / STATE_DIR / "journal"
+    mine = {journal / "PMY.notes.jsonl": b'{"note": "mine"}\n', journal / "PMY.host.1.jsonl.bak": b"kept\n"}
+    for path, data in mine.items():
+        path.write_bytes(data)
+    compose_class(bank, "PMY", 2, out, overwrite=True, **args)
+    assert {p: p.read_bytes() for p in mine} == mine
+    assert _files(out) == _files(tmp_path / "fresh")

@@ -193,9 +193,19 @@ def _state_path(out: Path, cls: str) -> Path:
     return out / STATE_DIR / f"{cls}.json"
 
 
+def _journal_name(cls: str | None = None) -> re.Pattern[str]:
+    """The names of the journals compose writes (_open_journal): <cls>.<host>.<pid>.jsonl, of `cls` or any class."""
+    classes = "|".join(re.escape(c) for c in ([cls] if cls else CLASSES))
+    return re.compile(rf"({classes})\.[^/]+\.\d+\.jsonl")
+
+
 def _journals(out: Path, cls: str | None = None) -> list[Path]:
-    d = out / STATE_DIR / "journal"
-    return sorted(d.glob(f"{cls or '*'}.*.jsonl")) if d.is_dir() else []
+    """The journals of `cls` (of every class when None) in OUT: files named as compose names them (_journal_name);
+    another file there, or a link, is neither read nor removed."""
+    d, ours = out / STATE_DIR / "journal", _journal_name(cls)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if ours.fullmatch(p.name) and p.is_file() and not p.is_symlink())
 
 
 def _is_state(record: dict) -> bool:
@@ -265,7 +275,7 @@ def written_by_compose(rel: str) -> bool:
         m = _STATE_FILE.fullmatch(name)
         return name == LOCK or (m is not None and m[1] in CLASSES)
     if head == [STATE_DIR, "journal"]:
-        return any(name.startswith(f"{c}.") for c in CLASSES) and name.endswith(".jsonl")
+        return _journal_name().fullmatch(name) is not None
     return False
 
 
