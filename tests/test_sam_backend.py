@@ -124,6 +124,9 @@ def test_sam_backend_writes_a_bank_from_one_encoding(
     assert m["grid_kept"] + m["centre_kept"] == len(got)
     assert m["grid_masks"] == m["grid_kept"] + sum(m["grid_dropped"].values())
     assert m["centre_kept"] + sum(m["centre_dropped"].values()) == 1
+    # and every mask passed on became a cell or was dropped by assign, for one reason
+    assert m["assign_kept"] + sum(m["assign_dropped"].values()) == len(got)
+    assert set(m["assign_dropped"]) == {"empty", "background", "duplicate"}
 
 
 def test_checkpoint_errors_name_the_fix(checkpoint: Path, tree: Path, tmp_path: Path) -> None:
@@ -269,8 +272,11 @@ def test_every_decoded_mask_is_passed_on_or_counted_under_one_reason(thresholds:
     assert c["grid_kept"] + c["centre_kept"] == len(found.masks) == len(found.scores)
     masks, scores = segmenter.masks(rgb)  # masks() gives what it gave before: the masks and their scores
     assert scores == found.scores and all((a == b).all() for a, b in zip(masks, found.masks))
-    seg = segmenter(rgb)  # the segmentation carries the counts on to the bank
+    seg = segmenter(rgb)  # the segmentation carries the counts on to the bank, with what assign made of the masks
+    assigned = {k: seg.mask_counts.pop(k) for k in ("assign_kept", "assign_dropped")}
     assert seg.mask_counts == c
+    assert assigned["assign_kept"] == len(seg.cells)
+    assert assigned["assign_kept"] + sum(assigned["assign_dropped"].values()) == len(found.masks)
     if thresholds:  # with the quality filters off, the size filters and box NMS drop masks too
         assert c["grid_dropped"]["too_large"] > 0 and c["grid_dropped"]["duplicate"] > 0
 
@@ -314,8 +320,10 @@ def test_sam_settings_from_the_command_line_reach_the_bank_whose_mask_counts_add
     assert m["grid_masks"] == m["grid_kept"] + sum(m["grid_dropped"].values())
     assert m["images"] == m["centre_kept"] + sum(m["centre_dropped"].values())
     assert sum(m["grid_dropped"].values()) > 0  # random weights: masks are dropped, and counted
-    assert "masks before the gate: grid" in proc.stdout
-    assert "Masks SAM dropped before the gate" in (out / "qc" / "index.html").read_text()
+    assert m["assign_kept"] + sum(m["assign_dropped"].values()) == m["grid_kept"] + m["centre_kept"]
+    assert "masks before the gate: grid" in proc.stdout and f"cells {m['assign_kept']:,} of those" in proc.stdout
+    qc = (out / "qc" / "index.html").read_text()
+    assert "Masks SAM dropped before the gate" in qc and f"{m['assign_kept']} became cells" in qc
     # the same settings resume the bank (nothing left to do) and keep its mask counts
     proc = cli(*args)
     assert proc.returncode == 0 and "2 of 2 images already done" in proc.stderr, proc.stderr

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from naturalize.segment.assign import cells_from_masks
+from naturalize.segment.assign import assign_masks, cells_from_masks
 from naturalize.segment.cells import box_iou, crop_sprite, finish
 from naturalize.segment.classical import segment_classical
 from naturalize.segment.colour import plate_colour
@@ -145,10 +145,12 @@ def test_masks_from_any_generator_get_kinds(single):
     plate = np.zeros(rgb.shape[:2], bool)
     plate[:40, :40] = True
     plate &= ~np.logical_or.reduce([c.mask for c in seg.cells])
-    masks = [wbc.mask, *[c.mask for c in rbcs], rbcs[0].mask.copy(), plate]
-    cells = cells_from_masks(rgb, masks, [0.9] * len(masks))
+    masks = [wbc.mask, *[c.mask for c in rbcs], rbcs[0].mask.copy(), plate, np.zeros_like(plate)]
+    cells, dropped = assign_masks(rgb, masks, [0.9] * len(masks))
     kinds = sorted(c.kind for c in cells)
-    assert kinds == sorted(["WBC", *["RBC"] * len(rbcs)])  # duplicate and plate masks dropped
+    assert kinds == sorted(["WBC", *["RBC"] * len(rbcs)])  # duplicate, plate and empty masks dropped
+    assert dropped == {"empty": 1, "background": 1, "duplicate": 1}  # each drop counted, once, under its reason
+    assert [c.kind for c in cells_from_masks(rgb, masks, [0.9] * len(masks))] == [c.kind for c in cells]
     assert sum(c.usable for c in cells if c.kind == "RBC") >= len(rbcs) - 1
     out = finish(rgb, cells)
     assert out.flags == () and out.background.shape == rgb.shape

@@ -262,6 +262,12 @@ def judge_regions(
     return cells
 
 
+#: Why `assign_masks` drops a mask it is given, in the order they are tried: empty (or not the image's size),
+#: background (more than max_area_frac of the image, or mostly plate), duplicate (a near-duplicate of a better-scored
+#: mask; of two white-cell masks the larger stays).
+ASSIGN_DROP_REASONS: tuple[str, ...] = ("empty", "background", "duplicate")
+
+
 def cells_from_masks(
     rgb: np.ndarray,
     masks: list[np.ndarray],
@@ -269,10 +275,23 @@ def cells_from_masks(
     rules: UsableRules | None = None,
     kinds: MaskRules = MaskRules(),
 ) -> list[Cell]:
-    """Kinds for arbitrary masks (e.g. SAM's): plate-coloured or huge masks are dropped as background,
-    near-duplicates of a better-scored mask are dropped, purple masks become WBC (large) or PLT
-    (small), the rest RBC; `usable` follows the same rules as the classical backend."""
+    """The cells of `assign_masks` (without its counts of dropped masks)."""
+    return assign_masks(rgb, masks, scores, rules, kinds)[0]
+
+
+def assign_masks(
+    rgb: np.ndarray,
+    masks: list[np.ndarray],
+    scores: list[float],
+    rules: UsableRules | None = None,
+    kinds: MaskRules = MaskRules(),
+) -> tuple[list[Cell], dict[str, int]]:
+    """Kinds for arbitrary masks (e.g. SAM's) -> (cells, masks dropped per ASSIGN_DROP_REASONS; cells + dropped =
+    masks): plate-coloured or huge masks are dropped as background, near-duplicates of a better-scored mask are
+    dropped, purple masks become WBC (large) or PLT (small), the rest RBC; `usable` follows the same rules as the
+    classical backend."""
     rules = rules or UsableRules()
+    dropped = dict.fromkeys(ASSIGN_DROP_REASONS, 0)
     p = kinds
     rgb = as_rgb(rgb)
     shape = rgb.shape[:2]
@@ -285,10 +304,12 @@ def cells_from_masks(
     for j in order:
         m = np.asarray(masks[j]).astype(bool)
         if m.shape != shape or not m.any():
+            dropped["empty"] += 1
             continue
         area = int(m.sum())
         if area > p.max_area_frac * m.size or (m & fg).sum() < p.min_fg_frac * area:
-            continue  # background or plate-dominated mask
+            dropped["background"] += 1  # background or plate-dominated mask
+            continue
         n_purple = int((m & purple).sum())
         if n_purple >= p.wbc_min_area * s2 and (
             area >= p.wbc_big_area * s2 or np.percentile(green[m & purple], 25) <= p.nucleus_dark
@@ -307,6 +328,7 @@ def cells_from_masks(
                 if kind == "WBC" and k2 == "WBC" and area > m2.sum():
                     kept[i] = (kind, m, float(scores[j]))  # prefer the whole white cell over its nucleus
                 dup = True
+                dropped["duplicate"] += 1
                 break
         if not dup:
             kept.append((kind, m, float(scores[j])))
@@ -340,4 +362,4 @@ def cells_from_masks(
     rbcs = _rbc_cells(shape, regions, plt_union, rules)
     for c, sc in zip(rbcs, rbc_scores):
         c.score = round(float(sc), 4)
-    return cells + plt_cells + rbcs
+    return cells + plt_cells + rbcs, dropped

@@ -228,8 +228,18 @@ def masks_table(masks: dict | None) -> str:
         f"per image, kept whatever its predicted IoU and stability). Passed on = given kinds, then to the gate:</p>"
         f"<table border=1 cellpadding=3><tr><th></th><th>masks</th><th>passed on</th>{head}</tr>"
         f"{row('grid', masks.get('grid_kept', 0), masks.get('grid_masks', 0), grid)}"
-        f"{row('centre', masks.get('centre_kept', 0), masks.get('images', 0), centre)}</table>"
+        f"{row('centre', masks.get('centre_kept', 0), masks.get('images', 0), centre)}</table>{assigned(masks)}"
     )
+
+
+def assigned(masks: dict) -> str:
+    """HTML: of the masks passed on, how many became cells and why the rest were dropped (assign_masks); "" for a
+    bank cut before those were counted."""
+    if "assign_kept" not in masks:
+        return ""
+    passed = masks.get("grid_kept", 0) + masks.get("centre_kept", 0)
+    dropped = ", ".join(f"{html.escape(k)} {n}" for k, n in masks.get("assign_dropped", {}).items())
+    return f"<p>Of the {passed} masks passed on, {masks['assign_kept']} became cells (dropped: {dropped}).</p>"
 
 
 def write_qc(bank_root: str | Path, source_root: str | Path, seed: int = 0) -> Path:

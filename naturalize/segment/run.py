@@ -450,8 +450,12 @@ def masks_line(m: Mapping[str, Any]) -> str:
     """One line on bank.json's counts.masks (SAM: what its filters dropped before the quality gate)."""
     grid = ", ".join(f"{k} {n:,}" for k, n in m.get("grid_dropped", {}).items() if n)
     centre = ", ".join(f"{k} {n:,}" for k, n in m.get("centre_dropped", {}).items() if n)
-    return (
+    line = (
         f"masks before the gate: grid {m.get('grid_kept', 0):,} of {m.get('grid_masks', 0):,} passed on "
         f"({m.get('grid_prompts', 0):,} prompts; dropped: {grid or 'none'}), centre {m.get('centre_kept', 0):,} of "
         f"{m.get('images', 0):,} (dropped: {centre or 'none'})"
     )
+    if "assign_kept" not in m:  # a bank cut before assign's drops were counted
+        return line
+    assign = ", ".join(f"{k} {n:,}" for k, n in m.get("assign_dropped", {}).items() if n)
+    return f"{line}; cells {m['assign_kept']:,} of those (dropped: {assign or 'none'})"

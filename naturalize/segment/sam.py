@@ -115,7 +115,8 @@ class MaskCounts:
 
     Each grid prompt gives SAM's three candidate masks (multimask output), the centre prompt one (the best of its
     three). They add up: grid_masks = 3 * grid_prompts = grid_kept + sum(grid_dropped); 1 = centre_kept +
-    sum(centre_dropped); grid_kept + centre_kept = the masks `masks()` returns (cells_from_masks gives them kinds)."""
+    sum(centre_dropped); grid_kept + centre_kept = the masks `masks()` returns, which assign_masks gives kinds
+    (segmentation_of adds its counts: assign_kept + sum(assign_dropped) = those masks)."""
 
     grid_prompts: int = 0
     grid_masks: int = 0
@@ -352,20 +353,24 @@ class SamSegmenter:
         rgb = as_rgb(rgb)
         found = self.counted_masks(rgb)
         seg = segmentation_of(rgb, found.masks, found.scores)
-        seg.mask_counts = found.counts.as_dict()
+        seg.mask_counts = {**found.counts.as_dict(), **seg.mask_counts}
         return seg
 
 
 def segmentation_of(rgb: np.ndarray, masks: list[np.ndarray], scores: list[float]) -> Any:
-    """RGB image and a mask generator's masks (with their scores) -> `Segmentation`: `cells_from_masks` gives the
-    cells; the background plate loses every cell and every other non-plate pixel, as the classical backend's does
-    (a cell SAM missed, e.g. the white cell, must not stay on a plate the compositor takes for cell-free)."""
-    from naturalize.segment.assign import cells_from_masks
+    """RGB image and a mask generator's masks (with their scores) -> `Segmentation`: `assign_masks` gives the
+    cells, and what it dropped goes to `mask_counts` (assign_kept, assign_dropped per reason); the background plate
+    loses every cell and every other non-plate pixel, as the classical backend's does (a cell SAM missed, e.g. the
+    white cell, must not stay on a plate the compositor takes for cell-free)."""
+    from naturalize.segment.assign import assign_masks
     from naturalize.segment.cells import as_rgb, finish
     from naturalize.segment.colour import colour_maps
 
     rgb = as_rgb(rgb)
-    return finish(rgb, cells_from_masks(rgb, masks, scores), also_remove=[colour_maps(rgb)[0]])
+    cells, dropped = assign_masks(rgb, masks, scores)
+    seg = finish(rgb, cells, also_remove=[colour_maps(rgb)[0]])
+    seg.mask_counts = {"assign_kept": len(cells), "assign_dropped": dropped}
+    return seg
 
 
 @functools.lru_cache(maxsize=8)
