@@ -36,6 +36,25 @@ CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
 )
 RUN_KIND = "classify-run"  # the output marker's kind of a run directory (naturalize.outputs)
 RUN_FILES = (CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT, "eval", "explain")
+_TOP_FILES = (CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT, MARKER)
+_TOP_TEMP = re.compile(rf"\.({'|'.join(map(re.escape, _TOP_FILES))})\.[a-z0-9_]{{8}}\.(tmp|keras)")  # atomic_path's
+
+
+def written_by_train(rel: str) -> bool:
+    """Whether `rel`, a file's path inside a run directory ('eval/test/report.json'), is one classify writes there:
+    a run file, its marker or the temporary file of one (what remove_temps removes), an evaluation's file in
+    eval/<name>/ (classify.evaluate.written_by_evaluate) or a Score-CAM PNG in explain/ (written_by_explain)."""
+    from classify.evaluate import written_by_evaluate
+    from classify.scorecam import written_by_explain
+
+    top, _, inner = rel.partition("/")
+    if not inner:
+        return top in _TOP_FILES or _TOP_TEMP.fullmatch(top) is not None
+    if top == "eval":
+        return "/" in inner and written_by_evaluate(inner.rpartition("/")[2])
+    return top == "explain" and written_by_explain(inner)
+
+
 #: What evaluate, predict, explain and compare read from a run's config.json, with its type.
 CONFIG_KEYS = {"dataset": str, "model": str, "mode": str, "image_size": int, "seed": int}
 
