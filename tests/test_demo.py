@@ -226,3 +226,22 @@ def test_demo_on_real_images_holds_only_its_own_files_for_overwrite(sample_root:
     assert not [p for p in (out / "dataset").rglob("*") if p.is_symlink()]
     assert {p.name for p in out.iterdir()} >= set(OUTPUTS) - {"compose", "drawn-pbc"}
     _overwrite_removes_it_all(out)
+
+
+def test_the_rules_of_the_demo_folders_name_only_their_own_files() -> None:
+    """The names no small demo run writes (temporary files, explain's PNGs, other classes' sheets) are the tool's; a
+    user's file of a similar name is not."""
+    from classify.images import written_by_cache
+    from classify.runs import written_by_train
+    from naturalize.demo.sheets import written_by_sheets
+
+    for rel in ("model.keras", ".last.keras.ab12cd34.keras", ".history.csv.ab12cd34.tmp", "eval/val/confusion.png"):
+        assert written_by_train(rel), rel
+    assert written_by_train("explain/LY/LY_1_scorecam.png") and written_by_train("explain/.x_scorecam.png.ab12cd34.tmp")
+    for rel in ("notes.txt", "model.keras.bak", "eval/report.txt", "eval/test/notes.txt", "explain/LY/x.png", "x/y"):
+        assert not written_by_train(rel), rel
+    key = "0123456789abcdef0123"
+    assert written_by_cache(f"{key}_64.npy") and written_by_cache(f".{key}_64.npy.ab12cd34.tmp")
+    assert not written_by_cache("mine.npy") and not written_by_cache(f"sub/{key}_64.npy")
+    assert written_by_sheets("sheet_LY.png") and written_by_sheets("segmentation_rejected.png")
+    assert not written_by_sheets("sheet_XX.png") and not written_by_sheets("notes.txt")
