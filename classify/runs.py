@@ -41,18 +41,10 @@ _TOP_TEMP = re.compile(rf"\.({'|'.join(map(re.escape, _TOP_FILES))})\.[a-z0-9_]{
 
 
 def written_by_train(rel: str) -> bool:
-    """Whether `rel`, a file's path inside a run directory ('eval/test/report.json'), is one classify writes there:
-    a run file, its marker or the temporary file of one (what remove_temps removes), an evaluation's file in
-    eval/<name>/ (classify.evaluate.written_by_evaluate) or a Score-CAM PNG in explain/ (written_by_explain)."""
-    from classify.evaluate import written_by_evaluate
-    from classify.scorecam import written_by_explain
-
-    top, _, inner = rel.partition("/")
-    if not inner:
-        return top in _TOP_FILES or _TOP_TEMP.fullmatch(top) is not None
-    if top == "eval":
-        return "/" in inner and written_by_evaluate(inner.rpartition("/")[2])
-    return top == "explain" and written_by_explain(inner)
+    """Whether `rel`, a file's path inside a run directory ('state.json'), is one classify train writes there: a
+    run file, the marker, or the temporary file of one (what remove_temps removes). A run's eval/ and explain/ hold
+    evaluate's and explain's outputs: classify.evaluate.written_by_evaluate, classify.scorecam.written_by_explain."""
+    return rel in _TOP_FILES or _TOP_TEMP.fullmatch(rel) is not None
 
 
 #: What evaluate, predict, explain and compare read from a run's config.json, with its type.

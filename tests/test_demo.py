@@ -232,7 +232,7 @@ def test_the_rules_of_the_demo_folders_name_only_their_own_files() -> None:
     """The names no small demo run writes (temporary files, explain's PNGs, other classes' sheets) are the tool's; a
     user's file of a similar name is not."""
     from classify.images import written_by_cache
-    from classify.runs import written_by_train
+    from naturalize.demo.pipeline import _written_by_classify as written_by_train
     from naturalize.demo.sheets import written_by_sheets
 
     for rel in ("model.keras", ".last.keras.ab12cd34.keras", ".history.csv.ab12cd34.tmp", "eval/val/confusion.png"):

@@ -185,9 +185,23 @@ NESTED = {
 }
 
 
+def _written_by_classify(rel: str) -> bool:
+    """Whether `rel`, a file's path inside a classify run ('eval/test/report.json'), is one classify wrote there:
+    train's files, evaluate's in eval/<name>/, explain's PNGs in explain/."""
+    from classify.evaluate import written_by_evaluate
+    from classify.runs import written_by_train
+    from classify.scorecam import written_by_explain
+
+    top, _, inner = rel.partition("/")
+    if top == "eval":
+        return "/" in inner and written_by_evaluate(inner.rpartition("/")[2])
+    if top == "explain":
+        return written_by_explain(inner)
+    return written_by_train(rel)
+
+
 def _kind_rules() -> dict[str, Callable[[Path], Callable[[str], bool]]]:
     """Each nested kind's own rule: its folder -> (a file's path inside it -> whether that command wrote it)."""
-    from classify.runs import written_by_train
     from naturalize.bank.files import written_by_segment
     from naturalize.build import written_by_build
     from naturalize.compose.run import written_by_compose
@@ -199,7 +213,7 @@ def _kind_rules() -> dict[str, Callable[[Path], Callable[[str], bool]]]:
         "prepared": lambda folder: tree_names(folder).__contains__,
         "bank": lambda _: written_by_segment,
         "dataset": written_by_build,
-        "classify-run": lambda _: written_by_train,
+        "classify-run": lambda _: _written_by_classify,
         "compose": lambda _: written_by_compose,
     }
 
