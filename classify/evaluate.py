@@ -35,11 +35,17 @@ from classify.datasets import (
     with_saved_split,
 )
 from naturalize.classes import SPLITS
-from naturalize.fsio import UserError, write_json, write_text
+from naturalize.fsio import UserError, temp_target, write_json, write_text
 from naturalize.outputs import dropped_if_unused
 from naturalize.protocols import PROTOCOLS
 
 OUTPUTS = ("report.txt", "report.json", "predictions.csv", "confusion.png")
+
+
+def written_by_evaluate(name: str) -> bool:
+    """Whether a file named `name` in an evaluation's folder is one evaluate_run writes there (OUTPUTS), or the
+    temporary file of one."""
+    return (temp_target(name) or name) in OUTPUTS
 
 
 def protocol_line(meta: dict) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from naturalize.codeversion import code_digest
 from naturalize.decode import load_image as load_image  # the one decoder (re-exported for classify's modules)
-from naturalize.fsio import UserError, atomic_open
+from naturalize.fsio import UserError, atomic_open, temp_target
 from naturalize.paths import env_path
 
 
@@ -113,6 +114,15 @@ def cached_array(
     with atomic_open(target, "wb") as f:
         write_npy(f, arr)
     return np.load(target, mmap_mode="r")
+
+
+_CACHE_FILE = re.compile(r"[0-9a-f]{20}_\d+\.npy")
+
+
+def written_by_cache(rel: str) -> bool:
+    """Whether `rel`, a file's path inside the cache directory, is one cached_array writes there
+    (`<key>_<size>.npy`), or the temporary file of one."""
+    return _CACHE_FILE.fullmatch(temp_target(rel) or rel) is not None
 
 
 def write_npy(f: IO[bytes], arr: np.ndarray) -> None:

@@ -14,6 +14,7 @@ CBAM-refined feature maps (EfficientNetV2-B0's and DenseNet-169's, each upsample
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from naturalize.fsio import UserError
+from naturalize.fsio import UserError, temp_target
 from naturalize.outputs import dropped_if_unused
 from naturalize.paths import fit_name
 
@@ -207,6 +208,14 @@ def cam_names(inputs: Sequence[str | os.PathLike], paths: Sequence[Path]) -> lis
             raise UserError(f"images {seen[name]} and {p} would both write {name}; rename one or explain them apart")
         seen[name] = p
     return names
+
+
+def written_by_explain(rel: str) -> bool:
+    """Whether `rel`, a file's path inside explain's OUT ('a/b/x_scorecam.png'), is one explain writes there (a PNG
+    named by cam_names, maybe shortened by fit_name), or the temporary file of one."""
+    name = rel.rpartition("/")[2]
+    name = temp_target(name) or name
+    return name.endswith("_scorecam.png") or re.fullmatch(r".+~[0-9a-f]{8}\.png", name) is not None
 
 
 def unique_images(paths: Sequence[Path]) -> list[Path]:

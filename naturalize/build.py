@@ -204,7 +204,7 @@ def foreign_files(out: Path) -> list[Path]:
     return sorted(found)
 
 
-def _written_by_build(out: Path) -> Callable[[str], bool]:
+def written_by_build(out: Path) -> Callable[[str], bool]:
     """Whether a file's path inside dataset OUT ('train/PMY/x.jpg', 'synthetic/manifest.jsonl') is one build wrote
     there: listed in OUT/files.csv, or written by compose in OUT/synthetic/ (what --overwrite may remove)."""
     from naturalize.compose.run import written_by_compose
@@ -244,7 +244,7 @@ def _claim_dataset(out: Path, pbc_root: Path, work_dir: Path, params: dict, over
         refusal=f"{out} holds a dataset built with other settings ({changed}); rerun with those settings to resume "
         f"it, or pass --overwrite to replace it (only what `naturalize build` wrote there is removed), or choose "
         f"another --out",
-        owned=_written_by_build(out),
+        owned=written_by_build(out),
     )
     remove_atomic_temps(out, (*OUTPUTS, MARKER))  # what a killed run left half-written
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from PIL import Image
 
 from naturalize.classes import CLASS_NAMES, CLASSES, RELEASE_FOLDERS
 from naturalize.codeversion import code_digest
-from naturalize.fsio import UserError, write_bytes, write_json, write_text
+from naturalize.fsio import UserError, temp_target, write_bytes, write_json, write_text
 from naturalize.outputs import claim_settled
 from naturalize.procs import die_with_parent, pool_context, started, watched
 
@@ -445,6 +446,26 @@ def drawn_relpath(cls: str, index: int) -> str:
     return f"{_FOLDER_OF[cls]}/{_PREFIX_OF[cls]}_drawn_{index + 1:04d}.jpg"
 
 
+_CLASS_OF_PREFIX: dict[str, str] = {p: c for c, p in _PREFIX_OF.items()}
+_DRAWN_NAME = re.compile(r"([A-Z]+)_drawn_(\d{4,})\.jpg")
+#: The files write_drawn_release writes at the top of its folder, beside the class folders.
+DRAWN_FILES = ("drawn.json", "README.txt", "manifest.csv")
+
+
+def written_by_drawing(rel: str) -> bool:
+    """Whether `rel`, a file's path inside a drawn set ('lymphocyte/LY_drawn_0001.jpg'), is one write_drawn_release
+    writes there: an image at its drawn_relpath, one of DRAWN_FILES, or the temporary file of one. A user's file
+    put there is not (overwrite=True refuses it)."""
+    folder, _, name = rel.rpartition("/")
+    name = temp_target(name) or name
+    if not folder:
+        return name in DRAWN_FILES
+    m = _DRAWN_NAME.fullmatch(name)
+    if m is None or m[1] not in _CLASS_OF_PREFIX or int(m[2]) < 1:
+        return False
+    return f"{folder}/{name}" == drawn_relpath(_CLASS_OF_PREFIX[m[1]], int(m[2]) - 1)
+
+
 def encode_jpeg(rgb: np.ndarray, comment: str) -> bytes:
     """JPEG bytes (quality 75, 4:4:4: the source format) with a provenance comment."""
     buf = io.BytesIO()
@@ -476,9 +497,10 @@ def write_drawn_release(
     """Draw `n_per_class` images per class into a PBC-release-like tree at `out`; return `out`.
 
     Writes OUT/<release folder>/<PREFIX>_drawn_NNNN.jpg, OUT/README.txt, OUT/manifest.csv and
-    OUT/drawn.json. A rerun with the same parameters resumes (finished files are kept); other
-    parameters on a non-empty OUT need `overwrite=True`. `workers` > 1 draws in that many processes
-    (the bytes do not depend on it).
+    OUT/drawn.json. A rerun with the same parameters resumes (finished files are kept); other parameters on a
+    non-empty OUT need `overwrite=True`, which removes only what this function wrote there (refused, with nothing
+    removed, while a class folder holds any other file or a link: written_by_drawing). `workers` > 1 draws in that
+    many processes (the bytes do not depend on it).
     """
     from tqdm import tqdm
 
@@ -503,7 +525,7 @@ def write_drawn_release(
     claim_settled(
         out,
         KIND,
-        ["drawn.json", "README.txt", "manifest.csv", *sorted({_FOLDER_OF[c] for c in counts})],
+        [*DRAWN_FILES, *sorted({_FOLDER_OF[c] for c in counts})],
         record=meta_path.name,
         differs=lambda old: old != params,
         overwrite=overwrite,
@@ -511,6 +533,7 @@ def write_drawn_release(
         f"another output folder",
         option="the drawn set's folder",
         redo_same=False,
+        owned=written_by_drawing,
     )
     write_json(meta_path, params)  # first, so an interrupted run is recognised and resumed
     write_text(out / "README.txt", README_TEXT)

@@ -142,12 +142,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
 
 def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike, symbolic: bool = False) -> None:
     """Make `dst` a hard link to `src` (a symbolic link to its resolved path with `symbolic`); copy it, with
-    its times, where links fail (another file system, no link support). `dst`'s folder must exist."""
+    its times, where links fail (another file system, no link support). `dst`'s folder must exist. A `src` that is
+    a symbolic link (the demo's pbc-subset/) gives a link to the file it points to: os.link linked the symbolic link
+    itself (Linux link(2)), so `dst` was a symbolic link, which every --overwrite refuses as not the tool's."""
     try:
         if symbolic:
             os.symlink(Path(src).resolve(), dst)
         else:
-            os.link(src, dst)
+            os.link(Path(src).resolve(), dst)
     except OSError:
         with naming(dst):
             shutil.copy2(src, dst)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from naturalize.classes import CLASSES
-from naturalize.drawn import draw_image, image_rng, write_drawn_release
+from naturalize.drawn import draw_image, image_rng, write_drawn_release, written_by_drawing
 from naturalize.fsio import UserError
 
 
@@ -82,3 +83,43 @@ def test_red_cells_have_central_pallor() -> None:
     centre = rgb[c - 3 : c + 4, c - 3 : c + 4].mean()
     ring = rgb[c, c + 22 : c + 26].mean()
     assert centre > ring + 10 and alpha[c, c] == pytest.approx(1.0) and alpha[0, 0] == 0.0
+
+
+def test_overwrite_removes_only_what_it_drew_and_refuses_a_users_file_or_link(tmp_path: Path) -> None:
+    """overwrite=True removed the class folders whole, with a user's file in them; it now refuses (nothing removed)
+    while a class folder holds a file it did not draw or a link, and otherwise replaces the set, leaving other files."""
+    out = write_drawn_release(tmp_path / "d", 1, seed=0, progress=False)
+    assert all(written_by_drawing(rel) for rel in _digests(out) if rel != ".naturalize-output.json")
+    (out / "my-notes.txt").write_text("mine, beside the set")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"mine, outside")
+    for rel, make in (
+        ("lymphocyte/notes.txt", lambda p: p.write_text("mine")),
+        ("ig/LY_drawn_0001.jpg", lambda p: p.write_bytes(b"mine, named as a drawn image of another folder")),
+        ("platelet/PLATELET_drawn_0001.jpg.link", lambda p: p.symlink_to(outside)),
+        ("monocyte/linked", lambda p: p.symlink_to(tmp_path, target_is_directory=True)),
+    ):
+        make(out / rel)
+        before = _digests(out)
+        with pytest.raises(UserError, match=f"{rel} was not written by naturalize .drawn.*nothing was removed"):
+            write_drawn_release(out, 1, seed=1, overwrite=True, progress=False)
+        assert _digests(out) == before and os.path.lexists(out / rel)
+        assert outside.read_bytes() == b"mine, outside"
+        (out / rel).unlink()
+    write_drawn_release(out, 1, seed=1, overwrite=True, progress=False)
+    fresh = write_drawn_release(tmp_path / "fresh", 1, seed=1, progress=False)
+    assert _digests(out) == {**_digests(fresh), "my-notes.txt": _digests(out)["my-notes.txt"]}
+    assert (out / "my-notes.txt").read_text() == "mine, beside the set"
+
+
+def test_written_by_drawing_names_only_the_drawn_files() -> None:
+    assert written_by_drawing("lymphocyte/LY_drawn_0001.jpg") and written_by_drawing("platelet/PLATELET_drawn_0012.jpg")
+    assert written_by_drawing("ig/.PMY_drawn_0003.jpg.ab12cd34.tmp") and written_by_drawing("manifest.csv")
+    for rel in (
+        "ig/LY_drawn_0001.jpg",
+        "lymphocyte/LY_drawn_1.jpg",
+        "lymphocyte/LY_drawn_0000.jpg",
+        "lymphocyte/x.jpg",
+    ):
+        assert not written_by_drawing(rel), rel
+    assert not written_by_drawing("lymphocyte/sub/LY_drawn_0001.jpg") and not written_by_drawing("notes.txt")

@@ -83,6 +83,17 @@ def test_atomic_path_gives_a_named_temporary_and_keeps_the_old_file_on_failure(t
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
 
 
+def test_link_or_copy_of_a_symbolic_link_links_the_file_it_points_to(tmp_path: Path) -> None:
+    """The demo's --pbc subset is symbolic links; build hard-linked them, and os.link links a symbolic link itself, so
+    the dataset held links, which build's rerun refused as not its own (246 files of a finished `demo --pbc`)."""
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"pixels")
+    (tmp_path / "link.jpg").symlink_to(src)
+    link_or_copy(tmp_path / "link.jpg", tmp_path / "hard.jpg")
+    assert not (tmp_path / "hard.jpg").is_symlink() and (tmp_path / "hard.jpg").read_bytes() == b"pixels"
+    assert src.stat().st_nlink == 2 and src.read_bytes() == b"pixels"
+
+
 def test_link_or_copy_links_and_never_touches_the_source(tmp_path: Path) -> None:
     src = tmp_path / "a.jpg"
     src.write_bytes(b"pixels")

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,19 @@ import numpy as np
 from naturalize.build import build
 from naturalize.classes import AUGMENTED_CLASSES, CLASSES, RELEASE_DIRNAME, class_of_prefix
 from naturalize.demo.report import ReportData, write_report
-from naturalize.demo.sheets import pair_sheet, segmentation_sheets
+from naturalize.demo.sheets import contact_sheet_name, pair_sheet, segmentation_sheets, written_by_sheets
 from naturalize.drawn import DRAWN_DIRNAME, write_drawn_release
-from naturalize.fsio import UserError, link_or_copy, write_json
-from naturalize.outputs import check_disjoint, claim_settled
+from naturalize.fsio import UserError, link_or_copy, temp_target, write_json
+from naturalize.outputs import (
+    MARKER,
+    check_disjoint,
+    claim,
+    claim_settled,
+    not_owned,
+    read_marker,
+    read_record,
+    refuse_foreign,
+)
 from naturalize.paths import is_image_name, subdirs
 from naturalize.prepare import prepare
 from naturalize.records import detect_layout
@@ -84,12 +94,8 @@ class StageLog:
         self.rows.append((name, time.perf_counter() - t0, note))
 
 
-def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
-    """Link `per_class` images of each class (seeded choice) from a PBC release tree into OUT (release layout).
-
-    Only the release layout (8 folders, class = file-name prefix) and one-folder-per-class trees are
-    accepted; files are symlinked (copied where links are not allowed). Returns OUT.
-    """
+def _pbc_images(pbc_root: Path) -> tuple[str, Path, dict[str, list[Path]]]:
+    """A PBC tree's (layout, data root, image files per class); UserError for a train/val/test tree or no image."""
     layout, data_root = detect_layout(Path(pbc_root))
     if layout == "split":
         raise UserError(
@@ -102,9 +108,18 @@ def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
             cls = folder.name.upper() if layout == "classes" else class_of_prefix(f.name)
             if f.is_file() and cls in by_class and is_image_name(f):
                 by_class[cls].append(f)
-    missing = [c for c, fs in by_class.items() if not fs]
-    if len(missing) == len(CLASSES):
+    if all(not fs for fs in by_class.values()):
         raise UserError(f"--pbc {pbc_root}: no PBC images found; point to the folder holding {RELEASE_DIRNAME}/")
+    return layout, data_root, by_class
+
+
+def real_subset(pbc_root: Path, out: Path, per_class: int, seed: int) -> Path:
+    """Link `per_class` images of each class (seeded choice) from a PBC release tree into OUT (release layout).
+
+    Only the release layout (8 folders, class = file-name prefix) and one-folder-per-class trees are
+    accepted; files are symlinked (copied where links are not allowed). Returns OUT.
+    """
+    layout, data_root, by_class = _pbc_images(pbc_root)
     if out.exists():
         if foreign := _not_linked_here(out, data_root, {f.name for fs in by_class.values() for f in fs}):
             raise UserError(
@@ -142,7 +157,9 @@ def _not_linked_here(out: Path, data_root: Path, names: set[str]) -> list[Path]:
     return found
 
 
-#: What the demo writes in its --out (and all that --overwrite removes there).
+#: What the demo writes in its --out (and all that --overwrite removes there). `compose`: the demo composed into
+#: OUT/compose/ (compose's own output, with its marker) until 2026-11-29; it now composes once, inside build's
+#: dataset/synthetic/. A demo folder of then may still hold it, so --overwrite removes it, judged by compose's rule.
 OUTPUTS = (
     "cache",
     "compose",
@@ -155,12 +172,137 @@ OUTPUTS = (
     "work",
     "drawn-pbc",
 )
+SUBSET = "pbc-subset"  # real_subset's links: judged by _not_linked_here (every link is foreign to not_owned)
+
+#: The folders inside OUT that a nested command writes as its own output (pattern -> the kind of its marker).
+NESTED = {
+    "drawn-pbc": "drawn",
+    "work/prepared": "prepared",
+    "work/bank-*": "bank",
+    "dataset": "dataset",
+    "run": "classify-run",
+    "compose": "compose",
+}
+
+
+def _written_by_classify(rel: str) -> bool:
+    """Whether `rel`, a file's path inside a classify run ('eval/test/report.json'), is one classify wrote there:
+    train's files, evaluate's in eval/<name>/, explain's PNGs in explain/."""
+    from classify.evaluate import written_by_evaluate
+    from classify.runs import written_by_train
+    from classify.scorecam import written_by_explain
+
+    top, _, inner = rel.partition("/")
+    if top == "eval":
+        return "/" in inner and written_by_evaluate(inner.rpartition("/")[2])
+    if top == "explain":
+        return written_by_explain(inner)
+    return written_by_train(rel)
+
+
+def _kind_rules() -> dict[str, Callable[[Path], Callable[[str], bool]]]:
+    """Each nested kind's own rule: its folder -> (a file's path inside it -> whether that command wrote it)."""
+    from naturalize.bank.files import written_by_segment
+    from naturalize.build import written_by_build
+    from naturalize.compose.run import written_by_compose
+    from naturalize.drawn import written_by_drawing
+    from naturalize.prepare import tree_names
+
+    return {
+        "drawn": lambda _: written_by_drawing,
+        "prepared": lambda folder: tree_names(folder).__contains__,
+        "bank": lambda _: written_by_segment,
+        "dataset": written_by_build,
+        "classify-run": lambda _: _written_by_classify,
+        "compose": lambda _: written_by_compose,
+    }
+
+
+def written_by_demo(out: Path) -> Callable[[str], bool]:
+    """Whether a file's path inside demo OUT ('run/eval/test/report.json') is one the demo wrote there. In a NESTED
+    folder that carries the marker of its kind: a top-level file its marker lists (or the marker, or the temporary
+    file of either), any file that kind's rule accepts; such a folder without that marker holds nothing of ours.
+    In figures/ and cache/: the sheets (written_by_sheets) and classify's image cache (written_by_cache). Nothing
+    else (work/notes.txt) is ours. pbc-subset/ is judged apart (_not_linked_here)."""
+    from classify.images import written_by_cache
+
+    rules = _kind_rules()
+    plain = {"figures": written_by_sheets, "cache": written_by_cache}
+    judges: dict[str, Callable[[str], bool]] = {}
+
+    def judge(head: str, kind: str) -> Callable[[str], bool]:
+        if head not in judges:
+            try:
+                meta = read_marker(out / head)
+            except UserError:  # a damaged marker: nothing in that folder is known to be ours
+                meta = None
+            if meta is None or meta.get("kind") != kind:
+                judges[head] = lambda rel: False
+            else:
+                rule, listed = rules[kind](out / head), {*meta["written"], MARKER}
+                judges[head] = lambda rel: rule(rel) or ("/" not in rel and (temp_target(rel) or rel) in listed)
+        return judges[head]
+
+    def owned(rel: str) -> bool:
+        parts = rel.split("/")
+        for k in range(1, len(parts)):
+            head = "/".join(parts[:k])
+            kind = next((kind for pattern, kind in NESTED.items() if fnmatchcase(head, pattern)), None)
+            if kind is not None:
+                return judge(head, kind)("/".join(parts[k:]))
+        rule = plain.get(parts[0])
+        return rule is not None and len(parts) > 1 and rule("/".join(parts[1:]))
+
+    return owned
+
+
+def foreign_files(out: Path) -> list[Path]:
+    """What the folders of demo OUT that --overwrite removes hold that the demo did not write (written_by_demo; in
+    pbc-subset/, anything but its links into the PBC tree of the demo.json settings: _not_linked_here), links
+    included (never followed); sorted."""
+    meta = read_marker(out)
+    written = meta["written"] if meta else []
+    pbc = ((read_record(out / "demo.json") or {}).get("settings") or {}).get("pbc")
+    owned = written_by_demo(out)
+    names = [n for n in written if "/" not in n and n not in ("", ".", "..", SUBSET)]
+    found = [p for p in not_owned(out, names, owned) if not _linked_by_build(p, out, owned, pbc)]
+    subset = out / SUBSET
+    if SUBSET in written and subset.is_dir() and not subset.is_symlink():
+        found += _subset_foreign(subset, pbc)
+    return sorted(found)
+
+
+def _linked_by_build(path: Path, out: Path, owned: Callable[[str], bool], pbc: object) -> bool:
+    """Whether `path` is a link that build made in the dataset of a `demo --pbc` before fsio.link_or_copy linked
+    the files pbc-subset/'s links point to (it linked the links): a dataset file build lists, a link into the PBC
+    tree `pbc` (demo.json's settings)."""
+    rel = path.relative_to(out).as_posix()
+    if not (isinstance(pbc, str) and rel.startswith("dataset/") and path.is_symlink() and owned(rel)):
+        return False
+    return Path(os.readlink(path)).is_relative_to(Path(pbc).resolve())
+
+
+def _subset_foreign(subset: Path, pbc: object) -> list[Path]:
+    """What pbc-subset/ holds that real_subset did not link there from the PBC tree `pbc` (the path demo.json's
+    settings name): _not_linked_here. When that tree is gone, its links (now dangling) are still ours, copies not."""
+    if not isinstance(pbc, str):  # no record of the tree it was linked from: nothing there is known to be ours
+        return sorted(p for p in subset.rglob("*") if p.is_symlink() or not p.is_dir())
+    root, images = Path(pbc), set()
+    try:
+        _, root, by_class = _pbc_images(root)
+        images = {f.name for fs in by_class.values() for f in fs}
+    except UserError:
+        pass
+    return _not_linked_here(subset, root, images)
 
 
 def _check_out(out: Path, settings: dict, overwrite: bool, pbc: Path | None) -> None:
     """--out lies outside --pbc and is new, empty or an earlier demo (same settings resume; --overwrite removes
-    what the demo wrote, nothing else); then it gets the demo marker."""
+    what the demo wrote, nothing else: refused, with nothing removed, while a folder it would remove holds a file
+    the demo did not write or a link: foreign_files); then it gets the demo marker."""
     check_disjoint(out, [("the --pbc download", pbc)])
+    if overwrite and claim(out, KIND, has_overwrite=True) == "ours":
+        refuse_foreign(foreign_files(out), out, "naturalize demo")
     claim_settled(
         out,
         KIND,
@@ -359,7 +501,7 @@ def contact_sheets(
     for cls, syn in synthetic.items():
         bottom = sorted(syn)[:6]
         top = [data_root / centre[p.relative_to(dataset / "synthetic").as_posix()] for p in bottom]
-        png = fig_dir / f"sheet_{cls}.png"
+        png = fig_dir / contact_sheet_name(cls)
         title = f"{cls}: Naturalize images (bottom) under the {source} images their white cells came from (top)"
         pair_sheet(top, bottom, png, title)
         sheets.append(

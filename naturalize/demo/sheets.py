@@ -14,10 +14,29 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from naturalize.fsio import atomic_open
+from naturalize.classes import CLASSES
+from naturalize.fsio import atomic_open, temp_target
 from naturalize.pngmeta import KEY, text
 
 LABEL_W = 150  # width of the row-label column, pixels
+#: The PNGs segmentation_sheets writes, by its keys.
+SEGMENTATION_SHEETS = {
+    "plates": "segmentation_plates.png",
+    "sprites": "segmentation_sprites.png",
+    "rejected": "segmentation_rejected.png",
+}
+
+
+def contact_sheet_name(cls: str) -> str:
+    """The name of the demo's contact sheet of class `cls` (naturalize.demo.pipeline.contact_sheets)."""
+    return f"sheet_{cls}.png"
+
+
+def written_by_sheets(rel: str) -> bool:
+    """Whether `rel`, a file's path inside the demo's figures folder, is a sheet the demo writes there (the
+    segmentation sheets, a contact sheet per class) or the temporary file of one."""
+    name = temp_target(rel) or rel
+    return name in SEGMENTATION_SHEETS.values() or name in {contact_sheet_name(c) for c in CLASSES}
 
 
 def grid_sheet(
@@ -85,7 +104,7 @@ def segmentation_sheets(bank_root: Path, fig_dir: Path, n: int = 6) -> dict[str,
     ]
     sheets = {
         "plates": grid_sheet(
-            rows, fig_dir / "segmentation_plates.png", "Training images and the cell-free plates made from them"
+            rows, fig_dir / SEGMENTATION_SHEETS["plates"], "Training images and the cell-free plates made from them"
         )
     }
     rows = []
@@ -101,7 +120,7 @@ def segmentation_sheets(bank_root: Path, fig_dir: Path, n: int = 6) -> dict[str,
     thumb = 110
     sheets["sprites"] = grid_sheet(
         rows,
-        fig_dir / "segmentation_sprites.png",
+        fig_dir / SEGMENTATION_SHEETS["sprites"],
         "Usable sprites (shown on white, all at one scale)",
         thumb=thumb,
         scale=min(1.0, thumb / max(sides, default=thumb)),
@@ -116,7 +135,7 @@ def segmentation_sheets(bank_root: Path, fig_dir: Path, n: int = 6) -> dict[str,
             )
         sheets["rejected"] = grid_sheet(
             sorted(by_flags.items()),
-            fig_dir / "segmentation_rejected.png",
+            fig_dir / SEGMENTATION_SHEETS["rejected"],
             f"Training images curation removed (kept out of the dataset): {len(rejected)} of {len(removed)} shown",
         )
     return sheets
