@@ -57,13 +57,26 @@ def _train(dataset: Path, out: Path, **kw) -> Path:
     return train(dataset, "custom_cnn", out, **{**opts, **kw})
 
 
-def test_compare_names_dataset_protocol_weights_and_epochs_of_each_run(trees, tmp_path):
+@pytest.fixture(scope="module")
+def paper_run(trees, tmp_path_factory) -> Path:
+    """`_train(trees["paper"], ...)` with its defaults (seed 0, 1 epoch, not evaluated), trained once; tests take a
+    copy (`_copy`), as their own runs of those options would be, since they evaluate, rewrite or damage it."""
+    return _train(trees["paper"], tmp_path_factory.mktemp("runs") / "paper-run")
+
+
+def _copy(run: Path, out: Path) -> Path:
+    """A copy of `run` at `out` (parents made): the run a `_train` of the same options into `out` writes."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copytree(run, out))
+
+
+def test_compare_names_dataset_protocol_weights_and_epochs_of_each_run(trees, paper_run, tmp_path):
     """Runs of one model that differ only in dataset, protocol, weights or epochs were told apart by folder name
     alone; the table now says dataset (with a Naturalize build's recipe and protocol), weights, mode, size,
     epochs."""
     from classify.compare import table
 
-    a = _train(trees["paper"], tmp_path / "a")
+    a = _copy(paper_run, tmp_path / "a")
     b = _train(trees["plain"], tmp_path / "b", epochs=2)
     c = _train(trees["paper"], tmp_path / "c", weights=str(a / "model.keras"))
     lines = table([a, b, c]).splitlines()
@@ -112,10 +125,10 @@ def test_epochs_cell_says_when_a_run_stopped_early(tmp_path):
     assert epochs_cell(tmp_path, {"epochs": 3}) == "3"
 
 
-def test_compare_of_several_unevaluated_runs_prints_no_retracing_warning(trees, tmp_path):
+def test_compare_of_several_unevaluated_runs_prints_no_retracing_warning(trees, paper_run, tmp_path):
     """Evaluating 9 splits of 3 models in one process made TensorFlow warn that a function 'triggered
     tf.function retracing' (twice, 600 characters each) above the table."""
-    runs = [_train(trees["paper"], tmp_path / f"r{i}", seed=i) for i in range(3)]
+    runs = [_copy(paper_run, tmp_path / "r0")] + [_train(trees["paper"], tmp_path / f"r{i}", seed=i) for i in (1, 2)]
     r = run_cli("classify", "compare", *runs, env={"TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "retracing" not in r.stderr, r.stderr[-2000:]
@@ -123,13 +136,13 @@ def test_compare_of_several_unevaluated_runs_prints_no_retracing_warning(trees, 
     assert all((run / "eval" / "test" / "report.json").is_file() for run in runs)
 
 
-def test_an_evaluation_says_which_protocol_made_the_dataset(trees, tmp_path):
+def test_an_evaluation_says_which_protocol_made_the_dataset(trees, paper_run, tmp_path):
     """report.json and report.txt of a paper-protocol dataset said nothing of its protocol: a test accuracy read
     from them could not be told from a clean build's. They now name it (and what it means); a plain tree has none."""
     from classify.evaluate import evaluate_run
     from naturalize.pngmeta import read_provenance
 
-    paper = evaluate_run(_train(trees["paper"], tmp_path / "a"), "test", progress=False)
+    paper = evaluate_run(_copy(paper_run, tmp_path / "a"), "test", progress=False)
     assert paper["protocol"] == "paper"
     assert json.loads((Path(paper["out"]) / "report.json").read_text())["protocol"] == "paper"
     text = (Path(paper["out"]) / "report.txt").read_text()
@@ -139,14 +152,14 @@ def test_an_evaluation_says_which_protocol_made_the_dataset(trees, tmp_path):
     assert plain["protocol"] is None and "protocol" not in (Path(plain["out"]) / "report.txt").read_text()
 
 
-def test_compare_scores_the_model_a_continued_run_keeps_now(trees, tmp_path):
+def test_compare_scores_the_model_a_continued_run_keeps_now(trees, paper_run, tmp_path):
     """compare reused eval/test/report.json of the first best model after a continued run (--epochs 8,
     --no-evaluate) had kept a better one: test acc 13.64 beside a fresh val acc 27.27 of the new model, two models
     in one row; the test column was the old model's, the current one scores 27.27 there."""
     from classify.compare import run_scores
     from classify.evaluate import evaluate_run
 
-    run = _train(trees["paper"], tmp_path / "r", epochs=1)
+    run = _copy(paper_run, tmp_path / "r")  # epochs=1
     first = evaluate_run(run, "test", progress=False)
     model = run / "model.keras"
     model.write_bytes(model.read_bytes())  # not yet a new model: the same bytes are the same model
@@ -160,24 +173,24 @@ def test_compare_scores_the_model_a_continued_run_keeps_now(trees, tmp_path):
     assert (got["accuracy"], got["loss"], got["confusion"]) == (now["accuracy"], now["loss"], now["confusion"])
 
 
-def test_compare_tells_apart_two_runs_of_one_folder_name(trees, tmp_path):
+def test_compare_tells_apart_two_runs_of_one_folder_name(trees, paper_run, tmp_path):
     """`compare exp1/run exp2/run` printed two rows named `run`: which was which could not be read from the table."""
     from classify.compare import table
 
-    a = _train(trees["paper"], tmp_path / "exp1" / "run")
+    a = _copy(paper_run, tmp_path / "exp1" / "run")
     b = _train(trees["paper"], tmp_path / "exp2" / "run", seed=1)
-    c = _train(trees["paper"], tmp_path / "other")
+    c = _copy(paper_run, tmp_path / "other")
     rows = [line.strip("|").split("|")[0].strip() for line in table([a, b, c]).splitlines()[2:]]
     assert rows == [a.as_posix(), b.as_posix(), "other"]
 
 
-def test_compare_evaluates_again_a_split_whose_report_is_damaged(trees, tmp_path):
+def test_compare_evaluates_again_a_split_whose_report_is_damaged(trees, paper_run, tmp_path):
     """A damaged RUN/eval/test/report.json (a disk full, an editor) ended `classify compare` in a JSONDecodeError
     traceback; it is evaluated again, as a missing one is."""
     from classify.compare import run_scores
     from classify.evaluate import evaluate_run
 
-    run = _train(trees["paper"], tmp_path / "r", epochs=1)
+    run = _copy(paper_run, tmp_path / "r")  # epochs=1
     first = evaluate_run(run, "test", progress=False)
     report = run / "eval" / "test" / "report.json"
     report.write_text('{"accuracy": 0.')

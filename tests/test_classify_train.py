@@ -63,6 +63,17 @@ def tf_run(tiny_tree, tmp_path_factory) -> Path:
     return out
 
 
+STRAIGHT = dict(batch_size=8, image_size=SIZE, seed=3, progress=False, evaluate=False, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def straight4(tiny_tree, tmp_path_factory) -> Path:
+    """4 epochs without a stop (STRAIGHT options): what the resume tests compare with; read only."""
+    from classify.train import train
+
+    return train(tiny_tree, "custom_cnn", tmp_path_factory.mktemp("runs") / "straight", epochs=4, **STRAIGHT)
+
+
 def _error_lines(stderr: str) -> list[str]:
     """The CLI's own error lines (TensorFlow's C++ start-up log lines, which it cannot silence, left out)."""
     return [line for line in stderr.splitlines() if line.startswith("error:")]
@@ -557,63 +568,56 @@ def test_a_failed_train_or_evaluate_leaves_no_folder_behind(tmp_path):
     assert RUN_FILES - {"curves.png"} <= {p.name for p in run.iterdir()}
 
 
-def test_resumed_training_equals_an_uninterrupted_run(tiny_tree, tmp_path):
+def test_resumed_training_equals_an_uninterrupted_run(tiny_tree, straight4, tmp_path):
     """2 epochs, then the same command with --epochs 4 (resume), gives the same epochs and weights as 4 straight:
-    the optimizer state comes back from last.keras and every random stream is reseeded per epoch."""
+    the optimizer state comes back from last.keras and every random stream is reseeded per epoch.
+
+    Reseeding each epoch for exact resumes must not reset TensorFlow's global seed either: that made TensorFlow
+    re-trace the train function at every epoch (EfficientNetV2-B0, 64 px, batch 30: epoch 2's first batch 34 s
+    against 2-3 s for the others). Keras's TensorFlow random ops are stateless, so the run's seed set once is
+    enough: after a new run's epochs, and after a resumed run's, it is still the run's seed."""
     from classify.runs import load_model
     from classify.train import read_history, train
 
-    kw = dict(batch_size=8, image_size=SIZE, seed=3, progress=False, evaluate=False, log=lambda s: None)
-    train(tiny_tree, "custom_cnn", tmp_path / "resumed", epochs=2, **kw)
-    train(tiny_tree, "custom_cnn", tmp_path / "resumed", epochs=4, **kw)
-    train(tiny_tree, "custom_cnn", tmp_path / "straight", epochs=4, **kw)
+    def seed_kept() -> bool:
+        """TensorFlow's global seed is still the run's (a TensorFlow behaviour: always true under torch)."""
+        if keras.backend.backend() != "tensorflow":
+            return True
+        import tensorflow as tf
+
+        return tf.compat.v1.random.get_seed(None)[0] == STRAIGHT["seed"]  # (global seed, an op seed)
+
+    train(tiny_tree, "custom_cnn", tmp_path / "resumed", epochs=2, **STRAIGHT)
+    assert seed_kept()  # after a new run's epochs
+    train(tiny_tree, "custom_cnn", tmp_path / "resumed", epochs=4, **STRAIGHT)
+    assert seed_kept()  # and after a resumed run's
     cols = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-    resumed, straight = (read_history(tmp_path / r) for r in ("resumed", "straight"))
+    resumed, straight = (read_history(r) for r in (tmp_path / "resumed", straight4))
     assert [[r[c] for c in cols] for r in resumed] == [[r[c] for c in cols] for r in straight]
-    a, b = (load_model(tmp_path / r / "last.keras", compile=True) for r in ("resumed", "straight"))
+    a, b = (load_model(r / "last.keras", compile=True) for r in (tmp_path / "resumed", straight4))
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     assert int(a.optimizer.iterations.numpy()) == int(b.optimizer.iterations.numpy()) > 0
 
 
-def test_epochs_leave_tensorflows_global_seed_as_the_run_set_it(tiny_tree, tmp_path):
-    """Reseeding each epoch for exact resumes must not reset TensorFlow's global seed: that made TensorFlow
-    re-trace the train function at every epoch (EfficientNetV2-B0, 64 px, batch 30: epoch 2's first batch 34 s
-    against 2-3 s for the others). Keras's TensorFlow random ops are stateless, so the run's seed set once is
-    enough; the resume tests above show the epochs stay exact."""
-    import keras
-
-    from classify.train import train
-
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("a TensorFlow behaviour")
-    kw = dict(batch_size=8, image_size=SIZE, progress=False, evaluate=False, log=lambda s: None)
-    train(tiny_tree, "custom_cnn", tmp_path / "run", epochs=2, seed=7, **kw)
-    import tensorflow as tf
-
-    assert tf.compat.v1.random.get_seed(None)[0] == 7  # (global seed, an op seed)
-
-
-def test_a_kill_between_state_json_and_last_keras_resumes_exactly(tiny_tree, tmp_path):
+def test_a_kill_between_state_json_and_last_keras_resumes_exactly(tiny_tree, straight4, tmp_path):
     """kill -9 lands between the writes of an epoch's files: state.json says epoch 2 while last.keras still holds
     epoch 1 (its file as it was before the kill). The rerun must resume after epoch 1, not train on from epoch 1's
     weights as if they were epoch 2's (it silently skipped, or with the old write order repeated, an epoch)."""
     from classify.train import read_history, train
 
-    kw = dict(batch_size=8, image_size=SIZE, seed=5, progress=False, evaluate=False)
     run = tmp_path / "killed"
-    train(tiny_tree, "custom_cnn", run, epochs=1, log=lambda s: None, **kw)
+    train(tiny_tree, "custom_cnn", run, epochs=1, **STRAIGHT)
     shutil.copy(run / "last.keras", tmp_path / "epoch1.keras")
-    train(tiny_tree, "custom_cnn", run, epochs=2, log=lambda s: None, **kw)
+    train(tiny_tree, "custom_cnn", run, epochs=2, **STRAIGHT)
     shutil.copy(tmp_path / "epoch1.keras", run / "last.keras")  # what a kill before its replacement leaves
     logs: list[str] = []
-    train(tiny_tree, "custom_cnn", run, epochs=3, log=logs.append, **kw)
+    train(tiny_tree, "custom_cnn", run, epochs=4, **{**STRAIGHT, "log": logs.append})
     assert any(line.startswith("resuming") and "after epoch 1 " in line for line in logs)
-    train(tiny_tree, "custom_cnn", tmp_path / "straight", epochs=3, log=lambda s: None, **kw)
     cols = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-    resumed, straight = (read_history(r) for r in (run, tmp_path / "straight"))
+    resumed, straight = (read_history(r) for r in (run, straight4))
     assert [[r[c] for c in cols] for r in resumed] == [[r[c] for c in cols] for r in straight]
-    assert json.loads((run / "state.json").read_text())["epoch"] == 3
+    assert json.loads((run / "state.json").read_text())["epoch"] == 4
 
 
 def test_resume_state_picks_the_entry_that_describes_last_keras():
