@@ -21,7 +21,15 @@ import re
 import zipfile
 from pathlib import Path
 
-from naturalize.fsio import UserError, atomic_path, file_digests, read_json, read_object, remove_atomic_temps
+from naturalize.fsio import (
+    UserError,
+    atomic_path,
+    file_digests,
+    read_json,
+    read_object,
+    remove_atomic_temps,
+    temp_target,
+)
 from naturalize.outputs import MARKER, check_disjoint, claim, overlap, write_marker
 
 CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
@@ -37,14 +45,13 @@ CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT = (
 RUN_KIND = "classify-run"  # the output marker's kind of a run directory (naturalize.outputs)
 RUN_FILES = (CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT, "eval", "explain")
 _TOP_FILES = (CONFIG, CLASSES_FILE, MODEL, LAST, STATE, HISTORY, CURVES, SPLIT, MARKER)
-_TOP_TEMP = re.compile(rf"\.({'|'.join(map(re.escape, _TOP_FILES))})\.[a-z0-9_]{{8}}\.(tmp|keras)")  # atomic_path's
 
 
 def written_by_train(rel: str) -> bool:
     """Whether `rel`, a file's path inside a run directory ('state.json'), is one classify train writes there: a
     run file, the marker, or the temporary file of one (what remove_temps removes). A run's eval/ and explain/ hold
     evaluate's and explain's outputs: classify.evaluate.written_by_evaluate, classify.scorecam.written_by_explain."""
-    return rel in _TOP_FILES or _TOP_TEMP.fullmatch(rel) is not None
+    return rel in _TOP_FILES or temp_target(rel) in _TOP_FILES or temp_target(rel, ".keras") in (MODEL, LAST)
 
 
 #: What evaluate, predict, explain and compare read from a run's config.json, with its type.

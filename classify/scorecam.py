@@ -14,7 +14,6 @@ CBAM-refined feature maps (EfficientNetV2-B0's and DenseNet-169's, each upsample
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 
 from naturalize.fsio import UserError, temp_target
 from naturalize.outputs import dropped_if_unused
-from naturalize.paths import fit_name
+from naturalize.paths import fit_name, fit_shortened
 
 #: Layers whose output Score-CAM uses beside `features`: the CBAM ensemble's DenseNet branch (its `features` is
 #: the EfficientNet branch's CBAM output; the head reads both).
@@ -215,7 +214,7 @@ def written_by_explain(rel: str) -> bool:
     named by cam_names, maybe shortened by fit_name), or the temporary file of one."""
     name = rel.rpartition("/")[2]
     name = temp_target(name) or name
-    return name.endswith("_scorecam.png") or re.fullmatch(r".+~[0-9a-f]{8}\.png", name) is not None
+    return name.endswith("_scorecam.png") or fit_shortened(name, ".png")
 
 
 def unique_images(paths: Sequence[Path]) -> list[Path]:

@@ -80,13 +80,15 @@ def remove_atomic_temps(folder: str | os.PathLike, names: Iterable[str], suffix:
     return gone
 
 
-_TEMP_NAME = re.compile(rf"\.(.+)\.({_ATOMIC_TMP}|\d+)\.tmp")
+_TEMP_NAME = rf"\.(.+)\.({_ATOMIC_TMP}|\d+)"  # + the suffix
+_TMP_NAME = re.compile(rf"{_TEMP_NAME}\.tmp")
 
 
-def temp_target(name: str) -> str | None:
+def temp_target(name: str, suffix: str = ".tmp") -> str | None:
     """The name of the file that a temporary file named `name` was to replace (atomic_open's `.NAME.XXXXXXXX.tmp`,
-    replace_bytes' `.NAME.<pid>.tmp`; NAME as fit_name shortened it), or None when `name` is not of that form."""
-    m = _TEMP_NAME.fullmatch(name)
+    replace_bytes' `.NAME.<pid>.tmp`, atomic_path's `.NAME.XXXXXXXX<suffix>`; NAME as fit_name shortened it), or
+    None when `name` is not of that form."""
+    m = (_TMP_NAME if suffix == ".tmp" else re.compile(_TEMP_NAME + re.escape(suffix))).fullmatch(name)
     return m[1] if m else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,6 +69,11 @@ def fit_name(name: str, limit: int = NAME_MAX) -> str:
     while len(head.encode()) + len(tail.encode()) > limit:
         head = head[:-1]
     return head + tail
+
+
+def fit_shortened(name: str, suffix: str) -> bool:
+    """Whether `name` has the form fit_name gives a name it shortened (start, '~', 8 hex digits, `suffix`)."""
+    return re.fullmatch(rf".+~[0-9a-f]{{8}}{re.escape(suffix)}", name) is not None
 
 
 #: Files an operating system leaves in folders that are not dot-named (Windows Explorer's thumbnail caches and

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from naturalize.fsio import TEMP_STEM, temp_target
+from naturalize.paths import fit_shortened
 
 FORMAT_VERSION = 2  # 2: rejected sprites stored as a mask in index.csv (1: every sprite a PNG file)
 #: The bank formats this naturalize reads (it writes and resumes only FORMAT_VERSION).
@@ -112,7 +113,7 @@ class BackgroundRow:
 
 def _shortened(name: str) -> bool:
     """Whether `name` is a name over TEMP_STEM bytes as fit_name shortened it for a temporary file."""
-    return len(name.encode()) >= TEMP_STEM - 3 and re.fullmatch(r".+~[0-9a-f]{8}\.png", name) is not None
+    return len(name.encode()) >= TEMP_STEM - 3 and fit_shortened(name, ".png")
 
 
 def written_by_segment(rel: str) -> bool:
