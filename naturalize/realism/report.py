@@ -207,7 +207,7 @@ def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n
             ax.axis("off")
     fig.suptitle(
         f"where the critic sees 'synthetic' (Score-CAM, held-out images it was surest of); this critic's held-out "
-        f"AUC {tr.auc:.2f}{' (about chance: the maps show no real tell)' if tr.auc < CHANCE else ''}",
+        f"AUC {tr.auc:.2f}{' (near or below chance: the maps show no tell)' if tr.auc < CHANCE else ''}",
         fontsize=9,
     )
     # the heat maps' scale, on an axis of its own beside the lower row (taken from the panels it would shrink them
