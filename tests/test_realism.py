@@ -40,6 +40,8 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copy(sne, next(Path(syn).rglob("SNE_*.jpg")).with_name("SNE_real_copy.jpg"))  # on both sides: dropped
     pmy = sorted(Path(real).rglob("PMY_*.jpg"))[1]
     cv2.imwrite(str(next(Path(syn).rglob("PMY_*.jpg")).with_name("PMY_resaved.png")), cv2.imread(str(pmy)))
+    mirrored = cv2.imread(str(sorted(Path(real).rglob("PMY_*.jpg"))[2]))[:, ::-1]
+    cv2.imwrite(str(next(Path(syn).rglob("PMY_*.jpg")).with_name("PMY_mirrored.png")), mirrored)
     (Path(syn) / "LY").mkdir()  # a class the real side lacks: reported as untested, not dropped silently
     for i in range(3):
         cv2.imwrite(str(Path(syn) / "LY" / f"cell_{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
@@ -51,9 +53,10 @@ def test_critic_finds_the_tell_and_not_real_against_real(trees: tuple[Path, Path
     out = tmp_path / "out"
     result = realism(real, syn, out, seeds=2, params=FAST, saliency=4, progress=False)
     assert result["real_duplicates_dropped"] == 1 and result["per_class_images"] == {"PMY": 30, "SNE": 30}
-    assert result["synthetic_same_as_real_dropped"] == 1 and result["synthetic_images"] == 64
-    # a PNG re-save of a real image has other bytes but the same pixels: left out as well
-    assert result["synthetic_near_copies_of_real_dropped"] == 1
+    assert result["synthetic_same_as_real_dropped"] == 1 and result["synthetic_images"] == 65
+    # a PNG re-save of a real image has other bytes but the same pixels, a mirrored one the pixels the critic's
+    # flips make of it: both left out as well
+    assert result["synthetic_near_copies_of_real_dropped"] == 2
     assert result["real_vs_real_per_class_images"] == {"PMY": 15, "SNE": 15}
     assert result["synthetic_classes_untested"] == ["LY"]
     assert result["pooled"]["real_vs_synthetic"]["mean"] >= 0.9

@@ -96,8 +96,8 @@ def left_out(result: dict) -> list[str]:
     for key, what in near:
         if n := result.get(key, 0):
             lines.append(
-                f"warning: left out {n} {what} (a re-save or re-encoding: same 16x16 thumbnail within 2 grey levels; "
-                f"on both sides of a split it would be scored from memory; realism.json: {key})"
+                f"warning: left out {n} {what} (a re-save, re-encoding or flip: the same 16x16 thumbnail within 2 grey "
+                f"levels; on both sides of a split it would be scored from memory; realism.json: {key})"
             )
     if differ := unlike(result.get("real_formats", {}), result.get("synthetic_formats", {})):
         lines.append(

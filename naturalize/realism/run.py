@@ -91,8 +91,8 @@ def realism(
     keep_r, keep_s = np.flatnonzero(~real_near), np.flatnonzero(~syn_near & ~syn_of_real)
     if not len(keep_s):
         raise UserError(
-            f"--synthetic {synthetic_dir}: every image is the same picture as one in --real (a re-saved or re-encoded "
-            f"copy); point --synthetic at synthetic images (e.g. a compose --out)"
+            f"--synthetic {synthetic_dir}: every image is the same picture as one in --real (a re-saved, re-encoded or "
+            f"flipped copy); point --synthetic at synthetic images (e.g. a compose --out)"
         )
     real, syn = subset(real, keep_r.tolist()), subset(syn, keep_s.tolist())
     xr_all, xs_all = pr.x[keep_r], ps.x[keep_s]
