@@ -90,6 +90,9 @@ def test_bad_input_is_one_clear_error(trees: tuple[Path, Path], tmp_path: Path) 
     few.mkdir()
     for p in [*real.rglob("PMY_*.jpg"), *sorted(real.rglob("SNE_*.jpg"))[:3]]:
         shutil.copy(p, few / p.name)
+    # and an unreadable PMY: too few images is found from the file names, before any is decoded (it came after
+    # decoding every image of the classes, a minute for a whole PBC release)
+    (few / "PMY_broken.jpg").write_bytes(b"not a JPEG")
     cases = [
         # the refusal named no folder and no way on
         (["--real", str(few), "--synthetic", str(syn)], f"error: too few images of SNE (SNE: 3 in --real {few}, 30 in"),

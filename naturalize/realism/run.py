@@ -21,7 +21,7 @@ from naturalize.classes import CLASSES
 from naturalize.fsio import UserError, write_json
 from naturalize.outputs import check_disjoint, claim, write_marker
 from naturalize.realism.critic import CriticParams, Trial, keras_or_error, trial
-from naturalize.realism.data import apart, balanced, drop_shared, gather, refuse_composites, subset, unmatched
+from naturalize.realism.data import Images, apart, balanced, drop_shared, gather, refuse_composites, subset, unmatched
 from naturalize.realism.pixels import decode, formats, near_copies, thumbnails
 from naturalize.realism.report import draw_auc, draw_saliency, summarise
 
@@ -37,6 +37,27 @@ def _halves(pool: dict[str, list[int]], half: dict[str, int], rng: np.random.Gen
         a += perm[: half[c]]
         b += perm[half[c] : 2 * half[c]]
     return a, b
+
+
+def _draw(
+    real: Images, syn: Images, shared: list[str], per_class: int, real_dir: Path, syn_dir: Path
+) -> tuple[list[int], dict[str, int]]:
+    """The synthetic side: k = min(real, synthetic, per_class) images per class, drawn once (indices into syn), and
+    k per class; UserError when a class has under 5 a side."""
+    _, syn_idx, _ = balanced(real, syn, per_class, np.random.default_rng(0))
+    k = {c: sum(syn.classes[i] == c for i in syn_idx) for c in shared}
+    few = [c for c in shared if k[c] < 5]
+    if few:
+        counts = "; ".join(
+            f"{c}: {len(real.of(c))} in --real {real_dir}, {len(syn.of(c))} in --synthetic {syn_dir}" for c in few
+        )
+        rest = [c for c in shared if c not in few]
+        fix = f", or leave {','.join(few)} out with --classes {','.join(rest)}" if rest else ""
+        raise UserError(
+            f"too few images of {','.join(few)} ({counts}, near-copies counted once); the test needs at least 5 of "
+            f"a class on each side: add images{fix}"
+        )
+    return syn_idx, k
 
 
 def realism(
@@ -77,6 +98,7 @@ def realism(
             f"(real: {','.join(sorted(set(real.classes)))}; synthetic: {','.join(sorted(set(syn.classes)))})"
         )
     unmatched(classes, shared, real, syn, Path(real_dir), Path(synthetic_dir))
+    _draw(real, syn, shared, per_class, Path(real_dir), Path(synthetic_dir))  # too few images: refused before decoding
     # every image of the shared classes decoded (one way for every format), near-copies left out: within a side
     # (the first kept) and synthetic ones of a real image
     found = {"real_images": len(real.paths), "synthetic_images": len(syn.paths)}
@@ -97,20 +119,7 @@ def realism(
     real, syn = subset(real, keep_r.tolist()), subset(syn, keep_s.tolist())
     xr_all, xs_all = pr.x[keep_r], ps.x[keep_s]
     real_kinds, syn_kinds = [pr.kinds[i] for i in keep_r], [ps.kinds[i] for i in keep_s]
-    # the synthetic side: k per class, drawn once; the real side: every real image of those classes
-    _, syn_idx, _ = balanced(real, syn, per_class, np.random.default_rng(0))
-    k = {c: sum(syn.classes[i] == c for i in syn_idx) for c in shared}
-    few = [c for c in shared if k[c] < 5]
-    if few:
-        counts = "; ".join(
-            f"{c}: {len(real.of(c))} in --real {real_dir}, {len(syn.of(c))} in --synthetic {synthetic_dir}" for c in few
-        )
-        rest = [c for c in shared if c not in few]
-        fix = f", or leave {','.join(few)} out with --classes {','.join(rest)}" if rest else ""
-        raise UserError(
-            f"too few images of {','.join(few)} ({counts}, near-copies counted once); the test needs at least 5 of "
-            f"a class on each side: add images{fix}"
-        )
+    syn_idx, k = _draw(real, syn, shared, per_class, Path(real_dir), Path(synthetic_dir))
     real_pool = {c: real.of(c) for c in shared}
     xs = xs_all[syn_idx]
     cs = [syn.classes[i] for i in syn_idx]
