@@ -8,6 +8,7 @@ AUC 0.5: the critic cannot tell the sets apart; 1.0: it always can.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -88,6 +89,13 @@ def auc_or_nan(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
 
 
+def held_out_count(n: int, strata: int, fraction: float) -> int:
+    """How many of n images (in `strata` label x class groups of at least 2) the critic is scored on: `fraction` of
+    them, but at least one per group and at most all but one per group (a stratified split needs both: 3 classes of
+    2 a side held 12 images, 5 to test, and scikit-learn refused 5 for 6 groups)."""
+    return min(max(math.ceil(fraction * n), strata), n - strata)
+
+
 def trial(x: np.ndarray, y: np.ndarray, classes: list[str], seed: int, p: CriticParams) -> Trial:
     """Train a critic on a stratified (label x class) part of x, score the held-out rest (see module doc)."""
     keras = keras_or_error()
@@ -95,7 +103,12 @@ def trial(x: np.ndarray, y: np.ndarray, classes: list[str], seed: int, p: Critic
 
     keras.utils.set_random_seed(seed)
     strata = [f"{int(a)}{c}" for a, c in zip(y, classes)]
-    train, test = train_test_split(np.arange(len(y)), test_size=p.test_fraction, stratify=strata, random_state=seed)
+    train, test = train_test_split(
+        np.arange(len(y)),
+        test_size=held_out_count(len(y), len(set(strata)), p.test_fraction),
+        stratify=strata,
+        random_state=seed,
+    )
     model = build_critic(p)
     model.compile(optimizer=keras.optimizers.Adam(p.learning_rate), loss="binary_crossentropy")
     model.fit(

@@ -137,6 +137,18 @@ def drop_shared(synthetic: Images, real: Images, folder: Path) -> Images:
     )
 
 
+def subset(images: Images, keep: list[int]) -> Images:
+    """`images` with only the images at `keep` (the counts of what was left out before carried over)."""
+    return Images(
+        tuple(images.paths[i] for i in keep),
+        tuple(images.classes[i] for i in keep),
+        images.duplicates,
+        tuple(images.digests[i] for i in keep),
+        images.shared,
+        images.unclassed,
+    )
+
+
 def balanced(a: Images, b: Images, cap: int, rng: np.random.Generator) -> tuple[list[int], list[int], list[str]]:
     """Indices into a and b: per class both sides get min(len a, len b, cap) images, drawn by rng, for
     every class both hold; and those classes (in CLASSES order)."""

@@ -16,6 +16,9 @@ import numpy as np
 from naturalize.realism.critic import Trial, critic_features
 
 TESTS = ("real_vs_synthetic", "real_vs_real")
+#: Below this held-out AUC the saliency sheet's title says the critic is about at chance (its heat maps, each scaled
+#: to 0..1, then show noise, not a tell).
+CHANCE = 0.6
 
 
 def _stats(values: list[float]) -> dict:
@@ -85,6 +88,22 @@ def left_out(result: dict) -> list[str]:
             f"warning: left out {n} --synthetic image(s) byte-identical to --real ones (a copy of a real image is no "
             f"synthetic image; realism.json: synthetic_same_as_real_dropped)"
         )
+    near = (
+        ("real_near_copies_dropped", "--real image(s) the same picture as another --real image"),
+        ("synthetic_near_copies_dropped", "--synthetic image(s) the same picture as another --synthetic image"),
+        ("synthetic_near_copies_of_real_dropped", "--synthetic image(s) the same picture as a --real image"),
+    )
+    for key, what in near:
+        if n := result.get(key, 0):
+            lines.append(
+                f"warning: left out {n} {what} (a re-save, re-encoding or flip: the same 16x16 thumbnail within 2 grey "
+                f"levels; on both sides of a split it would be scored from memory; realism.json: {key})"
+            )
+    if differ := unlike(result.get("real_formats", {}), result.get("synthetic_formats", {})):
+        lines.append(
+            f"warning: the sides differ in {differ}: a critic may tell them apart by that alone, not by "
+            f"realism; save the synthetic images as the real ones are (realism.json: real_formats, synthetic_formats)"
+        )
     if untested := result["synthetic_classes_untested"]:
         lines.append(
             f"warning: --synthetic images of {','.join(untested)} are not tested: --real {result['real']} has none "
@@ -94,10 +113,29 @@ def left_out(result: dict) -> list[str]:
         if paths:
             lines.append(
                 f"warning: left out {len(paths)} --{side} image(s) with no class (the release's unlabeled IG_ and "
-                f"NEUTROPHIL_ files have none), e.g. {paths[0]}: to test them, name them by class (PMY_1.png) or put "
-                f"them in class folders (PMY/; realism.json: unclassed_left_out)"
+                f"NEUTROPHIL_ files have none), e.g. {Path(result[side]) / paths[0]}: to test them, name them by "
+                f"class (PMY_1.png) or put them in class folders (PMY/; realism.json: unclassed_left_out, relative to "
+                f"--{side})"
             )
     return lines
+
+
+def unlike(real: dict[str, int], synthetic: dict[str, int]) -> str:
+    """'' when both sides' most common file format and pixel size agree (counts of 'FORMAT WxH'), else what
+    differs, e.g. "image format (--real mostly JPEG, --synthetic mostly PNG)"."""
+
+    def mostly(kinds: dict[str, int], part: int) -> str:
+        tally: dict[str, int] = {}
+        for kind, n in kinds.items():
+            tally[kind.split(" ")[part]] = tally.get(kind.split(" ")[part], 0) + n
+        return max(tally, key=lambda k: tally[k]) if tally else ""
+
+    differ = []
+    for part, what in ((0, "image format"), (1, "pixel size")):
+        r, s = mostly(real, part), mostly(synthetic, part)
+        if r and s and r != s:
+            differ.append(f"{what} (--real mostly {r}, --synthetic mostly {s})")
+    return " and ".join(differ)
 
 
 def auc_figure(result: dict):
@@ -167,7 +205,11 @@ def saliency_figure(tr: Trial, x: np.ndarray, classes: list[str], n_real: int, n
         axes[1, col].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         for ax in axes[:, col]:
             ax.axis("off")
-    fig.suptitle("where the critic sees 'synthetic' (Score-CAM, held-out images it was surest of)", fontsize=9)
+    fig.suptitle(
+        f"where the critic sees 'synthetic' (Score-CAM, held-out images it was surest of); this critic's held-out "
+        f"AUC {tr.auc:.2f}{' (near or below chance: the maps show no tell)' if tr.auc < CHANCE else ''}",
+        fontsize=9,
+    )
     # the heat maps' scale, on an axis of its own beside the lower row (taken from the panels it would shrink them
     # out of line with the images above)
     fig.subplots_adjust(right=0.9)
