@@ -356,3 +356,44 @@ def test_the_saliency_sheet_says_how_well_its_critic_did() -> None:
     trial = Trial(0.52, {}, np.array([0, 1, 3, 4]), np.array([0.1, 0.2, 0.9, 0.8]), build_critic(p))
     title = saliency_figure(trial, x, ["PMY"] * 6, n_real=3, n=2).texts[0].get_text()
     assert "held-out AUC 0.52" in title and "chance" in title
+
+
+def test_a_run_stopped_between_its_files_leaves_a_folder_the_rerun_takes(
+    trees: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The marker was written after realism.json, auc.png and saliency.png: a run that ran out of room (or was
+    stopped) between them left files but no marker, and every rerun into that --out was refused as "not written by
+    naturalize". A real failure: the last file written outgrows RLIMIT_FSIZE (EFBIG, as a full disk fails)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    real, syn = trees
+    args = ["--real", real, "--synthetic", syn, "--classes", "PMY", "--per-class", "6"]
+    args += ["--seeds", "1", "--epochs", "1", "--size", "32", "--no-progress"]
+
+    def run(out: Path, limit: int | None = None) -> subprocess.CompletedProcess:
+        def cap() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        cmd = [sys.executable, "-m", "naturalize.cli", "realism", *map(str, args), "--out", str(out)]
+        return subprocess.run(cmd, capture_output=True, text=True, preexec_fn=cap if limit else None)
+
+    whole = tmp_path / "whole"
+    assert run(whole).returncode == 0
+    sizes = {name: (whole / name).stat().st_size for name in ("realism.json", "auc.png", "saliency.png")}
+    assert sizes["saliency.png"] > max(sizes["realism.json"], sizes["auc.png"])  # written last: the one to fail
+    out = tmp_path / "out"
+    stopped = run(out, (sizes["saliency.png"] + max(sizes["realism.json"], sizes["auc.png"])) // 2)
+    errors = [line for line in stopped.stderr.splitlines() if line.startswith("error:")]
+    assert stopped.returncode == 1 and len(errors) == 1 and "saliency.png" in errors[0], stopped.stderr[-2000:]
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {"realism.json", "auc.png"}
+    again = run(out)
+    assert again.returncode == 0, again.stderr[-2000:]
+    for name in ("auc.png", "saliency.png"):
+        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+    timing = {"date", "wall_s"}  # the only keys a rerun changes (docs/reproducibility.md)
+    got, want = (json.loads((d / "realism.json").read_text()) for d in (out, whole))
+    assert {k: v for k, v in got.items() if k not in timing} == {k: v for k, v in want.items() if k not in timing}

@@ -19,7 +19,7 @@ import numpy as np
 
 from naturalize.classes import CLASSES
 from naturalize.fsio import UserError, write_json
-from naturalize.outputs import check_disjoint, claim, write_marker
+from naturalize.outputs import check_disjoint, claim, dropped_if_unused, write_marker
 from naturalize.realism.critic import CriticParams, Trial, keras_or_error, trial
 from naturalize.realism.data import Images, apart, balanced, drop_shared, gather, refuse_composites, subset, unmatched
 from naturalize.realism.pixels import decode, formats, near_copies, thumbnails
@@ -174,8 +174,10 @@ def realism(
     x_last = np.concatenate([xr_all[ri], xs])
     provenance = {"real": result["real"], "synthetic": result["synthetic"], "seed": seeds - 1}
     classes_last = [real.classes[i] for i in ri] + cs
-    draw_saliency(last, x_last, classes_last, len(ri), saliency, out / "saliency.png", provenance)
-    draw_auc(result, out / "auc.png", provenance)
-    write_json(out / "realism.json", result)
-    write_marker(out, KIND, OUTPUTS)
+    # the marker first: a run stopped between its files (out of room, Ctrl-C) leaves a folder the rerun may write
+    with dropped_if_unused(out):
+        write_marker(out, KIND, OUTPUTS)
+        write_json(out / "realism.json", result)
+        draw_auc(result, out / "auc.png", provenance)
+        draw_saliency(last, x_last, classes_last, len(ri), saliency, out / "saliency.png", provenance)
     return result
