@@ -21,6 +21,15 @@ from naturalize.realism.run import realism
 from naturalize.testing.cli import run_cli
 
 FAST = CriticParams(size=48, epochs=15, batch=8, widths=(8, 16, 16))
+#: the keys of a realism result that `left_out` reads, for a run that left nothing out
+NOTHING_LEFT_OUT = {
+    "real": "/r",
+    "real_duplicates_dropped": 0,
+    "synthetic_duplicates_dropped": 0,
+    "synthetic_same_as_real_dropped": 0,
+    "synthetic_classes_untested": [],
+    "unclassed_left_out": {"real": [], "synthetic": []},
+}
 
 
 @pytest.fixture(scope="module")
@@ -249,14 +258,7 @@ def test_every_image_left_out_gets_a_warning_line() -> None:
     images); each kind of left-out image now has its warning line, and a run that used everything has none."""
     from naturalize.realism.report import left_out
 
-    clean = {
-        "real": "/r",
-        "real_duplicates_dropped": 0,
-        "synthetic_duplicates_dropped": 0,
-        "synthetic_same_as_real_dropped": 0,
-        "synthetic_classes_untested": [],
-        "unclassed_left_out": {"real": [], "synthetic": []},
-    }
+    clean = dict(NOTHING_LEFT_OUT)
     assert left_out(clean) == []
     lines = left_out(clean | {"real_duplicates_dropped": 1, "synthetic_duplicates_dropped": 3})
     assert lines[0].startswith("warning: left out 1 --real image(s) byte-identical to another --real image")
@@ -329,13 +331,7 @@ def test_sides_of_another_format_or_size_are_warned_of() -> None:
     recorded the sides' formats nor said a word when they differed."""
     from naturalize.realism.report import left_out
 
-    clean = {
-        "real": "/r",
-        "real_duplicates_dropped": 0,
-        "synthetic_duplicates_dropped": 0,
-        "synthetic_same_as_real_dropped": 0,
-        "synthetic_classes_untested": [],
-        "unclassed_left_out": {"real": [], "synthetic": []},
+    clean = NOTHING_LEFT_OUT | {
         "real_formats": {"JPEG 360x363": 90, "JPEG 366x369": 10},
         "synthetic_formats": {"JPEG 360x363": 50},
     }
