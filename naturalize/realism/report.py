@@ -9,6 +9,7 @@ surest of, and the real ones it took most for synthetic).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -125,10 +126,10 @@ def unlike(real: dict[str, int], synthetic: dict[str, int]) -> str:
     differs, e.g. "image format (--real mostly JPEG, --synthetic mostly PNG)"."""
 
     def mostly(kinds: dict[str, int], part: int) -> str:
-        tally: dict[str, int] = {}
+        tally: Counter[str] = Counter()
         for kind, n in kinds.items():
-            tally[kind.split(" ")[part]] = tally.get(kind.split(" ")[part], 0) + n
-        return max(tally, key=lambda k: tally[k]) if tally else ""
+            tally[kind.split(" ")[part]] += n
+        return tally.most_common(1)[0][0] if tally else ""
 
     differ = []
     for part, what in ((0, "image format"), (1, "pixel size")):

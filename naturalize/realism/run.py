@@ -101,7 +101,7 @@ def realism(
     _draw(real, syn, shared, per_class, Path(real_dir), Path(synthetic_dir))  # too few images: refused before decoding
     # every image of the shared classes decoded (one way for every format), near-copies left out: within a side
     # (the first kept) and synthetic ones of a real image
-    found = {"real_images": len(real.paths), "synthetic_images": len(syn.paths)}
+    n_real, n_syn = len(real.paths), len(syn.paths)  # before the classes not tested and near-copies leave
     untested = sorted(set(syn.classes) - set(shared))
     real = subset(real, [i for c in shared for i in real.of(c)])
     syn = subset(syn, [i for c in shared for i in syn.of(c)])
@@ -146,9 +146,9 @@ def realism(
     result.update(
         real=str(Path(real_dir).resolve()),
         synthetic=str(Path(synthetic_dir).resolve()),
-        real_images=found["real_images"],
+        real_images=n_real,
         real_duplicates_dropped=real.duplicates,
-        synthetic_images=found["synthetic_images"],
+        synthetic_images=n_syn,
         synthetic_duplicates_dropped=syn.duplicates,
         synthetic_same_as_real_dropped=syn.shared,
         real_near_copies_dropped=int(real_near.sum()),
