@@ -247,17 +247,25 @@ def test_a_listwise_model_is_reproducible_and_chooses_through_the_shipped_loadin
 def test_border_groups_named_for_the_model_are_appended_to_the_candidates_features(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """refine.BORDER_GROUPS: the features a model reads end with those groups' border columns of each candidate."""
+    """refine.BORDER_GROUPS (the shipped model's: edge, rel, side): the features a model reads end with those
+    groups' border columns of each candidate; without groups they are the other columns alone."""
+    assert refine_mod.BORDER_GROUPS == ("edge", "rel", "side")
     maps, cands = _drawn_disc()
     x = refine_mod.RefineInput(maps.fg, cands[2], maps.wbcness, maps.colour_dist, maps.green, maps.red_level, 1.0)
     sl = (slice(None), slice(None))
     all_cands = refine_mod.candidates(cands[0], maps.fg, x, sl)
+    shipped = refine_mod.features(all_cands, x, sl)
+    n0 = len(FEATURES) - len(border_columns(refine_mod.BORDER_GROUPS))
+    assert shipped.shape == (len(CANDIDATES), len(FEATURES))
+    assert FEATURES[n0:] == border_columns(("edge", "rel", "side"))
+    assert np.array_equal(shipped[:, n0:], border_features(all_cands, maps, ("edge", "rel", "side")))
+    monkeypatch.setattr(refine_mod, "BORDER_GROUPS", ())
     plain = refine_mod.features(all_cands, x, sl)
+    assert np.array_equal(plain, shipped[:, :n0])
     monkeypatch.setattr(refine_mod, "BORDER_GROUPS", ("edge", "side"))
     more = refine_mod.features(all_cands, x, sl)
-    assert plain.shape == (len(CANDIDATES), len(FEATURES)) and np.array_equal(more[:, : plain.shape[1]], plain)
-    assert np.array_equal(more[:, plain.shape[1] :], border_features(all_cands, maps, ("edge", "side")))
-    assert more.shape[1] == len(FEATURES) + len(border_columns(("edge", "side")))
+    assert np.array_equal(more[:, :n0], plain)
+    assert np.array_equal(more[:, n0:], border_features(all_cands, maps, ("edge", "side")))
 
 
 def test_per_class_margins_round_trip_and_bad_ones_are_refused() -> None:

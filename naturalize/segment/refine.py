@@ -9,8 +9,8 @@ nearly as wide as the cell: attached platelets and granules cut off); and the da
 closed and filled: a basophil without the pale lilac rim that OI-PBC's boxes leave out). Each candidate
 gets `FEATURES` (cell-level: size, solidity, nucleus share and darkness, colour, contact; candidate-level:
 kind, area and box ratios to the mask, box fill, solidity, contact, colour of the pixels added or
-removed), and, for the groups named in `BORDER_GROUPS` (none in the shipped model), segment/border.py's image
-evidence at each candidate's border. The model (segment/outline.py's perceptron class; sigmoid output:
+removed), and, for the groups named in `BORDER_GROUPS` (edge, rel, side), segment/border.py's image evidence
+at each candidate's border. The model (segment/outline.py's perceptron class; sigmoid output:
 the probability that the candidate's box has IoU >= 0.8 with the true cell's box) is trained by
 `benchmarks/train_wbc_refine.py` on the tuning half of the annotated sample; its weights are the small JSON
 file beside this module. The image's class (its PBC label, known when a bank is made) is a feature too, and
@@ -69,7 +69,7 @@ CAND_FEATURES: tuple[str, ...] = (
     "removed_green",
 )
 #: the groups of segment/border.py's image evidence at each candidate's border that the model reads
-BORDER_GROUPS: tuple[str, ...] = ()
+BORDER_GROUPS: tuple[str, ...] = ("edge", "rel", "side")
 FEATURES: tuple[str, ...] = (
     tuple(f"is_{c}" for c in CANDIDATES[1:])
     + CELL_FEATURES
