@@ -220,8 +220,7 @@ def refined_classes(table: dict[str, np.ndarray]) -> tuple[str, ...]:
 
 def pooled(table: dict[str, np.ndarray], classes: tuple[str, ...]) -> tuple[int, int]:
     """(hits, images) held out over every class when `classes` are refined at margin 0 and the others keep the mask."""
-    hits = sum(int(v[AT_MARGIN_0] if c in classes else v[1]) for c, v in table.items() if c != "all")
-    return hits, int(table["all"][0])
+    return pooled_at(table, dict.fromkeys(classes, 0.0))
 
 
 def best_margins(table: dict[str, np.ndarray]) -> dict[str, float]:
