@@ -4,6 +4,7 @@ Usage:
     python benchmarks/train_wbc_refine.py [--sample DIR] [--cache CANDIDATES.npz] [--check] [--write]
                                           [--halvings N] [--first-halving I] [--units U] [--alpha A]
                                           [--flips F] [--boundary GROUPS] [--listwise] [--epochs E]
+                                          [--class-margins C=M,...]
 
 Every tuning-half image with exactly one OI-PBC white-cell box is segmented by the classical backend without the
 refinement; the white cell whose box fits the annotated one best gives one row per candidate mask
@@ -17,7 +18,10 @@ other, both ways, over `--halvings` seeded halvings (5, seeds from `--first-halv
 every model, so two models' figures are paired), and prints per class how many images reach IoU >= 0.8 with the mask
 alone, refined at a range of margins, and with the best candidate; the refinement is used for the classes it helped
 there, and the pooled held-out figure with that class list (mask alone for the other classes) is the one a new model
-or candidate set is compared on. `--write` also fits on the whole tuning half and writes
+or candidate set is compared on. It also prints each class's best margin on the halvings scored (the first of the
+most hits, when that beats the mask alone); `--class-margins BA=0.0,LY=0.3,...` fixes such margins instead (chosen on
+other halvings): the listed classes are refined, each at its margin, the others keep the mask, and `--write` stores
+them with the weights. `--write` also fits on the whole tuning half and writes
 naturalize/segment/wbc_refine.json (the weights and those classes). `--boundary edge,rel,...` (check only) adds
 image evidence at each candidate's border (naturalize/segment/border.py's groups) to the features; a cache holds
 every group. `--listwise` fits the same perceptron shape on a listwise target instead (torch, seeded, one CPU
@@ -41,6 +45,7 @@ from segment_quality import load_boxes  # benchmarks/ is the script's folder
 from tqdm import tqdm
 from train_rbc_outline import ROWS_CODE, cached_rows, fit, training_args
 
+from naturalize.classes import WBC_CLASSES
 from naturalize.codeversion import code_digest
 from naturalize.fsio import write_text
 from naturalize.segment.border import COLUMNS, border_features
@@ -215,8 +220,41 @@ def refined_classes(table: dict[str, np.ndarray]) -> tuple[str, ...]:
 
 def pooled(table: dict[str, np.ndarray], classes: tuple[str, ...]) -> tuple[int, int]:
     """(hits, images) held out over every class when `classes` are refined at margin 0 and the others keep the mask."""
-    hits = sum(int(v[AT_MARGIN_0] if c in classes else v[1]) for c, v in table.items() if c != "all")
+    return pooled_at(table, dict.fromkeys(classes, 0.0))
+
+
+def best_margins(table: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per class, the margin (of MARGINS) with the most held-out hits, the first of ties, where that beats the mask
+    alone; classes where none does are left out (they keep the mask)."""
+    out = {}
+    for c, v in sorted(table.items()):
+        hits = v[2 : 2 + len(MARGINS)]
+        if c != "all" and hits.max() > v[1]:
+            out[c] = MARGINS[int(np.argmax(hits))]
+    return out
+
+
+def pooled_at(table: dict[str, np.ndarray], margins: dict[str, float]) -> tuple[int, int]:
+    """(hits, images) held out over every class when each class of `margins` is refined at its margin and the
+    others keep the mask."""
+    hits = sum(int(v[2 + MARGINS.index(margins[c])] if c in margins else v[1]) for c, v in table.items() if c != "all")
     return hits, int(table["all"][0])
+
+
+def parse_margins(text: str) -> dict[str, float]:
+    """`--class-margins`' "BA=0.0,LY=0.3" as a dict; ValueError for an unknown class or a margin not in MARGINS."""
+    out = {}
+    for item in (t for t in text.split(",") if t):
+        c, _, m = item.partition("=")
+        if c not in WBC_CLASSES:
+            raise ValueError(f"{c!r} is not a white-cell class {list(WBC_CLASSES)}")
+        try:
+            out[c] = float(m)
+        except ValueError:
+            raise ValueError(f"{item!r} is not CLASS=MARGIN") from None
+        if out[c] not in MARGINS:
+            raise ValueError(f"margin {m} of {c} is not one of {list(MARGINS)}")
+    return out
 
 
 def model_args(ap: argparse.ArgumentParser) -> None:
@@ -229,6 +267,7 @@ def model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--boundary", default="", help="check with these segment/border.py groups added (edge,rel,...)")
     ap.add_argument("--listwise", action="store_true", help="fit on the listwise target (torch) instead")
     ap.add_argument("--epochs", type=int, default=600, help="full-batch epochs of --listwise (600)")
+    ap.add_argument("--class-margins", default="", help="refine these classes only, each at its margin (BA=0.0,...)")
 
 
 def main() -> None:
@@ -238,6 +277,10 @@ def main() -> None:
             f"error: --halvings, --units and --epochs must be >= 1, --alpha >= 0, --flips 1 to {len(FLIPS)}"
         )
     groups = tuple(g for g in args.boundary.split(",") if g)
+    try:
+        margins = parse_margins(args.class_margins)
+    except ValueError as e:
+        raise SystemExit(f"error: --class-margins: {e}") from None
     try:
         cols = [COLUMNS.index(n) for n in border_columns(groups)]
     except ValueError as e:
@@ -271,9 +314,16 @@ def main() -> None:
     fitter: Fit = partial(fit_listwise, epochs=args.epochs) if args.listwise else fit
     table = held_out(d, args.halvings, args.units, args.alpha, features, args.first_halving, fitter)
     print_table(table)
-    classes = refined_classes(table)
-    print(f"refined classes (held-out gain at margin 0): {', '.join(classes)}")
-    hits, n = pooled(table, classes)
+    best = best_margins(table)
+    print(f"best margins on these halvings: {','.join(f'{c}={m}' for c, m in best.items())}")
+    if margins:
+        classes = tuple(sorted(margins))
+        print(f"refined classes (given, each at its margin): {args.class_margins}")
+        hits, n = pooled_at(table, margins)
+    else:
+        classes = refined_classes(table)
+        print(f"refined classes (held-out gain at margin 0): {', '.join(classes)}")
+        hits, n = pooled(table, classes)
     last = args.first_halving + args.halvings - 1
     print(
         f"held out, refining those classes only: {hits / n:.2%} ({hits} of {n} scorings, "
@@ -281,7 +331,8 @@ def main() -> None:
         f"{', listwise' if args.listwise else ''}, units {args.units}, alpha {args.alpha})"
     )
     if args.write:
-        write_text(WEIGHTS, Refiner(fitter(d["x"], y, FEATURES, args.units, args.alpha), classes).to_json())
+        model = fitter(d["x"], y, FEATURES, args.units, args.alpha)
+        write_text(WEIGHTS, Refiner(model, classes, tuple(sorted(margins.items()))).to_json())
         print(f"wrote {WEIGHTS}")
 
 

@@ -247,14 +247,80 @@ def test_a_listwise_model_is_reproducible_and_chooses_through_the_shipped_loadin
 def test_border_groups_named_for_the_model_are_appended_to_the_candidates_features(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """refine.BORDER_GROUPS: the features a model reads end with those groups' border columns of each candidate."""
+    """refine.BORDER_GROUPS (the shipped model's: edge, rel, side): the features a model reads end with those
+    groups' border columns of each candidate; without groups they are the other columns alone."""
+    assert refine_mod.BORDER_GROUPS == ("edge", "rel", "side")
     maps, cands = _drawn_disc()
     x = refine_mod.RefineInput(maps.fg, cands[2], maps.wbcness, maps.colour_dist, maps.green, maps.red_level, 1.0)
     sl = (slice(None), slice(None))
     all_cands = refine_mod.candidates(cands[0], maps.fg, x, sl)
+    shipped = refine_mod.features(all_cands, x, sl)
+    n0 = len(FEATURES) - len(border_columns(refine_mod.BORDER_GROUPS))
+    assert shipped.shape == (len(CANDIDATES), len(FEATURES))
+    assert FEATURES[n0:] == border_columns(("edge", "rel", "side"))
+    assert np.array_equal(shipped[:, n0:], border_features(all_cands, maps, ("edge", "rel", "side")))
+    monkeypatch.setattr(refine_mod, "BORDER_GROUPS", ())
     plain = refine_mod.features(all_cands, x, sl)
+    assert np.array_equal(plain, shipped[:, :n0])
     monkeypatch.setattr(refine_mod, "BORDER_GROUPS", ("edge", "side"))
     more = refine_mod.features(all_cands, x, sl)
-    assert plain.shape == (len(CANDIDATES), len(FEATURES)) and np.array_equal(more[:, : plain.shape[1]], plain)
-    assert np.array_equal(more[:, plain.shape[1] :], border_features(all_cands, maps, ("edge", "side")))
-    assert more.shape[1] == len(FEATURES) + len(border_columns(("edge", "side")))
+    assert np.array_equal(more[:, :n0], plain)
+    assert np.array_equal(more[:, n0:], border_features(all_cands, maps, ("edge", "side")))
+
+
+def test_per_class_margins_round_trip_and_bad_ones_are_refused() -> None:
+    """The weights file's refine_margins: kept through to_json/from_json; a margin for a class not refined, or
+    outside [0, 1], is refused; a class without one gets 0."""
+    refiner = shipped_model()
+    assert refiner is not None
+    r = Refiner(refiner.model, ("BA", "LY", "MO"), (("LY", 0.3), ("MO", 0.05)))
+    again = Refiner.from_json(r.to_json())
+    assert again.margins == r.margins and again.classes == r.classes
+    assert again.margin("LY") == 0.3 and again.margin("BA") == 0.0 and again.margin("") == 0.0
+    assert "refine_margins" not in Refiner(refiner.model, ("BA",)).to_json()
+    with pytest.raises(ValueError, match="refine_margins"):
+        Refiner.from_json(Refiner(refiner.model, ("BA",), (("LY", 0.3),)).to_json())
+    with pytest.raises(ValueError, match="refine_margins"):
+        Refiner.from_json(Refiner(refiner.model, ("LY",), (("LY", 1.5),)).to_json())
+
+
+def test_a_class_margin_of_one_keeps_every_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """refine_white adds the refiner's margin for the image's class: at 1 no candidate can beat the mask, so the
+    refined segmentation equals the plain one; at 0 the same model changes some cell of the scene."""
+    base = shipped_model()
+    assert base is not None
+    changed = False
+    for cls in ("BA", "MMY", "SNE", "LY"):
+        rgb = _image(cls)
+        plain = segment_classical(rgb, PLAIN, label=cls)
+        for m, want_same in ((1.0, True), (0.0, False)):
+            refiner = Refiner(base.model, (cls,), ((cls, m),))
+            monkeypatch.setattr(refine_mod, "shipped_model", lambda r=refiner: r)
+            same = _same(segment_classical(rgb, label=cls), plain)
+            if want_same:
+                assert same
+            else:
+                changed |= not same
+    assert changed
+
+
+def test_class_margins_are_parsed_chosen_and_pooled_the_way_the_check_prints_them() -> None:
+    """train_wbc_refine.py --class-margins: "C=M" pairs of white-cell classes and MARGINS only; the best margin per
+    class is the first with the most held-out hits when it beats the mask; pooling refines the listed classes at
+    their margins and keeps the mask for the others."""
+    from train_wbc_refine import MARGINS, best_margins, parse_margins, pooled_at
+
+    assert parse_margins("BA=0.0,LY=0.3") == {"BA": 0.0, "LY": 0.3} and parse_margins("") == {}
+    for bad in ("XX=0.0", "BA=0.07", "BA", "BA=x"):
+        with pytest.raises(ValueError):
+            parse_margins(bad)
+    n = len(MARGINS)
+    table = {
+        "BA": np.array([10, 5, *([8] + [6] * (n - 1)), 9]),  # best at margin 0
+        "LY": np.array([10, 7, *([7] * (n - 2) + [9, 9]), 10]),  # best (first of the tie) at MARGINS[-2]
+        "EO": np.array([10, 9, *([9] * n), 10]),  # no margin beats the mask
+    }
+    table["all"] = sum(table.values())
+    assert best_margins(table) == {"BA": MARGINS[0], "LY": MARGINS[-2]}
+    assert pooled_at(table, best_margins(table)) == (8 + 9 + 9, 30)
+    assert pooled_at(table, {}) == (5 + 7 + 9, 30)

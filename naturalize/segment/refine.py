@@ -9,15 +9,15 @@ nearly as wide as the cell: attached platelets and granules cut off); and the da
 closed and filled: a basophil without the pale lilac rim that OI-PBC's boxes leave out). Each candidate
 gets `FEATURES` (cell-level: size, solidity, nucleus share and darkness, colour, contact; candidate-level:
 kind, area and box ratios to the mask, box fill, solidity, contact, colour of the pixels added or
-removed), and, for the groups named in `BORDER_GROUPS` (none in the shipped model), segment/border.py's
-image evidence at each candidate's border. The model (segment/outline.py's perceptron class; sigmoid output:
+removed), and, for the groups named in `BORDER_GROUPS` (edge, rel, side), segment/border.py's image evidence
+at each candidate's border. The model (segment/outline.py's perceptron class; sigmoid output:
 the probability that the candidate's box has IoU >= 0.8 with the true cell's box) is trained by
 `benchmarks/train_wbc_refine.py` on the tuning half of the annotated sample; its weights are the small JSON
 file beside this module. The image's class (its PBC label, known when a bank is made) is a feature too, and
-the weights file lists the classes the refinement is used for (those it helped on held-out tuning images); a
-cell of another or an unknown class keeps its mask. A candidate other than the mask itself is taken when it
-scores at least `margin` above the mask. Without the weights file nothing changes. Everything works on a window
-around the cell (numpy/OpenCV, no scikit-learn at run time).
+the weights file lists the classes the refinement is used for (those it helped on held-out tuning images) and
+each one's margin; a cell of another or an unknown class keeps its mask. A candidate other than the mask itself
+is taken when it scores at least `margin` plus its class's margin above the mask. Without the weights file
+nothing changes. Everything works on a window around the cell (numpy/OpenCV, no scikit-learn at run time).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ CAND_FEATURES: tuple[str, ...] = (
     "removed_green",
 )
 #: the groups of segment/border.py's image evidence at each candidate's border that the model reads
-BORDER_GROUPS: tuple[str, ...] = ()
+BORDER_GROUPS: tuple[str, ...] = ("edge", "rel", "side")
 FEATURES: tuple[str, ...] = (
     tuple(f"is_{c}" for c in CANDIDATES[1:])
     + CELL_FEATURES
@@ -97,22 +97,38 @@ class RefineInput:
 
 @dataclass(frozen=True)
 class Refiner:
-    """The learned model and the classes it is used for."""
+    """The learned model, the classes it is used for, and per class the margin added to the caller's (0 when
+    absent)."""
 
     model: OutlineModel
     classes: tuple[str, ...]
+    margins: tuple[tuple[str, float], ...] = ()
+
+    def margin(self, label: str) -> float:
+        """The margin added for class `label`."""
+        return dict(self.margins).get(label, 0.0)
 
     def to_json(self) -> str:
         d = json.loads(self.model.to_json())
-        return json.dumps({**d, "refine_classes": list(self.classes)}) + "\n"
+        extra = {"refine_margins": dict(self.margins)} if self.margins else {}
+        return json.dumps({**d, "refine_classes": list(self.classes), **extra}) + "\n"
 
     @staticmethod
     def from_json(text: str) -> Refiner:
-        """The refiner of `to_json`'s text; ValueError when its features differ from FEATURES or a class is unknown."""
-        classes = tuple(json.loads(text).get("refine_classes", ()))
-        if not set(classes) <= set(WBC_CLASSES):
-            raise ValueError(f"refine_classes {list(classes)} are not all white-cell classes {list(WBC_CLASSES)}")
-        return Refiner(OutlineModel.from_json(text, FEATURES), classes)
+        """The refiner of `to_json`'s text; ValueError when its features differ from FEATURES, a class is unknown
+        or a margin is not a number in [0, 1]."""
+        d = json.loads(text)
+        classes = tuple(d.get("refine_classes", ()))
+        margins = d.get("refine_margins", {})
+        if not set(classes) <= set(WBC_CLASSES) or not set(margins) <= set(classes):
+            raise ValueError(
+                f"refine_classes {list(classes)} are not all white-cell classes {list(WBC_CLASSES)}, or "
+                f"refine_margins {sorted(margins)} name a class not refined"
+            )
+        if not all(isinstance(m, (int, float)) and 0.0 <= m <= 1.0 for m in margins.values()):
+            raise ValueError(f"refine_margins {margins} must be numbers in [0, 1]")
+        pairs = tuple((c, float(m)) for c, m in margins.items())
+        return Refiner(OutlineModel.from_json(text, FEATURES), classes, pairs)
 
 
 @lru_cache(maxsize=1)
@@ -265,10 +281,12 @@ def choose(probs: np.ndarray, margin: float) -> int:
 def refine_white(
     labels: np.ndarray, n: int, x: RefineInput, refiner: Refiner | None, margin: float, trace: list | None = None
 ) -> np.ndarray:
-    """`labels` (white cells 1..n) with each cell replaced by its chosen candidate; unchanged without a refiner
-    or for a class it is not used for. `trace`, when given, receives (label, window, candidates, features, `x`)
-    of every cell (training)."""
+    """`labels` (white cells 1..n) with each cell replaced by its chosen candidate (at `margin` plus the
+    refiner's margin for the class); unchanged without a refiner or for a class it is not used for. `trace`,
+    when given, receives (label, window, candidates, features, `x`) of every cell (training)."""
     model = refiner.model if refiner is not None and x.label in refiner.classes else None
+    if refiner is not None:
+        margin += refiner.margin(x.label)
     if model is None and trace is None:
         return labels
     out = labels.copy()
